@@ -1,0 +1,119 @@
+/**
+ * FHIR constants in one place: code systems, identifier systems, extension URLs and
+ * profile canonicals. Everything that builds or checks a resource takes its URLs from here.
+ *
+ * Canonical base of the artefacts authored in `profiles/` (FSH). Changing it means
+ * re-running `npm run profiles`.
+ */
+export const CANONICAL_BASE = 'https://second-opinion.org/fhir';
+
+/** Profiles (StructureDefinitions compiled from `profiles/*.fsh`). */
+export const PROFILE = {
+  serviceRequest: `${CANONICAL_BASE}/StructureDefinition/second-opinion-request`,
+  task: `${CANONICAL_BASE}/StructureDefinition/second-opinion-task`,
+  recordSet: `${CANONICAL_BASE}/StructureDefinition/record-set-bundle`,
+  consultNote: `${CANONICAL_BASE}/StructureDefinition/consult-note`,
+  firstOpinion: `${CANONICAL_BASE}/StructureDefinition/first-opinion`,
+} as const;
+
+/** Extensions defined by this service. */
+export const EXTENSION = {
+  /** ServiceRequest: records-only | virtual | in-person (valueCoding from REVIEW_TYPE_SYSTEM). */
+  reviewType: `${CANONICAL_BASE}/StructureDefinition/review-type`,
+  /** ServiceRequest: the first opinion is withheld from consultants until they commit their own (valueBoolean). */
+  blinded: `${CANONICAL_BASE}/StructureDefinition/blinded`,
+} as const;
+
+/** Code systems defined by this service (see `profiles/terminology.fsh`). */
+export const SYSTEM = {
+  kind: `${CANONICAL_BASE}/CodeSystem/second-opinion-kind`,
+  reviewType: `${CANONICAL_BASE}/CodeSystem/review-type`,
+  taskBusinessStatus: `${CANONICAL_BASE}/CodeSystem/task-business-status`,
+  /** External code systems. */
+  snomed: 'http://snomed.info/sct',
+  loinc: 'http://loinc.org',
+  v2ReferralReason: 'http://terminology.hl7.org/CodeSystem/v2-0336',
+  v2IdentifierType: 'http://terminology.hl7.org/CodeSystem/v2-0203',
+  taskCode: 'http://hl7.org/fhir/CodeSystem/task-code',
+  dataOperation: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation',
+  provenanceParticipantType: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type',
+} as const;
+
+/** Where the service names itself (Provenance agents, identifier systems). */
+export const SERVICE_DEVICE_DISPLAY = 'Second-opinion referral service';
+
+/**
+ * Identifier system of a referrer's own request ids (the placer identifier). One system
+ * per participant, so two referrers may use the same request id without colliding.
+ */
+export function placerIdentifierSystem(participantId: string): string {
+  return `${CANONICAL_BASE}/NamingSystem/placer-request-id/${participantId}`;
+}
+
+export const KINDS = [
+  'diagnosis-confirmation',
+  'treatment-choice',
+  'pre-procedure',
+  'revision',
+  'complication',
+  'pathology-review',
+  'imaging-review',
+] as const;
+export type Kind = (typeof KINDS)[number];
+
+export const KIND_DISPLAY: Record<Kind, string> = {
+  'diagnosis-confirmation': 'Diagnosis confirmation',
+  'treatment-choice': 'Treatment choice',
+  'pre-procedure': 'Pre-procedure second opinion',
+  revision: 'Revision after a prior procedure',
+  complication: 'Complication review',
+  'pathology-review': 'Pathology second read',
+  'imaging-review': 'Imaging second read',
+};
+
+export const REVIEW_TYPES = ['records-only', 'virtual', 'in-person'] as const;
+export type ReviewType = (typeof REVIEW_TYPES)[number];
+
+export const REVIEW_TYPE_DISPLAY: Record<ReviewType, string> = {
+  'records-only': 'Records-only desk review',
+  virtual: 'Virtual visit',
+  'in-person': 'In-person re-evaluation',
+};
+
+/** Request priorities accepted at intake; `stat` is refused (emergencies must not wait). */
+export const PRIORITIES = ['routine', 'urgent', 'asap', 'stat'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** Task.businessStatus codes: the finer steps inside the R4 Task status. */
+export const BUSINESS_STATUS = {
+  'records-pending': 'Record set not yet assembled',
+  'awaiting-records': 'Awaiting required records',
+  'awaiting-consent': 'Awaiting patient consent to disclose',
+  'records-ready': 'Record set ready for the consultant',
+  'records-failed': 'Record set could not be assembled',
+  'information-requested': 'Consultant requested more information',
+  'cancellation-requested': 'Referrer requested cancellation',
+  'opinion-delivered': 'Opinion delivered to the referring EHR',
+  'delivery-failed': 'Opinion could not be delivered',
+  overdue: 'Past the due date',
+} as const;
+export type BusinessStatus = keyof typeof BUSINESS_STATUS;
+
+export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', display: 'Patient referral' } as const;
+export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;
+export const TASK_CODE_FULFILL = { system: SYSTEM.taskCode, code: 'fulfill', display: 'Fulfill the focal request' } as const;
+
+/** LOINC document types used across the service (DESIGN.md). */
+export const LOINC_DOC = {
+  operativeNote: { code: '11504-8', display: 'Surgical operation note' },
+  pathology: { code: '11526-1', display: 'Pathology study' },
+  imaging: { code: '18748-4', display: 'Diagnostic imaging study' },
+  preOperativePhoto: { code: '46212-7', display: 'Pre-operative photo' },
+  dischargeSummary: { code: '18842-5', display: 'Discharge summary' },
+  progressNote: { code: '11506-3', display: 'Progress note' },
+  historyAndPhysical: { code: '34117-2', display: 'History and physical note' },
+  consultNote: { code: '11488-4', display: 'Consult note' },
+  referralNote: { code: '57133-1', display: 'Referral note' },
+} as const;
+
+export const FHIR_JSON = 'application/fhir+json';

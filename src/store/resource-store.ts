@@ -1,0 +1,247 @@
+import { randomUUID } from 'node:crypto';
+import { notFound, OperationOutcomeError, preconditionFailed } from '@medplum/core';
+import type { Resource, ResourceType } from '@medplum/fhirtypes';
+import { and, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
+import type { Db } from './database.ts';
+import { resourceHistory, resources } from './schema.ts';
+
+/** Checks a resource before it is written; throws when it does not conform. */
+export interface ResourceValidator {
+  validate(resource: Resource): void;
+}
+
+/**
+ * Who is reading. A participant sees only resources whose `access` list names it;
+ * `system` is the service itself (use cases that check access on their own, jobs).
+ */
+export type Reader = { participantId: string } | 'system';
+
+export interface NewResource<T extends Resource = Resource> {
+  resource: T;
+  /** Participant ids allowed to read it. */
+  access: readonly string[];
+}
+
+export interface UpdateOptions {
+  /** Optimistic concurrency: the version the caller based its change on (If-Match). */
+  expectedVersion?: string;
+  /** Replaces the access list; kept as is when absent. */
+  access?: readonly string[];
+}
+
+/** `_lastUpdated` comparisons. */
+export interface DateFilter {
+  op: 'eq' | 'ne' | 'gt' | 'lt' | 'ge' | 'le';
+  value: Date;
+}
+
+export interface SearchQuery {
+  resourceType: ResourceType;
+  /**
+   * AND of groups; each group is an OR of JSON documents the resource must contain
+   * (jsonb `@>`), e.g. `[[{ status: 'requested' }, { status: 'accepted' }], [{ owner: { reference: 'Organization/x' } }]]`.
+   */
+  contains?: object[][];
+  lastUpdated?: DateFilter[];
+  count: number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+}
+
+export interface SearchPage<T extends Resource = Resource> {
+  resources: T[];
+  /** Cursor of the next page, when there is one. */
+  next?: string;
+}
+
+type Row = typeof resources.$inferSelect;
+
+/**
+ * FHIR resources as versioned jsonb rows: `resource` holds the current version,
+ * `resource_history` every version. Every write is validated first, so nothing that
+ * fails our profiles is ever stored. Works unchanged on PostgreSQL and PGlite.
+ */
+export class ResourceStore {
+  constructor(
+    private readonly db: Db,
+    private readonly validator: ResourceValidator,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /**
+   * Runs `fn` in one database transaction: every write inside commits together or not at all.
+   * Nested calls become savepoints.
+   */
+  async withTransaction<R>(fn: (store: ResourceStore) => Promise<R>): Promise<R> {
+    return this.db.transaction(async (tx) => fn(new ResourceStore(tx as unknown as Db, this.validator, this.now)));
+  }
+
+  /** The underlying drizzle handle, for use cases that write their own tables in the same transaction. */
+  get database(): Db {
+    return this.db;
+  }
+
+  async create<T extends Resource>(resource: T, access: readonly string[]): Promise<T> {
+    const [created] = await this.createMany([{ resource, access }]);
+    return created as T;
+  }
+
+  /** Creates several resources with one INSERT per table (ids are assigned when missing). */
+  async createMany(items: readonly NewResource[]): Promise<Resource[]> {
+    if (items.length === 0) return [];
+    const lastUpdated = this.now();
+    const rows = items.map(({ resource, access }) => {
+      const content = {
+        ...resource,
+        id: resource.id ?? randomUUID(),
+        meta: { ...resource.meta, versionId: '1', lastUpdated: lastUpdated.toISOString() },
+      } as Resource;
+      this.validator.validate(content);
+      return { resourceType: content.resourceType, id: content.id as string, versionId: 1, lastUpdated, content, access: [...access] };
+    });
+    await this.db.insert(resources).values(rows);
+    await this.db.insert(resourceHistory).values(rows);
+    return rows.map((r) => r.content);
+  }
+
+  /**
+   * Writes a new version. With `expectedVersion` the write succeeds only if the current
+   * version is still that one (412 otherwise), so concurrent updates never lose one another.
+   */
+  async update<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<T> {
+    const type = resource.resourceType;
+    const id = resource.id;
+    if (!id) throw new Error('update needs a resource id');
+    const current = await this.db
+      .select({ versionId: resources.versionId, access: resources.access })
+      .from(resources)
+      .where(and(eq(resources.resourceType, type), eq(resources.id, id)))
+      .for('update');
+    const row = current[0];
+    if (!row) throw new OperationOutcomeError(notFound);
+    if (options.expectedVersion !== undefined && String(row.versionId) !== options.expectedVersion) {
+      throw new OperationOutcomeError(preconditionFailed);
+    }
+    const versionId = row.versionId + 1;
+    const lastUpdated = this.now();
+    const content = { ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } } as T;
+    this.validator.validate(content);
+    const access = options.access ? [...options.access] : row.access;
+    const updated = await this.db
+      .update(resources)
+      .set({ versionId, lastUpdated, content, access })
+      .where(and(eq(resources.resourceType, type), eq(resources.id, id), eq(resources.versionId, row.versionId)))
+      .returning({ id: resources.id });
+    if (updated.length === 0) throw new OperationOutcomeError(preconditionFailed);
+    await this.db.insert(resourceHistory).values({ resourceType: type, id, versionId, lastUpdated, content, access });
+    return content;
+  }
+
+  async read<T extends Resource>(resourceType: T['resourceType'], id: string, reader: Reader): Promise<T | undefined> {
+    const rows = await this.db
+      .select()
+      .from(resources)
+      .where(and(eq(resources.resourceType, resourceType), eq(resources.id, id), accessFilter(resources.access, reader)))
+      .limit(1);
+    return rows[0]?.content as T | undefined;
+  }
+
+  /** Reads several resources of one type by id; missing or unreadable ones are left out. */
+  async readMany<T extends Resource>(resourceType: T['resourceType'], ids: readonly string[], reader: Reader): Promise<T[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.db
+      .select()
+      .from(resources)
+      .where(and(eq(resources.resourceType, resourceType), inArray(resources.id, [...ids]), accessFilter(resources.access, reader)));
+    const byId = new Map(rows.map((r) => [r.id, r.content as T]));
+    return ids.flatMap((id) => (byId.has(id) ? [byId.get(id) as T] : []));
+  }
+
+  async readVersion<T extends Resource>(resourceType: T['resourceType'], id: string, versionId: string, reader: Reader): Promise<T | undefined> {
+    const version = Number(versionId);
+    if (!Number.isInteger(version) || version < 1) return undefined;
+    if (!(await this.read(resourceType, id, reader))) return undefined;
+    const rows = await this.db
+      .select()
+      .from(resourceHistory)
+      .where(and(eq(resourceHistory.resourceType, resourceType), eq(resourceHistory.id, id), eq(resourceHistory.versionId, version)))
+      .limit(1);
+    return rows[0]?.content as T | undefined;
+  }
+
+  /** Every version, newest first; undefined when the reader may not see the resource. */
+  async history<T extends Resource>(resourceType: T['resourceType'], id: string, reader: Reader): Promise<T[] | undefined> {
+    if (!(await this.read(resourceType, id, reader))) return undefined;
+    const rows = await this.db
+      .select()
+      .from(resourceHistory)
+      .where(and(eq(resourceHistory.resourceType, resourceType), eq(resourceHistory.id, id)))
+      .orderBy(desc(resourceHistory.versionId));
+    return rows.map((r) => r.content as T);
+  }
+
+  /** Newest first (by lastUpdated, then id), keyset-paginated so pages stay stable under inserts. */
+  async search<T extends Resource>(query: SearchQuery, reader: Reader): Promise<SearchPage<T>> {
+    const conditions: (SQL | undefined)[] = [eq(resources.resourceType, query.resourceType), accessFilter(resources.access, reader)];
+    for (const group of query.contains ?? []) {
+      conditions.push(or(...group.map((doc) => sql`${resources.content} @> ${JSON.stringify(doc)}::jsonb`)));
+    }
+    for (const f of query.lastUpdated ?? []) conditions.push(dateCondition(f));
+    const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+    if (after) {
+      conditions.push(sql`(${resources.lastUpdated}, ${resources.id}) < (${after.lastUpdated.toISOString()}::timestamptz, ${after.id})`);
+    }
+    const rows: Row[] = await this.db
+      .select()
+      .from(resources)
+      .where(and(...conditions))
+      .orderBy(desc(resources.lastUpdated), desc(resources.id))
+      .limit(query.count + 1);
+    const page = rows.slice(0, query.count);
+    const last = page[page.length - 1];
+    return {
+      resources: page.map((r) => r.content as T),
+      next: rows.length > query.count && last ? encodeCursor(last.lastUpdated, last.id) : undefined,
+    };
+  }
+}
+
+function accessFilter(column: typeof resources.access | typeof resourceHistory.access, reader: Reader): SQL | undefined {
+  if (reader === 'system') return undefined;
+  return sql`${column} @> ARRAY[${reader.participantId}]::text[]`;
+}
+
+function dateCondition(f: DateFilter): SQL {
+  const v = f.value.toISOString();
+  const col = resources.lastUpdated;
+  switch (f.op) {
+    case 'eq':
+      return sql`${col} = ${v}::timestamptz`;
+    case 'ne':
+      return sql`${col} <> ${v}::timestamptz`;
+    case 'gt':
+      return sql`${col} > ${v}::timestamptz`;
+    case 'lt':
+      return sql`${col} < ${v}::timestamptz`;
+    case 'ge':
+      return sql`${col} >= ${v}::timestamptz`;
+    case 'le':
+      return sql`${col} <= ${v}::timestamptz`;
+  }
+}
+
+function encodeCursor(lastUpdated: Date, id: string): string {
+  return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
+}
+
+/** Returns undefined for a cursor that was not made by encodeCursor. */
+export function decodeCursor(cursor: string): { lastUpdated: Date; id: string } | undefined {
+  try {
+    const [ts, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const lastUpdated = new Date(ts);
+    if (typeof id !== 'string' || Number.isNaN(lastUpdated.getTime())) return undefined;
+    return { lastUpdated, id };
+  } catch {
+    return undefined;
+  }
+}
