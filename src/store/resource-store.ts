@@ -62,11 +62,15 @@ type Row = typeof resources.$inferSelect;
  * fails our profiles is ever stored. Works unchanged on PostgreSQL and PGlite.
  */
 export class ResourceStore {
-  constructor(
-    private readonly db: Db,
-    private readonly validator: ResourceValidator,
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+  private readonly db: Db;
+  private readonly validator: ResourceValidator;
+  private readonly now: () => Date;
+
+  constructor(db: Db, validator: ResourceValidator, now: () => Date = () => new Date()) {
+    this.db = db;
+    this.validator = validator;
+    this.now = now;
+  }
 
   /**
    * Runs `fn` in one database transaction: every write inside commits together or not at all.

@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
-import { index, integer, jsonb, pgTable, primaryKey, text, timestamp } from 'drizzle-orm/pg-core';
+import { index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /**
  * The database schema, one definition for PostgreSQL and PGlite. `drizzle-kit generate`
@@ -53,7 +53,7 @@ export const intakeRequests = pgTable('intake_request', {
   taskIds: text('task_ids').array().notNull(),
   request: jsonb('request').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
-}, (t) => [primaryKey({ columns: [t.participantId, t.requestId] })]);
+}, (t) => [primaryKey({ columns: [t.participantId, t.requestId] }), uniqueIndex('intake_request_service_request_idx').on(t.serviceRequestId)]);
 
 /** Client-assertion `jti`s seen by the token endpoint, kept until the assertion expires. */
 export const usedAssertions = pgTable(

@@ -36,6 +36,7 @@ CREATE TABLE "client_assertion_jti" (
 	CONSTRAINT "client_assertion_jti_client_id_jti_pk" PRIMARY KEY("client_id","jti")
 );
 --> statement-breakpoint
+CREATE UNIQUE INDEX "intake_request_service_request_idx" ON "intake_request" USING btree ("service_request_id");--> statement-breakpoint
 CREATE INDEX "resource_content_idx" ON "resource" USING gin ("content" jsonb_path_ops);--> statement-breakpoint
 CREATE INDEX "resource_access_idx" ON "resource" USING gin ("access");--> statement-breakpoint
 CREATE INDEX "resource_type_updated_idx" ON "resource" USING btree ("resource_type","last_updated","id");--> statement-breakpoint

@@ -1,0 +1,71 @@
+import express, { type Express } from 'express';
+import { createAuthMiddleware } from './auth/middleware.ts';
+import { createAuthRouter } from './auth/routes.ts';
+import type { AuthDeps } from './auth/auth-deps.ts';
+import type { Config } from './config/config.ts';
+import { capabilityStatement } from './fhir/capability-statement.ts';
+import { FHIR_JSON } from './fhir/constants.ts';
+import { createFhirRouter } from './fhir/routes.ts';
+import { createErrorHandler, notFoundHandler } from './http/errors.ts';
+import { createHealthRouter } from './http/health.ts';
+import { requestContext } from './http/request-context.ts';
+import { createIntakeRouter } from './intake/routes.ts';
+import type { Logger } from './log/logger.ts';
+import type { Network } from './network/network.ts';
+import { createParticipantsRouter } from './network/routes.ts';
+import type { ResourceStore } from './store/resource-store.ts';
+
+export interface AppDeps {
+  config: Config;
+  log: Logger;
+  store: ResourceStore;
+  network: Network;
+  auth: AuthDeps;
+  /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
+  ready: () => Promise<void>;
+  now: () => Date;
+  software: { name: string; version: string };
+}
+
+/**
+ * Builds the Express app from its dependencies. Express is only the adapter: each route
+ * parses, calls one use case, and sends. Public routes come first, then the bearer-token
+ * middleware guards everything after it.
+ */
+export function createApp(deps: AppDeps): Express {
+  const { config, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'extended');
+  app.use(requestContext(log));
+
+  // Public: health, SMART discovery and token endpoint, CapabilityStatement.
+  app.use(createHealthRouter({ ready: deps.ready }));
+  app.use(createAuthRouter(deps.auth));
+  const metadata = JSON.stringify(capabilityStatement(config.publicUrl, deps.software, deps.now().toISOString()));
+  app.get('/fhir/metadata', (_req, res) => {
+    res.type(FHIR_JSON).send(metadata);
+  });
+
+  // Everything below needs a valid bearer token.
+  app.use(createAuthMiddleware(deps.auth));
+  app.use(createParticipantsRouter({ network: deps.network }));
+  app.use(
+    createIntakeRouter({
+      intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now },
+      summary: {
+        store: deps.store,
+        participantByOrganization: (reference) => deps.network.participants.find((p) => p.organization.reference === reference),
+        now: deps.now,
+      },
+      publicUrl: config.publicUrl,
+      bodyLimitBytes: config.bodyLimitBytes,
+    }),
+  );
+  app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir` }));
+
+  app.use(notFoundHandler);
+  app.use(createErrorHandler(log));
+  return app;
+}

@@ -1,0 +1,94 @@
+import express, { type Request, type Response, Router } from 'express';
+import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
+import { OAuthError } from './oauth-error.ts';
+import { splitScopes } from './scopes.ts';
+import { ASSERTION_ALGORITHMS, issueAccessToken } from './token-endpoint.ts';
+
+/** Largest token request body; an assertion is well under 2 kB. */
+const TOKEN_BODY_LIMIT = '16kb';
+
+const parseForm = express.urlencoded({ extended: false, limit: TOKEN_BODY_LIMIT, type: 'application/x-www-form-urlencoded', parameterLimit: 20 });
+
+/**
+ * The public auth endpoints (mount BEFORE the auth middleware; they need no token):
+ * - `POST /auth/token`: SMART Backend Services token request (form-encoded), OAuth JSON errors;
+ * - `GET /.well-known/smart-configuration` (also under `/fhir/`, where SMART clients look for it
+ *   relative to the FHIR base URL);
+ * - `GET /.well-known/jwks.json`: the public key access tokens are signed with.
+ */
+export function createAuthRouter(deps: AuthDeps): Router {
+  const router = Router();
+
+  router.post('/auth/token', async (req, res) => {
+    res.set({ 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+    const form = await readForm(req, res);
+    if (!form) return;
+    try {
+      res.json(await issueAccessToken(form, deps));
+    } catch (err) {
+      if (!(err instanceof OAuthError)) throw err;
+      res.status(err.status).json(err.toJSON());
+    }
+  });
+
+  const smartConfiguration = (_req: Request, res: Response) => {
+    res.set('Cache-Control', 'public, max-age=300');
+    res.json(smartConfigurationDocument(deps));
+  };
+  router.get('/.well-known/smart-configuration', smartConfiguration);
+  router.get('/fhir/.well-known/smart-configuration', smartConfiguration);
+
+  router.get('/.well-known/jwks.json', (_req, res) => {
+    res.set('Cache-Control', 'public, max-age=300');
+    res.json({ keys: [deps.signingKey.publicJwk] });
+  });
+
+  return router;
+}
+
+/**
+ * SMART discovery document (https://hl7.org/fhir/smart-app-launch/conformance.html):
+ * backend services with asymmetric client authentication only.
+ */
+export function smartConfigurationDocument(deps: Pick<AuthDeps, 'config' | 'network'>): Record<string, unknown> {
+  const scopes = new Set<string>();
+  for (const p of deps.network.participants) for (const c of p.clients) for (const s of splitScopes(c.scope)) scopes.add(s);
+  return {
+    issuer: deps.config.publicUrl,
+    jwks_uri: `${deps.config.publicUrl}/.well-known/jwks.json`,
+    token_endpoint: tokenEndpointUrl(deps.config),
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGORITHMS],
+    grant_types_supported: ['client_credentials'],
+    scopes_supported: [...scopes].sort(),
+    capabilities: ['client-confidential-asymmetric', 'permission-v1', 'permission-v2'],
+  };
+}
+
+/**
+ * Parses the form body, answering OAuth `invalid_request` itself (RFC 6749 §3.2: the token
+ * endpoint takes application/x-www-form-urlencoded; §3.2: parameters MUST NOT repeat).
+ * Returns undefined when it has already answered.
+ */
+async function readForm(req: Request, res: Response): Promise<Record<string, string> | undefined> {
+  const refuse = (description: string) => {
+    res.status(400).json(new OAuthError('invalid_request', description).toJSON());
+    return undefined;
+  };
+  if (!req.is('application/x-www-form-urlencoded')) return refuse('the token request must be sent as application/x-www-form-urlencoded');
+  const error = await new Promise<unknown>((resolve) => parseForm(req, res, resolve));
+  if (error) {
+    const type = (error as { type?: string }).type;
+    if (type === 'entity.too.large') return refuse(`the token request body is larger than ${TOKEN_BODY_LIMIT}`);
+    if (type === 'parameters.too.many') return refuse('the token request has too many parameters');
+    return refuse('the token request body could not be read');
+  }
+  const body: unknown = req.body;
+  if (typeof body !== 'object' || body === null) return refuse('the token request body is empty');
+  const form: Record<string, string> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (typeof value !== 'string') return refuse(`parameter ${key.slice(0, 50)} must not be repeated`);
+    form[key] = value;
+  }
+  return form;
+}

@@ -1,0 +1,63 @@
+import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
+import { PROFILE } from './constants.ts';
+import { COMMON_PARAMETERS, SEARCH_PARAMETERS } from './search-parameters.ts';
+
+/** Which of our profiles each served type conforms to. */
+const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
+  ServiceRequest: [PROFILE.serviceRequest],
+  Task: [PROFILE.task],
+};
+
+/**
+ * `GET /fhir/metadata`: exactly what this endpoint supports, generated from the same
+ * search-parameter table the search code uses, with our profiles and the SMART Backend
+ * Services token endpoint.
+ */
+export function capabilityStatement(publicUrl: string, software: { name: string; version: string }, date: string): CapabilityStatement {
+  const resources: CapabilityStatementRestResource[] = Object.entries(SEARCH_PARAMETERS).map(([type, params]) => ({
+    type: type as ResourceType,
+    ...(SUPPORTED_PROFILES[type as ResourceType] ? { supportedProfile: SUPPORTED_PROFILES[type as ResourceType] } : {}),
+    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }],
+    versioning: 'versioned',
+    readHistory: true,
+    updateCreate: false,
+    conditionalRead: 'not-match',
+    searchParam: [
+      ...(params ?? []).map((p) => ({
+        name: p.name,
+        definition: p.definition,
+        type: p.kind === 'reference' ? ('reference' as const) : ('token' as const),
+        documentation: p.documentation,
+      })),
+      { name: '_lastUpdated', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated', type: 'date' as const, documentation: 'eq, ne, gt, lt, ge, le prefixes; repeat to AND' },
+    ],
+  }));
+  return {
+    resourceType: 'CapabilityStatement',
+    status: 'active',
+    date,
+    kind: 'instance',
+    software,
+    implementation: { description: 'Second-opinion referral service', url: `${publicUrl}/fhir` },
+    fhirVersion: '4.0.1',
+    format: ['application/fhir+json', 'json'],
+    rest: [
+      {
+        mode: 'server',
+        documentation: `Search result parameters: ${COMMON_PARAMETERS.join(', ')}. Send "Prefer: handling=strict" to have unknown parameters refused.`,
+        security: {
+          cors: false,
+          service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+          description: 'SMART Backend Services (client_credentials with a private_key_jwt client assertion, RS384 or ES384)',
+          extension: [
+            {
+              url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+              extension: [{ url: 'token', valueUri: `${publicUrl}/auth/token` }],
+            },
+          ],
+        },
+        resource: resources,
+      },
+    ],
+  };
+}

@@ -1,0 +1,56 @@
+import { Router, type Request, type Response } from 'express';
+import type { Resource } from '@medplum/fhirtypes';
+import { requireCaller, requireScope } from '../auth/middleware.ts';
+import { FHIR_JSON } from './constants.ts';
+import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './fhir-api.ts';
+
+/** Query parameters with all their values (`?status=a&status=b` -> `{status: ['a','b']}`). */
+function queryParams(req: Request): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const url = new URL(req.originalUrl, 'http://local');
+  for (const [k, v] of url.searchParams) (out[k] ??= []).push(v);
+  return out;
+}
+
+function sendResource(req: Request, res: Response, resource: Resource): void {
+  const etag = `W/"${resource.meta?.versionId}"`;
+  res.setHeader('ETag', etag);
+  if (resource.meta?.lastUpdated) res.setHeader('Last-Modified', new Date(resource.meta.lastUpdated).toUTCString());
+  if (req.header('If-None-Match') === etag) {
+    res.status(304).end();
+    return;
+  }
+  res.type(FHIR_JSON).send(JSON.stringify(resource));
+}
+
+/** `/fhir` read API (behind the auth middleware; `/fhir/metadata` is mounted before it). */
+export function createFhirRouter(deps: FhirApiDeps): Router {
+  const router = Router();
+
+  router.get('/fhir/:type/:id/_history/:vid', async (req, res) => {
+    const caller = requireCaller();
+    requireScope(caller, req.params.type, 'r');
+    sendResource(req, res, await readVersion(req.params.type, req.params.id, req.params.vid, caller, deps));
+  });
+
+  router.get('/fhir/:type/:id/_history', async (req, res) => {
+    const caller = requireCaller();
+    requireScope(caller, req.params.type, 'r');
+    res.type(FHIR_JSON).send(JSON.stringify(await readHistory(req.params.type, req.params.id, caller, deps)));
+  });
+
+  router.get('/fhir/:type/:id', async (req, res) => {
+    const caller = requireCaller();
+    requireScope(caller, req.params.type, 'r');
+    sendResource(req, res, await readResource(req.params.type, req.params.id, caller, deps));
+  });
+
+  router.get('/fhir/:type', async (req, res) => {
+    const caller = requireCaller();
+    requireScope(caller, req.params.type, 's');
+    const strict = /handling=strict/.test(req.header('Prefer') ?? '');
+    res.type(FHIR_JSON).send(JSON.stringify(await searchResources(req.params.type, queryParams(req), strict, caller, deps)));
+  });
+
+  return router;
+}

@@ -1,0 +1,136 @@
+import type { ResourceType } from '@medplum/fhirtypes';
+import type { DateFilter } from '../store/resource-store.ts';
+import { invalid, issue } from './outcomes.ts';
+
+/**
+ * The search parameters this service supports, per resource type, and how each becomes a
+ * jsonb containment document. The CapabilityStatement is generated from the same table,
+ * so it always lists exactly what works.
+ */
+type ParamKind = 'reference' | 'token' | 'identifier' | 'id';
+
+interface SearchParamDef {
+  name: string;
+  kind: ParamKind;
+  /** The element path the value sits at, e.g. ['owner'] or ['for']. */
+  path: string[];
+  /** Resource type assumed for a bare id in a reference parameter. */
+  target?: string;
+  documentation: string;
+  /** Canonical of the base SearchParameter (for the CapabilityStatement). */
+  definition: string;
+}
+
+const base = (name: string) => `http://hl7.org/fhir/SearchParameter/${name}`;
+
+export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> = {
+  Task: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'owner', kind: 'reference', path: ['owner'], target: 'Organization', documentation: 'The consultant organization (Organization/{id} or bare id)', definition: base('Task-owner') },
+    { name: 'status', kind: 'token', path: ['status'], documentation: 'Task status (comma-separated for OR)', definition: base('Task-status') },
+    { name: 'focus', kind: 'reference', path: ['focus'], target: 'ServiceRequest', documentation: 'The referral (ServiceRequest/{id} or bare id)', definition: base('Task-focus') },
+    { name: 'patient', kind: 'reference', path: ['for'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('Task-patient') },
+  ],
+  ServiceRequest: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'identifier', kind: 'identifier', path: ['identifier'], documentation: "The referrer's request id: system|value or value", definition: base('clinical-identifier') },
+    { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
+    { name: 'status', kind: 'token', path: ['status'], documentation: 'ServiceRequest status', definition: base('ServiceRequest-status') },
+  ],
+};
+
+/** Parameters every search understands besides the table above. */
+export const COMMON_PARAMETERS = ['_lastUpdated', '_count', '_cursor', '_format'] as const;
+
+export const DEFAULT_COUNT = 20;
+export const MAX_COUNT = 100;
+
+export interface ParsedSearch {
+  contains: object[][];
+  lastUpdated: DateFilter[];
+  count: number;
+  cursor?: string;
+  /** Parameters that were not understood (ignored unless the client asked for strict handling). */
+  unknown: string[];
+}
+
+/** `a.b` + value -> `{a: {b: value}}` */
+function nest(path: string[], value: unknown): object {
+  return path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value) as object;
+}
+
+function referenceValue(raw: string, target: string | undefined): string {
+  if (/^https?:\/\//.test(raw) || raw.includes('/') || !target) return raw;
+  return `${target}/${raw}`;
+}
+
+const DATE_PREFIX = /^(eq|ne|gt|lt|ge|le)?(\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})?)?)?)?)$/;
+
+/**
+ * Turns query parameters (each name with all its values) into a store query.
+ * Repeated parameters AND together; comma-separated values OR together (FHIR search rules).
+ */
+export function parseSearch(resourceType: ResourceType, params: Record<string, string[]>, strict: boolean): ParsedSearch {
+  const defs = SEARCH_PARAMETERS[resourceType] ?? [];
+  const result: ParsedSearch = { contains: [], lastUpdated: [], count: DEFAULT_COUNT, unknown: [] };
+  const problems = [];
+  for (const [name, values] of Object.entries(params)) {
+    if (name === '_count') {
+      const n = Number(values[values.length - 1]);
+      if (!Number.isInteger(n) || n < 1) problems.push(issue('value', `_count must be a positive integer`, '_count'));
+      else result.count = Math.min(n, MAX_COUNT);
+      continue;
+    }
+    if (name === '_cursor') {
+      result.cursor = values[values.length - 1];
+      continue;
+    }
+    if (name === '_format') continue;
+    if (name === '_lastUpdated') {
+      for (const v of values) {
+        const m = DATE_PREFIX.exec(v);
+        const date = m?.[2] ? new Date(m[2].length === 4 ? `${m[2]}-01-01` : m[2].length === 7 ? `${m[2]}-01` : m[2]) : undefined;
+        if (!m || !date || Number.isNaN(date.getTime())) problems.push(issue('value', `_lastUpdated '${v}' is not [prefix]date`, '_lastUpdated'));
+        else result.lastUpdated.push({ op: (m[1] ?? 'eq') as DateFilter['op'], value: date });
+      }
+      continue;
+    }
+    const [bare, modifier] = name.split(':');
+    const def = defs.find((d) => d.name === bare);
+    if (!def || modifier) {
+      result.unknown.push(name);
+      continue;
+    }
+    for (const v of values) {
+      const alternatives = v.split(',').filter((x) => x.length > 0);
+      if (alternatives.length === 0) {
+        problems.push(issue('value', `${name} needs a value`, name));
+        continue;
+      }
+      result.contains.push(alternatives.map((alt) => containmentFor(def, alt)));
+    }
+  }
+  if (strict && result.unknown.length) {
+    for (const u of result.unknown) problems.push(issue('not-supported', `Search parameter '${u}' is not supported on ${resourceType}`, u));
+  }
+  if (problems.length) throw invalid(problems);
+  return result;
+}
+
+function containmentFor(def: SearchParamDef, value: string): object {
+  switch (def.kind) {
+    case 'id':
+      return { id: value };
+    case 'token':
+      return nest(def.path, value.includes('|') ? value.split('|')[1] : value);
+    case 'reference':
+      return nest(def.path, { reference: referenceValue(value, def.target) });
+    case 'identifier': {
+      const bar = value.indexOf('|');
+      if (bar < 0) return nest(def.path, [{ value }]);
+      const system = value.slice(0, bar);
+      const v = value.slice(bar + 1);
+      return nest(def.path, [{ ...(system ? { system } : {}), ...(v ? { value: v } : {}) }]);
+    }
+  }
+}

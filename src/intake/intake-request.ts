@@ -1,0 +1,75 @@
+import { z } from 'zod';
+import { KINDS, PRIORITIES, REVIEW_TYPES } from '../fhir/constants.ts';
+
+/**
+ * The body of `POST /second-opinions`: what a referring EHR sends. References point at
+ * resources on the referrer's own FHIR server, relative (`Patient/123`) or absolute.
+ */
+const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
+
+/** A reference to a resource of one of `types` on the referrer's EHR. */
+const referenceTo = (...types: string[]) =>
+  text(2048).refine((ref) => types.some((t) => new RegExp(`(^|/)${t}/[A-Za-z0-9\\-.]{1,64}(/_history/[A-Za-z0-9\\-.]{1,64})?$`).test(ref)), {
+    message: `must be a reference to ${types.join(' or ')} (e.g. ${types[0]}/123, relative to the referrer's FHIR base, or an absolute URL)`,
+  });
+
+const Coding = z.strictObject({
+  system: text(1024),
+  code: text(256),
+  display: text(1024).optional(),
+});
+
+const Identifier = z.strictObject({
+  system: text(1024).optional(),
+  value: text(256),
+});
+
+const DateOrDateTime = z.union([z.iso.date(), z.iso.datetime({ offset: true })], { error: 'must be a date (YYYY-MM-DD) or a date-time with a time zone' });
+
+export const IntakeRequestSchema = z
+  .strictObject({
+    requestId: text(256),
+    patient: z.strictObject({
+      reference: referenceTo('Patient'),
+      identifier: z.array(Identifier).default([]),
+      display: text(256).optional(),
+    }),
+    requester: z.strictObject({
+      reference: referenceTo('Practitioner', 'PractitionerRole'),
+      display: text(256),
+    }),
+    kind: z.enum(KINDS),
+    question: text(10_000),
+    reason: z.array(Coding).max(20).default([]),
+    firstOpinion: z
+      .strictObject({
+        diagnosis: z.array(Coding).max(20).default([]),
+        plan: text(10_000).optional(),
+        documents: z.array(z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() })).max(100).default([]),
+      })
+      .optional(),
+    priority: z.enum(PRIORITIES),
+    reviewType: z.enum(REVIEW_TYPES),
+    consultants: z
+      .array(text(64))
+      .min(1, 'name at least one consultant')
+      .max(5, 'at most 5 consultants')
+      .refine((ids) => new Set(ids).size === ids.length, { message: 'must not name a consultant twice' }),
+    records: z
+      .strictObject({
+        documents: z.array(z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() })).max(500).optional(),
+        search: z
+          .strictObject({
+            category: z.array(text(512)).max(20).optional(),
+            type: z.array(text(512)).max(50).optional(),
+            since: z.iso.date().optional(),
+          })
+          .optional(),
+      })
+      .refine((r) => (r.documents?.length ?? 0) > 0 || r.search !== undefined, { message: 'name documents and/or a search' }),
+    blinded: z.boolean().default(false),
+    consent: z.strictObject({ reference: referenceTo('Consent') }).optional(),
+    dueDate: DateOrDateTime.optional(),
+  });
+
+export type IntakeRequest = z.output<typeof IntakeRequestSchema>;

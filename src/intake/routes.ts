@@ -1,0 +1,59 @@
+import express, { Router, type RequestHandler } from 'express';
+import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
+import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
+import { parseBody } from '../http/parse-body.ts';
+import { createSecondOpinion, type IntakeDeps } from './create-second-opinion.ts';
+import { getReferralSummary, type SummaryDeps } from './get-referral-summary.ts';
+import { IntakeRequestSchema } from './intake-request.ts';
+
+export interface IntakeRouterDeps {
+  intake: IntakeDeps;
+  summary: SummaryDeps;
+  publicUrl: string;
+  bodyLimitBytes: number;
+}
+
+const JSON_TYPES = ['application/json', 'application/fhir+json'];
+
+/** 415 unless the body is JSON; checked before parsing so a wrong type never reaches the parser. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  if (!req.is(JSON_TYPES)) {
+    throw new HttpOutcomeError(415, outcome([issue('not-supported', `Content-Type must be application/json or application/fhir+json`)]));
+  }
+  next();
+};
+
+/** `POST /second-opinions` and `GET /second-opinions/{id}` (issue 2 §6). */
+export function createIntakeRouter(deps: IntakeRouterDeps): Router {
+  const router = Router();
+  const json = express.json({ type: JSON_TYPES, limit: deps.bodyLimitBytes, strict: true });
+
+  router.post(
+    '/second-opinions',
+    (_req, _res, next) => {
+      const caller = requireCaller();
+      requireRole(caller, 'referrer');
+      requireScope(caller, 'ServiceRequest', 'c');
+      next();
+    },
+    requireJson,
+    json,
+    async (req, res) => {
+      const request = parseBody(IntakeRequestSchema, req.body);
+      const result = await createSecondOpinion(request, requireCaller(), deps.intake);
+      const id = result.serviceRequest.id as string;
+      res
+        .status(result.created ? 201 : 200)
+        .location(`${deps.publicUrl}/second-opinions/${id}`)
+        .json({ id, serviceRequest: result.serviceRequest, tasks: result.tasks });
+    },
+  );
+
+  router.get('/second-opinions/:id', async (req, res) => {
+    const caller = requireCaller();
+    requireScope(caller, 'ServiceRequest', 'r');
+    res.json(await getReferralSummary(req.params.id, caller, deps.summary));
+  });
+
+  return router;
+}

@@ -1,0 +1,41 @@
+import { ConfigError, loadConfig } from './config/config.ts';
+import { createLogger } from './log/logger.ts';
+import { startService } from './service.ts';
+
+/**
+ * The process entry: read config, start the service, and drain on SIGTERM/SIGINT
+ * (stop accepting, finish in-flight requests, close the store).
+ */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.logLevel });
+  let service;
+  try {
+    service = await startService(config, log);
+  } catch (err) {
+    // Start-up problems (bad network file, unreadable key, unreachable database) say what is wrong.
+    log.fatal({ err: { name: (err as Error).name, message: (err as Error).message } }, 'start-up failed');
+    process.exit(1);
+  }
+  const running = service;
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    running.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+await main();

@@ -1,0 +1,157 @@
+import { z } from 'zod';
+import { invalidScopes, splitScopes } from '../auth/scopes.ts';
+
+/**
+ * The network file (NETWORK_FILE): the organizations the service works with, their roles,
+ * the client systems they call us with (SMART Backend Services registrations) and the FHIR
+ * endpoints we call them on.
+ *
+ * Objects are loose (unknown members are kept) so later capabilities can add fields such as
+ * `fhir.tokenUrl` or `notify` without breaking older files. Rules that span fields or entries
+ * (unique ids, exactly one of jwks/jwksUri, no private key material, referrers need a FHIR
+ * endpoint) live in `checkNetworkRules`, which runs on the raw JSON so every bad entry is named
+ * even when its neighbours are malformed too.
+ */
+
+export const ROLES = ['referrer', 'consultant', 'physician', 'auditor', 'admin'] as const;
+export const RoleSchema = z.enum(ROLES);
+export type Role = z.infer<typeof RoleSchema>;
+
+/** JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4). */
+export const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
+
+const SlugSchema = z
+  .string()
+  .regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, 'must be a slug: lower-case letters, digits and hyphens (at most 64)');
+
+const CodingSchema = z.looseObject({
+  system: z.url().optional(),
+  code: z.string().min(1),
+  display: z.string().min(1).optional(),
+});
+
+/**
+ * A public JWK as SMART requires it: `kty` and `kid`, bare key members
+ * (https://hl7.org/fhir/smart-app-launch/client-confidential-asymmetric.html#registering-a-client-communicating-public-keys).
+ */
+const PublicJwkSchema = z.looseObject({
+  kty: z.enum(['RSA', 'EC']),
+  kid: z.string().min(1),
+  alg: z.enum(['RS384', 'ES384']).optional(),
+  use: z.literal('sig').optional(),
+  crv: z.string().optional(),
+  x: z.string().optional(),
+  y: z.string().optional(),
+  n: z.string().optional(),
+  e: z.string().optional(),
+});
+
+const ScopeStringSchema = z.string().superRefine((value, ctx) => {
+  const scopes = splitScopes(value);
+  const bad = invalidScopes(scopes);
+  if (scopes.length === 0) ctx.addIssue({ code: 'custom', message: 'must list at least one scope' });
+  else if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `not a SMART system scope: ${bad.join(', ')}` });
+});
+
+export const ClientRegistrationSchema = z.looseObject({
+  /** OAuth client_id; unique across the whole network file. */
+  clientId: z.string().regex(/^[A-Za-z0-9._~-]{1,128}$/, 'must be 1-128 characters of A-Z a-z 0-9 . _ ~ -'),
+  /** The client's public keys, registered directly. */
+  jwks: z.looseObject({ keys: z.array(PublicJwkSchema).min(1, 'must hold at least one key') }).optional(),
+  /** Where the client publishes its public keys (preferred by SMART: lets the client rotate keys). */
+  jwksUri: z.url({ protocol: /^https?$/ }).optional(),
+  /** Space-separated SMART system scopes the client may be granted. */
+  scope: ScopeStringSchema,
+});
+
+export const ParticipantSchema = z.looseObject({
+  id: SlugSchema,
+  name: z.string().min(1),
+  roles: z.array(RoleSchema).min(1, 'must list at least one role'),
+  organization: z.looseObject({
+    reference: z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'must be Organization/<id>'),
+    display: z.string().min(1).optional(),
+  }),
+  specialties: z.array(CodingSchema).optional(),
+  clients: z.array(ClientRegistrationSchema),
+  /** The participant's FHIR server: records are pulled from it and opinions posted back to it. */
+  fhir: z.looseObject({ baseUrl: z.url({ protocol: /^https?$/ }) }).optional(),
+});
+
+export const NetworkFileSchema = z.looseObject({
+  _comment: z.string().optional(),
+  participants: z.array(ParticipantSchema).min(1, 'must list at least one participant'),
+});
+
+export type NetworkFile = z.infer<typeof NetworkFileSchema>;
+export type Participant = z.infer<typeof ParticipantSchema>;
+export type ClientRegistration = z.infer<typeof ClientRegistrationSchema>;
+export type Coding = z.infer<typeof CodingSchema>;
+
+export interface NetworkProblem {
+  path: (string | number)[];
+  message: string;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/** Cross-field and cross-entry rules, checked on the raw JSON (see the module comment). */
+export function checkNetworkRules(raw: unknown): NetworkProblem[] {
+  const problems: NetworkProblem[] = [];
+  if (!isObject(raw)) return problems;
+  const participantIds = new Map<string, number>();
+  const clientIds = new Map<string, string>();
+
+  asArray(raw.participants).forEach((p, pi) => {
+    if (!isObject(p)) return;
+    const at = (...rest: (string | number)[]) => ['participants', pi, ...rest];
+
+    if (typeof p.id === 'string') {
+      const first = participantIds.get(p.id);
+      if (first !== undefined) problems.push({ path: at('id'), message: `duplicate participant id "${p.id}" (also participants[${first}])` });
+      else participantIds.set(p.id, pi);
+    }
+
+    const roles = asArray(p.roles);
+    if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
+      problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
+    }
+
+    asArray(p.clients).forEach((c, ci) => {
+      if (!isObject(c)) return;
+      if (typeof c.clientId === 'string') {
+        const first = clientIds.get(c.clientId);
+        if (first !== undefined) problems.push({ path: at('clients', ci, 'clientId'), message: `duplicate clientId "${c.clientId}" (also ${first})` });
+        else clientIds.set(c.clientId, `participants[${pi}].clients[${ci}]`);
+      }
+      const hasJwks = c.jwks !== undefined;
+      const hasUri = c.jwksUri !== undefined;
+      if (hasJwks === hasUri) {
+        problems.push({ path: at('clients', ci), message: hasJwks ? 'give either jwks or jwksUri, not both' : 'needs jwks or jwksUri (the client\'s public keys)' });
+      }
+      if (isObject(c.jwks)) {
+        asArray(c.jwks.keys).forEach((k, ki) => {
+          if (isObject(k) && PRIVATE_JWK_MEMBERS.some((m) => m in k)) {
+            problems.push({ path: at('clients', ci, 'jwks', 'keys', ki), message: 'private key material is not allowed' });
+          }
+        });
+      }
+    });
+  });
+  return problems;
+}
+
+/** `participants[1] (lakeside-consults).clients[0].jwks.keys[0]`: the path with the participant's id when it has one. */
+export function formatProblemPath(path: readonly PropertyKey[], raw: unknown): string {
+  let out = '';
+  path.forEach((seg, i) => {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+    if (i === 1 && path[0] === 'participants' && typeof seg === 'number' && isObject(raw)) {
+      const p = asArray(raw.participants)[seg];
+      if (isObject(p) && typeof p.id === 'string' && p.id !== '') out += ` (${p.id})`;
+    }
+  });
+  return out || '(file)';
+}

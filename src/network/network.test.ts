@@ -1,0 +1,169 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLE_NETWORK_FILE, loadNetwork, NetworkFileError, parseNetwork } from './network.ts';
+
+const ecKey = { kty: 'EC', crv: 'P-384', kid: 'k1', x: 'xx', y: 'yy' };
+
+/** A small valid network file; tests break one entry at a time. */
+function networkFile(): Record<string, any> {
+  return {
+    participants: [
+      {
+        id: 'st-olaf',
+        name: 'St Olaf',
+        roles: ['referrer'],
+        organization: { reference: 'Organization/st-olaf' },
+        clients: [{ clientId: 'st-olaf-ehr', jwks: { keys: [ecKey] }, scope: 'system/*.rs system/ServiceRequest.c' }],
+        fhir: { baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token' },
+      },
+      {
+        id: 'lakeside-consults',
+        name: 'Lakeside Clinic',
+        roles: ['consultant'],
+        specialties: [{ system: 'http://snomed.info/sct', code: '394611003', display: 'Plastic surgery' }],
+        organization: { reference: 'Organization/lakeside', display: 'Lakeside' },
+        clients: [{ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' }],
+        notify: { email: 'x@lakeside.example' },
+      },
+      {
+        id: 'audit-office',
+        name: 'Audit office',
+        roles: ['auditor', 'admin'],
+        organization: { reference: 'Organization/audit-office' },
+        clients: [],
+      },
+    ],
+  };
+}
+
+function problemsOf(raw: unknown): string[] {
+  try {
+    parseNetwork(raw, '/etc/network.json');
+  } catch (err) {
+    expect(err).toBeInstanceOf(NetworkFileError);
+    expect((err as NetworkFileError).message).toBe(`Invalid network file /etc/network.json:\n${(err as NetworkFileError).problems.map((p) => `  - ${p}`).join('\n')}`);
+    return (err as NetworkFileError).problems;
+  }
+  throw new Error('expected the network file to be refused');
+}
+
+describe('parseNetwork', () => {
+  it('accepts a valid file, keeps extra fields and indexes participants and clients', () => {
+    const network = parseNetwork(networkFile(), 'x.json');
+    expect(network.isExample).toBe(false);
+    expect(network.participants.map((p) => p.id)).toEqual(['st-olaf', 'lakeside-consults', 'audit-office']);
+    expect(network.get('lakeside-consults')?.name).toBe('Lakeside Clinic');
+    expect(network.get('nobody')).toBeUndefined();
+    expect(network.list('consultant').map((p) => p.id)).toEqual(['lakeside-consults']);
+    expect(network.list('admin').map((p) => p.id)).toEqual(['audit-office']);
+    expect(network.list().length).toBe(3);
+    const found = network.findClient('lakeside-worklist');
+    expect(found?.participant.id).toBe('lakeside-consults');
+    expect(found?.client).toEqual({ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' });
+    expect(network.findClient('nobody')).toBeUndefined();
+    // Loose objects: later issues add fields.
+    expect(network.get('st-olaf')?.fhir).toEqual({ baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token' });
+    expect(network.get('lakeside-consults')?.notify).toEqual({ email: 'x@lakeside.example' });
+  });
+
+  it('refuses private key material, naming the entry', () => {
+    const file = networkFile();
+    file.participants[0].clients[0].jwks.keys.push({ ...ecKey, kid: 'k2', d: 'secret' });
+    expect(problemsOf(file)).toEqual(['participants[0] (st-olaf).clients[0].jwks.keys[1]: private key material is not allowed']);
+  });
+
+  it('names every bad entry at once', () => {
+    const file = networkFile();
+    file.participants[1].clients[0].jwks = { keys: [ecKey] }; // both jwks and jwksUri
+    file.participants[2].roles = ['auditor', 'janitor'];
+    delete file.participants[2].id;
+    file.participants[0].clients[0].scope = 'system/*.rs launch';
+    delete file.participants[0].fhir;
+    file.participants.push({ ...networkFile().participants[1], id: 'st-olaf', clients: [{ clientId: 'st-olaf-ehr', jwksUri: 'https://x.example/jwks', scope: 'system/Task.r' }] });
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (st-olaf).clients[0].scope: not a SMART system scope: launch',
+      'participants[0] (st-olaf).fhir.baseUrl: is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)',
+      'participants[1] (lakeside-consults).clients[0]: give either jwks or jwksUri, not both',
+      'participants[2].id: Invalid input: expected string, received undefined',
+      'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"',
+      'participants[3] (st-olaf).id: duplicate participant id "st-olaf" (also participants[0])',
+      'participants[3] (st-olaf).clients[0].clientId: duplicate clientId "st-olaf-ehr" (also participants[0].clients[0])',
+    ]);
+  });
+
+  it('checks ids, roles, organization, keys and URLs', () => {
+    const file = networkFile();
+    file.participants[0].id = 'St Olaf';
+    file.participants[0].organization.reference = 'Practitioner/1';
+    file.participants[1].roles = [];
+    file.participants[1].clients[0] = { clientId: 'lakeside-worklist', scope: 'system/Task.rus' };
+    file.participants[2].clients = [{ clientId: 'a b', jwks: { keys: [{ kty: 'oct', kid: 'x' }] }, scope: '' }];
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (St Olaf).id: must be a slug: lower-case letters, digits and hyphens (at most 64)',
+      'participants[0] (St Olaf).organization.reference: must be Organization/<id>',
+      'participants[1] (lakeside-consults).roles: must list at least one role',
+      "participants[1] (lakeside-consults).clients[0]: needs jwks or jwksUri (the client's public keys)",
+      'participants[2] (audit-office).clients[0].clientId: must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+      'participants[2] (audit-office).clients[0].jwks.keys[0].kty: Invalid option: expected one of "RSA"|"EC"',
+      'participants[2] (audit-office).clients[0].scope: must list at least one scope',
+    ]);
+  });
+
+  it('refuses a file without participants', () => {
+    expect(problemsOf({})).toEqual(['participants: Invalid input: expected array, received undefined']);
+    expect(problemsOf({ participants: [] })).toEqual(['participants: must list at least one participant']);
+    expect(problemsOf([])).toEqual(['(file): Invalid input: expected object, received array']);
+  });
+});
+
+describe('loadNetwork', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'network-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('loads the shipped example network when no file is given, marked as an example', async () => {
+    const network = await loadNetwork();
+    expect(network.isExample).toBe(true);
+    expect(network.participants.map((p) => [p.id, p.roles])).toEqual([
+      ['st-olaf', ['referrer']],
+      ['lakeside-consults', ['consultant']],
+      ['northfield-pathology', ['consultant']],
+      ['riverside-imaging', ['consultant']],
+      ['audit-office', ['auditor']],
+    ]);
+    expect(network.participants.every((p) => p.name.endsWith('(example)'))).toBe(true);
+    expect(network.get('st-olaf')?.fhir?.baseUrl).toBe('http://localhost:8090/fhir/R4');
+    const algs = network.participants.flatMap((p) => p.clients.flatMap((c) => c.jwks?.keys.map((k) => k.alg) ?? []));
+    expect(new Set(algs)).toEqual(new Set(['ES384', 'RS384']));
+    const raw = JSON.parse(await readFile(EXAMPLE_NETWORK_FILE, 'utf8'));
+    expect(raw._comment).toMatch(/^EXAMPLE network/);
+  });
+
+  it('loads a file given by path, not marked as an example', async () => {
+    const file = path.join(dir, 'good.json');
+    await writeFile(file, JSON.stringify(networkFile()));
+    const network = await loadNetwork(file);
+    expect(network.isExample).toBe(false);
+    expect(network.list('referrer').map((p) => p.id)).toEqual(['st-olaf']);
+  });
+
+  it('names the path of a missing file', async () => {
+    const file = path.join(dir, 'missing.json');
+    await expect(loadNetwork(file)).rejects.toThrow(`Invalid network file ${file}:\n  - file not found`);
+  });
+
+  it('names the path of a file that is not JSON', async () => {
+    const file = path.join(dir, 'bad.json');
+    await writeFile(file, '{ "participants": [ ');
+    const err = await loadNetwork(file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NetworkFileError);
+    expect((err as NetworkFileError).file).toBe(file);
+    expect((err as NetworkFileError).message).toMatch(new RegExp(`^Invalid network file ${file}:\\n  - not valid JSON: `));
+  });
+});

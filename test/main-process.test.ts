@@ -1,0 +1,99 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { freePort } from './support/service.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+
+interface Run {
+  lines: string[];
+  stderr: string;
+  exit: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+  waitFor(match: (line: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
+}
+
+/** Runs `src/main.ts` exactly as `npm start` does (tsx on the project's Node), collecting its JSON log lines. */
+function runMain(env: Record<string, string>): Run {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  const waiters: (() => void)[] = [];
+  let buffer = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let nl;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      lines.push(buffer.slice(0, nl));
+      buffer = buffer.slice(nl + 1);
+      for (const w of waiters.splice(0)) w();
+    }
+  });
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    lines,
+    get stderr() {
+      return stderr;
+    },
+    exit,
+    kill: (signal) => child.kill(signal),
+    async waitFor(match, ms = 60_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const found = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find(match);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`timed out; log so far:\n${lines.join('\n')}\n${stderr}`);
+        await Promise.race([new Promise<void>((r) => waiters.push(r)), new Promise((r) => setTimeout(r, 200)), exit]);
+      }
+    },
+  } as Run;
+}
+
+describe('the service process (npm start)', () => {
+  it('starts on the example network with embedded PGlite, says so first, serves, and drains on SIGTERM', async () => {
+    const port = await freePort();
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'so-main-'));
+    const run = runMain({ PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir });
+    const listening = await run.waitFor((l) => l.msg === 'listening');
+    expect(listening).toMatchObject({ port, store: 'pglite' });
+    const first = JSON.parse(run.lines[0] as string) as { level: string; msg: string };
+    expect(first.level).toBe('warn');
+    expect(first.msg).toMatch(/EXAMPLE network/);
+
+    const health = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(health.status).toBe(200);
+    const meta = await fetch(`http://127.0.0.1:${port}/fhir/metadata`);
+    expect((await meta.json()) as { resourceType: string }).toMatchObject({ resourceType: 'CapabilityStatement', fhirVersion: '4.0.1' });
+    await run.waitFor((l) => l.msg === 'request' && l.path === '/fhir/metadata');
+
+    run.kill('SIGTERM');
+    expect(await run.exit).toBe(0);
+    expect(run.lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('stopped');
+  });
+
+  it('NODE_ENV=production refuses to start without a network file and signing key, listing both', async () => {
+    const run = runMain({ NODE_ENV: 'production', PORT: '0' });
+    expect(await run.exit).toBe(2);
+    expect(run.stderr).toContain('NETWORK_FILE: is required when NODE_ENV=production');
+    expect(run.stderr).toContain('SIGNING_KEY_FILE: is required when NODE_ENV=production');
+  });
+
+  it('a bad network file stops start-up with a message naming the bad entry', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'so-net-'));
+    const file = path.join(dir, 'network.json');
+    await writeFile(file, JSON.stringify({ participants: [{ id: 'x', name: 'X', roles: ['wizard'], organization: { reference: 'Organization/x' }, clients: [] }] }));
+    const run = runMain({ NETWORK_FILE: file, PORT: '0', DATA_DIR: dir });
+    expect(await run.exit).toBe(1);
+    const fatal = JSON.parse(run.lines[run.lines.length - 1] as string) as { level: string; err: { message: string } };
+    expect(fatal.level).toBe('fatal');
+    expect(fatal.err.message).toContain('participants[0]');
+    expect(fatal.err.message).toContain('roles');
+  });
+});
