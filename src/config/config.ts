@@ -96,8 +96,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
 
 /** The documented settings, for the README table and `--help`. */
 export function describeConfig(): { name: string; default: string; description: string }[] {
-  const shape = (EnvSchema as unknown as { def: { in?: z.ZodObject } }).def.in?.shape ?? {};
-  return Object.entries(shape as Record<string, z.ZodType>).map(([name, schema]) => {
+  return Object.entries(EnvSchema.shape as Record<string, z.ZodType>).map(([name, schema]) => {
     let def = '';
     const parsed = schema.safeParse(undefined);
     if (parsed.success && parsed.data !== undefined) def = String(parsed.data);

@@ -102,16 +102,15 @@ function validateWith(registry: ProfileRegistry, resource: Resource): OperationO
   const issues: OperationOutcomeIssue[] = [];
   const tokens: Record<string, TypedValueWithPath[]> = {};
 
-  const profileUrls = selectProfiles(registry, resource, issues);
+  const profiles = selectProfiles(registry, resource, issues);
   if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
 
-  if (profileUrls.length === 0) {
+  if (profiles.length === 0) {
     issues.push(...medplumIssues(() => validateResource(resource, { collect: { tokens } })));
-  } else {
-    for (const url of profileUrls) {
-      const { schemaKey } = registry.profiles.get(url) as CompiledDefinition;
-      issues.push(...medplumIssues(() => validateTypedValue({ type: schemaKey, value: resource }, { collect: { tokens } })));
-    }
+  }
+  for (const { schemaKey } of profiles) {
+    // The profile's schema, parsed once, looked up by key: see profile-registry.ts.
+    issues.push(...medplumIssues(() => validateTypedValue({ type: schemaKey, value: resource }, { collect: { tokens } })));
   }
   issues.push(...validateOurExtensions(registry, resource, tokens));
   issues.push(...checkBindings(registry, tokens));
@@ -124,8 +123,12 @@ function validateWith(registry: ProfileRegistry, resource: Resource): OperationO
 }
 
 /** Our profiles named in meta.profile (version suffix ignored); unknown ones of ours are issues. */
-function selectProfiles(registry: ProfileRegistry, resource: Resource, issues: OperationOutcomeIssue[]): string[] {
-  const selected: string[] = [];
+function selectProfiles(
+  registry: ProfileRegistry,
+  resource: Resource,
+  issues: OperationOutcomeIssue[],
+): CompiledDefinition[] {
+  const selected: CompiledDefinition[] = [];
   (resource.meta?.profile ?? []).forEach((canonical, index) => {
     const url = canonical.split('|')[0] ?? canonical;
     if (!url.startsWith(OUR_DEFINITIONS)) return; // e.g. US Core: not ours to check
@@ -135,8 +138,8 @@ function selectProfiles(registry: ProfileRegistry, resource: Resource, issues: O
       issues.push(issue('error', 'not-supported', `Unknown profile ${url} (not in profiles/generated/profiles.json)`, expression));
     } else if (profile.type !== resource.resourceType) {
       issues.push(issue('error', 'invalid', `Profile ${url} constrains ${profile.type}, not ${resource.resourceType}`, expression));
-    } else if (!selected.includes(url)) {
-      selected.push(url);
+    } else if (!selected.includes(profile)) {
+      selected.push(profile);
     }
   });
   return selected;

@@ -1,0 +1,54 @@
+/**
+ * A referral round trip against a running service (`npm start` in another terminal):
+ * token -> POST /second-opinions -> GET summary -> FHIR read and search, as the referring
+ * EHR and then as a consultant. Uses the EXAMPLE network's keys.
+ *
+ *   npm run try            (SERVICE_URL defaults to http://localhost:8080)
+ */
+import { getAccessToken } from '../test/support/tokens.ts';
+import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
+
+const base = (process.env.SERVICE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+
+async function call(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; location: string | null }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, json: await res.json(), location: res.headers.get('location') };
+}
+
+function show(step: string, value: unknown): void {
+  process.stdout.write(`\n== ${step}\n${JSON.stringify(value, null, 2)}\n`);
+}
+
+const referrer = await getAccessToken(base, 'st-olaf-ehr');
+show('1. token for st-olaf-ehr (referrer)', { access_token: `${referrer.slice(0, 24)}…` });
+
+const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'riverside-imaging'] });
+const created = await call(referrer, 'POST', '/second-opinions', request);
+const body = created.json as { id: string; serviceRequest: { id: string }; tasks: { id: string; owner: { display: string }; status: string; restriction: { period: { end: string } } }[] };
+show(`2. POST /second-opinions -> ${created.status} Location: ${created.location}`, {
+  id: body.id,
+  tasks: body.tasks?.map((t) => ({ id: t.id, owner: t.owner.display, status: t.status, due: t.restriction.period.end })),
+});
+
+const again = await call(referrer, 'POST', '/second-opinions', request);
+show(`3. the same request again -> ${again.status} (idempotent)`, { id: (again.json as { id: string }).id });
+
+const summary = await call(referrer, 'GET', `/second-opinions/${body.id}`);
+show(`4. GET /second-opinions/${body.id} -> ${summary.status}`, summary.json);
+
+const search = await call(referrer, 'GET', `/fhir/Task?focus=ServiceRequest/${body.id}`);
+show(`5. GET /fhir/Task?focus=ServiceRequest/${body.id} -> ${search.status}`, {
+  total: (search.json as { entry?: unknown[] }).entry?.length,
+});
+
+const consultant = await getAccessToken(base, 'lakeside-worklist');
+const worklist = await call(consultant, 'GET', '/fhir/Task?owner=Organization/lakeside&status=requested&_count=5');
+show(`6. as lakeside-worklist: GET /fhir/Task?owner=Organization/lakeside&status=requested -> ${worklist.status}`, {
+  tasks: (worklist.json as { entry?: { resource: { id: string } }[] }).entry?.map((e) => e.resource.id),
+});
+const other = await call(consultant, 'GET', `/fhir/Task/${body.tasks[1]?.id}`);
+show(`7. as lakeside-worklist: another clinic's Task -> ${other.status}`, other.json);
