@@ -161,13 +161,18 @@ function diskPackageCache(cacheDir: string): NonNullable<DefinitionsOverride['pa
   });
 }
 
-/** Order of resource types in the output; within a type, resources are sorted by url. */
+/**
+ * What goes into profiles.json, in this order; within a type, resources are sorted by url
+ * (code-unit order, not locale order, so every machine sorts alike). FSH Instances
+ * (examples) are not part of it.
+ */
 const TYPE_ORDER = ['CodeSystem', 'ValueSet', 'StructureDefinition'];
 
 function compareResources(a: FhirJson, b: FhirJson): number {
   const byType = TYPE_ORDER.indexOf(a.resourceType) - TYPE_ORDER.indexOf(b.resourceType);
   if (byType !== 0) return byType;
-  return (a.url ?? a.id ?? '').localeCompare(b.url ?? b.id ?? '');
+  const [x, y] = [a.url ?? a.id ?? '', b.url ?? b.id ?? ''];
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 /**
@@ -192,7 +197,8 @@ export interface CompileOptions {
 /**
  * Compiles the FSH project the way `sushi build --snapshot` does (same SUSHI calls), against
  * the local R4 core cache and with no registry. Never throws for FSH errors: it returns them,
- * so the caller decides (the build script exits non-zero).
+ * so the caller decides (the build script exits non-zero). SUSHI's logger is global: run one
+ * compile at a time per process.
  */
 export async function compileProfiles(options: CompileOptions = {}): Promise<CompileResult> {
   const projectDir = path.resolve(options.projectDir ?? PROFILES_DIR);
@@ -229,13 +235,13 @@ export async function compileProfiles(options: CompileOptions = {}): Promise<Com
       ...outPackage.profiles,
       ...outPackage.extensions,
       ...outPackage.logicals,
-      ...outPackage.resources,
       ...outPackage.valueSets,
       ...outPackage.codeSystems,
-      ...outPackage.instances,
     ];
+    // toJSON(true) is what `--snapshot` writes: differential plus snapshot.
     const resources = artefacts
       .map((artefact) => stripVolatile(artefact.toJSON(true) as FhirJson))
+      .filter((r) => TYPE_ORDER.includes(r.resourceType))
       .sort(compareResources);
     const where = (m: { message: string; input?: string; location?: { startLine: number } }): string =>
       m.input ? `${m.message} (${path.relative(projectDir, m.input)}:${m.location?.startLine ?? '?'})` : m.message;
@@ -246,6 +252,13 @@ export async function compileProfiles(options: CompileOptions = {}): Promise<Com
       warnings: warnings.filter((w) => !OFFLINE_WARNING.test(w)),
       offlineWarnings: warnings.filter((w) => OFFLINE_WARNING.test(w)),
     };
+  } catch (err) {
+    // SUSHI logs the reason, then throws (sometimes the bare `Error` constructor) on an
+    // unreadable config or FSH folder.
+    const errors = utils.errorsAndWarnings.errors.map((e) => e.message);
+    if (err instanceof Error && err.message) errors.push(err.message);
+    if (errors.length === 0) errors.push('SUSHI stopped with an unexpected error');
+    return { resources: [], errors, warnings: [], offlineWarnings: [] };
   } finally {
     utils.errorsAndWarnings.shouldTrack = false;
     utils.logger.level = previousLevel;

@@ -24,7 +24,7 @@ export const EXTENSION = {
   blinded: `${CANONICAL_BASE}/StructureDefinition/blinded`,
 } as const;
 
-/** Code systems defined by this service (see `profiles/terminology.fsh`). */
+/** Code systems defined by this service (see `profiles/input/fsh/terminology.fsh`). */
 export const SYSTEM = {
   kind: `${CANONICAL_BASE}/CodeSystem/second-opinion-kind`,
   reviewType: `${CANONICAL_BASE}/CodeSystem/review-type`,
