@@ -10,7 +10,7 @@ import { loadProfileRegistry } from '../src/fhir/profile-registry.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { readFileSync } from 'node:fs';
 import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
-import { makeRecordSetBundle, makeRecordDocument, makeSecondOpinionRequest, makeSecondOpinionTask } from '../test/fixtures/fhir/second-opinion-resources.ts';
+import { makeRecordSetBundle, makeRecordDocument, makeReferralServiceRequest, makeSecondOpinionTask } from '../test/fixtures/fhir/second-opinion-resources.ts';
 
 const validator = createValidator();
 loadProfileRegistry();
@@ -28,7 +28,7 @@ function microsPerCall(run: () => unknown, iterations = 3000): number {
 
 const bigBundle = makeRecordSetBundle({ entry: Array.from({ length: 50 }, () => ({ resource: makeRecordDocument() })) });
 const cases: [string, Resource][] = [
-  ['ServiceRequest', makeSecondOpinionRequest()],
+  ['ServiceRequest', makeReferralServiceRequest()],
   ['Task', makeSecondOpinionTask()],
   ['record-set Bundle (50 DocumentReferences)', bigBundle],
 ];

@@ -5,7 +5,7 @@ import {
   makeFirstOpinion,
   makeRecordDocument,
   makeRecordSetBundle,
-  makeSecondOpinionRequest,
+  makeReferralServiceRequest,
   makeSecondOpinionTask,
 } from '../../test/fixtures/fhir/second-opinion-resources.ts';
 import { EXTENSION, PROFILE, SYSTEM } from './constants.ts';
@@ -37,7 +37,7 @@ describe('createValidator', () => {
   });
 
   it('accepts a valid instance of each profile with no warnings, absolute EHR references included', () => {
-    expect(validator.validate(makeSecondOpinionRequest())).toEqual([]);
+    expect(validator.validate(makeReferralServiceRequest())).toEqual([]);
     expect(validator.validate(makeSecondOpinionTask())).toEqual([]);
     expect(validator.validate(makeRecordSetBundle())).toEqual([]);
     expect(validator.validate(makeConsultNote())).toEqual([]);
@@ -81,7 +81,7 @@ describe('createValidator', () => {
   });
 
   it('keeps a warning for a reference whose type cannot be told, without failing', () => {
-    const request = makeSecondOpinionRequest({ performer: [{ reference: 'urn:uuid:5e0c8f7a-3b2d-4c1e-9f8a-7b6c5d4e3f21' }] });
+    const request = makeReferralServiceRequest({ performer: [{ reference: 'urn:uuid:5e0c8f7a-3b2d-4c1e-9f8a-7b6c5d4e3f21' }] });
     expect(validator.validate(request)).toEqual([
       {
         severity: 'warning',
@@ -95,7 +95,7 @@ describe('createValidator', () => {
 
 describe('second-opinion-request (ServiceRequest)', () => {
   it('requires the second-opinion category slice', () => {
-    const request = makeSecondOpinionRequest();
+    const request = makeReferralServiceRequest();
     expect(errorsOf({ ...request, category: request.category?.slice(0, 1) })).toEqual([
       ['ServiceRequest.category', 'Invalid number of values: expected 2..*, but found 1'],
       ['ServiceRequest.category', "Incorrect number of values provided for slice 'secondOpinion': expected 1..1, but found 0"],
@@ -103,7 +103,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
   });
 
   it('matches category codes whatever their display text', () => {
-    const request = makeSecondOpinionRequest({
+    const request = makeReferralServiceRequest({
       category: [
         { coding: [{ system: SYSTEM.snomed, code: '3457005', display: 'Referral' }] },
         { coding: [{ system: SYSTEM.v2ReferralReason, code: 'S' }] },
@@ -113,7 +113,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
   });
 
   it('requires the review-type extension', () => {
-    const request = makeSecondOpinionRequest();
+    const request = makeReferralServiceRequest();
     expect(errorsOf({ ...request, extension: request.extension?.filter((e) => e.url !== EXTENSION.reviewType) })).toEqual([
       ['ServiceRequest.extension', "Incorrect number of values provided for slice 'reviewType': expected 1..1, but found 0"],
     ]);
@@ -121,7 +121,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
 
   it('checks the review-type extension value against its definition and code system', () => {
     expect(
-      errorsOf(makeSecondOpinionRequest({ extension: [{ url: EXTENSION.reviewType, valueString: 'records-only' }] })),
+      errorsOf(makeReferralServiceRequest({ extension: [{ url: EXTENSION.reviewType, valueString: 'records-only' }] })),
     ).toEqual([
       ['ServiceRequest.extension[0]', 'Constraint ext-1 not met: Must have either extensions or value[x], not both'],
       ['ServiceRequest.extension[0].value[x]', 'Missing required property'],
@@ -129,7 +129,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
     ]);
     expect(
       errorsOf(
-        makeSecondOpinionRequest({
+        makeReferralServiceRequest({
           extension: [{ url: EXTENSION.reviewType, valueCoding: { system: SYSTEM.reviewType, code: 'by-post' } }],
         }),
       ),
@@ -142,7 +142,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
   });
 
   it('rejects a kind that is not in our code system', () => {
-    expect(errorsOf(makeSecondOpinionRequest({ code: { coding: [{ system: SYSTEM.kind, code: 'gut-feeling' }] } }))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ code: { coding: [{ system: SYSTEM.kind, code: 'gut-feeling' }] } }))).toEqual([
       [
         'ServiceRequest.code',
         `Code ${SYSTEM.kind}#gut-feeling is not in the required value set https://second-opinion.org/fhir/ValueSet/second-opinion-kind`,
@@ -151,21 +151,21 @@ describe('second-opinion-request (ServiceRequest)', () => {
   });
 
   it('requires intent order, a subject, a requester and at most five organisations as performers', () => {
-    expect(errorsOf(makeSecondOpinionRequest({ intent: 'plan' }))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ intent: 'plan' }))).toEqual([
       ['ServiceRequest.intent', 'Value did not match expected pattern'],
     ]);
-    expect(errorsOf(makeSecondOpinionRequest({ subject: undefined, requester: undefined } as never))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ subject: undefined, requester: undefined } as never))).toEqual([
       ['ServiceRequest.subject', 'Missing required property'],
       ['ServiceRequest.requester', 'Missing required property'],
     ]);
     const six = Array.from({ length: 6 }, (_, i) => ({ reference: `Organization/clinic-${i}` }));
-    expect(errorsOf(makeSecondOpinionRequest({ performer: six }))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ performer: six }))).toEqual([
       ['ServiceRequest.performer', 'Invalid number of values: expected 1..5, but found 6'],
     ]);
-    expect(errorsOf(makeSecondOpinionRequest({ performer: [{ reference: 'Practitioner/pr9' }] }))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ performer: [{ reference: 'Practitioner/pr9' }] }))).toEqual([
       ['ServiceRequest.performer[0]', 'Reference to Practitioner where Organization is allowed'],
     ]);
-    expect(errorsOf(makeSecondOpinionRequest({ subject: { reference: 'https://ehr.example/fhir/Group/g1' } }))).toEqual([
+    expect(errorsOf(makeReferralServiceRequest({ subject: { reference: 'https://ehr.example/fhir/Group/g1' } }))).toEqual([
       ['ServiceRequest.subject', 'Reference to Group where Patient is allowed'],
     ]);
   });
