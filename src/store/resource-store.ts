@@ -103,8 +103,21 @@ export class ResourceStore {
       this.validator.validate(content);
       return { resourceType: content.resourceType, id: content.id as string, versionId: 1, lastUpdated, content, access: [...access] };
     });
-    await this.db.insert(resources).values(rows);
-    await this.db.insert(resourceHistory).values(rows);
+    // One statement for both tables, the rows passed as a single jsonb parameter: the query
+    // builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
+    const payload = JSON.stringify(
+      rows.map((r) => ({ resource_type: r.resourceType, id: r.id, version_id: r.versionId, last_updated: lastUpdated.toISOString(), content: r.content, access: r.access })),
+    );
+    await this.db.execute(sql`
+      WITH input AS (
+        SELECT * FROM jsonb_to_recordset(${payload}::jsonb)
+          AS x(resource_type text, id text, version_id integer, last_updated timestamptz, content jsonb, access text[])
+      ), current_rows AS (
+        INSERT INTO ${resources} (resource_type, id, version_id, last_updated, content, access)
+        SELECT resource_type, id, version_id, last_updated, content, access FROM input
+      )
+      INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
+      SELECT resource_type, id, version_id, last_updated, content, access FROM input`);
     return rows.map((r) => r.content);
   }
 
