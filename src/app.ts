@@ -37,7 +37,6 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  app.set('query parser', 'extended');
   app.use(requestContext(log));
 
   // Public: health, SMART discovery and token endpoint, CapabilityStatement.
@@ -56,7 +55,7 @@ export function createApp(deps: AppDeps): Express {
       intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now },
       summary: {
         store: deps.store,
-        participantByOrganization: (reference) => deps.network.participants.find((p) => p.organization.reference === reference),
+        participantByOrganization: (reference) => deps.network.findByOrganization(reference),
         now: deps.now,
       },
       publicUrl: config.publicUrl,

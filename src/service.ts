@@ -11,7 +11,7 @@ import type { Logger } from './log/logger.ts';
 import { loadNetwork } from './network/network.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
 import { type Database, openDatabase } from './store/database.ts';
-import { ResourceStore } from './store/resource-store.ts';
+import { ResourceStore, type ResourceValidator } from './store/resource-store.ts';
 
 export interface RunningService {
   /** Base URL the server listens on (http://host:port). */
@@ -26,6 +26,8 @@ export interface StartOptions {
   /** An already open database (tests); otherwise opened from the config. */
   database?: Database;
   now?: () => Date;
+  /** The FHIR validator every write goes through; defaults to R4 + our profiles. */
+  validator?: ResourceValidator;
 }
 
 const PACKAGE = JSON.parse(readFileSync(path.join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { name: string; version: string };
@@ -50,7 +52,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     if (!options.database) await database.close();
     throw err;
   }
-  const validator = createValidator();
+  const validator = options.validator ?? createValidator();
   const store = new ResourceStore(database.db, validator, now);
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({

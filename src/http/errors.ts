@@ -3,18 +3,8 @@ import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from '../log/logger.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
+import { ResourceValidationError } from '../fhir/validator.ts';
 import { getContext } from './context.ts';
-
-/** A resource we built failed our own profiles (see fhir/validator.ts). */
-interface ValidationFailure {
-  name: 'ResourceValidationError';
-  resourceType?: string;
-  issues?: { expression?: string[]; details?: { text?: string }; diagnostics?: string }[];
-}
-
-function isValidationFailure(err: unknown): err is ValidationFailure {
-  return typeof err === 'object' && err !== null && (err as { name?: string }).name === 'ResourceValidationError';
-}
 
 /** body-parser's errors carry a `type` and a status. */
 const BODY_ERRORS: Record<string, [number, string, 'invalid' | 'too-long' | 'not-supported']> = {
@@ -48,13 +38,13 @@ export function createErrorHandler(log: Logger): ErrorRequestHandler {
     } else {
       status = 500;
       body = outcome([issue('exception', 'Internal server error')]);
-      if (isValidationFailure(err)) {
+      if (err instanceof ResourceValidationError) {
         // A resource of ours broke our profiles: a bug. Say which rule, never the content.
         logger.error(
           {
             err: { name: err.name },
             resourceType: err.resourceType,
-            rules: (err.issues ?? []).map((i) => ({ expression: i.expression, text: i.details?.text ?? i.diagnostics })),
+            rules: err.issues.map((i) => ({ expression: i.expression, text: i.details?.text ?? i.diagnostics })),
           },
           'built resource failed validation; nothing was stored',
         );

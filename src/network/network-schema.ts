@@ -102,6 +102,7 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
   if (!isObject(raw)) return problems;
   const participantIds = new Map<string, number>();
   const clientIds = new Map<string, string>();
+  const organizations = new Map<string, number>();
 
   asArray(raw.participants).forEach((p, pi) => {
     if (!isObject(p)) return;
@@ -111,6 +112,13 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
       const first = participantIds.get(p.id);
       if (first !== undefined) problems.push({ path: at('id'), message: `duplicate participant id "${p.id}" (also participants[${first}])` });
       else participantIds.set(p.id, pi);
+    }
+
+    // Task.owner names the Organization: two participants with one Organization would share Tasks.
+    if (isObject(p.organization) && typeof p.organization.reference === 'string') {
+      const first = organizations.get(p.organization.reference);
+      if (first !== undefined) problems.push({ path: at('organization', 'reference'), message: `duplicate organization "${p.organization.reference}" (also participants[${first}])` });
+      else organizations.set(p.organization.reference, pi);
     }
 
     const roles = asArray(p.roles);

@@ -63,6 +63,8 @@ describe('parseNetwork', () => {
     expect(found?.participant.id).toBe('lakeside-consults');
     expect(found?.client).toEqual({ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' });
     expect(network.findClient('nobody')).toBeUndefined();
+    expect(network.findByOrganization('Organization/lakeside')?.id).toBe('lakeside-consults');
+    expect(network.findByOrganization('Organization/nobody')).toBeUndefined();
     // Loose objects: later issues add fields.
     expect(network.get('st-olaf')?.fhir).toEqual({ baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token' });
     expect(network.get('lakeside-consults')?.notify).toEqual({ email: 'x@lakeside.example' });
@@ -89,6 +91,7 @@ describe('parseNetwork', () => {
       'participants[2].id: Invalid input: expected string, received undefined',
       'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"',
       'participants[3] (st-olaf).id: duplicate participant id "st-olaf" (also participants[0])',
+      'participants[3] (st-olaf).organization.reference: duplicate organization "Organization/lakeside" (also participants[1])',
       'participants[3] (st-olaf).clients[0].clientId: duplicate clientId "st-olaf-ehr" (also participants[0].clients[0])',
     ]);
   });

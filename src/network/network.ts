@@ -40,12 +40,14 @@ export class Network {
   readonly participants: readonly Participant[];
   readonly #byId = new Map<string, Participant>();
   readonly #byClientId = new Map<string, { participant: Participant; client: ClientRegistration }>();
+  readonly #byOrganization = new Map<string, Participant>();
 
   constructor(file: NetworkFile, options: { isExample?: boolean } = {}) {
     this.isExample = options.isExample ?? false;
     this.participants = file.participants;
     for (const participant of file.participants) {
       this.#byId.set(participant.id, participant);
+      this.#byOrganization.set(participant.organization.reference, participant);
       for (const client of participant.clients) this.#byClientId.set(client.clientId, { participant, client });
     }
   }
@@ -57,6 +59,11 @@ export class Network {
   /** All participants, or those holding `role`, in file order. */
   list(role?: Role): Participant[] {
     return role ? this.participants.filter((p) => p.roles.includes(role)) : [...this.participants];
+  }
+
+  /** The participant whose Organization this is (e.g. a Task's `owner.reference`). */
+  findByOrganization(reference: string): Participant | undefined {
+    return this.#byOrganization.get(reference);
   }
 
   /** The registration of a SMART client and the participant it belongs to. */

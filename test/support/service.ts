@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createLogger, type Logger } from '../../src/log/logger.ts';
-import { type RunningService, startService } from '../../src/service.ts';
+import { type RunningService, type StartOptions, startService } from '../../src/service.ts';
 import { openTestDatabase } from './database.ts';
 
 /** A port that was free a moment ago (the service needs to know its URL before listening: token audience). */
@@ -28,9 +28,9 @@ export interface TestService extends RunningService {
 }
 
 /** Starts the real service (example network) on a fresh test database: PGlite, or PostgreSQL when DATABASE_URL is set. */
-export async function startTestService(env: Record<string, string> = {}, log?: Logger): Promise<TestService> {
+export async function startTestService(env: Record<string, string> = {}, log?: Logger, options: Omit<StartOptions, 'database'> = {}): Promise<TestService> {
   const config = await testConfig(env);
   const database = await openTestDatabase();
-  const service = await startService(config, log ?? createLogger({ level: 'silent' }), { database });
+  const service = await startService(config, log ?? createLogger({ level: 'silent' }), { ...options, database });
   return { ...service, config };
 }
