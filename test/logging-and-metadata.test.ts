@@ -79,5 +79,9 @@ describe('logs and metadata', () => {
     });
     const unknown = await fetch(`${service.url}/nowhere`, { headers: { authorization: `Bearer ${token}` } });
     expect(unknown.status).toBe(404);
+    const write = await fetch(`${service.url}/fhir/Task`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json' }, body: '{}' });
+    expect(write.status).toBe(405);
+    expect(write.headers.get('allow')).toBe('GET');
+    expect(((await write.json()) as { issue: { code: string }[] }).issue[0]?.code).toBe('not-supported');
   });
 });

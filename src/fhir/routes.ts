@@ -2,6 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import type { Resource } from '@medplum/fhirtypes';
 import { requireCaller, requireScope } from '../auth/middleware.ts';
 import { FHIR_JSON } from './constants.ts';
+import { HttpOutcomeError, issue, outcome } from './outcomes.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './fhir-api.ts';
 
 /** Query parameters with all their values (`?status=a&status=b` -> `{status: ['a','b']}`). */
@@ -50,6 +51,13 @@ export function createFhirRouter(deps: FhirApiDeps): Router {
     requireScope(caller, req.params.type, 's');
     const strict = /handling=strict/.test(req.header('Prefer') ?? '');
     res.type(FHIR_JSON).send(JSON.stringify(await searchResources(req.params.type, queryParams(req), strict, caller, deps)));
+  });
+
+  // The API is read-only for now: other methods are refused as such, not as unknown paths.
+  router.all('/fhir/{*rest}', (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next();
+    res.setHeader('Allow', 'GET');
+    throw new HttpOutcomeError(405, outcome([issue('not-supported', `${req.method} is not supported on /fhir; this FHIR endpoint is read-only`)]));
   });
 
   return router;
