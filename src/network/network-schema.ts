@@ -75,7 +75,21 @@ export const ParticipantSchema = z.looseObject({
   specialties: z.array(CodingSchema).optional(),
   clients: z.array(ClientRegistrationSchema),
   /** The participant's FHIR server: records are pulled from it and opinions posted back to it. */
-  fhir: z.looseObject({ baseUrl: z.url({ protocol: /^https?$/ }) }).optional(),
+  fhir: z
+    .looseObject({
+      baseUrl: z.url({ protocol: /^https?$/ }),
+      /** SMART Backend Services token endpoint; without it calls carry no token (sandboxes). */
+      tokenUrl: z.url({ protocol: /^https?$/ }).optional(),
+      /** Our client_id registered at that EHR. */
+      clientId: z.string().min(1).optional(),
+      /** Scopes to request, space-separated, in the EHR's own vocabulary. */
+      scope: z.string().min(1).optional(),
+      /** Path (relative to the network file) of our private key: a JWK JSON file or a PKCS#8 PEM; RS384 or ES384. */
+      privateKeyFile: z.string().min(1).optional(),
+      /** Timeout of each call to this EHR, in milliseconds. */
+      timeoutMs: z.number().int().min(100).max(600_000).optional(),
+    })
+    .optional(),
 });
 
 export const NetworkFileSchema = z.looseObject({
@@ -124,6 +138,12 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
     const roles = asArray(p.roles);
     if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
       problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
+    }
+
+    // A token endpoint is useless without the client settings to sign an assertion for it.
+    if (isObject(p.fhir) && p.fhir.tokenUrl !== undefined) {
+      const missing = (['clientId', 'privateKeyFile'] as const).filter((k) => isObject(p.fhir) && p.fhir[k] === undefined);
+      if (missing.length > 0) problems.push({ path: at('fhir'), message: `tokenUrl needs ${missing.join(' and ')} (SMART Backend Services client settings)` });
     }
 
     asArray(p.clients).forEach((c, ci) => {

@@ -16,7 +16,7 @@ function networkFile(): Record<string, any> {
         roles: ['referrer'],
         organization: { reference: 'Organization/st-olaf' },
         clients: [{ clientId: 'st-olaf-ehr', jwks: { keys: [ecKey] }, scope: 'system/*.rs system/ServiceRequest.c' }],
-        fhir: { baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token' },
+        fhir: { baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token', clientId: 'so-service', privateKeyFile: 'keys/st-olaf.jwk.json' },
       },
       {
         id: 'lakeside-consults',
@@ -66,7 +66,7 @@ describe('parseNetwork', () => {
     expect(network.findByOrganization('Organization/lakeside')?.id).toBe('lakeside-consults');
     expect(network.findByOrganization('Organization/nobody')).toBeUndefined();
     // Loose objects: later issues add fields.
-    expect(network.get('st-olaf')?.fhir).toEqual({ baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token' });
+    expect(network.get('st-olaf')?.fhir).toEqual({ baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token', clientId: 'so-service', privateKeyFile: 'keys/st-olaf.jwk.json' });
     expect(network.get('lakeside-consults')?.notify).toEqual({ email: 'x@lakeside.example' });
   });
 
@@ -112,6 +112,38 @@ describe('parseNetwork', () => {
       'participants[2] (audit-office).clients[0].jwks.keys[0].kty: Invalid option: expected one of "RSA"|"EC"',
       'participants[2] (audit-office).clients[0].scope: must list at least one scope',
     ]);
+  });
+
+  it('types the outbound SMART client settings of a participant fhir block and keeps unknown members', () => {
+    const file = networkFile();
+    file.participants[0].fhir = { ...file.participants[0].fhir, scope: 'system/DocumentReference.rs', timeoutMs: 15000, note: 'kept' };
+    const fhir = parseNetwork(file, 'x.json').get('st-olaf')?.fhir;
+    expect(fhir).toEqual({
+      baseUrl: 'https://ehr.st-olaf.example/fhir/R4',
+      tokenUrl: 'https://ehr.st-olaf.example/token',
+      clientId: 'so-service',
+      privateKeyFile: 'keys/st-olaf.jwk.json',
+      scope: 'system/DocumentReference.rs',
+      timeoutMs: 15000,
+      note: 'kept',
+    });
+    const timeout: number | undefined = fhir?.timeoutMs;
+    expect(timeout).toBe(15000);
+  });
+
+  it('refuses a fhir tokenUrl without the client settings to use it, naming the entry', () => {
+    const file = networkFile();
+    delete file.participants[0].fhir.clientId;
+    delete file.participants[0].fhir.privateKeyFile;
+    file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'https://lakeside.example/token', clientId: 'so', timeoutMs: 0 };
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (st-olaf).fhir: tokenUrl needs clientId and privateKeyFile (SMART Backend Services client settings)',
+      'participants[1] (lakeside-consults).fhir.timeoutMs: Too small: expected number to be >=100',
+      'participants[1] (lakeside-consults).fhir: tokenUrl needs privateKeyFile (SMART Backend Services client settings)',
+    ]);
+    file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'ftp://lakeside.example/token', clientId: 'so', privateKeyFile: 'k.pem' };
+    delete file.participants[0].fhir.tokenUrl;
+    expect(problemsOf(file)).toEqual(['participants[1] (lakeside-consults).fhir.tokenUrl: Invalid URL']);
   });
 
   it('refuses a file without participants', () => {

@@ -1,0 +1,84 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { decodeProtectedHeader, exportJWK, exportPKCS8, generateKeyPair, jwtVerify } from 'jose';
+import { http, HttpResponse } from 'msw';
+import { setupServer } from 'msw/node';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseNetwork } from '../network/network.ts';
+import { createParticipantFhirClients, loadSigningKey } from './endpoints.ts';
+
+const server = setupServer();
+let dir: string;
+beforeAll(async () => {
+  server.listen({ onUnhandledFrame: 'error' });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'outbound-keys-'));
+});
+afterEach(() => server.resetHandlers());
+afterAll(async () => {
+  server.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const participant = (id: string, fhir: Record<string, unknown>) => ({ id, name: id, roles: ['referrer'], organization: { reference: `Organization/${id}` }, clients: [], fhir });
+
+describe('createParticipantFhirClients', () => {
+  it('builds one client per fhir block: SMART-authenticated where tokenUrl is set, anonymous otherwise', async () => {
+    const ec = await generateKeyPair('ES384', { extractable: true });
+    await writeFile(path.join(dir, 'ehr.jwk.json'), JSON.stringify({ ...(await exportJWK(ec.privateKey)), kid: 'ehr-key' }));
+    const network = parseNetwork(
+      {
+        participants: [
+          participant('st-olaf', { baseUrl: 'https://ehr.test/fhir/R4', tokenUrl: 'https://ehr.test/token', clientId: 'so-service', scope: 'system/Patient.r', privateKeyFile: 'ehr.jwk.json', timeoutMs: 5000 }),
+          participant('sandbox', { baseUrl: 'http://sandbox.test/fhir' }),
+          { ...participant('no-fhir', {}), roles: ['auditor'], fhir: undefined },
+        ],
+      },
+      'network.json',
+    );
+    const clients = await createParticipantFhirClients(network, { keyBaseDir: dir });
+    expect([...clients.keys()]).toEqual(['st-olaf', 'sandbox']);
+
+    const seen: Record<string, string | null> = {};
+    server.use(
+      http.post('https://ehr.test/token', async ({ request }) => {
+        const form = new URLSearchParams(await request.text());
+        const assertion = form.get('client_assertion')!;
+        expect(decodeProtectedHeader(assertion)).toMatchObject({ alg: 'ES384', kid: 'ehr-key' });
+        await jwtVerify(assertion, ec.publicKey, { issuer: 'so-service', audience: 'https://ehr.test/token' });
+        expect(form.get('scope')).toBe('system/Patient.r');
+        return HttpResponse.json({ access_token: 'at-1', token_type: 'bearer', expires_in: 600 });
+      }),
+      http.get('https://ehr.test/fhir/R4/Patient/1', ({ request }) => ((seen.ehr = request.headers.get('authorization')), HttpResponse.json({ resourceType: 'Patient', id: '1' }))),
+      http.get('http://sandbox.test/fhir/Patient/1', ({ request }) => ((seen.sandbox = request.headers.get('authorization')), HttpResponse.json({ resourceType: 'Patient', id: '1' }))),
+    );
+    await clients.get('st-olaf')!.read('Patient', '1');
+    await clients.get('sandbox')!.read('Patient', '1');
+    expect(seen).toEqual({ ehr: 'Bearer at-1', sandbox: null });
+  });
+
+  it('fails at start-up when a key file is missing, naming the participant', async () => {
+    const network = parseNetwork({ participants: [participant('st-olaf', { baseUrl: 'https://ehr.test/fhir', tokenUrl: 'https://ehr.test/token', clientId: 'c', privateKeyFile: 'nope.pem' })] }, 'n.json');
+    await expect(createParticipantFhirClients(network, { keyBaseDir: dir })).rejects.toThrow(`participant st-olaf: cannot use fhir.privateKeyFile ${path.join(dir, 'nope.pem')}: ENOENT`);
+  });
+});
+
+describe('loadSigningKey', () => {
+  it('reads a PKCS#8 PEM RSA key as RS384 with a thumbprint kid', async () => {
+    const rsa = await generateKeyPair('RS384', { extractable: true });
+    const file = path.join(dir, 'rsa.pem');
+    await writeFile(file, await exportPKCS8(rsa.privateKey));
+    const loaded = await loadSigningKey(file);
+    expect(loaded.alg).toBe('RS384');
+    expect(loaded.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('refuses a public JWK and a key of the wrong curve', async () => {
+    const ec = await generateKeyPair('ES384', { extractable: true });
+    await writeFile(path.join(dir, 'public.json'), JSON.stringify(await exportJWK(ec.publicKey)));
+    await expect(loadSigningKey(path.join(dir, 'public.json'))).rejects.toThrow('the JWK has no private part');
+    const p256 = await generateKeyPair('ES256', { extractable: true });
+    await writeFile(path.join(dir, 'p256.pem'), await exportPKCS8(p256.privateKey));
+    await expect(loadSigningKey(path.join(dir, 'p256.pem'))).rejects.toThrow('the key must be RSA (RS384) or EC P-384 (ES384)');
+  });
+});

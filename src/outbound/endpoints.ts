@@ -1,0 +1,95 @@
+import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
+import type { Network } from '../network/network.ts';
+import { createFhirClient, type FhirClient } from './fhir-client.ts';
+import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
+
+export interface ParticipantFhirClientOptions {
+  /** Directory `privateKeyFile` paths are relative to: the network file's directory. Default: cwd. */
+  keyBaseDir?: string;
+  /** Timeout for participants whose `fhir` block sets none. Default 30 s. */
+  defaultTimeoutMs?: number;
+  /** Used when a participant's `fhir` block names no `scope`. */
+  defaultScope?: string;
+  fetch?: typeof globalThis.fetch;
+  now?: () => number;
+}
+
+/** A private key ready to sign client assertions. */
+export interface LoadedSigningKey {
+  key: KeyObject;
+  alg: SmartAlg;
+  /** The JWK's own `kid`, or the RFC 7638 thumbprint of the public key. */
+  kid: string;
+}
+
+export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
+/** Enough to pull a record set and post an opinion back; EHRs grant less if they choose. */
+export const DEFAULT_OUTBOUND_SCOPE = 'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r';
+
+/**
+ * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read
+ * once here, at start-up, so a missing or malformed key fails the boot rather than the first job.
+ * A participant without `tokenUrl` gets a client that sends no Authorization (sandbox EHRs).
+ */
+export async function createParticipantFhirClients(network: Pick<Network, 'participants'>, options: ParticipantFhirClientOptions = {}): Promise<Map<string, FhirClient>> {
+  const clients = new Map<string, FhirClient>();
+  for (const participant of network.participants) {
+    const fhir = participant.fhir;
+    if (!fhir) continue;
+    const timeoutMs = fhir.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_OUTBOUND_TIMEOUT_MS;
+    let tokenSource: TokenSource | undefined;
+    if (fhir.tokenUrl) {
+      if (!fhir.clientId || !fhir.privateKeyFile) throw new Error(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile`);
+      const file = path.resolve(options.keyBaseDir ?? process.cwd(), fhir.privateKeyFile);
+      const signing = await loadSigningKey(file).catch((err: unknown) => {
+        throw new Error(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${(err as Error).message}`);
+      });
+      tokenSource = createSmartTokenSource({
+        tokenUrl: fhir.tokenUrl,
+        clientId: fhir.clientId,
+        scope: fhir.scope ?? options.defaultScope ?? DEFAULT_OUTBOUND_SCOPE,
+        privateKey: signing.key,
+        alg: signing.alg,
+        kid: signing.kid,
+        timeoutMs,
+        ...(options.fetch ? { fetch: options.fetch } : {}),
+        ...(options.now ? { now: options.now } : {}),
+      });
+    }
+    clients.set(participant.id, createFhirClient({ baseUrl: fhir.baseUrl, timeoutMs, ...(tokenSource ? { tokenSource } : {}) }, options.fetch ? { fetch: options.fetch } : {}));
+  }
+  return clients;
+}
+
+/**
+ * Reads a private key file: a JWK (JSON) or a PKCS#8/SEC1/PKCS#1 PEM. The algorithm follows from
+ * the key (RSA → RS384, EC P-384 → ES384, the two SMART Backend Services requires servers to
+ * support); a JWK `alg` that disagrees, or any other key type, is refused.
+ */
+export async function loadSigningKey(file: string): Promise<LoadedSigningKey> {
+  const text = await readFile(file, 'utf8');
+  let key: KeyObject;
+  let jwk: JWK | undefined;
+  if (text.trimStart().startsWith('{')) {
+    jwk = JSON.parse(text) as JWK;
+    if (typeof jwk.d !== 'string') throw new Error('the JWK has no private part');
+    key = createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
+  } else {
+    key = createPrivateKey(text);
+  }
+  let alg: SmartAlg;
+  if (key.asymmetricKeyType === 'rsa') alg = 'RS384';
+  else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1') alg = 'ES384';
+  else throw new Error('the key must be RSA (RS384) or EC P-384 (ES384)');
+  if (jwk?.alg && jwk.alg !== alg) throw new Error(`the JWK says alg ${jwk.alg} but the key is for ${alg}`);
+  const kid = typeof jwk?.kid === 'string' && jwk.kid !== '' ? jwk.kid : await publicThumbprint(key);
+  return { key, alg, kid };
+}
+
+async function publicThumbprint(key: KeyObject): Promise<string> {
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = await exportJWK(key);
+  return calculateJwkThumbprint(pub);
+}

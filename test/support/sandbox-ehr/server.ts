@@ -1,0 +1,205 @@
+/**
+ * The sandbox EHR: a real FHIR R4 server (fhir-router MemoryRepository behind node:http) with a
+ * SMART Backend Services token endpoint, a second "object storage" origin, a seeded synthetic
+ * chart, request recording and a fault switch. Used by `npm run sandbox`, the flow tests and the
+ * records benchmark (issue 3 §6).
+ *
+ *   const ehr = await startSandboxEhr({ port: 0 });
+ *   // ehr.baseUrl = http://127.0.0.1:PORT/fhir/R4, ehr.tokenUrl = http://127.0.0.1:PORT/auth/token
+ *   await ehr.stop();
+ */
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { unauthorized } from '@medplum/core';
+import { MemoryRepository } from '@medplum/fhir-router';
+import { defaultSandboxClients, type SandboxClient } from './clients.ts';
+import { ensureSandboxDefinitions } from './definitions.ts';
+import { applyByteFault, createFaultSwitch, type ActiveFault, type FaultSwitch } from './faults.ts';
+import { createFhirApi, outcomeReply, type HttpReply } from './fhir-api.ts';
+import { seedSandbox, type Blob, type SeededIds, type SeedOptions } from './seed.ts';
+import { createUrlSigner, handleStorageRequest, signedObjectUrl } from './storage.ts';
+import { createTokenService, type TokenService } from './token.ts';
+
+/** Options of {@link startSandboxEhr}. */
+export interface SandboxEhrOptions {
+  /** EHR port; 0 (default) picks a free one. */
+  port?: number;
+  /** Storage origin port; default 0 (a free one). */
+  storagePort?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Registered client systems; default: the service's outbound client (examples/keys/service-outbound.private.jwk.json). */
+  clients?: SandboxClient[];
+  seed?: SeedOptions;
+  /** FHIR and Binary requests need a bearer token from `/auth/token` (default true). */
+  requireAuth?: boolean;
+  /** `expires_in` of issued tokens, seconds; default 300. */
+  tokenTtlSeconds?: number;
+  /** Page size of searches without `_count`; default 50. */
+  defaultPageSize?: number;
+}
+
+/** One request the sandbox received (on either origin), for assertions. */
+export interface RecordedRequest {
+  origin: 'ehr' | 'storage';
+  method: string;
+  /** Path with query, e.g. `/fhir/R4/Binary/bin-op-note-2024`. */
+  path: string;
+  headers: IncomingHttpHeaders;
+  /** Whether an Authorization header was present (whatever its value). */
+  authorization: boolean;
+  /** Status sent; undefined while in flight or when the connection was reset. */
+  status?: number;
+  /** The fault rule applied, if any. */
+  fault?: ActiveFault;
+}
+
+/** A running sandbox EHR. */
+export interface SandboxEhr {
+  /** EHR origin, e.g. `http://127.0.0.1:8090`. */
+  url: string;
+  /** FHIR base: `${url}/fhir/R4`. */
+  baseUrl: string;
+  /** SMART token endpoint: `${url}/auth/token`. */
+  tokenUrl: string;
+  /** The storage origin serving signed absolute attachment links. */
+  storageUrl: string;
+  /** The FHIR store, for tests to inspect or change. */
+  repo: MemoryRepository;
+  /** Attachment bytes by Binary / object id. */
+  blobs: Map<string, Blob>;
+  faults: FaultSwitch;
+  requests: RecordedRequest[];
+  tokens: TokenService;
+  seeded: SeededIds;
+  /** Milliseconds from call to ready (listen + seed). */
+  startupMs: number;
+  /** Closes both origins (open connections are dropped). */
+  stop(): Promise<void>;
+}
+
+const FHIR_PREFIX = '/fhir/R4';
+const PUBLIC_FHIR_PATHS = /^\/(metadata|\.well-known\/smart-configuration)(\?|$)/;
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+function send(res: ServerResponse, reply: HttpReply, fault: ActiveFault | undefined): void {
+  const body = reply.attachment ? applyByteFault(reply.body as Buffer, fault) : reply.body;
+  res.writeHead(reply.status, { ...reply.headers, 'content-length': String(Buffer.byteLength(body)) });
+  res.end(body);
+}
+
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}
+
+/**
+ * Starts the sandbox EHR and its storage origin, then seeds the chart. Faults apply to both
+ * origins; byte faults (corruptBytes, wrongLength) only to raw attachment downloads.
+ */
+export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<SandboxEhr> {
+  const started = performance.now();
+  const host = options.host ?? '127.0.0.1';
+  const requireAuth = options.requireAuth ?? true;
+  ensureSandboxDefinitions();
+  const repo = new MemoryRepository();
+  const blobs = new Map<string, Blob>();
+  const faults = createFaultSwitch();
+  const requests: RecordedRequest[] = [];
+  const signer = createUrlSigner();
+  const urls = { url: '', baseUrl: '', tokenUrl: '', storageUrl: '' };
+  const tokens = createTokenService({ clients: options.clients ?? defaultSandboxClients(), tokenUrl: () => urls.tokenUrl, ttlSeconds: options.tokenTtlSeconds });
+  const fhirApi = createFhirApi({ repo, blobs, baseUrl: () => urls.baseUrl, tokenUrl: () => urls.tokenUrl, defaultPageSize: options.defaultPageSize });
+
+  async function ehrReply(req: IncomingMessage, path: string, raw: Buffer): Promise<HttpReply> {
+    const method = req.method ?? 'GET';
+    if (path.split('?')[0] === '/auth/token') {
+      if (method !== 'POST') return { status: 405, headers: { allow: 'POST' }, body: '' };
+      const { status, body } = await tokens.issue(new URLSearchParams(raw.toString('utf8')));
+      return { status, headers: { 'content-type': 'application/json', 'cache-control': 'no-store' }, body: JSON.stringify(body) };
+    }
+    if (path !== FHIR_PREFIX && !path.startsWith(`${FHIR_PREFIX}/`) && !path.startsWith(`${FHIR_PREFIX}?`)) {
+      return outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found', details: { text: 'Not found' } }] }, 404);
+    }
+    const fhirPath = path.slice(FHIR_PREFIX.length) || '/';
+    if (requireAuth && !PUBLIC_FHIR_PATHS.test(fhirPath) && !tokens.check(req.headers.authorization)) {
+      const reply = outcomeReply(unauthorized, 401);
+      reply.headers['www-authenticate'] = 'Bearer realm="sandbox-ehr", error="invalid_token"';
+      return reply;
+    }
+    let body: unknown;
+    if (raw.length) {
+      try {
+        body = JSON.parse(raw.toString('utf8'));
+      } catch {
+        return outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'structure', details: { text: 'Body is not JSON' } }] }, 400);
+      }
+    }
+    return fhirApi({ method, path: fhirPath, headers: req.headers, body });
+  }
+
+  function handler(origin: RecordedRequest['origin']) {
+    return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+      const method = req.method ?? 'GET';
+      const path = req.url ?? '/';
+      const record: RecordedRequest = { origin, method, path, headers: req.headers, authorization: req.headers.authorization !== undefined };
+      requests.push(record);
+      res.on('finish', () => (record.status = res.statusCode));
+      try {
+        const raw = await readBody(req);
+        const fault = faults.take(method, path);
+        if (fault) record.fault = fault;
+        if (fault?.resetConnection) return void req.socket.destroy();
+        if (fault?.delayMs) await sleep(fault.delayMs);
+        if (res.destroyed) return;
+        if (fault?.status) {
+          const code = fault.status >= 500 ? 'exception' : 'processing';
+          return send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status), undefined);
+        }
+        const reply = origin === 'ehr' ? await ehrReply(req, path, raw) : handleStorageRequest(method, path, blobs, signer);
+        send(res, reply, fault);
+      } catch {
+        if (!res.headersSent) send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Internal error' } }] }, 500), undefined);
+      }
+    };
+  }
+
+  const ehrServer = createServer(handler('ehr'));
+  const storageServer = createServer(handler('storage'));
+  const ehrPort = await listen(ehrServer, options.port ?? 0, host);
+  const storagePort = await listen(storageServer, options.storagePort ?? 0, host);
+  urls.url = `http://${host}:${ehrPort}`;
+  urls.baseUrl = `${urls.url}${FHIR_PREFIX}`;
+  urls.tokenUrl = `${urls.url}/auth/token`;
+  urls.storageUrl = `http://${host}:${storagePort}`;
+
+  const seeded = await seedSandbox({ repo, blobs, storageUrlFor: (id) => signedObjectUrl(urls.storageUrl, signer, id) }, options.seed);
+  return {
+    ...urls,
+    repo,
+    blobs,
+    faults,
+    requests,
+    tokens,
+    seeded,
+    startupMs: performance.now() - started,
+    stop: async () => {
+      await Promise.all([close(ehrServer), close(storageServer)]);
+    },
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The sandbox EHR's token endpoint: SMART Backend Services (client_credentials grant with a
+ * private_key_jwt client assertion), as a referring EHR would run it, so the service's outbound
+ * authentication is exercised for real.
+ * Spec: https://hl7.org/fhir/smart-app-launch/backend-services.html#obtaining-an-access-token
+ */
+import { randomBytes } from 'node:crypto';
+import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
+import type { SandboxClient } from './clients.ts';
+
+/** The assertion type SMART requires. */
+export const JWT_BEARER_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+
+/** Longest assertion lifetime accepted (SMART: "no more than five minutes in the future"). */
+const MAX_ASSERTION_LIFETIME_S = 300;
+const CLOCK_SKEW_S = 30;
+
+/** The outcome of a token request: the HTTP status and the JSON body to send. */
+export interface TokenResponse {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** What the sandbox knows about an access token it issued. */
+export interface IssuedToken {
+  clientId: string;
+  scope: string;
+  expiresAt: number;
+}
+
+/** Token issuing and checking for one sandbox instance. */
+export interface TokenService {
+  /** Handles the form of `POST /auth/token`. */
+  issue(form: URLSearchParams): Promise<TokenResponse>;
+  /** The token behind an `Authorization: Bearer …` header, when valid and unexpired. */
+  check(authorization: string | undefined): IssuedToken | undefined;
+  /** Every token issued (token → details), for test assertions. */
+  readonly issued: ReadonlyMap<string, IssuedToken>;
+}
+
+export interface TokenServiceOptions {
+  clients: SandboxClient[];
+  /** The token endpoint URL, the required assertion `aud` (known once the server listens). */
+  tokenUrl: () => string;
+  /** `expires_in` of issued tokens; default 300. */
+  ttlSeconds?: number;
+  now?: () => number;
+}
+
+function oauthError(status: number, error: string, description: string): TokenResponse {
+  return { status, body: { error, error_description: description } };
+}
+
+/**
+ * Creates the token service: verifies the assertion's signature against the client's registered
+ * JWKS (RS384/ES384 only), `iss` = `sub` = client id, `aud` = token URL, `exp` at most five
+ * minutes ahead, and refuses a `jti` already seen; then issues an opaque access token.
+ */
+export function createTokenService(opts: TokenServiceOptions): TokenService {
+  const now = opts.now ?? Date.now;
+  const ttl = opts.ttlSeconds ?? 300;
+  const clients = new Map(opts.clients.map((c) => [c.clientId, { ...c, keySet: createLocalJWKSet(c.jwks) }]));
+  const seenJti = new Map<string, number>();
+  const issued = new Map<string, IssuedToken>();
+
+  async function issue(form: URLSearchParams): Promise<TokenResponse> {
+    if (form.get('grant_type') !== 'client_credentials') return oauthError(400, 'unsupported_grant_type', 'grant_type must be client_credentials');
+    if (form.get('client_assertion_type') !== JWT_BEARER_ASSERTION_TYPE) return oauthError(400, 'invalid_request', 'client_assertion_type must be jwt-bearer');
+    const assertion = form.get('client_assertion');
+    if (!assertion) return oauthError(400, 'invalid_request', 'client_assertion is required');
+    let iss: unknown;
+    try {
+      iss = decodeJwt(assertion).iss;
+    } catch {
+      return oauthError(400, 'invalid_request', 'client_assertion is not a JWT');
+    }
+    const client = typeof iss === 'string' ? clients.get(iss) : undefined;
+    if (!client) return oauthError(401, 'invalid_client', 'unknown client');
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(assertion, client.keySet, {
+        algorithms: ['RS384', 'ES384'],
+        issuer: client.clientId,
+        subject: client.clientId,
+        audience: opts.tokenUrl(),
+        requiredClaims: ['exp', 'jti'],
+        clockTolerance: CLOCK_SKEW_S,
+        currentDate: new Date(now()),
+      }));
+    } catch (err) {
+      const reason = err instanceof joseErrors.JOSEError ? err.code : 'invalid';
+      return oauthError(401, 'invalid_client', `client assertion rejected (${reason})`);
+    }
+    const nowS = Math.floor(now() / 1000);
+    if ((payload.exp ?? 0) > nowS + MAX_ASSERTION_LIFETIME_S + CLOCK_SKEW_S) return oauthError(401, 'invalid_client', 'client assertion exp is more than 5 minutes ahead');
+    for (const [jti, exp] of seenJti) if (exp < nowS - CLOCK_SKEW_S) seenJti.delete(jti);
+    const jtiKey = `${client.clientId} ${String(payload.jti)}`;
+    if (seenJti.has(jtiKey)) return oauthError(401, 'invalid_client', 'client assertion jti already used');
+    seenJti.set(jtiKey, payload.exp ?? nowS);
+
+    const scope = form.get('scope') ?? client.scope ?? 'system/*.rs';
+    const token = randomBytes(24).toString('base64url');
+    issued.set(token, { clientId: client.clientId, scope, expiresAt: now() + ttl * 1000 });
+    return { status: 200, body: { access_token: token, token_type: 'bearer', expires_in: ttl, scope } };
+  }
+
+  function check(authorization: string | undefined): IssuedToken | undefined {
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+    const token = match ? issued.get(match[1]!) : undefined;
+    return token && token.expiresAt > now() ? token : undefined;
+  }
+
+  return { issue, check, issued };
+}
