@@ -117,3 +117,47 @@ export const LOINC_DOC = {
 } as const;
 
 export const FHIR_JSON = 'application/fhir+json';
+
+/** Record-set checklist codes (issue 3 §3): report categories besides the LOINC document types. */
+export const REPORT_CATEGORY = {
+  /** HL7 v2 table 0074 "Diagnostic Service Section ID" (the R4 DiagnosticReport.category example value set). */
+  v2System: 'http://terminology.hl7.org/CodeSystem/v2-0074',
+  pathologyV2: 'SP',
+  radiologyV2: 'RAD',
+  /** LOINC parts used by US Core for DiagnosticReport.category. */
+  pathologyLoinc: 'LP7839-6',
+  radiologyLoinc: 'LP29684-5',
+} as const;
+
+/** Consent evaluation (issue 3 §4): R4 Consent code systems. */
+export const CONSENT_SYSTEM = {
+  participationType: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType',
+  consentScope: 'http://terminology.hl7.org/CodeSystem/consentscope',
+  consentAction: 'http://terminology.hl7.org/CodeSystem/consentaction',
+  actReason: 'http://terminology.hl7.org/CodeSystem/v3-ActReason',
+} as const;
+
+/** The purpose of every disclosure this service makes: treatment (v3-ActReason TREAT). */
+export const PURPOSE_TREATMENT = { system: CONSENT_SYSTEM.actReason, code: 'TREAT', display: 'treatment' } as const;
+
+/**
+ * AuditEvent code systems (R4 AuditEvent, IHE Basic Audit Log Patterns).
+ * @see https://hl7.org/fhir/R4/auditevent.html
+ * @see https://profiles.ihe.net/ITI/BALP/
+ */
+export const AUDIT_SYSTEM = {
+  eventType: 'http://terminology.hl7.org/CodeSystem/audit-event-type',
+  dicom: 'http://dicom.nema.org/resources/ontology/DCM',
+  restfulInteraction: 'http://hl7.org/fhir/restful-interaction',
+  lifecycle: 'http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle',
+  entityType: 'http://terminology.hl7.org/CodeSystem/audit-entity-type',
+  objectRole: 'http://terminology.hl7.org/CodeSystem/object-role',
+  sourceType: 'http://terminology.hl7.org/CodeSystem/security-source-type',
+  participationType: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType',
+  balpEntityType: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType',
+} as const;
+
+/** Identifier system of the SMART client ids registered with this service (AuditEvent.agent.who). */
+export const CLIENT_ID_SYSTEM = `${CANONICAL_BASE}/NamingSystem/client-id`;
+/** Identifier system of the network participant ids (AuditEvent.agent.who of an organization). */
+export const PARTICIPANT_ID_SYSTEM = `${CANONICAL_BASE}/NamingSystem/participant-id`;
