@@ -14,9 +14,19 @@ export type Schema = typeof schema;
 /** A drizzle database or transaction: the same query API on PostgreSQL and PGlite. */
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 
+/**
+ * The driver-level handle under drizzle, for infrastructure that speaks SQL itself (the job
+ * queue: pg-boss opens its own pool from `connectionString`, or shares the one PGlite session).
+ */
+export type RawConnection =
+  | { readonly kind: 'postgres'; readonly pool: pg.Pool; readonly connectionString: string; readonly schemaName?: string }
+  | { readonly kind: 'pglite'; readonly client: PGlite };
+
 export interface Database {
   readonly kind: 'postgres' | 'pglite';
   readonly db: Db;
+  /** The raw client or pool (see RawConnection); application code goes through `db`. */
+  readonly raw: RawConnection;
   /** Runs the SQL migrations in src/store/migrations; idempotent, safe with several replicas starting at once. */
   migrate(): Promise<void>;
   /** Cheap round trip for readiness probes. */
@@ -71,6 +81,7 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   return {
     kind: 'postgres',
     db,
+    raw: { kind: 'postgres', pool, connectionString: url, ...(schemaName ? { schemaName } : {}) },
     async migrate() {
       const client = await pool.connect();
       try {
@@ -101,6 +112,7 @@ async function openPglite(options: DatabaseOptions): Promise<Database> {
   return {
     kind: 'pglite',
     db,
+    raw: { kind: 'pglite', client },
     async migrate() {
       // PGlite is one in-process session: no other replica can race the migration.
       await migratePglite(drizzlePglite({ client, schema }), { migrationsFolder: MIGRATIONS_FOLDER });

@@ -1,0 +1,90 @@
+import type { Db } from '../store/database.ts';
+
+/**
+ * The durable job queue the use cases depend on (DESIGN.md "Architecture", STYLE.md §8).
+ * Job data carries ids and versions, never whole resources or PHI: a handler re-reads the
+ * current state before it acts, so a late or repeated run does no harm.
+ */
+
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export interface EnqueueOptions {
+  /**
+   * At most one queued, retrying or running job per key and queue (e.g. the ServiceRequest id);
+   * only on queues declared `exclusive`, where it is required.
+   */
+  singletonKey?: string;
+  /** Not before this time. */
+  startAfter?: Date;
+  /** Overrides the queue's retry limit for this job (retries after the first attempt). */
+  retryLimit?: number;
+}
+
+export interface Job<T extends JsonObject = JsonObject> {
+  id: string;
+  name: string;
+  data: T;
+  /** 1 on the first run, 2 on the first retry, ... */
+  attempt: number;
+}
+
+/**
+ * Does the work of one job. Throwing (or rejecting) makes the attempt fail, and the queue
+ * retries it with backoff: never catch-and-log inside a handler.
+ */
+export type JobHandler<T extends JsonObject = JsonObject> = (job: Job<T>) => Promise<void>;
+
+/** A job that used up its retries: the dead-letter view a person reads before re-driving it. */
+export interface FailedJob {
+  id: string;
+  name: string;
+  /** Ids and versions only (see above). */
+  data: JsonObject;
+  /** How many times it ran. */
+  attempts: number;
+  /** The last error's message (no stack, no payload). */
+  lastError: string | undefined;
+  createdAt: Date;
+  failedAt: Date | undefined;
+}
+
+/** Per-queue retry policy. Backoff is exponential with jitter: about `retryDelaySeconds * 2^n`, capped. */
+export interface QueuePolicy {
+  name: string;
+  /**
+   * `exclusive`: every job carries a `singletonKey`, and a key has at most one job queued,
+   * retrying or running (a second enqueue returns undefined). `standard` (default): no keys.
+   * Fixed when the queue is first created.
+   */
+  policy?: 'standard' | 'exclusive';
+  /** Retries after the first attempt. Default 10. */
+  retryLimit?: number;
+  /** Base delay before the first retry (whole seconds, >= 1). Default 5. */
+  retryDelaySeconds?: number;
+  /** Cap on one delay (whole seconds). Default 3600. */
+  retryDelayMaxSeconds?: number;
+  /**
+   * Lease: a job running longer than this is treated as abandoned (its worker crashed or hung),
+   * counted as a failed attempt and retried, possibly on another replica. Default 900.
+   */
+  expireInSeconds?: number;
+}
+
+export interface JobQueue {
+  /**
+   * Enqueues inside the caller's DB transaction (pass the transaction's drizzle handle), so
+   * the job exists if and only if that transaction commits (outbox semantics).
+   * Returns the job id, or undefined when `singletonKey` already has a job pending (exclusive queues).
+   */
+  enqueue(tx: Db, name: string, data: JsonObject, options?: EnqueueOptions): Promise<string | undefined>;
+  /** Starts handling jobs of `name` on this replica; several replicas share the work. */
+  work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options?: { concurrency?: number }): Promise<void>;
+  /** Jobs that used up their retries, newest first. */
+  failed(name?: string): Promise<FailedJob[]>;
+  /** Re-drives a failed job: it runs again with a fresh retry budget. */
+  retry(jobId: string): Promise<void>;
+  start(): Promise<void>;
+  /** Graceful (default): waits for running handlers, up to a timeout. Not graceful: their jobs fail now and are retried. */
+  stop(options?: { graceful?: boolean }): Promise<void>;
+}

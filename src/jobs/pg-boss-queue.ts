@@ -1,0 +1,193 @@
+import { sql } from 'drizzle-orm';
+import { fromDrizzle, fromPglite, PgBoss, type ConstructorOptions, type Job as BossJob } from 'pg-boss';
+import type { Db, RawConnection } from '../store/database.ts';
+import type { EnqueueOptions, FailedJob, JobHandler, JobQueue, JsonObject, QueuePolicy } from './job-queue.ts';
+
+export interface PgBossQueueOptions {
+  /** Every queue this process enqueues to or works on, with its retry policy. */
+  queues: readonly QueuePolicy[];
+  /**
+   * Schema pg-boss keeps its tables in. Default `pgboss`, or `<schemaName>_pgboss` when the
+   * database uses its own schema (tests), so test files sharing one database stay apart.
+   */
+  schema?: string;
+  /** How often an idle worker looks for due jobs (retries are found by polling). Default 2, minimum 0.5. */
+  pollingIntervalSeconds?: number;
+  /**
+   * How often expired leases are looked for (pg-boss's supervise and monitor intervals: expiry
+   * runs in the monitor step). Default 60; tests use 1.
+   */
+  superviseIntervalSeconds?: number;
+  /** Graceful stop waits this long for running handlers. Default 30 s. */
+  stopTimeoutMs?: number;
+  /** Background errors of pg-boss (lost connection, maintenance); defaults to ignoring them. */
+  onError?: (err: Error) => void;
+  /** Pool size of pg-boss's own PostgreSQL connections. Default 4. */
+  poolSize?: number;
+}
+
+const DEFAULTS = { retryLimit: 10, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 } as const;
+/** Failed (dead-letter) jobs stay visible for re-drive this long. */
+const KEEP_FAILED_SECONDS = 30 * 24 * 3600;
+const NO_JOB = '00000000-0000-0000-0000-000000000000';
+
+/**
+ * JobQueue on pg-boss 12.35 (DESIGN.md: "Jobs run from a Postgres queue (pg-boss)").
+ *
+ * - PostgreSQL: pg-boss opens its own small pool (LISTEN/NOTIFY, SKIP LOCKED), so several
+ *   replicas share the work and each job is fetched by one of them.
+ * - PGlite: pg-boss shares the single in-process session (`fromPglite`).
+ * - `enqueue` sends through the caller's drizzle transaction (`fromDrizzle(tx, sql)`): the job
+ *   row is written by the same transaction as the business rows, on both drivers.
+ *
+ * PGlite caveat handled here: PGlite has one session, and an open drizzle transaction holds it.
+ * Anything pg-boss does on its *own* connection while the caller's transaction is open waits
+ * for that transaction, so a send that first looked the queue up on its own connection would
+ * deadlock. Queues are therefore declared up front, created at `start()`, and pg-boss's
+ * queue cache is warmed there; `enqueue` refuses undeclared names instead of hanging.
+ */
+export class PgBossQueue implements JobQueue {
+  private readonly raw: RawConnection;
+  private readonly options: PgBossQueueOptions;
+  private readonly policies: Map<string, QueuePolicy>;
+  /** Schema holding pg-boss's tables (for operators and tests). */
+  readonly schema: string;
+  private boss: PgBoss | undefined;
+
+  constructor(raw: RawConnection, options: PgBossQueueOptions) {
+    this.raw = raw;
+    this.options = options;
+    this.policies = new Map(options.queues.map((q) => [q.name, q]));
+    const schemaName = raw.kind === 'postgres' ? raw.schemaName : undefined;
+    this.schema = options.schema ?? (schemaName ? `${schemaName}_pgboss` : 'pgboss');
+    if (!/^[a-z_][a-z0-9_]*$/.test(this.schema)) throw new Error('job queue schema must be a plain lower-case SQL identifier');
+  }
+
+  async start(): Promise<void> {
+    if (this.boss) return;
+    const common: ConstructorOptions = {
+      schema: this.schema,
+      superviseIntervalSeconds: this.options.superviseIntervalSeconds ?? 60,
+      monitorIntervalSeconds: this.options.superviseIntervalSeconds ?? 60,
+      // Nothing here uses cron schedules; no need for the scheduler's polling.
+      schedule: false,
+    };
+    const boss =
+      this.raw.kind === 'postgres'
+        ? new PgBoss({ ...common, connectionString: this.raw.connectionString, max: this.options.poolSize ?? 4 })
+        : new PgBoss({ ...common, db: fromPglite(this.raw.client), backend: 'pglite' });
+    const onError = this.options.onError ?? (() => undefined);
+    boss.on('error', (err: Error) => onError(err));
+    await boss.start();
+    for (const policy of this.policies.values()) {
+      const settings = {
+        retryLimit: policy.retryLimit ?? DEFAULTS.retryLimit,
+        retryDelay: policy.retryDelaySeconds ?? DEFAULTS.retryDelaySeconds,
+        retryBackoff: true,
+        retryDelayMax: policy.retryDelayMaxSeconds ?? DEFAULTS.retryDelayMaxSeconds,
+        expireInSeconds: policy.expireInSeconds ?? DEFAULTS.expireInSeconds,
+        deleteAfterSeconds: KEEP_FAILED_SECONDS,
+      };
+      await boss.createQueue(policy.name, { ...settings, policy: policy.policy ?? 'standard' });
+      // createQueue keeps an existing queue as it is; apply a changed policy too.
+      await boss.updateQueue(policy.name, settings);
+      // Warms pg-boss's queue cache, so a send inside a PGlite transaction needs no lookup.
+      await boss.getJobById(policy.name, NO_JOB);
+    }
+    this.boss = boss;
+  }
+
+  async stop(options: { graceful?: boolean } = {}): Promise<void> {
+    const boss = this.boss;
+    if (!boss) return;
+    this.boss = undefined;
+    // On PGlite pg-boss does not close the caller's instance (fromPglite); on PostgreSQL it ends its own pool.
+    await boss.stop({ graceful: options.graceful ?? true, timeout: this.options.stopTimeoutMs ?? 30_000, close: true });
+  }
+
+  async enqueue(tx: Db, name: string, data: JsonObject, options: EnqueueOptions = {}): Promise<string | undefined> {
+    const boss = this.started();
+    const exclusive = this.policy(name).policy === 'exclusive';
+    if (exclusive !== (options.singletonKey !== undefined)) {
+      throw new Error(exclusive ? `queue '${name}' is exclusive: every job needs a singletonKey` : `singletonKey needs a queue declared with policy 'exclusive' ('${name}' is not)`);
+    }
+    const id = await boss.send(name, data, {
+      // Our Db is typed over an unknown result shape; both drivers return `{ rows }`, which is what the adapter reads.
+      db: fromDrizzle(tx as unknown as Parameters<typeof fromDrizzle>[0], sql),
+      ...(options.singletonKey !== undefined ? { singletonKey: options.singletonKey } : {}),
+      ...(options.startAfter !== undefined ? { startAfter: options.startAfter } : {}),
+      ...(options.retryLimit !== undefined ? { retryLimit: options.retryLimit } : {}),
+    });
+    return id ?? undefined;
+  }
+
+  async work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options: { concurrency?: number } = {}): Promise<void> {
+    const boss = this.started();
+    this.policy(name);
+    await boss.work<T>(
+      name,
+      { batchSize: 1, localConcurrency: options.concurrency ?? 1, pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2 },
+      async (jobs: BossJob<T>[]) => {
+        // batchSize 1: one job per call. A rejection fails the attempt and pg-boss schedules the retry.
+        for (const job of jobs) await handler({ id: job.id, name: job.name, data: job.data, attempt: job.retryCount + 1 });
+      },
+    );
+  }
+
+  async failed(name?: string): Promise<FailedJob[]> {
+    const boss = this.started();
+    const where = name === undefined ? '' : 'AND name = $1';
+    const { rows } = await boss.getDb().executeSql(
+      `SELECT id, name, data, retry_count, output, created_on, completed_on
+         FROM ${this.schema}.job WHERE state = 'failed' ${where}
+        ORDER BY completed_on DESC NULLS LAST LIMIT 500`,
+      name === undefined ? [] : [name],
+    );
+    return (rows as FailedRow[]).map((r) => ({
+      id: r.id,
+      name: r.name,
+      data: r.data ?? {},
+      attempts: Number(r.retry_count) + 1,
+      lastError: errorMessage(r.output),
+      createdAt: new Date(r.created_on),
+      failedAt: r.completed_on ? new Date(r.completed_on) : undefined,
+    }));
+  }
+
+  /** Re-drives a failed job: it gets one more attempt now (and lands in `failed()` again if that fails too). */
+  async retry(jobId: string): Promise<void> {
+    const boss = this.started();
+    const { rows } = await boss.getDb().executeSql(`SELECT name FROM ${this.schema}.job WHERE id = $1::uuid AND state = 'failed'`, [jobId]);
+    const row = (rows as { name: string }[])[0];
+    if (!row) throw new Error(`no failed job ${jobId}`);
+    await boss.retry(row.name, jobId);
+  }
+
+  private started(): PgBoss {
+    if (!this.boss) throw new Error('job queue not started');
+    return this.boss;
+  }
+
+  private policy(name: string): QueuePolicy {
+    const policy = this.policies.get(name);
+    if (!policy) throw new Error(`queue '${name}' is not declared in PgBossQueueOptions.queues`);
+    return policy;
+  }
+}
+
+interface FailedRow {
+  id: string;
+  name: string;
+  data: JsonObject | null;
+  retry_count: number | string;
+  output: unknown;
+  created_on: string | Date;
+  completed_on: string | Date | null;
+}
+
+/** pg-boss stores the thrown error serialised (message, stack, ...); only the message is shown. */
+function errorMessage(output: unknown): string | undefined {
+  if (output && typeof output === 'object' && 'message' in output && typeof output.message === 'string') return output.message;
+  if (typeof output === 'string') return output;
+  return undefined;
+}
