@@ -10,6 +10,7 @@ import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
 import { createIntakeRouter } from './intake/routes.ts';
+import type { JobQueue } from './jobs/job-queue.ts';
 import type { Logger } from './log/logger.ts';
 import type { Network } from './network/network.ts';
 import { createParticipantsRouter } from './network/routes.ts';
@@ -21,6 +22,7 @@ export interface AppDeps {
   store: ResourceStore;
   network: Network;
   auth: AuthDeps;
+  jobs: JobQueue;
   /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
   ready: () => Promise<void>;
   now: () => Date;
@@ -52,7 +54,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(createParticipantsRouter({ network: deps.network }));
   app.use(
     createIntakeRouter({
-      intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now },
+      intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now, jobs: deps.jobs },
       summary: {
         store: deps.store,
         participantByOrganization: (reference) => deps.network.findByOrganization(reference),

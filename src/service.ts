@@ -8,6 +8,8 @@ import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
 import type { Logger } from './log/logger.ts';
+import { PgBossQueue } from './jobs/pg-boss-queue.ts';
+import { QUEUE_POLICIES } from './jobs/queues.ts';
 import { loadNetwork } from './network/network.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
 import { type Database, openDatabase } from './store/database.ts';
@@ -18,6 +20,7 @@ export interface RunningService {
   url: string;
   server: Server;
   database: Database;
+  jobs: PgBossQueue;
   /** Graceful stop: stop accepting, let in-flight requests finish (up to the timeout), close the store. */
   stop(): Promise<void>;
 }
@@ -33,7 +36,7 @@ export interface StartOptions {
 const PACKAGE = JSON.parse(readFileSync(path.join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { name: string; version: string };
 
 /**
- * Start-up in one place: network -> signing key -> store (migrations) -> validator -> HTTP.
+ * Start-up in one place: network -> signing key -> store (migrations) -> job queue -> validator -> HTTP.
  * `stop()` undoes it in reverse. main.ts wires it to signals; tests call it directly.
  */
 export async function startService(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningService> {
@@ -45,10 +48,16 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
+  const jobs = new PgBossQueue(database.raw, {
+    queues: QUEUE_POLICIES,
+    onError: (err) => log.error({ err: { name: err.name, message: err.message } }, 'job queue background error'),
+  });
   try {
     await database.migrate();
     migrated = true;
+    await jobs.start();
   } catch (err) {
+    await jobs.stop({ graceful: false }).catch(() => undefined);
     if (!options.database) await database.close();
     throw err;
   }
@@ -61,6 +70,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     store,
     network,
     auth,
+    jobs,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },
     ready: async () => {
@@ -83,6 +93,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     url: `http://${host}:${port}`,
     server,
     database,
+    jobs,
     stop() {
       stopping ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -90,6 +101,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
         const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
         await closed;
         clearTimeout(timer);
+        // The queue stops before the store closes (on PGlite it shares the one session).
+        await jobs.stop({ graceful: true });
         await database.close();
         log.info('stopped');
       })();

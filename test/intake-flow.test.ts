@@ -36,12 +36,24 @@ describe('second-opinion intake (flow)', () => {
   const get = (path: string, token = referrerToken, headers: Record<string, string> = {}) =>
     fetch(`${service.url}${path}`, { headers: { authorization: `Bearer ${token}`, ...headers } });
 
-  async function rowCounts(): Promise<{ resources: number; history: number; intake: number }> {
+  async function rowCounts(): Promise<{ resources: number; history: number; intake: number; jobs: number }> {
     const count = async (table: string) => {
       const result = await service.database.db.execute(sql.raw(`SELECT count(*)::int AS n FROM ${table}`));
       return Number((result as unknown as { rows: { n: number }[] }).rows[0]?.n);
     };
-    return { resources: await count('resource'), history: await count('resource_history'), intake: await count('intake_request') };
+    return {
+      resources: await count('resource'),
+      history: await count('resource_history'),
+      intake: await count('intake_request'),
+      jobs: await count(`${service.jobs.schema}.job`),
+    };
+  }
+
+  async function assemblyJobs(serviceRequestId: string): Promise<{ data: Record<string, unknown> }[]> {
+    const result = await service.database.db.execute(
+      sql.raw(`SELECT data FROM ${service.jobs.schema}.job WHERE name = 'assemble-record-set' AND data->>'serviceRequestId' = '${serviceRequestId}'`),
+    );
+    return (result as unknown as { rows: { data: Record<string, unknown> }[] }).rows;
   }
 
   /** Sends a refused request and asserts its status, that the body is an OperationOutcome, and that nothing was written. */
@@ -105,6 +117,12 @@ describe('second-opinion intake (flow)', () => {
       }
     });
 
+    it('enqueued the record-assembly job in the same transaction, carrying ids only', async () => {
+      expect(await assemblyJobs(created.id)).toEqual([
+        { data: { serviceRequestId: created.id, taskIds: created.tasks.map((t) => t.id), serviceRequestVersion: '1' } },
+      ]);
+    });
+
     it('every resource it returns validates against R4 and our profiles', () => {
       expect(() => validator.validate(created.serviceRequest)).not.toThrow();
       for (const task of created.tasks) expect(() => validator.validate(task)).not.toThrow();
@@ -126,6 +144,7 @@ describe('second-opinion intake (flow)', () => {
       expect(again.id).toBe(created.id);
       expect(again.tasks.map((t) => t.id)).toEqual(created.tasks.map((t) => t.id));
       expect(await rowCounts()).toEqual(before);
+      expect(await assemblyJobs(created.id)).toHaveLength(1);
     });
 
     it('the same requestId with different content answers 409 and writes nothing', async () => {

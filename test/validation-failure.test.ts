@@ -55,6 +55,8 @@ describe('a built resource that fails validation', () => {
 
     const counts = await service.database.db.execute(sql`SELECT (SELECT count(*) FROM resource)::int AS r, (SELECT count(*) FROM resource_history)::int AS h, (SELECT count(*) FROM intake_request)::int AS i`);
     expect((counts as unknown as { rows: unknown[] }).rows[0]).toEqual({ r: 0, h: 0, i: 0 });
+    const jobs = await service.database.db.execute(sql.raw(`SELECT count(*)::int AS n FROM ${service.jobs.schema}.job`));
+    expect((jobs as unknown as { rows: unknown[] }).rows[0]).toEqual({ n: 0 });
 
     const failure = lines.find((l) => l.msg === 'built resource failed validation; nothing was stored');
     expect(failure).toMatchObject({ level: 'error', resourceType: 'Task' });

@@ -2,6 +2,8 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
 import type { Caller } from '../http/context.ts';
+import type { JobQueue } from '../jobs/job-queue.ts';
+import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { conflictError, issue, unprocessable } from '../fhir/outcomes.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
@@ -23,6 +25,8 @@ export interface IntakeDeps {
   network: ParticipantDirectory;
   dueDays: Record<'routine' | 'urgent' | 'asap', number>;
   now: () => Date;
+  /** Record assembly is a durable job, enqueued in intake's transaction (exists iff the referral does). */
+  jobs: Pick<JobQueue, 'enqueue'>;
 }
 
 export interface IntakeResult {
@@ -35,7 +39,8 @@ export interface IntakeResult {
 /**
  * Intake of a second-opinion request (issue 2 §6): checks the clinical and network rules,
  * then writes the ServiceRequest, one Task per consultant, the first opinion and a
- * Provenance in one transaction. The referrer's request id is the idempotency key.
+ * Provenance in one transaction, with the durable job that assembles the record set. The
+ * referrer's request id is the idempotency key.
  */
 export async function createSecondOpinion(request: IntakeRequest, caller: Caller, deps: IntakeDeps): Promise<IntakeResult> {
   const now = deps.now();
@@ -100,6 +105,8 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
       ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access: blinded ? [referrer.id] : [referrer.id, ...consultantIds] }] : []),
       { resource: referral.provenance, access: [referrer.id] },
     ]);
+    const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1' };
+    await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
     return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
   });
 }

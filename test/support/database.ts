@@ -24,6 +24,7 @@ export async function openTestDatabase(): Promise<Database> {
       const admin = new pg.Client({ connectionString: url });
       await admin.connect();
       await admin.query(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`);
+      await admin.query(`DROP SCHEMA IF EXISTS ${schemaName}_pgboss CASCADE`);
       await admin.end();
     },
   };
