@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
-import { index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
 /**
  * The database schema, one definition for PostgreSQL and PGlite. `drizzle-kit generate`
@@ -65,3 +65,58 @@ export const usedAssertions = pgTable(
   },
   (t) => [primaryKey({ columns: [t.clientId, t.jti] }), index('client_assertion_jti_expires_idx').on(t.expiresAt)],
 );
+
+/**
+ * bytea as a Node Buffer on both drivers (node-postgres returns a Buffer, PGlite a Uint8Array).
+ * Writes pass the Buffer through: both drivers send it as binary bytea.
+ */
+const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
+  dataType: () => 'bytea',
+  fromDriver: (value) => (Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)),
+});
+
+/**
+ * One upload's bytes, whether or not it has become a blob yet. Chunks are written under a
+ * fresh content id while the stream is hashed (the content address is known only at the
+ * end); completing the upload inserts the `blob` row that points at it, so no chunk is ever
+ * copied or rewritten. An upload that lost the race to identical content, or failed, is
+ * deleted with its chunks (cascade); one whose process died is left without a `blob` row
+ * and is swept by `BlobStore.purgeAbandonedUploads`.
+ */
+export const blobContents = pgTable('blob_content', {
+  id: uuid('id').primaryKey(),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+});
+
+/** Fixed-size pieces of a blob content (the last one may be shorter), in order by `seq`. */
+export const blobChunks = pgTable(
+  'blob_chunk',
+  {
+    contentId: uuid('content_id')
+      .notNull()
+      .references(() => blobContents.id, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    data: bytea('data').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.contentId, t.seq] })],
+);
+
+/**
+ * Content-addressed attachment bytes, stored once however many documents carry them.
+ * `sha1` is FHIR's `Attachment.hash` (base64 of the raw digest); `chunk_size` is kept per
+ * blob so a later change of the configured size never misplaces a byte range.
+ */
+export const blobs = pgTable('blob', {
+  /** Lower-case hex SHA-256 of the bytes: the content address. */
+  sha256: text('sha256').primaryKey(),
+  sha1: text('sha1').notNull(),
+  size: bigint('size', { mode: 'number' }).notNull(),
+  contentType: text('content_type').notNull(),
+  chunkSize: integer('chunk_size').notNull(),
+  chunkCount: integer('chunk_count').notNull(),
+  contentId: uuid('content_id')
+    .notNull()
+    .unique('blob_content_id_unique')
+    .references(() => blobContents.id),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+});
