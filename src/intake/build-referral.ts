@@ -11,6 +11,7 @@ import {
   TASK_CODE_FULFILL,
   placerIdentifierSystem,
 } from '../fhir/constants.ts';
+import { absoluteReference } from '../fhir/references.ts';
 import type { IntakeRequest } from './intake-request.ts';
 
 /** A participant as the builders need it (see network/). */
@@ -46,11 +47,6 @@ export interface Referral {
   tasks: Task[];
   firstOpinion?: ClinicalImpression;
   provenance: Provenance;
-}
-
-/** Makes a reference on the referrer's EHR absolute, so it never resolves against this service. */
-export function absoluteReference(baseUrl: string, reference: string): string {
-  return /^https?:\/\//.test(reference) ? reference : `${baseUrl.replace(/\/+$/, '')}/${reference.replace(/^\/+/, '')}`;
 }
 
 function organizationRef(p: ParticipantRef): Reference<Organization> {

@@ -6,7 +6,7 @@ import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseNetwork } from '../network/network.ts';
-import { createParticipantFhirClients, loadSigningKey } from './endpoints.ts';
+import { createParticipantFhirClients, loadClientAssertionKey } from './endpoints.ts';
 
 const server = setupServer();
 let dir: string;
@@ -63,12 +63,12 @@ describe('createParticipantFhirClients', () => {
   });
 });
 
-describe('loadSigningKey', () => {
+describe('loadClientAssertionKey', () => {
   it('reads a PKCS#8 PEM RSA key as RS384 with a thumbprint kid', async () => {
     const rsa = await generateKeyPair('RS384', { extractable: true });
     const file = path.join(dir, 'rsa.pem');
     await writeFile(file, await exportPKCS8(rsa.privateKey));
-    const loaded = await loadSigningKey(file);
+    const loaded = await loadClientAssertionKey(file);
     expect(loaded.alg).toBe('RS384');
     expect(loaded.kid).toMatch(/^[A-Za-z0-9_-]{43}$/);
   });
@@ -76,9 +76,9 @@ describe('loadSigningKey', () => {
   it('refuses a public JWK and a key of the wrong curve', async () => {
     const ec = await generateKeyPair('ES384', { extractable: true });
     await writeFile(path.join(dir, 'public.json'), JSON.stringify(await exportJWK(ec.publicKey)));
-    await expect(loadSigningKey(path.join(dir, 'public.json'))).rejects.toThrow('the JWK has no private part');
+    await expect(loadClientAssertionKey(path.join(dir, 'public.json'))).rejects.toThrow('the JWK has no private part');
     const p256 = await generateKeyPair('ES256', { extractable: true });
     await writeFile(path.join(dir, 'p256.pem'), await exportPKCS8(p256.privateKey));
-    await expect(loadSigningKey(path.join(dir, 'p256.pem'))).rejects.toThrow('the key must be RSA (RS384) or EC P-384 (ES384)');
+    await expect(loadClientAssertionKey(path.join(dir, 'p256.pem'))).rejects.toThrow('the key must be RSA (RS384) or EC P-384 (ES384)');
   });
 });

@@ -18,7 +18,7 @@ export interface ParticipantFhirClientOptions {
 }
 
 /** A private key ready to sign client assertions. */
-export interface LoadedSigningKey {
+export interface ClientAssertionKey {
   key: KeyObject;
   alg: SmartAlg;
   /** The JWK's own `kid`, or the RFC 7638 thumbprint of the public key. */
@@ -44,7 +44,7 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
     if (fhir.tokenUrl) {
       if (!fhir.clientId || !fhir.privateKeyFile) throw new Error(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile`);
       const file = path.resolve(options.keyBaseDir ?? process.cwd(), fhir.privateKeyFile);
-      const signing = await loadSigningKey(file).catch((err: unknown) => {
+      const signing = await loadClientAssertionKey(file).catch((err: unknown) => {
         throw new Error(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${(err as Error).message}`);
       });
       tokenSource = createSmartTokenSource({
@@ -69,7 +69,7 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
  * the key (RSA → RS384, EC P-384 → ES384, the two SMART Backend Services requires servers to
  * support); a JWK `alg` that disagrees, or any other key type, is refused.
  */
-export async function loadSigningKey(file: string): Promise<LoadedSigningKey> {
+export async function loadClientAssertionKey(file: string): Promise<ClientAssertionKey> {
   const text = await readFile(file, 'utf8');
   let key: KeyObject;
   let jwk: JWK | undefined;

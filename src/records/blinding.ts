@@ -6,6 +6,7 @@
  */
 import type { DiagnosticReport, DocumentReference, ImagingStudy } from '@medplum/fhirtypes';
 import { LOINC_DOC, SYSTEM } from '../fhir/constants.ts';
+import { sameResourceReference } from '../fhir/references.ts';
 
 /** One fetched record and the reference it was read from on the referring EHR. */
 export interface BlindingEntry {
@@ -58,42 +59,4 @@ function isConsultNote(resource: BlindingEntry['resource']): boolean {
         ? (resource.code?.coding ?? [])
         : [];
   return codings.some((c) => c.system === SYSTEM.loinc && c.code === LOINC_DOC.consultNote.code);
-}
-
-const ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i;
-const TYPE_ID = /(?:^|\/)([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64})$/;
-
-/**
- * Parses a literal reference into its server base ('' when relative) and `Type/id`, dropping
- * `_history/{v}`, query and fragment. Undefined when it is not a literal `Type/id` reference
- * (e.g. `urn:uuid:` or `#contained`).
- */
-export function parseResourceReference(reference: string): { base: string; typeAndId: string } | undefined {
-  const trimmed = reference.trim().replace(/[?#].*$/, '').replace(/\/_history\/[^/]+$/, '').replace(/\/+$/, '');
-  const match = TYPE_ID.exec(trimmed);
-  if (!match?.[1]) return undefined;
-  const base = ABSOLUTE.test(trimmed) ? trimmed.slice(0, trimmed.length - match[1].length).replace(/\/+$/, '') : '';
-  return { base, typeAndId: match[1] };
-}
-
-/**
- * Whether two references name the same resource: same `Type/id`, ignoring `_history`. A
- * relative reference matches an absolute one with the same `Type/id` (EHR references arrive
- * both ways); two absolute references must also have the same server base.
- */
-export function sameResourceReference(a: string, b: string): boolean {
-  const left = parseResourceReference(a);
-  const right = parseResourceReference(b);
-  if (!left || !right) return a.trim() !== '' && a.trim() === b.trim();
-  if (left.typeAndId !== right.typeAndId) return false;
-  return left.base === '' || right.base === '' || normalizeBase(left.base) === normalizeBase(right.base);
-}
-
-/** Scheme and host are case-insensitive, the path is not. */
-function normalizeBase(base: string): string {
-  try {
-    return new URL(base).href.replace(/\/+$/, '');
-  } catch {
-    return base;
-  }
 }

@@ -11,7 +11,7 @@
  */
 import type { Coding, CodeableConcept, Consent, ConsentProvision, ConsentProvisionActor, Identifier, Period } from '@medplum/fhirtypes';
 import { CONSENT_SYSTEM, PURPOSE_TREATMENT } from '../fhir/constants.ts';
-import { parseResourceReference, sameResourceReference } from './blinding.ts';
+import { parseResourceReference, sameResourceReference } from '../fhir/references.ts';
 
 export type ConsentRefusalCode = 'missing' | 'inactive' | 'expired' | 'not-yet-valid' | 'denied' | 'wrong-patient' | 'not-a-recipient';
 
