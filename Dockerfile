@@ -6,7 +6,8 @@ FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json ./
+COPY scripts/tsconfig.build.json ./scripts/
 COPY src ./src
 COPY profiles/generated ./profiles/generated
 RUN npm run build && cp -r src/store/migrations dist/store/migrations && npm prune --omit=dev
