@@ -9,8 +9,12 @@ import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
-import { QUEUE_POLICIES } from './jobs/queues.ts';
-import { loadNetwork } from './network/network.ts';
+import type { QueuePolicy } from './jobs/job-queue.ts';
+import { QUEUE, QUEUE_POLICIES, type AssembleRecordSetJob } from './jobs/queues.ts';
+import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
+import { createParticipantFhirClients } from './outbound/endpoints.ts';
+import { assembleRecordSet } from './records/assemble-record-set.ts';
+import { BlobStore } from './store/blob-store.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
 import { type Database, openDatabase } from './store/database.ts';
 import { ResourceStore, type ResourceValidator } from './store/resource-store.ts';
@@ -31,6 +35,10 @@ export interface StartOptions {
   now?: () => Date;
   /** The FHIR validator every write goes through; defaults to R4 + our profiles. */
   validator?: ResourceValidator;
+  /** Replaces the queues' retry policies (tests: short retry delays). Default QUEUE_POLICIES. */
+  queuePolicies?: readonly QueuePolicy[];
+  /** How often idle workers poll for due jobs (retries), seconds. Default 2. */
+  jobPollingIntervalSeconds?: number;
 }
 
 const PACKAGE = JSON.parse(readFileSync(path.join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { name: string; version: string };
@@ -45,11 +53,18 @@ export async function startService(config: Config, log: Logger, options: StartOp
     log.warn({ networkFile: 'examples/network.json' }, 'using the shipped EXAMPLE network and example client keys: for trying the service only, set NETWORK_FILE for real use');
   }
   const signingKey = await loadSigningKey(config);
+  // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
+  const fhirClients = await createParticipantFhirClients(network, {
+    // privateKeyFile paths are relative to the network file; the example network's to the repository root.
+    keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
+  });
+  const queuePolicies = options.queuePolicies ?? QUEUE_POLICIES;
   const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
   const jobs = new PgBossQueue(database.raw, {
-    queues: QUEUE_POLICIES,
+    queues: queuePolicies,
+    ...(options.jobPollingIntervalSeconds !== undefined ? { pollingIntervalSeconds: options.jobPollingIntervalSeconds } : {}),
     onError: (err) => log.error({ err: { name: err.name, message: err.message } }, 'job queue background error'),
   });
   try {
@@ -63,6 +78,31 @@ export async function startService(config: Config, log: Logger, options: StartOp
   }
   const validator = options.validator ?? createValidator();
   const store = new ResourceStore(database.db, validator, now);
+  const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
+  const assemblyDeps = {
+    store,
+    blobs: new BlobStore(database.db, { now }),
+    clients: fhirClients,
+    network,
+    publicUrl: config.publicUrl,
+    maxAttachmentBytes: config.maxAttachmentBytes,
+    retryLimit: assemblyPolicy?.retryLimit ?? 10,
+    now,
+  };
+  await jobs.work<AssembleRecordSetJob>(
+    QUEUE.assembleRecordSet,
+    async (job) => {
+      try {
+        const result = await assembleRecordSet(job, assemblyDeps);
+        log.info({ jobId: job.id, serviceRequestId: job.data.serviceRequestId, attempt: job.attempt, outcome: result.outcome }, 'record set assembly');
+      } catch (err) {
+        // Logged (ids and the error's message only, no PHI) and rethrown: the queue retries with backoff.
+        log.warn({ jobId: job.id, serviceRequestId: job.data.serviceRequestId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'record set assembly attempt failed');
+        throw err;
+      }
+    },
+    { concurrency: 2 },
+  );
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({
     config,

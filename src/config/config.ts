@@ -30,6 +30,7 @@ const EnvSchema = z
     DUE_DAYS_ASAP: positiveInt(1).describe('Days until an asap second opinion is due'),
     BODY_LIMIT_BYTES: positiveInt(1_048_576).describe('Largest accepted JSON request body, in bytes'),
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000).describe('How long SIGTERM waits for in-flight requests before closing the store'),
+    MAX_ATTACHMENT_BYTES: positiveInt(104_857_600).describe('Largest attachment record assembly stores, in bytes; a larger one is reported "too large" and left out of the record set'),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
@@ -56,6 +57,8 @@ export interface Config {
   dueDays: { routine: number; urgent: number; asap: number };
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
+  /** Per-attachment limit of record assembly. */
+  maxAttachmentBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -91,6 +94,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     dueDays: { routine: e.DUE_DAYS_ROUTINE, urgent: e.DUE_DAYS_URGENT, asap: e.DUE_DAYS_ASAP },
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
   };
 }
 

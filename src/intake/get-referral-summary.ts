@@ -4,7 +4,7 @@ import { and, eq } from 'drizzle-orm';
 import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
-import { intakeRequests } from '../store/schema.ts';
+import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 
 export interface ConsultantSummary {
   participant?: string;
@@ -31,6 +31,23 @@ export interface ReferralSummary {
   blinded: boolean;
   authoredOn?: string;
   consultants: ConsultantSummary[];
+  /** The latest record-set assembly (issue 3 §3): what is missing, what failed verification. */
+  recordSet: RecordSetSummary;
+}
+
+export interface RecordSetSummary {
+  /** records-pending until the assembly job has run, then the status it ended in. */
+  status: string;
+  bundleId?: string;
+  /** The referrer-only Bundle of documents withheld by blinding. */
+  withheldBundleId?: string;
+  missing: { required: unknown[]; recommended: unknown[]; documents: unknown[] };
+  integrityFailures: unknown[];
+  tooLarge: unknown[];
+  consent: unknown[];
+  failureReason?: string;
+  attempts?: number;
+  updatedAt?: string;
 }
 
 export interface SummaryDeps {
@@ -58,6 +75,7 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
   if (!serviceRequest) throw new OperationOutcomeError(notFound);
   const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
   const now = deps.now().getTime();
+  const [assembly] = await deps.store.database.select().from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, id));
 
   return {
     id,
@@ -88,7 +106,25 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
         },
       };
     }),
+    recordSet: assembly
+      ? {
+          status: assembly.status,
+          ...(assembly.bundleId ? { bundleId: assembly.bundleId } : {}),
+          ...(assembly.withheldBundleId ? { withheldBundleId: assembly.withheldBundleId } : {}),
+          missing: { required: list(assembly.missingRequired), recommended: list(assembly.missingRecommended), documents: list(assembly.missingDocuments) },
+          integrityFailures: list(assembly.integrityFailures),
+          tooLarge: list(assembly.tooLarge),
+          consent: list(assembly.consent),
+          ...(assembly.failureReason ? { failureReason: assembly.failureReason } : {}),
+          attempts: assembly.attempts,
+          updatedAt: assembly.updatedAt.toISOString(),
+        }
+      : { status: 'records-pending', missing: { required: [], recommended: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [] },
   };
+}
+
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
 }
 
 function extension(list: Extension[] | undefined, url: string): Extension | undefined {

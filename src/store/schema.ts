@@ -120,3 +120,29 @@ export const blobs = pgTable('blob', {
     .references(() => blobContents.id),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
 });
+
+/**
+ * The latest record-set assembly of each referral (issue 3 §2-§4), machine-readable for the
+ * referral summary: which Bundles were made, what is missing, which attachments failed their
+ * integrity check or were too large, and the consent decision per consultant. One row per
+ * ServiceRequest, replaced by each assembly run in the same transaction as its Bundles.
+ */
+export const recordSetAssemblies = pgTable('record_set_assembly', {
+  serviceRequestId: text('service_request_id').primaryKey(),
+  /** Task business status the assembly ended in: records-ready | awaiting-records | awaiting-consent | records-failed. */
+  status: text('status').notNull(),
+  /** The consultants' record-set Bundle (absent when assembly failed). */
+  bundleId: text('bundle_id'),
+  /** The referrer-only Bundle of documents withheld by blinding (absent when nothing was withheld). */
+  withheldBundleId: text('withheld_bundle_id'),
+  missingRequired: jsonb('missing_required').notNull(),
+  missingRecommended: jsonb('missing_recommended').notNull(),
+  missingDocuments: jsonb('missing_documents').notNull(),
+  integrityFailures: jsonb('integrity_failures').notNull(),
+  tooLarge: jsonb('too_large').notNull(),
+  consent: jsonb('consent').notNull(),
+  /** Why assembly gave up (records-failed), without PHI. */
+  failureReason: text('failure_reason'),
+  attempts: integer('attempts').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
+});

@@ -1,0 +1,394 @@
+/**
+ * The `assemble-record-set` job (issue 3 §2-§4): pull the referral's records from the
+ * referring EHR, verify and store every attachment, build the record-set Bundle(s), check
+ * completeness and consent, and move each consultant's Task on, all in one transaction.
+ */
+import { randomUUID } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Attachment, Consent, DiagnosticReport, DocumentReference, ImagingStudy, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { and, eq } from 'drizzle-orm';
+import { BUSINESS_STATUS, SYSTEM, type BusinessStatus, type Kind } from '../fhir/constants.ts';
+import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
+import type { IntakeRequest } from '../intake/intake-request.ts';
+import type { Job } from '../jobs/job-queue.ts';
+import type { AssembleRecordSetJob } from '../jobs/queues.ts';
+import type { FhirClient } from '../outbound/fhir-client.ts';
+import { AttachmentTooLargeError, isNotFound, isRetryableError } from '../outbound/outbound-errors.ts';
+import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/blob-store.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { blobs as blobTable, intakeRequests, recordSetAssemblies } from '../store/schema.ts';
+import { partitionForBlinding } from './blinding.ts';
+import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
+import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
+import { buildRecordSetBundle, buildRecordSetProvenance, copyRecord, rewriteAttachment, type RecordResource, type RecordSetEntry, type StoredAttachment } from './record-set-bundle.ts';
+
+export interface AssemblyParticipant {
+  id: string;
+  name: string;
+  organization: { reference: string; display?: string };
+}
+
+export interface AssembleRecordSetDeps {
+  store: ResourceStore;
+  blobs: BlobStore;
+  /** Outbound FHIR client per participant id (the referrer's EHR). */
+  clients: ReadonlyMap<string, FhirClient>;
+  network: { get(id: string): AssemblyParticipant | undefined };
+  /** This service's public base URL: attachments are served from `${publicUrl}/fhir/Binary/{sha256}`. */
+  publicUrl: string;
+  maxAttachmentBytes: number;
+  /** The queue's retry limit: the attempt `retryLimit + 1` is the last one. */
+  retryLimit: number;
+  now: () => Date;
+}
+
+/** A record that was asked for but could not be read. */
+export interface MissingDocument {
+  reference: string;
+  reason: 'not-found' | 'unreadable' | 'no-content';
+  status?: number;
+}
+
+export interface IntegrityFailure {
+  reference: string;
+  kind: 'size' | 'hash';
+  expected: number | string;
+  actual: number | string;
+}
+
+export interface TooLargeAttachment {
+  reference: string;
+  maxBytes: number;
+}
+
+export interface ConsentOutcome {
+  participant: string;
+  permitted: boolean;
+  code?: string;
+  reason?: string;
+}
+
+export type AssemblyStatus = Extract<BusinessStatus, 'records-ready' | 'awaiting-records' | 'awaiting-consent' | 'records-failed'>;
+
+export type AssemblyResult =
+  | { outcome: 'skipped'; reason: string }
+  | { outcome: 'assembled'; bundleId: string; withheldBundleId?: string; statuses: Record<string, AssemblyStatus> }
+  | { outcome: 'failed'; reason: string };
+
+const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);
+const REPORT_KINDS: readonly Kind[] = ['pathology-review', 'imaging-review'];
+const STUDY_KINDS: readonly Kind[] = ['imaging-review', 'pathology-review'];
+
+/**
+ * Runs one attempt of the record assembly of a referral. Re-reads the current state first:
+ * nothing is done for a ServiceRequest that is no longer active, whose Tasks are all terminal,
+ * or that moved past the version the job was enqueued for (an earlier attempt finished).
+ * An unavailable EHR (5xx, timeout, connection refused) throws so the queue retries with
+ * backoff; on the last attempt the Tasks are marked `records-failed` with the reason instead.
+ */
+export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
+  const { serviceRequestId } = job.data;
+  const [intake] = await deps.store.database.select().from(intakeRequests).where(eq(intakeRequests.serviceRequestId, serviceRequestId));
+  if (!intake) return { outcome: 'skipped', reason: 'no intake record' };
+  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system');
+  if (!serviceRequest || serviceRequest.status !== 'active') return { outcome: 'skipped', reason: 'ServiceRequest not active' };
+  if (Number(serviceRequest.meta?.versionId) > Number(job.data.serviceRequestVersion)) return { outcome: 'skipped', reason: 'already assembled for this version' };
+  const tasks = (await deps.store.readMany<Task>('Task', intake.taskIds, 'system')).filter((t) => !TERMINAL.has(t.status));
+  if (tasks.length === 0) return { outcome: 'skipped', reason: 'every Task is terminal' };
+
+  const request = intake.request as IntakeRequest;
+  const referrer = deps.network.get(intake.participantId);
+  const client = deps.clients.get(intake.participantId);
+  if (!referrer || !client) return fail(deps, job, tasks, 'The referring participant has no FHIR endpoint configured');
+
+  try {
+    return await assemble({ job, deps, request, referrer, client, serviceRequest, tasks });
+  } catch (err) {
+    if (!isRetryableError(err)) throw err;
+    if (job.attempt < deps.retryLimit + 1) throw err;
+    return fail(deps, job, tasks, `The referring EHR could not be reached after ${job.attempt} attempts: ${(err as Error).message}`);
+  }
+}
+
+interface AssemblyContext {
+  job: Job<AssembleRecordSetJob>;
+  deps: AssembleRecordSetDeps;
+  request: IntakeRequest;
+  referrer: AssemblyParticipant;
+  client: FhirClient;
+  serviceRequest: ServiceRequest;
+  tasks: Task[];
+}
+
+async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
+  const { deps, request, client } = ctx;
+  const report = { missingDocuments: [] as MissingDocument[], integrityFailures: [] as IntegrityFailure[], tooLarge: [] as TooLargeAttachment[] };
+
+  // 1. Sources: named documents (first opinion too: blinding needs them), then the searches.
+  const sources = await collectSources(request, client, report.missingDocuments);
+
+  // 2. Attachments into the blob store, verified against what the source declared.
+  const entries: (RecordSetEntry & { sourceReference: string })[] = [];
+  for (const { resource, source } of sources) {
+    const copy = await storeAttachments(resource, source, ctx, report);
+    if (copy) entries.push({ resource: copy, source, sourceReference: source });
+  }
+
+  // 3. Checklist, blinding, consent.
+  const checklist = evaluateChecklist(request.kind, entries.map((e) => describeRecord(e.resource)));
+  const { disclosed, withheld } = partitionForBlinding(entries, {
+    blinded: request.blinded,
+    firstOpinionReferences: (request.firstOpinion?.documents ?? []).map((d) => absoluteReference(client.baseUrl, d.reference)),
+  });
+  const consent = await readConsent(request, client);
+  const consultants = request.consultants.map((id) => deps.network.get(id));
+  const decisions = new Map<string, ConsentDecision>();
+  for (const consultant of consultants) {
+    if (!consultant) continue;
+    decisions.set(consultant.id, evaluateConsent(consent, { consultant: { organizationReference: consultant.organization.reference }, patientReference: request.patient.reference, now: deps.now() }));
+  }
+
+  // 4. One transaction: Bundles, Provenance, Tasks, ServiceRequest, the assembly report.
+  const now = deps.now();
+  const bundleId = randomUUID();
+  const withheldBundleId = withheld.length > 0 ? randomUUID() : undefined;
+  const permitted = checklist.complete ? [...decisions].filter(([, d]) => d.permitted).map(([id]) => id) : [];
+  const bundleAccess = [ctx.referrer.id, ...permitted];
+  const statuses: Record<string, AssemblyStatus> = {};
+  const missingText = checklist.missingRequired.map(describeMissing).join('; ');
+
+  await deps.store.withTransaction(async (tx) => {
+    const items = [
+      { resource: buildRecordSetBundle(bundleId, disclosed.map(stripSourceReference), now), access: bundleAccess },
+      {
+        resource: buildRecordSetProvenance({ id: randomUUID(), bundleId, serviceRequestId: ctx.serviceRequest.id as string, sources: disclosed.map((e) => e.source), referrerOrganization: ctx.referrer.organization, now }),
+        access: bundleAccess,
+      },
+    ];
+    if (withheldBundleId) {
+      const withheldEntries = withheld.map((w) => w.entry);
+      items.push(
+        { resource: buildRecordSetBundle(withheldBundleId, withheldEntries.map(stripSourceReference), now), access: [ctx.referrer.id] },
+        {
+          resource: buildRecordSetProvenance({ id: randomUUID(), bundleId: withheldBundleId, serviceRequestId: ctx.serviceRequest.id as string, sources: withheldEntries.map((e) => e.source), referrerOrganization: ctx.referrer.organization, now }),
+          access: [ctx.referrer.id],
+        },
+      );
+    }
+    await tx.createMany(items);
+
+    for (const task of ctx.tasks) {
+      const participant = consultants.find((c) => c?.organization.reference === task.owner?.reference);
+      const decision = participant ? decisions.get(participant.id) : undefined;
+      let status: AssemblyStatus;
+      let text: string | undefined;
+      if (!checklist.complete) {
+        status = 'awaiting-records';
+        text = `Missing required records: ${missingText}`;
+      } else if (!decision?.permitted) {
+        status = 'awaiting-consent';
+        text = decision && !decision.permitted ? decision.reason : 'The consultant is not in the network';
+      } else {
+        status = 'records-ready';
+      }
+      if (participant) statuses[participant.id] = status;
+      const { input: _input, ...rest } = task;
+      const updated: Task = {
+        ...rest,
+        businessStatus: businessStatus(status, text),
+        lastModified: now.toISOString(),
+        ...(status === 'records-ready' ? { input: [{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${bundleId}` } }] } : {}),
+      };
+      await tx.update(updated, { expectedVersion: task.meta?.versionId });
+    }
+
+    await tx.update<ServiceRequest>(
+      { ...ctx.serviceRequest, supportingInfo: [...(ctx.serviceRequest.supportingInfo ?? []), { reference: `Bundle/${bundleId}`, display: 'Record set' }] },
+      { expectedVersion: ctx.serviceRequest.meta?.versionId },
+    );
+
+    await saveReport(tx, ctx.job, now, {
+      status: !checklist.complete ? 'awaiting-records' : permitted.length === 0 ? 'awaiting-consent' : 'records-ready',
+      bundleId,
+      withheldBundleId: withheldBundleId ?? null,
+      missingRequired: checklist.missingRequired,
+      missingRecommended: checklist.missingRecommended,
+      ...report,
+      consent: [...decisions].map(([participant, d]): ConsentOutcome => (d.permitted ? { participant, permitted: true } : { participant, permitted: false, code: d.code, reason: d.reason })),
+      failureReason: null,
+    });
+  });
+  return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
+}
+
+function stripSourceReference(e: RecordSetEntry & { sourceReference: string }): RecordSetEntry {
+  return { resource: e.resource, source: e.source };
+}
+
+/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated. */
+async function collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): Promise<{ resource: RecordResource; source: string }[]> {
+  const found = new Map<string, { resource: RecordResource; source: string }>();
+  const add = (resource: RecordResource) => {
+    const key = `${resource.resourceType}/${resource.id}`;
+    if (!found.has(key)) found.set(key, { resource, source: absoluteReference(client.baseUrl, key) });
+  };
+  const named = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
+  for (const reference of new Set(named)) {
+    try {
+      const doc = await client.readReference<DocumentReference>(reference);
+      if (doc.resourceType === 'DocumentReference') add(doc);
+      else missing.push({ reference, reason: 'unreadable' });
+    } catch (err) {
+      if (isRetryableError(err)) throw err;
+      missing.push({ reference, reason: isNotFound(err) ? 'not-found' : 'unreadable', ...(isNotFound(err) ? { status: 404 } : {}) });
+    }
+  }
+
+  const patient = patientParam(request.patient.reference, client.baseUrl);
+  const search = request.records.search;
+  const since: Record<string, string> = search?.since ? { date: `ge${search.since}` } : {};
+  if (search) {
+    const params: Record<string, string> = { patient, ...since };
+    if (search.type?.length) params.type = search.type.join(',');
+    if (search.category?.length) params.category = search.category.join(',');
+    for (const doc of await client.search<DocumentReference>('DocumentReference', params)) add(doc);
+  }
+  if (REPORT_KINDS.includes(request.kind)) {
+    const params: Record<string, string> = { patient, ...since };
+    if (search?.type?.length) params.code = search.type.join(',');
+    for (const report of await client.search<DiagnosticReport>('DiagnosticReport', params)) add(report);
+  }
+  if (STUDY_KINDS.includes(request.kind)) {
+    for (const study of await client.search<ImagingStudy>('ImagingStudy', { patient })) add(study);
+  }
+  return [...found.values()];
+}
+
+/** `Patient/id` when the patient lives on this EHR (or was given relative), else the absolute reference. */
+function patientParam(reference: string, baseUrl: string): string {
+  const parsed = parseResourceReference(reference);
+  if (!parsed) return reference;
+  if (parsed.base === '' || parsed.base.replace(/\/+$/, '') === baseUrl.replace(/\/+$/, '')) return parsed.typeAndId;
+  return `${parsed.base}/${parsed.typeAndId}`;
+}
+
+/**
+ * Stores every attachment of a record and returns the rewritten copy, or undefined when the
+ * record is left out (integrity failure, too large, no content); the reason goes into `report`.
+ * Retryable outbound errors propagate.
+ */
+async function storeAttachments(
+  resource: RecordResource,
+  source: string,
+  ctx: AssemblyContext,
+  report: { missingDocuments: MissingDocument[]; integrityFailures: IntegrityFailure[]; tooLarge: TooLargeAttachment[] },
+): Promise<RecordResource | undefined> {
+  const copy = copyRecord(resource);
+  const attachments: Attachment[] =
+    copy.resourceType === 'DocumentReference' ? copy.content.map((c) => c.attachment) : copy.resourceType === 'DiagnosticReport' ? (copy.presentedForm ?? []) : [];
+  const rewritten: Attachment[] = [];
+  for (const attachment of attachments) {
+    if (attachment.data === undefined && !attachment.url) {
+      report.missingDocuments.push({ reference: source, reason: 'no-content' });
+      return undefined;
+    }
+    try {
+      rewritten.push(rewriteAttachment(attachment, await storeAttachment(attachment, ctx), ctx.deps.publicUrl));
+    } catch (err) {
+      if (err instanceof BlobIntegrityError) {
+        report.integrityFailures.push({ reference: source, kind: err.kind, expected: err.expected, actual: err.actual });
+      } else if (err instanceof BlobTooLargeError || err instanceof AttachmentTooLargeError) {
+        report.tooLarge.push({ reference: source, maxBytes: ctx.deps.maxAttachmentBytes });
+      } else if (!isRetryableError(err) && (isNotFound(err) || (err as { name?: string }).name?.startsWith('Outbound'))) {
+        report.missingDocuments.push({ reference: source, reason: isNotFound(err) ? 'not-found' : 'unreadable', ...(isNotFound(err) ? { status: 404 } : {}) });
+      } else {
+        throw err;
+      }
+      return undefined;
+    }
+  }
+  if (copy.resourceType === 'DocumentReference') copy.content = copy.content.map((c, i) => ({ ...c, attachment: rewritten[i] as Attachment }));
+  else if (copy.resourceType === 'DiagnosticReport' && copy.presentedForm) copy.presentedForm = rewritten;
+  return copy;
+}
+
+/**
+ * One attachment into the blob store. When the source declared size and hash and those bytes
+ * are already stored (an earlier attempt, another referral), they are not fetched again.
+ */
+async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Promise<StoredAttachment> {
+  const { deps, client } = ctx;
+  if (attachment.size !== undefined && attachment.hash) {
+    const [known] = await deps.store.database
+      .select({ sha256: blobTable.sha256, sha1: blobTable.sha1, size: blobTable.size, contentType: blobTable.contentType })
+      .from(blobTable)
+      .where(and(eq(blobTable.sha1, attachment.hash), eq(blobTable.size, attachment.size)))
+      .limit(1);
+    if (known) return known;
+  }
+  const expected = { ...(attachment.size !== undefined ? { size: attachment.size } : {}), ...(attachment.hash ? { sha1: attachment.hash } : {}) };
+  if (attachment.data !== undefined) {
+    return deps.blobs.put(Readable.from([Buffer.from(attachment.data, 'base64')]), {
+      contentType: attachment.contentType ?? 'application/octet-stream',
+      maxBytes: deps.maxAttachmentBytes,
+      expected,
+    });
+  }
+  const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
+  return deps.blobs.put(response.body, {
+    contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
+    maxBytes: deps.maxAttachmentBytes,
+    expected,
+  });
+}
+
+/** The Consent named in the request, read from the referring EHR; undefined when none was named or it is gone. */
+async function readConsent(request: IntakeRequest, client: FhirClient): Promise<Consent | undefined> {
+  if (!request.consent) return undefined;
+  try {
+    const consent = await client.readReference<Consent>(request.consent.reference);
+    return consent.resourceType === 'Consent' ? consent : undefined;
+  } catch (err) {
+    if (isRetryableError(err)) throw err;
+    return undefined;
+  }
+}
+
+function describeMissing(entry: ChecklistEntry): string {
+  const alternatives = entry.alternatives?.length ? ` (or ${entry.alternatives.map((a) => a.display).join(', ')})` : '';
+  return `${entry.display}${alternatives}`;
+}
+
+function businessStatus(code: AssemblyStatus, text?: string): Task['businessStatus'] {
+  return { coding: [{ system: SYSTEM.taskBusinessStatus, code, display: BUSINESS_STATUS[code] }], ...(text ? { text } : {}) };
+}
+
+/** Gives up: every open Task says the record set could not be assembled, and why. */
+async function fail(deps: AssembleRecordSetDeps, job: Job<AssembleRecordSetJob>, tasks: Task[], reason: string): Promise<AssemblyResult> {
+  const now = deps.now();
+  await deps.store.withTransaction(async (tx) => {
+    for (const task of tasks) {
+      await tx.update<Task>({ ...task, businessStatus: businessStatus('records-failed', reason), lastModified: now.toISOString() }, { expectedVersion: task.meta?.versionId });
+    }
+    await saveReport(tx, job, now, {
+      status: 'records-failed',
+      bundleId: null,
+      withheldBundleId: null,
+      missingRequired: [],
+      missingRecommended: [],
+      missingDocuments: [],
+      integrityFailures: [],
+      tooLarge: [],
+      consent: [],
+      failureReason: reason,
+    });
+  });
+  return { outcome: 'failed', reason };
+}
+
+type ReportRow = Omit<typeof recordSetAssemblies.$inferInsert, 'serviceRequestId' | 'attempts' | 'updatedAt'>;
+
+async function saveReport(tx: ResourceStore, job: Job<AssembleRecordSetJob>, now: Date, row: ReportRow): Promise<void> {
+  const values = { ...row, serviceRequestId: job.data.serviceRequestId, attempts: job.attempt, updatedAt: now };
+  await tx.database.insert(recordSetAssemblies).values(values).onConflictDoUpdate({ target: recordSetAssemblies.serviceRequestId, set: values });
+}

@@ -1,0 +1,240 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Bundle, DocumentReference, Provenance, Task } from '@medplum/fhirtypes';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createValidator } from '../src/fhir/validator.ts';
+import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
+import { loadNetwork } from '../src/network/network.ts';
+import { createParticipantFhirClients } from '../src/outbound/endpoints.ts';
+import { assembleRecordSet } from '../src/records/assemble-record-set.ts';
+import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { BlobStore } from '../src/store/blob-store.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
+import { clientIdOf } from './support/example-network.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
+import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { getAccessToken } from './support/tokens.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+
+/**
+ * Record assembly (issue 3 §2-§4) end to end: intake over HTTP enqueues the job, the worker
+ * pulls the records from the sandbox EHR over real HTTP (SMART token, Binary, storage origin,
+ * inline data), and the Tasks, Bundles and summary say what came of it.
+ */
+describe('record-set assembly (flow)', () => {
+  let ehr: SandboxEhr;
+  let service: TestService;
+  let store: ResourceStore;
+  let blobs: BlobStore;
+  let referrerToken: string;
+  let networkFile: string;
+  const validator = createValidator();
+
+  beforeAll(async () => {
+    ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 300_000 } });
+    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
+    if (!stOlaf) throw new Error('example network lacks st-olaf');
+    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
+    const dir = await mkdtemp(path.join(tmpdir(), 'so-network-'));
+    networkFile = path.join(dir, 'network.json');
+    await writeFile(networkFile, JSON.stringify(network));
+    service = await startTestService({ NETWORK_FILE: networkFile }, undefined, {
+      queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 2 })),
+      jobPollingIntervalSeconds: 0.5,
+    });
+    store = new ResourceStore(service.database.db, validator);
+    blobs = new BlobStore(service.database.db);
+    referrerToken = await getAccessToken(service.url, clientIdOf('st-olaf'));
+  });
+  afterEach(() => ehr?.faults.clear());
+  afterAll(async () => {
+    await service?.stop();
+    await ehr?.stop();
+  });
+
+  async function refer(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; tasks: Task[] }> {
+    const res = await fetch(`${service.url}/second-opinions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify(makeSecondOpinionRequest(overrides)),
+    });
+    expect(res.status).toBe(201);
+    return (await res.json()) as { id: string; tasks: Task[] };
+  }
+
+  /** Polls the summary until the assembly has run (generous timeout, no timing assertion). */
+  async function assembled(id: string, timeoutMs = 45_000): Promise<ReferralSummary> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = await fetch(`${service.url}/second-opinions/${id}`, { headers: { authorization: `Bearer ${referrerToken}` } });
+      expect(res.status).toBe(200);
+      const summary = (await res.json()) as ReferralSummary;
+      if (summary.recordSet.status !== 'records-pending') return summary;
+      if (Date.now() > deadline) throw new Error(`record set of ${id} not assembled in time`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  const tasksOf = (ids: string[]) => store.readMany<Task>('Task', ids, 'system');
+  const readBundle = async (id: string) => (await store.read<Bundle>('Bundle', id, 'system')) as Bundle;
+  const docIds = (bundle: Bundle | undefined) => (bundle?.entry ?? []).map((e) => `${e.resource?.resourceType}/${e.resource?.id}`).sort();
+
+  it('(a) complete record set: Tasks records-ready, the Bundle validates, every attachment verified and stored', async () => {
+    const { id, tasks } = await refer({
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/discharge-2024' }, { reference: 'DocumentReference/preop-photo-2024' }] },
+    });
+    const summary = await assembled(id);
+    expect(summary.recordSet).toMatchObject({ status: 'records-ready', missing: { required: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [{ participant: 'lakeside-consults', permitted: true }] });
+    const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
+    expect(task?.input).toEqual([{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${summary.recordSet.bundleId}` } }]);
+
+    const bundle = await readBundle(summary.recordSet.bundleId as string);
+    expect(() => validator.validate(bundle)).not.toThrow();
+    // binary, inline data and the storage origin
+    expect(docIds(bundle)).toEqual(['DocumentReference/discharge-2024', 'DocumentReference/op-note-2024', 'DocumentReference/preop-photo-2024']);
+    for (const entry of bundle.entry ?? []) {
+      const doc = entry.resource as DocumentReference;
+      const seeded = ehr.seeded.documents.find((d) => d.id === doc.id);
+      const attachment = doc.content[0]?.attachment;
+      expect(entry.fullUrl).toBe(`${ehr.baseUrl}/DocumentReference/${doc.id}`);
+      expect({ size: attachment?.size, hash: attachment?.hash, contentType: attachment?.contentType }).toEqual({ size: seeded?.size, hash: seeded?.sha1Base64, contentType: seeded?.contentType });
+      const sha256 = attachment?.url?.split('/').pop() as string;
+      expect(attachment?.url).toBe(`${service.config.publicUrl}/fhir/Binary/${sha256}`);
+      expect(attachment?.data).toBeUndefined();
+      expect(await blobs.head(sha256)).toMatchObject({ size: seeded?.size, sha1: seeded?.sha1Base64 });
+    }
+    const sr = await store.read('ServiceRequest', id, 'system');
+    expect((sr as { supportingInfo?: { reference?: string }[] }).supportingInfo?.map((s) => s.reference)).toContain(`Bundle/${summary.recordSet.bundleId}`);
+    const provenance = await store.search<Provenance>({ resourceType: 'Provenance', count: 10, contains: [[{ target: [{ reference: `Bundle/${summary.recordSet.bundleId}` }] }]] }, 'system');
+    expect(provenance.resources).toHaveLength(1);
+    expect(provenance.resources[0]?.entity?.map((e) => e.what.reference).sort()).toEqual(docIds(bundle).map((r) => `${ehr.baseUrl}/${r}`));
+    expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeDefined();
+  });
+
+  it('(b) a required record absent: awaiting-records, and the summary names what is missing', async () => {
+    const { id, tasks } = await refer({ kind: 'pathology-review', consultants: ['lakeside-consults'], records: { search: { type: ['http://loinc.org|11504-8'] } } });
+    const summary = await assembled(id);
+    expect(summary.recordSet.status).toBe('awaiting-records');
+    expect(summary.recordSet.missing.required).toEqual([{ code: '11526-1', display: 'Pathology report', alternatives: [{ code: 'DiagnosticReport:pathology', display: 'Pathology DiagnosticReport' }] }]);
+    const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.businessStatus).toEqual({
+      coding: [{ system: 'https://second-opinion.org/fhir/CodeSystem/task-business-status', code: 'awaiting-records', display: 'Awaiting required records' }],
+      text: 'Missing required records: Pathology report (or Pathology DiagnosticReport)',
+    });
+    expect(task?.input).toBeUndefined();
+    expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeUndefined();
+  });
+
+  it('(c) blinded: the consultants\' Bundle lacks the first-opinion note; the referrer-only Bundle holds it', async () => {
+    const { id } = await refer({ consultants: ['lakeside-consults'], blinded: true });
+    const summary = await assembled(id);
+    expect(summary.recordSet.status).toBe('records-ready');
+    const disclosed = await readBundle(summary.recordSet.bundleId as string);
+    const withheld = await readBundle(summary.recordSet.withheldBundleId as string);
+    expect(docIds(disclosed)).toEqual(['DocumentReference/op-note-2024']);
+    expect(docIds(withheld)).toEqual(['DocumentReference/first-opinion-note']);
+    expect(() => validator.validate(withheld)).not.toThrow();
+    expect(await store.read('Bundle', withheld.id as string, { participantId: 'lakeside-consults' })).toBeUndefined();
+    expect(await store.read('Bundle', withheld.id as string, { participantId: 'st-olaf' })).toBeDefined();
+    expect(await store.read('Bundle', disclosed.id as string, { participantId: 'lakeside-consults' })).toBeDefined();
+  });
+
+  for (const [label, consent, code] of [
+    ['expired', { reference: 'Consent/consent-expired' }, 'expired'],
+    ['for another organization', { reference: 'Consent/consent-other-org' }, 'not-a-recipient'],
+    ['absent', undefined, 'missing'],
+    ['not found on the EHR', { reference: 'Consent/no-such-consent' }, 'missing'],
+  ] as const) {
+    it(`(d) consent ${label}: awaiting-consent, no Task input, consultants cannot read the Bundle`, async () => {
+      const { id, tasks } = await refer({ consultants: ['lakeside-consults'], consent });
+      const summary = await assembled(id);
+      expect(summary.recordSet.status).toBe('awaiting-consent');
+      expect(summary.recordSet.consent).toEqual([{ participant: 'lakeside-consults', permitted: false, code, reason: expect.any(String) }]);
+      const [task] = await tasksOf(tasks.map((t) => t.id as string));
+      expect(task?.businessStatus?.coding?.[0]?.code).toBe('awaiting-consent');
+      expect(task?.businessStatus?.text).toBe((summary.recordSet.consent[0] as { reason: string }).reason);
+      expect(task?.input).toBeUndefined();
+      expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeUndefined();
+      expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'st-olaf' })).toBeDefined();
+    });
+  }
+
+  it('(d) two consultants, consent names one: only that one gets the record set', async () => {
+    const { id, tasks } = await refer({ consultants: ['lakeside-consults', 'northfield-pathology'] });
+    const summary = await assembled(id);
+    const [lakeside, northfield] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(lakeside?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
+    expect(northfield?.businessStatus?.coding?.[0]?.code).toBe('awaiting-consent');
+    expect(northfield?.input).toBeUndefined();
+    expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeDefined();
+    expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'northfield-pathology' })).toBeUndefined();
+  });
+
+  it('(e) corrupted bytes: integrity failure reported, the document left out', async () => {
+    // A document no earlier test stored: verified bytes already held are not fetched again.
+    ehr.faults.add({ path: '/Binary/bin-hp-2024', corruptBytes: true });
+    const { id } = await refer({
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/progress-2024' }] },
+      kind: 'complication',
+    });
+    const summary = await assembled(id);
+    const hp = ehr.seeded.documents.find((d) => d.id === 'hp-2024');
+    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/hp-2024`, kind: 'hash', expected: hp?.sha1Base64, actual: expect.any(String) }]);
+    expect(summary.recordSet.status).toBe('records-ready');
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/progress-2024']);
+  });
+
+  it('(f) the EHR answers 500 twice on the search, then recovers: records-ready, one Bundle', async () => {
+    const rule = ehr.faults.add({ path: '/fhir/R4/DocumentReference?', status: 500, times: 2 });
+    const { id, tasks } = await refer({ consultants: ['lakeside-consults'] });
+    const summary = await assembled(id, 60_000);
+    expect(rule.hits).toBe(2);
+    expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 3 });
+    const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
+    const sr = (await store.read('ServiceRequest', id, 'system')) as { supportingInfo?: { reference?: string }[] };
+    expect(sr.supportingInfo?.filter((s) => s.reference?.startsWith('Bundle/'))).toEqual([{ reference: `Bundle/${summary.recordSet.bundleId}`, display: 'Record set' }]);
+  });
+
+  it('(g) the EHR stays down through the last attempt: Tasks records-failed with the reason, nothing disclosed', async () => {
+    // The use case called directly as the queue's last attempt would run it (the worker's own
+    // attempts of this job keep failing on the same fault until afterEach clears it).
+    ehr.faults.add({ path: '/fhir/R4/DocumentReference?', status: 503 });
+    const { id, tasks } = await refer({ consultants: ['lakeside-consults'] });
+    const network = await loadNetwork(networkFile);
+    const deps = {
+      store,
+      blobs,
+      clients: await createParticipantFhirClients(network, { keyBaseDir: path.dirname(networkFile) }),
+      network,
+      publicUrl: service.config.publicUrl,
+      maxAttachmentBytes: service.config.maxAttachmentBytes,
+      retryLimit: 3,
+      now: () => new Date(),
+    };
+    const job = { id: 'last-attempt', name: 'assemble-record-set', data: { serviceRequestId: id, taskIds: tasks.map((t) => t.id as string), serviceRequestVersion: '1' } };
+    await expect(assembleRecordSet({ ...job, attempt: 3 }, deps)).rejects.toMatchObject({ name: 'OutboundHttpError', status: 503, retryable: true });
+    const result = await assembleRecordSet({ ...job, attempt: 4 }, deps);
+    expect(result.outcome).toBe('failed');
+    const summary = await assembled(id);
+    expect(summary.recordSet).toMatchObject({ status: 'records-failed', attempts: 4 });
+    expect(summary.recordSet.failureReason).toMatch(/^The referring EHR could not be reached after 4 attempts: GET http:\/\/127\.0\.0\.1:\d+\/fhir\/R4\/DocumentReference HTTP 503$/);
+    const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-failed');
+    expect(task?.businessStatus?.text).toBe(summary.recordSet.failureReason);
+    expect(task?.input).toBeUndefined();
+  });
+});
