@@ -179,7 +179,11 @@ function cleanup(): Promise<void> {
       const admin = new pg.Client({ connectionString: databaseUrl });
       try {
         await admin.connect();
-        for (const schema of schemas) await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        for (const schema of schemas) {
+          await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+          // The job queue keeps its tables in a companion schema (src/jobs/pg-boss-queue.ts).
+          await admin.query(`DROP SCHEMA IF EXISTS ${schema}_pgboss CASCADE`);
+        }
       } catch (err) {
         say(`warning: could not drop schema(s) ${schemas.join(', ')}: ${(err as Error).message}`);
       } finally {
