@@ -3,9 +3,12 @@
  *
  * The default client is this service's outbound client (`second-opinion-service`); its EXAMPLE
  * private key is committed at examples/keys/service-outbound.private.jwk.json (never use it in
- * production) and only the public half below is registered with the sandbox.
+ * production) and only its public half is registered with the sandbox.
  */
-import type { JSONWebKeySet } from 'jose';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { JSONWebKeySet, JWK } from 'jose';
+import { PRIVATE_JWK_MEMBERS } from '../../../src/network/network-schema.ts';
 
 /** A client system registered with the sandbox's token endpoint (SMART Backend Services). */
 export interface SandboxClient {
@@ -22,16 +25,18 @@ export const SERVICE_OUTBOUND_CLIENT_ID = 'second-opinion-service';
 /** Path of the service's EXAMPLE outbound private key, relative to the repository root. */
 export const SERVICE_OUTBOUND_KEY_FILE = 'examples/keys/service-outbound.private.jwk.json';
 
-/** Public half of examples/keys/service-outbound.private.jwk.json. */
-export const SERVICE_OUTBOUND_PUBLIC_JWK = {
-  kty: 'EC',
-  crv: 'P-384',
-  x: 'lQm8fiAT6ijcHo91RFZqtD7Lr5_iInEHvUdibTHjiW17xFZ0tCncVDFTiTazDpfV',
-  y: '07Kv3kTYWCK31R1jOvmJSqeUnzGO2dgfxZQCshmL72J7yNN9uDPA0rPMRGuLk3Ud',
-  kid: '3x66w7uI91gmY2LEF3o4BGXfG0__BBLjfr4xAWhY9YE',
-  alg: 'ES384',
-  use: 'sig',
-} as const;
+/**
+ * Public half of examples/keys/service-outbound.private.jwk.json, derived from the committed
+ * file so the two can never disagree: the private members and the comment are dropped.
+ */
+export const SERVICE_OUTBOUND_PUBLIC_JWK: JWK = publicHalf(
+  JSON.parse(readFileSync(path.join(import.meta.dirname, '..', '..', '..', SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>,
+);
+
+function publicHalf(jwk: Record<string, unknown>): JWK {
+  const skip = new Set<string>(['_comment', ...PRIVATE_JWK_MEMBERS]);
+  return Object.fromEntries(Object.entries(jwk).filter(([k]) => !skip.has(k))) as JWK;
+}
 
 /** The clients the sandbox accepts when `startSandboxEhr` is given none. */
 export function defaultSandboxClients(): SandboxClient[] {
