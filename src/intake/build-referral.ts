@@ -1,6 +1,5 @@
 import type { ClinicalImpression, Coding, Organization, Patient, Practitioner, PractitionerRole, Provenance, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import {
-  BUSINESS_STATUS,
   EXTENSION,
   KIND_DISPLAY,
   PROFILE,
@@ -11,6 +10,7 @@ import {
   TASK_CODE_FULFILL,
   placerIdentifierSystem,
 } from '../fhir/constants.ts';
+import { businessStatus } from '../fhir/business-status.ts';
 import { absoluteReference } from '../fhir/references.ts';
 import type { IntakeRequest } from './intake-request.ts';
 
@@ -131,9 +131,7 @@ export function buildReferral(input: ReferralInput): Referral {
     id: ids.tasks[i],
     meta: { profile: [PROFILE.task] },
     status: 'requested',
-    businessStatus: {
-      coding: [{ system: SYSTEM.taskBusinessStatus, code: 'records-pending', display: BUSINESS_STATUS['records-pending'] }],
-    },
+    businessStatus: businessStatus('records-pending'),
     intent: 'order',
     priority: request.priority,
     code: { coding: [{ ...TASK_CODE_FULFILL }] },

@@ -3,11 +3,12 @@
  * referring EHR, verify and store every attachment, build the record-set Bundle(s), check
  * completeness and consent, and move each consultant's Task on, all in one transaction.
  */
+import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Attachment, Consent, DiagnosticReport, DocumentReference, ImagingStudy, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
-import { BUSINESS_STATUS, SYSTEM, type BusinessStatus, type Kind } from '../fhir/constants.ts';
+import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
 import type { Job } from '../jobs/job-queue.ts';
@@ -357,10 +358,6 @@ async function readConsent(request: IntakeRequest, client: FhirClient): Promise<
 function describeMissing(entry: ChecklistEntry): string {
   const alternatives = entry.alternatives?.length ? ` (or ${entry.alternatives.map((a) => a.display).join(', ')})` : '';
   return `${entry.display}${alternatives}`;
-}
-
-function businessStatus(code: AssemblyStatus, text?: string): Task['businessStatus'] {
-  return { coding: [{ system: SYSTEM.taskBusinessStatus, code, display: BUSINESS_STATUS[code] }], ...(text ? { text } : {}) };
 }
 
 /** Gives up: every open Task says the record set could not be assembled, and why. */
