@@ -7,6 +7,7 @@ import type { AuthDeps } from './auth-deps.ts';
 import { grantScopes, splitScopes } from './scopes.ts';
 import type { ServiceSigningKey } from './signing-key.ts';
 import { ACCESS_TOKEN_TYP } from './token-endpoint.ts';
+import { issue, outcome } from '../fhir/outcomes.ts';
 
 export type AccessTokenDeps = Pick<AuthDeps, 'config' | 'network' | 'signingKey' | 'now'>;
 
@@ -28,7 +29,7 @@ const caches = new WeakMap<ServiceSigningKey, Map<string, CachedToken>>();
 
 /** A 401 OperationOutcome (`id: unauthorized`, so the error handler maps it to 401) with a reason. */
 export function unauthorizedOutcome(text: string): OperationOutcome {
-  return { resourceType: 'OperationOutcome', id: 'unauthorized', issue: [{ severity: 'error', code: 'login', details: { text } }] };
+  return outcome([issue('login', text)], 'unauthorized');
 }
 
 /**

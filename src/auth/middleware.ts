@@ -5,6 +5,7 @@ import { getContext, type Caller } from '../http/context.ts';
 import type { Role } from '../network/network.ts';
 import { type AccessTokenDeps, unauthorizedOutcome, verifyAccessToken } from './access-token.ts';
 import { hasScope, type Interaction } from './scopes.ts';
+import { issue, outcome } from '../fhir/outcomes.ts';
 
 export const AUTH_REALM = 'second-opinion';
 
@@ -56,7 +57,7 @@ export function requireCaller(): Caller {
 
 /** A 403 OperationOutcome (`id: forbidden`, so the error handler maps it to 403) with a reason. */
 export function forbiddenOutcome(text: string): OperationOutcome {
-  return { resourceType: 'OperationOutcome', id: 'forbidden', issue: [{ severity: 'error', code: 'forbidden', details: { text } }] };
+  return outcome([issue('forbidden', text)], 'forbidden');
 }
 
 /** Requires the caller's participant to hold `role` (or one of `role` when given a list). */
