@@ -7,6 +7,7 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
+import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { QueuePolicy } from './jobs/job-queue.ts';
@@ -78,6 +79,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   }
   const validator = options.validator ?? createValidator();
   const store = new ResourceStore(database.db, validator, now);
+  const audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl });
   const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
   const assemblyDeps = {
     store,
@@ -86,6 +88,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
     network,
     publicUrl: config.publicUrl,
     maxAttachmentBytes: config.maxAttachmentBytes,
+    validator,
+    audit,
     retryLimit: assemblyPolicy?.retryLimit ?? 10,
     now,
   };

@@ -119,7 +119,7 @@ describe('second-opinion intake (flow)', () => {
 
     it('enqueued the record-assembly job in the same transaction, carrying ids only', async () => {
       expect(await assemblyJobs(created.id)).toEqual([
-        { data: { serviceRequestId: created.id, taskIds: created.tasks.map((t) => t.id), serviceRequestVersion: '1' } },
+        { data: { serviceRequestId: created.id, taskIds: created.tasks.map((t) => t.id), serviceRequestVersion: '1', recordsRevision: '0' } },
       ]);
     });
 

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Bundle, DocumentReference, Provenance, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, DocumentReference, Provenance, Task } from '@medplum/fhirtypes';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLog } from '../src/audit/audit-log.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { loadNetwork } from '../src/network/network.ts';
@@ -83,7 +84,8 @@ describe('record-set assembly (flow)', () => {
 
   const tasksOf = (ids: string[]) => store.readMany<Task>('Task', ids, 'system');
   const readBundle = async (id: string) => (await store.read<Bundle>('Bundle', id, 'system')) as Bundle;
-  const docIds = (bundle: Bundle | undefined) => (bundle?.entry ?? []).map((e) => `${e.resource?.resourceType}/${e.resource?.id}`).sort();
+  /** The EHR records a Bundle holds copies of (`DocumentReference/op-note-2024`), from each copy's `meta.source`. */
+  const docIds = (bundle: Bundle | undefined) => (bundle?.entry ?? []).map((e) => (e.resource?.meta?.source ?? '').replace(`${ehr.baseUrl}/`, '')).sort();
 
   it('(a) complete record set: Tasks records-ready, the Bundle validates, every attachment verified and stored', async () => {
     const { id, tasks } = await refer({
@@ -104,9 +106,16 @@ describe('record-set assembly (flow)', () => {
     expect(docIds(bundle)).toEqual(['DocumentReference/discharge-2024', 'DocumentReference/op-note-2024', 'DocumentReference/preop-photo-2024']);
     for (const entry of bundle.entry ?? []) {
       const doc = entry.resource as DocumentReference;
-      const seeded = ehr.seeded.documents.find((d) => d.id === doc.id);
+      const sourceId = doc.meta?.source?.split('/').pop();
+      const seeded = ehr.seeded.documents.find((d) => d.id === sourceId);
       const attachment = doc.content[0]?.attachment;
-      expect(entry.fullUrl).toBe(`${ehr.baseUrl}/DocumentReference/${doc.id}`);
+      // This service's copy: its own id, served on its own, references absolute on the EHR.
+      expect(doc.id).not.toBe(sourceId);
+      expect(entry.fullUrl).toBe(`${service.config.publicUrl}/fhir/DocumentReference/${doc.id}`);
+      expect(doc.meta).toEqual({ source: `${ehr.baseUrl}/DocumentReference/${sourceId}` });
+      expect(doc.subject?.reference).toBe(`${ehr.baseUrl}/Patient/pat-1`);
+      expect(await store.read('DocumentReference', doc.id as string, { participantId: 'lakeside-consults' })).toMatchObject({ id: doc.id, content: doc.content });
+      expect(await store.read('DocumentReference', doc.id as string, { participantId: 'northfield-pathology' })).toBeUndefined();
       expect({ size: attachment?.size, hash: attachment?.hash, contentType: attachment?.contentType }).toEqual({ size: seeded?.size, hash: seeded?.sha1Base64, contentType: seeded?.contentType });
       const sha256 = attachment?.url?.split('/').pop() as string;
       expect(attachment?.url).toBe(`${service.config.publicUrl}/fhir/Binary/${sha256}`);
@@ -118,6 +127,15 @@ describe('record-set assembly (flow)', () => {
     const provenance = await store.search<Provenance>({ resourceType: 'Provenance', count: 10, contains: [[{ target: [{ reference: `Bundle/${summary.recordSet.bundleId}` }] }]] }, 'system');
     expect(provenance.resources).toHaveLength(1);
     expect(provenance.resources[0]?.entity?.map((e) => e.what.reference).sort()).toEqual(docIds(bundle).map((r) => `${ehr.baseUrl}/${r}`));
+    expect(provenance.resources[0]?.target.map((t) => t.reference).sort()).toEqual([`Bundle/${bundle.id}`, ...(bundle.entry ?? []).map((e) => `DocumentReference/${e.resource?.id}`)].sort());
+    expect(validator.validate(provenance.resources[0] as Provenance)).toEqual([]);
+    // Disclosure to the consultant is audited with the assembly.
+    const disclosures = await store.search<AuditEvent>({ resourceType: 'AuditEvent', count: 10, contains: [[{ entity: [{ what: { reference: `Bundle/${bundle.id}` } }] }]] }, 'system');
+    expect(disclosures.resources).toHaveLength(1);
+    const disclosure = disclosures.resources[0] as AuditEvent;
+    expect(validator.validate(disclosure)).toEqual([]);
+    expect(disclosure).toMatchObject({ subtype: [{ code: 'disclose' }], outcome: '0', agent: [{ who: { reference: 'Organization/lakeside', identifier: { value: 'lakeside-consults' } }, requestor: true }, {}] });
+    expect(disclosure.entity?.map((e) => e.what?.reference)).toEqual([`${ehr.baseUrl}/Patient/pat-1`, `Bundle/${bundle.id}`, ...(bundle.entry ?? []).map((e) => `DocumentReference/${e.resource?.id}`)]);
     expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeDefined();
   });
 
@@ -145,6 +163,9 @@ describe('record-set assembly (flow)', () => {
     expect(docIds(withheld)).toEqual(['DocumentReference/first-opinion-note']);
     expect(validator.validate(withheld)).toEqual([]);
     expect(await store.read('Bundle', withheld.id as string, { participantId: 'lakeside-consults' })).toBeUndefined();
+    const withheldCopy = withheld.entry?.[0]?.resource as DocumentReference;
+    expect(await store.read('DocumentReference', withheldCopy.id as string, { participantId: 'lakeside-consults' })).toBeUndefined();
+    expect(await store.read('DocumentReference', withheldCopy.id as string, { participantId: 'st-olaf' })).toMatchObject({ id: withheldCopy.id });
     expect(await store.read('Bundle', withheld.id as string, { participantId: 'st-olaf' })).toBeDefined();
     expect(await store.read('Bundle', disclosed.id as string, { participantId: 'lakeside-consults' })).toBeDefined();
   });
@@ -222,10 +243,12 @@ describe('record-set assembly (flow)', () => {
       network,
       publicUrl: service.config.publicUrl,
       maxAttachmentBytes: service.config.maxAttachmentBytes,
+      validator: createValidator(),
+      audit: new AuditLog({ store, network, now: () => new Date(), publicUrl: service.config.publicUrl }),
       retryLimit: 3,
       now: () => new Date(),
     };
-    const job = { id: 'last-attempt', name: 'assemble-record-set', data: { serviceRequestId: id, taskIds: tasks.map((t) => t.id as string), serviceRequestVersion: '1' } };
+    const job = { id: 'last-attempt', name: 'assemble-record-set', data: { serviceRequestId: id, taskIds: tasks.map((t) => t.id as string), serviceRequestVersion: '1', recordsRevision: '0' } };
     await expect(assembleRecordSet({ ...job, attempt: 3 }, deps)).rejects.toMatchObject({ name: 'OutboundHttpError', status: 503, retryable: true });
     const result = await assembleRecordSet({ ...job, attempt: 4 }, deps);
     expect(result.outcome).toBe('failed');

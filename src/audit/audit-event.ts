@@ -3,9 +3,9 @@
  * who (client and participant organization), what (references only), when, outcome.
  *
  * Coded after R4 AuditEvent and the IHE Basic Audit Log Patterns (BALP):
- * - read/search/create/update: type `audit-event-type#rest`, subtype the FHIR restful
- *   interaction (`read`, `search-type`, `create`, `update`), action R / E / C / U
- *   (BALP Read, Query, Create, Update);
+ * - read/vread/history/search/create/update: type `audit-event-type#rest`, subtype the FHIR
+ *   restful interaction (`read`, `vread`, `history-instance`, `search-type`, `create`,
+ *   `update`), action R / R / R / E / C / U (BALP Read, Query, Create, Update);
  * - disclose: type DICOM 110106 "Export", subtype `iso-21089-lifecycle#disclose`, action R
  *   (BALP PrivacyDisclosure.Source: this service is the source that releases the records);
  * - agents: the client and this service in DICOM "Source Role ID" (110153) / "Destination
@@ -25,7 +25,7 @@
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding, Device, Identifier, Reference } from '@medplum/fhirtypes';
 import { AUDIT_SYSTEM, CLIENT_ID_SYSTEM, PARTICIPANT_ID_SYSTEM } from '../fhir/constants.ts';
 
-export type AuditAction = 'read' | 'search' | 'disclose' | 'create' | 'update';
+export type AuditAction = 'read' | 'vread' | 'history' | 'search' | 'disclose' | 'create' | 'update';
 export type AuditOutcome = 'success' | 'refused' | 'failure';
 /** AuditEvent.entity.role of a resource (BALP RestObjectRoles). */
 export type AuditEntityRole = 'domain-resource' | 'report' | 'job';
@@ -43,7 +43,7 @@ export interface AuditEventInput {
   action: AuditAction;
   outcome: AuditOutcome;
   /** The caller: its SMART client id, its network participant id and that participant's Organization. */
-  agent: { clientId: string; participantId: string; organizationReference: string };
+  agent: { clientId?: string; participantId: string; organizationReference: string };
   entities: readonly AuditEntityInput[];
   recorded: Date;
   /** This service, as the observer of the event. */
@@ -77,9 +77,11 @@ interface ActionCoding {
 const REST: Coding = { system: AUDIT_SYSTEM.eventType, code: 'rest', display: 'RESTful Operation' };
 const rest = (code: string): Coding => ({ system: AUDIT_SYSTEM.restfulInteraction, code, display: code });
 
-/** Type, subtype, action and agent directions per action (BALP Read, Query, Create, Update, PrivacyDisclosure.Source). */
+/** Type, subtype, action and agent directions per action (BALP Read, Query, Create, Update, PrivacyDisclosure.Source; vread and history as Read). */
 export const AUDIT_ACTION_CODING: Readonly<Record<AuditAction, ActionCoding>> = {
   read: { type: REST, subtype: rest('read'), action: 'R', clientIsSource: false, organizationRole: RECIPIENT },
+  vread: { type: REST, subtype: rest('vread'), action: 'R', clientIsSource: false, organizationRole: RECIPIENT },
+  history: { type: REST, subtype: rest('history-instance'), action: 'R', clientIsSource: false, organizationRole: RECIPIENT },
   search: { type: REST, subtype: rest('search-type'), action: 'E', clientIsSource: true, organizationRole: RECIPIENT },
   create: { type: REST, subtype: rest('create'), action: 'C', clientIsSource: true, organizationRole: AUTHOR },
   update: { type: REST, subtype: rest('update'), action: 'U', clientIsSource: true, organizationRole: AUTHOR },
@@ -124,7 +126,7 @@ export function buildAuditEvent(input: AuditEventInput): AuditEvent {
     ...(input.source.observer.identifier ? { identifier: input.source.observer.identifier } : {}),
   };
 
-  const client: AuditEventAgent = {
+  const client: AuditEventAgent | undefined = input.agent.clientId === undefined ? undefined : {
     type: { coding: [coding.clientIsSource ? DICOM_SOURCE : DICOM_DESTINATION] },
     who: { type: 'Device', identifier: { system: CLIENT_ID_SYSTEM, value: input.agent.clientId } },
     requestor: true,
@@ -163,7 +165,8 @@ export function buildAuditEvent(input: AuditEventInput): AuditEvent {
     outcome: AUDIT_OUTCOME_CODE[input.outcome],
     ...(input.description ? { outcomeDesc: input.description } : {}),
     ...(purpose ? { purposeOfEvent: purpose } : {}),
-    agent: [client, organization, server],
+    // A disclosure made by the assembly job has no client: the recipient organization is the agent.
+    agent: client ? [client, organization, server] : [{ ...organization, requestor: true }, server],
     source: {
       ...(input.source.site ? { site: input.source.site } : {}),
       observer,

@@ -7,12 +7,19 @@ import { invalid, issue } from './outcomes.ts';
  * jsonb containment document. The CapabilityStatement is generated from the same table,
  * so it always lists exactly what works.
  */
-type ParamKind = 'reference' | 'token' | 'identifier' | 'id';
+type ParamKind = 'reference' | 'token' | 'identifier' | 'id' | 'coding' | 'last-updated';
 
 interface SearchParamDef {
   name: string;
+  /**
+   * `coding`: a token on a Coding (`system|code` or `code`); `last-updated`: a date parameter
+   * answered from the row's last-updated time (as `_lastUpdated`), for resources that never change.
+   */
   kind: ParamKind;
-  /** The element path the value sits at, e.g. ['owner'] or ['for']. */
+  /**
+   * The element path the value sits at, e.g. ['owner'] or ['for']. A segment ending in `[]`
+   * is an array (`['entity[]', 'what']` matches `{entity: [{what: ...}]}` in jsonb `@>`).
+   */
   path: string[];
   /** Resource type assumed for a bare id in a reference parameter. */
   target?: string;
@@ -37,6 +44,22 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
     { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
     { name: 'status', kind: 'token', path: ['status'], documentation: 'ServiceRequest status', definition: base('ServiceRequest-status') },
   ],
+  // AuditEvents are read by auditors only (issue 3 §5), through the 'system' reader.
+  AuditEvent: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'entity', kind: 'reference', path: ['entity[]', 'what'], documentation: 'A resource the event is about (Task/{id}, ServiceRequest/{id}, Bundle/{id}, DocumentReference/{id}, Binary/{id})', definition: base('AuditEvent-entity') },
+    { name: 'agent', kind: 'reference', path: ['agent[]', 'who'], target: 'Organization', documentation: "The participant's Organization (Organization/{id} or bare id)", definition: base('AuditEvent-agent') },
+    { name: 'patient', kind: 'reference', path: ['entity[]', 'what'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('AuditEvent-patient') },
+    { name: 'action', kind: 'token', path: ['action'], documentation: 'C R U D E', definition: base('AuditEvent-action') },
+    { name: 'outcome', kind: 'token', path: ['outcome'], documentation: '0 success, 4 refused, 8 failure', definition: base('AuditEvent-outcome') },
+    { name: 'subtype', kind: 'coding', path: ['subtype[]'], documentation: 'read, vread, history-instance, search-type (restful-interaction), disclose (iso-21089-lifecycle); system|code or code', definition: base('AuditEvent-subtype') },
+    { name: 'date', kind: 'last-updated', path: ['recorded'], documentation: 'When the event was recorded (the time it was stored); eq, ne, gt, lt, ge, le prefixes', definition: base('AuditEvent-date') },
+  ],
+  Bundle: [{ name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id of a record-set Bundle', definition: base('Resource-id') }],
+  DocumentReference: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
+  ],
 };
 
 /** Parameters every search understands besides the table above. */
@@ -54,9 +77,9 @@ export interface ParsedSearch {
   unknown: string[];
 }
 
-/** `a.b` + value -> `{a: {b: value}}` */
+/** `a.b` + value -> `{a: {b: value}}`; `a[].b` + value -> `{a: [{b: value}]}` */
 function nest(path: string[], value: unknown): object {
-  return path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value) as object;
+  return path.reduceRight<unknown>((acc, key) => (key.endsWith('[]') ? { [key.slice(0, -2)]: [acc] } : { [key]: acc }), value) as object;
 }
 
 function referenceValue(raw: string, target: string | undefined): string {
@@ -86,17 +109,17 @@ export function parseSearch(resourceType: ResourceType, params: Record<string, s
       continue;
     }
     if (name === '_format') continue;
-    if (name === '_lastUpdated') {
+    const [bare, modifier] = name.split(':');
+    const def = defs.find((d) => d.name === bare);
+    if (name === '_lastUpdated' || (def?.kind === 'last-updated' && !modifier)) {
       for (const v of values) {
         const m = DATE_PREFIX.exec(v);
         const date = m?.[2] ? new Date(m[2].length === 4 ? `${m[2]}-01-01` : m[2].length === 7 ? `${m[2]}-01` : m[2]) : undefined;
-        if (!m || !date || Number.isNaN(date.getTime())) problems.push(issue('value', `_lastUpdated '${v}' is not [prefix]date`, '_lastUpdated'));
+        if (!m || !date || Number.isNaN(date.getTime())) problems.push(issue('value', `${name} '${v}' is not [prefix]date`, name));
         else result.lastUpdated.push({ op: (m[1] ?? 'eq') as DateFilter['op'], value: date });
       }
       continue;
     }
-    const [bare, modifier] = name.split(':');
-    const def = defs.find((d) => d.name === bare);
     if (!def || modifier) {
       result.unknown.push(name);
       continue;
@@ -125,6 +148,15 @@ function containmentFor(def: SearchParamDef, value: string): object {
       return nest(def.path, value.includes('|') ? value.split('|')[1] : value);
     case 'reference':
       return nest(def.path, { reference: referenceValue(value, def.target) });
+    case 'coding': {
+      const bar = value.indexOf('|');
+      if (bar < 0) return nest(def.path, { code: value });
+      const system = value.slice(0, bar);
+      const code = value.slice(bar + 1);
+      return nest(def.path, { ...(system ? { system } : {}), ...(code ? { code } : {}) });
+    }
+    case 'last-updated':
+      throw new Error(`${def.name} is a date parameter`);
     case 'identifier': {
       const bar = value.indexOf('|');
       if (bar < 0) return nest(def.path, [{ value }]);

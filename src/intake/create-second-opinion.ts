@@ -105,7 +105,7 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
       ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access: blinded ? [referrer.id] : [referrer.id, ...consultantIds] }] : []),
       { resource: referral.provenance, access: [referrer.id] },
     ]);
-    const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1' };
+    const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1', recordsRevision: '0' };
     await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
     return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
   });

@@ -21,4 +21,9 @@ export interface AssembleRecordSetJob {
   taskIds: string[];
   /** Version of the ServiceRequest the job was enqueued for; the handler re-reads current state. */
   serviceRequestVersion: string;
+  /**
+   * `intake_request.records_revision` the job was enqueued for . A job whose
+   * revision an assembly has already covered is skipped.
+   */
+  recordsRevision: string;
 }

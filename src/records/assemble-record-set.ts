@@ -16,8 +16,10 @@ import type { AssembleRecordSetJob } from '../jobs/queues.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
 import { AttachmentTooLargeError, isNotFound, isRetryableError } from '../outbound/outbound-errors.ts';
 import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/blob-store.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
-import { blobs as blobTable, intakeRequests, recordSetAssemblies } from '../store/schema.ts';
+import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { ResourceValidationError } from '../fhir/validator.ts';
+import { blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
 import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
@@ -38,6 +40,10 @@ export interface AssembleRecordSetDeps {
   /** This service's public base URL: attachments are served from `${publicUrl}/fhir/Binary/{sha256}`. */
   publicUrl: string;
   maxAttachmentBytes: number;
+  /** Checks each copy before it is stored (a non-conforming EHR record is reported, not stored). */
+  validator: ResourceValidator;
+  /** Disclosures to consultants are audited in the assembly's transaction. */
+  audit: Pick<AuditLog, 'recordMany'>;
   /** The queue's retry limit: the attempt `retryLimit + 1` is the last one. */
   retryLimit: number;
   now: () => Date;
@@ -46,7 +52,8 @@ export interface AssembleRecordSetDeps {
 /** A record that was asked for but could not be read. */
 export interface MissingDocument {
   reference: string;
-  reason: 'not-found' | 'unreadable' | 'no-content';
+  /** `invalid`: the EHR's resource does not conform to FHIR R4. */
+  reason: 'not-found' | 'unreadable' | 'no-content' | 'invalid';
   status?: number;
 }
 
@@ -93,11 +100,19 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
   if (!intake) return { outcome: 'skipped', reason: 'no intake record' };
   const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system');
   if (!serviceRequest || serviceRequest.status !== 'active') return { outcome: 'skipped', reason: 'ServiceRequest not active' };
-  if (Number(serviceRequest.meta?.versionId) > Number(job.data.serviceRequestVersion)) return { outcome: 'skipped', reason: 'already assembled for this version' };
+  const revision = Number(job.data.recordsRevision ?? 0);
+  const [previous] = await deps.store.database
+    .select({ recordsRevision: recordSetAssemblies.recordsRevision })
+    .from(recordSetAssemblies)
+    .where(eq(recordSetAssemblies.serviceRequestId, serviceRequestId));
+  if (previous && previous.recordsRevision >= revision) return { outcome: 'skipped', reason: 'already assembled for this revision of the records' };
+  if (revision < intake.recordsRevision) return { outcome: 'skipped', reason: 'records were added since; a newer job assembles them' };
   const tasks = (await deps.store.readMany<Task>('Task', intake.taskIds, 'system')).filter((t) => !TERMINAL.has(t.status));
   if (tasks.length === 0) return { outcome: 'skipped', reason: 'every Task is terminal' };
 
-  const request = intake.request as IntakeRequest;
+  const original = intake.request as IntakeRequest;
+  const added = intake.addedDocuments as { reference: string }[];
+  const request: IntakeRequest = added.length ? { ...original, records: { ...original.records, documents: [...(original.records.documents ?? []), ...added] } } : original;
   const referrer = deps.network.get(intake.participantId);
   const client = deps.clients.get(intake.participantId);
   if (!referrer || !client) return fail(deps, job, tasks, 'The referring participant has no FHIR endpoint configured');
@@ -128,12 +143,10 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   // 1. Sources: named documents (first opinion too: blinding needs them), then the searches.
   const sources = await collectSources(request, client, report.missingDocuments);
 
-  // 2. Attachments into the blob store, verified against what the source declared.
-  const entries: (RecordSetEntry & { sourceReference: string })[] = [];
-  for (const { resource, source } of sources) {
-    const copy = await storeAttachments(resource, source, ctx, report);
-    if (copy) entries.push({ resource: copy, source, sourceReference: source });
-  }
+  // 2. Attachments into the blob store, verified against what the source declared; a few
+  //    records at a time, in source order. Each record becomes this service's copy.
+  const stored = await mapWithConcurrency(sources, ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, report));
+  const entries = stored.filter((e): e is StoredRecord => e !== undefined);
 
   // 3. Checklist, blinding, consent.
   const checklist = evaluateChecklist(request.kind, entries.map((e) => describeRecord(e.resource)));
@@ -149,34 +162,43 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
     decisions.set(consultant.id, evaluateConsent(consent, { consultant: { organizationReference: consultant.organization.reference }, patientReference: request.patient.reference, now: deps.now() }));
   }
 
-  // 4. One transaction: Bundles, Provenance, Tasks, ServiceRequest, the assembly report.
+  // 4. One transaction: Bundles, copies, Provenance, Tasks, ServiceRequest, disclosures' AuditEvents, the report.
   const now = deps.now();
+  const fhirBaseUrl = `${deps.publicUrl}/fhir`;
   const bundleId = randomUUID();
   const withheldBundleId = withheld.length > 0 ? randomUUID() : undefined;
   const permitted = checklist.complete ? [...decisions].filter(([, d]) => d.permitted).map(([id]) => id) : [];
-  const bundleAccess = [ctx.referrer.id, ...permitted];
   const statuses: Record<string, AssemblyStatus> = {};
   const missingText = checklist.missingRequired.map(describeMissing).join('; ');
+  const recordSets = [{ id: bundleId, records: disclosed, access: [ctx.referrer.id, ...permitted] }];
+  if (withheldBundleId) recordSets.push({ id: withheldBundleId, records: withheld.map((w) => w.entry), access: [ctx.referrer.id] });
 
   await deps.store.withTransaction(async (tx) => {
-    const items = [
-      { resource: buildRecordSetBundle(bundleId, disclosed.map(stripSourceReference), now), access: bundleAccess },
-      {
-        resource: buildRecordSetProvenance({ id: randomUUID(), bundleId, serviceRequestId: ctx.serviceRequest.id as string, sources: disclosed.map((e) => e.source), referrerOrganization: ctx.referrer.organization, now }),
-        access: bundleAccess,
-      },
-    ];
-    if (withheldBundleId) {
-      const withheldEntries = withheld.map((w) => w.entry);
+    const items: NewResource[] = [];
+    for (const set of recordSets) {
+      const copies = set.records.map((r) => r.resource);
       items.push(
-        { resource: buildRecordSetBundle(withheldBundleId, withheldEntries.map(stripSourceReference), now), access: [ctx.referrer.id] },
-        {
-          resource: buildRecordSetProvenance({ id: randomUUID(), bundleId: withheldBundleId, serviceRequestId: ctx.serviceRequest.id as string, sources: withheldEntries.map((e) => e.source), referrerOrganization: ctx.referrer.organization, now }),
-          access: [ctx.referrer.id],
-        },
+        { resource: buildRecordSetBundle(set.id, set.records, now, fhirBaseUrl), access: set.access },
+        { resource: buildRecordSetProvenance({ id: randomUUID(), bundleId: set.id, serviceRequestId: ctx.serviceRequest.id as string, records: copies, referrerOrganization: ctx.referrer.organization, now }), access: set.access },
+        ...copies.map((resource) => ({ resource, access: set.access })),
       );
+      const attachments = [...new Set(set.records.flatMap((r) => r.blobs))];
+      if (attachments.length > 0) await tx.database.insert(recordSetAttachments).values(attachments.map((sha256) => ({ bundleId: set.id, sha256 }))).onConflictDoNothing();
     }
     await tx.createMany(items);
+
+    // Disclosure: the consultants permitted to read the record set from now on.
+    await deps.audit.recordMany(
+      permitted.map((participantId) => ({
+        action: 'disclose' as const,
+        outcome: 'success' as const,
+        agent: { participantId },
+        patientReference: absoluteReference(client.baseUrl, request.patient.reference),
+        entities: [{ reference: `Bundle/${bundleId}` }, ...disclosed.map((r) => ({ reference: `${r.resource.resourceType}/${r.resource.id}` }))],
+        description: `Record set of ServiceRequest/${ctx.serviceRequest.id} made available to the consultant`,
+      })),
+      tx,
+    );
 
     for (const task of ctx.tasks) {
       const participant = consultants.find((c) => c?.organization.reference === task.owner?.reference);
@@ -222,8 +244,35 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
 }
 
-function stripSourceReference(e: RecordSetEntry & { sourceReference: string }): RecordSetEntry {
-  return { resource: e.resource, source: e.source };
+/** How many records have their attachments fetched at the same time. */
+export const ATTACHMENT_CONCURRENCY = 4;
+
+/** A record as stored: this service's copy, the reference it was read from, and the blobs it carries. */
+interface StoredRecord extends RecordSetEntry {
+  /** Absolute reference on the referring EHR (what blinding compares against). */
+  sourceReference: string;
+  /** sha256 of every attachment of the copy. */
+  blobs: string[];
+}
+
+/** `fn` over `items`, at most `limit` at a time, results in input order. The first rejection rejects the whole (after in-flight calls settle). */
+async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed: { error: unknown } | undefined;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i] as T);
+      } catch (error) {
+        failed ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed) throw failed.error;
+  return results;
 }
 
 /** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated. */
@@ -274,27 +323,31 @@ function patientParam(reference: string, baseUrl: string): string {
 }
 
 /**
- * Stores every attachment of a record and returns the rewritten copy, or undefined when the
- * record is left out (integrity failure, too large, no content); the reason goes into `report`.
- * Retryable outbound errors propagate.
+ * Stores every attachment of a record and returns this service's copy (new id, attachments
+ * rewritten to Binary URLs, validated), or undefined when the record is left out (integrity
+ * failure, too large, no content, invalid); the reason goes into `report`. Retryable
+ * outbound errors propagate.
  */
-async function storeAttachments(
+async function storeRecord(
   resource: RecordResource,
   source: string,
   ctx: AssemblyContext,
   report: { missingDocuments: MissingDocument[]; integrityFailures: IntegrityFailure[]; tooLarge: TooLargeAttachment[] },
-): Promise<RecordResource | undefined> {
-  const copy = copyRecord(resource);
+): Promise<StoredRecord | undefined> {
+  const copy = copyRecord(resource, { id: randomUUID(), source, ehrBaseUrl: ctx.client.baseUrl });
   const attachments: Attachment[] =
     copy.resourceType === 'DocumentReference' ? copy.content.map((c) => c.attachment) : copy.resourceType === 'DiagnosticReport' ? (copy.presentedForm ?? []) : [];
   const rewritten: Attachment[] = [];
+  const blobs: string[] = [];
   for (const attachment of attachments) {
     if (attachment.data === undefined && !attachment.url) {
       report.missingDocuments.push({ reference: source, reason: 'no-content' });
       return undefined;
     }
     try {
-      rewritten.push(rewriteAttachment(attachment, await storeAttachment(attachment, ctx), ctx.deps.publicUrl));
+      const stored = await storeAttachment(attachment, ctx);
+      rewritten.push(rewriteAttachment(attachment, stored, ctx.deps.publicUrl));
+      blobs.push(stored.sha256);
     } catch (err) {
       if (err instanceof BlobIntegrityError) {
         report.integrityFailures.push({ reference: source, kind: err.kind, expected: err.expected, actual: err.actual });
@@ -310,7 +363,15 @@ async function storeAttachments(
   }
   if (copy.resourceType === 'DocumentReference') copy.content = copy.content.map((c, i) => ({ ...c, attachment: rewritten[i] as Attachment }));
   else if (copy.resourceType === 'DiagnosticReport' && copy.presentedForm) copy.presentedForm = rewritten;
-  return copy;
+  try {
+    ctx.deps.validator.validate(copy);
+  } catch (err) {
+    if (!(err instanceof ResourceValidationError)) throw err;
+    // The EHR's record does not conform to R4: it is reported, not stored (nothing invalid is ever served).
+    report.missingDocuments.push({ reference: source, reason: 'invalid' });
+    return undefined;
+  }
+  return { resource: copy, source, sourceReference: source, blobs };
 }
 
 /**
@@ -386,6 +447,6 @@ async function fail(deps: AssembleRecordSetDeps, job: Job<AssembleRecordSetJob>,
 type ReportRow = Omit<typeof recordSetAssemblies.$inferInsert, 'serviceRequestId' | 'attempts' | 'updatedAt'>;
 
 async function saveReport(tx: ResourceStore, job: Job<AssembleRecordSetJob>, now: Date, row: ReportRow): Promise<void> {
-  const values = { ...row, serviceRequestId: job.data.serviceRequestId, attempts: job.attempt, updatedAt: now };
+  const values = { ...row, serviceRequestId: job.data.serviceRequestId, attempts: job.attempt, recordsRevision: Number(job.data.recordsRevision ?? 0), updatedAt: now };
   await tx.database.insert(recordSetAssemblies).values(values).onConflictDoUpdate({ target: recordSetAssemblies.serviceRequestId, set: values });
 }

@@ -52,6 +52,10 @@ export const intakeRequests = pgTable('intake_request', {
   serviceRequestId: text('service_request_id').notNull(),
   taskIds: text('task_ids').array().notNull(),
   request: jsonb('request').notNull(),
+  /** Documents the referrer added later (`POST /second-opinions/{id}/records`), as `{reference}` objects. */
+  addedDocuments: jsonb('added_documents').notNull().default([]),
+  /** Bumped by every addition of records; each assembly job is for one revision. */
+  recordsRevision: integer('records_revision').notNull().default(0),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
 }, (t) => [primaryKey({ columns: [t.participantId, t.requestId] }), uniqueIndex('intake_request_service_request_idx').on(t.serviceRequestId)]);
 
@@ -144,5 +148,22 @@ export const recordSetAssemblies = pgTable('record_set_assembly', {
   /** Why assembly gave up (records-failed), without PHI. */
   failureReason: text('failure_reason'),
   attempts: integer('attempts').notNull(),
+  /** The `intake_request.records_revision` this assembly was made from (jobs for older revisions are skipped). */
+  recordsRevision: integer('records_revision').notNull().default(0),
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
 });
+
+/**
+ * Which attachments (blob sha256) each record-set Bundle carries: `GET /fhir/Binary/{sha256}`
+ * is readable by whoever may read a Bundle listed here for it.
+ */
+export const recordSetAttachments = pgTable(
+  'record_set_attachment',
+  {
+    bundleId: text('bundle_id').notNull(),
+    sha256: text('sha256')
+      .notNull()
+      .references(() => blobs.sha256),
+  },
+  (t) => [primaryKey({ columns: [t.bundleId, t.sha256] }), index('record_set_attachment_sha256_idx').on(t.sha256)],
+);
