@@ -1,4 +1,5 @@
 import express, { type Express } from 'express';
+import type { AuditLog } from './audit/audit-log.ts';
 import { createAuthMiddleware } from './auth/middleware.ts';
 import { createAuthRouter } from './auth/routes.ts';
 import type { AuthDeps } from './auth/auth-deps.ts';
@@ -15,6 +16,8 @@ import type { Logger } from './log/logger.ts';
 import type { Network } from './network/network.ts';
 import { createParticipantsRouter } from './network/routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
+import type { BlobStore } from './store/blob-store.ts';
+import { createBinaryRouter } from './records/routes.ts';
 
 export interface AppDeps {
   config: Config;
@@ -23,6 +26,10 @@ export interface AppDeps {
   network: Network;
   auth: AuthDeps;
   jobs: JobQueue;
+  /** Where reads of referrals, record sets and documents are audited (issue 3 §5). */
+  audit: AuditLog;
+  /** Attachment bytes, served at /fhir/Binary/{id}. */
+  blobs: BlobStore;
   /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
   ready: () => Promise<void>;
   now: () => Date;
@@ -59,12 +66,14 @@ export function createApp(deps: AppDeps): Express {
         store: deps.store,
         participantByOrganization: (reference) => deps.network.findByOrganization(reference),
         now: deps.now,
+        audit: deps.audit,
       },
       publicUrl: config.publicUrl,
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
-  app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir` }));
+  app.use(createBinaryRouter({ store: deps.store, blobs: deps.blobs, audit: deps.audit }));
+  app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 
   app.use(notFoundHandler);
   app.use(createErrorHandler(log));

@@ -81,9 +81,10 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const store = new ResourceStore(database.db, validator, now);
   const audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl });
   const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
+  const blobs = new BlobStore(database.db, { now });
   const assemblyDeps = {
     store,
-    blobs: new BlobStore(database.db, { now }),
+    blobs,
     clients: fhirClients,
     network,
     publicUrl: config.publicUrl,
@@ -115,6 +116,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
     network,
     auth,
     jobs,
+    audit,
+    blobs,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },
     ready: async () => {

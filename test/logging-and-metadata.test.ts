@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILE } from '../src/fhir/constants.ts';
+import { SEARCH_PARAMETERS } from '../src/fhir/search-parameters.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
@@ -60,12 +61,26 @@ describe('logs and metadata', () => {
     const rest = cs.rest?.[0];
     expect(rest?.security?.extension?.[0]?.extension?.[0]).toEqual({ url: 'token', valueUri: `${service.config.publicUrl}/auth/token` });
     const byType = Object.fromEntries((rest?.resource ?? []).map((r) => [r.type, r]));
-    expect(Object.keys(byType).sort()).toEqual(['ServiceRequest', 'Task']);
+    // Generated from the search-parameter table, plus Binary (read only).
+    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary'].sort());
+    expect(Object.keys(byType)).toEqual(expect.arrayContaining(['AuditEvent', 'Binary', 'Bundle', 'DocumentReference', 'ServiceRequest', 'Task']));
     expect(byType.Task?.supportedProfile).toEqual([PROFILE.task]);
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);
     expect(byType.Task?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'focus', 'owner', 'patient', 'status']);
     expect(byType.ServiceRequest?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'identifier', 'patient', 'status']);
     expect(byType.Task?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'history-instance', 'search-type']);
+    expect(byType.AuditEvent?.searchParam?.map((p) => `${p.name}:${p.type}`).sort()).toEqual([
+      '_id:token',
+      '_lastUpdated:date',
+      'action:token',
+      'agent:reference',
+      'date:date',
+      'entity:reference',
+      'outcome:token',
+      'patient:reference',
+      'subtype:token',
+    ]);
+    expect(byType.Binary).toEqual({ type: 'Binary', documentation: expect.any(String), interaction: [{ code: 'read' }] });
   });
 
   it('an unsupported resource type is a FHIR 404, an unknown route too', async () => {

@@ -137,6 +137,11 @@ describe('record-set assembly (flow)', () => {
     expect(disclosure).toMatchObject({ subtype: [{ code: 'disclose' }], outcome: '0', agent: [{ who: { reference: 'Organization/lakeside', identifier: { value: 'lakeside-consults' } }, requestor: true }, {}] });
     expect(disclosure.entity?.map((e) => e.what?.reference)).toEqual([`${ehr.baseUrl}/Patient/pat-1`, `Bundle/${bundle.id}`, ...(bundle.entry ?? []).map((e) => `DocumentReference/${e.resource?.id}`)]);
     expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeDefined();
+    // The pre-operative photo lives on the storage origin: fetched, and never with the EHR's bearer token.
+    const storageRequests = ehr.requests.filter((r) => r.origin === 'storage');
+    expect(storageRequests.length).toBeGreaterThanOrEqual(1);
+    expect(storageRequests.every((r) => r.authorization === false)).toBe(true);
+    expect(ehr.requests.some((r) => r.origin === 'ehr' && r.authorization === true)).toBe(true);
   });
 
   it('(b) a required record absent: awaiting-records, and the summary names what is missing', async () => {
@@ -218,6 +223,40 @@ describe('record-set assembly (flow)', () => {
     expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/progress-2024']);
   });
 
+  it('(e) truncated bytes (size differs from the declared size): integrity failure reported, the document left out', async () => {
+    ehr.faults.add({ path: '/Binary/bin-referral-2024', wrongLength: true });
+    const { id } = await refer({
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/referral-2024' }, { reference: 'DocumentReference/progress-2024' }] },
+      kind: 'complication',
+    });
+    const summary = await assembled(id);
+    const referral = ehr.seeded.documents.find((d) => d.id === 'referral-2024');
+    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/referral-2024`, kind: 'size', expected: referral?.size, actual: expect.any(Number) }]);
+    expect((summary.recordSet.integrityFailures[0] as { actual?: number } | undefined)?.actual).not.toBe(referral?.size);
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/progress-2024']);
+  });
+
+  it('(f) an attachment times out on the first attempt: the job retries and the record set is complete', async () => {
+    // Longer than the 5 s client timeout of the referrer's endpoint, once.
+    const rule = ehr.faults.add({ path: '/Binary/bin-pathology-2024', delayMs: 6_000, times: 1 });
+    const { id, tasks } = await refer({
+      kind: 'pathology-review',
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/pathology-2024' }] },
+    });
+    const summary = await assembled(id, 60_000);
+    expect(rule.hits).toBe(1);
+    expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 2, integrityFailures: [], missing: { documents: [] } });
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toContain('DocumentReference/pathology-2024');
+    const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
+  });
+
   it('(f) the EHR answers 500 twice on the search, then recovers: records-ready, one Bundle', async () => {
     const rule = ehr.faults.add({ path: '/fhir/R4/DocumentReference?', status: 500, times: 2 });
     const { id, tasks } = await refer({ consultants: ['lakeside-consults'] });
@@ -228,6 +267,25 @@ describe('record-set assembly (flow)', () => {
     expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
     const sr = (await store.read('ServiceRequest', id, 'system')) as { supportingInfo?: { reference?: string }[] };
     expect(sr.supportingInfo?.filter((s) => s.reference?.startsWith('Bundle/'))).toEqual([{ reference: `Bundle/${summary.recordSet.bundleId}`, display: 'Record set' }]);
+  });
+
+  it('(f) an attempt that fails half-way: the retry does not fetch again the attachments already stored', async () => {
+    const from = ehr.requests.length;
+    const rule = ehr.faults.add({ path: '/Binary/bin-imaging-2024', status: 500, times: 1 });
+    const { id } = await refer({
+      kind: 'diagnosis-confirmation',
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/imaging-2024' }] },
+    });
+    const summary = await assembled(id, 60_000);
+    expect(rule.hits).toBe(1);
+    expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 2 });
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/hp-2024', 'DocumentReference/imaging-2024']);
+    const fetches = (binary: string) => ehr.requests.slice(from).filter((r) => r.path.endsWith(`/Binary/${binary}`)).length;
+    expect(fetches('bin-hp-2024')).toBe(1);
+    expect(fetches('bin-imaging-2024')).toBe(2);
   });
 
   it('(g) the EHR stays down through the last attempt: Tasks records-failed with the reason, nothing disclosed', async () => {

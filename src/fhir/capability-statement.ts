@@ -1,11 +1,25 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { PROFILE } from './constants.ts';
-import { COMMON_PARAMETERS, SEARCH_PARAMETERS } from './search-parameters.ts';
+import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
 /** Which of our profiles each served type conforms to. */
 const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
   ServiceRequest: [PROFILE.serviceRequest],
   Task: [PROFILE.task],
+};
+
+/** CapabilityStatement search parameter type of each kind in the search-parameter table. */
+const SEARCH_PARAM_TYPE = {
+  reference: 'reference',
+  token: 'token',
+  identifier: 'token',
+  id: 'token',
+  coding: 'token',
+  'last-updated': 'date',
+} as const satisfies Record<SearchParamKind, 'reference' | 'token' | 'date'>;
+
+const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
+  AuditEvent: 'Audit trail of reads and disclosures (IHE BALP coding): only for participants with the auditor role',
 };
 
 /**
@@ -14,8 +28,9 @@ const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
  * Services token endpoint.
  */
 export function capabilityStatement(publicUrl: string, software: { name: string; version: string }, date: string): CapabilityStatement {
-  const resources: CapabilityStatementRestResource[] = Object.entries(SEARCH_PARAMETERS).map(([type, params]) => ({
+  const searchable: CapabilityStatementRestResource[] = Object.entries(SEARCH_PARAMETERS).map(([type, params]) => ({
     type: type as ResourceType,
+    ...(DOCUMENTATION[type as ResourceType] ? { documentation: DOCUMENTATION[type as ResourceType] } : {}),
     ...(SUPPORTED_PROFILES[type as ResourceType] ? { supportedProfile: SUPPORTED_PROFILES[type as ResourceType] } : {}),
     interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }],
     versioning: 'versioned',
@@ -26,12 +41,19 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
       ...(params ?? []).map((p) => ({
         name: p.name,
         definition: p.definition,
-        type: p.kind === 'reference' ? ('reference' as const) : ('token' as const),
+        type: SEARCH_PARAM_TYPE[p.kind],
         documentation: p.documentation,
       })),
       { name: '_lastUpdated', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated', type: 'date' as const, documentation: 'eq, ne, gt, lt, ge, le prefixes; repeat to AND' },
     ],
   }));
+  // Binary: the record sets' attachment bytes, read only (streamed, with Range).
+  const binary: CapabilityStatementRestResource = {
+    type: 'Binary',
+    documentation: 'Attachment bytes of record-set documents: read only, for the participants the record set is disclosed to; supports Range',
+    interaction: [{ code: 'read' }],
+  };
+  const resources = [...searchable, binary];
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',

@@ -1,18 +1,28 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { Bundle, BundleLink, OperationOutcome, Resource, ResourceType } from '@medplum/fhirtypes';
+import { auditedRead, requestedEntity, touchedResources } from '../audit/audited-read.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { requireRole, requireScope } from '../auth/middleware.ts';
 import type { Caller } from '../http/context.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import type { Reader, ResourceStore } from '../store/resource-store.ts';
 import { outcome, issue } from './outcomes.ts';
-import { parseSearch, SEARCH_PARAMETERS } from './search-parameters.ts';
+import { COMMON_PARAMETERS, parseSearch, SEARCH_PARAMETERS } from './search-parameters.ts';
 
 /**
  * The FHIR read API (issue 2 §7) as plain functions: no Express in here. Every call sees
  * only what belongs to the caller's participant; anything else is "not found".
+ *
+ * Every read, vread, history and search of a served type is authorized here (scope, and the
+ * auditor role for AuditEvent) and leaves an AuditEvent, success or refused, stored before the
+ * result is returned (issue 3 §5). Reads of AuditEvents are audited too, as BALP does; the
+ * audit write itself goes straight to the store, so there is no recursion. A request for a
+ * type this endpoint does not serve is not audited: no resource of it can be read here.
  */
 export interface FhirApiDeps {
   store: ResourceStore;
   /** Base of the FHIR endpoint as clients see it, e.g. https://host/fhir */
   fhirBaseUrl: string;
+  audit: AuditLog;
 }
 
 /** Resource types served by /fhir. */
@@ -24,24 +34,53 @@ function assertServed(resourceType: string): asserts resourceType is ResourceTyp
   }
 }
 
+/**
+ * Checks the scope for `interaction` and picks the reader. AuditEvents have empty access
+ * lists: a participant with the auditor role reads them all through the 'system' reader,
+ * anyone else is refused (403).
+ */
+function authorize(resourceType: ResourceType, interaction: 'r' | 's', caller: Caller): Reader {
+  requireScope(caller, resourceType, interaction);
+  if (resourceType === 'AuditEvent') {
+    requireRole(caller, 'auditor');
+    return 'system';
+  }
+  return { participantId: caller.participantId };
+}
+
 export async function readResource(resourceType: string, id: string, caller: Caller, deps: FhirApiDeps): Promise<Resource> {
   assertServed(resourceType);
-  const resource = await deps.store.read(resourceType, id, { participantId: caller.participantId });
-  if (!resource) throw new OperationOutcomeError(notFound);
-  return resource;
+  return auditedRead(deps.audit, caller, { action: 'read', requested: requestedEntity(resourceType, id), touched: (r) => touchedResources([r]) }, async () => {
+    const resource = await deps.store.read(resourceType, id, authorize(resourceType, 'r', caller));
+    if (!resource) throw new OperationOutcomeError(notFound);
+    return resource;
+  });
 }
 
 export async function readVersion(resourceType: string, id: string, versionId: string, caller: Caller, deps: FhirApiDeps): Promise<Resource> {
   assertServed(resourceType);
-  const resource = await deps.store.readVersion(resourceType, id, versionId, { participantId: caller.participantId });
-  if (!resource) throw new OperationOutcomeError(notFound);
-  return resource;
+  const requested = requestedEntity(resourceType, id, versionId);
+  return auditedRead(deps.audit, caller, { action: 'vread', requested, touched: (r) => ({ ...touchedResources([r]), entities: requested }) }, async () => {
+    const resource = await deps.store.readVersion(resourceType, id, versionId, authorize(resourceType, 'r', caller));
+    if (!resource) throw new OperationOutcomeError(notFound);
+    return resource;
+  });
 }
 
 export async function readHistory(resourceType: string, id: string, caller: Caller, deps: FhirApiDeps): Promise<Bundle> {
   assertServed(resourceType);
-  const versions = await deps.store.history(resourceType, id, { participantId: caller.participantId });
-  if (!versions) throw new OperationOutcomeError(notFound);
+  const requested = requestedEntity(resourceType, id);
+  const versions = await auditedRead(
+    deps.audit,
+    caller,
+    // Newest version first: its patient is the one recorded.
+    { action: 'history', requested, touched: (v) => ({ ...touchedResources(v.slice(0, 1)), entities: requested }) },
+    async () => {
+      const found = await deps.store.history(resourceType, id, authorize(resourceType, 'r', caller));
+      if (!found) throw new OperationOutcomeError(notFound);
+      return found;
+    },
+  );
   return {
     resourceType: 'Bundle',
     type: 'history',
@@ -57,16 +96,41 @@ export async function readHistory(resourceType: string, id: string, caller: Call
 }
 
 /**
+ * The search as recorded in its AuditEvent (BALP Query): `Type?name=value...` with only the
+ * parameters this endpoint understands, so free text a client sends in an unknown parameter
+ * is never stored. The paging cursor is left out (opaque, not part of the question).
+ */
+export function auditQuery(resourceType: ResourceType, params: Record<string, string[]>): string {
+  const known = new Set<string>([...(SEARCH_PARAMETERS[resourceType] ?? []).map((d) => d.name), ...COMMON_PARAMETERS]);
+  known.delete('_cursor');
+  const q = new URLSearchParams();
+  for (const [name, values] of Object.entries(params)) {
+    if (!known.has(name)) continue;
+    for (const v of values) q.append(name, v);
+  }
+  return withQuery(resourceType, q);
+}
+
+/**
  * Type-level search returning a searchset Bundle with a `next` link (keyset cursor).
  * Unknown parameters are ignored and reported in an OperationOutcome entry, or refused
  * with 400 when the client sent `Prefer: handling=strict` (FHIR R4 §3.1.1.5.1).
  */
 export async function searchResources(resourceType: string, params: Record<string, string[]>, strict: boolean, caller: Caller, deps: FhirApiDeps): Promise<Bundle> {
   assertServed(resourceType);
-  const parsed = parseSearch(resourceType, params, strict);
-  const page = await deps.store.search(
-    { resourceType, contains: parsed.contains, lastUpdated: parsed.lastUpdated, count: parsed.count, cursor: parsed.cursor },
-    { participantId: caller.participantId },
+  const { parsed, page } = await auditedRead(
+    deps.audit,
+    caller,
+    { action: 'search', requested: [], query: auditQuery(resourceType, params), touched: (r) => touchedResources(r.page.resources) },
+    async () => {
+      const reader = authorize(resourceType, 's', caller);
+      const parsed = parseSearch(resourceType, params, strict);
+      const page = await deps.store.search(
+        { resourceType, contains: parsed.contains, lastUpdated: parsed.lastUpdated, count: parsed.count, cursor: parsed.cursor },
+        reader,
+      );
+      return { parsed, page };
+    },
   );
   const self = new URLSearchParams();
   for (const [name, values] of Object.entries(params)) {

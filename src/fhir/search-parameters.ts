@@ -7,7 +7,7 @@ import { invalid, issue } from './outcomes.ts';
  * jsonb containment document. The CapabilityStatement is generated from the same table,
  * so it always lists exactly what works.
  */
-type ParamKind = 'reference' | 'token' | 'identifier' | 'id' | 'coding' | 'last-updated';
+export type SearchParamKind = 'reference' | 'token' | 'identifier' | 'id' | 'coding' | 'last-updated';
 
 interface SearchParamDef {
   name: string;
@@ -15,7 +15,7 @@ interface SearchParamDef {
    * `coding`: a token on a Coding (`system|code` or `code`); `last-updated`: a date parameter
    * answered from the row's last-updated time (as `_lastUpdated`), for resources that never change.
    */
-  kind: ParamKind;
+  kind: SearchParamKind;
   /**
    * The element path the value sits at, e.g. ['owner'] or ['for']. A segment ending in `[]`
    * is an array (`['entity[]', 'what']` matches `{entity: [{what: ...}]}` in jsonb `@>`).
@@ -57,6 +57,15 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
   ],
   Bundle: [{ name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id of a record-set Bundle', definition: base('Resource-id') }],
   DocumentReference: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
+  ],
+  // Copies of reports and studies in record sets: read by id like their DocumentReferences.
+  DiagnosticReport: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
+  ],
+  ImagingStudy: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
     { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
   ],

@@ -1,6 +1,9 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
+import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { requireScope } from '../auth/middleware.ts';
 import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
@@ -55,6 +58,8 @@ export interface SummaryDeps {
   /** Maps a Task owner reference back to its participant. */
   participantByOrganization(reference: string): { id: string; name: string } | undefined;
   now: () => Date;
+  /** Every read of a referral, success or refused, is audited (issue 3 §5). */
+  audit: AuditLog;
 }
 
 const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed']);
@@ -62,9 +67,33 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
 /**
  * The referrer's view of one referral (issue 2 §6): each consultant's Task status,
  * business status and due date. Only the participant that placed the referral may read
- * it; anyone else gets 404, so ids reveal nothing.
+ * it; anyone else gets 404, so ids reveal nothing. The read is audited, refused or not
+ * (issue 3 §5): entities the ServiceRequest and its Tasks, and the patient.
  */
 export async function getReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<ReferralSummary> {
+  const { summary } = await auditedRead(
+    deps.audit,
+    caller,
+    {
+      action: 'read',
+      requested: requestedEntity('ServiceRequest', id),
+      touched: ({ serviceRequest, tasks }) => {
+        const patientReference = patientOf(serviceRequest);
+        return {
+          entities: [serviceRequest, ...tasks].map((r) => ({ reference: `${r.resourceType}/${r.id}` })),
+          ...(patientReference ? { patientReference } : {}),
+        };
+      },
+    },
+    async () => {
+      requireScope(caller, 'ServiceRequest', 'r');
+      return loadReferralSummary(id, caller, deps);
+    },
+  );
+  return summary;
+}
+
+async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<{ summary: ReferralSummary; serviceRequest: ServiceRequest; tasks: Task[] }> {
   const [placed] = await deps.store.database
     .select({ requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds })
     .from(intakeRequests)
@@ -77,7 +106,7 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
   const now = deps.now().getTime();
   const [assembly] = await deps.store.database.select().from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, id));
 
-  return {
+  const summary: ReferralSummary = {
     id,
     requestId: placed.requestId,
     status: serviceRequest.status,
@@ -121,6 +150,7 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
         }
       : { status: 'records-pending', missing: { required: [], recommended: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [] },
   };
+  return { summary, serviceRequest, tasks };
 }
 
 function list(value: unknown): unknown[] {

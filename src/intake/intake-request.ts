@@ -8,10 +8,17 @@ import { KINDS, PRIORITIES, REVIEW_TYPES } from '../fhir/constants.ts';
 const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
 
 /** A reference to a resource of one of `types` on the referrer's EHR. */
-const referenceTo = (...types: string[]) =>
+export const referenceTo = (...types: string[]) =>
   text(2048).refine((ref) => types.some((t) => new RegExp(`(^|/)${t}/[A-Za-z0-9\\-.]{1,64}(/_history/[A-Za-z0-9\\-.]{1,64})?$`).test(ref)), {
     message: `must be a reference to ${types.join(' or ')} (e.g. ${types[0]}/123, relative to the referrer's FHIR base, or an absolute URL)`,
   });
+
+/**
+ * A document on the referrer's EHR, `{reference, display?}`: intake's `records.documents` and
+ * `firstOpinion.documents`, and the body of `POST /second-opinions/{id}/records`.
+ */
+export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
+export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
 const Coding = z.strictObject({
   system: text(1024),
@@ -45,7 +52,7 @@ export const IntakeRequestSchema = z
       .strictObject({
         diagnosis: z.array(Coding).max(20).default([]),
         plan: text(10_000).optional(),
-        documents: z.array(z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() })).max(100).default([]),
+        documents: z.array(DocumentRefSchema).max(100).default([]),
       })
       .optional(),
     priority: z.enum(PRIORITIES),
@@ -57,7 +64,7 @@ export const IntakeRequestSchema = z
       .refine((ids) => new Set(ids).size === ids.length, { message: 'must not name a consultant twice' }),
     records: z
       .strictObject({
-        documents: z.array(z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() })).max(500).optional(),
+        documents: z.array(DocumentRefSchema).max(500).optional(),
         search: z
           .strictObject({
             category: z.array(text(512)).max(20).optional(),

@@ -2,6 +2,7 @@ import express, { Router, type RequestHandler } from 'express';
 import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
+import { addRecords, AddRecordsRequestSchema } from './add-records.ts';
 import { createSecondOpinion, type IntakeDeps } from './create-second-opinion.ts';
 import { getReferralSummary, type SummaryDeps } from './get-referral-summary.ts';
 import { IntakeRequestSchema } from './intake-request.ts';
@@ -50,10 +51,31 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
   );
 
   router.get('/second-opinions/:id', async (req, res) => {
-    const caller = requireCaller();
-    requireScope(caller, 'ServiceRequest', 'r');
-    res.json(await getReferralSummary(req.params.id, caller, deps.summary));
+    // The scope is checked (and a refusal audited) by the use case.
+    res.json(await getReferralSummary(req.params.id, requireCaller(), deps.summary));
   });
+
+  // The referrer adds records (issue 3 §3): 202 and a new assembly, or 200 when nothing was new.
+  router.post(
+    '/second-opinions/:id/records',
+    (_req, _res, next) => {
+      const caller = requireCaller();
+      requireRole(caller, 'referrer');
+      requireScope(caller, 'ServiceRequest', 'c');
+      next();
+    },
+    requireJson,
+    json,
+    async (req, res) => {
+      const body = parseBody(AddRecordsRequestSchema, req.body);
+      const id = req.params.id as string;
+      const result = await addRecords(id, body, requireCaller(), deps.intake);
+      res
+        .status(result.accepted ? 202 : 200)
+        .location(`${deps.publicUrl}/second-opinions/${encodeURIComponent(id)}`)
+        .json({ id, recordsRevision: result.recordsRevision, added: result.added });
+    },
+  );
 
   return router;
 }

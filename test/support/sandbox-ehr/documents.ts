@@ -44,6 +44,12 @@ export interface PdfOptions {
   padToBytes?: number;
   /** Seed of the padding bytes. */
   seed?: number;
+  /**
+   * Where the padding bytes come from (default: `randomBytesFrom(seed, length)`). The bulk
+   * documents pass slices of one shared random pool, so 1 GiB of them costs no PRNG time and
+   * no memory of its own (see seed.ts).
+   */
+  padding?: (length: number) => Buffer;
 }
 
 /**
@@ -51,34 +57,48 @@ export interface PdfOptions {
  * byte offset goes into the xref table, so PDF readers open it without repair.
  */
 export function makePdf(opts: PdfOptions): Buffer {
+  return Buffer.concat(makePdfParts(opts));
+}
+
+/**
+ * {@link makePdf} as parts whose concatenation is the file: when padded, `[head, padding,
+ * tail]` with the padding buffer itself (not a copy) in the middle; otherwise one part.
+ */
+export function makePdfParts(opts: PdfOptions): Buffer[] {
   const text = [`BT /F1 16 Tf 56 780 Td (${pdfEscape(opts.title)}) Tj ET`];
   opts.lines.forEach((line, i) => text.push(`BT /F1 11 Tf 56 ${750 - i * 16} Td (${pdfEscape(line)}) Tj ET`));
   const content = Buffer.from(text.join('\n'), 'latin1');
-  const objects: Buffer[] = [
-    Buffer.from('<< /Type /Catalog /Pages 2 0 R >>'),
-    Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>'),
-    Buffer.from('<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>'),
-    Buffer.concat([Buffer.from(`<< /Length ${content.length} >>\nstream\n`), content, Buffer.from('\nendstream')]),
-    Buffer.from('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>'),
+  // Each object's body as pieces, so that the padding stays one piece of its own.
+  const objects: Buffer[][] = [
+    [Buffer.from('<< /Type /Catalog /Pages 2 0 R >>')],
+    [Buffer.from('<< /Type /Pages /Kids [3 0 R] /Count 1 >>')],
+    [Buffer.from('<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>')],
+    [Buffer.from(`<< /Length ${content.length} >>\nstream\n`), content, Buffer.from('\nendstream')],
+    [Buffer.from('<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>')],
   ];
   const unpadded = opts.padToBytes ? makePdf({ title: opts.title, lines: opts.lines }).length : 0;
   const padObjectOverhead = 80; // "6 0 obj", the stream dictionary and keywords, one xref line
+  let pad: Buffer | undefined;
   if (opts.padToBytes && opts.padToBytes > unpadded + padObjectOverhead) {
-    const pad = randomBytesFrom(opts.seed ?? 1, opts.padToBytes - unpadded - padObjectOverhead);
-    objects.push(Buffer.concat([Buffer.from(`<< /Length ${pad.length} >>\nstream\n`), pad, Buffer.from('\nendstream')]));
+    const length = opts.padToBytes - unpadded - padObjectOverhead;
+    pad = opts.padding ? opts.padding(length) : randomBytesFrom(opts.seed ?? 1, length);
+    if (pad.length !== length) throw new Error(`PDF padding source gave ${pad.length} bytes, ${length} wanted`);
+    objects.push([Buffer.from(`<< /Length ${pad.length} >>\nstream\n`), pad, Buffer.from('\nendstream')]);
   }
-  const parts: Buffer[] = [Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1')];
-  let offset = parts[0]!.length;
+  const pieces: Buffer[] = [Buffer.from('%PDF-1.4\n%\xe2\xe3\xcf\xd3\n', 'latin1')];
+  let offset = pieces[0]!.length;
   const offsets: number[] = [];
   objects.forEach((body, i) => {
     offsets.push(offset);
-    const obj = Buffer.concat([Buffer.from(`${i + 1} 0 obj\n`), body, Buffer.from('\nendobj\n')]);
-    parts.push(obj);
-    offset += obj.length;
+    const obj = [Buffer.from(`${i + 1} 0 obj\n`), ...body, Buffer.from('\nendobj\n')];
+    pieces.push(...obj);
+    offset += obj.reduce((n, b) => n + b.length, 0);
   });
   const xref = [`xref\n0 ${objects.length + 1}\n`, '0000000000 65535 f \n', ...offsets.map((o) => `${String(o).padStart(10, '0')} 00000 n \n`)];
-  parts.push(Buffer.from(`${xref.join('')}trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${offset}\n%%EOF\n`));
-  return Buffer.concat(parts);
+  pieces.push(Buffer.from(`${xref.join('')}trailer\n<< /Size ${objects.length + 1} /Root 1 0 R >>\nstartxref\n${offset}\n%%EOF\n`));
+  if (!pad) return [Buffer.concat(pieces)];
+  const at = pieces.indexOf(pad);
+  return [Buffer.concat(pieces.slice(0, at)), pad, Buffer.concat(pieces.slice(at + 1))];
 }
 
 function pngChunk(type: string, data: Buffer): Buffer {

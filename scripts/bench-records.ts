@@ -1,0 +1,694 @@
+/**
+ * `npm run bench:records` (issue 3 §8): record-set assembly of 1,000 DocumentReferences carrying
+ * 1 GiB of attachments, pulled from the sandbox EHR over HTTP into PostgreSQL, against the raw
+ * baseline of fetching and hashing the same bytes to a file, in the same run.
+ *
+ * - The sandbox EHR (SMART token endpoint, FHIR API, Binary downloads) runs in this process,
+ *   seeded with `--docs` bulk progress notes of `--mib`/`--docs` MiB each.
+ * - The service is a child process (`node --import tsx src/main.ts`: the pid is the Node process
+ *   itself, no wrapper) on a throwaway PostgreSQL database `bench_records_<pid>`, its own network
+ *   file pointing the referrer `st-olaf` at the sandbox, LOG_LEVEL=warn. Its RSS is read from
+ *   /proc/<pid>/status: idle after start-up and a warm-up referral, then every 50 ms (VmRSS)
+ *   during the assembly; VmHWM, reset just before through /proc/<pid>/clear_refs, cross-checks
+ *   the peak.
+ * - Baseline (scripts/bench/raw-fetch.ts, a child process too): the same attachments from the
+ *   same sandbox, as many at a time as the service fetches (ATTACHMENT_CONCURRENCY of
+ *   src/records/assemble-record-set.ts), SHA-1 + SHA-256, appended to a file.
+ * - Assembly: one referral whose `records.search` (progress notes) brings in every bulk document.
+ *   Timed from the job's first request to the EHR until its `record_set_assembly` row commits
+ *   (polled in the database every 50 ms, so the referral summary's AuditEvents stay out of it).
+ *   The wait for pg-boss to pick the job up (it polls every 2 s) is shown apart, and so is the
+ *   end-to-end figure from POST.
+ * - Order: baseline, assembly, baseline (with --rounds N: N × (baseline, assembly), then a
+ *   baseline; each further round reseeds the sandbox with other bytes, since the service never
+ *   fetches bytes it already holds). The ratio divides each assembly by the mean of the baselines
+ *   either side of it.
+ *
+ * Targets: assembly ≥ 40% of the baseline's MiB/s, service RSS growth ≤ 128 MiB. Exits non-zero
+ * only with --check (target missed or run not clean).
+ *
+ *   npm run bench:records [-- --docs 1000 --mib 1024 --rounds 1 --concurrency N --page-size 50 --cpu-prof --prof-dir DIR --check]
+ *   npm run bench:records -- --docs 50 --mib 50      a quick run
+ *
+ * Env: DATABASE_URL (the PostgreSQL server to use; default postgres://postgres@127.0.0.1:5432/postgres;
+ * its database name is ignored: bench_records_<pid> is created there and dropped), BENCH_DOCS, BENCH_MIB.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { clientIdOf } from '../test/support/example-network.ts';
+import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
+import type { SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
+import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
+import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
+import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
+import { type CpuProfile, summariseProfile } from './bench/cpu-profile.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
+const TARGET_RATIO = 0.4;
+const TARGET_RSS_GROWTH = 128 * MiB;
+const PROGRESS_NOTE = 'http://loinc.org|11506-3';
+const SAMPLE_MS = 50;
+
+// ---------------------------------------------------------------- options
+const { values: flags } = parseArgs({
+  options: {
+    docs: { type: 'string' },
+    mib: { type: 'string' },
+    rounds: { type: 'string' },
+    concurrency: { type: 'string' },
+    'page-size': { type: 'string' },
+    'cpu-prof': { type: 'boolean', default: false },
+    'prof-dir': { type: 'string' },
+    check: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (flags.help) {
+  process.stdout.write('npm run bench:records [-- --docs N --mib N --rounds N --concurrency N --page-size N --cpu-prof --prof-dir DIR --check]\nenv: DATABASE_URL, BENCH_DOCS, BENCH_MIB\n');
+  process.exit(0);
+}
+function numberOption(name: string, raw: string | undefined, fallback: number, min: number): number {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got '${raw}')`);
+  return n;
+}
+/** The service's own limit on attachments fetched at once, when it has one; else 4. */
+const serviceConcurrency = await import('../src/records/assemble-record-set.ts').then(
+  (m) => (m as Record<string, unknown>).ATTACHMENT_CONCURRENCY,
+  () => undefined,
+);
+const opts = {
+  docs: Math.round(numberOption('docs', flags.docs ?? process.env.BENCH_DOCS, 1000, 1)),
+  mib: numberOption('mib', flags.mib ?? process.env.BENCH_MIB, 1024, 0.001),
+  rounds: Math.round(numberOption('rounds', flags.rounds, 1, 1)),
+  concurrency: Math.round(numberOption('concurrency', flags.concurrency, typeof serviceConcurrency === 'number' ? serviceConcurrency : 4, 1)),
+  pageSize: Math.round(numberOption('page-size', flags['page-size'], 50, 1)),
+  cpuProf: flags['cpu-prof'] ?? false,
+  profDir: flags['prof-dir'],
+  check: flags.check ?? false,
+};
+const bytesEach = Math.round((opts.mib * MiB) / opts.docs);
+const serverUrl = new URL(process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres');
+const dbName = `bench_records_${process.pid}`;
+const urlOf = (database: string) => Object.assign(new URL(serverUrl), { pathname: `/${database}` }).toString();
+const benchDbUrl = urlOf(dbName);
+
+// ---------------------------------------------------------------- helpers
+const say = (line = '') => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const mib = (bytes: number, digits = 0) => `${(bytes / MiB).toFixed(digits)} MiB`;
+const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+/** VmRSS and VmHWM of a process, bytes. */
+function memoryOf(pid: number): { rss: number; hwm: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+/** utime + stime of a process, ms; 0 once it is gone. */
+function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+
+/** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps. */
+const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
+
+// ---------------------------------------------------------------- state and cleanup
+let ehr: SandboxEhr | undefined;
+let service: ChildProcess | undefined;
+let worker: ChildProcess | undefined;
+let databaseCreated = false;
+let db: pg.Client | undefined;
+const tempDirs: string[] = [];
+
+function killChildrenNow(): void {
+  for (const child of [service, worker]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+process.on('exit', killChildrenNow);
+
+async function stopService(graceMs = 30_000): Promise<void> {
+  const child = service;
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    if (worker && worker.exitCode === null) worker.kill('SIGKILL');
+    await stopService(10_000).catch(() => killChildrenNow());
+    await db?.end().catch(() => undefined);
+    await ehr?.stop().catch(() => undefined);
+    if (databaseCreated) {
+      const admin = new pg.Client({ connectionString: urlOf('postgres') });
+      try {
+        await admin.connect();
+        await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      } catch (err) {
+        say(`warning: could not drop database ${dbName}: ${(err as Error).message}`);
+      } finally {
+        await admin.end().catch(() => undefined);
+      }
+    }
+    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+  })();
+  return cleaning;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    say(`\n${signal}: stopping the service and the sandbox, dropping ${databaseCreated ? dbName : 'no database'}`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- the sandbox
+interface Ports {
+  ehr: number;
+  storage: number;
+}
+
+/** The sandbox on fixed ports (the service's network file names them); `round` picks the bytes. */
+async function startSandbox(ports: Ports, round: number): Promise<SandboxEhr> {
+  return startSandboxEhr({
+    port: ports.ehr,
+    storagePort: ports.storage,
+    defaultPageSize: opts.pageSize,
+    seed: { randomSeed: 20240501 + 1000 * round, bulk: { count: opts.docs, bytesEach } },
+  });
+}
+
+/** What the assembly will fetch: every progress note (the bulk documents and `progress-2024`). */
+function fetchedDocuments(sandbox: SandboxEhr): SeededDocument[] {
+  return sandbox.seeded.documents.filter((d) => d.loincCode === '11506-3');
+}
+
+/** A token of the sandbox for the baseline (signed with the service's outbound example key, as the service does). */
+async function sandboxToken(sandbox: SandboxEhr): Promise<string> {
+  const jwk = JSON.parse(readFileSync(path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>;
+  delete jwk._comment;
+  const assertion = await signClientAssertion({ clientId: SERVICE_OUTBOUND_CLIENT_ID, privateJwk: jwk, tokenUrl: sandbox.tokenUrl });
+  const res = await fetch(sandbox.tokenUrl, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: assertion }).toString(),
+  });
+  const body = (await res.json()) as { access_token?: string };
+  if (!res.ok || !body.access_token) throw new Error(`sandbox token: HTTP ${res.status}`);
+  return body.access_token;
+}
+
+// ---------------------------------------------------------------- the service
+interface Service {
+  pid: number;
+  url: string;
+  /** Last lines of its stdout/stderr (warnings, errors). */
+  tail: string[];
+  /** Lines at level warn or above seen so far. */
+  warnings: string[];
+}
+
+async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<Service> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+  const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
+  if (!stOlaf) throw new Error('example network lacks st-olaf');
+  const ehrUrl = `http://127.0.0.1:${ports.ehr}`;
+  stOlaf.fhir = { baseUrl: `${ehrUrl}/fhir/R4`, tokenUrl: `${ehrUrl}/auth/token`, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
+  const networkFile = path.join(dir, 'network.json');
+  await writeFile(networkFile, JSON.stringify(network));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: 'development',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    PUBLIC_URL: url,
+    DATA_DIR: path.join(dir, 'data'),
+    DATABASE_URL: benchDbUrl,
+    NETWORK_FILE: networkFile,
+    LOG_LEVEL: 'warn',
+    MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * bytesEach)),
+  };
+  delete env.SIGNING_KEY_FILE;
+  delete env.DATABASE_POOL_SIZE;
+  delete env.NODE_OPTIONS; // nothing inherited from npm/tsx changes the measured process
+  const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  service = child;
+  const tail: string[] = [];
+  const warnings: string[] = [];
+  for (const stream of [child.stdout, child.stderr]) {
+    createInterface({ input: stream! }).on('line', (line) => {
+      tail.push(line);
+      if (tail.length > 40) tail.shift();
+      const level = /"level":(\d+)/.exec(line)?.[1];
+      if (level === undefined || Number(level) >= 40) warnings.push(line);
+    });
+  }
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the service exited during start-up (code ${child.exitCode}):\n${tail.join('\n')}`);
+    try {
+      if ((await fetch(`${url}/readyz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`the service was not ready after 120 s:\n${tail.join('\n')}`);
+    await sleep(100);
+  }
+  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' ');
+  if (!cmdline.includes('src/main.ts') || !/\bnode\b|node$/.test(cmdline.split(' ')[0] ?? '')) throw new Error(`pid ${child.pid} is not the service's node process: ${cmdline}`);
+  return { pid: child.pid!, url, tail, warnings };
+}
+
+// ---------------------------------------------------------------- runs
+interface BaselineRun {
+  kind: 'baseline';
+  label: string;
+  result: RawFetchResult;
+}
+interface AssemblyRun {
+  kind: 'assembly';
+  label: string;
+  /** The referral (ServiceRequest id). */
+  id: string;
+  bytes: number;
+  documents: number;
+  /** POST sent -> first request of the job to the EHR (pg-boss pick-up). */
+  pickupMs: number;
+  /** First EHR request -> first attachment request (token, named reads, search pages). */
+  sourcesMs: number;
+  /** First -> last attachment request started. */
+  attachmentsMs: number;
+  /** Last attachment request -> record_set_assembly row seen (last fetches, the Bundle transaction). */
+  finishMs: number;
+  /** First EHR request -> row seen: the measured time. */
+  jobMs: number;
+  /** POST -> row seen. */
+  endToEndMs: number;
+  idleRss: number;
+  peakRss: number;
+  peakHwm: number;
+  samples: number;
+  maxSampleGapMs: number;
+  serviceCpuMs: number;
+  postgresCpuMs: number;
+  sandboxCpuMs: number;
+  status: string;
+  summaryStatus?: string;
+  check: string[];
+  window: [number, number];
+}
+type Run = BaselineRun | AssemblyRun;
+
+async function runBaseline(sandbox: SandboxEhr, label: string, dir: string): Promise<BaselineRun> {
+  const job: RawFetchJob = {
+    attachments: fetchedDocuments(sandbox).map((d) => ({ url: `${sandbox.baseUrl}/${d.url as string}`, size: d.size, sha1: d.sha1Base64 })),
+    token: await sandboxToken(sandbox),
+    concurrency: opts.concurrency,
+    dir,
+  };
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'bench', 'raw-fetch.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+  worker = child;
+  let result: RawFetchResult | undefined;
+  const errors: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('RAW_FETCH_RESULT ')) result = JSON.parse(line.slice('RAW_FETCH_RESULT '.length)) as RawFetchResult;
+  });
+  createInterface({ input: child.stderr! }).on('line', (line) => errors.push(line));
+  const exited = once(child, 'exit');
+  child.stdin!.end(JSON.stringify(job));
+  await exited;
+  worker = undefined;
+  for (const f of readdirSync(dir)) if (f.startsWith('baseline-')) await rm(path.join(dir, f), { force: true });
+  if (!result) throw new Error(`baseline worker failed:\n${errors.slice(-20).join('\n')}`);
+  return { kind: 'baseline', label, result };
+}
+
+async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, label: string, idleRss: number): Promise<AssemblyRun> {
+  const expected = fetchedDocuments(sandbox);
+  const bytes = expected.reduce((n, d) => n + d.size, 0);
+  const body = makeSecondOpinionRequest({
+    consultants: ['lakeside-consults'],
+    blinded: false,
+    firstOpinion: { documents: [] },
+    // The operative note makes the revision's checklist complete (it is already stored by the warm-up, so not fetched again).
+    records: { documents: [{ reference: 'DocumentReference/op-note-2024' }], search: { type: [PROGRESS_NOTE] } },
+  });
+
+  // Request arrival times on the sandbox (its `requests` array is appended to once per request).
+  const arrivals: { at: number; binary: boolean }[] = [];
+  const requests = sandbox.requests;
+  const push = requests.push.bind(requests);
+  requests.push = (...items) => {
+    const at = performance.now();
+    for (const r of items) arrivals.push({ at, binary: r.path.includes('/Binary/') });
+    return push(...items);
+  };
+
+  // RSS: VmHWM reset now, so after the run it is the peak of this run alone.
+  writeFileSync(`/proc/${svc.pid}/clear_refs`, '5');
+  let peakRss = memoryOf(svc.pid).rss;
+  let samples = 0;
+  let lastSample = performance.now();
+  let maxGap = 0;
+  const sampler = setInterval(() => {
+    const now = performance.now();
+    maxGap = Math.max(maxGap, now - lastSample);
+    lastSample = now;
+    samples++;
+    try {
+      peakRss = Math.max(peakRss, memoryOf(svc.pid).rss);
+    } catch {
+      // the process is gone: the run fails below
+    }
+  }, SAMPLE_MS);
+
+  const pgPids = (await db!.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName])).rows.map((r) => r.pid);
+  const pgCpu = () => pgPids.reduce((n, p) => n + cpuMsOf(p), 0);
+  const cpu0 = { service: cpuMsOf(svc.pid), postgres: pgCpu(), sandbox: process.cpuUsage() };
+  const posted = performance.now();
+  const res = await fetch(`${svc.url}/second-opinions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const created = (await res.json()) as { id?: string };
+  if (res.status !== 201 || !created.id) {
+    clearInterval(sampler);
+    throw new Error(`POST /second-opinions: HTTP ${res.status} ${JSON.stringify(created).slice(0, 500)}`);
+  }
+  const timeoutMs = 120_000 + (bytes / (2 * MiB)) * 1000; // generous: 2 MiB/s
+  let row: Record<string, unknown> | undefined;
+  for (;;) {
+    row = (await db!.query('SELECT status, bundle_id, missing_documents, integrity_failures, too_large, failure_reason, attempts FROM record_set_assembly WHERE service_request_id = $1', [created.id])).rows[0];
+    if (row) break;
+    if (performance.now() - posted > timeoutMs) break;
+    if (service?.exitCode !== null) break;
+    await sleep(SAMPLE_MS);
+  }
+  const ready = performance.now();
+  const windowEnd = monoMicros();
+  clearInterval(sampler);
+  requests.push = push;
+  const cpuSandbox = process.cpuUsage(cpu0.sandbox);
+  const serviceCpuMs = cpuMsOf(svc.pid) - cpu0.service;
+  const postgresCpuMs = pgCpu() - cpu0.postgres;
+  const { hwm } = memoryOf(svc.pid);
+  if (!row) throw new Error(`${label}: no record set after ${secs(ready - posted)}:\n${svc.tail.join('\n')}`);
+
+  // What was stored: every expected attachment in the Bundle, nothing failed.
+  const check: string[] = [];
+  const stored = (
+    await db!.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(b.size), 0) AS total FROM record_set_attachment a JOIN blob b USING (sha256) WHERE a.bundle_id = $1', [row.bundle_id])
+  ).rows[0];
+  const opNote = sandbox.seeded.documents.find((d) => d.id === 'op-note-2024')!;
+  const wantCount = expected.length + 1;
+  const wantBytes = bytes + opNote.size;
+  if (row.status !== 'records-ready') check.push(`status ${String(row.status)}${row.failure_reason ? ` (${String(row.failure_reason)})` : ''}`);
+  for (const key of ['missing_documents', 'integrity_failures', 'too_large'] as const) {
+    if ((row[key] as unknown[]).length > 0) check.push(`${key}: ${JSON.stringify(row[key]).slice(0, 300)}`);
+  }
+  if (Number(stored?.n) !== wantCount || Number(stored?.total) !== wantBytes) check.push(`Bundle holds ${stored?.n} attachments / ${stored?.total} bytes, expected ${wantCount} / ${wantBytes}`);
+  if (Number(row.attempts) !== 1) check.push(`${String(row.attempts)} attempts`);
+
+  const first = arrivals[0]?.at ?? posted;
+  const binaries = arrivals.filter((a) => a.binary);
+  const firstBinary = binaries[0]?.at ?? first;
+  const lastBinary = binaries[binaries.length - 1]?.at ?? firstBinary;
+  return {
+    kind: 'assembly',
+    label,
+    id: created.id,
+    bytes,
+    documents: expected.length,
+    pickupMs: first - posted,
+    sourcesMs: firstBinary - first,
+    attachmentsMs: lastBinary - firstBinary,
+    finishMs: ready - lastBinary,
+    jobMs: ready - first,
+    endToEndMs: ready - posted,
+    idleRss,
+    peakRss: Math.max(peakRss, 0),
+    peakHwm: hwm,
+    samples,
+    maxSampleGapMs: maxGap,
+    serviceCpuMs,
+    postgresCpuMs,
+    sandboxCpuMs: (cpuSandbox.user + cpuSandbox.system) / 1000,
+    status: String(row.status),
+    check,
+    // The job's span on the monotonic clock (µs), for the CPU profile.
+    window: [windowEnd - Math.round((ready - first) * 1000), windowEnd],
+  };
+}
+
+/** Waits for a referral's assembly row (the warm-up). */
+async function waitForRow(id: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const row = (await db!.query('SELECT status, failure_reason FROM record_set_assembly WHERE service_request_id = $1', [id])).rows[0];
+    if (row) return row;
+    if (Date.now() > deadline) throw new Error(`warm-up referral ${id} not assembled after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------- CPU profile of the assembly window
+function profileReport(file: string, windows: [number, number][]): string {
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
+  const samples: number[] = [];
+  const deltas: number[] = [];
+  let t = profile.startTime;
+  let last: number | undefined;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0;
+    if (!windows.some(([a, b]) => t >= a && t <= b)) continue;
+    samples.push(profile.samples[i] as number);
+    deltas.push(last === undefined ? 0 : t - last);
+    last = t;
+  }
+  if (samples.length === 0) return `(profile ${file}: no samples in the assembly window)`;
+  const summary = summariseProfile({ ...profile, samples, timeDeltas: deltas }, 25);
+  const line = (s: { label: string; ms: number; share: number }) => `  ${pct(s.share).padStart(6)}  ${(s.ms / 1000).toFixed(2).padStart(6)} s  ${s.label}`;
+  return [
+    `service CPU profile of the assembly window(s): busy ${(summary.busyMs / 1000).toFixed(1)} s of ${(summary.wallMs / 1000).toFixed(1)} s sampled (${pct(summary.busyMs / summary.wallMs)} of the main thread)`,
+    '',
+    'by package / folder (self time):',
+    ...summary.byPackageSelf.map(line),
+    '',
+    'by package / folder (inclusive: on the stack):',
+    ...summary.byPackageInclusive.map(line),
+    '',
+    'top functions by self time:',
+    ...summary.topSelf.map(line),
+    '',
+    `(profile: ${file}; open in Chrome DevTools. Main thread only: hashing and socket I/O done in libuv/OpenSSL on the main thread count, PostgreSQL's work does not.)`,
+  ].join('\n');
+}
+
+// ---------------------------------------------------------------- main
+async function main(): Promise<number> {
+  const order = [...Array.from({ length: opts.rounds }, () => 'baseline, assembly'), 'baseline'].join(', ');
+  say(`bench:records  node ${process.version}  ${opts.docs} documents × ${mib(bytesEach, 2)} = ${mib(opts.docs * bytesEach, 1)}  concurrency ${opts.concurrency}${typeof serviceConcurrency === 'number' ? ' (the service\'s ATTACHMENT_CONCURRENCY)' : ' (the service declares none; default)'}  search page size ${opts.pageSize}`);
+  say(`order: ${order}  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on 2 shared cores`);
+
+  const admin = new pg.Client({ connectionString: urlOf('postgres') });
+  try {
+    await admin.connect();
+    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    say(`PostgreSQL ${rows[0]?.v} at ${serverUrl.host}, database ${dbName} (dropped at the end)`);
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    databaseCreated = true;
+  } catch (err) {
+    say(`PostgreSQL is not usable at ${serverUrl.host}: ${(err as Error).message}`);
+    say('Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL.');
+    return 1;
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+
+  const dir = await mkdtemp(path.join(tmpdir(), 'bench-records-'));
+  tempDirs.push(dir);
+  const profDir = opts.cpuProf ? (opts.profDir ? path.resolve(opts.profDir) : await mkdtemp(path.join(tmpdir(), 'bench-records-prof-'))) : undefined;
+  const ports: Ports = { ehr: await freePort(), storage: await freePort() };
+
+  ehr = await startSandbox(ports, 1);
+  say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
+  const started = performance.now();
+  const svc = await startService(ports, dir, profDir);
+  say(`service pid ${svc.pid} (node ${path.basename(process.execPath)} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
+  db = new pg.Client({ connectionString: benchDbUrl });
+  await db.connect();
+
+  // Warm-up: one ordinary referral (the standard small chart) through the whole path.
+  const token = await getAccessToken(svc.url, clientIdOf('st-olaf'));
+  const startRss = memoryOf(svc.pid).rss;
+  const warm = await fetch(`${svc.url}/second-opinions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'] })),
+  });
+  const warmBody = (await warm.json()) as { id?: string };
+  if (warm.status !== 201 || !warmBody.id) throw new Error(`warm-up POST: HTTP ${warm.status} ${JSON.stringify(warmBody).slice(0, 500)}`);
+  const warmRow = await waitForRow(warmBody.id, 60_000);
+  await sleep(2000);
+  const idleSamples: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    idleSamples.push(memoryOf(svc.pid).rss);
+    await sleep(100);
+  }
+  idleSamples.sort((a, b) => a - b);
+  const idleRss = idleSamples[5] as number;
+  say(`warm-up referral: ${String(warmRow.status)}; service RSS after start-up ${mib(startRss)}, idle after the warm-up ${mib(idleRss)} (VmHWM so far ${mib(memoryOf(svc.pid).hwm)})`);
+  say();
+
+  const runs: Run[] = [];
+  const show = (r: Run) => {
+    if (r.kind === 'baseline') {
+      const x = r.result;
+      say(`  ${r.label.padEnd(11)} ${(x.bytes / MiB / (x.ms / 1000)).toFixed(1).padStart(7)} MiB/s  ${secs(x.ms)}  ${x.documents} GETs, client CPU ${pct(x.cpuMs / x.ms)} of a core, RSS ${mib(x.maxRss)}${x.mismatches ? `  ${x.mismatches} HASH/SIZE MISMATCHES` : ''}`);
+    } else {
+      say(
+        `  ${r.label.padEnd(11)} ${(r.bytes / MiB / (r.jobMs / 1000)).toFixed(1).padStart(7)} MiB/s  ${secs(r.jobMs)} job (+${secs(r.pickupMs)} queue pick-up)  ${r.status}${r.check.length ? `  PROBLEMS: ${r.check.join('; ')}` : ''}`,
+      );
+    }
+  };
+  for (let round = 1; round <= opts.rounds; round++) {
+    if (round > 1) {
+      await ehr.stop();
+      ehr = undefined;
+      ehr = await startSandbox(ports, round);
+      say(`  (sandbox reseeded with other bytes for round ${round} in ${secs(ehr.startupMs)})`);
+    }
+    const b = await runBaseline(ehr, `baseline ${round}`, dir);
+    runs.push(b);
+    show(b);
+    await sleep(1000);
+    const a = await runAssembly(ehr, svc, token, `assembly ${round}`, idleRss);
+    runs.push(a);
+    show(a);
+    await sleep(2000); // let PostgreSQL's checkpointer and the service settle before the next baseline
+  }
+  const last = await runBaseline(ehr, `baseline ${opts.rounds + 1}`, dir);
+  runs.push(last);
+  show(last);
+
+  // The referral summary, once per assembly, as the referrer sees it.
+  const assemblies = runs.filter((r): r is AssemblyRun => r.kind === 'assembly');
+  for (const r of assemblies) {
+    const res = await fetch(`${svc.url}/second-opinions/${r.id}`, { headers: { authorization: `Bearer ${await getAccessToken(svc.url, clientIdOf('st-olaf'))}` } });
+    const summary = (await res.json()) as { recordSet?: { status?: string } };
+    r.summaryStatus = res.ok ? (summary.recordSet?.status ?? 'no recordSet') : `HTTP ${res.status}`;
+    if (r.summaryStatus !== r.status) r.check.push(`summary says ${r.summaryStatus}, the assembly row ${r.status}`);
+  }
+
+  await stopService();
+  service = undefined;
+
+  // ------------------------------------------------------------ report
+  const baselines = runs.filter((r): r is BaselineRun => r.kind === 'baseline');
+  const rate = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+  const baseRate = (b: BaselineRun) => rate(b.result.bytes, b.result.ms);
+  say();
+  say(`results (MiB = 2^20 bytes; ${mib(assemblies[0]?.bytes ?? 0, 1)} in ${(assemblies[0]?.documents ?? 0)} attachments per run):`);
+  say('  run            MiB/s   seconds  vs baseline   notes');
+  const ratios: number[] = [];
+  const e2eRatios: number[] = [];
+  for (const r of runs) {
+    if (r.kind === 'baseline') {
+      say(`  ${r.label.padEnd(12)} ${baseRate(r).toFixed(1).padStart(7)}  ${(r.result.ms / 1000).toFixed(2).padStart(7)}               raw fetch + SHA-1 + SHA-256 + file, ${opts.concurrency} at a time`);
+      continue;
+    }
+    const i = runs.indexOf(r);
+    const around = mean([baseRate(runs[i - 1] as BaselineRun), baseRate(runs[i + 1] as BaselineRun)]);
+    const jobRate = rate(r.bytes, r.jobMs);
+    const e2eRate = rate(r.bytes, r.endToEndMs);
+    ratios.push(jobRate / around);
+    e2eRatios.push(e2eRate / around);
+    say(`  ${r.label.padEnd(12)} ${jobRate.toFixed(1).padStart(7)}  ${(r.jobMs / 1000).toFixed(2).padStart(7)}  ${pct(jobRate / around).padStart(10)}   job: first EHR request -> record set committed`);
+    say(`  ${'  from POST'.padEnd(12)} ${e2eRate.toFixed(1).padStart(7)}  ${(r.endToEndMs / 1000).toFixed(2).padStart(7)}  ${pct(e2eRate / around).padStart(10)}   + ${secs(r.pickupMs)} until pg-boss picked the job up (polls every 2 s)`);
+  }
+  say();
+  for (const r of assemblies) {
+    say(`${r.label}: where the ${secs(r.jobMs)} went (request arrivals at the sandbox; the end is seen within ${SAMPLE_MS} ms); summary: ${r.summaryStatus}`);
+    say(`  sources      ${secs(r.sourcesMs).padStart(8)}  token, named reads, ${Math.ceil(r.documents / opts.pageSize)} search pages of ${opts.pageSize}`);
+    say(`  attachments  ${secs(r.attachmentsMs).padStart(8)}  first to last attachment GET started (${rate(r.bytes, r.attachmentsMs).toFixed(1)} MiB/s over this span)`);
+    say(`  finish       ${secs(r.finishMs).padStart(8)}  last attachments, checklist/consent, the Bundle transaction (${r.documents + 1} copies validated and stored)`);
+    say(
+      `  CPU over the job: service ${pct(r.serviceCpuMs / r.jobMs)} of a core, its PostgreSQL backends ${pct(r.postgresCpuMs / r.jobMs)}, sandbox (this process) ${pct(r.sandboxCpuMs / r.jobMs)}`,
+    );
+    say(
+      `  service RSS: idle ${mib(r.idleRss)}, peak ${mib(r.peakRss)} (VmRSS, ${r.samples} samples, largest gap ${r.maxSampleGapMs.toFixed(0)} ms; VmHWM ${mib(r.peakHwm)}) -> growth ${mib(Math.max(r.peakRss, r.peakHwm) - r.idleRss)}`,
+    );
+  }
+  if (svc.warnings.length > 0) {
+    say();
+    say(`service warnings/errors (${svc.warnings.length}), last ones:`);
+    for (const line of svc.warnings.slice(-10)) say(`  ${line.slice(0, 400)}`);
+  }
+
+  const ratio = Math.min(...ratios);
+  const growth = Math.max(...assemblies.map((r) => Math.max(r.peakRss, r.peakHwm) - r.idleRss));
+  const clean = assemblies.every((r) => r.check.length === 0) && baselines.every((b) => b.result.mismatches === 0);
+  const okRatio = ratio >= TARGET_RATIO;
+  const okRss = growth <= TARGET_RSS_GROWTH;
+  say();
+  say(
+    `verdict: assembly/baseline ${ratios.map(pct).join(', ')} (target ≥ ${pct(TARGET_RATIO)}: ${okRatio ? 'met' : 'MISSED'}; from POST ${e2eRatios.map(pct).join(', ')}), ` +
+      `service RSS growth ${mib(growth)} (target ≤ ${mib(TARGET_RSS_GROWTH)}: ${okRss ? 'met' : 'MISSED'})${clean ? '' : ', RUN NOT CLEAN (see PROBLEMS above)'} => ${okRatio && okRss && clean ? 'TARGETS MET' : 'TARGET MISSED'}`,
+  );
+  say(`load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+
+  if (profDir) {
+    const files = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile')).map((f) => path.join(profDir, f));
+    const file = files.sort().pop();
+    say();
+    say(file ? profileReport(file, assemblies.map((r) => r.window)) : `no .cpuprofile written into ${profDir}`);
+  }
+  return opts.check && !(okRatio && okRss && clean) ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  say(`bench:records failed: ${(err as Error).stack ?? String(err)}`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);

@@ -1,0 +1,111 @@
+/**
+ * Reads that leave an AuditEvent whatever their outcome (issue 3 §5: "every read of a record
+ * set, document or attachment, and every read of a referral writes a FHIR AuditEvent ...
+ * Reads that are refused are audited too").
+ *
+ * `auditedRead` runs the read (authorization included, so a 403 is audited like a 404), then
+ * stores the AuditEvent before returning, so it is durable before the response is sent. A
+ * failing audit write fails the read: the error propagates and the request answers 500.
+ */
+import { getStatus, OperationOutcomeError } from '@medplum/core';
+import type { Resource } from '@medplum/fhirtypes';
+import type { Caller } from '../http/context.ts';
+import type { AuditAction, AuditEntityInput, AuditOutcome } from './audit-event.ts';
+import type { AuditLog } from './audit-log.ts';
+
+/** What a successful read touched: the resources and, when it is one, the patient. */
+export interface ReadTouched {
+  entities: AuditEntityInput[];
+  patientReference?: string;
+}
+
+export interface AuditedReadPlan<T> {
+  action: AuditAction;
+  /** What was asked for: the entities of a refused or failed read. */
+  requested: AuditEntityInput[];
+  /** For searches: the query (known parameters only), recorded whatever the outcome. */
+  query?: string;
+  /** What the result touched, recorded on success. */
+  touched(result: T): ReadTouched;
+}
+
+/** Runs `read` and records its AuditEvent (success, refused or failure) before returning or rethrowing. */
+export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: AuditedReadPlan<T>, read: () => Promise<T>): Promise<T> {
+  const agent = { participantId: caller.participantId, clientId: caller.clientId };
+  const query = plan.query !== undefined ? { query: plan.query } : {};
+  let result: T;
+  try {
+    result = await read();
+  } catch (err) {
+    const { outcome, description } = refusalOf(err);
+    await audit.record({ action: plan.action, outcome, agent, entities: plan.requested, description, ...query });
+    throw err;
+  }
+  const touched = plan.touched(result);
+  await audit.record({
+    action: plan.action,
+    outcome: 'success',
+    agent,
+    entities: touched.entities,
+    ...(touched.patientReference ? { patientReference: touched.patientReference } : {}),
+    ...query,
+  });
+  return result;
+}
+
+/**
+ * Outcome and a short description of why a read did not succeed. Fixed texts only: an
+ * error's own message may echo request input, and AuditEvents carry no PHI.
+ */
+export function refusalOf(err: unknown): { outcome: AuditOutcome; description: string } {
+  if (!(err instanceof OperationOutcomeError)) return { outcome: 'failure', description: 'Failed: internal error' };
+  const status = 'status' in err && typeof err.status === 'number' ? err.status : getStatus(err.outcome);
+  if (status === 403) return { outcome: 'refused', description: 'Refused (403): the caller lacks the scope or role this read needs' };
+  if (status === 404) return { outcome: 'refused', description: 'Refused (404): not found, or not visible to the caller' };
+  if (status >= 400 && status < 500) return { outcome: 'refused', description: `Refused (${status}): invalid request` };
+  return { outcome: 'failure', description: `Failed (${status})` };
+}
+
+const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * The entity of a requested `type/id` (or `type/id/_history/vid`); none when the id is not a
+ * FHIR id (request input that is not an id is not recorded).
+ */
+export function requestedEntity(resourceType: string, id: string, versionId?: string): AuditEntityInput[] {
+  if (!FHIR_ID.test(id) || (versionId !== undefined && !FHIR_ID.test(versionId))) return [];
+  return [{ reference: versionId === undefined ? `${resourceType}/${id}` : `${resourceType}/${id}/_history/${versionId}` }];
+}
+
+const PATIENT_REFERENCE = /(^|\/)Patient\/[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * The patient a resource is about, when it names one by reference: `subject` (ServiceRequest,
+ * DocumentReference, DiagnosticReport, ...), `for` (Task), `patient`; for a Bundle (a record
+ * set) the first entry's resource.
+ */
+export function patientOf(resource: Resource | undefined): string | undefined {
+  if (!resource) return undefined;
+  if (resource.resourceType === 'Bundle') return patientOf(resource.entry?.[0]?.resource);
+  const r = resource as { subject?: { reference?: unknown }; for?: { reference?: unknown }; patient?: { reference?: unknown } };
+  for (const ref of [r.subject?.reference, r.for?.reference, r.patient?.reference]) {
+    if (typeof ref === 'string' && PATIENT_REFERENCE.test(ref)) return ref;
+  }
+  return undefined;
+}
+
+/** The one patient all `resources` are about, if they agree on one. */
+export function commonPatientOf(resources: readonly Resource[]): string | undefined {
+  const patients = new Set(resources.map(patientOf));
+  if (patients.size !== 1) return undefined;
+  return [...patients][0];
+}
+
+/** What reading `resources` touched: each one's reference, and their common patient. */
+export function touchedResources(resources: readonly Resource[]): ReadTouched {
+  const patientReference = commonPatientOf(resources);
+  return {
+    entities: resources.filter((r) => r.id).map((r) => ({ reference: `${r.resourceType}/${r.id}` })),
+    ...(patientReference ? { patientReference } : {}),
+  };
+}

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { parseSearch } from './search-parameters.ts';
+
+describe('parseSearch: AuditEvent', () => {
+  it('matches entity, agent and patient inside their arrays (jsonb containment)', () => {
+    const parsed = parseSearch('AuditEvent', { entity: ['Task/t-1,ServiceRequest/s-1'], agent: ['lakeside'], patient: ['https://ehr.example/fhir/R4/Patient/p-1'] }, true);
+    expect(parsed.contains).toEqual([
+      [{ entity: [{ what: { reference: 'Task/t-1' } }] }, { entity: [{ what: { reference: 'ServiceRequest/s-1' } }] }],
+      [{ agent: [{ who: { reference: 'Organization/lakeside' } }] }],
+      [{ entity: [{ what: { reference: 'https://ehr.example/fhir/R4/Patient/p-1' } }] }],
+    ]);
+  });
+
+  it('takes action and outcome as codes, subtype as a Coding token', () => {
+    const parsed = parseSearch('AuditEvent', { action: ['E'], outcome: ['4'], subtype: ['read', 'http://hl7.org/fhir/restful-interaction|search-type'] }, true);
+    expect(parsed.contains).toEqual([
+      [{ action: 'E' }],
+      [{ outcome: '4' }],
+      [{ subtype: [{ code: 'read' }] }],
+      [{ subtype: [{ system: 'http://hl7.org/fhir/restful-interaction', code: 'search-type' }] }],
+    ]);
+  });
+
+  it('date is answered like _lastUpdated, and a bad one is refused naming date', () => {
+    expect(parseSearch('AuditEvent', { date: ['ge2025-06-01', 'lt2025-07-01T00:00:00Z'] }, true).lastUpdated).toEqual([
+      { op: 'ge', value: new Date('2025-06-01') },
+      { op: 'lt', value: new Date('2025-07-01T00:00:00Z') },
+    ]);
+    expect(() => parseSearch('AuditEvent', { date: ['yesterday'] }, false)).toThrow(expect.objectContaining({ status: 400 }));
+    try {
+      parseSearch('AuditEvent', { date: ['yesterday'] }, false);
+    } catch (err) {
+      expect((err as { outcome: unknown }).outcome).toEqual({
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'error', code: 'value', details: { text: "date 'yesterday' is not [prefix]date" }, expression: ['date'] }],
+      });
+    }
+  });
+
+  it('date is not a parameter of the other types', () => {
+    expect(parseSearch('Task', { date: ['ge2025-06-01'] }, false).unknown).toEqual(['date']);
+  });
+});

@@ -1,0 +1,90 @@
+import { notFound, OperationOutcomeError } from '@medplum/core';
+import type { ServiceRequest, Task } from '@medplum/fhirtypes';
+import { and, eq } from 'drizzle-orm';
+import { z } from 'zod';
+import { absoluteReference, sameResourceReference } from '../fhir/references.ts';
+import { conflictError } from '../fhir/outcomes.ts';
+import type { Caller } from '../http/context.ts';
+import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
+import { intakeRequests } from '../store/schema.ts';
+import type { IntakeDeps } from './create-second-opinion.ts';
+import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
+
+/** The body of `POST /second-opinions/{id}/records`: documents on the referrer's EHR to add to the record set. */
+export const AddRecordsRequestSchema = z.strictObject({
+  documents: z.array(DocumentRefSchema).min(1, 'name at least one document').max(100, 'at most 100 documents per call'),
+});
+
+export type AddRecordsRequest = z.output<typeof AddRecordsRequestSchema>;
+
+export type AddRecordsDeps = Pick<IntakeDeps, 'store' | 'network' | 'jobs'>;
+
+export interface AddRecordsResult {
+  /** False when every document was already named: nothing changed, no assembly was started. */
+  accepted: boolean;
+  /** The referral's records revision after the call (each accepted addition bumps it). */
+  recordsRevision: number;
+  /** The documents this call added, as given. */
+  added: DocumentRef[];
+}
+
+const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);
+
+/**
+ * The referrer adds records to a referral (issue 3 §3), e.g. the operative note the
+ * checklist found missing. The documents join the ones named at intake and the record set
+ * is assembled again by the durable job, as a new Bundle version: a record set already made
+ * available to a consultant is never changed. Only the referrer that placed the referral may
+ * add to it (404 for anyone else, so ids reveal nothing); a closed referral answers 409.
+ * Documents already named are not added twice; a call that adds nothing starts no assembly.
+ */
+export async function addRecords(serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
+  return deps.store.withTransaction(async (tx) => {
+    // The row lock serialises additions to one referral: each gets its own revision, none is lost.
+    const [intake] = await tx.database
+      .select()
+      .from(intakeRequests)
+      .where(and(eq(intakeRequests.serviceRequestId, serviceRequestId), eq(intakeRequests.participantId, caller.participantId)))
+      .for('update');
+    if (!intake) throw new OperationOutcomeError(notFound);
+    const baseUrl = deps.network.get(caller.participantId)?.fhir?.baseUrl;
+    // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
+    if (!baseUrl) throw new Error('referrer has no FHIR endpoint configured');
+
+    const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, { participantId: caller.participantId });
+    if (!serviceRequest) throw new OperationOutcomeError(notFound);
+    if (serviceRequest.status !== 'active') {
+      throw conflictError(`The referral is ${serviceRequest.status}: records can only be added to an active referral`);
+    }
+    const tasks = await tx.readMany<Task>('Task', intake.taskIds, 'system');
+    if (!tasks.some((t) => !TERMINAL.has(t.status))) {
+      throw conflictError('Every consultant Task of this referral is closed: records can no longer be added');
+    }
+
+    const original = intake.request as IntakeRequest;
+    const previouslyAdded = intake.addedDocuments as DocumentRef[];
+    const named = [...(original.records.documents ?? []), ...(original.firstOpinion?.documents ?? []), ...previouslyAdded].map((d) => absoluteReference(baseUrl, d.reference));
+    const added: DocumentRef[] = [];
+    for (const doc of request.documents) {
+      const reference = absoluteReference(baseUrl, doc.reference);
+      if (named.some((n) => sameResourceReference(n, reference))) continue;
+      named.push(reference);
+      added.push(doc);
+    }
+    if (added.length === 0) return { accepted: false, recordsRevision: intake.recordsRevision, added };
+
+    const recordsRevision = intake.recordsRevision + 1;
+    await tx.database
+      .update(intakeRequests)
+      .set({ addedDocuments: [...previouslyAdded, ...added], recordsRevision })
+      .where(eq(intakeRequests.serviceRequestId, serviceRequestId));
+    const job: AssembleRecordSetJob = {
+      serviceRequestId,
+      taskIds: intake.taskIds,
+      serviceRequestVersion: serviceRequest.meta?.versionId ?? '1',
+      recordsRevision: String(recordsRevision),
+    };
+    await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
+    return { accepted: true, recordsRevision, added };
+  });
+}
