@@ -550,7 +550,7 @@ async function main(): Promise<number> {
   say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
   const started = performance.now();
   const svc = await startService(ports, dir, profDir);
-  say(`service pid ${svc.pid} (node ${path.basename(process.execPath)} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
+  say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
   db = new pg.Client({ connectionString: benchDbUrl });
   await db.connect();
 
@@ -686,7 +686,7 @@ let code = 1;
 try {
   code = await main();
 } catch (err) {
-  say(`bench:records failed: ${(err as Error).stack ?? String(err)}`);
+  if (!cleaning) say(`bench:records failed: ${(err as Error).stack ?? String(err)}`); // else interrupted: said so already
   code = 1;
 } finally {
   await cleanup();

@@ -89,6 +89,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     network,
     publicUrl: config.publicUrl,
     maxAttachmentBytes: config.maxAttachmentBytes,
+    consentAttestationAllowed: config.consentAttestationAllowed,
     validator,
     audit,
     retryLimit: assemblyPolicy?.retryLimit ?? 10,

@@ -195,6 +195,13 @@ describe('record-set assembly (flow)', () => {
     });
   }
 
+  it('(d) consent absent but attested: still awaiting-consent, attestation is off by default (CONSENT_ATTESTATION_ALLOWED)', async () => {
+    const { id } = await refer({ consultants: ['lakeside-consults'], consent: undefined, consentAttested: true });
+    const summary = await assembled(id);
+    expect(summary.recordSet.status).toBe('awaiting-consent');
+    expect(summary.recordSet.consent).toEqual([{ participant: 'lakeside-consults', permitted: false, code: 'missing', reason: expect.any(String) }]);
+  });
+
   it('(d) two consultants, consent names one: only that one gets the record set', async () => {
     const { id, tasks } = await refer({ consultants: ['lakeside-consults', 'northfield-pathology'] });
     const summary = await assembled(id);
@@ -270,22 +277,23 @@ describe('record-set assembly (flow)', () => {
   });
 
   it('(f) an attempt that fails half-way: the retry does not fetch again the attachments already stored', async () => {
+    // Two documents whose bytes no earlier test in this file stored (hp-2024 and referral-2024 failed their integrity checks above).
     const from = ehr.requests.length;
-    const rule = ehr.faults.add({ path: '/Binary/bin-imaging-2024', status: 500, times: 1 });
+    const rule = ehr.faults.add({ path: '/Binary/bin-referral-2024', status: 500, times: 1 });
     const { id } = await refer({
       kind: 'diagnosis-confirmation',
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/imaging-2024' }] },
+      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/referral-2024' }] },
     });
     const summary = await assembled(id, 60_000);
     expect(rule.hits).toBe(1);
     expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 2 });
-    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/hp-2024', 'DocumentReference/imaging-2024']);
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/hp-2024', 'DocumentReference/referral-2024']);
     const fetches = (binary: string) => ehr.requests.slice(from).filter((r) => r.path.endsWith(`/Binary/${binary}`)).length;
     expect(fetches('bin-hp-2024')).toBe(1);
-    expect(fetches('bin-imaging-2024')).toBe(2);
+    expect(fetches('bin-referral-2024')).toBe(2);
   });
 
   it('(g) the EHR stays down through the last attempt: Tasks records-failed with the reason, nothing disclosed', async () => {

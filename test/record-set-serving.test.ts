@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { AuditEvent, Binary, Bundle, DocumentReference, OperationOutcome, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Binary, Bundle, DocumentReference, OperationOutcome, Provenance, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
@@ -181,6 +181,13 @@ describe('record-set serving (flow)', () => {
     expect((await get(`/fhir/Bundle/${bundle.id}`, 'st-olaf')).status).toBe(200);
     expect((await get(`/fhir/DocumentReference/${doc.id}`, 'st-olaf')).status).toBe(200);
     expect((await getBytes(`/fhir/Binary/${sha256}`, 'st-olaf')).status).toBe(200);
+    const provenance = await get<Bundle>(`/fhir/Provenance?target=Bundle/${bundle.id}`, 'st-olaf');
+    expect(provenance.status).toBe(200);
+    expect(provenance.body.entry).toHaveLength(1);
+    const record = provenance.body.entry?.[0]?.resource as Provenance;
+    expect(record.target.map((t) => t.reference)).toContain(`DocumentReference/${doc.id}`);
+    expect(record.entity?.map((e) => e.what.reference)).toContain(`${ehr.baseUrl}/DocumentReference/imaging-2024`);
+    expect(validator.validate(record)).toEqual([]);
   });
 
   it('a consultant of another referral gets 404 on the Bundle, the DocumentReference and the Binary, and each refusal is audited', async () => {

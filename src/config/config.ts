@@ -31,6 +31,10 @@ const EnvSchema = z
     BODY_LIMIT_BYTES: positiveInt(1_048_576).describe('Largest accepted JSON request body, in bytes'),
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000).describe('How long SIGTERM waits for in-flight requests before closing the store'),
     MAX_ATTACHMENT_BYTES: positiveInt(104_857_600).describe('Largest attachment record assembly stores, in bytes; a larger one is reported "too large" and left out of the record set'),
+    CONSENT_ATTESTATION_ALLOWED: z
+      .enum(['true', 'false'])
+      .default('false')
+      .describe('`true` lets a request without a `consent` reference proceed when the referrer attests consent (`consentAttested: true`); off by default: records are disclosed only on a Consent read from the EHR'),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
@@ -59,6 +63,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Per-attachment limit of record assembly. */
   maxAttachmentBytes: number;
+  consentAttestationAllowed: boolean;
 }
 
 export class ConfigError extends Error {
@@ -95,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
+    consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
   };
 }
 

@@ -60,6 +60,11 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
     { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: "The patient, as the absolute reference on the referrer's EHR", definition: base('clinical-patient') },
   ],
+  // Where record sets and referrals came from: readable by whoever may read what they target.
+  Provenance: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'target', kind: 'reference', path: ['target[]'], documentation: 'What it is the provenance of (Bundle/{id}, ServiceRequest/{id}, DocumentReference/{id})', definition: base('Provenance-target') },
+  ],
   // Copies of reports and studies in record sets: read by id like their DocumentReferences.
   DiagnosticReport: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },

@@ -76,6 +76,8 @@ export const IntakeRequestSchema = z
       .refine((r) => (r.documents?.length ?? 0) > 0 || r.search !== undefined, { message: 'name documents and/or a search' }),
     blinded: z.boolean().default(false),
     consent: z.strictObject({ reference: referenceTo('Consent') }).optional(),
+    /** The referrer attests that the patient consented; counts only where CONSENT_ATTESTATION_ALLOWED is on and no `consent` is named. */
+    consentAttested: z.boolean().default(false),
     dueDate: DateOrDateTime.optional(),
   });
 

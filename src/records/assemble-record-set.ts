@@ -40,6 +40,8 @@ export interface AssembleRecordSetDeps {
   /** This service's public base URL: attachments are served from `${publicUrl}/fhir/Binary/{sha256}`. */
   publicUrl: string;
   maxAttachmentBytes: number;
+  /** CONSENT_ATTESTATION_ALLOWED: a request without a consent reference may go on the referrer's attestation. */
+  consentAttestationAllowed?: boolean;
   /** Checks each copy before it is stored (a non-conforming EHR record is reported, not stored). */
   validator: ResourceValidator;
   /** Disclosures to consultants are audited in the assembly's transaction. */
@@ -72,6 +74,8 @@ export interface TooLargeAttachment {
 export interface ConsentOutcome {
   participant: string;
   permitted: boolean;
+  /** What permitted it: a Consent read from the EHR, or the referrer's attestation (config-gated). */
+  basis?: 'consent' | 'attestation';
   code?: string;
   reason?: string;
 }
@@ -159,7 +163,16 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   const decisions = new Map<string, ConsentDecision>();
   for (const consultant of consultants) {
     if (!consultant) continue;
-    decisions.set(consultant.id, evaluateConsent(consent, { consultant: { organizationReference: consultant.organization.reference }, patientReference: request.patient.reference, now: deps.now() }));
+    decisions.set(
+      consultant.id,
+      evaluateConsent(consent, {
+        consultant: { organizationReference: consultant.organization.reference },
+        patientReference: request.patient.reference,
+        now: deps.now(),
+        attestationAllowed: deps.consentAttestationAllowed ?? false,
+        attested: request.consentAttested === true && request.consent === undefined,
+      }),
+    );
   }
 
   // 4. One transaction: Bundles, copies, Provenance, Tasks, ServiceRequest, disclosures' AuditEvents, the report.
@@ -237,7 +250,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
       missingRequired: checklist.missingRequired,
       missingRecommended: checklist.missingRecommended,
       ...report,
-      consent: [...decisions].map(([participant, d]): ConsentOutcome => (d.permitted ? { participant, permitted: true } : { participant, permitted: false, code: d.code, reason: d.reason })),
+      consent: [...decisions].map(([participant, d]): ConsentOutcome => (d.permitted ? { participant, permitted: true, basis: d.basis } : { participant, permitted: false, code: d.code, reason: d.reason })),
       failureReason: null,
     });
   });

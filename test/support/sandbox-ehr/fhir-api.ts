@@ -56,6 +56,24 @@ export function rewritePatientParam(query: URLSearchParams): void {
   for (const v of values) query.append('patient', /^[A-Za-z0-9\-.]{1,64}$/.test(v) ? `Patient/${v}` : v);
 }
 
+const TYPED_PATIENTS = /^Patient\/[A-Za-z0-9\-.]{1,64}(,Patient\/[A-Za-z0-9\-.]{1,64})*$/;
+
+/**
+ * `DocumentReference?patient=Patient/<id>` → `subject=Patient/<id>`, for the router only (the
+ * paging links keep the client's parameters). Same matches: R4 defines this `patient` as
+ * `DocumentReference.subject.where(resolve() is Patient)` and the value is a Patient reference.
+ * fhir-router evaluates that `resolve()` for every stored document (~1.5 ms each), so 1,000
+ * bulk documents made every page take ~1.5 s; `subject` takes ~0.06 s.
+ */
+export function patientAsSubject(type: string, query: URLSearchParams): URLSearchParams {
+  const values = query.getAll('patient');
+  if (type !== 'DocumentReference' || values.length === 0 || query.has('subject') || !values.every((v) => TYPED_PATIENTS.test(v))) return query;
+  const rewritten = new URLSearchParams(query);
+  rewritten.delete('patient');
+  for (const v of values) rewritten.append('subject', v);
+  return rewritten;
+}
+
 function wantsFhirJson(accept: string | undefined): boolean {
   return !!accept && /application\/(fhir\+)?json/.test(accept);
 }
@@ -108,7 +126,7 @@ export function createFhirApi(opts: FhirApiOptions): (req: ApiRequest) => Promis
       rewritePatientParam(url.searchParams);
       if (!url.searchParams.has('_count')) url.searchParams.set('_count', String(pageSize));
     }
-    const search = url.searchParams.toString();
+    const search = (isSearch ? patientAsSubject(first!, url.searchParams) : url.searchParams).toString();
     const [outcome, resource] = await router.handleRequest(
       {
         method: req.method as HttpMethod,
