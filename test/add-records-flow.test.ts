@@ -150,11 +150,18 @@ describe('adding records (flow)', () => {
       { serviceRequestId: id, taskIds: [taskId], serviceRequestVersion: '2', recordsRevision: '1' },
     ]);
 
+    // Until the job has run for revision 1 the summary says so, and still shows the previous assembly.
+    const meanwhile = await summaryOf(id);
+    expect(meanwhile.recordSet.recordsRevision).toBe(1);
+    if (meanwhile.recordSet.assembledRevision === 0) expect(meanwhile.recordSet).toMatchObject({ status: 'records-pending', bundleId: oldBundleId });
+
     const after = await assembled(id, oldBundleId);
+    expect(after.recordSet).toMatchObject({ recordsRevision: 1, assembledRevision: 1 });
     expect(after.recordSet).toMatchObject({ status: 'records-ready', missing: { required: [], documents: [] }, consent: [{ participant: 'lakeside-consults', permitted: true }] });
     expect((await assemblyRow(id))?.recordsRevision).toBe(1);
     const newBundleId = after.recordSet.bundleId as string;
     expect(newBundleId).not.toBe(oldBundleId);
+    expect(after.recordSet.versions).toEqual([newBundleId, oldBundleId]);
     const ready = await taskOf(taskId);
     expect(ready.businessStatus?.coding?.[0]?.code).toBe('records-ready');
     expect(ready.input).toEqual([{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${newBundleId}` } }]);

@@ -325,5 +325,19 @@ describe('record-set assembly (flow)', () => {
     expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-failed');
     expect(task?.businessStatus?.text).toBe(summary.recordSet.failureReason);
     expect(task?.input).toBeUndefined();
+
+    // The EHR is back: posting the records again (nothing new) asks for another assembly.
+    ehr.faults.clear();
+    const retry = await fetch(`${service.url}/second-opinions/${id}/records`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ documents: [{ reference: 'DocumentReference/op-note-2024' }] }),
+    });
+    expect(retry.status).toBe(202);
+    expect(await retry.json()).toEqual({ id, recordsRevision: 1, added: [] });
+    const recovered = await assembled(id);
+    expect(recovered.recordSet).toMatchObject({ status: 'records-ready', recordsRevision: 1, assembledRevision: 1, versions: [recovered.recordSet.bundleId] });
+    const [ready] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(ready?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
   });
 });

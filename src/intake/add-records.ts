@@ -6,7 +6,7 @@ import { absoluteReference, sameResourceReference } from '../fhir/references.ts'
 import { conflictError } from '../fhir/outcomes.ts';
 import type { Caller } from '../http/context.ts';
 import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
-import { intakeRequests } from '../store/schema.ts';
+import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
 import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
 
@@ -71,7 +71,11 @@ export async function addRecords(serviceRequestId: string, request: AddRecordsRe
       named.push(reference);
       added.push(doc);
     }
-    if (added.length === 0) return { accepted: false, recordsRevision: intake.recordsRevision, added };
+    // Nothing new: nothing to do, unless the last assembly gave up (EHR unreachable through every
+    // retry); then posting the records again is how the referrer asks for another try.
+    const [last] = await tx.database.select({ status: recordSetAssemblies.status, recordsRevision: recordSetAssemblies.recordsRevision }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequestId));
+    const retryFailed = last?.status === 'records-failed' && last.recordsRevision >= intake.recordsRevision;
+    if (added.length === 0 && !retryFailed) return { accepted: false, recordsRevision: intake.recordsRevision, added };
 
     const recordsRevision = intake.recordsRevision + 1;
     await tx.database

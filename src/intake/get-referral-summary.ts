@@ -39,8 +39,17 @@ export interface ReferralSummary {
 }
 
 export interface RecordSetSummary {
-  /** records-pending until the assembly job has run, then the status it ended in. */
+  /**
+   * records-pending until the assembly job has run for the latest records (after
+   * `POST /second-opinions/{id}/records` too), then the status it ended in.
+   */
   status: string;
+  /** Revision of the referral's records: 0 at intake, +1 per accepted addition. */
+  recordsRevision: number;
+  /** The revision the reported assembly was made from (below `recordsRevision` while an addition is pending). */
+  assembledRevision?: number;
+  /** Every record-set Bundle made for this referral, newest first (a Bundle never changes; each assembly makes a new one). */
+  versions: string[];
   bundleId?: string;
   /** The referrer-only Bundle of documents withheld by blinding. */
   withheldBundleId?: string;
@@ -95,7 +104,7 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
 
 async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<{ summary: ReferralSummary; serviceRequest: ServiceRequest; tasks: Task[] }> {
   const [placed] = await deps.store.database
-    .select({ requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds })
+    .select({ requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds, recordsRevision: intakeRequests.recordsRevision })
     .from(intakeRequests)
     .where(and(eq(intakeRequests.serviceRequestId, id), eq(intakeRequests.participantId, caller.participantId)));
   if (!placed) throw new OperationOutcomeError(notFound);
@@ -105,6 +114,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
   const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
   const now = deps.now().getTime();
   const [assembly] = await deps.store.database.select().from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, id));
+  const versions = (serviceRequest.supportingInfo ?? []).flatMap((s) => (s.reference?.startsWith('Bundle/') ? [s.reference.slice('Bundle/'.length)] : [])).reverse();
 
   const summary: ReferralSummary = {
     id,
@@ -137,7 +147,10 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
     }),
     recordSet: assembly
       ? {
-          status: assembly.status,
+          status: assembly.recordsRevision < placed.recordsRevision ? 'records-pending' : assembly.status,
+          recordsRevision: placed.recordsRevision,
+          assembledRevision: assembly.recordsRevision,
+          versions,
           ...(assembly.bundleId ? { bundleId: assembly.bundleId } : {}),
           ...(assembly.withheldBundleId ? { withheldBundleId: assembly.withheldBundleId } : {}),
           missing: { required: list(assembly.missingRequired), recommended: list(assembly.missingRecommended), documents: list(assembly.missingDocuments) },
@@ -148,7 +161,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           attempts: assembly.attempts,
           updatedAt: assembly.updatedAt.toISOString(),
         }
-      : { status: 'records-pending', missing: { required: [], recommended: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [] },
+      : { status: 'records-pending', recordsRevision: placed.recordsRevision, versions, missing: { required: [], recommended: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [] },
   };
   return { summary, serviceRequest, tasks };
 }

@@ -87,6 +87,8 @@ export type AssemblyResult =
   | { outcome: 'assembled'; bundleId: string; withheldBundleId?: string; statuses: Record<string, AssemblyStatus> }
   | { outcome: 'failed'; reason: string };
 
+/** Task statuses before the consultant has accepted: the assembly owns the business status. */
+const WAITING_FOR_RECORDS = new Set<Task['status']>(['draft', 'requested', 'received', 'ready']);
 const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);
 const REPORT_KINDS: readonly Kind[] = ['pathology-review', 'imaging-review'];
 const STUDY_KINDS: readonly Kind[] = ['imaging-review', 'pathology-review'];
@@ -228,13 +230,18 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
         status = 'records-ready';
       }
       if (participant) statuses[participant.id] = status;
-      const { input: _input, ...rest } = task;
-      const updated: Task = {
-        ...rest,
-        businessStatus: businessStatus(status, text),
-        lastModified: now.toISOString(),
-        ...(status === 'records-ready' ? { input: [{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${bundleId}` } }] } : {}),
-      };
+      const input = [{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${bundleId}` } }];
+      let updated: Task;
+      if (WAITING_FOR_RECORDS.has(task.status)) {
+        const { input: _input, ...rest } = task;
+        updated = { ...rest, businessStatus: businessStatus(status, text), lastModified: now.toISOString(), ...(status === 'records-ready' ? { input } : {}) };
+      } else if (status === 'records-ready') {
+        // The consultant is already working on it: only point at the newest record set; its own business status stands.
+        updated = { ...task, input, lastModified: now.toISOString() };
+      } else {
+        // Added records could not be disclosed (consent gone): the consultant keeps what it was given.
+        continue;
+      }
       await tx.update(updated, { expectedVersion: task.meta?.versionId });
     }
 
