@@ -139,6 +139,52 @@ function cpuMsOf(pid: number): number {
   }
 }
 
+/**
+ * CPU (ms) of PostgreSQL's processes by pid: the backends serving `database` (their process
+ * title names it) and, apart, the server-wide writers (walwriter, checkpointer, background
+ * writer), which other databases on the server share.
+ */
+function postgresCpu(database: string): Map<number, { cpuMs: number; shared: boolean }> {
+  const out = new Map<number, { cpuMs: number; shared: boolean }>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let title: string;
+    try {
+      title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!title.startsWith('postgres: ')) continue;
+    const mine = title.includes(` ${database} `);
+    const shared = /: (walwriter|checkpointer|background writer)/.test(title);
+    if (mine || shared) out.set(Number(entry), { cpuMs: cpuMsOf(Number(entry)), shared });
+  }
+  return out;
+}
+
+/** Accumulates PostgreSQL CPU over a run from snapshots (backends come and go with the pool). */
+function postgresCpuTracker(database: string): { sample(): void; total(): { backends: number; writers: number } } {
+  const start = postgresCpu(database);
+  const latest = new Map(start);
+  const sample = () => {
+    for (const [pid, v] of postgresCpu(database)) latest.set(pid, v);
+  };
+  return {
+    sample,
+    total() {
+      sample();
+      let backends = 0;
+      let writers = 0;
+      for (const [pid, v] of latest) {
+        const used = v.cpuMs - (start.get(pid)?.cpuMs ?? 0);
+        if (v.shared) writers += used;
+        else backends += used;
+      }
+      return { backends, writers };
+    },
+  };
+}
+
 /** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps. */
 const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
 
@@ -325,7 +371,10 @@ interface AssemblyRun {
   samples: number;
   maxSampleGapMs: number;
   serviceCpuMs: number;
+  /** CPU of the PostgreSQL backends serving the bench database. */
   postgresCpuMs: number;
+  /** CPU of PostgreSQL's server-wide WAL writer, checkpointer and background writer (shared with other databases). */
+  postgresWritersCpuMs: number;
   sandboxCpuMs: number;
   status: string;
   summaryStatus?: string;
@@ -397,9 +446,9 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
     }
   }, SAMPLE_MS);
 
-  const pgPids = (await db!.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = $1', [dbName])).rows.map((r) => r.pid);
-  const pgCpu = () => pgPids.reduce((n, p) => n + cpuMsOf(p), 0);
-  const cpu0 = { service: cpuMsOf(svc.pid), postgres: pgCpu(), sandbox: process.cpuUsage() };
+  const pgCpu = postgresCpuTracker(dbName);
+  const pgSampler = setInterval(() => pgCpu.sample(), 1000);
+  const cpu0 = { service: cpuMsOf(svc.pid), sandbox: process.cpuUsage() };
   const posted = performance.now();
   const res = await fetch(`${svc.url}/second-opinions`, {
     method: 'POST',
@@ -423,10 +472,11 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
   const ready = performance.now();
   const windowEnd = monoMicros();
   clearInterval(sampler);
+  clearInterval(pgSampler);
   requests.push = push;
   const cpuSandbox = process.cpuUsage(cpu0.sandbox);
   const serviceCpuMs = cpuMsOf(svc.pid) - cpu0.service;
-  const postgresCpuMs = pgCpu() - cpu0.postgres;
+  const postgres = pgCpu.total();
   const { hwm } = memoryOf(svc.pid);
   if (!row) throw new Error(`${label}: no record set after ${secs(ready - posted)}:\n${svc.tail.join('\n')}`);
 
@@ -467,7 +517,8 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
     samples,
     maxSampleGapMs: maxGap,
     serviceCpuMs,
-    postgresCpuMs,
+    postgresCpuMs: postgres.backends,
+    postgresWritersCpuMs: postgres.writers,
     sandboxCpuMs: (cpuSandbox.user + cpuSandbox.system) / 1000,
     status: String(row.status),
     check,
@@ -649,7 +700,8 @@ async function main(): Promise<number> {
     say(`  attachments  ${secs(r.attachmentsMs).padStart(8)}  first to last attachment GET started (${rate(r.bytes, r.attachmentsMs).toFixed(1)} MiB/s over this span)`);
     say(`  finish       ${secs(r.finishMs).padStart(8)}  last attachments, checklist/consent, the Bundle transaction (${r.documents + 1} copies validated and stored)`);
     say(
-      `  CPU over the job: service ${pct(r.serviceCpuMs / r.jobMs)} of a core, its PostgreSQL backends ${pct(r.postgresCpuMs / r.jobMs)}, sandbox (this process) ${pct(r.sandboxCpuMs / r.jobMs)}`,
+      `  CPU over the job (share of one core): service ${pct(r.serviceCpuMs / r.jobMs)}, its PostgreSQL backends ${pct(r.postgresCpuMs / r.jobMs)}, ` +
+        `PostgreSQL WAL writer/checkpointer/bgwriter ${pct(r.postgresWritersCpuMs / r.jobMs)} (server-wide), sandbox (this process) ${pct(r.sandboxCpuMs / r.jobMs)}; load average ${loadavg()[0]?.toFixed(2)}`,
     );
     say(
       `  service RSS: idle ${mib(r.idleRss)}, peak ${mib(r.peakRss)} (VmRSS, ${r.samples} samples, largest gap ${r.maxSampleGapMs.toFixed(0)} ms; VmHWM ${mib(r.peakHwm)}) -> growth ${mib(Math.max(r.peakRss, r.peakHwm) - r.idleRss)}`,
