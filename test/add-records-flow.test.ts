@@ -48,7 +48,8 @@ describe('adding records (flow)', () => {
       roles: ['referrer'],
       organization: { reference: 'Organization/harbor' },
       clients: [{ clientId: OTHER_REFERRER.clientId, jwks: { keys: [otherKey.publicJwk] }, scope: 'system/*.rs system/ServiceRequest.c' }],
-      fhir: { baseUrl: ehr.baseUrl },
+      // The same sandbox EHR (as if both hospitals shared a vendor's hosted FHIR server).
+      fhir: { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 },
     } as (typeof network.participants)[number]);
     const dir = await mkdtemp(path.join(tmpdir(), 'so-network-'));
     const networkFile = path.join(dir, 'network.json');
@@ -69,10 +70,10 @@ describe('adding records (flow)', () => {
 
   const auth = (token: string) => ({ authorization: `Bearer ${token}` });
 
-  async function refer(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; tasks: Task[] }> {
+  async function refer(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}, token = referrerToken): Promise<{ id: string; tasks: Task[] }> {
     const res = await fetch(`${service.url}/second-opinions`, {
       method: 'POST',
-      headers: { ...auth(referrerToken), 'content-type': 'application/json' },
+      headers: { ...auth(token), 'content-type': 'application/json' },
       body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides })),
     });
     expect(res.status).toBe(201);
@@ -87,8 +88,8 @@ describe('adding records (flow)', () => {
     });
   }
 
-  async function summaryOf(id: string): Promise<ReferralSummary> {
-    const res = await fetch(`${service.url}/second-opinions/${id}`, { headers: auth(referrerToken) });
+  async function summaryOf(id: string, token = referrerToken): Promise<ReferralSummary> {
+    const res = await fetch(`${service.url}/second-opinions/${id}`, { headers: auth(token) });
     expect(res.status).toBe(200);
     return (await res.json()) as ReferralSummary;
   }
@@ -97,10 +98,10 @@ describe('adding records (flow)', () => {
    * Polls the summary until an assembly has produced a record set other than `previousBundleId`
    * (generous timeout, no timing assertion).
    */
-  async function assembled(id: string, previousBundleId?: string, timeoutMs = 45_000): Promise<ReferralSummary> {
+  async function assembled(id: string, previousBundleId?: string, timeoutMs = 45_000, token = referrerToken): Promise<ReferralSummary> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const summary = await summaryOf(id);
+      const summary = await summaryOf(id, token);
       if (summary.recordSet.status !== 'records-pending' && summary.recordSet.bundleId !== previousBundleId) return summary;
       if (Date.now() > deadline) throw new Error(`record set of ${id} not (re)assembled in time`);
       await new Promise((r) => setTimeout(r, 200));
@@ -364,5 +365,20 @@ describe('adding records (flow)', () => {
     });
     expect(await intakeRow(id)).toMatchObject({ recordsRevision: 0, addedDocuments: [] });
     expect(await assemblyJobs(id)).toHaveLength(1);
+  });
+
+  it('(f) bytes are reused on a declared hash only when the same referrer supplied them: another referrer\'s copy is fetched from its own EHR', async () => {
+    const fetches = (from: number) => ehr.requests.slice(from).filter((r) => r.path.endsWith('/Binary/bin-op-note-2024')).length;
+    // st-olaf's EHR gave the operative note earlier in this file; its next referral does not fetch it again.
+    let from = ehr.requests.length;
+    const again = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } });
+    expect((await assembled(again.id)).recordSet.status).toBe('records-ready');
+    expect(fetches(from)).toBe(0);
+    // Another referrer declaring the same SHA-1 and size does not get those stored bytes linked: they are fetched from its EHR.
+    from = ehr.requests.length;
+    const other = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } }, otherReferrerToken);
+    const summary = await assembled(other.id, undefined, 45_000, otherReferrerToken);
+    expect(summary.recordSet.status).toBe('records-ready');
+    expect(fetches(from)).toBe(1);
   });
 });

@@ -19,7 +19,7 @@ import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
-import { blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
+import { blobSources, blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
 import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
@@ -395,33 +395,41 @@ async function storeRecord(
 }
 
 /**
- * One attachment into the blob store. When the source declared size and hash and those bytes
- * are already stored (an earlier attempt, another referral), they are not fetched again.
+ * One attachment into the blob store. When the source declared size and hash and this
+ * referrer's EHR already gave us those bytes (an earlier attempt, an earlier referral), they
+ * are not fetched again. Bytes another organization supplied are never reused on a declared
+ * hash alone: they are fetched, and deduplicated by SHA-256 once measured.
  */
 async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Promise<StoredAttachment> {
   const { deps, client } = ctx;
+  const referrer = ctx.referrer.id;
   if (attachment.size !== undefined && attachment.hash) {
     const [known] = await deps.store.database
       .select({ sha256: blobTable.sha256, sha1: blobTable.sha1, size: blobTable.size, contentType: blobTable.contentType })
       .from(blobTable)
+      .innerJoin(blobSources, and(eq(blobSources.sha256, blobTable.sha256), eq(blobSources.participantId, referrer)))
       .where(and(eq(blobTable.sha1, attachment.hash), eq(blobTable.size, attachment.size)))
       .limit(1);
     if (known) return known;
   }
   const expected = { ...(attachment.size !== undefined ? { size: attachment.size } : {}), ...(attachment.hash ? { sha1: attachment.hash } : {}) };
+  let stored: StoredAttachment;
   if (attachment.data !== undefined) {
-    return deps.blobs.put(Readable.from([Buffer.from(attachment.data, 'base64')]), {
+    stored = await deps.blobs.put(Readable.from([Buffer.from(attachment.data, 'base64')]), {
       contentType: attachment.contentType ?? 'application/octet-stream',
       maxBytes: deps.maxAttachmentBytes,
       expected,
     });
+  } else {
+    const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
+    stored = await deps.blobs.put(response.body, {
+      contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
+      maxBytes: deps.maxAttachmentBytes,
+      expected,
+    });
   }
-  const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
-  return deps.blobs.put(response.body, {
-    contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
-    maxBytes: deps.maxAttachmentBytes,
-    expected,
-  });
+  await deps.store.database.insert(blobSources).values({ sha256: stored.sha256, participantId: referrer }).onConflictDoNothing();
+  return stored;
 }
 
 /** The Consent named in the request, read from the referring EHR; undefined when none was named or it is gone. */

@@ -123,7 +123,7 @@ export const blobs = pgTable('blob', {
     .unique('blob_content_id_unique')
     .references(() => blobContents.id),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
-});
+}, (t) => [index('blob_sha1_size_idx').on(t.sha1, t.size)]);
 
 /**
  * The latest record-set assembly of each referral (issue 3 §2-§4), machine-readable for the
@@ -166,4 +166,21 @@ export const recordSetAttachments = pgTable(
       .references(() => blobs.sha256),
   },
   (t) => [primaryKey({ columns: [t.bundleId, t.sha256] }), index('record_set_attachment_sha256_idx').on(t.sha256)],
+);
+
+/**
+ * Which referrer's EHR each blob was fetched from. Assembly skips fetching an attachment whose
+ * declared SHA-1 and size match bytes already stored only when they came from the same
+ * referrer: a referrer must never get another organization's bytes into its record set by
+ * declaring their hash.
+ */
+export const blobSources = pgTable(
+  'blob_source',
+  {
+    sha256: text('sha256')
+      .notNull()
+      .references(() => blobs.sha256),
+    participantId: text('participant_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.sha256, t.participantId] })],
 );
