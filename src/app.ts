@@ -18,6 +18,7 @@ import { createParticipantsRouter } from './network/routes.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
+import { createConsultRouter } from './consults/routes.ts';
 
 export interface AppDeps {
   config: Config;
@@ -72,6 +73,7 @@ export function createApp(deps: AppDeps): Express {
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
+  app.use(createConsultRouter({ store: deps.store, network: deps.network, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createBinaryRouter({ store: deps.store, blobs: deps.blobs, audit: deps.audit }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 

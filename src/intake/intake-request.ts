@@ -5,7 +5,7 @@ import { KINDS, PRIORITIES, REVIEW_TYPES } from '../fhir/constants.ts';
  * The body of `POST /second-opinions`: what a referring EHR sends. References point at
  * resources on the referrer's own FHIR server, relative (`Patient/123`) or absolute.
  */
-const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
+export const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
 
 /** A reference to a resource of one of `types` on the referrer's EHR. */
 export const referenceTo = (...types: string[]) =>
@@ -20,7 +20,7 @@ export const referenceTo = (...types: string[]) =>
 export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
 export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
-const Coding = z.strictObject({
+export const Coding = z.strictObject({
   system: text(1024),
   code: text(256),
   display: text(1024).optional(),

@@ -125,6 +125,15 @@ export class ResourceStore {
    * Writes a new version. With `expectedVersion` the write succeeds only if the current
    * version is still that one (412 otherwise), so concurrent updates never lose one another.
    */
+  /** The access list of the current version; undefined when there is no such resource. */
+  async accessList(resourceType: string, id: string): Promise<string[] | undefined> {
+    const [row] = await this.db
+      .select({ access: resources.access })
+      .from(resources)
+      .where(and(eq(resources.resourceType, resourceType), eq(resources.id, id)));
+    return row?.access;
+  }
+
   async update<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<T> {
     const type = resource.resourceType;
     const id = resource.id;

@@ -1,0 +1,74 @@
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Task } from '@medplum/fhirtypes';
+import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
+import { FHIR_JSON } from '../fhir/constants.ts';
+import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
+import { parseBody } from '../http/parse-body.ts';
+import { actOnConsult, type ConsultDeps, DeclineSchema, NoBodySchema, RequestInfoSchema } from './consult-actions.ts';
+import { parseIfMatch } from './transition-task.ts';
+import { getWorklist, parseWorklistQuery } from './worklist.ts';
+
+export interface ConsultRouterDeps extends ConsultDeps {
+  publicUrl: string;
+  bodyLimitBytes: number;
+}
+
+const JSON_TYPES = ['application/json', 'application/fhir+json'];
+
+/** Consultant role and Task update scope, before anything is parsed. */
+const consultantOnly: RequestHandler = (_req, _res, next) => {
+  const caller = requireCaller();
+  requireRole(caller, 'consultant');
+  requireScope(caller, 'Task', 'u');
+  next();
+};
+
+/** 415 for a body that is not JSON (no body at all is fine: most actions take none). */
+const jsonOrEmpty: RequestHandler = (req, _res, next) => {
+  const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody && !req.is(JSON_TYPES)) throw new HttpOutcomeError(415, outcome([issue('not-supported', 'Content-Type must be application/json or application/fhir+json')]));
+  next();
+};
+
+function sendTask(res: Response, task: Task): void {
+  res.setHeader('ETag', `W/"${task.meta?.versionId}"`);
+  res.type(FHIR_JSON).send(JSON.stringify(task));
+}
+
+function queryParams(req: Request): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of new URL(req.originalUrl, 'http://local').searchParams) (out[k] ??= []).push(v);
+  return out;
+}
+
+/** `GET /consults` and `POST /consults/{taskId}/{action}` (issue 4 §1). */
+export function createConsultRouter(deps: ConsultRouterDeps): Router {
+  const router = Router();
+  const json = express.json({ type: JSON_TYPES, limit: deps.bodyLimitBytes, strict: true });
+
+  router.get('/consults', (_req, _res, next) => {
+    const caller = requireCaller();
+    requireRole(caller, 'consultant');
+    requireScope(caller, 'Task', 's');
+    next();
+  }, async (req, res) => {
+    res.json(await getWorklist(requireCaller(), parseWorklistQuery(queryParams(req)), deps));
+  });
+
+  const act = (path: string, handle: (body: unknown) => Parameters<typeof actOnConsult>[1]) =>
+    router.post(`/consults/:taskId/${path}`, consultantOnly, jsonOrEmpty, json, async (req, res) => {
+      const task = await actOnConsult(req.params.taskId as string, handle(req.body), requireCaller(), deps, parseIfMatch(req.header('If-Match')));
+      sendTask(res, task);
+    });
+
+  act('accept', (body) => (parseBody(NoBodySchema, body), { action: 'accept' }));
+  act('start', (body) => (parseBody(NoBodySchema, body), { action: 'start' }));
+  act('confirm-cancellation', (body) => (parseBody(NoBodySchema, body), { action: 'confirm-cancellation' }));
+  act('decline', (body) => ({ action: 'decline', ...parseBody(DeclineSchema, body) }));
+  act('request-info', (body) => {
+    const parsed = parseBody(RequestInfoSchema, body);
+    return { action: 'request-info', question: parsed.question, ...(parsed.recordTypes ? { recordTypes: parsed.recordTypes } : {}) };
+  });
+
+  return router;
+}

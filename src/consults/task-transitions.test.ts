@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { allowedActions, planTransition, TRANSITIONS, type TaskStatus } from './task-transitions.ts';
+
+describe('Task transition table', () => {
+  it('follows the R4 state machine: every target is reachable from its sources only as R4 allows', () => {
+    const r4: Partial<Record<TaskStatus, TaskStatus[]>> = {
+      requested: ['received', 'accepted', 'rejected', 'cancelled'],
+      received: ['accepted', 'rejected', 'cancelled'],
+      accepted: ['in-progress', 'cancelled'],
+      draft: ['cancelled'],
+      ready: ['cancelled'],
+      'in-progress': ['on-hold', 'completed', 'failed', 'cancelled'],
+      'on-hold': ['in-progress', 'failed', 'cancelled'],
+    };
+    for (const t of TRANSITIONS) {
+      if (!t.to) continue;
+      for (const from of t.from) expect(r4[from] ?? [], `${t.action}: ${from} -> ${t.to}`).toContain(t.to);
+    }
+  });
+
+  it('lets only the owner of each action take it', () => {
+    expect(planTransition('requested', 'accept', 'consultant')).toMatchObject({ ok: true, transition: { to: 'accepted' } });
+    expect(planTransition('requested', 'accept', 'referrer')).toEqual({ ok: false, reason: 'wrong-actor', allowed: ['cancel'] });
+    expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation'] });
+    expect(planTransition('on-hold', 'resume', 'referrer')).toMatchObject({ ok: true, transition: { to: 'in-progress' } });
+    expect(planTransition('in-progress', 'fail', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
+  });
+
+  it('refuses every action on a terminal Task', () => {
+    for (const status of ['completed', 'rejected', 'cancelled', 'failed'] as const) {
+      for (const actor of ['consultant', 'referrer', 'service'] as const) expect(allowedActions(status, actor), `${status}/${actor}`).toEqual([]);
+    }
+  });
+
+  it('names what the consultant may do from each open status', () => {
+    expect(allowedActions('requested', 'consultant')).toEqual(['accept', 'decline']);
+    expect(allowedActions('accepted', 'consultant')).toEqual(['start']);
+    expect(allowedActions('in-progress', 'consultant')).toEqual(['request-info', 'complete', 'confirm-cancellation']);
+    expect(allowedActions('on-hold', 'consultant')).toEqual(['confirm-cancellation']);
+  });
+});

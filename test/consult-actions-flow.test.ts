@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { OperationOutcome, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Worklist } from '../src/consults/worklist.ts';
+import { createValidator } from '../src/fhir/validator.ts';
+import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
+import { clientIdOf } from './support/example-network.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
+import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { getAccessToken } from './support/tokens.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+
+/**
+ * The consulting clinic's side (issue 4 §1): the worklist, and accept / decline / start /
+ * request-info over HTTP, with the transition table, roles, If-Match and concurrent actions.
+ * Every refusal leaves the Task unchanged.
+ */
+describe('consult actions (flow)', () => {
+  let ehr: SandboxEhr;
+  let service: TestService;
+  let store: ResourceStore;
+  const validator = createValidator();
+  const tokens: Record<string, string> = {};
+
+  beforeAll(async () => {
+    ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
+    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
+    if (!stOlaf) throw new Error('example network lacks st-olaf');
+    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
+    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
+    await writeFile(networkFile, JSON.stringify(network));
+    service = await startTestService({ NETWORK_FILE: networkFile }, undefined, { jobPollingIntervalSeconds: 0.5 });
+    store = new ResourceStore(service.database.db, validator);
+    for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await ehr?.stop();
+  });
+
+  async function call<T>(method: string, pathname: string, participant: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: T; headers: Headers }> {
+    const res = await fetch(`${service.url}${pathname}`, {
+      method,
+      headers: { authorization: `Bearer ${tokens[participant]}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
+  }
+
+  /** A referral to Lakeside (consent names Lakeside only) and, when asked, Northfield; waits for its record set. */
+  async function referral(consultants = ['lakeside-consults']): Promise<{ id: string; tasks: Task[] }> {
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants, blinded: false, firstOpinion: { documents: [] } }));
+    expect(created.status).toBe(201);
+    const deadline = Date.now() + 45_000;
+    for (;;) {
+      const summary = (await call<ReferralSummary>('GET', `/second-opinions/${created.body.id}`, 'st-olaf')).body;
+      if (summary.recordSet.status !== 'records-pending') break;
+      if (Date.now() > deadline) throw new Error('not assembled in time');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return created.body;
+  }
+
+  const taskNow = async (id: string) => (await store.read<Task>('Task', id, 'system')) as Task;
+
+  /** Asserts a refusal: status, an OperationOutcome with the text, and the Task unchanged. */
+  async function expectRefused(res: { status: number; body: unknown }, status: number, taskBefore: Task, text?: RegExp): Promise<void> {
+    expect(res.status).toBe(status);
+    const oo = res.body as OperationOutcome;
+    expect(oo.resourceType).toBe('OperationOutcome');
+    if (text) expect(oo.issue?.[0]?.diagnostics ?? oo.issue?.[0]?.details?.text).toMatch(text);
+    expect(await taskNow(taskBefore.id as string)).toEqual(taskBefore);
+  }
+
+  it('worklist: the Task whose record set was disclosed, with triage facts, record set and allowed actions; nothing for a clinic still waiting on consent', async () => {
+    const { id, tasks } = await referral(['lakeside-consults', 'northfield-pathology']);
+    const list = await call<Worklist>('GET', '/consults', 'lakeside-consults');
+    expect(list.status).toBe(200);
+    const item = list.body.items.find((i) => i.task.id === tasks[0]?.id);
+    expect(item).toMatchObject({
+      task: { status: 'requested', businessStatus: 'records-ready', overdue: false, url: `${service.config.publicUrl}/fhir/Task/${tasks[0]?.id}` },
+      referral: { id, kind: 'revision', priority: 'routine', blinded: false, question: expect.any(String) },
+      patient: { reference: `${ehr.baseUrl}/Patient/pat-1` },
+      recordSet: expect.stringMatching(new RegExp(`^${service.config.publicUrl}/fhir/Bundle/`)),
+      actions: ['accept', 'decline'],
+    });
+    const northfield = await call<Worklist>('GET', '/consults', 'northfield-pathology');
+    expect(northfield.body.items.map((i) => i.task.id)).not.toContain(tasks[1]?.id);
+    expect((await call<Worklist>('GET', '/consults?overdue=true', 'lakeside-consults')).body.items.map((i) => i.task.id)).not.toContain(tasks[0]?.id);
+    expect((await call<Worklist>('GET', '/consults?status=accepted', 'lakeside-consults')).body.items.map((i) => i.task.id)).not.toContain(tasks[0]?.id);
+    const bad = await call<OperationOutcome>('GET', '/consults?overdue=maybe&colour=red', 'lakeside-consults');
+    expect(bad.status).toBe(400);
+    expect(bad.body.issue?.map((i) => i.expression?.[0])).toEqual(['overdue', 'colour']);
+    expect((await call('GET', '/consults', 'st-olaf')).status).toBe(403);
+  });
+
+  it('accept -> start -> request-info: each a new Task version with a Provenance; both validate', async () => {
+    const { tasks } = await referral();
+    const taskId = tasks[0]?.id as string;
+    const accepted = await call<Task>('POST', `/consults/${taskId}/accept`, 'lakeside-consults');
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ id: taskId, status: 'accepted' });
+    expect(accepted.headers.get('etag')).toBe(`W/"${accepted.body.meta?.versionId}"`);
+    expect(validator.validate(accepted.body)).toEqual([]);
+    const provenance = await store.search<Provenance>({ resourceType: 'Provenance', count: 10, contains: [[{ target: [{ reference: `Task/${taskId}/_history/${accepted.body.meta?.versionId}` }] }]] }, 'system');
+    expect(provenance.resources).toHaveLength(1);
+    expect(provenance.resources[0]).toMatchObject({ agent: [{ who: { reference: 'Organization/lakeside' } }], activity: { coding: [{ code: 'UPDATE' }] } });
+    expect(validator.validate(provenance.resources[0] as Provenance)).toEqual([]);
+    expect(await store.read('Provenance', provenance.resources[0]?.id as string, { participantId: 'st-olaf' })).toBeDefined();
+
+    const started = await call<Task>('POST', `/consults/${taskId}/start`, 'lakeside-consults', {});
+    expect(started.body.status).toBe('in-progress');
+    const asked = await call<Task>('POST', `/consults/${taskId}/request-info`, 'lakeside-consults', { question: 'Which implant was used?', recordTypes: [{ system: 'http://loinc.org', code: '11504-8', display: 'Surgical operation note' }] });
+    expect(asked.status).toBe(200);
+    expect(asked.body).toMatchObject({ status: 'on-hold', businessStatus: { coding: [{ code: 'information-requested' }], text: 'Which implant was used?' } });
+    expect(asked.body.note?.at(-1)?.text).toBe('Information requested: Which implant was used? Records wanted: Surgical operation note.');
+    expect(validator.validate(asked.body)).toEqual([]);
+  });
+
+  it('an action not allowed from the current status: 409 naming the status and the allowed actions; the Task is unchanged', async () => {
+    const { tasks } = await referral();
+    const taskId = tasks[0]?.id as string;
+    await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults');
+    const before = await taskNow(taskId);
+    await expectRefused(await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults'), 409, before, /'accept' is not allowed on a Task that is accepted .*; allowed now: start$/);
+    await expectRefused(await call('POST', `/consults/${taskId}/decline`, 'lakeside-consults', { reason: 'too late' }), 409, before, /allowed now: start$/);
+    await expectRefused(await call('POST', `/consults/${taskId}/confirm-cancellation`, 'lakeside-consults'), 409, before, /allowed now: start$/);
+  });
+
+  it('roles: the referrer gets 403, another clinic 404, nobody changes the Task', async () => {
+    const { tasks } = await referral();
+    const before = await taskNow(tasks[0]?.id as string);
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'st-olaf'), 403, before, /consultant role/);
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'northfield-pathology'), 404, before);
+    await expectRefused(await call('POST', `/consults/no-such-task/accept`, 'lakeside-consults'), 404, before);
+  });
+
+  it('If-Match: a stale version answers 412; concurrent accepts: exactly one wins, the other gets 409 or 412', async () => {
+    const { tasks } = await referral();
+    const before = await taskNow(tasks[0]?.id as string);
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'lakeside-consults', undefined, { 'if-match': 'W/"1"' }), 412, before);
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'lakeside-consults', undefined, { 'if-match': 'yesterday' }), 400, before);
+
+    const results = await Promise.all([1, 2, 3].map(() => call<Task>('POST', `/consults/${before.id}/accept`, 'lakeside-consults', undefined, { 'if-match': `W/"${before.meta?.versionId}"` })));
+    for (const r of results) expect([200, 409, 412]).toContain(r.status);
+    for (const r of results.filter((x) => x.status !== 200)) expect((r.body as unknown as OperationOutcome).resourceType).toBe('OperationOutcome');
+    expect(results.filter((r) => r.status === 200)).toHaveLength(1);
+    const after = await taskNow(before.id as string);
+    expect(after.status).toBe('accepted');
+    expect(Number(after.meta?.versionId)).toBe(Number(before.meta?.versionId) + 1);
+  });
+
+  it('decline needs a reason (400 naming it); declining the only Task revokes the referral', async () => {
+    const { id, tasks } = await referral();
+    const before = await taskNow(tasks[0]?.id as string);
+    const missing = await call<OperationOutcome>('POST', `/consults/${before.id}/decline`, 'lakeside-consults', {});
+    await expectRefused(missing, 400, before);
+    expect(missing.body.issue?.[0]).toMatchObject({ code: 'required', expression: ['reason'] });
+    const extra = await call<OperationOutcome>('POST', `/consults/${before.id}/decline`, 'lakeside-consults', { reason: 'x', mood: 'bad' });
+    expect(extra.body.issue?.[0]).toMatchObject({ expression: ['mood'] });
+    const text = await fetch(`${service.url}/consults/${before.id}/decline`, { method: 'POST', headers: { authorization: `Bearer ${tokens['lakeside-consults']}`, 'content-type': 'text/plain' }, body: 'no' });
+    expect(text.status).toBe(415);
+
+    const declined = await call<Task>('POST', `/consults/${before.id}/decline`, 'lakeside-consults', { reason: 'Outside our specialty' });
+    expect(declined.body).toMatchObject({ status: 'rejected', statusReason: { text: 'Outside our specialty' } });
+    expect(validator.validate(declined.body)).toEqual([]);
+    expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('revoked');
+  });
+
+  it('accepting before the record set is ready: 409, the Task unchanged', async () => {
+    const { tasks } = await referral(['lakeside-consults', 'northfield-pathology']);
+    // Northfield is not named in the Consent: its Task waits (awaiting-consent) with no record set.
+    const before = await taskNow(tasks[1]?.id as string);
+    expect(before.businessStatus?.coding?.[0]?.code).toBe('awaiting-consent');
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'northfield-pathology'), 409, before, /record set is not ready/);
+  });
+});
