@@ -183,4 +183,65 @@ describe('consult actions (flow)', () => {
     expect(before.businessStatus?.coding?.[0]?.code).toBe('awaiting-consent');
     await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'northfield-pathology'), 409, before, /record set is not ready/);
   });
+
+  it('request-info -> the referrer answers with text and a document: Task in-progress with the answer, the records re-assembled into a new version', async () => {
+    const { id, tasks } = await referral();
+    const taskId = tasks[0]?.id as string;
+    await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults');
+    await call('POST', `/consults/${taskId}/start`, 'lakeside-consults');
+    const firstBundle = (await taskNow(taskId)).input?.[0]?.valueReference?.reference;
+    const notWaiting = await call<OperationOutcome>('POST', `/second-opinions/${id}/info`, 'st-olaf', { text: 'unasked' });
+    expect(notWaiting.status).toBe(409);
+    await call('POST', `/consults/${taskId}/request-info`, 'lakeside-consults', { question: 'Please send the H&P.' });
+
+    const empty = await call<OperationOutcome>('POST', `/second-opinions/${id}/info`, 'st-olaf', {});
+    expect(empty.status).toBe(400);
+    expect((await call('POST', `/second-opinions/${id}/info`, 'lakeside-consults', { text: 'x' })).status).toBe(403);
+    const answered = await call<{ id: string; recordsRevision: number; added: unknown[]; tasks: { id: string; status: string; businessStatus: string }[] }>('POST', `/second-opinions/${id}/info`, 'st-olaf', {
+      text: 'H&P attached.',
+      documents: [{ reference: 'DocumentReference/hp-2024', display: 'History and physical' }],
+    });
+    expect(answered.status).toBe(200);
+    expect(answered.body).toMatchObject({ id, recordsRevision: 1, added: [{ reference: 'DocumentReference/hp-2024' }], tasks: [{ id: taskId, status: 'in-progress', businessStatus: 'records-ready' }] });
+    const resumed = await taskNow(taskId);
+    expect(resumed.note?.at(-1)?.text).toBe('Information provided: H&P attached. — Documents added: History and physical');
+    expect(validator.validate(resumed)).toEqual([]);
+    // The re-assembly moves the Task's input to the new record set and leaves its status alone.
+    const deadline = Date.now() + 45_000;
+    let current = resumed;
+    while (current.input?.[0]?.valueReference?.reference === firstBundle && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      current = await taskNow(taskId);
+    }
+    expect(current.input?.[0]?.valueReference?.reference).not.toBe(firstBundle);
+    expect(current).toMatchObject({ status: 'in-progress', businessStatus: { coding: [{ code: 'records-ready' }] } });
+  });
+
+  it('cancel: a Task not started is cancelled at once, one in progress is asked; confirming ends the referral (revoked)', async () => {
+    const { id, tasks } = await referral(['lakeside-consults', 'northfield-pathology']);
+    const [lakeside, northfield] = tasks.map((t) => t.id as string) as [string, string];
+    await call('POST', `/consults/${lakeside}/accept`, 'lakeside-consults');
+    await call('POST', `/consults/${lakeside}/start`, 'lakeside-consults');
+    expect((await call('POST', `/second-opinions/${id}/cancel`, 'lakeside-consults', { reason: 'x' })).status).toBe(403);
+    const noReason = await call<OperationOutcome>('POST', `/second-opinions/${id}/cancel`, 'st-olaf', {});
+    expect(noReason.body.issue?.[0]).toMatchObject({ code: 'required', expression: ['reason'] });
+
+    const cancelled = await call<{ status: string; tasks: { id: string; status: string; businessStatus?: string }[] }>('POST', `/second-opinions/${id}/cancel`, 'st-olaf', { reason: 'Patient chose another provider' });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body).toMatchObject({ status: 'active' });
+    expect(cancelled.body.tasks).toEqual([
+      { id: lakeside, status: 'in-progress', businessStatus: 'cancellation-requested' },
+      { id: northfield, status: 'cancelled', businessStatus: 'awaiting-consent' },
+    ]);
+    expect((await taskNow(northfield)).statusReason).toEqual({ text: 'Patient chose another provider' });
+    expect(validator.validate(await taskNow(northfield))).toEqual([]);
+    const list = await call<Worklist>('GET', '/consults', 'lakeside-consults');
+    expect(list.body.items.find((i) => i.task.id === lakeside)?.actions).toEqual(['request-info', 'complete', 'confirm-cancellation']);
+
+    const confirmed = await call<Task>('POST', `/consults/${lakeside}/confirm-cancellation`, 'lakeside-consults');
+    expect(confirmed.body).toMatchObject({ status: 'cancelled', statusReason: { text: "Cancelled at the referrer's request" } });
+    expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('revoked');
+    const again = await call<OperationOutcome>('POST', `/second-opinions/${id}/cancel`, 'st-olaf', { reason: 'again' });
+    expect(again.status).toBe(409);
+  });
 });

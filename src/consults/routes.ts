@@ -7,8 +7,9 @@ import { parseBody } from '../http/parse-body.ts';
 import { actOnConsult, type ConsultDeps, DeclineSchema, NoBodySchema, RequestInfoSchema } from './consult-actions.ts';
 import { parseIfMatch } from './transition-task.ts';
 import { getWorklist, parseWorklistQuery } from './worklist.ts';
+import { answerInformationRequest, CancelRequestSchema, cancelReferral, InfoAnswerSchema, type ReferrerActionDeps } from './referrer-actions.ts';
 
-export interface ConsultRouterDeps extends ConsultDeps {
+export interface ConsultRouterDeps extends Omit<ConsultDeps, 'network'>, ReferrerActionDeps {
   publicUrl: string;
   bodyLimitBytes: number;
 }
@@ -68,6 +69,20 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
   act('request-info', (body) => {
     const parsed = parseBody(RequestInfoSchema, body);
     return { action: 'request-info', question: parsed.question, ...(parsed.recordTypes ? { recordTypes: parsed.recordTypes } : {}) };
+  });
+
+  // The referrer's side: cancel the referral, answer a request for information.
+  const referrerOnly: RequestHandler = (_req, _res, next) => {
+    const caller = requireCaller();
+    requireRole(caller, 'referrer');
+    requireScope(caller, 'ServiceRequest', 'c');
+    next();
+  };
+  router.post('/second-opinions/:id/cancel', referrerOnly, jsonOrEmpty, json, async (req, res) => {
+    res.json(await cancelReferral(req.params.id as string, parseBody(CancelRequestSchema, req.body), requireCaller(), deps));
+  });
+  router.post('/second-opinions/:id/info', referrerOnly, jsonOrEmpty, json, async (req, res) => {
+    res.json(await answerInformationRequest(req.params.id as string, parseBody(InfoAnswerSchema, req.body), requireCaller(), deps));
   });
 
   return router;

@@ -7,6 +7,7 @@ import { conflictError } from '../fhir/outcomes.ts';
 import type { Caller } from '../http/context.ts';
 import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
 import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
 
@@ -39,7 +40,12 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * Documents already named are not added twice; a call that adds nothing starts no assembly.
  */
 export async function addRecords(serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
-  return deps.store.withTransaction(async (tx) => {
+  return deps.store.withTransaction((tx) => addRecordsInTransaction(tx, serviceRequestId, request, caller, deps));
+}
+
+/** `addRecords` inside the caller's transaction (answering a request for information adds records too). */
+export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
+  {
     // The row lock serialises additions to one referral: each gets its own revision, none is lost.
     const [intake] = await tx.database
       .select()
@@ -90,5 +96,5 @@ export async function addRecords(serviceRequestId: string, request: AddRecordsRe
     };
     await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
     return { accepted: true, recordsRevision, added };
-  });
+  }
 }

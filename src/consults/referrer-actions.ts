@@ -1,0 +1,131 @@
+/**
+ * The referrer's side of the consult lifecycle (issue 4 §1):
+ * - `POST /second-opinions/{id}/cancel` ({reason}): Tasks not yet in progress are cancelled at
+ *   once; a Task in progress gets business status cancellation-requested, and its consultant
+ *   either confirms (cancelled) or completes. When every Task has ended the referral ends.
+ * - `POST /second-opinions/{id}/info` ({text?, documents?}): answers a consultant's request
+ *   for information. Documents join the record set (a new assembly, as
+ *   `POST /second-opinions/{id}/records`); each Task on hold for information goes back
+ *   in-progress with the answer in its notes.
+ * Only the referrer that placed the referral may do either (404 for anyone else).
+ */
+import { notFound, OperationOutcomeError } from '@medplum/core';
+import type { Annotation, Organization, Reference, Task } from '@medplum/fhirtypes';
+import { and, eq } from 'drizzle-orm';
+import { z } from 'zod';
+import { businessStatus } from '../fhir/business-status.ts';
+import { conflictError } from '../fhir/outcomes.ts';
+import type { Caller } from '../http/context.ts';
+import { addRecordsInTransaction, type AddRecordsDeps } from '../intake/add-records.ts';
+import { DocumentRefSchema, text } from '../intake/intake-request.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { intakeRequests } from '../store/schema.ts';
+import { CANCELLABLE_AT_ONCE, isTerminal } from './task-transitions.ts';
+import { settleReferral, transitionTask } from './transition-task.ts';
+
+export const CancelRequestSchema = z.strictObject({ reason: text(1000) });
+
+export const InfoAnswerSchema = z
+  .strictObject({
+    text: text(8000).optional(),
+    documents: z.array(DocumentRefSchema).max(100).optional(),
+  })
+  .refine((b) => b.text !== undefined || (b.documents?.length ?? 0) > 0, { message: 'give a text and/or documents' });
+
+export interface ReferrerActionDeps extends AddRecordsDeps {
+  now: () => Date;
+}
+
+export interface TaskOutcome {
+  id: string;
+  status: Task['status'];
+  businessStatus?: string;
+}
+
+/** The referral's intake row, when the caller placed it, locked for this transaction; 404 otherwise. */
+async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[] }> {
+  const [row] = await tx.database
+    .select({ taskIds: intakeRequests.taskIds })
+    .from(intakeRequests)
+    .where(and(eq(intakeRequests.serviceRequestId, serviceRequestId), eq(intakeRequests.participantId, caller.participantId)))
+    .for('update');
+  if (!row) throw new OperationOutcomeError(notFound);
+  return row;
+}
+
+function referrerAgent(caller: Caller, deps: ReferrerActionDeps): Reference<Organization> {
+  const org = deps.network.get(caller.participantId)?.organization;
+  if (!org) throw new OperationOutcomeError(notFound);
+  return { reference: org.reference, ...(org.display ? { display: org.display } : {}) } as Reference<Organization>;
+}
+
+const outcomeOf = (t: Task): TaskOutcome => ({ id: t.id as string, status: t.status, ...(t.businessStatus?.coding?.[0]?.code ? { businessStatus: t.businessStatus.coding[0].code } : {}) });
+
+export async function cancelReferral(serviceRequestId: string, body: z.output<typeof CancelRequestSchema>, caller: Caller, deps: ReferrerActionDeps): Promise<{ id: string; status: string; tasks: TaskOutcome[] }> {
+  const agent = referrerAgent(caller, deps);
+  return deps.store.withTransaction(async (tx) => {
+    const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
+    const now = deps.now();
+    const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
+    if (tasks.every((t) => isTerminal(t.status))) throw conflictError('Every Task of this referral has already ended: there is nothing to cancel');
+    const note = (t: string): Annotation => ({ authorReference: agent, time: now.toISOString(), text: t });
+    const results: Task[] = [];
+    for (const task of tasks) {
+      if (isTerminal(task.status)) {
+        results.push(task);
+      } else if (CANCELLABLE_AT_ONCE.includes(task.status)) {
+        results.push(await transitionTask(tx, { task, action: 'cancel', actor: 'referrer', agent, now, change: (next) => ({ ...next, statusReason: { text: body.reason }, note: [...(next.note ?? []), note(`Cancelled by the referrer: ${body.reason}`)] }) }));
+      } else {
+        results.push(
+          await transitionTask(tx, {
+            task,
+            action: 'request-cancellation',
+            actor: 'referrer',
+            agent,
+            now,
+            change: (next) => ({ ...next, businessStatus: businessStatus('cancellation-requested', body.reason), note: [...(next.note ?? []), note(`Cancellation requested by the referrer: ${body.reason}`)] }),
+          }),
+        );
+      }
+    }
+    const settled = await settleReferral(tx, serviceRequestId, taskIds);
+    const serviceRequest = settled ?? (await tx.read('ServiceRequest', serviceRequestId, 'system'));
+    return { id: serviceRequestId, status: (serviceRequest as { status: string }).status, tasks: results.map(outcomeOf) };
+  });
+}
+
+export async function answerInformationRequest(
+  serviceRequestId: string,
+  body: z.output<typeof InfoAnswerSchema>,
+  caller: Caller,
+  deps: ReferrerActionDeps,
+): Promise<{ id: string; recordsRevision?: number; added: unknown[]; tasks: TaskOutcome[] }> {
+  const agent = referrerAgent(caller, deps);
+  return deps.store.withTransaction(async (tx) => {
+    const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
+    const now = deps.now();
+    const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
+    const waiting = tasks.filter((t) => t.status === 'on-hold' && t.businessStatus?.coding?.[0]?.code === 'information-requested');
+    if (waiting.length === 0) throw conflictError('No consultant of this referral is waiting for information');
+    const added = body.documents?.length ? await addRecordsInTransaction(tx, serviceRequestId, { documents: body.documents }, caller, deps) : undefined;
+    const answer = [body.text, added?.added.length ? `Documents added: ${added.added.map((d) => d.display ?? d.reference).join('; ')}` : undefined].filter(Boolean).join(' — ');
+    const resumed: Task[] = [];
+    for (const task of waiting) {
+      resumed.push(
+        await transitionTask(tx, {
+          task,
+          action: 'resume',
+          actor: 'referrer',
+          agent,
+          now,
+          change: (next) => ({
+            ...next,
+            businessStatus: businessStatus('records-ready', 'The referrer answered the request for information'),
+            note: [...(next.note ?? []), { authorReference: agent, time: now.toISOString(), text: `Information provided: ${answer || '(documents only)'}` }],
+          }),
+        }),
+      );
+    }
+    return { id: serviceRequestId, ...(added ? { recordsRevision: added.recordsRevision } : {}), added: added?.added ?? [], tasks: resumed.map(outcomeOf) };
+  });
+}
