@@ -11,7 +11,7 @@ import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { QueuePolicy } from './jobs/job-queue.ts';
-import { QUEUE, QUEUE_POLICIES, type AssembleRecordSetJob } from './jobs/queues.ts';
+import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob } from './jobs/queues.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
@@ -59,7 +59,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     // privateKeyFile paths are relative to the network file; the example network's to the repository root.
     keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
   });
-  const queuePolicies = options.queuePolicies ?? QUEUE_POLICIES;
+  const queuePolicies = options.queuePolicies ?? buildQueuePolicies(config.deliveryRetry);
   const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;

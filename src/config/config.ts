@@ -31,6 +31,9 @@ const EnvSchema = z
     BODY_LIMIT_BYTES: positiveInt(1_048_576).describe('Largest accepted JSON request body, in bytes'),
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000).describe('How long SIGTERM waits for in-flight requests before closing the store'),
     MAX_ATTACHMENT_BYTES: positiveInt(104_857_600).describe('Largest attachment record assembly stores, in bytes; a larger one is reported "too large" and left out of the record set'),
+    DELIVERY_RETRY_LIMIT: positiveInt(30).describe('Retries of an opinion\'s post-back to the referring EHR before its Task says delivery failed'),
+    DELIVERY_RETRY_DELAY_SECONDS: positiveInt(10).describe('First delay between post-back attempts; doubles each time (with jitter)'),
+    DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
     CONSENT_ATTESTATION_ALLOWED: z
       .enum(['true', 'false'])
       .default('false')
@@ -64,6 +67,7 @@ export interface Config {
   /** Per-attachment limit of record assembly. */
   maxAttachmentBytes: number;
   consentAttestationAllowed: boolean;
+  deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
 }
 
 export class ConfigError extends Error {
@@ -101,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
     consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
+    deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
   };
 }
 

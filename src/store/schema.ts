@@ -184,3 +184,33 @@ export const blobSources = pgTable(
   },
   (t) => [primaryKey({ columns: [t.sha256, t.participantId] })],
 );
+
+/**
+ * The post-back of each opinion to the referring EHR (issue 4 §3): one row per consult note,
+ * written with the Task's completion, updated by the delivery job. The job's idempotency is
+ * the EHR's conditional create on the note's identifier; this row is what people read
+ * (summary, re-drive).
+ */
+export const opinionDeliveries = pgTable(
+  'opinion_delivery',
+  {
+    /** Also the job's key: the consult-note DocumentReference id on this service. */
+    id: text('id').primaryKey(),
+    taskId: text('task_id').notNull(),
+    serviceRequestId: text('service_request_id').notNull(),
+    /** The referrer participant whose EHR receives it. */
+    participantId: text('participant_id').notNull(),
+    /** pending | delivered | failed */
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    /** The last attempt's error, without PHI. */
+    lastError: text('last_error'),
+    /** The DocumentReference and Communication as created on the EHR (absolute URLs). */
+    remoteDocument: text('remote_document'),
+    remoteCommunication: text('remote_communication'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('opinion_delivery_task_idx').on(t.taskId), index('opinion_delivery_service_request_idx').on(t.serviceRequestId)],
+);
