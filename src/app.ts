@@ -19,6 +19,7 @@ import type { ResourceStore } from './store/resource-store.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
 import { createConsultRouter } from './consults/routes.ts';
+import { createDeliveryAdminRouter } from './delivery/routes.ts';
 
 export interface AppDeps {
   config: Config;
@@ -74,6 +75,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(createConsultRouter({ store: deps.store, network: deps.network, jobs: deps.jobs, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
+  app.use(createDeliveryAdminRouter({ store: deps.store, jobs: deps.jobs, now: deps.now }));
   app.use(createBinaryRouter({ store: deps.store, blobs: deps.blobs, audit: deps.audit }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 

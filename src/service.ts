@@ -11,7 +11,8 @@ import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { QueuePolicy } from './jobs/job-queue.ts';
-import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob } from './jobs/queues.ts';
+import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob } from './jobs/queues.ts';
+import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
@@ -108,6 +109,21 @@ export async function startService(config: Config, log: Logger, options: StartOp
       }
     },
     { concurrency: 2 },
+  );
+  const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
+  const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
+  await jobs.work<DeliverOpinionJob>(
+    QUEUE.deliverOpinion,
+    async (job) => {
+      try {
+        const result = await deliverOpinion(job, deliveryDeps);
+        log.info({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, outcome: result.outcome }, 'opinion delivery');
+      } catch (err) {
+        log.warn({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'opinion delivery attempt failed');
+        throw err;
+      }
+    },
+    { concurrency: 4 },
   );
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({

@@ -1,0 +1,151 @@
+/**
+ * The `deliver-opinion` job (issue 4 §3): posts a consult note into the referring clinician's
+ * EHR exactly once, then a Communication telling the requesting practitioner the opinion is
+ * in. Exactly once rests on the EHR, not on us: both are conditional creates on identifiers
+ * this service owns (`If-None-Exist: identifier=system|value`), so a retry after a crash,
+ * a timeout that hid a success, or a second replica running the same job finds what the first
+ * attempt created instead of creating it again.
+ *
+ * Every attempt is audited as a disclosure (success or failure). After the last retry the
+ * Task's business status says delivery failed; `POST /admin/deliveries/{id}/retry` re-drives.
+ */
+import type { Communication, DocumentReference, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { eq, sql } from 'drizzle-orm';
+import type { AuditLog } from '../audit/audit-log.ts';
+import { businessStatus } from '../fhir/business-status.ts';
+import { CANONICAL_BASE } from '../fhir/constants.ts';
+import { parseResourceReference } from '../fhir/references.ts';
+import type { Job } from '../jobs/job-queue.ts';
+import type { DeliverOpinionJob } from '../jobs/queues.ts';
+import type { FhirClient } from '../outbound/fhir-client.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { intakeRequests, opinionDeliveries } from '../store/schema.ts';
+
+/** Identifies the Communication that announces one opinion (value: the delivery id). */
+export const OPINION_NOTIFICATION_SYSTEM = `${CANONICAL_BASE}/NamingSystem/opinion-notification`;
+
+export interface DeliveryDeps {
+  store: ResourceStore;
+  /** Outbound FHIR client per participant id (the referrer's EHR). */
+  clients: ReadonlyMap<string, FhirClient>;
+  audit: Pick<AuditLog, 'record'>;
+  network: { get(id: string): { organization: { reference: string; display?: string } } | undefined };
+  /** Retries after the first attempt: the attempt `retryLimit + 1` is the last. */
+  retryLimit: number;
+  now: () => Date;
+}
+
+export type DeliveryResult = { outcome: 'delivered'; document: string; communication: string } | { outcome: 'skipped'; reason: string } | { outcome: 'failed'; reason: string };
+
+export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
+  const { deliveryId } = job.data;
+  const [delivery] = await deps.store.database.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, deliveryId));
+  if (!delivery) return { outcome: 'skipped', reason: 'no such delivery' };
+  if (delivery.status === 'delivered') return { outcome: 'skipped', reason: 'already delivered' };
+  const note = await deps.store.read<DocumentReference>('DocumentReference', deliveryId, 'system');
+  const task = await deps.store.read<Task>('Task', delivery.taskId, 'system');
+  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', delivery.serviceRequestId, 'system');
+  const client = deps.clients.get(delivery.participantId);
+  if (!note || !task || !serviceRequest) return { outcome: 'skipped', reason: 'the opinion or its referral is gone' };
+
+  const patientReference = note.subject?.reference;
+  try {
+    if (!client) throw new Error('The referring participant has no FHIR endpoint configured');
+    const [intake] = await deps.store.database.select({ requestId: intakeRequests.requestId }).from(intakeRequests).where(eq(intakeRequests.serviceRequestId, delivery.serviceRequestId));
+    const outbound = toEhrDocument(note, client.baseUrl, serviceRequest, intake?.requestId);
+    const identifier = note.identifier?.[0];
+    if (!identifier?.system || !identifier.value) throw new Error('The consult note has no identifier to deliver it idempotently');
+    const remote = await client.createIfNoneExist(outbound, `identifier=${encodeURIComponent(identifier.system)}|${encodeURIComponent(identifier.value)}`);
+    const communication = await client.createIfNoneExist(
+      toCommunication(deliveryId, remote, outbound, serviceRequest, deps, delivery.participantId, task),
+      `identifier=${encodeURIComponent(OPINION_NOTIFICATION_SYSTEM)}|${encodeURIComponent(deliveryId)}`,
+    );
+    const document = `${client.baseUrl}/DocumentReference/${remote.id}`;
+    const communicationUrl = `${client.baseUrl}/Communication/${communication.id}`;
+    const now = deps.now();
+    await deps.store.withTransaction(async (tx) => {
+      await tx.database
+        .update(opinionDeliveries)
+        .set({ status: 'delivered', attempts: sql`${opinionDeliveries.attempts} + 1`, lastError: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
+        .where(eq(opinionDeliveries.id, deliveryId));
+      const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
+      await tx.update<Task>({ ...current, businessStatus: businessStatus('opinion-delivered', `Delivered to the referring EHR as ${document}`) }, { expectedVersion: current.meta?.versionId });
+      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'success', `Opinion delivered to the referring EHR (attempt ${job.attempt})`), tx);
+    });
+    return { outcome: 'delivered', document, communication: communicationUrl };
+  } catch (err) {
+    const reason = describe(err);
+    const last = job.attempt >= deps.retryLimit + 1;
+    const now = deps.now();
+    await deps.store.withTransaction(async (tx) => {
+      await tx.database
+        .update(opinionDeliveries)
+        .set({ status: last ? 'failed' : 'pending', attempts: sql`${opinionDeliveries.attempts} + 1`, lastError: reason, updatedAt: now })
+        .where(eq(opinionDeliveries.id, deliveryId));
+      if (last) {
+        const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
+        await tx.update<Task>({ ...current, businessStatus: businessStatus('delivery-failed', reason) }, { expectedVersion: current.meta?.versionId });
+      }
+      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'failure', `Opinion delivery attempt ${job.attempt} failed`), tx);
+    });
+    if (last) return { outcome: 'failed', reason };
+    throw err;
+  }
+}
+
+function disclosure(participantId: string, deliveryId: string, patientReference: string | undefined, outcome: 'success' | 'failure', description: string) {
+  return {
+    action: 'disclose' as const,
+    outcome,
+    agent: { participantId },
+    entities: [{ reference: `DocumentReference/${deliveryId}` }],
+    ...(patientReference ? { patientReference } : {}),
+    description,
+  };
+}
+
+/** The error, as people read it in the summary: status and message, no bodies. */
+function describe(err: unknown): string {
+  const e = err as { name?: string; message?: string };
+  return `${e.name ?? 'Error'}: ${(e.message ?? String(err)).slice(0, 300)}`;
+}
+
+/**
+ * The consult note as the referring EHR stores it: no id or meta of ours, the patient as the
+ * EHR knows it (relative when it lives there), and `context.related` naming the referrer's own
+ * request by its placer identifier.
+ */
+export function toEhrDocument(note: DocumentReference, ehrBaseUrl: string, serviceRequest: ServiceRequest, requestId: string | undefined): DocumentReference {
+  const { id: _id, meta: _meta, ...rest } = structuredClone(note);
+  const subject = note.subject?.reference ? { ...note.subject, reference: onEhr(note.subject.reference, ehrBaseUrl) } : note.subject;
+  const placer = serviceRequest.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'PLAC')) ?? serviceRequest.identifier?.[0];
+  const related: Reference[] = placer && requestId ? [{ identifier: { ...(placer.system ? { system: placer.system } : {}), value: requestId }, display: 'Second-opinion request' }] : [];
+  return {
+    ...rest,
+    ...(subject ? { subject } : {}),
+    context: { ...(rest.context ?? {}), related },
+  } as DocumentReference;
+}
+
+/** `Patient/1` when the reference points into this EHR, else unchanged. */
+function onEhr(reference: string, ehrBaseUrl: string): string {
+  const parsed = parseResourceReference(reference);
+  if (!parsed) return reference;
+  return parsed.base === '' || parsed.base.replace(/\/+$/, '') === ehrBaseUrl.replace(/\/+$/, '') ? parsed.typeAndId : reference;
+}
+
+function toCommunication(deliveryId: string, remote: DocumentReference, sent: DocumentReference, serviceRequest: ServiceRequest, deps: DeliveryDeps, _referrer: string, task: Task): Communication {
+  const consultant = task.owner?.display ?? 'The consultant';
+  const requester = serviceRequest.requester?.reference;
+  return {
+    resourceType: 'Communication',
+    identifier: [{ system: OPINION_NOTIFICATION_SYSTEM, value: deliveryId }],
+    status: 'completed',
+    category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/communication-category', code: 'notification', display: 'Notification' }] }],
+    ...(sent.subject ? { subject: sent.subject as Reference<never> } : {}),
+    sent: deps.now().toISOString(),
+    ...(requester ? { recipient: [{ reference: parseResourceReference(requester)?.typeAndId ?? requester }] } : {}),
+    about: [{ reference: `DocumentReference/${remote.id}` }],
+    payload: [{ contentString: `${consultant} has returned the second opinion you requested. It is filed as a consult note.` }],
+  };
+}
