@@ -22,6 +22,10 @@ export const EXTENSION = {
   reviewType: `${CANONICAL_BASE}/StructureDefinition/review-type`,
   /** ServiceRequest: the first opinion is withheld from consultants until they commit their own (valueBoolean). */
   blinded: `${CANONICAL_BASE}/StructureDefinition/blinded`,
+  /** DocumentReference (consult note): the structured second opinion (complex; see extensions.fsh). */
+  secondOpinion: `${CANONICAL_BASE}/StructureDefinition/second-opinion`,
+  /** DocumentReference (consult note): one option of the opinion, in order (complex; see extensions.fsh). */
+  secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
 } as const;
 
 /** Code systems defined by this service (see `profiles/input/fsh/terminology.fsh`). */
@@ -29,6 +33,9 @@ export const SYSTEM = {
   kind: `${CANONICAL_BASE}/CodeSystem/second-opinion-kind`,
   reviewType: `${CANONICAL_BASE}/CodeSystem/review-type`,
   taskBusinessStatus: `${CANONICAL_BASE}/CodeSystem/task-business-status`,
+  opinionAgreement: `${CANONICAL_BASE}/CodeSystem/opinion-agreement`,
+  /** Identifiers of consult notes this service made (the post-back's conditional-create key). */
+  consultNoteId: `${CANONICAL_BASE}/NamingSystem/consult-note-id`,
   /** External code systems. */
   snomed: 'http://snomed.info/sct',
   loinc: 'http://loinc.org',

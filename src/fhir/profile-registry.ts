@@ -27,6 +27,11 @@ export interface CompiledDefinition {
   /** Key under which the parsed schema is registered in Medplum's data-type map. */
   schemaKey: string;
   schema: InternalTypeSchema;
+  /**
+   * For a complex extension: the required value set of each sub-extension's value, by
+   * sub-extension url (Medplum does not collect bound values inside extension slices).
+   */
+  subExtensionBindings: ReadonlyMap<string, string>;
 }
 
 /**
@@ -65,7 +70,12 @@ export function loadProfileRegistry(file: string = GENERATED_PROFILES_PATH): Pro
   for (const sd of resources.filter((r): r is StructureDefinition => r.resourceType === 'StructureDefinition')) {
     if (sd.derivation !== 'constraint' || !sd.type) continue;
     const schema = parseStructureDefinition(sd);
-    const compiled: CompiledDefinition = { url: sd.url, type: sd.type, schemaKey: sd.url + keySuffix, schema };
+    const subExtensionBindings = new Map<string, string>();
+    for (const element of sd.snapshot?.element ?? []) {
+      const match = /^Extension\.extension:([^.]+)\.value\[x\]$/.exec(element.id ?? '');
+      if (match?.[1] && element.binding?.strength === 'required' && element.binding.valueSet) subExtensionBindings.set(match[1], element.binding.valueSet);
+    }
+    const compiled: CompiledDefinition = { url: sd.url, type: sd.type, schemaKey: sd.url + keySuffix, schema, subExtensionBindings };
     // No `kind`: keep the profile out of Medplum's list of resource types.
     dataTypes[compiled.schemaKey] = { ...schema, kind: undefined };
     (sd.type === 'Extension' ? extensions : profiles).set(sd.url, compiled);

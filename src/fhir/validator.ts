@@ -180,6 +180,20 @@ function validateOurExtensions(
     for (const [valueSet, values] of Object.entries(extensionTokens)) {
       tokens[valueSet] = [...(tokens[valueSet] ?? []), ...values.map((v) => ({ ...v, path: rebase(v.path) }))];
     }
+    // Bound values inside a complex extension's sub-extensions, which Medplum does not collect.
+    (extension.extension ?? []).forEach((sub, j) => {
+      const valueSet = definition.subExtensionBindings.get(sub.url);
+      if (!valueSet) return;
+      const path = `${at}.extension[${j}]`;
+      const value: TypedValueWithPath | undefined = sub.valueCoding
+        ? { type: 'Coding', value: sub.valueCoding, path: `${path}.valueCoding` }
+        : sub.valueCodeableConcept
+          ? { type: 'CodeableConcept', value: sub.valueCodeableConcept, path: `${path}.valueCodeableConcept` }
+          : sub.valueCode !== undefined
+            ? { type: 'code', value: sub.valueCode, path: `${path}.valueCode` }
+            : undefined;
+      if (value) tokens[valueSet] = [...(tokens[valueSet] ?? []), value];
+    });
   });
   return issues;
 }

@@ -1,5 +1,5 @@
 // The consultant's opinion as a document, posted back to the referring EHR.
-// A later issue adds structured-opinion extensions (diagnosis, options, risks, recovery).
+// The structured points (agreement, diagnosis, options, risks, recovery) are the second-opinion extension.
 
 Profile: ConsultNote
 Parent: DocumentReference
@@ -7,6 +7,14 @@ Id: consult-note
 Title: "Second-opinion consult note"
 Description: "The consultant's second opinion as a readable consult note (LOINC 11488-4), referenced from Task.output and posted to the referring EHR."
 * status = #current
+// The opinion's structured points, machine-readable, for comparison with other opinions:
+// exactly one second-opinion extension and a second-opinion-option per option. Required by
+// an invariant rather than extension slices: Medplum's validator applies a complex
+// extension's inner slices at the outer level, so slicing would reject every note. The
+// extensions' contents are checked against their definitions by the service's validator.
+* obeys so-consult-2
+// A business identifier this service owns: the post-back's conditional create keys on it.
+* identifier 1..*
 // LOINC 11488-4 "Consult note"; display left out of the pattern (codes identify concepts).
 * type 1..1
 * type = $loinc#11488-4
@@ -27,3 +35,8 @@ Invariant: so-consult-1
 Description: "The consult note's attachment carries its content inline (data) or by url"
 Severity: #error
 Expression: "data.exists() or url.exists()"
+
+Invariant: so-consult-2
+Description: "A consult note carries exactly one structured second-opinion extension"
+Severity: #error
+Expression: "extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"

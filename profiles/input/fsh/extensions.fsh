@@ -20,3 +20,49 @@ Description: "When true, the first clinician's assessment is withheld from the c
 * ^context[0].expression = "ServiceRequest"
 * value[x] 1..1
 * value[x] only boolean
+
+// The structured points of a second opinion, kept machine-readable on the consult note so
+// opinions can be compared point by point (issue 4 §2). The readable note is the attachment.
+// The options are a separate extension (one per option): nested complex extensions trip
+// Medplum's validator, which applies inner slices to the outer level.
+Extension: SecondOpinionExtension
+Id: second-opinion
+Title: "Second opinion (structured)"
+Description: "The consultant's opinion on the same points as the first one: agreement with the diagnosis and the plan, the diagnosis, a summary, what information was missing, and the follow-up. The options are `second-opinion-option` extensions beside it."
+* ^context[0].type = #element
+* ^context[0].expression = "DocumentReference"
+* value[x] 0..0
+* extension contains
+    diagnosisAgreement 1..1 and
+    planAgreement 1..1 and
+    diagnosis 0..* and
+    summary 1..1 and
+    missingInformation 0..* and
+    followUp 0..1
+* extension[diagnosisAgreement].value[x] only Coding
+* extension[diagnosisAgreement].valueCoding from OpinionAgreementVS (required)
+* extension[planAgreement].value[x] only Coding
+* extension[planAgreement].valueCoding from OpinionAgreementVS (required)
+* extension[diagnosis].value[x] only CodeableConcept
+* extension[summary].value[x] only string
+* extension[missingInformation].value[x] only string
+* extension[followUp].value[x] only string
+
+Extension: SecondOpinionOptionExtension
+Id: second-opinion-option
+Title: "Second opinion: an option"
+Description: "One treatment or management option the consultant considered, in the consultant's order: whether it is the preferred one, why, its key risks and the recovery or downtime to expect."
+* ^context[0].type = #element
+* ^context[0].expression = "DocumentReference"
+* value[x] 0..0
+* extension contains
+    option 1..1 and
+    preferred 0..1 and
+    rationale 0..1 and
+    risk 0..* and
+    recovery 0..1
+* extension[option].value[x] only string
+* extension[preferred].value[x] only boolean
+* extension[rationale].value[x] only string
+* extension[risk].value[x] only string
+* extension[recovery].value[x] only string

@@ -68,3 +68,21 @@ Title: "Second-opinion Task business statuses"
 Description: "All business statuses of a second-opinion Task (Task.businessStatus)."
 * ^experimental = false
 * include codes from system TaskBusinessStatus
+
+CodeSystem: OpinionAgreement
+Id: opinion-agreement
+Title: "Agreement with the first opinion"
+Description: "How the second opinion relates to the first clinician's diagnosis or plan."
+* ^caseSensitive = true
+* ^content = #complete
+* ^experimental = false
+* #agree "Agree" "The consultant agrees with the first opinion."
+* #agree-with-modifications "Agree with modifications" "The consultant agrees in substance but recommends changes."
+* #disagree "Disagree" "The consultant disagrees with the first opinion."
+
+ValueSet: OpinionAgreementVS
+Id: opinion-agreement
+Title: "Agreement with the first opinion"
+Description: "Agreement codes of a second opinion (diagnosis and plan)."
+* ^experimental = false
+* include codes from system OpinionAgreement
