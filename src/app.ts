@@ -74,7 +74,7 @@ export function createApp(deps: AppDeps): Express {
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
-  app.use(createConsultRouter({ store: deps.store, network: deps.network, jobs: deps.jobs, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
+  app.use(createConsultRouter({ store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createDeliveryAdminRouter({ store: deps.store, jobs: deps.jobs, now: deps.now }));
   app.use(createBinaryRouter({ store: deps.store, blobs: deps.blobs, audit: deps.audit }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));

@@ -6,10 +6,13 @@ import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
 import { actOnConsult, type ConsultDeps, DeclineSchema, NoBodySchema, RequestInfoSchema } from './consult-actions.ts';
 import { parseIfMatch } from './transition-task.ts';
+import { submitOpinion, type SubmitOpinionDeps } from './submit-opinion.ts';
+import { MAX_OPINION_ATTACHMENT_BYTES, OpinionSchema } from '../opinions/opinion.ts';
 import { getWorklist, parseWorklistQuery } from './worklist.ts';
 import { answerInformationRequest, CancelRequestSchema, cancelReferral, InfoAnswerSchema, type ReferrerActionDeps } from './referrer-actions.ts';
 
 export interface ConsultRouterDeps extends Omit<ConsultDeps, 'network'>, ReferrerActionDeps {
+  audit: SubmitOpinionDeps['audit'];
   publicUrl: string;
   bodyLimitBytes: number;
 }
@@ -69,6 +72,13 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
   act('request-info', (body) => {
     const parsed = parseBody(RequestInfoSchema, body);
     return { action: 'request-info', question: parsed.question, ...(parsed.recordTypes ? { recordTypes: parsed.recordTypes } : {}) };
+  });
+
+  // The opinion may carry attachments (5 of up to MAX_OPINION_ATTACHMENT_BYTES, base64): its own body limit.
+  const opinionJson = express.json({ type: JSON_TYPES, limit: Math.max(deps.bodyLimitBytes, Math.ceil((5 * MAX_OPINION_ATTACHMENT_BYTES * 4) / 3) + 1_048_576), strict: true });
+  router.post('/consults/:taskId/opinion', consultantOnly, jsonOrEmpty, opinionJson, async (req, res) => {
+    const opinion = parseBody(OpinionSchema, req.body ?? {});
+    sendTask(res, await submitOpinion(req.params.taskId as string, opinion, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
 
   // The referrer's side: cancel the referral, answer a request for information.

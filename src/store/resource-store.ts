@@ -125,6 +125,26 @@ export class ResourceStore {
    * Writes a new version. With `expectedVersion` the write succeeds only if the current
    * version is still that one (412 otherwise), so concurrent updates never lose one another.
    */
+  /**
+   * Lets `participantId` read these resources, every version of them, without making a new
+   * version: who may read a resource is not part of its content (a released blinded record
+   * set stays the same Bundle). Returns the number of current rows changed.
+   */
+  async grantAccess(resourceType: string, ids: readonly string[], participantId: string): Promise<number> {
+    if (ids.length === 0) return 0;
+    const grant = { access: sql`array_append(${resources.access}, ${participantId}::text)` };
+    const changed = await this.db
+      .update(resources)
+      .set(grant)
+      .where(and(eq(resources.resourceType, resourceType), inArray(resources.id, [...ids]), sql`NOT (${resources.access} @> ARRAY[${participantId}]::text[])`))
+      .returning({ id: resources.id });
+    await this.db
+      .update(resourceHistory)
+      .set({ access: sql`array_append(${resourceHistory.access}, ${participantId}::text)` })
+      .where(and(eq(resourceHistory.resourceType, resourceType), inArray(resourceHistory.id, [...ids]), sql`NOT (${resourceHistory.access} @> ARRAY[${participantId}]::text[])`));
+    return changed.length;
+  }
+
   /** The access list of the current version; undefined when there is no such resource. */
   async accessList(resourceType: string, id: string): Promise<string[] | undefined> {
     const [row] = await this.db
