@@ -123,6 +123,8 @@ describe('consult actions (flow)', () => {
     expect(asked.status).toBe(200);
     expect(asked.body).toMatchObject({ status: 'on-hold', businessStatus: { coding: [{ code: 'information-requested' }], text: 'Which implant was used?' } });
     expect(asked.body.note?.at(-1)?.text).toBe('Information requested: Which implant was used? Records wanted: Surgical operation note.');
+    const summary = (await call<ReferralSummary>('GET', `/second-opinions/${asked.body.focus?.reference?.split('/')[1]}`, 'st-olaf')).body;
+    expect(summary.consultants[0]?.task).toMatchObject({ status: 'on-hold', businessStatus: 'information-requested', informationRequested: 'Which implant was used?' });
     expect(validator.validate(asked.body)).toEqual([]);
   });
 

@@ -140,6 +140,13 @@ describe('opinion and post-back (flow)', () => {
     expect(validator.validate(comms[0] as Communication)).toEqual([]);
     const task = (await store.read<Task>('Task', taskId, 'system')) as Task;
     expect(task.businessStatus?.coding?.[0]?.code).toBe('opinion-delivered');
+    const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
+    expect(summary.status).toBe('completed');
+    expect(summary.consultants[0]).toMatchObject({
+      task: { status: 'completed', businessStatus: 'opinion-delivered' },
+      opinion: { documentReference: `DocumentReference/${noteId}`, diagnosisAgreement: 'agree-with-modifications', planAgreement: 'disagree', summary: OPINION.summary },
+      delivery: { id: noteId, status: 'delivered', attempts: 1, remoteDocument: delivered?.remoteDocument, deliveredAt: expect.any(String) },
+    });
     const audits = await store.search<AuditEvent>({ resourceType: 'AuditEvent', count: 10, contains: [[{ entity: [{ what: { reference: `DocumentReference/${noteId}` } }] }], [{ subtype: [{ code: 'disclose' }] }]] }, 'system');
     expect(audits.resources.map((a) => a.outcome)).toEqual(['0']);
   });

@@ -1,13 +1,14 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
-import type { Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq } from 'drizzle-orm';
+import type { DocumentReference, Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { and, eq, inArray } from 'drizzle-orm';
 import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { requireScope } from '../auth/middleware.ts';
 import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
-import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
+import { readOpinionExtension } from '../opinions/consult-note.ts';
+import { intakeRequests, opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 
 export interface ConsultantSummary {
   participant?: string;
@@ -21,7 +22,13 @@ export interface ConsultantSummary {
     due?: string;
     overdue: boolean;
     lastModified?: string;
+    /** What the consultant asked for (request-info), while the Task is on hold. */
+    informationRequested?: string;
   };
+  /** The opinion, once submitted: the consult note and its headline points. */
+  opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string };
+  /** The post-back of the opinion to the referrer's EHR. */
+  delivery?: { id: string; status: string; attempts: number; lastError?: string; remoteDocument?: string; deliveredAt?: string };
 }
 
 export interface ReferralSummary {
@@ -114,6 +121,9 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
   const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
   const now = deps.now().getTime();
   const [assembly] = await deps.store.database.select().from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, id));
+  const deliveries = placed.taskIds.length ? await deps.store.database.select().from(opinionDeliveries).where(inArray(opinionDeliveries.taskId, placed.taskIds)) : [];
+  const noteIds = tasks.flatMap((t) => (t.output ?? []).flatMap((o) => (o.valueReference?.reference?.startsWith('DocumentReference/') ? [o.valueReference.reference.slice('DocumentReference/'.length)] : [])));
+  const notes = noteIds.length ? await deps.store.readMany<DocumentReference>('DocumentReference', noteIds, reader) : [];
   const versions = (serviceRequest.supportingInfo ?? []).flatMap((s) => (s.reference?.startsWith('Bundle/') ? [s.reference.slice('Bundle/'.length)] : [])).reverse();
 
   const summary: ReferralSummary = {
@@ -126,6 +136,10 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
     blinded: extension(serviceRequest.extension, EXTENSION.blinded)?.valueBoolean ?? false,
     authoredOn: serviceRequest.authoredOn,
     consultants: tasks.map((task) => {
+      const delivery = deliveries.find((d) => d.taskId === task.id);
+      const noteRef = task.output?.find((o) => o.valueReference?.reference?.startsWith('DocumentReference/'))?.valueReference?.reference;
+      const note = notes.find((n) => `DocumentReference/${n.id}` === noteRef);
+      const points = note ? readOpinionExtension(note) : undefined;
       const owner = task.owner?.reference ?? '';
       const participant = deps.participantByOrganization(owner);
       const due = task.restriction?.period?.end;
@@ -142,7 +156,21 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           due,
           overdue: !!due && !TERMINAL.has(task.status) && new Date(due).getTime() < now,
           lastModified: task.lastModified,
+          ...(task.status === 'on-hold' && task.businessStatus?.coding?.[0]?.code === 'information-requested' && task.businessStatus.text ? { informationRequested: task.businessStatus.text } : {}),
         },
+        ...(noteRef ? { opinion: { documentReference: noteRef, ...(points ? { diagnosisAgreement: points.diagnosisAgreement, planAgreement: points.planAgreement, summary: points.summary } : {}) } } : {}),
+        ...(delivery
+          ? {
+              delivery: {
+                id: delivery.id,
+                status: delivery.status,
+                attempts: delivery.attempts,
+                ...(delivery.lastError ? { lastError: delivery.lastError } : {}),
+                ...(delivery.remoteDocument ? { remoteDocument: delivery.remoteDocument } : {}),
+                ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt.toISOString() } : {}),
+              },
+            }
+          : {}),
       };
     }),
     recordSet: assembly
