@@ -3,7 +3,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
-import type { AuditEvent, Bundle, ClinicalImpression, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, ClinicalImpression, CodeableConcept, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Comparison } from '../src/retrieval/comparison.ts';
+import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
@@ -90,16 +92,19 @@ describe('opinion and post-back (flow)', () => {
     }
   }
 
-  /** A referral to Lakeside, assembled, accepted and started: ready for the opinion. */
-  async function inProgress(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; taskId: string }> {
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides }));
+  /** A referral, assembled, its Tasks accepted and started: ready for the opinions. */
+  async function inProgress(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; taskId: string; taskIds: string[] }> {
+    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides });
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
     expect(created.status).toBe(201);
     const id = created.body.id;
-    const taskId = created.body.tasks[0]?.id as string;
+    const taskIds = created.body.tasks.map((t) => t.id as string);
     await until(async () => ((await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), 'records');
-    expect((await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
-    expect((await call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
-    return { id, taskId };
+    for (const [i, consultant] of (request.consultants as string[]).entries()) {
+      expect((await call('POST', `/consults/${taskIds[i]}/accept`, consultant)).status).toBe(200);
+      expect((await call('POST', `/consults/${taskIds[i]}/start`, consultant)).status).toBe(200);
+    }
+    return { id, taskId: taskIds[0] as string, taskIds };
   }
 
   const onEhr = async (type: 'DocumentReference' | 'Communication', identifier: string) =>
@@ -210,5 +215,51 @@ describe('opinion and post-back (flow)', () => {
     const sha256 = copy.content[0]?.attachment.url?.split('/').pop();
     expect((await fetch(`${service.url}/fhir/Binary/${sha256}`, { headers: { authorization: `Bearer ${tokens['lakeside-consults']}` } })).status).toBe(200);
     expect(await store.read<ClinicalImpression>('ClinicalImpression', firstOpinion.split('/')[1] as string, { participantId: 'lakeside-consults' })).toBeDefined();
+  });
+
+  it('comparison: the first opinion and both returned opinions side by side, with where they agree and differ; JSON and HTML', async () => {
+    // A Consent naming both consulting organizations.
+    const consent = makeConsent('consent-both', new Date(Date.now() - 86_400_000), new Date(Date.now() + 86_400_000), CONSENT_ACTORS.lakeside);
+    const actor = consent.provision?.actor?.[0];
+    consent.provision?.actor?.push({ role: actor?.role as CodeableConcept, reference: { reference: 'Organization/northfield-pathology' } });
+    await ehr.repo.createResource(consent, { assignedId: true });
+    const { id, taskIds } = await inProgress({
+      consultants: ['lakeside-consults', 'northfield-pathology'],
+      consent: { reference: 'Consent/consent-both' },
+      firstOpinion: { diagnosis: [{ system: 'http://snomed.info/sct', code: '239873007', display: 'Osteoarthritis of knee' }], plan: 'Revision arthroplasty', documents: [] },
+    });
+    const pendingOnly = await call<Comparison>('GET', `/second-opinions/${id}/comparison`, 'st-olaf');
+    expect(pendingOnly.body).toMatchObject({ opinions: [], pending: [{ source: 'lakeside-consults', status: 'in-progress' }, { source: 'northfield-pathology', status: 'in-progress' }] });
+    expect(pendingOnly.body.agreement).toBeUndefined();
+
+    await call('POST', `/consults/${taskIds[0]}/opinion`, 'lakeside-consults', OPINION);
+    await call('POST', `/consults/${taskIds[1]}/opinion`, 'northfield-pathology', {
+      ...OPINION,
+      diagnosisAgreement: 'disagree',
+      summary: 'Infection must be excluded <first>.',
+      recommendations: [{ option: 'Two-stage revision', preferred: true, risks: ['Infection', 'Stiffness'], recovery: '6 months' }],
+      missingInformation: ['Implant type and size', 'CRP and ESR'],
+    });
+    const res = await call<Comparison>('GET', `/second-opinions/${id}/comparison`, 'st-olaf');
+    expect(res.status).toBe(200);
+    expect(res.body.first).toMatchObject({ source: 'first-opinion', diagnosis: [{ code: '239873007' }], plan: 'Revision arthroplasty' });
+    expect(res.body.opinions.map((o) => [o.source, o.preferredOption, o.diagnosisAgreement])).toEqual([
+      ['lakeside-consults', 'Aspiration and bone scan first', 'agree-with-modifications'],
+      ['northfield-pathology', 'Two-stage revision', 'disagree'],
+    ]);
+    const point = (name: string) => res.body.agreement?.find((a) => a.point === name);
+    expect(point('diagnosis')).toMatchObject({ agree: true });
+    expect(point('planAgreement')).toMatchObject({ agree: true, detail: 'All: Disagree' });
+    expect(point('diagnosisAgreement')).toMatchObject({ agree: false });
+    expect(point('preferredOption')).toMatchObject({ agree: false });
+    expect(point('missingInformation')).toMatchObject({ agree: false, detail: 'Shared: implant type and size; otherwise they differ' });
+
+    const html = await fetch(`${service.url}/second-opinions/${id}/comparison`, { headers: { authorization: `Bearer ${tokens['st-olaf']}`, accept: 'text/html' } });
+    expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    const page = await html.text();
+    expect(page).toContain('<th>Key risks</th>');
+    expect(page).toContain('Two-stage revision (preferred)');
+    expect(page).not.toContain('<first>');
+    expect((await call('GET', `/second-opinions/${id}/comparison`, 'lakeside-consults')).status).toBe(404);
   });
 });

@@ -6,6 +6,7 @@ import { addRecords, AddRecordsRequestSchema } from './add-records.ts';
 import { createSecondOpinion, type IntakeDeps } from './create-second-opinion.ts';
 import { getReferralSummary, type SummaryDeps } from './get-referral-summary.ts';
 import { IntakeRequestSchema } from './intake-request.ts';
+import { getComparison, renderComparisonHtml } from '../retrieval/comparison.ts';
 
 export interface IntakeRouterDeps {
   intake: IntakeDeps;
@@ -49,6 +50,17 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
         .json({ id, serviceRequest: result.serviceRequest, tasks: result.tasks });
     },
   );
+
+  // The first opinion and every returned opinion side by side (issue 4 §4): JSON, or HTML for people.
+  router.get('/second-opinions/:id/comparison', async (req, res) => {
+    const comparison = await getComparison(req.params.id, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit });
+    if (req.accepts(['application/json', 'text/html']) === 'text/html') {
+      res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+      res.type('html').send(renderComparisonHtml(comparison));
+      return;
+    }
+    res.json(comparison);
+  });
 
   router.get('/second-opinions/:id', async (req, res) => {
     // The scope is checked (and a refusal audited) by the use case.
