@@ -60,12 +60,13 @@ export async function startService(config: Config, log: Logger, options: StartOp
     // privateKeyFile paths are relative to the network file; the example network's to the repository root.
     keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
   });
-  const queuePolicies = options.queuePolicies ?? buildQueuePolicies(config.deliveryRetry);
+  const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds } });
   const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
   const jobs = new PgBossQueue(database.raw, {
     queues: queuePolicies,
+    superviseIntervalSeconds: config.jobSuperviseIntervalSeconds,
     ...(options.jobPollingIntervalSeconds !== undefined ? { pollingIntervalSeconds: options.jobPollingIntervalSeconds } : {}),
     onError: (err) => log.error({ err: { name: err.name, message: err.message } }, 'job queue background error'),
   });

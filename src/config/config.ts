@@ -34,6 +34,12 @@ const EnvSchema = z
     DELIVERY_RETRY_LIMIT: positiveInt(30).describe('Retries of an opinion\'s post-back to the referring EHR before its Task says delivery failed'),
     DELIVERY_RETRY_DELAY_SECONDS: positiveInt(10).describe('First delay between post-back attempts; doubles each time (with jitter)'),
     DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
+    DELIVERY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(300).describe('Lease of one post-back attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica'),
+    JOB_SUPERVISE_INTERVAL_SECONDS: positiveInt(60).describe('How often the job queue looks for attempts whose lease ran out'),
+    WEBHOOK_RETRY_LIMIT: positiveInt(20).describe('Retries of a webhook notification before it is given up (listed as a failed job)'),
+    WEBHOOK_RETRY_DELAY_SECONDS: positiveInt(5).describe('First delay between webhook attempts; doubles each time (with jitter), up to an hour'),
+    WEBHOOK_TIMEOUT_MS: positiveInt(5000).describe('Timeout of one webhook POST'),
+    OVERDUE_SWEEP_INTERVAL_SECONDS: positiveInt(300).describe('How often open consult Tasks past their due date are marked overdue (business status)'),
     CONSENT_ATTESTATION_ALLOWED: z
       .enum(['true', 'false'])
       .default('false')
@@ -68,6 +74,11 @@ export interface Config {
   maxAttachmentBytes: number;
   consentAttestationAllowed: boolean;
   deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
+  /** Lease of one delivery attempt, seconds. */
+  deliveryAttemptTimeoutSeconds: number;
+  jobSuperviseIntervalSeconds: number;
+  webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
+  overdueSweepIntervalSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -106,6 +117,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
     consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
+    deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,
+    jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,
+    webhook: { retryLimit: e.WEBHOOK_RETRY_LIMIT, retryDelaySeconds: e.WEBHOOK_RETRY_DELAY_SECONDS, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
+    overdueSweepIntervalSeconds: e.OVERDUE_SWEEP_INTERVAL_SECONDS,
   };
 }
 

@@ -9,6 +9,8 @@ export const QUEUE = {
   assembleRecordSet: 'assemble-record-set',
   /** Post one opinion (consult note + Communication) to the referring EHR (issue 4 §3). Data: ids only. */
   deliverOpinion: 'deliver-opinion',
+  /** POST one signed, id-only notification of a Task change to a participant's webhook. Data: ids only. */
+  notifyWebhook: 'notify-webhook',
 } as const;
 
 /** Retry settings of the opinion delivery (config: DELIVERY_RETRY_*). */
@@ -21,12 +23,31 @@ export interface DeliveryRetry {
 /** Default delivery retries: 10 s doubling to 1 h, 30 retries: about a day before giving up. */
 export const DEFAULT_DELIVERY_RETRY: DeliveryRetry = { retryLimit: 30, retryDelaySeconds: 10, retryDelayMaxSeconds: 3600 };
 
-export function queuePolicies(delivery: DeliveryRetry = DEFAULT_DELIVERY_RETRY): QueuePolicy[] {
+/** Retry settings of webhook notifications (config: WEBHOOK_*). */
+export interface WebhookRetry {
+  retryLimit: number;
+  retryDelaySeconds: number;
+}
+
+export const DEFAULT_WEBHOOK_RETRY: WebhookRetry = { retryLimit: 20, retryDelaySeconds: 5 };
+
+export interface QueueSettings {
+  delivery?: DeliveryRetry;
+  /** Lease of one delivery attempt (config DELIVERY_ATTEMPT_TIMEOUT_SECONDS). Default 300. */
+  deliveryAttemptTimeoutSeconds?: number;
+  webhook?: WebhookRetry;
+}
+
+export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
+  const delivery = settings.delivery ?? DEFAULT_DELIVERY_RETRY;
+  const webhook = settings.webhook ?? DEFAULT_WEBHOOK_RETRY;
   return [
     // EHR outages: back off from 5 s up to an hour between attempts, give up after 12 (about half a day).
     { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 },
     // One job per consult note at a time (singleton key = its id): a re-drive never runs beside a retry.
-    { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: 300 },
+    { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
+    // One job per Task change; a receiver that is down gets the notification later, in no particular order.
+    { name: QUEUE.notifyWebhook, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
   ];
 }
 
@@ -44,6 +65,22 @@ export interface AssembleRecordSetJob {
    * revision an assembly has already covered is skipped.
    */
   recordsRevision: string;
+}
+
+/** Job data of `notify-webhook`: which participant to tell, about which Task version. No PHI. */
+export interface NotifyWebhookJob {
+  [key: string]: string;
+  /** The participant whose `notify.url` receives it. */
+  participantId: string;
+  /** Unique id of the notification (receivers de-duplicate on it). */
+  notificationId: string;
+  taskId: string;
+  taskVersion: string;
+  /** The Task's status after the change. */
+  status: string;
+  serviceRequestId: string;
+  /** When the change happened (ISO 8601). */
+  occurredAt: string;
 }
 
 /** Job data of `deliver-opinion`: the delivery (= consult note) id only. */
