@@ -11,8 +11,9 @@ import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { QueuePolicy } from './jobs/job-queue.ts';
-import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob } from './jobs/queues.ts';
+import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifyWebhookJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
+import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
@@ -80,7 +81,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
     throw err;
   }
   const validator = options.validator ?? createValidator();
-  const store = new ResourceStore(database.db, validator, now);
+  // Every Task change a participant may read is announced on its webhook (outbox: same transaction).
+  const store = new ResourceStore(database.db, validator, now, { observers: [taskNotificationObserver({ jobs, network, now })] });
   const audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl });
   const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
   const blobs = new BlobStore(database.db, { now });
@@ -121,6 +123,20 @@ export async function startService(config: Config, log: Logger, options: StartOp
         log.info({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, outcome: result.outcome }, 'opinion delivery');
       } catch (err) {
         log.warn({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'opinion delivery attempt failed');
+        throw err;
+      }
+    },
+    { concurrency: 4 },
+  );
+  const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
+  await jobs.work<NotifyWebhookJob>(
+    QUEUE.notifyWebhook,
+    async (job) => {
+      try {
+        const result = await sendTaskNotification(job, notifyDeps);
+        log.info({ jobId: job.id, participantId: job.data.participantId, taskId: job.data.taskId, attempt: job.attempt, outcome: result.outcome }, 'webhook notification');
+      } catch (err) {
+        log.warn({ jobId: job.id, participantId: job.data.participantId, taskId: job.data.taskId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'webhook notification attempt failed');
         throw err;
       }
     },

@@ -78,6 +78,8 @@ export interface NotifyWebhookJob {
   taskVersion: string;
   /** The Task's status after the change. */
   status: string;
+  /** Its business-status code after the change ('' when none). */
+  businessStatus: string;
   serviceRequestId: string;
   /** When the change happened (ISO 8601). */
   occurredAt: string;

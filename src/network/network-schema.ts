@@ -90,6 +90,17 @@ export const ParticipantSchema = z.looseObject({
       timeoutMs: z.number().int().min(100).max(600_000).optional(),
     })
     .optional(),
+  /**
+   * Webhook: on every change of a Task this participant may read, the service POSTs an id-only
+   * JSON notification to `url`, signed with `secret` (Standard Webhooks: HMAC-SHA256).
+   */
+  notify: z
+    .looseObject({
+      url: z.url({ protocol: /^https?$/ }),
+      /** Shared secret: `whsec_<base64>` (Standard Webhooks) or any string of at least 24 characters. */
+      secret: z.string().min(24, 'must be at least 24 characters (a random shared secret)'),
+    })
+    .optional(),
 });
 
 export const NetworkFileSchema = z.looseObject({

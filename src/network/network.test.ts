@@ -25,7 +25,7 @@ function networkFile(): Record<string, any> {
         specialties: [{ system: 'http://snomed.info/sct', code: '394611003', display: 'Plastic surgery' }],
         organization: { reference: 'Organization/lakeside', display: 'Lakeside' },
         clients: [{ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' }],
-        notify: { email: 'x@lakeside.example' },
+        notify: { url: 'https://lakeside.example/hooks/second-opinion', secret: 'lakeside-shared-secret-0123456789', email: 'x@lakeside.example' },
       },
       {
         id: 'audit-office',
@@ -67,7 +67,18 @@ describe('parseNetwork', () => {
     expect(network.findByOrganization('Organization/nobody')).toBeUndefined();
     // Loose objects: later issues add fields.
     expect(network.get('st-olaf')?.fhir).toEqual({ baseUrl: 'https://ehr.st-olaf.example/fhir/R4', tokenUrl: 'https://ehr.st-olaf.example/token', clientId: 'so-service', privateKeyFile: 'keys/st-olaf.jwk.json' });
-    expect(network.get('lakeside-consults')?.notify).toEqual({ email: 'x@lakeside.example' });
+    expect(network.get('lakeside-consults')?.notify).toEqual({ url: 'https://lakeside.example/hooks/second-opinion', secret: 'lakeside-shared-secret-0123456789', email: 'x@lakeside.example' });
+  });
+
+  it('checks a webhook: an http(s) URL and a secret of at least 24 characters', () => {
+    const file = networkFile();
+    file.participants[1].notify = { url: 'ftp://lakeside.example/hook', secret: 'short' };
+    expect(problemsOf(file)).toEqual([
+      'participants[1] (lakeside-consults).notify.url: Invalid URL',
+      'participants[1] (lakeside-consults).notify.secret: must be at least 24 characters (a random shared secret)',
+    ]);
+    file.participants[1].notify = { url: 'https://lakeside.example/hook' };
+    expect(problemsOf(file)).toEqual(['participants[1] (lakeside-consults).notify.secret: Invalid input: expected string, received undefined']);
   });
 
   it('refuses private key material, naming the entry', () => {

@@ -126,4 +126,38 @@ describe('ResourceStore', () => {
     const miss = await store.search({ resourceType: 'Task', contains: [[{ description: 'lu' }]], lastUpdated: [{ op: 'lt', value: before }], count: 10 }, 'system');
     expect(miss.resources).toEqual([]);
   });
+
+  it('runs write observers inside the writing transaction, with the previous status; a rollback drops what they wrote', async () => {
+    const seen: { id: string; status: string; previous?: { status?: string; businessStatus?: string }; access: readonly string[]; inTx: boolean }[] = [];
+    const observed = new ResourceStore(database.db, acceptAll, undefined, {
+      observers: [
+        {
+          resourceType: 'Task',
+          async onWrite(tx, change) {
+            // A plain write is wrapped in a transaction so the observer's own writes commit with it.
+            const inTx = tx !== observed;
+            seen.push({ id: change.resource.id as string, status: (change.resource as Task).status, ...(change.previous ? { previous: change.previous } : {}), access: change.access, inTx });
+            if ((change.resource as Task).status === 'failed') await tx.create({ resourceType: 'Patient', id: `p-${change.resource.id}` } as Patient, ['a']);
+          },
+        },
+      ],
+    });
+    const created = await observed.create(task('a'), ['ref', 'a']);
+    await observed.create({ resourceType: 'Patient' } as Patient, ['a']);
+    const updated = await observed.update<Task>({ ...created, status: 'accepted', businessStatus: { coding: [{ code: 'records-ready' }] } });
+    expect(seen).toEqual([
+      { id: created.id, status: 'requested', access: ['ref', 'a'], inTx: true },
+      { id: created.id, status: 'accepted', previous: { status: 'requested' }, access: ['ref', 'a'], inTx: true },
+    ]);
+    await expect(
+      observed.withTransaction(async (tx) => {
+        await tx.update<Task>({ ...updated, status: 'failed' });
+        throw new Error('later step fails');
+      }),
+    ).rejects.toThrow('later step fails');
+    expect(seen.at(-1)).toMatchObject({ status: 'failed', previous: { status: 'accepted', businessStatus: 'records-ready' } });
+    // Neither the Task change nor what the observer wrote survived the rollback.
+    expect((await store.read<Task>('Task', created.id!, 'system'))?.status).toBe('accepted');
+    expect(await store.read('Patient', `p-${created.id}`, 'system')).toBeUndefined();
+  });
 });

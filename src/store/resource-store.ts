@@ -56,6 +56,24 @@ export interface SearchPage<T extends Resource = Resource> {
 
 type Row = typeof resources.$inferSelect;
 
+/** What changed in one write, as an observer sees it. */
+export interface ResourceChange {
+  resource: Resource;
+  /** Status and business-status code of the version before (absent on create). */
+  previous?: { status?: string; businessStatus?: string };
+  /** Who may read the new version. */
+  access: readonly string[];
+}
+
+/**
+ * Runs inside the writing transaction after each create or update of `resourceType`
+ * (the outbox: a job it enqueues exists if and only if the write commits).
+ */
+export interface WriteObserver {
+  resourceType: string;
+  onWrite(tx: ResourceStore, change: ResourceChange): Promise<void>;
+}
+
 /**
  * FHIR resources as versioned jsonb rows: `resource` holds the current version,
  * `resource_history` every version. Every write is validated first, so nothing that
@@ -65,11 +83,15 @@ export class ResourceStore {
   private readonly db: Db;
   private readonly validator: ResourceValidator;
   private readonly now: () => Date;
+  private readonly observers: readonly WriteObserver[];
+  private readonly inTransaction: boolean;
 
-  constructor(db: Db, validator: ResourceValidator, now: () => Date = () => new Date()) {
+  constructor(db: Db, validator: ResourceValidator, now: () => Date = () => new Date(), options: { observers?: readonly WriteObserver[]; inTransaction?: boolean } = {}) {
     this.db = db;
     this.validator = validator;
     this.now = now;
+    this.observers = options.observers ?? [];
+    this.inTransaction = options.inTransaction ?? false;
   }
 
   /**
@@ -77,7 +99,16 @@ export class ResourceStore {
    * Nested calls become savepoints.
    */
   async withTransaction<R>(fn: (store: ResourceStore) => Promise<R>): Promise<R> {
-    return this.db.transaction(async (tx) => fn(new ResourceStore(tx as unknown as Db, this.validator, this.now)));
+    return this.db.transaction(async (tx) => fn(new ResourceStore(tx as unknown as Db, this.validator, this.now, { observers: this.observers, inTransaction: true })));
+  }
+
+  private observersOf(resourceType: string): WriteObserver[] {
+    return this.observers.filter((o) => o.resourceType === resourceType);
+  }
+
+  /** A write its observers see must run in a transaction, so what they enqueue commits with it. */
+  private needsTransaction(types: readonly string[]): boolean {
+    return !this.inTransaction && types.some((t) => this.observersOf(t).length > 0);
   }
 
   /** The underlying drizzle handle, for use cases that write their own tables in the same transaction. */
@@ -93,6 +124,7 @@ export class ResourceStore {
   /** Creates several resources with one INSERT per table (ids are assigned when missing). */
   async createMany(items: readonly NewResource[]): Promise<Resource[]> {
     if (items.length === 0) return [];
+    if (this.needsTransaction(items.map((i) => i.resource.resourceType))) return this.withTransaction((tx) => tx.createMany(items));
     const lastUpdated = this.now();
     const rows = items.map(({ resource, access }) => {
       const content = {
@@ -118,6 +150,9 @@ export class ResourceStore {
       )
       INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
       SELECT resource_type, id, version_id, last_updated, content, access FROM input`);
+    for (const r of rows) {
+      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content, access: r.access });
+    }
     return rows.map((r) => r.content);
   }
 
@@ -158,8 +193,15 @@ export class ResourceStore {
     const type = resource.resourceType;
     const id = resource.id;
     if (!id) throw new Error('update needs a resource id');
+    if (this.needsTransaction([type])) return this.withTransaction((tx) => tx.update(resource, options));
+    const observers = this.observersOf(type);
     const current = await this.db
-      .select({ versionId: resources.versionId, access: resources.access })
+      .select({
+        versionId: resources.versionId,
+        access: resources.access,
+        status: sql<string | null>`${resources.content}->>'status'`,
+        businessStatus: sql<string | null>`${resources.content}#>>'{businessStatus,coding,0,code}'`,
+      })
       .from(resources)
       .where(and(eq(resources.resourceType, type), eq(resources.id, id)))
       .for('update');
@@ -180,6 +222,9 @@ export class ResourceStore {
       .returning({ id: resources.id });
     if (updated.length === 0) throw new OperationOutcomeError(preconditionFailed);
     await this.db.insert(resourceHistory).values({ resourceType: type, id, versionId, lastUpdated, content, access });
+    for (const observer of observers) {
+      await observer.onWrite(this, { resource: content, access, previous: { ...(row.status ? { status: row.status } : {}), ...(row.businessStatus ? { businessStatus: row.businessStatus } : {}) } });
+    }
     return content;
   }
 
