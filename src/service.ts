@@ -14,6 +14,7 @@ import type { QueuePolicy } from './jobs/job-queue.ts';
 import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifyWebhookJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
+import { sweepOverdue } from './consults/overdue-sweep.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
@@ -160,6 +161,22 @@ export async function startService(config: Config, log: Logger, options: StartOp
     },
   });
 
+  // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
+  let sweeping: Promise<void> | undefined;
+  const sweep = () => {
+    sweeping ??= sweepOverdue({ store, now })
+      .then((r) => {
+        if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
+      })
+      .catch((err: unknown) => log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'overdue sweep failed'))
+      .finally(() => {
+        sweeping = undefined;
+      });
+  };
+  const sweepTimer = setInterval(sweep, config.overdueSweepIntervalSeconds * 1000);
+  sweepTimer.unref();
+  sweep();
+
   const server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -182,6 +199,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
         const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
         await closed;
         clearTimeout(timer);
+        clearInterval(sweepTimer);
+        await sweeping;
         // The queue stops before the store closes (on PGlite it shares the one session).
         await jobs.stop({ graceful: true });
         await database.close();

@@ -1,0 +1,124 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Task } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sweepOverdue } from '../src/consults/overdue-sweep.ts';
+import type { WorklistItem } from '../src/consults/worklist.ts';
+import { createValidator } from '../src/fhir/validator.ts';
+import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
+import { clientIdOf } from './support/example-network.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
+import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { getAccessToken } from './support/tokens.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+
+/**
+ * The overdue sweep (issue 4 §4): the periodic job marks Tasks past their due date that wait on
+ * the consultant with business status `overdue`, visible in the worklist and the summary; Tasks
+ * waiting on the referrer keep their business status.
+ */
+describe('overdue sweep (flow)', () => {
+  let ehr: SandboxEhr;
+  let service: TestService;
+  let store: ResourceStore;
+  const validator = createValidator();
+  const tokens: Record<string, string> = {};
+
+  beforeAll(async () => {
+    ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
+    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+    const stOlaf = network.participants.find((p) => p.id === 'st-olaf') as { fhir?: unknown };
+    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
+    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
+    await writeFile(networkFile, JSON.stringify(network));
+    service = await startTestService({ NETWORK_FILE: networkFile, OVERDUE_SWEEP_INTERVAL_SECONDS: '1' }, undefined, { jobPollingIntervalSeconds: 0.5 });
+    store = new ResourceStore(service.database.db, validator);
+    for (const p of ['st-olaf', 'lakeside-consults']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await ehr?.stop();
+  });
+
+  async function call<T>(method: string, pathname: string, participant: string, body?: unknown): Promise<{ status: number; body: T }> {
+    const res = await fetch(`${service.url}${pathname}`, {
+      method,
+      headers: { authorization: `Bearer ${tokens[participant]}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  }
+
+  async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 45_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const value = await probe();
+      if (value !== undefined) return value;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+
+  async function referral(): Promise<{ id: string; taskId: string }> {
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }));
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    await until(async () => ((await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), 'records');
+    return { id, taskId: created.body.tasks[0]?.id as string };
+  }
+
+  /** Moves the Task's due date into the past (as if days went by). */
+  async function makeLate(taskId: string): Promise<void> {
+    const task = (await store.read<Task>('Task', taskId, 'system')) as Task;
+    await store.update<Task>({ ...task, restriction: { period: { end: new Date(Date.now() - 86_400_000).toISOString() } } }, { expectedVersion: task.meta?.versionId });
+  }
+
+  const worklist = async (query: string) => (await call<{ items: WorklistItem[] }>('GET', `/consults?${query}`, 'lakeside-consults')).body.items;
+
+  it('a late Task waiting on the consultant becomes overdue in the worklist and the summary; one waiting on the referrer keeps its status', async () => {
+    const late = await referral();
+    const waiting = await referral();
+    expect((await call('POST', `/consults/${waiting.taskId}/accept`, 'lakeside-consults')).status).toBe(200);
+    expect((await call('POST', `/consults/${waiting.taskId}/start`, 'lakeside-consults')).status).toBe(200);
+    expect((await call('POST', `/consults/${waiting.taskId}/request-info`, 'lakeside-consults', { question: 'Which implant?' })).status).toBe(200);
+    expect((await worklist('overdue=true')).map((i) => i.task.id)).not.toContain(late.taskId);
+
+    await makeLate(late.taskId);
+    await makeLate(waiting.taskId);
+    const item = await until(async () => (await worklist('overdue=true')).find((i) => i.task.id === late.taskId && i.task.businessStatus === 'overdue'), 'the periodic sweep');
+    expect(item.task).toMatchObject({ status: 'requested', businessStatus: 'overdue', overdue: true });
+
+    const task = (await store.read<Task>('Task', late.taskId, 'system')) as Task;
+    expect(validator.validate(task)).toEqual([]);
+    expect(task.businessStatus?.text).toMatch(/^Due .*; was: Record set ready for the consultant$/);
+    const summary = (await call<ReferralSummary>('GET', `/second-opinions/${late.id}`, 'st-olaf')).body;
+    expect(summary.consultants[0]?.task).toMatchObject({ status: 'requested', businessStatus: 'overdue', overdue: true });
+
+    // The Task on hold for the referrer is late too, but not the consultant's delay: its business status stands.
+    const onHold = (await call<ReferralSummary>('GET', `/second-opinions/${waiting.id}`, 'st-olaf')).body.consultants[0]?.task;
+    expect(onHold).toMatchObject({ status: 'on-hold', businessStatus: 'information-requested', overdue: true, informationRequested: 'Which implant?' });
+
+    // The consultant can still act on an overdue Task; the mark stays until the Task's next business status.
+    const accepted = await call<Task>('POST', `/consults/${late.taskId}/accept`, 'lakeside-consults');
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ status: 'accepted', businessStatus: { coding: [{ code: 'overdue' }] } });
+
+    // Once the referrer answers, the Task waits on the consultant again: the next sweep marks it, exactly once even when two replicas sweep at the same time.
+    expect((await call('POST', `/second-opinions/${waiting.id}/info`, 'st-olaf', { text: 'A 350 cc implant.' })).status).toBe(200);
+    const runs = await Promise.all([sweepOverdue({ store, now: () => new Date() }), sweepOverdue({ store, now: () => new Date() })]);
+    const history = (await store.history<Task>('Task', waiting.taskId, 'system')) as Task[];
+    const markedVersions = history.filter((t) => t.businessStatus?.coding?.[0]?.code === 'overdue');
+    expect(markedVersions).toHaveLength(1);
+    expect(markedVersions[0]?.status).toBe('in-progress');
+    expect(runs.flatMap((r) => r.marked).filter((id) => id === waiting.taskId).length).toBeLessThanOrEqual(1);
+    // Idempotent: nothing left to mark.
+    expect((await sweepOverdue({ store, now: () => new Date() })).marked).toEqual([]);
+  });
+});
