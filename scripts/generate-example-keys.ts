@@ -24,6 +24,7 @@ const CLIENTS: Record<string, 'ES384' | 'RS384'> = {
   'northfield-lis': 'ES384',
   'riverside-pacs': 'ES384',
   'audit-office-siem': 'ES384',
+  'st-olaf-physician-portal': 'ES384',
 };
 
 export const EXAMPLE_KEY_COMMENT = 'EXAMPLE KEY – never use in production';

@@ -192,7 +192,7 @@ describe('auth middleware', () => {
     const token = await getAccessToken(baseUrl, 'st-olaf-ehr');
     const res = await get('/whoami', token);
     expect(res.status).toBe(200);
-    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'] };
+    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' } };
     expect(await res.json()).toEqual({ context: caller, locals: caller });
   });
 
@@ -262,7 +262,7 @@ describe('GET /participants', () => {
   it('lists everyone without a role filter, with no keys or endpoints', async () => {
     const token = await getAccessToken(baseUrl, 'audit-office-siem');
     const body = (await (await get('/participants', token)).json()) as { participants: { id: string }[] };
-    expect(body.participants.map((p) => p.id)).toEqual(['st-olaf', 'lakeside-consults', 'northfield-pathology', 'riverside-imaging', 'audit-office']);
+    expect(body.participants.map((p) => p.id)).toEqual(['st-olaf', 'lakeside-consults', 'northfield-pathology', 'riverside-imaging', 'audit-office', 'st-olaf-physicians']);
     expect(body.participants[0]).toEqual({
       id: 'st-olaf',
       name: 'St Olaf Hospital (example)',

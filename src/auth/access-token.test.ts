@@ -38,7 +38,7 @@ const invalidToken = {
 describe('verifyAccessToken', () => {
   it('resolves the caller from a token we issued', async () => {
     const caller = await verifyAccessToken(await tokenFor('st-olaf-ehr'), deps);
-    expect(caller).toEqual({ clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'] });
+    expect(caller).toEqual({ clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' } });
   });
 
   it('returns the cached caller for a token seen before', async () => {
@@ -60,12 +60,14 @@ describe('verifyAccessToken', () => {
       participantId: 'st-olaf',
       roles: ['referrer', 'physician'],
       scopes: ['system/*.r'],
+      referrals: { referrer: 'st-olaf' },
     });
   });
 
   it('refuses a token whose client left the network', async () => {
     const token = await tokenFor('st-olaf-ehr');
-    const raw = JSON.parse(JSON.stringify({ participants: (await loadNetwork()).participants.slice(1) }));
+    // Without St Olaf (and the physicians' portal acting for it).
+    const raw = JSON.parse(JSON.stringify({ participants: (await loadNetwork()).participants.filter((p) => p.id !== 'st-olaf' && p.id !== 'st-olaf-physicians') }));
     expect(await outcomeOf(verifyAccessToken(token, { ...deps, network: parseNetwork(raw, 'smaller') }))).toEqual({
       resourceType: 'OperationOutcome',
       id: 'unauthorized',

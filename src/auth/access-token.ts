@@ -4,6 +4,7 @@ import { errors, jwtVerify } from 'jose';
 import type { Caller } from '../http/context.ts';
 import type { Network } from '../network/network.ts';
 import type { AuthDeps } from './auth-deps.ts';
+import { PractitionerRefused, type ReferralScope, referralScopeOf } from './referral-scope.ts';
 import { grantScopes, splitScopes } from './scopes.ts';
 import type { ServiceSigningKey } from './signing-key.ts';
 import { ACCESS_TOKEN_TYP } from './token-endpoint.ts';
@@ -18,6 +19,8 @@ interface CachedToken {
   clientId: string;
   participantId: string;
   scopes: readonly string[];
+  /** The clinician the token was issued for (absolute Practitioner URL), if any. */
+  practitioner?: string;
   /** Expiry in ms since the epoch. */
   expiresAt: number;
   /** The caller as resolved against `network`; recomputed when the network object changes. */
@@ -74,11 +77,11 @@ async function verify(token: string, deps: AccessTokenDeps, nowMs: number): Prom
       currentDate: new Date(nowMs),
       requiredClaims: ['exp', 'sub', 'jti'],
     });
-    const { client_id: clientId, participant, scope, sub, exp } = payload;
-    if (typeof clientId !== 'string' || clientId !== sub || typeof participant !== 'string' || typeof scope !== 'string') {
+    const { client_id: clientId, participant, scope, sub, exp, practitioner } = payload;
+    if (typeof clientId !== 'string' || clientId !== sub || typeof participant !== 'string' || typeof scope !== 'string' || (practitioner !== undefined && typeof practitioner !== 'string')) {
       throw new OperationOutcomeError(unauthorizedOutcome('Invalid access token'));
     }
-    return { clientId, participantId: participant, scopes: splitScopes(scope), expiresAt: (exp as number) * 1000 };
+    return { clientId, participantId: participant, scopes: splitScopes(scope), ...(practitioner ? { practitioner } : {}), expiresAt: (exp as number) * 1000 };
   } catch (err) {
     if (err instanceof OperationOutcomeError) throw err;
     if (err instanceof errors.JWTExpired) throw new OperationOutcomeError(unauthorizedTokenExpired);
@@ -93,11 +96,20 @@ function resolveCaller(entry: CachedToken, network: Network): Caller {
   }
   // Never widen: an empty scope list would make grantScopes return the whole registration.
   const scopes = entry.scopes.length === 0 ? [] : grantScopes(entry.scopes, splitScopes(registered.client.scope));
+  let referrals: ReferralScope | undefined;
+  try {
+    referrals = referralScopeOf(registered.participant, network, entry.practitioner);
+  } catch (err) {
+    // The participant no longer acts for that clinician (network changed): the token is void.
+    if (err instanceof PractitionerRefused) throw new OperationOutcomeError(unauthorizedOutcome('The practitioner of this access token is no longer registered for the client'));
+    throw err;
+  }
   return Object.freeze({
     clientId: entry.clientId,
     participantId: registered.participant.id,
     roles: Object.freeze([...registered.participant.roles]),
     scopes: Object.freeze(scopes),
+    ...(referrals ? { referrals: Object.freeze(referrals) } : {}),
   });
 }
 

@@ -3,6 +3,7 @@ import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT, type JWTP
 import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
 import { ClientJwksUnavailableError, clientKeyResolver } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';
+import { PractitionerRefused, referralScopeOf } from './referral-scope.ts';
 import { grantScopes, invalidScopes, splitScopes } from './scopes.ts';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -122,10 +123,21 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: { cl
   const granted = grantScopes(requested, registeredScopes);
   if (granted.length === 0) throw new OAuthError('invalid_scope', `none of the requested scopes is allowed for this client; allowed: ${registeredScopes.join(' ')}`);
 
-  // 6. The access token.
+  // 6. Optionally, the clinician the token acts for: it then reads only that clinician's referrals.
+  let practitioner: string | undefined;
+  if (form.practitioner !== undefined) {
+    try {
+      practitioner = referralScopeOf(participant, deps.network, form.practitioner)?.requesters?.[0];
+    } catch (err) {
+      if (err instanceof PractitionerRefused) throw new OAuthError('invalid_request', err.message);
+      throw err;
+    }
+  }
+
+  // 7. The access token.
   const ttl = Math.min(deps.config.accessTokenTtlSeconds, 300);
   const scope = granted.join(' ');
-  const accessToken = await new SignJWT({ client_id: clientId, participant: participant.id, scope })
+  const accessToken = await new SignJWT({ client_id: clientId, participant: participant.id, scope, ...(practitioner ? { practitioner } : {}) })
     .setProtectedHeader({ alg: deps.signingKey.alg, kid: deps.signingKey.kid, typ: ACCESS_TOKEN_TYP })
     .setIssuer(deps.config.publicUrl)
     .setAudience(deps.config.publicUrl)

@@ -1,4 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { ReferralScope } from '../auth/referral-scope.ts';
 import type { Logger } from '../log/logger.ts';
 
 /** Who is calling: resolved once from the bearer token by the auth middleware. */
@@ -11,6 +12,8 @@ export interface Caller {
   roles: readonly string[];
   /** Granted SMART scopes. */
   scopes: readonly string[];
+  /** Whose referrals the caller may read (referrers and physicians only; see auth/referral-scope.ts). */
+  referrals?: ReferralScope;
 }
 
 /** Request context carried through async calls (AsyncLocalStorage). */

@@ -1,6 +1,5 @@
-import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { DocumentReference, Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq, inArray } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { requireScope } from '../auth/middleware.ts';
@@ -8,7 +7,8 @@ import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
-import { intakeRequests, opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
+import { findVisibleReferral } from './referral-access.ts';
+import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 
 export interface ConsultantSummary {
   participant?: string;
@@ -110,14 +110,7 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
 }
 
 async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<{ summary: ReferralSummary; serviceRequest: ServiceRequest; tasks: Task[] }> {
-  const [placed] = await deps.store.database
-    .select({ requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds, recordsRevision: intakeRequests.recordsRevision })
-    .from(intakeRequests)
-    .where(and(eq(intakeRequests.serviceRequestId, id), eq(intakeRequests.participantId, caller.participantId)));
-  if (!placed) throw new OperationOutcomeError(notFound);
-  const reader = { participantId: caller.participantId };
-  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', id, reader);
-  if (!serviceRequest) throw new OperationOutcomeError(notFound);
+  const { placed, serviceRequest, reader } = await findVisibleReferral(id, caller, deps.store);
   const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
   const now = deps.now().getTime();
   const [assembly] = await deps.store.database.select().from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, id));

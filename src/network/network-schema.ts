@@ -91,6 +91,19 @@ export const ParticipantSchema = z.looseObject({
     })
     .optional(),
   /**
+   * For a participant with the `physician` role (a primary physician's app or portal): whose
+   * referrals it may read, and for which clinicians. It sees a referral only when the referral
+   * was placed by `referrer` and its requester is one of `practitioners`.
+   */
+  actsFor: z
+    .looseObject({
+      /** The referrer participant (id) whose referrals these clinicians place. */
+      referrer: SlugSchema,
+      /** The clinicians, as the referrer's EHR knows them: `Practitioner/<id>` (on that EHR) or an absolute URL. */
+      practitioners: z.array(z.string().regex(/(^|\/)Practitioner\/[A-Za-z0-9\-.]{1,64}$/, 'must be a Practitioner reference (Practitioner/<id> or an absolute URL)')).min(1, 'must list at least one practitioner'),
+    })
+    .optional(),
+  /**
    * Webhook: on every change of a Task this participant may read, the service POSTs an id-only
    * JSON notification to `url`, signed with `secret` (Standard Webhooks: HMAC-SHA256).
    */
@@ -149,6 +162,17 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
     const roles = asArray(p.roles);
     if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
       problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
+    }
+
+    // A physician-only participant sees referrals through the referrer it acts for.
+    if (roles.includes('physician') && !roles.includes('referrer') && !isObject(p.actsFor)) {
+      problems.push({ path: at('actsFor'), message: 'is required for a participant with the physician role (the referrer and the practitioners whose referrals it may read)' });
+    }
+    if (isObject(p.actsFor) && typeof p.actsFor.referrer === 'string') {
+      const target = asArray(raw.participants).find((q) => isObject(q) && q.id === (p.actsFor as Record<string, unknown>).referrer);
+      if (!isObject(target) || !asArray(target.roles).includes('referrer')) {
+        problems.push({ path: at('actsFor', 'referrer'), message: `"${p.actsFor.referrer}" is not a participant with the referrer role` });
+      }
     }
 
     // A token endpoint is useless without the client settings to sign an assertion for it.

@@ -70,6 +70,19 @@ describe('parseNetwork', () => {
     expect(network.get('lakeside-consults')?.notify).toEqual({ url: 'https://lakeside.example/hooks/second-opinion', secret: 'lakeside-shared-secret-0123456789', email: 'x@lakeside.example' });
   });
 
+  it('a physician-only participant needs actsFor naming a referrer', () => {
+    const file = networkFile();
+    file.participants[2].roles = ['physician'];
+    expect(problemsOf(file)).toEqual(['participants[2] (audit-office).actsFor: is required for a participant with the physician role (the referrer and the practitioners whose referrals it may read)']);
+    file.participants[2].actsFor = { referrer: 'lakeside-consults', practitioners: ['Patient/x'] };
+    expect(problemsOf(file)).toEqual([
+      'participants[2] (audit-office).actsFor.practitioners[0]: must be a Practitioner reference (Practitioner/<id> or an absolute URL)',
+      'participants[2] (audit-office).actsFor.referrer: "lakeside-consults" is not a participant with the referrer role',
+    ]);
+    file.participants[2].actsFor = { referrer: 'st-olaf', practitioners: ['Practitioner/dr-nilsen', 'https://ehr.st-olaf.example/fhir/R4/Practitioner/dr-berg'] };
+    expect(parseNetwork(file, 'x.json').get('audit-office')?.actsFor?.practitioners).toHaveLength(2);
+  });
+
   it('checks a webhook: an http(s) URL and a secret of at least 24 characters', () => {
     const file = networkFile();
     file.participants[1].notify = { url: 'ftp://lakeside.example/hook', secret: 'short' };
@@ -182,7 +195,9 @@ describe('loadNetwork', () => {
       ['northfield-pathology', ['consultant']],
       ['riverside-imaging', ['consultant']],
       ['audit-office', ['auditor']],
+      ['st-olaf-physicians', ['physician']],
     ]);
+    expect(network.get('st-olaf-physicians')?.actsFor).toEqual({ referrer: 'st-olaf', practitioners: ['Practitioner/dr-nilsen'] });
     expect(network.participants.every((p) => p.name.endsWith('(example)'))).toBe(true);
     expect(network.get('st-olaf')?.fhir?.baseUrl).toBe('http://localhost:8090/fhir/R4');
     const algs = network.participants.flatMap((p) => p.clients.flatMap((c) => c.jwks?.keys.map((k) => k.alg) ?? []));

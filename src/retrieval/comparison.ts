@@ -4,9 +4,7 @@
  * preferred one, key risks, recovery, missing information), and, with two or more opinions,
  * where they agree and where they differ. JSON for systems, HTML for a physician to read.
  */
-import { notFound, OperationOutcomeError } from '@medplum/core';
-import type { ClinicalImpression, DocumentReference, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq } from 'drizzle-orm';
+import type { ClinicalImpression, DocumentReference, Task } from '@medplum/fhirtypes';
 import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { requireScope } from '../auth/middleware.ts';
@@ -15,7 +13,7 @@ import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { AGREEMENT_DISPLAY, type Agreement } from '../opinions/opinion.ts';
 import { escapeHtml } from '../opinions/render-note.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
-import { intakeRequests } from '../store/schema.ts';
+import { findVisibleReferral } from '../intake/referral-access.ts';
 
 export interface ComparedOption {
   option: string;
@@ -85,14 +83,7 @@ export async function getComparison(id: string, caller: Caller, deps: Comparison
 }
 
 async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps): Promise<Comparison> {
-  const [placed] = await deps.store.database
-    .select({ taskIds: intakeRequests.taskIds })
-    .from(intakeRequests)
-    .where(and(eq(intakeRequests.serviceRequestId, id), eq(intakeRequests.participantId, caller.participantId)));
-  if (!placed) throw new OperationOutcomeError(notFound);
-  const reader = { participantId: caller.participantId };
-  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', id, reader);
-  if (!serviceRequest) throw new OperationOutcomeError(notFound);
+  const { placed, serviceRequest, reader } = await findVisibleReferral(id, caller, deps.store);
   const tasks = await deps.store.readMany<Task>('Task', placed.taskIds, reader);
   const firstRef = serviceRequest.supportingInfo?.find((s) => s.reference?.startsWith('ClinicalImpression/'))?.reference;
   const first = firstRef ? await deps.store.read<ClinicalImpression>('ClinicalImpression', firstRef.slice('ClinicalImpression/'.length), reader) : undefined;
