@@ -62,6 +62,12 @@ export async function startService(config: Config, log: Logger, options: StartOp
     // privateKeyFile paths are relative to the network file; the example network's to the repository root.
     keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
   });
+  // An attempt is a token call and two creates (plus one token retry): a shorter lease could let a
+  // retry run beside a slow attempt still in flight, leaving exactly-once to the EHR's If-None-Exist alone.
+  const slowestAttemptMs = 4 * Math.max(0, ...network.list('referrer').map((p) => p.fhir?.timeoutMs ?? 30_000));
+  if (config.deliveryAttemptTimeoutSeconds * 1000 < slowestAttemptMs) {
+    log.warn({ deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, slowestAttemptSeconds: slowestAttemptMs / 1000 }, 'DELIVERY_ATTEMPT_TIMEOUT_SECONDS is shorter than a post-back attempt can take (4 x the referrers\' fhir.timeoutMs): a retry may overlap a slow attempt');
+  }
   const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds } });
   const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));

@@ -6,7 +6,9 @@
  * a timeout that hid a success, or a second replica running the same job finds what the first
  * attempt created instead of creating it again.
  *
- * Every attempt is audited as a disclosure (success or failure). After the last retry the
+ * Every attempt that ends is audited as a disclosure (success or failure); one cut short by
+ * a crash is counted by the next (`attempts` is at least the queue's attempt number, and that
+ * attempt's AuditEvent says which attempt it was). After the last retry the
  * Task's business status says delivery failed; `POST /admin/deliveries/{id}/retry` re-drives.
  */
 import type { Communication, DocumentReference, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
@@ -66,7 +68,7 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     await deps.store.withTransaction(async (tx) => {
       await tx.database
         .update(opinionDeliveries)
-        .set({ status: 'delivered', attempts: sql`${opinionDeliveries.attempts} + 1`, lastError: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
+        .set({ status: 'delivered', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
         .where(eq(opinionDeliveries.id, deliveryId));
       const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
       await tx.update<Task>({ ...current, businessStatus: businessStatus('opinion-delivered', `Delivered to the referring EHR as ${document}`) }, { expectedVersion: current.meta?.versionId });
@@ -80,7 +82,7 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     await deps.store.withTransaction(async (tx) => {
       await tx.database
         .update(opinionDeliveries)
-        .set({ status: last ? 'failed' : 'pending', attempts: sql`${opinionDeliveries.attempts} + 1`, lastError: reason, updatedAt: now })
+        .set({ status: last ? 'failed' : 'pending', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: reason, updatedAt: now })
         .where(eq(opinionDeliveries.id, deliveryId));
       if (last) {
         const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;

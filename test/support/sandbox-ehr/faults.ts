@@ -5,10 +5,11 @@
  *   ehr.faults.add({ path: /\/Binary\//, status: 500, times: 3 }); // 3 × 500, then normal again
  *   ehr.faults.add({ path: '/fhir/R4/DocumentReference', delayMs: 5_000 });
  *   ehr.faults.add({ path: /\/Binary\/bin-op-note/, corruptBytes: true });
+ *   ehr.faults.add({ path: '/fhir/R4/DocumentReference', method: 'POST', beforeResponse: () => killClient() });
  *   ehr.faults.clear();
  */
 
-/** One fault rule. Exactly one effect is expected per rule (status, delayMs, resetConnection, corruptBytes or wrongLength). */
+/** One fault rule. Exactly one effect is expected per rule (status, delayMs, resetConnection, corruptBytes, wrongLength or beforeResponse). */
 export interface FaultRule {
   /** Matched against the request path including the query (`/fhir/R4/Binary/x?...`): a string where it occurs anywhere, a RegExp when it tests true. */
   path: RegExp | string;
@@ -24,6 +25,14 @@ export interface FaultRule {
   corruptBytes?: boolean;
   /** Serve only the first half of the attachment bytes (with a Content-Length that matches what is sent), so the declared `size` disagrees. */
   wrongLength?: boolean;
+  /**
+   * Called after the request was handled normally (a create or update is already stored) and
+   * before its response is sent; the response waits for the returned promise, and is not sent
+   * at all when the connection is gone by then. Opens the window "the EHR did the work, the
+   * client does not know it yet": a test can kill the client's process there, or make the
+   * client time out. Unlike `delayMs`, which waits before the request is handled.
+   */
+  beforeResponse?: () => Promise<void> | void;
   /** How many matching requests the rule affects before it stops (default: unlimited). */
   times?: number;
 }

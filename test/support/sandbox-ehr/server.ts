@@ -172,6 +172,10 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
           return send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status), undefined);
         }
         const reply = origin === 'ehr' ? await ehrReply(req, path, raw) : handleStorageRequest(method, path, blobs, signer);
+        if (fault?.beforeResponse) {
+          await fault.beforeResponse();
+          if (res.destroyed) return;
+        }
         send(res, reply, fault);
       } catch {
         if (!res.headersSent) send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Internal error' } }] }, 500), undefined);

@@ -1,0 +1,229 @@
+/**
+ * The service as a real child process, started exactly as `npm start` does (`tsx src/main.ts`
+ * on the project's Node), for tests that kill it, restart it or run several replicas: its JSON
+ * log lines are collected, it can be SIGKILLed at a chosen moment, and it gets a database of its
+ * own (a PGlite directory, or a fresh PostgreSQL database when DATABASE_URL is set).
+ *
+ *   const db = await createProcessDatabase();
+ *   const svc = await startServiceProcess({ DATA_DIR: dir, NETWORK_FILE: file, ...db.env });
+ *   await svc.get('st-olaf', '/second-opinions/x');
+ *   await svc.stop(); await db.drop();
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { clientIdOf } from './example-network.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './sandbox-ehr/clients.ts';
+import type { SandboxEhr } from './sandbox-ehr/server.ts';
+import { freePort } from './service.ts';
+import { getAccessToken } from './tokens.ts';
+
+const ROOT = path.join(import.meta.dirname, '..', '..');
+
+export type LogLine = Record<string, unknown> & { msg?: string };
+
+/** A running `src/main.ts` child process. */
+export interface ServiceProcess {
+  /** `http://127.0.0.1:PORT`, also its PUBLIC_URL (the audience of its tokens). */
+  url: string;
+  /** Its stdout, one parsed JSON log line each (non-JSON lines are kept as `{ msg: '<raw>', raw: true }`). */
+  logs: LogLine[];
+  readonly stderr: string;
+  /** Resolves with the exit code (null when killed by a signal). */
+  exit: Promise<number | null>;
+  readonly exited: boolean;
+  /** Sends a signal to the child (only the child: tsx runs in-process, there are no grandchildren). */
+  kill(signal: NodeJS.Signals): void;
+  /** Waits for a log line matching `match`; throws with the log so far on timeout or exit. */
+  waitFor(match: (line: LogLine) => boolean, ms?: number): Promise<LogLine>;
+  /** Calls the service's HTTP API as a participant of the example network (token fetched once per participant). */
+  call<T>(method: string, pathname: string, participant: string, body?: unknown): Promise<{ status: number; body: T }>;
+  /** SIGTERM, then SIGKILL if it has not exited after `graceMs`. Safe to call when already gone. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Spawns the service with `env` (plus PATH and HOME; nothing else is inherited, so the parent's
+ * DATABASE_URL does not leak in) on a free port, and waits for its `listening` line.
+ */
+export async function startServiceProcess(env: Record<string, string>, options: { startupMs?: number } = {}): Promise<ServiceProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: String(port), PUBLIC_URL: url, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  let stderr = '';
+  let exited = false;
+  const waiters: (() => void)[] = [];
+  const wake = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  let buffer = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffer += chunk.toString();
+    let nl;
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line) as LogLine);
+      } catch {
+        logs.push({ msg: line, raw: true });
+      }
+    }
+    wake();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exit = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      exited = true;
+      wake();
+      resolve(code);
+    }),
+  );
+  const tokens = new Map<string, Promise<string>>();
+
+  const proc: ServiceProcess = {
+    url,
+    logs,
+    get stderr() {
+      return stderr;
+    },
+    exit,
+    get exited() {
+      return exited;
+    },
+    kill(signal) {
+      if (!exited) child.kill(signal);
+    },
+    async waitFor(match, ms = 60_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const found = logs.find(match);
+        if (found) return found;
+        if (exited) throw new Error(`service exited before the awaited log line; log:\n${tail(logs)}\n${stderr}`);
+        if (Date.now() > deadline) throw new Error(`timed out waiting for a log line; log so far:\n${tail(logs)}\n${stderr}`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, 250);
+          waiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+    },
+    async call<T>(method: string, pathname: string, participant: string, body?: unknown) {
+      let token = tokens.get(participant);
+      if (!token) {
+        token = getAccessToken(url, clientIdOf(participant));
+        tokens.set(participant, token);
+        token.catch(() => tokens.delete(participant));
+      }
+      const res = await fetch(`${url}${pathname}`, {
+        method,
+        headers: { authorization: `Bearer ${await token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    },
+    async stop(graceMs = 15_000) {
+      if (exited) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+      await exit;
+      clearTimeout(timer);
+    },
+  };
+  try {
+    await proc.waitFor((l) => l.msg === 'listening', options.startupMs ?? 90_000);
+  } catch (err) {
+    proc.kill('SIGKILL');
+    await exit;
+    throw err;
+  }
+  return proc;
+}
+
+function tail(logs: LogLine[], n = 40): string {
+  return logs
+    .slice(-n)
+    .map((l) => JSON.stringify(l))
+    .join('\n');
+}
+
+/** Where a service process keeps its data: env for the child, and how to remove it afterwards. */
+export interface ProcessDatabase {
+  kind: 'pglite' | 'postgres';
+  /** DATA_DIR (always: the generated signing key lives there) and, on PostgreSQL, DATABASE_URL. */
+  env: { DATA_DIR: string; DATABASE_URL?: string };
+  /** A further DATA_DIR for a second replica on the same database (PostgreSQL only). */
+  dataDir(): Promise<string>;
+  /** Drops the database (PostgreSQL, forcing off leftover connections) and removes the directories. */
+  drop(): Promise<void>;
+}
+
+/**
+ * A fresh database for service processes. With DATABASE_URL set: a new database created with
+ * `CREATE DATABASE` on that server (main.ts cannot be pointed at a schema, so a schema per test
+ * as in database.ts is not an option). Otherwise: a PGlite directory under DATA_DIR.
+ */
+export async function createProcessDatabase(): Promise<ProcessDatabase> {
+  const dirs: string[] = [];
+  const newDir = async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'so-proc-'));
+    dirs.push(dir);
+    return dir;
+  };
+  const dataDir = await newDir();
+  const removeDirs = async () => {
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  };
+  const serverUrl = process.env.DATABASE_URL;
+  if (!serverUrl) return { kind: 'pglite', env: { DATA_DIR: dataDir }, dataDir: newDir, drop: removeDirs };
+  const name = `so_proc_${randomBytes(6).toString('hex')}`;
+  await admin(serverUrl, `CREATE DATABASE ${name}`);
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return {
+    kind: 'postgres',
+    env: { DATA_DIR: dataDir, DATABASE_URL: url.toString() },
+    dataDir: newDir,
+    async drop() {
+      await admin(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await removeDirs();
+    },
+  };
+}
+
+async function admin(url: string, statement: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(statement);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Writes a copy of the example network whose referrer (st-olaf) posts back to `ehr`, into a new
+ * temp directory; returns the file's path. The outbound key path is absolute (relative paths in a
+ * network file are resolved against the file's directory).
+ */
+export async function writeSandboxNetwork(ehr: SandboxEhr, options: { timeoutMs?: number } = {}): Promise<string> {
+  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+  const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
+  if (!stOlaf) throw new Error('example network lacks st-olaf');
+  stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: options.timeoutMs ?? 30_000 };
+  const file = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
+  await writeFile(file, JSON.stringify(network));
+  return file;
+}
