@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { OperationOutcome, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { allowedActions, type TaskAction } from '../src/consults/task-transitions.ts';
 import type { Worklist } from '../src/consults/worklist.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
@@ -245,5 +246,44 @@ describe('consult actions (flow)', () => {
     expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('revoked');
     const again = await call<OperationOutcome>('POST', `/second-opinions/${id}/cancel`, 'st-olaf', { reason: 'again' });
     expect(again.status).toBe(409);
+  });
+
+  it('every consultant action from every status the table does not allow it from: 409 with the allowed actions, the Task unchanged; the referrer may not act, the consultant may not answer for the referrer', async () => {
+    const opinion = { diagnosisAgreement: 'agree', planAgreement: 'agree', diagnosis: [], summary: 'Agree.', recommendations: [{ option: 'As planned', preferred: true }], missingInformation: [], followUp: 'None.' };
+    const bodies: Record<string, unknown> = { accept: undefined, decline: { reason: 'No capacity' }, start: undefined, 'request-info': { question: 'Which implant?' }, 'confirm-cancellation': undefined, opinion };
+    const tableAction = (path: string) => (path === 'opinion' ? 'complete' : path) as TaskAction;
+    const { id, tasks } = await referral();
+    const taskId = tasks[0]?.id as string;
+
+    const refusedFrom = async (status: Task['status']) => {
+      const before = await taskNow(taskId);
+      expect(before.status).toBe(status);
+      const allowed = allowedActions(status, 'consultant').filter((a) => a !== 'confirm-cancellation');
+      for (const [path, body] of Object.entries(bodies)) {
+        if (allowed.includes(tableAction(path))) continue;
+        const res = await call('POST', `/consults/${taskId}/${path}`, 'lakeside-consults', body);
+        await expectRefused(res, 409, before, path === 'confirm-cancellation' && allowedActions(status, 'consultant').includes('confirm-cancellation') ? /has not asked to cancel/ : new RegExp(`allowed now: ${allowedActions(status, 'consultant').join(', ') || 'none'}$`));
+        expect((res.body as OperationOutcome).issue?.[0]?.expression).toEqual(['Task.status']);
+      }
+      // The referrer's token never acts on a consult (403); the consultant never answers for the referrer (403).
+      await expectRefused(await call('POST', `/consults/${taskId}/start`, 'st-olaf'), 403, before, /consultant role/);
+      await expectRefused(await call('POST', `/second-opinions/${id}/info`, 'lakeside-consults', { text: 'x' }), 403, before);
+      await expectRefused(await call('POST', `/second-opinions/${id}/cancel`, 'lakeside-consults', { reason: 'x' }), 403, before);
+    };
+
+    await refusedFrom('requested');
+    expect((await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
+    await refusedFrom('accepted');
+    expect((await call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
+    await refusedFrom('in-progress');
+    expect((await call('POST', `/consults/${taskId}/request-info`, 'lakeside-consults', bodies['request-info'])).status).toBe(200);
+    await refusedFrom('on-hold');
+    expect((await call('POST', `/second-opinions/${id}/info`, 'st-olaf', { text: 'A 350 cc implant.' })).status).toBe(200);
+    expect((await call('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', opinion)).status).toBe(200);
+    await refusedFrom('completed');
+    // A finished referral: nothing left to cancel or answer.
+    const done = await taskNow(taskId);
+    await expectRefused(await call('POST', `/second-opinions/${id}/cancel`, 'st-olaf', { reason: 'changed our mind' }), 409, done);
+    await expectRefused(await call('POST', `/second-opinions/${id}/info`, 'st-olaf', { text: 'late' }), 409, done);
   });
 });
