@@ -184,10 +184,19 @@ export async function startService(config: Config, log: Logger, options: StartOp
   sweep();
 
   const server = app.listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+  } catch (err) {
+    // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
+    clearInterval(sweepTimer);
+    await sweeping;
+    await jobs.stop({ graceful: false }).catch(() => undefined);
+    if (!options.database) await database.close();
+    throw err;
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   log.info({ port, store: database.kind }, 'listening');

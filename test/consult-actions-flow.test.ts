@@ -258,7 +258,7 @@ describe('consult actions (flow)', () => {
     const refusedFrom = async (status: Task['status']) => {
       const before = await taskNow(taskId);
       expect(before.status).toBe(status);
-      const allowed = allowedActions(status, 'consultant').filter((a) => a !== 'confirm-cancellation');
+      const allowed: TaskAction[] = allowedActions(status, 'consultant').filter((a) => a !== 'confirm-cancellation');
       for (const [path, body] of Object.entries(bodies)) {
         if (allowed.includes(tableAction(path))) continue;
         const res = await call('POST', `/consults/${taskId}/${path}`, 'lakeside-consults', body);

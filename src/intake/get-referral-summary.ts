@@ -19,6 +19,8 @@ export interface ConsultantSummary {
     status: Task['status'];
     businessStatus?: string;
     businessStatusText?: string;
+    /** Why, in words, where the business status has a reason (what is missing, why consent failed, the delivery error). */
+    businessStatusReason?: string;
     due?: string;
     overdue: boolean;
     lastModified?: string;
@@ -146,6 +148,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           status: task.status,
           businessStatus: businessStatus?.code,
           businessStatusText: businessStatus?.display,
+          ...(task.businessStatus?.text ? { businessStatusReason: task.businessStatus.text } : {}),
           due,
           overdue: !!due && !TERMINAL.has(task.status) && new Date(due).getTime() < now,
           lastModified: task.lastModified,

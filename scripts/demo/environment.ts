@@ -1,0 +1,155 @@
+/**
+ * What the demo runs against, all in this process and all on free ports: the sandbox EHR
+ * (St Olaf's FHIR server, synthetic chart) and the service with its embedded PGlite database in
+ * a fresh temp directory. The example network is copied to that directory with `st-olaf`
+ * pointed at the sandbox. `stop()` undoes everything, whatever state start-up reached.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { CodeableConcept } from '@medplum/fhirtypes';
+import { loadConfig, type Config } from '../../src/config/config.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { type RunningService, startService } from '../../src/service.ts';
+import { defaultSandboxClients, SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../../test/support/sandbox-ehr/clients.ts';
+import { CONSENT_ACTORS, makeConsent } from '../../test/support/sandbox-ehr/seed-resources.ts';
+import { type SandboxEhr, startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
+import { freePort } from '../../test/support/service.ts';
+import { generateClientKey } from '../../test/support/tokens.ts';
+import { EhrClient } from './http.ts';
+
+const ROOT = path.join(import.meta.dirname, '..', '..');
+
+/** The consent the demo records on the sandbox EHR: disclosure to both consulting clinics. */
+export const DEMO_CONSENT_ID = 'consent-demo';
+
+/** The demo's own client at the sandbox EHR (to read it over FHIR). */
+const EHR_VIEWER_CLIENT_ID = 'demo-viewer';
+
+export interface DemoEnvironment {
+  root: string;
+  dataDir: string;
+  ehr: SandboxEhr;
+  ehrClient: EhrClient;
+  service: RunningService;
+  config: Config;
+}
+
+export interface Startable {
+  /** Whatever has started so far (for cleanup after a failed start). */
+  partial: Partial<DemoEnvironment>;
+  start(): Promise<DemoEnvironment>;
+  /** Stops the service, then the sandbox, then removes the temp directory; never throws. Reports each step. */
+  stop(report: (line: string) => void): Promise<void>;
+}
+
+/** Rejects after `ms`, so a stuck shutdown cannot hang the demo. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000} s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+export function demoEnvironment(): Startable {
+  const partial: Partial<DemoEnvironment> = {};
+  let starting: Promise<DemoEnvironment> | undefined;
+  let stopping: Promise<void> | undefined;
+
+  function start(): Promise<DemoEnvironment> {
+    starting ??= startAll();
+    return starting;
+  }
+
+  async function startAll(): Promise<DemoEnvironment> {
+    partial.root = await mkdtemp(path.join(tmpdir(), 'so-demo-'));
+    partial.dataDir = path.join(partial.root, 'data');
+
+    // The sandbox EHR, with the service's outbound client and the demo's viewer registered.
+    const viewer = await generateClientKey('ES384', 'demo-viewer-key');
+    const ehr = await startSandboxEhr({
+      port: 0,
+      storagePort: 0,
+      clients: [...defaultSandboxClients(), { clientId: EHR_VIEWER_CLIENT_ID, jwks: { keys: [viewer.publicJwk] }, scope: 'system/*.rs' }],
+      // Small key image: the demo is about the flow, not about moving megabytes.
+      seed: { largeBytes: 200_000 },
+    });
+    partial.ehr = ehr;
+    partial.ehrClient = new EhrClient({ baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: EHR_VIEWER_CLIENT_ID, privateJwk: viewer.privateJwk });
+
+    // The network: the shipped example, with St Olaf's EHR being the sandbox.
+    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
+    if (!stOlaf) throw new Error('examples/network.json has no participant st-olaf');
+    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 10_000 };
+    const networkFile = path.join(partial.root, 'network.json');
+    await writeFile(networkFile, JSON.stringify(network, null, 2));
+
+    // The service, configured as `npm start` would be from these variables (the embedded
+    // default store: DATABASE_URL is deliberately not read from the environment).
+    const port = await freePort();
+    const config = loadConfig({
+      NODE_ENV: 'development',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      PUBLIC_URL: `http://127.0.0.1:${port}`,
+      DATA_DIR: partial.dataDir,
+      NETWORK_FILE: networkFile,
+      LOG_LEVEL: process.env.DEMO_LOG_LEVEL || 'warn',
+      DELIVERY_RETRY_DELAY_SECONDS: '1',
+      DELIVERY_RETRY_MAX_DELAY_SECONDS: '5',
+      WEBHOOK_RETRY_DELAY_SECONDS: '1',
+      SHUTDOWN_TIMEOUT_MS: '3000',
+    });
+    partial.config = config;
+    // Service logs (warnings and worse by default) go to stderr, apart from the demo's story.
+    const log = createLogger({ level: config.logLevel, destination: { write: (line: string) => void process.stderr.write(line) } });
+    partial.service = await startService(config, log, { jobPollingIntervalSeconds: 0.5 });
+    return partial as DemoEnvironment;
+  }
+
+  async function stop(report: (line: string) => void): Promise<void> {
+    stopping ??= (async () => {
+      // A start still in progress (a time-out or Ctrl-C during start-up) is let finish first, so nothing it opens is left behind.
+      if (starting) await within(starting, 60_000, 'start-up').catch(() => undefined);
+      if (partial.service) {
+        try {
+          await within(partial.service.stop(), 20_000, 'stopping the service');
+          report('service stopped');
+        } catch (err) {
+          report(`service: ${(err as Error).message}`);
+        }
+      }
+      if (partial.ehr) {
+        try {
+          await within(partial.ehr.stop(), 10_000, 'stopping the sandbox EHR');
+          report('sandbox EHR stopped');
+        } catch (err) {
+          report(`sandbox EHR: ${(err as Error).message}`);
+        }
+      }
+      if (partial.root) {
+        try {
+          await rm(partial.root, { recursive: true, force: true, maxRetries: 3 });
+          report(`removed ${partial.root}`);
+        } catch (err) {
+          report(`could not remove ${partial.root}: ${(err as Error).message}`);
+        }
+      }
+    })();
+    return stopping;
+  }
+
+  return { partial, start, stop };
+}
+
+/** Records, on the sandbox EHR, the patient's consent to disclose records to both clinics (the seeded one names Lakeside only). */
+export async function recordConsentForBothClinics(ehr: SandboxEhr): Promise<void> {
+  const year = 365 * 24 * 3600 * 1000;
+  const consent = makeConsent(DEMO_CONSENT_ID, new Date(Date.now() - 86_400_000), new Date(Date.now() + year), CONSENT_ACTORS.lakeside);
+  const role = consent.provision?.actor?.[0]?.role as CodeableConcept;
+  consent.provision?.actor?.push({ role, reference: { reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' } });
+  await ehr.repo.createResource(consent, { assignedId: true });
+}

@@ -1,0 +1,95 @@
+/**
+ * The referral the demo walks through, as the participants would send it: St Olaf Hospital
+ * asks two clinics whether a knee revision is advisable (synthetic patient Alex Example, the
+ * sandbox EHR's chart); Lakeside Clinic and Northfield Pathology answer.
+ */
+import type { Opinion } from '../../src/opinions/opinion.ts';
+
+export const REFERRER = 'st-olaf';
+export const CONSULTANT_A = 'lakeside-consults';
+export const CONSULTANT_B = 'northfield-pathology';
+export const AUDITOR = 'audit-office';
+
+/** Short names for the printout. */
+export const SHORT_NAMES: Record<string, string> = {
+  [REFERRER]: 'St Olaf',
+  [CONSULTANT_A]: 'Lakeside',
+  [CONSULTANT_B]: 'Northfield',
+};
+
+const SNOMED = 'http://snomed.info/sct';
+const LOINC = 'http://loinc.org';
+const KNEE_OA = { system: SNOMED, code: '239873007', display: 'Osteoarthritis of knee' };
+
+/** The records named at intake: the operative note, which a revision needs, is left out on purpose. */
+export const INITIAL_DOCUMENTS = [
+  { reference: 'DocumentReference/progress-2024', display: 'Progress note' },
+  { reference: 'DocumentReference/discharge-2024', display: 'Discharge summary' },
+  { reference: 'DocumentReference/pathology-2024', display: 'Pathology report' },
+];
+
+/** What the referrer supplies once told it is missing. */
+export const MISSING_DOCUMENT = { reference: 'DocumentReference/op-note-2024', display: 'Operative note' };
+
+/** What consultant A asks, and what the referrer answers (with one more document). */
+export const INFO_QUESTION = {
+  question: 'Was the knee ever aspirated, and is there a history and physical from before the first operation?',
+  recordTypes: [{ system: LOINC, code: '34117-2', display: 'History and physical note' }],
+};
+export const INFO_ANSWER = {
+  text: 'Never aspirated. The pre-operative history and physical is attached.',
+  documents: [{ reference: 'DocumentReference/hp-2024', display: 'History and physical' }],
+};
+
+/** `POST /second-opinions` body. */
+export function secondOpinionRequest(consentId: string): Record<string, unknown> {
+  return {
+    requestId: `DEMO-${Date.now()}`,
+    patient: { reference: 'Patient/pat-1', identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: '999-00-1234' }], display: 'Alex Example' },
+    requester: { reference: 'Practitioner/dr-nilsen', display: 'Dr Ingrid Nilsen' },
+    kind: 'revision',
+    question: 'Is revision of the right total knee arthroplasty advisable now, or should loosening and infection be worked up first?',
+    reason: [KNEE_OA],
+    firstOpinion: {
+      diagnosis: [KNEE_OA],
+      plan: 'Revision arthroplasty of the right knee',
+      documents: [{ reference: 'DocumentReference/first-opinion-note', display: 'Consult note (first opinion)' }],
+    },
+    priority: 'routine',
+    reviewType: 'records-only',
+    consultants: [CONSULTANT_A, CONSULTANT_B],
+    records: { documents: INITIAL_DOCUMENTS },
+    blinded: true,
+    consent: { reference: `Consent/${consentId}` },
+  };
+}
+
+type OpinionBody = Omit<Opinion, 'attachments'>;
+
+/** Lakeside's opinion (consultant A, after its question was answered). */
+export const OPINION_A: OpinionBody = {
+  diagnosisAgreement: 'agree',
+  planAgreement: 'disagree',
+  diagnosis: [KNEE_OA],
+  summary: 'Loosening is not proven on these records; revising now is premature.',
+  recommendations: [
+    { option: 'Aspiration and bone scan first', preferred: true, rationale: 'Confirm loosening and exclude infection before operating', risks: ['Delay of about 2 weeks'], recovery: 'None' },
+    { option: 'Revision arthroplasty', preferred: false, risks: ['Infection', 'Stiffness'], recovery: '3 to 6 months' },
+  ],
+  missingInformation: ['CRP and ESR'],
+  followUp: 'Review with the scan and aspiration results.',
+};
+
+/** Northfield's opinion (consultant B). */
+export const OPINION_B: OpinionBody = {
+  diagnosisAgreement: 'agree-with-modifications',
+  planAgreement: 'disagree',
+  diagnosis: [KNEE_OA],
+  summary: 'Chronic synovitis without malignancy; low-grade infection must be excluded before any revision.',
+  recommendations: [
+    { option: 'Aspiration and bone scan first', preferred: true, rationale: 'Synovial culture decides between one- and two-stage surgery', risks: ['Delay of about 2 weeks'], recovery: 'None' },
+    { option: 'Two-stage revision if infection is confirmed', preferred: false, risks: ['Two operations', 'Stiffness'], recovery: '6 months' },
+  ],
+  missingInformation: ['CRP and ESR', 'Synovial fluid culture'],
+  followUp: 'Send the aspirate for culture and cell count.',
+};
