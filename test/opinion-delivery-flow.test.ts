@@ -139,6 +139,9 @@ describe('opinion and post-back (flow)', () => {
     const remote = docs[0] as DocumentReference;
     expect(delivered?.remoteDocument).toBe(`${ehr.baseUrl}/DocumentReference/${remote.id}`);
     expect(remote).toMatchObject({ subject: { reference: 'Patient/pat-1' }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
+    // What was sent conforms to R4 and to our consult-note profile (which it still names).
+    expect(remote.meta?.profile).toEqual(note.meta?.profile);
+    expect(validator.validate(remote)).toEqual([]);
     const comms = (await onEhr('Communication', `${OPINION_NOTIFICATION_SYSTEM}|${noteId}`)) as Communication[];
     expect(comms).toHaveLength(1);
     expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: 'Practitioner/dr-nilsen' }], about: [{ reference: `DocumentReference/${remote.id}` }] });

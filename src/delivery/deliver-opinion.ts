@@ -113,17 +113,19 @@ function describe(err: unknown): string {
 }
 
 /**
- * The consult note as the referring EHR stores it: no id or meta of ours, the patient as the
+ * The consult note as the referring EHR stores it: no id or version of ours (the profile stays), the patient as the
  * EHR knows it (relative when it lives there), and `context.related` naming the referrer's own
  * request by its placer identifier.
  */
 export function toEhrDocument(note: DocumentReference, ehrBaseUrl: string, serviceRequest: ServiceRequest, requestId: string | undefined): DocumentReference {
-  const { id: _id, meta: _meta, ...rest } = structuredClone(note);
+  const { id: _id, meta, ...rest } = structuredClone(note);
   const subject = note.subject?.reference ? { ...note.subject, reference: onEhr(note.subject.reference, ehrBaseUrl) } : note.subject;
   const placer = serviceRequest.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'PLAC')) ?? serviceRequest.identifier?.[0];
   const related: Reference[] = placer && requestId ? [{ identifier: { ...(placer.system ? { system: placer.system } : {}), value: requestId }, display: 'Second-opinion request' }] : [];
   return {
     ...rest,
+    // Our version and timestamps are not the EHR's; the profile it conforms to is worth keeping.
+    ...(meta?.profile ? { meta: { profile: meta.profile } } : {}),
     ...(subject ? { subject } : {}),
     context: { ...(rest.context ?? {}), related },
   } as DocumentReference;
