@@ -22,21 +22,9 @@ import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
+import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
-
-const OPINION = {
-  diagnosisAgreement: 'agree-with-modifications',
-  planAgreement: 'disagree',
-  diagnosis: [{ system: 'http://snomed.info/sct', code: '239873007', display: 'Osteoarthritis of knee' }],
-  summary: 'Aseptic loosening is not proven; revision is premature.',
-  recommendations: [
-    { option: 'Aspiration and bone scan first', preferred: true, rationale: 'Rule out infection and loosening', risks: ['Delay of 2 weeks'], recovery: 'None' },
-    { option: 'Revision arthroplasty', risks: ['Infection', 'Stiffness'], recovery: '3 to 6 months' },
-  ],
-  missingInformation: ['Implant type and size'],
-  followUp: 'Review with the scan results.',
-};
 
 /**
  * The opinion and its post-back (issue 4 §2-§3) over real HTTP: the consultant submits, the

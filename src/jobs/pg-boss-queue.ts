@@ -74,7 +74,8 @@ export class PgBossQueue implements JobQueue {
     };
     const boss =
       this.raw.kind === 'postgres'
-        ? new PgBoss({ ...common, connectionString: this.raw.connectionString, max: this.options.poolSize ?? 4 })
+        ? // LISTEN/NOTIFY: a worker wakes the moment a job is committed instead of at its next poll.
+          new PgBoss({ ...common, connectionString: this.raw.connectionString, max: this.options.poolSize ?? 4, useListenNotify: true })
         : new PgBoss({ ...common, db: fromPglite(this.raw.client), backend: 'pglite' });
     const onError = this.options.onError ?? (() => undefined);
     boss.on('error', (err: Error) => onError(err));
@@ -87,6 +88,8 @@ export class PgBossQueue implements JobQueue {
         retryDelayMax: policy.retryDelayMaxSeconds ?? DEFAULTS.retryDelayMaxSeconds,
         expireInSeconds: policy.expireInSeconds ?? DEFAULTS.expireInSeconds,
         deleteAfterSeconds: KEEP_FAILED_SECONDS,
+        // Sending a job NOTIFYs (at commit) the workers listening on PostgreSQL; polling stays as the floor.
+        notify: true,
       };
       await boss.createQueue(policy.name, { ...settings, policy: policy.policy ?? 'standard' });
       // createQueue keeps an existing queue as it is; apply a changed policy too.
@@ -121,15 +124,37 @@ export class PgBossQueue implements JobQueue {
     return id ?? undefined;
   }
 
+  /**
+   * One pg-boss worker per queue fetches up to `concurrency` jobs at a time and runs them side
+   * by side, each settled on its own (a failure retries that job only). While fetches come back
+   * full there is a backlog, and the worker fetches again at once instead of waiting the polling
+   * interval (pg-boss burst mode): with one job per fetch and polling, a worker drained at most
+   * one job per interval, and 200 opinions took 100 s to post (scripts/bench-delivery.ts).
+   */
   async work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options: { concurrency?: number } = {}): Promise<void> {
     const boss = this.started();
     this.policy(name);
-    await boss.work<T>(
+    const concurrency = Math.max(1, options.concurrency ?? 1);
+    await boss.work<T, unknown, { batchSize: number; localConcurrency: number; pollingIntervalSeconds: number; notifyPollingIntervalSeconds: number; burstWhenBatchFull: boolean; perJobResults: true }>(
       name,
-      { batchSize: 1, localConcurrency: options.concurrency ?? 1, pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2 },
+      {
+        batchSize: concurrency,
+        localConcurrency: 1,
+        pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
+        // Retries come due by time, not by a NOTIFY: keep polling as often with LISTEN on.
+        notifyPollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
+        burstWhenBatchFull: concurrency > 1,
+        perJobResults: true,
+      },
       async (jobs: BossJob<T>[]) => {
-        // batchSize 1: one job per call. A rejection fails the attempt and pg-boss schedules the retry.
-        for (const job of jobs) await handler({ id: job.id, name: job.name, data: job.data, attempt: job.retryCount + 1 });
+        const settled = await Promise.allSettled(jobs.map((job) => handler({ id: job.id, name: job.name, data: job.data, attempt: job.retryCount + 1 })));
+        // A rejection fails that attempt only, and pg-boss schedules its retry; the message is kept for failed().
+        return settled.map((result, i) => {
+          const id = (jobs[i] as BossJob<T>).id;
+          if (result.status === 'fulfilled') return { id, status: 'completed' as const };
+          const err = result.reason as { name?: string; message?: string } | undefined;
+          return { id, status: 'failed' as const, output: { name: err?.name ?? 'Error', message: err?.message ?? String(result.reason) } };
+        });
       },
     );
   }

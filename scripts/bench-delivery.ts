@@ -1,0 +1,837 @@
+/**
+ * `npm run bench:delivery` (issue 4): on PostgreSQL, the time from an opinion's submission
+ * (`POST /consults/{taskId}/opinion`) to the consult note's arrival on the referring EHR (the
+ * sandbox), for N opinions (default 200) submitted at once: p50, p95, max and throughput,
+ * against a baseline measured in the same run. Target: p95 ≤ 2 s.
+ *
+ * - The sandbox EHR runs in a child process (scripts/bench/delivery-sandbox.ts) that reports,
+ *   over IPC, the instant each DocumentReference create finished (the response written), keyed
+ *   by the identifier of its `If-None-Exist`. All times are CLOCK_MONOTONIC, shared by every
+ *   process of the machine.
+ * - The service runs in this process (`startService` + `loadConfig`, LOG_LEVEL silent) on a
+ *   fresh schema `bench_delivery_<pid>_<hex>` of DATABASE_URL's database (pg-boss in
+ *   `<schema>_pgboss`); both are dropped at the end. Its network file points the referrer
+ *   st-olaf at the sandbox.
+ * - Setup (not timed): N referrals (one consultant: lakeside-consults), their record sets
+ *   assembled, each Task accepted and started. Setup runs a first service instance that polls
+ *   its queues every 0.5 s (assembly is queued too); the measured instance is then started on
+ *   the same schema with the options under test (default: the service's own).
+ * - Warm-up: W opinions (default 2) delivered end to end before anything is timed.
+ * - Baseline: the warm-up's consult note as the EHR stored it, cloned N times with fresh
+ *   identifiers (same size), POSTed at once with conditional create (If-None-Exist) and the
+ *   same bearer flow, straight to a fresh sandbox; timed from each POST's start to the same
+ *   arrival event. Measured before and after the delivery run; ratios use their mean.
+ * - Delivery: all N opinions submitted at once; submit→arrival per opinion; throughput =
+ *   N / (last arrival − first submission). Where the time goes comes from pg-boss's job rows
+ *   (started_on): submit response → job picked up → document arrived.
+ * - Correctness: exactly one DocumentReference per opinion on the sandbox (and one
+ *   Communication), every delivery row `delivered`; otherwise the run fails (exit 1).
+ *
+ *   npm run bench:delivery [-- --opinions 200 --warmup 2 --polling S --delivery-work JSON --setup-concurrency 8 --timeout S --check]
+ *
+ * Env (flags win): OPINIONS, WARMUP, DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
+ * JOB_POLLING_INTERVAL_SECONDS (StartOptions.jobPollingIntervalSeconds of the measured service),
+ * DELIVERY_WORK_OPTIONS (EXPERIMENT: JSON merged into pg-boss `work()` options of the
+ * deliver-opinion queue, e.g. '{"localConcurrency":16}'; not the service as shipped),
+ * EHR_INDEXED=1 / --ehr-indexed (every sandbox, baselines included, answers identifier
+ * conditional creates from an index instead of scanning every stored document: what an EHR that
+ * indexes identifiers costs; see scripts/bench/delivery-sandbox.ts), SETUP_CONCURRENCY,
+ * BENCH_TIMEOUT_SECONDS. `--cpu-prof` profiles this process (the service) over the timed run. Exit codes: 0 ran (1 with --check and the target
+ * missed), 1 failed or incorrect, 2 PostgreSQL not reachable.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Session } from 'node:inspector/promises';
+import { parseArgs } from 'node:util';
+import type { DocumentReference, Task } from '@medplum/fhirtypes';
+import pg from 'pg';
+import { PgBoss } from 'pg-boss';
+import { type Config, loadConfig } from '../src/config/config.ts';
+import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
+import { SYSTEM } from '../src/fhir/constants.ts';
+import { QUEUE } from '../src/jobs/queues.ts';
+import { createLogger } from '../src/log/logger.ts';
+import { type RunningService, type StartOptions, startService } from '../src/service.ts';
+import { openDatabase } from '../src/store/database.ts';
+import { clientIdOf } from '../test/support/example-network.ts';
+import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
+import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
+import { type CpuProfile, type Share, summariseProfile } from './bench/cpu-profile.ts';
+import type { Arrival, IdentifierCounts, SandboxCommand, SandboxMessage } from './bench/delivery-sandbox.ts';
+import { EXAMPLE_OPINION as OPINION } from '../test/support/opinions.ts';
+
+const ROOT = path.join(import.meta.dirname, '..');
+const TARGET_P95_MS = 2000;
+const REFERRER = 'st-olaf';
+const CONSULTANT = 'lakeside-consults';
+
+
+// ---------------------------------------------------------------- options
+const { values: flags } = parseArgs({
+  options: {
+    opinions: { type: 'string' },
+    warmup: { type: 'string' },
+    polling: { type: 'string' },
+    'delivery-work': { type: 'string' },
+    'setup-concurrency': { type: 'string' },
+    timeout: { type: 'string' },
+    'ehr-indexed': { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    check: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (flags.help) {
+  process.stdout.write(
+    'npm run bench:delivery [-- --opinions N --warmup N --polling S --delivery-work JSON --ehr-indexed --cpu-prof --setup-concurrency N --timeout S --check]\n' +
+      'env: OPINIONS, WARMUP, DATABASE_URL, JOB_POLLING_INTERVAL_SECONDS, DELIVERY_WORK_OPTIONS, EHR_INDEXED=1, SETUP_CONCURRENCY, BENCH_TIMEOUT_SECONDS\n',
+  );
+  process.exit(0);
+}
+function numberOption(name: string, raw: string | undefined, fallback: number | undefined, min: number): number | undefined {
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min) throw new Error(`${name} must be a number >= ${min} (got '${raw}')`);
+  return n;
+}
+const opts = {
+  opinions: Math.round(numberOption('OPINIONS', flags.opinions ?? process.env.OPINIONS, 200, 1)!),
+  warmup: Math.round(numberOption('WARMUP', flags.warmup ?? process.env.WARMUP, 2, 1)!),
+  polling: numberOption('JOB_POLLING_INTERVAL_SECONDS', flags.polling ?? process.env.JOB_POLLING_INTERVAL_SECONDS, undefined, 0.5),
+  deliveryWork: parseWorkOptions(flags['delivery-work'] ?? process.env.DELIVERY_WORK_OPTIONS),
+  setupConcurrency: Math.round(numberOption('SETUP_CONCURRENCY', flags['setup-concurrency'] ?? process.env.SETUP_CONCURRENCY, 8, 1)!),
+  timeoutMs: 1000 * numberOption('BENCH_TIMEOUT_SECONDS', flags.timeout ?? process.env.BENCH_TIMEOUT_SECONDS, 600, 1)!,
+  ehrIndexed: (flags['ehr-indexed'] ?? false) || process.env.EHR_INDEXED === '1',
+  cpuProf: flags['cpu-prof'] ?? false,
+  check: flags.check ?? false,
+};
+function parseWorkOptions(raw: string | undefined): Record<string, unknown> | undefined {
+  if (!raw) return undefined;
+  const parsed = JSON.parse(raw) as unknown;
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('DELIVERY_WORK_OPTIONS must be a JSON object of pg-boss work() options');
+  return parsed as Record<string, unknown>;
+}
+const databaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
+const schemaName = `bench_delivery_${process.pid}_${randomBytes(3).toString('hex')}`;
+
+// ---------------------------------------------------------------- helpers
+const say = (line = '') => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** CLOCK_MONOTONIC in ms: the clock of the sandbox child's arrivals too. */
+const monoMs = () => Number(process.hrtime.bigint()) / 1e6;
+/** Date.now() − monoMs(): turns PostgreSQL timestamps into the monotonic clock (±1 ms). */
+const wallMinusMono = Date.now() - monoMs();
+const fmtMs = (ms: number) => (!Number.isFinite(ms) ? '—' : Math.abs(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
+const times = (x: number) => (Number.isFinite(x) ? `×${x >= 10 ? x.toFixed(0) : x.toFixed(1)}` : '—');
+const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
+
+interface Stats {
+  n: number;
+  p50: number;
+  p95: number;
+  max: number;
+  min: number;
+}
+/** Nearest-rank percentiles. */
+function stats(values: number[]): Stats {
+  const s = [...values].sort((a, b) => a - b);
+  const rank = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
+  return { n: s.length, p50: rank(0.5), p95: rank(0.95), max: s[s.length - 1] ?? NaN, min: s[0] ?? NaN };
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as { port: number };
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T, i);
+    }),
+  );
+  return out;
+}
+
+/**
+ * HTTP over node:http with one keep-alive agent (no connection cap): cheaper on this event
+ * loop than global fetch, which matters because the service under test shares it.
+ */
+const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
+interface HttpResult {
+  status: number;
+  body: string;
+  startMs: number;
+  endMs: number;
+}
+function request(method: string, url: string, headers: Record<string, string>, body?: string): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const startMs = monoMs();
+    const payload = body === undefined ? undefined : Buffer.from(body);
+    const req = http.request(url, { method, agent, headers: { ...headers, ...(payload ? { 'content-length': String(payload.length) } : {}) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), startMs, endMs: monoMs() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+// ---------------------------------------------------------------- the sandbox child
+/** A command without its id (the id is added when sent). */
+type CommandBody = SandboxCommand extends unknown ? (SandboxCommand extends infer C ? (C extends SandboxCommand ? Omit<C, 'id'> : never) : never) : never;
+interface SandboxChild {
+  pid: number;
+  url: string;
+  baseUrl: string;
+  tokenUrl: string;
+  startupMs: number;
+  /** Every DocumentReference / Communication create the sandbox answered, in order. */
+  arrivals: Arrival[];
+  onArrival: ((a: Arrival) => void) | undefined;
+  command<T>(cmd: CommandBody, timeoutMs?: number): Promise<T>;
+  stop(): Promise<void>;
+}
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+});
+
+async function startSandbox(label: string): Promise<SandboxChild> {
+  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_EHR_INDEXED: opts.ehrIndexed ? '1' : '0' };
+  delete env.NODE_OPTIONS;
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'bench', 'delivery-sandbox.ts')], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
+  children.add(proc);
+  const stderr: string[] = [];
+  createInterface({ input: proc.stderr! }).on('line', (line) => {
+    stderr.push(line);
+    if (stderr.length > 40) stderr.shift();
+  });
+  const replies = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  const child: Partial<SandboxChild> & { arrivals: Arrival[] } = { arrivals: [], onArrival: undefined };
+  const ready = new Promise<Extract<SandboxMessage, { type: 'ready' }>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`sandbox ${label}: not ready after 60 s\n${stderr.join('\n')}`)), 60_000);
+    proc.on('message', (m: SandboxMessage) => {
+      if (m.type === 'ready') {
+        clearTimeout(timer);
+        resolve(m);
+      } else if (m.type === 'arrivals') {
+        for (const a of m.arrivals) {
+          child.arrivals.push(a);
+          child.onArrival?.(a);
+        }
+      } else if (m.type === 'reply') {
+        const r = replies.get(m.id);
+        replies.delete(m.id);
+        if (m.error !== undefined) r?.reject(new Error(`sandbox ${label}: ${m.error}`));
+        else r?.resolve(m.value);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      children.delete(proc);
+      const err = new Error(`sandbox ${label} exited (code ${code})\n${stderr.join('\n')}`);
+      reject(err);
+      for (const r of replies.values()) r.reject(err);
+      replies.clear();
+    });
+  });
+  const info = await ready;
+  return Object.assign(child, {
+    pid: info.pid,
+    url: info.url,
+    baseUrl: info.baseUrl,
+    tokenUrl: info.tokenUrl,
+    startupMs: info.startupMs,
+    command<T>(cmd: CommandBody, timeoutMs = 60_000): Promise<T> {
+      const id = nextId++;
+      return new Promise<T>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          replies.delete(id);
+          reject(new Error(`sandbox ${label}: no reply to ${cmd.type}`));
+        }, timeoutMs);
+        replies.set(id, {
+          resolve: (v) => {
+            clearTimeout(timer);
+            resolve(v as T);
+          },
+          reject: (e) => {
+            clearTimeout(timer);
+            reject(e);
+          },
+        });
+        proc.send({ ...cmd, id } as SandboxCommand);
+      });
+    },
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = once(proc, 'exit');
+      if (proc.connected) proc.disconnect();
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  }) as SandboxChild;
+}
+
+/** A sandbox access token, signed with the service's outbound example key as the service does. */
+async function sandboxToken(sandbox: SandboxChild): Promise<string> {
+  const jwk = JSON.parse(readFileSync(path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>;
+  delete jwk._comment;
+  const assertion = await signClientAssertion({ clientId: SERVICE_OUTBOUND_CLIENT_ID, privateJwk: jwk, tokenUrl: sandbox.tokenUrl });
+  const res = await request('POST', sandbox.tokenUrl, { 'content-type': 'application/x-www-form-urlencoded' }, new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: assertion }).toString());
+  const token = (JSON.parse(res.body) as { access_token?: string }).access_token;
+  if (res.status !== 200 || !token) throw new Error(`sandbox token: HTTP ${res.status}`);
+  return token;
+}
+
+// ---------------------------------------------------------------- pg-boss work() options of the deliver-opinion queue
+/** What the service asked pg-boss for on the deliver-opinion queue (observed), after any experiment override. */
+let deliveryWorkOptions: Record<string, unknown> | undefined;
+{
+  type WorkFn = (this: PgBoss, name: string, ...args: unknown[]) => unknown;
+  const proto = PgBoss.prototype as unknown as { work: WorkFn };
+  const original = proto.work;
+  proto.work = function (this: PgBoss, name: string, ...args: unknown[]) {
+    if (name === QUEUE.deliverOpinion && args.length >= 2 && args[0] && typeof args[0] === 'object') {
+      args[0] = { ...(args[0] as Record<string, unknown>), ...(opts.deliveryWork ?? {}) };
+      deliveryWorkOptions = args[0] as Record<string, unknown>;
+    }
+    return original.call(this, name, ...args);
+  };
+}
+
+// ---------------------------------------------------------------- state and cleanup
+let service: RunningService | undefined;
+const sandboxes = new Set<SandboxChild>();
+let probe: pg.Client | undefined;
+let schemaCreated = false;
+const tempDirs: string[] = [];
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await service?.stop().catch(() => undefined);
+    service = undefined;
+    await Promise.allSettled([...sandboxes].map((s) => s.stop()));
+    await probe?.end().catch(() => undefined);
+    agent.destroy();
+    if (schemaCreated) {
+      const admin = new pg.Client({ connectionString: databaseUrl });
+      try {
+        await admin.connect();
+        await admin.query(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`);
+        await admin.query(`DROP SCHEMA IF EXISTS ${schemaName}_pgboss CASCADE`);
+      } catch (err) {
+        say(`warning: could not drop schemas ${schemaName}, ${schemaName}_pgboss: ${(err as Error).message}`);
+      } finally {
+        await admin.end().catch(() => undefined);
+      }
+    }
+    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
+  })();
+  return cleaning;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    say(`\n${signal}: stopping the service and the sandboxes, dropping ${schemaCreated ? schemaName : 'nothing'}`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- the service
+async function startBenchService(config: Config, options: Omit<StartOptions, 'database'>): Promise<RunningService> {
+  const database = await openDatabase({ databaseUrl, schemaName, poolSize: config.databasePoolSize });
+  schemaCreated = true;
+  try {
+    return await startService(config, createLogger({ level: config.logLevel }), { ...options, database });
+  } catch (err) {
+    await database.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+const tokenCache = new Map<string, { token: string; at: number }>();
+/** A service access token for a participant, renewed after 4 minutes (they live 5). */
+async function tokenOf(participant: string): Promise<string> {
+  const cached = tokenCache.get(participant);
+  if (cached && Date.now() - cached.at < 240_000) return cached.token;
+  const token = await getAccessToken(service!.url, clientIdOf(participant));
+  tokenCache.set(participant, { token, at: Date.now() });
+  return token;
+}
+async function call(method: string, pathname: string, participant: string, body?: unknown): Promise<HttpResult> {
+  const headers: Record<string, string> = { authorization: `Bearer ${await tokenOf(participant)}`, accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  return request(method, `${service!.url}${pathname}`, headers, body === undefined ? undefined : JSON.stringify(body));
+}
+function expectStatus(res: HttpResult, status: number, what: string): void {
+  if (res.status !== status) throw new Error(`${what}: HTTP ${res.status} (expected ${status}) ${res.body.slice(0, 500)}`);
+}
+
+/** Polls until `probeFn` returns a value; prints progress every 10 s. */
+async function until<T>(probeFn: () => Promise<T | undefined>, what: string, timeoutMs: number, progress?: () => Promise<string>): Promise<T> {
+  const started = Date.now();
+  let lastReport = started;
+  for (;;) {
+    const value = await probeFn();
+    if (value !== undefined) return value;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${fmtMs(timeoutMs)} waiting for ${what}${progress ? ` (${await progress()})` : ''}`);
+    if (progress && Date.now() - lastReport >= 10_000) {
+      lastReport = Date.now();
+      say(`    … ${what}: ${await progress()} after ${fmtMs(Date.now() - started)}`);
+    }
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------- setup
+interface Ready {
+  serviceRequestId: string;
+  taskId: string;
+}
+
+/** N referrals with their record sets assembled and their Task accepted and started. */
+async function setUpReferrals(count: number): Promise<Ready[]> {
+  const t0 = performance.now();
+  const created = await mapLimit(Array.from({ length: count }), opts.setupConcurrency, async () => {
+    const res = await call('POST', '/second-opinions', REFERRER, makeSecondOpinionRequest({ consultants: [CONSULTANT], blinded: false, firstOpinion: { documents: [] } }));
+    expectStatus(res, 201, 'POST /second-opinions');
+    const body = JSON.parse(res.body) as { id: string; tasks: Task[] };
+    return { serviceRequestId: body.id, taskId: body.tasks[0]?.id as string };
+  });
+  say(`  ${count} referrals created in ${fmtMs(performance.now() - t0)}`);
+  const ids = created.map((c) => c.serviceRequestId);
+  const statusCounts = async () => {
+    const { rows } = await probe!.query<{ status: string; n: number }>('SELECT status, count(*)::int AS n FROM record_set_assembly WHERE service_request_id = ANY($1::text[]) GROUP BY status', [ids]);
+    return rows;
+  };
+  const t1 = performance.now();
+  const rows = await until(
+    async () => {
+      const r = await statusCounts();
+      return r.reduce((n, x) => n + x.n, 0) >= count ? r : undefined;
+    },
+    'record sets',
+    Math.max(600_000, count * 5000),
+    async () => (await statusCounts()).map((r) => `${r.n} ${r.status}`).join(', ') || 'none yet',
+  );
+  const notReady = rows.filter((r) => r.status !== 'records-ready');
+  if (notReady.length) throw new Error(`record sets not ready: ${rows.map((r) => `${r.n} ${r.status}`).join(', ')}`);
+  say(`  ${count} record sets assembled in ${fmtMs(performance.now() - t1)}`);
+  const t2 = performance.now();
+  await mapLimit(created, opts.setupConcurrency, async ({ taskId }) => {
+    expectStatus(await call('POST', `/consults/${taskId}/accept`, CONSULTANT), 200, `accept ${taskId}`);
+    expectStatus(await call('POST', `/consults/${taskId}/start`, CONSULTANT), 200, `start ${taskId}`);
+  });
+  say(`  ${count} Tasks accepted and started in ${fmtMs(performance.now() - t2)}`);
+  return created;
+}
+
+// ---------------------------------------------------------------- runs
+interface Submission {
+  taskId: string;
+  noteId: string;
+  startMs: number;
+  endMs: number;
+  status: number;
+}
+
+/** Submits the opinions of `tasks` at once; resolves when every consult note has arrived on the sandbox. */
+async function submitAndWait(tasks: readonly Ready[], sandbox: SandboxChild, label: string): Promise<{ subs: Submission[]; arrivalOf: Map<string, number>; statuses: Map<string, number[]>; submitCpuMs: number }> {
+  const arrivalOf = new Map<string, number>();
+  const statuses = new Map<string, number[]>();
+  let wake: (() => void) | undefined;
+  const record = (a: Arrival) => {
+    if (a.resourceType !== 'DocumentReference' || a.system !== SYSTEM.consultNoteId) return;
+    (statuses.get(a.value) ?? statuses.set(a.value, []).get(a.value)!).push(a.status);
+    if ((a.status === 201 || a.status === 200) && !arrivalOf.has(a.value)) arrivalOf.set(a.value, a.atMs);
+    wake?.();
+  };
+  sandbox.onArrival = record;
+  const token = await tokenOf(CONSULTANT);
+  const body = JSON.stringify(OPINION);
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' };
+
+  const cpu0 = process.cpuUsage();
+  const subs = await Promise.all(
+    tasks.map(async ({ taskId }) => {
+      const res = await request('POST', `${service!.url}/consults/${taskId}/opinion`, headers, body);
+      let noteId = '';
+      if (res.status === 200) {
+        const task = JSON.parse(res.body) as Task;
+        noteId = (task.output?.[0]?.valueReference?.reference ?? '').replace(/^DocumentReference\//, '');
+      }
+      return { taskId, noteId, startMs: res.startMs, endMs: res.endMs, status: res.status, error: res.status === 200 ? undefined : res.body.slice(0, 300) };
+    }),
+  );
+  const submitCpu = process.cpuUsage(cpu0);
+  const failed = subs.filter((s) => s.status !== 200 || !s.noteId);
+  if (failed.length) throw new Error(`${label}: ${failed.length} submissions failed, e.g. HTTP ${failed[0]?.status} ${failed[0]?.error}`);
+
+  const wanted = new Set(subs.map((s) => s.noteId));
+  const arrived = () => [...wanted].filter((id) => arrivalOf.has(id)).length;
+  const started = Date.now();
+  let lastReport = started;
+  while (arrived() < wanted.size) {
+    if (Date.now() - started > opts.timeoutMs) throw new Error(`${label}: only ${arrived()}/${wanted.size} documents arrived within ${fmtMs(opts.timeoutMs)}`);
+    if (Date.now() - lastReport >= 10_000 && wanted.size > 10) {
+      lastReport = Date.now();
+      say(`    … ${label}: ${arrived()}/${wanted.size} documents on the EHR after ${fmtMs(Date.now() - started)}`);
+    }
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, 1000);
+    });
+    wake = undefined;
+  }
+  sandbox.onArrival = undefined;
+  return { subs, arrivalOf, statuses, submitCpuMs: (submitCpu.user + submitCpu.system) / 1000 };
+}
+
+interface BaselineResult {
+  label: string;
+  latency: Stats;
+  throughput: number;
+  spanMs: number;
+  bytes: number;
+  sandboxCpuMs: number;
+}
+
+/** The same documents POSTed at once with conditional create, straight to a fresh sandbox. */
+async function runBaseline(label: string, template: DocumentReference, n: number): Promise<BaselineResult> {
+  const sandbox = await startSandbox(label);
+  sandboxes.add(sandbox);
+  try {
+    const token = await sandboxToken(sandbox);
+    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
+    const post = (value: string) => {
+      const doc: DocumentReference = { ...template, identifier: [{ system: SYSTEM.consultNoteId, value }] };
+      return request('POST', `${sandbox.baseUrl}/DocumentReference`, { ...headers, 'if-none-exist': `identifier=${encodeURIComponent(SYSTEM.consultNoteId)}|${encodeURIComponent(value)}` }, JSON.stringify(doc));
+    };
+    // Warm-up, as the service had: one document, and the connection/JIT of both sides.
+    for (let i = 0; i < opts.warmup; i++) expectStatus(await post(randomUUID()), 201, `${label} warm-up`);
+    const arrivalOf = new Map<string, number>();
+    sandbox.onArrival = (a) => {
+      if (a.resourceType === 'DocumentReference' && (a.status === 201 || a.status === 200) && !arrivalOf.has(a.value)) arrivalOf.set(a.value, a.atMs);
+    };
+    const values = Array.from({ length: n }, () => randomUUID());
+    const bytes = Buffer.byteLength(JSON.stringify({ ...template, identifier: [{ system: SYSTEM.consultNoteId, value: values[0] }] }));
+    const cpu0 = await sandbox.command<{ cpuMs: number }>({ type: 'usage' });
+    const results = await Promise.all(values.map(async (v) => ({ v, res: await post(v) })));
+    const bad = results.filter((r) => r.res.status !== 201);
+    if (bad.length) throw new Error(`${label}: ${bad.length} POSTs failed, e.g. HTTP ${bad[0]?.res.status} ${bad[0]?.res.body.slice(0, 300)}`);
+    await until(async () => (values.every((v) => arrivalOf.has(v)) ? true : undefined), `${label} arrivals`, 30_000);
+    const cpu1 = await sandbox.command<{ cpuMs: number }>({ type: 'usage' });
+    const latencies = results.map(({ v, res }) => (arrivalOf.get(v) as number) - res.startMs);
+    const first = Math.min(...results.map((r) => r.res.startMs));
+    const last = Math.max(...values.map((v) => arrivalOf.get(v) as number));
+    const { counts } = await sandbox.command<{ counts: IdentifierCounts }>({ type: 'identifiers', resourceType: 'DocumentReference' });
+    const missing = values.filter((v) => counts[`${SYSTEM.consultNoteId}|${v}`] !== 1).length;
+    if (missing) throw new Error(`${label}: ${missing} documents not stored exactly once`);
+    return { label, latency: stats(latencies), throughput: n / ((last - first) / 1000), spanMs: last - first, bytes, sandboxCpuMs: cpu1.cpuMs - cpu0.cpuMs };
+  } finally {
+    sandboxes.delete(sandbox);
+    await sandbox.stop();
+  }
+}
+
+/** The samples of a V8 CPU profile between two CLOCK_MONOTONIC instants (µs), as a profile. */
+function profileWindow(profile: CpuProfile, fromUs: number, toUs: number): CpuProfile | undefined {
+  const samples: number[] = [];
+  const deltas: number[] = [];
+  let t = profile.startTime;
+  let last: number | undefined;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0;
+    if (t < fromUs || t > toUs) continue;
+    samples.push(profile.samples[i] as number);
+    deltas.push(last === undefined ? 0 : t - last);
+    last = t;
+  }
+  return samples.length ? { ...profile, samples, timeDeltas: deltas, startTime: fromUs, endTime: toUs } : undefined;
+}
+
+// ---------------------------------------------------------------- main
+async function main(): Promise<number> {
+  const n = opts.opinions;
+  say(`bench:delivery  node ${process.version}  ${n} opinions at once (+${opts.warmup} warm-up)  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores, shared)`);
+
+  // PostgreSQL reachable? The schema must not exist yet (the run starts from an empty one).
+  const admin = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
+  try {
+    await admin.connect();
+    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
+    const exists = await admin.query('SELECT 1 FROM information_schema.schemata WHERE schema_name IN ($1, $2)', [schemaName, `${schemaName}_pgboss`]);
+    if (exists.rowCount) throw new Error(`schema ${schemaName} already exists`);
+    const url = new URL(databaseUrl);
+    say(`PostgreSQL ${rows[0]?.v} at ${url.host}${url.pathname}, fresh schemas ${schemaName} and ${schemaName}_pgboss (dropped at the end)`);
+  } catch (err) {
+    say(`PostgreSQL is not reachable at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}: ${(err as Error).message}`);
+    say('Start it with:  pg_ctlcluster --skip-systemctl-redirect 15 main start   (or set DATABASE_URL)');
+    await admin.end().catch(() => undefined);
+    return 2;
+  }
+  await admin.end().catch(() => undefined);
+
+  const dir = await mkdtemp(path.join(tmpdir(), 'bench-delivery-'));
+  tempDirs.push(dir);
+
+  // The referrer's EHR: st-olaf's FHIR endpoint is the sandbox child.
+  const ehr = await startSandbox('EHR');
+  sandboxes.add(ehr);
+  say(`sandbox EHR ${ehr.baseUrl} (child pid ${ehr.pid}) ready in ${fmtMs(ehr.startupMs)}`);
+  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
+  const stOlaf = network.participants.find((p) => p.id === REFERRER);
+  if (!stOlaf) throw new Error(`example network lacks ${REFERRER}`);
+  stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
+  const networkFile = path.join(dir, 'network.json');
+  await writeFile(networkFile, JSON.stringify(network));
+  const port = await freePort();
+  const config = loadConfig({
+    NODE_ENV: 'development',
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    PUBLIC_URL: `http://127.0.0.1:${port}`,
+    DATA_DIR: path.join(dir, 'data'),
+    DATABASE_URL: databaseUrl,
+    NETWORK_FILE: networkFile,
+    LOG_LEVEL: 'silent',
+  });
+
+  // ------------------------------------------------------------ setup (not timed)
+  say();
+  say(`setup (not timed; service polling its queues every 0.5 s, ${opts.setupConcurrency} requests at a time):`);
+  const tSetup = performance.now();
+  service = await startBenchService(config, { jobPollingIntervalSeconds: 0.5 });
+  probe = new pg.Client({ connectionString: databaseUrl, options: `-c search_path=${schemaName}` });
+  await probe.connect();
+  const all = await setUpReferrals(n + opts.warmup);
+  await service.stop();
+  service = undefined;
+  tokenCache.clear();
+  say(`  setup done in ${fmtMs(performance.now() - tSetup)}`);
+
+  // ------------------------------------------------------------ the measured service
+  const startOptions: Omit<StartOptions, 'database'> = opts.polling !== undefined ? { jobPollingIntervalSeconds: opts.polling } : {};
+  service = await startBenchService(config, startOptions);
+  const pollingLabel = opts.polling !== undefined ? `jobPollingIntervalSeconds ${opts.polling} (StartOptions)` : 'jobPollingIntervalSeconds default (2 s)';
+  const ehrLabel = opts.ehrIndexed
+    ? 'sandboxes answer identifier conditional creates from an index (EHR_INDEXED=1; baselines too)'
+    : 'sandbox as the tests use it: each conditional create scans every stored resource of the type (~0.6 ms each)';
+  const workLabel = deliveryWorkOptions ? JSON.stringify(deliveryWorkOptions) : '(not observed)';
+  say();
+  say(`EHR: ${ehrLabel}`);
+  say(`measured service: ${service.url}, in this process; ${pollingLabel}; deliver-opinion work() options ${workLabel}${opts.deliveryWork ? `  EXPERIMENT override ${JSON.stringify(opts.deliveryWork)}: not the service as shipped` : ''}`);
+
+  const warm = all.slice(0, opts.warmup);
+  const timed = all.slice(opts.warmup);
+  const tWarm = performance.now();
+  const warmRun = await submitAndWait(warm, ehr, 'warm-up');
+  say(`warm-up: ${opts.warmup} opinions delivered in ${fmtMs(performance.now() - tWarm)}`);
+  const warmNote = warmRun.subs[0]!.noteId;
+  const stored = await ehr.command<DocumentReference | undefined>({ type: 'document', system: SYSTEM.consultNoteId, value: warmNote });
+  if (!stored) throw new Error('the warm-up consult note is not on the sandbox');
+  const { id: _id, meta: _meta, ...template } = stored;
+  await until(async () => ((await probe!.query("SELECT count(*)::int AS n FROM opinion_delivery WHERE status <> 'delivered'")).rows[0].n === 0 ? true : undefined), 'warm-up deliveries committed', 60_000);
+
+  // ------------------------------------------------------------ baseline, delivery, baseline
+  say();
+  say('runs:');
+  const showBaseline = (b: BaselineResult) =>
+    say(`  ${b.label.padEnd(12)} p50 ${fmtMs(b.latency.p50).padStart(8)}  p95 ${fmtMs(b.latency.p95).padStart(8)}  max ${fmtMs(b.latency.max).padStart(8)}  ${b.throughput.toFixed(0).padStart(5)} docs/s  (${n} POSTs at once, ${b.bytes} bytes each, sandbox CPU ${fmtMs(b.sandboxCpuMs)})`);
+  const before = await runBaseline('baseline 1', template as DocumentReference, n);
+  showBaseline(before);
+  await sleep(2000);
+
+  const session = opts.cpuProf ? new Session() : undefined;
+  if (session) {
+    session.connect();
+    await session.post('Profiler.enable');
+    await session.post('Profiler.setSamplingInterval', { interval: 500 });
+    await session.post('Profiler.start');
+  }
+  const cpu0 = process.cpuUsage();
+  const ehrCpu0 = await ehr.command<{ cpuMs: number }>({ type: 'usage' });
+  const load0 = loadavg()[0] ?? 0;
+  const run = await submitAndWait(timed, ehr, 'delivery');
+  const cpuService = process.cpuUsage(cpu0);
+  let profile: CpuProfile | undefined;
+  if (session) {
+    profile = (await session.post('Profiler.stop')).profile as unknown as CpuProfile;
+    session.disconnect();
+  }
+  const ehrCpu1 = await ehr.command<{ cpuMs: number }>({ type: 'usage' });
+  const firstSubmit = Math.min(...run.subs.map((s) => s.startMs));
+  const lastArrival = Math.max(...run.subs.map((s) => run.arrivalOf.get(s.noteId) as number));
+  const span = lastArrival - firstSubmit;
+  const lastResponse = Math.max(...run.subs.map((s) => s.endMs));
+  const e2e = stats(run.subs.map((s) => (run.arrivalOf.get(s.noteId) as number) - s.startMs));
+  const submitLatency = stats(run.subs.map((s) => s.endMs - s.startMs));
+  const throughput = n / (span / 1000);
+  say(
+    `  ${'delivery'.padEnd(12)} p50 ${fmtMs(e2e.p50).padStart(8)}  p95 ${fmtMs(e2e.p95).padStart(8)}  max ${fmtMs(e2e.max).padStart(8)}  ${throughput.toFixed(1).padStart(5)} opinions/s  (submit→arrival; submit HTTP p50 ${fmtMs(submitLatency.p50)}, p95 ${fmtMs(submitLatency.p95)})`,
+  );
+
+  // Every delivery committed on the service side (the Communication and the Task update follow the document).
+  const noteIds = run.subs.map((s) => s.noteId);
+  const tCommit = performance.now();
+  await until(
+    async () => ((await probe!.query("SELECT count(*)::int AS n FROM opinion_delivery WHERE id = ANY($1::text[]) AND status <> 'delivered'", [noteIds])).rows[0].n === 0 ? true : undefined),
+    'delivery rows delivered',
+    120_000,
+  ).catch(() => undefined);
+  const commitWaitMs = performance.now() - tCommit;
+  await sleep(2000);
+  const after = await runBaseline('baseline 2', template as DocumentReference, n);
+  showBaseline(after);
+
+  // ------------------------------------------------------------ where the time went (pg-boss job rows)
+  const { rows: jobRows } = await probe!.query<{ id: string; started: Date | null; completed: Date | null; retries: number; state: string }>(
+    `SELECT data->>'deliveryId' AS id, started_on AS started, completed_on AS completed, retry_count AS retries, state
+       FROM ${schemaName}_pgboss.job WHERE name = $1 AND data->>'deliveryId' = ANY($2::text[])`,
+    [QUEUE.deliverOpinion, noteIds],
+  );
+  const jobOf = new Map(jobRows.map((r) => [r.id, r]));
+  const toMono = (d: Date) => d.getTime() - wallMinusMono;
+  const pickup: number[] = [];
+  const inJob: number[] = [];
+  const afterArrival: number[] = [];
+  const starts: number[] = [];
+  for (const s of run.subs) {
+    const job = jobOf.get(s.noteId);
+    const arrival = run.arrivalOf.get(s.noteId) as number;
+    if (!job?.started) continue;
+    const started = toMono(job.started);
+    starts.push(started);
+    pickup.push(started - s.endMs);
+    inJob.push(arrival - started);
+    if (job.completed) afterArrival.push(toMono(job.completed) - arrival);
+  }
+  const pickupStats = stats(pickup);
+  const jobStats = stats(inJob);
+  const tailStats = stats(afterArrival);
+  const pickupSpan = Math.max(...starts) - Math.min(...starts);
+
+  // ------------------------------------------------------------ correctness
+  const problems: string[] = [];
+  const docs = await ehr.command<{ total: number; counts: IdentifierCounts }>({ type: 'identifiers', resourceType: 'DocumentReference' });
+  const comms = await ehr.command<{ total: number; counts: IdentifierCounts }>({ type: 'identifiers', resourceType: 'Communication' });
+  const docCount = (id: string) => docs.counts[`${SYSTEM.consultNoteId}|${id}`] ?? 0;
+  const commCount = (id: string) => comms.counts[`${OPINION_NOTIFICATION_SYSTEM}|${id}`] ?? 0;
+  const wrongDocs = noteIds.filter((id) => docCount(id) !== 1);
+  if (wrongDocs.length) problems.push(`${wrongDocs.length} opinions do not have exactly one DocumentReference on the EHR (e.g. ${wrongDocs[0]}: ${docCount(wrongDocs[0]!)})`);
+  const consultNotesOnEhr = Object.entries(docs.counts).filter(([k]) => k.startsWith(`${SYSTEM.consultNoteId}|`)).reduce((a, [, v]) => a + v, 0);
+  if (consultNotesOnEhr !== n + opts.warmup) problems.push(`${consultNotesOnEhr} consult notes on the EHR, expected ${n + opts.warmup}`);
+  const wrongComms = noteIds.filter((id) => commCount(id) !== 1);
+  if (wrongComms.length) problems.push(`${wrongComms.length} opinions do not have exactly one Communication on the EHR`);
+  const { rows: deliveryRows } = await probe!.query<{ status: string; attempts: number; n: number; last_error: string | null }>(
+    'SELECT status, attempts, count(*)::int AS n, max(last_error) AS last_error FROM opinion_delivery WHERE id = ANY($1::text[]) GROUP BY status, attempts',
+    [noteIds],
+  );
+  const undelivered = deliveryRows.filter((r) => r.status !== 'delivered');
+  if (undelivered.length) problems.push(`delivery rows not delivered: ${undelivered.map((r) => `${r.n} ${r.status} (${r.last_error ?? ''})`).join(', ')}`);
+  const retried = deliveryRows.filter((r) => r.attempts !== 1).reduce((a, r) => a + r.n, 0);
+  const non201 = [...run.statuses.values()].flat().filter((s) => s !== 201).length;
+  const ok = problems.length === 0;
+
+  await service.stop();
+  service = undefined;
+
+  // ------------------------------------------------------------ report
+  const base = {
+    p50: (before.latency.p50 + after.latency.p50) / 2,
+    p95: (before.latency.p95 + after.latency.p95) / 2,
+    max: (before.latency.max + after.latency.max) / 2,
+    throughput: (before.throughput + after.throughput) / 2,
+  };
+  const serviceCpuMs = (cpuService.user + cpuService.system) / 1000;
+  say();
+  say(`where the delivery time went (per opinion; pg-boss job rows, PostgreSQL clock, ±1 ms):`);
+  say(`  submit HTTP (transaction: note, Task, job)   p50 ${fmtMs(submitLatency.p50).padStart(8)}  p95 ${fmtMs(submitLatency.p95).padStart(8)}  max ${fmtMs(submitLatency.max).padStart(8)}`);
+  say(`  waiting for a worker (response → job start)  p50 ${fmtMs(pickupStats.p50).padStart(8)}  p95 ${fmtMs(pickupStats.p95).padStart(8)}  max ${fmtMs(pickupStats.max).padStart(8)}  (jobs started over ${fmtMs(pickupSpan)}: ${(n / (pickupSpan / 1000)).toFixed(1)} jobs/s)`);
+  say(`  job start → document on the EHR              p50 ${fmtMs(jobStats.p50).padStart(8)}  p95 ${fmtMs(jobStats.p95).padStart(8)}  max ${fmtMs(jobStats.max).padStart(8)}  (reads, token, conditional create)`);
+  say(`  document on the EHR → job completed          p50 ${fmtMs(tailStats.p50).padStart(8)}  p95 ${fmtMs(tailStats.p95).padStart(8)}  max ${fmtMs(tailStats.max).padStart(8)}  (Communication, Task, audit; not in the measured time)`);
+  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
+  const parts = { 'submit HTTP': mean(run.subs.map((s) => s.endMs - s.startMs)), 'waiting for a worker': mean(pickup), 'job → EHR': mean(inJob) };
+  const whole = Object.values(parts).reduce((a, b) => a + b, 0);
+  say(`  share of the mean submit→arrival (${fmtMs(whole)}): ${Object.entries(parts).map(([k, v]) => `${k} ${pct(v / whole)}`).join(', ')}`);
+  say(
+    `  CPU over the ${fmtMs(span)} run: this process (service + load generator) ${fmtMs(serviceCpuMs)} = ${pct(serviceCpuMs / span)} of a core, sandbox EHR ${fmtMs(ehrCpu1.cpuMs - ehrCpu0.cpuMs)}; load average ${load0.toFixed(2)} → ${(loadavg()[0] ?? 0).toFixed(2)}`,
+  );
+  const duringSubmit = run.subs.filter((s) => (run.arrivalOf.get(s.noteId) as number) <= lastResponse).length;
+  say(`  CPU of this process from the first submission to the last response (${fmtMs(lastResponse - firstSubmit)}): ${fmtMs(run.submitCpuMs)} (${((run.submitCpuMs * 1000) / n).toFixed(0)} µs per opinion; ${duringSubmit} of the documents had arrived by then)`);
+  say(`  all delivery rows committed ${fmtMs(commitWaitMs)} after the last arrival was seen; ${retried} deliveries needed more than one attempt; ${non201} non-201 answers to consult-note POSTs`);
+  if (profile) {
+    const file = path.join(tmpdir(), `bench-delivery-${process.pid}.cpuprofile`);
+    await writeFile(file, JSON.stringify(profile));
+    const line = (x: Share) => `  ${pct(x.share).padStart(6)}  ${((x.ms * 1000) / n).toFixed(0).padStart(6)} µs/opinion  ${x.label}`;
+    const windows: [string, number, number][] = [
+      ['the whole timed run', firstSubmit, lastArrival],
+      ['submissions (first submission → last response)', firstSubmit, lastResponse],
+      ['after the last response (deliveries)', lastResponse, lastArrival],
+    ];
+    say();
+    say(`CPU profile of this process (service + load generator), main thread; ${file}`);
+    for (const [label, fromMs, toMs] of windows) {
+      const part = profileWindow(profile, fromMs * 1000, toMs * 1000);
+      if (!part) continue;
+      const summary = summariseProfile(part, 12);
+      say();
+      say(`${label}: busy ${fmtMs(summary.busyMs)} of ${fmtMs(toMs - fromMs)} = ${((summary.busyMs * 1000) / n).toFixed(0)} µs per opinion`);
+      say(' by package / folder (inclusive: on the stack):');
+      for (const x of summary.byPackageInclusive.slice(0, 12)) say(line(x));
+      say(' top functions by self time:');
+      for (const x of summary.topSelf) say(line(x));
+    }
+  }
+  say();
+  say(`correctness: ${ok ? `OK: exactly one DocumentReference and one Communication per opinion on the EHR (${consultNotesOnEhr} consult notes incl. warm-up), every delivery row delivered` : `FAILED:\n  - ${problems.join('\n  - ')}`}`);
+
+  const met = e2e.p95 <= TARGET_P95_MS;
+  const row = (label: string, a: string, b: string, c: string, d: string) => say(`  ${label.padEnd(42)}${a.padStart(10)}${b.padStart(10)}${c.padStart(10)}${d.padStart(16)}`);
+  say();
+  say(`==================== bench:delivery: ${n} opinions submitted at once, PostgreSQL ====================`);
+  row('', 'p50', 'p95', 'max', 'throughput');
+  row('baseline 1 (direct POST, If-None-Exist)', fmtMs(before.latency.p50), fmtMs(before.latency.p95), fmtMs(before.latency.max), `${before.throughput.toFixed(0)} docs/s`);
+  row('baseline 2', fmtMs(after.latency.p50), fmtMs(after.latency.p95), fmtMs(after.latency.max), `${after.throughput.toFixed(0)} docs/s`);
+  row('baseline (mean)', fmtMs(base.p50), fmtMs(base.p95), fmtMs(base.max), `${base.throughput.toFixed(0)} docs/s`);
+  row('delivery: submit → on the EHR', fmtMs(e2e.p50), fmtMs(e2e.p95), fmtMs(e2e.max), `${throughput.toFixed(1)} op/s`);
+  row('delivery / baseline', times(e2e.p50 / base.p50), times(e2e.p95 / base.p95), times(e2e.max / base.max), pct(throughput / base.throughput));
+  row('submit HTTP latency', fmtMs(submitLatency.p50), fmtMs(submitLatency.p95), fmtMs(submitLatency.max), '');
+  say(`  ${pollingLabel}; deliver-opinion worker ${workLabel}${opts.deliveryWork ? ' (EXPERIMENT)' : ''}`);
+  say(`  EHR: ${ehrLabel}`);
+  say(`  correctness: ${ok ? 'OK' : 'FAILED'}`);
+  say(`  TARGET p95 ≤ ${fmtMs(TARGET_P95_MS)}: ${met ? 'MET' : 'MISSED'} (p95 ${fmtMs(e2e.p95)})`);
+  say('='.repeat(99));
+  if (!ok) return 1;
+  return opts.check && !met ? 1 : 0;
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  if (!cleaning) say(`bench:delivery failed: ${(err as Error).stack ?? String(err)}`);
+  code = 1;
+} finally {
+  await cleanup();
+}
+process.exit(code);
