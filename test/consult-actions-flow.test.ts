@@ -280,6 +280,12 @@ describe('consult actions (flow)', () => {
     await refusedFrom('on-hold');
     expect((await call('POST', `/second-opinions/${id}/info`, 'st-olaf', { text: 'A 350 cc implant.' })).status).toBe(200);
     expect((await call('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', opinion)).status).toBe(200);
+    // The post-back job writes the Task once more (business status); wait for it, so "unchanged" is about the refusals.
+    const deadline = Date.now() + 45_000;
+    while ((await taskNow(taskId)).businessStatus?.coding?.[0]?.code !== 'opinion-delivered') {
+      if (Date.now() > deadline) throw new Error('the opinion was not delivered in time');
+      await new Promise((r) => setTimeout(r, 200));
+    }
     await refusedFrom('completed');
     // A finished referral: nothing left to cancel or answer.
     const done = await taskNow(taskId);
