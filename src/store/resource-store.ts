@@ -157,10 +157,6 @@ export class ResourceStore {
   }
 
   /**
-   * Writes a new version. With `expectedVersion` the write succeeds only if the current
-   * version is still that one (412 otherwise), so concurrent updates never lose one another.
-   */
-  /**
    * Lets `participantId` read these resources, every version of them, without making a new
    * version: who may read a resource is not part of its content (a released blinded record
    * set stays the same Bundle). Returns the number of current rows changed.
@@ -189,57 +185,41 @@ export class ResourceStore {
     return row?.access;
   }
 
+  /**
+   * Writes a new version. With `expectedVersion` (If-Match; every use case passes the version it
+   * read) the write succeeds only if the current version is still that one (412 otherwise), so
+   * concurrent updates never lose one another. Without it, the row is locked to learn its
+   * version first (last writer wins).
+   */
   async update<T extends Resource>(resource: T, options: UpdateOptions = {}): Promise<T> {
     const type = resource.resourceType;
     const id = resource.id;
     if (!id) throw new Error('update needs a resource id');
-    if (this.needsTransaction([type])) return this.withTransaction((tx) => tx.update(resource, options));
-    const observers = this.observersOf(type);
-    if (options.expectedVersion !== undefined && /^\d+$/.test(options.expectedVersion)) return this.updateExpected(resource, options.expectedVersion, options.access, observers);
-    const current = await this.db
-      .select({
-        versionId: resources.versionId,
-        access: resources.access,
-        status: sql<string | null>`${resources.content}->>'status'`,
-        businessStatus: sql<string | null>`${resources.content}#>>'{businessStatus,coding,0,code}'`,
-      })
-      .from(resources)
-      .where(and(eq(resources.resourceType, type), eq(resources.id, id)))
-      .for('update');
-    const row = current[0];
-    if (!row) throw new OperationOutcomeError(notFound);
-    if (options.expectedVersion !== undefined && String(row.versionId) !== options.expectedVersion) {
-      throw new OperationOutcomeError(preconditionFailed);
+    if (options.expectedVersion !== undefined && !/^\d+$/.test(options.expectedVersion)) throw new OperationOutcomeError(preconditionFailed);
+    // Observers need a transaction; so does the lock below.
+    if (!this.inTransaction && (options.expectedVersion === undefined || this.observersOf(type).length > 0)) return this.withTransaction((tx) => tx.update(resource, options));
+    let expected = options.expectedVersion;
+    if (expected === undefined) {
+      const [row] = await this.db
+        .select({ versionId: resources.versionId })
+        .from(resources)
+        .where(and(eq(resources.resourceType, type), eq(resources.id, id)))
+        .for('update');
+      if (!row) throw new OperationOutcomeError(notFound);
+      expected = String(row.versionId);
     }
-    const versionId = row.versionId + 1;
-    const lastUpdated = this.now();
-    const content = { ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } } as T;
-    this.validator.validate(content);
-    const access = options.access ? [...options.access] : row.access;
-    const updated = await this.db
-      .update(resources)
-      .set({ versionId, lastUpdated, content, access })
-      .where(and(eq(resources.resourceType, type), eq(resources.id, id), eq(resources.versionId, row.versionId)))
-      .returning({ id: resources.id });
-    if (updated.length === 0) throw new OperationOutcomeError(preconditionFailed);
-    await this.db.insert(resourceHistory).values({ resourceType: type, id, versionId, lastUpdated, content, access });
-    for (const observer of observers) {
-      await observer.onWrite(this, { resource: content, access, previous: { ...(row.status ? { status: row.status } : {}), ...(row.businessStatus ? { businessStatus: row.businessStatus } : {}) } });
-    }
-    return content;
+    return this.writeVersion(resource, Number(expected), options.access);
   }
 
   /**
-   * `update` when the caller names the version it changes (nearly every use case): one
-   * statement instead of three (read the version, update, insert the history row), since the
-   * new version number is known up front. The UPDATE matches only that version, so a
-   * concurrent writer makes it match nothing: 412, never a lost update. The previous status
-   * for observers is read from the statement's snapshot.
+   * The write itself, in one statement: the new version is known up front (expected + 1), so
+   * the UPDATE matches only the expected version (a concurrent writer makes it match nothing:
+   * 412, never a lost update) and inserts the history row; the previous status for observers
+   * comes from the statement's snapshot.
    */
-  private async updateExpected<T extends Resource>(resource: T, expectedVersion: string, newAccess: readonly string[] | undefined, observers: readonly WriteObserver[]): Promise<T> {
+  private async writeVersion<T extends Resource>(resource: T, expected: number, newAccess: readonly string[] | undefined): Promise<T> {
     const type = resource.resourceType;
     const id = resource.id as string;
-    const expected = Number(expectedVersion);
     const versionId = expected + 1;
     const lastUpdated = this.now();
     const content = { ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } } as T;
@@ -262,7 +242,7 @@ export class ResourceStore {
     const row = result.rows[0];
     if (!row) throw new OperationOutcomeError(notFound);
     if (!row.access) throw new OperationOutcomeError(preconditionFailed);
-    for (const observer of observers) {
+    for (const observer of this.observersOf(type)) {
       await observer.onWrite(this, { resource: content, access: row.access, previous: { ...(row.status ? { status: row.status } : {}), ...(row.business_status ? { businessStatus: row.business_status } : {}) } });
     }
     return content;
