@@ -14,7 +14,7 @@ import type { QueuePolicy } from './jobs/job-queue.ts';
 import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifyWebhookJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
-import { sweepOverdue } from './consults/overdue-sweep.ts';
+import { startOverdueSweep } from './consults/overdue-sweep.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
@@ -168,20 +168,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   });
 
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
-  let sweeping: Promise<void> | undefined;
-  const sweep = () => {
-    sweeping ??= sweepOverdue({ store, now })
-      .then((r) => {
-        if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
-      })
-      .catch((err: unknown) => log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'overdue sweep failed'))
-      .finally(() => {
-        sweeping = undefined;
-      });
-  };
-  const sweepTimer = setInterval(sweep, config.overdueSweepIntervalSeconds * 1000);
-  sweepTimer.unref();
-  sweep();
+  const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
 
   const server = app.listen(config.port, config.host);
   try {
@@ -191,8 +178,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     });
   } catch (err) {
     // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
-    clearInterval(sweepTimer);
-    await sweeping;
+    await overdueSweep.stop();
     await jobs.stop({ graceful: false }).catch(() => undefined);
     if (!options.database) await database.close();
     throw err;
@@ -214,8 +200,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
         const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
         await closed;
         clearTimeout(timer);
-        clearInterval(sweepTimer);
-        await sweeping;
+        await overdueSweep.stop();
         // The queue stops before the store closes (on PGlite it shares the one session).
         await jobs.stop({ graceful: true });
         await database.close();

@@ -18,6 +18,7 @@ import type { Task } from '@medplum/fhirtypes';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { businessStatus } from '../fhir/business-status.ts';
 import { BUSINESS_STATUS, type BusinessStatus } from '../fhir/constants.ts';
+import type { Logger } from '../log/logger.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { resources } from '../store/schema.ts';
 
@@ -69,6 +70,30 @@ export async function sweepOverdue(deps: { store: ResourceStore; now: () => Date
     else if (marked === undefined) result.skipped++;
   }
   return result;
+}
+
+/** Runs the sweep now and every `intervalSeconds`, one run at a time; `stop()` waits for a run in progress. */
+export function startOverdueSweep(deps: { store: ResourceStore; now: () => Date }, intervalSeconds: number, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const run = () => {
+    running ??= sweepOverdue(deps)
+      .then((r) => {
+        if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
+      })
+      .catch((err: unknown) => log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'overdue sweep failed'))
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const timer = setInterval(run, intervalSeconds * 1000);
+  timer.unref();
+  run();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 export function isOverdueCandidate(task: Task, now: Date): boolean {

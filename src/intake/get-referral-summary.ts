@@ -7,6 +7,7 @@ import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
+import { isOverdue } from '../consults/worklist.ts';
 import { findVisibleReferral } from './referral-access.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 
@@ -80,7 +81,6 @@ export interface SummaryDeps {
   audit: AuditLog;
 }
 
-const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed']);
 
 /**
  * The referrer's view of one referral (issue 2 §6): each consultant's Task status,
@@ -150,7 +150,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           businessStatusText: businessStatus?.display,
           ...(task.businessStatus?.text ? { businessStatusReason: task.businessStatus.text } : {}),
           due,
-          overdue: !!due && !TERMINAL.has(task.status) && new Date(due).getTime() < now,
+          overdue: isOverdue(task, now),
           lastModified: task.lastModified,
           ...(task.status === 'on-hold' && task.businessStatus?.coding?.[0]?.code === 'information-requested' && task.businessStatus.text ? { informationRequested: task.businessStatus.text } : {}),
         },
