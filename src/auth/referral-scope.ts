@@ -9,6 +9,7 @@
  */
 import { absoluteReference, sameResourceReference } from '../fhir/references.ts';
 import type { Network, Participant } from '../network/network.ts';
+import { PRACTITIONER_REFERENCE } from '../network/network-schema.ts';
 
 export interface ReferralScope {
   /** The referrer participant whose referrals are visible. */
@@ -16,8 +17,6 @@ export interface ReferralScope {
   /** When set, only referrals whose requester is one of these (absolute Practitioner URLs). */
   requesters?: readonly string[];
 }
-
-const PRACTITIONER = /(^|\/)Practitioner\/[A-Za-z0-9\-.]{1,64}$/;
 
 export class PractitionerRefused extends Error {}
 
@@ -27,7 +26,7 @@ export class PractitionerRefused extends Error {}
  * the claim is not a practitioner this participant may act for.
  */
 export function referralScopeOf(participant: Participant, network: Pick<Network, 'get'>, claim?: string): ReferralScope | undefined {
-  if (claim !== undefined && !PRACTITIONER.test(claim)) throw new PractitionerRefused('practitioner must be a Practitioner reference (Practitioner/<id> or an absolute URL)');
+  if (claim !== undefined && !PRACTITIONER_REFERENCE.test(claim)) throw new PractitionerRefused('practitioner must be a Practitioner reference (Practitioner/<id> or an absolute URL)');
   if (participant.roles.includes('referrer')) {
     const base = participant.fhir?.baseUrl;
     return { referrer: participant.id, ...(claim !== undefined ? { requesters: [base ? absoluteReference(base, claim) : claim] } : {}) };

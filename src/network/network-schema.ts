@@ -17,6 +17,9 @@ export const ROLES = ['referrer', 'consultant', 'physician', 'auditor', 'admin']
 export const RoleSchema = z.enum(ROLES);
 export type Role = z.infer<typeof RoleSchema>;
 
+/** A Practitioner reference: `Practitioner/<id>` or an absolute URL ending so. */
+export const PRACTITIONER_REFERENCE = /(^|\/)Practitioner\/[A-Za-z0-9\-.]{1,64}$/;
+
 /** JWK members that only a private (or symmetric) key has (RFC 7518 §6.2.2, §6.3.2, §6.4). */
 export const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
@@ -100,7 +103,7 @@ export const ParticipantSchema = z.looseObject({
       /** The referrer participant (id) whose referrals these clinicians place. */
       referrer: SlugSchema,
       /** The clinicians, as the referrer's EHR knows them: `Practitioner/<id>` (on that EHR) or an absolute URL. */
-      practitioners: z.array(z.string().regex(/(^|\/)Practitioner\/[A-Za-z0-9\-.]{1,64}$/, 'must be a Practitioner reference (Practitioner/<id> or an absolute URL)')).min(1, 'must list at least one practitioner'),
+      practitioners: z.array(z.string().regex(PRACTITIONER_REFERENCE, 'must be a Practitioner reference (Practitioner/<id> or an absolute URL)')).min(1, 'must list at least one practitioner'),
     })
     .optional(),
   /**
