@@ -45,7 +45,6 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -61,7 +60,8 @@ import { QUEUE } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { type RunningService, type StartOptions, startService } from '../src/service.ts';
 import { openDatabase } from '../src/store/database.ts';
-import { clientIdOf } from '../test/support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from '../test/support/example-network.ts';
+import { freePort } from '../test/support/service.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
 import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
@@ -146,14 +146,6 @@ function stats(values: number[]): Stats {
   const s = [...values].sort((a, b) => a - b);
   const rank = (p: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))] ?? NaN;
   return { n: s.length, p50: rank(0.5), p95: rank(0.95), max: s[s.length - 1] ?? NaN, min: s[0] ?? NaN };
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
 }
 
 async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
@@ -598,12 +590,7 @@ async function main(): Promise<number> {
   const ehr = await startSandbox('EHR');
   sandboxes.add(ehr);
   say(`sandbox EHR ${ehr.baseUrl} (child pid ${ehr.pid}) ready in ${fmtMs(ehr.startupMs)}`);
-  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-  const stOlaf = network.participants.find((p) => p.id === REFERRER);
-  if (!stOlaf) throw new Error(`example network lacks ${REFERRER}`);
-  stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
-  const networkFile = path.join(dir, 'network.json');
-  await writeFile(networkFile, JSON.stringify(network));
+  const networkFile = await writeSandboxNetwork(ehr, { dir, timeoutMs: 30_000 });
   const port = await freePort();
   const config = loadConfig({
     NODE_ENV: 'development',

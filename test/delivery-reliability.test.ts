@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
 import { SYSTEM } from '../src/fhir/constants.ts';
 import type { ConsultantSummary, ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
@@ -33,15 +34,6 @@ const FAST_RECOVERY = {
   DELIVERY_RETRY_MAX_DELAY_SECONDS: '2',
 };
 
-async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 /** `promise`, or a rejection naming `what` after `ms`. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -72,7 +64,7 @@ async function referralInProgress(intake: ServiceProcess, consultant: ServicePro
   expect(created.status).toBe(201);
   const id = created.body.id;
   const taskId = created.body.tasks[0]?.id as string;
-  await until(async () => ((await intake.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), `records of ${id}`);
+  await until(async () => ((await intake.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), `records of ${id}`, 60_000);
   expect((await consultant.call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
   expect((await consultant.call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
   return { id, taskId };
@@ -163,7 +155,7 @@ describe('opinion post-back reliability (service processes)', () => {
     const delivery = await until(async () => {
       const d = (await lakesideSummary(second, id))?.delivery;
       return d?.status === 'delivered' ? d : undefined;
-    }, 'delivered summary');
+    }, 'delivered summary', 60_000);
 
     // Exactly one of each on the EHR, searched through its FHIR API; the Communication is about that note.
     const docs = await searchFhir(ehr, 'DocumentReference', SYSTEM.consultNoteId, noteId);

@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepOverdue } from '../src/consults/overdue-sweep.ts';
@@ -9,14 +5,12 @@ import type { WorklistItem } from '../src/consults/worklist.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
+import { callerFor, until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
-
-const ROOT = path.join(import.meta.dirname, '..');
 
 /**
  * The overdue sweep (issue 4 §4): the periodic job marks Tasks past their due date that wait on
@@ -32,11 +26,7 @@ describe('overdue sweep (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf') as { fhir?: unknown };
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile, OVERDUE_SWEEP_INTERVAL_SECONDS: '1' }, undefined, { jobPollingIntervalSeconds: 0.5 });
     store = new ResourceStore(service.database.db, validator);
     for (const p of ['st-olaf', 'lakeside-consults']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
@@ -46,25 +36,7 @@ describe('overdue sweep (flow)', () => {
     await ehr?.stop();
   });
 
-  async function call<T>(method: string, pathname: string, participant: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${service.url}${pathname}`, {
-      method,
-      headers: { authorization: `Bearer ${tokens[participant]}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-  }
-
-  async function until<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 45_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  const call = callerFor(() => service.url, tokens);
 
   async function referral(): Promise<{ id: string; taskId: string }> {
     const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }));

@@ -1,19 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { AuditEvent, Bundle, OperationOutcome, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import type { Comparison } from '../src/retrieval/comparison.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
+import { callerFor } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
-
-const ROOT = path.join(import.meta.dirname, '..');
 
 /**
  * The primary physician's view (issue 4 §4): a participant with the physician role, or a
@@ -28,11 +22,7 @@ describe('physician access to referrals (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf') as { fhir?: unknown };
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile });
     for (const p of ['st-olaf', 'st-olaf-physicians', 'lakeside-consults', 'audit-office']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
 
@@ -49,15 +39,7 @@ describe('physician access to referrals (flow)', () => {
     await ehr?.stop();
   });
 
-  async function call<T>(method: string, pathname: string, who: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${service.url}${pathname}`, {
-      method,
-      headers: { authorization: `Bearer ${tokens[who] ?? who}`, accept: 'application/json', ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-  }
+  const call = callerFor(() => service.url, tokens);
 
   async function tokenFor(participant: string, practitioner: string): Promise<{ status: number; body: Record<string, unknown> }> {
     const form = await clientCredentialsForm(service.url, clientIdOf(participant));

@@ -1,23 +1,18 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import type { TaskNotification } from '../src/notify/task-notifications.ts';
 import { verifyWebhook } from '../src/notify/webhook-signature.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
+import { callerFor, until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const REFERRER_SECRET = 'st-olaf-webhook-secret-0123456789';
 // A Standard Webhooks style secret (whsec_ + base64 of the key bytes).
 const CONSULTANT_SECRET = `whsec_${Buffer.from('lakeside key bytes, 32 of them!!').toString('base64')}`;
@@ -65,13 +60,13 @@ describe('webhook notifications (flow)', () => {
     const hook = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown; notify?: unknown }[] };
-    const byId = (id: string) => network.participants.find((p) => p.id === id) as { fhir?: unknown; notify?: unknown };
-    byId('st-olaf').fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 2_000 };
-    byId('st-olaf').notify = { url: `${hook}/st-olaf`, secret: REFERRER_SECRET };
-    byId('lakeside-consults').notify = { url: `${hook}/lakeside`, secret: CONSULTANT_SECRET };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(ehr, {
+      timeoutMs: 2_000,
+      edit: (byId) => {
+        byId('st-olaf').notify = { url: `${hook}/st-olaf`, secret: REFERRER_SECRET };
+        byId('lakeside-consults').notify = { url: `${hook}/lakeside`, secret: CONSULTANT_SECRET };
+      },
+    });
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),
       jobPollingIntervalSeconds: 0.5,
@@ -84,25 +79,9 @@ describe('webhook notifications (flow)', () => {
     await new Promise((r) => receiver?.close(r));
   });
 
-  async function call<T>(method: string, pathname: string, participant: string, body?: unknown): Promise<{ status: number; body: T }> {
-    const res = await fetch(`${service.url}${pathname}`, {
-      method,
-      headers: { authorization: `Bearer ${tokens[participant]}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-  }
-
-  async function until<T>(probe: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 45_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const value = await probe();
-      if (value !== undefined) return value;
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; received: ${JSON.stringify(received.map((r) => [r.receiver, r.body.data]))}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
+  const call = callerFor(() => service.url, tokens);
+  const waitFor = <T>(probe: () => Promise<T | undefined> | T | undefined, what: string) =>
+    until(probe, what, 45_000, () => `received: ${JSON.stringify(received.map((r) => [r.receiver, r.body.data]))}`);
 
   it('each Task change reaches the referrer and the owning consultant, signed and id-only; a failed POST is retried with the same id', async () => {
     failFirst = 1;
@@ -111,7 +90,7 @@ describe('webhook notifications (flow)', () => {
     expect(created.status).toBe(201);
     const id = created.body.id;
     const [lakesideTask, northfieldTask] = created.body.tasks.map((t) => t.id as string) as [string, string];
-    await until(async () => ((await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), 'records');
+    await waitFor(async () => ((await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), 'records');
 
     expect((await call('POST', `/consults/${lakesideTask}/accept`, 'lakeside-consults')).status).toBe(200);
     expect((await call('POST', `/consults/${lakesideTask}/start`, 'lakeside-consults')).status).toBe(200);
@@ -126,11 +105,11 @@ describe('webhook notifications (flow)', () => {
         .map((r) => `${r.body.data.status}/${r.body.data.businessStatus ?? ''}`);
 
     // The referrer hears about both Tasks; the last change of each has arrived.
-    await until(() => (statuses('/st-olaf', lakesideTask).slice(-4).join() === 'accepted/records-ready,in-progress/records-ready,on-hold/information-requested,in-progress/records-ready' && statuses('/st-olaf', northfieldTask).some((s) => s.startsWith('rejected')) ? true : undefined), 'the referrer notifications');
+    await waitFor(() => (statuses('/st-olaf', lakesideTask).slice(-4).join() === 'accepted/records-ready,in-progress/records-ready,on-hold/information-requested,in-progress/records-ready' && statuses('/st-olaf', northfieldTask).some((s) => s.startsWith('rejected')) ? true : undefined), 'the referrer notifications');
     const referrerView = statuses('/st-olaf', lakesideTask);
     expect(referrerView.slice(-4)).toEqual(['accepted/records-ready', 'in-progress/records-ready', 'on-hold/information-requested', 'in-progress/records-ready']);
     // The consultant hears about its own Task only; Northfield registered no webhook.
-    await until(() => (statuses('/lakeside', lakesideTask).includes('on-hold/information-requested') ? true : undefined), 'the consultant notifications');
+    await waitFor(() => (statuses('/lakeside', lakesideTask).includes('on-hold/information-requested') ? true : undefined), 'the consultant notifications');
     expect(received.filter((r) => r.receiver === '/lakeside').every((r) => r.body.data.task.endsWith(`/Task/${lakesideTask}`))).toBe(true);
 
     // Versions are distinct per receiver (one notification per change), each signed with that receiver's secret.
@@ -153,7 +132,7 @@ describe('webhook notifications (flow)', () => {
     // The first POST was answered 503 and sent again, same notification id, later.
     const failed = received.find((r) => r.answered === 503) as Received;
     expect(failed).toBeDefined();
-    const again = await until(() => received.find((r) => r.answered === 204 && r.headers.id === failed.headers.id), 'the retry of the failed notification');
+    const again = await waitFor(() => received.find((r) => r.answered === 204 && r.headers.id === failed.headers.id), 'the retry of the failed notification');
     expect(again.raw).toBe(failed.raw);
     expect(Number(again.headers.timestamp)).toBeGreaterThanOrEqual(Number(failed.headers.timestamp));
 

@@ -4,22 +4,20 @@
  * a fresh temp directory. The example network is copied to that directory with `st-olaf`
  * pointed at the sandbox. `stop()` undoes everything, whatever state start-up reached.
  */
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { CodeableConcept } from '@medplum/fhirtypes';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { type RunningService, startService } from '../../src/service.ts';
-import { defaultSandboxClients, SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../../test/support/sandbox-ehr/clients.ts';
+import { defaultSandboxClients } from '../../test/support/sandbox-ehr/clients.ts';
 import { CONSENT_ACTORS, makeConsent } from '../../test/support/sandbox-ehr/seed-resources.ts';
 import { type SandboxEhr, startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
+import { writeSandboxNetwork } from '../../test/support/example-network.ts';
 import { freePort } from '../../test/support/service.ts';
 import { generateClientKey } from '../../test/support/tokens.ts';
 import { EhrClient } from './http.ts';
-
-const ROOT = path.join(import.meta.dirname, '..', '..');
 
 /** The consent the demo records on the sandbox EHR: disclosure to both consulting clinics. */
 export const DEMO_CONSENT_ID = 'consent-demo';
@@ -80,12 +78,7 @@ export function demoEnvironment(): Startable {
     partial.ehrClient = new EhrClient({ baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: EHR_VIEWER_CLIENT_ID, privateJwk: viewer.privateJwk });
 
     // The network: the shipped example, with St Olaf's EHR being the sandbox.
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('examples/network.json has no participant st-olaf');
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 10_000 };
-    const networkFile = path.join(partial.root, 'network.json');
-    await writeFile(networkFile, JSON.stringify(network, null, 2));
+    const networkFile = await writeSandboxNetwork(ehr, { dir: partial.root, timeoutMs: 10_000 });
 
     // The service, configured as `npm start` would be from these variables (the embedded
     // default store: DATABASE_URL is deliberately not read from the environment).

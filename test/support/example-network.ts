@@ -1,9 +1,22 @@
 import { readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './sandbox-ehr/clients.ts';
+import type { SandboxEhr } from './sandbox-ehr/server.ts';
 
-const NETWORK = JSON.parse(readFileSync(path.join(import.meta.dirname, '..', '..', 'examples', 'network.json'), 'utf8')) as {
-  participants: { id: string; clients: { clientId: string }[] }[];
-};
+const ROOT = path.join(import.meta.dirname, '..', '..');
+const EXAMPLE_NETWORK = path.join(ROOT, 'examples', 'network.json');
+
+export interface ExampleParticipant {
+  id: string;
+  clients: { clientId: string }[];
+  fhir?: unknown;
+  notify?: unknown;
+  [key: string]: unknown;
+}
+
+const NETWORK = JSON.parse(readFileSync(EXAMPLE_NETWORK, 'utf8')) as { participants: ExampleParticipant[] };
 
 /** The client id of a participant in the shipped example network. */
 export function clientIdOf(participantId: string): string {
@@ -11,4 +24,25 @@ export function clientIdOf(participantId: string): string {
   const clientId = p?.clients[0]?.clientId;
   if (!clientId) throw new Error(`example network has no client for ${participantId}`);
   return clientId;
+}
+
+/**
+ * Writes a copy of the example network, its referrer (st-olaf) pointed at the sandbox EHR, into
+ * a temp directory (or `dir`); `edit` changes participants further (webhooks, ...). Returns the file path.
+ */
+export async function writeSandboxNetwork(
+  ehr: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'>,
+  options: { timeoutMs?: number; edit?: (byId: (id: string) => ExampleParticipant) => void; /** Write into this directory instead of a new temp one. */ dir?: string } = {},
+): Promise<string> {
+  const network = JSON.parse(readFileSync(EXAMPLE_NETWORK, 'utf8')) as { participants: ExampleParticipant[] };
+  const byId = (id: string) => {
+    const found = network.participants.find((p) => p.id === id);
+    if (!found) throw new Error(`example network lacks ${id}`);
+    return found;
+  };
+  byId('st-olaf').fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: options.timeoutMs ?? 30_000 };
+  options.edit?.(byId);
+  const file = path.join(options.dir ?? (await mkdtemp(path.join(tmpdir(), 'so-network-'))), 'network.json');
+  await writeFile(file, JSON.stringify(network));
+  return file;
 }

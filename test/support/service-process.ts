@@ -11,14 +11,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { clientIdOf } from './example-network.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './sandbox-ehr/clients.ts';
-import type { SandboxEhr } from './sandbox-ehr/server.ts';
 import { freePort } from './service.ts';
 import { getAccessToken } from './tokens.ts';
 
@@ -213,17 +210,4 @@ async function admin(url: string, statement: string): Promise<void> {
   }
 }
 
-/**
- * Writes a copy of the example network whose referrer (st-olaf) posts back to `ehr`, into a new
- * temp directory; returns the file's path. The outbound key path is absolute (relative paths in a
- * network file are resolved against the file's directory).
- */
-export async function writeSandboxNetwork(ehr: SandboxEhr, options: { timeoutMs?: number } = {}): Promise<string> {
-  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-  const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-  if (!stOlaf) throw new Error('example network lacks st-olaf');
-  stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: options.timeoutMs ?? 30_000 };
-  const file = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-  await writeFile(file, JSON.stringify(network));
-  return file;
-}
+export { writeSandboxNetwork } from './example-network.ts';
