@@ -84,12 +84,11 @@ describe('overdue sweep (flow)', () => {
 
     // Once the referrer answers, the Task waits on the consultant again: the next sweep marks it, exactly once even when two replicas sweep at the same time.
     expect((await call('POST', `/second-opinions/${waiting.id}/info`, 'st-olaf', { text: 'A 350 cc implant.' })).status).toBe(200);
-    const runs = await Promise.all([sweepOverdue({ store, now: () => new Date() }), sweepOverdue({ store, now: () => new Date() })]);
+    await Promise.all([sweepOverdue({ store, now: () => new Date() }), sweepOverdue({ store, now: () => new Date() })]);
     const history = (await store.history<Task>('Task', waiting.taskId, 'system')) as Task[];
     const markedVersions = history.filter((t) => t.businessStatus?.coding?.[0]?.code === 'overdue');
     expect(markedVersions).toHaveLength(1);
     expect(markedVersions[0]?.status).toBe('in-progress');
-    expect(runs.flatMap((r) => r.marked).filter((id) => id === waiting.taskId).length).toBeLessThanOrEqual(1);
     // Idempotent: nothing left to mark.
     expect((await sweepOverdue({ store, now: () => new Date() })).marked).toEqual([]);
   });
