@@ -10,7 +10,7 @@ import { createValidator } from './fhir/validator.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
-import type { QueuePolicy } from './jobs/job-queue.ts';
+import type { Job, JobHandler, JsonObject, QueuePolicy } from './jobs/job-queue.ts';
 import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifyWebhookJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
@@ -106,49 +106,12 @@ export async function startService(config: Config, log: Logger, options: StartOp
     retryLimit: assemblyPolicy?.retryLimit ?? 10,
     now,
   };
-  await jobs.work<AssembleRecordSetJob>(
-    QUEUE.assembleRecordSet,
-    async (job) => {
-      try {
-        const result = await assembleRecordSet(job, assemblyDeps);
-        log.info({ jobId: job.id, serviceRequestId: job.data.serviceRequestId, attempt: job.attempt, outcome: result.outcome }, 'record set assembly');
-      } catch (err) {
-        // Logged (ids and the error's message only, no PHI) and rethrown: the queue retries with backoff.
-        log.warn({ jobId: job.id, serviceRequestId: job.data.serviceRequestId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'record set assembly attempt failed');
-        throw err;
-      }
-    },
-    { concurrency: 2 },
-  );
+  await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
   const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
-  await jobs.work<DeliverOpinionJob>(
-    QUEUE.deliverOpinion,
-    async (job) => {
-      try {
-        const result = await deliverOpinion(job, deliveryDeps);
-        log.info({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, outcome: result.outcome }, 'opinion delivery');
-      } catch (err) {
-        log.warn({ jobId: job.id, deliveryId: job.data.deliveryId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'opinion delivery attempt failed');
-        throw err;
-      }
-    },
-    { concurrency: 4 },
-  );
+  await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: 4 });
   const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
-  await jobs.work<NotifyWebhookJob>(
-    QUEUE.notifyWebhook,
-    async (job) => {
-      try {
-        const result = await sendTaskNotification(job, notifyDeps);
-        log.info({ jobId: job.id, participantId: job.data.participantId, taskId: job.data.taskId, attempt: job.attempt, outcome: result.outcome }, 'webhook notification');
-      } catch (err) {
-        log.warn({ jobId: job.id, participantId: job.data.participantId, taskId: job.data.taskId, attempt: job.attempt, err: { name: (err as Error).name, message: (err as Error).message } }, 'webhook notification attempt failed');
-        throw err;
-      }
-    },
-    { concurrency: 4 },
-  );
+  await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({
     config,
@@ -208,5 +171,22 @@ export async function startService(config: Config, log: Logger, options: StartOp
       })();
       return stopping;
     },
+  };
+}
+
+/**
+ * A job handler with one log line per attempt: ids and the outcome, or the error's name and
+ * message (never PHI). A failure is rethrown, so the queue retries it with backoff.
+ */
+function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string }>): JobHandler<T> {
+  return async (job) => {
+    const fields = { jobId: job.id, ...ids(job.data), attempt: job.attempt };
+    try {
+      const result = await run(job);
+      log.info({ ...fields, outcome: result.outcome }, what);
+    } catch (err) {
+      log.warn({ ...fields, err: { name: (err as Error).name, message: (err as Error).message } }, `${what} attempt failed`);
+      throw err;
+    }
   };
 }
