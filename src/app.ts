@@ -1,5 +1,6 @@
 import express, { type Express } from 'express';
 import type { AuditLog } from './audit/audit-log.ts';
+import { createGuard } from './access/route-guard.ts';
 import { createAuthMiddleware } from './auth/middleware.ts';
 import { createAuthRouter } from './auth/routes.ts';
 import type { AuthDeps } from './auth/auth-deps.ts';
@@ -58,11 +59,13 @@ export function createApp(deps: AppDeps): Express {
     res.type(FHIR_JSON).send(metadata);
   });
 
-  // Everything below needs a valid bearer token.
+  // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));
-  app.use(createParticipantsRouter({ network: deps.network }));
+  const guard = createGuard(deps.audit);
+  app.use(createParticipantsRouter({ guard, network: deps.network }));
   app.use(
     createIntakeRouter({
+      guard,
       intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now, jobs: deps.jobs },
       summary: {
         store: deps.store,
@@ -74,9 +77,9 @@ export function createApp(deps: AppDeps): Express {
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
-  app.use(createConsultRouter({ store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
-  app.use(createDeliveryAdminRouter({ store: deps.store, jobs: deps.jobs, now: deps.now }));
-  app.use(createBinaryRouter({ store: deps.store, blobs: deps.blobs, audit: deps.audit }));
+  app.use(createConsultRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
+  app.use(createDeliveryAdminRouter({ guard, store: deps.store, jobs: deps.jobs, now: deps.now }));
+  app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 
   app.use(notFoundHandler);

@@ -1,7 +1,9 @@
 import type { AuditEvent, Bundle, OperationOutcome, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { admitConsultant } from '../src/access/consultant-admission.ts';
 import { CLIENT_ID_SYSTEM, PARTICIPANT_ID_SYSTEM } from '../src/fhir/constants.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
 import { createValidator, ResourceValidationError } from '../src/fhir/validator.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
@@ -42,6 +44,10 @@ describe('audit (flow)', () => {
     });
     expect(res.status).toBe(201);
     ({ serviceRequest, tasks } = (await res.json()) as { serviceRequest: ServiceRequest; tasks: Task[] });
+    // No EHR answers in this file: admit Lakeside to the case as the record assembly does once
+    // the consent covers it (Northfield stays outside, as a clinic the consent does not name).
+    const store = new ResourceStore(service.database.db, validator);
+    await store.withTransaction((tx) => admitConsultant(tx, serviceRequest, tasks[0] as Task, 'lakeside-consults'));
   });
   afterAll(async () => service?.stop());
 
@@ -159,11 +165,11 @@ describe('audit (flow)', () => {
       expect(references(event)).toEqual([`Task/${tasks[0]?.id}`]);
     });
 
-    it('a consultant reading the referrer summary: 404 and a refused AuditEvent', async () => {
+    it('a consultant reading the referrer summary: 403 by role (the route guard) and a refused AuditEvent', async () => {
       const res = await get(`/second-opinions/${serviceRequest.id}`, 'riverside-imaging');
-      expect(res.status).toBe(404);
+      expect(res.status).toBe(403);
       const event = await eventOf(res);
-      expect(event).toMatchObject({ outcome: '4', action: 'R' });
+      expect(event).toMatchObject({ outcome: '4', action: 'R', outcomeDesc: 'Refused (403): the caller lacks the scope or role this read needs' });
       expect(who(event)).toMatchObject({ client: 'riverside-pacs', organization: 'Organization/riverside-imaging' });
       expect(references(event)).toEqual([`ServiceRequest/${serviceRequest.id}`]);
     });

@@ -9,6 +9,7 @@ import { getStatus, OperationOutcomeError } from '@medplum/core';
 import express, { type ErrorRequestHandler } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthDeps } from '../src/auth/auth-deps.ts';
+import { createGuard } from '../src/access/route-guard.ts';
 import { createAuthMiddleware, requireCaller, requireRole, requireScope } from '../src/auth/middleware.ts';
 import { createAuthRouter } from '../src/auth/routes.ts';
 import { runWithContext } from '../src/http/context.ts';
@@ -35,7 +36,8 @@ beforeAll(async () => {
   app.use((_req, _res, next) => runWithContext({ requestId: randomUUID(), traceId: randomUUID().replaceAll('-', ''), log: deps.log }, next));
   app.use(createAuthRouter(deps)); // public: token endpoint and discovery
   app.use(createAuthMiddleware(deps)); // everything below needs a bearer token
-  app.use(createParticipantsRouter({ network: deps.network }));
+  // /participants reads no PHI: its guard never audits.
+  app.use(createParticipantsRouter({ guard: createGuard({ record: () => Promise.reject(new Error('not audited')) }), network: deps.network }));
   app.get('/whoami', (_req, res) => {
     res.json({ context: requireCaller(), locals: res.locals.caller });
   });

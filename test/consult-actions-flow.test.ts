@@ -179,12 +179,12 @@ describe('consult actions (flow)', () => {
     expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('revoked');
   });
 
-  it('accepting before the record set is ready: 409, the Task unchanged', async () => {
+  it('accepting before the consent covers the clinic: 404 (the clinic does not see the Task), the Task unchanged', async () => {
     const { tasks } = await referral(['lakeside-consults', 'northfield-pathology']);
     // Northfield is not named in the Consent: its Task waits (awaiting-consent) with no record set.
     const before = await taskNow(tasks[1]?.id as string);
     expect(before.businessStatus?.coding?.[0]?.code).toBe('awaiting-consent');
-    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'northfield-pathology'), 409, before, /record set is not ready/);
+    await expectRefused(await call('POST', `/consults/${before.id}/accept`, 'northfield-pathology'), 404, before, /Not found/);
   });
 
   it('request-info -> the referrer answers with text and a document: Task in-progress with the answer, the records re-assembled into a new version', async () => {

@@ -67,7 +67,7 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/result {9}record set awaiting-records/);
     expect(run.stdout).toContain('missing        Surgical operation note (LOINC 11504-8)');
     expect(run.stdout).toContain('businessStatus.text "Missing required records: Surgical operation note"');
-    expect(run.stdout).toMatch(/guard {10}Lakeside tries to accept now: 409/);
+    expect(run.stdout).toMatch(/guard {10}Lakeside tries to accept now: 404 .*a clinic sees nothing of the case until its record set is complete and the consent covers it/);
     expect(run.stdout).toMatch(/response {7}202 Accepted: records revision 1, added DocumentReference\/op-note-2024/);
     expect(run.stdout).toContain('record set records-ready: nothing required is missing');
     expect(run.stdout).toMatch(/copy of EHR DocumentReference\/op-note-2024/);

@@ -251,6 +251,7 @@ describe('opinion and post-back (flow)', () => {
     expect(page).toContain('<th>Key risks</th>');
     expect(page).toContain('Two-stage revision (preferred)');
     expect(page).not.toContain('<first>');
-    expect((await call('GET', `/second-opinions/${id}/comparison`, 'lakeside-consults')).status).toBe(404);
+    // The comparison is the referrer's (and its physicians'): a consultant is refused by role.
+    expect((await call('GET', `/second-opinions/${id}/comparison`, 'lakeside-consults')).status).toBe(403);
   });
 });

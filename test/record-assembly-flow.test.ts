@@ -135,7 +135,16 @@ describe('record-set assembly (flow)', () => {
     const disclosure = disclosures.resources[0] as AuditEvent;
     expect(validator.validate(disclosure)).toEqual([]);
     expect(disclosure).toMatchObject({ subtype: [{ code: 'disclose' }], outcome: '0', agent: [{ who: { reference: 'Organization/lakeside', identifier: { value: 'lakeside-consults' } }, requestor: true }, {}] });
-    expect(disclosure.entity?.map((e) => e.what?.reference)).toEqual([`${ehr.baseUrl}/Patient/pat-1`, `Bundle/${bundle.id}`, ...(bundle.entry ?? []).map((e) => `DocumentReference/${e.resource?.id}`)]);
+    // The first disclosure admits the clinic to the case itself: the referral and its Task (the first opinion too, when not blinded).
+    const firstOpinion = (sr as { supportingInfo?: { reference?: string }[] }).supportingInfo?.find((s) => s.reference?.startsWith('ClinicalImpression/'))?.reference;
+    expect(disclosure.entity?.map((e) => e.what?.reference)).toEqual([
+      `${ehr.baseUrl}/Patient/pat-1`,
+      `ServiceRequest/${id}`,
+      `Task/${task?.id}`,
+      ...(firstOpinion ? [firstOpinion] : []),
+      `Bundle/${bundle.id}`,
+      ...(bundle.entry ?? []).map((e) => `DocumentReference/${e.resource?.id}`),
+    ]);
     expect(await store.read('Bundle', summary.recordSet.bundleId as string, { participantId: 'lakeside-consults' })).toBeDefined();
     // The pre-operative photo lives on the storage origin: fetched, and never with the EHR's bearer token.
     const storageRequests = ehr.requests.filter((r) => r.origin === 'storage');

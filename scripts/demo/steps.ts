@@ -169,8 +169,8 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
     fact('Task', `Task/${t} (${task.owner?.display}): ${taskState(task)}, businessStatus.text "${task.businessStatus?.text ?? ''}"`);
   }
   const early = await ctx.api.call(CONSULTANT_A, 'POST', `/consults/${taskA}/accept`);
-  if (early.status !== 409) throw new DemoError(`accepting before the record set is ready should be refused with 409, got ${early.status}: ${outcomeText(early.body)}`);
-  fact('guard', `Lakeside tries to accept now: 409 "${outcomeText(early.body)}" (nothing changes)`);
+  if (early.status !== 404) throw new DemoError(`accepting before the record set is disclosed should be refused with 404, got ${early.status}: ${outcomeText(early.body)}`);
+  fact('guard', `Lakeside tries to accept now: 404 "${outcomeText(early.body)}": a clinic sees nothing of the case until its record set is complete and the consent covers it (nothing changes)`);
   await ctx.tracker.report();
 
   // 4. The referrer supplies the missing record

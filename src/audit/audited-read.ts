@@ -37,8 +37,7 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
   try {
     result = await read();
   } catch (err) {
-    const { outcome, description } = refusalOf(err);
-    await audit.record({ action: plan.action, outcome, agent, entities: plan.requested, description, ...query });
+    await recordRefusal(audit, caller, plan, err);
     throw err;
   }
   const touched = plan.touched(result);
@@ -51,6 +50,19 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
     ...query,
   });
   return result;
+}
+
+/** Records the AuditEvent of a read that did not succeed (refused or failed) with `err`. */
+export async function recordRefusal(audit: Pick<AuditLog, 'record'>, caller: Caller, plan: Pick<AuditedReadPlan<unknown>, 'action' | 'requested' | 'query'>, err: unknown): Promise<void> {
+  const { outcome, description } = refusalOf(err);
+  await audit.record({
+    action: plan.action,
+    outcome,
+    agent: { participantId: caller.participantId, clientId: caller.clientId },
+    entities: plan.requested,
+    description,
+    ...(plan.query !== undefined ? { query: plan.query } : {}),
+  });
 }
 
 /**

@@ -15,6 +15,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 import type { TaskAction } from './task-transitions.ts';
 import { settleReferral, transitionTask } from './transition-task.ts';
+import { readerOf } from '../access/reader.ts';
 
 export const NoBodySchema = z.strictObject({}).optional();
 
@@ -50,7 +51,7 @@ export function organizationOf(caller: Caller, deps: ConsultDeps): Reference<Org
 
 /** The Task, when the caller's organization owns it; 404 otherwise (whether or not it exists). */
 export async function readOwnTask(tx: ResourceStore, taskId: string, caller: Caller, deps: ConsultDeps): Promise<Task> {
-  const task = await tx.read<Task>('Task', taskId, { participantId: caller.participantId });
+  const task = await tx.read<Task>('Task', taskId, readerOf(caller));
   const organization = deps.network.get(caller.participantId)?.organization.reference;
   if (!task || !organization || task.owner?.reference !== organization) throw new OperationOutcomeError(notFound);
   return task;

@@ -13,6 +13,7 @@ import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { Annotation, Organization, Reference, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
+import { readerOf } from '../access/reader.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { conflictError } from '../fhir/outcomes.ts';
 import type { Caller } from '../http/context.ts';
@@ -42,14 +43,17 @@ export interface TaskOutcome {
   businessStatus?: string;
 }
 
-/** The referral's intake row, when the caller placed it, locked for this transaction; 404 otherwise. */
+/**
+ * The referral's intake row, when the caller placed it and may read it (a token restricted to
+ * one clinician acts only on that clinician's referrals), locked for this transaction; 404 otherwise.
+ */
 async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[] }> {
   const [row] = await tx.database
     .select({ taskIds: intakeRequests.taskIds })
     .from(intakeRequests)
     .where(and(eq(intakeRequests.serviceRequestId, serviceRequestId), eq(intakeRequests.participantId, caller.participantId)))
     .for('update');
-  if (!row) throw new OperationOutcomeError(notFound);
+  if (!row || !(await tx.read('ServiceRequest', serviceRequestId, readerOf(caller)))) throw new OperationOutcomeError(notFound);
   return row;
 }
 

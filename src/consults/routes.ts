@@ -1,6 +1,7 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import type { Task } from '@medplum/fhirtypes';
-import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
+import type { Guard } from '../access/route-guard.ts';
+import { requireCaller } from '../auth/middleware.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
@@ -12,20 +13,14 @@ import { getWorklist, parseWorklistQuery } from './worklist.ts';
 import { answerInformationRequest, CancelRequestSchema, cancelReferral, InfoAnswerSchema, type ReferrerActionDeps } from './referrer-actions.ts';
 
 export interface ConsultRouterDeps extends Omit<ConsultDeps, 'network'>, ReferrerActionDeps {
+  /** Role and scope checks of each route (access/route-rules.ts). */
+  guard: Guard;
   audit: SubmitOpinionDeps['audit'];
   publicUrl: string;
   bodyLimitBytes: number;
 }
 
 const JSON_TYPES = ['application/json', 'application/fhir+json'];
-
-/** Consultant role and Task update scope, before anything is parsed. */
-const consultantOnly: RequestHandler = (_req, _res, next) => {
-  const caller = requireCaller();
-  requireRole(caller, 'consultant');
-  requireScope(caller, 'Task', 'u');
-  next();
-};
 
 /** 415 for a body that is not JSON (no body at all is fine: most actions take none). */
 const jsonOrEmpty: RequestHandler = (req, _res, next) => {
@@ -50,17 +45,12 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
   const router = Router();
   const json = express.json({ type: JSON_TYPES, limit: deps.bodyLimitBytes, strict: true });
 
-  router.get('/consults', (_req, _res, next) => {
-    const caller = requireCaller();
-    requireRole(caller, 'consultant');
-    requireScope(caller, 'Task', 's');
-    next();
-  }, async (req, res) => {
+  router.get('/consults', deps.guard('GET', '/consults'), async (req, res) => {
     res.json(await getWorklist(requireCaller(), parseWorklistQuery(queryParams(req)), deps));
   });
 
   const act = (path: string, handle: (body: unknown) => Parameters<typeof actOnConsult>[1]) =>
-    router.post(`/consults/:taskId/${path}`, consultantOnly, jsonOrEmpty, json, async (req, res) => {
+    router.post(`/consults/:taskId/${path}`, deps.guard('POST', `/consults/:taskId/${path}`), jsonOrEmpty, json, async (req, res) => {
       const task = await actOnConsult(req.params.taskId as string, handle(req.body), requireCaller(), deps, parseIfMatch(req.header('If-Match')));
       sendTask(res, task);
     });
@@ -76,22 +66,16 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
 
   // The opinion may carry attachments (5 of up to MAX_OPINION_ATTACHMENT_BYTES, base64): its own body limit.
   const opinionJson = express.json({ type: JSON_TYPES, limit: Math.max(deps.bodyLimitBytes, Math.ceil((5 * MAX_OPINION_ATTACHMENT_BYTES * 4) / 3) + 1_048_576), strict: true });
-  router.post('/consults/:taskId/opinion', consultantOnly, jsonOrEmpty, opinionJson, async (req, res) => {
+  router.post('/consults/:taskId/opinion', deps.guard('POST', '/consults/:taskId/opinion'), jsonOrEmpty, opinionJson, async (req, res) => {
     const opinion = parseBody(OpinionSchema, req.body ?? {});
     sendTask(res, await submitOpinion(req.params.taskId as string, opinion, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
 
   // The referrer's side: cancel the referral, answer a request for information.
-  const referrerOnly: RequestHandler = (_req, _res, next) => {
-    const caller = requireCaller();
-    requireRole(caller, 'referrer');
-    requireScope(caller, 'ServiceRequest', 'c');
-    next();
-  };
-  router.post('/second-opinions/:id/cancel', referrerOnly, jsonOrEmpty, json, async (req, res) => {
+  router.post('/second-opinions/:id/cancel', deps.guard('POST', '/second-opinions/:id/cancel'), jsonOrEmpty, json, async (req, res) => {
     res.json(await cancelReferral(req.params.id as string, parseBody(CancelRequestSchema, req.body), requireCaller(), deps));
   });
-  router.post('/second-opinions/:id/info', referrerOnly, jsonOrEmpty, json, async (req, res) => {
+  router.post('/second-opinions/:id/info', deps.guard('POST', '/second-opinions/:id/info'), jsonOrEmpty, json, async (req, res) => {
     res.json(await answerInformationRequest(req.params.id as string, parseBody(InfoAnswerSchema, req.body), requireCaller(), deps));
   });
 

@@ -17,6 +17,7 @@ import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
 import type { Opinion } from '../opinions/opinion.ts';
 import { intakeRequests, opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
+import { referrerAudience } from '../access/audience.ts';
 import { type ConsultDeps, organizationOf, readOwnTask } from './consult-actions.ts';
 import { settleReferral, transitionTask } from './transition-task.ts';
 
@@ -59,7 +60,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       requestId: intake.requestId,
       ...(task.description ? { question: task.description } : {}),
     });
-    const access = [intake.participantId, caller.participantId];
+    const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
     await tx.createMany([
       { resource: note, access },
       { resource: buildOpinionProvenance({ id: randomUUID(), documentId: noteId, taskId, consultant: agent, now }), access },

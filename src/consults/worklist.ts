@@ -10,6 +10,7 @@ import { invalid, issue } from '../fhir/outcomes.ts';
 import type { Caller } from '../http/context.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
+import { readerOf } from '../access/reader.ts';
 
 export interface WorklistQuery {
   status?: TaskStatus[];
@@ -70,7 +71,7 @@ export function parseWorklistQuery(params: Record<string, string[]>): WorklistQu
 export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { store: ResourceStore; network: { get(id: string): { organization: { reference: string } } | undefined }; now: () => Date; publicUrl: string }): Promise<Worklist> {
   const organization = deps.network.get(caller.participantId)?.organization.reference;
   if (!organization) return { items: [] };
-  const reader = { participantId: caller.participantId };
+  const reader = readerOf(caller);
   const now = deps.now().getTime();
   const selected: Task[] = [];
   let cursor = query.cursor;

@@ -7,6 +7,8 @@ import type { Caller } from '../http/context.ts';
 import type { Reader, ResourceStore } from '../store/resource-store.ts';
 import { outcome, issue } from './outcomes.ts';
 import { COMMON_PARAMETERS, parseSearch, SEARCH_PARAMETERS } from './search-parameters.ts';
+import { readerOf } from '../access/reader.ts';
+import { FHIR_TYPE_ACCESS } from '../access/route-rules.ts';
 
 /**
  * The FHIR read API (issue 2 §7) as plain functions: no Express in here. Every call sees
@@ -35,17 +37,18 @@ function assertServed(resourceType: string): asserts resourceType is ResourceTyp
 }
 
 /**
- * Checks the scope for `interaction` and picks the reader. AuditEvents have empty access
- * lists: a participant with the auditor role reads them all through the 'system' reader,
- * anyone else is refused (403).
+ * Checks the scope for `interaction` and the type's row of `FHIR_TYPE_ACCESS`, and picks the
+ * reader. AuditEvents have empty access lists: the auditor role reads them all through the
+ * 'system' reader, anyone else is refused (403).
  */
 function authorize(resourceType: ResourceType, interaction: 'r' | 's', caller: Caller): Reader {
   requireScope(caller, resourceType, interaction);
-  if (resourceType === 'AuditEvent') {
-    requireRole(caller, 'auditor');
-    return 'system';
+  const rule = FHIR_TYPE_ACCESS[resourceType];
+  if (rule && rule.roles !== 'any') {
+    requireRole(caller, rule.roles);
+    if (rule.readsAll) return 'system';
   }
-  return { participantId: caller.participantId };
+  return readerOf(caller);
 }
 
 export async function readResource(resourceType: string, id: string, caller: Caller, deps: FhirApiDeps): Promise<Resource> {

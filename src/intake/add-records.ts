@@ -10,6 +10,7 @@ import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
 import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
+import { readerOf } from '../access/reader.ts';
 
 /** The body of `POST /second-opinions/{id}/records`: documents on the referrer's EHR to add to the record set. */
 export const AddRecordsRequestSchema = z.strictObject({
@@ -57,7 +58,7 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
     // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
     if (!baseUrl) throw new Error('referrer has no FHIR endpoint configured');
 
-    const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, { participantId: caller.participantId });
+    const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, readerOf(caller));
     if (!serviceRequest) throw new OperationOutcomeError(notFound);
     if (serviceRequest.status !== 'active') {
       throw conflictError(`The referral is ${serviceRequest.status}: records can only be added to an active referral`);

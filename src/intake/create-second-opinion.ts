@@ -1,10 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
+import { referrerAudience } from '../access/audience.ts';
+import { sameResourceReference } from '../fhir/references.ts';
 import type { Caller } from '../http/context.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
-import { conflictError, issue, unprocessable } from '../fhir/outcomes.ts';
+import { conflictError, HttpOutcomeError, issue, outcome, unprocessable } from '../fhir/outcomes.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 import { buildReferral, dueDateFor, type ParticipantRef } from './build-referral.ts';
@@ -58,6 +60,7 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
     // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
     throw new Error('referrer has no FHIR endpoint configured');
   }
+  checkRequester(request, caller);
   const consultants = checkConsultants(request.consultants, deps.network);
   if (request.dueDate && new Date(request.dueDate).getTime() <= now.getTime()) {
     throw unprocessable([issue('business-rule', 'dueDate must lie in the future', 'dueDate')]);
@@ -96,19 +99,29 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
       .returning({ serviceRequestId: intakeRequests.serviceRequestId });
     if (claimed.length === 0) return replay(tx, referrer.id, request.requestId, contentHash);
 
-    const consultantIds = consultants.map((c) => c.id);
-    const blinded = request.blinded;
+    // Nothing of the case reaches a consultant before the patient's consent covers it: the record
+    // assembly admits each consultant it may disclose to (access/consultant-admission.ts).
+    const access = referrerAudience(referrer.id, referral.serviceRequest.requester?.reference);
     const [serviceRequest, ...rest] = await tx.createMany([
-      { resource: referral.serviceRequest, access: [referrer.id, ...consultantIds] },
-      ...referral.tasks.map((task, i) => ({ resource: task, access: [referrer.id, consultantIds[i] as string] })),
-      // A blinded referral withholds the first opinion from the consultants.
-      ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access: blinded ? [referrer.id] : [referrer.id, ...consultantIds] }] : []),
-      { resource: referral.provenance, access: [referrer.id] },
+      { resource: referral.serviceRequest, access },
+      ...referral.tasks.map((task) => ({ resource: task, access })),
+      ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
+      { resource: referral.provenance, access },
     ]);
     const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1', recordsRevision: '0' };
     await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
     return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
   });
+}
+
+/**
+ * A caller restricted to clinicians (a referrer token issued for one practitioner) refers only
+ * on their behalf: a referral it could not read afterwards is refused (403, naming the field).
+ */
+function checkRequester(request: IntakeRequest, caller: Caller): void {
+  const requesters = caller.referrals?.requesters;
+  if (!requesters || requesters.some((r) => sameResourceReference(r, request.requester.reference))) return;
+  throw new HttpOutcomeError(403, outcome([issue('forbidden', 'This access token was issued for another practitioner: requester must be the practitioner named in the token request', 'requester.reference')]));
 }
 
 /** Every consultant must be a known participant with the consultant role; each bad one is named. */

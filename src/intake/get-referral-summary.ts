@@ -2,7 +2,6 @@ import type { DocumentReference, Extension, ServiceRequest, Task } from '@medplu
 import { eq, inArray } from 'drizzle-orm';
 import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { requireScope } from '../auth/middleware.ts';
 import type { Caller } from '../http/context.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
@@ -103,10 +102,8 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
         };
       },
     },
-    async () => {
-      requireScope(caller, 'ServiceRequest', 'r');
-      return loadReferralSummary(id, caller, deps);
-    },
+    // Role and scope: the route's guard (access/route-rules.ts); visibility: findVisibleReferral.
+    async () => loadReferralSummary(id, caller, deps),
   );
   return summary;
 }

@@ -1,6 +1,7 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { ServiceRequest } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
+import { readerOf } from '../access/reader.ts';
 import { inReferralScope } from '../auth/referral-scope.ts';
 import type { Caller } from '../http/context.ts';
 import type { Reader, ResourceStore } from '../store/resource-store.ts';
@@ -9,7 +10,7 @@ import { intakeRequests } from '../store/schema.ts';
 export interface VisibleReferral {
   placed: { participantId: string; requestId: string; taskIds: string[]; recordsRevision: number };
   serviceRequest: ServiceRequest;
-  /** How to read the referral's resources for this caller: as the referrer, or (physicians) as the service after this check. */
+  /** How to read the referral's resources for this caller (access/reader.ts). */
   reader: Reader;
 }
 
@@ -24,8 +25,8 @@ export async function findVisibleReferral(id: string, caller: Caller, store: Res
     .from(intakeRequests)
     .where(eq(intakeRequests.serviceRequestId, id));
   if (!placed || !caller.referrals || caller.referrals.referrer !== placed.participantId) throw new OperationOutcomeError(notFound);
-  const serviceRequest = await store.read<ServiceRequest>('ServiceRequest', id, 'system');
+  const reader = readerOf(caller);
+  const serviceRequest = await store.read<ServiceRequest>('ServiceRequest', id, reader);
   if (!serviceRequest || !inReferralScope(caller.referrals, placed.participantId, serviceRequest.requester?.reference)) throw new OperationOutcomeError(notFound);
-  const reader: Reader = caller.participantId === placed.participantId ? { participantId: caller.participantId } : 'system';
   return { placed, serviceRequest, reader };
 }

@@ -1,5 +1,6 @@
 import express, { Router, type RequestHandler } from 'express';
-import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
+import type { Guard } from '../access/route-guard.ts';
+import { requireCaller } from '../auth/middleware.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
 import { addRecords, AddRecordsRequestSchema } from './add-records.ts';
@@ -9,6 +10,8 @@ import { IntakeRequestSchema } from './intake-request.ts';
 import { getComparison, renderComparisonHtml } from '../retrieval/comparison.ts';
 
 export interface IntakeRouterDeps {
+  /** Role and scope checks of each route (access/route-rules.ts). */
+  guard: Guard;
   intake: IntakeDeps;
   summary: SummaryDeps;
   publicUrl: string;
@@ -32,12 +35,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
 
   router.post(
     '/second-opinions',
-    (_req, _res, next) => {
-      const caller = requireCaller();
-      requireRole(caller, 'referrer');
-      requireScope(caller, 'ServiceRequest', 'c');
-      next();
-    },
+    deps.guard('POST', '/second-opinions'),
     requireJson,
     json,
     async (req, res) => {
@@ -52,8 +50,8 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
   );
 
   // The first opinion and every returned opinion side by side (issue 4 §4): JSON, or HTML for people.
-  router.get('/second-opinions/:id/comparison', async (req, res) => {
-    const comparison = await getComparison(req.params.id, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit });
+  router.get('/second-opinions/:id/comparison', deps.guard('GET', '/second-opinions/:id/comparison'), async (req, res) => {
+    const comparison = await getComparison(req.params.id as string, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit });
     if (req.accepts(['application/json', 'text/html']) === 'text/html') {
       res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
       res.type('html').send(renderComparisonHtml(comparison));
@@ -62,20 +60,14 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
     res.json(comparison);
   });
 
-  router.get('/second-opinions/:id', async (req, res) => {
-    // The scope is checked (and a refusal audited) by the use case.
-    res.json(await getReferralSummary(req.params.id, requireCaller(), deps.summary));
+  router.get('/second-opinions/:id', deps.guard('GET', '/second-opinions/:id'), async (req, res) => {
+    res.json(await getReferralSummary(req.params.id as string, requireCaller(), deps.summary));
   });
 
   // The referrer adds records (issue 3 §3): 202 and a new assembly, or 200 when nothing was new.
   router.post(
     '/second-opinions/:id/records',
-    (_req, _res, next) => {
-      const caller = requireCaller();
-      requireRole(caller, 'referrer');
-      requireScope(caller, 'ServiceRequest', 'c');
-      next();
-    },
+    deps.guard('POST', '/second-opinions/:id/records'),
     requireJson,
     json,
     async (req, res) => {

@@ -1,6 +1,6 @@
 import { badRequest, OperationOutcomeError } from '@medplum/core';
 import { Router } from 'express';
-import { requireCaller } from '../auth/middleware.ts';
+import type { Guard } from '../access/route-guard.ts';
 import { ROLES, type Network, type Participant, type Role } from './network.ts';
 
 /** What the directory shows of a participant: enough for an EHR pick-list, no keys or endpoints. */
@@ -26,10 +26,9 @@ export function summarizeParticipant(p: Participant): ParticipantSummary {
  * `GET /participants?role=consultant`: the directory of the network, for EHR pick-lists.
  * Any authenticated caller may read it (mount behind the auth middleware).
  */
-export function createParticipantsRouter(deps: { network: Network }): Router {
+export function createParticipantsRouter(deps: { guard: Guard; network: Network }): Router {
   const router = Router();
-  router.get('/participants', (req, res) => {
-    requireCaller();
+  router.get('/participants', deps.guard('GET', '/participants'), (req, res) => {
     const role = req.query.role;
     if (role !== undefined && (typeof role !== 'string' || !(ROLES as readonly string[]).includes(role))) {
       throw new OperationOutcomeError(badRequest(`role must be one of ${ROLES.join(', ')}`, 'role'));

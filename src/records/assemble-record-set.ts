@@ -22,6 +22,8 @@ import { ResourceValidationError } from '../fhir/validator.ts';
 import { blobSources, blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
+import { referrerAudience } from '../access/audience.ts';
+import { admitConsultant } from '../access/consultant-admission.ts';
 import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance, copyRecord, rewriteAttachment, type RecordResource, type RecordSetEntry, type StoredAttachment } from './record-set-bundle.ts';
 
@@ -185,8 +187,9 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   const permitted = checklist.complete ? [...decisions].filter(([, d]) => d.permitted).map(([id]) => id) : [];
   const statuses: Record<string, AssemblyStatus> = {};
   const missingText = checklist.missingRequired.map(describeMissing).join('; ');
-  const recordSets = [{ id: bundleId, records: disclosed, access: [ctx.referrer.id, ...permitted] }];
-  if (withheldBundleId) recordSets.push({ id: withheldBundleId, records: withheld.map((w) => w.entry), access: [ctx.referrer.id] });
+  const referrerSide = referrerAudience(ctx.referrer.id, ctx.serviceRequest.requester?.reference);
+  const recordSets = [{ id: bundleId, records: disclosed, access: [...referrerSide, ...permitted] }];
+  if (withheldBundleId) recordSets.push({ id: withheldBundleId, records: withheld.map((w) => w.entry), access: referrerSide });
 
   await deps.store.withTransaction(async (tx) => {
     const items: NewResource[] = [];
@@ -202,14 +205,25 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
     }
     await tx.createMany(items);
 
-    // Disclosure: the consultants permitted to read the record set from now on.
+    // Disclosure: the consultants permitted to read the record set from now on, admitted to the
+    // case itself (referral, Task, first opinion) the first time.
+    const admitted = new Map<string, string[]>();
+    for (const participantId of permitted) {
+      const organization = deps.network.get(participantId)?.organization.reference;
+      const task = ctx.tasks.find((t) => t.owner?.reference === organization);
+      if (task) admitted.set(participantId, await admitConsultant(tx, ctx.serviceRequest, task, participantId));
+    }
     await deps.audit.recordMany(
       permitted.map((participantId) => ({
         action: 'disclose' as const,
         outcome: 'success' as const,
         agent: { participantId },
         patientReference: absoluteReference(client.baseUrl, request.patient.reference),
-        entities: [{ reference: `Bundle/${bundleId}` }, ...disclosed.map((r) => ({ reference: `${r.resource.resourceType}/${r.resource.id}` }))],
+        entities: [
+          ...(admitted.get(participantId) ?? []).map((reference) => ({ reference })),
+          { reference: `Bundle/${bundleId}` },
+          ...disclosed.map((r) => ({ reference: `${r.resource.resourceType}/${r.resource.id}` })),
+        ],
         description: `Record set of ServiceRequest/${ctx.serviceRequest.id} made available to the consultant`,
       })),
       tx,

@@ -11,7 +11,8 @@ import type { Readable } from 'node:stream';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Caller } from '../http/context.ts';
 import { BlobRangeError, type BlobInfo, type BlobStore, type ByteRange } from '../store/blob-store.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import { accessFilter, type ResourceStore } from '../store/resource-store.ts';
+import { readerOf } from '../access/reader.ts';
 import { recordSetAttachments, resources } from '../store/schema.ts';
 
 export interface ReadAttachmentDeps {
@@ -36,7 +37,7 @@ export async function findReadableAttachment(id: string, caller: Caller, deps: R
     .select({ bundleId: recordSetAttachments.bundleId, patient: sql<string | null>`${resources.content} #>> '{entry,0,resource,subject,reference}'` })
     .from(recordSetAttachments)
     .innerJoin(resources, and(eq(resources.resourceType, 'Bundle'), eq(resources.id, recordSetAttachments.bundleId)))
-    .where(and(eq(recordSetAttachments.sha256, id), sql`${resources.access} @> ARRAY[${caller.participantId}]::text[]`))
+    .where(and(eq(recordSetAttachments.sha256, id), accessFilter(resources.access, readerOf(caller))))
     .limit(1);
   if (!row) throw new OperationOutcomeError(notFound);
   const info = await deps.blobs.head(id);

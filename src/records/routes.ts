@@ -3,12 +3,14 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { requireCaller, requireScope } from '../auth/middleware.ts';
+import type { Guard } from '../access/route-guard.ts';
+import { requireCaller } from '../auth/middleware.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { findReadableAttachment, openAttachment, parseRange, type ReadAttachmentDeps } from './read-attachment.ts';
 
 export interface BinaryRouterDeps extends ReadAttachmentDeps {
+  guard: Guard;
   audit: AuditLog;
 }
 
@@ -21,9 +23,9 @@ export interface BinaryRouterDeps extends ReadAttachmentDeps {
 export function createBinaryRouter(deps: BinaryRouterDeps): Router {
   const router = Router();
 
-  router.get('/fhir/Binary/:id', async (req, res) => {
+  router.get('/fhir/Binary/:id', deps.guard('GET', '/fhir/Binary/:id'), async (req, res) => {
     const caller = requireCaller();
-    const id = req.params.id;
+    const id = req.params.id as string;
     const access = await auditedRead(
       deps.audit,
       caller,
@@ -32,10 +34,7 @@ export function createBinaryRouter(deps: BinaryRouterDeps): Router {
         requested: requestedEntity('Binary', id),
         touched: (a) => ({ entities: [{ reference: `Binary/${id}` }], ...(a.patientReference ? { patientReference: a.patientReference } : {}) }),
       },
-      async () => {
-        requireScope(caller, 'Binary', 'r');
-        return findReadableAttachment(id, caller, deps);
-      },
+      async () => findReadableAttachment(id, caller, deps),
     );
     const { info } = access;
     const etag = `"${info.sha256}"`;

@@ -7,7 +7,6 @@
 import type { ClinicalImpression, DocumentReference, Task } from '@medplum/fhirtypes';
 import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { requireScope } from '../auth/middleware.ts';
 import type { Caller } from '../http/context.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { AGREEMENT_DISPLAY, type Agreement } from '../opinions/opinion.ts';
@@ -75,10 +74,8 @@ export async function getComparison(id: string, caller: Caller, deps: Comparison
         entities: [{ reference: `ServiceRequest/${id}` }, ...c.opinions.flatMap((o) => (o.documentReference ? [{ reference: o.documentReference }] : []))],
       }),
     },
-    async () => {
-      requireScope(caller, 'ServiceRequest', 'r');
-      return loadComparison(id, caller, deps);
-    },
+    // Role and scope: the route's guard (access/route-rules.ts); visibility: findVisibleReferral.
+    async () => loadComparison(id, caller, deps),
   );
 }
 

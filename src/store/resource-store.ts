@@ -11,10 +11,13 @@ export interface ResourceValidator {
 }
 
 /**
- * Who is reading. A participant sees only resources whose `access` list names it;
- * `system` is the service itself (use cases that check access on their own, jobs).
+ * Who is reading. A participant sees only resources whose `access` list names it; a reader
+ * restricted to some keys (`anyOf`, e.g. one clinician's requester key: access/audience.ts)
+ * sees only resources whose list holds one of them (none when `anyOf` is empty); `system` is
+ * the service itself (jobs, and use cases after their own access check). Build a caller's
+ * reader with `readerOf` (access/reader.ts).
  */
-export type Reader = { participantId: string } | 'system';
+export type Reader = { participantId: string } | { anyOf: readonly string[] } | 'system';
 
 export interface NewResource<T extends Resource = Resource> {
   resource: T;
@@ -317,9 +320,12 @@ export class ResourceStore {
   }
 }
 
-function accessFilter(column: typeof resources.access | typeof resourceHistory.access, reader: Reader): SQL | undefined {
+/** The SQL condition that lets `reader` see a row (undefined: no condition). Exported for tables joined to resources (Binary). */
+export function accessFilter(column: typeof resources.access | typeof resourceHistory.access, reader: Reader): SQL | undefined {
   if (reader === 'system') return undefined;
-  return sql`${column} @> ARRAY[${reader.participantId}]::text[]`;
+  if ('participantId' in reader) return sql`${column} @> ARRAY[${reader.participantId}]::text[]`;
+  if (reader.anyOf.length === 0) return sql`false`;
+  return sql`${column} && ${`{${reader.anyOf.map((k) => JSON.stringify(k)).join(',')}}`}::text[]`;
 }
 
 function dateCondition(f: DateFilter): SQL {

@@ -32,7 +32,14 @@ export function clientIdOf(participantId: string): string {
  */
 export async function writeSandboxNetwork(
   ehr: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'>,
-  options: { timeoutMs?: number; edit?: (byId: (id: string) => ExampleParticipant) => void; /** Write into this directory instead of a new temp one. */ dir?: string } = {},
+  options: {
+    timeoutMs?: number;
+    edit?: (byId: (id: string) => ExampleParticipant) => void;
+    /** Participants to add to the example network (built from an existing one, e.g. a second referrer). */
+    add?: (byId: (id: string) => ExampleParticipant) => ExampleParticipant[];
+    /** Write into this directory instead of a new temp one. */
+    dir?: string;
+  } = {},
 ): Promise<string> {
   const network = JSON.parse(readFileSync(EXAMPLE_NETWORK, 'utf8')) as { participants: ExampleParticipant[] };
   const byId = (id: string) => {
@@ -42,6 +49,7 @@ export async function writeSandboxNetwork(
   };
   byId('st-olaf').fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: options.timeoutMs ?? 30_000 };
   options.edit?.(byId);
+  network.participants.push(...(options.add?.(byId) ?? []));
   const file = path.join(options.dir ?? (await mkdtemp(path.join(tmpdir(), 'so-network-'))), 'network.json');
   await writeFile(file, JSON.stringify(network));
   return file;

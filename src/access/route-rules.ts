@@ -1,0 +1,112 @@
+/**
+ * Who may call which route, written once as data. The route guard (access/route-guard.ts)
+ * enforces these rows for every door mounted on the HTTP server; a route registered without a
+ * row fails the access-matrix test, and `guard()` refuses to build a guard for a route it does
+ * not know. What a caller may then see of a given referral is the other half of the rules: the
+ * access lists (access/audience.ts) read through `readerOf` (access/reader.ts), summarised in
+ * `RESOURCE_AUDIENCES` (access/resource-audiences.ts).
+ */
+import type { ResourceType } from '@medplum/fhirtypes';
+import type { AuditAction } from '../audit/audit-event.ts';
+import type { Interaction } from '../auth/scopes.ts';
+import type { Role } from '../network/network-schema.ts';
+
+export type RouteMethod = 'GET' | 'POST' | 'ALL';
+
+/** Who may call a route. */
+export type RouteAccess =
+  /** No token needed (health, discovery, the token endpoint, the CapabilityStatement). */
+  | { kind: 'public' }
+  /** Any participant with a valid token. */
+  | { kind: 'authenticated' }
+  /**
+   * Participants holding one of `roles` and (when given) a scope granting `scope`. Refusals are
+   * 403, the same for every id, so they reveal nothing. With `audit`, a refusal is also an
+   * AuditEvent naming the requested resource (`param` holds its id): the route reads PHI.
+   */
+  | { kind: 'roles'; roles: readonly Role[]; scope?: { type: string; interaction: Interaction }; audit?: { action: AuditAction; type: string; param: string } }
+  /** The FHIR read API: rules per resource type (`FHIR_TYPE_ACCESS`), checked and audited by the API itself. */
+  | { kind: 'fhir' };
+
+export interface RouteRule {
+  method: RouteMethod;
+  /** The path as registered with Express (`:id` parameters). */
+  path: string;
+  access: RouteAccess;
+  /** What the route is for, for the README's access table. */
+  what: string;
+}
+
+const referrer = (what: string, path: string): RouteRule => ({ method: 'POST', path, what, access: { kind: 'roles', roles: ['referrer'], scope: { type: 'ServiceRequest', interaction: 'c' } } });
+const referralRead = (what: string, path: string): RouteRule => ({
+  method: 'GET',
+  path,
+  what,
+  access: { kind: 'roles', roles: ['referrer', 'physician'], scope: { type: 'ServiceRequest', interaction: 'r' }, audit: { action: 'read', type: 'ServiceRequest', param: 'id' } },
+});
+const consultAction = ([action, what]: [string, string]): RouteRule => ({
+  method: 'POST',
+  path: `/consults/:taskId/${action}`,
+  what: `Consultant: ${what}`,
+  access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 'u' } },
+});
+const open = (method: RouteMethod, path: string, what: string): RouteRule => ({ method, path, what, access: { kind: 'public' } });
+
+export const ROUTE_RULES: readonly RouteRule[] = [
+  open('GET', '/healthz', 'Liveness'),
+  open('GET', '/readyz', 'Readiness'),
+  open('POST', '/auth/token', 'SMART Backend Services token request'),
+  open('GET', '/.well-known/smart-configuration', 'SMART discovery'),
+  open('GET', '/fhir/.well-known/smart-configuration', 'SMART discovery (under the FHIR base)'),
+  open('GET', '/.well-known/jwks.json', 'The public key access tokens are signed with'),
+  open('GET', '/fhir/metadata', 'CapabilityStatement'),
+  { method: 'GET', path: '/participants', what: 'The network directory', access: { kind: 'authenticated' } },
+  referrer('Refer: a new second-opinion request', '/second-opinions'),
+  referralRead('Referral summary', '/second-opinions/:id'),
+  referralRead('First and returned opinions side by side', '/second-opinions/:id/comparison'),
+  referrer('Referrer: add records to the referral', '/second-opinions/:id/records'),
+  referrer('Referrer: cancel the referral', '/second-opinions/:id/cancel'),
+  referrer('Referrer: answer a request for information', '/second-opinions/:id/info'),
+  { method: 'GET', path: '/consults', what: 'Consultant: its worklist', access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 's' } } },
+  ...(
+    [
+      ['accept', 'accept its Task'],
+      ['start', 'start work on it'],
+      ['confirm-cancellation', 'confirm the referrer\'s cancellation'],
+      ['decline', 'decline it, with a reason'],
+      ['request-info', 'ask the referrer for information'],
+      ['opinion', 'submit the opinion (completes the Task)'],
+    ] as [string, string][]
+  ).map(consultAction),
+  {
+    method: 'POST',
+    path: '/admin/deliveries/:id/retry',
+    what: 'Re-drive a post-back that gave up',
+    access: { kind: 'roles', roles: ['auditor', 'admin'] },
+  },
+  {
+    method: 'GET',
+    path: '/fhir/Binary/:id',
+    what: 'Attachment bytes of a record set',
+    access: { kind: 'roles', roles: ['referrer', 'physician', 'consultant'], scope: { type: 'Binary', interaction: 'r' }, audit: { action: 'read', type: 'Binary', param: 'id' } },
+  },
+  { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
+  { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
+  { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },
+  { method: 'GET', path: '/fhir/:type', what: 'FHIR search', access: { kind: 'fhir' } },
+  { method: 'ALL', path: '/fhir/{*rest}', what: '405: the FHIR API is read-only', access: { kind: 'authenticated' } },
+];
+
+/**
+ * Who may read each type served at /fhir, beyond the SMART scope `system/<Type>.r|s`: `any`
+ * participant reads what its access lists give it; AuditEvents belong to no participant and are
+ * read whole by the auditor role.
+ */
+export const FHIR_TYPE_ACCESS: Readonly<Partial<Record<ResourceType, { roles: 'any' } | { roles: readonly Role[]; readsAll: true }>>> = {
+  AuditEvent: { roles: ['auditor'], readsAll: true },
+};
+
+/** The rule of a route; undefined when the route has none (a bug the access-matrix test reports). */
+export function ruleFor(method: string, path: string): RouteRule | undefined {
+  return ROUTE_RULES.find((r) => r.path === path && (r.method === method || r.method === 'ALL'));
+}

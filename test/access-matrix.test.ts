@@ -1,0 +1,463 @@
+import { readFile } from 'node:fs/promises';
+import type { Bundle, DocumentReference, Provenance, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Express } from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mayView, type ResourceKind, type Viewer } from '../src/access/resource-audiences.ts';
+import { FHIR_TYPE_ACCESS, ROUTE_RULES, ruleFor, type RouteAccess, type RouteRule } from '../src/access/route-rules.ts';
+import { hasScope, splitScopes } from '../src/auth/scopes.ts';
+import type { Worklist } from '../src/consults/worklist.ts';
+import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { intakeRequests, opinionDeliveries, resources } from '../src/store/schema.ts';
+import { writeSandboxNetwork, type ExampleParticipant } from './support/example-network.ts';
+import { callerFor, until } from './support/flow.ts';
+import { EXAMPLE_OPINION } from './support/opinions.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
+import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { clientCredentialsForm, generateClientKey, postTokenRequest } from './support/tokens.ts';
+import { listRoutes } from './support/routes.ts';
+
+/**
+ * The access matrix (issue 10 §2), generated from the route table (src/access/route-rules.ts)
+ * and the resource audiences (src/access/resource-audiences.ts), driven over real HTTP.
+ *
+ * The world: two referrers (St Olaf and Harbor), two clinicians of St Olaf (dr-nilsen, who
+ * requested referral A, and dr-other), St Olaf's physicians' portal (acting for dr-nilsen),
+ * three clinics and an auditor. Referral A (St Olaf, blinded) goes to Lakeside and Riverside,
+ * whom the patient's Consent names, and to Northfield, whom it does not; Riverside has given its
+ * opinion. Referral B (Harbor) goes to Northfield, named by its Consent. Every caller is tried on
+ * every route, every resource and every action; the expected status is computed from the two
+ * tables, never from the access lists the service stored. Refused reads must leave an
+ * AuditEvent; refused writes must leave the store exactly as it was.
+ */
+
+type PartyId = 'referrer' | 'requester' | 'other-practitioner' | 'physician' | 'other-referrer' | 'consultant-admitted' | 'consultant-after-opinion' | 'consultant-before-consent' | 'auditor' | 'unknown';
+type ReferralId = 'A' | 'B';
+type Clinic = 'lakeside-consults' | 'riverside-imaging' | 'northfield-pathology';
+
+interface Party {
+  id: PartyId;
+  participant?: string;
+  roles: string[];
+  scopes: string[];
+  /** The referral it placed (referrer viewer). */
+  referrerOf?: ReferralId;
+  /** The referral whose requester it reads as. */
+  requesterOf?: ReferralId;
+  clinic?: Clinic;
+}
+
+interface Instance {
+  label: string;
+  kind: ResourceKind;
+  referral: ReferralId;
+  type: string;
+  id: string;
+  /** The clinic owning the Task (task kind) or that wrote the note (consult-note kind). */
+  clinic?: Clinic;
+}
+
+/** Which clinics the world admits to which referral, and who gave its opinion (the world's facts, set up below). */
+const ADMITTED: Record<ReferralId, Clinic[]> = { A: ['lakeside-consults', 'riverside-imaging'], B: ['northfield-pathology'] };
+const OPINION_GIVEN: Record<ReferralId, Clinic[]> = { A: ['riverside-imaging'], B: [] };
+const BLINDED: Record<ReferralId, boolean> = { A: true, B: false };
+
+function viewersOf(party: Party, instance: Pick<Instance, 'referral' | 'clinic'>): Set<Viewer> {
+  const v = new Set<Viewer>();
+  const r = instance.referral;
+  if (party.referrerOf === r) v.add('referrer');
+  if (party.requesterOf === r) v.add('requester');
+  if (party.roles.includes('auditor')) v.add('auditor');
+  const clinic = party.clinic;
+  if (clinic && ADMITTED[r].includes(clinic)) {
+    v.add('consultant');
+    if (!BLINDED[r]) v.add('consultant-unless-blinded');
+    if (instance.clinic === clinic) v.add('owner').add('author');
+    if (OPINION_GIVEN[r].includes(clinic)) v.add('consultant-after-opinion');
+  }
+  return v;
+}
+
+describe('access matrix: every caller x every route, resource and action, over HTTP', () => {
+  let ehr: SandboxEhr;
+  let service: TestService;
+  const tokens: Record<string, string> = {};
+  const call = callerFor(() => service.url, tokens);
+  const parties: Party[] = [];
+  const instances: Instance[] = [];
+  const refs: Refs = { sr: { A: '', B: '' }, tasks: {} };
+  let app: Express;
+  const counts = new Map<string, number>();
+  /** Refused reads that must each have left an AuditEvent, per participant. */
+  const refusedReads = new Map<string, number>();
+  let matrixStart = '';
+
+  const count = (route: string) => counts.set(route, (counts.get(route) ?? 0) + 1);
+
+  beforeAll(async () => {
+    ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
+    const harborKey = await generateClientKey('ES384', 'harbor-1');
+    // Harbor: a second referrer (its own client key) on the same sandbox EHR.
+    const networkFile = await writeSandboxNetwork(ehr, {
+      timeoutMs: 5_000,
+      add: (byId) => [
+        {
+          ...(JSON.parse(JSON.stringify(byId('st-olaf'))) as ExampleParticipant),
+          id: 'harbor',
+          name: 'Harbor Hospital (test)',
+          organization: { reference: 'Organization/harbor', display: 'Harbor Hospital (test)' },
+          clients: [{ clientId: 'harbor-ehr', jwks: { keys: [harborKey.publicJwk] }, scope: 'system/*.rs system/ServiceRequest.c system/Task.rs' } as never],
+        },
+      ],
+    });
+    service = await startTestService({ NETWORK_FILE: networkFile });
+    app = service.server.listeners('request')[0] as Express;
+
+    const network = JSON.parse(await readFile(networkFile, 'utf8')) as { participants: (ExampleParticipant & { roles: string[]; clients: { clientId: string; scope: string }[] })[] };
+    const scopeOf = (participant: string) => splitScopes(network.participants.find((p) => p.id === participant)?.clients[0]?.scope ?? '');
+    const rolesOf = (participant: string) => network.participants.find((p) => p.id === participant)?.roles ?? [];
+    const token = async (participant: string, extra: Record<string, string> = {}, privateJwk?: unknown) => {
+      const clientId = network.participants.find((p) => p.id === participant)?.clients[0]?.clientId as string;
+      const form = await clientCredentialsForm(service.url, clientId, privateJwk ? { privateJwk: privateJwk as never } : {});
+      const res = await postTokenRequest(service.url, { ...form, ...extra });
+      expect(res.status, `token for ${participant}`).toBe(200);
+      return res.body.access_token as string;
+    };
+    const add = async (p: Party, extra: Record<string, string> = {}, privateJwk?: unknown) => {
+      parties.push(p);
+      if (p.participant) tokens[p.id] = await token(p.participant, extra, privateJwk);
+    };
+    const party = (id: PartyId, participant: string, more: Partial<Party> = {}): Party => ({ id, participant, roles: rolesOf(participant), scopes: scopeOf(participant), ...more });
+    await add(party('referrer', 'st-olaf', { referrerOf: 'A' }));
+    await add(party('requester', 'st-olaf', { requesterOf: 'A' }), { practitioner: 'Practitioner/dr-nilsen' });
+    await add(party('other-practitioner', 'st-olaf'), { practitioner: 'Practitioner/dr-other' });
+    await add(party('physician', 'st-olaf-physicians', { requesterOf: 'A' }));
+    await add(party('other-referrer', 'harbor', { referrerOf: 'B' }), {}, harborKey.privateJwk);
+    await add(party('consultant-admitted', 'lakeside-consults', { clinic: 'lakeside-consults' }));
+    await add(party('consultant-after-opinion', 'riverside-imaging', { clinic: 'riverside-imaging' }));
+    await add(party('consultant-before-consent', 'northfield-pathology', { clinic: 'northfield-pathology' }));
+    await add(party('auditor', 'audit-office'));
+    parties.push({ id: 'unknown', roles: [], scopes: [] });
+    tokens.unknown = 'eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl';
+
+    // Consents on the EHR: A's names Lakeside and Riverside, B's names Northfield.
+    const year = 365 * 24 * 3600 * 1000;
+    const consentFor = async (id: string, actors: { reference?: string; display?: string }[]) => {
+      const consent = makeConsent(id, new Date(Date.now() - 86_400_000), new Date(Date.now() + year), actors[0] ?? CONSENT_ACTORS.lakeside);
+      const role = consent.provision?.actor?.[0]?.role;
+      for (const actor of actors.slice(1)) consent.provision?.actor?.push({ role: role as never, reference: actor });
+      await ehr.repo.createResource(consent, { assignedId: true });
+    };
+    await consentFor('consent-matrix-a', [CONSENT_ACTORS.lakeside, { reference: 'Organization/riverside-imaging', display: 'Riverside Imaging Centre (example)' }]);
+    await consentFor('consent-matrix-b', [{ reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' }]);
+
+    const records = { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/discharge-2024' }, { reference: 'DocumentReference/preop-photo-2024' }] };
+    const place = async (who: PartyId, body: Record<string, unknown>) => {
+      const res = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', who, makeSecondOpinionRequest({ records, ...body }));
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+      return res.body;
+    };
+    const a = await place('requester', { consultants: ['lakeside-consults', 'riverside-imaging', 'northfield-pathology'], blinded: true, consent: { reference: 'Consent/consent-matrix-a' } });
+    // B asks for a pathology read of other documents, so its attachment bytes are not A's (Binary is content-addressed).
+    const b = await place('other-referrer', {
+      kind: 'pathology-review',
+      consultants: ['northfield-pathology'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: 'DocumentReference/pathology-2024' }] },
+      requester: { reference: 'Practitioner/dr-berg', display: 'Dr Berg' },
+      consent: { reference: 'Consent/consent-matrix-b' },
+    });
+    refs.sr = { A: a.id, B: b.id };
+    const ownerOf: Record<string, Clinic> = { 'Organization/lakeside': 'lakeside-consults', 'Organization/riverside-imaging': 'riverside-imaging', 'Organization/northfield-pathology': 'northfield-pathology' };
+    for (const [r, placed] of [['A', a], ['B', b]] as const) {
+      for (const t of placed.tasks) refs.tasks[`${r}:${ownerOf[t.owner?.reference as string]}`] = t.id as string;
+    }
+    for (const [r, who] of [['A', 'referrer'], ['B', 'other-referrer']] as const) {
+      await until(async () => {
+        const s = await call<ReferralSummary>('GET', `/second-opinions/${refs.sr[r]}`, who);
+        return s.body.recordSet.status === 'records-pending' ? undefined : s.body;
+      }, `record set of ${r}`);
+    }
+
+    // Lakeside accepts A; Riverside accepts, starts and gives its opinion; Northfield accepts B.
+    const act = async (who: PartyId, task: string, action: string, body?: unknown) => {
+      const res = await call<Task>('POST', `/consults/${task}/${action}`, who, body);
+      expect(res.status, `${who} ${action}: ${JSON.stringify(res.body)}`).toBe(200);
+    };
+    await act('consultant-admitted', refs.tasks['A:lakeside-consults'] as string, 'accept');
+    await act('consultant-after-opinion', refs.tasks['A:riverside-imaging'] as string, 'accept');
+    await act('consultant-after-opinion', refs.tasks['A:riverside-imaging'] as string, 'start');
+    await act('consultant-after-opinion', refs.tasks['A:riverside-imaging'] as string, 'opinion', EXAMPLE_OPINION);
+    await act('consultant-before-consent', refs.tasks['B:northfield-pathology'] as string, 'accept');
+    await until(async () => {
+      const s = await call<ReferralSummary>('GET', `/second-opinions/${refs.sr.A}`, 'referrer');
+      return s.body.consultants.find((c) => c.participant === 'riverside-imaging')?.delivery?.status === 'delivered' ? true : undefined;
+    }, 'the opinion posted back');
+
+    // The resources of the world, one of each kind per referral (and per owning clinic).
+    const rows = await service.database.db.select({ type: resources.resourceType, id: resources.id, content: resources.content }).from(resources);
+    const all = rows.map((r) => r.content as Resource);
+    const srs = all.filter((r): r is ServiceRequest => r.resourceType === 'ServiceRequest');
+    const referralOf = (srId: string): ReferralId => (srId === refs.sr.A ? 'A' : 'B');
+    for (const sr of srs) {
+      const r = referralOf(sr.id as string);
+      instances.push({ label: `ServiceRequest ${r}`, kind: 'referral', referral: r, type: 'ServiceRequest', id: sr.id as string });
+      const disclosed = (sr.supportingInfo ?? []).flatMap((s) => (s.reference?.startsWith('Bundle/') ? [s.reference.slice(7)] : []));
+      for (const bundle of all.filter((x): x is Bundle => x.resourceType === 'Bundle')) {
+        const prov = all.find((p) => p.resourceType === 'Provenance' && (p as Provenance).target.some((t) => t.reference === `Bundle/${bundle.id}`)) as Provenance;
+        if (prov.reason?.[0]?.text !== `Record set of ServiceRequest/${sr.id}`) continue;
+        const kind: ResourceKind = disclosed.includes(bundle.id as string) ? 'record-set' : 'withheld-record-set';
+        const tag = `${kind} ${r}`;
+        instances.push({ label: `Bundle (${tag})`, kind, referral: r, type: 'Bundle', id: bundle.id as string });
+        const copy = bundle.entry?.[0]?.resource as DocumentReference;
+        instances.push({ label: `DocumentReference copy (${tag})`, kind, referral: r, type: 'DocumentReference', id: copy.id as string });
+        instances.push({ label: `Provenance (${tag})`, kind, referral: r, type: 'Provenance', id: prov.id as string });
+        const url = copy.content[0]?.attachment.url as string;
+        instances.push({ label: `Binary (${tag})`, kind, referral: r, type: 'Binary', id: url.split('/').pop() as string });
+      }
+      const intakeProv = all.find((p) => p.resourceType === 'Provenance' && (p as Provenance).target.some((t) => t.reference === `ServiceRequest/${sr.id}`)) as Provenance;
+      instances.push({ label: `Provenance (intake ${r})`, kind: 'intake-provenance', referral: r, type: 'Provenance', id: intakeProv.id as string });
+    }
+    for (const [key, id] of Object.entries(refs.tasks)) {
+      const [r, clinic] = key.split(':') as [ReferralId, Clinic];
+      instances.push({ label: `Task ${r} of ${clinic}`, kind: 'task', referral: r, type: 'Task', id, clinic });
+      const change = all.find((p) => p.resourceType === 'Provenance' && (p as Provenance).target.some((t) => t.reference?.startsWith(`Task/${id}/`))) as Provenance | undefined;
+      if (change) instances.push({ label: `Provenance (Task ${r} of ${clinic})`, kind: 'task', referral: r, type: 'Provenance', id: change.id as string, clinic });
+    }
+    const riversideTask = all.find((t) => t.id === refs.tasks['A:riverside-imaging']) as Task;
+    refs.note = riversideTask.output?.[0]?.valueReference?.reference?.slice('DocumentReference/'.length) as string;
+    instances.push({ label: 'consult note (A, Riverside)', kind: 'consult-note', referral: 'A', type: 'DocumentReference', id: refs.note, clinic: 'riverside-imaging' });
+    const noteProv = all.find((p) => p.resourceType === 'Provenance' && (p as Provenance).target.some((t) => t.reference === `DocumentReference/${refs.note}`)) as Provenance;
+    instances.push({ label: 'Provenance (consult note A)', kind: 'consult-note', referral: 'A', type: 'Provenance', id: noteProv.id as string, clinic: 'riverside-imaging' });
+    const event = all.find((x) => x.resourceType === 'AuditEvent') as Resource;
+    instances.push({ label: 'AuditEvent', kind: 'audit-event', referral: 'A', type: 'AuditEvent', id: event.id as string });
+    matrixStart = new Date().toISOString();
+  }, 240_000);
+  afterAll(async () => {
+    await service?.stop();
+    await ehr?.stop();
+  });
+
+  /** What the store holds apart from AuditEvents: refused writes must leave it exactly so. */
+  async function fingerprint(): Promise<string> {
+    const rows = await service.database.db.select({ type: resources.resourceType, id: resources.id, content: resources.content }).from(resources);
+    const versions = rows.filter((r) => r.type !== 'AuditEvent').map((r) => `${r.type}/${r.id}/${(r.content as Resource).meta?.versionId}`).sort();
+    const intakes = (await service.database.db.select({ id: intakeRequests.serviceRequestId, rev: intakeRequests.recordsRevision }).from(intakeRequests)).map((r) => `${r.id}:${r.rev}`).sort();
+    const deliveries = (await service.database.db.select({ id: opinionDeliveries.id, status: opinionDeliveries.status, attempts: opinionDeliveries.attempts }).from(opinionDeliveries)).map((r) => `${r.id}:${r.status}:${r.attempts}`).sort();
+    return JSON.stringify({ versions, intakes, deliveries });
+  }
+
+  /** 401 / 403 from the route's row, before any resource is looked at; undefined when the caller passes it. */
+  function routeRefusal(party: Party, access: RouteAccess): number | undefined {
+    if (access.kind === 'public') return undefined;
+    if (party.id === 'unknown') return 401;
+    if (access.kind !== 'roles') return undefined;
+    if (!access.roles.some((r) => party.roles.includes(r))) return 403;
+    if (access.scope && !hasScope(party.scopes, access.scope.type, access.scope.interaction)) return 403;
+    return undefined;
+  }
+
+  /** Expected status of a FHIR read-type interaction on `instance` (FHIR_TYPE_ACCESS, scopes, audiences). */
+  function fhirExpectation(party: Party, instance: Instance, interaction: 'r' | 's'): { status: number; visible: boolean } {
+    if (party.id === 'unknown') return { status: 401, visible: false };
+    if (!hasScope(party.scopes, instance.type, interaction)) return { status: 403, visible: false };
+    const typeRule = FHIR_TYPE_ACCESS[instance.type as keyof typeof FHIR_TYPE_ACCESS];
+    if (typeRule && typeRule.roles !== 'any' && !typeRule.roles.some((r) => party.roles.includes(r))) return { status: 403, visible: false };
+    const visible = mayView(instance.kind, viewersOf(party, instance));
+    return { status: visible || interaction === 's' ? 200 : 404, visible };
+  }
+
+  const refused = (party: Party) => {
+    if (party.participant) refusedReads.set(party.participant, (refusedReads.get(party.participant) ?? 0) + 1);
+  };
+
+  it('every route the service registers has a row in the access rules, and every row is exercised below', () => {
+    const registered = listRoutes(app);
+    expect(registered.length).toBeGreaterThan(20);
+    const missing = registered.filter((r) => !ruleFor(r.method, r.path)).map((r) => `${r.method} ${r.path}`);
+    expect(missing, 'routes without a row in ROUTE_RULES').toEqual([]);
+    const unregistered = ROUTE_RULES.filter((rule) => !registered.some((r) => ruleFor(r.method, r.path) === rule)).map((r) => `${r.method} ${r.path}`);
+    expect(unregistered, 'rows of ROUTE_RULES no route uses').toEqual([]);
+    const uncovered = ROUTE_RULES.filter((rule) => !CELLS[rule.path]).map((r) => `${r.method} ${r.path}`);
+    expect(uncovered, 'rows the matrix below does not drive: add cells for them').toEqual([]);
+  });
+
+  it('FHIR read, vread, history and search of every resource, for every caller', async () => {
+    for (const instance of instances.filter((i) => i.type !== 'Binary')) {
+      for (const party of parties) {
+        const read = fhirExpectation(party, instance, 'r');
+        for (const [route, path] of [
+          ['/fhir/:type/:id', `/fhir/${instance.type}/${instance.id}`],
+          ['/fhir/:type/:id/_history/:vid', `/fhir/${instance.type}/${instance.id}/_history/1`],
+          ['/fhir/:type/:id/_history', `/fhir/${instance.type}/${instance.id}/_history`],
+        ] as const) {
+          const res = await call<Resource>('GET', path, party.id);
+          count(route);
+          expect(`${party.id} GET ${route} ${instance.label}: ${res.status}`).toBe(`${party.id} GET ${route} ${instance.label}: ${read.status}`);
+          if (res.status === 403 || res.status === 404) refused(party);
+        }
+        const search = fhirExpectation(party, instance, 's');
+        const res = await call<Bundle>('GET', `/fhir/${instance.type}?_id=${instance.id}`, party.id);
+        count('/fhir/:type');
+        expect(`${party.id} search ${instance.label}: ${res.status}`).toBe(`${party.id} search ${instance.label}: ${search.status}`);
+        if (res.status === 200) expect(`${party.id} search ${instance.label}: ${(res.body.entry ?? []).filter((e) => e.search?.mode === 'match').length} hits`).toBe(`${party.id} search ${instance.label}: ${search.visible ? 1 : 0} hits`);
+        if (res.status === 403) refused(party);
+      }
+    }
+  });
+
+  it('Binary: the attachment bytes of every record set, for every caller', async () => {
+    const rule = ruleFor('GET', '/fhir/Binary/:id') as RouteRule;
+    for (const instance of instances.filter((i) => i.type === 'Binary')) {
+      for (const party of parties) {
+        // The bytes are stored once by content: whoever may read any record set carrying them may read them.
+        const holders = instances.filter((i) => i.type === 'Binary' && i.id === instance.id);
+        const expected = routeRefusal(party, rule.access) ?? (holders.some((h) => mayView(h.kind, viewersOf(party, h))) ? 200 : 404);
+        const res = await fetch(`${service.url}/fhir/Binary/${instance.id}`, { headers: { authorization: `Bearer ${tokens[party.id]}` } });
+        await res.arrayBuffer();
+        count(rule.path);
+        expect(`${party.id} Binary ${instance.label}: ${res.status}`).toBe(`${party.id} Binary ${instance.label}: ${expected}`);
+        if (expected === 403 || expected === 404) refused(party);
+      }
+    }
+  });
+
+  it('the JSON referral routes, consultant actions, worklist, admin and directory routes, for every caller; refused writes change nothing', async () => {
+    const before = await fingerprint();
+    for (const [path, cells] of Object.entries(CELLS)) {
+      const rule = ROUTE_RULES.find((r) => r.path === path) as RouteRule;
+      for (const cell of cells({ refs })) {
+        for (const party of parties) {
+          if (cell.deferred?.(party)) continue;
+          const refusal = routeRefusal(party, rule.access);
+          const expected = refusal ?? cell.expect(party);
+          const res = await call<unknown>(cell.method ?? rule.method, cell.path, party.id, cell.body, cell.headers);
+          count(path);
+          const label = `${party.id} ${cell.method ?? rule.method} ${cell.path}`;
+          if (Array.isArray(expected)) expect(expected, `${label}: ${res.status} ${JSON.stringify(res.body)}`).toContain(res.status);
+          else expect(`${label}: ${res.status}`).toBe(`${label}: ${expected}`);
+          if (rule.access.kind === 'roles' && rule.access.audit && (res.status === 403 || res.status === 404)) refused(party);
+          cell.check?.(party, res.status, res.body);
+        }
+      }
+    }
+    expect(await fingerprint()).toBe(before);
+  });
+
+  it('every refused read left an AuditEvent (outcome 4) naming the caller', async () => {
+    for (const [participant, expected] of refusedReads) {
+      let found = 0;
+      let next: string | undefined = `/fhir/AuditEvent?agent=Organization/${ORGANIZATIONS[participant]}&outcome=4&date=ge${matrixStart}&_count=500`;
+      while (next) {
+        const page: { body: Bundle } = await call<Bundle>('GET', next, 'auditor');
+        found += (page.body.entry ?? []).filter((e) => e.search?.mode === 'match').length;
+        const link = page.body.link?.find((l) => l.relation === 'next')?.url;
+        next = link ? link.slice(service.url.length) : undefined;
+      }
+      expect(`${participant}: ${found} refusals audited`).toBe(`${participant}: ${expected} refusals audited`);
+    }
+    expect(refusedReads.size).toBeGreaterThan(5);
+  });
+
+  it('the referrer-side writes reach the referral only for its referrer and requester (run last: they change it)', async () => {
+    for (const party of parties) {
+      const rule = ruleFor('POST', '/second-opinions/:id/cancel') as RouteRule;
+      const res = await call<unknown>('POST', `/second-opinions/${refs.sr.B}/cancel`, party.id, { reason: 'matrix' });
+      count(rule.path);
+      const expected = routeRefusal(party, rule.access) ?? (party.referrerOf === 'B' || party.requesterOf === 'B' ? 200 : 404);
+      expect(`${party.id} cancel B: ${res.status}`).toBe(`${party.id} cancel B: ${expected}`);
+    }
+    // Printed for the CI log: how many cells each route got.
+    console.log(`access matrix: ${[...counts.values()].reduce((a, b) => a + b, 0)} requests; ${[...counts].map(([r, n]) => `${r} ${n}`).join('; ')}`);
+  });
+});
+
+const ORGANIZATIONS: Record<string, string> = {
+  'st-olaf': 'st-olaf',
+  'st-olaf-physicians': 'st-olaf-primary-care',
+  harbor: 'harbor',
+  'lakeside-consults': 'lakeside',
+  'riverside-imaging': 'riverside-imaging',
+  'northfield-pathology': 'northfield-pathology',
+  'audit-office': 'audit-office',
+};
+
+interface Cell {
+  method?: string;
+  path: string;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** The status once the route's row lets the caller through; a list when several prove the call reached its target. */
+  expect(party: Party): number | number[];
+  check?(party: Party, status: number, body: unknown): void;
+  /** Cells run by a later test (they change the world). */
+  deferred?(party: Party): boolean;
+}
+
+/** Ids of the world's referrals (A, B), Tasks (`A:lakeside-consults`) and Riverside's consult note. */
+type Refs = { sr: Record<ReferralId, string>; tasks: Record<string, string>; note?: string };
+
+const reads = (party: Party, r: ReferralId) => party.referrerOf === r || party.requesterOf === r;
+const STALE = { 'If-Match': 'W/"999"' };
+
+/** One entry per route of ROUTE_RULES: the requests that drive it (FHIR and Binary routes are driven by their own tests above). */
+const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
+  '/healthz': () => [{ path: '/healthz', expect: () => 200 }],
+  '/readyz': () => [{ path: '/readyz', expect: () => 200 }],
+  // No form: an OAuth error, whoever asks (the endpoint takes no bearer token).
+  '/auth/token': () => [{ path: '/auth/token', expect: () => [400, 415] }],
+  '/.well-known/smart-configuration': () => [{ path: '/.well-known/smart-configuration', expect: () => 200 }],
+  '/fhir/.well-known/smart-configuration': () => [{ path: '/fhir/.well-known/smart-configuration', expect: () => 200 }],
+  '/.well-known/jwks.json': () => [{ path: '/.well-known/jwks.json', expect: () => 200 }],
+  '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
+  '/participants': () => [{ path: '/participants', expect: () => 200 }],
+  // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.
+  // dr-other's token may not refer in dr-nilsen's name (403); for everyone else a past due date (422). Never written.
+  '/second-opinions': () => [{ path: '/second-opinions', body: makeSecondOpinionRequest({ dueDate: '2020-01-01' }), expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
+  '/second-opinions/:id': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}`, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
+  '/second-opinions/:id/comparison': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/comparison`, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
+  // Records already named: the referrer's call is a no-op (200), anyone else's a 404.
+  '/second-opinions/:id/records': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/records`, body: { documents: [{ reference: r === 'A' ? 'DocumentReference/op-note-2024' : 'DocumentReference/pathology-2024' }] }, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
+  // No consultant waits for information: 409 for the referrer, 404 for anyone else.
+  '/second-opinions/:id/info': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/info`, body: { text: 'an answer' }, expect: (p: Party) => (reads(p, r) ? 409 : 404) })),
+  // Refusals here; the allowed cancel runs last (it changes the referral).
+  '/second-opinions/:id/cancel': ({ refs }) => [{ path: `/second-opinions/${refs.sr.A}/cancel`, body: { reason: 'matrix' }, expect: (p: Party) => (reads(p, 'A') ? 200 : 404), deferred: (p) => reads(p, 'A') }],
+  '/consults': () => [
+    {
+      path: '/consults',
+      expect: () => 200,
+      check: (party, status, body) => {
+        if (status !== 200 || !party.clinic) return;
+        const cases = new Set((body as Worklist).items.map((i) => i.referral.id));
+        const expected = (['A', 'B'] as const).filter((r) => ADMITTED[r].includes(party.clinic as Clinic));
+        expect(`${party.id} worklist: ${[...cases].length}`).toBe(`${party.id} worklist: ${expected.length}`);
+      },
+    },
+  ],
+  ...Object.fromEntries(
+    (['accept', 'start', 'confirm-cancellation', 'decline', 'request-info', 'opinion'] as const).map((action) => [
+      `/consults/:taskId/${action}`,
+      ({ refs }: { refs: Refs }) =>
+        Object.entries(refs.tasks).map(([key, id]) => {
+          const [r, clinic] = key.split(':') as [ReferralId, Clinic];
+          const body = action === 'decline' ? { reason: 'matrix' } : action === 'request-info' ? { question: 'matrix?' } : action === 'opinion' ? EXAMPLE_OPINION : undefined;
+          // A stale If-Match: the owner reaches its Task and is refused by the table (409) or the version (412); nothing changes.
+          return { path: `/consults/${id}/${action}`, body, headers: STALE, expect: (p: Party) => (p.clinic === clinic && ADMITTED[r].includes(clinic) ? [409, 412] : 404) };
+        }),
+    ]),
+  ),
+  // Delivered already: 409 for the auditor; every other caller is refused by role.
+  '/admin/deliveries/:id/retry': ({ refs }) => [{ path: `/admin/deliveries/${refs.note}/retry`, expect: () => 409 }],
+  '/fhir/Binary/:id': () => [],
+  '/fhir/:type/:id/_history/:vid': () => [],
+  '/fhir/:type/:id/_history': () => [],
+  '/fhir/:type/:id': () => [],
+  '/fhir/:type': () => [],
+  '/fhir/{*rest}': () => [{ method: 'POST', path: '/fhir/Task', body: { resourceType: 'Task' }, expect: () => 405 }],
+};
