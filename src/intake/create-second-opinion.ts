@@ -9,6 +9,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 import { buildReferral, dueDateFor, type ParticipantRef } from './build-referral.ts';
 import type { IntakeRequest } from './intake-request.ts';
+import { intakeReferences, refuseForeignReferences } from './own-server-references.ts';
 
 /** What intake needs to know of a participant (network/ provides it). */
 export interface DirectoryParticipant extends ParticipantRef {
@@ -58,6 +59,7 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
     // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
     throw new Error('referrer has no FHIR endpoint configured');
   }
+  refuseForeignReferences(intakeReferences(request), referrer.fhir.baseUrl);
   const consultants = checkConsultants(request.consultants, deps.network);
   if (request.dueDate && new Date(request.dueDate).getTime() <= now.getTime()) {
     throw unprocessable([issue('business-rule', 'dueDate must lie in the future', 'dueDate')]);
