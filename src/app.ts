@@ -11,6 +11,8 @@ import { createFhirRouter } from './fhir/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
+import { refuseMalformedUrl } from './http/refuse-malformed-url.ts';
+import { requireUtf8Body } from './http/require-utf8-body.ts';
 import { createIntakeRouter } from './intake/routes.ts';
 import type { JobQueue } from './jobs/job-queue.ts';
 import type { Logger } from './log/logger.ts';
@@ -58,6 +60,9 @@ export function createApp(deps: AppDeps): Express {
   app.get('/fhir/metadata', (_req, res) => {
     res.type(FHIR_JSON).send(metadata);
   });
+
+  // Bad input is refused before the API's routes parse it (the token endpoint answers OAuth errors itself).
+  app.use(refuseMalformedUrl, requireUtf8Body);
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));

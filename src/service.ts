@@ -7,6 +7,7 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
+import { answerClientError } from './http/client-error.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
@@ -134,6 +135,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
 
   const server = app.listen(config.port, config.host);
+  server.on('clientError', answerClientError);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);

@@ -1,4 +1,5 @@
 import express, { type Request, type Response, Router } from 'express';
+import { parameterProblems } from '../http/percent-decoding.ts';
 import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
 import { OAuthError } from './oauth-error.ts';
 import { splitScopes } from './scopes.ts';
@@ -7,7 +8,20 @@ import { ASSERTION_ALGORITHMS, issueAccessToken } from './token-endpoint.ts';
 /** Largest token request body; an assertion is well under 2 kB. */
 const TOKEN_BODY_LIMIT = '16kb';
 
-const parseForm = express.urlencoded({ extended: false, limit: TOKEN_BODY_LIMIT, type: 'application/x-www-form-urlencoded', parameterLimit: 20 });
+/** body-parser's `type` for a form refused by `refuseUnreadableForm`. */
+const FORM_TEXT_REFUSED = 'form.text.refused';
+
+/**
+ * body-parser `verify` hook: the form parser is lenient (`%E0%A4%A` becomes U+FFFD, `%00` a
+ * NUL that the jti store cannot hold), so the raw form is checked first and the first bad
+ * parameter named in the OAuth error.
+ */
+function refuseUnreadableForm(_req: unknown, _res: unknown, raw: Buffer): void {
+  const [problem] = parameterProblems(raw.toString('utf8'));
+  if (problem) throw Object.assign(new Error('unreadable form parameter'), { type: FORM_TEXT_REFUSED, description: problem.reason });
+}
+
+const parseForm = express.urlencoded({ extended: false, limit: TOKEN_BODY_LIMIT, type: 'application/x-www-form-urlencoded', parameterLimit: 20, verify: refuseUnreadableForm });
 
 /**
  * The public auth endpoints (mount BEFORE the auth middleware; they need no token):
@@ -78,9 +92,13 @@ async function readForm(req: Request, res: Response): Promise<Record<string, str
   if (!req.is('application/x-www-form-urlencoded')) return refuse('the token request must be sent as application/x-www-form-urlencoded');
   const error = await new Promise<unknown>((resolve) => parseForm(req, res, resolve));
   if (error) {
-    const type = (error as { type?: string }).type;
+    const { type, description, errno } = error as { type?: string; description?: string; errno?: unknown };
     if (type === 'entity.too.large') return refuse(`the token request body is larger than ${TOKEN_BODY_LIMIT}`);
     if (type === 'parameters.too.many') return refuse('the token request has too many parameters');
+    if (type === FORM_TEXT_REFUSED) return refuse(`the token request parameters must be percent-encoded UTF-8 text: ${description}`);
+    if (type === 'charset.unsupported') return refuse('the token request body must be UTF-8: send charset=utf-8 or no charset');
+    if (type === 'encoding.unsupported') return refuse('the token request Content-Encoding is not supported');
+    if (typeof errno === 'number') return refuse('the token request body could not be decompressed: it is not what its Content-Encoding says');
     return refuse('the token request body could not be read');
   }
   const body: unknown = req.body;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
+import { unstorableText } from '../http/unstorable-text.ts';
 import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
 import { ClientJwksUnavailableError, clientKeyResolver } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';
@@ -108,6 +109,9 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: { cl
   if (typeof payload.jti !== 'string' || payload.jti === '' || payload.jti.length > 256) {
     throw new OAuthError('invalid_client', 'client_assertion jti must be a non-empty string of at most 256 characters');
   }
+  // The jti is stored (replay protection): a NUL or a lone surrogate would fail or be mangled there.
+  const jtiProblem = unstorableText(payload.jti);
+  if (jtiProblem) throw new OAuthError('invalid_client', `client_assertion jti ${jtiProblem}`);
 
   // 4. One-time use: remember the jti as long as the assertion could still be accepted.
   const usable = await deps.jtiStore.claim(clientId, payload.jti, new Date((exp + CLOCK_SKEW_SECONDS) * 1000));

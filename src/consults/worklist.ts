@@ -7,8 +7,9 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { EXTENSION } from '../fhir/constants.ts';
 import { invalid, issue } from '../fhir/outcomes.ts';
+import { CURSOR_REFUSED } from '../fhir/search-parameters.ts';
 import type { Caller } from '../http/context.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import { decodeCursor, type ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
 import { readerOf } from '../access/reader.ts';
 
@@ -59,7 +60,8 @@ export function parseWorklistQuery(params: Record<string, string[]>): WorklistQu
       if (!Number.isInteger(n) || n < 1) problems.push(issue('value', '_count must be a positive integer', '_count'));
       else query.count = Math.min(n, 100);
     } else if (name === '_cursor') {
-      query.cursor = value;
+      if (decodeCursor(value)) query.cursor = value;
+      else problems.push(issue('value', CURSOR_REFUSED, '_cursor'));
     } else {
       problems.push(issue('not-supported', `Unknown parameter '${name}' (status, overdue, _count, _cursor)`, name));
     }

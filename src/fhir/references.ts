@@ -5,7 +5,34 @@
 
 /** Makes a reference on the referrer's EHR absolute, so it never resolves against this service. */
 export function absoluteReference(baseUrl: string, reference: string): string {
-  return /^https?:\/\//.test(reference) ? reference : `${baseUrl.replace(/\/+$/, '')}/${reference.replace(/^\/+/, '')}`;
+  return /^https?:\/\//i.test(reference) ? reference : `${baseUrl.replace(/\/+$/, '')}/${reference.replace(/^\/+/, '')}`;
+}
+
+/** A scheme (`https:`, `urn:`, `file:`) or a network-path reference (`//host/...`): not relative to any base. */
+const NOT_RELATIVE = /^(?:[a-z][a-z0-9+.-]*:|\/\/)/i;
+
+/**
+ * Whether a reference a participant sent stays on its own FHIR server at `baseUrl`, once made
+ * absolute as `absoluteReference` does: an http(s) URL with the base's origin (scheme, host,
+ * port; case-insensitive) whose path continues the base's path (trailing slashes ignored; dot
+ * segments resolved first, so `../` cannot climb out), without credentials, query or fragment.
+ * Anything else points at another server, or at this service's neighbours
+ * (`http://127.0.0.1:...`, `169.254.169.254`), and must never be fetched.
+ */
+export function isOnFhirBase(baseUrl: string, reference: string): boolean {
+  const trimmed = reference.trim();
+  let url: URL;
+  let base: URL;
+  try {
+    url = new URL(NOT_RELATIVE.test(trimmed) ? trimmed : absoluteReference(baseUrl, trimmed));
+    base = new URL(baseUrl);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  if (url.username || url.password || url.search || url.hash) return false;
+  if (url.origin !== base.origin) return false;
+  return url.pathname.startsWith(`${base.pathname.replace(/\/+$/, '')}/`);
 }
 
 const ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i;

@@ -41,3 +41,31 @@ describe('parseSearch: AuditEvent', () => {
     expect(parseSearch('Task', { date: ['ge2025-06-01'] }, false).unknown).toEqual(['date']);
   });
 });
+
+describe('parseSearch: _cursor', () => {
+  const cursor = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+  it('keeps a cursor the store made', () => {
+    const made = cursor(['2026-01-01T00:00:00.000Z', '3f0c2a4e-8b1d-4c5e-9f6a-7b8c9d0e1f2a']);
+    expect(parseSearch('Task', { _cursor: [made] }, true).cursor).toBe(made);
+  });
+
+  it.each([
+    ['garbage', 'garbage'],
+    ['an empty cursor', ''],
+    ['a forged id holding a NUL', cursor(['2026-01-01T00:00:00.000Z', 'x\u0000'])],
+    ['a date that is not one', cursor(['yesterday', 'task-1'])],
+    ['a different shape', cursor({ after: 'task-1' })],
+  ])('refuses %s naming _cursor, rather than starting again at page one', (_what, value) => {
+    let outcome: unknown;
+    try {
+      parseSearch('Task', { _cursor: [value] }, false);
+    } catch (err) {
+      outcome = (err as { outcome: unknown }).outcome;
+    }
+    expect(outcome).toEqual({
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'value', details: { text: '_cursor is not a cursor this service made: take it from the next link as it is' }, expression: ['_cursor'] }],
+    });
+  });
+});

@@ -1,5 +1,5 @@
 import type { ResourceType } from '@medplum/fhirtypes';
-import type { DateFilter } from '../store/resource-store.ts';
+import { decodeCursor, type DateFilter } from '../store/resource-store.ts';
 import { invalid, issue } from './outcomes.ts';
 
 /**
@@ -79,6 +79,9 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
 /** Parameters every search understands besides the table above. */
 export const COMMON_PARAMETERS = ['_lastUpdated', '_count', '_cursor', '_format'] as const;
 
+/** A cursor is opaque: only one taken from a `next` link is accepted, never a page one in disguise. */
+export const CURSOR_REFUSED = '_cursor is not a cursor this service made: take it from the next link as it is';
+
 export const DEFAULT_COUNT = 20;
 export const MAX_COUNT = 100;
 
@@ -119,7 +122,9 @@ export function parseSearch(resourceType: ResourceType, params: Record<string, s
       continue;
     }
     if (name === '_cursor') {
-      result.cursor = values[values.length - 1];
+      const cursor = values[values.length - 1] ?? '';
+      if (decodeCursor(cursor)) result.cursor = cursor;
+      else problems.push(issue('value', CURSOR_REFUSED, '_cursor'));
       continue;
     }
     if (name === '_format') continue;

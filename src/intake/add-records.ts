@@ -11,6 +11,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
 import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
 import { readerOf } from '../access/reader.ts';
+import { documentReferences, refuseForeignReferences } from './own-server-references.ts';
 
 /** The body of `POST /second-opinions/{id}/records`: documents on the referrer's EHR to add to the record set. */
 export const AddRecordsRequestSchema = z.strictObject({
@@ -47,6 +48,11 @@ export async function addRecords(serviceRequestId: string, request: AddRecordsRe
 /** `addRecords` inside the caller's transaction (answering a request for information adds records too). */
 export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
   {
+    const baseUrl = deps.network.get(caller.participantId)?.fhir?.baseUrl;
+    // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
+    if (!baseUrl) throw new Error('referrer has no FHIR endpoint configured');
+    refuseForeignReferences(documentReferences('documents', request.documents), baseUrl);
+
     // The row lock serialises additions to one referral: each gets its own revision, none is lost.
     const [intake] = await tx.database
       .select()
@@ -54,9 +60,6 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
       .where(and(eq(intakeRequests.serviceRequestId, serviceRequestId), eq(intakeRequests.participantId, caller.participantId)))
       .for('update');
     if (!intake) throw new OperationOutcomeError(notFound);
-    const baseUrl = deps.network.get(caller.participantId)?.fhir?.baseUrl;
-    // The network file guarantees every referrer has an EHR endpoint; reaching this is a configuration bug.
-    if (!baseUrl) throw new Error('referrer has no FHIR endpoint configured');
 
     const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, readerOf(caller));
     if (!serviceRequest) throw new OperationOutcomeError(notFound);

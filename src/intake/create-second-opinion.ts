@@ -11,6 +11,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 import { buildReferral, dueDateFor, type ParticipantRef } from './build-referral.ts';
 import type { IntakeRequest } from './intake-request.ts';
+import { intakeReferences, refuseForeignReferences } from './own-server-references.ts';
 
 /** What intake needs to know of a participant (network/ provides it). */
 export interface DirectoryParticipant extends ParticipantRef {
@@ -61,6 +62,7 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
     throw new Error('referrer has no FHIR endpoint configured');
   }
   checkRequester(request, caller);
+  refuseForeignReferences(intakeReferences(request), referrer.fhir.baseUrl);
   const consultants = checkConsultants(request.consultants, deps.network);
   if (request.dueDate && new Date(request.dueDate).getTime() <= now.getTime()) {
     throw unprocessable([issue('business-rule', 'dueDate must lie in the future', 'dueDate')]);

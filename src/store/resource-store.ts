@@ -302,6 +302,8 @@ export class ResourceStore {
     }
     for (const f of query.lastUpdated ?? []) conditions.push(dateCondition(f));
     const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+    // The doors refuse a cursor not made here (400); one reaching the store is a bug, not page one.
+    if (query.cursor && !after) throw new Error('search cursor was not made by this store');
     if (after) {
       conditions.push(sql`(${resources.lastUpdated}, ${resources.id}) < (${after.lastUpdated.toISOString()}::timestamptz, ${after.id})`);
     }
@@ -351,12 +353,22 @@ function encodeCursor(lastUpdated: Date, id: string): string {
   return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
 }
 
-/** Returns undefined for a cursor that was not made by encodeCursor. */
+/** The ids this store gives resources (UUIDs) fit in; a cursor naming anything else was not made here. */
+const CURSOR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * Returns undefined for a cursor that was not made by encodeCursor. Searches refuse such a
+ * cursor (400) rather than start again at the first page, which a client paging through
+ * results would take for the next page.
+ */
 export function decodeCursor(cursor: string): { lastUpdated: Date; id: string } | undefined {
   try {
-    const [ts, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!Array.isArray(decoded) || decoded.length !== 2) return undefined;
+    const [ts, id] = decoded as unknown[];
+    if (typeof ts !== 'string' || typeof id !== 'string' || !CURSOR_ID.test(id)) return undefined;
     const lastUpdated = new Date(ts);
-    if (typeof id !== 'string' || Number.isNaN(lastUpdated.getTime())) return undefined;
+    if (Number.isNaN(lastUpdated.getTime())) return undefined;
     return { lastUpdated, id };
   } catch {
     return undefined;

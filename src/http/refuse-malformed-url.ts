@@ -1,0 +1,44 @@
+import type { RequestHandler } from 'express';
+import { invalid, issue } from '../fhir/outcomes.ts';
+import { decodeComponent, parameterProblems } from './percent-decoding.ts';
+
+/**
+ * The API's paths with parameters, as the README names them: a bad path segment is named after
+ * the parameter it stands for (`id`, `taskId`, `vid`), or `path` when no template fits.
+ */
+const PATH_TEMPLATES = ['/second-opinions/{id}/{action}', '/consults/{taskId}/{action}', '/admin/deliveries/{id}/retry', '/fhir/{type}/{id}/_history/{vid}'].map((t) => t.split('/'));
+
+function pathParameterName(segments: readonly string[], index: number): string {
+  for (const template of PATH_TEMPLATES) {
+    if (segments.length > template.length) continue;
+    const fits = segments.every((s, i) => i === index || template[i]?.startsWith('{') || template[i] === s);
+    const name = template[index];
+    if (fits && name?.startsWith('{')) return name.slice(1, -1);
+  }
+  return 'path';
+}
+
+/**
+ * Refuses, with one 400 naming each bad path parameter or query parameter, a URL whose parts
+ * do not decode as percent-encoded UTF-8 (`%E0%A4%A`, an encoded lone surrogate) or decode
+ * to a NUL. Mounted before the routes: Express would otherwise throw a URIError while
+ * matching them, and the lenient query parsers would search for U+FFFD, or hand a NUL to
+ * PostgreSQL, which cannot hold it.
+ */
+export const refuseMalformedUrl: RequestHandler = (req, _res, next) => {
+  const url = req.originalUrl;
+  const q = url.indexOf('?');
+  const segments = (q < 0 ? url : url.slice(0, q)).split('/');
+  const issues = [];
+  for (const [i, segment] of segments.entries()) {
+    const decoded = decodeComponent(segment, false);
+    if (decoded.ok) continue;
+    const name = pathParameterName(segments, i);
+    issues.push(issue('value', `The path ${name === 'path' ? `segment ${i}` : `parameter ${name}`} ${decoded.reason}`, name));
+  }
+  if (q >= 0) {
+    for (const problem of parameterProblems(url.slice(q + 1).replace(/#.*$/, ''))) issues.push(issue('value', problem.reason, problem.name));
+  }
+  if (issues.length) throw invalid(issues);
+  next();
+};
