@@ -22,8 +22,9 @@ async function main(): Promise<void> {
   try {
     service = await startService(config, log);
   } catch (err) {
-    // Start-up problems (bad network file, unreadable key, unreachable database) say what is wrong.
-    log.fatal({ err: { name: (err as Error).name, message: (err as Error).message } }, 'start-up failed');
+    // Start-up problems say what is wrong: the configuration errors (network file, keys) carry
+    // their message, others their class and code (ECONNREFUSED, a SQLSTATE).
+    log.fatal({ err }, 'start-up failed');
     process.exit(1);
   }
   const running = service;

@@ -77,7 +77,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     queues: queuePolicies,
     superviseIntervalSeconds: config.jobSuperviseIntervalSeconds,
     ...(options.jobPollingIntervalSeconds !== undefined ? { pollingIntervalSeconds: options.jobPollingIntervalSeconds } : {}),
-    onError: (err) => log.error({ err: { name: err.name, message: err.message } }, 'job queue background error'),
+    onError: (err) => log.error({ err }, 'job queue background error'),
   });
   try {
     await database.migrate();
@@ -177,8 +177,9 @@ export async function startService(config: Config, log: Logger, options: StartOp
 }
 
 /**
- * A job handler with one log line per attempt: ids and the outcome, or the error's name and
- * message (never PHI). A failure is rethrown, so the queue retries it with backoff.
+ * A job handler with one log line per attempt: ids and the outcome, or the error as the logger
+ * serializes it (class, code, status, stack frames; never a message that could carry PHI).
+ * A failure is rethrown, so the queue retries it with backoff.
  */
 function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string }>): JobHandler<T> {
   return async (job) => {
@@ -187,7 +188,7 @@ function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) 
       const result = await run(job);
       log.info({ ...fields, outcome: result.outcome }, what);
     } catch (err) {
-      log.warn({ ...fields, err: { name: (err as Error).name, message: (err as Error).message } }, `${what} attempt failed`);
+      log.warn({ ...fields, err }, `${what} attempt failed`);
       throw err;
     }
   };

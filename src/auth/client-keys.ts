@@ -1,4 +1,5 @@
 import { createLocalJWKSet, createRemoteJWKSet, customFetch, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { ClientRegistration } from '../network/network.ts';
 
 /** A client's registered jwksUri could not be fetched. */
@@ -6,6 +7,11 @@ export class ClientJwksUnavailableError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'ClientJwksUnavailableError';
+  }
+
+  /** Every message is fixed text plus an HTTP status. */
+  [LOG_FIELDS](): LogFields {
+    return { message: this.message };
   }
 }
 

@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import type { Config } from '../config/config.ts';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 
 /** The algorithms this service signs and verifies with (the two SMART names). */
 export type SigningAlg = 'ES384' | 'RS384';
@@ -24,6 +25,11 @@ export class SigningKeyError extends Error {
     super(`Signing key ${file}: ${problem}`);
     this.name = 'SigningKeyError';
     this.file = file;
+  }
+
+  /** The message names the file and what is wrong with it, never the key's contents. */
+  [LOG_FIELDS](): LogFields {
+    return { message: this.message };
   }
 }
 

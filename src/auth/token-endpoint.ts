@@ -38,9 +38,9 @@ export async function issueAccessToken(form: Record<string, string>, deps: AuthD
     return await issue(form, deps, attempt);
   } catch (err) {
     if (err instanceof OAuthError) {
-      // For operators: why a client was refused. Never the assertion itself.
-      const cause = err.cause instanceof Error ? err.cause.message : undefined;
-      deps.log.warn({ event: 'token.refused', clientId: attempt.clientId, error: err.error, description: err.description, cause }, 'token request refused');
+      // For operators: why a client was refused (the OAuth error and its fixed-text reason, the
+      // cause's type and code). Never the assertion, its claims or what the caller sent.
+      deps.log.warn({ event: 'token.refused', clientId: attempt.clientId, error: err.error, err }, 'token request refused');
     }
     throw err;
   }
@@ -122,7 +122,9 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: { cl
   const requested = form.scope === undefined ? undefined : splitScopes(form.scope);
   if (requested) {
     const bad = invalidScopes(requested);
-    if (bad.length > 0) throw new OAuthError('invalid_scope', `not a supported SMART system scope: ${bad.slice(0, 5).map((s) => s.slice(0, 100)).join(' ')}`);
+    if (bad.length > 0) {
+      throw new OAuthError('invalid_scope', `not a supported SMART system scope: ${bad.slice(0, 5).map((s) => s.slice(0, 100)).join(' ')}`, { reason: 'not a supported SMART system scope' });
+    }
   }
   const granted = grantScopes(requested, registeredScopes);
   if (granted.length === 0) throw new OAuthError('invalid_scope', `none of the requested scopes is allowed for this client; allowed: ${registeredScopes.join(' ')}`);

@@ -80,7 +80,7 @@ export function startOverdueSweep(deps: { store: ResourceStore; now: () => Date 
       .then((r) => {
         if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
       })
-      .catch((err: unknown) => log.warn({ err: { name: (err as Error).name, message: (err as Error).message } }, 'overdue sweep failed'))
+      .catch((err: unknown) => log.warn({ err }, 'overdue sweep failed'))
       .finally(() => {
         running = undefined;
       });

