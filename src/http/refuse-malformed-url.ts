@@ -1,19 +1,20 @@
 import type { RequestHandler } from 'express';
+import { ROUTE_RULES } from '../access/route-rules.ts';
 import { invalid, issue } from '../fhir/outcomes.ts';
 import { decodeComponent, parameterProblems } from './percent-decoding.ts';
 
-/**
- * The API's paths with parameters, as the README names them: a bad path segment is named after
- * the parameter it stands for (`id`, `taskId`, `vid`), or `path` when no template fits.
- */
-const PATH_TEMPLATES = ['/second-opinions/{id}/{action}', '/consults/{taskId}/{action}', '/admin/deliveries/{id}/retry', '/fhir/{type}/{id}/_history/{vid}'].map((t) => t.split('/'));
+/** The routes' paths with parameters (`/consults/:taskId/accept`), from the one route table. */
+const PATH_TEMPLATES = ROUTE_RULES.map((r) => r.path)
+  .filter((p) => p.includes('/:'))
+  .map((p) => p.split('/'));
 
+/** A bad path segment is named after the route parameter it stands for (`id`, `taskId`, `vid`), or `path` when no route fits. */
 function pathParameterName(segments: readonly string[], index: number): string {
   for (const template of PATH_TEMPLATES) {
-    if (segments.length > template.length) continue;
-    const fits = segments.every((s, i) => i === index || template[i]?.startsWith('{') || template[i] === s);
+    if (segments.length !== template.length) continue;
+    const fits = segments.every((s, i) => i === index || template[i]?.startsWith(':') || template[i] === s);
     const name = template[index];
-    if (fits && name?.startsWith('{')) return name.slice(1, -1);
+    if (fits && name?.startsWith(':')) return name.slice(1);
   }
   return 'path';
 }
