@@ -171,7 +171,8 @@ describe('opinion post-back reliability (service processes)', () => {
     const posts = ehr.requests.filter((r) => r.method === 'POST' && /^\/fhir\/R4\/DocumentReference(\?|$)/.test(r.path));
     expect(posts.length).toBeGreaterThanOrEqual(2);
     expect(posts.at(-1)?.status).toBe(200);
-  });
+    // Three real service processes start one after another: on a loaded 2-core machine that alone takes most of a minute.
+  }, 180_000);
 
   it.skipIf(!process.env.DATABASE_URL)('two service processes on one PostgreSQL database, ten referrals: every opinion delivered exactly once, none lost', async () => {
     const db = database as ProcessDatabase;
