@@ -7,6 +7,7 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
+import { createHttpServer } from './http/http-server.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
@@ -133,7 +134,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
   const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
 
-  const server = app.listen(config.port, config.host);
+  const server = createHttpServer(app, config.http).listen(config.port, config.host);
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('listening', resolve);
