@@ -66,6 +66,7 @@ import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
 import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
 import { type CpuProfile, type Share, summariseProfile } from './bench/cpu-profile.ts';
+import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import type { Arrival, IdentifierCounts, SandboxCommand, SandboxMessage } from './bench/delivery-sandbox.ts';
 import { EXAMPLE_OPINION as OPINION } from '../test/support/opinions.ts';
 
@@ -601,6 +602,7 @@ async function main(): Promise<number> {
     DATABASE_URL: databaseUrl,
     NETWORK_FILE: networkFile,
     LOG_LEVEL: 'silent',
+    ...BENCH_LIMITS_ENV,
   });
 
   // ------------------------------------------------------------ setup (not timed)

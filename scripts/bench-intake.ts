@@ -33,6 +33,7 @@ import pg from 'pg';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
 import { killAllNow, type ServerChild, spawnServer } from './bench/children.ts';
+import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
 
 const TARGET_RATIO = 0.35;
@@ -217,6 +218,7 @@ async function startIntake(key: string, label: string, root: string | undefined)
     DATABASE_URL: databaseUrl,
     LOG_LEVEL: 'silent',
     BENCH_SCHEMA: schema,
+    ...BENCH_LIMITS_ENV,
     ...(root ? { BENCH_SERVICE_ROOT: root } : {}),
   };
   delete env.NETWORK_FILE; // the shipped example network: its st-olaf-ehr key signs our assertions

@@ -51,6 +51,7 @@ import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/se
 import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
 import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
 import { type CpuProfile, summariseProfile } from './bench/cpu-profile.ts';
+import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -307,6 +308,7 @@ async function startService(ports: Ports, dir: string, profDir: string | undefin
     NETWORK_FILE: networkFile,
     LOG_LEVEL: 'warn',
     MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * bytesEach)),
+    ...BENCH_LIMITS_ENV,
   };
   delete env.SIGNING_KEY_FILE;
   delete env.DATABASE_POOL_SIZE;

@@ -2,7 +2,8 @@ import express, { type Express } from 'express';
 import type { AuditLog } from './audit/audit-log.ts';
 import { createGuard } from './access/route-guard.ts';
 import { createAuthMiddleware } from './auth/middleware.ts';
-import { createAuthRouter } from './auth/routes.ts';
+import { createAuthRouter, isTokenRequest } from './auth/routes.ts';
+import { TokenLimits } from './auth/token-limits.ts';
 import type { AuthDeps } from './auth/auth-deps.ts';
 import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir/capability-statement.ts';
@@ -13,6 +14,9 @@ import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
 import { refuseMalformedUrl } from './http/refuse-malformed-url.ts';
 import { requireUtf8Body } from './http/require-utf8-body.ts';
+import { rateLimitByAddress, rateLimitByClient } from './http/rate-limit.ts';
+import { RateLimiter } from './http/rate-limiter.ts';
+import { securityHeaders } from './http/security-headers.ts';
 import { createIntakeRouter } from './intake/routes.ts';
 import type { JobQueue } from './jobs/job-queue.ts';
 import type { Logger } from './log/logger.ts';
@@ -51,11 +55,15 @@ export function createApp(deps: AppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('trust proxy', config.trustProxy);
+  app.use(securityHeaders({ publicUrl: config.publicUrl, hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }));
   app.use(requestContext(log));
 
   // Public: health, SMART discovery and token endpoint, CapabilityStatement.
+  // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
   app.use(createHealthRouter({ ready: deps.ready }));
-  app.use(createAuthRouter(deps.auth));
+  app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
+  app.use(createAuthRouter({ ...deps.auth, tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
   const metadata = JSON.stringify(capabilityStatement(config.publicUrl, deps.software, deps.now().toISOString()));
   app.get('/fhir/metadata', (_req, res) => {
     res.type(FHIR_JSON).send(metadata);
@@ -66,6 +74,7 @@ export function createApp(deps: AppDeps): Express {
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));
+  app.use(rateLimitByClient(new RateLimiter(config.rateLimits.api.perClient)));
   const guard = createGuard(deps.audit);
   app.use(createParticipantsRouter({ guard, network: deps.network }));
   app.use(

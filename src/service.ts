@@ -8,6 +8,7 @@ import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
 import { answerClientError } from './http/client-error.ts';
+import { createHttpServer } from './http/http-server.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
@@ -134,7 +135,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
   const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
 
-  const server = app.listen(config.port, config.host);
+  const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
   try {
     await new Promise<void>((resolve, reject) => {

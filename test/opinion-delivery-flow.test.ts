@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
 import type { AuditEvent, Bundle, ClinicalImpression, CodeableConcept, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
-import type { Comparison } from '../src/retrieval/comparison.ts';
+import { COMPARISON_PAGE_CSP, type Comparison } from '../src/retrieval/comparison.ts';
 import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -247,6 +247,7 @@ describe('opinion and post-back (flow)', () => {
 
     const html = await fetch(`${service.url}/second-opinions/${id}/comparison`, { headers: { authorization: `Bearer ${tokens['st-olaf']}`, accept: 'text/html' } });
     expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(html.headers.get('content-security-policy')).toBe(COMPARISON_PAGE_CSP);
     const page = await html.text();
     expect(page).toContain('<th>Key risks</th>');
     expect(page).toContain('Two-stage revision (preferred)');

@@ -3,6 +3,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Network } from '../network/network.ts';
 import type { JtiStore } from './jti-store.ts';
 import type { ServiceSigningKey } from './signing-key.ts';
+import type { TokenLimits } from './token-limits.ts';
 
 /** What the auth use cases, middleware and routes need; built once by createApp's caller. */
 export interface AuthDeps {
@@ -13,6 +14,8 @@ export interface AuthDeps {
   /** The clock; tests pass a fixed one. */
   now?: () => Date;
   log: Logger;
+  /** Rate limits and lockout of the token endpoint; none when absent (unit tests). */
+  tokenLimits?: TokenLimits;
 }
 
 /** The token endpoint URL: the `aud` every client assertion must carry. */

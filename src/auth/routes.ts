@@ -25,7 +25,8 @@ const parseForm = express.urlencoded({ extended: false, limit: TOKEN_BODY_LIMIT,
 
 /**
  * The public auth endpoints (mount BEFORE the auth middleware; they need no token):
- * - `POST /auth/token`: SMART Backend Services token request (form-encoded), OAuth JSON errors;
+ * - `POST /auth/token`: SMART Backend Services token request (form-encoded), OAuth JSON errors,
+ *   within the abuse limits when `deps.tokenLimits` is given (429 `slow_down`, lockout);
  * - `GET /.well-known/smart-configuration` (also under `/fhir/`, where SMART clients look for it
  *   relative to the FHIR base URL);
  * - `GET /.well-known/jwks.json`: the public key access tokens are signed with.
@@ -35,12 +36,15 @@ export function createAuthRouter(deps: AuthDeps): Router {
 
   router.post('/auth/token', async (req, res) => {
     res.set({ 'Cache-Control': 'no-store', Pragma: 'no-cache' });
-    const form = await readForm(req, res);
-    if (!form) return;
     try {
+      // Per address before the body is read; per client id and lockout in issueAccessToken.
+      deps.tokenLimits?.admitAddress(req.ip);
+      const form = await readForm(req, res);
+      if (!form) return;
       res.json(await issueAccessToken(form, deps));
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err;
+      if (err.retryAfterSeconds !== undefined) res.set('Retry-After', String(err.retryAfterSeconds));
       res.status(err.status).json(err.toJSON());
     }
   });
@@ -58,6 +62,11 @@ export function createAuthRouter(deps: AuthDeps): Router {
   });
 
   return router;
+}
+
+/** A request to the token endpoint (as Express routes it: any case, optional trailing slash), which has limits of its own. */
+export function isTokenRequest(req: Request): boolean {
+  return req.method === 'POST' && /^\/auth\/token\/?$/i.test(req.path);
 }
 
 /**

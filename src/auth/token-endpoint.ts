@@ -6,6 +6,7 @@ import { ClientJwksUnavailableError, clientKeyResolver } from './client-keys.ts'
 import { OAuthError } from './oauth-error.ts';
 import { PractitionerRefused, referralScopeOf } from './referral-scope.ts';
 import { grantScopes, invalidScopes, splitScopes } from './scopes.ts';
+import { claimedClientId } from './token-limits.ts';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const ASSERTION_ALGORITHMS = ['RS384', 'ES384'] as const;
@@ -33,11 +34,18 @@ export interface TokenResponse {
  * Every refusal is an OAuthError; descriptions never echo the assertion.
  */
 export async function issueAccessToken(form: Record<string, string>, deps: AuthDeps): Promise<TokenResponse> {
-  const attempt: { clientId?: string } = {};
+  const attempt: Attempt = {};
+  const limits = deps.tokenLimits;
+  const claimed = limits ? claimedClientId(form) : undefined;
   try {
-    return await issue(form, deps, attempt);
+    limits?.admitClient(claimed);
+    const response = await issue(form, deps, attempt);
+    limits?.authenticated(claimed);
+    return response;
   } catch (err) {
     if (err instanceof OAuthError) {
+      if (attempt.authenticated) limits?.authenticated(claimed);
+      else if (isFailedClientAuthentication(err)) limits?.failedAuthentication(claimed);
       // For operators: why a client was refused (the OAuth error and its fixed-text reason, the
       // cause's type and code). Never the assertion, its claims or what the caller sent.
       deps.log.warn({ event: 'token.refused', clientId: attempt.clientId, error: err.error, err }, 'token request refused');
@@ -46,7 +54,23 @@ export async function issueAccessToken(form: Record<string, string>, deps: AuthD
   }
 }
 
-async function issue(form: Record<string, string>, deps: AuthDeps, attempt: { clientId?: string }): Promise<TokenResponse> {
+interface Attempt {
+  /** The registered client the assertion names. */
+  clientId?: string;
+  /** Set once the assertion verified: later refusals (scope, practitioner) are not failed authentications. */
+  authenticated?: boolean;
+}
+
+/**
+ * A refusal that counts towards the client's lockout: the client failed to authenticate (bad
+ * signature, unknown key or client, expired, replayed...). Not the limits' own refusals, and
+ * not an unreachable jwksUri, which is no evidence against the caller.
+ */
+function isFailedClientAuthentication(err: OAuthError): boolean {
+  return err.error === 'invalid_client' && err.retryAfterSeconds === undefined && !isJwksUnavailable(err.cause);
+}
+
+async function issue(form: Record<string, string>, deps: AuthDeps, attempt: Attempt): Promise<TokenResponse> {
   const now = deps.now?.() ?? new Date();
   const nowSeconds = Math.floor(now.getTime() / 1000);
 
@@ -116,6 +140,7 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: { cl
   // 4. One-time use: remember the jti as long as the assertion could still be accepted.
   const usable = await deps.jtiStore.claim(clientId, payload.jti, new Date((exp + CLOCK_SKEW_SECONDS) * 1000));
   if (!usable) throw new OAuthError('invalid_client', 'client_assertion jti has already been used');
+  attempt.authenticated = true;
 
   // 5. Scope: what was asked for, as far as the registration allows.
   const registeredScopes = splitScopes(client.scope);
@@ -175,10 +200,13 @@ function describeVerificationError(err: unknown, tokenUrl: string): string {
   if (err instanceof errors.JWKSNoMatchingKey) return 'no key registered for this client matches the client_assertion kid and alg';
   if (err instanceof errors.JWKSMultipleMatchingKeys) return 'more than one registered key matches the client_assertion kid and alg';
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'client_assertion signature verification failed';
-  if (err instanceof ClientJwksUnavailableError || err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof errors.JOSEError && /JSON Web Key Set/i.test(err.message))) {
-    return "the client's JWK Set could not be retrieved from its registered jwksUri";
-  }
+  if (isJwksUnavailable(err)) return "the client's JWK Set could not be retrieved from its registered jwksUri";
   if (err instanceof errors.JOSEAlgNotAllowed) return 'client_assertion alg must be RS384 or ES384';
   if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid) return 'client_assertion is not a valid JWT';
   return 'client_assertion could not be verified';
+}
+
+/** The client's registered jwksUri could not be fetched or read. */
+function isJwksUnavailable(err: unknown): boolean {
+  return err instanceof ClientJwksUnavailableError || err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || (err instanceof errors.JOSEError && /JSON Web Key Set/i.test(err.message));
 }

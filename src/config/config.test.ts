@@ -30,6 +30,28 @@ describe('loadConfig', () => {
     expect(c).toMatchObject({ signingKeyGenerated: false, signingKeyFile: '/etc/so/key.json', publicUrl: 'https://so.example.org' });
   });
 
+  it('TRUST_PROXY: off by default; a hop count or the proxies\' addresses; true and non-addresses refused', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: '0' }).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toBe(1);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8, 2001:db8::/32, 192.0.2.7' }).trustProxy).toEqual(['loopback', '10.0.0.0/8', '2001:db8::/32', '192.0.2.7']);
+    expect(() => loadConfig({ TRUST_PROXY: 'true' })).toThrow(/TRUST_PROXY: true would trust any X-Forwarded-For/);
+    expect(() => loadConfig({ TRUST_PROXY: '10.0.0.0/33,proxy.example' })).toThrow(/TRUST_PROXY: not an address, subnet or one of loopback, linklocal, uniquelocal: "10.0.0.0\/33", "proxy.example"/);
+  });
+
+  it('abuse limits: defaults for a hospital network, 0 switches a limit off, the headers timeout fits in the request timeout', () => {
+    const c = loadConfig({});
+    expect(c.rateLimits).toEqual({
+      token: { perAddress: { limit: 120, windowSeconds: 60 }, perClient: { limit: 30, windowSeconds: 60 }, lockout: { failures: 10, windowSeconds: 300, lockoutSeconds: 120 } },
+      api: { perAddress: { limit: 2400, windowSeconds: 60 }, perClient: { limit: 1200, windowSeconds: 60 } },
+    });
+    expect(c.http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000, maxRequestsPerSocket: 1000, maxConnections: 1000 });
+    expect(c.hstsMaxAgeSeconds).toBe(31_536_000);
+    expect(loadConfig({ API_RATE_LIMIT_PER_CLIENT: '0', TOKEN_LOCKOUT_FAILURES: '0' }).rateLimits).toMatchObject({ api: { perClient: { limit: 0 } }, token: { lockout: { failures: 0 } } });
+    expect(() => loadConfig({ API_RATE_LIMIT_PER_IP: '-1' })).toThrow(/API_RATE_LIMIT_PER_IP/);
+    expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '60000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS/);
+  });
+
   it('the README documents every setting', () => {
     const readme = readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
     for (const { name } of describeConfig()) expect(readme).toContain(`\`${name}\``);

@@ -1,5 +1,9 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import type { TokenLimitSettings } from '../auth/token-limits.ts';
+import type { HttpServerLimits } from '../http/http-server.ts';
+import type { Rate } from '../http/rate-limiter.ts';
 
 /**
  * Every setting the service reads, as one zod schema over environment variables.
@@ -7,6 +11,8 @@ import { z } from 'zod';
  * The README's configuration table mirrors the `describe()` texts below.
  */
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** A limit where 0 switches it off. */
+const limit = (fallback: number) => z.coerce.number().int().min(0).default(fallback);
 
 const EnvSchema = z
   .object({
@@ -44,11 +50,41 @@ const EnvSchema = z
       .enum(['true', 'false'])
       .default('false')
       .describe('`true` lets a request without a `consent` reference proceed when the referrer attests consent (`consentAttested: true`); off by default: records are disclosed only on a Consent read from the EHR'),
+    TRUST_PROXY: z
+      .string()
+      .default('false')
+      .transform((raw, ctx) => {
+        const parsed = parseTrustProxy(raw);
+        if (typeof parsed === 'string') {
+          ctx.addIssue({ code: 'custom', message: parsed });
+          return z.NEVER;
+        }
+        return parsed;
+      })
+      .describe('Which reverse proxies in front of the service are trusted to say the client address (`X-Forwarded-For`), as Express `trust proxy`: `false` (none: the address is the connection\'s), the number of proxies, or their addresses and subnets (`10.0.0.1, 10.1.0.0/16`, `loopback`, `uniquelocal`); `true` is refused, it would let any client choose its address'),
+    TOKEN_RATE_LIMIT_PER_CLIENT: limit(30).describe('Token requests per window one client id may make (a bucket of this many, refilled continuously); over it: 429 `slow_down`; 0 = no limit'),
+    TOKEN_RATE_LIMIT_PER_IP: limit(120).describe('Token requests per window from one client address (an IPv6 /64); 0 = no limit'),
+    TOKEN_RATE_LIMIT_WINDOW_SECONDS: positiveInt(60).describe('Window of the token request limits, seconds'),
+    TOKEN_LOCKOUT_FAILURES: limit(10).describe('Failed client assertions for one client id within TOKEN_LOCKOUT_WINDOW_SECONDS that lock it out of the token endpoint; 0 = no lockout'),
+    TOKEN_LOCKOUT_WINDOW_SECONDS: positiveInt(300).describe('Window in which failed client assertions are counted, seconds'),
+    TOKEN_LOCKOUT_SECONDS: positiveInt(120).describe('How long a locked-out client id is refused (401 `invalid_client`, with Retry-After), seconds'),
+    API_RATE_LIMIT_PER_CLIENT: limit(1200).describe('API requests per window one authenticated client may make (a bucket of this many, refilled continuously); over it: 429 OperationOutcome `throttled`; 0 = no limit'),
+    API_RATE_LIMIT_PER_IP: limit(2400).describe('API requests per window from one client address (an IPv6 /64), counted before authentication; health checks and the token endpoint are not counted; 0 = no limit'),
+    API_RATE_LIMIT_WINDOW_SECONDS: positiveInt(60).describe('Window of the API request limits, seconds'),
+    HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000).describe('Time a client has to send a request\'s headers (an idle new connection too); then 408 and the connection is closed'),
+    HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000).describe('Time a client has to send a whole request, headers and body (not the response: downloads are not cut); then 408 and the connection is closed'),
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt(5_000).describe('How long an idle keep-alive connection is kept open after a response; behind a proxy that reuses connections, set it above the proxy\'s idle timeout'),
+    HTTP_MAX_REQUESTS_PER_SOCKET: limit(1000).describe('Requests served on one keep-alive connection before it is closed (`Connection: close`); 0 = no limit'),
+    HTTP_MAX_CONNECTIONS: limit(1000).describe('Open connections at most; further ones are closed at once; 0 = no limit'),
+    HSTS_MAX_AGE_SECONDS: limit(31_536_000).describe('`Strict-Transport-Security` max-age, sent only when PUBLIC_URL is https; 0 = not sent'),
   })
   .superRefine((env, ctx) => {
     if (env.NODE_ENV === 'production') {
       if (!env.NETWORK_FILE) ctx.addIssue({ code: 'custom', path: ['NETWORK_FILE'], message: 'is required when NODE_ENV=production (the example network is for trying the service only)' });
       if (!env.SIGNING_KEY_FILE) ctx.addIssue({ code: 'custom', path: ['SIGNING_KEY_FILE'], message: 'is required when NODE_ENV=production' });
+    }
+    if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not be longer than HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
   });
 
@@ -79,6 +115,17 @@ export interface Config {
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
   overdueSweepIntervalSeconds: number;
+  /** Express `trust proxy`: false, a hop count, or the trusted proxies' addresses and subnets. */
+  trustProxy: false | number | string[];
+  /** Abuse limits per replica (issue 10 §1.5); a limit of 0 is off. */
+  rateLimits: {
+    token: TokenLimitSettings;
+    api: { perAddress: Rate; perClient: Rate };
+  };
+  /** Connection limits of the HTTP server. */
+  http: HttpServerLimits;
+  /** 0: no Strict-Transport-Security. */
+  hstsMaxAgeSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -121,7 +168,51 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,
     webhook: { retryLimit: e.WEBHOOK_RETRY_LIMIT, retryDelaySeconds: e.WEBHOOK_RETRY_DELAY_SECONDS, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
     overdueSweepIntervalSeconds: e.OVERDUE_SWEEP_INTERVAL_SECONDS,
+    trustProxy: e.TRUST_PROXY,
+    rateLimits: {
+      token: {
+        perAddress: { limit: e.TOKEN_RATE_LIMIT_PER_IP, windowSeconds: e.TOKEN_RATE_LIMIT_WINDOW_SECONDS },
+        perClient: { limit: e.TOKEN_RATE_LIMIT_PER_CLIENT, windowSeconds: e.TOKEN_RATE_LIMIT_WINDOW_SECONDS },
+        lockout: { failures: e.TOKEN_LOCKOUT_FAILURES, windowSeconds: e.TOKEN_LOCKOUT_WINDOW_SECONDS, lockoutSeconds: e.TOKEN_LOCKOUT_SECONDS },
+      },
+      api: {
+        perAddress: { limit: e.API_RATE_LIMIT_PER_IP, windowSeconds: e.API_RATE_LIMIT_WINDOW_SECONDS },
+        perClient: { limit: e.API_RATE_LIMIT_PER_CLIENT, windowSeconds: e.API_RATE_LIMIT_WINDOW_SECONDS },
+      },
+    },
+    http: {
+      headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: e.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+      maxRequestsPerSocket: e.HTTP_MAX_REQUESTS_PER_SOCKET,
+      maxConnections: e.HTTP_MAX_CONNECTIONS,
+    },
+    hstsMaxAgeSeconds: e.HSTS_MAX_AGE_SECONDS,
   };
+}
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * TRUST_PROXY as Express `trust proxy` takes it, or a message saying what is wrong. `true`
+ * (trust every hop) is refused: the client would then choose its own address with
+ * X-Forwarded-For and step around every per-address limit.
+ */
+export function parseTrustProxy(raw: string): false | number | string[] | string {
+  const value = raw.trim();
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return 'true would trust any X-Forwarded-For a client sends; give the number of proxies in front of the service (e.g. 1) or their addresses';
+  if (/^\d+$/.test(value)) return Number(value) === 0 ? false : Number(value);
+  const entries = value.split(',').map((v) => v.trim());
+  const bad = entries.filter((entry) => {
+    if (PROXY_NAMES.has(entry)) return false;
+    const [address = '', prefix, ...rest] = entry.split('/');
+    const family = isIP(address);
+    if (family === 0 || rest.length > 0) return true;
+    return prefix !== undefined && !(/^\d+$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+  });
+  if (bad.length > 0) return `not an address, subnet or one of loopback, linklocal, uniquelocal: ${bad.map((b) => JSON.stringify(b.slice(0, 60))).join(', ')}`;
+  return entries;
 }
 
 /** The documented settings, for the README table and `--help`. */

@@ -7,7 +7,7 @@ import { addRecords, AddRecordsRequestSchema } from './add-records.ts';
 import { createSecondOpinion, type IntakeDeps } from './create-second-opinion.ts';
 import { getReferralSummary, type SummaryDeps } from './get-referral-summary.ts';
 import { IntakeRequestSchema } from './intake-request.ts';
-import { getComparison, renderComparisonHtml } from '../retrieval/comparison.ts';
+import { COMPARISON_PAGE_CSP, getComparison, renderComparisonHtml } from '../retrieval/comparison.ts';
 
 export interface IntakeRouterDeps {
   /** Role and scope checks of each route (access/route-rules.ts). */
@@ -53,7 +53,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
   router.get('/second-opinions/:id/comparison', deps.guard('GET', '/second-opinions/:id/comparison'), async (req, res) => {
     const comparison = await getComparison(req.params.id as string, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit });
     if (req.accepts(['application/json', 'text/html']) === 'text/html') {
-      res.setHeader('Content-Security-Policy', "default-src 'none'; style-src 'unsafe-inline'");
+      res.setHeader('Content-Security-Policy', COMPARISON_PAGE_CSP);
       res.type('html').send(renderComparisonHtml(comparison));
       return;
     }

@@ -4,6 +4,7 @@
  * preferred one, key risks, recovery, missing information), and, with two or more opinions,
  * where they agree and where they differ. JSON for systems, HTML for a physician to read.
  */
+import { createHash } from 'node:crypto';
 import type { ClinicalImpression, DocumentReference, Task } from '@medplum/fhirtypes';
 import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -172,6 +173,17 @@ export function comparePoints(opinions: readonly ComparedOpinion[]): PointCompar
   ];
 }
 
+/** The page's only style, inline; the CSP allows exactly this text by its hash. */
+const COMPARISON_STYLE = 'body{font-family:system-ui,sans-serif;margin:2em;line-height:1.4}table{border-collapse:collapse}td,th{border:1px solid #999;padding:.4em .6em;vertical-align:top;text-align:left}.agree{color:#060}.differ{color:#a00}';
+
+/**
+ * The Content-Security-Policy of the comparison page (issue 10 §1.5): nothing may load but its
+ * own inline style, named by its SHA-256 (CSP Level 3 hash source); no script, no frame, no
+ * form, no base URL. The page shows PHI that other organizations wrote: even if a text slipped
+ * past escaping, it could run nothing.
+ */
+export const COMPARISON_PAGE_CSP = `default-src 'none'; style-src 'sha256-${createHash('sha256').update(COMPARISON_STYLE).digest('base64')}'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'`;
+
 /** The comparison as a page a physician reads: one column per opinion, one row per point. */
 export function renderComparisonHtml(c: Comparison): string {
   const e = escapeHtml;
@@ -181,7 +193,7 @@ export function renderComparisonHtml(c: Comparison): string {
   const agreement = (a?: Agreement) => (a ? e(AGREEMENT_DISPLAY[a]) : '');
   return `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Second opinions compared</title>
-<style>body{font-family:system-ui,sans-serif;margin:2em;line-height:1.4}table{border-collapse:collapse}td,th{border:1px solid #999;padding:.4em .6em;vertical-align:top;text-align:left}.agree{color:#060}.differ{color:#a00}</style>
+<style>${COMPARISON_STYLE}</style>
 </head><body>
 <h1>Second opinions compared</h1>
 ${c.referral.question ? `<p><strong>Question:</strong> ${e(c.referral.question)}</p>` : ''}

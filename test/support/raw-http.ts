@@ -16,10 +16,15 @@ export interface RawResponse {
   body: unknown;
 }
 
-export function rawRequest(baseUrl: string, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<RawResponse> {
+/**
+ * `localAddress` sends from another loopback address (`127.0.0.2`), so per-address limits see
+ * another client; no connection is reused.
+ */
+export function rawRequest(baseUrl: string, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer, options: { localAddress?: string } = {}): Promise<RawResponse> {
   const { hostname, port } = new URL(baseUrl);
   return new Promise((resolve, reject) => {
-    const req = request({ host: hostname, port, method, path, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
+    const sent = { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers };
+    const req = request({ host: hostname, port, method, path, headers: sent, agent: false, ...(options.localAddress ? { localAddress: options.localAddress } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
@@ -42,6 +47,12 @@ export function rawExchange(baseUrl: string, bytes: string | Buffer): Promise<st
     socket.on('error', () => undefined);
     socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
   });
+}
+
+/** A form-encoded POST to `${baseUrl}/auth/token` (see rawRequest). */
+export function rawTokenRequest(baseUrl: string, form: Record<string, string>, options: { headers?: Record<string, string>; localAddress?: string } = {}): Promise<RawResponse> {
+  const body = new URLSearchParams(form).toString();
+  return rawRequest(baseUrl, 'POST', '/auth/token', { 'content-type': 'application/x-www-form-urlencoded', ...options.headers }, body, options);
 }
 
 /** Rows in every table a request could write to: compared before and after a refusal. */
