@@ -19,7 +19,9 @@ import { CANONICAL_BASE } from '../fhir/constants.ts';
 import { parseResourceReference } from '../fhir/references.ts';
 import type { Job } from '../jobs/job-queue.ts';
 import type { DeliverOpinionJob } from '../jobs/queues.ts';
+import { safeError } from '../log/safe-error.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
+import { OutboundError } from '../outbound/outbound-errors.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests, opinionDeliveries } from '../store/schema.ts';
 
@@ -76,7 +78,7 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     });
     return { outcome: 'delivered', document, communication: communicationUrl };
   } catch (err) {
-    const reason = describe(err);
+    const reason = describeDeliveryFailure(err);
     const last = job.attempt >= deps.retryLimit + 1;
     const now = deps.now();
     await deps.store.withTransaction(async (tx) => {
@@ -107,9 +109,15 @@ function disclosure(participantId: string, deliveryId: string, patientReference:
 }
 
 /** The error, as people read it in the summary: status and message, no bodies. */
-function describe(err: unknown): string {
-  const e = err as { name?: string; message?: string };
-  return `${e.name ?? 'Error'}: ${(e.message ?? String(err)).slice(0, 300)}`;
+/**
+ * The failure as the referrer's summary shows it (`lastError`, the Task's business status). The
+ * EHR's answer is the referrer's to see; any other failure is internal, and its message may
+ * quote SQL and its parameters (the opinion itself), so only its type and code are kept.
+ */
+export function describeDeliveryFailure(err: unknown): string {
+  if (err instanceof OutboundError) return `${err.name}: ${err.message.slice(0, 300)}`;
+  const { type, code } = safeError(err);
+  return `Internal error (${type}${code !== undefined ? ` ${code}` : ''})`;
 }
 
 /**
