@@ -30,4 +30,11 @@ describe('loggablePath', () => {
     expect(loggablePath(request('/second-opinions/:id', '/second-opinions/REQ-1001/'))).toBe('/second-opinions/:id');
     expect(loggablePath(request(undefined, '/patients/999-00-1234'))).toBeUndefined();
   });
+
+  it('a request refused before routing (401, 429) is logged with the route its path fits, from the route table', () => {
+    expect(loggablePath(request(undefined, `/second-opinions/${TASK_ID}/comparison`))).toBe(`/second-opinions/${TASK_ID}/comparison`);
+    expect(loggablePath(request(undefined, '/second-opinions/REQ-1001'))).toBe('/second-opinions/:id');
+    expect(loggablePath(request(undefined, '/fhir/Patient/999-00-1234'))).toBe('/fhir/:type/:id');
+    expect(loggablePath(request(undefined, `/fhir/Binary/${SHA256}?x=1`))).toBe(`/fhir/Binary/${SHA256}`);
+  });
 });

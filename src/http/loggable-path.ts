@@ -1,4 +1,5 @@
 import type { Request } from 'express';
+import { ROUTE_RULES } from '../access/route-rules.ts';
 import { SEARCH_PARAMETERS } from '../fhir/search-parameters.ts';
 
 /**
@@ -7,19 +8,27 @@ import { SEARCH_PARAMETERS } from '../fhir/search-parameters.ts';
  * record number, a name, its own request id (`GET /second-opinions/REQ-1001`). So the line
  * carries the matched route with a parameter's value only where it is one this service makes
  * (a UUID, a SHA-256 attachment id, a version number) or a resource type it serves:
- * `/fhir/Task/8c1e…`, `/fhir/Task/:id` for anything else. A request no route matched has no
- * loggable path at all.
+ * `/fhir/Task/8c1e…`, `/fhir/Task/:id` for anything else. A request refused before routing
+ * (401, 429) is matched against the route table; a path no route fits has no loggable path at all.
  *
  * The values are read from the URL, aligned with the route's segments, not from `req.params`:
  * Express has emptied those by the time an error handler answered.
  */
 export function loggablePath(req: Pick<Request, 'baseUrl' | 'originalUrl' | 'route'>): string | undefined {
   const routePath = (req.route as { path?: unknown } | undefined)?.path;
-  if (typeof routePath !== 'string') return undefined;
-  const pattern = `${req.baseUrl}${routePath}`.split('/');
   const actual = (req.originalUrl.split('?', 1)[0] ?? '').split('/');
+  // Refused before routing (401 from the auth middleware, 429): the route the path would have taken.
+  const pattern = typeof routePath === 'string' ? `${req.baseUrl}${routePath}`.split('/') : routeOf(actual);
+  if (!pattern) return undefined;
   if (pattern.length !== actual.length) return pattern.join('/');
   return pattern.map((segment, i) => (segment.startsWith(':') && isLoggableValue(segment.slice(1), actual[i] ?? '') ? actual[i] : segment)).join('/');
+}
+
+const TEMPLATES = ROUTE_RULES.filter((r) => !r.path.includes('{')).map((r) => r.path.split('/'));
+
+/** The segments of the first route (in the route table's order) whose path fits these segments. */
+function routeOf(actual: readonly string[]): string[] | undefined {
+  return TEMPLATES.find((t) => t.length === actual.length && t.every((segment, i) => segment.startsWith(':') || segment === actual[i]));
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
