@@ -161,6 +161,25 @@ describe('bad input', () => {
     });
   });
 
+  describe('a parameter named like an Object.prototype member is an unknown parameter like any other', () => {
+    it.each(['toString', 'constructor', '__proto__', 'hasOwnProperty'])('/fhir/Task?%s=1 with strict handling: 400 naming it', async (name) => {
+      await refused(() => rawRequest(service.url, 'GET', `/fhir/Task?${name}=1`, json('st-olaf', { prefer: 'handling=strict' })), 400, outcome('not-supported', `Search parameter '${name}' is not supported on Task`, name), true);
+    });
+
+    it('/fhir/Task?toString=1: the search runs and reports the parameter as ignored', async () => {
+      const res = await rawRequest(service.url, 'GET', '/fhir/Task?toString=1&_count=1', json('st-olaf'));
+      expect(res.status).toBe(200);
+      const entries = (res.body as { entry: { resource: unknown; search: { mode: string } }[] }).entry;
+      expect(entries.filter((e) => e.search.mode === 'outcome').map((e) => e.resource)).toEqual([
+        { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'not-supported', details: { text: "Search parameter 'toString' is not supported and was ignored" }, expression: ['toString'] }] },
+      ]);
+    });
+
+    it.each(['toString', 'constructor', '__proto__'])('/consults?%s=1: 400 naming it', async (name) => {
+      await refused(() => rawRequest(service.url, 'GET', `/consults?${name}=1`, json('lakeside-consults')), 400, outcome('not-supported', `Unknown parameter '${name}' (status, overdue, _count, _cursor)`, name));
+    });
+  });
+
   describe('a paging cursor this service did not make: 400 naming _cursor, not page one', () => {
     const forged = Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000Z', 'x\u0000'])).toString('base64url');
     it.each([
