@@ -271,9 +271,10 @@ export class ResourceStore {
     return ids.flatMap((id) => (byId.has(id) ? [byId.get(id) as T] : []));
   }
 
+  /** Undefined for a version id this store cannot have made (not decimal digits, 0, or past the integer column's range), without asking the database. */
   async readVersion<T extends Resource>(resourceType: T['resourceType'], id: string, versionId: string, reader: Reader): Promise<T | undefined> {
-    const version = Number(versionId);
-    if (!Number.isInteger(version) || version < 1) return undefined;
+    const version = /^\d{1,10}$/.test(versionId) ? Number(versionId) : 0;
+    if (version < 1 || version > MAX_VERSION) return undefined;
     if (!(await this.read(resourceType, id, reader))) return undefined;
     const rows = await this.db
       .select()
@@ -352,6 +353,9 @@ function dateCondition(f: DateFilter): SQL {
 function encodeCursor(lastUpdated: Date, id: string): string {
   return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
 }
+
+/** Versions are a PostgreSQL `integer`: a larger number in a query fails the statement. */
+const MAX_VERSION = 2_147_483_647;
 
 /** The ids this store gives resources (UUIDs) fit in; a cursor naming anything else was not made here. */
 const CURSOR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
