@@ -15,6 +15,7 @@ import { clientCredentialsForm, getAccessToken, loadExamplePrivateJwk, signClien
 const NUL = 'contains a NUL character (U+0000), which the service cannot store';
 const SURROGATE = 'contains a lone surrogate (U+D800 to U+DFFF without its pair), which is not Unicode text';
 const MALFORMED = 'is not valid percent-encoded UTF-8';
+const CONTROL = 'contains a control character (U+001B), which FHIR text cannot hold';
 const NOT_DECOMPRESSED = 'The request body could not be decompressed: it is not what its Content-Encoding says';
 const NOT_UTF8 = 'The request body must be UTF-8: send charset=utf-8 or no charset in Content-Type';
 const CURSOR_REFUSED = '_cursor is not a cursor this service made: take it from the next link as it is';
@@ -84,7 +85,7 @@ describe('bad input', () => {
     }
   }
 
-  describe('a NUL or a lone surrogate in a JSON body: 400 naming the field', () => {
+  describe('a NUL, a lone surrogate or a control character in a JSON body: 400 naming the field', () => {
     const doors: [string, (i: Ids) => string, string, (bad: string) => unknown, string][] = [
       ['intake', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ question: bad }), 'question'],
       ['intake, nested', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ records: { documents: [{ reference: 'DocumentReference/op-note-2024', display: bad }] } }), 'records.documents[0].display'],
@@ -101,6 +102,7 @@ describe('bad input', () => {
     const cases = doors.flatMap(([door, path, who, body, field]) => [
       [door, 'NUL', path, who, body('a\u0000b'), field, NUL],
       [door, 'lone surrogate', path, who, body('a\ud800b'), field, SURROGATE],
+      [door, 'control character', path, who, body('a\u001bb'), field, CONTROL],
     ] as const);
     it.each(cases)('%s, %s', async (_door, _defect, path, who, body, field, reason) => {
       await refused(() => rawRequest(service.url, 'POST', path(ids), json(who), JSON.stringify(body)), 400, outcome('value', `${field} ${reason}`, field));
