@@ -184,14 +184,21 @@ describe('bad input', () => {
 
   describe('a paging cursor this service did not make: 400 naming _cursor, not page one', () => {
     const forged = Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000Z', 'x\u0000'])).toString('base64url');
+    const yearZero = Buffer.from(JSON.stringify(['0000-01-01T00:00:00.000Z', 'task-1'])).toString('base64url');
     it.each([
       ['/fhir/Task?_cursor=garbage', 'st-olaf', true],
       [`/fhir/Task?_count=1&_cursor=${forged}`, 'st-olaf', true],
+      [`/fhir/Task?_cursor=${yearZero}`, 'st-olaf', true],
+      [`/consults?_cursor=${yearZero}`, 'lakeside-consults', false],
       ['/fhir/AuditEvent?_cursor=garbage', 'audit-office', true],
       ['/consults?_cursor=garbage', 'lakeside-consults', false],
       [`/consults?_cursor=${forged}`, 'lakeside-consults', false],
     ])('%s', async (path, who, audited) => {
       await refused(() => rawRequest(service.url, 'GET', path, json(who)), 400, outcome('value', CURSOR_REFUSED, '_cursor'), audited);
+    });
+
+    it('a _lastUpdated in year 0, which PostgreSQL has not: 400 naming it', async () => {
+      await refused(() => rawRequest(service.url, 'GET', '/fhir/Task?_lastUpdated=ge0000', json('st-olaf')), 400, outcome('value', "_lastUpdated 'ge0000' is outside the years 0001 to 9999", '_lastUpdated'), true);
     });
 
     it('the cursor of a next link still pages', async () => {
