@@ -15,6 +15,7 @@ import { clientCredentialsForm, getAccessToken, loadExamplePrivateJwk, signClien
 const NUL = 'contains a NUL character (U+0000), which the service cannot store';
 const SURROGATE = 'contains a lone surrogate (U+D800 to U+DFFF without its pair), which is not Unicode text';
 const MALFORMED = 'is not valid percent-encoded UTF-8';
+const CONTROL = 'contains a control character (U+001B), which FHIR text cannot hold';
 const NOT_DECOMPRESSED = 'The request body could not be decompressed: it is not what its Content-Encoding says';
 const NOT_UTF8 = 'The request body must be UTF-8: send charset=utf-8 or no charset in Content-Type';
 const CURSOR_REFUSED = '_cursor is not a cursor this service made: take it from the next link as it is';
@@ -84,7 +85,7 @@ describe('bad input', () => {
     }
   }
 
-  describe('a NUL or a lone surrogate in a JSON body: 400 naming the field', () => {
+  describe('a NUL, a lone surrogate or a control character in a JSON body: 400 naming the field', () => {
     const doors: [string, (i: Ids) => string, string, (bad: string) => unknown, string][] = [
       ['intake', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ question: bad }), 'question'],
       ['intake, nested', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ records: { documents: [{ reference: 'DocumentReference/op-note-2024', display: bad }] } }), 'records.documents[0].display'],
@@ -101,6 +102,7 @@ describe('bad input', () => {
     const cases = doors.flatMap(([door, path, who, body, field]) => [
       [door, 'NUL', path, who, body('a\u0000b'), field, NUL],
       [door, 'lone surrogate', path, who, body('a\ud800b'), field, SURROGATE],
+      [door, 'control character', path, who, body('a\u001bb'), field, CONTROL],
     ] as const);
     it.each(cases)('%s, %s', async (_door, _defect, path, who, body, field, reason) => {
       await refused(() => rawRequest(service.url, 'POST', path(ids), json(who), JSON.stringify(body)), 400, outcome('value', `${field} ${reason}`, field));
@@ -161,16 +163,42 @@ describe('bad input', () => {
     });
   });
 
+  describe('a parameter named like an Object.prototype member is an unknown parameter like any other', () => {
+    it.each(['toString', 'constructor', '__proto__', 'hasOwnProperty'])('/fhir/Task?%s=1 with strict handling: 400 naming it', async (name) => {
+      await refused(() => rawRequest(service.url, 'GET', `/fhir/Task?${name}=1`, json('st-olaf', { prefer: 'handling=strict' })), 400, outcome('not-supported', `Search parameter '${name}' is not supported on Task`, name), true);
+    });
+
+    it('/fhir/Task?toString=1: the search runs and reports the parameter as ignored', async () => {
+      const res = await rawRequest(service.url, 'GET', '/fhir/Task?toString=1&_count=1', json('st-olaf'));
+      expect(res.status).toBe(200);
+      const entries = (res.body as { entry: { resource: unknown; search: { mode: string } }[] }).entry;
+      expect(entries.filter((e) => e.search.mode === 'outcome').map((e) => e.resource)).toEqual([
+        { resourceType: 'OperationOutcome', issue: [{ severity: 'warning', code: 'not-supported', details: { text: "Search parameter 'toString' is not supported and was ignored" }, expression: ['toString'] }] },
+      ]);
+    });
+
+    it.each(['toString', 'constructor', '__proto__'])('/consults?%s=1: 400 naming it', async (name) => {
+      await refused(() => rawRequest(service.url, 'GET', `/consults?${name}=1`, json('lakeside-consults')), 400, outcome('not-supported', `Unknown parameter '${name}' (status, overdue, _count, _cursor)`, name));
+    });
+  });
+
   describe('a paging cursor this service did not make: 400 naming _cursor, not page one', () => {
     const forged = Buffer.from(JSON.stringify(['2026-01-01T00:00:00.000Z', 'x\u0000'])).toString('base64url');
+    const yearZero = Buffer.from(JSON.stringify(['0000-01-01T00:00:00.000Z', 'task-1'])).toString('base64url');
     it.each([
       ['/fhir/Task?_cursor=garbage', 'st-olaf', true],
       [`/fhir/Task?_count=1&_cursor=${forged}`, 'st-olaf', true],
+      [`/fhir/Task?_cursor=${yearZero}`, 'st-olaf', true],
+      [`/consults?_cursor=${yearZero}`, 'lakeside-consults', false],
       ['/fhir/AuditEvent?_cursor=garbage', 'audit-office', true],
       ['/consults?_cursor=garbage', 'lakeside-consults', false],
       [`/consults?_cursor=${forged}`, 'lakeside-consults', false],
     ])('%s', async (path, who, audited) => {
       await refused(() => rawRequest(service.url, 'GET', path, json(who)), 400, outcome('value', CURSOR_REFUSED, '_cursor'), audited);
+    });
+
+    it('a _lastUpdated in year 0, which PostgreSQL has not: 400 naming it', async () => {
+      await refused(() => rawRequest(service.url, 'GET', '/fhir/Task?_lastUpdated=ge0000', json('st-olaf')), 400, outcome('value', "_lastUpdated 'ge0000' is outside the years 0001 to 9999", '_lastUpdated'), true);
     });
 
     it('the cursor of a next link still pages', async () => {

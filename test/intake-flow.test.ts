@@ -306,6 +306,33 @@ describe('second-opinion intake (flow)', () => {
       for (const i of body.issue ?? []) expect(i.severity).toBe('error');
     });
 
+    it('values bound for FHIR uri, code and dateTime that FHIR refuses: 400 naming each (the built resource failed validation: a 500)', async () => {
+      const body = await refused(
+        post(
+          makeSecondOpinionRequest({
+            patient: { reference: 'Patient/pat-1', identifier: [{ system: 'urn:oid: 1', value: '999-00-1234' }] },
+            reason: [{ system: 'http://snom ed.info/sct', code: 'a  b' }],
+            firstOpinion: { documents: [], diagnosis: [{ system: 'http://snomed.info/sct', code: 'a\tb' }] },
+            dueDate: '2099-01-01T00:00:00.1234567891Z',
+          }),
+        ),
+        400,
+      );
+      const URI = 'must be a URI: no spaces';
+      const CODE = 'must be a code: single spaces only, no tabs, line breaks or other white space';
+      const issue = (field: string, text: string) => ({ severity: 'error', code: 'value', details: { text: `${field}: ${text}` }, expression: [field] });
+      expect([...(body.issue ?? [])].sort((a, b) => String(a.expression).localeCompare(String(b.expression)))).toEqual([
+        issue('dueDate', 'must be a date (YYYY-MM-DD) or a date-time with seconds and a time zone (at most 9 decimals, zone -14:00 to +14:00)'),
+        issue('firstOpinion.diagnosis[0].code', CODE),
+        issue('patient.identifier[0].system', URI),
+        issue('reason[0].code', CODE),
+        issue('reason[0].system', URI),
+      ]);
+      for (const dueDate of ['2099-01-01T00:00:00+14:30', '2099-01-01T00:00Z', '2099-01-01T00:00:00-15:00']) {
+        expect((await refused(post(makeSecondOpinionRequest({ dueDate })), 400)).issue?.map((i) => i.expression?.[0])).toEqual(['dueDate']);
+      }
+    });
+
     it('missing required fields are named', async () => {
       const body = await refused(post({ requestId: 'x' }), 400);
       const fields = body.issue?.map((i) => i.expression?.[0]).sort();

@@ -174,6 +174,12 @@ describe('issueAccessToken: refusals', () => {
     );
   });
 
+  it('a typ that is not text (null, a number, a list): refused like any other typ, not a 500', async () => {
+    for (const typ of [null, 5, ['JWT'], { JWT: true }]) {
+      expect(await refusal(await form({ header: { typ } }))).toEqual(invalidClient('client_assertion typ must be JWT'));
+    }
+  });
+
   it('grant type and client authentication parameters', async () => {
     const f = await form();
     expect(await refusal({ ...f, grant_type: 'authorization_code' })).toEqual({

@@ -96,7 +96,8 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: Atte
     throw new OAuthError('invalid_client', 'client_assertion alg must be RS384 or ES384');
   }
   if (typeof header.kid !== 'string' || header.kid === '') throw new OAuthError('invalid_client', 'client_assertion header must carry the kid of the signing key');
-  if (header.typ !== undefined && header.typ.toUpperCase() !== 'JWT') throw new OAuthError('invalid_client', 'client_assertion typ must be JWT');
+  // The header is the caller's JSON, not yet verified: a typ of null or a number is refused like any other typ.
+  if (header.typ !== undefined && (typeof header.typ !== 'string' || header.typ.toUpperCase() !== 'JWT')) throw new OAuthError('invalid_client', 'client_assertion typ must be JWT');
 
   const clientId = unverified.iss;
   if (typeof clientId !== 'string' || clientId === '') throw new OAuthError('invalid_client', 'client_assertion must carry iss (the client_id)');

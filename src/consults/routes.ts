@@ -1,10 +1,11 @@
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import express, { Router, type RequestHandler, type Response } from 'express';
 import type { Task } from '@medplum/fhirtypes';
 import type { Guard } from '../access/route-guard.ts';
 import { requireCaller } from '../auth/middleware.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
+import { queryParams } from '../http/query-params.ts';
 import { actOnConsult, type ConsultDeps, DeclineSchema, NoBodySchema, RequestInfoSchema } from './consult-actions.ts';
 import { parseIfMatch } from './transition-task.ts';
 import { submitOpinion, type SubmitOpinionDeps } from './submit-opinion.ts';
@@ -32,12 +33,6 @@ const jsonOrEmpty: RequestHandler = (req, _res, next) => {
 function sendTask(res: Response, task: Task): void {
   res.setHeader('ETag', `W/"${task.meta?.versionId}"`);
   res.type(FHIR_JSON).send(JSON.stringify(task));
-}
-
-function queryParams(req: Request): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const [k, v] of new URL(req.originalUrl, 'http://local').searchParams) (out[k] ??= []).push(v);
-  return out;
 }
 
 /** `GET /consults` and `POST /consults/{taskId}/{action}` (issue 4 §1). */

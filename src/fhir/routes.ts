@@ -3,15 +3,8 @@ import type { Resource } from '@medplum/fhirtypes';
 import { requireCaller } from '../auth/middleware.ts';
 import { FHIR_JSON } from './constants.ts';
 import { HttpOutcomeError, issue, outcome } from './outcomes.ts';
+import { queryParams } from '../http/query-params.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './fhir-api.ts';
-
-/** Query parameters with all their values (`?status=a&status=b` -> `{status: ['a','b']}`). */
-function queryParams(req: Request): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  const url = new URL(req.originalUrl, 'http://local');
-  for (const [k, v] of url.searchParams) (out[k] ??= []).push(v);
-  return out;
-}
 
 function sendResource(req: Request, res: Response, resource: Resource): void {
   const etag = `W/"${resource.meta?.versionId}"`;

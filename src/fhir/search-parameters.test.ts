@@ -37,6 +37,28 @@ describe('parseSearch: AuditEvent', () => {
     }
   });
 
+  it.each([
+    ['_lastUpdated', 'ge0000'],
+    ['_lastUpdated', 'lt0000-12-31'],
+    ['_lastUpdated', 'ge0001-01-01T00:00:00+14:00'],
+    ['date', 'le0000-06-01T00:00:00Z'],
+  ])('%s=%s (a year 0, which PostgreSQL has not) is refused naming the parameter, not sent to the store', (name, value) => {
+    let outcome: unknown;
+    try {
+      parseSearch('AuditEvent', { [name]: [value] }, false);
+    } catch (err) {
+      outcome = (err as { outcome: unknown }).outcome;
+    }
+    expect(outcome).toEqual({
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'value', details: { text: `${name} '${value}' is outside the years 0001 to 9999` }, expression: [name] }],
+    });
+  });
+
+  it('the first and last instants of the years 0001 to 9999 are taken', () => {
+    expect(parseSearch('Task', { _lastUpdated: ['ge0001-01-01T00:00:00Z', 'le9999-12-31T23:59:59.999Z'] }, false).lastUpdated).toHaveLength(2);
+  });
+
   it('date is not a parameter of the other types', () => {
     expect(parseSearch('Task', { date: ['ge2025-06-01'] }, false).unknown).toEqual(['date']);
   });
@@ -56,6 +78,9 @@ describe('parseSearch: _cursor', () => {
     ['a forged id holding a NUL', cursor(['2026-01-01T00:00:00.000Z', 'x\u0000'])],
     ['a date that is not one', cursor(['yesterday', 'task-1'])],
     ['a different shape', cursor({ after: 'task-1' })],
+    ['a time in year 0', cursor(['0000-01-01T00:00:00.000Z', 'task-1'])],
+    ['a time past year 9999', cursor(['+275760-09-13T00:00:00.000Z', 'task-1'])],
+    ['a time before year 1', cursor(['-271821-04-20T00:00:00.000Z', 'task-1'])],
   ])('refuses %s naming _cursor, rather than starting again at page one', (_what, value) => {
     let outcome: unknown;
     try {

@@ -1,5 +1,5 @@
 import type { ResourceType } from '@medplum/fhirtypes';
-import { decodeCursor, type DateFilter } from '../store/resource-store.ts';
+import { decodeCursor, type DateFilter, isStoreTime } from '../store/resource-store.ts';
 import { invalid, issue } from './outcomes.ts';
 
 /**
@@ -135,6 +135,7 @@ export function parseSearch(resourceType: ResourceType, params: Record<string, s
         const m = DATE_PREFIX.exec(v);
         const date = m?.[2] ? new Date(m[2].length === 4 ? `${m[2]}-01-01` : m[2].length === 7 ? `${m[2]}-01` : m[2]) : undefined;
         if (!m || !date || Number.isNaN(date.getTime())) problems.push(issue('value', `${name} '${v}' is not [prefix]date`, name));
+        else if (!isStoreTime(date)) problems.push(issue('value', `${name} '${v}' is outside the years 0001 to 9999`, name));
         else result.lastUpdated.push({ op: (m[1] ?? 'eq') as DateFilter['op'], value: date });
       }
       continue;

@@ -20,18 +20,32 @@ export const referenceTo = (...types: string[]) =>
 export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
 export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
+/**
+ * Values that become FHIR primitives other than `string` are held to their R4 rules here
+ * (https://hl7.org/fhir/R4/datatypes.html), where the field can be named: the validator every
+ * write goes through would otherwise refuse the resource the use case built (a 500).
+ */
+/** `uri`: no whitespace inside. */
+export const uri = (max: number) => text(max).regex(/^\S+$/, 'must be a URI: no spaces');
+/** `code`: single spaces between non-space characters, no tabs or line breaks. */
+export const code = (max: number) => text(max).regex(/^\S+( \S+)*$/, 'must be a code: single spaces only, no tabs, line breaks or other white space');
+/** `dateTime` with a time: seconds, at most 9 fractional digits, a zone from -14:00 to +14:00. */
+const FHIR_DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]((0\d|1[0-3]):[0-5]\d|14:00))$/;
+
 export const Coding = z.strictObject({
-  system: text(1024),
-  code: text(256),
+  system: uri(1024),
+  code: code(256),
   display: text(1024).optional(),
 });
 
 const Identifier = z.strictObject({
-  system: text(1024).optional(),
+  system: uri(1024).optional(),
   value: text(256),
 });
 
-const DateOrDateTime = z.union([z.iso.date(), z.iso.datetime({ offset: true })], { error: 'must be a date (YYYY-MM-DD) or a date-time with a time zone' });
+const DateOrDateTime = z.union([z.iso.date(), z.iso.datetime({ offset: true }).regex(FHIR_DATE_TIME)], {
+  error: 'must be a date (YYYY-MM-DD) or a date-time with seconds and a time zone (at most 9 decimals, zone -14:00 to +14:00)',
+});
 
 export const IntakeRequestSchema = z
   .strictObject({

@@ -51,6 +51,14 @@ describe('ResourceStore', () => {
     ]);
   });
 
+  it('vread of a version id no version can have (beyond the integer column, not decimal digits) finds nothing instead of failing the query', async () => {
+    const v1 = await store.create(task('a'), ['a']);
+    for (const vid of ['2147483648', '99999999999999999999', '1e3', '0x1', '-1', '0', ' 1', '']) {
+      expect(await store.readVersion('Task', v1.id!, vid, 'system'), vid).toBeUndefined();
+    }
+    expect((await store.readVersion<Task>('Task', v1.id!, '01', 'system'))?.meta?.versionId).toBe('1');
+  });
+
   it('refuses an update based on a stale version with 412 and keeps the winner', async () => {
     const v1 = await store.create(task('a'), ['a']);
     await store.update({ ...v1, status: 'accepted' }, { expectedVersion: '1' });

@@ -271,9 +271,10 @@ export class ResourceStore {
     return ids.flatMap((id) => (byId.has(id) ? [byId.get(id) as T] : []));
   }
 
+  /** Undefined for a version id this store cannot have made (not decimal digits, 0, or past the integer column's range), without asking the database. */
   async readVersion<T extends Resource>(resourceType: T['resourceType'], id: string, versionId: string, reader: Reader): Promise<T | undefined> {
-    const version = Number(versionId);
-    if (!Number.isInteger(version) || version < 1) return undefined;
+    const version = /^\d{1,10}$/.test(versionId) ? Number(versionId) : 0;
+    if (version < 1 || version > MAX_VERSION) return undefined;
     if (!(await this.read(resourceType, id, reader))) return undefined;
     const rows = await this.db
       .select()
@@ -353,6 +354,19 @@ function encodeCursor(lastUpdated: Date, id: string): string {
   return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
 }
 
+/**
+ * Whether `date` is a time this store can compare against: the years 0001 to 9999, as its ISO
+ * text has them. PostgreSQL has no year 0 and reads no six-digit year, so a time outside fails
+ * the statement; search bounds and cursors outside are refused at the door instead.
+ */
+export function isStoreTime(date: Date): boolean {
+  const year = date.getUTCFullYear();
+  return !Number.isNaN(date.getTime()) && year >= 1 && year <= 9999;
+}
+
+/** Versions are a PostgreSQL `integer`: a larger number in a query fails the statement. */
+const MAX_VERSION = 2_147_483_647;
+
 /** The ids this store gives resources (UUIDs) fit in; a cursor naming anything else was not made here. */
 const CURSOR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
 
@@ -368,7 +382,7 @@ export function decodeCursor(cursor: string): { lastUpdated: Date; id: string } 
     const [ts, id] = decoded as unknown[];
     if (typeof ts !== 'string' || typeof id !== 'string' || !CURSOR_ID.test(id)) return undefined;
     const lastUpdated = new Date(ts);
-    if (Number.isNaN(lastUpdated.getTime())) return undefined;
+    if (!isStoreTime(lastUpdated)) return undefined;
     return { lastUpdated, id };
   } catch {
     return undefined;
