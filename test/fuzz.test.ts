@@ -123,7 +123,9 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 10_000 } });
-    service = await startTestService({ NETWORK_FILE: await writeSandboxNetwork(ehr, { timeoutMs: 5_000 }) }, undefined, { jobPollingIntervalSeconds: 0.5 });
+    // The abuse limits have their own tests (test/abuse-limits.test.ts); here thousands of requests from one address must reach the input handling.
+    const limitsOff = { API_RATE_LIMIT_PER_IP: '0', API_RATE_LIMIT_PER_CLIENT: '0', TOKEN_RATE_LIMIT_PER_IP: '0', TOKEN_RATE_LIMIT_PER_CLIENT: '0', TOKEN_LOCKOUT_FAILURES: '0' };
+    service = await startTestService({ NETWORK_FILE: await writeSandboxNetwork(ehr, { timeoutMs: 5_000 }), ...limitsOff }, undefined, { jobPollingIntervalSeconds: 0.5 });
     await freshTokens();
 
     const place = async (body: Record<string, unknown>) => {
