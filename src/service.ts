@@ -63,6 +63,9 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const fhirClients = await createParticipantFhirClients(network, {
     // privateKeyFile paths are relative to the network file; the example network's to the repository root.
     keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
+    // A scope-enforcing EHR refuses what its token does not cover: say what is missing, once, before a job fails on it.
+    onScopeReport: ({ participantId, stage, missing }) =>
+      log.warn({ event: 'outbound.scope-missing', participant: participantId, stage, missing }, stage === 'requested' ? 'the scope requested from this EHR leaves out what the service needs there' : 'the EHR granted a scope that leaves out what the service needs there'),
   });
   // An attempt is a token call and two creates (plus one token retry): a shorter lease could let a
   // retry run beside a slow attempt still in flight, leaving exactly-once to the EHR's If-None-Exist alone.

@@ -6,7 +6,8 @@ import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseNetwork } from '../network/network.ts';
-import { createParticipantFhirClients, loadClientAssertionKey } from './endpoints.ts';
+import { createParticipantFhirClients, loadClientAssertionKey, type ScopeReport } from './endpoints.ts';
+import { DEFAULT_OUTBOUND_SCOPE } from './outbound-scope.ts';
 
 const server = setupServer();
 let dir: string;
@@ -55,6 +56,39 @@ describe('createParticipantFhirClients', () => {
     await clients.get('st-olaf')!.read('Patient', '1');
     await clients.get('sandbox')!.read('Patient', '1');
     expect(seen).toEqual({ ehr: 'Bearer at-1', sandbox: null });
+  });
+
+  it('asks for the derived default scope, and reports what a narrowed scope or a smaller grant leaves out (once per change)', async () => {
+    const ec = await generateKeyPair('ES384', { extractable: true });
+    await writeFile(path.join(dir, 'scope.jwk.json'), JSON.stringify({ ...(await exportJWK(ec.privateKey)), kid: 'scope-key' }));
+    const ehr = (id: string, extra: Record<string, unknown> = {}) =>
+      participant(id, { baseUrl: `https://${id}.test/fhir`, tokenUrl: `https://${id}.test/token`, clientId: 'so-service', privateKeyFile: 'scope.jwk.json', ...extra });
+    const network = parseNetwork({ participants: [ehr('full'), ehr('narrow', { scope: 'system/DocumentReference.rs system/Binary.r' })] }, 'network.json');
+    const reports: ScopeReport[] = [];
+    const clients = await createParticipantFhirClients(network, { keyBaseDir: dir, onScopeReport: (r) => reports.push(r) });
+    // At start-up: only the narrowed participant, naming every need its scope leaves out.
+    expect(reports).toEqual([
+      {
+        participantId: 'narrow',
+        stage: 'requested',
+        missing: ['system/DocumentReference.c', 'system/DiagnosticReport.r', 'system/DiagnosticReport.s', 'system/ImagingStudy.r', 'system/ImagingStudy.s', 'system/Consent.r', 'system/Patient.r', 'system/Communication.c'],
+      },
+    ]);
+
+    // The EHR grants reads only (as the old default asked): reported when the token arrives, once.
+    const requested: (string | null)[] = [];
+    let n = 0;
+    server.use(
+      http.post('https://full.test/token', async ({ request }) => {
+        requested.push(new URLSearchParams(await request.text()).get('scope'));
+        return HttpResponse.json({ access_token: `at-${++n}`, token_type: 'bearer', expires_in: 1, scope: 'system/*.rs' });
+      }),
+      http.get('https://full.test/fhir/Patient/1', () => HttpResponse.json({ resourceType: 'Patient', id: '1' })),
+    );
+    for (let i = 0; i < 2; i++) await clients.get('full')!.read('Patient', '1');
+    expect(requested[0]).toBe(DEFAULT_OUTBOUND_SCOPE);
+    expect(n).toBe(2);
+    expect(reports.slice(1)).toEqual([{ participantId: 'full', stage: 'granted', missing: ['system/DocumentReference.c', 'system/Communication.c'] }]);
   });
 
   it('fails at start-up when a key file is missing, naming the participant', async () => {

@@ -4,7 +4,9 @@ import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Network } from '../network/network.ts';
+import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
+import { DEFAULT_OUTBOUND_SCOPE, missingOutboundScopes } from './outbound-scope.ts';
 import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
 
 export interface ParticipantFhirClientOptions {
@@ -14,8 +16,21 @@ export interface ParticipantFhirClientOptions {
   defaultTimeoutMs?: number;
   /** Used when a participant's `fhir` block names no `scope`. */
   defaultScope?: string;
+  /**
+   * Told when a participant's scope leaves out something the service needs there
+   * (outbound-scope.ts): the requested scope, at start-up; the granted scope, when a token
+   * arrives (reported again only when what is missing changes).
+   */
+  onScopeReport?: (report: ScopeReport) => void;
   fetch?: typeof globalThis.fetch;
   now?: () => number;
+}
+
+export interface ScopeReport {
+  participantId: string;
+  stage: 'requested' | 'granted';
+  /** `system/<Type>.<letter>` the service needs and the scope lacks. */
+  missing: readonly string[];
 }
 
 /** A private key ready to sign client assertions. */
@@ -43,8 +58,6 @@ export class OutboundKeyError extends Error {
 }
 
 export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
-/** Enough to pull a record set and post an opinion back; EHRs grant less if they choose. */
-export const DEFAULT_OUTBOUND_SCOPE = 'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r';
 
 /**
  * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read
@@ -64,10 +77,21 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
       const signing = await loadClientAssertionKey(file).catch((err: unknown) => {
         throw new OutboundKeyError(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${keyProblem(err)}`);
       });
+      const scope = fhir.scope ?? options.defaultScope ?? DEFAULT_OUTBOUND_SCOPE;
+      const requestedMissing = missingOutboundScopes(splitScopes(scope));
+      if (requestedMissing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'requested', missing: requestedMissing });
+      let lastGrantedMissing = '';
       tokenSource = createSmartTokenSource({
         tokenUrl: fhir.tokenUrl,
         clientId: fhir.clientId,
-        scope: fhir.scope ?? options.defaultScope ?? DEFAULT_OUTBOUND_SCOPE,
+        scope,
+        onGranted: (granted) => {
+          const missing = missingOutboundScopes(granted);
+          const key = missing.join(' ');
+          if (key === lastGrantedMissing) return;
+          lastGrantedMissing = key;
+          if (missing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'granted', missing });
+        },
         privateKey: signing.key,
         alg: signing.alg,
         kid: signing.kid,

@@ -39,6 +39,17 @@ function source(privateJwk: JWK, alg: SmartAlg, now: () => number = Date.now) {
 }
 
 describe('createSmartTokenSource', () => {
+  it('tells what each token was granted: the response\'s scope, or the requested one when the response names none (RFC 6749 §5.1)', async () => {
+    const { privateJwk } = await keys('ES384');
+    tokenEndpoint((n) => (n === 1 ? undefined : HttpResponse.json({ access_token: 'tok-2', token_type: 'Bearer', expires_in: 1 })));
+    const granted: (readonly string[])[] = [];
+    const tokens = createSmartTokenSource({ tokenUrl: TOKEN_URL, clientId: 'so-service', scope: 'system/DocumentReference.rs system/Consent.r', privateKey: privateJwk, alg: 'ES384', timeoutMs: 2000, onGranted: (s) => granted.push(s) });
+    await tokens.getToken();
+    tokens.invalidate('tok-1');
+    await tokens.getToken();
+    expect(granted).toEqual([['system/DocumentReference.rs'], ['system/DocumentReference.rs', 'system/Consent.r']]);
+  });
+
   it('caches the token and reuses it', async () => {
     const calls = tokenEndpoint();
     const { privateJwk } = await keys('ES384');

@@ -30,6 +30,11 @@ export interface SmartTokenSourceOptions {
   /** Refresh this many seconds before `expires_in` runs out, so a token never expires mid-call. */
   refreshSkewSeconds?: number;
   timeoutMs: number;
+  /**
+   * Told the scopes each token was granted: the response's `scope`, or the requested scope when
+   * the response names none (RFC 6749 §5.1: then it is the one requested).
+   */
+  onGranted?: (scopes: readonly string[]) => void;
 }
 
 /** SMART Backend Services: the client assertion lives at most 5 minutes. */
@@ -110,6 +115,8 @@ export function createSmartTokenSource(options: SmartTokenSourceOptions): TokenS
     if (!parsed.success) {
       throw new OutboundAuthError({ status: response.status, failure: 'http', tokenUrl: options.tokenUrl, oauthError: 'invalid_token_response' });
     }
+    const granted = typeof parsed.data.scope === 'string' ? parsed.data.scope : options.scope;
+    options.onGranted?.(granted.split(' ').filter(Boolean));
     const expiresInMs = (parsed.data.expires_in ?? DEFAULT_EXPIRES_IN_SECONDS) * 1000;
     // A lifetime shorter than the skew is used for this call only, never cached.
     const refreshAt = startedAt + expiresInMs - skewMs;

@@ -1,0 +1,37 @@
+/**
+ * The SMART scopes the service needs on a referrer's EHR, derived from what it does there
+ * (issue 11 §1.2): EHRs that enforce scopes (Medplum, most vendors) refuse anything else, and
+ * the post-back failed with 403 while the old default scope named no write at all.
+ *
+ * A participant's `fhir.scope` in the network file replaces the requested scope (to narrow or
+ * extend it); whatever it leaves out of these needs is reported at start-up, and whatever the
+ * EHR's token response does not grant is reported when the token arrives.
+ */
+import { hasScope, type Interaction } from '../auth/scopes.ts';
+
+export interface OutboundNeed {
+  type: string;
+  interactions: readonly Interaction[];
+  /** What the service does with it, for the reports. */
+  why: string;
+}
+
+export const OUTBOUND_NEEDS: readonly OutboundNeed[] = [
+  { type: 'DocumentReference', interactions: ['c', 'r', 's'], why: 'record sets are searched and read; the consult note is posted back (conditional create)' },
+  { type: 'DiagnosticReport', interactions: ['r', 's'], why: 'pathology and imaging reports join the record set' },
+  { type: 'ImagingStudy', interactions: ['r', 's'], why: 'imaging studies join the record set' },
+  { type: 'Consent', interactions: ['r'], why: "the patient's consent is read before any disclosure" },
+  { type: 'Patient', interactions: ['r'], why: 'the patient the referral is about' },
+  { type: 'Binary', interactions: ['r'], why: 'attachment bytes are fetched and verified' },
+  { type: 'Communication', interactions: ['c'], why: 'the referring clinician is told the opinion arrived (conditional create)' },
+];
+
+const ORDER: readonly Interaction[] = ['c', 'r', 'u', 'd', 's'];
+
+/** One SMART v2 scope per need, letters in SMART's order: `system/DocumentReference.crs ...`. */
+export const DEFAULT_OUTBOUND_SCOPE = OUTBOUND_NEEDS.map((n) => `system/${n.type}.${ORDER.filter((i) => n.interactions.includes(i)).join('')}`).join(' ');
+
+/** The needs `scopes` do not cover, one `system/<Type>.<letter>` each (empty when all are covered). */
+export function missingOutboundScopes(scopes: readonly string[]): string[] {
+  return OUTBOUND_NEEDS.flatMap((n) => n.interactions.filter((i) => !hasScope(scopes, n.type, i)).map((i) => `system/${n.type}.${i}`));
+}
