@@ -106,6 +106,17 @@ export const FHIR_TYPE_ACCESS: Readonly<Partial<Record<ResourceType, { roles: 'a
   AuditEvent: { roles: ['auditor'], readsAll: true },
 };
 
+const PATHS = ROUTE_RULES.filter((r) => !r.path.includes('{')).map((r) => ({ rule: r, segments: r.path.split('/') }));
+
+/**
+ * The rules whose path a URL path fits, in the table's order, for what runs before or without
+ * Express's routing (naming a bad parameter, logging a refused request): `segments` is the path
+ * split on `/`; the segment at `anyAt` (when given) may be anything.
+ */
+export function rulesFitting(segments: readonly string[], anyAt = -1): { rule: RouteRule; segments: readonly string[] }[] {
+  return PATHS.filter((p) => p.segments.length === segments.length && p.segments.every((s, i) => i === anyAt || s.startsWith(':') || s === segments[i]));
+}
+
 /** The rule of a route; undefined when the route has none (a bug the access-matrix test reports). */
 export function ruleFor(method: string, path: string): RouteRule | undefined {
   return ROUTE_RULES.find((r) => r.path === path && (r.method === method || r.method === 'ALL'));

@@ -1,5 +1,5 @@
 import type { Request } from 'express';
-import { ROUTE_RULES } from '../access/route-rules.ts';
+import { rulesFitting } from '../access/route-rules.ts';
 import { SEARCH_PARAMETERS } from '../fhir/search-parameters.ts';
 
 /**
@@ -18,17 +18,10 @@ export function loggablePath(req: Pick<Request, 'baseUrl' | 'originalUrl' | 'rou
   const routePath = (req.route as { path?: unknown } | undefined)?.path;
   const actual = (req.originalUrl.split('?', 1)[0] ?? '').split('/');
   // Refused before routing (401 from the auth middleware, 429): the route the path would have taken.
-  const pattern = typeof routePath === 'string' ? `${req.baseUrl}${routePath}`.split('/') : routeOf(actual);
+  const pattern = typeof routePath === 'string' ? `${req.baseUrl}${routePath}`.split('/') : rulesFitting(actual)[0]?.segments;
   if (!pattern) return undefined;
   if (pattern.length !== actual.length) return pattern.join('/');
   return pattern.map((segment, i) => (segment.startsWith(':') && isLoggableValue(segment.slice(1), actual[i] ?? '') ? actual[i] : segment)).join('/');
-}
-
-const TEMPLATES = ROUTE_RULES.filter((r) => !r.path.includes('{')).map((r) => r.path.split('/'));
-
-/** The segments of the first route (in the route table's order) whose path fits these segments. */
-function routeOf(actual: readonly string[]): string[] | undefined {
-  return TEMPLATES.find((t) => t.length === actual.length && t.every((segment, i) => segment.startsWith(':') || segment === actual[i]));
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,22 +1,14 @@
 import type { RequestHandler } from 'express';
-import { ROUTE_RULES } from '../access/route-rules.ts';
+import { rulesFitting } from '../access/route-rules.ts';
 import { invalid, issue } from '../fhir/outcomes.ts';
 import { decodeComponent, parameterProblems } from './percent-decoding.ts';
 
-/** The routes' paths with parameters (`/consults/:taskId/accept`), from the one route table. */
-const PATH_TEMPLATES = ROUTE_RULES.map((r) => r.path)
-  .filter((p) => p.includes('/:'))
-  .map((p) => p.split('/'));
-
 /** A bad path segment is named after the route parameter it stands for (`id`, `taskId`, `vid`), or `path` when no route fits. */
 function pathParameterName(segments: readonly string[], index: number): string {
-  for (const template of PATH_TEMPLATES) {
-    if (segments.length !== template.length) continue;
-    const fits = segments.every((s, i) => i === index || template[i]?.startsWith(':') || template[i] === s);
-    const name = template[index];
-    if (fits && name?.startsWith(':')) return name.slice(1);
-  }
-  return 'path';
+  const name = rulesFitting(segments, index)
+    .map((r) => r.segments[index])
+    .find((s) => s?.startsWith(':'));
+  return name ? name.slice(1) : 'path';
 }
 
 /**
