@@ -11,11 +11,9 @@ import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts'
 import type { Caller } from '../http/context.ts';
 import { ruleFor, type RouteAccess, type RouteMethod } from './route-rules.ts';
 
-/** Throws 403 (or 401 without a caller) unless `caller` satisfies `access`. */
-export function authorize(access: RouteAccess, caller: Caller | undefined): void {
-  if (access.kind === 'public') return;
-  if (!caller) requireCaller();
-  if (access.kind !== 'roles' || !caller) return;
+/** Throws 403 unless `caller` holds the roles and scope `access` asks for (any participant passes the other kinds). */
+function authorize(access: RouteAccess, caller: Caller): void {
+  if (access.kind !== 'roles') return;
   requireRole(caller, access.roles);
   if (access.scope) requireScope(caller, access.scope.type, access.scope.interaction);
 }
