@@ -10,7 +10,7 @@ import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { answerProblems, send } from './support/fuzz/answers.ts';
 import { type FuzzCase, type FuzzWorld, pathParams, ROUTE_FUZZERS, routeCases } from './support/fuzz/route-fuzzers.ts';
-import { settle, stateChanges, storeState } from './support/fuzz/store-state.ts';
+import { settle, stateChanges, storeState } from './support/store-state.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';

@@ -6,8 +6,8 @@
  * design once a signature checks out, whatever it answers next.
  */
 import { sql } from 'drizzle-orm';
-import { QUEUE } from '../../../src/jobs/queues.ts';
-import type { TestService } from '../service.ts';
+import { QUEUE } from '../../src/jobs/queues.ts';
+import type { TestService } from './service.ts';
 
 export type StoreState = Record<string, string[]>;
 
