@@ -27,6 +27,16 @@ const SlugSchema = z
   .string()
   .regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, 'must be a slug: lower-case letters, digits and hyphens (at most 64)');
 
+/**
+ * An identifier of the participant's organization that other systems know it by (a national
+ * registry number, an NPI, an ODS code...): every EHR has its own ids for the organizations it
+ * stores, so a participant is recognised in an EHR's resources by these, never by our own id.
+ */
+export const OrganizationIdentifierSchema = z.looseObject({
+  system: z.string().regex(/^(https?:\/\/\S+|urn:(oid|uuid):\S+)$/, 'must be an absolute URI (http(s)://..., urn:oid:..., urn:uuid:...)'),
+  value: z.string().min(1).max(256),
+});
+
 const CodingSchema = z.looseObject({
   system: z.url().optional(),
   code: z.string().min(1),
@@ -74,6 +84,8 @@ export const ParticipantSchema = z.looseObject({
   organization: z.looseObject({
     reference: z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'must be Organization/<id>'),
     display: z.string().min(1).optional(),
+    /** How other systems identify it; at least one for a consultant (consents name it so). */
+    identifier: z.array(OrganizationIdentifierSchema).optional(),
   }),
   specialties: z.array(CodingSchema).optional(),
   clients: z.array(ClientRegistrationSchema),
@@ -91,6 +103,19 @@ export const ParticipantSchema = z.looseObject({
       privateKeyFile: z.string().min(1).optional(),
       /** Timeout of each call to this EHR, in milliseconds. */
       timeoutMs: z.number().int().min(100).max(600_000).optional(),
+      /**
+       * `meta.profile` on what is posted to this EHR: `omit` (default) or `keep`. An EHR that
+       * resolves every listed profile with the caller's rights (Medplum) refuses the write unless
+       * it granted StructureDefinition read, so `keep` adds `system/StructureDefinition.rs` to
+       * the scope the service needs there.
+       */
+      profiles: z.enum(['keep', 'omit']).optional(),
+      /**
+       * This EHR's own ids of other participants' organizations (`participant id` ->
+       * `Organization/<id on this EHR>`), for an EHR whose Organization resources carry none of
+       * the participant's identifiers.
+       */
+      aliases: z.record(SlugSchema, z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'must be Organization/<id on this EHR>')).optional(),
     })
     .optional(),
   /**
@@ -144,6 +169,8 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
   const participantIds = new Map<string, number>();
   const clientIds = new Map<string, string>();
   const organizations = new Map<string, number>();
+  const identifiers = new Map<string, number>();
+  const participantIdSet = new Set(asArray(raw.participants).flatMap((p) => (isObject(p) && typeof p.id === 'string' ? [p.id] : [])));
 
   asArray(raw.participants).forEach((p, pi) => {
     if (!isObject(p)) return;
@@ -162,7 +189,25 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
       else organizations.set(p.organization.reference, pi);
     }
 
+    // A consultant must be recognisable in the referring EHRs' consents by an identifier.
     const roles = asArray(p.roles);
+    const orgIdentifiers = isObject(p.organization) ? asArray(p.organization.identifier) : [];
+    if (roles.includes('consultant') && orgIdentifiers.length === 0) {
+      problems.push({ path: at('organization', 'identifier'), message: 'is required for a participant with the consultant role (EHRs name it in consents by their own ids; it is recognised by its identifiers)' });
+    }
+    orgIdentifiers.forEach((id, ii) => {
+      if (!isObject(id) || typeof id.system !== 'string' || typeof id.value !== 'string') return;
+      const key = `${id.system}|${id.value}`;
+      const first = identifiers.get(key);
+      if (first !== undefined && first !== pi) problems.push({ path: at('organization', 'identifier', ii), message: `identifier ${key} also names participants[${first}]` });
+      else identifiers.set(key, pi);
+    });
+    if (isObject(p.fhir) && isObject(p.fhir.aliases)) {
+      for (const key of Object.keys(p.fhir.aliases)) {
+        if (!participantIdSet.has(key)) problems.push({ path: at('fhir', 'aliases', key), message: `"${key}" is not a participant of the network` });
+      }
+    }
+
     if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
       problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
     }

@@ -23,7 +23,7 @@ function networkFile(): Record<string, any> {
         name: 'Lakeside Clinic',
         roles: ['consultant'],
         specialties: [{ system: 'http://snomed.info/sct', code: '394611003', display: 'Plastic surgery' }],
-        organization: { reference: 'Organization/lakeside', display: 'Lakeside' },
+        organization: { reference: 'Organization/lakeside', display: 'Lakeside', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }] },
         clients: [{ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' }],
         notify: { url: 'https://lakeside.example/hooks/second-opinion', secret: 'lakeside-shared-secret-0123456789', email: 'x@lakeside.example' },
       },
@@ -116,6 +116,7 @@ describe('parseNetwork', () => {
       'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"',
       'participants[3] (st-olaf).id: duplicate participant id "st-olaf" (also participants[0])',
       'participants[3] (st-olaf).organization.reference: duplicate organization "Organization/lakeside" (also participants[1])',
+      'participants[3] (st-olaf).organization.identifier[0]: identifier https://registry.example.org/organizations|ORG-2001 also names participants[1]',
       'participants[3] (st-olaf).clients[0].clientId: duplicate clientId "st-olaf-ehr" (also participants[0].clients[0])',
     ]);
   });
@@ -174,6 +175,40 @@ describe('parseNetwork', () => {
     expect(problemsOf({})).toEqual(['participants: Invalid input: expected array, received undefined']);
     expect(problemsOf({ participants: [] })).toEqual(['participants: must list at least one participant']);
     expect(problemsOf([])).toEqual(['(file): Invalid input: expected object, received array']);
+  });
+});
+
+describe('parseNetwork: how participants are known on other EHRs', () => {
+  it('a consultant needs an identifier: EHRs name it by their own ids', () => {
+    const file = networkFile();
+    delete file.participants[1].organization.identifier;
+    expect(problemsOf(file)).toEqual([
+      'participants[1] (lakeside-consults).organization.identifier: is required for a participant with the consultant role (EHRs name it in consents by their own ids; it is recognised by its identifiers)',
+    ]);
+  });
+
+  it('an identifier names one participant only, and its system is an absolute URI', () => {
+    const file = networkFile();
+    file.participants[0].organization.identifier = [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }];
+    file.participants[2].organization.identifier = [{ system: 'registry', value: 'ORG-3001' }];
+    expect(problemsOf(file)).toEqual([
+      'participants[1] (lakeside-consults).organization.identifier[0]: identifier https://registry.example.org/organizations|ORG-2001 also names participants[0]',
+      'participants[2] (audit-office).organization.identifier[0].system: must be an absolute URI (http(s)://..., urn:oid:..., urn:uuid:...)',
+    ]);
+  });
+
+  it('an EHR may give its own ids of other participants (aliases), for participants that exist, and keep or omit meta.profile', () => {
+    const file = networkFile();
+    file.participants[0].fhir.aliases = { 'lakeside-consults': 'Organization/44e70d60', nobody: 'Organization/1', 'audit-office': 'Practitioner/1' };
+    file.participants[0].fhir.profiles = 'sometimes';
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (st-olaf).fhir.profiles: Invalid option: expected one of "keep"|"omit"',
+      'participants[0] (st-olaf).fhir.aliases.audit-office: must be Organization/<id on this EHR>',
+      'participants[0] (st-olaf).fhir.aliases.nobody: "nobody" is not a participant of the network',
+    ]);
+    file.participants[0].fhir.aliases = { 'lakeside-consults': 'Organization/44e70d60' };
+    file.participants[0].fhir.profiles = 'keep';
+    expect(parseNetwork(file, 'x.json').get('st-olaf')?.fhir).toMatchObject({ aliases: { 'lakeside-consults': 'Organization/44e70d60' }, profiles: 'keep' });
   });
 });
 

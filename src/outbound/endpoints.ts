@@ -6,7 +6,7 @@ import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Network } from '../network/network.ts';
 import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
-import { DEFAULT_OUTBOUND_SCOPE, missingOutboundScopes } from './outbound-scope.ts';
+import { missingOutboundScopes, outboundScope } from './outbound-scope.ts';
 import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
 
 export interface ParticipantFhirClientOptions {
@@ -77,8 +77,9 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
       const signing = await loadClientAssertionKey(file).catch((err: unknown) => {
         throw new OutboundKeyError(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${keyProblem(err)}`);
       });
-      const scope = fhir.scope ?? options.defaultScope ?? DEFAULT_OUTBOUND_SCOPE;
-      const requestedMissing = missingOutboundScopes(splitScopes(scope));
+      const settings = { ...(fhir.profiles ? { profiles: fhir.profiles } : {}) };
+      const scope = fhir.scope ?? options.defaultScope ?? outboundScope(settings);
+      const requestedMissing = missingOutboundScopes(splitScopes(scope), settings);
       if (requestedMissing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'requested', missing: requestedMissing });
       let lastGrantedMissing = '';
       tokenSource = createSmartTokenSource({
@@ -86,7 +87,7 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
         clientId: fhir.clientId,
         scope,
         onGranted: (granted) => {
-          const missing = missingOutboundScopes(granted);
+          const missing = missingOutboundScopes(granted, settings);
           const key = missing.join(' ');
           if (key === lastGrantedMissing) return;
           lastGrantedMissing = key;
