@@ -9,7 +9,7 @@ import { invalidScopes, splitScopes } from '../auth/scopes.ts';
  * Objects are loose (unknown members are kept) so later capabilities can add fields such as
  * `fhir.tokenUrl` or `notify` without breaking older files. Rules that span fields or entries
  * (unique ids, exactly one of jwks/jwksUri, no private key material, referrers need a FHIR
- * endpoint) live in `checkNetworkRules`, which runs on the raw JSON so every bad entry is named
+ * endpoint, outbound key rotation dates in order) live in `checkNetworkRules`, which runs on the raw JSON so every bad entry is named
  * even when its neighbours are malformed too.
  */
 

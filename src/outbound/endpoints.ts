@@ -37,7 +37,9 @@ export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
 
 /**
  * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read
- * once here, at start-up, so a missing or malformed key fails the boot rather than the first job.
+ * once, at start-up (here, unless `options.keys` brings them), so a missing or malformed key, or
+ * an EHR with no key that may sign now, fails the boot rather than the first job. Each client
+ * assertion is signed by the key of the moment (outbound-keys.ts: rotation by date).
  * A participant without `tokenUrl` gets a client that sends no Authorization (sandbox EHRs).
  */
 export async function createParticipantFhirClients(network: Pick<Network, 'participants'>, options: ParticipantFhirClientOptions = {}): Promise<Map<string, FhirClient>> {
