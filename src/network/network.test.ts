@@ -162,13 +162,45 @@ describe('parseNetwork', () => {
     delete file.participants[0].fhir.privateKeyFile;
     file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'https://lakeside.example/token', clientId: 'so', timeoutMs: 0 };
     expect(problemsOf(file)).toEqual([
-      'participants[0] (st-olaf).fhir: tokenUrl needs clientId and privateKeyFile (SMART Backend Services client settings)',
+      'participants[0] (st-olaf).fhir: tokenUrl needs clientId and privateKeyFile (or keys) (SMART Backend Services client settings)',
       'participants[1] (lakeside-consults).fhir.timeoutMs: Too small: expected number to be >=100',
-      'participants[1] (lakeside-consults).fhir: tokenUrl needs privateKeyFile (SMART Backend Services client settings)',
+      'participants[1] (lakeside-consults).fhir: tokenUrl needs privateKeyFile (or keys) (SMART Backend Services client settings)',
     ]);
     file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'ftp://lakeside.example/token', clientId: 'so', privateKeyFile: 'k.pem' };
     delete file.participants[0].fhir.tokenUrl;
     expect(problemsOf(file)).toEqual(['participants[1] (lakeside-consults).fhir.tokenUrl: Invalid URL']);
+  });
+
+  it('takes fhir.keys instead of privateKeyFile, for key rotation', () => {
+    const file = networkFile();
+    delete file.participants[0].fhir.privateKeyFile;
+    file.participants[0].fhir.keys = [{ file: 'keys/old.jwk.json', retireAfter: '2027-03-15' }, { file: 'keys/new.pem', signFrom: '2027-03-08T09:00:00+01:00' }];
+    expect(parseNetwork(file, 'x.json').get('st-olaf')?.fhir?.keys).toEqual([
+      { file: 'keys/old.jwk.json', retireAfter: '2027-03-15' },
+      { file: 'keys/new.pem', signFrom: '2027-03-08T09:00:00+01:00' },
+    ]);
+  });
+
+  it('refuses fhir.keys it cannot follow, naming the entry: dates that are not dates, both key forms, a file twice, retirement before signing', () => {
+    const file = networkFile();
+    file.participants[0].fhir.keys = [
+      { file: 'keys/a.jwk.json', signFrom: '2027-02-30' },
+      { file: 'keys/b.jwk.json', signFrom: '2027-03-08', retireAfter: '2027-03-01T00:00:00Z' },
+      { file: 'keys/a.jwk.json', retireAfter: 'next Tuesday' },
+      { file: 'keys/c.jwk.json', signFrom: '2027-03-08T09:00' },
+    ];
+    const notADate = 'must be a date (2027-03-01) or a date-time with its offset (2027-03-01T09:00:00Z)';
+    expect(problemsOf(file)).toEqual([
+      `participants[0] (st-olaf).fhir.keys[0].signFrom: ${notADate}`,
+      `participants[0] (st-olaf).fhir.keys[2].retireAfter: ${notADate}`,
+      `participants[0] (st-olaf).fhir.keys[3].signFrom: ${notADate}`,
+      'participants[0] (st-olaf).fhir.keys: give either privateKeyFile or keys, not both',
+      'participants[0] (st-olaf).fhir.keys[1].retireAfter: must be later than signFrom',
+      'participants[0] (st-olaf).fhir.keys[2].file: "keys/a.jwk.json" is also keys[0]',
+    ]);
+    file.participants[0].fhir.keys = [];
+    delete file.participants[0].fhir.privateKeyFile;
+    expect(problemsOf(file)).toEqual(['participants[0] (st-olaf).fhir.keys: must list at least one key']);
   });
 
   it('refuses a file without participants', () => {
