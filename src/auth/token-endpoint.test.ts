@@ -260,7 +260,7 @@ describe('issueAccessToken: client keys from a jwksUri', () => {
             id: 'remote-clinic',
             name: 'Remote clinic',
             roles: ['consultant'],
-            organization: { reference: 'Organization/remote' },
+            organization: { reference: 'Organization/remote', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-7001' }] },
             clients: [{ clientId: 'remote-client', jwksUri, scope: 'system/Task.rs' }],
           },
         ],
