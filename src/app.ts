@@ -27,6 +27,8 @@ import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
 import { createConsultRouter } from './consults/routes.ts';
 import { createDeliveryAdminRouter } from './delivery/routes.ts';
+import type { OutboundKeys } from './outbound/outbound-keys.ts';
+import { createClientJwksRouter } from './outbound/routes.ts';
 
 export interface AppDeps {
   config: Config;
@@ -39,6 +41,8 @@ export interface AppDeps {
   audit: AuditLog;
   /** Attachment bytes, served at /fhir/Binary/{id}. */
   blobs: BlobStore;
+  /** The keys the service signs its client assertions to EHRs with, published at the client JWK Set URL. */
+  outboundKeys: OutboundKeys;
   /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
   ready: () => Promise<void>;
   now: () => Date;
@@ -59,11 +63,12 @@ export function createApp(deps: AppDeps): Express {
   app.use(securityHeaders({ publicUrl: config.publicUrl, hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }));
   app.use(requestContext(log));
 
-  // Public: health, SMART discovery and token endpoint, CapabilityStatement.
+  // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement.
   // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
   app.use(createHealthRouter({ ready: deps.ready }));
   app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
   app.use(createAuthRouter({ ...deps.auth, tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
+  app.use(createClientJwksRouter({ keys: deps.outboundKeys, now: deps.now }));
   const metadata = JSON.stringify(capabilityStatement(config.publicUrl, deps.software, deps.now().toISOString()));
   app.get('/fhir/metadata', (_req, res) => {
     res.type(FHIR_JSON).send(metadata);

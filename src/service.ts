@@ -19,6 +19,7 @@ import { sendTaskNotification, taskNotificationObserver } from './notify/task-no
 import { startOverdueSweep } from './consults/overdue-sweep.ts';
 import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients } from './outbound/endpoints.ts';
+import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { BlobStore } from './store/blob-store.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
@@ -59,10 +60,14 @@ export async function startService(config: Config, log: Logger, options: StartOp
     log.warn({ networkFile: 'examples/network.json' }, 'using the shipped EXAMPLE network and example client keys: for trying the service only, set NETWORK_FILE for real use');
   }
   const signingKey = await loadSigningKey(config);
+  const now = options.now ?? (() => new Date());
   // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
+  // Key file paths are relative to the network file; the example network's to the repository root.
+  const outboundKeys = await loadOutboundKeys(network, { keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..') });
   const fhirClients = await createParticipantFhirClients(network, {
-    // privateKeyFile paths are relative to the network file; the example network's to the repository root.
-    keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
+    keys: outboundKeys,
+    // Which key signs follows the service's clock (rotation dates).
+    now: () => now().getTime(),
     // A scope-enforcing EHR refuses what its token does not cover: say what is missing, once, before a job fails on it.
     onScopeReport: ({ participantId, stage, missing }) =>
       log.warn({ event: 'outbound.scope-missing', participant: participantId, stage, missing }, stage === 'requested' ? 'the scope requested from this EHR leaves out what the service needs there' : 'the EHR granted a scope that leaves out what the service needs there'),
@@ -74,7 +79,6 @@ export async function startService(config: Config, log: Logger, options: StartOp
     log.warn({ deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, slowestAttemptSeconds: slowestAttemptMs / 1000 }, 'DELIVERY_ATTEMPT_TIMEOUT_SECONDS is shorter than a post-back attempt can take (4 x the referrers\' fhir.timeoutMs): a retry may overlap a slow attempt');
   }
   const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds } });
-  const now = options.now ?? (() => new Date());
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
   const jobs = new PgBossQueue(database.raw, {
@@ -127,6 +131,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     jobs,
     audit,
     blobs,
+    outboundKeys,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },
     ready: async () => {

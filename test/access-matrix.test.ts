@@ -403,6 +403,7 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/.well-known/smart-configuration': () => [{ path: '/.well-known/smart-configuration', expect: () => 200 }],
   '/fhir/.well-known/smart-configuration': () => [{ path: '/fhir/.well-known/smart-configuration', expect: () => 200 }],
   '/.well-known/jwks.json': () => [{ path: '/.well-known/jwks.json', expect: () => 200 }],
+  '/.well-known/client-jwks.json': () => [{ path: '/.well-known/client-jwks.json', expect: () => 200 }],
   '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
   '/participants': () => [{ path: '/participants', expect: () => 200 }],
   // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.

@@ -241,21 +241,21 @@ describe('GET /participants', () => {
           name: 'Lakeside Clinic (example)',
           roles: ['consultant'],
           specialties: [{ system: 'http://snomed.info/sct', code: '394611003', display: 'Plastic surgery' }],
-          organization: { reference: 'Organization/lakeside', display: 'Lakeside Clinic (example)' },
+          organization: { reference: 'Organization/lakeside', display: 'Lakeside Clinic (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }] },
         },
         {
           id: 'northfield-pathology',
           name: 'Northfield Pathology Laboratory (example)',
           roles: ['consultant'],
           specialties: [{ system: 'http://snomed.info/sct', code: '394915009', display: 'General pathology' }],
-          organization: { reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' },
+          organization: { reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2002' }] },
         },
         {
           id: 'riverside-imaging',
           name: 'Riverside Imaging Centre (example)',
           roles: ['consultant'],
           specialties: [{ system: 'http://snomed.info/sct', code: '394914008', display: 'Radiology' }],
-          organization: { reference: 'Organization/riverside-imaging', display: 'Riverside Imaging Centre (example)' },
+          organization: { reference: 'Organization/riverside-imaging', display: 'Riverside Imaging Centre (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2003' }] },
         },
       ],
     });
@@ -270,7 +270,7 @@ describe('GET /participants', () => {
       name: 'St Olaf Hospital (example)',
       roles: ['referrer'],
       specialties: [],
-      organization: { reference: 'Organization/st-olaf', display: 'St Olaf Hospital (example)' },
+      organization: { reference: 'Organization/st-olaf', display: 'St Olaf Hospital (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-1001' }] },
     });
   });
 

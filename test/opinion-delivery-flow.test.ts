@@ -5,7 +5,8 @@ import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
 import type { AuditEvent, Bundle, ClinicalImpression, CodeableConcept, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { COMPARISON_PAGE_CSP, type Comparison } from '../src/retrieval/comparison.ts';
-import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
+import { findReferences } from '../src/outbound/ehr-references.ts';
+import { CONSENT_ACTORS, makeConsent, ORGANIZATION_REGISTRY } from './support/sandbox-ehr/seed-resources.ts';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
@@ -127,13 +128,22 @@ describe('opinion and post-back (flow)', () => {
     const remote = docs[0] as DocumentReference;
     expect(delivered?.remoteDocument).toBe(`${ehr.baseUrl}/DocumentReference/${remote.id}`);
     expect(remote).toMatchObject({ subject: { reference: 'Patient/pat-1' }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
-    // What was sent conforms to R4 and to our consult-note profile (which it still names).
-    expect(remote.meta?.profile).toEqual(note.meta?.profile);
+    // What was sent conforms to R4; it names no profile (the EHR keeps none by default: fhir.profiles), and
+    // the consulting clinic is named by its identifier, not by this service's Organization id.
+    expect(remote.meta?.profile).toBeUndefined();
     expect(validator.validate(remote)).toEqual([]);
+    expect(remote.author).toEqual([{ type: 'Organization', identifier: { system: ORGANIZATION_REGISTRY, value: 'ORG-2001' }, display: 'Lakeside Clinic (example)' }]);
     const comms = (await onEhr('Communication', `${OPINION_NOTIFICATION_SYSTEM}|${noteId}`)) as Communication[];
     expect(comms).toHaveLength(1);
-    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: 'Practitioner/dr-nilsen' }], about: [{ reference: `DocumentReference/${remote.id}` }] });
+    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: 'Practitioner/dr-nilsen' }], about: [{ reference: `DocumentReference/${remote.id}` }], sender: { identifier: { value: 'ORG-2001' } } });
     expect(validator.validate(comms[0] as Communication)).toEqual([]);
+    // Every reference of everything posted resolves on the EHR, or is logical (identifier and name).
+    const posted = findReferences(remote).concat(findReferences(comms[0] as Communication));
+    expect(posted.length).toBeGreaterThanOrEqual(6);
+    for (const { path, reference } of posted) {
+      if (reference.reference !== undefined) await expect(ehr.repo.readReference(reference), `${path} ${reference.reference}`).resolves.toBeDefined();
+      else expect(reference.identifier ?? reference.display, path).toBeDefined();
+    }
     const task = (await store.read<Task>('Task', taskId, 'system')) as Task;
     expect(task.businessStatus?.coding?.[0]?.code).toBe('opinion-delivered');
     const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
@@ -217,7 +227,8 @@ describe('opinion and post-back (flow)', () => {
     // A Consent naming both consulting organizations.
     const consent = makeConsent('consent-both', new Date(Date.now() - 86_400_000), new Date(Date.now() + 86_400_000), CONSENT_ACTORS.lakeside);
     const actor = consent.provision?.actor?.[0];
-    consent.provision?.actor?.push({ role: actor?.role as CodeableConcept, reference: { reference: 'Organization/northfield-pathology' } });
+    // Northfield is not on this EHR: the consent names it by its registry identifier (a logical reference).
+    consent.provision?.actor?.push({ role: actor?.role as CodeableConcept, reference: { identifier: { system: ORGANIZATION_REGISTRY, value: 'ORG-2002' }, display: 'Northfield Pathology' } });
     await ehr.repo.createResource(consent, { assignedId: true });
     const { id, taskIds } = await inProgress({
       consultants: ['lakeside-consults', 'northfield-pathology'],

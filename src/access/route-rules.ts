@@ -59,6 +59,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   open('GET', '/.well-known/smart-configuration', 'SMART discovery'),
   open('GET', '/fhir/.well-known/smart-configuration', 'SMART discovery (under the FHIR base)'),
   open('GET', '/.well-known/jwks.json', 'The public key access tokens are signed with'),
+  open('GET', '/.well-known/client-jwks.json', 'The public keys of the service\'s client assertions to EHRs (the JWK Set URL EHRs register)'),
   open('GET', '/fhir/metadata', 'CapabilityStatement'),
   { method: 'GET', path: '/participants', what: 'The network directory', access: { kind: 'authenticated' } },
   referrer('Refer: a new second-opinion request', '/second-opinions'),

@@ -18,15 +18,16 @@
  * the Task's business status says delivery failed (which notifies the referrer's webhook:
  * notify/task-notifications.ts); `POST /admin/deliveries/{id}/retry` re-drives.
  */
-import type { Communication, DocumentReference, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Communication, DocumentReference, Identifier, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq, sql } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
-import { parseResourceReference } from '../fhir/references.ts';
+import { absoluteReference } from '../fhir/references.ts';
 import { RetryLaterError, type Job } from '../jobs/job-queue.ts';
 import type { DeliverOpinionJob } from '../jobs/queues.ts';
 import { safeError } from '../log/safe-error.ts';
+import { referencesForEhr, type EhrReferenceContext } from '../outbound/ehr-references.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
 import { briefOutboundFailure, describeOutboundFailure, isPermanentError, keptOutcome, OutboundError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
@@ -40,10 +41,19 @@ export interface DeliveryDeps {
   /** Outbound FHIR client per participant id (the referrer's EHR). */
   clients: ReadonlyMap<string, FhirClient>;
   audit: Pick<AuditLog, 'record'>;
-  network: { get(id: string): { organization: { reference: string; display?: string } } | undefined };
+  network: {
+    get(id: string): DeliveryParticipant | undefined;
+    findByOrganization(reference: string): DeliveryParticipant | undefined;
+  };
   /** Retries after the first attempt: the attempt `retryLimit + 1` is the last. */
   retryLimit: number;
   now: () => Date;
+}
+
+/** A participant as delivery needs it: how to name its organization on an EHR, and (for the referrer) its EHR's settings. */
+export interface DeliveryParticipant {
+  organization: { reference: string; display?: string; identifier?: Identifier[] };
+  fhir?: { profiles?: 'keep' | 'omit' };
 }
 
 export type DeliveryResult =
@@ -67,12 +77,13 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
   try {
     if (!client) throw new Error('The referring participant has no FHIR endpoint configured');
     const [intake] = await deps.store.database.select({ requestId: intakeRequests.requestId }).from(intakeRequests).where(eq(intakeRequests.serviceRequestId, delivery.serviceRequestId));
-    const outbound = toEhrDocument(note, client.baseUrl, serviceRequest, intake?.requestId);
+    const target = ehrTarget(client.baseUrl, deps.network.get(delivery.participantId)?.fhir?.profiles, deps.network);
+    const outbound = toEhrDocument(note, target, serviceRequest, intake?.requestId);
     const identifier = note.identifier?.[0];
     if (!identifier?.system || !identifier.value) throw new Error('The consult note has no identifier to deliver it idempotently');
     const remote = await client.createIfNoneExist(outbound, `identifier=${encodeURIComponent(identifier.system)}|${encodeURIComponent(identifier.value)}`);
     const communication = await client.createIfNoneExist(
-      toCommunication(deliveryId, remote, outbound, serviceRequest, deps, delivery.participantId, task),
+      toCommunication({ deliveryId, remoteDocumentId: remote.id as string, note, serviceRequest, task, now: deps.now() }, target),
       `identifier=${encodeURIComponent(OPINION_NOTIFICATION_SYSTEM)}|${encodeURIComponent(deliveryId)}`,
     );
     const document = `${client.baseUrl}/DocumentReference/${remote.id}`;
@@ -149,44 +160,65 @@ function internalFailure(err: unknown): string {
   return `Internal error (${type}${code !== undefined ? ` ${code}` : ''})`;
 }
 
+/** Where an opinion goes: the EHR's base, whether `meta.profile` is kept there, how participants are named there. */
+export interface EhrTarget extends EhrReferenceContext {
+  /** Network file `fhir.profiles`; default `omit`. */
+  profiles: 'keep' | 'omit';
+}
+
+/** The target for the referrer's EHR at `ehrBaseUrl`. */
+export function ehrTarget(ehrBaseUrl: string, profiles: 'keep' | 'omit' | undefined, network: Pick<DeliveryDeps['network'], 'findByOrganization'>): EhrTarget {
+  return {
+    ehrBaseUrl,
+    profiles: profiles ?? 'omit',
+    organization: (reference) => {
+      const organization = network.findByOrganization(reference)?.organization;
+      return organization ? { ...(organization.identifier ? { identifier: organization.identifier } : {}), ...(organization.display ? { display: organization.display } : {}) } : undefined;
+    },
+  };
+}
+
 /**
- * The consult note as the referring EHR stores it: no id or version of ours (the profile stays), the patient as the
- * EHR knows it (relative when it lives there), and `context.related` naming the referrer's own
- * request by its placer identifier.
+ * The consult note as the referring EHR stores it: no id, version or timestamps of ours;
+ * `meta.profile` only where the network file says `profiles: keep` (an EHR that resolves
+ * profiles with the caller's rights refuses it otherwise); `context.related` naming the
+ * referrer's own request by its placer identifier; and references only to what exists on the
+ * EHR (the patient there, the consulting clinic by identifier: outbound/ehr-references.ts).
  */
-export function toEhrDocument(note: DocumentReference, ehrBaseUrl: string, serviceRequest: ServiceRequest, requestId: string | undefined): DocumentReference {
+export function toEhrDocument(note: DocumentReference, target: EhrTarget, serviceRequest: ServiceRequest, requestId: string | undefined): DocumentReference {
   const { id: _id, meta, ...rest } = structuredClone(note);
-  const subject = note.subject?.reference ? { ...note.subject, reference: onEhr(note.subject.reference, ehrBaseUrl) } : note.subject;
   const placer = serviceRequest.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'PLAC')) ?? serviceRequest.identifier?.[0];
   const related: Reference[] = placer && requestId ? [{ identifier: { ...(placer.system ? { system: placer.system } : {}), value: requestId }, display: 'Second-opinion request' }] : [];
-  return {
+  const document = {
     ...rest,
-    // Our version and timestamps are not the EHR's; the profile it conforms to is worth keeping.
-    ...(meta?.profile ? { meta: { profile: meta.profile } } : {}),
-    ...(subject ? { subject } : {}),
+    ...(target.profiles === 'keep' && meta?.profile ? { meta: { profile: meta.profile } } : {}),
     context: { ...(rest.context ?? {}), related },
   } as DocumentReference;
+  return referencesForEhr(document, target);
 }
 
-/** `Patient/1` when the reference points into this EHR, else unchanged. */
-function onEhr(reference: string, ehrBaseUrl: string): string {
-  const parsed = parseResourceReference(reference);
-  if (!parsed) return reference;
-  return parsed.base === '' || parsed.base.replace(/\/+$/, '') === ehrBaseUrl.replace(/\/+$/, '') ? parsed.typeAndId : reference;
-}
-
-function toCommunication(deliveryId: string, remote: DocumentReference, sent: DocumentReference, serviceRequest: ServiceRequest, deps: DeliveryDeps, _referrer: string, task: Task): Communication {
-  const consultant = task.owner?.display ?? 'The consultant';
-  const requester = serviceRequest.requester?.reference;
-  return {
+/**
+ * The Communication telling the requesting practitioner the opinion is in: sent by the
+ * consulting clinic (named by identifier), about the note just created on the EHR, to the
+ * requester the EHR gave us, about the EHR's patient.
+ */
+export function toCommunication(
+  args: { deliveryId: string; remoteDocumentId: string; note: DocumentReference; serviceRequest: ServiceRequest; task: Task; now: Date },
+  target: EhrTarget,
+): Communication {
+  const consultant = args.task.owner?.display ?? 'The consultant';
+  const requester = args.serviceRequest.requester;
+  const communication: Communication = {
     resourceType: 'Communication',
-    identifier: [{ system: OPINION_NOTIFICATION_SYSTEM, value: deliveryId }],
+    identifier: [{ system: OPINION_NOTIFICATION_SYSTEM, value: args.deliveryId }],
     status: 'completed',
     category: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/communication-category', code: 'notification', display: 'Notification' }] }],
-    ...(sent.subject ? { subject: sent.subject as Reference<never> } : {}),
-    sent: deps.now().toISOString(),
-    ...(requester ? { recipient: [{ reference: parseResourceReference(requester)?.typeAndId ?? requester }] } : {}),
-    about: [{ reference: `DocumentReference/${remote.id}` }],
+    ...(args.note.subject ? { subject: args.note.subject as Reference<never> } : {}),
+    sent: args.now.toISOString(),
+    ...(requester?.reference ? { recipient: [{ reference: requester.reference, ...(requester.display ? { display: requester.display } : {}) } as Reference<never>] } : {}),
+    ...(args.task.owner ? { sender: args.task.owner as Reference<never> } : {}),
+    about: [{ reference: absoluteReference(target.ehrBaseUrl, `DocumentReference/${args.remoteDocumentId}`) }],
     payload: [{ contentString: `${consultant} has returned the second opinion you requested. It is filed as a consult note.` }],
   };
+  return referencesForEhr(communication, target);
 }

@@ -9,7 +9,7 @@ import { invalidScopes, splitScopes } from '../auth/scopes.ts';
  * Objects are loose (unknown members are kept) so later capabilities can add fields such as
  * `fhir.tokenUrl` or `notify` without breaking older files. Rules that span fields or entries
  * (unique ids, exactly one of jwks/jwksUri, no private key material, referrers need a FHIR
- * endpoint) live in `checkNetworkRules`, which runs on the raw JSON so every bad entry is named
+ * endpoint, outbound key rotation dates in order) live in `checkNetworkRules`, which runs on the raw JSON so every bad entry is named
  * even when its neighbours are malformed too.
  */
 
@@ -26,6 +26,16 @@ export const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k']
 const SlugSchema = z
   .string()
   .regex(/^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$/, 'must be a slug: lower-case letters, digits and hyphens (at most 64)');
+
+/**
+ * An identifier of the participant's organization that other systems know it by (a national
+ * registry number, an NPI, an ODS code...): every EHR has its own ids for the organizations it
+ * stores, so a participant is recognised in an EHR's resources by these, never by our own id.
+ */
+export const OrganizationIdentifierSchema = z.looseObject({
+  system: z.string().regex(/^(https?:\/\/\S+|urn:(oid|uuid):\S+)$/, 'must be an absolute URI (http(s)://..., urn:oid:..., urn:uuid:...)'),
+  value: z.string().min(1).max(256),
+});
 
 const CodingSchema = z.looseObject({
   system: z.url().optional(),
@@ -47,6 +57,38 @@ const PublicJwkSchema = z.looseObject({
   y: z.string().optional(),
   n: z.string().optional(),
   e: z.string().optional(),
+});
+
+/**
+ * A key date of the network file: an ISO 8601 date (`2027-03-01`, midnight UTC) or a date-time
+ * with its offset (`2027-03-01T09:00:00+01:00`). Returns epoch milliseconds, or undefined when it is not one.
+ */
+export function parseKeyDate(value: string): number | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2}))?$/.exec(value);
+  if (!m) return undefined;
+  const [year, month, day] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  // Date.UTC rolls 2027-02-30 over to March: a day that does not exist is not a date.
+  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) return undefined;
+  if (m[4] === undefined) return date.getTime();
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
+const KeyDateSchema = z.string().refine((v) => parseKeyDate(v) !== undefined, 'must be a date (2027-03-01) or a date-time with its offset (2027-03-01T09:00:00Z)');
+
+/**
+ * One of our outbound private keys at an EHR (`fhir.keys`), for rotation: a new key is
+ * published (at the client JWK Set URL) before it signs, and an old one stays published after
+ * it stops signing, until `retireAfter`.
+ */
+export const OutboundKeyEntrySchema = z.looseObject({
+  /** Path (relative to the network file) of the private key: a JWK JSON file or a PKCS#8 PEM; RS384 or ES384. */
+  file: z.string().min(1),
+  /** From when the key may sign; until then it is only published. Without it, from the start. */
+  signFrom: KeyDateSchema.optional(),
+  /** After this the key is neither published nor used. Without it, never retired. */
+  retireAfter: KeyDateSchema.optional(),
 });
 
 const ScopeStringSchema = z.string().superRefine((value, ctx) => {
@@ -74,6 +116,8 @@ export const ParticipantSchema = z.looseObject({
   organization: z.looseObject({
     reference: z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'must be Organization/<id>'),
     display: z.string().min(1).optional(),
+    /** How other systems identify it; at least one for a consultant (consents name it so). */
+    identifier: z.array(OrganizationIdentifierSchema).optional(),
   }),
   specialties: z.array(CodingSchema).optional(),
   clients: z.array(ClientRegistrationSchema),
@@ -89,8 +133,23 @@ export const ParticipantSchema = z.looseObject({
       scope: z.string().min(1).optional(),
       /** Path (relative to the network file) of our private key: a JWK JSON file or a PKCS#8 PEM; RS384 or ES384. */
       privateKeyFile: z.string().min(1).optional(),
+      /** Our private keys, for rotation (instead of privateKeyFile); see OutboundKeyEntrySchema. */
+      keys: z.array(OutboundKeyEntrySchema).min(1, 'must list at least one key').optional(),
       /** Timeout of each call to this EHR, in milliseconds. */
       timeoutMs: z.number().int().min(100).max(600_000).optional(),
+      /**
+       * `meta.profile` on what is posted to this EHR: `omit` (default) or `keep`. An EHR that
+       * resolves every listed profile with the caller's rights (Medplum) refuses the write unless
+       * it granted StructureDefinition read, so `keep` adds `system/StructureDefinition.rs` to
+       * the scope the service needs there.
+       */
+      profiles: z.enum(['keep', 'omit']).optional(),
+      /**
+       * This EHR's own ids of other participants' organizations (`participant id` ->
+       * `Organization/<id on this EHR>`), for an EHR whose Organization resources carry none of
+       * the participant's identifiers.
+       */
+      aliases: z.record(SlugSchema, z.string().regex(/^Organization\/[A-Za-z0-9\-.]{1,64}$/, 'must be Organization/<id on this EHR>')).optional(),
     })
     .optional(),
   /**
@@ -144,6 +203,8 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
   const participantIds = new Map<string, number>();
   const clientIds = new Map<string, string>();
   const organizations = new Map<string, number>();
+  const identifiers = new Map<string, number>();
+  const participantIdSet = new Set(asArray(raw.participants).flatMap((p) => (isObject(p) && typeof p.id === 'string' ? [p.id] : [])));
 
   asArray(raw.participants).forEach((p, pi) => {
     if (!isObject(p)) return;
@@ -162,7 +223,25 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
       else organizations.set(p.organization.reference, pi);
     }
 
+    // A consultant must be recognisable in the referring EHRs' consents by an identifier.
     const roles = asArray(p.roles);
+    const orgIdentifiers = isObject(p.organization) ? asArray(p.organization.identifier) : [];
+    if (roles.includes('consultant') && orgIdentifiers.length === 0) {
+      problems.push({ path: at('organization', 'identifier'), message: 'is required for a participant with the consultant role (EHRs name it in consents by their own ids; it is recognised by its identifiers)' });
+    }
+    orgIdentifiers.forEach((id, ii) => {
+      if (!isObject(id) || typeof id.system !== 'string' || typeof id.value !== 'string') return;
+      const key = `${id.system}|${id.value}`;
+      const first = identifiers.get(key);
+      if (first !== undefined && first !== pi) problems.push({ path: at('organization', 'identifier', ii), message: `identifier ${key} also names participants[${first}]` });
+      else identifiers.set(key, pi);
+    });
+    if (isObject(p.fhir) && isObject(p.fhir.aliases)) {
+      for (const key of Object.keys(p.fhir.aliases)) {
+        if (!participantIdSet.has(key)) problems.push({ path: at('fhir', 'aliases', key), message: `"${key}" is not a participant of the network` });
+      }
+    }
+
     if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
       problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
     }
@@ -180,9 +259,10 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
 
     // A token endpoint is useless without the client settings to sign an assertion for it.
     if (isObject(p.fhir) && p.fhir.tokenUrl !== undefined) {
-      const missing = (['clientId', 'privateKeyFile'] as const).filter((k) => isObject(p.fhir) && p.fhir[k] === undefined);
+      const missing = [p.fhir.clientId === undefined ? 'clientId' : '', p.fhir.privateKeyFile === undefined && p.fhir.keys === undefined ? 'privateKeyFile (or keys)' : ''].filter(Boolean);
       if (missing.length > 0) problems.push({ path: at('fhir'), message: `tokenUrl needs ${missing.join(' and ')} (SMART Backend Services client settings)` });
     }
+    if (isObject(p.fhir)) problems.push(...outboundKeyProblems(p.fhir, (...rest) => at('fhir', ...rest)));
 
     asArray(p.clients).forEach((c, ci) => {
       if (!isObject(c)) return;
@@ -204,6 +284,29 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
         });
       }
     });
+  });
+  return problems;
+}
+
+/**
+ * The rotation rules of `fhir.keys`: one way of naming keys, no file listed twice, `retireAfter`
+ * after `signFrom`. Whether each file loads and whether two keys share a `kid` is known once
+ * the files are read (outbound/outbound-keys.ts), at start-up too.
+ */
+function outboundKeyProblems(fhir: Record<string, unknown>, at: (...rest: (string | number)[]) => (string | number)[]): NetworkProblem[] {
+  const problems: NetworkProblem[] = [];
+  if (fhir.privateKeyFile !== undefined && fhir.keys !== undefined) problems.push({ path: at('keys'), message: 'give either privateKeyFile or keys, not both' });
+  const files = new Map<string, number>();
+  asArray(fhir.keys).forEach((k, ki) => {
+    if (!isObject(k)) return;
+    if (typeof k.file === 'string') {
+      const first = files.get(k.file);
+      if (first !== undefined) problems.push({ path: at('keys', ki, 'file'), message: `"${k.file}" is also keys[${first}]` });
+      else files.set(k.file, ki);
+    }
+    const from = typeof k.signFrom === 'string' ? parseKeyDate(k.signFrom) : undefined;
+    const until = typeof k.retireAfter === 'string' ? parseKeyDate(k.retireAfter) : undefined;
+    if (from !== undefined && until !== undefined && until <= from) problems.push({ path: at('keys', ki, 'retireAfter'), message: 'must be later than signFrom' });
   });
   return problems;
 }

@@ -23,7 +23,7 @@ function networkFile(): Record<string, any> {
         name: 'Lakeside Clinic',
         roles: ['consultant'],
         specialties: [{ system: 'http://snomed.info/sct', code: '394611003', display: 'Plastic surgery' }],
-        organization: { reference: 'Organization/lakeside', display: 'Lakeside' },
+        organization: { reference: 'Organization/lakeside', display: 'Lakeside', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }] },
         clients: [{ clientId: 'lakeside-worklist', jwksUri: 'https://lakeside.example/jwks.json', scope: 'system/Task.rus' }],
         notify: { url: 'https://lakeside.example/hooks/second-opinion', secret: 'lakeside-shared-secret-0123456789', email: 'x@lakeside.example' },
       },
@@ -116,6 +116,7 @@ describe('parseNetwork', () => {
       'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"',
       'participants[3] (st-olaf).id: duplicate participant id "st-olaf" (also participants[0])',
       'participants[3] (st-olaf).organization.reference: duplicate organization "Organization/lakeside" (also participants[1])',
+      'participants[3] (st-olaf).organization.identifier[0]: identifier https://registry.example.org/organizations|ORG-2001 also names participants[1]',
       'participants[3] (st-olaf).clients[0].clientId: duplicate clientId "st-olaf-ehr" (also participants[0].clients[0])',
     ]);
   });
@@ -161,19 +162,85 @@ describe('parseNetwork', () => {
     delete file.participants[0].fhir.privateKeyFile;
     file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'https://lakeside.example/token', clientId: 'so', timeoutMs: 0 };
     expect(problemsOf(file)).toEqual([
-      'participants[0] (st-olaf).fhir: tokenUrl needs clientId and privateKeyFile (SMART Backend Services client settings)',
+      'participants[0] (st-olaf).fhir: tokenUrl needs clientId and privateKeyFile (or keys) (SMART Backend Services client settings)',
       'participants[1] (lakeside-consults).fhir.timeoutMs: Too small: expected number to be >=100',
-      'participants[1] (lakeside-consults).fhir: tokenUrl needs privateKeyFile (SMART Backend Services client settings)',
+      'participants[1] (lakeside-consults).fhir: tokenUrl needs privateKeyFile (or keys) (SMART Backend Services client settings)',
     ]);
     file.participants[1].fhir = { baseUrl: 'https://lakeside.example/fhir', tokenUrl: 'ftp://lakeside.example/token', clientId: 'so', privateKeyFile: 'k.pem' };
     delete file.participants[0].fhir.tokenUrl;
     expect(problemsOf(file)).toEqual(['participants[1] (lakeside-consults).fhir.tokenUrl: Invalid URL']);
   });
 
+  it('takes fhir.keys instead of privateKeyFile, for key rotation', () => {
+    const file = networkFile();
+    delete file.participants[0].fhir.privateKeyFile;
+    file.participants[0].fhir.keys = [{ file: 'keys/old.jwk.json', retireAfter: '2027-03-15' }, { file: 'keys/new.pem', signFrom: '2027-03-08T09:00:00+01:00' }];
+    expect(parseNetwork(file, 'x.json').get('st-olaf')?.fhir?.keys).toEqual([
+      { file: 'keys/old.jwk.json', retireAfter: '2027-03-15' },
+      { file: 'keys/new.pem', signFrom: '2027-03-08T09:00:00+01:00' },
+    ]);
+  });
+
+  it('refuses fhir.keys it cannot follow, naming the entry: dates that are not dates, both key forms, a file twice, retirement before signing', () => {
+    const file = networkFile();
+    file.participants[0].fhir.keys = [
+      { file: 'keys/a.jwk.json', signFrom: '2027-02-30' },
+      { file: 'keys/b.jwk.json', signFrom: '2027-03-08', retireAfter: '2027-03-01T00:00:00Z' },
+      { file: 'keys/a.jwk.json', retireAfter: 'next Tuesday' },
+      { file: 'keys/c.jwk.json', signFrom: '2027-03-08T09:00' },
+    ];
+    const notADate = 'must be a date (2027-03-01) or a date-time with its offset (2027-03-01T09:00:00Z)';
+    expect(problemsOf(file)).toEqual([
+      `participants[0] (st-olaf).fhir.keys[0].signFrom: ${notADate}`,
+      `participants[0] (st-olaf).fhir.keys[2].retireAfter: ${notADate}`,
+      `participants[0] (st-olaf).fhir.keys[3].signFrom: ${notADate}`,
+      'participants[0] (st-olaf).fhir.keys: give either privateKeyFile or keys, not both',
+      'participants[0] (st-olaf).fhir.keys[1].retireAfter: must be later than signFrom',
+      'participants[0] (st-olaf).fhir.keys[2].file: "keys/a.jwk.json" is also keys[0]',
+    ]);
+    file.participants[0].fhir.keys = [];
+    delete file.participants[0].fhir.privateKeyFile;
+    expect(problemsOf(file)).toEqual(['participants[0] (st-olaf).fhir.keys: must list at least one key']);
+  });
+
   it('refuses a file without participants', () => {
     expect(problemsOf({})).toEqual(['participants: Invalid input: expected array, received undefined']);
     expect(problemsOf({ participants: [] })).toEqual(['participants: must list at least one participant']);
     expect(problemsOf([])).toEqual(['(file): Invalid input: expected object, received array']);
+  });
+});
+
+describe('parseNetwork: how participants are known on other EHRs', () => {
+  it('a consultant needs an identifier: EHRs name it by their own ids', () => {
+    const file = networkFile();
+    delete file.participants[1].organization.identifier;
+    expect(problemsOf(file)).toEqual([
+      'participants[1] (lakeside-consults).organization.identifier: is required for a participant with the consultant role (EHRs name it in consents by their own ids; it is recognised by its identifiers)',
+    ]);
+  });
+
+  it('an identifier names one participant only, and its system is an absolute URI', () => {
+    const file = networkFile();
+    file.participants[0].organization.identifier = [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }];
+    file.participants[2].organization.identifier = [{ system: 'registry', value: 'ORG-3001' }];
+    expect(problemsOf(file)).toEqual([
+      'participants[1] (lakeside-consults).organization.identifier[0]: identifier https://registry.example.org/organizations|ORG-2001 also names participants[0]',
+      'participants[2] (audit-office).organization.identifier[0].system: must be an absolute URI (http(s)://..., urn:oid:..., urn:uuid:...)',
+    ]);
+  });
+
+  it('an EHR may give its own ids of other participants (aliases), for participants that exist, and keep or omit meta.profile', () => {
+    const file = networkFile();
+    file.participants[0].fhir.aliases = { 'lakeside-consults': 'Organization/44e70d60', nobody: 'Organization/1', 'audit-office': 'Practitioner/1' };
+    file.participants[0].fhir.profiles = 'sometimes';
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (st-olaf).fhir.profiles: Invalid option: expected one of "keep"|"omit"',
+      'participants[0] (st-olaf).fhir.aliases.audit-office: must be Organization/<id on this EHR>',
+      'participants[0] (st-olaf).fhir.aliases.nobody: "nobody" is not a participant of the network',
+    ]);
+    file.participants[0].fhir.aliases = { 'lakeside-consults': 'Organization/44e70d60' };
+    file.participants[0].fhir.profiles = 'keep';
+    expect(parseNetwork(file, 'x.json').get('st-olaf')?.fhir).toMatchObject({ aliases: { 'lakeside-consults': 'Organization/44e70d60' }, profiles: 'keep' });
   });
 });
 

@@ -18,7 +18,12 @@ export function summarizeParticipant(p: Participant): ParticipantSummary {
     name: p.name,
     roles: [...p.roles],
     specialties: p.specialties ?? [],
-    organization: { reference: p.organization.reference, ...(p.organization.display ? { display: p.organization.display } : {}) },
+    organization: {
+      reference: p.organization.reference,
+      ...(p.organization.display ? { display: p.organization.display } : {}),
+      // How EHRs recognise it (consent recipients, logical references in what is posted to them).
+      ...(p.organization.identifier?.length ? { identifier: p.organization.identifier.map((i) => ({ system: i.system, value: i.value })) } : {}),
+    },
   };
 }
 

@@ -1,17 +1,17 @@
-import { createPrivateKey, type JsonWebKey, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
-import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Network } from '../network/network.ts';
 import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
-import { DEFAULT_OUTBOUND_SCOPE, missingOutboundScopes } from './outbound-scope.ts';
-import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
+import { missingOutboundScopes, outboundScope } from './outbound-scope.ts';
+import { loadOutboundKeys, OutboundKeyError, signingKeyAt, type OutboundKeys } from './outbound-keys.ts';
+import { createSmartTokenSource, type TokenSource } from './smart-token-source.ts';
+
+export { loadClientAssertionKey, OutboundKeyError, type ClientAssertionKey } from './outbound-keys.ts';
 
 export interface ParticipantFhirClientOptions {
   /** Directory `privateKeyFile` paths are relative to: the network file's directory. Default: cwd. */
   keyBaseDir?: string;
+  /** The outbound keys, already loaded (the service also publishes them); loaded from the network otherwise. */
+  keys?: OutboundKeys;
   /** Timeout for participants whose `fhir` block sets none. Default 30 s. */
   defaultTimeoutMs?: number;
   /** Used when a participant's `fhir` block names no `scope`. */
@@ -33,52 +33,37 @@ export interface ScopeReport {
   missing: readonly string[];
 }
 
-/** A private key ready to sign client assertions. */
-export interface ClientAssertionKey {
-  key: KeyObject;
-  alg: SmartAlg;
-  /** The JWK's own `kid`, or the RFC 7638 thumbprint of the public key. */
-  kid: string;
-}
-
-/**
- * A participant's outbound key cannot be used: start-up stops and says why. The message names
- * network entries and fixed text only, never what the key file holds (a JSON parse error
- * would quote it, private parts included), so logs may carry it.
- */
-export class OutboundKeyError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'OutboundKeyError';
-  }
-
-  [LOG_FIELDS](): LogFields {
-    return { message: this.message };
-  }
-}
-
 export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
 
 /**
  * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read
- * once here, at start-up, so a missing or malformed key fails the boot rather than the first job.
+ * once, at start-up (here, unless `options.keys` brings them), so a missing or malformed key, or
+ * an EHR with no key that may sign now, fails the boot rather than the first job. Each client
+ * assertion is signed by the key of the moment (outbound-keys.ts: rotation by date).
  * A participant without `tokenUrl` gets a client that sends no Authorization (sandbox EHRs).
  */
 export async function createParticipantFhirClients(network: Pick<Network, 'participants'>, options: ParticipantFhirClientOptions = {}): Promise<Map<string, FhirClient>> {
   const clients = new Map<string, FhirClient>();
+  const keys = options.keys ?? (await loadOutboundKeys(network, options.keyBaseDir !== undefined ? { keyBaseDir: options.keyBaseDir } : {}));
+  const now = options.now ?? Date.now;
   for (const participant of network.participants) {
     const fhir = participant.fhir;
     if (!fhir) continue;
     const timeoutMs = fhir.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_OUTBOUND_TIMEOUT_MS;
     let tokenSource: TokenSource | undefined;
     if (fhir.tokenUrl) {
-      if (!fhir.clientId || !fhir.privateKeyFile) throw new OutboundKeyError(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile`);
-      const file = path.resolve(options.keyBaseDir ?? process.cwd(), fhir.privateKeyFile);
-      const signing = await loadClientAssertionKey(file).catch((err: unknown) => {
-        throw new OutboundKeyError(`participant ${participant.id}: cannot use fhir.privateKeyFile ${file}: ${keyProblem(err)}`);
-      });
-      const scope = fhir.scope ?? options.defaultScope ?? DEFAULT_OUTBOUND_SCOPE;
-      const requestedMissing = missingOutboundScopes(splitScopes(scope));
+      const own = keys.get(participant.id) ?? [];
+      if (!fhir.clientId || own.length === 0) throw new OutboundKeyError(`participant ${participant.id}: fhir.tokenUrl needs clientId and privateKeyFile (or keys)`);
+      // A key that may sign now, or the first token request would fail: say so at start-up.
+      if (!signingKeyAt(own, now())) throw new OutboundKeyError(`participant ${participant.id}: no key of fhir.keys may sign now (every signFrom is still ahead, or every key is past its retireAfter)`);
+      const currentKey = () => {
+        const signing = signingKeyAt(own, now());
+        if (!signing) throw new OutboundKeyError(`participant ${participant.id}: no key of fhir.keys may sign now (every key is past its retireAfter)`);
+        return { privateKey: signing.key, alg: signing.alg, kid: signing.kid };
+      };
+      const settings = { ...(fhir.profiles ? { profiles: fhir.profiles } : {}) };
+      const scope = fhir.scope ?? options.defaultScope ?? outboundScope(settings);
+      const requestedMissing = missingOutboundScopes(splitScopes(scope), settings);
       if (requestedMissing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'requested', missing: requestedMissing });
       let lastGrantedMissing = '';
       tokenSource = createSmartTokenSource({
@@ -86,15 +71,13 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
         clientId: fhir.clientId,
         scope,
         onGranted: (granted) => {
-          const missing = missingOutboundScopes(granted);
+          const missing = missingOutboundScopes(granted, settings);
           const key = missing.join(' ');
           if (key === lastGrantedMissing) return;
           lastGrantedMissing = key;
           if (missing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'granted', missing });
         },
-        privateKey: signing.key,
-        alg: signing.alg,
-        kid: signing.kid,
+        currentKey,
         timeoutMs,
         ...(options.fetch ? { fetch: options.fetch } : {}),
         ...(options.now ? { now: options.now } : {}),
@@ -103,42 +86,4 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
     clients.set(participant.id, createFhirClient({ baseUrl: fhir.baseUrl, timeoutMs, ...(tokenSource ? { tokenSource } : {}) }, options.fetch ? { fetch: options.fetch } : {}));
   }
   return clients;
-}
-
-/**
- * Reads a private key file: a JWK (JSON) or a PKCS#8/SEC1/PKCS#1 PEM. The algorithm follows from
- * the key (RSA → RS384, EC P-384 → ES384, the two SMART Backend Services requires servers to
- * support); a JWK `alg` that disagrees, or any other key type, is refused.
- */
-export async function loadClientAssertionKey(file: string): Promise<ClientAssertionKey> {
-  const text = await readFile(file, 'utf8');
-  let key: KeyObject;
-  let jwk: JWK | undefined;
-  if (text.trimStart().startsWith('{')) {
-    jwk = JSON.parse(text) as JWK;
-    if (typeof jwk.d !== 'string') throw new OutboundKeyError('the JWK has no private part');
-    key = createPrivateKey({ key: jwk as JsonWebKey, format: 'jwk' });
-  } else {
-    key = createPrivateKey(text);
-  }
-  let alg: SmartAlg;
-  if (key.asymmetricKeyType === 'rsa') alg = 'RS384';
-  else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1') alg = 'ES384';
-  else throw new OutboundKeyError('the key must be RSA (RS384) or EC P-384 (ES384)');
-  if (jwk?.alg && jwk.alg !== alg) throw new OutboundKeyError(`the JWK says alg ${String(jwk.alg).slice(0, 20)} but the key is for ${alg}`);
-  const kid = typeof jwk?.kid === 'string' && jwk.kid !== '' ? jwk.kid : await publicThumbprint(key);
-  return { key, alg, kid };
-}
-
-/** Why a key file failed, without quoting it: our own reason, the system error code, or a fixed text. */
-function keyProblem(err: unknown): string {
-  if (err instanceof OutboundKeyError) return err.message;
-  if (err instanceof SyntaxError) return 'not valid JSON';
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' && /^[A-Z0-9_]{1,64}$/.test(code) ? code : 'not a usable private key';
-}
-
-async function publicThumbprint(key: KeyObject): Promise<string> {
-  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = await exportJWK(key);
-  return calculateJwkThumbprint(pub);
 }

@@ -22,16 +22,39 @@ export const OUTBOUND_NEEDS: readonly OutboundNeed[] = [
   { type: 'ImagingStudy', interactions: ['r', 's'], why: 'imaging studies join the record set' },
   { type: 'Consent', interactions: ['r'], why: "the patient's consent is read before any disclosure" },
   { type: 'Patient', interactions: ['r'], why: 'the patient the referral is about' },
+  { type: 'Organization', interactions: ['r'], why: "the consent's recipients are recognised by the identifiers of the Organizations it names" },
   { type: 'Binary', interactions: ['r'], why: 'attachment bytes are fetched and verified' },
   { type: 'Communication', interactions: ['c'], why: 'the referring clinician is told the opinion arrived (conditional create)' },
 ];
 
+/** What `fhir.profiles: keep` adds: the EHR resolves each `meta.profile` of a write with the caller's rights. */
+export const PROFILE_NEED: OutboundNeed = {
+  type: 'StructureDefinition',
+  interactions: ['r', 's'],
+  why: 'meta.profile is kept on what is posted (fhir.profiles: keep), and the EHR resolves each profile with the caller\'s rights',
+};
+
+/** The EHR settings the needs depend on (network file `fhir` block). */
+export interface OutboundSettings {
+  profiles?: 'keep' | 'omit';
+}
+
+/** What the service needs on an EHR with these settings. */
+export function outboundNeeds(settings: OutboundSettings = {}): readonly OutboundNeed[] {
+  return settings.profiles === 'keep' ? [...OUTBOUND_NEEDS, PROFILE_NEED] : OUTBOUND_NEEDS;
+}
+
 const ORDER: readonly Interaction[] = ['c', 'r', 'u', 'd', 's'];
 
 /** One SMART v2 scope per need, letters in SMART's order: `system/DocumentReference.crs ...`. */
-export const DEFAULT_OUTBOUND_SCOPE = OUTBOUND_NEEDS.map((n) => `system/${n.type}.${ORDER.filter((i) => n.interactions.includes(i)).join('')}`).join(' ');
+export function outboundScope(settings: OutboundSettings = {}): string {
+  return outboundNeeds(settings).map((n) => `system/${n.type}.${ORDER.filter((i) => n.interactions.includes(i)).join('')}`).join(' ');
+}
+
+/** The scope requested from an EHR whose `fhir` block names none (and keeps no profiles). */
+export const DEFAULT_OUTBOUND_SCOPE = outboundScope();
 
 /** The needs `scopes` do not cover, one `system/<Type>.<letter>` each (empty when all are covered). */
-export function missingOutboundScopes(scopes: readonly string[]): string[] {
-  return OUTBOUND_NEEDS.flatMap((n) => n.interactions.filter((i) => !hasScope(scopes, n.type, i)).map((i) => `system/${n.type}.${i}`));
+export function missingOutboundScopes(scopes: readonly string[], settings: OutboundSettings = {}): string[] {
+  return outboundNeeds(settings).flatMap((n) => n.interactions.filter((i) => !hasScope(scopes, n.type, i)).map((i) => `system/${n.type}.${i}`));
 }

@@ -23,10 +23,15 @@ export interface SmartTokenSourceOptions {
   /** Space-separated scopes to request (e.g. `system/DocumentReference.rs system/Consent.r`). */
   scope: string;
   /** The private key registered (as its public half) with the EHR. */
-  privateKey: CryptoKey | KeyObject | JWK;
-  alg: SmartAlg;
+  privateKey?: CryptoKey | KeyObject | JWK;
+  alg?: SmartAlg;
   /** `kid` header; defaults to the JWK's `kid`. The EHR picks the public key by it. */
   kid?: string;
+  /**
+   * Picks the key of each assertion instead of `privateKey`/`alg`/`kid`: with key rotation the
+   * key that signs changes at a date (outbound-keys.ts). May throw when no key may sign.
+   */
+  currentKey?: () => { privateKey: CryptoKey | KeyObject; alg: SmartAlg; kid: string };
   fetch?: typeof globalThis.fetch;
   /** Clock in milliseconds (tests move it to expire tokens). */
   now?: () => number;
@@ -69,23 +74,25 @@ export function createSmartTokenSource(options: SmartTokenSourceOptions): TokenS
   let cached: { token: string; refreshAt: number } | undefined;
   let inflight: Promise<string> | undefined;
 
-  const signingKey = () => {
-    keyPromise ??= isJwk(options.privateKey) ? importJWK(options.privateKey, options.alg) : Promise.resolve(options.privateKey);
-    return keyPromise;
+  const fixedKey = async () => {
+    const { privateKey, alg } = options;
+    if (!privateKey || !alg) throw new TypeError('createSmartTokenSource needs privateKey and alg, or currentKey');
+    keyPromise ??= isJwk(privateKey) ? importJWK(privateKey, alg) : Promise.resolve(privateKey);
+    return { privateKey: await keyPromise, alg, kid: options.kid ?? (isJwk(privateKey) ? privateKey.kid : undefined) };
   };
-  const kid = options.kid ?? (isJwk(options.privateKey) ? options.privateKey.kid : undefined);
 
   async function signAssertion(): Promise<string> {
+    const { privateKey, alg, kid } = options.currentKey ? options.currentKey() : await fixedKey();
     const iat = Math.floor(now() / 1000);
     return new SignJWT({})
-      .setProtectedHeader({ alg: options.alg, typ: 'JWT', ...(kid ? { kid } : {}) })
+      .setProtectedHeader({ alg, typ: 'JWT', ...(kid ? { kid } : {}) })
       .setIssuer(options.clientId)
       .setSubject(options.clientId)
       .setAudience(options.tokenUrl)
       .setJti(randomUUID())
       .setIssuedAt(iat)
       .setExpirationTime(iat + ASSERTION_LIFETIME_SECONDS)
-      .sign(await signingKey());
+      .sign(privateKey);
   }
 
   async function requestToken(): Promise<string> {

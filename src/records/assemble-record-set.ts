@@ -6,7 +6,7 @@
 import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Attachment, Consent, DiagnosticReport, DocumentReference, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
 import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
@@ -36,12 +36,15 @@ import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checkl
 import { referrerAudience } from '../access/audience.ts';
 import { admitConsultant } from '../access/consultant-admission.ts';
 import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
+import { recognizeConsultants, unreadableHint } from './consent-recipients.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance, copyRecord, rewriteAttachment, type RecordResource, type RecordSetEntry, type StoredAttachment } from './record-set-bundle.ts';
 
 export interface AssemblyParticipant {
   id: string;
   name: string;
-  organization: { reference: string; display?: string };
+  organization: { reference: string; display?: string; identifier?: Identifier[] };
+  /** The referrer's EHR: its own ids of other participants' organizations. */
+  fhir?: { aliases?: Record<string, string> };
 }
 
 export interface AssembleRecordSetDeps {
@@ -206,19 +209,18 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   });
   const consent = await readConsent(request, client);
   const consultants = request.consultants.map((id) => deps.network.get(id));
+  const known = consultants.filter((c): c is AssemblyParticipant => c !== undefined);
+  const recipients = await recognizeConsultants(consent, known, ctx.referrer.fhir?.aliases, client);
   const decisions = new Map<string, ConsentDecision>();
-  for (const consultant of consultants) {
-    if (!consultant) continue;
-    decisions.set(
-      consultant.id,
-      evaluateConsent(consent, {
-        consultant: { organizationReference: consultant.organization.reference },
-        patientReference: request.patient.reference,
-        now: deps.now(),
-        attestationAllowed: deps.consentAttestationAllowed ?? false,
-        attested: request.consentAttested === true && request.consent === undefined,
-      }),
-    );
+  for (const consultant of known) {
+    const decision = evaluateConsent(consent, {
+      consultant: recipients.byParticipant.get(consultant.id)!,
+      patientReference: request.patient.reference,
+      now: deps.now(),
+      attestationAllowed: deps.consentAttestationAllowed ?? false,
+      attested: request.consentAttested === true && request.consent === undefined,
+    });
+    decisions.set(consultant.id, !decision.permitted && decision.code === 'not-a-recipient' ? { ...decision, reason: decision.reason + unreadableHint(recipients.unreadable) } : decision);
   }
 
   // 4. One transaction: Bundles, copies, Provenance, Tasks, ServiceRequest, disclosures' AuditEvents, the report.

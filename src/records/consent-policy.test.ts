@@ -1,7 +1,7 @@
 import type { Consent, ConsentProvision } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { CONSENT_ACTORS, makeConsent } from '../../test/support/sandbox-ehr/seed-resources.ts';
-import { evaluateConsent, periodStatus, type ConsentContext } from './consent-policy.ts';
+import { evaluateConsent, organizationActorReferences, periodStatus, type ConsentContext } from './consent-policy.ts';
 
 const NOW = new Date('2025-06-15T10:00:00Z');
 const YEAR = 365 * 24 * 3600 * 1000;
@@ -12,8 +12,18 @@ const consent1 = makeConsent('consent-1', new Date(NOW.getTime() - YEAR), new Da
 const consentExpired = makeConsent('consent-expired', new Date(NOW.getTime() - 3 * YEAR), new Date(NOW.getTime() - YEAR), CONSENT_ACTORS.lakeside);
 const consentOtherOrg = makeConsent('consent-other-org', new Date(NOW.getTime() - YEAR), new Date(NOW.getTime() + YEAR), CONSENT_ACTORS.other);
 
+const REGISTRY = 'https://registry.example.org/organizations';
+
+/** A consultant as the EHR knows it: its identifier, and the EHR's own references resolved to it. */
+function known(display: string, value: string, ...references: string[]): ConsentContext['consultant'] {
+  return { display, identifiers: [{ system: REGISTRY, value }], references };
+}
+
+const LAKESIDE = known('Lakeside Clinic', 'ORG-2001', 'Organization/lakeside');
+const HARBOR = known('Harbor Clinic', 'ORG-9001', 'Organization/harbor-clinic');
+
 const lakeside: ConsentContext = {
-  consultant: { organizationReference: 'Organization/lakeside' },
+  consultant: LAKESIDE,
   patientReference: `${EHR}/Patient/pat-1`,
   now: NOW,
 };
@@ -43,17 +53,17 @@ describe('evaluateConsent on the seeded sandbox Consents', () => {
     expect(evaluateConsent(consentOtherOrg, lakeside)).toEqual({
       permitted: false,
       code: 'not-a-recipient',
-      reason: 'The consent does not name Organization/lakeside as a recipient',
+      reason: `The consent does not name Lakeside Clinic (identifier ${REGISTRY}|ORG-2001) as a recipient`,
     });
   });
 
   it('permits consent-other-org for Harbor Clinic, named by an absolute reference', () => {
-    const harbor = { ...lakeside, consultant: { organizationReference: `${EHR}/Organization/harbor-clinic` } };
+    const harbor = { ...lakeside, consultant: known('Harbor Clinic', 'ORG-9001', `${EHR}/Organization/harbor-clinic`) };
     expect(evaluateConsent(consentOtherOrg, harbor)).toEqual(PERMITTED);
   });
 
   it('refuses consent-1 for Harbor Clinic', () => {
-    const harbor = { ...lakeside, consultant: { organizationReference: 'Organization/harbor-clinic' } };
+    const harbor = { ...lakeside, consultant: HARBOR };
     expect(evaluateConsent(consent1, harbor)).toMatchObject({ permitted: false, code: 'not-a-recipient' });
   });
 });
@@ -146,7 +156,7 @@ describe('evaluateConsent: provision', () => {
   it('permits a root deny whose nested permit names the consultant, and no other consultant', () => {
     const optOut = withProvision({ type: 'deny', actor: undefined, provision: [{ type: 'permit', actor: LAKESIDE_IRCP }] });
     expect(evaluateConsent(optOut, lakeside)).toEqual(PERMITTED);
-    expect(evaluateConsent(optOut, { ...lakeside, consultant: { organizationReference: 'Organization/harbor-clinic' } })).toMatchObject({
+    expect(evaluateConsent(optOut, { ...lakeside, consultant: HARBOR })).toMatchObject({
       code: 'denied',
     });
   });
@@ -253,7 +263,7 @@ describe('evaluateConsent: actors', () => {
 
   it('matches an actor named by identifier against the consultant identifiers', () => {
     const byIdentifier = [{ role: LAKESIDE_IRCP[0]!.role, reference: { identifier: { system: 'urn:oid:2.16.578.1.12.4.1.4.101', value: '974589095' } } }];
-    const consultant = { organizationReference: 'Organization/lakeside', identifiers: [{ system: 'urn:oid:2.16.578.1.12.4.1.4.101', value: '974589095' }] };
+    const consultant = { ...LAKESIDE, identifiers: [{ system: 'urn:oid:2.16.578.1.12.4.1.4.101', value: '974589095' }] };
     expect(evaluateConsent(withProvision({ actor: byIdentifier }), { ...lakeside, consultant })).toEqual(PERMITTED);
     expect(evaluateConsent(withProvision({ actor: byIdentifier }), lakeside)).toMatchObject({ code: 'not-a-recipient' });
     const otherSystem = { ...consultant, identifiers: [{ system: 'urn:other', value: '974589095' }] };
@@ -262,9 +272,23 @@ describe('evaluateConsent: actors', () => {
 
   it('does not match an organization of the same id on another server', () => {
     const absolute = [{ role: LAKESIDE_IRCP[0]!.role, reference: { reference: `${EHR}/Organization/lakeside` } }];
-    const elsewhere = { ...lakeside, consultant: { organizationReference: 'https://elsewhere.example/fhir/Organization/lakeside' } };
+    const elsewhere = { ...lakeside, consultant: known('Lakeside Clinic', 'ORG-2001', 'https://elsewhere.example/fhir/Organization/lakeside') };
     expect(evaluateConsent(withProvision({ actor: absolute }), elsewhere)).toMatchObject({ code: 'not-a-recipient' });
     expect(evaluateConsent(withProvision({ actor: absolute }), lakeside)).toEqual(PERMITTED);
+  });
+
+  it('never matches by the service\'s own id: an EHR reference the consultant was not resolved to is not it', () => {
+    const unresolved = { ...lakeside, consultant: known('Lakeside Clinic', 'ORG-2001') };
+    expect(evaluateConsent(consent1, unresolved)).toMatchObject({ code: 'not-a-recipient' });
+  });
+
+  it('lists the literal Organization actors of every provision, skipping those named by identifier', () => {
+    const nested = withProvision({
+      actor: [...LAKESIDE_IRCP, { role: LAKESIDE_IRCP[0]!.role, reference: { reference: 'Organization/x', identifier: { system: REGISTRY, value: 'ORG-1' } } }],
+      provision: [{ type: 'deny', actor: [{ role: LAKESIDE_IRCP[0]!.role, reference: { reference: `${EHR}/Organization/harbor-clinic` } }, { role: LAKESIDE_IRCP[0]!.role, reference: { reference: 'Practitioner/p' } }] }],
+    });
+    expect(organizationActorReferences(nested)).toEqual(['Organization/lakeside', `${EHR}/Organization/harbor-clinic`]);
+    expect(organizationActorReferences(undefined)).toEqual([]);
   });
 
   it('does not take a Practitioner for the consultant organization', () => {

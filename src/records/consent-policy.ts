@@ -9,9 +9,10 @@
  *
  * @see https://hl7.org/fhir/R4/consent.html
  */
-import type { Coding, CodeableConcept, Consent, ConsentProvision, ConsentProvisionActor, Identifier, Period } from '@medplum/fhirtypes';
+import type { Coding, CodeableConcept, Consent, ConsentProvision, ConsentProvisionActor, Period, Reference } from '@medplum/fhirtypes';
 import { CONSENT_SYSTEM, PURPOSE_TREATMENT } from '../fhir/constants.ts';
-import { parseResourceReference, sameResourceReference } from '../fhir/references.ts';
+import { parseResourceReference } from '../fhir/references.ts';
+import { describeOrganization, namesOrganization, type OrganizationOnEhr } from '../network/organization-identity.ts';
 
 export type ConsentRefusalCode = 'missing' | 'inactive' | 'expired' | 'not-yet-valid' | 'denied' | 'wrong-patient' | 'not-a-recipient';
 
@@ -22,8 +23,11 @@ export type ConsentDecision =
   | { permitted: false; code: ConsentRefusalCode; reason: string };
 
 export interface ConsentContext {
-  /** The organization the records would be disclosed to, as named in the network file. */
-  consultant: { organizationReference: string; identifiers?: readonly Identifier[] };
+  /**
+   * The organization the records would be disclosed to, as the referring EHR knows it: its
+   * identifiers and the EHR's own references to it (network/organization-identity.ts).
+   */
+  consultant: OrganizationOnEhr;
   /** The referral's patient (relative or absolute). */
   patientReference: string;
   now: Date;
@@ -94,7 +98,7 @@ export function evaluateConsent(consent: Consent | undefined, context: ConsentCo
     return { permitted: true, basis: 'consent' };
   }
   if (root.actor?.length && !actorsInclude(root.actor, context.consultant)) {
-    return refuse('not-a-recipient', `The consent does not name ${context.consultant.organizationReference} as a recipient`);
+    return refuse('not-a-recipient', `The consent does not name ${describeOrganization(context.consultant)} as a recipient`);
   }
   if (root.purpose?.length && !root.purpose.some((p) => sameCoding(p, purposeOf(context)))) {
     return refuse('denied', `The consent permits disclosure for other purposes than ${purposeOf(context).code}`);
@@ -130,15 +134,38 @@ function applies(provision: ConsentProvision, context: ConsentContext): boolean 
 }
 
 function actorsInclude(actors: readonly ConsentProvisionActor[], consultant: ConsentContext['consultant']): boolean {
+  return recipientsOf(actors).some(({ reference }) => namesOrganization(reference, consultant));
+}
+
+/** The actors a provision discloses to: those in a recipient role, or all of them when none has one. */
+function recipientsOf(actors: readonly ConsentProvisionActor[]): ConsentProvisionActor[] {
   const recipients = actors.filter((a) =>
     (a.role?.coding ?? []).some((c) => c.system === CONSENT_SYSTEM.participationType && RECIPIENT_ROLES.includes(c.code ?? '')),
   );
-  const candidates = recipients.length > 0 ? recipients : actors;
-  return candidates.some(({ reference }) => {
-    if (reference?.reference && sameResourceReference(reference.reference, consultant.organizationReference)) return true;
-    const id = reference?.identifier;
-    return !!id?.value && (consultant.identifiers ?? []).some((own) => own.system === id.system && own.value === id.value);
-  });
+  return recipients.length > 0 ? recipients : [...actors];
+}
+
+/**
+ * Every actor reference of the consent's provisions (root and nested) that names an
+ * Organization by a literal reference: the ones to read from the EHR so their identifiers can
+ * be compared with the consultants' (a reference with an inline identifier needs no read).
+ */
+export function organizationActorReferences(consent: Consent | undefined): string[] {
+  const out = new Set<string>();
+  const walk = (provision: ConsentProvision | undefined): void => {
+    if (!provision) return;
+    for (const { reference } of provision.actor ?? []) {
+      if (isOrganizationLiteral(reference)) out.add(reference.reference);
+    }
+    for (const nested of provision.provision ?? []) walk(nested);
+  };
+  walk(consent?.provision);
+  return [...out];
+}
+
+function isOrganizationLiteral(reference: Reference | undefined): reference is Reference & { reference: string } {
+  if (!reference?.reference || reference.identifier?.value) return false;
+  return parseResourceReference(reference.reference)?.typeAndId.startsWith('Organization/') ?? false;
 }
 
 function includesDisclose(actions: readonly CodeableConcept[]): boolean {

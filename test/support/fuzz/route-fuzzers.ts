@@ -149,6 +149,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /.well-known/smart-configuration': {},
   'GET /fhir/.well-known/smart-configuration': {},
   'GET /.well-known/jwks.json': {},
+  'GET /.well-known/client-jwks.json': {},
   'GET /fhir/metadata': { query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /participants': { query: () => ({ role: QUERY_VALUES.role }) },
   'POST /second-opinions': { body: json(['intake-placed', 'intake-placed', 'intake-fresh']) },

@@ -13,8 +13,14 @@ import { PRIVATE_JWK_MEMBERS } from '../../../src/network/network-schema.ts';
 /** A client system registered with the sandbox's token endpoint (SMART Backend Services). */
 export interface SandboxClient {
   clientId: string;
-  /** Public keys the client's assertions are verified with (RS384 or ES384). */
-  jwks: JSONWebKeySet;
+  /** Public keys the client's assertions are verified with (RS384 or ES384), registered by value. */
+  jwks?: JSONWebKeySet;
+  /**
+   * Or the client's JWK Set URL, fetched when an assertion arrives (as real EHRs register
+   * backend clients). A function when the URL is known only later: the sandbox starts before
+   * the service whose keys it names.
+   */
+  jwksUri?: string | (() => string);
   /** Scope granted when the request names none; default `system/*.rs`. */
   scope?: string;
 }
@@ -36,6 +42,11 @@ export const SERVICE_OUTBOUND_PUBLIC_JWK: JWK = publicHalf(
 function publicHalf(jwk: Record<string, unknown>): JWK {
   const skip = new Set<string>(['_comment', ...PRIVATE_JWK_MEMBERS]);
   return Object.fromEntries(Object.entries(jwk).filter(([k]) => !skip.has(k))) as JWK;
+}
+
+/** The service's outbound client registered by its client JWK Set URL: `${serviceUrl()}/.well-known/client-jwks.json`. */
+export function serviceClientByJwksUri(serviceUrl: () => string): SandboxClient {
+  return { clientId: SERVICE_OUTBOUND_CLIENT_ID, jwksUri: () => `${serviceUrl()}/.well-known/client-jwks.json` };
 }
 
 /** The clients the sandbox accepts when `startSandboxEhr` is given none. */

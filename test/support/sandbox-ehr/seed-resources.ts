@@ -28,12 +28,19 @@ export function makePractitioner(): Practitioner {
   };
 }
 
-/** The referring hospital, the consultant named in the valid consent, and an unrelated clinic. */
+/** The organization registry the example network's participants are identified in (examples/network.json). */
+export const ORGANIZATION_REGISTRY = 'https://registry.example.org/organizations';
+
+const registered = (value: string) => [{ system: ORGANIZATION_REGISTRY, value }];
+
+/** The referring hospital, the clinics it refers to (Lakeside is named in the valid consent), and an unrelated clinic, with their registry identifiers. */
 export function makeOrganizations(): Organization[] {
   return [
-    { resourceType: 'Organization', id: 'st-olaf', name: 'St Olaf Hospital (example)', active: true },
-    { resourceType: 'Organization', id: 'lakeside', name: 'Lakeside Clinic (example)', active: true },
-    { resourceType: 'Organization', id: 'harbor-clinic', name: 'Harbor Clinic (example, not in the network)', active: true },
+    { resourceType: 'Organization', id: 'st-olaf', identifier: registered('ORG-1001'), name: 'St Olaf Hospital (example)', active: true },
+    { resourceType: 'Organization', id: 'lakeside', identifier: registered('ORG-2001'), name: 'Lakeside Clinic (example)', active: true },
+    { resourceType: 'Organization', id: 'northfield-pathology', identifier: registered('ORG-2002'), name: 'Northfield Pathology Laboratory (example)', active: true },
+    { resourceType: 'Organization', id: 'riverside-imaging', identifier: registered('ORG-2003'), name: 'Riverside Imaging Centre (example)', active: true },
+    { resourceType: 'Organization', id: 'harbor-clinic', identifier: registered('ORG-9001'), name: 'Harbor Clinic (example, not in the network)', active: true },
   ];
 }
 

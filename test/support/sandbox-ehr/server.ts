@@ -38,6 +38,11 @@ export interface SandboxEhrOptions {
   tokenTtlSeconds?: number;
   /** Page size of searches without `_count`; default 50. */
   defaultPageSize?: number;
+  /** Behave like real servers where the sandbox would be lenient. */
+  strict?: {
+    /** Accept clients registered by JWK Set URL (`jwksUri`) only; the assertion `aud` must be the token URL exactly either way. */
+    jwksUriOnly?: boolean;
+  };
 }
 
 /** One request the sandbox received (on either origin), for assertions. */
@@ -125,7 +130,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
   const requests: RecordedRequest[] = [];
   const signer = createUrlSigner();
   const urls = { url: '', baseUrl: '', tokenUrl: '', storageUrl: '' };
-  const tokens = createTokenService({ clients: options.clients ?? defaultSandboxClients(), tokenUrl: () => urls.tokenUrl, ttlSeconds: options.tokenTtlSeconds });
+  const tokens = createTokenService({ clients: options.clients ?? defaultSandboxClients(), tokenUrl: () => urls.tokenUrl, ttlSeconds: options.tokenTtlSeconds, jwksUriOnly: options.strict?.jwksUriOnly });
   const fhirApi = createFhirApi({ repo, blobs, baseUrl: () => urls.baseUrl, tokenUrl: () => urls.tokenUrl, defaultPageSize: options.defaultPageSize });
 
   async function ehrReply(req: IncomingMessage, path: string, raw: Buffer): Promise<HttpReply> {

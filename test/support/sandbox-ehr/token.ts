@@ -5,7 +5,7 @@
  * Spec: https://hl7.org/fhir/smart-app-launch/backend-services.html#obtaining-an-access-token
  */
 import { randomBytes } from 'node:crypto';
-import { createLocalJWKSet, decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
+import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { SandboxClient } from './clients.ts';
 
 /** The assertion type SMART requires. */
@@ -24,6 +24,8 @@ export interface TokenResponse {
 /** What the sandbox knows about an access token it issued. */
 export interface IssuedToken {
   clientId: string;
+  /** The `kid` of the key the client assertion was signed with. */
+  kid?: string;
   scope: string;
   expiresAt: number;
 }
@@ -44,6 +46,8 @@ export interface TokenServiceOptions {
   tokenUrl: () => string;
   /** `expires_in` of issued tokens; default 300. */
   ttlSeconds?: number;
+  /** Accept clients registered by JWK Set URL only (as Medplum and most EHR vendors): a client registered by `jwks` is refused. */
+  jwksUriOnly?: boolean;
   now?: () => number;
 }
 
@@ -53,13 +57,14 @@ function oauthError(status: number, error: string, description: string): TokenRe
 
 /**
  * Creates the token service: verifies the assertion's signature against the client's registered
- * JWKS (RS384/ES384 only), `iss` = `sub` = client id, `aud` = token URL, `exp` at most five
- * minutes ahead, and refuses a `jti` already seen; then issues an opaque access token.
+ * JWKS or JWK Set URL (RS384/ES384 only; with `jwksUriOnly`, URL only), `iss` = `sub` = client
+ * id, `aud` = the token URL exactly, `exp` at most five minutes ahead, and refuses a `jti`
+ * already seen; then issues an opaque access token.
  */
 export function createTokenService(opts: TokenServiceOptions): TokenService {
   const now = opts.now ?? Date.now;
   const ttl = opts.ttlSeconds ?? 300;
-  const clients = new Map(opts.clients.map((c) => [c.clientId, { ...c, keySet: createLocalJWKSet(c.jwks) }]));
+  const clients = new Map(opts.clients.map((c) => [c.clientId, { ...c, keySet: clientKeySet(c) }]));
   const seenJti = new Map<string, number>();
   const issued = new Map<string, IssuedToken>();
 
@@ -76,9 +81,11 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
     }
     const client = typeof iss === 'string' ? clients.get(iss) : undefined;
     if (!client) return oauthError(401, 'invalid_client', 'unknown client');
+    if (opts.jwksUriOnly && client.jwksUri === undefined) return oauthError(401, 'invalid_client', 'client keys must be registered by JWK Set URL');
     let payload;
+    let protectedHeader;
     try {
-      ({ payload } = await jwtVerify(assertion, client.keySet, {
+      ({ payload, protectedHeader } = await jwtVerify(assertion, client.keySet, {
         algorithms: ['RS384', 'ES384'],
         issuer: client.clientId,
         subject: client.clientId,
@@ -100,7 +107,7 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
 
     const scope = form.get('scope') ?? client.scope ?? 'system/*.rs';
     const token = randomBytes(24).toString('base64url');
-    issued.set(token, { clientId: client.clientId, scope, expiresAt: now() + ttl * 1000 });
+    issued.set(token, { clientId: client.clientId, ...(protectedHeader.kid ? { kid: protectedHeader.kid } : {}), scope, expiresAt: now() + ttl * 1000 });
     return { status: 200, body: { access_token: token, token_type: 'bearer', expires_in: ttl, scope } };
   }
 
@@ -111,4 +118,21 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
   }
 
   return { issue, check, issued };
+}
+
+/**
+ * The key resolver of a client: its `jwks`, or its `jwksUri` fetched with jose's remote set
+ * (cached; an unknown `kid` fetches again at once, where real servers wait a cooldown: the
+ * sandbox must see a rotated key on the first assertion it signs). A URL given as a function is
+ * read at each assertion, and a new URL starts a new set.
+ */
+function clientKeySet(client: SandboxClient): JWTVerifyGetKey {
+  const uri = client.jwksUri;
+  if (uri === undefined) return createLocalJWKSet(client.jwks ?? { keys: [] });
+  let remote: { url: string; keySet: JWTVerifyGetKey } | undefined;
+  return (header, token) => {
+    const url = typeof uri === 'string' ? uri : uri();
+    if (remote?.url !== url) remote = { url, keySet: createRemoteJWKSet(new URL(url), { cooldownDuration: 0, timeoutDuration: 5_000 }) };
+    return remote.keySet(header, token);
+  };
 }

@@ -1,0 +1,49 @@
+/**
+ * Recognising a participant's organization in resources that come from an EHR (issue 11 §1.1).
+ *
+ * Every FHIR server assigns its own ids: the referring EHR names the consulting clinic as
+ * `Organization/44e70d60-…`, never as the service's `Organization/lakeside`. So an EHR's
+ * reference names a participant only by what both sides share: one of the participant's
+ * identifiers (network file `organization.identifier`), given inline as a logical reference or
+ * carried by the Organization the EHR's reference points to, or the EHR's own id of it when the
+ * network file lists one (`fhir.aliases` of that EHR). Never by the service's local id alone.
+ */
+import type { Identifier, Reference } from '@medplum/fhirtypes';
+import { sameResourceReference } from '../fhir/references.ts';
+
+/** What a participant's organization is known as on one EHR. */
+export interface OrganizationOnEhr {
+  /** For people: the organization's name. */
+  display: string;
+  /** The participant's identifiers (network file). */
+  identifiers: readonly Identifier[];
+  /**
+   * The EHR's own references to it: its alias in the network file, and the Organizations read
+   * from the EHR that carry one of the identifiers.
+   */
+  references: readonly string[];
+}
+
+/** Same system and value (both required). */
+export function sameIdentifier(a: Identifier, b: Identifier): boolean {
+  return !!a.system && !!a.value && a.system === b.system && a.value === b.value;
+}
+
+/** Whether any of `candidates` is one of `known`. */
+export function sharesIdentifier(candidates: readonly Identifier[] | undefined, known: readonly Identifier[]): boolean {
+  return (candidates ?? []).some((c) => known.some((k) => sameIdentifier(c, k)));
+}
+
+/** Whether an EHR's reference names the organization: by identifier, or by one of the EHR's own references to it. */
+export function namesOrganization(reference: Reference | undefined, organization: OrganizationOnEhr): boolean {
+  if (!reference) return false;
+  if (reference.identifier && sharesIdentifier([reference.identifier], organization.identifiers)) return true;
+  const literal = reference.reference;
+  return !!literal && organization.references.some((r) => sameResourceReference(literal, r));
+}
+
+/** `Lakeside Clinic (identifier https://registry.example.org/organizations|ORG-2001)`: how refusals name it. */
+export function describeOrganization(organization: Pick<OrganizationOnEhr, 'display' | 'identifiers'>): string {
+  const ids = organization.identifiers.map((i) => `${i.system ?? ''}|${i.value ?? ''}`);
+  return ids.length > 0 ? `${organization.display} (identifier ${ids.join(', ')})` : organization.display;
+}
