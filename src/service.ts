@@ -188,14 +188,16 @@ export async function startService(config: Config, log: Logger, options: StartOp
 /**
  * A job handler with one log line per attempt: ids and the outcome, or the error as the logger
  * serializes it (class, code, status, stack frames; never a message that could carry PHI).
- * A failure is rethrown, so the queue retries it with backoff.
+ * A failure is rethrown, so the queue retries it with backoff; a job that ended failed without
+ * throwing (a permanent outbound failure, the last attempt) logs the error that ended it.
  */
-function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string }>): JobHandler<T> {
+function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string; error?: unknown }>): JobHandler<T> {
   return async (job) => {
     const fields = { jobId: job.id, ...ids(job.data), attempt: job.attempt };
     try {
       const result = await run(job);
-      log.info({ ...fields, outcome: result.outcome }, what);
+      if (result.outcome === 'failed' && result.error !== undefined) log.warn({ ...fields, outcome: result.outcome, err: result.error }, `${what} attempt failed`);
+      else log.info({ ...fields, outcome: result.outcome }, what);
     } catch (err) {
       log.warn({ ...fields, err }, `${what} attempt failed`);
       throw err;

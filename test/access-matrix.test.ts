@@ -445,6 +445,8 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
         }),
     ]),
   ),
+  // The post-back list: the auditor reads it; every other caller is refused by role.
+  '/admin/deliveries': () => [{ path: '/admin/deliveries?status=delivered', expect: () => 200 }],
   // Delivered already: 409 for the auditor; every other caller is refused by role.
   '/admin/deliveries/:id/retry': ({ refs }) => [{ path: `/admin/deliveries/${refs.note}/retry`, expect: () => 409 }],
   '/fhir/Binary/:id': () => [],

@@ -290,12 +290,23 @@ describe('no PHI in logs, whatever fails', () => {
     expectFrames(line.err);
   });
 
-  it('EHR token endpoint failure: the EHR refuses our client with PHI in its answer', async () => {
-    ehr.faults.add({ path: '/auth/token', status: 401, body: { error: `invalid_client ${PHI.patientName}`, error_description: `unknown patient ${PHI.patientId}` } });
+  it('EHR token endpoint failure: the EHR refuses our client with PHI in its error code and a token in its description', async () => {
+    // The error_description is logged (issue 11 §1.7: it is what tells an integrator what to fix;
+    // the token endpoint is sent no patient data), sanitised: printable ASCII, 200 characters,
+    // nothing shaped like a token or assertion. A malformed `error` code is still left out.
+    const quotedToken = 'eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJzby1zZXJ2aWNlIn0.c2lnbmF0dXJlLXF1b3RlZC1iYWNr';
+    ehr.faults.add({ path: '/auth/token', status: 401, body: { error: `invalid_client ${PHI.patientName}`, error_description: `Invalid client assertion audience in ${quotedToken}` } });
     const { id } = await refer(markedRequest());
     const line = await logged(assemblyFailure(id, 'OutboundAuthError'), 'the EHR token failure');
-    expect(line).toMatchObject({ level: 'warn', attempt: 1, err: { type: 'OutboundAuthError', status: 401, failure: 'http', retryable: false, origin: new URL(ehr.tokenUrl).origin } });
+    // Permanent: the assembly ends on its first attempt, and the line says so.
+    expect(line).toMatchObject({
+      level: 'warn',
+      attempt: 1,
+      outcome: 'failed',
+      err: { type: 'OutboundAuthError', status: 401, failure: 'http', retryable: false, oauthErrorDescription: 'Invalid client assertion audience in [redacted]', origin: new URL(ehr.tokenUrl).origin },
+    });
     expect(line.err).not.toHaveProperty('oauthError');
+    for (const part of quotedToken.split('.')) expect(JSON.stringify(line)).not.toContain(part);
     expectFrames(line.err);
   });
 

@@ -182,9 +182,14 @@ describe('opinion and post-back (flow)', () => {
     const res = await call<Task>('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', OPINION);
     const noteId = (res.body.output?.[0]?.valueReference?.reference as string).split('/')[1] as string;
     const failed = await until(async () => ((await deliveryOf(noteId))?.status === 'failed' ? deliveryOf(noteId) : undefined), 'failure', 60_000);
-    expect(failed).toMatchObject({ attempts: 4, lastError: expect.stringMatching(/503/) });
+    expect(failed).toMatchObject({
+      attempts: 4,
+      lastError: `OutboundHttpError: POST ${ehr.baseUrl}/DocumentReference HTTP 503 (transient); the EHR said: exception: Injected fault: HTTP 503`,
+      lastOutcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Injected fault: HTTP 503' } }] },
+    });
     const task = (await store.read<Task>('Task', taskId, 'system')) as Task;
-    expect(task.businessStatus).toMatchObject({ coding: [{ code: 'delivery-failed' }], text: failed?.lastError });
+    // The Task, which the consultant reads too, names the call and the issue code, not the EHR's text.
+    expect(task.businessStatus).toMatchObject({ coding: [{ code: 'delivery-failed' }], text: `POST ${ehr.baseUrl}/DocumentReference HTTP 503 (exception)` });
 
     expect((await call('POST', `/admin/deliveries/${noteId}/retry`, 'lakeside-consults')).status).toBe(403);
     ehr.faults.clear();

@@ -329,10 +329,12 @@ describe('record-set assembly (flow)', () => {
     expect(result.outcome).toBe('failed');
     const summary = await assembled(id);
     expect(summary.recordSet).toMatchObject({ status: 'records-failed', attempts: 4 });
-    expect(summary.recordSet.failureReason).toMatch(/^The referring EHR could not be reached after 4 attempts: GET http:\/\/127\.0\.0\.1:\d+\/fhir\/R4\/DocumentReference HTTP 503$/);
+    // The referrer's summary quotes the EHR's OperationOutcome; the Task (read by admitted consultants too) only its codes.
+    expect(summary.recordSet.failureReason).toBe(`The referring EHR could not be reached after 4 attempts: OutboundHttpError: GET ${ehr.baseUrl}/DocumentReference HTTP 503 (transient); the EHR said: exception: Injected fault: HTTP 503`);
+    expect(summary.recordSet.failureOutcome).toEqual({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Injected fault: HTTP 503' } }] });
     const [task] = await tasksOf(tasks.map((t) => t.id as string));
     expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-failed');
-    expect(task?.businessStatus?.text).toBe(summary.recordSet.failureReason);
+    expect(task?.businessStatus?.text).toBe(`The referring EHR could not be reached after 4 attempts: GET ${ehr.baseUrl}/DocumentReference HTTP 503 (exception)`);
     expect(task?.input).toBeUndefined();
 
     // The EHR is back: posting the records again (nothing new) asks for another assembly.

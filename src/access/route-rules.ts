@@ -80,6 +80,12 @@ export const ROUTE_RULES: readonly RouteRule[] = [
     ] as [string, string][]
   ).map(consultAction),
   {
+    method: 'GET',
+    path: '/admin/deliveries',
+    what: 'Post-backs of opinions, with the last error and the EHR\'s OperationOutcome',
+    access: { kind: 'roles', roles: ['auditor', 'admin'] },
+  },
+  {
     method: 'POST',
     path: '/admin/deliveries/:id/retry',
     what: 'Re-drive a post-back that gave up',

@@ -14,7 +14,7 @@ describe('describeDeliveryFailure: what the referrer sees of a failed post-back'
 
   it("keeps the EHR's answer (method, URL, status)", () => {
     const err = new OutboundHttpError({ status: 503, failure: 'http', method: 'POST', url: 'https://ehr.example/fhir/DocumentReference?x=1' });
-    expect(describeDeliveryFailure(err)).toBe('OutboundHttpError: POST https://ehr.example/fhir/DocumentReference HTTP 503');
+    expect(describeDeliveryFailure(err)).toBe('OutboundHttpError: POST https://ehr.example/fhir/DocumentReference HTTP 503 (transient)');
   });
 
   it('reduces an internal failure to its type and code: never the SQL or its parameters (the opinion)', async () => {

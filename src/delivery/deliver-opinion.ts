@@ -8,8 +8,15 @@
  *
  * Every attempt that ends is audited as a disclosure (success or failure); one cut short by
  * a crash is counted by the next (`attempts` is at least the queue's attempt number, and that
- * attempt's AuditEvent says which attempt it was). After the last retry the
- * Task's business status says delivery failed; `POST /admin/deliveries/{id}/retry` re-drives.
+ * attempt's AuditEvent says which attempt it was).
+ *
+ * Failures are classified once (outbound-errors.ts `classifyFailure`, issue 11 §1.4): a transient
+ * one (EHR down, busy, slow) is retried with backoff, not before the EHR's `Retry-After`; a
+ * permanent one (403, 400, 404, 422, 401 after a fresh token...) stops at once, since the same
+ * request would get the same answer until someone fixes the configuration. Either way, once it
+ * stops, the delivery is `failed` with the EHR's OperationOutcome kept (summary, admin list) and
+ * the Task's business status says delivery failed (which notifies the referrer's webhook:
+ * notify/task-notifications.ts); `POST /admin/deliveries/{id}/retry` re-drives.
  */
 import type { Communication, DocumentReference, Identifier, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq, sql } from 'drizzle-orm';
@@ -17,12 +24,12 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
 import { absoluteReference } from '../fhir/references.ts';
-import type { Job } from '../jobs/job-queue.ts';
+import { RetryLaterError, type Job } from '../jobs/job-queue.ts';
 import type { DeliverOpinionJob } from '../jobs/queues.ts';
 import { safeError } from '../log/safe-error.ts';
 import { referencesForEhr, type EhrReferenceContext } from '../outbound/ehr-references.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
-import { OutboundError } from '../outbound/outbound-errors.ts';
+import { briefOutboundFailure, describeOutboundFailure, isPermanentError, keptOutcome, OutboundError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests, opinionDeliveries } from '../store/schema.ts';
 
@@ -49,7 +56,11 @@ export interface DeliveryParticipant {
   fhir?: { profiles?: 'keep' | 'omit' };
 }
 
-export type DeliveryResult = { outcome: 'delivered'; document: string; communication: string } | { outcome: 'skipped'; reason: string } | { outcome: 'failed'; reason: string };
+export type DeliveryResult =
+  | { outcome: 'delivered'; document: string; communication: string }
+  | { outcome: 'skipped'; reason: string }
+  /** `error`: what ended it, for the job's log line (logged through its allowlist). */
+  | { outcome: 'failed'; reason: string; error?: unknown };
 
 export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
   const { deliveryId } = job.data;
@@ -81,7 +92,7 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     await deps.store.withTransaction(async (tx) => {
       await tx.database
         .update(opinionDeliveries)
-        .set({ status: 'delivered', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
+        .set({ status: 'delivered', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: null, lastOutcome: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
         .where(eq(opinionDeliveries.id, deliveryId));
       const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
       await tx.update<Task>({ ...current, businessStatus: businessStatus('opinion-delivered', `Delivered to the referring EHR as ${document}`) }, { expectedVersion: current.meta?.versionId });
@@ -90,20 +101,25 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     return { outcome: 'delivered', document, communication: communicationUrl };
   } catch (err) {
     const reason = describeDeliveryFailure(err);
-    const last = job.attempt >= deps.retryLimit + 1;
+    const permanent = isPermanentError(err);
+    const last = permanent || job.attempt >= deps.retryLimit + 1;
+    const ehrOutcome = err instanceof OutboundHttpError ? keptOutcome(err.outcome) : undefined;
     const now = deps.now();
     await deps.store.withTransaction(async (tx) => {
       await tx.database
         .update(opinionDeliveries)
-        .set({ status: last ? 'failed' : 'pending', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: reason, updatedAt: now })
+        .set({ status: last ? 'failed' : 'pending', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: reason, lastOutcome: ehrOutcome ?? null, updatedAt: now })
         .where(eq(opinionDeliveries.id, deliveryId));
       if (last) {
         const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
-        await tx.update<Task>({ ...current, businessStatus: businessStatus('delivery-failed', reason) }, { expectedVersion: current.meta?.versionId });
+        await tx.update<Task>({ ...current, businessStatus: businessStatus('delivery-failed', taskFailureText(err)) }, { expectedVersion: current.meta?.versionId });
       }
-      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'failure', `Opinion delivery attempt ${job.attempt} failed`), tx);
+      const what = `Opinion delivery attempt ${job.attempt} failed${permanent ? ' permanently (not retried)' : ''}`;
+      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'failure', what), tx);
     });
-    if (last) return { outcome: 'failed', reason };
+    if (last) return { outcome: 'failed', reason, error: err };
+    // The EHR said when to come back (429/503 Retry-After): the queue holds the retry until then.
+    if (err instanceof OutboundError && err.retryAt) throw new RetryLaterError(err.retryAt, { cause: err });
     throw err;
   }
 }
@@ -119,14 +135,27 @@ function disclosure(participantId: string, deliveryId: string, patientReference:
   };
 }
 
-/** The error, as people read it in the summary: status and message, no bodies. */
 /**
- * The failure as the referrer's summary shows it (`lastError`, the Task's business status). The
- * EHR's answer is the referrer's to see; any other failure is internal, and its message may
- * quote SQL and its parameters (the opinion itself), so only its type and code are kept.
+ * The failure as the referrer's summary and the admin delivery list show it (`lastError`). The
+ * EHR's answer, its OperationOutcome's first issue included, is the referrer's to see; any other
+ * failure is internal, and its message may quote SQL and its parameters (the opinion itself), so
+ * only its type and code are kept.
  */
 export function describeDeliveryFailure(err: unknown): string {
-  if (err instanceof OutboundError) return `${err.name}: ${err.message.slice(0, 300)}`;
+  if (err instanceof OutboundError) return describeOutboundFailure(err);
+  return internalFailure(err);
+}
+
+/**
+ * The failure as the Task's business status says it. The consulting clinic reads its Task too,
+ * so the EHR's free text stays out: the call, the status and the issue codes only.
+ */
+function taskFailureText(err: unknown): string {
+  if (err instanceof OutboundError) return briefOutboundFailure(err);
+  return internalFailure(err);
+}
+
+function internalFailure(err: unknown): string {
   const { type, code } = safeError(err);
   return `Internal error (${type}${code !== undefined ? ` ${code}` : ''})`;
 }

@@ -5,6 +5,7 @@
  * keeps the EHR at one copy whatever happens.
  */
 import { notFound, OperationOutcomeError } from '@medplum/core';
+import type { OperationOutcome } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { conflictError } from '../fhir/outcomes.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
@@ -18,6 +19,8 @@ export interface DeliveryView {
   status: string;
   attempts: number;
   lastError?: string;
+  /** The EHR's OperationOutcome of the last failed attempt, as kept. */
+  lastOutcome?: OperationOutcome;
   remoteDocument?: string;
   deliveredAt?: string;
 }
@@ -31,6 +34,6 @@ export async function redriveDelivery(id: string, deps: { store: ResourceStore; 
     await tx.database.update(opinionDeliveries).set({ status: 'pending', updatedAt: deps.now() }).where(eq(opinionDeliveries.id, id));
     const job: DeliverOpinionJob = { deliveryId: id };
     await deps.jobs.enqueue(tx.database, QUEUE.deliverOpinion, job, { singletonKey: id });
-    return { id, taskId: row.taskId, status: 'pending', attempts: row.attempts, ...(row.lastError ? { lastError: row.lastError } : {}) };
+    return { id, taskId: row.taskId, status: 'pending', attempts: row.attempts, ...(row.lastError ? { lastError: row.lastError } : {}), ...(row.lastOutcome ? { lastOutcome: row.lastOutcome } : {}) };
   });
 }

@@ -1,4 +1,4 @@
-import type { DocumentReference, Extension, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { DocumentReference, Extension, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq, inArray } from 'drizzle-orm';
 import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -29,8 +29,12 @@ export interface ConsultantSummary {
   };
   /** The opinion, once submitted: the consult note and its headline points. */
   opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string };
-  /** The post-back of the opinion to the referrer's EHR. */
-  delivery?: { id: string; status: string; attempts: number; lastError?: string; remoteDocument?: string; deliveredAt?: string };
+  /**
+   * The post-back of the opinion to the referrer's EHR; after a failed attempt, `lastError` says
+   * what failed and the EHR's OperationOutcome (as kept: issues' severity, code, details.text,
+   * diagnostics, expression) is `lastOutcome`.
+   */
+  delivery?: { id: string; status: string; attempts: number; lastError?: string; lastOutcome?: OperationOutcome; remoteDocument?: string; deliveredAt?: string };
 }
 
 export interface ReferralSummary {
@@ -67,6 +71,8 @@ export interface RecordSetSummary {
   tooLarge: unknown[];
   consent: unknown[];
   failureReason?: string;
+  /** The referring EHR's OperationOutcome when a read it refused ended the assembly (records-failed). */
+  failureOutcome?: OperationOutcome;
   attempts?: number;
   updatedAt?: string;
 }
@@ -159,6 +165,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
                 status: delivery.status,
                 attempts: delivery.attempts,
                 ...(delivery.lastError ? { lastError: delivery.lastError } : {}),
+                ...(delivery.lastOutcome ? { lastOutcome: delivery.lastOutcome } : {}),
                 ...(delivery.remoteDocument ? { remoteDocument: delivery.remoteDocument } : {}),
                 ...(delivery.deliveredAt ? { deliveredAt: delivery.deliveredAt.toISOString() } : {}),
               },
@@ -179,6 +186,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           tooLarge: list(assembly.tooLarge),
           consent: list(assembly.consent),
           ...(assembly.failureReason ? { failureReason: assembly.failureReason } : {}),
+          ...(assembly.failureOutcome ? { failureOutcome: assembly.failureOutcome } : {}),
           attempts: assembly.attempts,
           updatedAt: assembly.updatedAt.toISOString(),
         }

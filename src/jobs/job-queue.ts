@@ -1,3 +1,4 @@
+import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Db } from '../store/database.ts';
 
 /**
@@ -31,9 +32,32 @@ export interface Job<T extends JsonObject = JsonObject> {
 
 /**
  * Does the work of one job. Throwing (or rejecting) makes the attempt fail, and the queue
- * retries it with backoff: never catch-and-log inside a handler.
+ * retries it with backoff: never catch-and-log inside a handler. Throw a {@link RetryLaterError}
+ * to say when the next attempt may come at the earliest (an upstream's `Retry-After`).
  */
 export type JobHandler<T extends JsonObject = JsonObject> = (job: Job<T>) => Promise<void>;
+
+/**
+ * Fails this attempt like any error, and asks that the retry not start before `retryAt`: the
+ * queue waits for the later of its own backoff and `retryAt`, capped at the queue's
+ * `retryDelayMaxSeconds` from now (a server asking for a day does not stall the job past the
+ * policy). It still uses one retry; on the last attempt the job fails as usual. The message is
+ * the cause's, so the dead-letter view reads the same.
+ */
+export class RetryLaterError extends Error {
+  readonly retryAt: Date;
+
+  constructor(retryAt: Date, options: { cause: unknown }) {
+    super(options.cause instanceof Error ? options.cause.message : 'retry later', { cause: options.cause });
+    this.name = 'RetryLaterError';
+    this.retryAt = retryAt;
+  }
+
+  /** A time is all it adds to the log line; the cause is serialized on its own. */
+  [LOG_FIELDS](): LogFields {
+    return { retryAt: this.retryAt.toISOString() };
+  }
+}
 
 /** A job that used up its retries: the dead-letter view a person reads before re-driving it. */
 export interface FailedJob {

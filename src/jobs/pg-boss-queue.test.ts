@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openTestDatabase } from '../../test/support/database.ts';
 import type { Database } from '../store/database.ts';
 import { usedAssertions } from '../store/schema.ts';
-import type { Job, QueuePolicy } from './job-queue.ts';
+import { RetryLaterError, type Job, type QueuePolicy } from './job-queue.ts';
 import { PgBossQueue } from './pg-boss-queue.ts';
 
 /** Runs on PGlite, or on PostgreSQL (own schema) when DATABASE_URL is set. */
@@ -248,6 +248,53 @@ describe('PgBossQueue', () => {
     });
     await waitFor(() => handled.length === 2);
     expect(await queue.enqueue(database.db, name, { serviceRequestId: 'sr-6' }, { singletonKey: 'sr-6' })).toBeDefined();
+  });
+
+  async function startAfter(queue: PgBossQueue, id: string): Promise<{ state: string; retryCount: number; startAfter: Date } | undefined> {
+    const result = await database.db.execute(sql`SELECT state, retry_count, start_after FROM ${sql.identifier(queue.schema)}.job WHERE id = ${id}::uuid`);
+    const row = (result as unknown as { rows: { state: string; retry_count: number; start_after: string | Date }[] }).rows[0];
+    return row ? { state: row.state, retryCount: Number(row.retry_count), startAfter: new Date(row.start_after) } : undefined;
+  }
+
+  it('RetryLaterError: the retry is not made before retryAt, although the backoff alone would be sooner', async () => {
+    const name = `t-retry-at-${randomUUID().slice(0, 8)}`;
+    const queue = await startQueue([{ name, retryLimit: 3, retryDelaySeconds: 1, retryDelayMaxSeconds: 30 }]);
+    const runs: { attempt: number; at: number }[] = [];
+    let retryAt = new Date(0);
+    await queue.work(name, async (job) => {
+      runs.push({ attempt: job.attempt, at: Date.now() });
+      if (job.attempt === 1) {
+        retryAt = new Date(Date.now() + 3_000);
+        throw new RetryLaterError(retryAt, { cause: new Error('HTTP 429') });
+      }
+    });
+    const id = (await queue.enqueue(database.db, name, { n: 1 })) as string;
+    await waitFor(async () => (await startAfter(queue, id))?.state === 'retry');
+    const retrying = await startAfter(queue, id);
+    // Moved from the backoff (1-2 s) to retryAt; the attempt was counted once.
+    expect(retrying?.startAfter.getTime()).toBeGreaterThanOrEqual(retryAt.getTime() - 1);
+    expect(retrying?.retryCount).toBe(0);
+    await waitFor(async () => (await jobState(queue, id)) === 'completed', 30_000);
+    expect(runs.map((r) => r.attempt)).toEqual([1, 2]);
+    expect((runs[1] as { at: number }).at).toBeGreaterThanOrEqual(retryAt.getTime() - 1);
+  });
+
+  it("RetryLaterError: a retryAt past the queue's retryDelayMaxSeconds is capped to it; the last attempt still fails the job", async () => {
+    const name = `t-retry-cap-${randomUUID().slice(0, 8)}`;
+    const queue = await startQueue([{ name, retryLimit: 1, retryDelaySeconds: 1, retryDelayMaxSeconds: 2 }]);
+    const attempts: number[] = [];
+    await queue.work(name, async (job) => {
+      attempts.push(job.attempt);
+      throw new RetryLaterError(new Date(Date.now() + 3_600_000), { cause: new Error('HTTP 503 for an hour') });
+    });
+    const id = (await queue.enqueue(database.db, name, { n: 1 })) as string;
+    await waitFor(async () => (await startAfter(queue, id))?.state === 'retry');
+    const observedAt = Date.now();
+    const retrying = await startAfter(queue, id);
+    expect(retrying?.startAfter.getTime()).toBeLessThanOrEqual(observedAt + 2_000);
+    await waitFor(async () => (await queue.failed(name)).length === 1, 30_000);
+    expect(attempts).toEqual([1, 2]);
+    expect((await queue.failed(name))[0]).toMatchObject({ id, attempts: 2, lastError: 'HTTP 503 for an hour' });
   });
 
   it('refuses undeclared queues and use before start', async () => {

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { fromDrizzle, fromPglite, PgBoss, type ConstructorOptions, type Job as BossJob } from 'pg-boss';
 import type { Db, RawConnection } from '../store/database.ts';
-import type { EnqueueOptions, FailedJob, JobHandler, JobQueue, JsonObject, QueuePolicy } from './job-queue.ts';
+import { RetryLaterError, type EnqueueOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
 
 export interface PgBossQueueOptions {
   /** Every queue this process enqueues to or works on, with its retry policy. */
@@ -149,14 +149,42 @@ export class PgBossQueue implements JobQueue {
       async (jobs: BossJob<T>[]) => {
         const settled = await Promise.allSettled(jobs.map((job) => handler({ id: job.id, name: job.name, data: job.data, attempt: job.retryCount + 1 })));
         // A rejection fails that attempt only, and pg-boss schedules its retry; the message is kept for failed().
-        return settled.map((result, i) => {
-          const id = (jobs[i] as BossJob<T>).id;
-          if (result.status === 'fulfilled') return { id, status: 'completed' as const };
-          const err = result.reason as { name?: string; message?: string } | undefined;
-          return { id, status: 'failed' as const, output: { name: err?.name ?? 'Error', message: err?.message ?? String(result.reason) } };
-        });
+        return Promise.all(
+          settled.map(async (result, i) => {
+            const job = jobs[i] as BossJob<T>;
+            if (result.status === 'fulfilled') return { id: job.id, status: 'completed' as const };
+            const err = result.reason as { name?: string; message?: string } | undefined;
+            const output = { name: err?.name ?? 'Error', message: err?.message ?? String(result.reason) };
+            if (result.reason instanceof RetryLaterError) await this.failNotBefore(boss, name, job, output, result.reason.retryAt);
+            return { id: job.id, status: 'failed' as const, output };
+          }),
+        );
       },
     );
+  }
+
+  /**
+   * Fails one attempt and holds its retry until `retryAt` (RetryLaterError), capped at the
+   * queue's retryDelayMaxSeconds from now. pg-boss has no "retry at" of its own, so the attempt
+   * is settled here, fenced to the attempt this worker holds (pg-boss computes the backoff as
+   * usual and the job is in `retry`), and the retry's `start_after` is then moved to the later of
+   * the backoff and `retryAt`, fenced the same way. The backoff is at least a second
+   * (retryDelaySeconds >= 1), so no worker can fetch the retry in between; if this process dies
+   * in between, the retry simply comes at the backoff. pg-boss's own settle of the returned
+   * disposition then finds the attempt no longer active and changes nothing. Plain SQL on pg-boss's
+   * connection: the same on PGlite and PostgreSQL.
+   */
+  private async failNotBefore(boss: PgBoss, name: string, job: BossJob<JsonObject>, output: JsonObject, retryAt: Date): Promise<void> {
+    const maxDelaySeconds = this.policy(name).retryDelayMaxSeconds ?? DEFAULTS.retryDelayMaxSeconds;
+    const at = new Date(Math.min(retryAt.getTime(), Date.now() + maxDelaySeconds * 1000));
+    await boss.fail(name, { id: job.id, retryCount: job.retryCount }, output);
+    await boss
+      .getDb()
+      .executeSql(
+        `UPDATE ${this.schema}.job SET start_after = GREATEST(start_after, $3::timestamptz), keep_until = GREATEST(keep_until, $3::timestamptz + (keep_until - start_after))
+          WHERE name = $1 AND id = $2::uuid AND state = 'retry' AND retry_count = $4`,
+        [name, job.id, at.toISOString(), job.retryCount],
+      );
   }
 
   async failed(name?: string): Promise<FailedJob[]> {

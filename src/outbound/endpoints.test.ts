@@ -91,6 +91,30 @@ describe('createParticipantFhirClients', () => {
     expect(reports.slice(1)).toEqual([{ participantId: 'full', stage: 'granted', missing: ['system/DocumentReference.c', 'system/Communication.c'] }]);
   });
 
+  it("the client assertion's aud is the network file's fhir.tokenUrl exactly as written, trailing slash or not (issue 11 §1.7)", async () => {
+    const ec = await generateKeyPair('ES384', { extractable: true });
+    await writeFile(path.join(dir, 'aud.jwk.json'), JSON.stringify({ ...(await exportJWK(ec.privateKey)), kid: 'aud-key' }));
+    const tokenUrls = { slash: 'https://slash.test/oauth2/token/', bare: 'https://bare.test/oauth2/token', origin: 'https://origin.test' };
+    const network = parseNetwork(
+      { participants: Object.entries(tokenUrls).map(([id, tokenUrl]) => participant(id, { baseUrl: `https://${id}.test/fhir`, tokenUrl, clientId: 'so-service', privateKeyFile: 'aud.jwk.json' })) },
+      'network.json',
+    );
+    const clients = await createParticipantFhirClients(network, { keyBaseDir: dir });
+    const audiences: Record<string, unknown> = {};
+    for (const [id, tokenUrl] of Object.entries(tokenUrls)) {
+      server.use(
+        http.post(tokenUrl, async ({ request }) => {
+          const { payload } = await jwtVerify(new URLSearchParams(await request.text()).get('client_assertion') as string, ec.publicKey);
+          audiences[id] = payload.aud;
+          return HttpResponse.json({ access_token: 'at', token_type: 'bearer' });
+        }),
+        http.get(`https://${id}.test/fhir/Patient/1`, () => HttpResponse.json({ resourceType: 'Patient', id: '1' })),
+      );
+      await clients.get(id)!.read('Patient', '1');
+    }
+    expect(audiences).toEqual(tokenUrls);
+  });
+
   it('fails at start-up when a key file is missing, naming the participant', async () => {
     const network = parseNetwork({ participants: [participant('st-olaf', { baseUrl: 'https://ehr.test/fhir', tokenUrl: 'https://ehr.test/token', clientId: 'c', privateKeyFile: 'nope.pem' })] }, 'n.json');
     await expect(createParticipantFhirClients(network, { keyBaseDir: dir })).rejects.toThrow(`participant st-olaf: cannot use fhir.privateKeyFile ${path.join(dir, 'nope.pem')}: ENOENT`);

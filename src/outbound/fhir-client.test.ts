@@ -84,9 +84,11 @@ describe('createFhirClient', () => {
     const tokens = countingTokens();
     const err = await createFhirClient({ baseUrl: BASE, tokenSource: tokens, timeoutMs: 2000 }).read('Patient', 'p1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundHttpError);
-    expect(err).toMatchObject({ status: 401, failure: 'http', url: `${BASE}/Patient/p1`, outcome: outcome('login', 'Unauthorized') });
+    // Permanent: the one refresh already happened; retrying later will not change the answer (issue 11 §1.4).
+    expect(err).toMatchObject({ status: 401, failure: 'http', url: `${BASE}/Patient/p1`, outcome: outcome('login', 'Unauthorized'), retryable: false, failureClass: 'permanent' });
     expect((err as Error).message).toBe(`GET ${BASE}/Patient/p1 HTTP 401`);
     expect(tokens.issued).toBe(2);
+    expect(tokens.invalidated).toEqual(['tok-1']);
     const everything = JSON.stringify({ err, message: (err as Error).message, stack: (err as Error).stack, logs: [...logged.mock.calls, ...errored.mock.calls] });
     expect(everything).not.toMatch(/tok-\d/);
     logged.mockRestore();
@@ -99,6 +101,29 @@ describe('createFhirClient', () => {
     expect(err).toMatchObject({ name: 'OutboundHttpError', status, retryable: true, outcome: outcome('transient', 'down for maintenance') });
     expect(isRetryableError(err)).toBe(true);
     expect(isNotFound(err)).toBe(false);
+  });
+
+  it('a 429 or 503 with Retry-After (seconds or HTTP-date) carries the time of the next attempt', async () => {
+    const date = new Date(Math.ceil(Date.now() / 1000) * 1000 + 60_000);
+    server.use(
+      http.get(`${BASE}/Patient/p1`, () => HttpResponse.json(outcome('throttled', 'slow down'), { status: 429, headers: { 'retry-after': '2' } })),
+      http.get(`${BASE}/Patient/p2`, () => HttpResponse.json(outcome('transient', 'maintenance'), { status: 503, headers: { 'retry-after': date.toUTCString() } })),
+    );
+    const client = createFhirClient({ baseUrl: BASE, timeoutMs: 2000 });
+    const before = Date.now();
+    const throttled = (await client.read('Patient', 'p1').catch((e: unknown) => e)) as OutboundHttpError;
+    expect(throttled).toMatchObject({ status: 429, retryable: true });
+    expect(throttled.retryAt!.getTime()).toBeGreaterThanOrEqual(before + 2_000);
+    expect(throttled.retryAt!.getTime()).toBeLessThanOrEqual(Date.now() + 2_000);
+    expect(await client.read('Patient', 'p2').catch((e: unknown) => e)).toMatchObject({ status: 503, retryable: true, retryAt: date });
+  });
+
+  it.each([403, 405, 410, 412, 422])('%i is permanent', async (status) => {
+    server.use(http.post(`${BASE}/DocumentReference`, () => HttpResponse.json(outcome('forbidden', 'no'), { status })));
+    const err = await createFhirClient({ baseUrl: BASE, timeoutMs: 2000 })
+      .createIfNoneExist({ resourceType: 'DocumentReference', status: 'current', content: [] } as never, 'identifier=a|b')
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'OutboundHttpError', status, method: 'POST', retryable: false, failureClass: 'permanent' });
   });
 
   it('404 is distinguishable and not retryable; 400 is not retryable; the query string is not kept', async () => {

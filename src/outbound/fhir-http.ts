@@ -1,9 +1,11 @@
 import type { OperationOutcome } from '@medplum/fhirtypes';
-import { OutboundHttpError, OutboundUrlError, stripQuery, toTransportError } from './outbound-errors.ts';
+import { OutboundHttpError, OutboundUrlError, retryAtFrom, stripQuery, toTransportError } from './outbound-errors.ts';
 import type { TokenSource } from './smart-token-source.ts';
 
 /**
  * The HTTP layer under the FHIR client: bearer, timeout, one retry on 401, typed errors.
+ * A 401 that survives the retry with a fresh token is a permanent failure (outbound-errors.ts
+ * `classifyFailure`): the EHR does not accept this client, and retrying later will not change it.
  *
  * MedplumClient is given this as its `fetch`, so every call it makes (read, search, conditional
  * create) passes here. MedplumClient's own retries are switched off (`maxRetries: 0`): retrying
@@ -63,7 +65,8 @@ export function createFhirFetch(options: FhirHttpOptions): FetchLike {
 
 /**
  * Turns a non-2xx response into an {@link OutboundHttpError}, keeping an OperationOutcome body
- * when there is one (read at most 1 MB; anything else is discarded unread).
+ * when there is one (read at most 1 MB; anything else is discarded unread) and, on a 429 or 503,
+ * the time its `Retry-After` names.
  */
 export async function errorFromResponse(response: Response, method: string, url: string): Promise<OutboundHttpError> {
   let outcome: OperationOutcome | undefined;
@@ -79,5 +82,6 @@ export async function errorFromResponse(response: Response, method: string, url:
   } else {
     await response.body?.cancel().catch(() => undefined);
   }
-  return new OutboundHttpError({ status: response.status, failure: 'http', method, url, ...(outcome ? { outcome } : {}) });
+  const retryAt = retryAtFrom(response.status, response.headers.get('retry-after'));
+  return new OutboundHttpError({ status: response.status, failure: 'http', method, url, ...(outcome ? { outcome } : {}), ...(retryAt ? { retryAt } : {}) });
 }

@@ -131,11 +131,50 @@ describe('createSmartTokenSource', () => {
     expect(await tokens.getToken()).toBe('tok-2');
   });
 
-  it('reports a refused client as not retryable', async () => {
-    tokenEndpoint(() => HttpResponse.json({ error: 'invalid_client', error_description: 'bad signature' }, { status: 401 }));
+  it('reports a refused client as not retryable, keeping the error_description (RFC 6749 §5.2)', async () => {
+    tokenEndpoint(() => HttpResponse.json({ error: 'invalid_client', error_description: 'Invalid client assertion audience' }, { status: 401 }));
     const { privateJwk } = await keys('ES384');
     const err = await source(privateJwk, 'ES384').getToken().catch((e: unknown) => e);
-    expect(err).toMatchObject({ name: 'OutboundAuthError', status: 401, oauthError: 'invalid_client', retryable: false });
+    expect(err).toMatchObject({ name: 'OutboundAuthError', status: 401, oauthError: 'invalid_client', oauthErrorDescription: 'Invalid client assertion audience', retryable: false });
+    expect((err as Error).message).toBe(`Token request to ${TOKEN_URL} failed: HTTP 401 invalid_client: Invalid client assertion audience`);
+  });
+
+  it('an error_description that quotes our client assertion back keeps none of it', async () => {
+    const calls = tokenEndpoint(() => undefined);
+    server.use(
+      http.post(TOKEN_URL, async ({ request }) => {
+        const assertion = new URLSearchParams(await request.text()).get('client_assertion') as string;
+        calls.push({ form: new URLSearchParams({ client_assertion: assertion }), contentType: null });
+        return HttpResponse.json({ error: 'invalid_client', error_description: `assertion ${assertion} rejected; header ${assertion.split('.')[0]}` }, { status: 400 });
+      }),
+    );
+    const { privateJwk } = await keys('ES384');
+    const err = (await source(privateJwk, 'ES384').getToken().catch((e: unknown) => e)) as OutboundAuthError;
+    expect(err.oauthErrorDescription).toBe('assertion [redacted] rejected; header [redacted]');
+    const sent = calls.at(-1)?.form.get('client_assertion') as string;
+    for (const part of sent.split('.')) expect(`${err.message} ${err.oauthErrorDescription}`).not.toContain(part);
+  });
+
+  it('a 429 with Retry-After says when to try again', async () => {
+    tokenEndpoint(() => HttpResponse.json({ error: 'slow_down' }, { status: 429, headers: { 'retry-after': '7' } }));
+    const { privateJwk } = await keys('ES384');
+    const clock = 1_800_000_000_000;
+    const err = await source(privateJwk, 'ES384', () => clock).getToken().catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 429, retryable: true, retryAt: new Date(clock + 7_000) });
+  });
+
+  it.each(['https://ehr.test/auth/token', 'https://ehr.test/auth/token/', 'https://ehr.test'])('signs `aud` exactly as the tokenUrl is written: %s', async (tokenUrl) => {
+    const { privateJwk, publicKey } = await keys('ES384');
+    const seen: string[] = [];
+    server.use(
+      http.post(tokenUrl, async ({ request }) => {
+        seen.push(new URLSearchParams(await request.text()).get('client_assertion') as string);
+        return HttpResponse.json({ access_token: 'tok', token_type: 'Bearer' });
+      }),
+    );
+    await createSmartTokenSource({ tokenUrl, clientId: 'so-service', scope: 'system/Patient.r', privateKey: privateJwk, alg: 'ES384', timeoutMs: 2000 }).getToken();
+    const { payload } = await jwtVerify(seen[0] as string, publicKey);
+    expect(payload.aud).toBe(tokenUrl);
   });
 
   it('refuses a response without an access token', async () => {

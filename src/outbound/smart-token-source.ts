@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { importJWK, SignJWT, type CryptoKey, type JWK, type KeyObject } from 'jose';
 import { z } from 'zod';
-import { OutboundAuthError, transportFailure } from './outbound-errors.ts';
+import { OutboundAuthError, retryAtFrom, transportFailure } from './outbound-errors.ts';
 
 /** Gives a bearer token for outbound FHIR calls; `invalidate` drops a token the server refused (401). */
 export interface TokenSource {
@@ -13,7 +13,10 @@ export interface TokenSource {
 export type SmartAlg = 'RS384' | 'ES384';
 
 export interface SmartTokenSourceOptions {
-  /** The EHR's token endpoint; also the assertion's `aud`. */
+  /**
+   * The EHR's token endpoint; also the assertion's `aud`, exactly as written in the network file
+   * (no trailing slash added or dropped: servers such as Medplum compare it byte for byte).
+   */
   tokenUrl: string;
   /** Our client_id at that EHR; the assertion's `iss` and `sub`. */
   clientId: string;
@@ -93,11 +96,12 @@ export function createSmartTokenSource(options: SmartTokenSourceOptions): TokenS
   }
 
   async function requestToken(): Promise<string> {
+    const assertion = await signAssertion();
     const body = new URLSearchParams({
       grant_type: 'client_credentials',
       scope: options.scope,
       client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-      client_assertion: await signAssertion(),
+      client_assertion: assertion,
     });
     const startedAt = now();
     let response: Response;
@@ -115,8 +119,20 @@ export function createSmartTokenSource(options: SmartTokenSourceOptions): TokenS
       throw new OutboundAuthError({ status: 0, failure: transportFailure(err), tokenUrl: options.tokenUrl, cause: err });
     }
     if (!response.ok) {
-      const oauthError = typeof (json as { error?: unknown } | undefined)?.error === 'string' ? (json as { error: string }).error : undefined;
-      throw new OutboundAuthError({ status: response.status, failure: 'http', tokenUrl: options.tokenUrl, ...(oauthError ? { oauthError: sanitizeCode(oauthError) } : {}) });
+      // RFC 6749 §5.2: `error` (a code) and `error_description` (text for the developer).
+      const answer = (json ?? {}) as { error?: unknown; error_description?: unknown };
+      const oauthError = typeof answer.error === 'string' ? answer.error : undefined;
+      const description = typeof answer.error_description === 'string' ? answer.error_description : undefined;
+      const retryAt = retryAtFrom(response.status, response.headers.get('retry-after'), now());
+      throw new OutboundAuthError({
+        status: response.status,
+        failure: 'http',
+        tokenUrl: options.tokenUrl,
+        ...(oauthError ? { oauthError: sanitizeCode(oauthError) } : {}),
+        // Sanitised in the error (outbound-errors.ts); the assertion we sent is removed if it was quoted back.
+        ...(description ? { oauthErrorDescription: description, secrets: [assertion] } : {}),
+        ...(retryAt ? { retryAt } : {}),
+      });
     }
     const parsed = TokenResponseSchema.safeParse(json);
     if (!parsed.success) {

@@ -6,15 +6,26 @@
 import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
 import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
-import type { Job } from '../jobs/job-queue.ts';
+import { RetryLaterError, type Job } from '../jobs/job-queue.ts';
 import type { AssembleRecordSetJob } from '../jobs/queues.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
-import { AttachmentTooLargeError, isNotFound, isRetryableError } from '../outbound/outbound-errors.ts';
+import {
+  AttachmentTooLargeError,
+  briefOutboundFailure,
+  describeOutboundFailure,
+  isNotFound,
+  isPermanentError,
+  isRetryableError,
+  keptOutcome,
+  OutboundAuthError,
+  OutboundError,
+  OutboundHttpError,
+} from '../outbound/outbound-errors.ts';
 import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/blob-store.ts';
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -90,7 +101,8 @@ export type AssemblyStatus = Extract<BusinessStatus, 'records-ready' | 'awaiting
 export type AssemblyResult =
   | { outcome: 'skipped'; reason: string }
   | { outcome: 'assembled'; bundleId: string; withheldBundleId?: string; statuses: Record<string, AssemblyStatus> }
-  | { outcome: 'failed'; reason: string };
+  /** `error`: the outbound failure that ended it, for the job's log line (logged through its allowlist). */
+  | { outcome: 'failed'; reason: string; error?: OutboundError };
 
 /** Task statuses before the consultant has accepted: the assembly owns the business status. */
 const WAITING_FOR_RECORDS = new Set<Task['status']>(['draft', 'requested', 'received', 'ready']);
@@ -102,8 +114,12 @@ const STUDY_KINDS: readonly Kind[] = ['imaging-review', 'pathology-review'];
  * Runs one attempt of the record assembly of a referral. Re-reads the current state first:
  * nothing is done for a ServiceRequest that is no longer active, whose Tasks are all terminal,
  * or that moved past the version the job was enqueued for (an earlier attempt finished).
- * An unavailable EHR (5xx, timeout, connection refused) throws so the queue retries with
- * backoff; on the last attempt the Tasks are marked `records-failed` with the reason instead.
+ * Outbound failures are classified once (outbound-errors.ts `classifyFailure`, issue 11 §1.4):
+ * a transient one (EHR down, busy, slow) throws so the queue retries with backoff, not before the
+ * EHR's `Retry-After`, and on the last attempt the Tasks are marked `records-failed` instead; a
+ * permanent one (a search, read, attachment fetch or token request refused: 403, 400, 401 after
+ * a fresh token...) marks them `records-failed` at once. A named document answered 404 or 410
+ * is a missing record, not a failure.
  */
 export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
   const { serviceRequestId } = job.data;
@@ -131,10 +147,36 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
   try {
     return await assemble({ job, deps, request, referrer, client, serviceRequest, tasks });
   } catch (err) {
+    if (isPermanentError(err)) {
+      return fail(deps, job, tasks, `The referring EHR refused a read: ${describeOutboundFailure(err)}`, {
+        taskText: `The referring EHR refused a read: ${briefOutboundFailure(err)}`,
+        error: err,
+        ...(err instanceof OutboundHttpError && err.outcome ? { outcome: keptOutcome(err.outcome) } : {}),
+      });
+    }
     if (!isRetryableError(err)) throw err;
-    if (job.attempt < deps.retryLimit + 1) throw err;
-    return fail(deps, job, tasks, `The referring EHR could not be reached after ${job.attempt} attempts: ${(err as Error).message}`);
+    if (job.attempt < deps.retryLimit + 1) {
+      // The EHR said when to come back (429/503 Retry-After): the queue holds the retry until then.
+      if (err instanceof OutboundError && err.retryAt) throw new RetryLaterError(err.retryAt, { cause: err });
+      throw err;
+    }
+    const error = err as OutboundError;
+    return fail(deps, job, tasks, `The referring EHR could not be reached after ${job.attempt} attempts: ${describeOutboundFailure(error)}`, {
+      taskText: `The referring EHR could not be reached after ${job.attempt} attempts: ${briefOutboundFailure(error)}`,
+      error,
+      ...(err instanceof OutboundHttpError && err.outcome ? { outcome: keptOutcome(err.outcome) } : {}),
+    });
   }
+}
+
+/** A read the EHR answers this way is a record that is not there (FHIR: 410 is a deleted resource's read). */
+function isMissing(err: unknown): boolean {
+  return isNotFound(err) || (err instanceof OutboundHttpError && err.status === 410);
+}
+
+/** A failure of the call itself (HTTP status, no answer, token): classified, retried or ending the job, never a missing record. */
+function isCallFailure(err: unknown): boolean {
+  return err instanceof OutboundHttpError || err instanceof OutboundAuthError;
 }
 
 interface AssemblyContext {
@@ -275,6 +317,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
       ...report,
       consent: [...decisions].map(([participant, d]): ConsentOutcome => (d.permitted ? { participant, permitted: true, basis: d.basis } : { participant, permitted: false, code: d.code, reason: d.reason })),
       failureReason: null,
+      failureOutcome: null,
     });
   });
   return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
@@ -325,8 +368,10 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
       if (doc.resourceType === 'DocumentReference') add(doc);
       else missing.push({ reference, reason: 'unreadable' });
     } catch (err) {
-      if (isRetryableError(err)) throw err;
-      missing.push({ reference, reason: isNotFound(err) ? 'not-found' : 'unreadable', ...(isNotFound(err) ? { status: 404 } : {}) });
+      if (isMissing(err)) missing.push({ reference, reason: 'not-found', status: (err as OutboundHttpError).status });
+      else if (isCallFailure(err)) throw err;
+      // A reference the client will not follow (contained, another server): this record is unreadable.
+      else missing.push({ reference, reason: 'unreadable' });
     }
   }
 
@@ -389,8 +434,11 @@ async function storeRecord(
         report.integrityFailures.push({ reference: source, kind: err.kind, expected: err.expected, actual: err.actual });
       } else if (err instanceof BlobTooLargeError || err instanceof AttachmentTooLargeError) {
         report.tooLarge.push({ reference: source, maxBytes: ctx.deps.maxAttachmentBytes });
-      } else if (!isRetryableError(err) && (isNotFound(err) || (err as { name?: string }).name?.startsWith('Outbound'))) {
-        report.missingDocuments.push({ reference: source, reason: isNotFound(err) ? 'not-found' : 'unreadable', ...(isNotFound(err) ? { status: 404 } : {}) });
+      } else if (isMissing(err)) {
+        report.missingDocuments.push({ reference: source, reason: 'not-found', status: (err as OutboundHttpError).status });
+      } else if (err instanceof OutboundError && !isCallFailure(err)) {
+        // An attachment URL the client refuses (scheme, too many redirects): this record is unreadable.
+        report.missingDocuments.push({ reference: source, reason: 'unreadable' });
       } else {
         throw err;
       }
@@ -455,8 +503,9 @@ async function readConsent(request: IntakeRequest, client: FhirClient): Promise<
     const consent = await client.readReference<Consent>(request.consent.reference);
     return consent.resourceType === 'Consent' ? consent : undefined;
   } catch (err) {
-    if (isRetryableError(err)) throw err;
-    return undefined;
+    // Gone or never there: no consent. A refused or failed read is a failure of the call (classified above).
+    if (isMissing(err) || !isCallFailure(err)) return undefined;
+    throw err;
   }
 }
 
@@ -465,12 +514,22 @@ function describeMissing(entry: ChecklistEntry): string {
   return `${entry.display}${alternatives}`;
 }
 
-/** Gives up: every open Task says the record set could not be assembled, and why. */
-async function fail(deps: AssembleRecordSetDeps, job: Job<AssembleRecordSetJob>, tasks: Task[], reason: string): Promise<AssemblyResult> {
+/**
+ * Gives up: every open Task says the record set could not be assembled, and why. `reason` (with
+ * the EHR's words) and `outcome` are for the referrer's summary; the Tasks, which an admitted
+ * consulting clinic reads too, get `taskText`: the call, status and issue codes only.
+ */
+async function fail(
+  deps: AssembleRecordSetDeps,
+  job: Job<AssembleRecordSetJob>,
+  tasks: Task[],
+  reason: string,
+  details: { taskText?: string; outcome?: OperationOutcome | undefined; error?: OutboundError } = {},
+): Promise<AssemblyResult> {
   const now = deps.now();
   await deps.store.withTransaction(async (tx) => {
     for (const task of tasks) {
-      await tx.update<Task>({ ...task, businessStatus: businessStatus('records-failed', reason), lastModified: now.toISOString() }, { expectedVersion: task.meta?.versionId });
+      await tx.update<Task>({ ...task, businessStatus: businessStatus('records-failed', details.taskText ?? reason), lastModified: now.toISOString() }, { expectedVersion: task.meta?.versionId });
     }
     await saveReport(tx, job, now, {
       status: 'records-failed',
@@ -483,9 +542,10 @@ async function fail(deps: AssembleRecordSetDeps, job: Job<AssembleRecordSetJob>,
       tooLarge: [],
       consent: [],
       failureReason: reason,
+      failureOutcome: details.outcome ?? null,
     });
   });
-  return { outcome: 'failed', reason };
+  return { outcome: 'failed', reason, ...(details.error ? { error: details.error } : {}) };
 }
 
 type ReportRow = Omit<typeof recordSetAssemblies.$inferInsert, 'serviceRequestId' | 'attempts' | 'updatedAt'>;

@@ -1,4 +1,4 @@
-import type { Resource } from '@medplum/fhirtypes';
+import type { OperationOutcome, Resource } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { bigint, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 
@@ -147,6 +147,12 @@ export const recordSetAssemblies = pgTable('record_set_assembly', {
   consent: jsonb('consent').notNull(),
   /** Why assembly gave up (records-failed), without PHI. */
   failureReason: text('failure_reason'),
+  /**
+   * The referring EHR's OperationOutcome when a read it refused ended the assembly (issue 11
+   * §1.4): severity, code, details.text, diagnostics, expression only, capped
+   * (outbound-errors.ts `keptOutcome`). Shown to the referrer in its summary.
+   */
+  failureOutcome: jsonb('failure_outcome').$type<OperationOutcome>(),
   attempts: integer('attempts').notNull(),
   /** The `intake_request.records_revision` this assembly was made from (jobs for older revisions are skipped). */
   recordsRevision: integer('records_revision').notNull().default(0),
@@ -205,6 +211,12 @@ export const opinionDeliveries = pgTable(
     attempts: integer('attempts').notNull().default(0),
     /** The last attempt's error, without PHI. */
     lastError: text('last_error'),
+    /**
+     * The EHR's OperationOutcome of the last failed attempt (issue 11 §1.4), as kept by
+     * outbound-errors.ts `keptOutcome` (issues' severity, code, details.text, diagnostics,
+     * expression; capped). Shown in the referrer's summary and the admin delivery list.
+     */
+    lastOutcome: jsonb('last_outcome').$type<OperationOutcome>(),
     /** The DocumentReference and Communication as created on the EHR (absolute URLs). */
     remoteDocument: text('remote_document'),
     remoteCommunication: text('remote_communication'),

@@ -165,6 +165,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /consults/:taskId/decline': consultAction('decline', 'decline'),
   'POST /consults/:taskId/request-info': consultAction('request-info', 'request-info'),
   'POST /consults/:taskId/opinion': consultAction('opinion', 'opinion'),
+  'GET /admin/deliveries': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'delivered', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
   'POST /admin/deliveries/:id/retry': { params: ids((w) => [...w.deliveries, ...w.tasks]), body: json(['empty'], true) },
   'GET /fhir/Binary/:id': { params: ids((w) => w.binaries), query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /fhir/:type/:id/_history/:vid': { params: (w) => fc.tuple(fhirTarget(w), segment(['1', '2', '3', '01', '2147483648', '99999999999999999999'])).map(([t, vid]) => ({ ...t, vid })), query: () => ({ _format: QUERY_VALUES.format }) },

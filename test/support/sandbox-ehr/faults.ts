@@ -19,6 +19,8 @@ export interface FaultRule {
   status?: number;
   /** With `status`: answer this JSON body instead of the default OperationOutcome (an error body that quotes the request, as some servers' do). */
   body?: unknown;
+  /** With `status`: extra response headers (e.g. `{ 'retry-after': '2' }`). */
+  headers?: Record<string, string>;
   /** Wait this long before answering normally (longer than a client timeout simulates a hang). */
   delayMs?: number;
   /** Destroy the TCP connection without any response (ECONNRESET / "socket hang up"). */

@@ -54,6 +54,8 @@ export interface RecordedRequest {
   headers: IncomingHttpHeaders;
   /** Whether an Authorization header was present (whatever its value). */
   authorization: boolean;
+  /** When the request arrived (Date.now()): retry timing (Retry-After) is checked against it. */
+  receivedAt: number;
   /** Status sent; undefined while in flight or when the connection was reset. */
   status?: number;
   /** The fault rule applied, if any. */
@@ -162,7 +164,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
     return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
       const method = req.method ?? 'GET';
       const path = req.url ?? '/';
-      const record: RecordedRequest = { origin, method, path, headers: req.headers, authorization: req.headers.authorization !== undefined };
+      const record: RecordedRequest = { origin, method, path, headers: req.headers, authorization: req.headers.authorization !== undefined, receivedAt: Date.now() };
       requests.push(record);
       res.on('finish', () => (record.status = res.statusCode));
       try {
@@ -173,9 +175,10 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
         if (fault?.delayMs) await sleep(fault.delayMs);
         if (res.destroyed) return;
         if (fault?.status) {
-          if (fault.body !== undefined) return send(res, { status: fault.status, headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(fault.body) }, undefined);
+          if (fault.body !== undefined) return send(res, { status: fault.status, headers: { 'content-type': 'application/fhir+json', ...fault.headers }, body: JSON.stringify(fault.body) }, undefined);
           const code = fault.status >= 500 ? 'exception' : 'processing';
-          return send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status), undefined);
+          const reply = outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status);
+          return send(res, { ...reply, headers: { ...reply.headers, ...fault.headers } }, undefined);
         }
         const reply = origin === 'ehr' ? await ehrReply(req, path, raw) : handleStorageRequest(method, path, blobs, signer);
         if (fault?.beforeResponse) {

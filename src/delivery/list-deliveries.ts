@@ -1,0 +1,81 @@
+/**
+ * `GET /admin/deliveries` (issue 11 §1.4): the post-backs an operator looks at before fixing a
+ * referring EHR's configuration and re-driving (`POST /admin/deliveries/{id}/retry`): newest
+ * change first, each with its status, attempts, the last error and the EHR's OperationOutcome
+ * as kept. Ids and what the EHR answered only: no opinion text, no patient.
+ */
+import type { OperationOutcome } from '@medplum/fhirtypes';
+import { desc, eq } from 'drizzle-orm';
+import { invalid, issue } from '../fhir/outcomes.ts';
+import type { ResourceStore } from '../store/resource-store.ts';
+import { opinionDeliveries } from '../store/schema.ts';
+
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+export interface DeliveryListQuery {
+  status?: DeliveryStatus;
+  /** At most this many (1-100, default 50). */
+  count: number;
+}
+
+export interface DeliveryListItem {
+  id: string;
+  taskId: string;
+  serviceRequestId: string;
+  /** The referrer whose EHR receives the opinion. */
+  participant: string;
+  status: string;
+  attempts: number;
+  lastError?: string;
+  /** The EHR's OperationOutcome of the last failed attempt (issues' severity, code, details.text, diagnostics, expression). */
+  lastOutcome?: OperationOutcome;
+  remoteDocument?: string;
+  updatedAt: string;
+  deliveredAt?: string;
+}
+
+/** `?status=failed&_count=20`; unknown parameters and bad values are refused, naming the parameter. */
+export function parseDeliveryListQuery(params: Record<string, string[]>): DeliveryListQuery {
+  const problems = [];
+  const query: DeliveryListQuery = { count: 50 };
+  for (const [name, values] of Object.entries(params)) {
+    const value = values[values.length - 1] ?? '';
+    if (name === 'status') {
+      if (DELIVERY_STATUSES.includes(value as DeliveryStatus)) query.status = value as DeliveryStatus;
+      else problems.push(issue('value', `status must be one of ${DELIVERY_STATUSES.join(', ')}`, 'status'));
+    } else if (name === '_count') {
+      const n = Number(value);
+      if (!/^\d+$/.test(value) || n < 1) problems.push(issue('value', '_count must be a positive integer', '_count'));
+      else query.count = Math.min(n, 100);
+    } else {
+      problems.push(issue('not-supported', `Unknown parameter '${name}' (status, _count)`, name));
+    }
+  }
+  if (problems.length) throw invalid(problems);
+  return query;
+}
+
+export async function listDeliveries(query: DeliveryListQuery, deps: { store: ResourceStore }): Promise<{ items: DeliveryListItem[] }> {
+  const rows = await deps.store.database
+    .select()
+    .from(opinionDeliveries)
+    .where(query.status ? eq(opinionDeliveries.status, query.status) : undefined)
+    .orderBy(desc(opinionDeliveries.updatedAt), opinionDeliveries.id)
+    .limit(query.count);
+  return {
+    items: rows.map((row) => ({
+      id: row.id,
+      taskId: row.taskId,
+      serviceRequestId: row.serviceRequestId,
+      participant: row.participantId,
+      status: row.status,
+      attempts: row.attempts,
+      ...(row.lastError ? { lastError: row.lastError } : {}),
+      ...(row.lastOutcome ? { lastOutcome: row.lastOutcome } : {}),
+      ...(row.remoteDocument ? { remoteDocument: row.remoteDocument } : {}),
+      updatedAt: row.updatedAt.toISOString(),
+      ...(row.deliveredAt ? { deliveredAt: row.deliveredAt.toISOString() } : {}),
+    })),
+  };
+}
