@@ -17,8 +17,8 @@ import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, 
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
 import { startOverdueSweep } from './consults/overdue-sweep.ts';
-import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
-import { createParticipantFhirClients } from './outbound/endpoints.ts';
+import { loadNetwork } from './network/network.ts';
+import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { BlobStore } from './store/blob-store.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
@@ -61,8 +61,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const signingKey = await loadSigningKey(config);
   // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
   const fhirClients = await createParticipantFhirClients(network, {
-    // privateKeyFile paths are relative to the network file; the example network's to the repository root.
-    keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..'),
+    keyBaseDir: outboundKeyBaseDir(config.networkFile),
     // A scope-enforcing EHR refuses what its token does not cover: say what is missing, once, before a job fails on it.
     onScopeReport: ({ participantId, stage, missing }) =>
       log.warn({ event: 'outbound.scope-missing', participant: participantId, stage, missing }, stage === 'requested' ? 'the scope requested from this EHR leaves out what the service needs there' : 'the EHR granted a scope that leaves out what the service needs there'),

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
-import type { Network } from '../network/network.ts';
+import { EXAMPLE_NETWORK_FILE, type Network } from '../network/network.ts';
 import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
 import { DEFAULT_OUTBOUND_SCOPE, missingOutboundScopes } from './outbound-scope.ts';
@@ -58,6 +58,15 @@ export class OutboundKeyError extends Error {
 }
 
 export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
+
+/**
+ * The directory participants' `fhir.privateKeyFile` paths are relative to: the network file's
+ * (NETWORK_FILE), or the repository root for the shipped example network (its keys live in
+ * examples/keys). The service and the connection check read keys the same way.
+ */
+export function outboundKeyBaseDir(networkFile: string | undefined): string {
+  return networkFile ? path.dirname(path.resolve(networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..');
+}
 
 /**
  * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read
