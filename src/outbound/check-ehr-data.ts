@@ -10,7 +10,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
 import type { Participant } from '../network/network.ts';
 import type { CheckCaller, CheckLine } from './check-ehr.ts';
-import { describeFailure, statusOf } from './check-ehr-failure.ts';
+import { describeFailure, printable, statusOf } from './check-ehr-failure.ts';
 import type { FhirClient } from './fhir-client.ts';
 import { AttachmentTooLargeError } from './outbound-errors.ts';
 
@@ -115,7 +115,7 @@ export async function checkConsent(ctx: DataCheckContext, patient: string | unde
       return { id: 'consent', title, status: 'failed', observed: `GET [base]/${consent}: ${describeFailure(err)}`, fix };
     }
     await audit.succeeded([consent], read.patient?.reference);
-    return { id: 'consent', title, status: 'ok', observed: `${consent} read: status ${read.status ?? 'none'}, ${read.provision?.provision?.length ?? 0} nested provisions` };
+    return { id: 'consent', title, status: 'ok', observed: `${consent} read: status ${printable(read.status ?? 'none', 40)}, ${read.provision?.provision?.length ?? 0} nested provisions` };
   }
   if (!patient) return { id: 'consent', title, status: 'skipped', observed: 'not tried: give a Consent (Consent/<id> on the EHR: --consent, ?consent=) to read, or a patient to count their Consents' };
   const query = `patient=${patient}`;
@@ -159,6 +159,7 @@ export async function checkWrite(ctx: DataCheckContext, write: boolean): Promise
   } catch (err) {
     return { id: 'write', title, status: 'failed', observed: `POST [base]/Communication (If-None-Exist): ${describeFailure(err)}`, fix: refusalAdvice(err, ctx, 'system/Communication.c', 'create Communications') };
   }
+  if (created.id !== undefined) created.id = printable(created.id, 64);
   if (!created.id) return { id: 'write', title, status: 'failed', observed: 'the EHR answered the create without an id', fix: "The service needs the created resource's id back (Prefer: return=representation or a Location header); ask the EHR's administrators." };
   try {
     const back = await ctx.client.read<Communication>('Communication', created.id);
