@@ -21,7 +21,9 @@ import { createIntakeRouter } from './intake/routes.ts';
 import type { JobQueue } from './jobs/job-queue.ts';
 import type { Logger } from './log/logger.ts';
 import type { Network } from './network/network.ts';
-import { createParticipantsRouter } from './network/routes.ts';
+import { createParticipantCheckRouter, createParticipantsRouter } from './network/routes.ts';
+import { checkEhrConnection } from './outbound/check-ehr.ts';
+import { outboundKeyBaseDir } from './outbound/endpoints.ts';
 import type { ResourceStore } from './store/resource-store.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
@@ -98,6 +100,8 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(createConsultRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createDeliveryAdminRouter({ guard, store: deps.store, jobs: deps.jobs, now: deps.now }));
+  const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
+  app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 

@@ -17,8 +17,8 @@ import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, 
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
 import { startOverdueSweep } from './consults/overdue-sweep.ts';
-import { EXAMPLE_NETWORK_FILE, loadNetwork } from './network/network.ts';
-import { createParticipantFhirClients } from './outbound/endpoints.ts';
+import { loadNetwork } from './network/network.ts';
+import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { BlobStore } from './store/blob-store.ts';
@@ -63,7 +63,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const now = options.now ?? (() => new Date());
   // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
   // Key file paths are relative to the network file; the example network's to the repository root.
-  const outboundKeys = await loadOutboundKeys(network, { keyBaseDir: config.networkFile ? path.dirname(path.resolve(config.networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..') });
+  const outboundKeys = await loadOutboundKeys(network, { keyBaseDir: outboundKeyBaseDir(config.networkFile) });
   const fhirClients = await createParticipantFhirClients(network, {
     keys: outboundKeys,
     // Which key signs follows the service's clock (rotation dates).

@@ -449,6 +449,8 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/admin/deliveries': () => [{ path: '/admin/deliveries?status=delivered', expect: () => 200 }],
   // Delivered already: 409 for the auditor; every other caller is refused by role.
   '/admin/deliveries/:id/retry': ({ refs }) => [{ path: `/admin/deliveries/${refs.note}/retry`, expect: () => 409 }],
+  // No party holds the admin role: refused by role, before any call to an EHR (the route's own test: test/check-ehr-flow.test.ts).
+  '/admin/participants/:id/check': () => [{ path: '/admin/participants/st-olaf/check', expect: () => 200 }],
   '/fhir/Binary/:id': () => [],
   '/fhir/:type/:id/_history/:vid': () => [],
   '/fhir/:type/:id/_history': () => [],

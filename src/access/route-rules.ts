@@ -93,6 +93,12 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   },
   {
     method: 'GET',
+    path: '/admin/participants/:id/check',
+    what: "Connection check of a participant's EHR (the checklist of `npm run check-ehr`)",
+    access: { kind: 'roles', roles: ['admin'] },
+  },
+  {
+    method: 'GET',
     path: '/fhir/Binary/:id',
     what: 'Attachment bytes of a record set',
     access: { kind: 'roles', roles: ['referrer', 'physician', 'consultant'], scope: { type: 'Binary', interaction: 'r' }, audit: { action: 'read', type: 'Binary', param: 'id' } },

@@ -1,4 +1,5 @@
-import type { Network } from '../network/network.ts';
+import path from 'node:path';
+import { EXAMPLE_NETWORK_FILE, type Network } from '../network/network.ts';
 import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
 import { missingOutboundScopes, outboundScope } from './outbound-scope.ts';
@@ -34,6 +35,15 @@ export interface ScopeReport {
 }
 
 export const DEFAULT_OUTBOUND_TIMEOUT_MS = 30_000;
+
+/**
+ * The directory participants' `fhir.privateKeyFile` paths are relative to: the network file's
+ * (NETWORK_FILE), or the repository root for the shipped example network (its keys live in
+ * examples/keys). The service and the connection check read keys the same way.
+ */
+export function outboundKeyBaseDir(networkFile: string | undefined): string {
+  return networkFile ? path.dirname(path.resolve(networkFile)) : path.resolve(path.dirname(EXAMPLE_NETWORK_FILE), '..');
+}
 
 /**
  * One FHIR client per participant that has a `fhir` block, keyed by participant id. Keys are read

@@ -167,6 +167,10 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /consults/:taskId/opinion': consultAction('opinion', 'opinion'),
   'GET /admin/deliveries': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'delivered', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
   'POST /admin/deliveries/:id/retry': { params: ids((w) => [...w.deliveries, ...w.tasks]), body: json(['empty'], true) },
+  'GET /admin/participants/:id/check': {
+    params: ids(() => ['st-olaf', 'lakeside-consults', 'audit-office', 'nobody']),
+    query: () => ({ patient: QUERY_VALUES.reference, consent: fc.constantFrom('Consent/c-1', 'c-1', 'Consent/', 'Consent/a%20b'), write: fc.constantFrom('true', 'false', 'yes', '') }),
+  },
   'GET /fhir/Binary/:id': { params: ids((w) => w.binaries), query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /fhir/:type/:id/_history/:vid': { params: (w) => fc.tuple(fhirTarget(w), segment(['1', '2', '3', '01', '2147483648', '99999999999999999999'])).map(([t, vid]) => ({ ...t, vid })), query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /fhir/:type/:id/_history': { params: fhirTarget, query: () => ({ _format: QUERY_VALUES.format }) },

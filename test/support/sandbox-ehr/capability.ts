@@ -6,7 +6,7 @@ import type { CapabilityStatement } from '@medplum/fhirtypes';
 
 /** Resource types the sandbox holds and advertises. */
 export const SANDBOX_RESOURCE_TYPES = [
-  'Patient', 'Practitioner', 'Organization', 'DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Endpoint', 'Consent', 'Binary',
+  'Patient', 'Practitioner', 'Organization', 'DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Endpoint', 'Consent', 'Binary', 'Communication',
   'ServiceRequest', 'Task', 'Provenance', 'AuditEvent',
 ] as const;
 
