@@ -10,7 +10,7 @@ import type { CheckLine } from './check-ehr.ts';
 import { describeFailure, printable } from './check-ehr-failure.ts';
 import { loadOutboundKeys, OutboundKeyError, signingKeyAt } from './outbound-keys.ts';
 import { OutboundAuthError, toTransportError } from './outbound-errors.ts';
-import { missingOutboundScopes, OUTBOUND_NEEDS } from './outbound-scope.ts';
+import { missingOutboundScopes, OUTBOUND_NEEDS, type OutboundNeed } from './outbound-scope.ts';
 import { createSmartTokenSource, type SmartAlg, type TokenSource } from './smart-token-source.ts';
 
 interface HttpDeps {
@@ -37,7 +37,7 @@ async function getJson(url: string, deps: HttpDeps): Promise<{ status: number; j
  * when it does not list an interaction the service uses (many servers under-declare, so the
  * later lines are the proof).
  */
-export async function checkCapabilityStatement(baseUrl: string, deps: HttpDeps): Promise<{ line: CheckLine; reachable: boolean }> {
+export async function checkCapabilityStatement(baseUrl: string, deps: HttpDeps, needs: readonly OutboundNeed[] = OUTBOUND_NEEDS): Promise<{ line: CheckLine; reachable: boolean }> {
   const title = 'CapabilityStatement (GET [base]/metadata)';
   let answer;
   try {
@@ -61,7 +61,7 @@ export async function checkCapabilityStatement(baseUrl: string, deps: HttpDeps):
   }
   const resources = cs.rest?.find((r) => r.mode === 'server')?.resource ?? [];
   const missing: string[] = [];
-  for (const need of OUTBOUND_NEEDS) {
+  for (const need of needs) {
     const declared = resources.find((r) => r.type === need.type);
     for (const letter of need.interactions) {
       if (!declared?.interaction?.some((i) => i.code === INTERACTION_CODE[letter])) missing.push(`${need.type} ${INTERACTION_CODE[letter]}`);
@@ -223,12 +223,13 @@ function tokenAdvice(error: string | undefined, err: unknown, reg: { clientId: s
 /** Line 4: the scopes granted against what the service needs (outbound-scope.ts). */
 export function checkScopes(participant: Participant, requested: readonly string[], token: TokenCheck): CheckLine {
   const title = 'Scopes granted vs needed';
-  const requestedMissing = missingOutboundScopes(requested);
+  const settings = { ...(participant.fhir?.profiles ? { profiles: participant.fhir.profiles } : {}) };
+  const requestedMissing = missingOutboundScopes(requested, settings);
   if (!token.granted) {
     const observed = requestedMissing.length ? `no token to compare; the requested scope already lacks ${requestedMissing.join(' ')}` : 'no token to compare (line 3)';
     return { id: 'scopes', title, status: 'skipped', observed, ...(requestedMissing.length ? { fix: 'Add the missing scopes to fhir.scope, or remove fhir.scope to request the default.' } : {}) };
   }
-  const missing = missingOutboundScopes(token.granted);
+  const missing = missingOutboundScopes(token.granted, settings);
   const source = token.scopeInResponse ? 'granted' : 'granted (the token response names no scope: taken as the requested one)';
   if (missing.length === 0) return { id: 'scopes', title, status: 'ok', observed: `${source}: ${token.granted.join(' ')}` };
   const notRequested = missing.filter((m) => requestedMissing.includes(m));

@@ -13,7 +13,7 @@ const ORIGIN = 'https://ehr.test';
 const BASE = `${ORIGIN}/fhir/R4`;
 const TOKEN_URL = `${ORIGIN}/oauth2/token`;
 const ROOT = path.join(import.meta.dirname, '..', '..');
-const DEFAULT_SCOPE = 'system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r system/Communication.c';
+const DEFAULT_SCOPE = 'system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.c';
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
@@ -31,13 +31,13 @@ const network = parseNetwork(
         clients: [],
         fhir: { baseUrl: BASE, tokenUrl: TOKEN_URL, clientId: 'second-opinion-service', privateKeyFile: 'examples/keys/service-outbound.private.jwk.json', timeoutMs: 2000 },
       },
-      { id: 'lakeside', name: 'Lakeside', roles: ['consultant'], organization: { reference: 'Organization/lakeside' }, clients: [] },
+      { id: 'lakeside', name: 'Lakeside', roles: ['consultant'], organization: { reference: 'Organization/lakeside', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }] }, clients: [] },
     ],
   },
   'inline',
 );
 
-const capability = (fhirVersion = '4.0.1', types = ['DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Consent', 'Patient', 'Binary', 'Communication']): CapabilityStatement => ({
+const capability = (fhirVersion = '4.0.1', types = ['DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Consent', 'Patient', 'Organization', 'Binary', 'Communication']): CapabilityStatement => ({
   resourceType: 'CapabilityStatement',
   status: 'active',
   date: '2024-01-01',
@@ -162,7 +162,7 @@ describe('checkEhrConnection', () => {
   });
 
   it('a CapabilityStatement that does not list an interaction warns, naming it', async () => {
-    useEhr({}, http.get(`${BASE}/metadata`, () => HttpResponse.json(capability('4.0.1', ['DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Consent', 'Patient', 'Binary']))));
+    useEhr({}, http.get(`${BASE}/metadata`, () => HttpResponse.json(capability('4.0.1', ['DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Consent', 'Patient', 'Organization', 'Binary']))));
     const { list, line } = await check();
     expect(list.ok).toBe(true);
     expect(line('capability-statement')).toMatchObject({ status: 'warning', observed: 'fhirVersion 4.0.1; does not list: Communication create' });
@@ -188,7 +188,7 @@ describe('checkEhrConnection', () => {
     const token = line('token');
     expect(token.status).toBe('failed');
     expect(token.observed).toBe(`token request failed: HTTP 401: invalid_client "Invalid client assertion audience ${'x'.repeat(165)}…"`);
-    expect(token.fix).toMatch(/^The EHR does not accept our client assertion: check that client second-opinion-service is registered there with the public half of fhir.privateKeyFile \(kid \S+, ES384\), and that fhir.tokenUrl is exactly the EHR's token URL \(it is the assertion's audience\)\.$/);
+    expect(token.fix).toMatch(/^The EHR does not accept our client assertion: check that client second-opinion-service is registered there with our JWK Set URL \(\{PUBLIC_URL\}\/\.well-known\/client-jwks\.json, which publishes kid \S+, ES384\), and that fhir.tokenUrl is exactly the EHR's token URL \(it is the assertion's audience\)\.$/);
     expect(line('document-search')).toMatchObject({ status: 'skipped', observed: 'not tried: no access token (line 3)' });
   });
 
@@ -196,7 +196,7 @@ describe('checkEhrConnection', () => {
     server.use(...healthyEhr({ grantedScope: 'system/DocumentReference.rs system/Consent.r' }));
     const { list, line } = await check();
     expect(list.ok).toBe(false);
-    const missing = 'system/DocumentReference.c system/DiagnosticReport.r system/DiagnosticReport.s system/ImagingStudy.r system/ImagingStudy.s system/Patient.r system/Binary.r system/Communication.c';
+    const missing = 'system/DocumentReference.c system/DiagnosticReport.r system/DiagnosticReport.s system/ImagingStudy.r system/ImagingStudy.s system/Patient.r system/Organization.r system/Binary.r system/Communication.c';
     expect(line('scopes')).toEqual({
       id: 'scopes',
       title: 'Scopes granted vs needed',

@@ -18,7 +18,7 @@ import { checkCapabilityStatement, checkScopes, checkSmartConfiguration, obtainT
 import { checkAttachment, checkConsent, checkDocumentSearch, checkWrite, type DataCheckContext } from './check-ehr-data.ts';
 import { DEFAULT_OUTBOUND_TIMEOUT_MS } from './endpoints.ts';
 import { createFhirClient } from './fhir-client.ts';
-import { DEFAULT_OUTBOUND_SCOPE } from './outbound-scope.ts';
+import { outboundNeeds, outboundScope } from './outbound-scope.ts';
 
 export type CheckStatus = 'ok' | 'failed' | 'skipped' | 'warning';
 
@@ -95,10 +95,11 @@ export async function checkEhrConnection(caller: CheckCaller, input: CheckEhrInp
   const baseUrl = fhir.baseUrl.replace(/\/+$/, '');
   const timeoutMs = fhir.timeoutMs ?? DEFAULT_OUTBOUND_TIMEOUT_MS;
   const fetchFn = deps.fetch ?? ((url, init) => globalThis.fetch(url, init));
-  const scope = fhir.scope ?? DEFAULT_OUTBOUND_SCOPE;
+  const settings = { ...(fhir.profiles ? { profiles: fhir.profiles } : {}) };
+  const scope = fhir.scope ?? outboundScope(settings);
   const checks: CheckLine[] = [];
 
-  const capability = await checkCapabilityStatement(baseUrl, { fetch: fetchFn, timeoutMs });
+  const capability = await checkCapabilityStatement(baseUrl, { fetch: fetchFn, timeoutMs }, outboundNeeds(settings));
   checks.push(capability.line);
   // The token is asked for before its line: the SMART configuration line compares the EHR's algorithms with our key's.
   const token: TokenCheck = await obtainToken(participant, { scope, keyBaseDir: deps.keyBaseDir, fetch: fetchFn, timeoutMs });
