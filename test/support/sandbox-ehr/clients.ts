@@ -15,7 +15,11 @@ export interface SandboxClient {
   clientId: string;
   /** Public keys the client's assertions are verified with (RS384 or ES384). */
   jwks: JSONWebKeySet;
-  /** Scope granted when the request names none; default `system/*.rs`. */
+  /**
+   * The registration's scope: the most a token can grant (with `enforceScopes`) and what is
+   * granted when the request names none. Default: `DEFAULT_REGISTERED_SCOPE` (scopes.ts), what
+   * a hospital typically registers for this service.
+   */
   scope?: string;
 }
 
