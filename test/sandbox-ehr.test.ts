@@ -340,8 +340,10 @@ describe('strictness switches', () => {
     it('on: every seeded resource has a server-assigned UUID and the chart references those ids', async () => {
       const s = ehr.seeded;
       expect([s.organizationId, s.firstOpinionNoteId]).toEqual([s.organizations['st-olaf'], seededDocument(s, 'first-opinion-note').id]);
+      // Organizations keep the network file's ids unless ownOrganizations is on (see its test).
+      expect(s.organizations).toEqual({ 'st-olaf': 'st-olaf', lakeside: 'lakeside', 'harbor-clinic': 'harbor-clinic' });
       const ids = [s.patientId, s.practitionerId, s.consentId, s.expiredConsentId, s.otherOrgConsentId, s.pathologyReportId, s.imagingReportId, s.imagingStudyId, s.endpointId,
-        ...Object.values(s.organizations), ...s.documents.flatMap((d) => [d.id, ...(d.location === 'binary' ? [d.binaryId!] : [])])];
+        ...s.documents.flatMap((d) => [d.id, ...(d.location === 'binary' ? [d.binaryId!] : [])])];
       expect(ids.filter((id) => !UUID.test(id))).toEqual([]);
       expect(new Set(ids).size).toBe(ids.length);
       expect((await get('Patient/pat-1')).status).toBe(404);
@@ -375,7 +377,7 @@ describe('strictness switches', () => {
       expect(lakeside.body.entry.map((e: any) => [e.resource.id, e.resource.name, e.resource.identifier])).toEqual([
         [s.organizations.lakeside, 'Lakeside Clinic (example)', [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }]],
       ]);
-      expect(UUID.test(s.organizations.lakeside!)).toBe(true);
+      expect(Object.values(s.organizations).filter((id) => !UUID.test(id))).toEqual([]);
       const consent = (await send(strictEhr, bearer, 'GET', `Consent/${s.consentId}`)).body;
       expect([consent.provision.actor[0].reference, consent.organization]).toEqual([
         { reference: `Organization/${s.organizations.lakeside}`, display: 'Lakeside Clinic (example)' },

@@ -122,7 +122,7 @@ export interface SeedContext {
  * created without one (the repository assigns a UUID) and every reference to an earlier
  * resource is rewritten to its new id, so resources must come in dependency order.
  */
-function createStore(ctx: SeedContext): { put<T extends Resource>(resource: T): Promise<T> } {
+function createStore(ctx: SeedContext): { put<T extends Resource>(resource: T, keepId?: boolean): Promise<T> } {
   const ids = new Map<string, string>();
   const rewrite = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(rewrite);
@@ -132,9 +132,9 @@ function createStore(ctx: SeedContext): { put<T extends Resource>(resource: T): 
     Object.values(obj).forEach(rewrite);
   };
   return {
-    async put(resource) {
+    async put(resource, keepId = false) {
       const localId = resource.id!;
-      if (!ctx.serverIds) return ctx.repo.createResource(resource, { assignedId: true });
+      if (!ctx.serverIds || keepId) return ctx.repo.createResource(resource, { assignedId: true });
       const { id: _local, ...rest } = structuredClone(resource);
       rewrite(rest);
       const created = await ctx.repo.createResource(rest as typeof resource);
@@ -270,7 +270,8 @@ export async function seedSandbox(ctx: SeedContext, options: SeedOptions = {}): 
   const hospital = `Organization/${organizationLocalId('st-olaf', own)}`;
   const organizations: Partial<Record<SandboxOrganizationKey, string>> = {};
   for (const org of makeOrganizations(own)) {
-    const created = await store.put(org);
+    // Without ownOrganizations the EHR shares the network file's Organization ids, even under serverIds.
+    const created = await store.put(org, !own);
     const key = (Object.keys(SANDBOX_ORGANIZATIONS) as SandboxOrganizationKey[]).find((k) => organizationLocalId(k, own) === org.id)!;
     organizations[key] = created.id!;
   }

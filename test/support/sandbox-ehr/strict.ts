@@ -9,10 +9,11 @@
  *
  * - `serverIds`: everything stored gets a server-assigned UUID, the seed included; tests and
  *   scripts name seeded resources through `ehr.seeded`, never by a fixed id.
- * - `ownOrganizations`: the EHR's Organizations have ids of their own (not the network file's)
- *   and carry registry identifiers ({@link SANDBOX_ORGANIZATION_IDENTIFIERS}); Consents,
+ * - `ownOrganizations`: the EHR's Organizations have ids of their own (UUIDs under `serverIds`)
+ *   and carry registry identifiers (SANDBOX_ORGANIZATIONS in seed-resources.ts); Consents,
  *   `Patient.managingOrganization`, `DocumentReference.custodian` and
- *   `DiagnosticReport.performer` name them by those ids.
+ *   `DiagnosticReport.performer` name them by those ids. Off: the EHR has only St Olaf, Lakeside
+ *   and Harbor Clinic, under the network file's ids (even with `serverIds`), without identifiers.
  * - `enforceScopes`: SMART scopes are enforced per interaction and resource type (v1 and v2
  *   syntax), as Medplum does; the token endpoint grants what is requested AND registered.
  * - `checkReferences`: a create, update, transaction or batch whose resource references
