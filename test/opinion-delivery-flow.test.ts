@@ -20,6 +20,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
@@ -33,6 +34,9 @@ const ROOT = path.join(import.meta.dirname, '..');
  */
 describe('opinion and post-back (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   const validator = createValidator();
@@ -82,7 +86,7 @@ describe('opinion and post-back (flow)', () => {
 
   /** A referral, assembled, its Tasks accepted and started: ready for the opinions. */
   async function inProgress(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; taskId: string; taskIds: string[] }> {
-    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides });
+    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides }, ehr.seeded);
     const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
     expect(created.status).toBe(201);
     const id = created.body.id;
@@ -126,13 +130,13 @@ describe('opinion and post-back (flow)', () => {
     expect(docs).toHaveLength(1);
     const remote = docs[0] as DocumentReference;
     expect(delivered?.remoteDocument).toBe(`${ehr.baseUrl}/DocumentReference/${remote.id}`);
-    expect(remote).toMatchObject({ subject: { reference: 'Patient/pat-1' }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
+    expect(remote).toMatchObject({ subject: { reference: `Patient/${ehr.seeded.patientId}` }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
     // What was sent conforms to R4 and to our consult-note profile (which it still names).
     expect(remote.meta?.profile).toEqual(note.meta?.profile);
     expect(validator.validate(remote)).toEqual([]);
     const comms = (await onEhr('Communication', `${OPINION_NOTIFICATION_SYSTEM}|${noteId}`)) as Communication[];
     expect(comms).toHaveLength(1);
-    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: 'Practitioner/dr-nilsen' }], about: [{ reference: `DocumentReference/${remote.id}` }] });
+    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: `Practitioner/${ehr.seeded.practitionerId}` }], about: [{ reference: `DocumentReference/${remote.id}` }] });
     expect(validator.validate(comms[0] as Communication)).toEqual([]);
     const task = (await store.read<Task>('Task', taskId, 'system')) as Task;
     expect(task.businessStatus?.coding?.[0]?.code).toBe('opinion-delivered');
@@ -189,7 +193,7 @@ describe('opinion and post-back (flow)', () => {
   });
 
   it('blinded: the first opinion is withheld until the consultant submits its own, then released to it', async () => {
-    const { taskId, id } = await inProgress({ blinded: true, firstOpinion: { documents: [{ reference: 'DocumentReference/first-opinion-note' }] } });
+    const { taskId, id } = await inProgress({ blinded: true, firstOpinion: { documents: [{ reference: `DocumentReference/${docId('first-opinion-note')}` }] } });
     const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
     const withheldId = summary.recordSet.withheldBundleId as string;
     const sr = (await store.read<ServiceRequest>('ServiceRequest', id, 'system')) as ServiceRequest;
