@@ -23,7 +23,7 @@ export const OUTBOUND_NEEDS: readonly OutboundNeed[] = [
   { type: 'Consent', interactions: ['r'], why: "the patient's consent is read before any disclosure" },
   { type: 'Patient', interactions: ['r'], why: 'the patient the referral is about' },
   { type: 'Binary', interactions: ['r'], why: 'attachment bytes are fetched and verified' },
-  { type: 'Communication', interactions: ['c'], why: 'the referring clinician is told the opinion arrived (conditional create)' },
+  { type: 'Communication', interactions: ['c', 's'], why: 'the referring clinician is told the opinion arrived (conditional create: a create and a search)' },
 ];
 
 const ORDER: readonly Interaction[] = ['c', 'r', 'u', 'd', 's'];
