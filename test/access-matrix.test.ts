@@ -12,7 +12,6 @@ import { writeSandboxNetwork, type ExampleParticipant } from './support/example-
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument, type SeededIds } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -151,15 +150,8 @@ describe('access matrix: every caller x every route, resource and action, over H
     tokens.unknown = 'eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl';
 
     // Consents on the EHR: A's names Lakeside and Riverside, B's names Northfield.
-    const year = 365 * 24 * 3600 * 1000;
-    const consentFor = async (id: string, actors: { reference?: string; display?: string }[]) => {
-      const consent = makeConsent(id, new Date(Date.now() - 86_400_000), new Date(Date.now() + year), actors[0] ?? CONSENT_ACTORS.lakeside);
-      const role = consent.provision?.actor?.[0]?.role;
-      for (const actor of actors.slice(1)) consent.provision?.actor?.push({ role: role as never, reference: actor });
-      await ehr.repo.createResource(consent, { assignedId: true });
-    };
-    await consentFor('consent-matrix-a', [CONSENT_ACTORS.lakeside, { reference: 'Organization/riverside-imaging', display: 'Riverside Imaging Centre (example)' }]);
-    await consentFor('consent-matrix-b', [{ reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' }]);
+    const consentA = await ehr.addConsent(['lakeside', 'riverside-imaging']);
+    const consentB = await ehr.addConsent(['northfield-pathology']);
 
     const records = { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('discharge-2024')}` }, { reference: `DocumentReference/${docId('preop-photo-2024')}` }] };
     const place = async (who: PartyId, body: Record<string, unknown>) => {
@@ -167,7 +159,7 @@ describe('access matrix: every caller x every route, resource and action, over H
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       return res.body;
     };
-    const a = await place('requester', { consultants: ['lakeside-consults', 'riverside-imaging', 'northfield-pathology'], blinded: true, consent: { reference: 'Consent/consent-matrix-a' } });
+    const a = await place('requester', { consultants: ['lakeside-consults', 'riverside-imaging', 'northfield-pathology'], blinded: true, consent: { reference: `Consent/${consentA}` } });
     // B asks for a pathology read of other documents, so its attachment bytes are not A's (Binary is content-addressed).
     const b = await place('other-referrer', {
       kind: 'pathology-review',
@@ -176,7 +168,7 @@ describe('access matrix: every caller x every route, resource and action, over H
       firstOpinion: { documents: [] },
       records: { documents: [{ reference: `DocumentReference/${docId('pathology-2024')}` }] },
       requester: { reference: 'Practitioner/dr-berg', display: 'Dr Berg' },
-      consent: { reference: 'Consent/consent-matrix-b' },
+      consent: { reference: `Consent/${consentB}` },
     });
     refs.sr = { A: a.id, B: b.id };
     const ownerOf: Record<string, Clinic> = { 'Organization/lakeside': 'lakeside-consults', 'Organization/riverside-imaging': 'riverside-imaging', 'Organization/northfield-pathology': 'northfield-pathology' };

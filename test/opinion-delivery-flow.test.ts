@@ -3,9 +3,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
-import type { AuditEvent, Bundle, ClinicalImpression, CodeableConcept, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, ClinicalImpression, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { COMPARISON_PAGE_CSP, type Comparison } from '../src/retrieval/comparison.ts';
-import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
@@ -214,13 +213,10 @@ describe('opinion and post-back (flow)', () => {
 
   it('comparison: the first opinion and both returned opinions side by side, with where they agree and differ; JSON and HTML', async () => {
     // A Consent naming both consulting organizations.
-    const consent = makeConsent('consent-both', new Date(Date.now() - 86_400_000), new Date(Date.now() + 86_400_000), CONSENT_ACTORS.lakeside);
-    const actor = consent.provision?.actor?.[0];
-    consent.provision?.actor?.push({ role: actor?.role as CodeableConcept, reference: { reference: 'Organization/northfield-pathology' } });
-    await ehr.repo.createResource(consent, { assignedId: true });
+    const consentId = await ehr.addConsent(['lakeside', 'northfield-pathology']);
     const { id, taskIds } = await inProgress({
       consultants: ['lakeside-consults', 'northfield-pathology'],
-      consent: { reference: 'Consent/consent-both' },
+      consent: { reference: `Consent/${consentId}` },
       firstOpinion: { diagnosis: [{ system: 'http://snomed.info/sct', code: '239873007', display: 'Osteoarthritis of knee' }], plan: 'Revision arthroplasty', documents: [] },
     });
     const pendingOnly = await call<Comparison>('GET', `/second-opinions/${id}/comparison`, 'st-olaf');

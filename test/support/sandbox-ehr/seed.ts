@@ -86,6 +86,34 @@ export function seededDocument(seeded: SeededIds, key: string): SeededDocument {
   return doc;
 }
 
+/**
+ * The reference a Consent on this sandbox uses for an organization of SANDBOX_ORGANIZATIONS: its
+ * own id when the sandbox holds it; otherwise (ownOrganizations off, which shares the network
+ * file's ids) the network file's id.
+ */
+export function recipientReference(seeded: SeededIds, key: SandboxOrganizationKey): Reference<Organization> {
+  const id = seeded.organizations[key] ?? key;
+  return { reference: `Organization/${id}`, display: SANDBOX_ORGANIZATIONS[key].name };
+}
+
+/**
+ * Stores one more active Consent for the seeded patient naming `recipients`, valid from a day
+ * ago for `days` days, and returns its id (server-assigned under `serverIds`). For tests and the
+ * demo that need a consent the seed lacks (one naming two clinics, ...).
+ */
+export async function storeConsent(ctx: Pick<SeedContext, 'repo' | 'serverIds'>, seeded: SeededIds, recipients: readonly SandboxOrganizationKey[], options: { id?: string; days?: number } = {}): Promise<string> {
+  const start = new Date(Date.now() - 86_400_000);
+  const end = new Date(start.getTime() + (options.days ?? 365) * 86_400_000);
+  const [first, ...rest] = recipients.map((key) => recipientReference(seeded, key));
+  const consent = makeConsent(options.id ?? `consent-${randomUUID()}`, start, end, first!, `Organization/${seeded.organizationId}`);
+  consent.patient = { reference: `Patient/${seeded.patientId}` };
+  const role = consent.provision!.actor![0]!.role;
+  for (const reference of rest) consent.provision!.actor!.push({ role, reference });
+  if (!ctx.serverIds) return (await ctx.repo.createResource(consent, { assignedId: true })).id!;
+  const { id: _local, ...unassigned } = consent;
+  return (await ctx.repo.createResource(unassigned)).id!;
+}
+
 /** A reference to a seeded Organization as this sandbox knows it (for consents a test writes). */
 export function organizationReference(seeded: SeededIds, key: SandboxOrganizationKey): Reference<Organization> {
   const id = seeded.organizations[key];

@@ -28,7 +28,8 @@ import { defaultSandboxClients, type SandboxClient } from './clients.ts';
 import { ensureSandboxDefinitions } from './definitions.ts';
 import { applyByteFault, createFaultSwitch, type ActiveFault, type FaultSwitch } from './faults.ts';
 import { createFhirApi, outcomeReply, type HttpReply } from './fhir-api.ts';
-import { seedSandbox, type Blob, type SeededIds, type SeedOptions } from './seed.ts';
+import { seedSandbox, storeConsent, type Blob, type SeededIds, type SeedOptions } from './seed.ts';
+import type { SandboxOrganizationKey } from './seed-resources.ts';
 import { createObjectStorage } from './storage.ts';
 import { strictGate } from './strict-gates.ts';
 import { resolveStrict, type StrictOption, type StrictSwitches } from './strict.ts';
@@ -97,6 +98,11 @@ export interface SandboxEhr {
    * the sandbox's link lifetime; negative: already expired, for tests).
    */
   signedUrl(objectId: string, ttlSeconds?: number): string;
+  /**
+   * Stores one more active Consent for the seeded patient naming these organizations (keys of
+   * SANDBOX_ORGANIZATIONS) and returns its id; see `storeConsent` in seed.ts.
+   */
+  addConsent(recipients: readonly SandboxOrganizationKey[], options?: { id?: string; days?: number }): Promise<string>;
   /** Milliseconds from call to ready (listen + seed). */
   startupMs: number;
   /** Closes both origins (open connections are dropped). */
@@ -242,6 +248,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
     seeded,
     strict,
     signedUrl: storage.signedUrl,
+    addConsent: (recipients, opts) => storeConsent({ repo, serverIds: strict.serverIds }, seeded, recipients, opts),
     startupMs: performance.now() - started,
     stop: async () => {
       await Promise.all([close(ehrServer), close(storageServer)]);
