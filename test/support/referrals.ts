@@ -1,12 +1,15 @@
 import type { IntakeRequest } from '../../src/intake/intake-request.ts';
-import type { SeededIds } from './sandbox-ehr/seed.ts';
+import type { SeededDocument, SeededIds } from './sandbox-ehr/seed.ts';
 
 type IntakeBody = Omit<Partial<IntakeRequest>, 'firstOpinion'> & { firstOpinion?: Partial<NonNullable<IntakeRequest['firstOpinion']>> } & Record<string, unknown>;
 
 let counter = 0;
 
+/** What a request needs of a sandbox chart: `ehr.seeded`, or `findSandboxChart` for a sandbox in another process. */
+export type ReferralChart = Pick<SeededIds, 'patientId' | 'practitionerId' | 'firstOpinionNoteId' | 'consentId'> & { documents: Pick<SeededDocument, 'key' | 'id'>[] };
+
 /** The ids example requests name when no sandbox chart is given (plain example data). */
-const EXAMPLE_CHART: Pick<SeededIds, 'patientId' | 'practitionerId' | 'firstOpinionNoteId' | 'consentId'> & { opNoteId: string } = {
+const EXAMPLE_CHART: Omit<ReferralChart, 'documents'> & { opNoteId: string } = {
   patientId: 'pat-1',
   practitionerId: 'dr-nilsen',
   firstOpinionNoteId: 'first-opinion-note',
@@ -19,7 +22,7 @@ const EXAMPLE_CHART: Pick<SeededIds, 'patientId' | 'practitionerId' | 'firstOpin
  * With `chart` (a sandbox's `ehr.seeded`) it names that sandbox's patient, practitioner,
  * documents and consent; without, fixed example ids (for tests that talk to no EHR).
  */
-export function makeSecondOpinionRequest(overrides: IntakeBody = {}, chart?: SeededIds): Record<string, unknown> {
+export function makeSecondOpinionRequest(overrides: IntakeBody = {}, chart?: ReferralChart): Record<string, unknown> {
   counter++;
   const ids = chart ? { ...chart, opNoteId: chart.documents.find((d) => d.key === 'op-note-2024')!.id } : EXAMPLE_CHART;
   return {
