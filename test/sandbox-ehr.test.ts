@@ -436,7 +436,7 @@ describe('strictness switches', () => {
     it('grants what is requested and registered, and says so in the token response', async () => {
       const grant = async (scope: string) => (await tokenRequest(await assertion(), scope)).body;
       expect((await grant('system/*.rs')).scope).toBe(
-        'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r system/Organization.r system/StructureDefinition.rs',
+        'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r system/Communication.s system/Organization.r system/StructureDefinition.rs',
       );
       expect((await grant('system/DocumentReference.read system/Task.rs')).scope).toBe('system/DocumentReference.read');
       expect((await grant('system/*.write')).scope).toBe('system/DocumentReference.c system/Communication.c');
