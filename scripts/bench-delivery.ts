@@ -64,6 +64,7 @@ import { clientIdOf, writeSandboxNetwork } from '../test/support/example-network
 import { freePort } from '../test/support/service.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
+import type { SeededIds } from '../test/support/sandbox-ehr/seed.ts';
 import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
 import { type CpuProfile, type Share, summariseProfile } from './bench/cpu-profile.ts';
 import { BENCH_LIMITS_ENV } from './bench/limits.ts';
@@ -195,6 +196,8 @@ interface SandboxChild {
   baseUrl: string;
   tokenUrl: string;
   startupMs: number;
+  /** The sandbox's seeded ids (its own, server-assigned). */
+  seeded: SeededIds;
   /** Every DocumentReference / Communication create the sandbox answered, in order. */
   arrivals: Arrival[];
   onArrival: ((a: Arrival) => void) | undefined;
@@ -253,6 +256,7 @@ async function startSandbox(label: string): Promise<SandboxChild> {
     baseUrl: info.baseUrl,
     tokenUrl: info.tokenUrl,
     startupMs: info.startupMs,
+    seeded: info.seeded,
     command<T>(cmd: CommandBody, timeoutMs = 60_000): Promise<T> {
       const id = nextId++;
       return new Promise<T>((resolve, reject) => {
@@ -402,10 +406,10 @@ interface Ready {
 }
 
 /** N referrals with their record sets assembled and their Task accepted and started. */
-async function setUpReferrals(count: number): Promise<Ready[]> {
+async function setUpReferrals(count: number, chart: SeededIds): Promise<Ready[]> {
   const t0 = performance.now();
   const created = await mapLimit(Array.from({ length: count }), opts.setupConcurrency, async () => {
-    const res = await call('POST', '/second-opinions', REFERRER, makeSecondOpinionRequest({ consultants: [CONSULTANT], blinded: false, firstOpinion: { documents: [] } }));
+    const res = await call('POST', '/second-opinions', REFERRER, makeSecondOpinionRequest({ consultants: [CONSULTANT], blinded: false, firstOpinion: { documents: [] } }, chart));
     expectStatus(res, 201, 'POST /second-opinions');
     const body = JSON.parse(res.body) as { id: string; tasks: Task[] };
     return { serviceRequestId: body.id, taskId: body.tasks[0]?.id as string };
@@ -612,7 +616,7 @@ async function main(): Promise<number> {
   service = await startBenchService(config, { jobPollingIntervalSeconds: 0.5 });
   probe = new pg.Client({ connectionString: databaseUrl, options: `-c search_path=${schemaName}` });
   await probe.connect();
-  const all = await setUpReferrals(n + opts.warmup);
+  const all = await setUpReferrals(n + opts.warmup, ehr.seeded);
   await service.stop();
   service = undefined;
   tokenCache.clear();

@@ -46,7 +46,7 @@ import pg from 'pg';
 import { clientIdOf } from '../test/support/example-network.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
-import type { SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
+import { seededDocument, type SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
 import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
 import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
 import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
@@ -417,8 +417,8 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
     blinded: false,
     firstOpinion: { documents: [] },
     // The operative note makes the revision's checklist complete (it is already stored by the warm-up, so not fetched again).
-    records: { documents: [{ reference: 'DocumentReference/op-note-2024' }], search: { type: [PROGRESS_NOTE] } },
-  });
+    records: { documents: [{ reference: `DocumentReference/${seededDocument(sandbox.seeded, 'op-note-2024').id}` }], search: { type: [PROGRESS_NOTE] } },
+  }, sandbox.seeded);
 
   // Request arrival times on the sandbox (its `requests` array is appended to once per request).
   const arrivals: { at: number; binary: boolean }[] = [];
@@ -487,7 +487,7 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
   const stored = (
     await db!.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(b.size), 0) AS total FROM record_set_attachment a JOIN blob b USING (sha256) WHERE a.bundle_id = $1', [row.bundle_id])
   ).rows[0];
-  const opNote = sandbox.seeded.documents.find((d) => d.id === 'op-note-2024')!;
+  const opNote = seededDocument(sandbox.seeded, 'op-note-2024');
   const wantCount = expected.length + 1;
   const wantBytes = bytes + opNote.size;
   if (row.status !== 'records-ready') check.push(`status ${String(row.status)}${row.failure_reason ? ` (${String(row.failure_reason)})` : ''}`);
@@ -613,7 +613,7 @@ async function main(): Promise<number> {
   const warm = await fetch(`${svc.url}/second-opinions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'] })),
+    body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'] }, ehr.seeded)),
   });
   const warmBody = (await warm.json()) as { id?: string };
   if (warm.status !== 201 || !warmBody.id) throw new Error(`warm-up POST: HTTP ${warm.status} ${JSON.stringify(warmBody).slice(0, 500)}`);

@@ -14,7 +14,7 @@
  */
 import { clientIdOf } from '../test/support/example-network.ts';
 import { ChangeTracker } from './demo/changes.ts';
-import { DEMO_CONSENT_ID, demoEnvironment, recordConsentForBothClinics } from './demo/environment.ts';
+import { demoEnvironment, recordConsentForBothClinics } from './demo/environment.ts';
 import { DemoError, ServiceClient } from './demo/http.ts';
 import { currentStep, fact, out, say, silence, step } from './demo/print.ts';
 import { AUDITOR, CONSULTANT_A, CONSULTANT_B, REFERRER, SHORT_NAMES } from './demo/scenario.ts';
@@ -55,11 +55,11 @@ async function run(): Promise<void> {
   const viewers = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B].map((p) => [p, SHORT_NAMES[p] as string]));
   const tracker = new ChangeTracker({ service: api, ehr: env.ehr, ehrClient: env.ehrClient, viewers, auditor: AUDITOR });
   await tracker.baseline();
-  await recordConsentForBothClinics(env.ehr);
-  fact('consent', `St Olaf's EHR records the patient's consent to disclose to both clinics: Consent/${DEMO_CONSENT_ID}`);
+  const consentId = await recordConsentForBothClinics(env.ehr);
+  fact('consent', `St Olaf's EHR records the patient's consent to disclose to both clinics: Consent/${consentId}`);
   await tracker.report();
 
-  context = { api, ehrClient: env.ehrClient, ehrBaseUrl: env.ehr.baseUrl, tracker, consentId: DEMO_CONSENT_ID, waitMs: WAIT_MS };
+  context = { api, ehrClient: env.ehrClient, ehrBaseUrl: env.ehr.baseUrl, tracker, chart: env.ehr.seeded, consentId, waitMs: WAIT_MS };
   await runReferral(context, referral);
 }
 

@@ -1,14 +1,18 @@
 /**
  * A referral round trip against a running service (`npm start` in another terminal):
  * token -> POST /second-opinions -> GET summary -> FHIR read and search, as the referring
- * EHR and then as a consultant. Uses the EXAMPLE network's keys.
+ * EHR and then as a consultant. Uses the EXAMPLE network's keys. The referral names the
+ * synthetic chart of the sandbox EHR (`npm run sandbox` in a third terminal), found there by the
+ * patient's identifier: the sandbox gives its records ids of its own.
  *
- *   npm run try            (SERVICE_URL defaults to http://localhost:8080)
+ *   npm run try            (SERVICE_URL defaults to http://localhost:8080, SANDBOX_URL to http://localhost:8090)
  */
 import { getAccessToken } from '../test/support/tokens.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
+import { findSandboxChart } from '../test/support/sandbox-ehr/find-chart.ts';
 
 const base = (process.env.SERVICE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
+const chart = await findSandboxChart(process.env.SANDBOX_URL ?? 'http://localhost:8090');
 
 async function call(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; location: string | null }> {
   const res = await fetch(`${base}${path}`, {
@@ -26,7 +30,7 @@ function show(step: string, value: unknown): void {
 const referrer = await getAccessToken(base, 'st-olaf-ehr');
 show('1. token for st-olaf-ehr (referrer)', { access_token: `${referrer.slice(0, 24)}…` });
 
-const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'riverside-imaging'] });
+const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'riverside-imaging'] }, chart);
 const created = await call(referrer, 'POST', '/second-opinions', request);
 const body = created.json as { id: string; serviceRequest: { id: string }; tasks: { id: string; owner: { display: string }; status: string; restriction: { period: { end: string } } }[] };
 show(`2. POST /second-opinions -> ${created.status} Location: ${created.location}`, {

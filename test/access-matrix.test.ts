@@ -12,12 +12,15 @@ import { writeSandboxNetwork, type ExampleParticipant } from './support/example-
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { CONSENT_ACTORS, makeConsent } from './support/sandbox-ehr/seed-resources.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument, type SeededIds } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, generateClientKey, postTokenRequest } from './support/tokens.ts';
 import { listRoutes } from './support/routes.ts';
 import { stateChanges, storeState } from './support/store-state.ts';
+
+/** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
+let chart: SeededIds;
 
 /**
  * The access matrix (issue 10 §2), generated from the route table (src/access/route-rules.ts)
@@ -82,6 +85,9 @@ function viewersOf(party: Party, instance: Pick<Instance, 'referral' | 'clinic'>
 
 describe('access matrix: every caller x every route, resource and action, over HTTP', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   const tokens: Record<string, string> = {};
   const call = callerFor(() => service.url, tokens);
@@ -98,6 +104,7 @@ describe('access matrix: every caller x every route, resource and action, over H
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
+    chart = ehr.seeded;
     const harborKey = await generateClientKey('ES384', 'harbor-1');
     // Harbor: a second referrer (its own client key) on the same sandbox EHR.
     const networkFile = await writeSandboxNetwork(ehr, {
@@ -131,7 +138,7 @@ describe('access matrix: every caller x every route, resource and action, over H
     };
     const party = (id: PartyId, participant: string, more: Partial<Party> = {}): Party => ({ id, participant, roles: rolesOf(participant), scopes: scopeOf(participant), ...more });
     await add(party('referrer', 'st-olaf', { referrerOf: 'A' }));
-    await add(party('requester', 'st-olaf', { requesterOf: 'A' }), { practitioner: 'Practitioner/dr-nilsen' });
+    await add(party('requester', 'st-olaf', { requesterOf: 'A' }), { practitioner: `Practitioner/${ehr.seeded.practitionerId}` });
     await add(party('other-practitioner', 'st-olaf'), { practitioner: 'Practitioner/dr-other' });
     await add(party('physician', 'st-olaf-physicians', { requesterOf: 'A' }));
     await add(party('other-referrer', 'harbor', { referrerOf: 'B' }), {}, harborKey.privateJwk);
@@ -143,32 +150,25 @@ describe('access matrix: every caller x every route, resource and action, over H
     tokens.unknown = 'eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl';
 
     // Consents on the EHR: A's names Lakeside and Riverside, B's names Northfield.
-    const year = 365 * 24 * 3600 * 1000;
-    const consentFor = async (id: string, actors: { reference?: string; display?: string }[]) => {
-      const consent = makeConsent(id, new Date(Date.now() - 86_400_000), new Date(Date.now() + year), actors[0] ?? CONSENT_ACTORS.lakeside);
-      const role = consent.provision?.actor?.[0]?.role;
-      for (const actor of actors.slice(1)) consent.provision?.actor?.push({ role: role as never, reference: actor });
-      await ehr.repo.createResource(consent, { assignedId: true });
-    };
-    await consentFor('consent-matrix-a', [CONSENT_ACTORS.lakeside, { reference: 'Organization/riverside-imaging', display: 'Riverside Imaging Centre (example)' }]);
-    await consentFor('consent-matrix-b', [{ reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' }]);
+    const consentA = await ehr.addConsent(['lakeside', 'riverside-imaging']);
+    const consentB = await ehr.addConsent(['northfield-pathology']);
 
-    const records = { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/discharge-2024' }, { reference: 'DocumentReference/preop-photo-2024' }] };
+    const records = { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('discharge-2024')}` }, { reference: `DocumentReference/${docId('preop-photo-2024')}` }] };
     const place = async (who: PartyId, body: Record<string, unknown>) => {
-      const res = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', who, makeSecondOpinionRequest({ records, ...body }));
+      const res = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', who, makeSecondOpinionRequest({ records, ...body }, ehr.seeded));
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       return res.body;
     };
-    const a = await place('requester', { consultants: ['lakeside-consults', 'riverside-imaging', 'northfield-pathology'], blinded: true, consent: { reference: 'Consent/consent-matrix-a' } });
+    const a = await place('requester', { consultants: ['lakeside-consults', 'riverside-imaging', 'northfield-pathology'], blinded: true, consent: { reference: `Consent/${consentA}` } });
     // B asks for a pathology read of other documents, so its attachment bytes are not A's (Binary is content-addressed).
     const b = await place('other-referrer', {
       kind: 'pathology-review',
       consultants: ['northfield-pathology'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/pathology-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('pathology-2024')}` }] },
       requester: { reference: 'Practitioner/dr-berg', display: 'Dr Berg' },
-      consent: { reference: 'Consent/consent-matrix-b' },
+      consent: { reference: `Consent/${consentB}` },
     });
     refs.sr = { A: a.id, B: b.id };
     const ownerOf: Record<string, Clinic> = { 'Organization/lakeside': 'lakeside-consults', 'Organization/riverside-imaging': 'riverside-imaging', 'Organization/northfield-pathology': 'northfield-pathology' };
@@ -408,14 +408,14 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/participants': () => [{ path: '/participants', expect: () => 200 }],
   // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.
   // dr-other's token may not refer in dr-nilsen's name (403); for everyone else a past due date (422). Never written.
-  '/second-opinions': () => [{ path: '/second-opinions', body: makeSecondOpinionRequest({ dueDate: '2020-01-01' }), expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
+  '/second-opinions': () => [{ path: '/second-opinions', body: makeSecondOpinionRequest({ dueDate: '2020-01-01' }, chart), expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
   '/second-opinions/:id': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}`, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
   '/second-opinions/:id/comparison': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/comparison`, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
   // Records already named: the referrer's call is a no-op (200), anyone else's a 404.
   '/second-opinions/:id/records': ({ refs }) =>
-    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/records`, body: { documents: [{ reference: r === 'A' ? 'DocumentReference/op-note-2024' : 'DocumentReference/pathology-2024' }] }, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/records`, body: { documents: [{ reference: r === 'A' ? `DocumentReference/${seededDocument(chart, 'op-note-2024').id}` : `DocumentReference/${seededDocument(chart, 'pathology-2024').id}` }] }, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
   // No consultant waits for information: 409 for the referrer, 404 for anyone else.
   '/second-opinions/:id/info': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/info`, body: { text: 'an answer' }, expect: (p: Party) => (reads(p, r) ? 409 : 404) })),

@@ -6,6 +6,7 @@ import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
 
@@ -17,6 +18,9 @@ import { clientCredentialsForm, getAccessToken, postTokenRequest } from './suppo
  */
 describe('access regressions: practitioner restriction at every door, consent before any disclosure', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   const tokens: Record<string, string> = {};
   const call = callerFor(() => service.url, tokens);
@@ -35,15 +39,15 @@ describe('access regressions: practitioner restriction at every door, consent be
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
     service = await startTestService({ NETWORK_FILE: await writeSandboxNetwork(ehr, { timeoutMs: 5_000 }) });
     for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology', 'audit-office']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
-    tokens.nilsen = await restrictedToken('Practitioner/dr-nilsen');
+    tokens.nilsen = await restrictedToken(`Practitioner/${ehr.seeded.practitionerId}`);
     tokens.other = await restrictedToken('Practitioner/dr-other');
 
     // dr-nilsen's referral to Lakeside (named by consent-1) and Northfield (not named by it).
     const body = makeSecondOpinionRequest({
       consultants: ['lakeside-consults', 'northfield-pathology'],
       blinded: false,
-      records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/discharge-2024' }, { reference: 'DocumentReference/preop-photo-2024' }] },
-    });
+      records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('discharge-2024')}` }, { reference: `DocumentReference/${docId('preop-photo-2024')}` }] },
+    }, ehr.seeded);
     const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'nilsen', body);
     expect(created.status).toBe(201);
     referral = { ...created.body, requestId: body.requestId as string };
@@ -112,7 +116,7 @@ describe('access regressions: practitioner restriction at every door, consent be
     const summaryAfter = await call<ReferralSummary>('GET', `/second-opinions/${referral.id}`, 'st-olaf');
     expect(summaryAfter.body.recordSet.recordsRevision).toBe(summary.recordSet.recordsRevision);
 
-    const impersonating = await call<OperationOutcome>('POST', '/second-opinions', 'other', makeSecondOpinionRequest({ requester: { reference: 'Practitioner/dr-nilsen', display: 'Dr Ingrid Nilsen' } }));
+    const impersonating = await call<OperationOutcome>('POST', '/second-opinions', 'other', makeSecondOpinionRequest({ requester: { reference: `Practitioner/${ehr.seeded.practitionerId}`, display: 'Dr Ingrid Nilsen' } }, ehr.seeded));
     expect(impersonating.status).toBe(403);
     expect(impersonating.body.issue).toEqual([
       { severity: 'error', code: 'forbidden', details: { text: 'This access token was issued for another practitioner: requester must be the practitioner named in the token request' }, expression: ['requester.reference'] },
@@ -128,7 +132,7 @@ describe('access regressions: practitioner restriction at every door, consent be
       const refused = await call<OperationOutcome>('GET', path, 'northfield-pathology');
       expect([path, refused.status, refused.body.resourceType]).toEqual([path, 404, 'OperationOutcome']);
     }
-    for (const path of [`/fhir/Task?focus=ServiceRequest/${referral.id}`, `/fhir/ServiceRequest?patient=${encodeURIComponent(`${ehr.baseUrl}/Patient/pat-1`)}`]) {
+    for (const path of [`/fhir/Task?focus=ServiceRequest/${referral.id}`, `/fhir/ServiceRequest?patient=${encodeURIComponent(`${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`)}`]) {
       const search = await call<Bundle>('GET', path, 'northfield-pathology');
       expect([path, search.status, search.body.entry ?? []]).toEqual([path, 200, []]);
     }
@@ -158,6 +162,6 @@ describe('access regressions: practitioner restriction at every door, consent be
     expect(disclosed).toHaveLength(1);
     expect(disclosed[0]?.agent[0]?.who?.identifier?.value).toBe('lakeside-consults');
     const entities = disclosed[0]?.entity?.map((e) => e.what?.reference) ?? [];
-    expect(entities.slice(0, 5)).toEqual([`${ehr.baseUrl}/Patient/pat-1`, `ServiceRequest/${referral.id}`, `Task/${lakesideTask.id}`, expect.stringMatching(/^ClinicalImpression\//), `Bundle/${summary.recordSet.bundleId}`]);
+    expect(entities.slice(0, 5)).toEqual([`${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`, `ServiceRequest/${referral.id}`, `Task/${lakesideTask.id}`, expect.stringMatching(/^ClinicalImpression\//), `Bundle/${summary.recordSet.bundleId}`]);
   });
 });

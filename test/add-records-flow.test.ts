@@ -14,6 +14,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
 
@@ -27,6 +28,9 @@ const OTHER_REFERRER = { participant: 'harbor-hospital', clientId: 'harbor-ehr' 
  */
 describe('adding records (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   let referrerToken: string;
@@ -74,7 +78,7 @@ describe('adding records (flow)', () => {
     const res = await fetch(`${service.url}/second-opinions`, {
       method: 'POST',
       headers: { ...auth(token), 'content-type': 'application/json' },
-      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides })),
+      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides }, ehr.seeded)),
     });
     expect(res.status).toBe(201);
     return (await res.json()) as { id: string; tasks: Task[] };
@@ -126,7 +130,7 @@ describe('adding records (flow)', () => {
   }
 
   it('(a) a required record missing: awaiting-records names it; adding it makes a new Bundle and the Tasks records-ready', async () => {
-    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/discharge-2024' }] } });
+    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('discharge-2024')}` }] } });
     const taskId = tasks[0]?.id as string;
     const before = await assembled(id);
     expect(before.recordSet).toMatchObject({
@@ -141,11 +145,11 @@ describe('adding records (flow)', () => {
     expect(waiting.input).toBeUndefined();
     const oldBundleId = before.recordSet.bundleId as string;
 
-    const res = await addRecords(id, { documents: [{ reference: 'DocumentReference/op-note-2024', display: 'Operative note' }] });
+    const res = await addRecords(id, { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}`, display: 'Operative note' }] });
     expect(res.status).toBe(202);
     expect(res.headers.get('location')).toBe(`${service.config.publicUrl}/second-opinions/${id}`);
-    expect(await res.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: 'DocumentReference/op-note-2024', display: 'Operative note' }] });
-    expect(await intakeRow(id)).toMatchObject({ recordsRevision: 1, addedDocuments: [{ reference: 'DocumentReference/op-note-2024', display: 'Operative note' }] });
+    expect(await res.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: `DocumentReference/${docId('op-note-2024')}`, display: 'Operative note' }] });
+    expect(await intakeRow(id)).toMatchObject({ recordsRevision: 1, addedDocuments: [{ reference: `DocumentReference/${docId('op-note-2024')}`, display: 'Operative note' }] });
     expect(await assemblyJobs(id)).toEqual([
       { serviceRequestId: id, taskIds: [taskId], serviceRequestVersion: '1', recordsRevision: '0' },
       { serviceRequestId: id, taskIds: [taskId], serviceRequestVersion: '2', recordsRevision: '1' },
@@ -171,10 +175,10 @@ describe('adding records (flow)', () => {
     const current = await readBundleOverHttp(newBundleId);
     expect(current.status).toBe(200);
     expect(validator.validate(current.body as Bundle)).toEqual([]);
-    expect(docIds(current.body as Bundle)).toEqual(['DocumentReference/discharge-2024', 'DocumentReference/op-note-2024']);
+    expect(docIds(current.body as Bundle)).toEqual([`DocumentReference/${docId('discharge-2024')}`, `DocumentReference/${docId('op-note-2024')}`].sort());
     const old = await readBundleOverHttp(oldBundleId);
     expect(old.status).toBe(200);
-    expect(docIds(old.body as Bundle)).toEqual(['DocumentReference/discharge-2024']);
+    expect(docIds(old.body as Bundle)).toEqual([`DocumentReference/${docId('discharge-2024')}`]);
     expect((old.body as Bundle).meta?.versionId).toBe('1');
     // Only the complete record set was made available to the consultant.
     expect((await readBundleOverHttp(newBundleId, consultantToken)).status).toBe(200);
@@ -182,31 +186,31 @@ describe('adding records (flow)', () => {
   });
 
   it('(b) adding to a records-ready referral makes another Bundle version each time; earlier versions never change', async () => {
-    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } });
+    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] } });
     const taskId = tasks[0]?.id as string;
     const first = await assembled(id);
     expect(first.recordSet.status).toBe('records-ready');
     const v1 = first.recordSet.bundleId as string;
     const v1Before = await readBundleOverHttp(v1);
     expect(v1Before.status).toBe(200);
-    expect(docIds(v1Before.body as Bundle)).toEqual(['DocumentReference/op-note-2024']);
+    expect(docIds(v1Before.body as Bundle)).toEqual([`DocumentReference/${docId('op-note-2024')}`]);
 
     // An absolute reference on the referrer's EHR is accepted as well as a relative one.
-    const res = await addRecords(id, { documents: [{ reference: `${ehr.baseUrl}/DocumentReference/progress-2024` }] });
+    const res = await addRecords(id, { documents: [{ reference: `${ehr.baseUrl}/DocumentReference/${docId('progress-2024')}` }] });
     expect(res.status).toBe(202);
-    expect(await res.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: `${ehr.baseUrl}/DocumentReference/progress-2024` }] });
+    expect(await res.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: `${ehr.baseUrl}/DocumentReference/${docId('progress-2024')}` }] });
     const second = await assembled(id, v1);
     expect(second.recordSet.status).toBe('records-ready');
     const v2 = second.recordSet.bundleId as string;
-    expect(docIds((await readBundleOverHttp(v2)).body as Bundle)).toEqual(['DocumentReference/op-note-2024', 'DocumentReference/progress-2024']);
+    expect(docIds((await readBundleOverHttp(v2)).body as Bundle)).toEqual([`DocumentReference/${docId('op-note-2024')}`, `DocumentReference/${docId('progress-2024')}`].sort());
     expect((await taskOf(taskId)).input).toEqual([{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${v2}` } }]);
 
-    const res2 = await addRecords(id, { documents: [{ reference: 'DocumentReference/preop-photo-2024' }] });
+    const res2 = await addRecords(id, { documents: [{ reference: `DocumentReference/${docId('preop-photo-2024')}` }] });
     expect(res2.status).toBe(202);
     expect(((await res2.json()) as { recordsRevision: number }).recordsRevision).toBe(2);
     const third = await assembled(id, v2);
     const v3 = third.recordSet.bundleId as string;
-    expect(docIds((await readBundleOverHttp(v3)).body as Bundle)).toEqual(['DocumentReference/op-note-2024', 'DocumentReference/preop-photo-2024', 'DocumentReference/progress-2024']);
+    expect(docIds((await readBundleOverHttp(v3)).body as Bundle)).toEqual([`DocumentReference/${docId('op-note-2024')}`, `DocumentReference/${docId('preop-photo-2024')}`, `DocumentReference/${docId('progress-2024')}`].sort());
     expect((await taskOf(taskId)).input).toEqual([{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${v3}` } }]);
     expect((await assemblyRow(id))?.recordsRevision).toBe(2);
 
@@ -224,42 +228,42 @@ describe('adding records (flow)', () => {
   });
 
   it('(c) adding documents that are already named is idempotent: 200, no new revision, no job', async () => {
-    const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } });
+    const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] } });
     const first = await assembled(id);
-    const added = await addRecords(id, { documents: [{ reference: 'DocumentReference/progress-2024' }, { reference: 'DocumentReference/progress-2024' }] });
+    const added = await addRecords(id, { documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }, { reference: `DocumentReference/${docId('progress-2024')}` }] });
     expect(added.status).toBe(202);
-    expect(await added.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: 'DocumentReference/progress-2024' }] });
+    expect(await added.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: `DocumentReference/${docId('progress-2024')}` }] });
     const second = await assembled(id, first.recordSet.bundleId);
     expect(await assemblyJobs(id)).toHaveLength(2);
 
     // The same document again, named in the original request, or named absolutely or with a version: nothing new.
     for (const documents of [
-      [{ reference: 'DocumentReference/progress-2024' }],
-      [{ reference: 'DocumentReference/op-note-2024' }],
-      [{ reference: `${ehr.baseUrl}/DocumentReference/progress-2024` }, { reference: 'DocumentReference/op-note-2024/_history/1' }],
+      [{ reference: `DocumentReference/${docId('progress-2024')}` }],
+      [{ reference: `DocumentReference/${docId('op-note-2024')}` }],
+      [{ reference: `${ehr.baseUrl}/DocumentReference/${docId('progress-2024')}` }, { reference: `DocumentReference/${docId('op-note-2024')}/_history/1` }],
     ]) {
       const res = await addRecords(id, { documents });
       expect(res.status).toBe(200);
       expect(res.headers.get('location')).toBe(`${service.config.publicUrl}/second-opinions/${id}`);
       expect(await res.json()).toEqual({ id, recordsRevision: 1, added: [] });
     }
-    expect(await intakeRow(id)).toMatchObject({ recordsRevision: 1, addedDocuments: [{ reference: 'DocumentReference/progress-2024' }] });
+    expect(await intakeRow(id)).toMatchObject({ recordsRevision: 1, addedDocuments: [{ reference: `DocumentReference/${docId('progress-2024')}` }] });
     expect(await assemblyJobs(id)).toHaveLength(2);
     expect((await summaryOf(id)).recordSet.bundleId).toBe(second.recordSet.bundleId);
   });
 
   it('(c2) concurrent additions, even before the first assembly ran, each get their own revision and none is lost', async () => {
-    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/discharge-2024' }] } });
+    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('discharge-2024')}` }] } });
     const [one, two] = await Promise.all([
-      addRecords(id, { documents: [{ reference: 'DocumentReference/op-note-2024' }] }),
-      addRecords(id, { documents: [{ reference: 'DocumentReference/progress-2024' }] }),
+      addRecords(id, { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] }),
+      addRecords(id, { documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }] }),
     ]);
     expect([one?.status, two?.status]).toEqual([202, 202]);
     const revisions = [((await one?.json()) as { recordsRevision: number }).recordsRevision, ((await two?.json()) as { recordsRevision: number }).recordsRevision];
     expect(revisions.sort()).toEqual([1, 2]);
     const row = await intakeRow(id);
     expect(row?.recordsRevision).toBe(2);
-    expect((row?.addedDocuments as { reference: string }[]).map((d) => d.reference).sort()).toEqual(['DocumentReference/op-note-2024', 'DocumentReference/progress-2024']);
+    expect((row?.addedDocuments as { reference: string }[]).map((d) => d.reference).sort()).toEqual([`DocumentReference/${docId('op-note-2024')}`, `DocumentReference/${docId('progress-2024')}`].sort());
     expect((await assemblyJobs(id)).map((j) => j.recordsRevision).sort()).toEqual(['0', '1', '2']);
 
     // Whatever order the jobs run in, the record set ends up assembled from revision 2 with every document.
@@ -271,17 +275,17 @@ describe('adding records (flow)', () => {
     const summary = await summaryOf(id);
     expect(summary.recordSet.status).toBe('records-ready');
     expect(docIds((await readBundleOverHttp(summary.recordSet.bundleId as string)).body as Bundle)).toEqual([
-      'DocumentReference/discharge-2024',
-      'DocumentReference/op-note-2024',
-      'DocumentReference/progress-2024',
-    ]);
+      `DocumentReference/${docId('discharge-2024')}`,
+      `DocumentReference/${docId('op-note-2024')}`,
+      `DocumentReference/${docId('progress-2024')}`,
+    ].sort());
     expect((await taskOf(tasks[0]?.id as string)).input).toEqual([{ type: { text: 'record-set' }, valueReference: { reference: `Bundle/${summary.recordSet.bundleId}` } }]);
   });
 
   it('(d) only the referrer that placed the referral may add records; bad requests are refused and change nothing', async () => {
-    const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/discharge-2024' }] } });
+    const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('discharge-2024')}` }] } });
     await assembled(id);
-    const body = { documents: [{ reference: 'DocumentReference/op-note-2024' }] };
+    const body = { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] };
     const notFound = { resourceType: 'OperationOutcome', id: 'not-found', issue: [{ severity: 'error', code: 'not-found', details: { text: 'Not found' } }] };
 
     // Another referrer, and an unknown id: the same 404, so ids reveal nothing.
@@ -310,7 +314,7 @@ describe('adding records (flow)', () => {
     };
     await bad({}, [{ severity: 'error', code: 'required', details: { text: 'documents is required' }, expression: ['documents'] }]);
     await bad({ documents: [] }, [{ severity: 'error', code: 'value', details: { text: 'documents: name at least one document' }, expression: ['documents'] }]);
-    await bad({ documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'Patient/pat-1' }] }, [
+    await bad({ documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `Patient/${ehr.seeded.patientId}` }] }, [
       {
         severity: 'error',
         code: 'value',
@@ -318,7 +322,7 @@ describe('adding records (flow)', () => {
         expression: ['documents[1].reference'],
       },
     ]);
-    await bad({ documents: [{ reference: 'DocumentReference/op-note-2024', url: 'x' }], note: 'typo' }, [
+    await bad({ documents: [{ reference: `DocumentReference/${docId('op-note-2024')}`, url: 'x' }], note: 'typo' }, [
       { severity: 'error', code: 'structure', details: { text: "Unknown field 'url'" }, expression: ['documents[0].url'] },
       { severity: 'error', code: 'structure', details: { text: "Unknown field 'note'" }, expression: ['note'] },
     ]);
@@ -332,7 +336,7 @@ describe('adding records (flow)', () => {
     const wrongType = await addRecords(id, JSON.stringify(body), referrerToken, 'text/plain');
     expect(wrongType.status).toBe(415);
     expect(((await wrongType.json()) as OperationOutcome).issue?.[0]?.code).toBe('not-supported');
-    const tooLarge = await addRecords(id, { documents: [{ reference: 'DocumentReference/op-note-2024', display: 'x'.repeat(70_000) }] });
+    const tooLarge = await addRecords(id, { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}`, display: 'x'.repeat(70_000) }] });
     expect(tooLarge.status).toBe(413);
     expect(await tooLarge.json()).toEqual({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'too-long', details: { text: 'The request body is larger than the service accepts' } }] });
 
@@ -342,9 +346,9 @@ describe('adding records (flow)', () => {
   });
 
   it('(e) a closed referral, or one whose Tasks are all closed, answers 409', async () => {
-    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } });
+    const { id, tasks } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] } });
     await assembled(id);
-    const body = { documents: [{ reference: 'DocumentReference/progress-2024' }] };
+    const body = { documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }] };
 
     const task = await taskOf(tasks[0]?.id as string);
     await store.update<Task>({ ...task, status: 'cancelled', statusReason: { text: 'Patient withdrew the request' } });
@@ -368,15 +372,15 @@ describe('adding records (flow)', () => {
   });
 
   it('(f) bytes are reused on a declared hash only when the same referrer supplied them: another referrer\'s copy is fetched from its own EHR', async () => {
-    const fetches = (from: number) => ehr.requests.slice(from).filter((r) => r.path.endsWith('/Binary/bin-op-note-2024')).length;
+    const fetches = (from: number) => ehr.requests.slice(from).filter((r) => r.path.endsWith(`/Binary/${binId('op-note-2024')}`)).length;
     // st-olaf's EHR gave the operative note earlier in this file; its next referral does not fetch it again.
     let from = ehr.requests.length;
-    const again = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } });
+    const again = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] } });
     expect((await assembled(again.id)).recordSet.status).toBe('records-ready');
     expect(fetches(from)).toBe(0);
     // Another referrer declaring the same SHA-1 and size does not get those stored bytes linked: they are fetched from its EHR.
     from = ehr.requests.length;
-    const other = await refer({ kind: 'revision', records: { documents: [{ reference: 'DocumentReference/op-note-2024' }] } }, otherReferrerToken);
+    const other = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] } }, otherReferrerToken);
     const summary = await assembled(other.id, undefined, 45_000, otherReferrerToken);
     expect(summary.recordSet.status).toBe('records-ready');
     expect(fetches(from)).toBe(1);

@@ -50,7 +50,7 @@ describe('bad input', () => {
     service = await startTestService({ NETWORK_FILE: await writeSandboxNetwork(ehr, { timeoutMs: 5_000 }) }, undefined, { jobPollingIntervalSeconds: 0.5 });
     for (const p of ['st-olaf', 'lakeside-consults', 'audit-office']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
     // Two Tasks (so a search has a second page), the Lakeside one on hold: every action would otherwise have work to do.
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } }));
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
     expect(created.status).toBe(201);
     ids.referral = created.body.id;
     ids.task = created.body.tasks[0]?.id as string;
@@ -86,6 +86,7 @@ describe('bad input', () => {
   }
 
   describe('a NUL, a lone surrogate or a control character in a JSON body: 400 naming the field', () => {
+    // Bodies are built while tests are collected, before the sandbox runs: refused at the door, their example ids never reach an EHR.
     const doors: [string, (i: Ids) => string, string, (bad: string) => unknown, string][] = [
       ['intake', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ question: bad }), 'question'],
       ['intake, nested', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ records: { documents: [{ reference: 'DocumentReference/op-note-2024', display: bad }] } }), 'records.documents[0].display'],
@@ -224,7 +225,7 @@ describe('bad input', () => {
     });
 
     it.each(bodyDoors)('%s, charset=utf-16: 415 naming Content-Type, even when the bytes are UTF-16', async (path, who) => {
-      const body = Buffer.from(JSON.stringify(makeSecondOpinionRequest()), 'utf16le');
+      const body = Buffer.from(JSON.stringify(makeSecondOpinionRequest({}, ehr.seeded)), 'utf16le');
       await refused(() => rawRequest(service.url, 'POST', at(path), json(who, { 'content-type': 'application/json; charset=utf-16le' }), body), 415, outcome('not-supported', NOT_UTF8, 'Content-Type'));
       await refused(() => rawRequest(service.url, 'POST', at(path), json(who, { 'content-type': 'application/fhir+json; charset="UTF-16"' }), '{}'), 415, outcome('not-supported', NOT_UTF8, 'Content-Type'));
     });
@@ -286,7 +287,7 @@ describe('bad input', () => {
 
   // Last: the referral it creates is assembled in the background, after every row-count check above.
   it('a real gzip body in UTF-8 is still read', async () => {
-    const res = await rawRequest(service.url, 'POST', '/second-opinions', json('st-olaf', { 'content-encoding': 'gzip', 'content-type': 'application/json; charset=UTF-8' }), gzipSync(JSON.stringify(makeSecondOpinionRequest({ consultants: ['riverside-imaging'] }))));
+    const res = await rawRequest(service.url, 'POST', '/second-opinions', json('st-olaf', { 'content-encoding': 'gzip', 'content-type': 'application/json; charset=UTF-8' }), gzipSync(JSON.stringify(makeSecondOpinionRequest({ consultants: ['riverside-imaging'] }, ehr.seeded))));
     expect(res.status).toBe(201);
   });
 });

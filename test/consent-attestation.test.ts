@@ -44,7 +44,7 @@ describe('consent by attestation (CONSENT_ATTESTATION_ALLOWED=true)', () => {
     const res = await fetch(`${service.url}/second-opinions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides })),
+      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides }, ehr.seeded)),
     });
     expect(res.status).toBe(201);
     const { id } = (await res.json()) as { id: string; tasks: Task[] };
@@ -70,7 +70,7 @@ describe('consent by attestation (CONSENT_ATTESTATION_ALLOWED=true)', () => {
   });
 
   it('an expired Consent still refuses, attestation or not', async () => {
-    const summary = await referAndWait({ consent: { reference: 'Consent/consent-expired' }, consentAttested: true });
+    const summary = await referAndWait({ consent: { reference: `Consent/${ehr.seeded.expiredConsentId}` }, consentAttested: true });
     expect(summary.recordSet.status).toBe('awaiting-consent');
     expect(summary.recordSet.consent).toEqual([{ participant: 'lakeside-consults', permitted: false, code: 'expired', reason: expect.any(String) }]);
   });

@@ -5,7 +5,8 @@ import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { makeConsent, ORGANIZATION_REGISTRY } from './support/sandbox-ehr/seed-resources.ts';
+import { makeConsent, ORGANIZATION_REGISTRY_SYSTEM } from './support/sandbox-ehr/seed-resources.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
@@ -29,7 +30,7 @@ describe('consent recipients named by the EHR\'s own ids (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
-    withIdentifier = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name: 'Lakeside Clinic', identifier: [{ system: ORGANIZATION_REGISTRY, value: 'ORG-2001' }] });
+    withIdentifier = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name: 'Lakeside Clinic', identifier: [{ system: ORGANIZATION_REGISTRY_SYSTEM, value: 'ORG-2001' }] });
     aliased = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name: 'Lakeside (legacy record)' });
     unknown = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name: 'Lakeside (unmatched record)' });
     const networkFile = await writeSandboxNetwork(ehr, {
@@ -59,13 +60,16 @@ describe('consent recipients named by the EHR\'s own ids (flow)', () => {
   }
 
   async function referAndAssemble(consent: Consent): Promise<ReferralSummary> {
-    const body = makeSecondOpinionRequest({
-      consultants: ['lakeside-consults'],
-      blinded: false,
-      firstOpinion: { documents: [] },
-      records: { documents: [{ reference: `DocumentReference/${ehr.seeded.documents[0]?.id}` }] },
-      consent: { reference: `Consent/${consent.id}` },
-    });
+    const body = makeSecondOpinionRequest(
+      {
+        consultants: ['lakeside-consults'],
+        blinded: false,
+        firstOpinion: { documents: [] },
+        records: { documents: [{ reference: `DocumentReference/${seededDocument(ehr.seeded, 'op-note-2024').id}` }] },
+        consent: { reference: `Consent/${consent.id}` },
+      },
+      ehr.seeded,
+    );
     const res = await fetch(`${service.url}/second-opinions`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(res.status).toBe(201);
     const { id } = (await res.json()) as { id: string };
@@ -93,7 +97,7 @@ describe('consent recipients named by the EHR\'s own ids (flow)', () => {
     const summary = await referAndAssemble(await consentFor(unknown.id as string));
     expect(summary.recordSet).toMatchObject({
       status: 'awaiting-consent',
-      consent: [{ participant: 'lakeside-consults', permitted: false, code: 'not-a-recipient', reason: `The consent does not name Lakeside Clinic (example) (identifier ${ORGANIZATION_REGISTRY}|ORG-2001) as a recipient` }],
+      consent: [{ participant: 'lakeside-consults', permitted: false, code: 'not-a-recipient', reason: `The consent does not name Lakeside Clinic (example) (identifier ${ORGANIZATION_REGISTRY_SYSTEM}|ORG-2001) as a recipient` }],
     });
     expect(summary.consultants[0]?.task.businessStatus).toBe('awaiting-consent');
   });

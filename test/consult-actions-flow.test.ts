@@ -13,6 +13,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -25,6 +26,9 @@ const ROOT = path.join(import.meta.dirname, '..');
  */
 describe('consult actions (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   const validator = createValidator();
@@ -59,7 +63,7 @@ describe('consult actions (flow)', () => {
 
   /** A referral to Lakeside (consent names Lakeside only) and, when asked, Northfield; waits for its record set. */
   async function referral(consultants = ['lakeside-consults']): Promise<{ id: string; tasks: Task[] }> {
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants, blinded: false, firstOpinion: { documents: [] } }));
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants, blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
     expect(created.status).toBe(201);
     const deadline = Date.now() + 45_000;
     for (;;) {
@@ -90,7 +94,7 @@ describe('consult actions (flow)', () => {
     expect(item).toMatchObject({
       task: { status: 'requested', businessStatus: 'records-ready', overdue: false, url: `${service.config.publicUrl}/fhir/Task/${tasks[0]?.id}` },
       referral: { id, kind: 'revision', priority: 'routine', blinded: false, question: expect.any(String) },
-      patient: { reference: `${ehr.baseUrl}/Patient/pat-1` },
+      patient: { reference: `${ehr.baseUrl}/Patient/${ehr.seeded.patientId}` },
       recordSet: expect.stringMatching(new RegExp(`^${service.config.publicUrl}/fhir/Bundle/`)),
       actions: ['accept', 'decline'],
     });
@@ -202,10 +206,10 @@ describe('consult actions (flow)', () => {
     expect((await call('POST', `/second-opinions/${id}/info`, 'lakeside-consults', { text: 'x' })).status).toBe(403);
     const answered = await call<{ id: string; recordsRevision: number; added: unknown[]; tasks: { id: string; status: string; businessStatus: string }[] }>('POST', `/second-opinions/${id}/info`, 'st-olaf', {
       text: 'H&P attached.',
-      documents: [{ reference: 'DocumentReference/hp-2024', display: 'History and physical' }],
+      documents: [{ reference: `DocumentReference/${docId('hp-2024')}`, display: 'History and physical' }],
     });
     expect(answered.status).toBe(200);
-    expect(answered.body).toMatchObject({ id, recordsRevision: 1, added: [{ reference: 'DocumentReference/hp-2024' }], tasks: [{ id: taskId, status: 'in-progress', businessStatus: 'records-ready' }] });
+    expect(answered.body).toMatchObject({ id, recordsRevision: 1, added: [{ reference: `DocumentReference/${docId('hp-2024')}` }], tasks: [{ id: taskId, status: 'in-progress', businessStatus: 'records-ready' }] });
     const resumed = await taskNow(taskId);
     expect(resumed.note?.at(-1)?.text).toBe('Information provided: H&P attached. — Documents added: History and physical');
     expect(validator.validate(resumed)).toEqual([]);

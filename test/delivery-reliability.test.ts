@@ -10,8 +10,12 @@ import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import type { SeededIds } from './support/sandbox-ehr/seed.ts';
 import { createProcessDatabase, type ProcessDatabase, type ServiceProcess, startServiceProcess, writeSandboxNetwork } from './support/service-process.ts';
 import { getAccessToken, loadExamplePrivateJwk } from './support/tokens.ts';
+
+/** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
+let chart: SeededIds;
 
 const OPINION = {
   diagnosisAgreement: 'agree',
@@ -59,7 +63,7 @@ async function lakesideSummary(svc: ServiceProcess, id: string): Promise<Consult
 
 /** Intake at `intake`, waits for the record set, then accept + start at `consultant` (may be another replica). */
 async function referralInProgress(intake: ServiceProcess, consultant: ServiceProcess = intake): Promise<{ id: string; taskId: string }> {
-  const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } });
+  const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, chart);
   const created = await intake.call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
   expect(created.status).toBe(201);
   const id = created.body.id;
@@ -93,6 +97,7 @@ describe('opinion post-back reliability (service processes)', () => {
 
   beforeEach(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 10_000 } });
+    chart = ehr.seeded;
     networkFile = await writeSandboxNetwork(ehr);
     database = await createProcessDatabase();
   });

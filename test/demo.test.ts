@@ -59,7 +59,7 @@ describe('npm run demo', () => {
     const steps = [...run.stdout.matchAll(/^(\d)\. /gm)].map((m) => Number(m[1]));
     expect(steps, output).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(run.stdout).toMatch(/store: pglite in /);
-    expect(run.stdout).toContain('+ Consent/consent-demo');
+    expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
     // Intake, then assembly waiting for the operative note, then complete once it is supplied.
     expect(run.stdout).toMatch(/response {7}201 Created, Location: http:\/\/127\.0\.0\.1:\d+\/second-opinions\/\S+/);
@@ -68,10 +68,11 @@ describe('npm run demo', () => {
     expect(run.stdout).toContain('missing        Surgical operation note (LOINC 11504-8)');
     expect(run.stdout).toContain('businessStatus.text "Missing required records: Surgical operation note"');
     expect(run.stdout).toMatch(/guard {10}Lakeside tries to accept now: 404 .*a clinic sees nothing of the case until its record set is complete and the consent covers it/);
-    expect(run.stdout).toMatch(/response {7}202 Accepted: records revision 1, added DocumentReference\/op-note-2024/);
+    expect(run.stdout).toMatch(/response {7}202 Accepted: records revision 1, added DocumentReference\/[0-9a-f-]{36} \(operative note\)/);
     expect(run.stdout).toContain('record set records-ready: nothing required is missing');
-    expect(run.stdout).toMatch(/copy of EHR DocumentReference\/op-note-2024/);
-    expect(run.stdout).toMatch(/The service called St Olaf's EHR: .*GET DocumentReference\/op-note-2024/);
+    const opNote = /added DocumentReference\/([0-9a-f-]{36}) \(operative note\)/.exec(run.stdout)?.[1];
+    expect(run.stdout).toContain(`copy of EHR DocumentReference/${opNote}`);
+    expect(run.stdout).toMatch(new RegExp(`The service called St Olaf's EHR: .*GET DocumentReference/${opNote}`));
 
     // The question and its answer.
     expect(run.stdout).toMatch(/request-info {3}POST \/consults\/\S+\/request-info -> 200, Task on-hold \/ information-requested/);
@@ -86,11 +87,11 @@ describe('npm run demo', () => {
 
     // Post-back: one DocumentReference and one Communication on the EHR per opinion.
     for (const clinic of ['Lakeside', 'Northfield']) {
-      expect(run.stdout).toMatch(new RegExp(`^ {3}${clinic} +opinion DocumentReference/\\S+ delivered after \\d+ attempt\\(s\\): on the EHR DocumentReference/\\S+ and Communication/\\S+ \\(to Practitioner/dr-nilsen\\)$`, 'm'));
+      expect(run.stdout).toMatch(new RegExp(`^ {3}${clinic} +opinion DocumentReference/\\S+ delivered after \\d+ attempt\\(s\\): on the EHR DocumentReference/\\S+ and Communication/\\S+ \\(to Practitioner/[0-9a-f-]{36}\\)$`, 'm'));
     }
     expect(run.stdout).toContain('exactly one DocumentReference and one Communication per opinion');
-    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/pat-1/gm)).toHaveLength(2);
-    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/dr-nilsen/gm)).toHaveLength(2);
+    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(2);
+    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(2);
 
     // The comparison.
     expect(run.stdout).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield/);

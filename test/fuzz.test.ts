@@ -14,8 +14,12 @@ import { settle, stateChanges, storeState } from './support/store-state.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import type { SeededIds } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, postTokenRequest } from './support/tokens.ts';
+
+/** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
+let chart: SeededIds;
 
 /**
  * The fuzz campaign (issue 10 §4): for every row of ROUTE_RULES, a bounded number of requests of
@@ -84,7 +88,9 @@ interface Party {
 /** Who calls: a participant of each role, and a referrer's token restricted to one clinician. */
 const PARTIES: Party[] = [
   { id: 'referrer', clientId: clientIdOf('st-olaf'), roles: ['referrer'] },
-  { id: 'requester', clientId: clientIdOf('st-olaf'), roles: ['referrer'], form: { practitioner: 'Practitioner/dr-nilsen' } },
+  { id: 'requester', clientId: clientIdOf('st-olaf'), roles: ['referrer'], get form() {
+    return { practitioner: `Practitioner/${chart.practitionerId}` };
+  } },
   { id: 'physician', clientId: clientIdOf('st-olaf-physicians'), roles: ['physician'] },
   { id: 'lakeside', clientId: clientIdOf('lakeside-consults'), roles: ['consultant'] },
   { id: 'northfield', clientId: clientIdOf('northfield-pathology'), roles: ['consultant'] },
@@ -123,6 +129,7 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 10_000 } });
+    chart = ehr.seeded;
     // The abuse limits have their own tests (test/abuse-limits.test.ts); here thousands of requests from one address must reach the input handling.
     const limitsOff = { API_RATE_LIMIT_PER_IP: '0', API_RATE_LIMIT_PER_CLIENT: '0', TOKEN_RATE_LIMIT_PER_IP: '0', TOKEN_RATE_LIMIT_PER_CLIENT: '0', TOKEN_LOCKOUT_FAILURES: '0' };
     service = await startTestService({ NETWORK_FILE: await writeSandboxNetwork(ehr, { timeoutMs: 5_000 }), ...limitsOff }, undefined, { jobPollingIntervalSeconds: 0.5 });
@@ -133,9 +140,9 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       return res.body;
     };
-    world.placedIntake = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } });
+    world.placedIntake = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded);
     const placed: { id: string; tasks: Task[] }[] = [];
-    for (let i = 0; i < REFERRALS.length; i++) placed.push(await place(i === 0 ? world.placedIntake : makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: i === 1 })));
+    for (let i = 0; i < REFERRALS.length; i++) placed.push(await place(i === 0 ? world.placedIntake : makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: i === 1 }, ehr.seeded)));
     world.referrals = placed.map((p) => p.id);
     world.tasks = placed.flatMap((p) => p.tasks.map((t) => t.id as string));
     for (const id of world.referrals) {
@@ -218,7 +225,7 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
     const summary = await call<ReferralSummary>('GET', `/second-opinions/${world.referrals[0]}`, 'referrer');
     expect(summary.status).toBe(200);
     expect(summary.body.id).toBe(world.referrals[0]);
-    const created = await call<{ id: string }>('POST', '/second-opinions', 'referrer', makeSecondOpinionRequest({ consultants: ['lakeside-consults'] }));
+    const created = await call<{ id: string }>('POST', '/second-opinions', 'referrer', makeSecondOpinionRequest({ consultants: ['lakeside-consults'] }, ehr.seeded));
     expect(created.status).toBe(201);
     // Printed for the CI log: what each route was sent and how it answered.
     console.log(`fuzz: seed ${SEED}, up to ${RUNS} cases per route, ${((Date.now() - started) / 1000).toFixed(1)} s with set-up\n${report.join('\n')}`);

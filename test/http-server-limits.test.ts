@@ -16,6 +16,7 @@ import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -23,6 +24,9 @@ const LARGE_BYTES = 24 * 1024 * 1024;
 
 describe('HTTP server limits', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let port: number;
   const tokens: Record<string, string> = {};
@@ -71,7 +75,7 @@ describe('HTTP server limits', () => {
     const created = await fetch(`${service.url}/second-opinions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${tokens['st-olaf']}`, 'content-type': 'application/json' },
-      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/imaging-2024' }] } })),
+      body: JSON.stringify(makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('imaging-2024')}` }] } }, ehr.seeded)),
     });
     expect(created.status).toBe(201);
     const { id, tasks } = (await created.json()) as { id: string; tasks: Task[] };
@@ -83,8 +87,8 @@ describe('HTTP server limits', () => {
     const auth = { authorization: `Bearer ${tokens['lakeside-consults']}` };
     const task = (await (await fetch(`${service.url}/fhir/Task/${tasks[0]?.id}`, { headers: auth })).json()) as Task;
     const bundle = (await (await fetch(`${service.url}/fhir/${task.input?.[0]?.valueReference?.reference}`, { headers: auth })).json()) as Bundle;
-    const attachment = bundle.entry?.map((e) => e.resource as DocumentReference).find((d) => d.meta?.source?.endsWith('/DocumentReference/imaging-2024'))?.content[0]?.attachment;
-    const seeded = ehr.seeded.documents.find((d) => d.id === 'imaging-2024');
+    const attachment = bundle.entry?.map((e) => e.resource as DocumentReference).find((d) => d.meta?.source?.endsWith(`/DocumentReference/${docId('imaging-2024')}`))?.content[0]?.attachment;
+    const seeded = seededDocument(ehr.seeded, 'imaging-2024');
     expect(seeded?.size).toBeGreaterThanOrEqual(LARGE_BYTES);
     expect([attachment?.size, attachment?.hash]).toEqual([seeded?.size, seeded?.sha1Base64]);
 

@@ -14,8 +14,12 @@ import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import type { SeededIds } from './support/sandbox-ehr/seed.ts';
 import { freePort, startTestService, type TestService } from './support/service.ts';
 import { CLIENT_ASSERTION_TYPE, generateClientKey, getAccessToken, loadExamplePrivateJwk, postTokenRequest, signClientAssertion } from './support/tokens.ts';
+
+/** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
+let chart: SeededIds;
 
 /**
  * No PHI in logs, proven (issue 10 §1.2, §3): the real service, the sandbox EHR, a webhook
@@ -54,14 +58,14 @@ let referralCount = 0;
 function markedRequest(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return makeSecondOpinionRequest({
     requestId: `${PHI.requestId}-${++referralCount}`,
-    patient: { reference: 'Patient/pat-1', identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: PHI.patientId }], display: PHI.patientName },
-    requester: { reference: 'Practitioner/dr-nilsen', display: PHI.practitioner },
+    patient: { reference: `Patient/${chart.patientId}`, identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: PHI.patientId }], display: PHI.patientName },
+    requester: { reference: `Practitioner/${chart.practitionerId}`, display: PHI.practitioner },
     question: `Is revision advisable for ${PHI.patientName}? ${PHI.question}`,
     consultants: ['lakeside-consults'],
     blinded: false,
     firstOpinion: { diagnosis: [{ system: 'http://snomed.info/sct', code: '428341000124104', display: 'Complication of breast implant' }], plan: PHI.plan, documents: [] },
     ...overrides,
-  });
+  }, chart);
 }
 
 /** Every line of a logged stack is a frame, and at least one names a source file of ours or a dependency. */
@@ -94,6 +98,8 @@ describe('no PHI in logs, whatever fails', () => {
     const closedPort = await freePort();
 
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
+
+    chart = ehr.seeded;
     const networkFile = await writeSandboxNetwork(ehr, {
       timeoutMs: 2_000,
       edit: (byId) => {

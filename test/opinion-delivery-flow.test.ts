@@ -3,10 +3,10 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
-import type { AuditEvent, Bundle, ClinicalImpression, CodeableConcept, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, ClinicalImpression, Communication, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { COMPARISON_PAGE_CSP, type Comparison } from '../src/retrieval/comparison.ts';
 import { findReferences } from '../src/outbound/ehr-references.ts';
-import { CONSENT_ACTORS, makeConsent, ORGANIZATION_REGISTRY } from './support/sandbox-ehr/seed-resources.ts';
+import { ORGANIZATION_REGISTRY_SYSTEM } from './support/sandbox-ehr/seed-resources.ts';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
@@ -21,6 +21,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
@@ -34,6 +35,9 @@ const ROOT = path.join(import.meta.dirname, '..');
  */
 describe('opinion and post-back (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   const validator = createValidator();
@@ -83,7 +87,7 @@ describe('opinion and post-back (flow)', () => {
 
   /** A referral, assembled, its Tasks accepted and started: ready for the opinions. */
   async function inProgress(overrides: Parameters<typeof makeSecondOpinionRequest>[0] = {}): Promise<{ id: string; taskId: string; taskIds: string[] }> {
-    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides });
+    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, ...overrides }, ehr.seeded);
     const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
     expect(created.status).toBe(201);
     const id = created.body.id;
@@ -127,15 +131,15 @@ describe('opinion and post-back (flow)', () => {
     expect(docs).toHaveLength(1);
     const remote = docs[0] as DocumentReference;
     expect(delivered?.remoteDocument).toBe(`${ehr.baseUrl}/DocumentReference/${remote.id}`);
-    expect(remote).toMatchObject({ subject: { reference: 'Patient/pat-1' }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
+    expect(remote).toMatchObject({ subject: { reference: `Patient/${ehr.seeded.patientId}` }, type: { coding: [{ code: '11488-4' }] }, context: { related: [{ identifier: { value: expect.any(String) } }] } });
     // What was sent conforms to R4; it names no profile (the EHR keeps none by default: fhir.profiles), and
     // the consulting clinic is named by its identifier, not by this service's Organization id.
     expect(remote.meta?.profile).toBeUndefined();
     expect(validator.validate(remote)).toEqual([]);
-    expect(remote.author).toEqual([{ type: 'Organization', identifier: { system: ORGANIZATION_REGISTRY, value: 'ORG-2001' }, display: 'Lakeside Clinic (example)' }]);
+    expect(remote.author).toEqual([{ type: 'Organization', identifier: { system: ORGANIZATION_REGISTRY_SYSTEM, value: 'ORG-2001' }, display: 'Lakeside Clinic (example)' }]);
     const comms = (await onEhr('Communication', `${OPINION_NOTIFICATION_SYSTEM}|${noteId}`)) as Communication[];
     expect(comms).toHaveLength(1);
-    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: 'Practitioner/dr-nilsen' }], about: [{ reference: `DocumentReference/${remote.id}` }], sender: { identifier: { value: 'ORG-2001' } } });
+    expect(comms[0]).toMatchObject({ status: 'completed', recipient: [{ reference: `Practitioner/${ehr.seeded.practitionerId}` }], about: [{ reference: `DocumentReference/${remote.id}` }], sender: { identifier: { value: 'ORG-2001' } } });
     expect(validator.validate(comms[0] as Communication)).toEqual([]);
     // Every reference of everything posted resolves on the EHR, or is logical (identifier and name).
     const posted = findReferences(remote).concat(findReferences(comms[0] as Communication));
@@ -204,7 +208,7 @@ describe('opinion and post-back (flow)', () => {
   });
 
   it('blinded: the first opinion is withheld until the consultant submits its own, then released to it', async () => {
-    const { taskId, id } = await inProgress({ blinded: true, firstOpinion: { documents: [{ reference: 'DocumentReference/first-opinion-note' }] } });
+    const { taskId, id } = await inProgress({ blinded: true, firstOpinion: { documents: [{ reference: `DocumentReference/${docId('first-opinion-note')}` }] } });
     const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
     const withheldId = summary.recordSet.withheldBundleId as string;
     const sr = (await store.read<ServiceRequest>('ServiceRequest', id, 'system')) as ServiceRequest;
@@ -225,14 +229,10 @@ describe('opinion and post-back (flow)', () => {
 
   it('comparison: the first opinion and both returned opinions side by side, with where they agree and differ; JSON and HTML', async () => {
     // A Consent naming both consulting organizations.
-    const consent = makeConsent('consent-both', new Date(Date.now() - 86_400_000), new Date(Date.now() + 86_400_000), CONSENT_ACTORS.lakeside);
-    const actor = consent.provision?.actor?.[0];
-    // Northfield is not on this EHR: the consent names it by its registry identifier (a logical reference).
-    consent.provision?.actor?.push({ role: actor?.role as CodeableConcept, reference: { identifier: { system: ORGANIZATION_REGISTRY, value: 'ORG-2002' }, display: 'Northfield Pathology' } });
-    await ehr.repo.createResource(consent, { assignedId: true });
+    const consentId = await ehr.addConsent(['lakeside', 'northfield-pathology']);
     const { id, taskIds } = await inProgress({
       consultants: ['lakeside-consults', 'northfield-pathology'],
-      consent: { reference: 'Consent/consent-both' },
+      consent: { reference: `Consent/${consentId}` },
       firstOpinion: { diagnosis: [{ system: 'http://snomed.info/sct', code: '239873007', display: 'Osteoarthritis of knee' }], plan: 'Revision arthroplasty', documents: [] },
     });
     const pendingOnly = await call<Comparison>('GET', `/second-opinions/${id}/comparison`, 'st-olaf');

@@ -7,6 +7,7 @@ import { callerFor, until } from './support/flow.ts';
 import { rowCounts } from './support/raw-http.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -19,6 +20,9 @@ import { getAccessToken } from './support/tokens.ts';
  */
 describe('references to other servers', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   const tokens: Record<string, string> = {};
@@ -32,7 +36,7 @@ describe('references to other servers', () => {
     store = new ResourceStore(service.database.db, createValidator());
     for (const p of ['st-olaf', 'lakeside-consults']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
     // A referral whose Lakeside Task is on hold for information, so /records and /info would otherwise go through.
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }));
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
     expect(created.status).toBe(201);
     referral = created.body.id;
     task = created.body.tasks[0]?.id as string;
@@ -80,24 +84,24 @@ describe('references to other servers', () => {
   it.each(elsewhere)('intake: %s is refused naming the field (%s)', async (_what, template) => {
     const { origin, host } = new URL(ehr.baseUrl);
     const reference = template.replace('{base}', ehr.baseUrl).replace('{origin}', origin).replace('{host}', host);
-    const request = makeSecondOpinionRequest({ records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference }] } });
+    const request = makeSecondOpinionRequest({ records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference }] } }, ehr.seeded);
     await refused('/second-opinions', request, ['records.documents[1].reference']);
   });
 
   it('intake: every field that carries a reference is checked, and each bad one named', async () => {
     const far = 'http://169.254.169.254/fhir';
     const request = makeSecondOpinionRequest({
-      patient: { reference: `${far}/Patient/pat-1`, identifier: [] },
-      requester: { reference: `${far}/Practitioner/dr-nilsen`, display: 'Dr Ingrid Nilsen' },
-      firstOpinion: { documents: [{ reference: 'DocumentReference/first-opinion-note' }, { reference: `${far}/DocumentReference/x` }] },
+      patient: { reference: `${far}/Patient/${ehr.seeded.patientId}`, identifier: [] },
+      requester: { reference: `${far}/Practitioner/${ehr.seeded.practitionerId}`, display: 'Dr Ingrid Nilsen' },
+      firstOpinion: { documents: [{ reference: `DocumentReference/${docId('first-opinion-note')}` }, { reference: `${far}/DocumentReference/x` }] },
       records: { documents: [{ reference: `${far}/DocumentReference/y` }] },
-      consent: { reference: `${far}/Consent/consent-1` },
-    });
+      consent: { reference: `${far}/Consent/${ehr.seeded.consentId}` },
+    }, ehr.seeded);
     await refused('/second-opinions', request, ['patient.reference', 'requester.reference', 'firstOpinion.documents[1].reference', 'records.documents[0].reference', 'consent.reference']);
   });
 
   it('add records: a document on another server is refused naming it; the referral is unchanged', async () => {
-    await refused(`/second-opinions/${referral}/records`, { documents: [{ reference: 'DocumentReference/progress-2024' }, { reference: 'http://127.0.0.1:18099/fhir/R4/DocumentReference/x' }] }, ['documents[1].reference']);
+    await refused(`/second-opinions/${referral}/records`, { documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }, { reference: 'http://127.0.0.1:18099/fhir/R4/DocumentReference/x' }] }, ['documents[1].reference']);
   });
 
   it('answering a request for information: a document on another server is refused naming it; the Task stays on hold', async () => {
@@ -109,11 +113,11 @@ describe('references to other servers', () => {
   it('intake: relative references and absolute ones on the base (any case of scheme and host) are accepted', async () => {
     const upper = ehr.baseUrl.replace('http://127.0.0.1', 'HTTP://127.0.0.1');
     const request = makeSecondOpinionRequest({
-      patient: { reference: `${ehr.baseUrl}/Patient/pat-1`, identifier: [] },
-      records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: `${upper}/DocumentReference/hp-2024/_history/1` }] },
-    });
+      patient: { reference: `${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`, identifier: [] },
+      records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `${upper}/DocumentReference/${docId('hp-2024')}/_history/1` }] },
+    }, ehr.seeded);
     const res = await call<{ serviceRequest: { supportingInfo: { reference: string }[] } }>('POST', '/second-opinions', 'st-olaf', request);
     expect(res.status).toBe(201);
-    expect(res.body.serviceRequest.supportingInfo.map((s) => s.reference)).toContain(`${upper}/DocumentReference/hp-2024/_history/1`);
+    expect(res.body.serviceRequest.supportingInfo.map((s) => s.reference)).toContain(`${upper}/DocumentReference/${docId('hp-2024')}/_history/1`);
   });
 });

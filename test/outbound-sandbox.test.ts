@@ -41,7 +41,7 @@ describe('outbound FHIR client against the sandbox EHR', () => {
   afterAll(async () => ehr?.stop());
 
   it('reads and searches with one token, following next links', async () => {
-    const [patient, docs] = await Promise.all([client.read<Patient>('Patient', 'pat-1'), client.search<DocumentReference>('DocumentReference', { patient: 'Patient/pat-1' })]);
+    const [patient, docs] = await Promise.all([client.read<Patient>('Patient', ehr.seeded.patientId), client.search<DocumentReference>('DocumentReference', { patient: `Patient/${ehr.seeded.patientId}` })]);
     expect(patient.name?.[0]?.family).toBeDefined();
     expect(docs.map((d) => d.id).sort()).toEqual(ehr.seeded.documents.map((d) => d.id).sort());
     expect(ehr.requests.filter((r) => r.path.startsWith('/fhir/R4/DocumentReference')).length).toBeGreaterThan(1); // paged at 4
@@ -50,7 +50,7 @@ describe('outbound FHIR client against the sandbox EHR', () => {
   });
 
   it('streams every attachment; bytes match the declared size and SHA-1; no bearer to the storage origin', async () => {
-    const docs = await client.search<DocumentReference>('DocumentReference', { patient: 'Patient/pat-1' });
+    const docs = await client.search<DocumentReference>('DocumentReference', { patient: `Patient/${ehr.seeded.patientId}` });
     const checked: string[] = [];
     for (const doc of docs) {
       const attachment = doc.content?.[0]?.attachment;
@@ -75,12 +75,12 @@ describe('outbound FHIR client against the sandbox EHR', () => {
   });
 
   it('an EHR 500 surfaces as a retryable error keeping the status; the next call succeeds', async () => {
-    const rule = ehr.faults.add({ path: '/Patient/pat-1', status: 500, times: 1 });
-    const err = await client.read('Patient', 'pat-1').catch((e: unknown) => e);
+    const rule = ehr.faults.add({ path: `/Patient/${ehr.seeded.patientId}`, status: 500, times: 1 });
+    const err = await client.read('Patient', ehr.seeded.patientId).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundHttpError);
     expect(err).toMatchObject({ status: 500, retryable: true });
     expect(rule.hits).toBe(1);
-    expect((await client.read<Patient>('Patient', 'pat-1')).id).toBe('pat-1');
+    expect((await client.read<Patient>('Patient', ehr.seeded.patientId)).id).toBe(ehr.seeded.patientId);
   });
 
   it('a missing document is a non-retryable 404', async () => {

@@ -27,11 +27,11 @@ describe('physician access to referrals (flow)', () => {
     for (const p of ['st-olaf', 'st-olaf-physicians', 'lakeside-consults', 'audit-office']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
 
     const place = async (requester: string) => {
-      const res = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], requester: { reference: requester, display: 'A clinician' } }));
+      const res = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], requester: { reference: requester, display: 'A clinician' } }, ehr.seeded));
       expect(res.status).toBe(201);
       return res.body.id;
     };
-    nilsens = await place('Practitioner/dr-nilsen');
+    nilsens = await place(`Practitioner/${ehr.seeded.practitionerId}`);
     bergs = await place('Practitioner/dr-berg');
   });
   afterAll(async () => {
@@ -60,7 +60,7 @@ describe('physician access to referrals (flow)', () => {
       expect(refused.body.resourceType).toBe('OperationOutcome');
     }
     // It places nothing and reads no Task over FHIR: the physician role only reads referrals.
-    expect((await call('POST', '/second-opinions', 'st-olaf-physicians', makeSecondOpinionRequest())).status).toBe(403);
+    expect((await call('POST', '/second-opinions', 'st-olaf-physicians', makeSecondOpinionRequest({}, ehr.seeded))).status).toBe(403);
 
     // Both reads are audited with the portal as the agent, the refusal too.
     const events = await call<Bundle<AuditEvent>>('GET', `/fhir/AuditEvent?entity=ServiceRequest/${bergs}`, 'audit-office');
@@ -87,12 +87,12 @@ describe('physician access to referrals (flow)', () => {
   it('the token endpoint refuses a practitioner the participant does not act for, a malformed one, and one for a consultant', async () => {
     const notHers = await tokenFor('st-olaf-physicians', 'Practitioner/dr-berg');
     expect(notHers).toMatchObject({ status: 400, body: { error: 'invalid_request', error_description: expect.stringMatching(/not one this participant acts for/) } });
-    const malformed = await tokenFor('st-olaf', 'Patient/pat-1');
+    const malformed = await tokenFor('st-olaf', `Patient/${ehr.seeded.patientId}`);
     expect(malformed).toMatchObject({ status: 400, body: { error: 'invalid_request', error_description: expect.stringMatching(/must be a Practitioner reference/) } });
-    const consultant = await tokenFor('lakeside-consults', 'Practitioner/dr-nilsen');
+    const consultant = await tokenFor('lakeside-consults', `Practitioner/${ehr.seeded.practitionerId}`);
     expect(consultant).toMatchObject({ status: 400, body: { error: 'invalid_request', error_description: expect.stringMatching(/only for participants with the referrer or physician role/) } });
     // The portal may narrow itself to its own clinician.
-    const own = await tokenFor('st-olaf-physicians', 'Practitioner/dr-nilsen');
+    const own = await tokenFor('st-olaf-physicians', `Practitioner/${ehr.seeded.practitionerId}`);
     expect(own.status).toBe(200);
     expect((await call('GET', `/second-opinions/${nilsens}`, own.body.access_token as string)).status).toBe(200);
   });

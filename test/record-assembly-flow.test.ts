@@ -17,6 +17,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -29,6 +30,9 @@ const ROOT = path.join(import.meta.dirname, '..');
  */
 describe('record-set assembly (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   let blobs: BlobStore;
@@ -63,7 +67,7 @@ describe('record-set assembly (flow)', () => {
     const res = await fetch(`${service.url}/second-opinions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify(makeSecondOpinionRequest(overrides)),
+      body: JSON.stringify(makeSecondOpinionRequest(overrides, ehr.seeded)),
     });
     expect(res.status).toBe(201);
     return (await res.json()) as { id: string; tasks: Task[] };
@@ -92,7 +96,7 @@ describe('record-set assembly (flow)', () => {
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/discharge-2024' }, { reference: 'DocumentReference/preop-photo-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('discharge-2024')}` }, { reference: `DocumentReference/${docId('preop-photo-2024')}` }] },
     });
     const summary = await assembled(id);
     expect(summary.recordSet).toMatchObject({ status: 'records-ready', missing: { required: [], documents: [] }, integrityFailures: [], tooLarge: [], consent: [{ participant: 'lakeside-consults', permitted: true }] });
@@ -103,7 +107,7 @@ describe('record-set assembly (flow)', () => {
     const bundle = await readBundle(summary.recordSet.bundleId as string);
     expect(validator.validate(bundle)).toEqual([]);
     // binary, inline data and the storage origin
-    expect(docIds(bundle)).toEqual(['DocumentReference/discharge-2024', 'DocumentReference/op-note-2024', 'DocumentReference/preop-photo-2024']);
+    expect(docIds(bundle)).toEqual([`DocumentReference/${docId('discharge-2024')}`, `DocumentReference/${docId('op-note-2024')}`, `DocumentReference/${docId('preop-photo-2024')}`].sort());
     for (const entry of bundle.entry ?? []) {
       const doc = entry.resource as DocumentReference;
       const sourceId = doc.meta?.source?.split('/').pop();
@@ -113,7 +117,7 @@ describe('record-set assembly (flow)', () => {
       expect(doc.id).not.toBe(sourceId);
       expect(entry.fullUrl).toBe(`${service.config.publicUrl}/fhir/DocumentReference/${doc.id}`);
       expect(doc.meta).toEqual({ source: `${ehr.baseUrl}/DocumentReference/${sourceId}` });
-      expect(doc.subject?.reference).toBe(`${ehr.baseUrl}/Patient/pat-1`);
+      expect(doc.subject?.reference).toBe(`${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`);
       expect(await store.read('DocumentReference', doc.id as string, { participantId: 'lakeside-consults' })).toMatchObject({ id: doc.id, content: doc.content });
       expect(await store.read('DocumentReference', doc.id as string, { participantId: 'northfield-pathology' })).toBeUndefined();
       expect({ size: attachment?.size, hash: attachment?.hash, contentType: attachment?.contentType }).toEqual({ size: seeded?.size, hash: seeded?.sha1Base64, contentType: seeded?.contentType });
@@ -138,7 +142,7 @@ describe('record-set assembly (flow)', () => {
     // The first disclosure admits the clinic to the case itself: the referral and its Task (the first opinion too, when not blinded).
     const firstOpinion = (sr as { supportingInfo?: { reference?: string }[] }).supportingInfo?.find((s) => s.reference?.startsWith('ClinicalImpression/'))?.reference;
     expect(disclosure.entity?.map((e) => e.what?.reference)).toEqual([
-      `${ehr.baseUrl}/Patient/pat-1`,
+      `${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`,
       `ServiceRequest/${id}`,
       `Task/${task?.id}`,
       ...(firstOpinion ? [firstOpinion] : []),
@@ -173,8 +177,8 @@ describe('record-set assembly (flow)', () => {
     expect(summary.recordSet.status).toBe('records-ready');
     const disclosed = await readBundle(summary.recordSet.bundleId as string);
     const withheld = await readBundle(summary.recordSet.withheldBundleId as string);
-    expect(docIds(disclosed)).toEqual(['DocumentReference/op-note-2024']);
-    expect(docIds(withheld)).toEqual(['DocumentReference/first-opinion-note']);
+    expect(docIds(disclosed)).toEqual([`DocumentReference/${docId('op-note-2024')}`]);
+    expect(docIds(withheld)).toEqual([`DocumentReference/${docId('first-opinion-note')}`]);
     expect(validator.validate(withheld)).toEqual([]);
     expect(await store.read('Bundle', withheld.id as string, { participantId: 'lakeside-consults' })).toBeUndefined();
     const withheldCopy = withheld.entry?.[0]?.resource as DocumentReference;
@@ -184,14 +188,14 @@ describe('record-set assembly (flow)', () => {
     expect(await store.read('Bundle', disclosed.id as string, { participantId: 'lakeside-consults' })).toBeDefined();
   });
 
-  for (const [label, consent, code] of [
-    ['expired', { reference: 'Consent/consent-expired' }, 'expired'],
-    ['for another organization', { reference: 'Consent/consent-other-org' }, 'not-a-recipient'],
-    ['absent', undefined, 'missing'],
-    ['not found on the EHR', { reference: 'Consent/no-such-consent' }, 'missing'],
+  for (const [label, consentOf, code] of [
+    ['expired', () => ({ reference: `Consent/${ehr.seeded.expiredConsentId}` }), 'expired'],
+    ['for another organization', () => ({ reference: `Consent/${ehr.seeded.otherOrgConsentId}` }), 'not-a-recipient'],
+    ['absent', () => undefined, 'missing'],
+    ['not found on the EHR', () => ({ reference: 'Consent/no-such-consent' }), 'missing'],
   ] as const) {
     it(`(d) consent ${label}: awaiting-consent, no Task input, consultants cannot read the Bundle`, async () => {
-      const { id, tasks } = await refer({ consultants: ['lakeside-consults'], consent });
+      const { id, tasks } = await refer({ consultants: ['lakeside-consults'], consent: consentOf() });
       const summary = await assembled(id);
       expect(summary.recordSet.status).toBe('awaiting-consent');
       expect(summary.recordSet.consent).toEqual([{ participant: 'lakeside-consults', permitted: false, code, reason: expect.any(String) }]);
@@ -224,51 +228,51 @@ describe('record-set assembly (flow)', () => {
 
   it('(e) corrupted bytes: integrity failure reported, the document left out', async () => {
     // A document no earlier test stored: verified bytes already held are not fetched again.
-    ehr.faults.add({ path: '/Binary/bin-hp-2024', corruptBytes: true });
+    ehr.faults.add({ path: `/Binary/${binId('hp-2024')}`, corruptBytes: true });
     const { id } = await refer({
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/progress-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('hp-2024')}` }, { reference: `DocumentReference/${docId('progress-2024')}` }] },
       kind: 'complication',
     });
     const summary = await assembled(id);
-    const hp = ehr.seeded.documents.find((d) => d.id === 'hp-2024');
-    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/hp-2024`, kind: 'hash', expected: hp?.sha1Base64, actual: expect.any(String) }]);
+    const hp = seededDocument(ehr.seeded, 'hp-2024');
+    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/${docId('hp-2024')}`, kind: 'hash', expected: hp?.sha1Base64, actual: expect.any(String) }]);
     expect(summary.recordSet.status).toBe('records-ready');
-    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/progress-2024']);
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual([`DocumentReference/${docId('progress-2024')}`]);
   });
 
   it('(e) truncated bytes (size differs from the declared size): integrity failure reported, the document left out', async () => {
-    ehr.faults.add({ path: '/Binary/bin-referral-2024', wrongLength: true });
+    ehr.faults.add({ path: `/Binary/${binId('referral-2024')}`, wrongLength: true });
     const { id } = await refer({
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/referral-2024' }, { reference: 'DocumentReference/progress-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('referral-2024')}` }, { reference: `DocumentReference/${docId('progress-2024')}` }] },
       kind: 'complication',
     });
     const summary = await assembled(id);
-    const referral = ehr.seeded.documents.find((d) => d.id === 'referral-2024');
-    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/referral-2024`, kind: 'size', expected: referral?.size, actual: expect.any(Number) }]);
+    const referral = seededDocument(ehr.seeded, 'referral-2024');
+    expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/${docId('referral-2024')}`, kind: 'size', expected: referral?.size, actual: expect.any(Number) }]);
     expect((summary.recordSet.integrityFailures[0] as { actual?: number } | undefined)?.actual).not.toBe(referral?.size);
-    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/progress-2024']);
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual([`DocumentReference/${docId('progress-2024')}`]);
   });
 
   it('(f) an attachment times out on the first attempt: the job retries and the record set is complete', async () => {
     // Longer than the 5 s client timeout of the referrer's endpoint, once.
-    const rule = ehr.faults.add({ path: '/Binary/bin-pathology-2024', delayMs: 6_000, times: 1 });
+    const rule = ehr.faults.add({ path: `/Binary/${binId('pathology-2024')}`, delayMs: 6_000, times: 1 });
     const { id, tasks } = await refer({
       kind: 'pathology-review',
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/pathology-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('pathology-2024')}` }] },
     });
     const summary = await assembled(id, 60_000);
     expect(rule.hits).toBe(1);
     expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 2, integrityFailures: [], missing: { documents: [] } });
-    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toContain('DocumentReference/pathology-2024');
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toContain(`DocumentReference/${docId('pathology-2024')}`);
     const [task] = await tasksOf(tasks.map((t) => t.id as string));
     expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
   });
@@ -288,21 +292,21 @@ describe('record-set assembly (flow)', () => {
   it('(f) an attempt that fails half-way: the retry does not fetch again the attachments already stored', async () => {
     // Two documents whose bytes no earlier test in this file stored (hp-2024 and referral-2024 failed their integrity checks above).
     const from = ehr.requests.length;
-    const rule = ehr.faults.add({ path: '/Binary/bin-referral-2024', status: 500, times: 1 });
+    const rule = ehr.faults.add({ path: `/Binary/${binId('referral-2024')}`, status: 500, times: 1 });
     const { id } = await refer({
       kind: 'diagnosis-confirmation',
       consultants: ['lakeside-consults'],
       blinded: false,
       firstOpinion: { documents: [] },
-      records: { documents: [{ reference: 'DocumentReference/hp-2024' }, { reference: 'DocumentReference/referral-2024' }] },
+      records: { documents: [{ reference: `DocumentReference/${docId('hp-2024')}` }, { reference: `DocumentReference/${docId('referral-2024')}` }] },
     });
     const summary = await assembled(id, 60_000);
     expect(rule.hits).toBe(1);
     expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 2 });
-    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual(['DocumentReference/hp-2024', 'DocumentReference/referral-2024']);
+    expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual([`DocumentReference/${docId('hp-2024')}`, `DocumentReference/${docId('referral-2024')}`].sort());
     const fetches = (binary: string) => ehr.requests.slice(from).filter((r) => r.path.endsWith(`/Binary/${binary}`)).length;
-    expect(fetches('bin-hp-2024')).toBe(1);
-    expect(fetches('bin-referral-2024')).toBe(2);
+    expect(fetches(binId('hp-2024'))).toBe(1);
+    expect(fetches(binId('referral-2024'))).toBe(2);
   });
 
   it('(g) the EHR stays down through the last attempt: Tasks records-failed with the reason, nothing disclosed', async () => {
@@ -342,7 +346,7 @@ describe('record-set assembly (flow)', () => {
     const retry = await fetch(`${service.url}/second-opinions/${id}/records`, {
       method: 'POST',
       headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ documents: [{ reference: 'DocumentReference/op-note-2024' }] }),
+      body: JSON.stringify({ documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] }),
     });
     expect(retry.status).toBe(202);
     expect(await retry.json()).toEqual({ id, recordsRevision: 1, added: [] });

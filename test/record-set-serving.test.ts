@@ -13,6 +13,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -25,6 +26,9 @@ const ROOT = path.join(import.meta.dirname, '..');
  */
 describe('record-set serving (flow)', () => {
   let ehr: SandboxEhr;
+  /** The ids this sandbox gave a seeded document (`op-note-2024`, ...) and its Binary. */
+  const docId = (key: string): string => seededDocument(ehr.seeded, key).id;
+  const binId = (key: string): string => seededDocument(ehr.seeded, key).binaryId!;
   let service: TestService;
   let store: ResourceStore;
   const validator = createValidator();
@@ -59,8 +63,8 @@ describe('record-set serving (flow)', () => {
           consultants: ['lakeside-consults'],
           blinded: false,
           firstOpinion: { documents: [] },
-          records: { documents: [{ reference: 'DocumentReference/op-note-2024' }, { reference: 'DocumentReference/imaging-2024' }] },
-        }),
+          records: { documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }, { reference: `DocumentReference/${docId('imaging-2024')}` }] },
+        }, ehr.seeded),
       ),
     });
     expect(res.status).toBe(201);
@@ -70,9 +74,9 @@ describe('record-set serving (flow)', () => {
     const task = await get<Task>(`/fhir/Task/${tasks[0]?.id}`, 'lakeside-consults');
     const bundleRef = task.body.input?.[0]?.valueReference?.reference as string;
     bundle = (await get<Bundle>(`/fhir/${bundleRef}`, 'lakeside-consults')).body;
-    doc = bundle.entry?.map((e) => e.resource as DocumentReference).find((d) => d.meta?.source?.endsWith('/DocumentReference/imaging-2024')) as DocumentReference;
+    doc = bundle.entry?.map((e) => e.resource as DocumentReference).find((d) => d.meta?.source?.endsWith(`/DocumentReference/${docId('imaging-2024')}`)) as DocumentReference;
     sha256 = doc.content[0]?.attachment.url?.split('/').pop() as string;
-    const seeded = ehr.seeded.documents.find((d) => d.id === 'imaging-2024');
+    const seeded = seededDocument(ehr.seeded, 'imaging-2024');
     expectedBytes = { size: seeded?.size as number, sha1: seeded?.sha1Base64 as string, contentType: seeded?.contentType as string };
   });
   afterAll(async () => {
@@ -114,7 +118,7 @@ describe('record-set serving (flow)', () => {
     const read = await get<DocumentReference>(`/fhir/DocumentReference/${doc.id}`, 'lakeside-consults');
     expect(read.status).toBe(200);
     expect(read.headers.get('content-type')).toMatch(/^application\/fhir\+json/);
-    expect(read.body).toMatchObject({ id: doc.id, content: doc.content, meta: { source: `${ehr.baseUrl}/DocumentReference/imaging-2024`, versionId: '1' } });
+    expect(read.body).toMatchObject({ id: doc.id, content: doc.content, meta: { source: `${ehr.baseUrl}/DocumentReference/${docId('imaging-2024')}`, versionId: '1' } });
     expect(validator.validate(read.body)).toEqual([]);
     const search = await get<Bundle>(`/fhir/DocumentReference?_id=${doc.id}`, 'lakeside-consults');
     expect(search.body.entry?.map((e) => e.resource?.id)).toEqual([doc.id]);
@@ -186,7 +190,7 @@ describe('record-set serving (flow)', () => {
     expect(provenance.body.entry).toHaveLength(1);
     const record = provenance.body.entry?.[0]?.resource as Provenance;
     expect(record.target.map((t) => t.reference)).toContain(`DocumentReference/${doc.id}`);
-    expect(record.entity?.map((e) => e.what.reference)).toContain(`${ehr.baseUrl}/DocumentReference/imaging-2024`);
+    expect(record.entity?.map((e) => e.what.reference)).toContain(`${ehr.baseUrl}/DocumentReference/${docId('imaging-2024')}`);
     expect(validator.validate(record)).toEqual([]);
   });
 
@@ -213,7 +217,7 @@ describe('record-set serving (flow)', () => {
       expect(readers.has('st-olaf'), reference).toBe(true);
       for (const event of events) {
         expect(validator.validate(event)).toEqual([]);
-        expect(event.entity?.some((e) => e.what?.reference === `${ehr.baseUrl}/Patient/pat-1`), reference).toBe(true);
+        expect(event.entity?.some((e) => e.what?.reference === `${ehr.baseUrl}/Patient/${ehr.seeded.patientId}`), reference).toBe(true);
       }
     }
   });

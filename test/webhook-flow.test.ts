@@ -85,7 +85,7 @@ describe('webhook notifications (flow)', () => {
 
   it('each Task change reaches the referrer and the owning consultant, signed and id-only; a failed POST is retried with the same id', async () => {
     failFirst = 1;
-    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } });
+    const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded);
     const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
     expect(created.status).toBe(201);
     const id = created.body.id;

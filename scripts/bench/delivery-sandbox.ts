@@ -23,6 +23,7 @@ import { allOk, created, Operator, parseSearchRequest, type SearchRequest } from
 import type { MemoryRepository } from '@medplum/fhir-router';
 import type { DocumentReference, Resource } from '@medplum/fhirtypes';
 import type { RecordedRequest } from '../../test/support/sandbox-ehr/server.ts';
+import type { SeededIds } from '../../test/support/sandbox-ehr/seed.ts';
 import { startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
 
 /** One create of a DocumentReference or Communication, as the sandbox answered it. */
@@ -37,7 +38,7 @@ export interface Arrival {
 }
 
 export type SandboxMessage =
-  | { type: 'ready'; pid: number; url: string; baseUrl: string; tokenUrl: string; startupMs: number }
+  | { type: 'ready'; pid: number; url: string; baseUrl: string; tokenUrl: string; startupMs: number; seeded: SeededIds }
   | { type: 'arrivals'; arrivals: Arrival[] }
   | { type: 'reply'; id: number; value?: unknown; error?: string };
 
@@ -141,7 +142,7 @@ async function main(): Promise<void> {
   process.on('disconnect', () => {
     void ehr.stop().finally(() => process.exit(0));
   });
-  send({ type: 'ready', pid: process.pid, url: ehr.url, baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, startupMs: ehr.startupMs });
+  send({ type: 'ready', pid: process.pid, url: ehr.url, baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, startupMs: ehr.startupMs, seeded: ehr.seeded });
 }
 
 /**

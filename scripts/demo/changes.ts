@@ -241,7 +241,7 @@ function detailOf(r: Resource): string {
   }
 }
 
-/** `meta.source` of a copy, relative to the EHR's FHIR base ("St Olaf EHR DocumentReference/op-note-2024"). */
+/** `meta.source` of a copy, relative to the EHR's FHIR base ("St Olaf EHR DocumentReference/<its id on the EHR>"). */
 function shortSource(r: Resource): string {
   const source = r.meta?.source ?? '';
   const m = /\/fhir\/R4\/(.+)$/.exec(source);

@@ -7,20 +7,16 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { CodeableConcept } from '@medplum/fhirtypes';
 import { loadConfig, type Config } from '../../src/config/config.ts';
 import { createLogger } from '../../src/log/logger.ts';
 import { type RunningService, startService } from '../../src/service.ts';
 import { defaultSandboxClients } from '../../test/support/sandbox-ehr/clients.ts';
-import { CONSENT_ACTORS, makeConsent } from '../../test/support/sandbox-ehr/seed-resources.ts';
 import { type SandboxEhr, startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
 import { writeSandboxNetwork } from '../../test/support/example-network.ts';
 import { freePort } from '../../test/support/service.ts';
 import { generateClientKey } from '../../test/support/tokens.ts';
 import { EhrClient } from './http.ts';
 
-/** The consent the demo records on the sandbox EHR: disclosure to both consulting clinics. */
-export const DEMO_CONSENT_ID = 'consent-demo';
 
 /** The demo's own client at the sandbox EHR (to read it over FHIR). */
 const EHR_VIEWER_CLIENT_ID = 'demo-viewer';
@@ -139,10 +135,6 @@ export function demoEnvironment(): Startable {
 }
 
 /** Records, on the sandbox EHR, the patient's consent to disclose records to both clinics (the seeded one names Lakeside only). */
-export async function recordConsentForBothClinics(ehr: SandboxEhr): Promise<void> {
-  const year = 365 * 24 * 3600 * 1000;
-  const consent = makeConsent(DEMO_CONSENT_ID, new Date(Date.now() - 86_400_000), new Date(Date.now() + year), CONSENT_ACTORS.lakeside);
-  const role = consent.provision?.actor?.[0]?.role as CodeableConcept;
-  consent.provision?.actor?.push({ role, reference: { reference: 'Organization/northfield-pathology', display: 'Northfield Pathology Laboratory (example)' } });
-  await ehr.repo.createResource(consent, { assignedId: true });
+export async function recordConsentForBothClinics(ehr: SandboxEhr): Promise<string> {
+  return ehr.addConsent(['lakeside', 'northfield-pathology']);
 }

@@ -1,9 +1,11 @@
 /**
  * The referral the demo walks through, as the participants would send it: St Olaf Hospital
  * asks two clinics whether a knee revision is advisable (synthetic patient Alex Example, the
- * sandbox EHR's chart); Lakeside Clinic and Northfield Pathology answer.
+ * sandbox EHR's chart); Lakeside Clinic and Northfield Pathology answer. The sandbox gives its
+ * records ids of its own, so what names them is built from its seeded ids (`ehr.seeded`).
  */
 import type { Opinion } from '../../src/opinions/opinion.ts';
+import { seededDocument, type SeededIds } from '../../test/support/sandbox-ehr/seed.ts';
 
 export const REFERRER = 'st-olaf';
 export const CONSULTANT_A = 'lakeside-consults';
@@ -21,44 +23,46 @@ const SNOMED = 'http://snomed.info/sct';
 const LOINC = 'http://loinc.org';
 const KNEE_OA = { system: SNOMED, code: '239873007', display: 'Osteoarthritis of knee' };
 
+/** A reference to the chart's document `key` with `display`. */
+const doc = (chart: SeededIds, key: string, display: string) => ({ reference: `DocumentReference/${seededDocument(chart, key).id}`, display });
+
 /** The records named at intake: the operative note, which a revision needs, is left out on purpose. */
-export const INITIAL_DOCUMENTS = [
-  { reference: 'DocumentReference/progress-2024', display: 'Progress note' },
-  { reference: 'DocumentReference/discharge-2024', display: 'Discharge summary' },
-  { reference: 'DocumentReference/pathology-2024', display: 'Pathology report' },
-];
+export function initialDocuments(chart: SeededIds): { reference: string; display: string }[] {
+  return [doc(chart, 'progress-2024', 'Progress note'), doc(chart, 'discharge-2024', 'Discharge summary'), doc(chart, 'pathology-2024', 'Pathology report')];
+}
 
 /** What the referrer supplies once told it is missing. */
-export const MISSING_DOCUMENT = { reference: 'DocumentReference/op-note-2024', display: 'Operative note' };
+export function missingDocument(chart: SeededIds): { reference: string; display: string } {
+  return doc(chart, 'op-note-2024', 'Operative note');
+}
 
 /** What consultant A asks, and what the referrer answers (with one more document). */
 export const INFO_QUESTION = {
   question: 'Was the knee ever aspirated, and is there a history and physical from before the first operation?',
   recordTypes: [{ system: LOINC, code: '34117-2', display: 'History and physical note' }],
 };
-export const INFO_ANSWER = {
-  text: 'Never aspirated. The pre-operative history and physical is attached.',
-  documents: [{ reference: 'DocumentReference/hp-2024', display: 'History and physical' }],
-};
+export function infoAnswer(chart: SeededIds): { text: string; documents: { reference: string; display: string }[] } {
+  return { text: 'Never aspirated. The pre-operative history and physical is attached.', documents: [doc(chart, 'hp-2024', 'History and physical')] };
+}
 
 /** `POST /second-opinions` body. */
-export function secondOpinionRequest(consentId: string): Record<string, unknown> {
+export function secondOpinionRequest(chart: SeededIds, consentId: string): Record<string, unknown> {
   return {
     requestId: `DEMO-${Date.now()}`,
-    patient: { reference: 'Patient/pat-1', identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: '999-00-1234' }], display: 'Alex Example' },
-    requester: { reference: 'Practitioner/dr-nilsen', display: 'Dr Ingrid Nilsen' },
+    patient: { reference: `Patient/${chart.patientId}`, identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: '999-00-1234' }], display: 'Alex Example' },
+    requester: { reference: `Practitioner/${chart.practitionerId}`, display: 'Dr Ingrid Nilsen' },
     kind: 'revision',
     question: 'Is revision of the right total knee arthroplasty advisable now, or should loosening and infection be worked up first?',
     reason: [KNEE_OA],
     firstOpinion: {
       diagnosis: [KNEE_OA],
       plan: 'Revision arthroplasty of the right knee',
-      documents: [{ reference: 'DocumentReference/first-opinion-note', display: 'Consult note (first opinion)' }],
+      documents: [doc(chart, 'first-opinion-note', 'Consult note (first opinion)')],
     },
     priority: 'routine',
     reviewType: 'records-only',
     consultants: [CONSULTANT_A, CONSULTANT_B],
-    records: { documents: INITIAL_DOCUMENTS },
+    records: { documents: initialDocuments(chart) },
     blinded: true,
     consent: { reference: `Consent/${consentId}` },
   };

@@ -12,13 +12,16 @@ import type { Comparison } from '../../src/retrieval/comparison.ts';
 import { type ChangeTracker, plural } from './changes.ts';
 import { DemoError, type EhrClient, outcomeText, type ServiceClient, waitFor } from './http.ts';
 import { fact, out, printComparison, step } from './print.ts';
-import { CONSULTANT_A, CONSULTANT_B, INFO_ANSWER, INFO_QUESTION, INITIAL_DOCUMENTS, MISSING_DOCUMENT, OPINION_A, OPINION_B, REFERRER, SHORT_NAMES, secondOpinionRequest } from './scenario.ts';
+import type { SeededIds } from '../../test/support/sandbox-ehr/seed.ts';
+import { CONSULTANT_A, CONSULTANT_B, infoAnswer, INFO_QUESTION, initialDocuments, missingDocument, OPINION_A, OPINION_B, REFERRER, SHORT_NAMES, secondOpinionRequest } from './scenario.ts';
 
 export interface DemoContext {
   api: ServiceClient;
   ehrClient: EhrClient;
   ehrBaseUrl: string;
   tracker: ChangeTracker;
+  /** The sandbox EHR's seeded ids (patient, practitioner, documents). */
+  chart: SeededIds;
   consentId: string;
   /** Longest wait for any one background outcome (assembly, delivery). */
   waitMs: number;
@@ -119,11 +122,11 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
   ref.notes = {};
   // 2. Intake
   step(2, 'Intake: St Olaf\'s EHR asks for a second opinion (POST /second-opinions)');
-  const request = secondOpinionRequest(ctx.consentId);
-  fact('request', `kind revision, routine, records-only, blinded; patient Patient/pat-1 (synthetic); consultants ${CONSULTANT_A} and ${CONSULTANT_B}`);
+  const request = secondOpinionRequest(ctx.chart, ctx.consentId);
+  fact('request', `kind revision, routine, records-only, blinded; patient Patient/${ctx.chart.patientId} (synthetic); consultants ${CONSULTANT_A} and ${CONSULTANT_B}`);
   fact('', `question: "${request.question as string}"`);
-  fact('', `records named: ${INITIAL_DOCUMENTS.map((d) => d.reference).join(', ')} (not the operative note)`);
-  fact('', 'first opinion: Osteoarthritis of knee, plan revision arthroplasty, note DocumentReference/first-opinion-note');
+  fact('', `records named: ${initialDocuments(ctx.chart).map((d) => `${d.reference} (${d.display})`).join(', ')}; not the operative note`);
+  fact('', `first opinion: Osteoarthritis of knee, plan revision arthroplasty, note DocumentReference/${ctx.chart.firstOpinionNoteId}`);
   const created = await ctx.api.expect<{ id: string; serviceRequest: ServiceRequest; tasks: Task[] }>(201, REFERRER, 'POST', '/second-opinions', request);
   const { id, serviceRequest, tasks } = created.body;
   ref.id = id;
@@ -175,8 +178,8 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
 
   // 4. The referrer supplies the missing record
   step(4, 'The referrer supplies the missing record (POST /second-opinions/{id}/records); assembly runs again');
-  const added = await ctx.api.expect<{ recordsRevision: number }>(202, REFERRER, 'POST', `/second-opinions/${id}/records`, { documents: [MISSING_DOCUMENT] });
-  fact('response', `202 Accepted: records revision ${added.body.recordsRevision}, added ${MISSING_DOCUMENT.reference}`);
+  const added = await ctx.api.expect<{ recordsRevision: number }>(202, REFERRER, 'POST', `/second-opinions/${id}/records`, { documents: [missingDocument(ctx.chart)] });
+  fact('response', `202 Accepted: records revision ${added.body.recordsRevision}, added ${missingDocument(ctx.chart).reference} (operative note)`);
   const second = await assembled(ctx, id, added.body.recordsRevision);
   if (second.recordSet.status !== 'records-ready') throw new DemoError(`expected the record set to be complete (records-ready), got ${second.recordSet.status}`, await describeReferral(ctx, id));
   const secondBundle = second.recordSet.bundleId as string;
@@ -201,8 +204,8 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
   fact('question', `"${asked.businessStatus?.text}"`);
   const waiting = (await summaryOf(ctx, id)).consultants.find((c) => c.task.id === taskA);
   fact('referrer sees', `GET /second-opinions/${id}: Lakeside ${waiting?.task.status} / ${waiting?.task.businessStatus}, asking "${waiting?.task.informationRequested}"`);
-  const answer = await ctx.api.expect<{ recordsRevision: number; tasks: { id: string; status: string; businessStatus?: string }[] }>(200, REFERRER, 'POST', `/second-opinions/${id}/info`, INFO_ANSWER);
-  fact('answer', `POST /second-opinions/${id}/info -> 200: "${INFO_ANSWER.text}" + ${INFO_ANSWER.documents[0]?.reference}`);
+  const answer = await ctx.api.expect<{ recordsRevision: number; tasks: { id: string; status: string; businessStatus?: string }[] }>(200, REFERRER, 'POST', `/second-opinions/${id}/info`, infoAnswer(ctx.chart));
+  fact('answer', `POST /second-opinions/${id}/info -> 200: "${infoAnswer(ctx.chart).text}" + ${infoAnswer(ctx.chart).documents[0]?.reference}`);
   for (const t of answer.body.tasks) fact('', `Task/${t.id}: ${t.status} / ${t.businessStatus}`);
   const third = await assembled(ctx, id, answer.body.recordsRevision);
   ctx.tracker.label(`Bundle/${third.recordSet.bundleId}`, `record set, revision ${answer.body.recordsRevision}`);

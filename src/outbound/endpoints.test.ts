@@ -71,7 +71,7 @@ describe('createParticipantFhirClients', () => {
       {
         participantId: 'narrow',
         stage: 'requested',
-        missing: ['system/DocumentReference.c', 'system/DiagnosticReport.r', 'system/DiagnosticReport.s', 'system/ImagingStudy.r', 'system/ImagingStudy.s', 'system/Consent.r', 'system/Patient.r', 'system/Organization.r', 'system/Communication.c'],
+        missing: ['system/DocumentReference.c', 'system/DiagnosticReport.r', 'system/DiagnosticReport.s', 'system/ImagingStudy.r', 'system/ImagingStudy.s', 'system/Consent.r', 'system/Patient.r', 'system/Organization.r', 'system/Communication.c', 'system/Communication.s'],
       },
     ]);
 

@@ -4,17 +4,17 @@ import { DEFAULT_OUTBOUND_SCOPE, missingOutboundScopes, outboundScope } from './
 
 describe('outbound scope', () => {
   it('the default asks for every read and write the service makes on an EHR, the post-back included', () => {
-    expect(DEFAULT_OUTBOUND_SCOPE).toBe('system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.c');
+    expect(DEFAULT_OUTBOUND_SCOPE).toBe('system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.cs');
     expect(missingOutboundScopes(splitScopes(DEFAULT_OUTBOUND_SCOPE))).toEqual([]);
   });
 
   it('names each need a scope leaves out; wildcards and v1 scopes count', () => {
     // The service's earlier default: reads only, so every post-back was refused by a scope-enforcing EHR.
     const readsOnly = 'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r';
-    expect(missingOutboundScopes(splitScopes(readsOnly))).toEqual(['system/DocumentReference.c', 'system/Communication.c']);
+    expect(missingOutboundScopes(splitScopes(readsOnly))).toEqual(['system/DocumentReference.c', 'system/Communication.c', 'system/Communication.s']);
     expect(missingOutboundScopes(['system/*.read', 'system/*.write'])).toEqual([]);
     expect(missingOutboundScopes(['system/*.rs'])).toEqual(['system/DocumentReference.c', 'system/Communication.c']);
-    expect(missingOutboundScopes([])).toHaveLength(12);
+    expect(missingOutboundScopes([])).toHaveLength(13);
   });
 
   it('an EHR that keeps meta.profile also needs StructureDefinition read and search (it resolves profiles with our rights)', () => {

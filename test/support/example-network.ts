@@ -29,9 +29,11 @@ export function clientIdOf(participantId: string): string {
 /**
  * Writes a copy of the example network, its referrer (st-olaf) pointed at the sandbox EHR, into
  * a temp directory (or `dir`); `edit` changes participants further (webhooks, ...). Returns the file path.
+ * Given the sandbox's `seeded` ids, the physician portal acts for the sandbox's practitioner
+ * (the EHR's own id, as a real network file would name it).
  */
 export async function writeSandboxNetwork(
-  ehr: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'>,
+  ehr: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'> & Partial<Pick<SandboxEhr, 'seeded'>>,
   options: {
     timeoutMs?: number;
     edit?: (byId: (id: string) => ExampleParticipant) => void;
@@ -48,6 +50,10 @@ export async function writeSandboxNetwork(
     return found;
   };
   byId('st-olaf').fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: options.timeoutMs ?? 30_000 };
+  if (ehr.seeded) {
+    const physicians = byId('st-olaf-physicians') as ExampleParticipant & { actsFor: { practitioners: string[] } };
+    physicians.actsFor.practitioners = [`Practitioner/${ehr.seeded.practitionerId}`];
+  }
   options.edit?.(byId);
   network.participants.push(...(options.add?.(byId) ?? []));
   const file = path.join(options.dir ?? (await mkdtemp(path.join(tmpdir(), 'so-network-'))), 'network.json');

@@ -21,7 +21,11 @@ export interface SandboxClient {
    * the service whose keys it names.
    */
   jwksUri?: string | (() => string);
-  /** Scope granted when the request names none; default `system/*.rs`. */
+  /**
+   * The registration's scope: the most a token can grant (with `enforceScopes`) and what is
+   * granted when the request names none. Default: `DEFAULT_REGISTERED_SCOPE` (scopes.ts), what
+   * a hospital typically registers for this service.
+   */
   scope?: string;
 }
 

@@ -1,8 +1,9 @@
 /**
  * The sandbox EHR's FHIR REST API: a plain request (method, path under the FHIR base, headers,
  * body) is turned into a fhir-router `FhirRequest` against a MemoryRepository, the way Medplum's
- * server does it (packages/server/src/fhir/routes.ts), plus what the router lacks (STACK.md):
- * a real `/metadata`, `patient=<bare id>` searches, paging links, and raw Binary downloads.
+ * server does it (packages/server/src/fhir/routes.ts), plus what the router lacks: a real
+ * `/metadata`, `patient=<bare id>` searches, paging links, raw Binary downloads, and storage
+ * links signed afresh on every read (storage.ts).
  */
 import { getStatus, normalizeOperationOutcome, notFound } from '@medplum/core';
 import { FhirRouter, type FhirRepository, type HttpMethod } from '@medplum/fhir-router';
@@ -34,6 +35,8 @@ export interface FhirApiOptions {
   tokenUrl: () => string;
   /** Page size of searches that give no `_count` (real EHRs page by default); default 50. */
   defaultPageSize?: number;
+  /** Signs the storage links of a reply (in place), see storage.ts; default: none. */
+  presign?: <T>(value: T) => T;
 }
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
@@ -48,7 +51,7 @@ export function outcomeReply(outcome: OperationOutcome, status = getStatus(outco
   return fhirJson(status, outcome);
 }
 
-/** `patient=<id>` → `patient=Patient/<id>`: fhir-router matches only the typed form (STACK.md gap). */
+/** `patient=<id>` → `patient=Patient/<id>`: fhir-router matches only the typed form. */
 export function rewritePatientParam(query: URLSearchParams): void {
   const values = query.getAll('patient');
   if (!values.some((v) => /^[A-Za-z0-9\-.]{1,64}$/.test(v))) return;
@@ -146,6 +149,6 @@ export function createFhirApi(opts: FhirApiOptions): (req: ApiRequest) => Promis
     if (resource.meta?.versionId) headers.etag = `W/"${resource.meta.versionId}"`;
     if (resource.meta?.lastUpdated) headers['last-modified'] = new Date(resource.meta.lastUpdated).toUTCString();
     if (status === 201 && resource.id) headers.location = `${opts.baseUrl()}/${resource.resourceType}/${resource.id}/_history/${resource.meta?.versionId ?? '1'}`;
-    return fhirJson(status, resource, headers);
+    return fhirJson(status, req.method === 'GET' && opts.presign ? opts.presign(structuredClone(resource)) : resource, headers);
   };
 }

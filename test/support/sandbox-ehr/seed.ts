@@ -1,13 +1,23 @@
 /**
  * The sandbox EHR's synthetic chart (no real people): one patient whose records cover every
- * document type of the completeness checklist (DESIGN.md "FHIR model"), a first-opinion consult
- * note, Consents (valid, expired, for another organization), reports and an imaging study.
+ * document type of the completeness checklist, a first-opinion consult note, Consents (valid,
+ * expired, for another organization), reports and an imaging study. Attachments are a mix of
+ * Binary, signed storage links and inline data.
+ *
+ * Under the `serverIds` switch (strict.ts) every resource gets a server-assigned UUID, so tests
+ * and scripts take ids from the returned {@link SeededIds}: `ehr.seeded.patientId`,
+ * `seededDocument(ehr.seeded, 'op-note-2024').id`, `organizationReference(ehr.seeded, 'lakeside')`.
+ * A script talking to a standalone sandbox finds the patient with
+ * `Patient?identifier=urn:oid:2.16.840.1.113883.4.1|999-00-1234` (SANDBOX_PATIENT_IDENTIFIER).
  */
 import type { FhirRepository } from '@medplum/fhir-router';
-import type { DocumentReference, Resource } from '@medplum/fhirtypes';
-import { createHash } from 'node:crypto';
+import type { DocumentReference, Organization, Reference, Resource } from '@medplum/fhirtypes';
+import { createHash, randomUUID } from 'node:crypto';
 import { makeLargePng, makePdf, makePdfParts, makePng, randomBytesFrom } from './documents.ts';
-import { CONSENT_ACTORS, makeConsent, makeEndpoint, makeImagingStudy, makeOrganizations, makePatient, makePractitioner, makeReport } from './seed-resources.ts';
+import {
+  consentRecipient, makeConsent, makeEndpoint, makeImagingStudy, makeOrganizations, makePatient, makePractitioner, makeReport, organizationLocalId,
+  SANDBOX_ORGANIZATIONS, type SandboxOrganizationKey,
+} from './seed-resources.ts';
 
 /** Options of the seeded chart. */
 export interface SeedOptions {
@@ -29,23 +39,35 @@ export type AttachmentLocation = 'binary' | 'storage' | 'inline';
 
 /** A seeded DocumentReference as tests need it: its id, type and the attachment's declared facts. */
 export interface SeededDocument {
+  /** The chart's name for it (`op-note-2024`, `bulk-3`, ...), the same on every sandbox. */
+  key: string;
+  /** Its id on this sandbox (a UUID under `serverIds`, else the key). */
   id: string;
   loincCode: string;
   contentType: string;
   size: number;
   sha1Base64: string;
   location: AttachmentLocation;
-  /** `Binary/{id}` (relative to the FHIR base), the absolute storage URL, or undefined for inline data. */
+  /**
+   * `Binary/{id}` (relative to the FHIR base), an absolute storage link signed at seeding (reads
+   * of the DocumentReference carry freshly signed ones), or undefined for inline data.
+   */
   url?: string;
   /** The Binary / storage object id holding the bytes (undefined for inline data). */
   binaryId?: string;
 }
 
-/** The ids of the seeded chart. */
+/** The ids of the seeded chart on this sandbox (server-assigned UUIDs under `serverIds`). */
 export interface SeededIds {
   patientId: string;
   practitionerId: string;
+  /** The referring hospital (St Olaf Hospital), the patient's managing organization. */
   organizationId: string;
+  /**
+   * Every seeded Organization's id, keyed as in SANDBOX_ORGANIZATIONS (the network file's ids):
+   * St Olaf, Lakeside and Harbor Clinic, and with `ownOrganizations` every network organization.
+   */
+  organizations: Partial<Record<SandboxOrganizationKey, string>>;
   consentId: string;
   expiredConsentId: string;
   otherOrgConsentId: string;
@@ -53,7 +75,50 @@ export interface SeededIds {
   pathologyReportId: string;
   imagingReportId: string;
   imagingStudyId: string;
+  endpointId: string;
   documents: SeededDocument[];
+}
+
+/** The seeded document named `key` (`op-note-2024`, ...); throws when there is none. */
+export function seededDocument(seeded: SeededIds, key: string): SeededDocument {
+  const doc = seeded.documents.find((d) => d.key === key);
+  if (!doc) throw new Error(`the sandbox chart has no document ${key}`);
+  return doc;
+}
+
+/**
+ * The reference a Consent on this sandbox uses for an organization of SANDBOX_ORGANIZATIONS: its
+ * own id when the sandbox holds it; otherwise (ownOrganizations off, which shares the network
+ * file's ids) the network file's id.
+ */
+export function recipientReference(seeded: SeededIds, key: SandboxOrganizationKey): Reference<Organization> {
+  const id = seeded.organizations[key] ?? key;
+  return { reference: `Organization/${id}`, display: SANDBOX_ORGANIZATIONS[key].name };
+}
+
+/**
+ * Stores one more active Consent for the seeded patient naming `recipients`, valid from a day
+ * ago for `days` days, and returns its id (server-assigned under `serverIds`). For tests and the
+ * demo that need a consent the seed lacks (one naming two clinics, ...).
+ */
+export async function storeConsent(ctx: Pick<SeedContext, 'repo' | 'serverIds'>, seeded: SeededIds, recipients: readonly SandboxOrganizationKey[], options: { id?: string; days?: number } = {}): Promise<string> {
+  const start = new Date(Date.now() - 86_400_000);
+  const end = new Date(start.getTime() + (options.days ?? 365) * 86_400_000);
+  const [first, ...rest] = recipients.map((key) => recipientReference(seeded, key));
+  const consent = makeConsent(options.id ?? `consent-${randomUUID()}`, start, end, first!, `Organization/${seeded.organizationId}`);
+  consent.patient = { reference: `Patient/${seeded.patientId}` };
+  const role = consent.provision!.actor![0]!.role;
+  for (const reference of rest) consent.provision!.actor!.push({ role, reference });
+  if (!ctx.serverIds) return (await ctx.repo.createResource(consent, { assignedId: true })).id!;
+  const { id: _local, ...unassigned } = consent;
+  return (await ctx.repo.createResource(unassigned)).id!;
+}
+
+/** A reference to a seeded Organization as this sandbox knows it (for consents a test writes). */
+export function organizationReference(seeded: SeededIds, key: SandboxOrganizationKey): Reference<Organization> {
+  const id = seeded.organizations[key];
+  if (!id) throw new Error(`the sandbox holds no Organization for ${key} (ownOrganizations off?)`);
+  return { reference: `Organization/${id}`, display: SANDBOX_ORGANIZATIONS[key].name };
 }
 
 /** A stored attachment body. (For bulk documents `bytes` is a getter that joins its parts on each read.) */
@@ -70,8 +135,41 @@ export interface SeedContext {
   repo: FhirRepository;
   /** Attachment bytes by Binary id; both origins serve from it. */
   blobs: Map<string, Blob>;
-  /** Absolute signed URL of an object on the storage origin. */
+  /** The storage origin's plain URL of an object (what the DocumentReference stores). */
   storageUrlFor: (objectId: string) => string;
+  /** A signed link to an object (what {@link SeededDocument.url} reports). */
+  signedUrlFor: (objectId: string) => string;
+  /** The `serverIds` switch: store under server-assigned UUIDs, rewriting references. */
+  serverIds: boolean;
+  /** The `ownOrganizations` switch. */
+  ownOrganizations: boolean;
+}
+
+/**
+ * Stores the chart's resources. Builders write local ids; under `serverIds` each resource is
+ * created without one (the repository assigns a UUID) and every reference to an earlier
+ * resource is rewritten to its new id, so resources must come in dependency order.
+ */
+function createStore(ctx: SeedContext): { put<T extends Resource>(resource: T, keepId?: boolean): Promise<T> } {
+  const ids = new Map<string, string>();
+  const rewrite = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(rewrite);
+    if (!value || typeof value !== 'object') return;
+    const obj = value as Record<string, unknown>;
+    if (typeof obj.reference === 'string' && ids.has(obj.reference)) obj.reference = ids.get(obj.reference);
+    Object.values(obj).forEach(rewrite);
+  };
+  return {
+    async put(resource, keepId = false) {
+      const localId = resource.id!;
+      if (!ctx.serverIds || keepId) return ctx.repo.createResource(resource, { assignedId: true });
+      const { id: _local, ...rest } = structuredClone(resource);
+      rewrite(rest);
+      const created = await ctx.repo.createResource(rest as typeof resource);
+      ids.set(`${resource.resourceType}/${localId}`, `${resource.resourceType}/${created.id}`);
+      return created;
+    },
+  };
 }
 
 const LOINC = 'http://loinc.org';
@@ -105,7 +203,7 @@ function documentSpecs(opts: Required<Omit<SeedOptions, 'bulk'>>): DocSpec[] {
   ];
 }
 
-function documentReference(spec: Pick<DocSpec, 'id' | 'loinc' | 'display' | 'date'>, attachment: DocumentReference['content'][number]['attachment']): DocumentReference {
+function documentReference(spec: Pick<DocSpec, 'id' | 'loinc' | 'display' | 'date'>, attachment: DocumentReference['content'][number]['attachment'], hospital: string): DocumentReference {
   return {
     resourceType: 'DocumentReference',
     id: spec.id,
@@ -116,7 +214,7 @@ function documentReference(spec: Pick<DocSpec, 'id' | 'loinc' | 'display' | 'dat
     subject: { reference: 'Patient/pat-1', display: 'Alex Example' },
     date: spec.date,
     author: [{ reference: 'Practitioner/dr-nilsen', display: 'Dr Ingrid Nilsen' }],
-    custodian: { reference: 'Organization/st-olaf' },
+    custodian: { reference: hospital },
     description: spec.display,
     content: [{ attachment }],
     context: { period: { start: spec.date } },
@@ -160,10 +258,11 @@ function joinedOnRead(parts: readonly Buffer[], contentType: string): Blob {
 }
 
 /**
- * Stores one document's bytes where `location` says and returns its DocumentReference and the
- * declared facts (`size`, SHA-1 `hash`) computed from the bytes actually stored.
+ * Stores one document's bytes where `location` says (a Binary created first, so its id is
+ * known; or a storage object under a random key) and then its DocumentReference, whose declared
+ * facts (`size`, SHA-1 `hash`) are computed from the bytes actually stored.
  */
-function storeDocument(ctx: SeedContext, spec: DocSpec): { resource: DocumentReference; binary?: Resource; seeded: SeededDocument } {
+async function storeDocument(ctx: SeedContext, store: ReturnType<typeof createStore>, spec: DocSpec, hospital: string): Promise<SeededDocument> {
   const body = spec.make();
   const { contentType } = body;
   const parts = 'parts' in body ? body.parts : [body.bytes];
@@ -171,58 +270,69 @@ function storeDocument(ctx: SeedContext, spec: DocSpec): { resource: DocumentRef
   for (const part of parts) sha1.update(part);
   const hash = sha1.digest('base64');
   const size = parts.reduce((n, p) => n + p.length, 0);
-  const binaryId = `bin-${spec.id}`;
   const base = { contentType, size, hash, title: `${spec.display}.${contentType === 'application/pdf' ? 'pdf' : 'png'}`, creation: spec.date };
+  const facts = { key: spec.id, loincCode: spec.loinc, contentType, size, sha1Base64: hash };
   if (spec.location === 'inline') {
-    const resource = documentReference(spec, { ...base, data: Buffer.concat(parts).toString('base64') });
-    return { resource, seeded: { id: spec.id, loincCode: spec.loinc, contentType, size, sha1Base64: hash, location: 'inline' } };
+    const resource = await store.put(documentReference(spec, { ...base, data: Buffer.concat(parts).toString('base64') }, hospital));
+    return { ...facts, id: resource.id!, location: 'inline' };
   }
+  let binaryId = `bin-${spec.id}`;
+  if (spec.location === 'binary') binaryId = (await store.put({ resourceType: 'Binary', id: binaryId, contentType } as Resource)).id!;
+  else if (ctx.serverIds) binaryId = randomUUID();
   ctx.blobs.set(binaryId, 'bytes' in body ? { bytes: body.bytes, contentType } : joinedOnRead(parts, contentType));
-  const url = spec.location === 'storage' ? ctx.storageUrlFor(binaryId) : `Binary/${binaryId}`;
-  const resource = documentReference(spec, { ...base, url });
-  const binary = spec.location === 'binary' ? ({ resourceType: 'Binary', id: binaryId, contentType } as Resource) : undefined;
-  return { resource, binary, seeded: { id: spec.id, loincCode: spec.loinc, contentType, size, sha1Base64: hash, location: spec.location, url, binaryId } };
+  const stored = spec.location === 'storage' ? ctx.storageUrlFor(binaryId) : `Binary/${binaryId}`;
+  const resource = await store.put(documentReference(spec, { ...base, url: stored }, hospital));
+  const url = spec.location === 'storage' ? ctx.signedUrlFor(binaryId) : stored;
+  return { ...facts, id: resource.id!, location: spec.location, url, binaryId };
 }
 
 /**
- * Seeds the chart into `ctx.repo` (ids are fixed, so tests and the demo can name them) and the
- * attachment bytes into `ctx.blobs`. Returns the ids and the declared facts of every document.
+ * Seeds the chart into `ctx.repo` in dependency order (organizations, people, documents with
+ * their Binaries, reports, consents) and the attachment bytes into `ctx.blobs`. Returns the ids
+ * this sandbox gave them and the declared facts of every document.
  */
 export async function seedSandbox(ctx: SeedContext, options: SeedOptions = {}): Promise<SeededIds> {
   const opts = { largeBytes: options.largeBytes ?? 5 * 1024 * 1024, randomSeed: options.randomSeed ?? 20240501 };
+  const own = ctx.ownOrganizations;
+  const store = createStore(ctx);
+  const hospital = `Organization/${organizationLocalId('st-olaf', own)}`;
+  const organizations: Partial<Record<SandboxOrganizationKey, string>> = {};
+  for (const org of makeOrganizations(own)) {
+    // Without ownOrganizations the EHR shares the network file's Organization ids, even under serverIds.
+    const created = await store.put(org, !own);
+    const key = (Object.keys(SANDBOX_ORGANIZATIONS) as SandboxOrganizationKey[]).find((k) => organizationLocalId(k, own) === org.id)!;
+    organizations[key] = created.id!;
+  }
+  const patient = await store.put(makePatient(hospital));
+  const practitioner = await store.put(makePractitioner());
+  const endpoint = await store.put(makeEndpoint());
   const specs = documentSpecs(opts);
   specs.push(...bulkSpecs(options.bulk, opts.randomSeed));
-  const resources: Resource[] = [makePatient(), makePractitioner(), ...makeOrganizations(), makeEndpoint()];
   const documents: SeededDocument[] = [];
-  for (const spec of specs) {
-    const { resource, binary, seeded } = storeDocument(ctx, spec);
-    if (binary) resources.push(binary);
-    resources.push(resource);
-    documents.push(seeded);
-  }
-  const byId = new Map(documents.map((d) => [d.id, d]));
+  for (const spec of specs) documents.push(await storeDocument(ctx, store, spec, hospital));
+  const byKey = new Map(documents.map((d) => [d.key, d]));
   const now = Date.now();
   const year = 365 * 24 * 3600 * 1000;
-  resources.push(
-    makeReport('dr-pathology-2024', 'pathology', byId.get('pathology-2024')!),
-    makeReport('dr-imaging-2024', 'imaging', byId.get('imaging-2024')!),
-    makeImagingStudy(),
-    makeConsent('consent-1', new Date(now - year), new Date(now + year), CONSENT_ACTORS.lakeside),
-    makeConsent('consent-expired', new Date(now - 3 * year), new Date(now - year), CONSENT_ACTORS.lakeside),
-    makeConsent('consent-other-org', new Date(now - year), new Date(now + year), CONSENT_ACTORS.other),
-  );
-  for (const resource of resources) await ctx.repo.createResource(resource, { assignedId: true });
+  const pathologyReport = await store.put(makeReport('dr-pathology-2024', 'pathology', byKey.get('pathology-2024')!, hospital));
+  const imagingStudy = await store.put(makeImagingStudy());
+  const imagingReport = await store.put(makeReport('dr-imaging-2024', 'imaging', byKey.get('imaging-2024')!, hospital));
+  const lakeside = consentRecipient('lakeside', own);
+  const consent = await store.put(makeConsent('consent-1', new Date(now - year), new Date(now + year), lakeside, hospital));
+  const expired = await store.put(makeConsent('consent-expired', new Date(now - 3 * year), new Date(now - year), lakeside, hospital));
+  const otherOrg = await store.put(makeConsent('consent-other-org', new Date(now - year), new Date(now + year), consentRecipient('harbor-clinic', own), hospital));
   return {
-    patientId: 'pat-1',
-    practitionerId: 'dr-nilsen',
-    organizationId: 'st-olaf',
-    consentId: 'consent-1',
-    expiredConsentId: 'consent-expired',
-    otherOrgConsentId: 'consent-other-org',
-    firstOpinionNoteId: 'first-opinion-note',
-    pathologyReportId: 'dr-pathology-2024',
-    imagingReportId: 'dr-imaging-2024',
-    imagingStudyId: 'imaging-study-2024',
+    patientId: patient.id!,
+    practitionerId: practitioner.id!,
+    organizationId: organizations['st-olaf']!,
+    organizations,
+    consentId: consent.id!,
+    expiredConsentId: expired.id!,
+    otherOrgConsentId: otherOrg.id!,
+    firstOpinionNoteId: byKey.get('first-opinion-note')!.id,
+    pathologyReportId: pathologyReport.id!,
+    imagingReportId: imagingReport.id!,
+    imagingStudyId: imagingStudy.id!,
+    endpointId: endpoint.id!,
     documents,
   };
 }

@@ -6,7 +6,18 @@
  *
  *   const ehr = await startSandboxEhr({ port: 0 });
  *   // ehr.baseUrl = http://127.0.0.1:PORT/fhir/R4, ehr.tokenUrl = http://127.0.0.1:PORT/auth/token
+ *   // ehr.seeded.patientId, seededDocument(ehr.seeded, 'op-note-2024').id: the seeded ids
  *   await ehr.stop();
+ *
+ * It is as strict as real hospital servers (Medplum, Epic, HAPI), so a test that passes here
+ * would pass there: its own UUIDs for everything, SMART scopes enforced per interaction,
+ * expiring signed storage links that refuse a bearer, and optionally its own Organization ids,
+ * references checked on write and `meta.profile` needing StructureDefinition read. Each of
+ * these switches can be turned off for a test that needs leniency:
+ *
+ *   await startSandboxEhr({ strict: { enforceScopes: false } });
+ *
+ * strict.ts lists the switches and which are on by default.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,8 +28,11 @@ import { defaultSandboxClients, type SandboxClient } from './clients.ts';
 import { ensureSandboxDefinitions } from './definitions.ts';
 import { applyByteFault, createFaultSwitch, type ActiveFault, type FaultSwitch } from './faults.ts';
 import { createFhirApi, outcomeReply, type HttpReply } from './fhir-api.ts';
-import { seedSandbox, type Blob, type SeededIds, type SeedOptions } from './seed.ts';
-import { createUrlSigner, handleStorageRequest, signedObjectUrl } from './storage.ts';
+import { seedSandbox, storeConsent, type Blob, type SeededIds, type SeedOptions } from './seed.ts';
+import type { SandboxOrganizationKey } from './seed-resources.ts';
+import { createObjectStorage } from './storage.ts';
+import { strictGate } from './strict-gates.ts';
+import { resolveStrict, type StrictOption, type StrictSwitches } from './strict.ts';
 import { createTokenService, type TokenService } from './token.ts';
 
 /** Options of {@link startSandboxEhr}. */
@@ -38,11 +52,10 @@ export interface SandboxEhrOptions {
   tokenTtlSeconds?: number;
   /** Page size of searches without `_count`; default 50. */
   defaultPageSize?: number;
-  /** Behave like real servers where the sandbox would be lenient. */
-  strict?: {
-    /** Accept clients registered by JWK Set URL (`jwksUri`) only; the assertion `aud` must be the token URL exactly either way. */
-    jwksUriOnly?: boolean;
-  };
+  /** Strictness switches (strict.ts): `true` all on, `false` all off, or some over DEFAULT_STRICT (the default). */
+  strict?: StrictOption;
+  /** Lifetime of signed storage links under `signedLinks`, seconds; default 3600. */
+  signedLinkTtlSeconds?: number;
 }
 
 /** One request the sandbox received (on either origin), for assertions. */
@@ -80,6 +93,18 @@ export interface SandboxEhr {
   requests: RecordedRequest[];
   tokens: TokenService;
   seeded: SeededIds;
+  /** The strictness switches in force. */
+  strict: StrictSwitches;
+  /**
+   * A signed storage link to an object (a document's `binaryId`), valid `ttlSeconds` (default:
+   * the sandbox's link lifetime; negative: already expired, for tests).
+   */
+  signedUrl(objectId: string, ttlSeconds?: number): string;
+  /**
+   * Stores one more active Consent for the seeded patient naming these organizations (keys of
+   * SANDBOX_ORGANIZATIONS) and returns its id; see `storeConsent` in seed.ts.
+   */
+  addConsent(recipients: readonly SandboxOrganizationKey[], options?: { id?: string; days?: number }): Promise<string>;
   /** Milliseconds from call to ready (listen + seed). */
   startupMs: number;
   /** Closes both origins (open connections are dropped). */
@@ -128,10 +153,17 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
   const blobs = new Map<string, Blob>();
   const faults = createFaultSwitch();
   const requests: RecordedRequest[] = [];
-  const signer = createUrlSigner();
+  const strict = resolveStrict(options.strict);
   const urls = { url: '', baseUrl: '', tokenUrl: '', storageUrl: '' };
-  const tokens = createTokenService({ clients: options.clients ?? defaultSandboxClients(), tokenUrl: () => urls.tokenUrl, ttlSeconds: options.tokenTtlSeconds, jwksUriOnly: options.strict?.jwksUriOnly });
-  const fhirApi = createFhirApi({ repo, blobs, baseUrl: () => urls.baseUrl, tokenUrl: () => urls.tokenUrl, defaultPageSize: options.defaultPageSize });
+  const storage = createObjectStorage({ storageUrl: () => urls.storageUrl, blobs, signedLinks: strict.signedLinks, ttlSeconds: options.signedLinkTtlSeconds });
+  const tokens = createTokenService({
+    clients: options.clients ?? defaultSandboxClients(),
+    tokenUrl: () => urls.tokenUrl,
+    ttlSeconds: options.tokenTtlSeconds,
+    grantRegisteredOnly: strict.enforceScopes,
+    jwksUriOnly: strict.jwksUriOnly,
+  });
+  const fhirApi = createFhirApi({ repo, blobs, baseUrl: () => urls.baseUrl, tokenUrl: () => urls.tokenUrl, defaultPageSize: options.defaultPageSize, presign: storage.presign });
 
   async function ehrReply(req: IncomingMessage, path: string, raw: Buffer): Promise<HttpReply> {
     const method = req.method ?? 'GET';
@@ -144,7 +176,9 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
       return outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found', details: { text: 'Not found' } }] }, 404);
     }
     const fhirPath = path.slice(FHIR_PREFIX.length) || '/';
-    if (requireAuth && !PUBLIC_FHIR_PATHS.test(fhirPath) && !tokens.check(req.headers.authorization)) {
+    const isPublic = PUBLIC_FHIR_PATHS.test(fhirPath);
+    const token = requireAuth && !isPublic ? tokens.check(req.headers.authorization) : undefined;
+    if (requireAuth && !isPublic && !token) {
       const reply = outcomeReply(unauthorized, 401);
       reply.headers['www-authenticate'] = 'Bearer realm="sandbox-ehr", error="invalid_token"';
       return reply;
@@ -157,7 +191,10 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
         return outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'structure', details: { text: 'Body is not JSON' } }] }, 400);
       }
     }
-    return fhirApi({ method, path: fhirPath, headers: req.headers, body });
+    const apiRequest = { method, path: fhirPath, headers: req.headers, body };
+    const refused = isPublic ? undefined : await strictGate(apiRequest, { repo, strict, baseUrl: urls.baseUrl, scope: token?.scope });
+    if (refused) return outcomeReply(refused.outcome, refused.status);
+    return fhirApi(apiRequest);
   }
 
   function handler(origin: RecordedRequest['origin']) {
@@ -180,7 +217,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
           const reply = outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code, details: { text: `Injected fault: HTTP ${fault.status}` } }] }, fault.status);
           return send(res, { ...reply, headers: { ...reply.headers, ...fault.headers } }, undefined);
         }
-        const reply = origin === 'ehr' ? await ehrReply(req, path, raw) : handleStorageRequest(method, path, blobs, signer);
+        const reply = origin === 'ehr' ? await ehrReply(req, path, raw) : storage.handle(method, path, req.headers.authorization);
         if (fault?.beforeResponse) {
           await fault.beforeResponse();
           if (res.destroyed) return;
@@ -201,7 +238,10 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
   urls.tokenUrl = `${urls.url}/auth/token`;
   urls.storageUrl = `http://${host}:${storagePort}`;
 
-  const seeded = await seedSandbox({ repo, blobs, storageUrlFor: (id) => signedObjectUrl(urls.storageUrl, signer, id) }, options.seed);
+  const seeded = await seedSandbox(
+    { repo, blobs, storageUrlFor: storage.plainUrl, signedUrlFor: (id) => storage.signedUrl(id), serverIds: strict.serverIds, ownOrganizations: strict.ownOrganizations },
+    options.seed,
+  );
   return {
     ...urls,
     repo,
@@ -210,6 +250,9 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
     requests,
     tokens,
     seeded,
+    strict,
+    signedUrl: storage.signedUrl,
+    addConsent: (recipients, opts) => storeConsent({ repo, serverIds: strict.serverIds }, seeded, recipients, opts),
     startupMs: performance.now() - started,
     stop: async () => {
       await Promise.all([close(ehrServer), close(storageServer)]);

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createLocalJWKSet, createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { SandboxClient } from './clients.ts';
+import { DEFAULT_REGISTERED_SCOPE, grantScope } from './scopes.ts';
 
 /** The assertion type SMART requires. */
 export const JWT_BEARER_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
@@ -48,6 +49,11 @@ export interface TokenServiceOptions {
   ttlSeconds?: number;
   /** Accept clients registered by JWK Set URL only (as Medplum and most EHR vendors): a client registered by `jwks` is refused. */
   jwksUriOnly?: boolean;
+  /**
+   * Grant only what the request asks AND the client's registration allows (the `enforceScopes`
+   * switch, strict.ts); otherwise whatever is asked is granted, the registration when nothing is.
+   */
+  grantRegisteredOnly?: boolean;
   now?: () => number;
 }
 
@@ -59,7 +65,8 @@ function oauthError(status: number, error: string, description: string): TokenRe
  * Creates the token service: verifies the assertion's signature against the client's registered
  * JWKS or JWK Set URL (RS384/ES384 only; with `jwksUriOnly`, URL only), `iss` = `sub` = client
  * id, `aud` = the token URL exactly, `exp` at most five minutes ahead, and refuses a `jti`
- * already seen; then issues an opaque access token.
+ * already seen; then issues an opaque access token whose granted scope the response states
+ * (clients compare it with what they need).
  */
 export function createTokenService(opts: TokenServiceOptions): TokenService {
   const now = opts.now ?? Date.now;
@@ -105,7 +112,9 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
     if (seenJti.has(jtiKey)) return oauthError(401, 'invalid_client', 'client assertion jti already used');
     seenJti.set(jtiKey, payload.exp ?? nowS);
 
-    const scope = form.get('scope') ?? client.scope ?? 'system/*.rs';
+    const registered = client.scope ?? DEFAULT_REGISTERED_SCOPE;
+    const scope = opts.grantRegisteredOnly ? grantScope(form.get('scope'), registered) : form.get('scope') || registered;
+    if (!scope) return oauthError(400, 'invalid_scope', 'none of the requested scopes is registered for this client');
     const token = randomBytes(24).toString('base64url');
     issued.set(token, { clientId: client.clientId, ...(protectedHeader.kid ? { kid: protectedHeader.kid } : {}), scope, expiresAt: now() + ttl * 1000 });
     return { status: 200, body: { access_token: token, token_type: 'bearer', expires_in: ttl, scope } };
