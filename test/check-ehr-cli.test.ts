@@ -43,8 +43,8 @@ describe('npm run check-ehr (the CLI process)', () => {
   });
   afterEach(() => ehr.faults.clear());
 
-  it('everything passes against the sandbox (patient, --write): the checklist printed, exit 0', async () => {
-    const run = await runCheck(['st-olaf', '--patient', `Patient/${ehr.seeded.patientId}`, '--write'], env);
+  it('everything passes against the sandbox (patient, consent, --write): the checklist printed, exit 0', async () => {
+    const run = await runCheck(['st-olaf', '--patient', `Patient/${ehr.seeded.patientId}`, '--consent', `Consent/${ehr.seeded.consentId}`, '--write'], env);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const lines = run.stdout.split('\n');

@@ -73,7 +73,7 @@ describe('permanent vs transient outbound failures (flow)', () => {
 
   /** A referral, assembled, accepted and started by Lakeside. */
   async function inProgress(): Promise<{ id: string; taskId: string }> {
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }));
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
     expect(created.status).toBe(201);
     const id = created.body.id;
     const taskId = created.body.tasks[0]?.id as string;
@@ -176,7 +176,7 @@ describe('permanent vs transient outbound failures (flow)', () => {
 
   it('a record-assembly read answered 403 ends the assembly at once: records-failed, the EHR\'s outcome in the referrer\'s summary', async () => {
     const fault = ehr.faults.add({ path: /^\/fhir\/R4\/DocumentReference/, method: 'GET', status: 403, body: FORBIDDEN });
-    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }));
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
     expect(created.status).toBe(201);
     const id = created.body.id;
     const recordSet = await until(async () => ((await summaryOf(id)).recordSet.status === 'records-failed' ? (await summaryOf(id)).recordSet : undefined), 'the failed assembly');

@@ -13,6 +13,7 @@ import { DEFAULT_REGISTERED_SCOPE } from './support/sandbox-ehr/scopes.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { makePatient } from './support/sandbox-ehr/seed-resources.ts';
 import { startSandboxEhr, type SandboxEhr } from './support/sandbox-ehr/server.ts';
+import { resolveStrict } from './support/sandbox-ehr/strict.ts';
 import { CLIENT_ASSERTION_TYPE, loadExamplePrivateJwk, signClientAssertion } from './support/tokens.ts';
 
 let ehr: SandboxEhr;
@@ -297,12 +298,15 @@ describe('options', () => {
 });
 
 describe('strictness switches', () => {
-  /** Every switch on (`strict: true`) and every switch off (`strict: false`), small attachments. */
+  /**
+   * Every switch on but `jwksUriOnly` (these clients are registered by value; the JWK Set URL
+   * flow test runs with it on), and every switch off (`strict: false`), small attachments.
+   */
   let strictEhr: SandboxEhr;
   let lenientEhr: SandboxEhr;
   beforeAll(async () => {
     [strictEhr, lenientEhr] = await Promise.all([
-      startSandboxEhr({ strict: true, clients: clients(), seed: { largeBytes: 10_000 } }),
+      startSandboxEhr({ strict: { ...resolveStrict(true), jwksUriOnly: false }, clients: clients(), seed: { largeBytes: 10_000 } }),
       startSandboxEhr({ strict: false, clients: clients(), seed: { largeBytes: 10_000 } }),
     ]);
   });
@@ -340,9 +344,7 @@ describe('strictness switches', () => {
     it('on: every seeded resource has a server-assigned UUID and the chart references those ids', async () => {
       const s = ehr.seeded;
       expect([s.organizationId, s.firstOpinionNoteId]).toEqual([s.organizations['st-olaf'], seededDocument(s, 'first-opinion-note').id]);
-      // Organizations keep the network file's ids unless ownOrganizations is on (see its test).
-      expect(s.organizations).toEqual({ 'st-olaf': 'st-olaf', lakeside: 'lakeside', 'harbor-clinic': 'harbor-clinic' });
-      const ids = [s.patientId, s.practitionerId, s.consentId, s.expiredConsentId, s.otherOrgConsentId, s.pathologyReportId, s.imagingReportId, s.imagingStudyId, s.endpointId,
+      const ids = [...Object.values(s.organizations), s.patientId, s.practitionerId, s.consentId, s.expiredConsentId, s.otherOrgConsentId, s.pathologyReportId, s.imagingReportId, s.imagingStudyId, s.endpointId,
         ...s.documents.flatMap((d) => [d.id, ...(d.location === 'binary' ? [d.binaryId!] : [])])];
       expect(ids.filter((id) => !UUID.test(id))).toEqual([]);
       expect(new Set(ids).size).toBe(ids.length);
@@ -364,7 +366,8 @@ describe('strictness switches', () => {
       const s = lenientEhr.seeded;
       expect([s.patientId, s.practitionerId, s.organizationId, s.consentId, s.firstOpinionNoteId, s.imagingStudyId, seededDocument(s, 'op-note-2024').id, seededDocument(s, 'op-note-2024').binaryId])
         .toEqual(['pat-1', 'dr-nilsen', 'st-olaf', 'consent-1', 'first-opinion-note', 'imaging-study-2024', 'op-note-2024', 'bin-op-note-2024']);
-      expect(s.organizations).toEqual({ 'st-olaf': 'st-olaf', lakeside: 'lakeside', 'harbor-clinic': 'harbor-clinic' });
+      expect(Object.entries(s.organizations).filter(([key, id]) => key !== id)).toEqual([]);
+      expect(Object.keys(s.organizations)).toHaveLength(7);
     });
   });
 
@@ -395,9 +398,9 @@ describe('strictness switches', () => {
       ]);
     });
 
-    it('off: the network file\'s ids, no identifiers; switching it on changes only the organizations and their references', async () => {
+    it('off: the network file\'s ids, with the identifiers; switching it on changes only the organizations and their references', async () => {
       const [shared, own] = await Promise.all([
-        startSandboxEhr({ strict: { serverIds: false }, clients: clients(), seed: { largeBytes: 10_000 } }),
+        startSandboxEhr({ strict: { serverIds: false, ownOrganizations: false }, clients: clients(), seed: { largeBytes: 10_000 } }),
         startSandboxEhr({ strict: { serverIds: false, ownOrganizations: true }, clients: clients(), seed: { largeBytes: 10_000 } }),
       ]);
       try {
@@ -416,12 +419,12 @@ describe('strictness switches', () => {
         };
         const bearer = await tokenFor(shared, 'system/*.rs', WIDE_CLIENT);
         const orgs = (await send(shared, bearer, 'GET', 'Organization')).body as Bundle;
-        expect(orgs.entry?.map((e) => e.resource)).toEqual([
-          expect.objectContaining({ id: 'st-olaf', name: 'St Olaf Hospital (example)' }),
-          expect.objectContaining({ id: 'lakeside', name: 'Lakeside Clinic (example)' }),
+        expect(orgs.entry?.map((e) => e.resource)).toEqual(expect.arrayContaining([
+          expect.objectContaining({ id: 'st-olaf', name: 'St Olaf Hospital (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-1001' }] }),
+          expect.objectContaining({ id: 'lakeside', name: 'Lakeside Clinic (example)', identifier: [{ system: 'https://registry.example.org/organizations', value: 'ORG-2001' }] }),
           expect.objectContaining({ id: 'harbor-clinic', name: 'Harbor Clinic (example, not in the network)' }),
-        ]);
-        expect(orgs.entry?.filter((e) => 'identifier' in (e.resource ?? {}))).toEqual([]);
+        ]));
+        expect(orgs.entry?.filter((e) => !('identifier' in (e.resource ?? {})))).toEqual([]);
         const [before, after] = [await dump(shared), await dump(own)];
         expect(after).not.toBe(before);
         const renamed = Object.fromEntries(Object.entries(own.seeded.organizations).map(([key, id]) => [id, key]));
@@ -436,7 +439,7 @@ describe('strictness switches', () => {
     it('grants what is requested and registered, and says so in the token response', async () => {
       const grant = async (scope: string) => (await tokenRequest(await assertion(), scope)).body;
       expect((await grant('system/*.rs')).scope).toBe(
-        'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Binary.r system/Communication.s system/Organization.r system/StructureDefinition.rs',
+        'system/DocumentReference.rs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.s system/StructureDefinition.rs',
       );
       expect((await grant('system/DocumentReference.read system/Task.rs')).scope).toBe('system/DocumentReference.read');
       expect((await grant('system/*.write')).scope).toBe('system/DocumentReference.c system/Communication.c');
@@ -537,7 +540,8 @@ describe('strictness switches', () => {
     it('off: stores references to anything', async () => {
       const bearer = await tokenFor(lenientEhr, 'system/*.cruds', WIDE_CLIENT);
       expect((await send(lenientEhr, bearer, 'POST', 'DocumentReference', note(lenientEhr, { author: [{ reference: 'Organization/nowhere' }] }))).status).toBe(201);
-      expect((await send(ehr, wideToken, 'POST', 'DocumentReference', note(ehr, { author: [{ reference: 'Organization/nowhere' }] }))).status).toBe(201); // off by default
+      // On by default: the same write to a default sandbox is refused.
+      expect((await send(ehr, wideToken, 'POST', 'DocumentReference', note(ehr, { author: [{ reference: 'Organization/nowhere' }] }))).status).toBe(400);
     });
   });
 
@@ -555,9 +559,11 @@ describe('strictness switches', () => {
       expect((await send(strictEhr, withSd, 'POST', 'DocumentReference', profiled(strictEhr))).status).toBe(201);
     });
 
-    it('off: meta.profile needs no extra scope', async () => {
+    it('off: meta.profile needs no extra scope (on by default: a default sandbox refuses it)', async () => {
+      const lenient = await tokenFor(lenientEhr, 'system/DocumentReference.crs');
+      expect((await send(lenientEhr, lenient, 'POST', 'DocumentReference', profiled(lenientEhr))).status).toBe(201);
       const bearer = await tokenFor(ehr, 'system/DocumentReference.crs');
-      expect((await send(ehr, bearer, 'POST', 'DocumentReference', profiled(ehr))).status).toBe(201); // off by default
+      expect((await send(ehr, bearer, 'POST', 'DocumentReference', profiled(ehr))).status).toBe(403);
     });
   });
 

@@ -140,9 +140,9 @@ export async function checkConsent(ctx: DataCheckContext, patient: string | unde
   return { id: 'consent', title, status: 'ok', observed: `${count} Consent${count === 1 ? '' : 's'} for ${patient} (give one with --consent, ?consent=, to read it)` };
 }
 
-/** Line 8 (only when asked): one Communication by conditional create, then read back. */
+/** Line 8 (only when asked): one Communication by conditional create, then the same create again, which must find it. */
 export async function checkWrite(ctx: DataCheckContext, write: boolean): Promise<CheckLine> {
-  const title = 'Write: conditional create of a Communication, read back';
+  const title = 'Write: conditional create of a Communication, found again by its identifier';
   if (!write) return { id: 'write', title, status: 'skipped', observed: 'not tried: add --write (?write=true on the admin route) to create one Communication on the EHR, once however often it runs' };
   if (ctx.unusable) return { id: 'write', title, status: 'skipped', observed: `not tried: ${ctx.unusable}` };
   const { system, value } = CONNECTION_CHECK_IDENTIFIER;
@@ -161,15 +161,19 @@ export async function checkWrite(ctx: DataCheckContext, write: boolean): Promise
   }
   if (created.id !== undefined) created.id = printable(created.id, 64);
   if (!created.id) return { id: 'write', title, status: 'failed', observed: 'the EHR answered the create without an id', fix: "The service needs the created resource's id back (Prefer: return=representation or a Location header); ask the EHR's administrators." };
+  // Read back by its identifier: the same conditional create again must find it, not make a second
+  // one (the service's post-back is exactly-once only where the EHR honours If-None-Exist). A read
+  // by id would need system/Communication.r, which the service needs nowhere else.
+  let again: Communication;
   try {
-    const back = await ctx.client.read<Communication>('Communication', created.id);
-    if (!back.identifier?.some((i) => i.system === system && i.value === value)) {
-      return { id: 'write', title, status: 'failed', observed: `Communication/${created.id} read back without our identifier`, fix: 'The EHR drops identifiers on create: conditional creates (the consult note, the Communication) would then post duplicates; ask its administrators.' };
-    }
+    again = await ctx.client.createIfNoneExist(communication, `identifier=${system}|${value}`);
   } catch (err) {
-    return { id: 'write', title, status: 'failed', observed: `Communication/${created.id} created, read back: ${describeFailure(err)}`, fix: "Reading back what the service wrote needs system/Communication.r; it is not needed otherwise, so this only matters if the EHR's read is broken." };
+    return { id: 'write', title, status: 'failed', observed: `Communication/${created.id} created; the same conditional create again: ${describeFailure(err)}`, fix: refusalAdvice(err, ctx, 'system/Communication.cs', 'create Communications conditionally') };
   }
-  return { id: 'write', title, status: 'ok', observed: `Communication/${created.id} (identifier ${system}|${value}; one per EHR however often the check runs), read back` };
+  if (again.id !== created.id) {
+    return { id: 'write', title, status: 'failed', observed: `Communication/${created.id} created, and the same conditional create again made another (${printable(again.id ?? 'no id', 64)})`, fix: 'The EHR ignores If-None-Exist (or drops our identifier): the consult note and its Communication would be posted again on every retry; ask its administrators to support conditional create.' };
+  }
+  return { id: 'write', title, status: 'ok', observed: `Communication/${created.id} (identifier ${system}|${value}); the same conditional create again found it, so there is one per EHR however often the check runs` };
 }
 
 /** What to change when the EHR refused a call: the scope on a 401/403, else the base URL or the EHR. */

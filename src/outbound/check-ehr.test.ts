@@ -13,7 +13,7 @@ const ORIGIN = 'https://ehr.test';
 const BASE = `${ORIGIN}/fhir/R4`;
 const TOKEN_URL = `${ORIGIN}/oauth2/token`;
 const ROOT = path.join(import.meta.dirname, '..', '..');
-const DEFAULT_SCOPE = 'system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.c';
+const DEFAULT_SCOPE = 'system/DocumentReference.crs system/DiagnosticReport.rs system/ImagingStudy.rs system/Consent.r system/Patient.r system/Organization.r system/Binary.r system/Communication.cs';
 
 const server = setupServer();
 beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
@@ -165,7 +165,7 @@ describe('checkEhrConnection', () => {
     useEhr({}, http.get(`${BASE}/metadata`, () => HttpResponse.json(capability('4.0.1', ['DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Consent', 'Patient', 'Organization', 'Binary']))));
     const { list, line } = await check();
     expect(list.ok).toBe(true);
-    expect(line('capability-statement')).toMatchObject({ status: 'warning', observed: 'fhirVersion 4.0.1; does not list: Communication create' });
+    expect(line('capability-statement')).toMatchObject({ status: 'warning', observed: 'fhirVersion 4.0.1; does not list: Communication create, Communication search-type' });
   });
 
   it('a SMART token endpoint other than fhir.tokenUrl fails line 2 and says which URL to set', async () => {
@@ -196,7 +196,7 @@ describe('checkEhrConnection', () => {
     server.use(...healthyEhr({ grantedScope: 'system/DocumentReference.rs system/Consent.r' }));
     const { list, line } = await check();
     expect(list.ok).toBe(false);
-    const missing = 'system/DocumentReference.c system/DiagnosticReport.r system/DiagnosticReport.s system/ImagingStudy.r system/ImagingStudy.s system/Patient.r system/Organization.r system/Binary.r system/Communication.c';
+    const missing = 'system/DocumentReference.c system/DiagnosticReport.r system/DiagnosticReport.s system/ImagingStudy.r system/ImagingStudy.s system/Patient.r system/Organization.r system/Binary.r system/Communication.c system/Communication.s';
     expect(line('scopes')).toEqual({
       id: 'scopes',
       title: 'Scopes granted vs needed',
