@@ -5,14 +5,20 @@
  * synthetic chart of the sandbox EHR (`npm run sandbox` in a third terminal), found there by the
  * patient's identifier: the sandbox gives its records ids of its own.
  *
- *   npm run try            (SERVICE_URL defaults to http://localhost:8080, SANDBOX_URL to http://localhost:8090)
+ *   npm run try            (SERVICE_URL defaults to http://localhost:8080, SANDBOX_URL to http://127.0.0.1:8090: the sandbox's token URL, exactly)
+ *   npm run -s try -- --chart   only prints the sandbox chart's ids as shell variables
+ *                               (PATIENT_ID, PRACTITIONER_ID, CONSENT_ID), for `eval` and curl
  */
 import { getAccessToken } from '../test/support/tokens.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { findSandboxChart } from '../test/support/sandbox-ehr/find-chart.ts';
 
 const base = (process.env.SERVICE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
-const chart = await findSandboxChart(process.env.SANDBOX_URL ?? 'http://localhost:8090');
+const chart = await findSandboxChart(process.env.SANDBOX_URL ?? 'http://127.0.0.1:8090');
+if (process.argv.includes('--chart')) {
+  process.stdout.write(`PATIENT_ID=${chart.patientId}\nPRACTITIONER_ID=${chart.practitionerId}\nCONSENT_ID=${chart.consentId}\n`);
+  process.exit(0);
+}
 
 async function call(token: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; location: string | null }> {
   const res = await fetch(`${base}${path}`, {
