@@ -140,7 +140,7 @@ describe('an EHR that knows the service only by its JWK Set URL (flow)', () => {
         return { status: res.status, body: (await res.json()) as unknown };
       };
       expect(await tokenRequest(byValue.tokenUrl, byValue.tokenUrl)).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client keys must be registered by JWK Set URL' } });
-      const rejected = { status: 401, body: { error: 'invalid_client', error_description: 'client assertion rejected (ERR_JWT_CLAIM_VALIDATION_FAILED)' } };
+      const rejected = { status: 401, body: { error: 'invalid_client', error_description: 'Invalid client assertion audience' } };
       expect(await tokenRequest(ehr.tokenUrl, `${ehr.tokenUrl}/`)).toEqual(rejected);
       expect(await tokenRequest(ehr.tokenUrl, ehr.baseUrl)).toEqual(rejected);
       expect((await tokenRequest(ehr.tokenUrl, ehr.tokenUrl)).status).toBe(200);

@@ -217,7 +217,7 @@ describe('auth', () => {
     expect(await tokenRequest(once)).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client assertion jti already used' } });
     expect(await tokenRequest(await assertion({ tokenUrl: 'https://elsewhere.example/token' }))).toEqual({
       status: 401,
-      body: { error: 'invalid_client', error_description: 'client assertion rejected (ERR_JWT_CLAIM_VALIDATION_FAILED)' },
+      body: { error: 'invalid_client', error_description: 'Invalid client assertion audience' },
     });
     expect(await tokenRequest(await assertion({ expiresInSeconds: 3600 }))).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client assertion exp is more than 5 minutes ahead' } });
     expect(await tokenRequest(await assertion({ clientId: 'intruder' }))).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'unknown client' } });

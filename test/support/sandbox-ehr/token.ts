@@ -102,6 +102,8 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
         currentDate: new Date(now()),
       }));
     } catch (err) {
+      // A wrong audience in Medplum's words: the usual cause is a tokenUrl not written exactly as the server's.
+      if (err instanceof joseErrors.JWTClaimValidationFailed && err.claim === 'aud') return oauthError(401, 'invalid_client', 'Invalid client assertion audience');
       const reason = err instanceof joseErrors.JOSEError ? err.code : 'invalid';
       return oauthError(401, 'invalid_client', `client assertion rejected (${reason})`);
     }

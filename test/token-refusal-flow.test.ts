@@ -1,0 +1,71 @@
+import { Writable } from 'node:stream';
+import type { Task } from '@medplum/fhirtypes';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
+import { createLogger } from '../src/log/logger.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
+import { callerFor, until } from './support/flow.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { getAccessToken } from './support/tokens.ts';
+
+/**
+ * Issue 11 §1.7 (and §1.4 for the token endpoint): the EHR refuses our client assertion because
+ * the network file writes its token URL differently from the server (`localhost` for
+ * `127.0.0.1`, so the assertion's `aud` is not the server's token URL). The refusal is permanent:
+ * record assembly stops on the first attempt, and the EHR's `error_description` reaches the
+ * referrer's summary and the log, not just the OAuth `error` code.
+ */
+describe('a token refusal keeps the EHR\'s error_description (flow)', () => {
+  let ehr: SandboxEhr;
+  let service: TestService;
+  const logs: Record<string, unknown>[] = [];
+  const tokens: Record<string, string> = {};
+  const call = callerFor(() => service.url, tokens);
+
+  beforeAll(async () => {
+    ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 20_000 } });
+    const networkFile = await writeSandboxNetwork(ehr, {
+      timeoutMs: 5_000,
+      edit: (byId) => void ((byId('st-olaf').fhir as Record<string, unknown>).tokenUrl = ehr.tokenUrl.replace('127.0.0.1', 'localhost')),
+    });
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    service = await startTestService({ NETWORK_FILE: networkFile }, createLogger({ level: 'warn', destination: sink }), {
+      queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),
+      jobPollingIntervalSeconds: 0.5,
+    });
+    tokens['st-olaf'] = await getAccessToken(service.url, clientIdOf('st-olaf'));
+  });
+  afterAll(async () => {
+    await service?.stop();
+    await ehr?.stop();
+  });
+
+  it('records-failed on the first attempt, with "Invalid client assertion audience" in the summary and the log', async () => {
+    const created = await call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded));
+    expect(created.status).toBe(201);
+    const id = created.body.id;
+    const recordSet = await until(async () => {
+      const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
+      return summary.recordSet.status === 'records-failed' ? summary.recordSet : undefined;
+    }, 'the failed assembly');
+    expect(recordSet.attempts).toBe(1);
+    expect(recordSet.failureReason).toContain('invalid_client');
+    expect(recordSet.failureReason).toContain('Invalid client assertion audience');
+    // One token request, refused; no FHIR call was made without a token.
+    const tokenCalls = ehr.requests.filter((r) => r.path === '/auth/token');
+    expect(tokenCalls.map((r) => r.status)).toEqual([401]);
+    expect(ehr.requests.filter((r) => r.path.startsWith('/fhir/R4/'))).toEqual([]);
+    // The log line names the OAuth error and its description, and nothing of the assertion.
+    const logged = logs.filter((l) => JSON.stringify(l).includes('Invalid client assertion audience'));
+    expect(logged.length).toBeGreaterThan(0);
+    expect(JSON.stringify(logged)).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
+  });
+});
