@@ -10,7 +10,8 @@ import express, { type ErrorRequestHandler } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuthDeps } from '../src/auth/auth-deps.ts';
 import { createGuard } from '../src/access/route-guard.ts';
-import { createAuthMiddleware, requireCaller, requireRole, requireScope } from '../src/auth/middleware.ts';
+import { requireRole, requireScope } from '../src/access/caller.ts';
+import { createAuthMiddleware, requireCaller } from '../src/auth/middleware.ts';
 import { createAuthRouter } from '../src/auth/routes.ts';
 import { runWithContext } from '../src/http/context.ts';
 import { createParticipantsRouter } from '../src/network/routes.ts';
@@ -190,12 +191,16 @@ describe('auth middleware', () => {
     });
   });
 
-  it('valid token: the caller is in the request context and res.locals', async () => {
+  it('valid token: the caller, with the request it belongs to, is in the request context and res.locals', async () => {
     const token = await getAccessToken(baseUrl, 'st-olaf-ehr');
     const res = await get('/whoami', token);
     expect(res.status).toBe(200);
-    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' } };
-    expect(await res.json()).toEqual({ context: caller, locals: caller });
+    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' }, requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) };
+    const body = (await res.json()) as { context: { requestId: string }; locals: { requestId: string } };
+    expect(body).toEqual({ context: caller, locals: caller });
+    // A second request is another act: another request id on its caller.
+    const again = (await (await get('/whoami', token)).json()) as { context: { requestId: string } };
+    expect(again.context.requestId).not.toBe(body.context.requestId);
   });
 
   it('requireRole and requireScope answer 403 saying what is needed', async () => {

@@ -3,7 +3,7 @@ import type { Bundle, Task } from '@medplum/fhirtypes';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTE_RULES, type RouteRule } from '../src/access/route-rules.ts';
-import { SEARCH_PARAMETERS } from '../src/fhir/search-parameters.ts';
+import { SEARCH_PARAMETERS } from '../src/fhir-rest/search-parameters.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { blobs, opinionDeliveries, resources } from '../src/store/schema.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';

@@ -2,7 +2,7 @@ import { Writable } from 'node:stream';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILE } from '../src/fhir/constants.ts';
-import { SEARCH_PARAMETERS } from '../src/fhir/search-parameters.ts';
+import { SEARCH_PARAMETERS } from '../src/fhir-rest/search-parameters.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';

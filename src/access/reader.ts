@@ -1,4 +1,4 @@
-import type { Caller } from '../http/context.ts';
+import type { Caller } from './caller.ts';
 import type { Reader } from '../store/resource-store.ts';
 import { requesterKey } from './audience.ts';
 

@@ -7,8 +7,9 @@ import { OperationOutcomeError } from '@medplum/core';
 import type { RequestHandler } from 'express';
 import { recordRefusal, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { requireCaller, requireRole, requireScope } from '../auth/middleware.ts';
-import type { Caller } from '../http/context.ts';
+import { requireCaller } from '../auth/middleware.ts';
+import { requireRole, requireScope } from './caller.ts';
+import type { Caller } from './caller.ts';
 import { ruleFor, type RouteAccess, type RouteMethod } from './route-rules.ts';
 
 /** Throws 403 unless `caller` holds the roles and scope `access` asks for (any participant passes the other kinds). */

@@ -9,7 +9,7 @@
 import type { AuditEvent } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { SERVICE_DEVICE_DISPLAY } from '../fhir/constants.ts';
-import { getContext } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { buildAuditEvent, type AuditAction, type AuditEntityInput, type AuditOutcome } from './audit-event.ts';
 
@@ -28,6 +28,16 @@ export interface AuditRecordInput {
   description?: string;
   /** For searches: the query string as sent (references and codes only). */
   query?: string;
+  /** The request (or job run) the act belongs to: the caller's `requestId`, when it has one. */
+  requestId?: string;
+}
+
+/** Who acted, as an AuditEvent names it: the caller's participant and client, and its request for correlation. */
+export function actedBy(caller: Pick<Caller, 'participantId' | 'requestId'> & { clientId?: string }): Pick<AuditRecordInput, 'agent' | 'requestId'> {
+  return {
+    agent: { participantId: caller.participantId, ...(caller.clientId ? { clientId: caller.clientId } : {}) },
+    ...(caller.requestId ? { requestId: caller.requestId } : {}),
+  };
 }
 
 export interface AuditLogDeps {
@@ -45,10 +55,10 @@ export class AuditLog {
     this.deps = deps;
   }
 
-  /** Builds the AuditEvent (request id from the request context when there is one). */
+  /** Builds the AuditEvent (with the caller's request id when the input carries one). */
   build(input: AuditRecordInput): AuditEvent {
     const participant = this.deps.network.get(input.agent.participantId);
-    const requestId = getContext()?.requestId;
+    const { requestId } = input;
     const event = buildAuditEvent({
       action: input.action,
       outcome: input.outcome,

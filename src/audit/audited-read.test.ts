@@ -2,7 +2,7 @@ import { forbidden, notFound, OperationOutcomeError } from '@medplum/core';
 import type { Bundle, DocumentReference, Task } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { HttpOutcomeError, outcome } from '../fhir/outcomes.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { AuditLog, AuditRecordInput } from './audit-log.ts';
 import { auditedRead, commonPatientOf, patientOf, refusalOf, requestedEntity, touchedResources } from './audited-read.ts';
 

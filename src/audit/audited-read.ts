@@ -9,9 +9,9 @@
  */
 import { getStatus, OperationOutcomeError } from '@medplum/core';
 import type { Resource } from '@medplum/fhirtypes';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { AuditAction, AuditEntityInput, AuditOutcome } from './audit-event.ts';
-import type { AuditLog } from './audit-log.ts';
+import { actedBy, type AuditLog } from './audit-log.ts';
 
 /** What a successful read touched: the resources and, when it is one, the patient. */
 export interface ReadTouched {
@@ -31,7 +31,6 @@ export interface AuditedReadPlan<T> {
 
 /** Runs `read` and records its AuditEvent (success, refused or failure) before returning or rethrowing. */
 export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: AuditedReadPlan<T>, read: () => Promise<T>): Promise<T> {
-  const agent = { participantId: caller.participantId, clientId: caller.clientId };
   const query = plan.query !== undefined ? { query: plan.query } : {};
   let result: T;
   try {
@@ -44,7 +43,7 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
   await audit.record({
     action: plan.action,
     outcome: 'success',
-    agent,
+    ...actedBy(caller),
     entities: touched.entities,
     ...(touched.patientReference ? { patientReference: touched.patientReference } : {}),
     ...query,
@@ -58,7 +57,7 @@ export async function recordRefusal(audit: Pick<AuditLog, 'record'>, caller: Cal
   await audit.record({
     action: plan.action,
     outcome,
-    agent: { participantId: caller.participantId, clientId: caller.clientId },
+    ...actedBy(caller),
     entities: plan.requested,
     description,
     ...(plan.query !== undefined ? { query: plan.query } : {}),

@@ -1,7 +1,7 @@
 import { OperationOutcomeError, unauthorizedTokenExpired } from '@medplum/core';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { errors, jwtVerify } from 'jose';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { Network } from '../network/network.ts';
 import type { AuthDeps } from './auth-deps.ts';
 import { PractitionerRefused, type ReferralScope, referralScopeOf } from './referral-scope.ts';

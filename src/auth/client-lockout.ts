@@ -1,5 +1,5 @@
-import { BoundedMap } from '../http/bounded-map.ts';
-import { DEFAULT_MAX_TRACKED_KEYS } from '../http/rate-limiter.ts';
+import { BoundedMap } from '../limits/bounded-map.ts';
+import { DEFAULT_MAX_TRACKED_KEYS } from '../limits/rate-limiter.ts';
 
 export interface LockoutSettings {
   /** Failed client authentications within `windowSeconds` that lock the client id; 0 switches the lockout off. */

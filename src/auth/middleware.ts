@@ -1,11 +1,8 @@
 import { OperationOutcomeError } from '@medplum/core';
-import type { OperationOutcome } from '@medplum/fhirtypes';
 import type { RequestHandler } from 'express';
-import { getContext, type Caller } from '../http/context.ts';
-import type { Role } from '../network/network.ts';
+import type { Caller } from '../access/caller.ts';
+import { getContext } from '../http/context.ts';
 import { type AccessTokenDeps, unauthorizedOutcome, verifyAccessToken } from './access-token.ts';
-import { hasScope, type Interaction } from './scopes.ts';
-import { issue, outcome } from '../fhir/outcomes.ts';
 
 export const AUTH_REALM = 'second-opinion';
 
@@ -41,8 +38,10 @@ export function createAuthMiddleware(deps: AccessTokenDeps): RequestHandler {
       }
       throw err;
     }
-    res.locals.caller = caller;
+    // The HTTP door's caller: who the token says, and which request this is (audit correlation).
     const ctx = getContext();
+    if (ctx) caller = { ...caller, requestId: ctx.requestId };
+    res.locals.caller = caller;
     if (ctx) ctx.caller = caller;
     next();
   };
@@ -53,29 +52,4 @@ export function requireCaller(): Caller {
   const caller = getContext()?.caller;
   if (!caller) throw new OperationOutcomeError(unauthorizedOutcome('An access token is required'));
   return caller;
-}
-
-/** A 403 OperationOutcome (`id: forbidden`, so the error handler maps it to 403) with a reason. */
-export function forbiddenOutcome(text: string): OperationOutcome {
-  return outcome([issue('forbidden', text)], 'forbidden');
-}
-
-/** Requires the caller's participant to hold `role` (or one of `role` when given a list). */
-export function requireRole(caller: Caller, role: Role | readonly Role[]): void {
-  const needed: readonly Role[] = typeof role === 'string' ? [role] : role;
-  if (needed.some((r) => caller.roles.includes(r))) return;
-  const want = needed.length === 1 ? `the ${needed[0]} role` : `one of the roles ${needed.join(', ')}`;
-  throw new OperationOutcomeError(
-    forbiddenOutcome(`This operation requires ${want}; participant ${caller.participantId} has ${caller.roles.length > 0 ? caller.roles.join(', ') : 'no roles'}`),
-  );
-}
-
-/** Requires a granted SMART scope permitting `interaction` (c r u d s) on `resourceType`. */
-export function requireScope(caller: Caller, resourceType: string, interaction: Interaction): void {
-  if (hasScope(caller.scopes, resourceType, interaction)) return;
-  throw new OperationOutcomeError(
-    forbiddenOutcome(
-      `This operation requires scope system/${resourceType}.${interaction} (or a scope that includes it, e.g. system/*.${interaction}); granted: ${caller.scopes.join(' ') || 'none'}`,
-    ),
-  );
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, SignJWT, type JWTPayload } from 'jose';
-import { unstorableText } from '../http/unstorable-text.ts';
+import { unstorableText } from '../fhir/unstorable-text.ts';
 import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
 import { ClientJwksUnavailableError, clientKeyResolver } from './client-keys.ts';
 import { OAuthError } from './oauth-error.ts';

@@ -1,6 +1,6 @@
 import { decodeJwt } from 'jose';
-import { addressKey } from '../http/client-address.ts';
-import { type Rate, RateLimiter } from '../http/rate-limiter.ts';
+import { addressKey } from '../limits/client-address.ts';
+import { type Rate, RateLimiter } from '../limits/rate-limiter.ts';
 import type { Logger } from '../log/logger.ts';
 import { ClientLockout, type LockoutSettings } from './client-lockout.ts';
 import { OAuthError } from './oauth-error.ts';

@@ -2,8 +2,21 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { TokenLimitSettings } from '../auth/token-limits.ts';
-import type { HttpServerLimits } from '../http/http-server.ts';
-import type { Rate } from '../http/rate-limiter.ts';
+import type { Rate } from '../limits/rate-limiter.ts';
+
+/** Connection limits of the HTTP server (HTTP_*_TIMEOUT_MS, HTTP_MAX_*). */
+export interface HttpServerLimits {
+  /** Time to receive a request's headers, from its first byte (or the connection's opening). */
+  headersTimeoutMs: number;
+  /** Time to receive a whole request, headers and body. */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection is kept after a response. */
+  keepAliveTimeoutMs: number;
+  /** Requests served on one connection before it is closed (`Connection: close`); 0 = no limit. */
+  maxRequestsPerSocket: number;
+  /** Open connections at most; further ones are closed at once; 0 = no limit. */
+  maxConnections: number;
+}
 
 /**
  * Every setting the service reads, as one zod schema over environment variables.

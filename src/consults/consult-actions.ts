@@ -9,7 +9,7 @@ import type { Annotation, Organization, Reference, Task } from '@medplum/fhirtyp
 import { eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { businessStatus } from '../fhir/business-status.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { Coding, text } from '../intake/intake-request.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';

@@ -16,7 +16,7 @@ import { z } from 'zod';
 import { readerOf } from '../access/reader.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { conflictError } from '../fhir/outcomes.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { addRecordsInTransaction, type AddRecordsDeps } from '../intake/add-records.ts';
 import { DocumentRefSchema, text } from '../intake/intake-request.ts';
 import type { ResourceStore } from '../store/resource-store.ts';

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { EXTENSION } from '../fhir/constants.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
@@ -70,7 +70,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
     const job: DeliverOpinionJob = { deliveryId: noteId };
     await deps.jobs.enqueue(tx.database, QUEUE.deliverOpinion, job, { singletonKey: noteId });
 
-    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller.participantId, deps, task.for.reference);
+    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller, deps, task.for.reference);
     await settleReferral(tx, serviceRequestId, intake.taskIds);
     return completed;
   });
@@ -81,7 +81,8 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
  * first opinion's documents and earlier consult notes) and the first opinion itself become
  * readable by it. Access is granted on the same resources (they do not change).
  */
-async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, participantId: string, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
+async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, caller: Caller, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
+  const { participantId } = caller;
   const released: string[] = [];
   const [assembly] = await tx.database.select({ withheldBundleId: recordSetAssemblies.withheldBundleId }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequest.id as string));
   if (assembly?.withheldBundleId) {
@@ -109,6 +110,7 @@ async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceReques
         action: 'disclose',
         outcome: 'success',
         agent: { participantId },
+        ...(caller.requestId ? { requestId: caller.requestId } : {}),
         entities: released.map((reference) => ({ reference })),
         ...(patientReference ? { patientReference } : {}),
         description: `First opinion of ServiceRequest/${serviceRequest.id} released to the consultant after its own opinion`,

@@ -7,8 +7,8 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { EXTENSION } from '../fhir/constants.ts';
 import { invalid, issue } from '../fhir/outcomes.ts';
-import { CURSOR_REFUSED } from '../fhir/search-parameters.ts';
-import type { Caller } from '../http/context.ts';
+import { CURSOR_REFUSED } from '../fhir-rest/search-parameters.ts';
+import type { Caller } from '../access/caller.ts';
 import { decodeCursor, type ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
 import { readerOf } from '../access/reader.ts';

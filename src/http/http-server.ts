@@ -1,17 +1,5 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
-
-export interface HttpServerLimits {
-  /** Time to receive a request's headers, from its first byte (or the connection's opening). */
-  headersTimeoutMs: number;
-  /** Time to receive a whole request, headers and body. */
-  requestTimeoutMs: number;
-  /** How long an idle keep-alive connection is kept after a response. */
-  keepAliveTimeoutMs: number;
-  /** Requests served on one connection before it is closed (`Connection: close`); 0 = no limit. */
-  maxRequestsPerSocket: number;
-  /** Open connections at most; further ones are closed at once; 0 = no limit. */
-  maxConnections: number;
-}
+import type { HttpServerLimits } from '../config/config.ts';
 
 /**
  * The HTTP server of the service with its connection limits (issue 10 §1.5): idle and

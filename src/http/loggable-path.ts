@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import { rulesFitting } from '../access/route-rules.ts';
-import { SEARCH_PARAMETERS } from '../fhir/search-parameters.ts';
+import { SEARCH_PARAMETERS } from '../fhir-rest/search-parameters.ts';
 
 /**
  * The request path as the request log line carries it (issue 10 §1.2: no log line carries

@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { invalid, issue } from '../fhir/outcomes.ts';
-import { findUnstorableText } from './unstorable-text.ts';
+import { findUnstorableText } from '../fhir/unstorable-text.ts';
 
 /** `['consultants', 2, 'id']` -> `consultants[2].id` (the FHIRPath-style name of the field). */
 export function fieldPath(path: readonly PropertyKey[]): string {

@@ -1,4 +1,4 @@
-import { unstorableText } from './unstorable-text.ts';
+import { unstorableText } from '../fhir/unstorable-text.ts';
 
 /**
  * Strict percent-decoding of URL parts and form bodies. The parsers the routes use are

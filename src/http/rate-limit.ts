@@ -1,8 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
-import { addressKey } from './client-address.ts';
+import { addressKey } from '../limits/client-address.ts';
 import { getContext } from './context.ts';
-import type { RateDecision, RateLimiter } from './rate-limiter.ts';
+import type { RateDecision, RateLimiter } from '../limits/rate-limiter.ts';
 
 /**
  * Per-address limit of the API, before authentication: bounds what one address can make the

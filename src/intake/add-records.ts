@@ -4,7 +4,7 @@ import { and, eq } from 'drizzle-orm';
 import { z } from 'zod';
 import { absoluteReference, sameResourceReference } from '../fhir/references.ts';
 import { conflictError } from '../fhir/outcomes.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 import type { ResourceStore } from '../store/resource-store.ts';

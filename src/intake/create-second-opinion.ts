@@ -3,7 +3,7 @@ import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { and, eq } from 'drizzle-orm';
 import { referrerAudience } from '../access/audience.ts';
 import { sameResourceReference } from '../fhir/references.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { conflictError, HttpOutcomeError, issue, outcome, unprocessable } from '../fhir/outcomes.ts';

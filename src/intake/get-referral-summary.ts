@@ -2,7 +2,7 @@ import type { DocumentReference, Extension, OperationOutcome, ServiceRequest, Ta
 import { eq, inArray } from 'drizzle-orm';
 import { auditedRead, patientOf, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';

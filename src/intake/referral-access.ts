@@ -3,7 +3,7 @@ import type { ServiceRequest } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { readerOf } from '../access/reader.ts';
 import { inReferralScope } from '../auth/referral-scope.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import type { Reader, ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Attachment, Bundle, Communication, Consent, DocumentReference } from '@medplum/fhirtypes';
 import type { AuditAction, AuditOutcome } from '../audit/audit-event.ts';
-import type { AuditLog } from '../audit/audit-log.ts';
+import { actedBy, type AuditLog } from '../audit/audit-log.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
 import type { Participant } from '../network/network.ts';
 import type { CheckCaller, CheckLine } from './check-ehr.ts';
@@ -207,7 +207,7 @@ function auditing(ctx: DataCheckContext, action: AuditAction, patient: string | 
     ctx.audit.record({
       action,
       outcome,
-      agent: { participantId: ctx.caller.participantId, ...(ctx.caller.clientId ? { clientId: ctx.caller.clientId } : {}) },
+      ...actedBy(ctx.caller),
       entities: references.map((reference) => ({ reference: absolute(reference) })),
       ...(patientRef ? { patientReference: absolute(patientRef) } : {}),
       description,

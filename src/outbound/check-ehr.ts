@@ -55,9 +55,11 @@ export interface CheckEhrInput {
 }
 
 /** Who runs the check: recorded as the agent of the AuditEvents of its reads. */
+/** Who runs the check: an admin's caller (the route), or the checked participant itself (the CLI, no client). */
 export interface CheckCaller {
   participantId: string;
   clientId?: string;
+  requestId?: string;
 }
 
 export interface CheckEhrDeps {

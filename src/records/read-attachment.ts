@@ -9,7 +9,7 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { Readable } from 'node:stream';
 import { and, eq, sql } from 'drizzle-orm';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { BlobRangeError, type BlobInfo, type BlobStore, type ByteRange } from '../store/blob-store.ts';
 import { accessFilter, type ResourceStore } from '../store/resource-store.ts';
 import { readerOf } from '../access/reader.ts';

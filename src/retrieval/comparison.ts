@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { ClinicalImpression, DocumentReference, Task } from '@medplum/fhirtypes';
 import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import type { Caller } from '../http/context.ts';
+import type { Caller } from '../access/caller.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { AGREEMENT_DISPLAY, type Agreement } from '../opinions/opinion.ts';
 import { escapeHtml } from '../opinions/render-note.ts';

@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import type { RouteRule } from '../../../src/access/route-rules.ts';
-import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from '../../../src/fhir/search-parameters.ts';
+import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from '../../../src/fhir-rest/search-parameters.ts';
 import { EXAMPLE_OPINION } from '../opinions.ts';
 import { makeSecondOpinionRequest } from '../referrals.ts';
 import { type Hostile, hostileText, hugeText, RAW_FRAGMENTS } from './hostile.ts';

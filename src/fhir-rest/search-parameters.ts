@@ -1,6 +1,6 @@
 import type { ResourceType } from '@medplum/fhirtypes';
 import { decodeCursor, type DateFilter, isStoreTime } from '../store/resource-store.ts';
-import { invalid, issue } from './outcomes.ts';
+import { invalid, issue } from '../fhir/outcomes.ts';
 
 /**
  * The search parameters this service supports, per resource type, and how each becomes a

@@ -1,10 +1,10 @@
 import { Router, type Request, type Response } from 'express';
 import type { Resource } from '@medplum/fhirtypes';
 import { requireCaller } from '../auth/middleware.ts';
-import { FHIR_JSON } from './constants.ts';
-import { HttpOutcomeError, issue, outcome } from './outcomes.ts';
+import { FHIR_JSON } from '../fhir/constants.ts';
+import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { queryParams } from '../http/query-params.ts';
-import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './fhir-api.ts';
+import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './read-resources.ts';
 
 function sendResource(req: Request, res: Response, resource: Resource): void {
   const etag = `W/"${resource.meta?.versionId}"`;

@@ -1,5 +1,5 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
-import { PROFILE } from './constants.ts';
+import { PROFILE } from '../fhir/constants.ts';
 import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
 /** Which of our profiles each served type conforms to. */
