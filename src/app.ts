@@ -22,6 +22,7 @@ import type { JobQueue } from './jobs/job-queue.ts';
 import type { Logger } from './log/logger.ts';
 import type { Network } from './network/network.ts';
 import { createParticipantCheckRouter, createParticipantsRouter } from './network/routes.ts';
+import { FhirDirectory } from './network/fhir-directory.ts';
 import { checkEhrConnection } from './outbound/check-ehr.ts';
 import { outboundKeyBaseDir } from './outbound/endpoints.ts';
 import type { ResourceStore } from './store/resource-store.ts';
@@ -103,7 +104,7 @@ export function createApp(deps: AppDeps): Express {
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
   app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
-  app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
+  app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit, directory: new FhirDirectory(deps.network, deps.now()) }));
 
   app.use(notFoundHandler);
   app.use(createErrorHandler(log));

@@ -61,13 +61,13 @@ describe('logs and metadata', () => {
     const rest = cs.rest?.[0];
     expect(rest?.security?.extension?.[0]?.extension?.[0]).toEqual({ url: 'token', valueUri: `${service.config.publicUrl}/auth/token` });
     const byType = Object.fromEntries((rest?.resource ?? []).map((r) => [r.type, r]));
-    // Generated from the search-parameter table, plus Binary (read only).
-    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary'].sort());
+    // Generated from the search-parameter table, plus Binary (read only) and ClinicalImpression (a profile, not served on its own).
+    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression'].sort());
     expect(Object.keys(byType)).toEqual(expect.arrayContaining(['AuditEvent', 'Binary', 'Bundle', 'DocumentReference', 'ServiceRequest', 'Task']));
     expect(byType.Task?.supportedProfile).toEqual([PROFILE.task]);
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);
-    expect(byType.Task?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'focus', 'owner', 'patient', 'status']);
-    expect(byType.ServiceRequest?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'identifier', 'patient', 'status']);
+    expect(byType.Task?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'focus', 'owner', 'patient', 'status', 'subject']);
+    expect(byType.ServiceRequest?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'identifier', 'patient', 'status', 'subject']);
     expect(byType.Task?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'history-instance', 'search-type']);
     expect(byType.AuditEvent?.searchParam?.map((p) => `${p.name}:${p.type}`).sort()).toEqual([
       '_id:token',

@@ -33,7 +33,9 @@ function who(access: RouteAccess): string {
 /** The two Markdown tables: who may call each route, and who sees each kind of resource. */
 export function renderAccessTables(): string {
   const routes = ROUTE_RULES.map((r) => `| ${r.method === 'ALL' ? `other methods on \`${r.path}\`` : `\`${r.method} ${r.path}\``} | ${who(r.access)} | ${r.what} |`);
-  const restricted = Object.entries(FHIR_TYPE_ACCESS).map(([type, rule]) => `${type}: ${rule.roles === 'any' ? 'any participant' : `${rule.roles.join(' or ')} only, every one`}`);
+  const restricted = Object.entries(FHIR_TYPE_ACCESS).map(
+    ([type, rule]) => `${type}: ${rule.roles === 'any' ? `any participant${'directory' in rule && rule.directory ? ', no scope needed (the network directory)' : ''}` : `${rule.roles.join(' or ')} only, every one`}`,
+  );
   const kinds = Object.values(RESOURCE_AUDIENCES).map((a) => `| ${a.resources} | ${a.viewers.map((v) => VIEWER_TEXT[v]).join('; ')} |`);
   return [
     '| route | who may call it | what |',

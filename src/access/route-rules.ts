@@ -113,10 +113,13 @@ export const ROUTE_RULES: readonly RouteRule[] = [
 /**
  * Who may read each type served at /fhir, beyond the SMART scope `system/<Type>.r|s`: `any`
  * participant reads what its access lists give it; AuditEvents belong to no participant and are
- * read whole by the auditor role.
+ * read whole by the auditor role; the network directory (`directory`: Organization, Endpoint,
+ * built from the network file) is read by any participant with no scope, as `/participants`.
  */
-export const FHIR_TYPE_ACCESS: Readonly<Partial<Record<ResourceType, { roles: 'any' } | { roles: readonly Role[]; readsAll: true }>>> = {
+export const FHIR_TYPE_ACCESS: Readonly<Partial<Record<ResourceType, { roles: 'any'; directory?: true } | { roles: readonly Role[]; readsAll: true }>>> = {
   AuditEvent: { roles: ['auditor'], readsAll: true },
+  Organization: { roles: 'any', directory: true },
+  Endpoint: { roles: 'any', directory: true },
 };
 
 const PATHS = ROUTE_RULES.filter((r) => !r.path.includes('{')).map((r) => ({ rule: r, segments: r.path.split('/') }));

@@ -1,11 +1,43 @@
-import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
+import type { CapabilityStatement, CapabilityStatementRestResource, CapabilityStatementRestResourceOperation, ResourceType } from '@medplum/fhirtypes';
 import { PROFILE } from '../fhir/constants.ts';
-import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
+import { COMMON_PARAMETERS, INCLUDES, revincludesOf, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
-/** Which of our profiles each served type conforms to. */
-const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
+/** Which of our profiles each type conforms to (a test checks every resource profile we build is here). */
+export const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
   ServiceRequest: [PROFILE.serviceRequest],
   Task: [PROFILE.task],
+  Bundle: [PROFILE.recordSet],
+  DocumentReference: [PROFILE.consultNote],
+  ClinicalImpression: [PROFILE.firstOpinion],
+};
+
+type Interaction = 'read' | 'vread' | 'history-instance' | 'search-type' | 'update' | 'patch' | 'create' | 'delete';
+/** The order interactions are listed in (the spec's order of the restful-interaction codes). */
+const INTERACTION_ORDER: readonly Interaction[] = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'create', 'search-type'];
+type SystemInteraction = 'transaction' | 'batch' | 'search-system' | 'history-system';
+
+/**
+ * What each `/fhir` route of ROUTE_RULES (access/route-rules.ts) is in the CapabilityStatement,
+ * keyed `METHOD path` as there. `types: 'served'` means every type of the search-parameter table.
+ * capability-statement.test.ts fails when a `/fhir` route has no entry here (or an entry no route),
+ * so a new FHIR door is listed as soon as it exists.
+ */
+export type FhirRouteCapability =
+  | { kind: 'interaction'; code: Interaction; types: 'served' | readonly ResourceType[] }
+  | { kind: 'system-interaction'; code: SystemInteraction }
+  | { kind: 'operation'; name: string; definition: string; types?: readonly ResourceType[] }
+  /** Not an interaction: the CapabilityStatement itself, discovery, refusals of what is not supported. */
+  | { kind: 'not-an-interaction'; why: string };
+
+export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapability>> = {
+  'GET /fhir/metadata': { kind: 'not-an-interaction', why: 'the CapabilityStatement (capabilities)' },
+  'GET /fhir/.well-known/smart-configuration': { kind: 'not-an-interaction', why: 'SMART discovery' },
+  'GET /fhir/Binary/:id': { kind: 'interaction', code: 'read', types: ['Binary'] },
+  'GET /fhir/:type/:id/_history/:vid': { kind: 'interaction', code: 'vread', types: 'served' },
+  'GET /fhir/:type/:id/_history': { kind: 'interaction', code: 'history-instance', types: 'served' },
+  'GET /fhir/:type/:id': { kind: 'interaction', code: 'read', types: 'served' },
+  'GET /fhir/:type': { kind: 'interaction', code: 'search-type', types: 'served' },
+  'ALL /fhir/{*rest}': { kind: 'not-an-interaction', why: 'refuses the methods no route answers (405)' },
 };
 
 /** CapabilityStatement search parameter type of each kind in the search-parameter table. */
@@ -16,44 +48,69 @@ const SEARCH_PARAM_TYPE = {
   id: 'token',
   coding: 'token',
   'last-updated': 'date',
-} as const satisfies Record<SearchParamKind, 'reference' | 'token' | 'date'>;
+  string: 'string',
+} as const satisfies Record<SearchParamKind, 'reference' | 'token' | 'date' | 'string'>;
 
 const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
   AuditEvent: 'Audit trail of reads and disclosures (IHE BALP coding): only for participants with the auditor role',
+  Binary: 'Attachment bytes of record-set documents: read only, for the participants the record set is disclosed to; supports Range',
+  Organization: 'The network directory: one per participant, built from the network file; any participant, no scope needed',
+  Endpoint: "The network directory: each participant's FHIR server (hl7-fhir-rest); any participant, no scope needed",
+  ClinicalImpression: 'The first opinion: not served on its own; carried in the referral (GET /second-opinions/{id}/comparison)',
 };
 
+const SERVED = Object.keys(SEARCH_PARAMETERS) as ResourceType[];
+
+/** The types the routes name, in a stable order: the search-parameter table's, then the rest. */
+function typesOfRoutes(): ResourceType[] {
+  const named = Object.values(FHIR_ROUTE_CAPABILITIES).flatMap((c) => ('types' in c && c.types && c.types !== 'served' ? c.types : []));
+  return [...new Set([...SERVED, ...named, ...(Object.keys(SUPPORTED_PROFILES) as ResourceType[])])];
+}
+
+function appliesTo(types: 'served' | readonly ResourceType[] | undefined, type: ResourceType): boolean {
+  return types === 'served' ? SERVED.includes(type) : (types ?? []).includes(type);
+}
+
+function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
+  const caps = Object.values(FHIR_ROUTE_CAPABILITIES);
+  const interaction = caps
+    .flatMap((c) => (c.kind === 'interaction' && appliesTo(c.types, type) ? [{ code: c.code }] : []))
+    .sort((a, b) => INTERACTION_ORDER.indexOf(a.code) - INTERACTION_ORDER.indexOf(b.code));
+  const operation: CapabilityStatementRestResourceOperation[] = caps.flatMap((c) => (c.kind === 'operation' && c.types?.includes(type) ? [{ name: c.name, definition: c.definition }] : []));
+  const params = SEARCH_PARAMETERS[type];
+  const searchable = interaction.some((i) => i.code === 'search-type');
+  const versioned = interaction.some((i) => i.code === 'vread');
+  const includes = (INCLUDES[type] ?? []).map((d) => `${type}:${d.name}`);
+  const revincludes = revincludesOf(type).map((r) => `${r.source}:${r.def.name}`);
+  return {
+    type,
+    ...(DOCUMENTATION[type] ? { documentation: DOCUMENTATION[type] } : {}),
+    ...(SUPPORTED_PROFILES[type] ? { supportedProfile: SUPPORTED_PROFILES[type] } : {}),
+    ...(interaction.length ? { interaction } : {}),
+    ...(versioned ? { versioning: 'versioned' as const, readHistory: true, updateCreate: false, conditionalRead: 'not-match' as const } : {}),
+    ...(searchable && includes.length ? { searchInclude: includes } : {}),
+    ...(searchable && revincludes.length ? { searchRevInclude: revincludes } : {}),
+    ...(searchable && params
+      ? {
+          searchParam: [
+            ...params.map((p) => ({ name: p.name, definition: p.definition, type: SEARCH_PARAM_TYPE[p.kind], documentation: p.documentation })),
+            { name: '_lastUpdated', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated', type: 'date' as const, documentation: 'eq, ne, gt, lt, ge, le prefixes; repeat to AND' },
+          ],
+        }
+      : {}),
+    ...(operation.length ? { operation } : {}),
+  };
+}
+
 /**
- * `GET /fhir/metadata`: exactly what this endpoint supports, generated from the same
- * search-parameter table the search code uses, with our profiles and the SMART Backend
- * Services token endpoint.
+ * `GET /fhir/metadata`: exactly what this endpoint supports, generated from the tables the code
+ * runs on: the `/fhir` routes (FHIR_ROUTE_CAPABILITIES, checked against ROUTE_RULES), the
+ * search-parameter and include tables, our profiles, and the SMART Backend Services token endpoint.
  */
 export function capabilityStatement(publicUrl: string, software: { name: string; version: string }, date: string): CapabilityStatement {
-  const searchable: CapabilityStatementRestResource[] = Object.entries(SEARCH_PARAMETERS).map(([type, params]) => ({
-    type: type as ResourceType,
-    ...(DOCUMENTATION[type as ResourceType] ? { documentation: DOCUMENTATION[type as ResourceType] } : {}),
-    ...(SUPPORTED_PROFILES[type as ResourceType] ? { supportedProfile: SUPPORTED_PROFILES[type as ResourceType] } : {}),
-    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }],
-    versioning: 'versioned',
-    readHistory: true,
-    updateCreate: false,
-    conditionalRead: 'not-match',
-    searchParam: [
-      ...(params ?? []).map((p) => ({
-        name: p.name,
-        definition: p.definition,
-        type: SEARCH_PARAM_TYPE[p.kind],
-        documentation: p.documentation,
-      })),
-      { name: '_lastUpdated', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated', type: 'date' as const, documentation: 'eq, ne, gt, lt, ge, le prefixes; repeat to AND' },
-    ],
-  }));
-  // Binary: the record sets' attachment bytes, read only (streamed, with Range).
-  const binary: CapabilityStatementRestResource = {
-    type: 'Binary',
-    documentation: 'Attachment bytes of record-set documents: read only, for the participants the record set is disclosed to; supports Range',
-    interaction: [{ code: 'read' }],
-  };
-  const resources = [...searchable, binary];
+  const caps = Object.values(FHIR_ROUTE_CAPABILITIES);
+  const systemInteractions = caps.flatMap((c) => (c.kind === 'system-interaction' ? [{ code: c.code }] : []));
+  const systemOperations = caps.flatMap((c) => (c.kind === 'operation' && !c.types ? [{ name: c.name, definition: c.definition }] : []));
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
@@ -66,7 +123,11 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
     rest: [
       {
         mode: 'server',
-        documentation: `Search result parameters: ${COMMON_PARAMETERS.join(', ')}. Send "Prefer: handling=strict" to have unknown parameters refused.`,
+        documentation:
+          `Search result parameters: ${COMMON_PARAMETERS.join(', ')} (_summary=count; _elements keeps the listed top-level elements and the mandatory ones, tagged SUBSETTED). ` +
+          'Relative references (Patient/123, ServiceRequest/abc) are taken as well as absolute ones; a relative patient reference names that patient on the EHR of the caller (a clinic: of any referrer). ' +
+          'Task:input and Task:output follow the record set and the opinion a Task carries (R4 defines no search parameter on them). ' +
+          'Unsupported parameters are reported in an OperationOutcome entry (search.mode outcome); send "Prefer: handling=strict" to have them refused.',
         security: {
           cors: false,
           service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
@@ -78,7 +139,9 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
             },
           ],
         },
-        resource: resources,
+        resource: typesOfRoutes().map(resourceEntry),
+        ...(systemInteractions.length ? { interaction: systemInteractions } : {}),
+        ...(systemOperations.length ? { operation: systemOperations } : {}),
       },
     ],
   };

@@ -36,6 +36,8 @@ export const SYSTEM = {
   opinionAgreement: `${CANONICAL_BASE}/CodeSystem/opinion-agreement`,
   /** Identifiers of consult notes this service made (the post-back's conditional-create key). */
   consultNoteId: `${CANONICAL_BASE}/NamingSystem/consult-note-id`,
+  /** A participant's roles in the network (Organization.type of the FHIR directory). */
+  participantRole: `${CANONICAL_BASE}/CodeSystem/participant-role`,
   /** External code systems. */
   snomed: 'http://snomed.info/sct',
   loinc: 'http://loinc.org',
@@ -44,6 +46,8 @@ export const SYSTEM = {
   taskCode: 'http://hl7.org/fhir/CodeSystem/task-code',
   dataOperation: 'http://terminology.hl7.org/CodeSystem/v3-DataOperation',
   provenanceParticipantType: 'http://terminology.hl7.org/CodeSystem/provenance-participant-type',
+  endpointConnectionType: 'http://terminology.hl7.org/CodeSystem/endpoint-connection-type',
+  endpointPayloadType: 'http://terminology.hl7.org/CodeSystem/endpoint-payload-type',
 } as const;
 
 /** Where the service names itself (Provenance agents, identifier systems). */

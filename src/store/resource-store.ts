@@ -295,6 +295,11 @@ export class ResourceStore {
     return rows.map((r) => r.content as T);
   }
 
+  /** How many resources match `query` for `reader` (the same conditions as `search`, no page). */
+  async count(query: Omit<SearchQuery, 'count' | 'cursor'>, reader: Reader): Promise<number> {
+    return countResources(this.db, query, reader);
+  }
+
   /** Newest first (by lastUpdated, then id), keyset-paginated so pages stay stable under inserts. */
   async search<T extends Resource>(query: SearchQuery, reader: Reader): Promise<SearchPage<T>> {
     const conditions: (SQL | undefined)[] = [eq(resources.resourceType, query.resourceType), accessFilter(resources.access, reader)];
@@ -321,6 +326,17 @@ export class ResourceStore {
       next: rows.length > query.count && last ? encodeCursor(last.lastUpdated, last.id) : undefined,
     };
   }
+}
+
+/** The rows of `resourceType` matching `query` that `reader` may see: how many (`_summary=count`). */
+export async function countResources(db: Db, query: Omit<SearchQuery, 'count' | 'cursor'>, reader: Reader): Promise<number> {
+  const conditions: (SQL | undefined)[] = [eq(resources.resourceType, query.resourceType), accessFilter(resources.access, reader)];
+  for (const group of query.contains ?? []) {
+    conditions.push(or(...group.map((doc) => sql`${resources.content} @> ${JSON.stringify(doc)}::jsonb`)));
+  }
+  for (const f of query.lastUpdated ?? []) conditions.push(dateCondition(f));
+  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(resources).where(and(...conditions));
+  return Number(row?.n ?? 0);
 }
 
 /** The SQL condition that lets `reader` see a row (undefined: no condition). Exported for tables joined to resources (Binary). */
@@ -350,7 +366,8 @@ function dateCondition(f: DateFilter): SQL {
   }
 }
 
-function encodeCursor(lastUpdated: Date, id: string): string {
+/** The opaque cursor of the page after the row (`lastUpdated`, `id`); decodeCursor reads it back. */
+export function encodeCursor(lastUpdated: Date, id: string): string {
   return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
 }
 

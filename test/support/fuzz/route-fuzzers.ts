@@ -127,8 +127,13 @@ const fhirTarget = (w: FuzzWorld) =>
 
 /** Search parameters of every served type, with values of their kind. */
 function searchQuery(w: FuzzWorld): Record<string, fc.Arbitrary<string>> {
-  const byKind: Record<SearchParamKind, fc.Arbitrary<string>> = { reference: QUERY_VALUES.reference, token: QUERY_VALUES.token, identifier: QUERY_VALUES.identifier, id: segment(w.resources.map(([, id]) => id)), coding: QUERY_VALUES.token, 'last-updated': QUERY_VALUES.date };
-  const out: Record<string, fc.Arbitrary<string>> = { _count: QUERY_VALUES.count, _lastUpdated: QUERY_VALUES.date, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor), _format: QUERY_VALUES.format };
+  const byKind: Record<SearchParamKind, fc.Arbitrary<string>> = { reference: QUERY_VALUES.reference, token: QUERY_VALUES.token, identifier: QUERY_VALUES.identifier, id: segment(w.resources.map(([, id]) => id)), coding: QUERY_VALUES.token, 'last-updated': QUERY_VALUES.date, string: QUERY_VALUES.hostile };
+  const out: Record<string, fc.Arbitrary<string>> = { _count: QUERY_VALUES.count, _lastUpdated: QUERY_VALUES.date, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor), _format: QUERY_VALUES.format,
+    _include: fc.constantFrom('Task:focus', 'Task:input', 'Task:output', 'Task:owner', 'Task:focus:ServiceRequest', 'Task:requester', 'ServiceRequest:subject', 'Task', '*', ''),
+    _revinclude: fc.constantFrom('Task:focus', 'Task:focus:ServiceRequest', 'Task:owner', 'Provenance:target', ':', ''),
+    _summary: fc.constantFrom('count', 'false', 'true', 'text', 'data', ''),
+    _elements: fc.constantFrom('status', 'status,owner', 'occurrence', 'id,meta', 'sta tus', '', ','),
+  };
   for (const defs of Object.values(SEARCH_PARAMETERS)) for (const d of defs) out[d.name] = byKind[d.kind];
   // A parameter every search understands and nothing here generates is a gap in the campaign.
   for (const common of COMMON_PARAMETERS) if (!out[common]) throw new Error(`no generator for the search parameter ${common}`);
