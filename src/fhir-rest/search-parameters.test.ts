@@ -94,3 +94,48 @@ describe('parseSearch: _cursor', () => {
     });
   });
 });
+
+describe('parseSearch: references as clients send them', () => {
+  const context = { ownBase: 'https://so.example.org/fhir', externalBases: ['https://ehr-a.example/fhir/R4', 'https://ehr-b.example/fhir'] };
+
+  it('an absolute reference to this server is the local one; a bare id gets the target type', () => {
+    expect(parseSearch('Task', { focus: ['https://so.example.org/fhir/ServiceRequest/sr-1', 'sr-2'] }, true, context).contains).toEqual([
+      [{ focus: { reference: 'ServiceRequest/sr-1' } }],
+      [{ focus: { reference: 'ServiceRequest/sr-2' } }],
+    ]);
+  });
+
+  it('a relative patient reference is that id on each EHR base; an absolute one stays as it is', () => {
+    expect(parseSearch('ServiceRequest', { subject: ['Patient/p-1'], patient: ['https://ehr-a.example/fhir/R4/Patient/p-1'] }, true, context).contains).toEqual([
+      [{ subject: { reference: 'Patient/p-1' } }, { subject: { reference: 'https://ehr-a.example/fhir/R4/Patient/p-1' } }, { subject: { reference: 'https://ehr-b.example/fhir/Patient/p-1' } }],
+      [{ subject: { reference: 'https://ehr-a.example/fhir/R4/Patient/p-1' } }],
+    ]);
+  });
+});
+
+describe('parseSearch: _include, _revinclude, _summary, _elements', () => {
+  it('resolves supported includes and reports the others', () => {
+    const parsed = parseSearch('Task', { _include: ['Task:focus', 'Task:input:Bundle', 'Task:requester', 'ServiceRequest:subject'], _summary: ['count'], _elements: ['status,owner'] }, false);
+    expect(parsed.include.map((i) => [i.source, i.def.name, i.target])).toEqual([
+      ['Task', 'focus', undefined],
+      ['Task', 'input', 'Bundle'],
+    ]);
+    expect(parsed.unsupported.map((u) => u.value)).toEqual(['Task:requester', 'ServiceRequest:subject']);
+    expect(parsed.summaryCount).toBe(true);
+    expect(parsed.elements).toEqual(['status', 'owner']);
+    expect(parseSearch('ServiceRequest', { _revinclude: ['Task:focus'] }, true).revinclude.map((r) => `${r.source}:${r.def.name}`)).toEqual(['Task:focus']);
+  });
+
+  it('refuses _elements that are not element names, naming _elements', () => {
+    let outcome: unknown;
+    try {
+      parseSearch('Task', { _elements: ['sta tus'] }, false);
+    } catch (err) {
+      outcome = (err as { outcome: unknown }).outcome;
+    }
+    expect(outcome).toEqual({
+      resourceType: 'OperationOutcome',
+      issue: [{ severity: 'error', code: 'value', details: { text: '_elements must list element names (comma-separated), e.g. status,owner' }, expression: ['_elements'] }],
+    });
+  });
+});
