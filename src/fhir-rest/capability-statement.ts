@@ -18,6 +18,12 @@ const SEARCH_PARAM_TYPE = {
   'last-updated': 'date',
 } as const satisfies Record<SearchParamKind, 'reference' | 'token' | 'date'>;
 
+/** FHIR intake (issue 12 §1): a referral is created as a ServiceRequest, alone or in a transaction. */
+const CREATE_REFERRAL = {
+  code: 'create' as const,
+  documentation: 'Refer: the ServiceRequest alone (performer = the clinics; the service makes one Task per clinic). If-None-Exist: identifier=[system|]value of the placer identifier',
+};
+
 const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
   AuditEvent: 'Audit trail of reads and disclosures (IHE BALP coding): only for participants with the auditor role',
 };
@@ -32,7 +38,8 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
     type: type as ResourceType,
     ...(DOCUMENTATION[type as ResourceType] ? { documentation: DOCUMENTATION[type as ResourceType] } : {}),
     ...(SUPPORTED_PROFILES[type as ResourceType] ? { supportedProfile: SUPPORTED_PROFILES[type as ResourceType] } : {}),
-    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }],
+    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }, ...(type === 'ServiceRequest' ? [CREATE_REFERRAL] : [])],
+    ...(type === 'ServiceRequest' ? { conditionalCreate: true } : {}),
     versioning: 'versioned',
     readHistory: true,
     updateCreate: false,
@@ -79,6 +86,12 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
           ],
         },
         resource: resources,
+        interaction: [
+          {
+            code: 'transaction',
+            documentation: 'Refer: a ServiceRequest, one Task per clinic (focus = the ServiceRequest, owner = the clinic) and optionally a ClinicalImpression (the first opinion), all POST; nothing else',
+          },
+        ],
       },
     ],
   };
