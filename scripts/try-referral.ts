@@ -7,7 +7,7 @@
  *
  *   npm run try            (SERVICE_URL defaults to http://localhost:8080, SANDBOX_URL to http://127.0.0.1:8090: the sandbox's token URL, exactly)
  *   npm run -s try -- --chart   only prints the sandbox chart's ids as shell variables
- *                               (PATIENT_ID, PRACTITIONER_ID, CONSENT_ID), for `eval` and curl
+ *                               (PATIENT_ID, PRACTITIONER_ID, CONSENT_ID, OP_NOTE_ID), for `eval` and curl
  */
 import { getAccessToken } from '../test/support/tokens.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
@@ -16,7 +16,7 @@ import { findSandboxChart } from '../test/support/sandbox-ehr/find-chart.ts';
 const base = (process.env.SERVICE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
 const chart = await findSandboxChart(process.env.SANDBOX_URL ?? 'http://127.0.0.1:8090');
 if (process.argv.includes('--chart')) {
-  process.stdout.write(`PATIENT_ID=${chart.patientId}\nPRACTITIONER_ID=${chart.practitionerId}\nCONSENT_ID=${chart.consentId}\n`);
+  process.stdout.write(`PATIENT_ID=${chart.patientId}\nPRACTITIONER_ID=${chart.practitionerId}\nCONSENT_ID=${chart.consentId}\nOP_NOTE_ID=${chart.documents.find((d) => d.key === 'op-note-2024')?.id ?? ''}\n`);
   process.exit(0);
 }
 

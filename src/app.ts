@@ -9,6 +9,7 @@ import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
 import { createFhirRouter } from './fhir-rest/routes.ts';
+import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
@@ -104,6 +105,16 @@ export function createApp(deps: AppDeps): Express {
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
   app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
+  // FHIR intake (issue 12 §1): before the read API, whose catch-all refuses other writes.
+  app.use(
+    createFhirIntakeRouter({
+      guard,
+      intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now, jobs: deps.jobs },
+      participants: () => deps.network.participants,
+      fhirBaseUrl: `${config.publicUrl}/fhir`,
+      bodyLimitBytes: config.bodyLimitBytes,
+    }),
+  );
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit, directory: new FhirDirectory(deps.network, deps.now()) }));
 
   app.use(notFoundHandler);

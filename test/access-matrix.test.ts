@@ -11,6 +11,7 @@ import { resources } from '../src/store/schema.ts';
 import { writeSandboxNetwork, type ExampleParticipant } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
+import { type BundleParts, referralParts, toTransaction } from './support/fhir-referrals.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument, type SeededIds } from './support/sandbox-ehr/seed.ts';
@@ -21,6 +22,8 @@ import { stateChanges, storeState } from './support/store-state.ts';
 
 /** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
 let chart: SeededIds;
+/** The sandbox's FHIR base (set with `chart`). */
+let ehrBase: string;
 
 /**
  * The access matrix (issue 10 §2), generated from the route table (src/access/route-rules.ts)
@@ -105,6 +108,7 @@ describe('access matrix: every caller x every route, resource and action, over H
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
     chart = ehr.seeded;
+    ehrBase = ehr.baseUrl;
     const harborKey = await generateClientKey('ES384', 'harbor-1');
     // Harbor: a second referrer (its own client key) on the same sandbox EHR.
     const networkFile = await writeSandboxNetwork(ehr, {
@@ -376,6 +380,13 @@ const ORGANIZATIONS: Record<string, string> = {
   'audit-office': 'audit-office',
 };
 
+/** A referral written as FHIR, due in the past (refused by intake once the caller passes the route's row). */
+function pastDueParts(): BundleParts {
+  const parts = referralParts(chart, ehrBase);
+  parts.serviceRequest.occurrenceDateTime = '2020-01-01';
+  return parts;
+}
+
 interface Cell {
   method?: string;
   path: string;
@@ -409,6 +420,9 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.
   // dr-other's token may not refer in dr-nilsen's name (403); for everyone else a past due date (422). Never written.
   '/second-opinions': () => [{ path: '/second-opinions', body: makeSecondOpinionRequest({ dueDate: '2020-01-01' }, chart), expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
+  // The FHIR intake door, the same refusal as the JSON one: 403 for dr-other's token, else 422 (a past due date); never written.
+  '/fhir': () => [{ path: '/fhir', body: toTransaction(pastDueParts()), expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
+  '/fhir/ServiceRequest': () => [{ path: '/fhir/ServiceRequest', body: { ...pastDueParts().serviceRequest, supportingInfo: pastDueParts().serviceRequest.supportingInfo?.slice(1) }, expect: (p) => (p.id === 'other-practitioner' ? 403 : 422) }],
   '/second-opinions/:id': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}`, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
   '/second-opinions/:id/comparison': ({ refs }) =>

@@ -140,6 +140,7 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
       expect(res.status, JSON.stringify(res.body)).toBe(201);
       return res.body;
     };
+    world.fhirChart = { chart: ehr.seeded, baseUrl: ehr.baseUrl };
     world.placedIntake = makeSecondOpinionRequest({ consultants: ['lakeside-consults', 'northfield-pathology'], blinded: false, firstOpinion: { documents: [] } }, ehr.seeded);
     const placed: { id: string; tasks: Task[] }[] = [];
     for (let i = 0; i < REFERRALS.length; i++) placed.push(await place(i === 0 ? world.placedIntake : makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: i === 1 }, ehr.seeded)));

@@ -103,6 +103,8 @@ export const ROUTE_RULES: readonly RouteRule[] = [
     what: 'Attachment bytes of a record set',
     access: { kind: 'roles', roles: ['referrer', 'physician', 'consultant'], scope: { type: 'Binary', interaction: 'r' }, audit: { action: 'read', type: 'Binary', param: 'id' } },
   },
+  referrer('Refer over FHIR: a transaction Bundle (ServiceRequest, its Tasks, the first opinion)', '/fhir'),
+  referrer('Refer over FHIR: the ServiceRequest alone (the service makes the Tasks)', '/fhir/ServiceRequest'),
   { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },

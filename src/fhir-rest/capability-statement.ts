@@ -23,8 +23,8 @@ type SystemInteraction = 'transaction' | 'batch' | 'search-system' | 'history-sy
  * so a new FHIR door is listed as soon as it exists.
  */
 export type FhirRouteCapability =
-  | { kind: 'interaction'; code: Interaction; types: 'served' | readonly ResourceType[] }
-  | { kind: 'system-interaction'; code: SystemInteraction }
+  | { kind: 'interaction'; code: Interaction; types: 'served' | readonly ResourceType[]; documentation?: string; conditional?: boolean }
+  | { kind: 'system-interaction'; code: SystemInteraction; documentation?: string }
   | { kind: 'operation'; name: string; definition: string; types?: readonly ResourceType[] }
   /** Not an interaction: the CapabilityStatement itself, discovery, refusals of what is not supported. */
   | { kind: 'not-an-interaction'; why: string };
@@ -37,6 +37,18 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
   'GET /fhir/:type/:id/_history': { kind: 'interaction', code: 'history-instance', types: 'served' },
   'GET /fhir/:type/:id': { kind: 'interaction', code: 'read', types: 'served' },
   'GET /fhir/:type': { kind: 'interaction', code: 'search-type', types: 'served' },
+  'POST /fhir': {
+    kind: 'system-interaction',
+    code: 'transaction',
+    documentation: 'Refer: a ServiceRequest, one Task per clinic (focus = the ServiceRequest, owner = the clinic) and optionally a ClinicalImpression (the first opinion), all POST; nothing else',
+  },
+  'POST /fhir/ServiceRequest': {
+    kind: 'interaction',
+    code: 'create',
+    types: ['ServiceRequest'],
+    conditional: true,
+    documentation: 'Refer: the ServiceRequest alone (performer = the clinics; the service makes one Task per clinic). If-None-Exist: identifier=[system|]value of the placer identifier',
+  },
   'ALL /fhir/{*rest}': { kind: 'not-an-interaction', why: 'refuses the methods no route answers (405)' },
 };
 
@@ -73,9 +85,11 @@ function appliesTo(types: 'served' | readonly ResourceType[] | undefined, type: 
 
 function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
   const caps = Object.values(FHIR_ROUTE_CAPABILITIES);
-  const interaction = caps
-    .flatMap((c) => (c.kind === 'interaction' && appliesTo(c.types, type) ? [{ code: c.code }] : []))
+  const mine = caps.flatMap((c) => (c.kind === 'interaction' && appliesTo(c.types, type) ? [c] : []));
+  const interaction = mine
+    .map((c) => ({ code: c.code, ...(c.documentation ? { documentation: c.documentation } : {}) }))
     .sort((a, b) => INTERACTION_ORDER.indexOf(a.code) - INTERACTION_ORDER.indexOf(b.code));
+  const conditionalCreate = mine.some((c) => c.code === 'create' && c.conditional);
   const operation: CapabilityStatementRestResourceOperation[] = caps.flatMap((c) => (c.kind === 'operation' && c.types?.includes(type) ? [{ name: c.name, definition: c.definition }] : []));
   const params = SEARCH_PARAMETERS[type];
   const searchable = interaction.some((i) => i.code === 'search-type');
@@ -87,6 +101,7 @@ function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
     ...(DOCUMENTATION[type] ? { documentation: DOCUMENTATION[type] } : {}),
     ...(SUPPORTED_PROFILES[type] ? { supportedProfile: SUPPORTED_PROFILES[type] } : {}),
     ...(interaction.length ? { interaction } : {}),
+    ...(conditionalCreate ? { conditionalCreate: true } : {}),
     ...(versioned ? { versioning: 'versioned' as const, readHistory: true, updateCreate: false, conditionalRead: 'not-match' as const } : {}),
     ...(searchable && includes.length ? { searchInclude: includes } : {}),
     ...(searchable && revincludes.length ? { searchRevInclude: revincludes } : {}),
@@ -109,7 +124,7 @@ function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
  */
 export function capabilityStatement(publicUrl: string, software: { name: string; version: string }, date: string): CapabilityStatement {
   const caps = Object.values(FHIR_ROUTE_CAPABILITIES);
-  const systemInteractions = caps.flatMap((c) => (c.kind === 'system-interaction' ? [{ code: c.code }] : []));
+  const systemInteractions = caps.flatMap((c) => (c.kind === 'system-interaction' ? [{ code: c.code, ...(c.documentation ? { documentation: c.documentation } : {}) }] : []));
   const systemOperations = caps.flatMap((c) => (c.kind === 'operation' && !c.types ? [{ name: c.name, definition: c.definition }] : []));
   return {
     resourceType: 'CapabilityStatement',

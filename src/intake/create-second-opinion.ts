@@ -141,21 +141,32 @@ function checkConsultants(ids: readonly string[], network: ParticipantDirectory)
 }
 
 async function replay(tx: ResourceStore, participantId: string, requestId: string, contentHash: string): Promise<IntakeResult> {
-  const [existing] = await tx.database
-    .select()
-    .from(intakeRequests)
-    .where(and(eq(intakeRequests.participantId, participantId), eq(intakeRequests.requestId, requestId)));
+  const existing = await findIntake(tx, participantId, requestId);
   if (!existing) throw new Error('intake key vanished during replay');
   if (existing.contentHash !== contentHash) {
     throw conflictError(
-      `requestId '${requestId}' was already used for a different request (ServiceRequest/${existing.serviceRequestId}); use a new requestId for a new referral`,
+      `requestId '${requestId}' was already used for a different request (ServiceRequest/${existing.result.serviceRequest.id}); use a new requestId for a new referral`,
       'requestId',
     );
   }
-  const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', existing.serviceRequestId, 'system');
-  const tasks = await tx.readMany<Task>('Task', existing.taskIds, 'system');
+  return existing.result;
+}
+
+/**
+ * The referral a participant already placed under `requestId` (its idempotency key), as a
+ * replay returns it; undefined when there is none. A FHIR conditional create (`If-None-Exist`
+ * on the placer identifier) answers with it whatever the new request says.
+ */
+export async function findIntake(store: ResourceStore, participantId: string, requestId: string): Promise<{ contentHash: string; result: IntakeResult } | undefined> {
+  const [existing] = await store.database
+    .select()
+    .from(intakeRequests)
+    .where(and(eq(intakeRequests.participantId, participantId), eq(intakeRequests.requestId, requestId)));
+  if (!existing) return undefined;
+  const serviceRequest = await store.read<ServiceRequest>('ServiceRequest', existing.serviceRequestId, 'system');
+  const tasks = await store.readMany<Task>('Task', existing.taskIds, 'system');
   if (!serviceRequest) throw new Error('intake key without its ServiceRequest');
-  return { created: false, serviceRequest, tasks };
+  return { contentHash: existing.contentHash, result: { created: false, serviceRequest, tasks } };
 }
 
 /** Stable hash of the validated request (keys sorted), to tell a replay from a different request. */

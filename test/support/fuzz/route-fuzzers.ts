@@ -8,7 +8,8 @@ import fc from 'fast-check';
 import type { RouteRule } from '../../../src/access/route-rules.ts';
 import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from '../../../src/fhir-rest/search-parameters.ts';
 import { EXAMPLE_OPINION } from '../opinions.ts';
-import { makeSecondOpinionRequest } from '../referrals.ts';
+import { referralParts, toTransaction } from '../fhir-referrals.ts';
+import { makeSecondOpinionRequest, type ReferralChart } from '../referrals.ts';
 import { type Hostile, hostileText, hugeText, RAW_FRAGMENTS } from './hostile.ts';
 import { fieldNames, type Mutation, mutations } from './json-mutation.ts';
 import { forgedCursor, hostileHeaders, QUERY_VALUES, queryString, segment } from './request-parts.ts';
@@ -32,10 +33,17 @@ export interface FuzzWorld {
   cursor: string;
   /** The intake body of a referral already placed: the same `requestId` again is 200 unchanged or 409 changed. */
   placedIntake: Record<string, unknown>;
+  /** The sandbox chart and FHIR base the FHIR intake bodies name (example ids when absent). */
+  fhirChart?: { chart: ReferralChart; baseUrl: string };
 }
 
+const EXAMPLE_FHIR_CHART: NonNullable<FuzzWorld['fhirChart']> = {
+  chart: { patientId: 'pat-1', practitionerId: 'dr-nilsen', firstOpinionNoteId: 'first-opinion-note', consentId: 'consent-1', documents: [{ key: 'op-note-2024', id: 'op-note-2024' }] },
+  baseUrl: 'http://localhost:8090/fhir/R4',
+};
+
 /** The valid bodies the JSON cases start from. */
-export type BaseName = 'intake-placed' | 'intake-fresh' | 'records' | 'cancel' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
+export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'cancel' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
 
 export type BodyPlan =
   | { kind: 'none' }
@@ -79,6 +87,13 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
       return world.placedIntake as Hostile;
     case 'intake-fresh':
       return makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }) as Hostile;
+    case 'fhir-transaction':
+    case 'fhir-service-request': {
+      const { chart, baseUrl } = world.fhirChart ?? EXAMPLE_FHIR_CHART;
+      const parts = referralParts(chart, baseUrl);
+      if (name === 'fhir-transaction') return toTransaction(parts) as unknown as Hostile;
+      return { ...parts.serviceRequest, supportingInfo: parts.serviceRequest.supportingInfo?.slice(1) } as unknown as Hostile;
+    }
     case 'records':
       return { documents };
     case 'cancel':
@@ -158,6 +173,8 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /fhir/metadata': { query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /participants': { query: () => ({ role: QUERY_VALUES.role }) },
   'POST /second-opinions': { body: json(['intake-placed', 'intake-placed', 'intake-fresh']) },
+  'POST /fhir': { body: json(['fhir-transaction']) },
+  'POST /fhir/ServiceRequest': { body: json(['fhir-service-request']) },
   'GET /second-opinions/:id': { params: referral },
   'GET /second-opinions/:id/comparison': { params: referral },
   'POST /second-opinions/:id/records': { params: referral, body: json(['records']) },
