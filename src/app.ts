@@ -8,7 +8,7 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
-import { createFhirRouter } from './fhir-rest/routes.ts';
+import { createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
@@ -103,6 +103,7 @@ export function createApp(deps: AppDeps): Express {
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
   app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
+  app.use(createFhirTaskRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 
   app.use(notFoundHandler);

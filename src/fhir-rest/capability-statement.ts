@@ -18,7 +18,13 @@ const SEARCH_PARAM_TYPE = {
   'last-updated': 'date',
 } as const satisfies Record<SearchParamKind, 'reference' | 'token' | 'date'>;
 
+/** Write interactions beyond read and search (issue 12 §2: Task update and JSON Patch, If-Match honoured). */
+const WRITE_INTERACTIONS: Partial<Record<ResourceType, { code: 'update' | 'patch' }[]>> = {
+  Task: [{ code: 'update' }, { code: 'patch' }],
+};
+
 const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
+  Task: 'update and patch (JSON Patch) by the owning clinic move the Task by the transition table (status accepted, rejected, in-progress, on-hold, completed with a contained consult note, cancelled); the referrer may set cancelled. Other elements are refused (422). If-Match: W/"version" is honoured (412 when stale)',
   AuditEvent: 'Audit trail of reads and disclosures (IHE BALP coding): only for participants with the auditor role',
 };
 
@@ -32,7 +38,8 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
     type: type as ResourceType,
     ...(DOCUMENTATION[type as ResourceType] ? { documentation: DOCUMENTATION[type as ResourceType] } : {}),
     ...(SUPPORTED_PROFILES[type as ResourceType] ? { supportedProfile: SUPPORTED_PROFILES[type as ResourceType] } : {}),
-    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }],
+    interaction: [{ code: 'read' }, { code: 'vread' }, { code: 'history-instance' }, { code: 'search-type' }, ...(WRITE_INTERACTIONS[type as ResourceType] ?? [])],
+    ...(WRITE_INTERACTIONS[type as ResourceType] ? { conditionalUpdate: false } : {}),
     versioning: 'versioned',
     readHistory: true,
     updateCreate: false,
