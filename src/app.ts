@@ -8,7 +8,7 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
-import { createFhirRouter } from './fhir-rest/routes.ts';
+import { createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
@@ -115,6 +115,7 @@ export function createApp(deps: AppDeps): Express {
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
+  app.use(createFhirTaskRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit, directory: new FhirDirectory(deps.network, deps.now()) }));
 
   app.use(notFoundHandler);

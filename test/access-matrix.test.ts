@@ -465,6 +465,16 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/admin/deliveries/:id/retry': ({ refs }) => [{ path: `/admin/deliveries/${refs.note}/retry`, expect: () => 409 }],
   // No party holds the admin role: refused by role, before any call to an EHR (the route's own test: test/check-ehr-flow.test.ts).
   '/admin/participants/:id/check': () => [{ path: '/admin/participants/st-olaf/check', expect: () => 200 }],
+  // Task over FHIR, with a stale If-Match: whoever reaches the Task (its clinic, its referral's referrer and requester) gets 412; nothing changes.
+  '/fhir/Task/:id': ({ refs }) =>
+    Object.entries(refs.tasks).flatMap(([key, id]) => {
+      const [r, clinic] = key.split(':') as [ReferralId, Clinic];
+      const expect = (p: Party) => ((p.clinic === clinic && ADMITTED[r].includes(clinic)) || (reads(p, r) && p.roles.includes('referrer')) ? 412 : 404);
+      return [
+        { method: 'PUT', path: `/fhir/Task/${id}`, body: { resourceType: 'Task', id, status: 'cancelled', intent: 'order', statusReason: { text: 'matrix' } }, headers: { ...STALE, 'content-type': 'application/fhir+json' }, expect },
+        { method: 'PATCH', path: `/fhir/Task/${id}`, body: [{ op: 'replace', path: '/status', value: 'cancelled' }], headers: { ...STALE, 'content-type': 'application/json-patch+json' }, expect },
+      ];
+    }),
   '/fhir/Binary/:id': () => [],
   '/fhir/:type/:id/_history/:vid': () => [],
   '/fhir/:type/:id/_history': () => [],

@@ -11,7 +11,7 @@ import type { AuditAction } from '../audit/audit-event.ts';
 import type { Interaction } from '../auth/scopes.ts';
 import type { Role } from '../network/network-schema.ts';
 
-export type RouteMethod = 'GET' | 'POST' | 'ALL';
+export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'ALL';
 
 /** Who may call a route. */
 export type RouteAccess =
@@ -105,6 +105,9 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   },
   referrer('Refer over FHIR: a transaction Bundle (ServiceRequest, its Tasks, the first opinion)', '/fhir'),
   referrer('Refer over FHIR: the ServiceRequest alone (the service makes the Tasks)', '/fhir/ServiceRequest'),
+  // Task over FHIR: the use case checks the side's scope (the clinic: Task.u; the referrer's cancel: ServiceRequest.c, as the JSON doors).
+  { method: 'PUT', path: '/fhir/Task/:id', what: 'FHIR update of a Task: the consult actions (clinic) or cancel (referrer), by its status', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
+  { method: 'PATCH', path: '/fhir/Task/:id', what: 'FHIR JSON Patch of a Task: as the update', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
   { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },

@@ -72,30 +72,48 @@ export async function cancelReferral(serviceRequestId: string, body: z.output<ty
     const now = deps.now();
     const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
     if (tasks.every((t) => isTerminal(t.status))) throw conflictError('Every Task of this referral has already ended: there is nothing to cancel');
-    const note = (t: string): Annotation => ({ authorReference: agent, time: now.toISOString(), text: t });
     const results: Task[] = [];
-    for (const task of tasks) {
-      if (isTerminal(task.status)) {
-        results.push(task);
-      } else if (CANCELLABLE_AT_ONCE.includes(task.status)) {
-        results.push(await transitionTask(tx, { task, action: 'cancel', actor: 'referrer', agent, now, change: (next) => ({ ...next, statusReason: { text: body.reason }, note: [...(next.note ?? []), note(`Cancelled by the referrer: ${body.reason}`)] }) }));
-      } else {
-        results.push(
-          await transitionTask(tx, {
-            task,
-            action: 'request-cancellation',
-            actor: 'referrer',
-            agent,
-            now,
-            change: (next) => ({ ...next, businessStatus: businessStatus('cancellation-requested', body.reason), note: [...(next.note ?? []), note(`Cancellation requested by the referrer: ${body.reason}`)] }),
-          }),
-        );
-      }
-    }
+    for (const task of tasks) results.push(isTerminal(task.status) ? task : await cancelOne(tx, task, body.reason, agent, now));
     const settled = await settleReferral(tx, serviceRequestId, taskIds);
     const serviceRequest = settled ?? (await tx.read('ServiceRequest', serviceRequestId, 'system'));
     return { id: serviceRequestId, status: (serviceRequest as { status: string }).status, tasks: results.map(outcomeOf) };
   });
+}
+
+/**
+ * The referrer cancels one Task of its referral (the FHIR door's `status` -> `cancelled` on a
+ * Task): the same step `cancelReferral` takes for each of its Tasks, then the referral settles.
+ * `expectedVersion` is the Task version the caller last saw (412 when it moved on).
+ */
+export async function cancelReferralTask(taskId: string, body: z.output<typeof CancelRequestSchema>, caller: Caller, deps: ReferrerActionDeps, expectedVersion?: string): Promise<Task> {
+  const agent = referrerAgent(caller, deps);
+  return deps.store.withTransaction(async (tx) => {
+    const task = await tx.read<Task>('Task', taskId, readerOf(caller));
+    if (!task) throw new OperationOutcomeError(notFound);
+    const serviceRequestId = (task.focus?.reference ?? '').replace(/^ServiceRequest\//, '');
+    const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
+    const updated = await cancelOne(tx, task, body.reason, agent, deps.now(), expectedVersion);
+    await settleReferral(tx, serviceRequestId, taskIds);
+    return updated;
+  });
+}
+
+/** One Task of a cancelled referral: cancelled at once when work has not started, else the consultant is asked (business status). */
+async function cancelOne(tx: ResourceStore, task: Task, reason: string, agent: Reference<Organization>, now: Date, expectedVersion?: string): Promise<Task> {
+  const note = (t: string): Annotation => ({ authorReference: agent, time: now.toISOString(), text: t });
+  const version = expectedVersion !== undefined ? { expectedVersion } : {};
+  if (!isTerminal(task.status) && !CANCELLABLE_AT_ONCE.includes(task.status)) {
+    return transitionTask(tx, {
+      task,
+      action: 'request-cancellation',
+      actor: 'referrer',
+      agent,
+      now,
+      ...version,
+      change: (next) => ({ ...next, businessStatus: businessStatus('cancellation-requested', reason), note: [...(next.note ?? []), note(`Cancellation requested by the referrer: ${reason}`)] }),
+    });
+  }
+  return transitionTask(tx, { task, action: 'cancel', actor: 'referrer', agent, now, ...version, change: (next) => ({ ...next, statusReason: { text: reason }, note: [...(next.note ?? []), note(`Cancelled by the referrer: ${reason}`)] }) });
 }
 
 export async function answerInformationRequest(

@@ -42,6 +42,13 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     code: 'transaction',
     documentation: 'Refer: a ServiceRequest, one Task per clinic (focus = the ServiceRequest, owner = the clinic) and optionally a ClinicalImpression (the first opinion), all POST; nothing else',
   },
+  'PUT /fhir/Task/:id': {
+    kind: 'interaction',
+    code: 'update',
+    types: ['Task'],
+    documentation: 'The owning clinic moves its Task by its status (accept, decline, start, request information, complete with a contained consult note, confirm cancellation); the referrer cancels it. If-Match: W/"version". Other changes: 422',
+  },
+  'PATCH /fhir/Task/:id': { kind: 'interaction', code: 'patch', types: ['Task'], documentation: 'JSON Patch (application/json-patch+json), handled as the update' },
   'POST /fhir/ServiceRequest': {
     kind: 'interaction',
     code: 'create',

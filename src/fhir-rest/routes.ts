@@ -1,10 +1,14 @@
-import { Router, type Request, type Response } from 'express';
-import type { Resource } from '@medplum/fhirtypes';
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import type { Resource, Task } from '@medplum/fhirtypes';
+import type { Guard } from '../access/route-guard.ts';
 import { requireCaller } from '../auth/middleware.ts';
+import { parseIfMatch } from '../consults/transition-task.ts';
+import { MAX_OPINION_ATTACHMENT_BYTES } from '../opinions/opinion.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { queryParams } from '../http/query-params.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './read-resources.ts';
+import { patchTask, type TaskUpdateDeps, updateTask } from './update-task.ts';
 
 function sendResource(req: Request, res: Response, resource: Resource): void {
   const etag = `W/"${resource.meta?.versionId}"`;
@@ -52,5 +56,41 @@ export function createFhirRouter(deps: FhirApiDeps): Router {
     throw new HttpOutcomeError(405, outcome([issue('not-supported', `${req.method} is not supported on /fhir; this FHIR endpoint is read-only`)]));
   });
 
+  return router;
+}
+
+export interface FhirTaskRouterDeps extends TaskUpdateDeps {
+  guard: Guard;
+  bodyLimitBytes: number;
+}
+
+/** 415 unless the body is one of `types` (FHIR update: FHIR JSON; PATCH: JSON Patch). */
+const bodyOf = (types: string[], what: string): RequestHandler => (req, _res, next) => {
+  if (!req.is(types)) throw new HttpOutcomeError(415, outcome([issue('not-supported', `Content-Type must be ${what}`, 'Content-Type')]));
+  next();
+};
+
+function sendTask(res: Response, task: Task): void {
+  res.setHeader('ETag', `W/"${task.meta?.versionId}"`);
+  if (task.meta?.lastUpdated) res.setHeader('Last-Modified', new Date(task.meta.lastUpdated).toUTCString());
+  res.type(FHIR_JSON).send(JSON.stringify(task));
+}
+
+/**
+ * `PUT` and `PATCH /fhir/Task/{id}` (issue 12 §2): the FHIR door of the consult actions and the
+ * referrer's cancel. Mounted before `createFhirRouter`, whose catch-all refuses other writes.
+ */
+export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
+  const router = Router();
+  // A completed Task may contain the consult note with its attachments: the opinion route's limit.
+  const limit = Math.max(deps.bodyLimitBytes, Math.ceil((5 * MAX_OPINION_ATTACHMENT_BYTES * 4) / 3) + 1_048_576);
+  const fhirTypes = ['application/fhir+json', 'application/json'];
+  const patchTypes = ['application/json-patch+json'];
+  router.put('/fhir/Task/:id', deps.guard('PUT', '/fhir/Task/:id'), bodyOf(fhirTypes, 'application/fhir+json'), express.json({ type: fhirTypes, limit, strict: true }), async (req, res) => {
+    sendTask(res, await updateTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+  });
+  router.patch('/fhir/Task/:id', deps.guard('PATCH', '/fhir/Task/:id'), bodyOf(patchTypes, 'application/json-patch+json (JSON Patch)'), express.json({ type: patchTypes, limit, strict: true }), async (req, res) => {
+    sendTask(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+  });
   return router;
 }
