@@ -9,6 +9,7 @@ import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
 import { createFhirRouter } from './fhir-rest/routes.ts';
+import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
@@ -24,7 +25,7 @@ import type { Network } from './network/network.ts';
 import { createParticipantCheckRouter, createParticipantsRouter } from './network/routes.ts';
 import { checkEhrConnection } from './outbound/check-ehr.ts';
 import { outboundKeyBaseDir } from './outbound/endpoints.ts';
-import type { ResourceStore } from './store/resource-store.ts';
+import type { ResourceStore, ResourceValidator } from './store/resource-store.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
 import { createConsultRouter } from './consults/routes.ts';
@@ -36,6 +37,8 @@ export interface AppDeps {
   config: Config;
   log: Logger;
   store: ResourceStore;
+  /** Checks what the FHIR write doors store (Subscriptions) against R4 and our profiles. */
+  validator: ResourceValidator;
   network: Network;
   auth: AuthDeps;
   jobs: JobQueue;
@@ -103,6 +106,19 @@ export function createApp(deps: AppDeps): Express {
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
   app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
+  app.use(
+    createSubscriptionRouter({
+      guard,
+      store: deps.store,
+      validator: deps.validator,
+      network: deps.network,
+      jobs: deps.jobs,
+      now: deps.now,
+      fhirBaseUrl: `${config.publicUrl}/fhir`,
+      minHeartbeatSeconds: config.subscriptions.minHeartbeatSeconds,
+      bodyLimitBytes: config.bodyLimitBytes,
+    }),
+  );
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit }));
 
   app.use(notFoundHandler);

@@ -1,5 +1,6 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, ResourceType } from '@medplum/fhirtypes';
 import { PROFILE } from '../fhir/constants.ts';
+import { BACKPORT_EXTENSION, BACKPORT_OPERATION, BACKPORT_PROFILE, BACKPORT_SERVER_CAPABILITIES, TASK_TOPIC } from '../subscriptions/backport.ts';
 import { COMMON_PARAMETERS, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
 /** Which of our profiles each served type conforms to. */
@@ -53,12 +54,26 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
     documentation: 'Attachment bytes of record-set documents: read only, for the participants the record set is disclosed to; supports Range',
     interaction: [{ code: 'read' }],
   };
-  const resources = [...searchable, binary];
+  // Topic-based Subscriptions (R5 Backport IG): the caller's own, on the one Task topic.
+  const subscription: CapabilityStatementRestResource = {
+    type: 'Subscription',
+    extension: [{ url: BACKPORT_EXTENSION.topicCanonical, valueCanonical: TASK_TOPIC }],
+    documentation: `Topic ${TASK_TOPIC} (a consult Task was created or changed status): rest-hook channel, payload id-only or empty; filters Task?owner= and Task?requester=, within the Tasks the caller may read`,
+    supportedProfile: [BACKPORT_PROFILE.subscription],
+    interaction: [{ code: 'create' }, { code: 'read' }, { code: 'search-type' }, { code: 'delete' }],
+    searchParam: [{ name: 'status', definition: 'http://hl7.org/fhir/SearchParameter/Subscription-status', type: 'token' }],
+    operation: [
+      { name: 'status', definition: BACKPORT_OPERATION.status },
+      { name: 'events', definition: BACKPORT_OPERATION.events },
+    ],
+  };
+  const resources = [...searchable, binary, subscription];
   return {
     resourceType: 'CapabilityStatement',
     status: 'active',
     date,
     kind: 'instance',
+    instantiates: [BACKPORT_SERVER_CAPABILITIES],
     software,
     implementation: { description: 'Second-opinion referral service', url: `${publicUrl}/fhir` },
     fhirVersion: '4.0.1',
