@@ -44,13 +44,13 @@ export type SubscriptionRow = typeof subscriptions.$inferSelect;
 
 /** The Subscription as clients read it: as created, with the live status and error. */
 export function subscriptionResource(row: SubscriptionRow): Subscription {
-  const content = row.content as Subscription;
+  const { error: _stored, ...content } = row.content as Subscription;
   return {
     ...content,
     id: row.id,
     meta: { ...content.meta, lastUpdated: row.updatedAt.toISOString(), profile: [BACKPORT_PROFILE.subscription] },
     status: row.status as Subscription['status'],
-    ...(row.lastError ? { error: row.lastError } : { error: undefined }),
+    ...(row.lastError ? { error: row.lastError } : {}),
   };
 }
 
