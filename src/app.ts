@@ -10,6 +10,7 @@ import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
 import { createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
+import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
 import { requestContext } from './http/request-context.ts';
@@ -26,7 +27,7 @@ import { createParticipantCheckRouter, createParticipantsRouter } from './networ
 import { FhirDirectory } from './network/fhir-directory.ts';
 import { checkEhrConnection } from './outbound/check-ehr.ts';
 import { outboundKeyBaseDir } from './outbound/endpoints.ts';
-import type { ResourceStore } from './store/resource-store.ts';
+import type { ResourceStore, ResourceValidator } from './store/resource-store.ts';
 import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
 import { createConsultRouter } from './consults/routes.ts';
@@ -38,6 +39,8 @@ export interface AppDeps {
   config: Config;
   log: Logger;
   store: ResourceStore;
+  /** Checks what the FHIR write doors store (Subscriptions) against R4 and our profiles. */
+  validator: ResourceValidator;
   network: Network;
   auth: AuthDeps;
   jobs: JobQueue;
@@ -116,6 +119,19 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(createFhirTaskRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, bodyLimitBytes: config.bodyLimitBytes }));
+  app.use(
+    createSubscriptionRouter({
+      guard,
+      store: deps.store,
+      validator: deps.validator,
+      network: deps.network,
+      jobs: deps.jobs,
+      now: deps.now,
+      fhirBaseUrl: `${config.publicUrl}/fhir`,
+      minHeartbeatSeconds: config.subscriptions.minHeartbeatSeconds,
+      bodyLimitBytes: config.bodyLimitBytes,
+    }),
+  );
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit, directory: new FhirDirectory(deps.network, deps.now()) }));
 
   app.use(notFoundHandler);

@@ -13,10 +13,11 @@ import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { Job, JobHandler, JsonObject, QueuePolicy } from './jobs/job-queue.ts';
-import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifyWebhookJob } from './jobs/queues.ts';
+import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifySubscriptionJob, type NotifyWebhookJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
 import { startOverdueSweep } from './consults/overdue-sweep.ts';
+import { sendSubscriptionNotification, startHeartbeatSweep } from './subscriptions/subscription-delivery.ts';
 import { loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
@@ -121,11 +122,15 @@ export async function startService(config: Config, log: Logger, options: StartOp
   await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: 4 });
   const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
   await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });
+  const subscriptionPolicy = queuePolicies.find((q) => q.name === QUEUE.notifySubscription);
+  const subscriptionSendDeps = { db: database.db, validator, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, retryLimit: subscriptionPolicy?.retryLimit ?? 20, now };
+  await jobs.work<NotifySubscriptionJob>(QUEUE.notifySubscription, logged(log, 'subscription notification', (d) => ({ subscriptionId: d.subscriptionId, type: d.type, eventNumber: d.eventNumber }), (job) => sendSubscriptionNotification(job, subscriptionSendDeps)), { concurrency: 4 });
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({
     config,
     log,
     store,
+    validator,
     network,
     auth,
     jobs,
@@ -142,6 +147,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
 
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
   const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
+  // Subscription heartbeats: every replica sweeps; claiming a due heartbeat is one UPDATE (no doubles).
+  const heartbeats = startHeartbeatSweep({ store, jobs, now }, config.subscriptions.heartbeatSweepSeconds, (err) => log.error({ err }, 'subscription heartbeat sweep failed'));
 
   const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
@@ -153,6 +160,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   } catch (err) {
     // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
     await overdueSweep.stop();
+    await heartbeats.stop();
     await jobs.stop({ graceful: false }).catch(() => undefined);
     if (!options.database) await database.close();
     throw err;
@@ -175,6 +183,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
         await closed;
         clearTimeout(timer);
         await overdueSweep.stop();
+        await heartbeats.stop();
         // The queue stops before the store closes (on PGlite it shares the one session).
         await jobs.stop({ graceful: true });
         await database.close();

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mayView, type ResourceKind, type Viewer } from '../src/access/resource-audiences.ts';
 import { FHIR_TYPE_ACCESS, ROUTE_RULES, ruleFor, type RouteAccess, type RouteRule } from '../src/access/route-rules.ts';
 import { hasScope, splitScopes } from '../src/auth/scopes.ts';
+import { BACKPORT_EXTENSION, TASK_TOPIC } from '../src/subscriptions/backport.ts';
 import type { Worklist } from '../src/consults/worklist.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { resources } from '../src/store/schema.ts';
@@ -325,16 +326,18 @@ describe('access matrix: every caller x every route, resource and action, over H
     for (const [path, cells] of Object.entries(CELLS)) {
       const rule = ROUTE_RULES.find((r) => r.path === path) as RouteRule;
       for (const cell of cells({ refs })) {
+        // Several methods may share a path (GET and DELETE /fhir/Subscription/:id): each cell is held to its own row.
+        const cellRule = ruleFor(cell.method ?? rule.method, path) ?? rule;
         for (const party of parties) {
           if (cell.deferred?.(party)) continue;
-          const refusal = routeRefusal(party, rule.access);
+          const refusal = routeRefusal(party, cellRule.access);
           const expected = refusal ?? cell.expect(party);
           const res = await call<unknown>(cell.method ?? rule.method, cell.path, party.id, cell.body, cell.headers);
           count(path);
           const label = `${party.id} ${cell.method ?? rule.method} ${cell.path}`;
           if (Array.isArray(expected)) expect(expected, `${label}: ${res.status} ${JSON.stringify(res.body)}`).toContain(res.status);
           else expect(`${label}: ${res.status}`).toBe(`${label}: ${expected}`);
-          if (rule.access.kind === 'roles' && rule.access.audit && (res.status === 403 || res.status === 404)) refused(party);
+          if (cellRule.access.kind === 'roles' && cellRule.access.audit && (res.status === 403 || res.status === 404)) refused(party);
           cell.check?.(party, res.status, res.body);
         }
       }
@@ -475,6 +478,17 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
         { method: 'PATCH', path: `/fhir/Task/${id}`, body: [{ op: 'replace', path: '/status', value: 'cancelled' }], headers: { ...STALE, 'content-type': 'application/json-patch+json' }, expect },
       ];
     }),
+  // Subscriptions: a full-resource payload is refused (422, nothing stored); no Subscription exists in this world, so every allowed read or delete is a 404.
+  '/fhir/Subscription': () => [
+    { method: 'POST', path: '/fhir/Subscription', body: { resourceType: 'Subscription', status: 'requested', reason: 'matrix', criteria: TASK_TOPIC, channel: { type: 'rest-hook', endpoint: 'https://receiver.example/hook', _payload: { extension: [{ url: BACKPORT_EXTENSION.payloadContent, valueCode: 'full-resource' }] } } }, expect: () => 422 },
+    { method: 'GET', path: '/fhir/Subscription', expect: () => 200 },
+  ],
+  '/fhir/Subscription/:id/$status': () => [{ path: '/fhir/Subscription/no-such-subscription/$status', expect: () => 404 }],
+  '/fhir/Subscription/:id/$events': () => [{ path: '/fhir/Subscription/no-such-subscription/$events', expect: () => 404 }],
+  '/fhir/Subscription/:id': () => [
+    { method: 'GET', path: '/fhir/Subscription/no-such-subscription', expect: () => 404 },
+    { method: 'DELETE', path: '/fhir/Subscription/no-such-subscription', expect: () => 404 },
+  ],
   '/fhir/Binary/:id': () => [],
   '/fhir/:type/:id/_history/:vid': () => [],
   '/fhir/:type/:id/_history': () => [],

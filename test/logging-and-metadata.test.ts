@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { BACKPORT_EXTENSION, BACKPORT_OPERATION, BACKPORT_PROFILE, BACKPORT_SERVER_CAPABILITIES, TASK_TOPIC } from '../src/subscriptions/backport.ts';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILE } from '../src/fhir/constants.ts';
@@ -61,8 +62,8 @@ describe('logs and metadata', () => {
     const rest = cs.rest?.[0];
     expect(rest?.security?.extension?.[0]?.extension?.[0]).toEqual({ url: 'token', valueUri: `${service.config.publicUrl}/auth/token` });
     const byType = Object.fromEntries((rest?.resource ?? []).map((r) => [r.type, r]));
-    // Generated from the search-parameter table, plus Binary (read only) and ClinicalImpression (a profile, not served on its own).
-    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression'].sort());
+    // Generated from the search-parameter table, plus Binary (read only), ClinicalImpression (a profile, not served on its own) and Subscription (R5 Backport).
+    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression', 'Subscription'].sort());
     expect(Object.keys(byType)).toEqual(expect.arrayContaining(['AuditEvent', 'Binary', 'Bundle', 'DocumentReference', 'ServiceRequest', 'Task']));
     expect(byType.Task?.supportedProfile).toEqual([PROFILE.task]);
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);
@@ -81,6 +82,17 @@ describe('logs and metadata', () => {
       'subtype:token',
     ]);
     expect(byType.Binary).toEqual({ type: 'Binary', documentation: expect.any(String), interaction: [{ code: 'read' }] });
+    // Topic-based Subscriptions: the backport's profile, our Task topic, $status and $events.
+    expect(cs.instantiates).toEqual([BACKPORT_SERVER_CAPABILITIES]);
+    expect(byType.Subscription).toMatchObject({
+      extension: [{ url: BACKPORT_EXTENSION.topicCanonical, valueCanonical: TASK_TOPIC }],
+      supportedProfile: [BACKPORT_PROFILE.subscription],
+      interaction: [{ code: 'create' }, { code: 'read' }, { code: 'search-type' }, { code: 'delete' }],
+      operation: [
+        { name: 'status', definition: BACKPORT_OPERATION.status },
+        { name: 'events', definition: BACKPORT_OPERATION.events },
+      ],
+    });
   });
 
   it('an unsupported resource type is a FHIR 404, an unknown route too', async () => {

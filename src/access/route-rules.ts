@@ -11,7 +11,7 @@ import type { AuditAction } from '../audit/audit-event.ts';
 import type { Interaction } from '../auth/scopes.ts';
 import type { Role } from '../network/network-schema.ts';
 
-export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'ALL';
+export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'ALL';
 
 /** Who may call a route. */
 export type RouteAccess =
@@ -49,6 +49,13 @@ const consultAction = ([action, what]: [string, string]): RouteRule => ({
   path: `/consults/:taskId/${action}`,
   what: `Consultant: ${what}`,
   access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 'u' } },
+});
+/** The FHIR Subscription door (issue 12 §3): any participant Tasks are about, with the Subscription scope of the interaction. */
+const subscriptionRoute = (method: RouteMethod, path: string, interaction: Interaction, what: string): RouteRule => ({
+  method,
+  path,
+  what: `FHIR Subscription: ${what}`,
+  access: { kind: 'roles', roles: ['referrer', 'consultant', 'physician'], scope: { type: 'Subscription', interaction } },
 });
 const open = (method: RouteMethod, path: string, what: string): RouteRule => ({ method, path, what, access: { kind: 'public' } });
 
@@ -108,6 +115,12 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   // Task over FHIR: the use case checks the side's scope (the clinic: Task.u; the referrer's cancel: ServiceRequest.c, as the JSON doors).
   { method: 'PUT', path: '/fhir/Task/:id', what: 'FHIR update of a Task: the consult actions (clinic) or cancel (referrer), by its status', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
   { method: 'PATCH', path: '/fhir/Task/:id', what: 'FHIR JSON Patch of a Task: as the update', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
+  subscriptionRoute('POST', '/fhir/Subscription', 'c', 'subscribe to Task changes (topic-based, R5 Backport)'),
+  subscriptionRoute('GET', '/fhir/Subscription', 's', 'its own Subscriptions'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id/$status', 'r', 'status and events so far ($status)'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id/$events', 'r', 'missed events, by number ($events)'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id', 'r', 'read one of its own'),
+  subscriptionRoute('DELETE', '/fhir/Subscription/:id', 'd', 'delete one of its own'),
   { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },

@@ -58,6 +58,8 @@ const EnvSchema = z
     WEBHOOK_RETRY_LIMIT: positiveInt(20).describe('Retries of a webhook notification before it is given up (listed as a failed job)'),
     WEBHOOK_RETRY_DELAY_SECONDS: positiveInt(5).describe('First delay between webhook attempts; doubles each time (with jitter), up to an hour'),
     WEBHOOK_TIMEOUT_MS: positiveInt(5000).describe('Timeout of one webhook POST'),
+    SUBSCRIPTION_MIN_HEARTBEAT_SECONDS: positiveInt(60).describe('Shortest heartbeat period a FHIR Subscription may ask for (backport-heartbeat-period), in seconds'),
+    SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS: positiveInt(10).describe('How often due Subscription heartbeats are queued'),
     OVERDUE_SWEEP_INTERVAL_SECONDS: positiveInt(300).describe('How often open consult Tasks past their due date are marked overdue (business status)'),
     CONSENT_ATTESTATION_ALLOWED: z
       .enum(['true', 'false'])
@@ -128,6 +130,8 @@ export interface Config {
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
   overdueSweepIntervalSeconds: number;
+  /** Topic-based Subscriptions (issue 12 §3): heartbeat floor and the heartbeat sweep's interval, seconds. */
+  subscriptions: { minHeartbeatSeconds: number; heartbeatSweepSeconds: number };
   /** Express `trust proxy`: false, a hop count, or the trusted proxies' addresses and subnets. */
   trustProxy: false | number | string[];
   /** Abuse limits per replica (issue 10 §1.5); a limit of 0 is off. */
@@ -181,6 +185,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,
     webhook: { retryLimit: e.WEBHOOK_RETRY_LIMIT, retryDelaySeconds: e.WEBHOOK_RETRY_DELAY_SECONDS, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
     overdueSweepIntervalSeconds: e.OVERDUE_SWEEP_INTERVAL_SECONDS,
+    subscriptions: { minHeartbeatSeconds: e.SUBSCRIPTION_MIN_HEARTBEAT_SECONDS, heartbeatSweepSeconds: e.SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS },
     trustProxy: e.TRUST_PROXY,
     rateLimits: {
       token: {

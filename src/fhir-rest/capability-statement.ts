@@ -1,5 +1,6 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, CapabilityStatementRestResourceOperation, ResourceType } from '@medplum/fhirtypes';
 import { PROFILE } from '../fhir/constants.ts';
+import { BACKPORT_EXTENSION, BACKPORT_OPERATION, BACKPORT_PROFILE, BACKPORT_SERVER_CAPABILITIES, TASK_TOPIC } from '../subscriptions/backport.ts';
 import { COMMON_PARAMETERS, INCLUDES, revincludesOf, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
 /** Which of our profiles each type conforms to (a test checks every resource profile we build is here). */
@@ -9,6 +10,7 @@ export const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
   Bundle: [PROFILE.recordSet],
   DocumentReference: [PROFILE.consultNote],
   ClinicalImpression: [PROFILE.firstOpinion],
+  Subscription: [BACKPORT_PROFILE.subscription],
 };
 
 type Interaction = 'read' | 'vread' | 'history-instance' | 'search-type' | 'update' | 'patch' | 'create' | 'delete';
@@ -49,6 +51,13 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     documentation: 'The owning clinic moves its Task by its status (accept, decline, start, request information, complete with a contained consult note, confirm cancellation); the referrer cancels it. If-Match: W/"version". Other changes: 422',
   },
   'PATCH /fhir/Task/:id': { kind: 'interaction', code: 'patch', types: ['Task'], documentation: 'JSON Patch (application/json-patch+json), handled as the update' },
+  // Topic-based Subscriptions (R5 Backport IG): the caller's own, on the one Task topic.
+  'POST /fhir/Subscription': { kind: 'interaction', code: 'create', types: ['Subscription'] },
+  'GET /fhir/Subscription': { kind: 'interaction', code: 'search-type', types: ['Subscription'] },
+  'GET /fhir/Subscription/:id/$status': { kind: 'operation', name: 'status', definition: BACKPORT_OPERATION.status, types: ['Subscription'] },
+  'GET /fhir/Subscription/:id/$events': { kind: 'operation', name: 'events', definition: BACKPORT_OPERATION.events, types: ['Subscription'] },
+  'GET /fhir/Subscription/:id': { kind: 'interaction', code: 'read', types: ['Subscription'] },
+  'DELETE /fhir/Subscription/:id': { kind: 'interaction', code: 'delete', types: ['Subscription'] },
   'POST /fhir/ServiceRequest': {
     kind: 'interaction',
     code: 'create',
@@ -76,6 +85,15 @@ const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
   Organization: 'The network directory: one per participant, built from the network file; any participant, no scope needed',
   Endpoint: "The network directory: each participant's FHIR server (hl7-fhir-rest); any participant, no scope needed",
   ClinicalImpression: 'The first opinion: not served on its own; carried in the referral (GET /second-opinions/{id}/comparison)',
+  Subscription: `Topic ${TASK_TOPIC} (a consult Task was created or changed status): rest-hook channel, payload id-only or empty; filters Task?owner= and Task?requester=, within the Tasks the caller may read`,
+};
+
+/** What a type's entry says beyond the tables: the Subscription's topic and its one search parameter. */
+const EXTRA: Partial<Record<ResourceType, Pick<CapabilityStatementRestResource, 'extension' | 'searchParam'>>> = {
+  Subscription: {
+    extension: [{ url: BACKPORT_EXTENSION.topicCanonical, valueCanonical: TASK_TOPIC }],
+    searchParam: [{ name: 'status', definition: 'http://hl7.org/fhir/SearchParameter/Subscription-status', type: 'token' }],
+  },
 };
 
 const SERVED = Object.keys(SEARCH_PARAMETERS) as ResourceType[];
@@ -105,6 +123,7 @@ function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
   const revincludes = revincludesOf(type).map((r) => `${r.source}:${r.def.name}`);
   return {
     type,
+    ...(EXTRA[type]?.extension ? { extension: EXTRA[type].extension } : {}),
     ...(DOCUMENTATION[type] ? { documentation: DOCUMENTATION[type] } : {}),
     ...(SUPPORTED_PROFILES[type] ? { supportedProfile: SUPPORTED_PROFILES[type] } : {}),
     ...(interaction.length ? { interaction } : {}),
@@ -120,6 +139,7 @@ function resourceEntry(type: ResourceType): CapabilityStatementRestResource {
           ],
         }
       : {}),
+    ...(searchable && !params && EXTRA[type]?.searchParam ? { searchParam: EXTRA[type].searchParam } : {}),
     ...(operation.length ? { operation } : {}),
   };
 }
@@ -138,6 +158,7 @@ export function capabilityStatement(publicUrl: string, software: { name: string;
     status: 'active',
     date,
     kind: 'instance',
+    instantiates: [BACKPORT_SERVER_CAPABILITIES],
     software,
     implementation: { description: 'Second-opinion referral service', url: `${publicUrl}/fhir` },
     fhirVersion: '4.0.1',

@@ -11,6 +11,8 @@ export const QUEUE = {
   deliverOpinion: 'deliver-opinion',
   /** POST one signed, id-only notification of a Task change to a participant's webhook. Data: ids only. */
   notifyWebhook: 'notify-webhook',
+  /** POST one FHIR Subscription notification (handshake, heartbeat, event) to its endpoint (issue 12 §3). Data: ids only. */
+  notifySubscription: 'notify-subscription',
 } as const;
 
 /** Retry settings of the opinion delivery (config: DELIVERY_RETRY_*). */
@@ -48,6 +50,8 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
     { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per Task change; a receiver that is down gets the notification later, in no particular order.
     { name: QUEUE.notifyWebhook, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
+    // Subscription notifications retry exactly as the webhooks do; the last failure puts the Subscription in `error`.
+    { name: QUEUE.notifySubscription, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
   ];
 }
 
@@ -83,6 +87,18 @@ export interface NotifyWebhookJob {
   serviceRequestId: string;
   /** When the change happened (ISO 8601). */
   occurredAt: string;
+}
+
+/** Job data of `notify-subscription`: which Subscription, which notification, which event. No PHI. */
+export interface NotifySubscriptionJob {
+  [key: string]: string;
+  subscriptionId: string;
+  /** handshake | heartbeat | event-notification */
+  type: 'handshake' | 'heartbeat' | 'event-notification';
+  /** The event's number ('0' for handshakes and heartbeats). */
+  eventNumber: string;
+  /** Unique id of this notification (the Bundle's id: receivers de-duplicate on it). */
+  notificationId: string;
 }
 
 /** Job data of `deliver-opinion`: the delivery (= consult note) id only. */

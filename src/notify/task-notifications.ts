@@ -3,6 +3,10 @@
  * (and when it is created), every participant that may read the Task and registered
  * `notify` in the network file gets an id-only JSON POST, signed (webhook-signature.ts).
  *
+ * The same change stream feeds the FHIR Subscriptions (issue 12 §3): one observer, two kinds of
+ * recipients, webhooks from the network file and Subscriptions a participant created
+ * (subscriptions/subscription-delivery.ts), each with its own durable job.
+ *
  * Durable: the observer enqueues one `notify-webhook` job per recipient inside the
  * transaction that writes the Task, so a notification exists if and only if the change
  * commits; the job retries with backoff until the receiver answers 2xx.
@@ -19,6 +23,7 @@ import type { Job, JobQueue } from '../jobs/job-queue.ts';
 import { type NotifyWebhookJob, QUEUE } from '../jobs/queues.ts';
 import type { Participant } from '../network/network.ts';
 import type { WriteObserver } from '../store/resource-store.ts';
+import { subscriptionEventsFor } from '../subscriptions/subscription-delivery.ts';
 import { signWebhook } from './webhook-signature.ts';
 
 export const TASK_NOTIFICATION_TYPE = 'task.status-changed';
@@ -29,7 +34,7 @@ export interface NotificationDeps {
   now: () => Date;
 }
 
-/** The store observer that turns Task writes into `notify-webhook` jobs. */
+/** The store observer that turns Task writes into `notify-webhook` and `notify-subscription` jobs. */
 export function taskNotificationObserver(deps: NotificationDeps): WriteObserver {
   return {
     resourceType: 'Task',
@@ -38,6 +43,7 @@ export function taskNotificationObserver(deps: NotificationDeps): WriteObserver 
       const businessStatus = task.businessStatus?.coding?.[0]?.code ?? '';
       const { previous } = change;
       if (previous && previous.status === task.status && (previous.businessStatus ?? '') === businessStatus) return;
+      await subscriptionEventsFor(tx, change, deps);
       const recipients = [...new Set(change.access)].filter((id) => deps.network.get(id)?.notify);
       if (recipients.length === 0) return;
       const focus = task.focus?.reference ?? task.basedOn?.[0]?.reference;

@@ -226,3 +226,64 @@ export const opinionDeliveries = pgTable(
   },
   (t) => [index('opinion_delivery_task_idx').on(t.taskId), index('opinion_delivery_service_request_idx').on(t.serviceRequestId)],
 );
+
+/**
+ * Topic-based Subscriptions (issue 12 §3, Subscriptions R5 Backport IG): one row per
+ * Subscription a participant created at `POST /fhir/Subscription`. The Subscription resource
+ * clients read is rendered from this row (`content` as created, with the live `status` and
+ * `error`), so the status the delivery job sets is the one `$status` and reads show.
+ */
+export const subscriptions = pgTable(
+  'subscription',
+  {
+    id: text('id').primaryKey(),
+    /** The participant that created it; only it reads, searches or deletes it. */
+    participantId: text('participant_id').notNull(),
+    /**
+     * The access keys the subscriber reads with (access/reader.ts `readerOf`): a Task change
+     * reaches it only when the Task's access list holds one of them, whatever filters it asked for.
+     */
+    readerKeys: text('reader_keys').array().notNull(),
+    /** The backport filter criteria, parsed: `[{ param: 'owner', reference: 'Organization/x' }]` (ANDed). */
+    filters: jsonb('filters').$type<{ param: 'owner' | 'requester'; reference: string }[]>().notNull(),
+    endpoint: text('endpoint').notNull(),
+    /** `channel.header` lines sent with every notification (e.g. the receiver's own Authorization). */
+    headers: text('headers').array().notNull(),
+    /** Payload content: id-only | empty (full-resource is refused: no PHI leaves in a notification). */
+    payload: text('payload').notNull(),
+    heartbeatSeconds: integer('heartbeat_seconds'),
+    /** requested (until the handshake succeeds) | active | error (deliveries keep failing) | off (past `end`). */
+    status: text('status').notNull(),
+    /** Events numbered since the subscription started: the last number given. */
+    eventsSinceStart: bigint('events_since_start', { mode: 'number' }).notNull().default(0),
+    /** Why the last delivery failed (no PHI: an HTTP status or a network error code). */
+    lastError: text('last_error'),
+    /** Failed delivery attempts since the last success. */
+    failedAttempts: integer('failed_attempts').notNull().default(0),
+    nextHeartbeatAt: timestamp('next_heartbeat_at', { withTimezone: true, mode: 'date' }),
+    /** `Subscription.end`: no events or heartbeats after it. */
+    endAt: timestamp('end_at', { withTimezone: true, mode: 'date' }),
+    /** The Subscription as created (id, criteria, channel...), without the live status. */
+    content: jsonb('content').$type<Resource>().notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [index('subscription_participant_idx').on(t.participantId), index('subscription_reader_keys_idx').using('gin', t.readerKeys)],
+);
+
+/** Every event of every Subscription, by number: what `$events` replays to a client that missed notifications. */
+export const subscriptionEvents = pgTable(
+  'subscription_event',
+  {
+    subscriptionId: text('subscription_id')
+      .notNull()
+      .references(() => subscriptions.id, { onDelete: 'cascade' }),
+    eventNumber: bigint('event_number', { mode: 'number' }).notNull(),
+    /** The focus: always a Task of this service (`Task`, its id and the version the event is about). */
+    focusType: text('focus_type').notNull(),
+    focusId: text('focus_id').notNull(),
+    focusVersion: text('focus_version').notNull(),
+    occurredAt: timestamp('occurred_at', { withTimezone: true, mode: 'date' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.subscriptionId, t.eventNumber] })],
+);

@@ -1,0 +1,236 @@
+/**
+ * Delivery of Subscription notifications (issue 12 §3), durable exactly as the webhooks are
+ * (notify/task-notifications.ts):
+ * - `subscriptionEventsFor` runs inside the Task write observer (the same change stream as the
+ *   webhooks): each matching Subscription gets the next event number, an event row (what
+ *   `$events` replays) and a `notify-subscription` job, all in the Task's own transaction;
+ * - `sendSubscriptionNotification` is that job: one POST of the notification Bundle; a non-2xx
+ *   answer or a network error throws (the queue retries with backoff); the last failed attempt
+ *   puts the Subscription in `error` (visible in `$status`), a later success makes it `active`;
+ * - `queueDueHeartbeats` is the periodic heartbeat sweep (every replica; claiming a heartbeat is
+ *   one UPDATE, so two replicas never send the same one).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Task } from '@medplum/fhirtypes';
+import { and, eq, inArray, isNotNull, lte, or, isNull, gt, sql } from 'drizzle-orm';
+import { sameResourceReference } from '../fhir/references.ts';
+import { FHIR_JSON } from '../fhir/constants.ts';
+import type { Job, JobQueue } from '../jobs/job-queue.ts';
+import { QUEUE, type NotifySubscriptionJob } from '../jobs/queues.ts';
+import type { Db } from '../store/database.ts';
+import type { ResourceChange, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
+import { subscriptionEvents, subscriptions } from '../store/schema.ts';
+import type { PayloadContent, SubscriptionStatusCode, TaskFilter } from './backport.ts';
+import { notificationBundle, type SubscriptionEvent } from './notification-bundle.ts';
+
+/** Subscriptions in these statuses hear events (a failing one keeps counting them, so `$events` has them). */
+const LISTENING: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
+
+function matches(task: Task, filters: readonly TaskFilter[]): boolean {
+  return filters.every((f) => {
+    const value = f.param === 'owner' ? task.owner?.reference : task.requester?.reference;
+    return value !== undefined && sameResourceReference(value, f.reference);
+  });
+}
+
+/**
+ * For one Task change: every listening Subscription whose read keys meet the Task's access list
+ * and whose filters match gets its next event and a notification job. Runs in the writing transaction.
+ */
+export async function subscriptionEventsFor(tx: ResourceStore, change: ResourceChange, deps: { jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }): Promise<number> {
+  const task = change.resource as Task;
+  const keys = [...new Set(change.access)];
+  if (keys.length === 0) return 0;
+  const now = deps.now();
+  const candidates = await tx.database
+    .select({ id: subscriptions.id, filters: subscriptions.filters })
+    .from(subscriptions)
+    .where(
+      and(
+        inArray(subscriptions.status, LISTENING),
+        sql`${subscriptions.readerKeys} && ${`{${keys.map((k) => JSON.stringify(k)).join(',')}}`}::text[]`,
+        or(isNull(subscriptions.endAt), gt(subscriptions.endAt, now)),
+      ),
+    );
+  let queued = 0;
+  for (const candidate of candidates.filter((c) => matches(task, c.filters))) {
+    // The row lock taken here orders the numbers: each event gets the next one, with no gap.
+    const [counted] = await tx.database
+      .update(subscriptions)
+      .set({ eventsSinceStart: sql`${subscriptions.eventsSinceStart} + 1` })
+      .where(eq(subscriptions.id, candidate.id))
+      .returning({ eventNumber: subscriptions.eventsSinceStart });
+    if (!counted) continue;
+    await tx.database.insert(subscriptionEvents).values({
+      subscriptionId: candidate.id,
+      eventNumber: counted.eventNumber,
+      focusType: 'Task',
+      focusId: task.id as string,
+      focusVersion: task.meta?.versionId ?? '1',
+      occurredAt: task.meta?.lastUpdated ? new Date(task.meta.lastUpdated) : now,
+    });
+    const job: NotifySubscriptionJob = { subscriptionId: candidate.id, type: 'event-notification', eventNumber: String(counted.eventNumber), notificationId: randomUUID() };
+    await deps.jobs.enqueue(tx.database, QUEUE.notifySubscription, job);
+    queued++;
+  }
+  return queued;
+}
+
+export interface SubscriptionSendDeps {
+  db: Db;
+  validator: ResourceValidator;
+  fhirBaseUrl: string;
+  timeoutMs: number;
+  /** Retries after the first attempt (the queue's policy): attempt `retryLimit + 1` is the last. */
+  retryLimit: number;
+  now: () => Date;
+  fetch?: typeof fetch;
+}
+
+/** The endpoint answered with a non-2xx status: the job is retried. */
+export class SubscriptionEndpointError extends Error {
+  readonly status: number;
+
+  constructor(status: number) {
+    super(`subscription endpoint answered HTTP ${status}`);
+    this.name = 'SubscriptionEndpointError';
+    this.status = status;
+  }
+}
+
+export type SubscriptionSendResult = { outcome: 'sent'; status: number } | { outcome: 'skipped'; reason: string };
+
+/** The `notify-subscription` job. */
+export async function sendSubscriptionNotification(job: Job<NotifySubscriptionJob>, deps: SubscriptionSendDeps): Promise<SubscriptionSendResult> {
+  const { subscriptionId, type, eventNumber, notificationId } = job.data;
+  const [row] = await deps.db.select().from(subscriptions).where(eq(subscriptions.id, subscriptionId));
+  if (!row) return { outcome: 'skipped', reason: 'the Subscription was deleted' };
+  if (row.status === 'off') return { outcome: 'skipped', reason: 'the Subscription is off' };
+  let events: SubscriptionEvent[] = [];
+  if (type === 'event-notification') {
+    events = (await deps.db
+      .select()
+      .from(subscriptionEvents)
+      .where(and(eq(subscriptionEvents.subscriptionId, subscriptionId), eq(subscriptionEvents.eventNumber, Number(eventNumber))))) as SubscriptionEvent[];
+    if (events.length === 0) return { outcome: 'skipped', reason: 'the event is gone' };
+  }
+  const bundle = notificationBundle(
+    {
+      fhirBaseUrl: deps.fhirBaseUrl,
+      subscriptionId,
+      // A handshake is sent while the Subscription is still `requested`.
+      status: row.status as SubscriptionStatusCode,
+      type,
+      eventsSinceStart: type === 'event-notification' ? Number(eventNumber) : row.eventsSinceStart,
+    },
+    events,
+    row.payload as PayloadContent,
+    deps.now(),
+    notificationId,
+  );
+  // What leaves the service validates against R4 first (a failure here is our bug: no retry helps, but the queue keeps it visible).
+  deps.validator.validate(bundle);
+  const headers: Record<string, string> = {};
+  for (const line of row.headers) {
+    const at = line.indexOf(':');
+    headers[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+  }
+  let failure: string | undefined;
+  let status = 0;
+  try {
+    const response = await (deps.fetch ?? fetch)(row.endpoint, {
+      method: 'POST',
+      headers: { ...headers, 'content-type': FHIR_JSON, 'user-agent': 'second-opinion-referrals subscription' },
+      body: JSON.stringify(bundle),
+      redirect: 'manual',
+      signal: AbortSignal.timeout(deps.timeoutMs),
+    });
+    status = response.status;
+    // The receiver's body is not read beyond draining it.
+    await response.body?.cancel().catch(() => undefined);
+    if (status < 200 || status > 299) failure = `The endpoint answered HTTP ${status}`;
+  } catch (err) {
+    failure = `The endpoint could not be reached (${networkCode(err)})`;
+  }
+  const now = deps.now();
+  if (failure === undefined) {
+    await deps.db
+      .update(subscriptions)
+      .set({
+        status: sql`CASE WHEN ${subscriptions.status} IN ('requested', 'error') THEN 'active' ELSE ${subscriptions.status} END`,
+        lastError: null,
+        failedAttempts: 0,
+        // Anything sent counts as a sign of life: the next heartbeat is a full period away.
+        nextHeartbeatAt: sql`CASE WHEN ${subscriptions.heartbeatSeconds} IS NULL THEN NULL ELSE ${now.toISOString()}::timestamptz + make_interval(secs => ${subscriptions.heartbeatSeconds}) END`,
+        updatedAt: now,
+      })
+      .where(eq(subscriptions.id, subscriptionId));
+    return { outcome: 'sent', status };
+  }
+  const last = job.attempt >= deps.retryLimit + 1;
+  await deps.db
+    .update(subscriptions)
+    .set({
+      ...(last ? { status: 'error' } : {}),
+      lastError: failure,
+      failedAttempts: sql`${subscriptions.failedAttempts} + 1`,
+      updatedAt: now,
+    })
+    .where(eq(subscriptions.id, subscriptionId));
+  throw status ? new SubscriptionEndpointError(status) : new Error(failure);
+}
+
+/** A network error's code (ECONNREFUSED, a timeout...), never its message. */
+function networkCode(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown } } | null)?.cause;
+  if (typeof cause?.code === 'string') return cause.code;
+  if ((err as { name?: unknown } | null)?.name === 'TimeoutError') return 'timeout';
+  return 'network error';
+}
+
+/**
+ * Claims every heartbeat that is due (one UPDATE moves it a period on) and queues it, in one
+ * transaction: two replicas sweeping at once never queue the same heartbeat.
+ */
+export async function queueDueHeartbeats(deps: { store: ResourceStore; jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }): Promise<number> {
+  const now = deps.now();
+  return deps.store.withTransaction(async (tx) => {
+    const due = await tx.database
+      .update(subscriptions)
+      .set({ nextHeartbeatAt: sql`${now.toISOString()}::timestamptz + make_interval(secs => ${subscriptions.heartbeatSeconds})` })
+      .where(
+        and(
+          inArray(subscriptions.status, ['active', 'error']),
+          isNotNull(subscriptions.heartbeatSeconds),
+          lte(subscriptions.nextHeartbeatAt, now),
+          or(isNull(subscriptions.endAt), gt(subscriptions.endAt, now)),
+        ),
+      )
+      .returning({ id: subscriptions.id });
+    for (const { id } of due) {
+      const job: NotifySubscriptionJob = { subscriptionId: id, type: 'heartbeat', eventNumber: '0', notificationId: randomUUID() };
+      await deps.jobs.enqueue(tx.database, QUEUE.notifySubscription, job);
+    }
+    return due.length;
+  });
+}
+
+/** Runs the heartbeat sweep every `intervalSeconds` until stopped. */
+export function startHeartbeatSweep(deps: { store: ResourceStore; jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }, intervalSeconds: number, onError: (err: unknown) => void): { stop(): Promise<void> } {
+  let running: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = queueDueHeartbeats(deps)
+      .catch(onError)
+      .finally(() => {
+        running = undefined;
+      });
+  }, intervalSeconds * 1000);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
