@@ -159,6 +159,39 @@ describe('record-set push to a clinic FHIR server (flow)', () => {
     }
   });
 
+  it('a refusal by the clinic server stops at once (dead letter) with its OperationOutcome kept; an auditor re-drives it', async () => {
+    const fault = clinic.faults.add({ path: /^\/fhir\/R4\/?$/, method: 'POST', status: 403, times: 1 });
+    const auditorToken = await getAccessToken(service.url, clientIdOf('audit-office'));
+    const admin = async <T>(method: string, pathname: string, token = auditorToken) => {
+      const res = await fetch(`${service.url}${pathname}`, { method, headers: { authorization: `Bearer ${token}` } });
+      return { status: res.status, body: (await res.json()) as T };
+    };
+    try {
+      const { taskId } = await refer();
+      const [push] = await pushed(taskId);
+      expect(push).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringContaining('403') });
+      expect(push!.lastOutcome).toEqual({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'processing', details: { text: 'Injected fault: HTTP 403' } }] });
+      expect(await onClinic<Task>('Task', SYSTEM.taskId, taskId)).toEqual([]);
+
+      const list = await admin<{ items: { id: string; status: string; lastOutcome?: unknown }[] }>('GET', '/admin/record-pushes?status=failed');
+      expect(list.status).toBe(200);
+      expect(list.body.items.find((i) => i.id === push!.id)).toMatchObject({ status: 'failed', lastOutcome: push!.lastOutcome });
+      expect((await admin('GET', '/admin/record-pushes', referrerToken)).status).toBe(403);
+      const bad = await admin<{ issue: unknown[] }>('GET', '/admin/record-pushes?status=lost');
+      expect(bad).toEqual({ status: 400, body: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', details: { text: 'status must be one of pending, pushed, failed, superseded' }, expression: ['status'] }] } });
+
+      const redrive = await admin<{ status: string }>('POST', `/admin/record-pushes/${push!.id}/retry`);
+      expect(redrive).toMatchObject({ status: 202, body: { id: push!.id, status: 'pending' } });
+      const done = await until(async () => (await pushesOf(taskId)).find((r) => r.status === 'pushed'), 're-driven push');
+      expect(done).toMatchObject({ id: push!.id, attempts: 2, lastError: null });
+      expect(await onClinic<Task>('Task', SYSTEM.taskId, taskId)).toHaveLength(1);
+      expect((await admin<unknown>('POST', `/admin/record-pushes/${push!.id}/retry`)).status).toBe(409);
+      expect((await admin<unknown>('POST', '/admin/record-pushes/no-such-push/retry')).status).toBe(404);
+    } finally {
+      clinic.faults.remove(fault);
+    }
+  });
+
   it('a new version of the record set (records added) is pushed as new resources; the Task is updated, its history kept', async () => {
     const { id, taskId } = await refer();
     const [first] = await pushed(taskId);
