@@ -11,6 +11,8 @@ import { defaultSandboxClients, SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY
 import { SANDBOX_EXPLORER_CLIENT_ID } from '../test/support/sandbox-ehr/find-chart.ts';
 import { SANDBOX_PATIENT_IDENTIFIER } from '../test/support/sandbox-ehr/seed-resources.ts';
 import { startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
+import { DEFAULT_REGISTERED_SCOPE } from '../test/support/sandbox-ehr/scopes.ts';
+import { outboundScope } from '../src/outbound/outbound-scope.ts';
 
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -26,7 +28,14 @@ const ehr = await startSandboxEhr({
   port: port('SANDBOX_PORT', 8090),
   storagePort: port('SANDBOX_STORAGE_PORT', 8091),
   host: process.env.SANDBOX_HOST || '127.0.0.1',
-  clients: [...defaultSandboxClients(), { ...defaultSandboxClients()[0]!, clientId: SANDBOX_EXPLORER_CLIENT_ID, scope: 'system/*.rs' }],
+  // SANDBOX_ACCEPTS_PUSH=1: this instance plays a consulting clinic's own server, and the service's
+  // registration also grants what a record-set push needs (README "Pushed to the clinic's own FHIR server").
+  clients: [
+    ...(process.env.SANDBOX_ACCEPTS_PUSH === '1'
+      ? [{ ...defaultSandboxClients()[0]!, scope: `${DEFAULT_REGISTERED_SCOPE} ${outboundScope({ referrer: false, push: true })}` }]
+      : defaultSandboxClients()),
+    { ...defaultSandboxClients()[0]!, clientId: SANDBOX_EXPLORER_CLIENT_ID, scope: 'system/*.rs' },
+  ],
 });
 const s = ehr.seeded;
 console.log(`Sandbox EHR (synthetic data only) ready in ${Math.round(ehr.startupMs)} ms

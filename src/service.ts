@@ -13,7 +13,7 @@ import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { Job, JobHandler, JsonObject, QueuePolicy } from './jobs/job-queue.ts';
-import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifySubscriptionJob, type NotifyWebhookJob } from './jobs/queues.ts';
+import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, type DeliverOpinionJob, type NotifySubscriptionJob, type NotifyWebhookJob, type PushRecordSetJob } from './jobs/queues.ts';
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
 import { startOverdueSweep } from './consults/overdue-sweep.ts';
@@ -22,6 +22,7 @@ import { loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
+import { pushRecordSet } from './record-push/push-record-set.ts';
 import { BlobStore } from './store/blob-store.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
 import { type Database, openDatabase } from './store/database.ts';
@@ -114,12 +115,16 @@ export async function startService(config: Config, log: Logger, options: StartOp
     validator,
     audit,
     retryLimit: assemblyPolicy?.retryLimit ?? 10,
+    jobs,
     now,
   };
   await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
   const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
   await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: 4 });
+  const pushPolicy = queuePolicies.find((q) => q.name === QUEUE.pushRecordSet);
+  const pushDeps = { store, clients: fhirClients, network, validator, audit, retryLimit: pushPolicy?.retryLimit ?? 30, now };
+  await jobs.work<PushRecordSetJob>(QUEUE.pushRecordSet, logged(log, 'record set push', (d) => ({ pushId: d.pushId }), (job) => pushRecordSet(job, pushDeps)), { concurrency: 2 });
   const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
   await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });
   const subscriptionPolicy = queuePolicies.find((q) => q.name === QUEUE.notifySubscription);

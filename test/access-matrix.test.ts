@@ -466,6 +466,10 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/admin/deliveries': () => [{ path: '/admin/deliveries?status=delivered', expect: () => 200 }],
   // Delivered already: 409 for the auditor; every other caller is refused by role.
   '/admin/deliveries/:id/retry': ({ refs }) => [{ path: `/admin/deliveries/${refs.note}/retry`, expect: () => 409 }],
+  // The push list: the auditor reads it; every other caller is refused by role.
+  '/admin/record-pushes': () => [{ path: '/admin/record-pushes?status=failed', expect: () => 200 }],
+  // No such push: 404 for the auditor; every other caller is refused by role (the re-drive itself: test/record-push-flow.test.ts).
+  '/admin/record-pushes/:id/retry': () => [{ path: '/admin/record-pushes/no-such-push/retry', expect: () => 404 }],
   // No party holds the admin role: refused by role, before any call to an EHR (the route's own test: test/check-ehr-flow.test.ts).
   '/admin/participants/:id/check': () => [{ path: '/admin/participants/st-olaf/check', expect: () => 200 }],
   // Task over FHIR, with a stale If-Match: whoever reaches the Task (its clinic, its referral's referrer and requester) gets 412; nothing changes.

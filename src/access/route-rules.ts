@@ -100,6 +100,18 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   },
   {
     method: 'GET',
+    path: '/admin/record-pushes',
+    what: "Record sets pushed to clinics' own FHIR servers, with the last error and the server's OperationOutcome",
+    access: { kind: 'roles', roles: ['auditor', 'admin'] },
+  },
+  {
+    method: 'POST',
+    path: '/admin/record-pushes/:id/retry',
+    what: 'Re-drive a record-set push that gave up',
+    access: { kind: 'roles', roles: ['auditor', 'admin'] },
+  },
+  {
+    method: 'GET',
     path: '/admin/participants/:id/check',
     what: "Connection check of a participant's EHR (the checklist of `npm run check-ehr`)",
     access: { kind: 'roles', roles: ['admin'] },

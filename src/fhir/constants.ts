@@ -38,6 +38,12 @@ export const SYSTEM = {
   consultNoteId: `${CANONICAL_BASE}/NamingSystem/consult-note-id`,
   /** A participant's roles in the network (Organization.type of the FHIR directory). */
   participantRole: `${CANONICAL_BASE}/CodeSystem/participant-role`,
+  /** Identifiers of this service's record copies, on a clinic's server (the record-set push's conditional-create key; value: the copy's id here). */
+  recordCopyId: `${CANONICAL_BASE}/NamingSystem/record-copy-id`,
+  /** Identifiers of this service's referrals, on a clinic's server (value: the ServiceRequest's id here). */
+  serviceRequestId: `${CANONICAL_BASE}/NamingSystem/service-request-id`,
+  /** Identifiers of this service's Tasks, on a clinic's server (value: the Task's id here). */
+  taskId: `${CANONICAL_BASE}/NamingSystem/task-id`,
   /** External code systems. */
   snomed: 'http://snomed.info/sct',
   loinc: 'http://loinc.org',

@@ -9,6 +9,8 @@ export const QUEUE = {
   assembleRecordSet: 'assemble-record-set',
   /** Post one opinion (consult note + Communication) to the referring EHR (issue 4 §3). Data: ids only. */
   deliverOpinion: 'deliver-opinion',
+  /** Push one record-set version to a consulting clinic's own FHIR server (issue 12 §4). Data: the push id only. */
+  pushRecordSet: 'push-record-set',
   /** POST one signed, id-only notification of a Task change to a participant's webhook. Data: ids only. */
   notifyWebhook: 'notify-webhook',
   /** POST one FHIR Subscription notification (handshake, heartbeat, event) to its endpoint (issue 12 §3). Data: ids only. */
@@ -48,6 +50,8 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
     { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 },
     // One job per consult note at a time (singleton key = its id): a re-drive never runs beside a retry.
     { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
+    // One job per push (singleton key = its id), retried like the post-back: a re-drive never runs beside a retry.
+    { name: QUEUE.pushRecordSet, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per Task change; a receiver that is down gets the notification later, in no particular order.
     { name: QUEUE.notifyWebhook, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
     // Subscription notifications retry exactly as the webhooks do; the last failure puts the Subscription in `error`.
@@ -105,4 +109,10 @@ export interface NotifySubscriptionJob {
 export interface DeliverOpinionJob {
   [key: string]: string;
   deliveryId: string;
+}
+
+/** Job data of `push-record-set`: the push (record_set_push row) id only. */
+export interface PushRecordSetJob {
+  [key: string]: string;
+  pushId: string;
 }

@@ -153,6 +153,13 @@ export const ParticipantSchema = z.looseObject({
     })
     .optional(),
   /**
+   * How a consulting clinic receives its record set: `pull` (default: it reads the record set
+   * from this service) or `push`: once the record set is assembled and consent allows, the
+   * service also POSTs it, as a FHIR transaction, to the clinic's own server (`fhir.baseUrl`,
+   * SMART Backend Services when `fhir.tokenUrl` is set). Needs the consultant role and a `fhir` block.
+   */
+  recordSet: z.enum(['pull', 'push']).optional(),
+  /**
    * For a participant with the `physician` role (a primary physician's app or portal): whose
    * referrals it may read, and for which clinicians. It sees a referral only when the referral
    * was placed by `referrer` and its requester is one of `practitioners`.
@@ -244,6 +251,11 @@ export function checkNetworkRules(raw: unknown): NetworkProblem[] {
 
     if (roles.includes('referrer') && !(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) {
       problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)' });
+    }
+
+    if (p.recordSet === 'push') {
+      if (!roles.includes('consultant')) problems.push({ path: at('recordSet'), message: 'push is for a participant with the consultant role (its record set is pushed to its own FHIR server)' });
+      if (!(isObject(p.fhir) && p.fhir.baseUrl !== undefined)) problems.push({ path: at('fhir', 'baseUrl'), message: 'is required for recordSet push (the record set is pushed to this FHIR server)' });
     }
 
     // A physician-only participant sees referrals through the referrer it acts for.

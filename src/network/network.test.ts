@@ -100,6 +100,21 @@ describe('parseNetwork', () => {
     expect(problemsOf(file)).toEqual(['participants[0] (st-olaf).clients[0].jwks.keys[1]: private key material is not allowed']);
   });
 
+  it('recordSet push is for a consultant with a FHIR server', () => {
+    const file = networkFile();
+    file.participants[1].recordSet = 'push';
+    file.participants[0].recordSet = 'push';
+    expect(problemsOf(file)).toEqual([
+      'participants[0] (st-olaf).recordSet: push is for a participant with the consultant role (its record set is pushed to its own FHIR server)',
+      'participants[1] (lakeside-consults).fhir.baseUrl: is required for recordSet push (the record set is pushed to this FHIR server)',
+    ]);
+    file.participants[0].recordSet = 'pull';
+    file.participants[1].fhir = { baseUrl: 'https://fhir.lakeside.example/R4' };
+    expect(parseNetwork(file, 'x.json').get('lakeside-consults')?.recordSet).toBe('push');
+    file.participants[1].recordSet = 'always';
+    expect(problemsOf(file)).toEqual(['participants[1] (lakeside-consults).recordSet: Invalid option: expected one of "pull"|"push"']);
+  });
+
   it('names every bad entry at once', () => {
     const file = networkFile();
     file.participants[1].clients[0].jwks = { keys: [ecKey] }; // both jwks and jwksUri

@@ -71,7 +71,11 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
         if (!signing) throw new OutboundKeyError(`participant ${participant.id}: no key of fhir.keys may sign now (every key is past its retireAfter)`);
         return { privateKey: signing.key, alg: signing.alg, kid: signing.kid };
       };
-      const settings = { ...(fhir.profiles ? { profiles: fhir.profiles } : {}) };
+      const settings = {
+        ...(fhir.profiles ? { profiles: fhir.profiles } : {}),
+        referrer: participant.roles.includes('referrer'),
+        push: participant.recordSet === 'push',
+      };
       const scope = fhir.scope ?? options.defaultScope ?? outboundScope(settings);
       const requestedMissing = missingOutboundScopes(splitScopes(scope), settings);
       if (requestedMissing.length > 0) options.onScopeReport?.({ participantId: participant.id, stage: 'requested', missing: requestedMissing });

@@ -29,6 +29,11 @@ export interface FhirClient {
   searchOne<T extends Resource = Resource>(type: ResourceType, params?: SearchParams): Promise<T | undefined>;
   /** Conditional create (`If-None-Exist: query`): the existing match, or the new resource. */
   createIfNoneExist<T extends Resource>(resource: T, query: string): Promise<T>;
+  /**
+   * POSTs a `transaction` Bundle to the server's base and returns its `transaction-response`
+   * (FHIR R4 http.html#transaction): all entries succeed or none does.
+   */
+  transaction(bundle: Bundle): Promise<Bundle>;
   /** Streams an attachment; see {@link fetchAttachment}. */
   fetchAttachment(url: string, options: FetchAttachmentOptions): Promise<AttachmentResponse>;
 }
@@ -102,6 +107,9 @@ export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof 
     },
     async createIfNoneExist<T extends Resource>(resource: T, query: string) {
       return (await medplum.createResourceIfNoneExist(resource, query)) as T;
+    },
+    async transaction(bundle: Bundle) {
+      return (await medplum.executeBatch(bundle)) as Bundle;
     },
     fetchAttachment(url, options) {
       return fetchAttachment(url, { ...options, baseUrl, timeoutMs: options.timeoutMs ?? endpoint.timeoutMs, ...(endpoint.tokenSource ? { tokenSource: endpoint.tokenSource } : {}), ...(deps.fetch ? { fetch: deps.fetch } : {}) });

@@ -23,4 +23,15 @@ describe('outbound scope', () => {
     expect(missingOutboundScopes(splitScopes(DEFAULT_OUTBOUND_SCOPE), { profiles: 'keep' })).toEqual(['system/StructureDefinition.r', 'system/StructureDefinition.s']);
     expect(missingOutboundScopes(splitScopes(outboundScope({ profiles: 'keep' })), { profiles: 'keep' })).toEqual([]);
   });
+
+  it('a consulting clinic that receives pushed record sets is asked for the push only: conditional creates, and the Task read and updated', () => {
+    const push = outboundScope({ referrer: false, push: true });
+    expect(push).toBe('system/DocumentReference.cs system/DiagnosticReport.cs system/ImagingStudy.cs system/ServiceRequest.cs system/Task.crus');
+    expect(missingOutboundScopes(splitScopes(push), { referrer: false, push: true })).toEqual([]);
+    expect(missingOutboundScopes(['system/*.rs'], { referrer: false, push: true })).toEqual([
+      'system/DocumentReference.c', 'system/DiagnosticReport.c', 'system/ImagingStudy.c', 'system/ServiceRequest.c', 'system/Task.c', 'system/Task.u',
+    ]);
+    // A referrer that is also pushed to needs both.
+    expect(outboundScope({ push: true })).toBe(`${DEFAULT_OUTBOUND_SCOPE} ${push}`);
+  });
 });

@@ -34,14 +34,33 @@ export const PROFILE_NEED: OutboundNeed = {
   why: 'meta.profile is kept on what is posted (fhir.profiles: keep), and the EHR resolves each profile with the caller\'s rights',
 };
 
-/** The EHR settings the needs depend on (network file `fhir` block). */
+/**
+ * What pushing a record set to a consulting clinic's own server needs there (network file
+ * `recordSet: push`): one transaction of conditional creates (a create and a search each) of
+ * the record copies, the referral and its Task, and, for a later version of the record set, a
+ * read and an update (If-Match) of the Task already pushed.
+ */
+export const PUSH_NEEDS: readonly OutboundNeed[] = [
+  { type: 'DocumentReference', interactions: ['c', 's'], why: 'the record set is pushed (conditional create of each DocumentReference)' },
+  { type: 'DiagnosticReport', interactions: ['c', 's'], why: 'reports of the record set are pushed (conditional create)' },
+  { type: 'ImagingStudy', interactions: ['c', 's'], why: 'imaging studies of the record set are pushed (conditional create)' },
+  { type: 'ServiceRequest', interactions: ['c', 's'], why: 'a copy of the referral is pushed with the record set (conditional create)' },
+  { type: 'Task', interactions: ['c', 'r', 'u', 's'], why: "a copy of the clinic's Task is pushed (conditional create), and updated (If-Match) when a new version of the record set follows" },
+];
+
+/** The EHR settings the needs depend on (network file `fhir` block, and what the participant does). */
 export interface OutboundSettings {
   profiles?: 'keep' | 'omit';
+  /** Records are read and opinions posted there (a referrer's EHR). Default true. */
+  referrer?: boolean;
+  /** Record sets are pushed there (network file `recordSet: push`). Default false. */
+  push?: boolean;
 }
 
 /** What the service needs on an EHR with these settings. */
 export function outboundNeeds(settings: OutboundSettings = {}): readonly OutboundNeed[] {
-  return settings.profiles === 'keep' ? [...OUTBOUND_NEEDS, PROFILE_NEED] : OUTBOUND_NEEDS;
+  const needs = [...(settings.referrer === false ? [] : OUTBOUND_NEEDS), ...(settings.push ? PUSH_NEEDS : [])];
+  return settings.profiles === 'keep' ? [...needs, PROFILE_NEED] : needs;
 }
 
 const ORDER: readonly Interaction[] = ['c', 'r', 'u', 'd', 's'];

@@ -11,7 +11,8 @@ import { and, eq } from 'drizzle-orm';
 import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
-import { RetryLaterError, type Job } from '../jobs/job-queue.ts';
+import { RetryLaterError, type Job, type JobQueue } from '../jobs/job-queue.ts';
+import { pushesRecordSets, schedulePush } from '../record-push/push-record-set.ts';
 import type { AssembleRecordSetJob } from '../jobs/queues.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
 import {
@@ -42,9 +43,12 @@ import { buildRecordSetBundle, buildRecordSetProvenance, copyRecord, rewriteAtta
 export interface AssemblyParticipant {
   id: string;
   name: string;
+  roles: readonly string[];
   organization: { reference: string; display?: string; identifier?: Identifier[] };
-  /** The referrer's EHR: its own ids of other participants' organizations. */
-  fhir?: { aliases?: Record<string, string> };
+  /** The referrer's EHR: its own ids of other participants' organizations. A consultant's own server (record-set push). */
+  fhir?: { baseUrl: string; aliases?: Record<string, string> };
+  /** `push`: the consultant's record set is also pushed to its own FHIR server (record-push/). */
+  recordSet?: 'pull' | 'push';
 }
 
 export interface AssembleRecordSetDeps {
@@ -64,6 +68,8 @@ export interface AssembleRecordSetDeps {
   audit: Pick<AuditLog, 'recordMany'>;
   /** The queue's retry limit: the attempt `retryLimit + 1` is the last one. */
   retryLimit: number;
+  /** Where pushes of record sets to consultants' own servers are enqueued (in the disclosure's transaction). */
+  jobs?: Pick<JobQueue, 'enqueue'>;
   now: () => Date;
 }
 
@@ -253,9 +259,14 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
     // case itself (referral, Task, first opinion) the first time.
     const admitted = new Map<string, string[]>();
     for (const participantId of permitted) {
-      const organization = deps.network.get(participantId)?.organization.reference;
-      const task = ctx.tasks.find((t) => t.owner?.reference === organization);
-      if (task) admitted.set(participantId, await admitConsultant(tx, ctx.serviceRequest, task, participantId));
+      const participant = deps.network.get(participantId);
+      const task = ctx.tasks.find((t) => t.owner?.reference === participant?.organization.reference);
+      if (!task) continue;
+      admitted.set(participantId, await admitConsultant(tx, ctx.serviceRequest, task, participantId));
+      // A clinic with its own FHIR server gets this version of the record set pushed there (record-push/).
+      if (deps.jobs && pushesRecordSets(participant)) {
+        await schedulePush(tx, deps.jobs, { participantId, taskId: task.id as string, serviceRequestId: ctx.serviceRequest.id as string, bundleId }, now);
+      }
     }
     await deps.audit.recordMany(
       permitted.map((participantId) => ({

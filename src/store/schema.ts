@@ -287,3 +287,47 @@ export const subscriptionEvents = pgTable(
   },
   (t) => [primaryKey({ columns: [t.subscriptionId, t.eventNumber] })],
 );
+
+/**
+ * Record sets pushed to a consulting clinic's own FHIR server (issue 12 §4; network file
+ * `recordSet: push`): one row per record-set version and clinic, written in the assembly's
+ * transaction together with its job, updated by the push job. The clinic's server keeps the
+ * push idempotent (conditional creates on identifiers of ours); this row is what people read
+ * (admin list, re-drive) and what the next version's push builds on (`remote`).
+ */
+export const recordSetPushes = pgTable(
+  'record_set_push',
+  {
+    /** Also the job's singleton key. */
+    id: text('id').primaryKey(),
+    /** The consultant participant whose server receives it. */
+    participantId: text('participant_id').notNull(),
+    taskId: text('task_id').notNull(),
+    serviceRequestId: text('service_request_id').notNull(),
+    /** The record-set Bundle (one version) pushed. */
+    bundleId: text('bundle_id').notNull(),
+    /** pending | pushed | failed | superseded (a newer record set was assembled before this one went out) */
+    status: text('status').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    /** The last attempt's error, without PHI. */
+    lastError: text('last_error'),
+    /** The server's OperationOutcome of the last failed attempt, as kept by outbound-errors.ts `keptOutcome`. */
+    lastOutcome: jsonb('last_outcome').$type<OperationOutcome>(),
+    /** What the clinic's server created: relative references (`Task/abc`), by what they copy. */
+    remote: jsonb('remote').$type<PushedResources>(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
+    pushedAt: timestamp('pushed_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [uniqueIndex('record_set_push_bundle_participant_idx').on(t.bundleId, t.participantId), index('record_set_push_task_idx').on(t.taskId)],
+);
+
+/** The resources one push created (or found) on the clinic's server. */
+export interface PushedResources {
+  serviceRequest: string;
+  task: string;
+  /** The Task's version after this push (the next version's update sends it as If-Match). */
+  taskVersion?: string;
+  /** The record copies as created there, by the record each copies (`meta.source`: its URL on the referring EHR). */
+  records: Record<string, string>;
+}

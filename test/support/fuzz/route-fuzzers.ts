@@ -189,6 +189,8 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /consults/:taskId/opinion': consultAction('opinion', 'opinion'),
   'GET /admin/deliveries': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'delivered', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
   'POST /admin/deliveries/:id/retry': { params: ids((w) => [...w.deliveries, ...w.tasks]), body: json(['empty'], true) },
+  'GET /admin/record-pushes': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'pushed', 'superseded', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
+  'POST /admin/record-pushes/:id/retry': { params: ids((w) => [...w.deliveries, ...w.tasks]), body: json(['empty'], true) },
   'GET /admin/participants/:id/check': {
     params: ids(() => ['st-olaf', 'lakeside-consults', 'audit-office', 'nobody']),
     query: () => ({ patient: QUERY_VALUES.reference, consent: fc.constantFrom('Consent/c-1', 'c-1', 'Consent/', 'Consent/a%20b'), write: fc.constantFrom('true', 'false', 'yes', '') }),
