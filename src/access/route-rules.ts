@@ -137,7 +137,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type', what: 'FHIR search', access: { kind: 'fhir' } },
-  { method: 'ALL', path: '/fhir/{*rest}', what: '405: the FHIR API is read-only', access: { kind: 'authenticated' } },
+  { method: 'ALL', path: '/fhir/{*rest}', what: '405: no such interaction on this path (GET /fhir/metadata lists them)', access: { kind: 'authenticated' } },
 ];
 
 /**

@@ -49,11 +49,12 @@ export function createFhirRouter(deps: FhirApiDeps): Router {
     res.type(FHIR_JSON).send(JSON.stringify(await searchResources(req.params.type, queryParams(req), strict, caller, deps)));
   });
 
-  // The API is read-only for now: other methods are refused as such, not as unknown paths.
+  // Writes exist only where a door above answers them (intake, Task, Subscription): any other
+  // method on a /fhir path is refused as such, not as an unknown path.
   router.all('/fhir/{*rest}', (req, res, next) => {
     if (req.method === 'GET' || req.method === 'HEAD') return next();
     res.setHeader('Allow', 'GET');
-    throw new HttpOutcomeError(405, outcome([issue('not-supported', `${req.method} is not supported on /fhir; this FHIR endpoint is read-only`)]));
+    throw new HttpOutcomeError(405, outcome([issue('not-supported', `${req.method} is not supported on this /fhir path; GET /fhir/metadata lists the interactions this server supports`)]));
   });
 
   return router;
