@@ -78,6 +78,8 @@ describe('discovery', () => {
         'system/Provenance.rs',
         'system/ServiceRequest.c',
         'system/ServiceRequest.rs',
+        'system/Subscription.cd',
+        'system/Subscription.crds',
         'system/Task.rs',
         'system/Task.rus',
       ],
@@ -195,7 +197,7 @@ describe('auth middleware', () => {
     const token = await getAccessToken(baseUrl, 'st-olaf-ehr');
     const res = await get('/whoami', token);
     expect(res.status).toBe(200);
-    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' }, requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) };
+    const caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c', 'system/Subscription.cd'], referrals: { referrer: 'st-olaf' }, requestId: expect.stringMatching(/^[0-9a-f-]{36}$/) };
     const body = (await res.json()) as { context: { requestId: string }; locals: { requestId: string } };
     expect(body).toEqual({ context: caller, locals: caller });
     // A second request is another act: another request id on its caller.

@@ -69,7 +69,7 @@ describe('logs and metadata', () => {
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);
     expect(byType.Task?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'focus', 'owner', 'patient', 'status', 'subject']);
     expect(byType.ServiceRequest?.searchParam?.map((p) => p.name).sort()).toEqual(['_id', '_lastUpdated', 'identifier', 'patient', 'status', 'subject']);
-    expect(byType.Task?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'history-instance', 'search-type']);
+    expect(byType.Task?.interaction?.map((i) => i.code)).toEqual(['read', 'vread', 'update', 'patch', 'history-instance', 'search-type']);
     expect(byType.AuditEvent?.searchParam?.map((p) => `${p.name}:${p.type}`).sort()).toEqual([
       '_id:token',
       '_lastUpdated:date',
@@ -87,7 +87,7 @@ describe('logs and metadata', () => {
     expect(byType.Subscription).toMatchObject({
       extension: [{ url: BACKPORT_EXTENSION.topicCanonical, valueCanonical: TASK_TOPIC }],
       supportedProfile: [BACKPORT_PROFILE.subscription],
-      interaction: [{ code: 'create' }, { code: 'read' }, { code: 'search-type' }, { code: 'delete' }],
+      interaction: [{ code: 'read' }, { code: 'delete' }, { code: 'create' }, { code: 'search-type' }],
       operation: [
         { name: 'status', definition: BACKPORT_OPERATION.status },
         { name: 'events', definition: BACKPORT_OPERATION.events },

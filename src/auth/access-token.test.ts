@@ -38,7 +38,7 @@ const invalidToken = {
 describe('verifyAccessToken', () => {
   it('resolves the caller from a token we issued', async () => {
     const caller = await verifyAccessToken(await tokenFor('st-olaf-ehr'), deps);
-    expect(caller).toEqual({ clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c'], referrals: { referrer: 'st-olaf' } });
+    expect(caller).toEqual({ clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.rs', 'system/ServiceRequest.c', 'system/Subscription.cd'], referrals: { referrer: 'st-olaf' } });
   });
 
   it('returns the cached caller for a token seen before', async () => {

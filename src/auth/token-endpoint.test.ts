@@ -52,7 +52,7 @@ describe('issueAccessToken: success', () => {
   it('issues a token for an ES384 assertion, granting the registered scopes', async () => {
     const before = Math.floor(Date.now() / 1000);
     const res = await issueAccessToken(await form(), deps);
-    expect(res).toEqual({ access_token: expect.any(String), token_type: 'bearer', expires_in: 300, scope: 'system/*.rs system/ServiceRequest.c' });
+    expect(res).toEqual({ access_token: expect.any(String), token_type: 'bearer', expires_in: 300, scope: 'system/*.rs system/ServiceRequest.c system/Subscription.cd' });
 
     expect(decodeProtectedHeader(res.access_token)).toEqual({ alg: 'ES384', kid: deps.signingKey.kid, typ: 'at+jwt' });
     const { payload } = await jwtVerify(res.access_token, deps.signingKey.publicKey, { issuer: 'https://so.example', audience: 'https://so.example' });
@@ -62,7 +62,7 @@ describe('issueAccessToken: success', () => {
       sub: 'st-olaf-ehr',
       client_id: 'st-olaf-ehr',
       participant: 'st-olaf',
-      scope: 'system/*.rs system/ServiceRequest.c',
+      scope: 'system/*.rs system/ServiceRequest.c system/Subscription.cd',
       jti: expect.stringMatching(/^[0-9a-f-]{36}$/),
       iat: expect.any(Number),
       exp: (payload.iat as number) + 300,
@@ -206,7 +206,7 @@ describe('issueAccessToken: refusals', () => {
     });
     expect(await refusal(await form({}, { scope: 'system/Task.d system/Patient.c' }))).toEqual({
       status: 400,
-      body: { error: 'invalid_scope', error_description: 'none of the requested scopes is allowed for this client; allowed: system/*.rs system/ServiceRequest.c system/Task.rs' },
+      body: { error: 'invalid_scope', error_description: 'none of the requested scopes is allowed for this client; allowed: system/*.rs system/ServiceRequest.c system/Task.rs system/Subscription.cd' },
     });
   });
 

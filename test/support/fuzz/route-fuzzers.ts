@@ -147,7 +147,7 @@ function searchQuery(w: FuzzWorld): Record<string, fc.Arbitrary<string>> {
     _include: fc.constantFrom('Task:focus', 'Task:input', 'Task:output', 'Task:owner', 'Task:focus:ServiceRequest', 'Task:requester', 'ServiceRequest:subject', 'Task', '*', ''),
     _revinclude: fc.constantFrom('Task:focus', 'Task:focus:ServiceRequest', 'Task:owner', 'Provenance:target', ':', ''),
     _summary: fc.constantFrom('count', 'false', 'true', 'text', 'data', ''),
-    _elements: fc.constantFrom('status', 'status,owner', 'occurrence', 'id,meta', 'sta tus', '', ','),
+    _elements: fc.constantFrom('status', 'status,owner', 'occurrence', 'id,meta', 'sta%20tus', '', ','),
   };
   for (const defs of Object.values(SEARCH_PARAMETERS)) for (const d of defs) out[d.name] = byKind[d.kind];
   // A parameter every search understands and nothing here generates is a gap in the campaign.
