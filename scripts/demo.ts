@@ -1,10 +1,14 @@
 /**
  * `npm run demo`: the whole system in one run. Starts the sandbox EHR (St Olaf Hospital's FHIR
- * server, synthetic chart) and the service (embedded PGlite in a fresh temp directory, on free
- * ports), then walks one second-opinion referral end to end with two consulting clinics over
- * the service's public API: intake, record assembly (one required record missing, then
- * supplied), a question and its answer, both opinions, the post-back into the EHR, and the
- * comparison. Each step prints what happened and which FHIR resources changed.
+ * server, synthetic chart), Northfield's notification receiver and the service (embedded PGlite
+ * in a fresh temp directory, on free ports), then walks two second-opinion referrals end to end
+ * over the service's public API. Steps 2-9, the JSON API with two consulting clinics: intake,
+ * record assembly (one required record missing, then supplied), a question and its answer, both
+ * opinions, the post-back into the EHR, and the comparison. Steps 10-16, FHIR only: Northfield
+ * subscribes to its Tasks, St Olaf's EHR posts a transaction Bundle, Northfield is notified,
+ * works its Task with PUT/PATCH and completes it with a contained consult note, the opinion is
+ * posted back, the referrer reads the comparison. Each step prints what happened and which FHIR
+ * resources changed.
  *
  * Exits 0 when every step did what it should; otherwise 1 with what failed and the state the
  * referral was left in. The service, the sandbox and the temp directory are removed in every
@@ -18,6 +22,7 @@ import { demoEnvironment, recordConsentForBothClinics } from './demo/environment
 import { DemoError, ServiceClient } from './demo/http.ts';
 import { currentStep, fact, out, say, silence, step } from './demo/print.ts';
 import { AUDITOR, CONSULTANT_A, CONSULTANT_B, REFERRER, SHORT_NAMES } from './demo/scenario.ts';
+import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo/fhir-steps.ts';
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
 
 function seconds(name: string, fallback: number): number {
@@ -35,10 +40,11 @@ const TOTAL_MS = seconds('DEMO_TIMEOUT_SECONDS', 300);
 const startedAt = performance.now();
 const environment = demoEnvironment();
 const referral: Partial<Referral> = {};
+const fhirReferral: Partial<FhirReferral> = {};
 let context: DemoContext | undefined;
 
 async function run(): Promise<void> {
-  out('Second-opinion referrals over FHIR R4: one referral, end to end, in one run.');
+  out('Second-opinion referrals over FHIR R4: two referrals, end to end, in one run: one over the JSON API, one FHIR only.');
   out('All clinical data is synthetic (the sandbox EHR\'s chart of "Alex Example"). In the lists of');
   out('changed resources: + created, ~ updated, vN = meta.versionId, {...} = the participants whose view includes it.');
 
@@ -46,7 +52,8 @@ async function run(): Promise<void> {
   const env = await environment.start();
   fact('sandbox EHR', `${env.ehr.baseUrl} (token endpoint ${env.ehr.tokenUrl}); patient Patient/${env.ehr.seeded.patientId}, ${env.ehr.seeded.documents.length} documents`);
   fact('service', `${env.service.url} (store: ${env.service.database.kind} in ${env.dataDir})`);
-  fact('network', `${env.root}/network.json: the example network with st-olaf's EHR = the sandbox`);
+  fact('network', `${env.root}/network.json: the example network with st-olaf's EHR = the sandbox, Northfield's notify URL = the receiver`);
+  fact('receiver', `${env.receiver.url}: Northfield's own system (receives its FHIR Subscription's notifications, step 10 on)`);
   const clientIds = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B, AUDITOR].map((p) => [p, clientIdOf(p)]));
   const api = new ServiceClient(env.service.url, clientIds);
   await api.authenticate();
@@ -61,6 +68,8 @@ async function run(): Promise<void> {
 
   context = { api, ehrClient: env.ehrClient, ehrBaseUrl: env.ehr.baseUrl, tracker, chart: env.ehr.seeded, consentId, waitMs: WAIT_MS };
   await runReferral(context, referral);
+  const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
+  await runFhirReferral(fhirContext, fhirReferral);
 }
 
 let failed = false;
@@ -73,9 +82,10 @@ async function explainFailure(err: unknown): Promise<void> {
   process.stderr.write(`\nDEMO FAILED in step ${n} (${title}):\n  ${err instanceof Error ? err.message : String(err)}\n`);
   if (!(err instanceof DemoError)) process.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
   let state = err instanceof DemoError ? err.state : undefined;
-  if (state === undefined && context && referral.id) {
+  const id = fhirReferral.id ?? referral.id;
+  if (state === undefined && context && id) {
     try {
-      state = await describeReferral(context, referral.id);
+      state = await describeReferral(context, id);
     } catch {
       state = undefined;
     }
@@ -118,7 +128,7 @@ try {
   // The overall time-out (or a signal) may have fired while the last step finished: that run has failed.
   if (failed) await finish(1);
   out();
-  out(`DEMO OK: one referral, two opinions, both delivered to St Olaf's EHR, compared, in ${((performance.now() - startedAt) / 1000).toFixed(1)} s.`);
+  out(`DEMO OK: two referrals (JSON API, FHIR only), three opinions, each delivered to St Olaf's EHR exactly once, compared, in ${((performance.now() - startedAt) / 1000).toFixed(1)} s.`);
   await finish(0);
 } catch (err) {
   clearTimeout(overall);

@@ -42,13 +42,84 @@ function removedDir(stdout: string): string | undefined {
   return /^ {3}removed (\S+)$/m.exec(stdout)?.[1];
 }
 
+const UUID = '[0-9a-f-]{36}';
+
+/** The text of step `n` (up to the next step). */
+function stepText(stdout: string, n: number): string {
+  const start = stdout.search(new RegExp(`^${n}\\. `, 'm'));
+  if (start < 0) return '';
+  const body = stdout.indexOf('\n', start);
+  const next = stdout.slice(body).search(/^\d+\. /m);
+  return stdout.slice(start, next < 0 ? undefined : body + next);
+}
+
+/**
+ * The FHIR-only walk (steps 10-16): Northfield subscribes (handshake, active), St Olaf's EHR
+ * posts a transaction Bundle (and replays it: nothing created), Northfield hears of its Task by
+ * id-only events numbered in order, works it with PUT and PATCH (a change of owner refused with
+ * 422 naming Task.owner), completes it with a contained consult note, the opinion is posted back
+ * once, and the comparison holds the first read and Northfield's opinion.
+ */
+function expectFhirWalk(stdout: string): void {
+  const subscribe = stepText(stdout, 10);
+  expect(subscribe).toMatch(new RegExp(`response {7}201 Created, Location: http://127\\.0\\.0\\.1:\\d+/fhir/Subscription/(${UUID}); status requested`));
+  const subscriptionId = new RegExp(`/fhir/Subscription/(${UUID})`).exec(subscribe)?.[1];
+  expect(subscribe).toContain('received       handshake: Subscription requested, 0 event(s) since it started (with its channel header Authorization: Bearer northfield-receiver-token)');
+  expect(subscribe).toContain(`$status        GET /fhir/Subscription/${subscriptionId}/$status -> active`);
+  expect(subscribe).toMatch(new RegExp(`^ {5}\\+ Subscription/${subscriptionId} {2}active; topic task-status \\(Task\\?owner=Organization/northfield-pathology\\), id-only, to http://127\\.0\\.0\\.1:\\d+/northfield-pathology/fhir-notifications {2}\\{Northfield only\\}$`, 'm'));
+
+  const intake = stepText(stdout, 11);
+  expect(intake).toContain('response       200 transaction-response, one entry per request entry:');
+  const created = [...intake.matchAll(new RegExp(`^ {18}201 Created {2}http://127\\.0\\.0\\.1:\\d+/fhir/(\\w+)/(${UUID})/_history/1 {2}ETag W/"1"$`, 'gm'))];
+  expect(created.map((m) => m[1])).toEqual(['ServiceRequest', 'Task', 'ClinicalImpression']);
+  const [referralId, taskId] = [created[0]?.[2], created[1]?.[2]];
+  expect(intake).toContain('replay         the same Bundle again (an EHR retrying) -> 200, entries 200 OK, 200 OK, 200 OK, the same ids: nothing created');
+  expect(intake).toMatch(new RegExp(`^ {5}\\+ ServiceRequest/${referralId} v1 {2}active; Pathology second read, priority routine \\(the FHIR referral\\) {2}\\{St Olaf`, 'm'));
+  expect(intake).toMatch(new RegExp(`^ {5}\\+ Task/${taskId} v1 {2}requested/records-pending; owner Northfield`, 'm'));
+
+  const notified = stepText(stdout, 12);
+  expect(notified).toContain(`received       event #1: focus Task/${taskId} at W/"2" (id-only: the URL and version, no resource)`);
+  expect(notified).toMatch(new RegExp(`GET focus {6}http://127\\.0\\.0\\.1:\\d+/fhir/Task/${taskId} as Northfield -> 200, Task requested / records-ready \\(v2\\)`));
+  expect(notified).toMatch(/^ {3}Task\.input {5}Bundle\/\S+ v1 \(collection, \d+ entries\):/m);
+  // The disclosure is listed in the report of the step in which assembly ran (11 or 12).
+  expect(stdout).toMatch(new RegExp(`\\+ AuditEvent/\\S+ v1 {2}disclose, success; Record set of ServiceRequest/${referralId} made available to the consultant \\[agent Organization/northfield-pathology\\]`));
+
+  const worked = stepText(stdout, 13);
+  expect(worked).toContain(`accept         PUT /fhir/Task/${taskId} (the Task as read, status accepted, If-Match W/"2") -> 200, Task accepted / records-ready (v3), ETag W/"3"`);
+  expect(worked).toContain('guard          PATCH replace /owner/reference -> 422 OperationOutcome naming Task.owner');
+  expect(worked).toContain('start          PATCH [test /status accepted, replace /status in-progress] (If-Match W/"3") -> 200, Task in-progress / records-ready (v4)');
+  expect(worked).toContain(`received       event #2: focus Task/${taskId} at W/"3"`);
+  expect(worked).toContain(`received       event #3: focus Task/${taskId} at W/"4"`);
+
+  const completed = stepText(stdout, 14);
+  expect(completed).toMatch(/complete {7}PUT status completed, output #opinion, contained DocumentReference .* -> 200, Task completed \/ records-ready \(v5\)/);
+  const noteId = new RegExp(`output DocumentReference/(${UUID}): the service built and stored its own consult note`).exec(completed)?.[1];
+  expect(noteId).toBeDefined();
+  expect(completed).toContain(`referral       GET /fhir/ServiceRequest/${referralId} as St Olaf -> completed`);
+  expect(completed).toContain(`received       event #4: focus Task/${taskId} at W/"5"`);
+
+  const delivered = stepText(stdout, 15);
+  expect(delivered).toContain(`Task           GET /fhir/Task/${taskId} as St Olaf -> completed / opinion-delivered (v6)`);
+  expect(delivered).toContain(`received       event #5: focus Task/${taskId} at W/"6"`);
+  expect(delivered).toMatch(new RegExp(`^ {3}Northfield {5}opinion DocumentReference/${noteId} delivered: on the EHR DocumentReference/${UUID} and Communication/${UUID} \\(to Practitioner/${UUID}\\)$`, 'm'));
+  expect(delivered).toContain('check          read back from the EHR over FHIR by identifier: exactly one DocumentReference and one Communication');
+  expect(delivered).toContain('notifications  6 received (handshake + events #1, #2, #3, #4, #5), each id-only: no resource, no patient data');
+  // The post-back of this opinion, on the EHR (in step 14's or 15's report, as the job ran).
+  expect(stdout).toMatch(new RegExp(`^ {5}\\+ DocumentReference/${UUID} {2}current, Consult note for Patient/${UUID}, identifier ${noteId} \\(the posted-back opinion\\)$`, 'm'));
+
+  const compared = stepText(stdout, 16);
+  expect(compared).toMatch(/^ {23}First read \(St Olaf\) +Northfield$/m);
+  expect(compared).toMatch(/^ {3}vs first plan +disagree$/m);
+  expect(compared).toContain(`consult note   GET /fhir/DocumentReference/${noteId} as St Olaf -> 200, Consult note, attachments text/html, text/plain`);
+}
+
 describe('npm run demo', () => {
   // A test that timed out leaves no demo behind: SIGTERM makes it clean up and exit.
   afterEach(() => {
     for (const child of running) child.kill('SIGTERM');
   });
 
-  it('walks one referral end to end with two consultants, exits 0 and cleans up', { timeout: 180_000 }, async () => {
+  it('walks a JSON referral with two consultants and a FHIR-only one, exits 0 and cleans up', { timeout: 180_000 }, async () => {
     // The demo's own deadline comes before the test's, so a slow machine still gets its clean-up and message.
     const run = await runDemo({ DEMO_TIMEOUT_SECONDS: '170', DEMO_WAIT_SECONDS: '90' });
     const output = `${run.stdout}\n--- stderr ---\n${run.stderr}`;
@@ -56,8 +127,8 @@ describe('npm run demo', () => {
     expect(run.stderr, output).not.toContain('DEMO FAILED');
 
     // Every step, in order.
-    const steps = [...run.stdout.matchAll(/^(\d)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
+    expect(steps, output).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -90,8 +161,9 @@ describe('npm run demo', () => {
       expect(run.stdout).toMatch(new RegExp(`^ {3}${clinic} +opinion DocumentReference/\\S+ delivered after \\d+ attempt\\(s\\): on the EHR DocumentReference/\\S+ and Communication/\\S+ \\(to Practitioner/[0-9a-f-]{36}\\)$`, 'm'));
     }
     expect(run.stdout).toContain('exactly one DocumentReference and one Communication per opinion');
-    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(2);
-    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(2);
+    // Two opinions of the JSON walk and one of the FHIR walk: each posted back once.
+    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(3);
+    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(3);
 
     // The comparison.
     expect(run.stdout).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield/);
@@ -99,10 +171,13 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/AGREE {3}planAgreement {7}All: Disagree/);
     expect(run.stdout).toMatch(/DIFFER {2}diagnosisAgreement/);
     expect(run.stdout).toMatch(/as HTML {8}the same with Accept: text\/html -> text\/html/);
-    expect(run.stdout).toMatch(/DEMO OK: one referral, two opinions, both delivered to St Olaf's EHR, compared, in [\d.]+ s\./);
+
+    expectFhirWalk(run.stdout);
+    expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.
     expect(run.stdout).toContain('service stopped');
+    expect(run.stdout).toContain('notification receiver stopped');
     expect(run.stdout).toContain('sandbox EHR stopped');
     const dir = removedDir(run.stdout);
     expect(dir, output).toMatch(/so-demo-/);

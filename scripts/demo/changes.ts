@@ -4,12 +4,13 @@
  * - on the service: `GET /fhir/{type}?_lastUpdated=ge{since}` as the referrer and as each
  *   consultant (each sees only what it may read; the union is what changed, and who saw it
  *   says who may read it), then `_history` to list every version written in the step; the
- *   disclosures among the AuditEvents, as the auditor (`AuditEvent?subtype=disclose`);
+ *   disclosures among the AuditEvents, as the auditor (`AuditEvent?subtype=disclose`); the
+ *   Subscriptions a step created, read by their owner (only the owner may see one);
  * - on the sandbox EHR: a FHIR search of the types the service may write or read there,
  *   compared with the previous snapshot; and the sandbox's request log, to say what the
  *   service asked of the EHR (the demo's own reads are left out).
  */
-import type { AuditEvent, Bundle, Communication, Consent, DocumentReference, Provenance, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, Communication, Consent, DocumentReference, Provenance, Resource, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
 import { SYSTEM } from '../../src/fhir/constants.ts';
 import type { SandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
 import { DEMO_USER_AGENT, DemoError, type EhrClient, outcomeText, type Reply, type ServiceClient } from './http.ts';
@@ -42,6 +43,8 @@ export class ChangeTracker {
   private readonly labels = new Map<string, string>();
   private ehrSnapshot = new Map<string, string>();
   private ehrRequestIndex = 0;
+  /** Subscriptions to report: id -> owner and the state last reported. */
+  private readonly subscriptions = new Map<string, { owner: string; reported?: string }>();
 
   constructor(opts: TrackerOptions) {
     this.opts = opts;
@@ -59,6 +62,11 @@ export class ChangeTracker {
     this.labels.set(reference, text);
   }
 
+  /** Reports Subscription/`id` (read as its `owner`) from now on: created, and each change of its status. */
+  watchSubscription(owner: string, id: string): void {
+    this.subscriptions.set(id, { owner });
+  }
+
   /**
    * Prints what changed since the last report, on the service and on the EHR, and what the
    * service asked of the EHR. Everything is cut off at the moment the report starts: what
@@ -71,7 +79,7 @@ export class ChangeTracker {
     const calls = this.ehrCalls();
     const ehrLines = await this.ehrChanges();
     const serviceLines = await this.serviceChanges(since, cutoff);
-    const auditLines = await this.disclosures(since, cutoff);
+    const auditLines = [...(await this.subscriptionChanges()), ...(await this.disclosures(since, cutoff))];
     if (serviceLines.length + auditLines.length === 0) out('   FHIR resources changed on the service: none');
     else out('   FHIR resources changed on the service:');
     for (const l of [...serviceLines, ...auditLines]) out(`     ${l}`);
@@ -139,6 +147,20 @@ export class ChangeTracker {
     }
     // By type, then in the order they were written.
     return lines.sort((a, b) => a.type - b.type || a.at - b.at).map((l) => l.text);
+  }
+
+  private async subscriptionChanges(): Promise<string[]> {
+    const lines: string[] = [];
+    for (const [id, watched] of this.subscriptions) {
+      const sub = (await this.opts.service.expect<Subscription>(200, watched.owner, 'GET', `/fhir/Subscription/${id}`)).body;
+      if (sub.status === watched.reported) continue;
+      const filters = ((sub as { _criteria?: { extension?: { valueString?: string }[] } })._criteria?.extension ?? []).map((e) => e.valueString).join(' & ');
+      const payload = (sub.channel as { _payload?: { extension?: { valueCode?: string }[] } })._payload?.extension?.[0]?.valueCode ?? 'id-only';
+      const detail = watched.reported === undefined ? `; topic ${sub.criteria.split('/').at(-1)}${filters ? ` (${filters})` : ''}, ${payload}, to ${sub.channel.endpoint}` : '';
+      lines.push(`${watched.reported === undefined ? '+' : '~'} Subscription/${id}  ${watched.reported ? `${watched.reported} -> ` : ''}${sub.status}${detail}  {${this.opts.viewers[watched.owner] ?? watched.owner} only}`);
+      watched.reported = sub.status;
+    }
+    return lines;
   }
 
   private async disclosures(since: Date, cutoff: Date): Promise<string[]> {

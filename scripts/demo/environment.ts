@@ -1,8 +1,10 @@
 /**
  * What the demo runs against, all in this process and all on free ports: the sandbox EHR
- * (St Olaf's FHIR server, synthetic chart) and the service with its embedded PGlite database in
- * a fresh temp directory. The example network is copied to that directory with `st-olaf`
- * pointed at the sandbox. `stop()` undoes everything, whatever state start-up reached.
+ * (St Olaf's FHIR server, synthetic chart), Northfield's notification receiver, and the service
+ * with its embedded PGlite database in a fresh temp directory. The example network is copied to
+ * that directory with `st-olaf` pointed at the sandbox and Northfield's `notify` URL at the
+ * receiver (a Subscription may only notify an origin the clinic's systems have in the network
+ * file). `stop()` undoes everything, whatever state start-up reached.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +18,8 @@ import { writeSandboxNetwork } from '../../test/support/example-network.ts';
 import { freePort } from '../../test/support/service.ts';
 import { generateClientKey } from '../../test/support/tokens.ts';
 import { EhrClient } from './http.ts';
-
+import { type Receiver, startReceiver, WEBHOOK_PATH } from './receiver.ts';
+import { FHIR_CONSULTANT } from './fhir-scenario.ts';
 
 /** The demo's own client at the sandbox EHR (to read it over FHIR). */
 const EHR_VIEWER_CLIENT_ID = 'demo-viewer';
@@ -28,6 +31,8 @@ export interface DemoEnvironment {
   ehrClient: EhrClient;
   service: RunningService;
   config: Config;
+  /** The FHIR-only clinic's own system: receives its Subscription's notifications. */
+  receiver: Receiver;
 }
 
 export interface Startable {
@@ -73,8 +78,19 @@ export function demoEnvironment(): Startable {
     partial.ehr = ehr;
     partial.ehrClient = new EhrClient({ baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: EHR_VIEWER_CLIENT_ID, privateJwk: viewer.privateJwk });
 
-    // The network: the shipped example, with St Olaf's EHR being the sandbox.
-    const networkFile = await writeSandboxNetwork(ehr, { dir: partial.root, timeoutMs: 10_000 });
+    // Northfield's own system, which its FHIR Subscription will notify.
+    const receiver = await startReceiver();
+    partial.receiver = receiver;
+
+    // The network: the shipped example, with St Olaf's EHR being the sandbox and Northfield's
+    // notify URL on the receiver's origin (its webhooks go there; so may its Subscriptions).
+    const networkFile = await writeSandboxNetwork(ehr, {
+      dir: partial.root,
+      timeoutMs: 10_000,
+      edit: (byId) => {
+        byId(FHIR_CONSULTANT).notify = { url: `${receiver.url}/${FHIR_CONSULTANT}${WEBHOOK_PATH}`, secret: 'demo-only-webhook-secret-0123456789' };
+      },
+    });
 
     // The service, configured as `npm start` would be from these variables (the embedded
     // default store: DATABASE_URL is deliberately not read from the environment).
@@ -109,6 +125,14 @@ export function demoEnvironment(): Startable {
           report('service stopped');
         } catch (err) {
           report(`service: ${(err as Error).message}`);
+        }
+      }
+      if (partial.receiver) {
+        try {
+          await within(partial.receiver.stop(), 5_000, 'stopping the notification receiver');
+          report('notification receiver stopped');
+        } catch (err) {
+          report(`notification receiver: ${(err as Error).message}`);
         }
       }
       if (partial.ehr) {

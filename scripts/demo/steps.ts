@@ -38,7 +38,7 @@ export interface Referral {
 
 const summaryOf = async (ctx: DemoContext, id: string) => (await ctx.api.expect<ReferralSummary>(200, REFERRER, 'GET', `/second-opinions/${id}`)).body;
 const taskOf = async (ctx: DemoContext, participant: string, id: string) => (await ctx.api.expect<Task>(200, participant, 'GET', `/fhir/Task/${id}`)).body;
-const taskState = (t: Task) => `${t.status}${t.businessStatus?.coding?.[0]?.code ? ` / ${t.businessStatus.coding[0].code}` : ''} (v${t.meta?.versionId})`;
+export const taskState = (t: Task) => `${t.status}${t.businessStatus?.coding?.[0]?.code ? ` / ${t.businessStatus.coding[0].code}` : ''} (v${t.meta?.versionId})`;
 
 /** The state of the referral, for a failure or time-out message. */
 export async function describeReferral(ctx: DemoContext, id: string | undefined): Promise<string> {
@@ -68,13 +68,14 @@ async function assembled(ctx: DemoContext, id: string, revision: number): Promis
 }
 
 /** Prints the entries of a record-set Bundle: each copy and the EHR record it was read from. */
-async function printBundle(ctx: DemoContext, participant: string, bundleId: string, label: string): Promise<void> {
+export async function printBundle(ctx: DemoContext, participant: string, bundleId: string, label: string): Promise<void> {
   const bundle = (await ctx.api.expect<Bundle>(200, participant, 'GET', `/fhir/Bundle/${bundleId}`)).body;
   fact(label, `Bundle/${bundleId} v${bundle.meta?.versionId} (${bundle.type}, ${plural(bundle.entry?.length ?? 0, 'entry', 'entries')}):`);
   for (const e of bundle.entry ?? []) {
-    const r = e.resource as Resource & { type?: { coding?: { display?: string }[] } };
+    const r = e.resource as Resource & { type?: { coding?: { display?: string }[] }; code?: { coding?: { display?: string }[]; text?: string }; description?: string };
     const source = (r.meta?.source ?? '').replace(`${ctx.ehrBaseUrl}/`, '');
-    out(`                    ${`${r.resourceType}/${r.id}`.padEnd(56)} copy of EHR ${source} (${r.type?.coding?.[0]?.display ?? ''})`);
+    const what = r.type?.coding?.[0]?.display ?? r.code?.coding?.[0]?.display ?? r.code?.text ?? r.description;
+    out(`                    ${`${r.resourceType}/${r.id}`.padEnd(56)} copy of EHR ${source}${what ? ` (${what})` : ''}`);
   }
 }
 
