@@ -482,6 +482,15 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
         { method: 'PATCH', path: `/fhir/Task/${id}`, body: [{ op: 'replace', path: '/status', value: 'cancelled' }], headers: { ...STALE, 'content-type': 'application/json-patch+json' }, expect },
       ];
     }),
+  // The referrer's revoke over FHIR, with a stale If-Match: whoever placed (or requested) the referral reaches it and gets 412; nothing changes.
+  '/fhir/ServiceRequest/:id': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({
+      method: 'PUT',
+      path: `/fhir/ServiceRequest/${refs.sr[r]}`,
+      body: { resourceType: 'ServiceRequest', id: refs.sr[r], status: 'revoked', intent: 'order', note: [{ text: 'matrix' }] },
+      headers: { ...STALE, 'content-type': 'application/fhir+json' },
+      expect: (p: Party) => (reads(p, r) ? 412 : 404),
+    })),
   // Subscriptions: a full-resource payload is refused (422, nothing stored); no Subscription exists in this world, so every allowed read or delete is a 404.
   '/fhir/Subscription': () => [
     { method: 'POST', path: '/fhir/Subscription', body: { resourceType: 'Subscription', status: 'requested', reason: 'matrix', criteria: TASK_TOPIC, channel: { type: 'rest-hook', endpoint: 'https://receiver.example/hook', _payload: { extension: [{ url: BACKPORT_EXTENSION.payloadContent, valueCode: 'full-resource' }] } } }, expect: () => 422 },

@@ -226,7 +226,7 @@ describe('Task over FHIR (flow)', () => {
     await expectRefused(await call('PUT', `/fhir/Task/${taskId}`, 'lakeside-consults', { ...before, status: 'accepted' }, { 'content-type': JSON_PATCH }), 415, before);
   });
 
-  it('versions, tables and access: stale If-Match 412, a transition the table refuses 409, another clinic 404, the referrer may only cancel', async () => {
+  it('versions, tables and access: stale If-Match 412, a transition the table refuses 409, another clinic 404, the referrer may only cancel or answer', async () => {
     const { taskId } = await referral();
     const before = await taskNow(taskId);
     await put({ ...before, status: 'accepted' });
@@ -239,7 +239,9 @@ describe('Task over FHIR (flow)', () => {
     await expectRefused(await put({ ...accepted, status: 'in-progress' }, 'northfield-pathology'), 404, accepted);
     await expectRefused(await patch(taskId, [{ op: 'replace', path: '/status', value: 'in-progress' }], 'northfield-pathology'), 404, accepted);
     await expectRefused(await put({ ...accepted, id: 'no-such-task' }, 'lakeside-consults'), 404, accepted);
-    await expectRefused(await put({ ...accepted, status: 'in-progress' }, 'st-olaf'), 422, accepted, ['Task.status']);
+    await expectRefused(await put({ ...accepted, status: 'completed' }, 'st-olaf'), 422, accepted, ['Task.status']);
+    // The referrer's in-progress is its answer to a request for information: it needs the answer (test/referrer-over-fhir-flow.test.ts).
+    await expectRefused(await put({ ...accepted, status: 'in-progress' }, 'st-olaf'), 422, accepted, ['Task.note']);
   });
 
   it('the referrer cancels its Task with status cancelled: as the JSON cancel (Task cancelled, statusReason, referral revoked); once in progress it asks the clinic', async () => {

@@ -125,8 +125,14 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referrer('Refer over FHIR: a transaction Bundle (ServiceRequest, its Tasks, the first opinion)', '/fhir'),
   referrer('Refer over FHIR: the ServiceRequest alone (the service makes the Tasks)', '/fhir/ServiceRequest'),
   // Task over FHIR: the use case checks the side's scope (the clinic: Task.u; the referrer's cancel: ServiceRequest.c, as the JSON doors).
-  { method: 'PUT', path: '/fhir/Task/:id', what: 'FHIR update of a Task: the consult actions (clinic) or cancel (referrer), by its status', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
+  { method: 'PUT', path: '/fhir/Task/:id', what: 'FHIR update of a Task: the consult actions (clinic) or cancel and answers to requests for information (referrer), by its status', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
   { method: 'PATCH', path: '/fhir/Task/:id', what: 'FHIR JSON Patch of a Task: as the update', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
+  {
+    method: 'PUT',
+    path: '/fhir/ServiceRequest/:id',
+    what: 'FHIR update of a ServiceRequest: the referrer revokes its referral (status revoked, the reason as a new note)',
+    access: { kind: 'roles', roles: ['referrer'], scope: { type: 'ServiceRequest', interaction: 'c' } },
+  },
   subscriptionRoute('POST', '/fhir/Subscription', 'c', 'subscribe to Task changes (topic-based, R5 Backport)'),
   subscriptionRoute('GET', '/fhir/Subscription', 's', 'its own Subscriptions'),
   subscriptionRoute('GET', '/fhir/Subscription/:id/$status', 'r', 'status and events so far ($status)'),

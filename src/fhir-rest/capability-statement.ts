@@ -48,7 +48,14 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     kind: 'interaction',
     code: 'update',
     types: ['Task'],
-    documentation: 'The owning clinic moves its Task by its status (accept, decline, start, request information, complete with a contained consult note, confirm cancellation); the referrer cancels it. If-Match: W/"version". Other changes: 422',
+    documentation:
+      'The owning clinic moves its Task by its status (accept, decline, start, request information, complete with a contained consult note, confirm cancellation); the referrer cancels it (statusReason) or answers a request for information (on-hold -> in-progress, the answer as a new note). If-Match: W/"version". Other changes: 422',
+  },
+  'PUT /fhir/ServiceRequest/:id': {
+    kind: 'interaction',
+    code: 'update',
+    types: ['ServiceRequest'],
+    documentation: 'The referrer revokes its referral: status revoked, the reason as one new note (R4 has no statusReason here). If-Match: W/"version". Other changes: 422',
   },
   'PATCH /fhir/Task/:id': { kind: 'interaction', code: 'patch', types: ['Task'], documentation: 'JSON Patch (application/json-patch+json), handled as the update' },
   // Topic-based Subscriptions (R5 Backport IG): the caller's own, on the one Task topic.

@@ -1,5 +1,5 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
-import type { Resource, Task } from '@medplum/fhirtypes';
+import type { Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import type { Guard } from '../access/route-guard.ts';
 import { requireCaller } from '../auth/middleware.ts';
 import { parseIfMatch } from '../consults/transition-task.ts';
@@ -8,6 +8,7 @@ import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { queryParams } from '../http/query-params.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './read-resources.ts';
+import { updateServiceRequest } from './update-service-request.ts';
 import { patchTask, type TaskUpdateDeps, updateTask } from './update-task.ts';
 
 function sendResource(req: Request, res: Response, resource: Resource): void {
@@ -71,7 +72,8 @@ const bodyOf = (types: string[], what: string): RequestHandler => (req, _res, ne
   next();
 };
 
-function sendTask(res: Response, task: Task): void {
+/** The resource as stored after an update, with its version as the ETag. */
+function sendUpdated(res: Response, task: Task | ServiceRequest): void {
   res.setHeader('ETag', `W/"${task.meta?.versionId}"`);
   if (task.meta?.lastUpdated) res.setHeader('Last-Modified', new Date(task.meta.lastUpdated).toUTCString());
   res.type(FHIR_JSON).send(JSON.stringify(task));
@@ -79,7 +81,8 @@ function sendTask(res: Response, task: Task): void {
 
 /**
  * `PUT` and `PATCH /fhir/Task/{id}` (issue 12 §2): the FHIR door of the consult actions and the
- * referrer's cancel. Mounted before `createFhirRouter`, whose catch-all refuses other writes.
+ * referrer's cancel and answers; `PUT /fhir/ServiceRequest/{id}`: the referrer revokes its
+ * referral. Mounted before `createFhirRouter`, whose catch-all refuses other writes.
  */
 export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
   const router = Router();
@@ -88,10 +91,14 @@ export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
   const fhirTypes = ['application/fhir+json', 'application/json'];
   const patchTypes = ['application/json-patch+json'];
   router.put('/fhir/Task/:id', deps.guard('PUT', '/fhir/Task/:id'), bodyOf(fhirTypes, 'application/fhir+json'), express.json({ type: fhirTypes, limit, strict: true }), async (req, res) => {
-    sendTask(res, await updateTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+    sendUpdated(res, await updateTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+  });
+  // The referrer revokes its referral (status revoked, the reason as a new note): the JSON cancel.
+  router.put('/fhir/ServiceRequest/:id', deps.guard('PUT', '/fhir/ServiceRequest/:id'), bodyOf(fhirTypes, 'application/fhir+json'), express.json({ type: fhirTypes, limit: deps.bodyLimitBytes, strict: true }), async (req, res) => {
+    sendUpdated(res, await updateServiceRequest(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
   router.patch('/fhir/Task/:id', deps.guard('PATCH', '/fhir/Task/:id'), bodyOf(patchTypes, 'application/json-patch+json (JSON Patch)'), express.json({ type: patchTypes, limit, strict: true }), async (req, res) => {
-    sendTask(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+    sendUpdated(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
   return router;
 }

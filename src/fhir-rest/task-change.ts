@@ -6,19 +6,20 @@
  * `/consults/{id}/...` and `/second-opinions/{id}/cancel`.
  *
  * A change of `status` names the action; the elements that action carries (`statusReason`,
- * `businessStatus`, `output` with a contained consult note) may change with it; anything else
+ * `businessStatus`, `output` with a contained consult note, the referrer's answer as a new
+ * `note`) may change with it; anything else
  * (`for`, `focus`, `owner`, `requester`, `intent`, `code`, `note`, ...) is refused with 422
  * naming the element. `meta` and `lastModified` are the server's and are ignored.
  *
  * @see https://hl7.org/fhir/R4/task.html#statemachine
  * @see https://hl7.org/fhir/R4/http.html#update
  */
-import type { Attachment, DocumentReference, OperationOutcomeIssue, Task } from '@medplum/fhirtypes';
+import type { Annotation, Attachment, DocumentReference, OperationOutcomeIssue, Resource, Task } from '@medplum/fhirtypes';
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
 import type { ConsultActionBody } from '../consults/consult-actions.ts';
 import { DeclineSchema, RequestInfoSchema } from '../consults/consult-actions.ts';
-import { CancelRequestSchema } from '../consults/referrer-actions.ts';
+import { CancelRequestSchema, InfoAnswerSchema } from '../consults/referrer-actions.ts';
 import type { TaskAction } from '../consults/task-transitions.ts';
 import { EXTENSION, LOINC_DOC, SYSTEM } from '../fhir/constants.ts';
 import { invalid, issue, unprocessable } from '../fhir/outcomes.ts';
@@ -34,9 +35,10 @@ export type TaskChange =
   | { kind: 'none' }
   | { kind: 'consult-action'; body: ConsultActionBody }
   | { kind: 'opinion'; opinion: Opinion }
-  | { kind: 'cancel'; reason: string };
+  | { kind: 'cancel'; reason: string }
+  | { kind: 'answer'; text: string };
 
-/** The elements of a Task the server manages: what a client sends in them is ignored. */
+/** The elements of a resource the server manages: what a client sends in them is ignored. */
 const SERVER_ELEMENTS = new Set(['resourceType', 'id', 'meta', 'lastModified']);
 
 /**
@@ -54,24 +56,30 @@ export const STATUS_ACTIONS: Record<TaskSide, Partial<Record<Task['status'], { a
   },
   referrer: {
     cancelled: { action: 'cancel', carries: ['statusReason'] },
+    'in-progress': { action: 'resume', carries: ['note'] },
   },
 };
 
 /** The top-level elements whose value differs between the stored and the proposed Task, in a stable order. */
-export function changedElements(stored: Task, proposed: Record<string, unknown>): string[] {
+export function changedElements(stored: Resource, proposed: Record<string, unknown>): string[] {
   const keys = new Set([...Object.keys(stored), ...Object.keys(proposed)]);
   return [...keys].filter((k) => !SERVER_ELEMENTS.has(k) && !isDeepStrictEqual((stored as unknown as Record<string, unknown>)[k], proposed[k])).sort();
 }
 
 /** 400 unless `body` is a Task with the id of the URL (FHIR update: the ids must agree), with text the store can hold. */
 export function requireTaskBody(body: unknown, taskId: string): Record<string, unknown> & Task {
-  if (body === null || typeof body !== 'object' || Array.isArray(body) || (body as { resourceType?: unknown }).resourceType !== 'Task') {
-    throw invalid([issue('invalid', 'The body must be a Task resource', 'Task.resourceType')]);
+  return requireResourceBody<Task>(body, 'Task', taskId);
+}
+
+/** 400 unless `body` is a `type` with the id of the URL (FHIR update: the ids must agree), with text the store can hold. */
+export function requireResourceBody<T extends Resource>(body: unknown, type: T['resourceType'], id: string): Record<string, unknown> & T {
+  if (body === null || typeof body !== 'object' || Array.isArray(body) || (body as { resourceType?: unknown }).resourceType !== type) {
+    throw invalid([issue('invalid', `The body must be a ${type} resource`, `${type}.resourceType`)]);
   }
-  if ((body as { id?: unknown }).id !== taskId) throw invalid([issue('value', `Task.id must be the id of the URL (${taskId})`, 'Task.id')]);
+  if ((body as { id?: unknown }).id !== id) throw invalid([issue('value', `${type}.id must be the id of the URL (${id})`, `${type}.id`)]);
   const unstorable = findUnstorableText(body);
-  if (unstorable.length) throw invalid(unstorable.map(({ path, reason }) => issue('value', `${elementPath(path)} ${reason}`, elementPath(path))));
-  return body as Record<string, unknown> & Task;
+  if (unstorable.length) throw invalid(unstorable.map(({ path, reason }) => issue('value', `${elementPath(path, type)} ${reason}`, elementPath(path, type))));
+  return body as Record<string, unknown> & T;
 }
 
 /** `['output', 0, 'valueReference']` -> `Task.output[0].valueReference`. */
@@ -124,11 +132,35 @@ export function planTaskChange(stored: Task, proposed: Record<string, unknown> &
       if (!parsed.success) throw unprocessable(schemaIssues(parsed, () => 'Task.businessStatus.text'));
       return { kind: 'consult-action', body: { action: 'request-info', question: parsed.data.question } };
     }
+    case 'resume': {
+      const text = addedNoteText(stored.note, proposed.note, 'Task', 'the answer to the request for information');
+      const parsed = InfoAnswerSchema.safeParse({ text });
+      if (!parsed.success) throw unprocessable(schemaIssues(parsed, () => `Task.note[${stored.note?.length ?? 0}].text`));
+      return { kind: 'answer', text: parsed.data.text as string };
+    }
     case 'complete':
       return { kind: 'opinion', opinion: opinionFromOutput(proposed) };
     default:
       return { kind: 'consult-action', body: { action: action as 'accept' | 'start' | 'confirm-cancellation' } };
   }
+}
+
+/**
+ * The text of the one note a client appended (`Resource.note`, an Annotation list the server
+ * also writes to): the stored notes must come first, unchanged, then exactly one new entry
+ * with a `text`. Its author and time are the server's to set (the caller's Organization, now).
+ * 422 naming `{type}.note` otherwise.
+ */
+export function addedNoteText(stored: readonly Annotation[] | undefined, proposed: unknown, type: string, what: string): string {
+  const before = stored ?? [];
+  const after = Array.isArray(proposed) ? (proposed as Annotation[]) : [];
+  const kept = after.length === before.length + 1 && before.every((n, i) => isDeepStrictEqual(n, after[i]));
+  if (!kept) {
+    throw unprocessable([issue('required', `${type}.note must be the stored notes, unchanged, followed by one new note whose text is ${what}`, `${type}.note`)]);
+  }
+  const text = after[before.length]?.text;
+  if (typeof text !== 'string' || text.trim() === '') throw unprocessable([issue('required', `The new note must have a text: ${what}`, `${type}.note[${before.length}].text`)]);
+  return text;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
  * `PUT /fhir/Task/{id}` and `PATCH /fhir/Task/{id}` (issue 12 §2): clinics work their Tasks,
- * and referrers cancel them, with FHIR updates. One model, several doors: the update is read
- * as one action of the transition table (task-change.ts) and handed to the same use case the
- * JSON door calls (`actOnConsult`, `submitOpinion`, `cancelReferralTask`), so validation,
+ * and referrers cancel them or answer their requests for information, with FHIR updates. One
+ * model, several doors: the update is read as one action of the transition table
+ * (task-change.ts) and handed to the same use case the JSON door calls (`actOnConsult`,
+ * `submitOpinion`, `cancelReferralTask`, `answerTaskInformationRequest`), so validation,
  * transitions, Provenance, post-back, blinding and audit are theirs, not this door's.
  */
 import { applyPatch, notFound, OperationOutcomeError, type Operation } from '@medplum/core';
@@ -11,7 +12,7 @@ import { eq } from 'drizzle-orm';
 import { requireRole, requireScope, type Caller } from '../access/caller.ts';
 import { readerOf } from '../access/reader.ts';
 import { actOnConsult } from '../consults/consult-actions.ts';
-import { cancelReferralTask, type ReferrerActionDeps } from '../consults/referrer-actions.ts';
+import { answerTaskInformationRequest, cancelReferralTask, type ReferrerActionDeps } from '../consults/referrer-actions.ts';
 import { submitOpinion, type SubmitOpinionDeps } from '../consults/submit-opinion.ts';
 import { invalid, issue, outcome, unprocessable } from '../fhir/outcomes.ts';
 import { intakeRequests } from '../store/schema.ts';
@@ -22,7 +23,7 @@ export type TaskUpdateDeps = SubmitOpinionDeps & ReferrerActionDeps;
 /**
  * The caller's side of the Task it may see: the consultant whose Organization owns it, or the
  * referrer that placed its referral; 404 for anyone else, whether or not the Task exists.
- * Each side needs the scope its JSON door needs (`Task.u`; `ServiceRequest.c` for the referrer's cancel).
+ * Each side needs the scope its JSON door needs (`Task.u`; `ServiceRequest.c` for the referrer's cancel and answer).
  */
 async function readTaskFor(taskId: string, caller: Caller, deps: TaskUpdateDeps): Promise<{ task: Task; side: TaskSide }> {
   const task = await deps.store.read<Task>('Task', taskId, readerOf(caller));
@@ -64,6 +65,8 @@ async function apply(stored: Task, side: TaskSide, proposed: Task & Record<strin
       return submitOpinion(id, change.opinion, caller, deps, version);
     case 'cancel':
       return cancelReferralTask(id, { reason: change.reason }, caller, deps, version);
+    case 'answer':
+      return answerTaskInformationRequest(id, { text: change.text }, caller, deps, version);
   }
 }
 

@@ -204,6 +204,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /fhir/Binary/:id': { params: ids((w) => w.binaries), query: () => ({ _format: QUERY_VALUES.format }) },
   'PUT /fhir/Task/:id': { params: ids((w) => w.tasks), body: json(['resource']) },
   'PATCH /fhir/Task/:id': { params: ids((w) => w.tasks), body: json(['resource']) },
+  'PUT /fhir/ServiceRequest/:id': { params: ids((w) => w.referrals), body: json(['fhir-service-request', 'resource']), last: true },
   'GET /fhir/:type/:id/_history/:vid': { params: (w) => fc.tuple(fhirTarget(w), segment(['1', '2', '3', '01', '2147483648', '99999999999999999999'])).map(([t, vid]) => ({ ...t, vid })), query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /fhir/:type/:id/_history': { params: fhirTarget, query: () => ({ _format: QUERY_VALUES.format }) },
   'GET /fhir/:type/:id': { params: fhirTarget, query: () => ({ _format: QUERY_VALUES.format }) },
