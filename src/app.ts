@@ -131,6 +131,8 @@ export function createApp(deps: AppDeps): Express {
       now: deps.now,
       fhirBaseUrl: `${config.publicUrl}/fhir`,
       minHeartbeatSeconds: config.subscriptions.minHeartbeatSeconds,
+      maxTimeoutSeconds: Math.max(1, Math.floor(config.webhook.timeoutMs / 1000)),
+      audit: deps.audit,
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );

@@ -496,6 +496,16 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
     { method: 'POST', path: '/fhir/Subscription', body: { resourceType: 'Subscription', status: 'requested', reason: 'matrix', criteria: TASK_TOPIC, channel: { type: 'rest-hook', endpoint: 'https://receiver.example/hook', _payload: { extension: [{ url: BACKPORT_EXTENSION.payloadContent, valueCode: 'full-resource' }] } } }, expect: () => 422 },
     { method: 'GET', path: '/fhir/Subscription', expect: () => 200 },
   ],
+  // Type-level $status: another's id or an unknown one is simply not in the answer (an empty searchset).
+  '/fhir/Subscription/$status': () => [
+    {
+      path: '/fhir/Subscription/$status?id=no-such-subscription',
+      expect: () => 200,
+      check: (_party, status, body) => {
+        if (status === 200) expect(body).toMatchObject({ resourceType: 'Bundle', type: 'searchset', total: 0 });
+      },
+    },
+  ],
   '/fhir/Subscription/:id/$status': () => [{ path: '/fhir/Subscription/no-such-subscription/$status', expect: () => 404 }],
   '/fhir/Subscription/:id/$events': () => [{ path: '/fhir/Subscription/no-such-subscription/$events', expect: () => 404 }],
   '/fhir/Subscription/:id': () => [

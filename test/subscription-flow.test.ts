@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Bundle, OperationOutcome, Parameters, ParametersParameter, Subscription, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, OperationOutcome, Parameters, ParametersParameter, Subscription, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
@@ -245,4 +245,76 @@ describe('FHIR Subscriptions (flow)', () => {
     expect((await call('DELETE', `/fhir/Subscription/${mine.id}`, 'lakeside-consults')).status).toBe(204);
     expect((await call('GET', `/fhir/Subscription/${mine.id}`, 'lakeside-consults')).status).toBe(404);
   });
+
+  it('reads, $status and $events are audited (refusals too); type-level $status answers for several of the caller\'s own only; past its end a Subscription is off; timeout and max-count are honoured or refused naming the extension', async () => {
+    const channelExtension = (url: string, value: Record<string, unknown>) => ({ ...subscription('/subs/ext'), channel: { ...subscription('/subs/ext').channel, extension: [{ url, ...value }] } }) as Subscription;
+    // backport-timeout up to the service's own (WEBHOOK_TIMEOUT_MS, 10 s by default); max-count from 1.
+    const tooLong = await call<OperationOutcome>('POST', '/fhir/Subscription', 'lakeside-consults', channelExtension(BACKPORT_EXTENSION.timeout, { valueUnsignedInt: 3_600 }));
+    expect(tooLong.status).toBe(422);
+    expect(tooLong.body.issue).toEqual([{ severity: 'error', code: 'value', details: { text: `The timeout (backport-timeout) must be whole seconds from 1 to ${Math.floor(service.config.webhook.timeoutMs / 1000)}` }, expression: ['Subscription.channel.extension[0].valueUnsignedInt'] }]);
+    const zeroCount = await call<OperationOutcome>('POST', '/fhir/Subscription', 'lakeside-consults', channelExtension(BACKPORT_EXTENSION.maxCount, { valuePositiveInt: 0 }));
+    expect(zeroCount.status).toBe(422);
+    expect(zeroCount.body.issue?.map((i) => i.expression?.[0])).toEqual(['Subscription.channel.extension[0].valuePositiveInt']);
+    const timed = await create('lakeside-consults', channelExtension(BACKPORT_EXTENSION.timeout, { valueUnsignedInt: 2 }));
+    expect(timed.channel?.extension).toEqual([{ url: BACKPORT_EXTENSION.timeout, valueUnsignedInt: 2 }]);
+
+    // An end a few seconds ahead: active after the handshake, off from the end on ($status, read and search say so).
+    const pastEnd = await call<OperationOutcome>('POST', '/fhir/Subscription', 'lakeside-consults', { ...subscription('/subs/ending'), end: '2020-01-01T00:00:00Z' });
+    expect(pastEnd.status).toBe(422);
+    expect(pastEnd.body.issue?.[0]?.expression).toEqual(['Subscription.end']);
+    const end = new Date(Date.now() + 4_000);
+    const ending = await create('lakeside-consults', { ...subscription('/subs/ending', { heartbeat: 1 }), end: end.toISOString() });
+    await waitFor(() => at('/subs/ending', 'handshake')[0], 'the handshake of the ending Subscription');
+    await waitFor(async () => (param(await status('lakeside-consults', ending.id as string), 'status')?.valueCode === 'off' ? true : undefined), 'the Subscription to be off after its end');
+    expect((await call<Subscription>('GET', `/fhir/Subscription/${ending.id}`, 'lakeside-consults')).body.status).toBe('off');
+    expect((await call<Bundle>('GET', '/fhir/Subscription?status=off', 'lakeside-consults')).body.entry?.map((e) => e.resource?.id)).toContain(ending.id);
+
+    // Type-level $status: the caller's own named by id (repeated or comma-separated), another's left out; status filters.
+    const other = await create('st-olaf', subscription('/subs/st-olaf-2', { payload: 'empty' }));
+    const several = await call<Bundle>('GET', `/fhir/Subscription/$status?id=${ending.id},${timed.id}&id=${other.id}`, 'lakeside-consults');
+    expect(several.status).toBe(200);
+    expect(several.body).toMatchObject({ resourceType: 'Bundle', type: 'searchset', total: 2 });
+    const byId = new Map(several.body.entry?.map((e) => [param(e.resource as Parameters, 'subscription')?.valueReference?.reference, param(e.resource as Parameters, 'status')?.valueCode]));
+    expect(byId).toEqual(
+      new Map([
+        [`${service.url}/fhir/Subscription/${ending.id}`, 'off'],
+        [`${service.url}/fhir/Subscription/${timed.id}`, expect.stringMatching(/^(requested|active)$/)],
+      ]),
+    );
+    const offOnly = await call<Bundle>('GET', '/fhir/Subscription/$status?status=off', 'lakeside-consults');
+    expect(offOnly.body.entry?.map((e) => param(e.resource as Parameters, 'subscription')?.valueReference?.reference)).toEqual([`${service.url}/fhir/Subscription/${ending.id}`]);
+    const badParam = await call<OperationOutcome>('GET', '/fhir/Subscription/$status?status=paused&topic=x', 'lakeside-consults');
+    expect(badParam.status).toBe(400);
+    expect(badParam.body.issue?.map((i) => i.expression?.[0])).toEqual(['topic']);
+    expect((await call('GET', '/fhir/Subscription/$status', 'audit-office')).status).toBe(403);
+
+    // From here on the ended Subscription's endpoint hears nothing more (counted a few requests after the end).
+    const heardAtEnd = received.filter((r) => r.path === '/subs/ending').length;
+    const liveHeartbeats = at('/subs/lakeside', 'heartbeat').length;
+
+    // Audited: the read, $events (naming the Tasks it revealed, here none) and a refused $status of another's Subscription.
+    expect((await call('GET', `/fhir/Subscription/${ending.id}/$events`, 'lakeside-consults')).status).toBe(200);
+    expect((await call('GET', `/fhir/Subscription/${ending.id}/$status`, 'st-olaf')).status).toBe(404);
+    const audits = async (query: string) => ((await call<Bundle>('GET', `/fhir/AuditEvent?${query}&_count=100`, 'audit-office')).body.entry ?? []).map((e) => e.resource as AuditEvent);
+    const about = await audits(`entity=Subscription/${ending.id}`);
+    const seen = about.map((a) => [a.subtype?.[0]?.code, a.outcome, a.agent?.find((g) => g.who?.identifier?.value && !g.who.reference?.startsWith('Device'))?.who?.identifier?.value]);
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        ['read', '0', expect.anything()],
+        ['operation', '0', expect.anything()],
+        ['operation', '4', expect.anything()],
+      ]),
+    );
+    const refusedStatus = about.find((a) => a.outcome === '4');
+    expect(refusedStatus?.outcomeDesc).toBe('Refused (404): not found, or not visible to the caller');
+    expect(refusedStatus?.agent?.some((g) => g.who?.identifier?.value === 'st-olaf')).toBe(true);
+    // The type-level $status is audited with the Subscriptions it answered for.
+    const typeLevel = (await audits(`entity=Subscription/${timed.id}&subtype=operation`)).filter((a) => a.entity?.some((e) => e.role?.code === '24'));
+    expect(typeLevel.length).toBeGreaterThan(0);
+
+    // Nothing more reached the ended Subscription's endpoint after its end (no heartbeat, no event).
+    await waitFor(() => (at('/subs/lakeside', 'heartbeat').length >= liveHeartbeats + 2 ? true : undefined), 'two more heartbeats of a live Subscription');
+    expect(received.filter((r) => r.path === '/subs/ending').length).toBe(heardAtEnd);
+  });
 });
+

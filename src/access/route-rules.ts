@@ -50,12 +50,16 @@ const consultAction = ([action, what]: [string, string]): RouteRule => ({
   what: `Consultant: ${what}`,
   access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 'u' } },
 });
-/** The FHIR Subscription door (issue 12 §3): any participant Tasks are about, with the Subscription scope of the interaction. */
-const subscriptionRoute = (method: RouteMethod, path: string, interaction: Interaction, what: string): RouteRule => ({
+/**
+ * The FHIR Subscription door (issue 12 §3): any participant Tasks are about, with the Subscription
+ * scope of the interaction. Reads of one Subscription (read, `$status`, `$events`) reveal which
+ * Tasks changed: a refusal is audited like a refused PHI read.
+ */
+const subscriptionRoute = (method: RouteMethod, path: string, interaction: Interaction, what: string, audit?: AuditAction): RouteRule => ({
   method,
   path,
   what: `FHIR Subscription: ${what}`,
-  access: { kind: 'roles', roles: ['referrer', 'consultant', 'physician'], scope: { type: 'Subscription', interaction } },
+  access: { kind: 'roles', roles: ['referrer', 'consultant', 'physician'], scope: { type: 'Subscription', interaction }, ...(audit ? { audit: { action: audit, type: 'Subscription', param: 'id' } } : {}) },
 });
 const open = (method: RouteMethod, path: string, what: string): RouteRule => ({ method, path, what, access: { kind: 'public' } });
 
@@ -135,9 +139,10 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   },
   subscriptionRoute('POST', '/fhir/Subscription', 'c', 'subscribe to Task changes (topic-based, R5 Backport)'),
   subscriptionRoute('GET', '/fhir/Subscription', 's', 'its own Subscriptions'),
-  subscriptionRoute('GET', '/fhir/Subscription/:id/$status', 'r', 'status and events so far ($status)'),
-  subscriptionRoute('GET', '/fhir/Subscription/:id/$events', 'r', 'missed events, by number ($events)'),
-  subscriptionRoute('GET', '/fhir/Subscription/:id', 'r', 'read one of its own'),
+  subscriptionRoute('GET', '/fhir/Subscription/$status', 'r', 'status of several of its own ($status?id=)', 'operation'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id/$status', 'r', 'status and events so far ($status)', 'operation'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id/$events', 'r', 'missed events, by number ($events)', 'operation'),
+  subscriptionRoute('GET', '/fhir/Subscription/:id', 'r', 'read one of its own', 'read'),
   subscriptionRoute('DELETE', '/fhir/Subscription/:id', 'd', 'delete one of its own'),
   { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },

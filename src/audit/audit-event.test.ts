@@ -189,7 +189,7 @@ function freeStrings(value: unknown): string[] {
 }
 
 describe('buildAuditEvent: every action x outcome is valid R4', () => {
-  const actions: AuditAction[] = ['read', 'vread', 'history', 'search', 'disclose', 'create', 'update'];
+  const actions: AuditAction[] = ['read', 'vread', 'history', 'search', 'operation', 'disclose', 'create', 'update'];
   const outcomes: AuditOutcome[] = ['success', 'refused', 'failure'];
   const cases = actions.flatMap((action) => outcomes.map((outcome) => [action, outcome] as const));
 
@@ -246,7 +246,7 @@ describe('buildAuditEvent: codes are the R4 ones', () => {
   const systems = r4CodeSystems();
   /** Code systems published after R4 (THO / IHE BALP), used as BALP uses them. */
   const NOT_IN_R4 = ['http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle', 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType'];
-  const events = (['read', 'vread', 'history', 'search', 'disclose', 'create', 'update'] as const).map((action) =>
+  const events = (['read', 'vread', 'history', 'search', 'operation', 'disclose', 'create', 'update'] as const).map((action) =>
     buildAuditEvent({
       ...base,
       action,
@@ -285,6 +285,7 @@ describe('buildAuditEvent: codes are the R4 ones', () => {
         `${DCM}#110153`,
         'http://hl7.org/fhir/restful-interaction#create',
         'http://hl7.org/fhir/restful-interaction#history-instance',
+        'http://hl7.org/fhir/restful-interaction#operation',
         'http://hl7.org/fhir/restful-interaction#read',
         'http://hl7.org/fhir/restful-interaction#search-type',
         'http://hl7.org/fhir/restful-interaction#update',

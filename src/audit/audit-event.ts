@@ -3,9 +3,10 @@
  * who (client and participant organization), what (references only), when, outcome.
  *
  * Coded after R4 AuditEvent and the IHE Basic Audit Log Patterns (BALP):
- * - read/vread/history/search/create/update: type `audit-event-type#rest`, subtype the FHIR
- *   restful interaction (`read`, `vread`, `history-instance`, `search-type`, `create`,
- *   `update`), action R / R / R / E / C / U (BALP Read, Query, Create, Update);
+ * - read/vread/history/search/operation/create/update: type `audit-event-type#rest`, subtype
+ *   the FHIR restful interaction (`read`, `vread`, `history-instance`, `search-type`,
+ *   `operation`, `create`, `update`), action R / R / R / E / E / C / U (BALP Read, Query,
+ *   Create, Update; an operation that answers with data is executed like a query);
  * - disclose: type DICOM 110106 "Export", subtype `iso-21089-lifecycle#disclose`, action R
  *   (BALP PrivacyDisclosure.Source: this service is the source that releases the records);
  * - agents: the client and this service in DICOM "Source Role ID" (110153) / "Destination
@@ -25,7 +26,7 @@
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding, Device, Identifier, Reference } from '@medplum/fhirtypes';
 import { AUDIT_SYSTEM, CLIENT_ID_SYSTEM, PARTICIPANT_ID_SYSTEM } from '../fhir/constants.ts';
 
-export type AuditAction = 'read' | 'vread' | 'history' | 'search' | 'disclose' | 'create' | 'update';
+export type AuditAction = 'read' | 'vread' | 'history' | 'search' | 'operation' | 'disclose' | 'create' | 'update';
 export type AuditOutcome = 'success' | 'refused' | 'failure';
 /** AuditEvent.entity.role of a resource (BALP RestObjectRoles). */
 export type AuditEntityRole = 'domain-resource' | 'report' | 'job';
@@ -83,6 +84,8 @@ export const AUDIT_ACTION_CODING: Readonly<Record<AuditAction, ActionCoding>> = 
   vread: { type: REST, subtype: rest('vread'), action: 'R', clientIsSource: false, organizationRole: RECIPIENT },
   history: { type: REST, subtype: rest('history-instance'), action: 'R', clientIsSource: false, organizationRole: RECIPIENT },
   search: { type: REST, subtype: rest('search-type'), action: 'E', clientIsSource: true, organizationRole: RECIPIENT },
+  // A FHIR operation that answers with data ($status, $events of a Subscription): executed at the client's request, as a query.
+  operation: { type: REST, subtype: rest('operation'), action: 'E', clientIsSource: true, organizationRole: RECIPIENT },
   create: { type: REST, subtype: rest('create'), action: 'C', clientIsSource: true, organizationRole: AUTHOR },
   update: { type: REST, subtype: rest('update'), action: 'U', clientIsSource: true, organizationRole: AUTHOR },
   disclose: {

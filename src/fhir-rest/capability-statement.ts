@@ -61,6 +61,7 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
   // Topic-based Subscriptions (R5 Backport IG): the caller's own, on the one Task topic.
   'POST /fhir/Subscription': { kind: 'interaction', code: 'create', types: ['Subscription'] },
   'GET /fhir/Subscription': { kind: 'interaction', code: 'search-type', types: ['Subscription'] },
+  'GET /fhir/Subscription/$status': { kind: 'not-an-interaction', why: 'the type-level form of $status (listed once, as the operation)' },
   'GET /fhir/Subscription/:id/$status': { kind: 'operation', name: 'status', definition: BACKPORT_OPERATION.status, types: ['Subscription'] },
   'GET /fhir/Subscription/:id/$events': { kind: 'operation', name: 'events', definition: BACKPORT_OPERATION.events, types: ['Subscription'] },
   'GET /fhir/Subscription/:id': { kind: 'interaction', code: 'read', types: ['Subscription'] },

@@ -54,12 +54,12 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
   // AuditEvents are read by auditors only (issue 3 §5), through the 'system' reader.
   AuditEvent: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
-    { name: 'entity', kind: 'reference', path: ['entity[]', 'what'], documentation: 'A resource the event is about (Task/{id}, ServiceRequest/{id}, Bundle/{id}, DocumentReference/{id}, Binary/{id})', definition: base('AuditEvent-entity') },
+    { name: 'entity', kind: 'reference', path: ['entity[]', 'what'], documentation: 'A resource the event is about (Task/{id}, ServiceRequest/{id}, Bundle/{id}, DocumentReference/{id}, Binary/{id}, Subscription/{id})', definition: base('AuditEvent-entity') },
     { name: 'agent', kind: 'reference', path: ['agent[]', 'who'], target: 'Organization', documentation: "The participant's Organization (Organization/{id} or bare id)", definition: base('AuditEvent-agent') },
     { name: 'patient', kind: 'reference', path: ['entity[]', 'what'], target: 'Patient', documentation: PATIENT_DOC, definition: base('AuditEvent-patient') },
     { name: 'action', kind: 'token', path: ['action'], documentation: 'C R U D E', definition: base('AuditEvent-action') },
     { name: 'outcome', kind: 'token', path: ['outcome'], documentation: '0 success, 4 refused, 8 failure', definition: base('AuditEvent-outcome') },
-    { name: 'subtype', kind: 'coding', path: ['subtype[]'], documentation: 'read, vread, history-instance, search-type (restful-interaction), disclose (iso-21089-lifecycle); system|code or code', definition: base('AuditEvent-subtype') },
+    { name: 'subtype', kind: 'coding', path: ['subtype[]'], documentation: 'read, vread, history-instance, search-type, operation (restful-interaction), disclose (iso-21089-lifecycle); system|code or code', definition: base('AuditEvent-subtype') },
     { name: 'date', kind: 'last-updated', path: ['recorded'], documentation: 'When the event was recorded (the time it was stored); eq, ne, gt, lt, ge, le prefixes', definition: base('AuditEvent-date') },
   ],
   Bundle: [{ name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id of a record-set Bundle', definition: base('Resource-id') }],

@@ -27,6 +27,10 @@ export const BACKPORT_EXTENSION = {
   filterCriteria: `${BACKPORT}/StructureDefinition/backport-filter-criteria`,
   /** On `Subscription.channel`: seconds between heartbeats (valueUnsignedInt). */
   heartbeatPeriod: `${BACKPORT}/StructureDefinition/backport-heartbeat-period`,
+  /** On `Subscription.channel`: seconds to wait for the endpoint before an attempt fails (valueUnsignedInt). */
+  timeout: `${BACKPORT}/StructureDefinition/backport-timeout`,
+  /** On `Subscription.channel`: most triggering resources in one notification (valuePositiveInt). */
+  maxCount: `${BACKPORT}/StructureDefinition/backport-max-count`,
   /** On `Subscription.channel.payload`: empty | id-only | full-resource (valueCode). */
   payloadContent: `${BACKPORT}/StructureDefinition/backport-payload-content`,
   /** On a CapabilityStatement's Subscription resource: a topic the server supports (valueCanonical). */

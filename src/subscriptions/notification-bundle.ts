@@ -81,10 +81,10 @@ export function notificationBundle(values: StatusValues, events: readonly Subscr
   };
 }
 
-/** `$status`: the SubscriptionStatus in a searchset. */
-export function statusBundle(values: StatusValues): Bundle {
-  const status = subscriptionStatus(values, [], 'empty');
-  return { resourceType: 'Bundle', type: 'searchset', total: 1, entry: [{ fullUrl: `urn:uuid:${status.id}`, resource: status, search: { mode: 'match' } }] };
+/** `$status`: one SubscriptionStatus per Subscription (one at the instance level), in a searchset. */
+export function statusBundle(values: readonly StatusValues[]): Bundle {
+  const statuses = values.map((v) => subscriptionStatus(v, [], 'empty'));
+  return { resourceType: 'Bundle', type: 'searchset', total: statuses.length, entry: statuses.map((status) => ({ fullUrl: `urn:uuid:${status.id}`, resource: status, search: { mode: 'match' } })) };
 }
 
 function focusUrl(fhirBaseUrl: string, e: SubscriptionEvent): string {

@@ -10,6 +10,7 @@ import {
   readSubscription,
   searchSubscriptions,
   subscriptionEventsOf,
+  subscriptionStatusesOf,
   subscriptionStatusOf,
   type SubscriptionDeps,
 } from './subscriptions.ts';
@@ -28,7 +29,8 @@ const requireJson: RequestHandler = (req, _res, next) => {
 
 /**
  * The FHIR Subscription door (issue 12 §3, Subscriptions R5 Backport IG): create, read, search
- * and delete of the caller's own Subscriptions, `$status` and `$events`. Parses, calls one use
+ * and delete of the caller's own Subscriptions, `$status` (of one, or at the type level of
+ * several) and `$events`; reads, `$status` and `$events` are audited by the use cases. Parses, calls one use
  * case (subscriptions/subscriptions.ts), sends. Mounted before the generic FHIR read routes.
  */
 export function createSubscriptionRouter(deps: SubscriptionRouterDeps): Router {
@@ -43,6 +45,10 @@ export function createSubscriptionRouter(deps: SubscriptionRouterDeps): Router {
   });
   router.get('/fhir/Subscription', deps.guard('GET', '/fhir/Subscription'), async (req, res) => {
     send(res, await searchSubscriptions(queryParams(req), requireCaller(), deps));
+  });
+  // Type level, before `/:id`: the statuses of several of the caller's own Subscriptions.
+  router.get('/fhir/Subscription/$status', deps.guard('GET', '/fhir/Subscription/$status'), async (req, res) => {
+    send(res, await subscriptionStatusesOf(queryParams(req), requireCaller(), deps));
   });
   router.get('/fhir/Subscription/:id/$status', deps.guard('GET', '/fhir/Subscription/:id/$status'), async (req, res) => {
     send(res, await subscriptionStatusOf(req.params.id as string, requireCaller(), deps));

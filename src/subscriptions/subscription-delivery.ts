@@ -6,12 +6,16 @@
  *   `$events` replays) and a `notify-subscription` job, all in the Task's own transaction;
  * - `sendSubscriptionNotification` is that job: one POST of the notification Bundle; a non-2xx
  *   answer or a network error throws (the queue retries with backoff); the last failed attempt
- *   puts the Subscription in `error` (visible in `$status`), a later success makes it `active`;
- * - `queueDueHeartbeats` is the periodic heartbeat sweep (every replica; claiming a heartbeat is
- *   one UPDATE, so two replicas never send the same one).
+ *   puts the Subscription in `error` (visible in `$status`), a later success makes it `active`.
+ *   The `error` policy (the backport IG leaves it to the server): while a Subscription is in
+ *   `error`, events are still numbered and stored (`$events` replays them) but each notification
+ *   is attempted once, with no retry chain, until one (an event or a heartbeat) gets through;
+ * - `sweepSubscriptions` is the periodic sweep (every replica): Subscriptions past their `end`
+ *   go `off`, and due heartbeats are queued (claiming a heartbeat is one UPDATE, so two replicas
+ *   never send the same one).
  */
 import { randomUUID } from 'node:crypto';
-import type { Task } from '@medplum/fhirtypes';
+import type { Subscription, Task } from '@medplum/fhirtypes';
 import { and, eq, inArray, isNotNull, lte, or, isNull, gt, sql } from 'drizzle-orm';
 import { sameResourceReference } from '../fhir/references.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
@@ -22,6 +26,7 @@ import type { ResourceChange, ResourceStore, ResourceValidator } from '../store/
 import { subscriptionEvents, subscriptions } from '../store/schema.ts';
 import type { PayloadContent, SubscriptionStatusCode, TaskFilter } from './backport.ts';
 import { notificationBundle, type SubscriptionEvent } from './notification-bundle.ts';
+import { requestedTimeoutSeconds } from './subscription-request.ts';
 
 /** Subscriptions in these statuses hear events (a failing one keeps counting them, so `$events` has them). */
 const LISTENING: SubscriptionStatusCode[] = ['requested', 'active', 'error'];
@@ -80,6 +85,7 @@ export interface SubscriptionSendDeps {
   db: Db;
   validator: ResourceValidator;
   fhirBaseUrl: string;
+  /** The service's notification timeout; a Subscription's `backport-timeout` may only shorten it. */
   timeoutMs: number;
   /** Retries after the first attempt (the queue's policy): attempt `retryLimit + 1` is the last. */
   retryLimit: number;
@@ -98,14 +104,21 @@ export class SubscriptionEndpointError extends Error {
   }
 }
 
-export type SubscriptionSendResult = { outcome: 'sent'; status: number } | { outcome: 'skipped'; reason: string };
+export type SubscriptionSendResult =
+  | { outcome: 'sent'; status: number }
+  | { outcome: 'skipped'; reason: string }
+  /** The one attempt of a notification to a Subscription in `error` failed: no retry (the event stays in `$events`). */
+  | { outcome: 'failed'; error: Error };
 
 /** The `notify-subscription` job. */
 export async function sendSubscriptionNotification(job: Job<NotifySubscriptionJob>, deps: SubscriptionSendDeps): Promise<SubscriptionSendResult> {
   const { subscriptionId, type, eventNumber, notificationId } = job.data;
   const [row] = await deps.db.select().from(subscriptions).where(eq(subscriptions.id, subscriptionId));
   if (!row) return { outcome: 'skipped', reason: 'the Subscription was deleted' };
-  if (row.status === 'off') return { outcome: 'skipped', reason: 'the Subscription is off' };
+  // Past its end nothing more is sent (what happened before it stays in `$events`).
+  if (row.status === 'off' || (row.endAt && row.endAt.getTime() <= deps.now().getTime())) return { outcome: 'skipped', reason: 'the Subscription is off' };
+  // Read before the attempt: a Subscription already in `error` gets one attempt per notification.
+  const inError = row.status === 'error';
   let events: SubscriptionEvent[] = [];
   if (type === 'event-notification') {
     events = (await deps.db
@@ -143,7 +156,7 @@ export async function sendSubscriptionNotification(job: Job<NotifySubscriptionJo
       headers: { ...headers, 'content-type': FHIR_JSON, 'user-agent': 'second-opinion-referrals subscription' },
       body: JSON.stringify(bundle),
       redirect: 'manual',
-      signal: AbortSignal.timeout(deps.timeoutMs),
+      signal: AbortSignal.timeout(Math.min(deps.timeoutMs, (requestedTimeoutSeconds(row.content as Subscription) ?? Infinity) * 1000)),
     });
     status = response.status;
     // The receiver's body is not read beyond draining it.
@@ -157,6 +170,7 @@ export async function sendSubscriptionNotification(job: Job<NotifySubscriptionJo
     await deps.db
       .update(subscriptions)
       .set({
+        // A success ends `error` (the policy above) and the handshake's wait (`requested`).
         status: sql`CASE WHEN ${subscriptions.status} IN ('requested', 'error') THEN 'active' ELSE ${subscriptions.status} END`,
         lastError: null,
         failedAttempts: 0,
@@ -167,17 +181,21 @@ export async function sendSubscriptionNotification(job: Job<NotifySubscriptionJo
       .where(eq(subscriptions.id, subscriptionId));
     return { outcome: 'sent', status };
   }
-  const last = job.attempt >= deps.retryLimit + 1;
+  const last = inError || job.attempt >= deps.retryLimit + 1;
   await deps.db
     .update(subscriptions)
     .set({
-      ...(last ? { status: 'error' } : {}),
+      // Never from `off` back to `error`: the sweep may have ended it during the attempt.
+      ...(last ? { status: sql`CASE WHEN ${subscriptions.status} = 'off' THEN 'off' ELSE 'error' END` } : {}),
       lastError: failure,
       failedAttempts: sql`${subscriptions.failedAttempts} + 1`,
       updatedAt: now,
     })
     .where(eq(subscriptions.id, subscriptionId));
-  throw status ? new SubscriptionEndpointError(status) : new Error(failure);
+  const error = status ? new SubscriptionEndpointError(status) : new Error(failure);
+  // In `error` already: this was the one attempt; the job ends here instead of a retry chain.
+  if (inError) return { outcome: 'failed', error };
+  throw error;
 }
 
 /** A network error's code (ECONNREFUSED, a timeout...), never its message. */
@@ -215,12 +233,34 @@ export async function queueDueHeartbeats(deps: { store: ResourceStore; jobs: Pic
   });
 }
 
-/** Runs the heartbeat sweep every `intervalSeconds` until stopped. */
+/**
+ * `Subscription.end` honoured: every Subscription whose end has passed goes `off` (no events are
+ * counted for it from then on, no heartbeat or notification is sent; reads say `off` from the end
+ * itself, before this runs). Returns the ids switched off.
+ */
+export async function switchOffEnded(deps: { store: ResourceStore; now: () => Date }): Promise<string[]> {
+  const now = deps.now();
+  const ended = await deps.store.database
+    .update(subscriptions)
+    .set({ status: 'off', nextHeartbeatAt: null, updatedAt: now })
+    .where(and(lte(subscriptions.endAt, now), inArray(subscriptions.status, ['requested', 'active', 'error'])))
+    .returning({ id: subscriptions.id });
+  return ended.map((e) => e.id);
+}
+
+/** One sweep: Subscriptions past their end go `off`, then the due heartbeats are queued. */
+export async function sweepSubscriptions(deps: { store: ResourceStore; jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }): Promise<{ ended: number; heartbeats: number }> {
+  const ended = await switchOffEnded(deps);
+  const heartbeats = await queueDueHeartbeats(deps);
+  return { ended: ended.length, heartbeats };
+}
+
+/** Runs the sweep (`sweepSubscriptions`) every `intervalSeconds` until stopped. */
 export function startHeartbeatSweep(deps: { store: ResourceStore; jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }, intervalSeconds: number, onError: (err: unknown) => void): { stop(): Promise<void> } {
   let running: Promise<unknown> | undefined;
   const timer = setInterval(() => {
     if (running) return;
-    running = queueDueHeartbeats(deps)
+    running = sweepSubscriptions(deps)
       .catch(onError)
       .finally(() => {
         running = undefined;

@@ -18,14 +18,22 @@ export interface SubscriptionRequest {
   headers: string[];
   payload: PayloadContent;
   heartbeatSeconds?: number;
+  /** `backport-timeout`: seconds to wait for the endpoint, when asked for (else the service's own timeout). */
+  timeoutSeconds?: number;
+  /** `backport-max-count`, when asked for: honoured, since every notification carries one event. */
+  maxCount?: number;
   end?: Date;
 }
 
 export interface SubscriptionLimits {
   /** Shortest heartbeat period a client may ask for, in seconds. */
   minHeartbeatSeconds: number;
+  /** Longest `backport-timeout` a client may ask for, in seconds (the service's own notification timeout). */
+  maxTimeoutSeconds: number;
   /** Origins (scheme://host:port) the caller's notifications may go to (its systems in the network file). */
   allowedOrigins: readonly string[];
+  /** Now: `end` must be later. */
+  now: Date;
 }
 
 const MAX_HEADERS = 5;
@@ -85,12 +93,26 @@ export function parseSubscriptionRequest(body: unknown, limits: SubscriptionLimi
   });
 
   let heartbeatSeconds: number | undefined;
+  let timeoutSeconds: number | undefined;
+  let maxCount: number | undefined;
   (channel?.extension ?? []).forEach((ext, i) => {
-    if (ext.url !== BACKPORT_EXTENSION.heartbeatPeriod) return;
-    const v = ext.valueUnsignedInt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < limits.minHeartbeatSeconds || v > 86_400) {
-      bad(`The heartbeat period must be whole seconds from ${limits.minHeartbeatSeconds} to 86400`, `Subscription.channel.extension[${i}].valueUnsignedInt`);
-    } else heartbeatSeconds = v;
+    if (ext.url === BACKPORT_EXTENSION.heartbeatPeriod) {
+      const v = ext.valueUnsignedInt;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < limits.minHeartbeatSeconds || v > 86_400) {
+        bad(`The heartbeat period must be whole seconds from ${limits.minHeartbeatSeconds} to 86400`, `Subscription.channel.extension[${i}].valueUnsignedInt`);
+      } else heartbeatSeconds = v;
+    } else if (ext.url === BACKPORT_EXTENSION.timeout) {
+      // Honoured up to the service's own timeout: a longer wait is refused rather than silently cut.
+      const v = ext.valueUnsignedInt;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > limits.maxTimeoutSeconds) {
+        bad(`The timeout (backport-timeout) must be whole seconds from 1 to ${limits.maxTimeoutSeconds}`, `Subscription.channel.extension[${i}].valueUnsignedInt`);
+      } else timeoutSeconds = v;
+    } else if (ext.url === BACKPORT_EXTENSION.maxCount) {
+      // Honoured as asked: every notification carries exactly one event, never more than any max-count.
+      const v = ext.valuePositiveInt;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) bad('The most events per notification (backport-max-count) must be a whole number from 1', `Subscription.channel.extension[${i}].valuePositiveInt`);
+      else maxCount = v;
+    }
   });
 
   const headers = channel?.header ?? [];
@@ -105,10 +127,30 @@ export function parseSubscriptionRequest(body: unknown, limits: SubscriptionLimi
   if (resource.end !== undefined) {
     end = new Date(resource.end);
     if (typeof resource.end !== 'string' || Number.isNaN(end.getTime())) bad('Subscription.end must be an instant', 'Subscription.end');
+    else if (end.getTime() <= limits.now.getTime()) bad('Subscription.end must be in the future', 'Subscription.end');
   }
 
   if (problems.length) throw unprocessable(problems);
-  return { resource, filters, endpoint, headers: Array.isArray(headers) ? headers : [], payload, ...(heartbeatSeconds !== undefined ? { heartbeatSeconds } : {}), ...(end ? { end } : {}) };
+  return {
+    resource,
+    filters,
+    endpoint,
+    headers: Array.isArray(headers) ? headers : [],
+    payload,
+    ...(heartbeatSeconds !== undefined ? { heartbeatSeconds } : {}),
+    ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}),
+    ...(maxCount !== undefined ? { maxCount } : {}),
+    ...(end ? { end } : {}),
+  };
+}
+
+/**
+ * The `backport-timeout` of a stored Subscription (checked at creation), in seconds: the delivery
+ * job waits the shorter of it and the service's own timeout.
+ */
+export function requestedTimeoutSeconds(subscription: Subscription): number | undefined {
+  const v = subscription.channel?.extension?.find((e) => e.url === BACKPORT_EXTENSION.timeout)?.valueUnsignedInt;
+  return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : undefined;
 }
 
 /** `['channel', 'header', 0]` -> `channel.header[0]`. */

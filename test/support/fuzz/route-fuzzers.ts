@@ -197,6 +197,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   },
   'POST /fhir/Subscription': { body: json(['resource']) },
   'GET /fhir/Subscription': { query: () => ({ status: QUERY_VALUES.token, _count: QUERY_VALUES.count }) },
+  'GET /fhir/Subscription/$status': { query: () => ({ id: fc.constantFrom('no-such-subscription', 'a,b', ',', '', '../x', 'x'.repeat(65)), status: QUERY_VALUES.token }) },
   'GET /fhir/Subscription/:id/$status': { params: ids((w) => w.resources.map(([, id]) => id)) },
   'GET /fhir/Subscription/:id/$events': { params: ids((w) => w.resources.map(([, id]) => id)), query: () => ({ eventsSinceNumber: QUERY_VALUES.count, eventsUntilNumber: QUERY_VALUES.count, content: fc.constantFrom('id-only', 'empty', 'full-resource', '') }) },
   'GET /fhir/Subscription/:id': { params: ids((w) => w.resources.map(([, id]) => id)) },
