@@ -8,7 +8,8 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
-import { createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
+import { ConformanceCatalog } from './fhir-rest/conformance-resources.ts';
+import { createConformanceRouter, createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
@@ -84,6 +85,8 @@ export function createApp(deps: AppDeps): Express {
 
   // Bad input is refused before the API's routes parse it (the token endpoint answers OAuth errors itself).
   app.use(refuseMalformedUrl, requireUtf8Body);
+  // Public too: our CodeSystems, ValueSets and StructureDefinitions (not PHI), so every canonical we use resolves.
+  app.use(createConformanceRouter({ catalog: ConformanceCatalog.load(), fhirBaseUrl: `${config.publicUrl}/fhir` }));
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));
