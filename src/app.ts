@@ -35,6 +35,7 @@ import { createConsultRouter } from './consults/routes.ts';
 import { createDeliveryAdminRouter } from './delivery/routes.ts';
 import { createRecordPushAdminRouter } from './record-push/routes.ts';
 import type { OutboundKeys } from './outbound/outbound-keys.ts';
+import type { FhirClient } from './outbound/fhir-client.ts';
 import { createClientJwksRouter } from './outbound/routes.ts';
 
 export interface AppDeps {
@@ -50,6 +51,8 @@ export interface AppDeps {
   audit: AuditLog;
   /** Attachment bytes, served at /fhir/Binary/{id}. */
   blobs: BlobStore;
+  /** The FHIR client of each participant's EHR, by participant id (the FHIR intake reads the Organizations a referral names by the EHR's reference). */
+  ehrClients: ReadonlyMap<string, FhirClient>;
   /** The keys the service signs its client assertions to EHRs with, published at the client JWK Set URL. */
   outboundKeys: OutboundKeys;
   /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
@@ -120,6 +123,7 @@ export function createApp(deps: AppDeps): Express {
       intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now, jobs: deps.jobs },
       participants: () => deps.network.participants,
       fhirBaseUrl: `${config.publicUrl}/fhir`,
+      ehrClient: (participantId) => deps.ehrClients.get(participantId),
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
