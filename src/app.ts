@@ -8,7 +8,8 @@ import type { AuthDeps } from './auth/auth-deps.ts';
 import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
-import { createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
+import { ConformanceCatalog } from './fhir-rest/conformance-resources.ts';
+import { createConformanceRouter, createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
@@ -34,6 +35,7 @@ import { createConsultRouter } from './consults/routes.ts';
 import { createDeliveryAdminRouter } from './delivery/routes.ts';
 import { createRecordPushAdminRouter } from './record-push/routes.ts';
 import type { OutboundKeys } from './outbound/outbound-keys.ts';
+import type { FhirClient } from './outbound/fhir-client.ts';
 import { createClientJwksRouter } from './outbound/routes.ts';
 
 export interface AppDeps {
@@ -49,6 +51,8 @@ export interface AppDeps {
   audit: AuditLog;
   /** Attachment bytes, served at /fhir/Binary/{id}. */
   blobs: BlobStore;
+  /** The FHIR client of each participant's EHR, by participant id (the FHIR intake reads the Organizations a referral names by the EHR's reference). */
+  ehrClients: ReadonlyMap<string, FhirClient>;
   /** The keys the service signs its client assertions to EHRs with, published at the client JWK Set URL. */
   outboundKeys: OutboundKeys;
   /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
@@ -84,6 +88,8 @@ export function createApp(deps: AppDeps): Express {
 
   // Bad input is refused before the API's routes parse it (the token endpoint answers OAuth errors itself).
   app.use(refuseMalformedUrl, requireUtf8Body);
+  // Public too: our CodeSystems, ValueSets and StructureDefinitions (not PHI), so every canonical we use resolves.
+  app.use(createConformanceRouter({ catalog: ConformanceCatalog.load(), fhirBaseUrl: `${config.publicUrl}/fhir` }));
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));
@@ -117,6 +123,7 @@ export function createApp(deps: AppDeps): Express {
       intake: { store: deps.store, network: deps.network, dueDays: config.dueDays, now: deps.now, jobs: deps.jobs },
       participants: () => deps.network.participants,
       fhirBaseUrl: `${config.publicUrl}/fhir`,
+      ehrClient: (participantId) => deps.ehrClients.get(participantId),
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );

@@ -141,6 +141,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     jobs,
     audit,
     blobs,
+    ehrClients: fhirClients,
     outboundKeys,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },

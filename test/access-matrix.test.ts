@@ -419,6 +419,13 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/.well-known/jwks.json': () => [{ path: '/.well-known/jwks.json', expect: () => 200 }],
   '/.well-known/client-jwks.json': () => [{ path: '/.well-known/client-jwks.json', expect: () => 200 }],
   '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
+  // Our conformance resources: public, the same for everyone, with or without a token.
+  ...Object.fromEntries(
+    (['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type) => [
+      [`/fhir/${type}`, () => [{ path: `/fhir/${type}?_id=second-opinion-task,participant-role`, expect: () => 200 }]],
+      [`/fhir/${type}/:id`, () => [{ path: `/fhir/${type}/${type === 'StructureDefinition' ? 'second-opinion-task' : 'participant-role'}`, expect: () => 200 }, { path: `/fhir/${type}/unknown-id`, expect: () => 404 }]],
+    ]),
+  ),
   '/participants': () => [{ path: '/participants', expect: () => 200 }],
   // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.
   // dr-other's token may not refer in dr-nilsen's name (403); for everyone else a past due date (422). Never written.

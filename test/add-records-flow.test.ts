@@ -318,7 +318,7 @@ describe('adding records (flow)', () => {
       {
         severity: 'error',
         code: 'value',
-        details: { text: "documents[1].reference: must be a reference to DocumentReference (e.g. DocumentReference/123, relative to the referrer's FHIR base, or an absolute URL)" },
+        details: { text: "documents[1].reference: must be a reference to DocumentReference or DiagnosticReport or ImagingStudy (e.g. DocumentReference/123, relative to the referrer's FHIR base, or an absolute URL)" },
         expression: ['documents[1].reference'],
       },
     ]);

@@ -72,6 +72,11 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   open('GET', '/.well-known/jwks.json', 'The public key access tokens are signed with'),
   open('GET', '/.well-known/client-jwks.json', 'The public keys of the service\'s client assertions to EHRs (the JWK Set URL EHRs register)'),
   open('GET', '/fhir/metadata', 'CapabilityStatement'),
+  // Our CodeSystems, ValueSets and StructureDefinitions (fhir-rest/conformance-resources.ts): not PHI, resolvable by anyone.
+  ...(['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type) => [
+    open('GET', `/fhir/${type}`, `Our ${type}s, searched by url (conformance resources)`),
+    open('GET', `/fhir/${type}/:id`, `One of our ${type}s`),
+  ]),
   { method: 'GET', path: '/participants', what: 'The network directory', access: { kind: 'authenticated' } },
   referrer('Refer: a new second-opinion request', '/second-opinions'),
   referralRead('Referral summary', '/second-opinions/:id'),

@@ -1,6 +1,7 @@
 import type { CapabilityStatement, CapabilityStatementRestResource, CapabilityStatementRestResourceOperation, ResourceType } from '@medplum/fhirtypes';
 import { PROFILE } from '../fhir/constants.ts';
 import { BACKPORT_EXTENSION, BACKPORT_OPERATION, BACKPORT_PROFILE, BACKPORT_SERVER_CAPABILITIES, TASK_TOPIC } from '../subscriptions/backport.ts';
+import { CONFORMANCE_DOCUMENTATION, CONFORMANCE_SEARCH_PARAMETERS, CONFORMANCE_TYPES } from './conformance-resources.ts';
 import { COMMON_PARAMETERS, INCLUDES, revincludesOf, SEARCH_PARAMETERS, type SearchParamKind } from './search-parameters.ts';
 
 /** Which of our profiles each type conforms to (a test checks every resource profile we build is here). */
@@ -74,6 +75,13 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     documentation: 'Refer: the ServiceRequest alone (performer = the clinics; the service makes one Task per clinic). If-None-Exist: identifier=[system|]value of the placer identifier',
   },
   'ALL /fhir/{*rest}': { kind: 'not-an-interaction', why: 'refuses the methods no route answers (405)' },
+  // Our conformance resources (conformance-resources.ts): public, read and search only.
+  ...Object.fromEntries(
+    CONFORMANCE_TYPES.flatMap((type) => [
+      [`GET /fhir/${type}`, { kind: 'interaction', code: 'search-type', types: [type] }],
+      [`GET /fhir/${type}/:id`, { kind: 'interaction', code: 'read', types: [type] }],
+    ]),
+  ),
 };
 
 /** CapabilityStatement search parameter type of each kind in the search-parameter table. */
@@ -93,11 +101,15 @@ const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
   Organization: 'The network directory: one per participant, built from the network file; any participant, no scope needed',
   Endpoint: "The network directory: each participant's FHIR server (hl7-fhir-rest); any participant, no scope needed",
   ClinicalImpression: 'The first opinion: not served on its own; carried in the referral (GET /second-opinions/{id}/comparison)',
+  ...CONFORMANCE_DOCUMENTATION,
   Subscription: `Topic ${TASK_TOPIC} (a consult Task was created or changed status): rest-hook channel, payload id-only or empty; filters Task?owner= and Task?requester=, within the Tasks the caller may read`,
 };
 
 /** What a type's entry says beyond the tables: the Subscription's topic and its one search parameter. */
 const EXTRA: Partial<Record<ResourceType, Pick<CapabilityStatementRestResource, 'extension' | 'searchParam'>>> = {
+  ...Object.fromEntries(
+    CONFORMANCE_TYPES.map((type) => [type, { searchParam: CONFORMANCE_SEARCH_PARAMETERS.map((p) => ({ name: p.name, definition: p.definition, type: p.type, documentation: p.documentation })) }]),
+  ),
   Subscription: {
     extension: [{ url: BACKPORT_EXTENSION.topicCanonical, valueCanonical: TASK_TOPIC }],
     searchParam: [{ name: 'status', definition: 'http://hl7.org/fhir/SearchParameter/Subscription-status', type: 'token' }],

@@ -7,6 +7,7 @@ import { MAX_OPINION_ATTACHMENT_BYTES } from '../opinions/opinion.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { queryParams } from '../http/query-params.ts';
+import { CONFORMANCE_TYPES, type ConformanceCatalog } from './conformance-resources.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './read-resources.ts';
 import { updateServiceRequest } from './update-service-request.ts';
 import { patchTask, type TaskUpdateDeps, updateTask } from './update-task.ts';
@@ -100,5 +101,25 @@ export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
   router.patch('/fhir/Task/:id', deps.guard('PATCH', '/fhir/Task/:id'), bodyOf(patchTypes, 'application/json-patch+json (JSON Patch)'), express.json({ type: patchTypes, limit, strict: true }), async (req, res) => {
     sendUpdated(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
+  return router;
+}
+
+/**
+ * `GET /fhir/{CodeSystem|ValueSet|StructureDefinition}[/{id}]`: our conformance resources, read
+ * and searched (by `url` and the rest of the conformance parameters) with no token: they are not
+ * PHI, and an EHR resolving a profile it was sent has no token of ours. Mounted before the
+ * bearer-token middleware, as `/fhir/metadata`.
+ */
+export function createConformanceRouter(deps: { catalog: ConformanceCatalog; fhirBaseUrl: string }): Router {
+  const router = Router();
+  for (const type of CONFORMANCE_TYPES) {
+    router.get(`/fhir/${type}/:id`, (req, res) => {
+      sendResource(req, res, deps.catalog.read(type, req.params.id as string));
+    });
+    router.get(`/fhir/${type}`, (req, res) => {
+      const strict = /handling=strict/.test(req.header('Prefer') ?? '');
+      res.type(FHIR_JSON).send(JSON.stringify(deps.catalog.search(type, queryParams(req), strict, deps.fhirBaseUrl)));
+    });
+  }
   return router;
 }

@@ -116,6 +116,15 @@ export const BUSINESS_STATUS = {
 } as const;
 export type BusinessStatus = keyof typeof BUSINESS_STATUS;
 
+/** Organization.type of the FHIR directory: a participant's roles (CodeSystem participant-role, terminology.fsh). */
+export const PARTICIPANT_ROLE_DISPLAY = {
+  referrer: 'Referrer',
+  consultant: 'Consulting clinic',
+  physician: 'Primary physician',
+  auditor: 'Auditor',
+  admin: 'Administrator',
+} as const;
+
 export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', display: 'Patient referral' } as const;
 export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;
 export const TASK_CODE_FULFILL = { system: SYSTEM.taskCode, code: 'fulfill', display: 'Fulfill the focal request' } as const;

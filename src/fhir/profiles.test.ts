@@ -7,7 +7,8 @@ import {
   renderGeneratedProfiles,
   scratchCacheDir,
 } from '../../scripts/compile-profiles.ts';
-import { BUSINESS_STATUS, EXTENSION, KIND_DISPLAY, PROFILE, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
+import { ROLES } from '../network/network-schema.ts';
+import { BUSINESS_STATUS, EXTENSION, KIND_DISPLAY, PARTICIPANT_ROLE_DISPLAY, PROFILE, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
 
 const committed = readFileSync(GENERATED_PROFILES_PATH, 'utf8');
 const resources = ((JSON.parse(committed) as Bundle).entry ?? []).map((e) => e.resource);
@@ -43,7 +44,9 @@ describe('profiles/generated/profiles.json', () => {
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.kind))).toEqual(KIND_DISPLAY);
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.reviewType))).toEqual(REVIEW_TYPE_DISPLAY);
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.taskBusinessStatus))).toEqual(BUSINESS_STATUS);
-    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus]) {
+    expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.participantRole))).toEqual(PARTICIPANT_ROLE_DISPLAY);
+    expect(Object.keys(PARTICIPANT_ROLE_DISPLAY).sort()).toEqual([...ROLES].sort());
+    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus, SYSTEM.participantRole]) {
       const cs = byUrl<CodeSystem>('CodeSystem', system);
       expect(cs?.concept?.every((c) => (c.definition ?? '').length > 0), system).toBe(true);
       const vs = byUrl<ValueSet>('ValueSet', system.replace('/CodeSystem/', '/ValueSet/'));

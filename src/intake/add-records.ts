@@ -9,13 +9,13 @@ import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
-import { DocumentRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
+import { RecordRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
 import { readerOf } from '../access/reader.ts';
 import { documentReferences, refuseForeignReferences } from './own-server-references.ts';
 
-/** The body of `POST /second-opinions/{id}/records`: documents on the referrer's EHR to add to the record set. */
+/** The body of `POST /second-opinions/{id}/records`: records (documents, reports, imaging studies) on the referrer's EHR to add to the record set. */
 export const AddRecordsRequestSchema = z.strictObject({
-  documents: z.array(DocumentRefSchema).min(1, 'name at least one document').max(100, 'at most 100 documents per call'),
+  documents: z.array(RecordRefSchema).min(1, 'name at least one document').max(100, 'at most 100 documents per call'),
 });
 
 export type AddRecordsRequest = z.output<typeof AddRecordsRequestSchema>;

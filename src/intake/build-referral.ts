@@ -11,8 +11,8 @@ import {
   placerIdentifierSystem,
 } from '../fhir/constants.ts';
 import { businessStatus } from '../fhir/business-status.ts';
-import { absoluteReference } from '../fhir/references.ts';
-import type { IntakeRequest } from './intake-request.ts';
+import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
+import type { IntakeRequest, RecordType } from './intake-request.ts';
 
 /** A participant as the builders need it (see network/). */
 export interface ParticipantRef {
@@ -94,7 +94,8 @@ export function buildReferral(input: ReferralInput): Referral {
   if (firstOpinion) supportingInfo.push({ reference: `ClinicalImpression/${firstOpinion.id}`, display: 'First opinion' });
   if (request.consent) supportingInfo.push({ reference: abs(request.consent.reference), type: 'Consent', display: 'Consent to disclose' });
   for (const d of request.records.documents ?? []) {
-    supportingInfo.push({ reference: abs(d.reference), type: 'DocumentReference', ...(d.display ? { display: d.display } : {}) });
+    const type = (parseResourceReference(d.reference)?.typeAndId.split('/')[0] ?? 'DocumentReference') as RecordType;
+    supportingInfo.push({ reference: abs(d.reference), type, ...(d.display ? { display: d.display } : {}) });
   }
 
   const serviceRequest: ServiceRequest = {

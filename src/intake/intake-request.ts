@@ -20,6 +20,18 @@ export const referenceTo = (...types: string[]) =>
 export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
 export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
+/** The resource types a record named on the referrer's EHR may be (DESIGN: documents, plus reports and studies where relevant). */
+export const RECORD_TYPES = ['DocumentReference', 'DiagnosticReport', 'ImagingStudy'] as const;
+export type RecordType = (typeof RECORD_TYPES)[number];
+
+/**
+ * A record on the referrer's EHR, `{reference, display?}`: a DocumentReference, a DiagnosticReport
+ * or an ImagingStudy. Intake's `records.documents` and the body of `POST /second-opinions/{id}/records`;
+ * the first opinion's documents stay DocumentReferences.
+ */
+export const RecordRefSchema = z.strictObject({ reference: referenceTo(...RECORD_TYPES), display: text(256).optional() });
+export type RecordRef = z.output<typeof RecordRefSchema>;
+
 /**
  * Values that become FHIR primitives other than `string` are held to their R4 rules here
  * (https://hl7.org/fhir/R4/datatypes.html), where the field can be named: the validator every
@@ -78,7 +90,7 @@ export const IntakeRequestSchema = z
       .refine((ids) => new Set(ids).size === ids.length, { message: 'must not name a consultant twice' }),
     records: z
       .strictObject({
-        documents: z.array(DocumentRefSchema).max(500).optional(),
+        documents: z.array(RecordRefSchema).max(500).optional(),
         search: z
           .strictObject({
             category: z.array(text(512)).max(20).optional(),

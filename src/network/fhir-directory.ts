@@ -11,16 +11,10 @@
  */
 import { createHash } from 'node:crypto';
 import type { Endpoint, Organization, Resource } from '@medplum/fhirtypes';
-import { SYSTEM } from '../fhir/constants.ts';
+import { PARTICIPANT_ROLE_DISPLAY, SYSTEM } from '../fhir/constants.ts';
 import type { Network, Participant, Role } from './network.ts';
 
-const ROLE_DISPLAY: Record<Role, string> = {
-  referrer: 'Referrer',
-  consultant: 'Consulting clinic',
-  physician: 'Primary physician',
-  auditor: 'Auditor',
-  admin: 'Administrator',
-};
+const ROLE_DISPLAY: Record<Role, string> = PARTICIPANT_ROLE_DISPLAY;
 
 /** The types the directory serves. */
 export const DIRECTORY_TYPES = ['Organization', 'Endpoint'] as const;

@@ -8,8 +8,10 @@
  * carried by the Organization the EHR's reference points to, or the EHR's own id of it when the
  * network file lists one (`fhir.aliases` of that EHR). Never by the service's local id alone.
  */
-import type { Identifier, Reference } from '@medplum/fhirtypes';
+import type { Identifier, Organization, Reference } from '@medplum/fhirtypes';
 import { sameResourceReference } from '../fhir/references.ts';
+import type { FhirClient } from '../outbound/fhir-client.ts';
+import { isRetryableError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 
 /** What a participant's organization is known as on one EHR. */
 export interface OrganizationOnEhr {
@@ -46,4 +48,45 @@ export function namesOrganization(reference: Reference | undefined, organization
 export function describeOrganization(organization: Pick<OrganizationOnEhr, 'display' | 'identifiers'>): string {
   const ids = organization.identifiers.map((i) => `${i.system ?? ''}|${i.value ?? ''}`);
   return ids.length > 0 ? `${organization.display} (identifier ${ids.join(', ')})` : organization.display;
+}
+
+/** An Organization the EHR would not let us read. */
+export interface UnreadableOrganization {
+  reference: string;
+  /** The EHR's HTTP status (0: no response). */
+  status: number;
+}
+
+/** The identifiers of the Organizations read from an EHR, by the reference they were read with. */
+export interface OrganizationsOnEhr {
+  identifiers: Map<string, readonly Identifier[]>;
+  unreadable: UnreadableOrganization[];
+}
+
+/**
+ * Reads the Organizations an EHR's references point to, once each, for their identifiers (what
+ * names a participant across servers). References the network file already aliases on this EHR
+ * are not read: the alias says who they are. A transient failure (EHR down, 5xx, timeout) is
+ * thrown, so the caller retries or says so rather than refusing on a guess; a permanent one (403,
+ * 404) is reported in `unreadable`. Used for a consent's recipients and for the clinics a FHIR
+ * referral names by the EHR's own reference.
+ */
+export async function readOrganizationsOnEhr(
+  references: readonly string[],
+  aliases: Readonly<Record<string, string>> | undefined,
+  client: Pick<FhirClient, 'readReference'>,
+): Promise<OrganizationsOnEhr> {
+  const identifiers = new Map<string, readonly Identifier[]>();
+  const unreadable: UnreadableOrganization[] = [];
+  for (const reference of new Set(references)) {
+    if (Object.values(aliases ?? {}).some((alias) => sameResourceReference(alias, reference))) continue;
+    try {
+      const organization = await client.readReference<Organization>(reference);
+      identifiers.set(reference, organization.resourceType === 'Organization' ? (organization.identifier ?? []) : []);
+    } catch (err) {
+      if (isRetryableError(err)) throw err;
+      unreadable.push({ reference, status: err instanceof OutboundHttpError ? err.status : 0 });
+    }
+  }
+  return { identifiers, unreadable };
 }

@@ -375,8 +375,9 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
   const named = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
   for (const reference of new Set(named)) {
     try {
-      const doc = await client.readReference<DocumentReference>(reference);
-      if (doc.resourceType === 'DocumentReference') add(doc);
+      // A record named by the referrer: a document, or a report or study (RECORD_TYPES of intake).
+      const record = await client.readReference<RecordResource>(reference);
+      if (record.resourceType === 'DocumentReference' || record.resourceType === 'DiagnosticReport' || record.resourceType === 'ImagingStudy') add(record);
       else missing.push({ reference, reason: 'unreadable' });
     } catch (err) {
       if (isMissing(err)) missing.push({ reference, reason: 'not-found', status: (err as OutboundHttpError).status });

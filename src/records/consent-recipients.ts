@@ -7,11 +7,9 @@
  * one that carries one of its identifiers (network file `organization.identifier`), plus the
  * alias the network file gives it on this EHR (`fhir.aliases`). See network/organization-identity.ts.
  */
-import type { Consent, Identifier, Organization } from '@medplum/fhirtypes';
-import { sameResourceReference } from '../fhir/references.ts';
-import { sharesIdentifier, type OrganizationOnEhr } from '../network/organization-identity.ts';
+import type { Consent, Identifier } from '@medplum/fhirtypes';
+import { readOrganizationsOnEhr, sharesIdentifier, type OrganizationOnEhr, type UnreadableOrganization } from '../network/organization-identity.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
-import { isRetryableError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 import { organizationActorReferences } from './consent-policy.ts';
 
 /** A participant as recognition needs it. */
@@ -22,11 +20,7 @@ export interface RecognisableParticipant {
 }
 
 /** A recipient Organization the EHR would not let us read. */
-export interface UnreadableRecipient {
-  reference: string;
-  /** The EHR's HTTP status (0: no response). */
-  status: number;
-}
+export type UnreadableRecipient = UnreadableOrganization;
 
 export interface RecognisedConsultants {
   /** Participant id -> how the referring EHR knows it. */
@@ -49,19 +43,8 @@ export async function recognizeConsultants(
   aliases: Readonly<Record<string, string>> | undefined,
   client: Pick<FhirClient, 'readReference'>,
 ): Promise<RecognisedConsultants> {
-  const read = new Map<string, readonly Identifier[]>();
-  const unreadable: UnreadableRecipient[] = [];
-  for (const reference of organizationActorReferences(consent).slice(0, MAX_RECIPIENT_READS)) {
-    // An alias already says who this is: no read needed.
-    if (Object.values(aliases ?? {}).some((alias) => sameResourceReference(alias, reference))) continue;
-    try {
-      const organization = await client.readReference<Organization>(reference);
-      read.set(reference, organization.resourceType === 'Organization' ? (organization.identifier ?? []) : []);
-    } catch (err) {
-      if (isRetryableError(err)) throw err;
-      unreadable.push({ reference, status: err instanceof OutboundHttpError ? err.status : 0 });
-    }
-  }
+  // An alias already says who a recipient is: only the others are read.
+  const { identifiers: read, unreadable } = await readOrganizationsOnEhr(organizationActorReferences(consent).slice(0, MAX_RECIPIENT_READS), aliases, client);
   const byParticipant = new Map<string, OrganizationOnEhr>();
   for (const consultant of consultants) {
     const identifiers = consultant.organization.identifier ?? [];

@@ -86,3 +86,23 @@ Title: "Agreement with the first opinion"
 Description: "Agreement codes of a second opinion (diagnosis and plan)."
 * ^experimental = false
 * include codes from system OpinionAgreement
+
+CodeSystem: ParticipantRole
+Id: participant-role
+Title: "Network participant role"
+Description: "What a participant of the referral network does in it (Organization.type of the service's FHIR directory). Codes and displays must match src/network/network-schema.ts (roles) and src/network/fhir-directory.ts (ROLE_DISPLAY)."
+* ^caseSensitive = true
+* ^content = #complete
+* ^experimental = false
+* #referrer "Referrer" "Refers patients for a second opinion from its EHR and receives the opinions back."
+* #consultant "Consulting clinic" "Reviews referred cases and returns second opinions."
+* #physician "Primary physician" "Reads the opinions returned for its patients' referrals, side by side with the first opinion."
+* #auditor "Auditor" "Reads the audit trail of disclosures and reads, and the delivery and push logs."
+* #admin "Administrator" "Operates the service: connection checks of participants' EHRs, re-drives of failed deliveries."
+
+ValueSet: ParticipantRoleVS
+Id: participant-role
+Title: "Network participant roles"
+Description: "All roles of a network participant (Organization.type of the service's FHIR directory)."
+* ^experimental = false
+* include codes from system ParticipantRole

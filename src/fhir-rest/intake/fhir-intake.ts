@@ -6,14 +6,16 @@
  * answers with a transaction-response Bundle.
  */
 import { OperationOutcomeError } from '@medplum/core';
-import type { Bundle, BundleEntry, ClinicalImpression, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClinicalImpression, Identifier, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { Caller } from '../../access/caller.ts';
-import { absoluteReference, isOnFhirBase, sameResourceReference } from '../../fhir/references.ts';
-import { HttpOutcomeError } from '../../fhir/outcomes.ts';
+import { absoluteReference, isOnFhirBase, parseResourceReference, sameResourceReference } from '../../fhir/references.ts';
+import { HttpOutcomeError, issue, outcome, unprocessable } from '../../fhir/outcomes.ts';
 import { createSecondOpinion, findIntake, type IntakeDeps, type IntakeResult } from '../../intake/create-second-opinion.ts';
 import type { IntakeRequest } from '../../intake/intake-request.ts';
 import type { Participant } from '../../network/network.ts';
-import { sharesIdentifier } from '../../network/organization-identity.ts';
+import { readOrganizationsOnEhr, sharesIdentifier } from '../../network/organization-identity.ts';
+import type { FhirClient } from '../../outbound/fhir-client.ts';
+import { isRetryableError } from '../../outbound/outbound-errors.ts';
 import { fhirExpression, type MappedReferral, type RecognizeOrganization } from './referral-mapping.ts';
 
 export interface FhirIntakeDeps {
@@ -22,6 +24,8 @@ export interface FhirIntakeDeps {
   participants: () => readonly Participant[];
   /** This service's FHIR base as clients see it (`https://host/fhir`). */
   fhirBaseUrl: string;
+  /** The FHIR client of a participant's EHR (to read the Organizations a referral names by the EHR's own reference). */
+  ehrClient: (participantId: string) => Pick<FhirClient, 'readReference'> | undefined;
 }
 
 export interface FhirIntakeResult extends IntakeResult {
@@ -35,7 +39,7 @@ export interface FhirIntakeResult extends IntakeResult {
  * (`Organization/<id>` as our Tasks name it, relative or absolute on our base), tried in that
  * order so an EHR id never resolves to another clinic's local id.
  */
-export function organizationRecognizer(caller: Caller, deps: Pick<FhirIntakeDeps, 'participants' | 'fhirBaseUrl'>): RecognizeOrganization {
+export function organizationRecognizer(caller: Caller, deps: Pick<FhirIntakeDeps, 'participants' | 'fhirBaseUrl'>, onEhr: ReadonlyMap<string, readonly Identifier[]> = new Map()): RecognizeOrganization {
   const participants = deps.participants();
   const referrer = participants.find((p) => p.id === caller.participantId);
   const ehrBase = referrer?.fhir?.baseUrl;
@@ -50,9 +54,78 @@ export function organizationRecognizer(caller: Caller, deps: Pick<FhirIntakeDeps
       if (alias) return alias[0];
     }
     const relative = !/^[a-z][a-z0-9+.-]*:/i.test(literal);
-    if (!relative && !isOnFhirBase(deps.fhirBaseUrl, literal)) return undefined;
-    return participants.find((p) => sameResourceReference(absoluteReference(deps.fhirBaseUrl, p.organization.reference), absoluteReference(deps.fhirBaseUrl, literal)))?.id;
+    const ours = relative || isOnFhirBase(deps.fhirBaseUrl, literal) ? participants.find((p) => sameResourceReference(absoluteReference(deps.fhirBaseUrl, p.organization.reference), absoluteReference(deps.fhirBaseUrl, literal)))?.id : undefined;
+    if (ours) return ours;
+    // The Organization the EHR's reference points to, read from the EHR (readClinicsOnEhr): its identifiers.
+    const read = onEhr.get(literal);
+    return read ? participants.find((p) => sharesIdentifier(read, p.organization.identifier ?? []))?.id : undefined;
   };
+}
+
+/** At most this many Organizations are read from the EHR for one referral (5 clinics, named twice at most). */
+export const MAX_CLINIC_READS = 10;
+
+/** `{reference, identifier?}` at a FHIR element of the request as sent. */
+interface NamedOrganization {
+  where: string;
+  reference?: string;
+  identifier?: unknown;
+}
+
+/** The clinics a referral names, where it names them: Task.owner of each Task entry, ServiceRequest.performer. */
+function namedOrganizations(input: unknown): NamedOrganization[] {
+  const named: NamedOrganization[] = [];
+  const asRecord = (v: unknown) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const add = (v: unknown, where: string) => {
+    const r = asRecord(v);
+    if (r) named.push({ where, ...(typeof r.reference === 'string' ? { reference: r.reference } : {}), identifier: r.identifier });
+  };
+  const fromResource = (resource: Record<string, unknown> | undefined, root: string) => {
+    if (resource?.resourceType === 'Task') add(resource.owner, `${root}.owner`);
+    if (resource?.resourceType === 'ServiceRequest' && Array.isArray(resource.performer)) resource.performer.forEach((p, k) => add(p, `${root}.performer[${k}]`));
+  };
+  const body = asRecord(input);
+  if (body?.resourceType === 'Bundle' && Array.isArray(body.entry)) body.entry.forEach((e, i) => fromResource(asRecord(asRecord(e)?.resource), `Bundle.entry[${i}].resource`));
+  else fromResource(body, 'ServiceRequest');
+  return named;
+}
+
+/**
+ * The Organizations a referral names only by the referring EHR's own reference (no identifier,
+ * no alias in the network file, not one of ours), read from that EHR through its FHIR client so
+ * the clinic is recognised by the identifiers the Organization carries, as a consent's recipients
+ * are (network/organization-identity.ts). An Organization the EHR will not let us read (403, 404)
+ * is refused with 422 naming the element; an EHR that does not answer, 503: nothing is written.
+ */
+export async function readClinicsOnEhr(input: unknown, caller: Caller, deps: Pick<FhirIntakeDeps, 'participants' | 'fhirBaseUrl' | 'ehrClient'>): Promise<Map<string, readonly Identifier[]>> {
+  const referrer = deps.participants().find((p) => p.id === caller.participantId);
+  const ehrBase = referrer?.fhir?.baseUrl;
+  const client = deps.ehrClient(caller.participantId);
+  if (!ehrBase || !client) return new Map();
+  const recognize = organizationRecognizer(caller, deps);
+  // Named by a literal reference alone, to an Organization on the EHR (relative, or absolute on its base), and not recognised otherwise.
+  const onEhr = (ref: string) => (/^[a-z][a-z0-9+.-]*:/i.test(ref) ? isOnFhirBase(ehrBase, ref) : true) && parseResourceReference(ref)?.typeAndId.startsWith('Organization/') === true;
+  const toRead = namedOrganizations(input)
+    .filter((n): n is NamedOrganization & { reference: string } => n.reference !== undefined && n.identifier === undefined && onEhr(n.reference) && recognize({ reference: n.reference }) === undefined)
+    .slice(0, MAX_CLINIC_READS);
+  if (toRead.length === 0) return new Map();
+  let read;
+  try {
+    read = await readOrganizationsOnEhr(toRead.map((n) => n.reference), referrer.fhir?.aliases, client);
+  } catch (err) {
+    if (!isRetryableError(err)) throw err;
+    throw new HttpOutcomeError(503, outcome([issue('transient', 'Your EHR did not answer when the service read the Organization this clinic is named by; nothing was written: send the referral again, or name the clinic by one of its identifiers', toRead[0]?.where)]));
+  }
+  const refused = toRead.filter((n) => read.unreadable.some((u) => u.reference === n.reference));
+  if (refused.length) {
+    throw unprocessable(
+      refused.map((n) => {
+        const status = read.unreadable.find((u) => u.reference === n.reference)?.status;
+        return issue('business-rule', `Your EHR would not let the service read this Organization (${status ? `HTTP ${status}` : 'no response'}): the service recognises a clinic named by your EHR's reference by the identifiers of that Organization and needs system/Organization.r there; or name the clinic by one of its identifiers (GET /participants)`, n.where);
+      }),
+    );
+  }
+  return read.identifiers;
 }
 
 /**

@@ -12,6 +12,7 @@ import { EXTENSION, SYSTEM } from '../../fhir/constants.ts';
 import { kindFromCodings } from '../../fhir/kind-codes.ts';
 import { invalid, issue, unprocessable } from '../../fhir/outcomes.ts';
 import { parseResourceReference, sameResourceReference } from '../../fhir/references.ts';
+import { RECORD_TYPES } from '../../intake/intake-request.ts';
 
 const Coding = z.looseObject({ system: z.string().optional(), code: z.string().optional(), display: z.string().optional() });
 const CodeableConcept = z.looseObject({ coding: z.array(Coding).optional(), text: z.string().optional() });
@@ -259,15 +260,20 @@ function mapReferral(sr: ServiceRequestIn, root: string, tasks: readonly TaskAt[
     }
   }
   body.reason = reason;
+  // The reason is carried as codes (ServiceRequest.reasonCode, what the consultant sees). A Condition
+  // on the EHR would have to be read and its code copied; the service does not read Conditions, so
+  // a reference is refused rather than dropped: the referrer sends the Condition's code instead.
   for (const [j] of (sr.reasonReference ?? []).entries()) {
-    problems.push(issue('not-supported', 'reasonReference is not taken yet: send the condition as reasonCode codings', `${root}.reasonReference[${j}]`));
+    problems.push(
+      issue('business-rule', 'reasonReference is not taken: this service does not read Conditions from your EHR. Send the condition as ServiceRequest.reasonCode (the Condition\'s code codings)', `${root}.reasonReference[${j}]`),
+    );
   }
 
   const notes = (sr.note ?? []).map((n) => n.text);
   if (notes.length) body.question = notes.join('\n\n');
   origins.set('question', notes.length === 1 ? `${root}.note[0].text` : `${root}.note`);
 
-  // supportingInfo: documents on the EHR, the Consent, the first opinion in the Bundle.
+  // supportingInfo: records on the EHR (documents, reports, imaging studies), the Consent, the first opinion in the Bundle.
   const documents: unknown[] = [];
   for (const [k, ref] of (sr.supportingInfo ?? []).entries()) {
     const where = `${root}.supportingInfo[${k}]`;
@@ -277,7 +283,7 @@ function mapReferral(sr: ServiceRequestIn, root: string, tasks: readonly TaskAt[
       continue;
     }
     const type = parseResourceReference(literal)?.typeAndId.split('/')[0] ?? ref.type;
-    if (type === 'DocumentReference') {
+    if (type !== undefined && (RECORD_TYPES as readonly string[]).includes(type)) {
       origins.set(`records.documents[${documents.length}]`, where);
       documents.push({ reference: literal, ...(ref.display !== undefined ? { display: ref.display } : {}) });
     } else if (type === 'Consent' && body.consent === undefined) {
@@ -285,7 +291,7 @@ function mapReferral(sr: ServiceRequestIn, root: string, tasks: readonly TaskAt[
       body.consent = { reference: literal };
     } else {
       problems.push(
-        issue('not-supported', `supportingInfo may name DocumentReferences and one Consent on your EHR, and the Bundle's ClinicalImpression; ${type ?? 'this reference'} is not taken`, where),
+        issue('not-supported', `supportingInfo may name records on your EHR (${RECORD_TYPES.join(', ')}), one Consent there, and the Bundle's ClinicalImpression; ${type ?? 'this reference'} is not taken`, where),
       );
     }
   }

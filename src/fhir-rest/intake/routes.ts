@@ -5,7 +5,7 @@ import { FHIR_JSON } from '../../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../../fhir/outcomes.ts';
 import { parseBody } from '../../http/parse-body.ts';
 import { IntakeRequestSchema } from '../../intake/intake-request.ts';
-import { type FhirIntakeDeps, inFhirTerms, organizationRecognizer, referByFhir, transactionResponse, versionLocation } from './fhir-intake.ts';
+import { type FhirIntakeDeps, inFhirTerms, organizationRecognizer, readClinicsOnEhr, referByFhir, transactionResponse, versionLocation } from './fhir-intake.ts';
 import { mapServiceRequest, mapTransactionBundle, type MappedReferral } from './referral-mapping.ts';
 
 export interface FhirIntakeRouterDeps extends FhirIntakeDeps {
@@ -32,14 +32,14 @@ export function createFhirIntakeRouter(deps: FhirIntakeRouterDeps): Router {
 
   router.post('/fhir', deps.guard('POST', '/fhir'), requireJson, json, async (req, res) => {
     const caller = requireCaller();
-    const mapped = mapTransactionBundle(req.body, organizationRecognizer(caller, deps));
+    const mapped = mapTransactionBundle(req.body, organizationRecognizer(caller, deps, await readClinicsOnEhr(req.body, caller, deps)));
     const result = await referByFhir(mapped, await parse(mapped), caller, deps);
     res.status(200).type(FHIR_JSON).send(JSON.stringify(transactionResponse(mapped, result, deps.fhirBaseUrl)));
   });
 
   router.post('/fhir/ServiceRequest', deps.guard('POST', '/fhir/ServiceRequest'), requireJson, json, async (req, res) => {
     const caller = requireCaller();
-    const mapped = mapServiceRequest(req.body, organizationRecognizer(caller, deps), req.header('If-None-Exist'));
+    const mapped = mapServiceRequest(req.body, organizationRecognizer(caller, deps, await readClinicsOnEhr(req.body, caller, deps)), req.header('If-None-Exist'));
     const result = await referByFhir(mapped, await parse(mapped), caller, deps);
     const sr = result.serviceRequest;
     res

@@ -171,6 +171,12 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /.well-known/jwks.json': {},
   'GET /.well-known/client-jwks.json': {},
   'GET /fhir/metadata': { query: () => ({ _format: QUERY_VALUES.format }) },
+  ...Object.fromEntries(
+    (['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type): [string, RouteFuzzer][] => [
+      [`GET /fhir/${type}`, { query: () => ({ url: fc.constantFrom(`https://second-opinion.org/fhir/${type}/participant-role`, 'https://second-opinion.org/fhir/StructureDefinition/second-opinion-task|0.1.0', '', ',', '|', 'urn:x'), name: fc.constantFrom('second', 'SECOND', '', 'é'), _summary: fc.constantFrom('count', 'true', 'false') }) }],
+      [`GET /fhir/${type}/:id`, { params: ids(() => ['participant-role', 'second-opinion-kind', 'second-opinion-task', 'nope', '..']) }],
+    ]),
+  ),
   'GET /participants': { query: () => ({ role: QUERY_VALUES.role }) },
   'POST /second-opinions': { body: json(['intake-placed', 'intake-placed', 'intake-fresh']) },
   'POST /fhir': { body: json(['fhir-transaction']) },
