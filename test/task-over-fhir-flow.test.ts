@@ -157,6 +157,34 @@ describe('Task over FHIR (flow)', () => {
     expect((await store.read<ServiceRequest>('ServiceRequest', fhir.id, 'system'))?.status).toBe('revoked');
   });
 
+  it('FHIRPath Patch (Parameters): accept by replace, decline by replace + add; the same stored Task as the JSON actions; unsupported paths 422', async () => {
+    const fhirPathPatch = (id: string, ...operations: Record<string, unknown>[]) =>
+      call<Task>('PATCH', `/fhir/Task/${id}`, 'lakeside-consults', {
+        resourceType: 'Parameters',
+        parameter: operations.map((o) => ({ name: 'operation', part: Object.entries(o).map(([name, value]) => ({ name, ...(value as Record<string, unknown>) })) })),
+      }, { 'content-type': FHIR_JSON });
+    const [json, fhir] = [await referral(), await referral()];
+    expect((await call('POST', `/consults/${json.taskId}/accept`, 'lakeside-consults')).status).toBe(200);
+    const accepted = await fhirPathPatch(fhir.taskId, { type: { valueCode: 'replace' }, path: { valueString: 'Task.status' }, value: { valueCode: 'accepted' } });
+    expect(accepted.status, JSON.stringify(accepted.body)).toBe(200);
+    await expectTwins(json.taskId, fhir.taskId, accepted.body);
+
+    const [json2, fhir2] = [await referral(), await referral()];
+    expect((await call('POST', `/consults/${json2.taskId}/decline`, 'lakeside-consults', { reason: 'Outside our specialty' })).status).toBe(200);
+    const before = await taskNow(fhir2.taskId);
+    // A FHIRPath function selects by content: refused, naming the operation's path part; nothing changes.
+    await expectRefused(await fhirPathPatch(fhir2.taskId, { type: { valueCode: 'replace' }, path: { valueString: "Task.note.where(text = 'x')" }, value: { valueString: 'y' } }), 422, before, ["Parameters.parameter[0].part.where(name='path')"]);
+    await expectRefused(await fhirPathPatch(fhir2.taskId, { type: { valueCode: 'upsert' }, path: { valueString: 'Task.status' } }), 422, before, ["Parameters.parameter[0].part.where(name='type')"]);
+    const declined = await fhirPathPatch(
+      fhir2.taskId,
+      { type: { valueCode: 'replace' }, path: { valueString: 'Task.status' }, value: { valueCode: 'rejected' } },
+      { type: { valueCode: 'add' }, path: { valueString: 'Task' }, name: { valueString: 'statusReason' }, value: { valueCodeableConcept: { text: 'Outside our specialty' } } },
+    );
+    expect(declined.status, JSON.stringify(declined.body)).toBe(200);
+    expect(declined.body).toMatchObject({ status: 'rejected', statusReason: { text: 'Outside our specialty' } });
+    await expectTwins(json2.taskId, fhir2.taskId, declined.body);
+  });
+
   it('completed with a contained consult note: the same opinion use case; the note is stored, validates, and is posted to the EHR exactly once', async () => {
     const { id, taskId } = await referral();
     await put({ ...(await taskNow(taskId)), status: 'accepted' });

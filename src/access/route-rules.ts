@@ -135,7 +135,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referrer('Refer over FHIR: the ServiceRequest alone (the service makes the Tasks)', '/fhir/ServiceRequest'),
   // Task over FHIR: the use case checks the side's scope (the clinic: Task.u; the referrer's cancel: ServiceRequest.c, as the JSON doors).
   { method: 'PUT', path: '/fhir/Task/:id', what: 'FHIR update of a Task: the consult actions (clinic) or cancel and answers to requests for information (referrer), by its status', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
-  { method: 'PATCH', path: '/fhir/Task/:id', what: 'FHIR JSON Patch of a Task: as the update', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
+  { method: 'PATCH', path: '/fhir/Task/:id', what: 'FHIR JSON Patch or FHIRPath Patch of a Task: as the update', access: { kind: 'roles', roles: ['consultant', 'referrer'] } },
   {
     method: 'PUT',
     path: '/fhir/ServiceRequest/:id',

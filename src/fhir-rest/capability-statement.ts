@@ -58,7 +58,7 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     types: ['ServiceRequest'],
     documentation: 'The referrer revokes its referral: status revoked, the reason as one new note (R4 has no statusReason here). If-Match: W/"version". Other changes: 422',
   },
-  'PATCH /fhir/Task/:id': { kind: 'interaction', code: 'patch', types: ['Task'], documentation: 'JSON Patch (application/json-patch+json), handled as the update' },
+  'PATCH /fhir/Task/:id': { kind: 'interaction', code: 'patch', types: ['Task'], documentation: 'JSON Patch (application/json-patch+json) or FHIRPath Patch (Parameters, application/fhir+json; plain paths), handled as the update' },
   // Topic-based Subscriptions (R5 Backport IG): the caller's own, on the one Task topic.
   'POST /fhir/Subscription': { kind: 'interaction', code: 'create', types: ['Subscription'] },
   'GET /fhir/Subscription': { kind: 'interaction', code: 'search-type', types: ['Subscription'] },

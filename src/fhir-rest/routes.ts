@@ -98,8 +98,11 @@ export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
   router.put('/fhir/ServiceRequest/:id', deps.guard('PUT', '/fhir/ServiceRequest/:id'), bodyOf(fhirTypes, 'application/fhir+json'), express.json({ type: fhirTypes, limit: deps.bodyLimitBytes, strict: true }), async (req, res) => {
     sendUpdated(res, await updateServiceRequest(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
-  router.patch('/fhir/Task/:id', deps.guard('PATCH', '/fhir/Task/:id'), bodyOf(patchTypes, 'application/json-patch+json (JSON Patch)'), express.json({ type: patchTypes, limit, strict: true }), async (req, res) => {
-    sendUpdated(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
+  // JSON Patch (application/json-patch+json), or FHIRPath Patch (a Parameters resource, application/fhir+json).
+  const patchForms = [...patchTypes, 'application/fhir+json'];
+  router.patch('/fhir/Task/:id', deps.guard('PATCH', '/fhir/Task/:id'), bodyOf(patchForms, 'application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch)'), express.json({ type: patchForms, limit, strict: true }), async (req, res) => {
+    const form = req.is(patchTypes) ? 'json-patch' : 'fhirpath-patch';
+    sendUpdated(res, await patchTask(req.params.id as string, req.body, requireCaller(), deps, parseIfMatch(req.header('If-Match')), form));
   });
   return router;
 }

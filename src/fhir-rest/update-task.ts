@@ -7,6 +7,7 @@
  * transitions, Provenance, post-back, blinding and audit are theirs, not this door's.
  */
 import { applyPatch, notFound, OperationOutcomeError, type Operation } from '@medplum/core';
+import { fhirPathPatchToJsonPatch } from './fhirpath-patch.ts';
 import type { Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { requireRole, requireScope, type Caller } from '../access/caller.ts';
@@ -79,14 +80,17 @@ export async function updateTask(taskId: string, body: unknown, caller: Caller, 
 }
 
 /**
- * `PATCH /fhir/Task/{id}` with a JSON Patch (RFC 6902): applied to the stored Task (the
+ * `PATCH /fhir/Task/{id}` with a JSON Patch (RFC 6902), or a FHIRPath Patch (`Parameters`, translated
+ * to JSON Patch by fhirpath-patch.ts): applied to the stored Task (the
  * `If-Match` version), then read exactly as a `PUT` of the result. A failed `test` or a path
  * that does not exist is 422 naming the element.
  */
-export async function patchTask(taskId: string, patch: unknown, caller: Caller, deps: TaskUpdateDeps, ifMatch?: string): Promise<Task> {
-  const operations = requireJsonPatch(patch);
+export async function patchTask(taskId: string, patch: unknown, caller: Caller, deps: TaskUpdateDeps, ifMatch?: string, form: 'json-patch' | 'fhirpath-patch' = 'json-patch'): Promise<Task> {
+  const jsonPatch = form === 'json-patch' ? requireJsonPatch(patch) : undefined;
   const { task, side } = await readTaskFor(taskId, caller, deps);
   checkVersion(task, ifMatch);
+  // A FHIRPath Patch is translated against the stored Task (an add appends to a list or sets a single element).
+  const operations = jsonPatch ?? fhirPathPatchToJsonPatch(patch, task);
   const patched = structuredClone(task) as Task & Record<string, unknown>;
   const results = applyPatch(patched, operations);
   const failed = results.flatMap((r, i) => (r ? [issue(r.name === 'TestError' ? 'conflict' : 'processing', `Patch operation ${i} (${operations[i]?.op} ${operations[i]?.path}) failed: ${r.name}`, pointerPath(operations[i]?.path ?? ''))] : []));
