@@ -1,9 +1,11 @@
 /**
  * `npm run demo`: the whole system in one run. Starts the sandbox EHR (St Olaf Hospital's FHIR
- * server, synthetic chart), Northfield's notification receiver and the service (embedded PGlite
- * in a fresh temp directory, on free ports), then walks two second-opinion referrals end to end
- * over the service's public API. Steps 2-9, the JSON API with two consulting clinics: intake,
- * record assembly (one required record missing, then supplied), a question and its answer, both
+ * server, synthetic chart), a second sandbox instance as Lakeside's own FHIR server,
+ * Northfield's notification receiver and the service (embedded PGlite in a fresh temp directory,
+ * on free ports), then walks two second-opinion referrals end to end over the service's public
+ * API. Steps 2-9, the JSON API with two consulting clinics: intake, record assembly (one
+ * required record missing, then supplied; each complete version pushed to Lakeside's server as
+ * one transaction, retried after a lost answer without creating anything twice), a question and its answer, both
  * opinions, the post-back into the EHR, and the comparison. Steps 10-16, FHIR only: Northfield
  * subscribes to its Tasks, St Olaf's EHR posts a transaction Bundle, Northfield is notified,
  * works its Task with PUT/PATCH and completes it with a contained consult note, the opinion is
@@ -54,6 +56,7 @@ async function run(): Promise<void> {
   fact('service', `${env.service.url} (store: ${env.service.database.kind} in ${env.dataDir})`);
   fact('network', `${env.root}/network.json: the example network with st-olaf's EHR = the sandbox, Northfield's notify URL = the receiver`);
   fact('receiver', `${env.receiver.url}: Northfield's own system (receives its FHIR Subscription's notifications, step 10 on)`);
+  fact('clinic server', `${env.clinic.sandbox.baseUrl}: Lakeside's own FHIR server (a second sandbox instance); Lakeside has recordSet push, so its record sets go there (step 4 on)`);
   const clientIds = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B, AUDITOR].map((p) => [p, clientIdOf(p)]));
   const api = new ServiceClient(env.service.url, clientIds);
   await api.authenticate();
@@ -66,7 +69,7 @@ async function run(): Promise<void> {
   fact('consent', `St Olaf's EHR records the patient's consent to disclose to both clinics: Consent/${consentId}`);
   await tracker.report();
 
-  context = { api, ehrClient: env.ehrClient, ehrBaseUrl: env.ehr.baseUrl, tracker, chart: env.ehr.seeded, consentId, waitMs: WAIT_MS };
+  context = { api, ehrClient: env.ehrClient, ehrBaseUrl: env.ehr.baseUrl, tracker, chart: env.ehr.seeded, consentId, waitMs: WAIT_MS, clinic: env.clinic };
   await runReferral(context, referral);
   const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
   await runFhirReferral(fhirContext, fhirReferral);

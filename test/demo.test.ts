@@ -113,13 +113,61 @@ function expectFhirWalk(stdout: string): void {
   expect(compared).toContain(`consult note   GET /fhir/DocumentReference/${noteId} as St Olaf -> 200, Consult note, attachments text/html, text/plain`);
 }
 
+/**
+ * The push of Lakeside's record sets to its own FHIR server (a second sandbox), steps 4 and 5:
+ * the transaction Bundle as posted (conditional creates of 4 record copies, the referral and the
+ * Task, by our identifiers), the first answer lost and the retry with the same Bundle, what the
+ * clinic's server holds (each by its id there, attachments linking to our Binary URLs), counted
+ * there (each exactly once), and the next revision's push updating the Task with If-Match.
+ */
+function expectPush(stdout: string): void {
+  const servicePort = /^ {3}service {8}http:\/\/127\.0\.0\.1:(\d+) /m.exec(stdout)?.[1];
+  expect(servicePort).toBeDefined();
+  const clinicBase = /^ {3}clinic server  (http:\/\/127\.0\.0\.1:\d+\/fhir\/R4): Lakeside's own FHIR server \(a second sandbox instance\); Lakeside has recordSet push/m.exec(stdout)?.[1];
+  expect(clinicBase).toBeDefined();
+  const referralId = new RegExp(`Location: http://127\\.0\\.0\\.1:\\d+/second-opinions/(${UUID})`).exec(stdout)?.[1];
+  const ready = stepText(stdout, 4);
+  const taskA = new RegExp(`^ {3}Task {11}Task/(${UUID}) \\(Lakeside Clinic \\(example\\)\\): requested / records-ready$`, 'm').exec(ready)?.[1];
+  expect(taskA).toBeDefined();
+
+  expect(ready).toContain(`posted         POST ${clinicBase} by the service's push job: Bundle transaction, 6 entries, all or nothing:`);
+  const entries = [...ready.matchAll(new RegExp(`^ {20}POST (\\w+) +If-None-Exist identifier=…/([a-z-]+)\\|(${UUID})  `, 'gm'))].map((m) => [m[1], m[2], m[3]]);
+  expect(entries.map(([type, system]) => `${type} ${system}`)).toEqual([...Array(4).fill('DocumentReference record-copy-id'), 'ServiceRequest service-request-id', 'Task task-id']);
+  expect(entries.slice(4).map((e) => e[2])).toEqual([referralId, taskA]);
+  expect(ready).toContain("lost answer    attempt 1: the clinic's server stored the transaction, then the connection dropped before its answer");
+  expect(ready).toContain('retry          attempt 2: the job ran again with the same Bundle, byte for byte -> HTTP 200; every conditional create found its resource by identifier');
+  const operator = new RegExp(`operator {7}GET /admin/record-pushes as the audit office: pushed after 2 attempt\\(s\\); there ServiceRequest/(${UUID}), Task/(${UUID}), 4 records`).exec(ready);
+  expect(operator).not.toBeNull();
+  const [remoteRequest, remoteTask] = [operator?.[1], operator?.[2]];
+  // What the clinic's server holds, by its own ids: the copies point at each other, the attachments at our Binary URLs.
+  expect(ready).toMatch(new RegExp(`^ {20}ServiceRequest/${remoteRequest}  active; copy of our ServiceRequest/${referralId}, `, 'm'));
+  expect(ready).toMatch(new RegExp(`^ {20}Task/${remoteTask}  requested; copy of our Task/${taskA}, focus ServiceRequest/${remoteRequest}, owner Lakeside Clinic \\(example\\), input 4 records$`, 'm'));
+  const docs = [...ready.matchAll(new RegExp(`^ {20}DocumentReference/(${UUID})  [^>]+ -> http://127\\.0\\.0\\.1:${servicePort}/fhir/Binary/[0-9a-f]{64} \\(application/pdf, \\d+ bytes, SHA-1 \\S+=\\)$`, 'gm'))].map((m) => m[1]);
+  expect(docs).toHaveLength(4);
+  expect(new Set(docs).size).toBe(4);
+  for (const id of docs) expect(entries.map((e) => e[2])).not.toContain(id);
+  expect(ready).toContain("counted        on Lakeside's server: 1 ServiceRequest, 1 Task, 4 DocumentReferences carrying our identifiers, each exactly once: the retry created nothing twice");
+  // Both attempts audited as disclosures, in the step's report.
+  expect(ready).toMatch(/\+ AuditEvent\/\S+ v1 {2}disclose, outcome 8; Record set push attempt 1 failed \[agent Organization\/lakeside\]/);
+  expect(ready).toMatch(/\+ AuditEvent\/\S+ v1 {2}disclose, success; Record set Bundle\/\S+ of ServiceRequest\/\S+ pushed to the consultant's FHIR server \(attempt 2\) \[agent Organization\/lakeside\]/);
+
+  const next = stepText(stdout, 5);
+  expect(next).toContain("push           records revision 2 pushed to Lakeside's server as one more transaction (attempt 1): 5 new record copies, 4 naming the copy it replaces (relatesTo replaces)");
+  expect(next).toContain(`PUT Task/${remoteTask} with If-Match on the version the server had: 2 versions in its history now (the earlier input kept)`);
+}
+
+/** Lakeside's FHIR server as step 1 printed it. */
+function clinicUrl(stdout: string): string | undefined {
+  return /^ {3}clinic server  (http:\/\/127\.0\.0\.1:\d+\/fhir\/R4):/m.exec(stdout)?.[1];
+}
+
 describe('npm run demo', () => {
   // A test that timed out leaves no demo behind: SIGTERM makes it clean up and exit.
   afterEach(() => {
     for (const child of running) child.kill('SIGTERM');
   });
 
-  it('walks a JSON referral with two consultants and a FHIR-only one, exits 0 and cleans up', { timeout: 180_000 }, async () => {
+  it('walks a JSON referral with two consultants (one with its record sets pushed to its own FHIR server) and a FHIR-only one, exits 0 and cleans up', { timeout: 180_000 }, async () => {
     // The demo's own deadline comes before the test's, so a slow machine still gets its clean-up and message.
     const run = await runDemo({ DEMO_TIMEOUT_SECONDS: '170', DEMO_WAIT_SECONDS: '90' });
     const output = `${run.stdout}\n--- stderr ---\n${run.stderr}`;
@@ -172,6 +220,7 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/DIFFER {2}diagnosisAgreement/);
     expect(run.stdout).toMatch(/as HTML {8}the same with Accept: text\/html -> text\/html/);
 
+    expectPush(run.stdout);
     expectFhirWalk(run.stdout);
     expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
@@ -179,6 +228,8 @@ describe('npm run demo', () => {
     expect(run.stdout).toContain('service stopped');
     expect(run.stdout).toContain('notification receiver stopped');
     expect(run.stdout).toContain('sandbox EHR stopped');
+    expect(run.stdout).toContain("Lakeside's FHIR server (sandbox) stopped");
+    await expect(fetch(`${clinicUrl(run.stdout)}/metadata`)).rejects.toThrow();
     const dir = removedDir(run.stdout);
     expect(dir, output).toMatch(/so-demo-/);
     expect(existsSync(dir as string)).toBe(false);
@@ -192,6 +243,8 @@ describe('npm run demo', () => {
     expect(run.stdout).not.toContain('DEMO OK');
     expect(run.stdout).toContain('service stopped');
     expect(run.stdout).toContain('sandbox EHR stopped');
+    // Start-up is let finish before clean-up, so the clinic's server was started and is stopped too.
+    expect(run.stdout).toContain("Lakeside's FHIR server (sandbox) stopped");
     const dir = removedDir(run.stdout);
     expect(dir, output).toMatch(/so-demo-/);
     expect(existsSync(dir as string)).toBe(false);

@@ -252,6 +252,21 @@ describe('fault switch', () => {
     expect((await get(`Patient/${ehr.seeded.patientId}`)).status).toBe(200);
   });
 
+  it('drops the answer after storing the request (a lost response); the same conditional create then finds it', async () => {
+    ehr.faults.add({ path: /^\/fhir\/R4\/DocumentReference$/, method: 'POST', dropResponse: true, times: 1 });
+    const body = JSON.stringify({ resourceType: 'DocumentReference', status: 'current', identifier: [{ system: 'urn:test', value: 'lost-answer-1' }], content: [{ attachment: { contentType: 'text/plain', data: 'b2s=' } }] });
+    const post = (): Promise<Response> =>
+      fetch(`${ehr.baseUrl}/DocumentReference`, { method: 'POST', body, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', 'if-none-exist': 'identifier=urn:test|lost-answer-1' } });
+    await expect(post()).rejects.toThrow('fetch failed');
+    const stored = await getJson<Bundle<DocumentReference>>('DocumentReference?identifier=urn:test|lost-answer-1');
+    expect(stored.entry?.map((e) => e.resource?.identifier)).toEqual([[{ system: 'urn:test', value: 'lost-answer-1' }]]);
+    const again = await post();
+    expect(again.status).toBe(200);
+    expect(((await again.json()) as DocumentReference).id).toBe(stored.entry?.[0]?.resource?.id);
+    // Bodies are kept only with `recordBodies`.
+    expect(ehr.requests.filter((r) => r.path === '/fhir/R4/DocumentReference' && r.method === 'POST').map((r) => r.body)).not.toContain(body);
+  });
+
   it('corrupts bytes (same length, wrong hash) and truncates (wrong length)', async () => {
     const declared = opNote();
     ehr.faults.add({ path: `/Binary/${opNoteBinary()}`, corruptBytes: true, times: 1 });

@@ -11,6 +11,8 @@ export const REFERRER = 'st-olaf';
 export const CONSULTANT_A = 'lakeside-consults';
 export const CONSULTANT_B = 'northfield-pathology';
 export const AUDITOR = 'audit-office';
+/** The clinic whose record sets are pushed to its own FHIR server (network file `recordSet: push`). */
+export const PUSH_CLINIC = CONSULTANT_A;
 
 /** Short names for the printout. */
 export const SHORT_NAMES: Record<string, string> = {

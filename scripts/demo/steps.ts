@@ -11,7 +11,10 @@ import { CHECKLIST } from '../../src/records/checklist.ts';
 import type { Comparison } from '../../src/retrieval/comparison.ts';
 import { type ChangeTracker, plural } from './changes.ts';
 import { DemoError, type EhrClient, outcomeText, type ServiceClient, waitFor } from './http.ts';
+import type { ClinicServer } from './environment.ts';
 import { fact, out, printComparison, step } from './print.ts';
+import { showFirstPush, showNextPush } from './push.ts';
+import type { PushView } from '../../src/record-push/push-admin.ts';
 import type { SeededIds } from '../../test/support/sandbox-ehr/seed.ts';
 import { CONSULTANT_A, CONSULTANT_B, infoAnswer, INFO_QUESTION, initialDocuments, missingDocument, OPINION_A, OPINION_B, REFERRER, SHORT_NAMES, secondOpinionRequest } from './scenario.ts';
 
@@ -25,6 +28,8 @@ export interface DemoContext {
   consentId: string;
   /** Longest wait for any one background outcome (assembly, delivery). */
   waitMs: number;
+  /** Lakeside's own FHIR server, where its record sets are pushed. */
+  clinic: ClinicServer;
 }
 
 /** What the steps learn as they go. */
@@ -34,6 +39,8 @@ export interface Referral {
   taskB: string;
   withheldBundleId?: string;
   notes: Record<string, string>;
+  /** The first push of consultant A's record set to its own FHIR server. */
+  push?: PushView;
 }
 
 const summaryOf = async (ctx: DemoContext, id: string) => (await ctx.api.expect<ReferralSummary>(200, REFERRER, 'GET', `/second-opinions/${id}`)).body;
@@ -67,8 +74,8 @@ async function assembled(ctx: DemoContext, id: string, revision: number): Promis
   );
 }
 
-/** Prints the entries of a record-set Bundle: each copy and the EHR record it was read from. */
-export async function printBundle(ctx: DemoContext, participant: string, bundleId: string, label: string): Promise<void> {
+/** Prints the entries of a record-set Bundle: each copy and the EHR record it was read from. Returns the Bundle. */
+export async function printBundle(ctx: DemoContext, participant: string, bundleId: string, label: string): Promise<Bundle> {
   const bundle = (await ctx.api.expect<Bundle>(200, participant, 'GET', `/fhir/Bundle/${bundleId}`)).body;
   fact(label, `Bundle/${bundleId} v${bundle.meta?.versionId} (${bundle.type}, ${plural(bundle.entry?.length ?? 0, 'entry', 'entries')}):`);
   for (const e of bundle.entry ?? []) {
@@ -77,6 +84,7 @@ export async function printBundle(ctx: DemoContext, participant: string, bundleI
     const what = r.type?.coding?.[0]?.display ?? r.code?.coding?.[0]?.display ?? r.code?.text ?? r.description;
     out(`                    ${`${r.resourceType}/${r.id}`.padEnd(56)} copy of EHR ${source}${what ? ` (${what})` : ''}`);
   }
+  return bundle;
 }
 
 /** Each assembly of a blinded referral also makes a new referrer-only Bundle of the withheld first opinion; the newest is released. */
@@ -187,12 +195,13 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
   noteWithheld(ctx, ref, second);
   ctx.tracker.label(`Bundle/${secondBundle}`, 'record set, revision 1');
   fact('result', `record set ${second.recordSet.status}: nothing required is missing`);
-  await printBundle(ctx, REFERRER, secondBundle, 'record set');
+  const ready = await printBundle(ctx, REFERRER, secondBundle, 'record set');
   fact('versions', `${second.recordSet.versions.map((v) => `Bundle/${v}`).join(', ')} (newest first; a record set never changes, each assembly makes a new one)`);
   for (const c of second.recordSet.consent as { participant: string; permitted: boolean; basis?: string }[]) {
     fact('consent', `${c.participant}: ${c.permitted ? `disclosure permitted (basis: ${c.basis ?? 'consent'}, Consent/${ctx.consentId} read from the EHR)` : 'not permitted'}`);
   }
   for (const c of second.consultants) fact('Task', `Task/${c.task.id} (${c.name}): ${c.task.status} / ${c.task.businessStatus}`);
+  ref.push = await showFirstPush(ctx, taskA, id, secondBundle, (ready.entry ?? []).map((e) => e.resource as Resource));
   await ctx.tracker.report();
 
   // 5. Consultant A asks for information; the referrer answers
@@ -214,6 +223,7 @@ export async function runReferral(ctx: DemoContext, ref: Partial<Referral>): Pro
   const resumed = await taskOf(ctx, CONSULTANT_A, taskA);
   if (resumed.status !== 'in-progress') throw new DemoError(`after the answer Lakeside's Task should be in-progress, got ${resumed.status}`);
   fact('resumed', `Task/${taskA} ${taskState(resumed)}; its input is now Bundle/${third.recordSet.bundleId} (with the H&P); note: "${resumed.note?.at(-1)?.text}"`);
+  if (ref.push) await showNextPush(ctx, taskA, third.recordSet.bundleId as string, answer.body.recordsRevision, ref.push);
   await ctx.tracker.report();
 
   // 6. Consultant B answers

@@ -6,10 +6,11 @@
  *   ehr.faults.add({ path: '/fhir/R4/DocumentReference', delayMs: 5_000 });
  *   ehr.faults.add({ path: /\/Binary\/bin-op-note/, corruptBytes: true });
  *   ehr.faults.add({ path: '/fhir/R4/DocumentReference', method: 'POST', beforeResponse: () => killClient() });
+ *   ehr.faults.add({ path: /^\/fhir\/R4\/?$/, method: 'POST', dropResponse: true, times: 1 }); // stored, answer lost
  *   ehr.faults.clear();
  */
 
-/** One fault rule. Exactly one effect is expected per rule (status, delayMs, resetConnection, corruptBytes, wrongLength or beforeResponse). */
+/** One fault rule. Exactly one effect is expected per rule (status, delayMs, resetConnection, corruptBytes, wrongLength, beforeResponse or dropResponse). */
 export interface FaultRule {
   /** Matched against the request path including the query (`/fhir/R4/Binary/x?...`): a string where it occurs anywhere, a RegExp when it tests true. */
   path: RegExp | string;
@@ -37,6 +38,12 @@ export interface FaultRule {
    * client time out. Unlike `delayMs`, which waits before the request is handled.
    */
   beforeResponse?: () => Promise<void> | void;
+  /**
+   * Handle the request normally (a create or a transaction is stored), then destroy the
+   * connection without answering: the work is done and the client never hears of it (a lost
+   * response, as when a proxy or the network fails after the server committed).
+   */
+  dropResponse?: boolean;
   /** How many matching requests the rule affects before it stops (default: unlimited). */
   times?: number;
 }

@@ -56,6 +56,8 @@ export interface SandboxEhrOptions {
   strict?: StrictOption;
   /** Lifetime of signed storage links under `signedLinks`, seconds; default 3600. */
   signedLinkTtlSeconds?: number;
+  /** Keep the body of every request to the FHIR origin in `requests[i].body` (a demo shows what a client sent); default false. */
+  recordBodies?: boolean;
 }
 
 /** One request the sandbox received (on either origin), for assertions. */
@@ -73,6 +75,8 @@ export interface RecordedRequest {
   status?: number;
   /** The fault rule applied, if any. */
   fault?: ActiveFault;
+  /** The request body as text, with `recordBodies` (FHIR origin only). */
+  body?: string;
 }
 
 /** A running sandbox EHR. */
@@ -206,6 +210,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
       res.on('finish', () => (record.status = res.statusCode));
       try {
         const raw = await readBody(req);
+        if (options.recordBodies && origin === 'ehr' && raw.length) record.body = raw.toString('utf8');
         const fault = faults.take(method, path);
         if (fault) record.fault = fault;
         if (fault?.resetConnection) return void req.socket.destroy();
@@ -222,6 +227,7 @@ export async function startSandboxEhr(options: SandboxEhrOptions = {}): Promise<
           await fault.beforeResponse();
           if (res.destroyed) return;
         }
+        if (fault?.dropResponse) return void req.socket.destroy();
         send(res, reply, fault);
       } catch {
         if (!res.headersSent) send(res, outcomeReply({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Internal error' } }] }, 500), undefined);
