@@ -6,7 +6,7 @@
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Interaction } from '../auth/scopes.ts';
 import type { Participant } from '../network/network.ts';
-import type { CheckLine } from './check-ehr.ts';
+import type { CheckLine } from './check-ehr-lines.ts';
 import { describeFailure, printable } from './check-ehr-failure.ts';
 import { loadOutboundKeys, OutboundKeyError, signingKeyAt } from './outbound-keys.ts';
 import { OutboundAuthError, toTransportError } from './outbound-errors.ts';

@@ -9,7 +9,7 @@ import type { AuditAction, AuditOutcome } from '../audit/audit-event.ts';
 import { actedBy, type AuditLog } from '../audit/audit-log.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
 import type { Participant } from '../network/network.ts';
-import type { CheckCaller, CheckLine } from './check-ehr.ts';
+import type { CheckCaller, CheckLine } from './check-ehr-lines.ts';
 import { describeFailure, printable, statusOf } from './check-ehr-failure.ts';
 import type { FhirClient } from './fhir-client.ts';
 import { AttachmentTooLargeError } from './outbound-errors.ts';

@@ -14,27 +14,14 @@ import type { Participant } from '../network/network.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { issue, invalid, outcome, HttpOutcomeError } from '../fhir/outcomes.ts';
 import { splitScopes } from '../auth/scopes.ts';
+import type { CheckCaller, CheckLine } from './check-ehr-lines.ts';
 import { checkCapabilityStatement, checkScopes, checkSmartConfiguration, obtainToken, type TokenCheck } from './check-ehr-auth.ts';
 import { checkAttachment, checkConsent, checkDocumentSearch, checkWrite, type DataCheckContext } from './check-ehr-data.ts';
 import { DEFAULT_OUTBOUND_TIMEOUT_MS } from './endpoints.ts';
 import { createFhirClient } from './fhir-client.ts';
 import { outboundNeeds, outboundScope } from './outbound-scope.ts';
 
-export type CheckStatus = 'ok' | 'failed' | 'skipped' | 'warning';
-
-export type CheckId = 'capability-statement' | 'smart-configuration' | 'token' | 'scopes' | 'document-search' | 'attachment' | 'consent' | 'write';
-
-/** One line of the checklist. */
-export interface CheckLine {
-  id: CheckId;
-  /** What was tried, e.g. `CapabilityStatement (GET [base]/metadata)`. */
-  title: string;
-  status: CheckStatus;
-  /** What was seen: statuses, versions, counts, sizes, references. Never PHI. */
-  observed: string;
-  /** What to change (network file or EHR) when the line failed or warns. */
-  fix?: string;
-}
+export type { CheckCaller, CheckId, CheckLine, CheckStatus } from './check-ehr-lines.ts';
 
 export interface EhrChecklist {
   participantId: string;
@@ -52,14 +39,6 @@ export interface CheckEhrInput {
   consent?: string;
   /** Try the conditional create of a Communication and read it back. */
   write?: boolean;
-}
-
-/** Who runs the check: recorded as the agent of the AuditEvents of its reads. */
-/** Who runs the check: an admin's caller (the route), or the checked participant itself (the CLI, no client). */
-export interface CheckCaller {
-  participantId: string;
-  clientId?: string;
-  requestId?: string;
 }
 
 export interface CheckEhrDeps {
