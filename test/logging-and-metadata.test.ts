@@ -62,8 +62,9 @@ describe('logs and metadata', () => {
     const rest = cs.rest?.[0];
     expect(rest?.security?.extension?.[0]?.extension?.[0]).toEqual({ url: 'token', valueUri: `${service.config.publicUrl}/auth/token` });
     const byType = Object.fromEntries((rest?.resource ?? []).map((r) => [r.type, r]));
-    // Generated from the search-parameter table, plus Binary (read only), ClinicalImpression (a profile, not served on its own) and Subscription (R5 Backport).
-    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression', 'Subscription'].sort());
+    // Generated from the search-parameter table, plus Binary (read only), ClinicalImpression (a profile, not served on its own),
+    // Subscription (R5 Backport) and our conformance resources (CodeSystem, ValueSet, StructureDefinition: read and search, no token).
+    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression', 'Subscription', 'CodeSystem', 'ValueSet', 'StructureDefinition'].sort());
     expect(Object.keys(byType)).toEqual(expect.arrayContaining(['AuditEvent', 'Binary', 'Bundle', 'DocumentReference', 'ServiceRequest', 'Task']));
     expect(byType.Task?.supportedProfile).toEqual([PROFILE.task]);
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);
