@@ -24,7 +24,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +34,8 @@ import { getAccessToken } from '../test/support/tokens.ts';
 import { killAllNow, type ServerChild, spawnServer } from './bench/children.ts';
 import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
+import { freePort, median, numberOption, say, sleep } from './bench/lib/common.ts';
+import { emitFigures } from './bench/lib/results.ts';
 
 const TARGET_RATIO = 0.35;
 const TARGET_P99_MS = 50;
@@ -61,18 +62,11 @@ if (flags.help) {
   );
   process.exit(0);
 }
-function numberOption(name: string, flag: string | undefined, env: string | undefined, fallback: number, min: number): number {
-  const raw = flag ?? env;
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got '${raw}')`);
-  return n;
-}
 const opts = {
-  duration: numberOption('duration', flags.duration, process.env.BENCH_DURATION, 10, 1),
-  warmup: numberOption('warmup', flags.warmup, process.env.BENCH_WARMUP, 5, 0),
-  rounds: Math.round(numberOption('rounds', flags.rounds, process.env.BENCH_ROUNDS, 3, 1)),
-  connections: Math.round(numberOption('connections', flags.connections, process.env.BENCH_CONNECTIONS, 10, 1)),
+  duration: numberOption('--duration', flags.duration ?? process.env.BENCH_DURATION, 10, 1),
+  warmup: numberOption('--warmup', flags.warmup ?? process.env.BENCH_WARMUP, 5, 0),
+  rounds: Math.round(numberOption('--rounds', flags.rounds ?? process.env.BENCH_ROUNDS, 3, 1)),
+  connections: Math.round(numberOption('--connections', flags.connections ?? process.env.BENCH_CONNECTIONS, 10, 1)),
   check: flags.check ?? false,
   cpuProf: flags['cpu-prof'] ?? false,
   profDir: flags['prof-dir'],
@@ -84,22 +78,7 @@ if (opts.compare && !existsSync(path.join(opts.compare, 'src', 'service.ts'))) {
 const databaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
 // ---------------------------------------------------------------- helpers
-const say = (line = '') => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** A fixed-size body whose requestId is a zero-padded counter: unique per request, same length. */
 function bodyFactory(): { next: () => string; size: number } {
@@ -408,6 +387,34 @@ async function main(): Promise<number> {
       `intake p99 ${p99} ms (target ≤ ${TARGET_P99_MS} ms: ${okP99 ? 'met' : 'MISSED'})` +
       `${clean ? '' : ', RUN NOT CLEAN (non-2xx, errors or store mismatch above)'} => ${okRatio && okP99 && clean ? 'TARGET MET' : 'TARGET MISSED'}`,
   );
+
+  const baseLat = pooledLatency(baseline);
+  emitFigures([
+    {
+      bench: 'intake',
+      name: `intake req/s, ${opts.connections} connections (median of rounds)`,
+      value: median(measured(intake).map((p) => p.rps)),
+      unit: 'req/s',
+      baseline: { name: 'Express JSON echo', value: median(base.map((p) => p.rps)) },
+      ratio,
+      target: { on: 'ratio', op: '>=', limit: TARGET_RATIO, source: 'issue 2 §10; issue 13 §4 sets 50 % of a raw-insert baseline' },
+    },
+    {
+      bench: 'intake',
+      name: 'intake p99 latency',
+      value: p99,
+      unit: 'ms',
+      baseline: { name: 'Express JSON echo p99', value: baseLat.p99 },
+      target: { on: 'value', op: '<=', limit: TARGET_P99_MS, source: 'issue 13 §4' },
+    },
+    {
+      bench: 'intake',
+      name: 'server CPU per intake (median of rounds)',
+      value: median(measured(intake).map((p) => p.cpuPerRequest)),
+      unit: 'µs',
+      baseline: { name: 'Express JSON echo', value: median(base.map((p) => p.cpuPerRequest)) },
+    },
+  ]);
 
   if (profileFile) {
     const profile = JSON.parse(readFileSync(profileFile, 'utf8')) as CpuProfile;
