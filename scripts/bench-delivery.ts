@@ -284,6 +284,8 @@ let deliveryWorkOptions: Record<string, unknown> | undefined;
 
 // ---------------------------------------------------------------- state and cleanup
 let service: RunningService | undefined;
+/** The seeded ids of the measured sandbox (the consult note template refers to them). */
+let ehrSeeded: SeededIds | undefined;
 const sandboxes = new Set<SandboxChild>();
 let probe: pg.Client | undefined;
 let schemaCreated = false;
@@ -479,11 +481,31 @@ interface BaselineResult {
   sandboxCpuMs: number;
 }
 
+/**
+ * The template with every reference to the measured sandbox's seeded chart pointed at the same
+ * resource of another sandbox (each assigns its own ids, and it refuses references to nothing).
+ */
+function rebase<T>(template: T, from: SeededIds, to: SeededIds): T {
+  const pairs = new Map<string, string>();
+  const walk = (a: unknown, b: unknown): void => {
+    if (typeof a === 'string' && typeof b === 'string') {
+      if (a !== b) pairs.set(a, b);
+    } else if (a && b && typeof a === 'object' && typeof b === 'object') {
+      for (const key of Object.keys(a)) walk((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]);
+    }
+  };
+  walk(from, to);
+  let json = JSON.stringify(template);
+  for (const [old, fresh] of pairs) json = json.split(`/${old}"`).join(`/${fresh}"`);
+  return JSON.parse(json) as T;
+}
+
 /** The same documents POSTed at once with conditional create, straight to a fresh sandbox. */
-async function runBaseline(label: string, template: DocumentReference, n: number): Promise<BaselineResult> {
+async function runBaseline(label: string, measuredTemplate: DocumentReference, n: number): Promise<BaselineResult> {
   const sandbox = await startSandbox(label);
   sandboxes.add(sandbox);
   try {
+    const template = rebase(measuredTemplate, ehrSeeded!, sandbox.seeded);
     const token = await sandboxToken(sandbox);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
     const post = (value: string) => {
@@ -560,6 +582,7 @@ async function main(): Promise<number> {
 
   // The referrer's EHR: st-olaf's FHIR endpoint is the sandbox child.
   const ehr = await startSandbox('EHR');
+  ehrSeeded = ehr.seeded;
   sandboxes.add(ehr);
   say(`sandbox EHR ${ehr.baseUrl} (child pid ${ehr.pid}) ready in ${fmtMs(ehr.startupMs)}`);
   const networkFile = await writeSandboxNetwork(ehr, { dir, timeoutMs: 30_000 });
