@@ -23,7 +23,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,10 +31,12 @@ import pg from 'pg';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
 import { killAllNow, type ServerChild, spawnServer } from './bench/children.ts';
-import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
 import { freePort, median, numberOption, say, sleep } from './bench/lib/common.ts';
+import { dropSchemaAtCleanup, postgresVersion } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
+import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
+import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
 
 const TARGET_RATIO = 0.35;
 const TARGET_P99_MS = 50;
@@ -145,66 +146,21 @@ interface Phase {
   status: Record<string, number>;
 }
 
-// ---------------------------------------------------------------- cleanup
+// ---------------------------------------------------------------- servers
 const children: ServerChild[] = [];
-const schemas: string[] = [];
-const tempDirs: string[] = [];
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.allSettled(children.map((c) => c.stop(5000)));
-    killAllNow();
-    if (schemas.length > 0) {
-      const admin = new pg.Client({ connectionString: databaseUrl });
-      try {
-        await admin.connect();
-        for (const schema of schemas) {
-          await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-          // The job queue keeps its tables in a companion schema (src/jobs/pg-boss-queue.ts).
-          await admin.query(`DROP SCHEMA IF EXISTS ${schema}_pgboss CASCADE`);
-        }
-      } catch (err) {
-        say(`warning: could not drop schema(s) ${schemas.join(', ')}: ${(err as Error).message}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
-    }
-    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-  })();
-  return cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping servers, dropping ${schemas.join(', ') || 'no schema'}`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 async function startIntake(key: string, label: string, root: string | undefined): Promise<Target> {
   const schema = `bench_${randomBytes(5).toString('hex')}`;
-  schemas.push(schema); // the child creates it; dropped whatever happens from here on
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-intake-'));
-  tempDirs.push(dataDir);
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: 'development',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    PUBLIC_URL: `http://127.0.0.1:${port}`, // the token audience
-    DATA_DIR: dataDir, // the generated signing key goes here
-    DATABASE_URL: databaseUrl,
-    LOG_LEVEL: 'silent',
+  dropSchemaAtCleanup(databaseUrl, schema); // the child creates it; dropped whatever happens from here on
+  const dataDir = await tempDir('bench-intake-');
+  const env = childEnv({
+    ...serviceEnv({ port: await freePort(), dataDir, databaseUrl, logLevel: 'silent' }),
     BENCH_SCHEMA: schema,
-    ...BENCH_LIMITS_ENV,
     ...(root ? { BENCH_SERVICE_ROOT: root } : {}),
-  };
-  delete env.NETWORK_FILE; // the shipped example network: its st-olaf-ehr key signs our assertions
-  delete env.SIGNING_KEY_FILE;
-  delete env.DATABASE_POOL_SIZE; // the service default
+  });
   const child = await spawnServer(label, 'scripts/bench/intake-server.ts', { env });
   children.push(child);
+  onCleanup(`stop the ${label}`, () => child.stop(5000));
   return { key, label, child, schema, expectedStatus: 201 };
 }
 
@@ -213,22 +169,15 @@ async function main(): Promise<number> {
   const order = opts.compare ? 'baseline, intake, compare' : 'baseline, intake';
   say(`bench:intake  node ${process.version}  ${opts.connections} connections  warm-up ${opts.warmup} s  ${opts.rounds} rounds × ${opts.duration} s (${order}, interleaved)`);
 
-  const admin = new pg.Client({ connectionString: databaseUrl });
-  try {
-    await admin.connect();
-    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    say(`PostgreSQL ${rows[0]?.v} at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}`);
-  } catch (err) {
-    say(`PostgreSQL is not reachable at ${databaseUrl}: ${(err as Error).message}`);
-    say('Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL.');
-    return 1;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  const version = await postgresVersion(databaseUrl);
+  if (!version) return 1;
+  say(`PostgreSQL ${version} at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}`);
+  onCleanup('kill what is left', killAllNow);
 
   const body = bodyFactory();
   const echoChild = spawnServer('echo baseline', 'scripts/bench/echo-server.ts', { env: { ...process.env, NODE_ENV: 'development' } }).then((c) => {
     children.push(c);
+    onCleanup('stop the echo server', () => c.stop(5000));
     return c;
   });
   const started = await Promise.all([
@@ -426,13 +375,4 @@ async function main(): Promise<number> {
   return opts.check && !(okRatio && okP99 && clean) ? 1 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  say(`bench:intake failed: ${(err as Error).stack ?? String(err)}`);
-  code = 1;
-} finally {
-  await cleanup();
-}
-process.exit(code);
+await runBench('bench:intake', main);
