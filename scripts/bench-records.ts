@@ -47,13 +47,16 @@ import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
 import { seededDocument, type SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
 import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
-import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
+import { getAccessToken } from '../test/support/tokens.ts';
 import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
 import { type CpuProfile, summariseProfile } from './bench/cpu-profile.ts';
-import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { freePort, mean, numberOption, pct, say, sleep } from './bench/lib/common.ts';
 import { cpuMsOf, memoryOf, postgresCpuTracker } from './bench/lib/proc-stats.ts';
+import { freshDatabase, postgresVersion } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
+import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
+import { childEnv, sandboxToken, serviceEnv } from './bench/lib/service-env.ts';
+import { type ServiceProcess, startServiceProcess } from './bench/lib/service-process.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -108,57 +111,13 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 /** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps. */
 const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
 
-// ---------------------------------------------------------------- state and cleanup
+// ---------------------------------------------------------------- state
 let ehr: SandboxEhr | undefined;
-let service: ChildProcess | undefined;
 let worker: ChildProcess | undefined;
-let databaseCreated = false;
 let db: pg.Client | undefined;
-const tempDirs: string[] = [];
-
-function killChildrenNow(): void {
-  for (const child of [service, worker]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-process.on('exit', killChildrenNow);
-
-async function stopService(graceMs = 30_000): Promise<void> {
-  const child = service;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    if (worker && worker.exitCode === null) worker.kill('SIGKILL');
-    await stopService(10_000).catch(() => killChildrenNow());
-    await db?.end().catch(() => undefined);
-    await ehr?.stop().catch(() => undefined);
-    if (databaseCreated) {
-      const admin = new pg.Client({ connectionString: urlOf('postgres') });
-      try {
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-      } catch (err) {
-        say(`warning: could not drop database ${dbName}: ${(err as Error).message}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
-    }
-    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-  })();
-  return cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping the service and the sandbox, dropping ${databaseCreated ? dbName : 'no database'}`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+process.on('exit', () => {
+  if (worker && worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
+});
 
 // ---------------------------------------------------------------- the sandbox
 interface Ports {
@@ -181,34 +140,8 @@ function fetchedDocuments(sandbox: SandboxEhr): SeededDocument[] {
   return sandbox.seeded.documents.filter((d) => d.loincCode === '11506-3');
 }
 
-/** A token of the sandbox for the baseline (signed with the service's outbound example key, as the service does). */
-async function sandboxToken(sandbox: SandboxEhr): Promise<string> {
-  const jwk = JSON.parse(readFileSync(path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>;
-  delete jwk._comment;
-  const assertion = await signClientAssertion({ clientId: SERVICE_OUTBOUND_CLIENT_ID, privateJwk: jwk, tokenUrl: sandbox.tokenUrl });
-  const res = await fetch(sandbox.tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: assertion }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!res.ok || !body.access_token) throw new Error(`sandbox token: HTTP ${res.status}`);
-  return body.access_token;
-}
-
 // ---------------------------------------------------------------- the service
-interface Service {
-  pid: number;
-  url: string;
-  /** Last lines of its stdout/stderr (warnings, errors). */
-  tail: string[];
-  /** Lines at level warn or above seen so far. */
-  warnings: string[];
-}
-
-async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<Service> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<ServiceProcess> {
   const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
   const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
   if (!stOlaf) throw new Error('example network lacks st-olaf');
@@ -216,49 +149,11 @@ async function startService(ports: Ports, dir: string, profDir: string | undefin
   stOlaf.fhir = { baseUrl: `${ehrUrl}/fhir/R4`, tokenUrl: `${ehrUrl}/auth/token`, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
   const networkFile = path.join(dir, 'network.json');
   await writeFile(networkFile, JSON.stringify(network));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: 'development',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    PUBLIC_URL: url,
-    DATA_DIR: path.join(dir, 'data'),
-    DATABASE_URL: benchDbUrl,
-    NETWORK_FILE: networkFile,
-    LOG_LEVEL: 'warn',
+  const env = childEnv({
+    ...serviceEnv({ port: await freePort(), dataDir: path.join(dir, 'data'), databaseUrl: benchDbUrl, networkFile, logLevel: 'warn' }),
     MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * bytesEach)),
-    ...BENCH_LIMITS_ENV,
-  };
-  delete env.SIGNING_KEY_FILE;
-  delete env.DATABASE_POOL_SIZE;
-  delete env.NODE_OPTIONS; // nothing inherited from npm/tsx changes the measured process
-  const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  service = child;
-  const tail: string[] = [];
-  const warnings: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream! }).on('line', (line) => {
-      tail.push(line);
-      if (tail.length > 40) tail.shift();
-      const level = /"level":(\d+)/.exec(line)?.[1];
-      if (level === undefined || Number(level) >= 40) warnings.push(line);
-    });
-  }
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the service exited during start-up (code ${child.exitCode}):\n${tail.join('\n')}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the service was not ready after 120 s:\n${tail.join('\n')}`);
-    await sleep(100);
-  }
-  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' ');
-  if (!cmdline.includes('src/main.ts') || !/\bnode\b|node$/.test(cmdline.split(' ')[0] ?? '')) throw new Error(`pid ${child.pid} is not the service's node process: ${cmdline}`);
-  return { pid: child.pid!, url, tail, warnings };
+  });
+  return startServiceProcess(env, { nodeArgs: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [] });
 }
 
 // ---------------------------------------------------------------- runs
@@ -307,7 +202,7 @@ type Run = BaselineRun | AssemblyRun;
 async function runBaseline(sandbox: SandboxEhr, label: string, dir: string): Promise<BaselineRun> {
   const job: RawFetchJob = {
     attachments: fetchedDocuments(sandbox).map((d) => ({ url: `${sandbox.baseUrl}/${d.url as string}`, size: d.size, sha1: d.sha1Base64 })),
-    token: await sandboxToken(sandbox),
+    token: await sandboxToken(sandbox.tokenUrl),
     concurrency: opts.concurrency,
     dir,
   };
@@ -328,7 +223,7 @@ async function runBaseline(sandbox: SandboxEhr, label: string, dir: string): Pro
   return { kind: 'baseline', label, result };
 }
 
-async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, label: string, idleRss: number): Promise<AssemblyRun> {
+async function runAssembly(sandbox: SandboxEhr, svc: ServiceProcess, token: string, label: string, idleRss: number): Promise<AssemblyRun> {
   const expected = fetchedDocuments(sandbox);
   const bytes = expected.reduce((n, d) => n + d.size, 0);
   const body = makeSecondOpinionRequest({
@@ -387,7 +282,7 @@ async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, lab
     row = (await db!.query('SELECT status, bundle_id, missing_documents, integrity_failures, too_large, failure_reason, attempts FROM record_set_assembly WHERE service_request_id = $1', [created.id])).rows[0];
     if (row) break;
     if (performance.now() - posted > timeoutMs) break;
-    if (service?.exitCode !== null) break;
+    if (!svc.running()) break;
     await sleep(SAMPLE_MS);
   }
   const ready = performance.now();
@@ -498,32 +393,23 @@ async function main(): Promise<number> {
   say(`bench:records  node ${process.version}  ${opts.docs} documents × ${mib(bytesEach, 2)} = ${mib(opts.docs * bytesEach, 1)}  concurrency ${opts.concurrency}${typeof serviceConcurrency === 'number' ? ' (the service\'s ATTACHMENT_CONCURRENCY)' : ' (the service declares none; default)'}  search page size ${opts.pageSize}`);
   say(`order: ${order}  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on 2 shared cores`);
 
-  const admin = new pg.Client({ connectionString: urlOf('postgres') });
-  try {
-    await admin.connect();
-    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    say(`PostgreSQL ${rows[0]?.v} at ${serverUrl.host}, database ${dbName} (dropped at the end)`);
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    databaseCreated = true;
-  } catch (err) {
-    say(`PostgreSQL is not usable at ${serverUrl.host}: ${(err as Error).message}`);
-    say('Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL.');
-    return 1;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  const version = await postgresVersion(urlOf('postgres'));
+  if (!version) return 1;
+  await freshDatabase(serverUrl.toString(), dbName);
+  say(`PostgreSQL ${version} at ${serverUrl.host}, database ${dbName} (dropped at the end)`);
 
-  const dir = await mkdtemp(path.join(tmpdir(), 'bench-records-'));
-  tempDirs.push(dir);
+  const dir = await tempDir('bench-records-');
   const profDir = opts.cpuProf ? (opts.profDir ? path.resolve(opts.profDir) : await mkdtemp(path.join(tmpdir(), 'bench-records-prof-'))) : undefined;
   const ports: Ports = { ehr: await freePort(), storage: await freePort() };
 
+  onCleanup('stop the sandbox', () => ehr?.stop());
   ehr = await startSandbox(ports, 1);
   say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
   const started = performance.now();
   const svc = await startService(ports, dir, profDir);
   say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
   db = new pg.Client({ connectionString: benchDbUrl });
+  onCleanup('close the probe connection', () => db?.end());
   await db.connect();
 
   // Warm-up: one ordinary referral (the standard small chart) through the whole path.
@@ -588,8 +474,7 @@ async function main(): Promise<number> {
     if (r.summaryStatus !== r.status) r.check.push(`summary says ${r.summaryStatus}, the assembly row ${r.status}`);
   }
 
-  await stopService();
-  service = undefined;
+  await svc.stop();
 
   // ------------------------------------------------------------ report
   const baselines = runs.filter((r): r is BaselineRun => r.kind === 'baseline');
@@ -677,13 +562,4 @@ async function main(): Promise<number> {
   return opts.check && !(okRatio && okRss && clean) ? 1 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  if (!cleaning) say(`bench:records failed: ${(err as Error).stack ?? String(err)}`); // else interrupted: said so already
-  code = 1;
-} finally {
-  await cleanup();
-}
-process.exit(code);
+await runBench('bench:records', main);
