@@ -39,15 +39,10 @@
  * BENCH_TIMEOUT_SECONDS. `--cpu-prof` profiles this process (the service) over the timed run. Exit codes: 0 ran (1 with --check and the target
  * missed), 1 failed or incorrect, 2 PostgreSQL not reachable.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
 import type { DocumentReference, Task } from '@medplum/fhirtypes';
@@ -62,17 +57,19 @@ import { type RunningService, type StartOptions, startService } from '../src/ser
 import { openDatabase } from '../src/store/database.ts';
 import { clientIdOf, writeSandboxNetwork } from '../test/support/example-network.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
 import type { SeededIds } from '../test/support/sandbox-ehr/seed.ts';
-import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
+import { getAccessToken } from '../test/support/tokens.ts';
 import { type CpuProfile, type Share, summariseProfile } from './bench/cpu-profile.ts';
-import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { freePort, mapLimit, numberOption, pct, say, sleep, type Stats, stats } from './bench/lib/common.ts';
+import { agent, type HttpResult, monoMs, request } from './bench/lib/http.ts';
+import { dropSchemaAtCleanup } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
-import type { Arrival, IdentifierCounts, SandboxCommand, SandboxMessage } from './bench/delivery-sandbox.ts';
+import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
+import { type SandboxChild, startSandboxProcess } from './bench/lib/sandbox-process.ts';
+import { sandboxToken, serviceEnv } from './bench/lib/service-env.ts';
+import type { Arrival, IdentifierCounts } from './bench/delivery-sandbox.ts';
 import { EXAMPLE_OPINION as OPINION } from '../test/support/opinions.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const TARGET_P95_MS = 1000; // issue 13 §3 (was 2 s, issue 4)
 const REFERRER = 'st-olaf';
 const CONSULTANT = 'lakeside-consults';
@@ -122,149 +119,10 @@ const schemaName = `bench_delivery_${process.pid}_${randomBytes(3).toString('hex
 
 // ---------------------------------------------------------------- helpers
 /** CLOCK_MONOTONIC in ms: the clock of the sandbox child's arrivals too. */
-const monoMs = () => Number(process.hrtime.bigint()) / 1e6;
 /** Date.now() − monoMs(): turns PostgreSQL timestamps into the monotonic clock (±1 ms). */
 const wallMinusMono = Date.now() - monoMs();
 const fmtMs = (ms: number) => (!Number.isFinite(ms) ? '—' : Math.abs(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`);
 const times = (x: number) => (Number.isFinite(x) ? `×${x >= 10 ? x.toFixed(0) : x.toFixed(1)}` : '—');
-
-/**
- * HTTP over node:http with one keep-alive agent (no connection cap): cheaper on this event
- * loop than global fetch, which matters because the service under test shares it.
- */
-const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity });
-interface HttpResult {
-  status: number;
-  body: string;
-  startMs: number;
-  endMs: number;
-}
-function request(method: string, url: string, headers: Record<string, string>, body?: string): Promise<HttpResult> {
-  return new Promise((resolve, reject) => {
-    const startMs = monoMs();
-    const payload = body === undefined ? undefined : Buffer.from(body);
-    const req = http.request(url, { method, agent, headers: { ...headers, ...(payload ? { 'content-length': String(payload.length) } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), startMs, endMs: monoMs() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
-
-// ---------------------------------------------------------------- the sandbox child
-/** A command without its id (the id is added when sent). */
-type CommandBody = SandboxCommand extends unknown ? (SandboxCommand extends infer C ? (C extends SandboxCommand ? Omit<C, 'id'> : never) : never) : never;
-interface SandboxChild {
-  pid: number;
-  url: string;
-  baseUrl: string;
-  tokenUrl: string;
-  startupMs: number;
-  /** The sandbox's seeded ids (its own, server-assigned). */
-  seeded: SeededIds;
-  /** Every DocumentReference / Communication create the sandbox answered, in order. */
-  arrivals: Arrival[];
-  onArrival: ((a: Arrival) => void) | undefined;
-  command<T>(cmd: CommandBody, timeoutMs?: number): Promise<T>;
-  stop(): Promise<void>;
-}
-const children = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-});
-
-async function startSandbox(label: string): Promise<SandboxChild> {
-  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_EHR_INDEXED: opts.ehrIndexed ? '1' : '0' };
-  delete env.NODE_OPTIONS;
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'bench', 'delivery-sandbox.ts')], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'pipe', 'ipc'] });
-  children.add(proc);
-  const stderr: string[] = [];
-  createInterface({ input: proc.stderr! }).on('line', (line) => {
-    stderr.push(line);
-    if (stderr.length > 40) stderr.shift();
-  });
-  const replies = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  let nextId = 1;
-  const child: Partial<SandboxChild> & { arrivals: Arrival[] } = { arrivals: [], onArrival: undefined };
-  const ready = new Promise<Extract<SandboxMessage, { type: 'ready' }>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`sandbox ${label}: not ready after 60 s\n${stderr.join('\n')}`)), 60_000);
-    proc.on('message', (m: SandboxMessage) => {
-      if (m.type === 'ready') {
-        clearTimeout(timer);
-        resolve(m);
-      } else if (m.type === 'arrivals') {
-        for (const a of m.arrivals) {
-          child.arrivals.push(a);
-          child.onArrival?.(a);
-        }
-      } else if (m.type === 'reply') {
-        const r = replies.get(m.id);
-        replies.delete(m.id);
-        if (m.error !== undefined) r?.reject(new Error(`sandbox ${label}: ${m.error}`));
-        else r?.resolve(m.value);
-      }
-    });
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      children.delete(proc);
-      const err = new Error(`sandbox ${label} exited (code ${code})\n${stderr.join('\n')}`);
-      reject(err);
-      for (const r of replies.values()) r.reject(err);
-      replies.clear();
-    });
-  });
-  const info = await ready;
-  return Object.assign(child, {
-    pid: info.pid,
-    url: info.url,
-    baseUrl: info.baseUrl,
-    tokenUrl: info.tokenUrl,
-    startupMs: info.startupMs,
-    seeded: info.seeded,
-    command<T>(cmd: CommandBody, timeoutMs = 60_000): Promise<T> {
-      const id = nextId++;
-      return new Promise<T>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          replies.delete(id);
-          reject(new Error(`sandbox ${label}: no reply to ${cmd.type}`));
-        }, timeoutMs);
-        replies.set(id, {
-          resolve: (v) => {
-            clearTimeout(timer);
-            resolve(v as T);
-          },
-          reject: (e) => {
-            clearTimeout(timer);
-            reject(e);
-          },
-        });
-        proc.send({ ...cmd, id } as SandboxCommand);
-      });
-    },
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const exited = once(proc, 'exit');
-      if (proc.connected) proc.disconnect();
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    },
-  }) as SandboxChild;
-}
-
-/** A sandbox access token, signed with the service's outbound example key as the service does. */
-async function sandboxToken(sandbox: SandboxChild): Promise<string> {
-  const jwk = JSON.parse(readFileSync(path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>;
-  delete jwk._comment;
-  const assertion = await signClientAssertion({ clientId: SERVICE_OUTBOUND_CLIENT_ID, privateJwk: jwk, tokenUrl: sandbox.tokenUrl });
-  const res = await request('POST', sandbox.tokenUrl, { 'content-type': 'application/x-www-form-urlencoded' }, new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: assertion }).toString());
-  const token = (JSON.parse(res.body) as { access_token?: string }).access_token;
-  if (res.status !== 200 || !token) throw new Error(`sandbox token: HTTP ${res.status}`);
-  return token;
-}
 
 // ---------------------------------------------------------------- pg-boss work() options of the deliver-opinion queue
 /** What the service asked pg-boss for on the deliver-opinion queue (observed), after any experiment override. */
@@ -282,50 +140,18 @@ let deliveryWorkOptions: Record<string, unknown> | undefined;
   };
 }
 
-// ---------------------------------------------------------------- state and cleanup
+// ---------------------------------------------------------------- state
 let service: RunningService | undefined;
 /** The seeded ids of the measured sandbox (the consult note template refers to them). */
 let ehrSeeded: SeededIds | undefined;
 const sandboxes = new Set<SandboxChild>();
 let probe: pg.Client | undefined;
-let schemaCreated = false;
-const tempDirs: string[] = [];
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await service?.stop().catch(() => undefined);
-    service = undefined;
-    await Promise.allSettled([...sandboxes].map((s) => s.stop()));
-    await probe?.end().catch(() => undefined);
-    agent.destroy();
-    if (schemaCreated) {
-      const admin = new pg.Client({ connectionString: databaseUrl });
-      try {
-        await admin.connect();
-        await admin.query(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`);
-        await admin.query(`DROP SCHEMA IF EXISTS ${schemaName}_pgboss CASCADE`);
-      } catch (err) {
-        say(`warning: could not drop schemas ${schemaName}, ${schemaName}_pgboss: ${(err as Error).message}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
-    }
-    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-  })();
-  return cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping the service and the sandboxes, dropping ${schemaCreated ? schemaName : 'nothing'}`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 // ---------------------------------------------------------------- the service
+const startSandbox = (label: string) => startSandboxProcess(label, { indexed: opts.ehrIndexed });
+
 async function startBenchService(config: Config, options: Omit<StartOptions, 'database'>): Promise<RunningService> {
   const database = await openDatabase({ databaseUrl, schemaName, poolSize: config.databasePoolSize });
-  schemaCreated = true;
   try {
     return await startService(config, createLogger({ level: config.logLevel }), { ...options, database });
   } catch (err) {
@@ -506,7 +332,7 @@ async function runBaseline(label: string, measuredTemplate: DocumentReference, n
   sandboxes.add(sandbox);
   try {
     const template = rebase(measuredTemplate, ehrSeeded!, sandbox.seeded);
-    const token = await sandboxToken(sandbox);
+    const token = await sandboxToken(sandbox.tokenUrl);
     const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/fhir+json', accept: 'application/fhir+json' };
     const post = (value: string) => {
       const doc: DocumentReference = { ...template, identifier: [{ system: SYSTEM.consultNoteId, value }] };
@@ -577,8 +403,13 @@ async function main(): Promise<number> {
   }
   await admin.end().catch(() => undefined);
 
-  const dir = await mkdtemp(path.join(tmpdir(), 'bench-delivery-'));
-  tempDirs.push(dir);
+  dropSchemaAtCleanup(databaseUrl, schemaName);
+  onCleanup('close the probe connection and the HTTP agent', async () => {
+    await probe?.end();
+    agent.destroy();
+  });
+  onCleanup('stop the service', () => service?.stop());
+  const dir = await tempDir('bench-delivery-');
 
   // The referrer's EHR: st-olaf's FHIR endpoint is the sandbox child.
   const ehr = await startSandbox('EHR');
@@ -587,17 +418,7 @@ async function main(): Promise<number> {
   say(`sandbox EHR ${ehr.baseUrl} (child pid ${ehr.pid}) ready in ${fmtMs(ehr.startupMs)}`);
   const networkFile = await writeSandboxNetwork(ehr, { dir, timeoutMs: 30_000 });
   const port = await freePort();
-  const config = loadConfig({
-    NODE_ENV: 'development',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    PUBLIC_URL: `http://127.0.0.1:${port}`,
-    DATA_DIR: path.join(dir, 'data'),
-    DATABASE_URL: databaseUrl,
-    NETWORK_FILE: networkFile,
-    LOG_LEVEL: 'silent',
-    ...BENCH_LIMITS_ENV,
-  });
+  const config = loadConfig(serviceEnv({ port, dataDir: path.join(dir, 'data'), databaseUrl, networkFile, logLevel: 'silent' }));
 
   // ------------------------------------------------------------ setup (not timed)
   say();
@@ -833,13 +654,4 @@ async function main(): Promise<number> {
   return opts.check && !met ? 1 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  if (!cleaning) say(`bench:delivery failed: ${(err as Error).stack ?? String(err)}`);
-  code = 1;
-} finally {
-  await cleanup();
-}
-process.exit(code);
+await runBench('bench:delivery', main);

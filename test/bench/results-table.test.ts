@@ -37,6 +37,14 @@ describe('bench result table', () => {
     ]);
   });
 
+  it('prints counts as integers and small measurements with two decimals', () => {
+    const counted: Figure = { bench: 'delivery', name: 'exactly once', value: 50, unit: 'of 50', target: { on: 'value', op: '>=', limit: 50, source: 'issue 13' } };
+    expect(formatTable([counted, { bench: 'x', name: 'p99', value: 2.5, unit: 'ms', baseline: { name: 'echo', value: 12.25 } }]).split('\n').slice(2)).toEqual([
+      '| delivery | exactly once | 50 of 50 | — | — | ≥ 50 of 50 (issue 13) | pass |',
+      '| x | p99 | 2.50 ms | 12.3 ms (echo) | 20.4 % |  | — |',
+    ]);
+  });
+
   it('appends the figures as JSON lines to the runner file and prints the table', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-results-'));
     const file = path.join(dir, 'figures.jsonl');

@@ -45,7 +45,7 @@ export function evaluate(figure: Figure): Row {
 function number(x: number): string {
   if (!Number.isFinite(x)) return '—';
   const abs = Math.abs(x);
-  return abs >= 100 ? Math.round(x).toLocaleString('en-US') : abs >= 10 ? x.toFixed(1) : x.toFixed(2);
+  return Number.isInteger(x) || abs >= 100 ? Math.round(x).toLocaleString('en-US') : abs >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
 export function formatRatio(ratio: number | undefined): string {
