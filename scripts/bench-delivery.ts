@@ -59,7 +59,7 @@ import { clientIdOf, writeSandboxNetwork } from '../test/support/example-network
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import type { SeededIds } from '../test/support/sandbox-ehr/seed.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
-import { type CpuProfile, type Share, summariseProfile } from './bench/cpu-profile.ts';
+import { type CpuProfile, profileWindow, type Share, summariseProfile } from './bench/cpu-profile.ts';
 import { freePort, mapLimit, numberOption, pct, say, sleep, type Stats, stats } from './bench/lib/common.ts';
 import { agent, type HttpResult, monoMs, request } from './bench/lib/http.ts';
 import { dropSchemaAtCleanup } from './bench/lib/postgres.ts';
@@ -365,22 +365,6 @@ async function runBaseline(label: string, measuredTemplate: DocumentReference, n
   }
 }
 
-/** The samples of a V8 CPU profile between two CLOCK_MONOTONIC instants (µs), as a profile. */
-function profileWindow(profile: CpuProfile, fromUs: number, toUs: number): CpuProfile | undefined {
-  const samples: number[] = [];
-  const deltas: number[] = [];
-  let t = profile.startTime;
-  let last: number | undefined;
-  for (let i = 0; i < profile.samples.length; i++) {
-    t += profile.timeDeltas[i] ?? 0;
-    if (t < fromUs || t > toUs) continue;
-    samples.push(profile.samples[i] as number);
-    deltas.push(last === undefined ? 0 : t - last);
-    last = t;
-  }
-  return samples.length ? { ...profile, samples, timeDeltas: deltas, startTime: fromUs, endTime: toUs } : undefined;
-}
-
 // ---------------------------------------------------------------- main
 async function main(): Promise<number> {
   const n = opts.opinions;
@@ -595,7 +579,7 @@ async function main(): Promise<number> {
     say();
     say(`CPU profile of this process (service + load generator), main thread; ${file}`);
     for (const [label, fromMs, toMs] of windows) {
-      const part = profileWindow(profile, fromMs * 1000, toMs * 1000);
+      const part = profileWindow(profile, [[fromMs * 1000, toMs * 1000]]);
       if (!part) continue;
       const summary = summariseProfile(part, 12);
       say();

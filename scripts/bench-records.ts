@@ -35,7 +35,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,9 +49,9 @@ import { seededDocument, type SeededDocument } from '../test/support/sandbox-ehr
 import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
 import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
-import { type CpuProfile, summariseProfile } from './bench/cpu-profile.ts';
+import { type CpuProfile, profileWindow, summariseProfile } from './bench/cpu-profile.ts';
 import { freePort, mean, numberOption, pct, say, sleep } from './bench/lib/common.ts';
-import { cpuMsOf, memoryOf, postgresCpuTracker } from './bench/lib/proc-stats.ts';
+import { cpuMsOf, memoryOf, postgresCpuTracker, sampleRss } from './bench/lib/proc-stats.ts';
 import { freshDatabase, postgresVersion } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
 import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
@@ -244,24 +244,7 @@ async function runAssembly(sandbox: SandboxEhr, svc: ServiceProcess, token: stri
     return push(...items);
   };
 
-  // RSS: VmHWM reset now, so after the run it is the peak of this run alone.
-  writeFileSync(`/proc/${svc.pid}/clear_refs`, '5');
-  let peakRss = memoryOf(svc.pid).rss;
-  let samples = 0;
-  let lastSample = performance.now();
-  let maxGap = 0;
-  const sampler = setInterval(() => {
-    const now = performance.now();
-    maxGap = Math.max(maxGap, now - lastSample);
-    lastSample = now;
-    samples++;
-    try {
-      peakRss = Math.max(peakRss, memoryOf(svc.pid).rss);
-    } catch {
-      // the process is gone: the run fails below
-    }
-  }, SAMPLE_MS);
-
+  const rss = sampleRss(svc.pid, SAMPLE_MS);
   const pgCpu = postgresCpuTracker(dbName);
   const pgSampler = setInterval(() => pgCpu.sample(), 1000);
   const cpu0 = { service: cpuMsOf(svc.pid), sandbox: process.cpuUsage() };
@@ -273,7 +256,7 @@ async function runAssembly(sandbox: SandboxEhr, svc: ServiceProcess, token: stri
   });
   const created = (await res.json()) as { id?: string };
   if (res.status !== 201 || !created.id) {
-    clearInterval(sampler);
+    rss.stop();
     throw new Error(`POST /second-opinions: HTTP ${res.status} ${JSON.stringify(created).slice(0, 500)}`);
   }
   const timeoutMs = 120_000 + (bytes / (2 * MiB)) * 1000; // generous: 2 MiB/s
@@ -287,13 +270,12 @@ async function runAssembly(sandbox: SandboxEhr, svc: ServiceProcess, token: stri
   }
   const ready = performance.now();
   const windowEnd = monoMicros();
-  clearInterval(sampler);
+  const { peakRss, hwm, samples, maxGapMs: maxGap } = rss.stop();
   clearInterval(pgSampler);
   requests.push = push;
   const cpuSandbox = process.cpuUsage(cpu0.sandbox);
   const serviceCpuMs = cpuMsOf(svc.pid) - cpu0.service;
   const postgres = pgCpu.total();
-  const { hwm } = memoryOf(svc.pid);
   if (!row) throw new Error(`${label}: no record set after ${secs(ready - posted)}:\n${svc.tail.join('\n')}`);
 
   // What was stored: every expected attachment in the Bundle, nothing failed.
@@ -356,20 +338,9 @@ async function waitForRow(id: string, timeoutMs: number): Promise<Record<string,
 
 // ---------------------------------------------------------------- CPU profile of the assembly window
 function profileReport(file: string, windows: [number, number][]): string {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const samples: number[] = [];
-  const deltas: number[] = [];
-  let t = profile.startTime;
-  let last: number | undefined;
-  for (let i = 0; i < profile.samples.length; i++) {
-    t += profile.timeDeltas[i] ?? 0;
-    if (!windows.some(([a, b]) => t >= a && t <= b)) continue;
-    samples.push(profile.samples[i] as number);
-    deltas.push(last === undefined ? 0 : t - last);
-    last = t;
-  }
-  if (samples.length === 0) return `(profile ${file}: no samples in the assembly window)`;
-  const summary = summariseProfile({ ...profile, samples, timeDeltas: deltas }, 25);
+  const part = profileWindow(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, windows);
+  if (!part) return `(profile ${file}: no samples in the assembly window)`;
+  const summary = summariseProfile(part, 25);
   const line = (s: { label: string; ms: number; share: number }) => `  ${pct(s.share).padStart(6)}  ${(s.ms / 1000).toFixed(2).padStart(6)} s  ${s.label}`;
   return [
     `service CPU profile of the assembly window(s): busy ${(summary.busyMs / 1000).toFixed(1)} s of ${(summary.wallMs / 1000).toFixed(1)} s sampled (${pct(summary.busyMs / summary.wallMs)} of the main thread)`,

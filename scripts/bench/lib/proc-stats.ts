@@ -2,7 +2,7 @@
  * RSS and CPU sampling of other processes from /proc (Linux): the service under test, its
  * PostgreSQL backends. Figures are bytes and milliseconds.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** VmRSS and VmHWM of a process, bytes. */
 export function memoryOf(pid: number): { rss: number; hwm: number } {
@@ -65,6 +65,51 @@ export function postgresCpuTracker(database: string): { sample(): void; total():
         else backends += used;
       }
       return { backends, writers };
+    },
+  };
+}
+
+export interface RssPeak {
+  /** Largest VmRSS sampled. */
+  peakRss: number;
+  /** VmHWM at the end: the kernel's own peak since the sampler started. */
+  hwm: number;
+  samples: number;
+  /** Largest gap between two samples (a busy event loop here delays them). */
+  maxGapMs: number;
+}
+
+/**
+ * Samples a process's VmRSS every `everyMs` until `stop()`; resets its VmHWM first
+ * (/proc/<pid>/clear_refs), so the HWM read at the end is the peak of this span alone.
+ */
+export function sampleRss(pid: number, everyMs: number): { stop(): RssPeak } {
+  writeFileSync(`/proc/${pid}/clear_refs`, '5');
+  let peakRss = memoryOf(pid).rss;
+  let samples = 0;
+  let last = performance.now();
+  let maxGapMs = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    maxGapMs = Math.max(maxGapMs, now - last);
+    last = now;
+    samples++;
+    try {
+      peakRss = Math.max(peakRss, memoryOf(pid).rss);
+    } catch {
+      // the process is gone: the caller finds out
+    }
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      let hwm = NaN;
+      try {
+        hwm = memoryOf(pid).hwm;
+      } catch {
+        // gone
+      }
+      return { peakRss, hwm, samples, maxGapMs };
     },
   };
 }
