@@ -33,37 +33,31 @@
  * Env: DATABASE_URL (the PostgreSQL server to use; default postgres://postgres@127.0.0.1:5432/postgres;
  * its database name is ignored: bench_records_<pid> is created there and dropped), BENCH_DOCS, BENCH_MIB.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { clientIdOf } from '../test/support/example-network.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
-import { seededDocument, type SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
 import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
-import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
 import { type CpuProfile, profileWindow, summariseProfile } from './bench/cpu-profile.ts';
+import { type AssemblyRun, type BaselineRun, configure, type Run, runAssembly, runBaseline, SAMPLE_MS, waitForRow } from './bench/records-runs.ts';
 import { freePort, mean, numberOption, pct, say, sleep } from './bench/lib/common.ts';
-import { cpuMsOf, memoryOf, postgresCpuTracker, sampleRss } from './bench/lib/proc-stats.ts';
+import { memoryOf } from './bench/lib/proc-stats.ts';
 import { freshDatabase, postgresVersion } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
 import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
-import { childEnv, sandboxToken, serviceEnv } from './bench/lib/service-env.ts';
+import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
 import { type ServiceProcess, startServiceProcess } from './bench/lib/service-process.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
 const TARGET_RATIO = 0.6; // issue 13 §2 (was 0.4, issue 3 §8)
 const TARGET_RSS_GROWTH = 128 * MiB;
-const PROGRESS_NOTE = 'http://loinc.org|11506-3';
-const SAMPLE_MS = 50;
 
 // ---------------------------------------------------------------- options
 const { values: flags } = parseArgs({
@@ -108,16 +102,10 @@ const benchDbUrl = urlOf(dbName);
 const mib = (bytes: number, digits = 0) => `${(bytes / MiB).toFixed(digits)} MiB`;
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
-/** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps. */
-const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
 
 // ---------------------------------------------------------------- state
 let ehr: SandboxEhr | undefined;
-let worker: ChildProcess | undefined;
 let db: pg.Client | undefined;
-process.on('exit', () => {
-  if (worker && worker.exitCode === null && worker.signalCode === null) worker.kill('SIGKILL');
-});
 
 // ---------------------------------------------------------------- the sandbox
 interface Ports {
@@ -133,11 +121,6 @@ async function startSandbox(ports: Ports, round: number): Promise<SandboxEhr> {
     defaultPageSize: opts.pageSize,
     seed: { randomSeed: 20240501 + 1000 * round, bulk: { count: opts.docs, bytesEach } },
   });
-}
-
-/** What the assembly will fetch: every progress note (the bulk documents and `progress-2024`). */
-function fetchedDocuments(sandbox: SandboxEhr): SeededDocument[] {
-  return sandbox.seeded.documents.filter((d) => d.loincCode === '11506-3');
 }
 
 // ---------------------------------------------------------------- the service
@@ -157,185 +140,6 @@ async function startService(ports: Ports, dir: string, profDir: string | undefin
 }
 
 // ---------------------------------------------------------------- runs
-interface BaselineRun {
-  kind: 'baseline';
-  label: string;
-  result: RawFetchResult;
-}
-interface AssemblyRun {
-  kind: 'assembly';
-  label: string;
-  /** The referral (ServiceRequest id). */
-  id: string;
-  bytes: number;
-  documents: number;
-  /** POST sent -> first request of the job to the EHR (pg-boss pick-up). */
-  pickupMs: number;
-  /** First EHR request -> first attachment request (token, named reads, search pages). */
-  sourcesMs: number;
-  /** First -> last attachment request started. */
-  attachmentsMs: number;
-  /** Last attachment request -> record_set_assembly row seen (last fetches, the Bundle transaction). */
-  finishMs: number;
-  /** First EHR request -> row seen: the measured time. */
-  jobMs: number;
-  /** POST -> row seen. */
-  endToEndMs: number;
-  idleRss: number;
-  peakRss: number;
-  peakHwm: number;
-  samples: number;
-  maxSampleGapMs: number;
-  serviceCpuMs: number;
-  /** CPU of the PostgreSQL backends serving the bench database. */
-  postgresCpuMs: number;
-  /** CPU of PostgreSQL's server-wide WAL writer, checkpointer and background writer (shared with other databases). */
-  postgresWritersCpuMs: number;
-  sandboxCpuMs: number;
-  status: string;
-  summaryStatus?: string;
-  check: string[];
-  window: [number, number];
-}
-type Run = BaselineRun | AssemblyRun;
-
-async function runBaseline(sandbox: SandboxEhr, label: string, dir: string): Promise<BaselineRun> {
-  const job: RawFetchJob = {
-    attachments: fetchedDocuments(sandbox).map((d) => ({ url: `${sandbox.baseUrl}/${d.url as string}`, size: d.size, sha1: d.sha1Base64 })),
-    token: await sandboxToken(sandbox.tokenUrl),
-    concurrency: opts.concurrency,
-    dir,
-  };
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'bench', 'raw-fetch.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  worker = child;
-  let result: RawFetchResult | undefined;
-  const errors: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line.startsWith('RAW_FETCH_RESULT ')) result = JSON.parse(line.slice('RAW_FETCH_RESULT '.length)) as RawFetchResult;
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => errors.push(line));
-  const exited = once(child, 'exit');
-  child.stdin!.end(JSON.stringify(job));
-  await exited;
-  worker = undefined;
-  for (const f of readdirSync(dir)) if (f.startsWith('baseline-')) await rm(path.join(dir, f), { force: true });
-  if (!result) throw new Error(`baseline worker failed:\n${errors.slice(-20).join('\n')}`);
-  return { kind: 'baseline', label, result };
-}
-
-async function runAssembly(sandbox: SandboxEhr, svc: ServiceProcess, token: string, label: string, idleRss: number): Promise<AssemblyRun> {
-  const expected = fetchedDocuments(sandbox);
-  const bytes = expected.reduce((n, d) => n + d.size, 0);
-  const body = makeSecondOpinionRequest({
-    consultants: ['lakeside-consults'],
-    blinded: false,
-    firstOpinion: { documents: [] },
-    // The operative note makes the revision's checklist complete (it is already stored by the warm-up, so not fetched again).
-    records: { documents: [{ reference: `DocumentReference/${seededDocument(sandbox.seeded, 'op-note-2024').id}` }], search: { type: [PROGRESS_NOTE] } },
-  }, sandbox.seeded);
-
-  // Request arrival times on the sandbox (its `requests` array is appended to once per request).
-  const arrivals: { at: number; binary: boolean }[] = [];
-  const requests = sandbox.requests;
-  const push = requests.push.bind(requests);
-  requests.push = (...items) => {
-    const at = performance.now();
-    for (const r of items) arrivals.push({ at, binary: r.path.includes('/Binary/') });
-    return push(...items);
-  };
-
-  const rss = sampleRss(svc.pid, SAMPLE_MS);
-  const pgCpu = postgresCpuTracker(dbName);
-  const pgSampler = setInterval(() => pgCpu.sample(), 1000);
-  const cpu0 = { service: cpuMsOf(svc.pid), sandbox: process.cpuUsage() };
-  const posted = performance.now();
-  const res = await fetch(`${svc.url}/second-opinions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const created = (await res.json()) as { id?: string };
-  if (res.status !== 201 || !created.id) {
-    rss.stop();
-    throw new Error(`POST /second-opinions: HTTP ${res.status} ${JSON.stringify(created).slice(0, 500)}`);
-  }
-  const timeoutMs = 120_000 + (bytes / (2 * MiB)) * 1000; // generous: 2 MiB/s
-  let row: Record<string, unknown> | undefined;
-  for (;;) {
-    row = (await db!.query('SELECT status, bundle_id, missing_documents, integrity_failures, too_large, failure_reason, attempts FROM record_set_assembly WHERE service_request_id = $1', [created.id])).rows[0];
-    if (row) break;
-    if (performance.now() - posted > timeoutMs) break;
-    if (!svc.running()) break;
-    await sleep(SAMPLE_MS);
-  }
-  const ready = performance.now();
-  const windowEnd = monoMicros();
-  const { peakRss, hwm, samples, maxGapMs: maxGap } = rss.stop();
-  clearInterval(pgSampler);
-  requests.push = push;
-  const cpuSandbox = process.cpuUsage(cpu0.sandbox);
-  const serviceCpuMs = cpuMsOf(svc.pid) - cpu0.service;
-  const postgres = pgCpu.total();
-  if (!row) throw new Error(`${label}: no record set after ${secs(ready - posted)}:\n${svc.tail.join('\n')}`);
-
-  // What was stored: every expected attachment in the Bundle, nothing failed.
-  const check: string[] = [];
-  const stored = (
-    await db!.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(b.size), 0) AS total FROM record_set_attachment a JOIN blob b USING (sha256) WHERE a.bundle_id = $1', [row.bundle_id])
-  ).rows[0];
-  const opNote = seededDocument(sandbox.seeded, 'op-note-2024');
-  const wantCount = expected.length + 1;
-  const wantBytes = bytes + opNote.size;
-  if (row.status !== 'records-ready') check.push(`status ${String(row.status)}${row.failure_reason ? ` (${String(row.failure_reason)})` : ''}`);
-  for (const key of ['missing_documents', 'integrity_failures', 'too_large'] as const) {
-    if ((row[key] as unknown[]).length > 0) check.push(`${key}: ${JSON.stringify(row[key]).slice(0, 300)}`);
-  }
-  if (Number(stored?.n) !== wantCount || Number(stored?.total) !== wantBytes) check.push(`Bundle holds ${stored?.n} attachments / ${stored?.total} bytes, expected ${wantCount} / ${wantBytes}`);
-  if (Number(row.attempts) !== 1) check.push(`${String(row.attempts)} attempts`);
-
-  const first = arrivals[0]?.at ?? posted;
-  const binaries = arrivals.filter((a) => a.binary);
-  const firstBinary = binaries[0]?.at ?? first;
-  const lastBinary = binaries[binaries.length - 1]?.at ?? firstBinary;
-  return {
-    kind: 'assembly',
-    label,
-    id: created.id,
-    bytes,
-    documents: expected.length,
-    pickupMs: first - posted,
-    sourcesMs: firstBinary - first,
-    attachmentsMs: lastBinary - firstBinary,
-    finishMs: ready - lastBinary,
-    jobMs: ready - first,
-    endToEndMs: ready - posted,
-    idleRss,
-    peakRss: Math.max(peakRss, 0),
-    peakHwm: hwm,
-    samples,
-    maxSampleGapMs: maxGap,
-    serviceCpuMs,
-    postgresCpuMs: postgres.backends,
-    postgresWritersCpuMs: postgres.writers,
-    sandboxCpuMs: (cpuSandbox.user + cpuSandbox.system) / 1000,
-    status: String(row.status),
-    check,
-    // The job's span on the monotonic clock (µs), for the CPU profile.
-    window: [windowEnd - Math.round((ready - first) * 1000), windowEnd],
-  };
-}
-
-/** Waits for a referral's assembly row (the warm-up). */
-async function waitForRow(id: string, timeoutMs: number): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const row = (await db!.query('SELECT status, failure_reason FROM record_set_assembly WHERE service_request_id = $1', [id])).rows[0];
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`warm-up referral ${id} not assembled after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 // ---------------------------------------------------------------- CPU profile of the assembly window
 function profileReport(file: string, windows: [number, number][]): string {
   const part = profileWindow(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, windows);
@@ -380,6 +184,7 @@ async function main(): Promise<number> {
   const svc = await startService(ports, dir, profDir);
   say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
   db = new pg.Client({ connectionString: benchDbUrl });
+  configure({ db: () => db!, dbName, concurrency: opts.concurrency });
   onCleanup('close the probe connection', () => db?.end());
   await db.connect();
 
