@@ -26,7 +26,6 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import pg from 'pg';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
@@ -34,6 +33,7 @@ import { killAllNow, type ServerChild, spawnServer } from './bench/children.ts';
 import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
 import { freePort, median, numberOption, say, sleep } from './bench/lib/common.ts';
 import { dropSchemaAtCleanup, postgresVersion } from './bench/lib/postgres.ts';
+import { load, mergeResults, type RawResult } from './bench/lib/load.ts';
 import { emitFigures } from './bench/lib/results.ts';
 import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
 import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
@@ -91,27 +91,6 @@ function bodyFactory(): { next: () => string; size: number } {
   const suffix = json.slice(at + placeholder.length);
   let counter = 0;
   return { next: () => `${prefix}${String(++counter).padStart(10, '0')}${suffix}`, size: Buffer.byteLength(json) };
-}
-
-/** What autocannon returns with `skipAggregateResult`: raw counters and encoded histograms. */
-type RawResult = autocannon.Result & { duration: number; totalCompletedRequests: number };
-/** autocannon's own merge of raw results (pooled latency histogram); missing from @types/autocannon. */
-const mergeResults = (results: RawResult[]): autocannon.Result =>
-  (autocannon as unknown as { aggregateResult(r: RawResult[], o: object): autocannon.Result }).aggregateResult(results, { url: 'http://127.0.0.1' });
-
-function load(child: ServerChild, seconds: number, headers: Record<string, string>, nextBody: () => string): Promise<RawResult> {
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url: child.url,
-        connections: opts.connections,
-        duration: seconds,
-        skipAggregateResult: true,
-        requests: [{ method: 'POST', path: child.path, headers, setupRequest: (req) => ({ ...req, body: nextBody() }) }],
-      },
-      (err, result) => (err ? reject(err) : resolve(result as RawResult)),
-    );
-  });
 }
 
 interface Usage {
@@ -217,7 +196,7 @@ async function main(): Promise<number> {
   const runPhase = async (t: Target, round: number, seconds: number) => {
     await refreshToken(t); // a fresh token per phase: none expires mid-run, whatever the duration
     const before = (await t.child.command('usage')) as unknown as Usage;
-    const raw = await load(t.child, seconds, headersFor(t), body.next);
+    const raw = await load({ url: `${t.child.url}${t.child.path}`, connections: opts.connections, seconds, headers: headersFor(t), nextBody: body.next });
     const after = (await t.child.command('usage')) as unknown as Usage;
     const merged = mergeResults([raw]);
     const status: Record<string, number> = {};
