@@ -104,7 +104,7 @@ const figures: Figure[] = existsSync(figuresFile)
 rmSync(figuresFile, { force: true });
 for (const run of runs) {
   if (run.exitCode !== 0 || !figures.some((f) => f.bench === run.name)) {
-    figures.push({ bench: run.name, name: `did not finish (exit ${run.exitCode}; see ${run.log})`, value: NaN, unit: '', target: { on: 'value', op: '>=', limit: 0, source: 'ran' } });
+    figures.push({ bench: run.name, name: `did not finish (exit ${run.exitCode}; see ${run.log})`, value: NaN, unit: '', target: { on: 'value', op: '>=', limit: 0, source: 'a run to the end' } });
   }
 }
 const totalSeconds = runs.reduce((s, r) => s + r.seconds, 0);

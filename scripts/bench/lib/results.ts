@@ -48,6 +48,8 @@ function number(x: number): string {
   return Number.isInteger(x) || abs >= 100 ? Math.round(x).toLocaleString('en-US') : abs >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
+const withUnit = (x: number, unit: string): string => (unit && Number.isFinite(x) ? `${number(x)} ${unit}` : number(x));
+
 export function formatRatio(ratio: number | undefined): string {
   if (ratio === undefined || !Number.isFinite(ratio)) return '—';
   return ratio >= 10 ? `×${ratio.toFixed(0)}` : ratio >= 2 ? `×${ratio.toFixed(1)}` : `${(ratio * 100).toFixed(1)} %`;
@@ -55,7 +57,7 @@ export function formatRatio(ratio: number | undefined): string {
 
 export function formatTarget(t: Target | undefined, unit: string): string {
   if (!t) return '';
-  const limit = t.on === 'ratio' ? formatRatio(t.limit) : `${number(t.limit)} ${unit}`;
+  const limit = t.on === 'ratio' ? formatRatio(t.limit) : withUnit(t.limit, unit);
   return `${t.on === 'ratio' ? 'ratio ' : ''}${t.op === '>=' ? '≥' : '≤'} ${limit} (${t.source})`;
 }
 
@@ -69,8 +71,8 @@ export function formatTable(figures: readonly Figure[]): string {
       [
         r.bench,
         r.name,
-        `${number(r.value)} ${r.unit}`,
-        r.baseline ? `${number(r.baseline.value)} ${r.unit} (${r.baseline.name})` : '—',
+        withUnit(r.value, r.unit),
+        r.baseline ? `${withUnit(r.baseline.value, r.unit)} (${r.baseline.name})` : '—',
         formatRatio(r.ratio),
         formatTarget(r.target, r.unit),
         r.verdict === 'pass' ? 'pass' : r.verdict === 'miss' ? '**miss**' : '—',
