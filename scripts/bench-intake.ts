@@ -23,18 +23,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 import pg from 'pg';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
 import { killAllNow, type ServerChild, spawnServer } from './bench/children.ts';
-import { BENCH_LIMITS_ENV } from './bench/limits.ts';
 import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
+import { freePort, median, numberOption, say, sleep } from './bench/lib/common.ts';
+import { dropSchemaAtCleanup, postgresVersion } from './bench/lib/postgres.ts';
+import { load, mergeResults, type RawResult } from './bench/lib/load.ts';
+import { emitFigures } from './bench/lib/results.ts';
+import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
+import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
 
 const TARGET_RATIO = 0.35;
 const TARGET_P99_MS = 50;
@@ -61,18 +63,11 @@ if (flags.help) {
   );
   process.exit(0);
 }
-function numberOption(name: string, flag: string | undefined, env: string | undefined, fallback: number, min: number): number {
-  const raw = flag ?? env;
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got '${raw}')`);
-  return n;
-}
 const opts = {
-  duration: numberOption('duration', flags.duration, process.env.BENCH_DURATION, 10, 1),
-  warmup: numberOption('warmup', flags.warmup, process.env.BENCH_WARMUP, 5, 0),
-  rounds: Math.round(numberOption('rounds', flags.rounds, process.env.BENCH_ROUNDS, 3, 1)),
-  connections: Math.round(numberOption('connections', flags.connections, process.env.BENCH_CONNECTIONS, 10, 1)),
+  duration: numberOption('--duration', flags.duration ?? process.env.BENCH_DURATION, 10, 1),
+  warmup: numberOption('--warmup', flags.warmup ?? process.env.BENCH_WARMUP, 5, 0),
+  rounds: Math.round(numberOption('--rounds', flags.rounds ?? process.env.BENCH_ROUNDS, 3, 1)),
+  connections: Math.round(numberOption('--connections', flags.connections ?? process.env.BENCH_CONNECTIONS, 10, 1)),
   check: flags.check ?? false,
   cpuProf: flags['cpu-prof'] ?? false,
   profDir: flags['prof-dir'],
@@ -84,22 +79,7 @@ if (opts.compare && !existsSync(path.join(opts.compare, 'src', 'service.ts'))) {
 const databaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
 
 // ---------------------------------------------------------------- helpers
-const say = (line = '') => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** A fixed-size body whose requestId is a zero-padded counter: unique per request, same length. */
 function bodyFactory(): { next: () => string; size: number } {
@@ -111,27 +91,6 @@ function bodyFactory(): { next: () => string; size: number } {
   const suffix = json.slice(at + placeholder.length);
   let counter = 0;
   return { next: () => `${prefix}${String(++counter).padStart(10, '0')}${suffix}`, size: Buffer.byteLength(json) };
-}
-
-/** What autocannon returns with `skipAggregateResult`: raw counters and encoded histograms. */
-type RawResult = autocannon.Result & { duration: number; totalCompletedRequests: number };
-/** autocannon's own merge of raw results (pooled latency histogram); missing from @types/autocannon. */
-const mergeResults = (results: RawResult[]): autocannon.Result =>
-  (autocannon as unknown as { aggregateResult(r: RawResult[], o: object): autocannon.Result }).aggregateResult(results, { url: 'http://127.0.0.1' });
-
-function load(child: ServerChild, seconds: number, headers: Record<string, string>, nextBody: () => string): Promise<RawResult> {
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url: child.url,
-        connections: opts.connections,
-        duration: seconds,
-        skipAggregateResult: true,
-        requests: [{ method: 'POST', path: child.path, headers, setupRequest: (req) => ({ ...req, body: nextBody() }) }],
-      },
-      (err, result) => (err ? reject(err) : resolve(result as RawResult)),
-    );
-  });
 }
 
 interface Usage {
@@ -166,66 +125,21 @@ interface Phase {
   status: Record<string, number>;
 }
 
-// ---------------------------------------------------------------- cleanup
+// ---------------------------------------------------------------- servers
 const children: ServerChild[] = [];
-const schemas: string[] = [];
-const tempDirs: string[] = [];
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.allSettled(children.map((c) => c.stop(5000)));
-    killAllNow();
-    if (schemas.length > 0) {
-      const admin = new pg.Client({ connectionString: databaseUrl });
-      try {
-        await admin.connect();
-        for (const schema of schemas) {
-          await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-          // The job queue keeps its tables in a companion schema (src/jobs/pg-boss-queue.ts).
-          await admin.query(`DROP SCHEMA IF EXISTS ${schema}_pgboss CASCADE`);
-        }
-      } catch (err) {
-        say(`warning: could not drop schema(s) ${schemas.join(', ')}: ${(err as Error).message}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
-    }
-    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-  })();
-  return cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping servers, dropping ${schemas.join(', ') || 'no schema'}`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 async function startIntake(key: string, label: string, root: string | undefined): Promise<Target> {
   const schema = `bench_${randomBytes(5).toString('hex')}`;
-  schemas.push(schema); // the child creates it; dropped whatever happens from here on
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'bench-intake-'));
-  tempDirs.push(dataDir);
-  const port = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: 'development',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    PUBLIC_URL: `http://127.0.0.1:${port}`, // the token audience
-    DATA_DIR: dataDir, // the generated signing key goes here
-    DATABASE_URL: databaseUrl,
-    LOG_LEVEL: 'silent',
+  dropSchemaAtCleanup(databaseUrl, schema); // the child creates it; dropped whatever happens from here on
+  const dataDir = await tempDir('bench-intake-');
+  const env = childEnv({
+    ...serviceEnv({ port: await freePort(), dataDir, databaseUrl, logLevel: 'silent' }),
     BENCH_SCHEMA: schema,
-    ...BENCH_LIMITS_ENV,
     ...(root ? { BENCH_SERVICE_ROOT: root } : {}),
-  };
-  delete env.NETWORK_FILE; // the shipped example network: its st-olaf-ehr key signs our assertions
-  delete env.SIGNING_KEY_FILE;
-  delete env.DATABASE_POOL_SIZE; // the service default
+  });
   const child = await spawnServer(label, 'scripts/bench/intake-server.ts', { env });
   children.push(child);
+  onCleanup(`stop the ${label}`, () => child.stop(5000));
   return { key, label, child, schema, expectedStatus: 201 };
 }
 
@@ -234,22 +148,15 @@ async function main(): Promise<number> {
   const order = opts.compare ? 'baseline, intake, compare' : 'baseline, intake';
   say(`bench:intake  node ${process.version}  ${opts.connections} connections  warm-up ${opts.warmup} s  ${opts.rounds} rounds × ${opts.duration} s (${order}, interleaved)`);
 
-  const admin = new pg.Client({ connectionString: databaseUrl });
-  try {
-    await admin.connect();
-    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    say(`PostgreSQL ${rows[0]?.v} at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}`);
-  } catch (err) {
-    say(`PostgreSQL is not reachable at ${databaseUrl}: ${(err as Error).message}`);
-    say('Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL.');
-    return 1;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  const version = await postgresVersion(databaseUrl);
+  if (!version) return 1;
+  say(`PostgreSQL ${version} at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}`);
+  onCleanup('kill what is left', killAllNow);
 
   const body = bodyFactory();
   const echoChild = spawnServer('echo baseline', 'scripts/bench/echo-server.ts', { env: { ...process.env, NODE_ENV: 'development' } }).then((c) => {
     children.push(c);
+    onCleanup('stop the echo server', () => c.stop(5000));
     return c;
   });
   const started = await Promise.all([
@@ -289,7 +196,7 @@ async function main(): Promise<number> {
   const runPhase = async (t: Target, round: number, seconds: number) => {
     await refreshToken(t); // a fresh token per phase: none expires mid-run, whatever the duration
     const before = (await t.child.command('usage')) as unknown as Usage;
-    const raw = await load(t.child, seconds, headersFor(t), body.next);
+    const raw = await load({ url: `${t.child.url}${t.child.path}`, connections: opts.connections, seconds, headers: headersFor(t), nextBody: body.next });
     const after = (await t.child.command('usage')) as unknown as Usage;
     const merged = mergeResults([raw]);
     const status: Record<string, number> = {};
@@ -409,6 +316,34 @@ async function main(): Promise<number> {
       `${clean ? '' : ', RUN NOT CLEAN (non-2xx, errors or store mismatch above)'} => ${okRatio && okP99 && clean ? 'TARGET MET' : 'TARGET MISSED'}`,
   );
 
+  const baseLat = pooledLatency(baseline);
+  emitFigures([
+    {
+      bench: 'intake',
+      name: `intake req/s, ${opts.connections} connections (median of rounds)`,
+      value: median(measured(intake).map((p) => p.rps)),
+      unit: 'req/s',
+      baseline: { name: 'Express JSON echo', value: median(base.map((p) => p.rps)) },
+      ratio,
+      target: { on: 'ratio', op: '>=', limit: TARGET_RATIO, source: 'issue 2 §10; issue 13 §4 sets 50 % of a raw-insert baseline' },
+    },
+    {
+      bench: 'intake',
+      name: 'intake p99 latency',
+      value: p99,
+      unit: 'ms',
+      baseline: { name: 'Express JSON echo p99', value: baseLat.p99 },
+      target: { on: 'value', op: '<=', limit: TARGET_P99_MS, source: 'issue 13 §4' },
+    },
+    {
+      bench: 'intake',
+      name: 'server CPU per intake (median of rounds)',
+      value: median(measured(intake).map((p) => p.cpuPerRequest)),
+      unit: 'µs',
+      baseline: { name: 'Express JSON echo', value: median(base.map((p) => p.cpuPerRequest)) },
+    },
+  ]);
+
   if (profileFile) {
     const profile = JSON.parse(readFileSync(profileFile, 'utf8')) as CpuProfile;
     say();
@@ -419,13 +354,4 @@ async function main(): Promise<number> {
   return opts.check && !(okRatio && okP99 && clean) ? 1 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  say(`bench:intake failed: ${(err as Error).stack ?? String(err)}`);
-  code = 1;
-} finally {
-  await cleanup();
-}
-process.exit(code);
+await runBench('bench:intake', main);

@@ -24,7 +24,7 @@
  *   fetches bytes it already holds). The ratio divides each assembly by the mean of the baselines
  *   either side of it.
  *
- * Targets: assembly ≥ 40% of the baseline's MiB/s, service RSS growth ≤ 128 MiB. Exits non-zero
+ * Targets: assembly ≥ 60% of the baseline's MiB/s (issue 13 §2), service RSS growth ≤ 128 MiB. Exits non-zero
  * only with --check (target missed or run not clean).
  *
  *   npm run bench:records [-- --docs 1000 --mib 1024 --rounds 1 --concurrency N --page-size 50 --cpu-prof --prof-dir DIR --check]
@@ -33,32 +33,31 @@
  * Env: DATABASE_URL (the PostgreSQL server to use; default postgres://postgres@127.0.0.1:5432/postgres;
  * its database name is ignored: bench_records_<pid> is created there and dropped), BENCH_DOCS, BENCH_MIB.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { clientIdOf } from '../test/support/example-network.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
-import { seededDocument, type SeededDocument } from '../test/support/sandbox-ehr/seed.ts';
 import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
-import { CLIENT_ASSERTION_TYPE, getAccessToken, signClientAssertion } from '../test/support/tokens.ts';
-import type { RawFetchJob, RawFetchResult } from './bench/raw-fetch.ts';
-import { type CpuProfile, summariseProfile } from './bench/cpu-profile.ts';
-import { BENCH_LIMITS_ENV } from './bench/limits.ts';
+import { getAccessToken } from '../test/support/tokens.ts';
+import { type CpuProfile, profileWindow, summariseProfile } from './bench/cpu-profile.ts';
+import { type AssemblyRun, type BaselineRun, configure, type Run, runAssembly, runBaseline, SAMPLE_MS, waitForRow } from './bench/records-runs.ts';
+import { freePort, mean, numberOption, pct, say, sleep } from './bench/lib/common.ts';
+import { memoryOf } from './bench/lib/proc-stats.ts';
+import { freshDatabase, postgresVersion } from './bench/lib/postgres.ts';
+import { emitFigures } from './bench/lib/results.ts';
+import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
+import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
+import { type ServiceProcess, startServiceProcess } from './bench/lib/service-process.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
-const TARGET_RATIO = 0.4;
+const TARGET_RATIO = 0.6; // issue 13 §2 (was 0.4, issue 3 §8)
 const TARGET_RSS_GROWTH = 128 * MiB;
-const PROGRESS_NOTE = 'http://loinc.org|11506-3';
-const SAMPLE_MS = 50;
 
 // ---------------------------------------------------------------- options
 const { values: flags } = parseArgs({
@@ -78,23 +77,17 @@ if (flags.help) {
   process.stdout.write('npm run bench:records [-- --docs N --mib N --rounds N --concurrency N --page-size N --cpu-prof --prof-dir DIR --check]\nenv: DATABASE_URL, BENCH_DOCS, BENCH_MIB\n');
   process.exit(0);
 }
-function numberOption(name: string, raw: string | undefined, fallback: number, min: number): number {
-  if (raw === undefined || raw === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isFinite(n) || n < min) throw new Error(`--${name} must be a number >= ${min} (got '${raw}')`);
-  return n;
-}
 /** The service's own limit on attachments fetched at once, when it has one; else 4. */
 const serviceConcurrency = await import('../src/records/assemble-record-set.ts').then(
   (m) => (m as Record<string, unknown>).ATTACHMENT_CONCURRENCY,
   () => undefined,
 );
 const opts = {
-  docs: Math.round(numberOption('docs', flags.docs ?? process.env.BENCH_DOCS, 1000, 1)),
-  mib: numberOption('mib', flags.mib ?? process.env.BENCH_MIB, 1024, 0.001),
-  rounds: Math.round(numberOption('rounds', flags.rounds, 1, 1)),
-  concurrency: Math.round(numberOption('concurrency', flags.concurrency, typeof serviceConcurrency === 'number' ? serviceConcurrency : 4, 1)),
-  pageSize: Math.round(numberOption('page-size', flags['page-size'], 50, 1)),
+  docs: Math.round(numberOption('--docs', flags.docs ?? process.env.BENCH_DOCS, 1000, 1)),
+  mib: numberOption('--mib', flags.mib ?? process.env.BENCH_MIB, 1024, 0.001),
+  rounds: Math.round(numberOption('--rounds', flags.rounds, 1, 1)),
+  concurrency: Math.round(numberOption('--concurrency', flags.concurrency, typeof serviceConcurrency === 'number' ? serviceConcurrency : 4, 1)),
+  pageSize: Math.round(numberOption('--page-size', flags['page-size'], 50, 1)),
   cpuProf: flags['cpu-prof'] ?? false,
   profDir: flags['prof-dir'],
   check: flags.check ?? false,
@@ -106,140 +99,13 @@ const urlOf = (database: string) => Object.assign(new URL(serverUrl), { pathname
 const benchDbUrl = urlOf(dbName);
 
 // ---------------------------------------------------------------- helpers
-const say = (line = '') => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const mib = (bytes: number, digits = 0) => `${(bytes / MiB).toFixed(digits)} MiB`;
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address() as { port: number };
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
-/** VmRSS and VmHWM of a process, bytes. */
-function memoryOf(pid: number): { rss: number; hwm: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
-}
-
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-/** utime + stime of a process, ms; 0 once it is gone. */
-function cpuMsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return 0;
-  }
-}
-
-/**
- * CPU (ms) of PostgreSQL's processes by pid: the backends serving `database` (their process
- * title names it) and, apart, the server-wide writers (walwriter, checkpointer, background
- * writer), which other databases on the server share.
- */
-function postgresCpu(database: string): Map<number, { cpuMs: number; shared: boolean }> {
-  const out = new Map<number, { cpuMs: number; shared: boolean }>();
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let title: string;
-    try {
-      title = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-    } catch {
-      continue;
-    }
-    if (!title.startsWith('postgres: ')) continue;
-    const mine = title.includes(` ${database} `);
-    const shared = /: (walwriter|checkpointer|background writer)/.test(title);
-    if (mine || shared) out.set(Number(entry), { cpuMs: cpuMsOf(Number(entry)), shared });
-  }
-  return out;
-}
-
-/** Accumulates PostgreSQL CPU over a run from snapshots (backends come and go with the pool). */
-function postgresCpuTracker(database: string): { sample(): void; total(): { backends: number; writers: number } } {
-  const start = postgresCpu(database);
-  const latest = new Map(start);
-  const sample = () => {
-    for (const [pid, v] of postgresCpu(database)) latest.set(pid, v);
-  };
-  return {
-    sample,
-    total() {
-      sample();
-      let backends = 0;
-      let writers = 0;
-      for (const [pid, v] of latest) {
-        const used = v.cpuMs - (start.get(pid)?.cpuMs ?? 0);
-        if (v.shared) writers += used;
-        else backends += used;
-      }
-      return { backends, writers };
-    },
-  };
-}
-
-/** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps. */
-const monoMicros = () => Number(process.hrtime.bigint() / 1000n);
-
-// ---------------------------------------------------------------- state and cleanup
+// ---------------------------------------------------------------- state
 let ehr: SandboxEhr | undefined;
-let service: ChildProcess | undefined;
-let worker: ChildProcess | undefined;
-let databaseCreated = false;
 let db: pg.Client | undefined;
-const tempDirs: string[] = [];
-
-function killChildrenNow(): void {
-  for (const child of [service, worker]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-}
-process.on('exit', killChildrenNow);
-
-async function stopService(graceMs = 30_000): Promise<void> {
-  const child = service;
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
-
-let cleaning: Promise<void> | undefined;
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    if (worker && worker.exitCode === null) worker.kill('SIGKILL');
-    await stopService(10_000).catch(() => killChildrenNow());
-    await db?.end().catch(() => undefined);
-    await ehr?.stop().catch(() => undefined);
-    if (databaseCreated) {
-      const admin = new pg.Client({ connectionString: urlOf('postgres') });
-      try {
-        await admin.connect();
-        await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-      } catch (err) {
-        say(`warning: could not drop database ${dbName}: ${(err as Error).message}`);
-      } finally {
-        await admin.end().catch(() => undefined);
-      }
-    }
-    await Promise.allSettled(tempDirs.map((d) => rm(d, { recursive: true, force: true })));
-  })();
-  return cleaning;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, () => {
-    say(`\n${signal}: stopping the service and the sandbox, dropping ${databaseCreated ? dbName : 'no database'}`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
 
 // ---------------------------------------------------------------- the sandbox
 interface Ports {
@@ -257,39 +123,8 @@ async function startSandbox(ports: Ports, round: number): Promise<SandboxEhr> {
   });
 }
 
-/** What the assembly will fetch: every progress note (the bulk documents and `progress-2024`). */
-function fetchedDocuments(sandbox: SandboxEhr): SeededDocument[] {
-  return sandbox.seeded.documents.filter((d) => d.loincCode === '11506-3');
-}
-
-/** A token of the sandbox for the baseline (signed with the service's outbound example key, as the service does). */
-async function sandboxToken(sandbox: SandboxEhr): Promise<string> {
-  const jwk = JSON.parse(readFileSync(path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), 'utf8')) as Record<string, unknown>;
-  delete jwk._comment;
-  const assertion = await signClientAssertion({ clientId: SERVICE_OUTBOUND_CLIENT_ID, privateJwk: jwk, tokenUrl: sandbox.tokenUrl });
-  const res = await fetch(sandbox.tokenUrl, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_assertion_type: CLIENT_ASSERTION_TYPE, client_assertion: assertion }).toString(),
-  });
-  const body = (await res.json()) as { access_token?: string };
-  if (!res.ok || !body.access_token) throw new Error(`sandbox token: HTTP ${res.status}`);
-  return body.access_token;
-}
-
 // ---------------------------------------------------------------- the service
-interface Service {
-  pid: number;
-  url: string;
-  /** Last lines of its stdout/stderr (warnings, errors). */
-  tail: string[];
-  /** Lines at level warn or above seen so far. */
-  warnings: string[];
-}
-
-async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<Service> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
+async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<ServiceProcess> {
   const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
   const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
   if (!stOlaf) throw new Error('example network lacks st-olaf');
@@ -297,265 +132,19 @@ async function startService(ports: Ports, dir: string, profDir: string | undefin
   stOlaf.fhir = { baseUrl: `${ehrUrl}/fhir/R4`, tokenUrl: `${ehrUrl}/auth/token`, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
   const networkFile = path.join(dir, 'network.json');
   await writeFile(networkFile, JSON.stringify(network));
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: 'development',
-    HOST: '127.0.0.1',
-    PORT: String(port),
-    PUBLIC_URL: url,
-    DATA_DIR: path.join(dir, 'data'),
-    DATABASE_URL: benchDbUrl,
-    NETWORK_FILE: networkFile,
-    LOG_LEVEL: 'warn',
+  const env = childEnv({
+    ...serviceEnv({ port: await freePort(), dataDir: path.join(dir, 'data'), databaseUrl: benchDbUrl, networkFile, logLevel: 'warn' }),
     MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * bytesEach)),
-    ...BENCH_LIMITS_ENV,
-  };
-  delete env.SIGNING_KEY_FILE;
-  delete env.DATABASE_POOL_SIZE;
-  delete env.NODE_OPTIONS; // nothing inherited from npm/tsx changes the measured process
-  const nodeArgs = profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  service = child;
-  const tail: string[] = [];
-  const warnings: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    createInterface({ input: stream! }).on('line', (line) => {
-      tail.push(line);
-      if (tail.length > 40) tail.shift();
-      const level = /"level":(\d+)/.exec(line)?.[1];
-      if (level === undefined || Number(level) >= 40) warnings.push(line);
-    });
-  }
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the service exited during start-up (code ${child.exitCode}):\n${tail.join('\n')}`);
-    try {
-      if ((await fetch(`${url}/readyz`)).ok) break;
-    } catch {
-      // not listening yet
-    }
-    if (Date.now() > deadline) throw new Error(`the service was not ready after 120 s:\n${tail.join('\n')}`);
-    await sleep(100);
-  }
-  const cmdline = readFileSync(`/proc/${child.pid}/cmdline`, 'utf8').split('\0').join(' ');
-  if (!cmdline.includes('src/main.ts') || !/\bnode\b|node$/.test(cmdline.split(' ')[0] ?? '')) throw new Error(`pid ${child.pid} is not the service's node process: ${cmdline}`);
-  return { pid: child.pid!, url, tail, warnings };
+  });
+  return startServiceProcess(env, { nodeArgs: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [] });
 }
 
 // ---------------------------------------------------------------- runs
-interface BaselineRun {
-  kind: 'baseline';
-  label: string;
-  result: RawFetchResult;
-}
-interface AssemblyRun {
-  kind: 'assembly';
-  label: string;
-  /** The referral (ServiceRequest id). */
-  id: string;
-  bytes: number;
-  documents: number;
-  /** POST sent -> first request of the job to the EHR (pg-boss pick-up). */
-  pickupMs: number;
-  /** First EHR request -> first attachment request (token, named reads, search pages). */
-  sourcesMs: number;
-  /** First -> last attachment request started. */
-  attachmentsMs: number;
-  /** Last attachment request -> record_set_assembly row seen (last fetches, the Bundle transaction). */
-  finishMs: number;
-  /** First EHR request -> row seen: the measured time. */
-  jobMs: number;
-  /** POST -> row seen. */
-  endToEndMs: number;
-  idleRss: number;
-  peakRss: number;
-  peakHwm: number;
-  samples: number;
-  maxSampleGapMs: number;
-  serviceCpuMs: number;
-  /** CPU of the PostgreSQL backends serving the bench database. */
-  postgresCpuMs: number;
-  /** CPU of PostgreSQL's server-wide WAL writer, checkpointer and background writer (shared with other databases). */
-  postgresWritersCpuMs: number;
-  sandboxCpuMs: number;
-  status: string;
-  summaryStatus?: string;
-  check: string[];
-  window: [number, number];
-}
-type Run = BaselineRun | AssemblyRun;
-
-async function runBaseline(sandbox: SandboxEhr, label: string, dir: string): Promise<BaselineRun> {
-  const job: RawFetchJob = {
-    attachments: fetchedDocuments(sandbox).map((d) => ({ url: `${sandbox.baseUrl}/${d.url as string}`, size: d.size, sha1: d.sha1Base64 })),
-    token: await sandboxToken(sandbox),
-    concurrency: opts.concurrency,
-    dir,
-  };
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'bench', 'raw-fetch.ts')], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
-  worker = child;
-  let result: RawFetchResult | undefined;
-  const errors: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line.startsWith('RAW_FETCH_RESULT ')) result = JSON.parse(line.slice('RAW_FETCH_RESULT '.length)) as RawFetchResult;
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => errors.push(line));
-  const exited = once(child, 'exit');
-  child.stdin!.end(JSON.stringify(job));
-  await exited;
-  worker = undefined;
-  for (const f of readdirSync(dir)) if (f.startsWith('baseline-')) await rm(path.join(dir, f), { force: true });
-  if (!result) throw new Error(`baseline worker failed:\n${errors.slice(-20).join('\n')}`);
-  return { kind: 'baseline', label, result };
-}
-
-async function runAssembly(sandbox: SandboxEhr, svc: Service, token: string, label: string, idleRss: number): Promise<AssemblyRun> {
-  const expected = fetchedDocuments(sandbox);
-  const bytes = expected.reduce((n, d) => n + d.size, 0);
-  const body = makeSecondOpinionRequest({
-    consultants: ['lakeside-consults'],
-    blinded: false,
-    firstOpinion: { documents: [] },
-    // The operative note makes the revision's checklist complete (it is already stored by the warm-up, so not fetched again).
-    records: { documents: [{ reference: `DocumentReference/${seededDocument(sandbox.seeded, 'op-note-2024').id}` }], search: { type: [PROGRESS_NOTE] } },
-  }, sandbox.seeded);
-
-  // Request arrival times on the sandbox (its `requests` array is appended to once per request).
-  const arrivals: { at: number; binary: boolean }[] = [];
-  const requests = sandbox.requests;
-  const push = requests.push.bind(requests);
-  requests.push = (...items) => {
-    const at = performance.now();
-    for (const r of items) arrivals.push({ at, binary: r.path.includes('/Binary/') });
-    return push(...items);
-  };
-
-  // RSS: VmHWM reset now, so after the run it is the peak of this run alone.
-  writeFileSync(`/proc/${svc.pid}/clear_refs`, '5');
-  let peakRss = memoryOf(svc.pid).rss;
-  let samples = 0;
-  let lastSample = performance.now();
-  let maxGap = 0;
-  const sampler = setInterval(() => {
-    const now = performance.now();
-    maxGap = Math.max(maxGap, now - lastSample);
-    lastSample = now;
-    samples++;
-    try {
-      peakRss = Math.max(peakRss, memoryOf(svc.pid).rss);
-    } catch {
-      // the process is gone: the run fails below
-    }
-  }, SAMPLE_MS);
-
-  const pgCpu = postgresCpuTracker(dbName);
-  const pgSampler = setInterval(() => pgCpu.sample(), 1000);
-  const cpu0 = { service: cpuMsOf(svc.pid), sandbox: process.cpuUsage() };
-  const posted = performance.now();
-  const res = await fetch(`${svc.url}/second-opinions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  const created = (await res.json()) as { id?: string };
-  if (res.status !== 201 || !created.id) {
-    clearInterval(sampler);
-    throw new Error(`POST /second-opinions: HTTP ${res.status} ${JSON.stringify(created).slice(0, 500)}`);
-  }
-  const timeoutMs = 120_000 + (bytes / (2 * MiB)) * 1000; // generous: 2 MiB/s
-  let row: Record<string, unknown> | undefined;
-  for (;;) {
-    row = (await db!.query('SELECT status, bundle_id, missing_documents, integrity_failures, too_large, failure_reason, attempts FROM record_set_assembly WHERE service_request_id = $1', [created.id])).rows[0];
-    if (row) break;
-    if (performance.now() - posted > timeoutMs) break;
-    if (service?.exitCode !== null) break;
-    await sleep(SAMPLE_MS);
-  }
-  const ready = performance.now();
-  const windowEnd = monoMicros();
-  clearInterval(sampler);
-  clearInterval(pgSampler);
-  requests.push = push;
-  const cpuSandbox = process.cpuUsage(cpu0.sandbox);
-  const serviceCpuMs = cpuMsOf(svc.pid) - cpu0.service;
-  const postgres = pgCpu.total();
-  const { hwm } = memoryOf(svc.pid);
-  if (!row) throw new Error(`${label}: no record set after ${secs(ready - posted)}:\n${svc.tail.join('\n')}`);
-
-  // What was stored: every expected attachment in the Bundle, nothing failed.
-  const check: string[] = [];
-  const stored = (
-    await db!.query<{ n: string; total: string }>('SELECT count(*) AS n, coalesce(sum(b.size), 0) AS total FROM record_set_attachment a JOIN blob b USING (sha256) WHERE a.bundle_id = $1', [row.bundle_id])
-  ).rows[0];
-  const opNote = seededDocument(sandbox.seeded, 'op-note-2024');
-  const wantCount = expected.length + 1;
-  const wantBytes = bytes + opNote.size;
-  if (row.status !== 'records-ready') check.push(`status ${String(row.status)}${row.failure_reason ? ` (${String(row.failure_reason)})` : ''}`);
-  for (const key of ['missing_documents', 'integrity_failures', 'too_large'] as const) {
-    if ((row[key] as unknown[]).length > 0) check.push(`${key}: ${JSON.stringify(row[key]).slice(0, 300)}`);
-  }
-  if (Number(stored?.n) !== wantCount || Number(stored?.total) !== wantBytes) check.push(`Bundle holds ${stored?.n} attachments / ${stored?.total} bytes, expected ${wantCount} / ${wantBytes}`);
-  if (Number(row.attempts) !== 1) check.push(`${String(row.attempts)} attempts`);
-
-  const first = arrivals[0]?.at ?? posted;
-  const binaries = arrivals.filter((a) => a.binary);
-  const firstBinary = binaries[0]?.at ?? first;
-  const lastBinary = binaries[binaries.length - 1]?.at ?? firstBinary;
-  return {
-    kind: 'assembly',
-    label,
-    id: created.id,
-    bytes,
-    documents: expected.length,
-    pickupMs: first - posted,
-    sourcesMs: firstBinary - first,
-    attachmentsMs: lastBinary - firstBinary,
-    finishMs: ready - lastBinary,
-    jobMs: ready - first,
-    endToEndMs: ready - posted,
-    idleRss,
-    peakRss: Math.max(peakRss, 0),
-    peakHwm: hwm,
-    samples,
-    maxSampleGapMs: maxGap,
-    serviceCpuMs,
-    postgresCpuMs: postgres.backends,
-    postgresWritersCpuMs: postgres.writers,
-    sandboxCpuMs: (cpuSandbox.user + cpuSandbox.system) / 1000,
-    status: String(row.status),
-    check,
-    // The job's span on the monotonic clock (µs), for the CPU profile.
-    window: [windowEnd - Math.round((ready - first) * 1000), windowEnd],
-  };
-}
-
-/** Waits for a referral's assembly row (the warm-up). */
-async function waitForRow(id: string, timeoutMs: number): Promise<Record<string, unknown>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const row = (await db!.query('SELECT status, failure_reason FROM record_set_assembly WHERE service_request_id = $1', [id])).rows[0];
-    if (row) return row;
-    if (Date.now() > deadline) throw new Error(`warm-up referral ${id} not assembled after ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
 // ---------------------------------------------------------------- CPU profile of the assembly window
 function profileReport(file: string, windows: [number, number][]): string {
-  const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-  const samples: number[] = [];
-  const deltas: number[] = [];
-  let t = profile.startTime;
-  let last: number | undefined;
-  for (let i = 0; i < profile.samples.length; i++) {
-    t += profile.timeDeltas[i] ?? 0;
-    if (!windows.some(([a, b]) => t >= a && t <= b)) continue;
-    samples.push(profile.samples[i] as number);
-    deltas.push(last === undefined ? 0 : t - last);
-    last = t;
-  }
-  if (samples.length === 0) return `(profile ${file}: no samples in the assembly window)`;
-  const summary = summariseProfile({ ...profile, samples, timeDeltas: deltas }, 25);
+  const part = profileWindow(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, windows);
+  if (!part) return `(profile ${file}: no samples in the assembly window)`;
+  const summary = summariseProfile(part, 25);
   const line = (s: { label: string; ms: number; share: number }) => `  ${pct(s.share).padStart(6)}  ${(s.ms / 1000).toFixed(2).padStart(6)} s  ${s.label}`;
   return [
     `service CPU profile of the assembly window(s): busy ${(summary.busyMs / 1000).toFixed(1)} s of ${(summary.wallMs / 1000).toFixed(1)} s sampled (${pct(summary.busyMs / summary.wallMs)} of the main thread)`,
@@ -579,32 +168,24 @@ async function main(): Promise<number> {
   say(`bench:records  node ${process.version}  ${opts.docs} documents × ${mib(bytesEach, 2)} = ${mib(opts.docs * bytesEach, 1)}  concurrency ${opts.concurrency}${typeof serviceConcurrency === 'number' ? ' (the service\'s ATTACHMENT_CONCURRENCY)' : ' (the service declares none; default)'}  search page size ${opts.pageSize}`);
   say(`order: ${order}  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on 2 shared cores`);
 
-  const admin = new pg.Client({ connectionString: urlOf('postgres') });
-  try {
-    await admin.connect();
-    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    say(`PostgreSQL ${rows[0]?.v} at ${serverUrl.host}, database ${dbName} (dropped at the end)`);
-    await admin.query(`CREATE DATABASE ${dbName}`);
-    databaseCreated = true;
-  } catch (err) {
-    say(`PostgreSQL is not usable at ${serverUrl.host}: ${(err as Error).message}`);
-    say('Start it (e.g. `pg_ctlcluster --skip-systemctl-redirect 15 main start`) or set DATABASE_URL.');
-    return 1;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  const version = await postgresVersion(urlOf('postgres'));
+  if (!version) return 1;
+  await freshDatabase(serverUrl.toString(), dbName);
+  say(`PostgreSQL ${version} at ${serverUrl.host}, database ${dbName} (dropped at the end)`);
 
-  const dir = await mkdtemp(path.join(tmpdir(), 'bench-records-'));
-  tempDirs.push(dir);
+  const dir = await tempDir('bench-records-');
   const profDir = opts.cpuProf ? (opts.profDir ? path.resolve(opts.profDir) : await mkdtemp(path.join(tmpdir(), 'bench-records-prof-'))) : undefined;
   const ports: Ports = { ehr: await freePort(), storage: await freePort() };
 
+  onCleanup('stop the sandbox', () => ehr?.stop());
   ehr = await startSandbox(ports, 1);
   say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
   const started = performance.now();
   const svc = await startService(ports, dir, profDir);
   say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
   db = new pg.Client({ connectionString: benchDbUrl });
+  configure({ db: () => db!, dbName, concurrency: opts.concurrency });
+  onCleanup('close the probe connection', () => db?.end());
   await db.connect();
 
   // Warm-up: one ordinary referral (the standard small chart) through the whole path.
@@ -669,8 +250,7 @@ async function main(): Promise<number> {
     if (r.summaryStatus !== r.status) r.check.push(`summary says ${r.summaryStatus}, the assembly row ${r.status}`);
   }
 
-  await stopService();
-  service = undefined;
+  await svc.stop();
 
   // ------------------------------------------------------------ report
   const baselines = runs.filter((r): r is BaselineRun => r.kind === 'baseline');
@@ -725,6 +305,28 @@ async function main(): Promise<number> {
     `verdict: assembly/baseline ${ratios.map(pct).join(', ')} (target ≥ ${pct(TARGET_RATIO)}: ${okRatio ? 'met' : 'MISSED'}; from POST ${e2eRatios.map(pct).join(', ')}), ` +
       `service RSS growth ${mib(growth)} (target ≤ ${mib(TARGET_RSS_GROWTH)}: ${okRss ? 'met' : 'MISSED'})${clean ? '' : ', RUN NOT CLEAN (see PROBLEMS above)'} => ${okRatio && okRss && clean ? 'TARGETS MET' : 'TARGET MISSED'}`,
   );
+  const worst = assemblies[ratios.indexOf(ratio)] as AssemblyRun;
+  const worstAt = runs.indexOf(worst);
+  const around = mean([baseRate(runs[worstAt - 1] as BaselineRun), baseRate(runs[worstAt + 1] as BaselineRun)]);
+  emitFigures([
+    {
+      bench: 'records',
+      name: `record-set assembly, ${worst.documents} attachments, ${mib(worst.bytes)} (job)`,
+      value: rate(worst.bytes, worst.jobMs),
+      unit: 'MiB/s',
+      baseline: { name: 'fetch + SHA-1 + SHA-256 + file, mean of before/after', value: around },
+      ratio,
+      target: { on: 'ratio', op: '>=', limit: TARGET_RATIO, source: 'issue 13 §2' },
+    },
+    {
+      bench: 'records',
+      name: 'service RSS growth during the assembly',
+      value: growth / MiB,
+      unit: 'MiB',
+      baseline: { name: 'service RSS idle', value: worst.idleRss / MiB },
+      target: { on: 'value', op: '<=', limit: TARGET_RSS_GROWTH / MiB, source: 'issue 13 §2' },
+    },
+  ]);
   say(`load average at the end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 
   if (profDir) {
@@ -736,13 +338,4 @@ async function main(): Promise<number> {
   return opts.check && !(okRatio && okRss && clean) ? 1 : 0;
 }
 
-let code = 1;
-try {
-  code = await main();
-} catch (err) {
-  if (!cleaning) say(`bench:records failed: ${(err as Error).stack ?? String(err)}`); // else interrupted: said so already
-  code = 1;
-} finally {
-  await cleanup();
-}
-process.exit(code);
+await runBench('bench:records', main);

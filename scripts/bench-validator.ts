@@ -1,16 +1,25 @@
 /**
- * Per-call cost of runtime validation (`npx tsx scripts/bench-validator.ts`): our
- * ServiceRequest and Task against their profiles through createValidator() (profiles parsed
- * once), compared with Medplum's `validateResource(r, { profile })` (profile re-parsed on
- * every call) and with R4 base only. Prints microseconds per call; no thresholds.
+ * Per-call cost of runtime validation (`npx tsx scripts/bench-validator.ts`, part of
+ * `npm run bench`): our ServiceRequest and Task against their profiles through
+ * createValidator() (profiles parsed once), compared with Medplum's
+ * `validateResource(r, { profile })` (profile re-parsed on every call) and with R4 base only.
+ * Prints microseconds per call, then the figure of issue 13 §1: the five resources of one
+ * intake (ServiceRequest, 2 Tasks, ClinicalImpression, Provenance) validated by our validator,
+ * against Medplum's validateResource of the same five (R4 base, the baseline). `--quick`
+ * measures a tenth of the calls.
  */
+import { parseArgs } from 'node:util';
 import { validateResource } from '@medplum/core';
-import type { Resource, StructureDefinition } from '@medplum/fhirtypes';
+import type { Provenance, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { loadProfileRegistry } from '../src/fhir/profile-registry.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { readFileSync } from 'node:fs';
 import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
-import { makeRecordSetBundle, makeRecordDocument, makeReferralServiceRequest, makeSecondOpinionTask } from '../test/fixtures/fhir/second-opinion-resources.ts';
+import { makeFirstOpinion, makeRecordSetBundle, makeRecordDocument, makeReferralServiceRequest, makeSecondOpinionTask } from '../test/fixtures/fhir/second-opinion-resources.ts';
+import { emitFigures } from './bench/lib/results.ts';
+
+const { values: flags } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const scale = flags.quick ? 0.1 : 1;
 
 const validator = createValidator();
 loadProfileRegistry();
@@ -20,10 +29,11 @@ const definitions = (JSON.parse(readFileSync(GENERATED_PROFILES_PATH, 'utf8')) a
 const sd = (url: string): StructureDefinition => definitions.find((r) => r.url === url) as StructureDefinition;
 
 function microsPerCall(run: () => unknown, iterations = 3000): number {
-  for (let i = 0; i < 300; i++) run(); // warm-up (JIT, FHIRPath cache)
+  const n = Math.max(10, Math.round(iterations * scale));
+  for (let i = 0; i < Math.max(30, n / 10); i++) run(); // warm-up (JIT, FHIRPath cache)
   const started = process.hrtime.bigint();
-  for (let i = 0; i < iterations; i++) run();
-  return Number(process.hrtime.bigint() - started) / 1000 / iterations;
+  for (let i = 0; i < n; i++) run();
+  return Number(process.hrtime.bigint() - started) / 1000 / n;
 }
 
 const bigBundle = makeRecordSetBundle({ entry: Array.from({ length: 50 }, () => ({ resource: makeRecordDocument() })) });
@@ -42,3 +52,25 @@ for (const [label, resource] of cases) {
     `${label}: createValidator().validate ${ours.toFixed(0)} µs | validateResource(profile) ${reparse.toFixed(0)} µs | R4 base only ${r4.toFixed(0)} µs`,
   );
 }
+
+// The five resources one intake validates (issue 13 §1).
+const provenance: Provenance = {
+  resourceType: 'Provenance',
+  target: [{ reference: 'ServiceRequest/sr-1' }, { reference: 'Task/task-1' }],
+  recorded: '2026-11-25T09:00:00.000Z',
+  agent: [{ who: { reference: 'Organization/st-olaf' } }],
+};
+const intakeSet: Resource[] = [makeReferralServiceRequest(), makeSecondOpinionTask(), makeSecondOpinionTask({ id: 'task-2' }), makeFirstOpinion(), provenance];
+const oursSet = microsPerCall(() => intakeSet.forEach((r) => validator.validate(r)), 1000);
+const medplumSet = microsPerCall(() => intakeSet.forEach((r) => validateResource(r)), 1000);
+console.log(`one intake's five resources: createValidator().validate ${oursSet.toFixed(0)} µs | validateResource (R4 base) ${medplumSet.toFixed(0)} µs`);
+emitFigures([
+  {
+    bench: 'validator',
+    name: "validation of one intake's 5 resources, µs",
+    value: oursSet,
+    unit: 'µs',
+    baseline: { name: "Medplum validateResource, R4 base", value: medplumSet },
+    target: { on: 'value', op: '<=', limit: 300, source: 'issue 13 §1' },
+  },
+]);

@@ -201,3 +201,23 @@ export function formatSummary(summary: ProfileSummary, requests: number): string
   for (const s of summary.topSelf) lines.push(`  ${pct(s.share)}  ${perReq(s.ms)}  ${s.label}`);
   return lines.join('\n');
 }
+
+/**
+ * The samples of a V8 CPU profile that fall within any of `windows` (CLOCK_MONOTONIC µs, the
+ * clock of .cpuprofile timestamps), as a profile of its own; undefined when none does.
+ */
+export function profileWindow(profile: CpuProfile, windows: readonly (readonly [number, number])[]): CpuProfile | undefined {
+  const samples: number[] = [];
+  const deltas: number[] = [];
+  let t = profile.startTime;
+  let last: number | undefined;
+  for (let i = 0; i < profile.samples.length; i++) {
+    t += profile.timeDeltas[i] ?? 0;
+    if (!windows.some(([a, b]) => t >= a && t <= b)) continue;
+    samples.push(profile.samples[i] as number);
+    deltas.push(last === undefined ? 0 : t - last);
+    last = t;
+  }
+  if (samples.length === 0) return undefined;
+  return { ...profile, samples, timeDeltas: deltas, startTime: windows[0]?.[0] ?? profile.startTime, endTime: windows[windows.length - 1]?.[1] ?? profile.endTime };
+}
