@@ -117,11 +117,13 @@ function mutations(resource: Resource): [string, Resource][] {
   }
   mutate('extra unknown element', (c) => (c.bogusElement = { a: 1 }));
   mutate('bad code format', (c) => ('status' in c ? (c.status = 'not a  code') : (c.language = ' ')));
-  mutate('broken invariant (narrative div not xhtml)', (c) => (c.text = { status: 'generated', div: 'plain text' }));
-  mutate('broken invariant (contained resource with its own text)', (c) => {
-    c.contained = [{ resourceType: 'Basic', id: 'b', code: { text: 'x' }, text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">x</div>' } }];
+  mutate('broken invariant dom-2 (contained resource with its own contained)', (c) => {
+    c.contained = [{ resourceType: 'Basic', id: 'b', code: { text: 'x' }, contained: [{ resourceType: 'Basic', id: 'c', code: { text: 'y' } }] }];
   });
-  mutate('broken invariant (extension with value and extensions)', (c) => {
+  // Not a case: a type's own invariants on a nested value (per-1 on a Period, ref-1 on a
+  // Reference) are not evaluated by Medplum, which checks only the element's constraints from
+  // the snapshot and the root resource's; the generated validator does the same, for now.
+  mutate('broken invariant ext-1 (extension with value and extensions)', (c) => {
     c.extension = [{ url: 'https://example.org/x', valueString: 'a', extension: [{ url: 'y', valueString: 'b' }] }];
   });
   mutate('bad date', (c) => (c.implicitRules = 'has space'));
@@ -161,6 +163,7 @@ describe('generated R4 validator vs Medplum validateResource', () => {
         const ours = verdict(() => validateGenerated(instance));
         const theirs = verdict(() => validateResource(instance));
         if (!ours.valid) invalid++;
+        if (label.startsWith('broken invariant')) expect([label, theirs.valid, ours.valid]).toEqual([label, false, false]);
         if (JSON.stringify(ours) === JSON.stringify(theirs)) continue;
         const element = `${resource.resourceType}.${label.split(' ').at(-1)}`;
         if (deliberate(label) && !ours.valid && ours.errors.includes(element) && ours.warnings.join() === theirs.warnings.join()) {
