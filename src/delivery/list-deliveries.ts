@@ -6,18 +6,14 @@
  */
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { desc, eq } from 'drizzle-orm';
-import { invalid, issue } from '../fhir/outcomes.ts';
+import { parseStatusListQuery, type StatusListQuery } from '../jobs/status-list-query.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { opinionDeliveries } from '../store/schema.ts';
 
 export const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
-export interface DeliveryListQuery {
-  status?: DeliveryStatus;
-  /** At most this many (1-100, default 50). */
-  count: number;
-}
+export type DeliveryListQuery = StatusListQuery<DeliveryStatus>;
 
 export interface DeliveryListItem {
   id: string;
@@ -35,25 +31,9 @@ export interface DeliveryListItem {
   deliveredAt?: string;
 }
 
-/** `?status=failed&_count=20`; unknown parameters and bad values are refused, naming the parameter. */
+/** `?status=failed&_count=20` (jobs/status-list-query.ts). */
 export function parseDeliveryListQuery(params: Record<string, string[]>): DeliveryListQuery {
-  const problems = [];
-  const query: DeliveryListQuery = { count: 50 };
-  for (const [name, values] of Object.entries(params)) {
-    const value = values[values.length - 1] ?? '';
-    if (name === 'status') {
-      if (DELIVERY_STATUSES.includes(value as DeliveryStatus)) query.status = value as DeliveryStatus;
-      else problems.push(issue('value', `status must be one of ${DELIVERY_STATUSES.join(', ')}`, 'status'));
-    } else if (name === '_count') {
-      const n = Number(value);
-      if (!/^\d+$/.test(value) || n < 1) problems.push(issue('value', '_count must be a positive integer', '_count'));
-      else query.count = Math.min(n, 100);
-    } else {
-      problems.push(issue('not-supported', `Unknown parameter '${name}' (status, _count)`, name));
-    }
-  }
-  if (problems.length) throw invalid(problems);
-  return query;
+  return parseStatusListQuery(params, DELIVERY_STATUSES);
 }
 
 export async function listDeliveries(query: DeliveryListQuery, deps: { store: ResourceStore }): Promise<{ items: DeliveryListItem[] }> {

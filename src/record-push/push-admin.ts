@@ -8,20 +8,17 @@
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { desc, eq } from 'drizzle-orm';
-import { conflictError, invalid, issue } from '../fhir/outcomes.ts';
+import { conflictError } from '../fhir/outcomes.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { QUEUE, type PushRecordSetJob } from '../jobs/queues.ts';
+import { parseStatusListQuery, type StatusListQuery } from '../jobs/status-list-query.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { recordSetPushes, type PushedResources } from '../store/schema.ts';
 
 export const PUSH_STATUSES = ['pending', 'pushed', 'failed', 'superseded'] as const;
 export type PushStatus = (typeof PUSH_STATUSES)[number];
 
-export interface PushListQuery {
-  status?: PushStatus;
-  /** At most this many (1-100, default 50). */
-  count: number;
-}
+export type PushListQuery = StatusListQuery<PushStatus>;
 
 export interface PushView {
   id: string;
@@ -40,25 +37,9 @@ export interface PushView {
   pushedAt?: string;
 }
 
-/** `?status=failed&_count=20`; unknown parameters and bad values are refused, naming the parameter. */
+/** `?status=failed&_count=20` (jobs/status-list-query.ts). */
 export function parsePushListQuery(params: Record<string, string[]>): PushListQuery {
-  const problems = [];
-  const query: PushListQuery = { count: 50 };
-  for (const [name, values] of Object.entries(params)) {
-    const value = values[values.length - 1] ?? '';
-    if (name === 'status') {
-      if (PUSH_STATUSES.includes(value as PushStatus)) query.status = value as PushStatus;
-      else problems.push(issue('value', `status must be one of ${PUSH_STATUSES.join(', ')}`, 'status'));
-    } else if (name === '_count') {
-      const n = Number(value);
-      if (!/^\d+$/.test(value) || n < 1) problems.push(issue('value', '_count must be a positive integer', '_count'));
-      else query.count = Math.min(n, 100);
-    } else {
-      problems.push(issue('not-supported', `Unknown parameter '${name}' (status, _count)`, name));
-    }
-  }
-  if (problems.length) throw invalid(problems);
-  return query;
+  return parseStatusListQuery(params, PUSH_STATUSES);
 }
 
 type Row = typeof recordSetPushes.$inferSelect;
