@@ -7,14 +7,13 @@
  * Other addresses are 127.0.0.x loopback addresses (Linux routes all of 127/8 to lo).
  */
 import { createHash } from 'node:crypto';
-import { Writable } from 'node:stream';
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/log/logger.ts';
 import { COMPARISON_PAGE_CSP } from '../src/retrieval/comparison.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { rawRequest, rawTokenRequest } from './support/raw-http.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { CLIENT_ASSERTION_TYPE, clientCredentialsForm, generateClientKey, getAccessToken, loadExamplePrivateJwk, postTokenRequest, signClientAssertion } from './support/tokens.ts';
 
@@ -22,15 +21,9 @@ const LOCKED = /^client authentication for this client_id is temporarily locked 
 
 describe('token endpoint: rate limits and lockout', () => {
   let service: TestService;
-  const lines: Record<string, unknown>[] = [];
+  const { log, lines } = captureLogs('warn');
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-        done();
-      },
-    });
     service = await startTestService(
       {
         TOKEN_RATE_LIMIT_PER_CLIENT: '6',
@@ -40,7 +33,7 @@ describe('token endpoint: rate limits and lockout', () => {
         TOKEN_LOCKOUT_WINDOW_SECONDS: '3600',
         TOKEN_LOCKOUT_SECONDS: '2',
       },
-      createLogger({ level: 'warn', destination: sink }),
+      log,
     );
   });
   afterAll(async () => service?.stop());

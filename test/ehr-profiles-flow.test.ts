@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { parseSearchRequest } from '@medplum/core';
 import type { DocumentReference, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
@@ -7,7 +6,6 @@ import { PROFILE, SYSTEM } from '../src/fhir/constants.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
-import { createLogger } from '../src/log/logger.ts';
 import { DEFAULT_OUTBOUND_SCOPE } from '../src/outbound/outbound-scope.ts';
 import { opinionDeliveries } from '../src/store/schema.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
@@ -17,6 +15,7 @@ import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_PUBLIC_JWK } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
@@ -31,7 +30,7 @@ describe.each([
 ])('fhir.profiles keep (flow): $title', ({ granted }) => {
   let ehr: SandboxEhr;
   let service: TestService;
-  const logs: Record<string, unknown>[] = [];
+  const { log, lines: logs } = captureLogs('warn');
   const tokens: Record<string, string> = {};
   const call = callerFor(() => service.url, tokens);
 
@@ -40,13 +39,7 @@ describe.each([
     const scope = granted ? `${DEFAULT_OUTBOUND_SCOPE} system/StructureDefinition.rs` : DEFAULT_OUTBOUND_SCOPE;
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 20_000 }, clients: [{ clientId: SERVICE_OUTBOUND_CLIENT_ID, jwks: { keys: [{ ...SERVICE_OUTBOUND_PUBLIC_JWK }] }, scope }] });
     const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000, edit: (byId) => void ((byId('st-olaf').fhir as Record<string, unknown>).profiles = 'keep') });
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-        done();
-      },
-    });
-    service = await startTestService({ NETWORK_FILE: networkFile }, createLogger({ level: 'warn', destination: sink }), {
+    service = await startTestService({ NETWORK_FILE: networkFile }, log, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1, ...(q.name === QUEUE.deliverOpinion ? { retryLimit: 5 } : {}) })),
       jobPollingIntervalSeconds: 0.5,
     });

@@ -1,27 +1,20 @@
-import { Writable } from 'node:stream';
 import { BACKPORT_EXTENSION, BACKPORT_OPERATION, BACKPORT_PROFILE, BACKPORT_SERVER_CAPABILITIES, TASK_TOPIC } from '../src/subscriptions/backport.ts';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROFILE } from '../src/fhir/constants.ts';
 import { SEARCH_PARAMETERS } from '../src/fhir-rest/search-parameters.ts';
-import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 describe('logs and metadata', () => {
   let service: TestService;
-  const lines: string[] = [];
+  const { log, raw: lines } = captureLogs('debug');
 
   beforeAll(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(...chunk.toString().split('\n').filter(Boolean));
-        done();
-      },
-    });
-    service = await startTestService({}, createLogger({ level: 'debug', destination: sink }));
+    service = await startTestService({}, log);
   });
   afterAll(async () => service?.stop());
 

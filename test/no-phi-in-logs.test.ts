@@ -1,20 +1,19 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import type { Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
-import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import type { SeededIds } from './support/sandbox-ehr/seed.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { freePort, startTestService, type TestService } from './support/service.ts';
 import { CLIENT_ASSERTION_TYPE, generateClientKey, getAccessToken, loadExamplePrivateJwk, postTokenRequest, signClientAssertion } from './support/tokens.ts';
 
@@ -80,8 +79,7 @@ describe('no PHI in logs, whatever fails', () => {
   let ehr: SandboxEhr;
   let service: TestService;
   let webhooks: Server;
-  const raw: string[] = [];
-  const lines: Line[] = [];
+  const { log, raw, lines } = captureLogs<Line>('debug');
   /** Client assertions and bearer tokens sent with marked claims: base64url, so checked segment by segment. */
   const markedJwts: string[] = [];
   const tokens: Record<string, string> = {};
@@ -119,16 +117,7 @@ describe('no PHI in logs, whatever fails', () => {
         return real.validate(resource);
       },
     };
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const line of chunk.toString().split('\n').filter(Boolean)) {
-          raw.push(line);
-          lines.push(JSON.parse(line) as Line);
-        }
-        done();
-      },
-    });
-    service = await startTestService({ NETWORK_FILE: networkFile, OVERDUE_SWEEP_INTERVAL_SECONDS: '1' }, createLogger({ level: 'debug', destination: sink }), {
+    service = await startTestService({ NETWORK_FILE: networkFile, OVERDUE_SWEEP_INTERVAL_SECONDS: '1' }, log, {
       validator,
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryLimit: 1, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),
       jobPollingIntervalSeconds: 0.5,

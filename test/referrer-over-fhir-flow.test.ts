@@ -1,21 +1,15 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { OperationOutcome, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const FHIR_JSON = 'application/fhir+json';
 const JSON_PATCH = 'application/json-patch+json';
 
@@ -34,12 +28,7 @@ describe('the referrer over FHIR: revoke the referral, answer a request for info
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('example network lacks st-olaf');
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, { jobPollingIntervalSeconds: 0.5 });
     store = new ResourceStore(service.database.db, validator);
     for (const p of ['st-olaf', 'st-olaf-physicians', 'lakeside-consults', 'northfield-pathology']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));

@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
 import type { DocumentReference, OperationOutcome, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
@@ -13,16 +9,15 @@ import { opinionExtensions, readOpinionExtension } from '../src/opinions/consult
 import { OpinionSchema } from '../src/opinions/opinion.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { opinionDeliveries } from '../src/store/schema.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
+import { completedWithNote, containedConsultNote } from './support/fhir-referrals.ts';
 import { until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const FHIR_JSON = 'application/fhir+json';
 const JSON_PATCH = 'application/json-patch+json';
 
@@ -41,12 +36,7 @@ describe('Task over FHIR (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('example network lacks st-olaf');
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, { jobPollingIntervalSeconds: 0.5 });
     store = new ResourceStore(service.database.db, validator);
     for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
@@ -191,15 +181,8 @@ describe('Task over FHIR (flow)', () => {
     const started = await put({ ...(await taskNow(taskId)), status: 'in-progress' });
     expect(started.body.status).toBe('in-progress');
     const points = OpinionSchema.parse(EXAMPLE_OPINION);
-    const note: DocumentReference = {
-      resourceType: 'DocumentReference',
-      id: 'opinion',
-      extension: opinionExtensions(points),
-      status: 'current',
-      type: { coding: [{ system: 'http://loinc.org', code: '11488-4', display: 'Consult note' }] },
-      content: [{ attachment: { contentType: 'text/plain', title: 'Scan notes', data: Buffer.from('The scan shows no loosening.').toString('base64') } }],
-    };
-    const completing: Task = { ...started.body, status: 'completed', contained: [note], output: [{ type: { text: 'opinion' }, valueReference: { reference: '#opinion' } }] };
+    const note = containedConsultNote(points, { title: 'Scan notes', text: 'The scan shows no loosening.' });
+    const completing = completedWithNote(started.body, note);
 
     // The note's type and points are checked as the JSON opinion's are: 422 naming the element, nothing written.
     const before = await taskNow(taskId);

@@ -1,14 +1,13 @@
-import { Writable } from 'node:stream';
 import type { Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
-import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
@@ -21,7 +20,7 @@ import { getAccessToken } from './support/tokens.ts';
 describe('a token refusal keeps the EHR\'s error_description (flow)', () => {
   let ehr: SandboxEhr;
   let service: TestService;
-  const logs: Record<string, unknown>[] = [];
+  const { log, lines: logs } = captureLogs('warn');
   const tokens: Record<string, string> = {};
   const call = callerFor(() => service.url, tokens);
 
@@ -31,13 +30,7 @@ describe('a token refusal keeps the EHR\'s error_description (flow)', () => {
       timeoutMs: 5_000,
       edit: (byId) => void ((byId('st-olaf').fhir as Record<string, unknown>).tokenUrl = ehr.tokenUrl.replace('127.0.0.1', 'localhost')),
     });
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-        done();
-      },
-    });
-    service = await startTestService({ NETWORK_FILE: networkFile }, createLogger({ level: 'warn', destination: sink }), {
+    service = await startTestService({ NETWORK_FILE: networkFile }, log, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),
       jobPollingIntervalSeconds: 0.5,
     });

@@ -1,11 +1,10 @@
-import { Writable } from 'node:stream';
 import type { Resource, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createValidator } from '../src/fhir/validator.ts';
-import { createLogger } from '../src/log/logger.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { captureLogs } from './support/log-capture.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -16,7 +15,7 @@ import { getAccessToken } from './support/tokens.ts';
  */
 describe('a built resource that fails validation', () => {
   let service: TestService;
-  const lines: Record<string, unknown>[] = [];
+  const { log, lines } = captureLogs('info');
 
   beforeAll(async () => {
     const real = createValidator();
@@ -29,13 +28,7 @@ describe('a built resource that fails validation', () => {
         return real.validate(resource);
       },
     };
-    const sink = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        for (const l of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(l) as Record<string, unknown>);
-        done();
-      },
-    });
-    service = await startTestService({}, createLogger({ level: 'info', destination: sink }), { validator: broken });
+    service = await startTestService({}, log, { validator: broken });
   });
   afterAll(async () => service?.stop());
 

@@ -7,12 +7,11 @@
  * contained consult note. Ids on the sandbox come from its seeded chart (`ehr.seeded`).
  */
 import { randomUUID } from 'node:crypto';
-import type { Bundle, ClinicalImpression, DocumentReference, Extension, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
+import type { Bundle, ClinicalImpression, Extension, ServiceRequest, Subscription, Task } from '@medplum/fhirtypes';
 import { EXTENSION, SYSTEM } from '../../src/fhir/constants.ts';
-import { opinionExtensions } from '../../src/opinions/consult-note.ts';
 import type { OpinionPoints } from '../../src/opinions/opinion.ts';
 import { BACKPORT_EXTENSION, TASK_TOPIC } from '../../src/subscriptions/backport.ts';
-import { EHR_ORDER_SYSTEM, ORG_REGISTRY } from '../../test/support/fhir-referrals.ts';
+import { completedWithNote, containedConsultNote, EHR_ORDER_SYSTEM, ORG_REGISTRY } from '../../test/support/fhir-referrals.ts';
 import { seededDocument, type SeededIds } from '../../test/support/sandbox-ehr/seed.ts';
 import { CONSULTANT_B } from './scenario.ts';
 
@@ -136,13 +135,5 @@ export const OPINION_FHIR: OpinionPoints = {
  * pathologist's worksheet as an inline attachment).
  */
 export function completedTask(task: Task): Task {
-  const note: DocumentReference = {
-    resourceType: 'DocumentReference',
-    id: 'opinion',
-    extension: opinionExtensions(OPINION_FHIR),
-    status: 'current',
-    type: { coding: [{ system: 'http://loinc.org', code: '11488-4', display: 'Consult note' }] },
-    content: [{ attachment: { contentType: 'text/plain', title: 'Pathology worksheet', data: Buffer.from('Synovium: chronic synovitis, focal neutrophils up to 6/HPF. No malignancy.').toString('base64') } }],
-  };
-  return { ...task, status: 'completed', contained: [note], output: [{ type: { text: 'opinion' }, valueReference: { reference: '#opinion' } }] };
+  return completedWithNote(task, containedConsultNote(OPINION_FHIR, { title: 'Pathology worksheet', text: 'Synovium: chronic synovitis, focal neutrophils up to 6/HPF. No malignancy.' }));
 }

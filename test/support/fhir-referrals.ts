@@ -6,8 +6,10 @@
  * `makeSecondOpinionRequest(FHIR_TWIN_OVERRIDES, chart)` (records named by document only).
  */
 import { randomUUID } from 'node:crypto';
-import type { Bundle, BundleEntry, ClinicalImpression, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, ClinicalImpression, DocumentReference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { EXTENSION, SYSTEM } from '../../src/fhir/constants.ts';
+import { opinionExtensions } from '../../src/opinions/consult-note.ts';
+import type { OpinionPoints } from '../../src/opinions/opinion.ts';
 import type { ReferralChart } from './referrals.ts';
 import type { SeededIds } from './sandbox-ehr/seed.ts';
 
@@ -103,4 +105,24 @@ export function toTransaction(parts: BundleParts, order: ('sr' | 't0' | 't1' | '
     ci: { fullUrl: parts.urls.firstOpinion, resource: parts.firstOpinion, request: { method: 'POST', url: 'ClinicalImpression' } },
   };
   return { resourceType: 'Bundle', type: 'transaction', entry: order.map((k) => entries[k] as BundleEntry) };
+}
+
+/**
+ * The consult note a clinic contains in the Task it completes over FHIR (issue 12 §2): LOINC
+ * 11488-4, the opinion's points in our extensions, one inline text attachment.
+ */
+export function containedConsultNote(points: OpinionPoints, attachment: { title: string; text: string }): DocumentReference {
+  return {
+    resourceType: 'DocumentReference',
+    id: 'opinion',
+    extension: opinionExtensions(points),
+    status: 'current',
+    type: { coding: [{ system: 'http://loinc.org', code: '11488-4', display: 'Consult note' }] },
+    content: [{ attachment: { contentType: 'text/plain', title: attachment.title, data: Buffer.from(attachment.text).toString('base64') } }],
+  };
+}
+
+/** `task` completed with `note` contained and named by its `output`. */
+export function completedWithNote(task: Task, note: DocumentReference): Task {
+  return { ...task, status: 'completed', contained: [note], output: [{ type: { text: 'opinion' }, valueReference: { reference: `#${note.id}` } }] };
 }
