@@ -1,10 +1,10 @@
 /**
- * The tiny line protocol between scripts/bench-intake.ts (parent) and a benchmark server
- * child (echo-server.ts, intake-server.ts). Child -> parent on stdout, one line each:
+ * The tiny line protocol between scripts/bench-intake.ts (parent) and a benchmark child
+ * (echo-server.ts, intake-server.ts, raw-insert-server.ts). Child -> parent on stdout, one line each:
  *   BENCH_READY {json}        once listening
  *   BENCH_REPLY {json}        answer to a command
  * Parent -> child on stdin, one command per line: `usage` (memory and CPU time so far),
- * `prof-start [interval µs]`, `prof-stop <file>`.
+ * `prof-start [interval µs]`, `prof-stop <file>`, and the child's own `commands`.
  * When stdin closes (the parent died), the child exits, so no orphan keeps a port or a pool.
  */
 import { writeFile } from 'node:fs/promises';
@@ -14,6 +14,8 @@ import { createInterface } from 'node:readline';
 export interface ChildHooks {
   /** Graceful stop (close server and pool); the process exits afterwards. */
   stop(): Promise<void>;
+  /** Further commands of this child: name -> handler of the words after it; the reply is its result. */
+  commands?: Record<string, (args: string[]) => Promise<unknown>>;
 }
 
 export function announceReady(info: Record<string, unknown>): void {
@@ -72,8 +74,11 @@ export function serveParent(hooks: ChildHooks): void {
             reply({ ok: true, file: args[0] });
             break;
           }
-          default:
-            reply({ error: `unknown command ${command}` });
+          default: {
+            const own = command ? hooks.commands?.[command] : undefined;
+            if (!own) throw new Error(`unknown command ${command}`);
+            reply(await own(args));
+          }
         }
       } catch (err) {
         reply({ error: (err as Error).message });

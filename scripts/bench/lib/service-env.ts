@@ -13,7 +13,8 @@ const ROOT = path.join(import.meta.dirname, '..', '..', '..');
 export interface ServiceEnvOptions {
   port: number;
   dataDir: string;
-  databaseUrl: string;
+  /** PostgreSQL; absent: the service's embedded PGlite in `dataDir`. */
+  databaseUrl?: string;
   logLevel: 'silent' | 'warn' | 'info';
   networkFile?: string;
 }
@@ -26,7 +27,7 @@ export function serviceEnv(o: ServiceEnvOptions): Record<string, string> {
     PORT: String(o.port),
     PUBLIC_URL: `http://127.0.0.1:${o.port}`, // the token audience
     DATA_DIR: o.dataDir, // the generated signing key goes here
-    DATABASE_URL: o.databaseUrl,
+    ...(o.databaseUrl ? { DATABASE_URL: o.databaseUrl } : {}),
     LOG_LEVEL: o.logLevel,
     ...(o.networkFile ? { NETWORK_FILE: o.networkFile } : {}),
     ...BENCH_LIMITS_ENV,
@@ -38,6 +39,7 @@ export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...process.env, ...env };
   for (const key of ['SIGNING_KEY_FILE', 'DATABASE_POOL_SIZE', 'NODE_OPTIONS']) delete out[key];
   if (!env.NETWORK_FILE) delete out.NETWORK_FILE; // the shipped example network
+  if (!env.DATABASE_URL) delete out.DATABASE_URL; // PGlite
   return out;
 }
 
