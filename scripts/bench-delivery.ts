@@ -40,35 +40,28 @@
  * missed), 1 failed or incorrect, 2 PostgreSQL not reachable.
  */
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
-import { Session } from 'node:inspector/promises';
 import { parseArgs } from 'node:util';
 import type { DocumentReference } from '@medplum/fhirtypes';
 import pg from 'pg';
 import { PgBoss } from 'pg-boss';
 import { type Config, loadConfig } from '../src/config/config.ts';
-import { OPINION_NOTIFICATION_SYSTEM } from '../src/delivery/deliver-opinion.ts';
 import { SYSTEM } from '../src/fhir/constants.ts';
 import { QUEUE } from '../src/jobs/queues.ts';
 import { createLogger } from '../src/log/logger.ts';
 import { type RunningService, type StartOptions, startService } from '../src/service.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { writeSandboxNetwork } from '../test/support/example-network.ts';
-import { type CpuProfile, profileWindow, type Share, summariseProfile } from './bench/cpu-profile.ts';
-import { freePort, numberOption, pct, say, sleep, stats } from './bench/lib/common.ts';
-import { agent, monoMs } from './bench/lib/http.ts';
-import { dropSchemaAtCleanup } from './bench/lib/postgres.ts';
-import { emitFigures } from './bench/lib/results.ts';
+import { checkDeliveries, finalReport, jobTimings, printProfile } from './bench/delivery-report.ts';
+import { type BaselineResult, clearTokens, configure, fmtMs, runBaseline, setUpReferrals, submitAndWait, until } from './bench/delivery-runs.ts';
+import { freePort, mean, numberOption, pct, say, sleep, type Stats, stats } from './bench/lib/common.ts';
+import { agent } from './bench/lib/http.ts';
+import { dropSchemaAtCleanup, postgresVersion } from './bench/lib/postgres.ts';
+import { startProfiler } from './bench/lib/profiler.ts';
 import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
 import { type SandboxChild, startSandboxProcess } from './bench/lib/sandbox-process.ts';
 import { serviceEnv } from './bench/lib/service-env.ts';
-import type { IdentifierCounts } from './bench/delivery-sandbox.ts';
-import { type BaselineResult, clearTokens, configure, fmtMs, runBaseline, setUpReferrals, submitAndWait, until } from './bench/delivery-runs.ts';
-
-const TARGET_P95_MS = 1000; // issue 13 §3 (was 2 s, issue 4)
-
 
 // ---------------------------------------------------------------- options
 const { values: flags } = parseArgs({
@@ -112,12 +105,6 @@ function parseWorkOptions(raw: string | undefined): Record<string, unknown> | un
 const databaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/postgres';
 const schemaName = `bench_delivery_${process.pid}_${randomBytes(3).toString('hex')}`;
 
-// ---------------------------------------------------------------- helpers
-/** CLOCK_MONOTONIC in ms: the clock of the sandbox child's arrivals too. */
-/** Date.now() − monoMs(): turns PostgreSQL timestamps into the monotonic clock (±1 ms). */
-const wallMinusMono = Date.now() - monoMs();
-const times = (x: number) => (Number.isFinite(x) ? `×${x >= 10 ? x.toFixed(0) : x.toFixed(1)}` : '—');
-
 // ---------------------------------------------------------------- pg-boss work() options of the deliver-opinion queue
 /** What the service asked pg-boss for on the deliver-opinion queue (observed), after any experiment override. */
 let deliveryWorkOptions: Record<string, unknown> | undefined;
@@ -157,23 +144,9 @@ async function main(): Promise<number> {
   const n = opts.opinions;
   say(`bench:delivery  node ${process.version}  ${n} opinions at once (+${opts.warmup} warm-up)  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (${cpus().length} cores, shared)`);
 
-  // PostgreSQL reachable? The schema must not exist yet (the run starts from an empty one).
-  const admin = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5000 });
-  try {
-    await admin.connect();
-    const { rows } = await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v");
-    const exists = await admin.query('SELECT 1 FROM information_schema.schemata WHERE schema_name IN ($1, $2)', [schemaName, `${schemaName}_pgboss`]);
-    if (exists.rowCount) throw new Error(`schema ${schemaName} already exists`);
-    const url = new URL(databaseUrl);
-    say(`PostgreSQL ${rows[0]?.v} at ${url.host}${url.pathname}, fresh schemas ${schemaName} and ${schemaName}_pgboss (dropped at the end)`);
-  } catch (err) {
-    say(`PostgreSQL is not reachable at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}: ${(err as Error).message}`);
-    say('Start it with:  pg_ctlcluster --skip-systemctl-redirect 15 main start   (or set DATABASE_URL)');
-    await admin.end().catch(() => undefined);
-    return 2;
-  }
-  await admin.end().catch(() => undefined);
-
+  const version = await postgresVersion(databaseUrl);
+  if (!version) return 2;
+  say(`PostgreSQL ${version} at ${new URL(databaseUrl).host}${new URL(databaseUrl).pathname}, fresh schemas ${schemaName} and ${schemaName}_pgboss (dropped at the end)`);
   dropSchemaAtCleanup(databaseUrl, schemaName);
   onCleanup('close the probe connection and the HTTP agent', async () => {
     await probe?.end();
@@ -245,23 +218,13 @@ async function main(): Promise<number> {
   showBaseline(before);
   await sleep(2000);
 
-  const session = opts.cpuProf ? new Session() : undefined;
-  if (session) {
-    session.connect();
-    await session.post('Profiler.enable');
-    await session.post('Profiler.setSamplingInterval', { interval: 500 });
-    await session.post('Profiler.start');
-  }
+  const profiler = opts.cpuProf ? await startProfiler(500) : undefined;
   const cpu0 = process.cpuUsage();
   const ehrCpu0 = await ehr.command<{ cpuMs: number }>({ type: 'usage' });
   const load0 = loadavg()[0] ?? 0;
   const run = await submitAndWait(timed, ehr, 'delivery');
   const cpuService = process.cpuUsage(cpu0);
-  let profile: CpuProfile | undefined;
-  if (session) {
-    profile = (await session.post('Profiler.stop')).profile as unknown as CpuProfile;
-    session.disconnect();
-  }
+  const profile = await profiler?.stop();
   const ehrCpu1 = await ehr.command<{ cpuMs: number }>({ type: 'usage' });
   const firstSubmit = Math.min(...run.subs.map((s) => s.startMs));
   const lastArrival = Math.max(...run.subs.map((s) => run.arrivalOf.get(s.noteId) as number));
@@ -287,150 +250,42 @@ async function main(): Promise<number> {
   const after = await runBaseline('baseline 2', template as DocumentReference, n);
   showBaseline(after);
 
-  // ------------------------------------------------------------ where the time went (pg-boss job rows)
-  const { rows: jobRows } = await probe!.query<{ id: string; started: Date | null; completed: Date | null; retries: number; state: string }>(
-    `SELECT data->>'deliveryId' AS id, started_on AS started, completed_on AS completed, retry_count AS retries, state
-       FROM ${schemaName}_pgboss.job WHERE name = $1 AND data->>'deliveryId' = ANY($2::text[])`,
-    [QUEUE.deliverOpinion, noteIds],
-  );
-  const jobOf = new Map(jobRows.map((r) => [r.id, r]));
-  const toMono = (d: Date) => d.getTime() - wallMinusMono;
-  const pickup: number[] = [];
-  const inJob: number[] = [];
-  const afterArrival: number[] = [];
-  const starts: number[] = [];
-  for (const s of run.subs) {
-    const job = jobOf.get(s.noteId);
-    const arrival = run.arrivalOf.get(s.noteId) as number;
-    if (!job?.started) continue;
-    const started = toMono(job.started);
-    starts.push(started);
-    pickup.push(started - s.endMs);
-    inJob.push(arrival - started);
-    if (job.completed) afterArrival.push(toMono(job.completed) - arrival);
-  }
-  const pickupStats = stats(pickup);
-  const jobStats = stats(inJob);
-  const tailStats = stats(afterArrival);
-  const pickupSpan = Math.max(...starts) - Math.min(...starts);
-
-  // ------------------------------------------------------------ correctness
-  const problems: string[] = [];
-  const docs = await ehr.command<{ total: number; counts: IdentifierCounts }>({ type: 'identifiers', resourceType: 'DocumentReference' });
-  const comms = await ehr.command<{ total: number; counts: IdentifierCounts }>({ type: 'identifiers', resourceType: 'Communication' });
-  const docCount = (id: string) => docs.counts[`${SYSTEM.consultNoteId}|${id}`] ?? 0;
-  const commCount = (id: string) => comms.counts[`${OPINION_NOTIFICATION_SYSTEM}|${id}`] ?? 0;
-  const wrongDocs = noteIds.filter((id) => docCount(id) !== 1);
-  if (wrongDocs.length) problems.push(`${wrongDocs.length} opinions do not have exactly one DocumentReference on the EHR (e.g. ${wrongDocs[0]}: ${docCount(wrongDocs[0]!)})`);
-  const consultNotesOnEhr = Object.entries(docs.counts).filter(([k]) => k.startsWith(`${SYSTEM.consultNoteId}|`)).reduce((a, [, v]) => a + v, 0);
-  if (consultNotesOnEhr !== n + opts.warmup) problems.push(`${consultNotesOnEhr} consult notes on the EHR, expected ${n + opts.warmup}`);
-  const wrongComms = noteIds.filter((id) => commCount(id) !== 1);
-  if (wrongComms.length) problems.push(`${wrongComms.length} opinions do not have exactly one Communication on the EHR`);
-  const { rows: deliveryRows } = await probe!.query<{ status: string; attempts: number; n: number; last_error: string | null }>(
-    'SELECT status, attempts, count(*)::int AS n, max(last_error) AS last_error FROM opinion_delivery WHERE id = ANY($1::text[]) GROUP BY status, attempts',
-    [noteIds],
-  );
-  const undelivered = deliveryRows.filter((r) => r.status !== 'delivered');
-  if (undelivered.length) problems.push(`delivery rows not delivered: ${undelivered.map((r) => `${r.n} ${r.status} (${r.last_error ?? ''})`).join(', ')}`);
-  const retried = deliveryRows.filter((r) => r.attempts !== 1).reduce((a, r) => a + r.n, 0);
+  // ------------------------------------------------------------ where the time went, correctness
+  const timings = await jobTimings(probe!, `${schemaName}_pgboss`, run.subs, run.arrivalOf);
+  const correctness = await checkDeliveries(ehr, probe!, noteIds, n + opts.warmup);
   const non201 = [...run.statuses.values()].flat().filter((s) => s !== 201).length;
-  const ok = problems.length === 0;
-
   await service.stop();
   service = undefined;
 
   // ------------------------------------------------------------ report
-  const base = {
-    p50: (before.latency.p50 + after.latency.p50) / 2,
-    p95: (before.latency.p95 + after.latency.p95) / 2,
-    max: (before.latency.max + after.latency.max) / 2,
-    throughput: (before.throughput + after.throughput) / 2,
-  };
   const serviceCpuMs = (cpuService.user + cpuService.system) / 1000;
+  const show = (label: string, x: Stats, more = '') => say(`  ${label.padEnd(45)}p50 ${fmtMs(x.p50).padStart(8)}  p95 ${fmtMs(x.p95).padStart(8)}  max ${fmtMs(x.max).padStart(8)}${more}`);
   say();
   say(`where the delivery time went (per opinion; pg-boss job rows, PostgreSQL clock, ±1 ms):`);
-  say(`  submit HTTP (transaction: note, Task, job)   p50 ${fmtMs(submitLatency.p50).padStart(8)}  p95 ${fmtMs(submitLatency.p95).padStart(8)}  max ${fmtMs(submitLatency.max).padStart(8)}`);
-  say(`  waiting for a worker (response → job start)  p50 ${fmtMs(pickupStats.p50).padStart(8)}  p95 ${fmtMs(pickupStats.p95).padStart(8)}  max ${fmtMs(pickupStats.max).padStart(8)}  (jobs started over ${fmtMs(pickupSpan)}: ${(n / (pickupSpan / 1000)).toFixed(1)} jobs/s)`);
-  say(`  job start → document on the EHR              p50 ${fmtMs(jobStats.p50).padStart(8)}  p95 ${fmtMs(jobStats.p95).padStart(8)}  max ${fmtMs(jobStats.max).padStart(8)}  (reads, token, conditional create)`);
-  say(`  document on the EHR → job completed          p50 ${fmtMs(tailStats.p50).padStart(8)}  p95 ${fmtMs(tailStats.p95).padStart(8)}  max ${fmtMs(tailStats.max).padStart(8)}  (Communication, Task, audit; not in the measured time)`);
-  const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
-  const parts = { 'submit HTTP': mean(run.subs.map((s) => s.endMs - s.startMs)), 'waiting for a worker': mean(pickup), 'job → EHR': mean(inJob) };
+  show('submit HTTP (transaction: note, Task, job)', submitLatency);
+  show('waiting for a worker (response → job start)', timings.pickup, `  (jobs started over ${fmtMs(timings.pickupSpanMs)}: ${(n / (timings.pickupSpanMs / 1000)).toFixed(1)} jobs/s)`);
+  show('job start → document on the EHR', timings.inJob, '  (reads, token, conditional create)');
+  show('document on the EHR → job completed', timings.tail, '  (Communication, Task, audit; not in the measured time)');
+  const parts = { 'submit HTTP': mean(run.subs.map((s) => s.endMs - s.startMs)), 'waiting for a worker': timings.meanPickup, 'job → EHR': timings.meanInJob };
   const whole = Object.values(parts).reduce((a, b) => a + b, 0);
   say(`  share of the mean submit→arrival (${fmtMs(whole)}): ${Object.entries(parts).map(([k, v]) => `${k} ${pct(v / whole)}`).join(', ')}`);
-  say(
-    `  CPU over the ${fmtMs(span)} run: this process (service + load generator) ${fmtMs(serviceCpuMs)} = ${pct(serviceCpuMs / span)} of a core, sandbox EHR ${fmtMs(ehrCpu1.cpuMs - ehrCpu0.cpuMs)}; load average ${load0.toFixed(2)} → ${(loadavg()[0] ?? 0).toFixed(2)}`,
-  );
+  say(`  CPU over the ${fmtMs(span)} run: this process (service + load generator) ${fmtMs(serviceCpuMs)} = ${pct(serviceCpuMs / span)} of a core, sandbox EHR ${fmtMs(ehrCpu1.cpuMs - ehrCpu0.cpuMs)}; load average ${load0.toFixed(2)} → ${(loadavg()[0] ?? 0).toFixed(2)}`);
   const duringSubmit = run.subs.filter((s) => (run.arrivalOf.get(s.noteId) as number) <= lastResponse).length;
   say(`  CPU of this process from the first submission to the last response (${fmtMs(lastResponse - firstSubmit)}): ${fmtMs(run.submitCpuMs)} (${((run.submitCpuMs * 1000) / n).toFixed(0)} µs per opinion; ${duringSubmit} of the documents had arrived by then)`);
-  say(`  all delivery rows committed ${fmtMs(commitWaitMs)} after the last arrival was seen; ${retried} deliveries needed more than one attempt; ${non201} non-201 answers to consult-note POSTs`);
+  say(`  all delivery rows committed ${fmtMs(commitWaitMs)} after the last arrival was seen; ${correctness.retried} deliveries needed more than one attempt; ${non201} non-201 answers to consult-note POSTs`);
   if (profile) {
-    const file = path.join(tmpdir(), `bench-delivery-${process.pid}.cpuprofile`);
-    await writeFile(file, JSON.stringify(profile));
-    const line = (x: Share) => `  ${pct(x.share).padStart(6)}  ${((x.ms * 1000) / n).toFixed(0).padStart(6)} µs/opinion  ${x.label}`;
-    const windows: [string, number, number][] = [
+    await printProfile(profile, n, [
       ['the whole timed run', firstSubmit, lastArrival],
       ['submissions (first submission → last response)', firstSubmit, lastResponse],
       ['after the last response (deliveries)', lastResponse, lastArrival],
-    ];
-    say();
-    say(`CPU profile of this process (service + load generator), main thread; ${file}`);
-    for (const [label, fromMs, toMs] of windows) {
-      const part = profileWindow(profile, [[fromMs * 1000, toMs * 1000]]);
-      if (!part) continue;
-      const summary = summariseProfile(part, 12);
-      say();
-      say(`${label}: busy ${fmtMs(summary.busyMs)} of ${fmtMs(toMs - fromMs)} = ${((summary.busyMs * 1000) / n).toFixed(0)} µs per opinion`);
-      say(' by package / folder (inclusive: on the stack):');
-      for (const x of summary.byPackageInclusive.slice(0, 12)) say(line(x));
-      say(' top functions by self time:');
-      for (const x of summary.topSelf) say(line(x));
-    }
+    ]);
   }
   say();
-  say(`correctness: ${ok ? `OK: exactly one DocumentReference and one Communication per opinion on the EHR (${consultNotesOnEhr} consult notes incl. warm-up), every delivery row delivered` : `FAILED:\n  - ${problems.join('\n  - ')}`}`);
-
-  const met = e2e.p95 <= TARGET_P95_MS;
-  const row = (label: string, a: string, b: string, c: string, d: string) => say(`  ${label.padEnd(42)}${a.padStart(10)}${b.padStart(10)}${c.padStart(10)}${d.padStart(16)}`);
-  say();
-  say(`==================== bench:delivery: ${n} opinions submitted at once, PostgreSQL ====================`);
-  row('', 'p50', 'p95', 'max', 'throughput');
-  row('baseline 1 (direct POST, If-None-Exist)', fmtMs(before.latency.p50), fmtMs(before.latency.p95), fmtMs(before.latency.max), `${before.throughput.toFixed(0)} docs/s`);
-  row('baseline 2', fmtMs(after.latency.p50), fmtMs(after.latency.p95), fmtMs(after.latency.max), `${after.throughput.toFixed(0)} docs/s`);
-  row('baseline (mean)', fmtMs(base.p50), fmtMs(base.p95), fmtMs(base.max), `${base.throughput.toFixed(0)} docs/s`);
-  row('delivery: submit → on the EHR', fmtMs(e2e.p50), fmtMs(e2e.p95), fmtMs(e2e.max), `${throughput.toFixed(1)} op/s`);
-  row('delivery / baseline', times(e2e.p50 / base.p50), times(e2e.p95 / base.p95), times(e2e.max / base.max), pct(throughput / base.throughput));
-  row('submit HTTP latency', fmtMs(submitLatency.p50), fmtMs(submitLatency.p95), fmtMs(submitLatency.max), '');
-  say(`  ${pollingLabel}; deliver-opinion worker ${workLabel}${opts.deliveryWork ? ' (EXPERIMENT)' : ''}`);
-  say(`  EHR: ${ehrLabel}`);
-  say(`  correctness: ${ok ? 'OK' : 'FAILED'}`);
-  say(`  TARGET p95 ≤ ${fmtMs(TARGET_P95_MS)}: ${met ? 'MET' : 'MISSED'} (p95 ${fmtMs(e2e.p95)})`);
-  say('='.repeat(99));
-  const correct = noteIds.filter((id) => docCount(id) === 1 && commCount(id) === 1).length;
-  emitFigures([
-    {
-      bench: 'delivery',
-      name: `opinion submit → note on the EHR, p95, ${n} at once${opts.ehrIndexed ? ' (--ehr-indexed)' : ''}`,
-      value: e2e.p95,
-      unit: 'ms',
-      baseline: { name: 'direct POST with If-None-Exist, p95, mean of before/after', value: base.p95 },
-      target: { on: 'value', op: '<=', limit: TARGET_P95_MS, source: 'issue 13 §3' },
-    },
-    {
-      bench: 'delivery',
-      name: 'delivery throughput',
-      value: throughput,
-      unit: 'per s',
-      baseline: { name: 'direct POSTs, mean of before/after', value: base.throughput },
-    },
-    {
-      bench: 'delivery',
-      name: 'opinions with exactly one DocumentReference and one Communication on the EHR',
-      value: correct,
-      unit: `of ${n}`,
-      target: { on: 'value', op: '>=', limit: n, source: 'issue 13 §3' },
-    },
-  ]);
-  if (!ok) return 1;
+  const { problems } = correctness;
+  say(`correctness: ${problems.length === 0 ? `OK: exactly one DocumentReference and one Communication per opinion on the EHR (${correctness.consultNotesOnEhr} consult notes incl. warm-up), every delivery row delivered` : `FAILED:\n  - ${problems.join('\n  - ')}`}`);
+  const notes = [`${pollingLabel}; deliver-opinion worker ${workLabel}${opts.deliveryWork ? ' (EXPERIMENT)' : ''}`, `EHR: ${ehrLabel}`];
+  const met = finalReport({ n, ehrIndexed: opts.ehrIndexed, before, after, e2e, submitLatency, throughput, correctness, notes });
+  if (problems.length) return 1;
   return opts.check && !met ? 1 : 0;
 }
 

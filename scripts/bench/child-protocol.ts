@@ -8,8 +8,8 @@
  * When stdin closes (the parent died), the child exits, so no orphan keeps a port or a pool.
  */
 import { writeFile } from 'node:fs/promises';
-import { Session } from 'node:inspector/promises';
 import { createInterface } from 'node:readline';
+import { startProfiler } from './lib/profiler.ts';
 
 export interface ChildHooks {
   /** Graceful stop (close server and pool); the process exits afterwards. */
@@ -28,7 +28,7 @@ function reply(value: unknown): void {
 
 /** Serves the parent's commands and exits on SIGTERM/SIGINT or when the parent goes away. */
 export function serveParent(hooks: ChildHooks): void {
-  let session: Session | undefined;
+  let profiler: Awaited<ReturnType<typeof startProfiler>> | undefined;
   let exiting = false;
   const exit = (code: number): void => {
     if (exiting) return;
@@ -57,19 +57,14 @@ export function serveParent(hooks: ChildHooks): void {
             break;
           }
           case 'prof-start': {
-            session = new Session();
-            session.connect();
-            await session.post('Profiler.enable');
-            await session.post('Profiler.setSamplingInterval', { interval: Number(args[0] ?? 500) });
-            await session.post('Profiler.start');
+            profiler = await startProfiler(Number(args[0] ?? 500));
             reply({ ok: true });
             break;
           }
           case 'prof-stop': {
-            if (!session) throw new Error('profiler not started');
-            const { profile } = await session.post('Profiler.stop');
-            session.disconnect();
-            session = undefined;
+            if (!profiler) throw new Error('profiler not started');
+            const profile = await profiler.stop();
+            profiler = undefined;
             if (args[0]) await writeFile(args[0], JSON.stringify(profile));
             reply({ ok: true, file: args[0] });
             break;
