@@ -33,10 +33,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killAllNow } from './bench/children.ts';
-import { type CpuProfile, formatSummary, summariseProfile } from './bench/cpu-profile.ts';
+import { type CpuProfile, formatSummary, profileWindow, summariseProfile } from './bench/cpu-profile.ts';
 import { emitIntakeFigures, type Phase, printTable, ratioTo, sayPhase, verdict } from './bench/intake-report.ts';
 import { bodyFactory, dumpRows, echoTarget, REFERRER_CLIENT, startEcho, startIntake, startRaw, type Store, type Target } from './bench/intake-targets.ts';
 import { numberOption, say, sleep } from './bench/lib/common.ts';
+import { monoMs } from './bench/lib/http.ts';
 import { postgresVersion } from './bench/lib/postgres.ts';
 import { onCleanup, runBench } from './bench/lib/run.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
@@ -118,7 +119,8 @@ async function main(): Promise<number> {
 
   const phases: Phase[] = [];
   const runPhase = async (t: Target, round: number, seconds: number) => {
-    const phase: Phase = { ...(await t.measure(seconds)), target: t, round };
+    const fromMs = monoMs();
+    const phase: Phase = { ...(await t.measure(seconds)), target: t, round, fromMs, toMs: monoMs() };
     phases.push(phase);
     sayPhase(phase);
     await sleep(500); // let requests still in flight finish before the next target is loaded
@@ -166,10 +168,12 @@ async function main(): Promise<number> {
   emitIntakeFigures(phases, targets, opts.connections);
 
   if (profileFile) {
-    const profiled = phases.filter((p) => p.target === intakePg && p.round > 0).reduce((s, p) => s + p.ok, 0);
+    // The intake phases only: between them the service idles (but for its background jobs) while the others are loaded.
+    const measured = phases.filter((p) => p.target === intakePg && p.round > 0);
+    const profile = profileWindow(JSON.parse(readFileSync(profileFile, 'utf8')) as CpuProfile, measured.map((p) => [p.fromMs * 1000, p.toMs * 1000] as const));
     say();
-    say(formatSummary(summariseProfile(JSON.parse(readFileSync(profileFile, 'utf8')) as CpuProfile, 25), profiled));
-    say(`(profile: ${profileFile}, open in Chrome DevTools; the sampler ran during the measured intake rounds, so their figures are a little low)`);
+    if (profile) say(formatSummary(summariseProfile(profile, 25), measured.reduce((s, p) => s + p.ok, 0)));
+    say(`(profile: ${profileFile}, open in Chrome DevTools; samples of the measured intake phases only; the sampler ran during them, so their figures are a little low)`);
   }
   return opts.check && !v.met ? 1 : 0;
 }

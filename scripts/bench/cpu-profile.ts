@@ -210,13 +210,12 @@ export function profileWindow(profile: CpuProfile, windows: readonly (readonly [
   const samples: number[] = [];
   const deltas: number[] = [];
   let t = profile.startTime;
-  let last: number | undefined;
   for (let i = 0; i < profile.samples.length; i++) {
     t += profile.timeDeltas[i] ?? 0;
     if (!windows.some(([a, b]) => t >= a && t <= b)) continue;
     samples.push(profile.samples[i] as number);
-    deltas.push(last === undefined ? 0 : t - last);
-    last = t;
+    // Each sample keeps its own interval: the gaps between windows count for nothing.
+    deltas.push(profile.timeDeltas[i] ?? 0);
   }
   if (samples.length === 0) return undefined;
   return { ...profile, samples, timeDeltas: deltas, startTime: windows[0]?.[0] ?? profile.startTime, endTime: windows[windows.length - 1]?.[1] ?? profile.endTime };

@@ -13,6 +13,9 @@ export const TARGET_P99_MS = 50; // issue 13 §4
 export interface Phase extends Measured {
   target: Target;
   round: number; // 0 = warm-up
+  /** CLOCK_MONOTONIC ms at the start and end of the phase (the clock of CPU profiles). */
+  fromMs: number;
+  toMs: number;
 }
 
 export function sayPhase(p: Phase): void {
