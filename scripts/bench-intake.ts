@@ -29,7 +29,7 @@
  * BENCH_CONNECTIONS, BENCH_STORES.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { killAllNow } from './bench/children.ts';
@@ -76,10 +76,11 @@ const opts = {
 };
 if (opts.compare && !existsSync(path.join(opts.compare, 'src', 'service.ts'))) throw new Error(`--compare ${opts.compare}: no src/service.ts there`);
 const databaseUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const loadAverage = () => loadavg().map((l) => l.toFixed(2)).join(' ');
 const short = (store: Store) => (store === 'postgres' ? 'pg' : 'pglite');
 
 async function main(): Promise<number> {
-  say(`bench:intake  node ${process.version}  ${opts.connections} connections  warm-up ${opts.warmup} s  ${opts.rounds} rounds × ${opts.duration} s  stores ${opts.stores.join(', ')}${opts.compare ? ` (+ compare ${opts.compare})` : ''}, interleaved`);
+  say(`bench:intake  node ${process.version}  ${opts.connections} connections  warm-up ${opts.warmup} s  ${opts.rounds} rounds × ${opts.duration} s  stores ${opts.stores.join(', ')}${opts.compare ? ` (+ compare ${opts.compare})` : ''}, interleaved; load average ${loadAverage()}`);
   const version = await postgresVersion(databaseUrl);
   if (!version) return 1;
   say(`PostgreSQL ${version} at ${databaseUrl.replace(/\/\/[^@/]*@/, '//…@')}`);
@@ -154,7 +155,7 @@ async function main(): Promise<number> {
   await Promise.all(targets.map((t) => t.child.stop()));
 
   say();
-  say(`results: ${opts.connections} connections, ${opts.rounds} × ${opts.duration} s each, request ${body.size} B`);
+  say(`results: ${opts.connections} connections, ${opts.rounds} × ${opts.duration} s each, request ${body.size} B; load average now ${loadAverage()} (${cpus().length} cores)`);
   printTable(phases, targets, (t) => (t.kind === 'intake' ? (t.key === 'compare' ? intakePg : raws.get(t.store as Store)) : t.kind === 'raw' ? echo : undefined));
   say(`  intake pg ÷ echo per round: ${ratioTo(phases, intakePg, echo).perRound.map((r) => `${(r * 100).toFixed(1)}%`).join(', ')}`);
   say();
