@@ -1,15 +1,19 @@
-import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import v8 from 'node:v8';
-import vm from 'node:vm';
-import { count } from 'drizzle-orm';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { count, isNotNull, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BLOB_STORE_KINDS, openTestBlobBackend, startS3Server, type TestBlobBackend, type TestS3Server } from '../../test/support/blob-stores.ts';
 import { openTestDatabase } from '../../test/support/database.ts';
 import { BlobIntegrityError, BlobRangeError, BlobStore, BlobTooLargeError } from './blob-store.ts';
-import { type Database, openDatabase } from './database.ts';
+import { type Database, type Db, openDatabase } from './database.ts';
+import { migrateBlobsFromDatabase } from './migrate-blobs.ts';
 import { blobChunks, blobContents, blobs } from './schema.ts';
 
 v8.setFlagsFromString('--expose-gc');
@@ -17,6 +21,7 @@ const gc = vm.runInNewContext('gc') as () => void;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** A size the tests cut content around (the database's old chunk size in these tests). */
 const CHUNK = 256 * KiB;
 
 /**
@@ -56,29 +61,87 @@ function failingAfter(bytesBefore: number): AsyncIterable<Uint8Array> {
   })();
 }
 
-describe('BlobStore', () => {
+/** A blob as the database stored it before the blob store: `blob_content` + `blob_chunk` rows. */
+async function insertLegacyBlob(db: Db, data: Buffer, chunkSize: number): Promise<string> {
+  const contentId = randomUUID();
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  await db.insert(blobContents).values({ id: contentId, createdAt: new Date() });
+  let seq = 0;
+  for (let at = 0; at < data.length; at += chunkSize) {
+    const chunk = data.subarray(at, at + chunkSize).toString('base64');
+    await db.execute(sql`INSERT INTO ${blobChunks} (content_id, seq, data) VALUES (${contentId}, ${seq++}, decode(${chunk}, 'base64'))`);
+  }
+  await db.insert(blobs).values({
+    sha256,
+    sha1: createHash('sha1').update(data).digest('base64'),
+    size: data.length,
+    contentType: 'application/pdf',
+    chunkSize,
+    chunkCount: seq,
+    contentId,
+    createdAt: new Date(),
+  });
+  return sha256;
+}
+
+const CHILD = path.join(import.meta.dirname, '..', '..', 'test', 'support', 'blob-writer-child.ts');
+
+/** Runs blob-writer-child.ts and SIGKILLs it once it has streamed `killAfter` bytes of its endless blob. */
+async function killMidWrite(args: object, killAfter: number): Promise<{ stored: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const errors: string[] = [];
+  createInterface({ input: child.stderr }).on('line', (l) => errors.push(l));
+  let stored = '';
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+  await new Promise<void>((resolve, reject) => {
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      if (line.startsWith('STORED ')) stored = line.slice(7);
+      if (line.startsWith('WRITING ') && Number(line.slice(8)) >= killAfter) {
+        child.kill('SIGKILL');
+        resolve();
+      }
+    });
+    void exited.then(() => reject(new Error(`writer exited before it was killed:\n${errors.slice(-20).join('\n')}`)));
+  });
+  expect(await exited).toBe('SIGKILL');
+  return { stored };
+}
+
+let s3: TestS3Server;
+beforeAll(async () => {
+  s3 = await startS3Server();
+});
+afterAll(async () => s3?.stop());
+
+/** The same contract on every blob store the service can be configured with. */
+describe.each(BLOB_STORE_KINDS)('BlobStore on %s', (kind) => {
   let database: Database;
+  let backing: TestBlobBackend;
   let store: BlobStore;
 
   beforeAll(async () => {
     database = await openTestDatabase();
-    store = new BlobStore(database.db, { chunkSize: CHUNK });
+    backing = await openTestBlobBackend(kind, s3);
+    store = new BlobStore(database.db, backing.backend);
   });
-  afterAll(async () => database.close());
+  afterAll(async () => {
+    await backing?.close();
+    await database?.close();
+  });
 
-  async function rowCounts() {
+  /** Metadata rows, stored objects and leftovers: what "nothing was stored" compares. */
+  async function held() {
     const [b] = await database.db.select({ n: count() }).from(blobs);
-    const [c] = await database.db.select({ n: count() }).from(blobContents);
-    const [k] = await database.db.select({ n: count() }).from(blobChunks);
-    return { blobs: b?.n, contents: c?.n, chunks: k?.n };
+    const { objects, temporary } = await backing.contents();
+    return { blobs: b?.n, objects: objects.length, temporary: temporary.length };
   }
 
   it.each([
     ['empty', 0],
     ['1 byte', 1],
-    ['exactly one chunk', CHUNK],
-    ['one chunk + 1', CHUNK + 1],
-    ['several MB', 5 * MiB + 17],
+    ['256 KiB', CHUNK],
+    ['256 KiB + 1', CHUNK + 1],
+    ['several MB (several S3 parts)', 11 * MiB + 17],
   ])('round-trips %s (put, head, read) with the hashes node computes', async (_, size) => {
     const input = await bytes(size, size + 1);
     const stored = await store.put(Readable.from(generate(size, size + 1)), { contentType: 'application/pdf' });
@@ -95,6 +158,16 @@ describe('BlobStore', () => {
     expect(output.equals(input)).toBe(true);
   });
 
+  it('keeps only metadata in the database: the bytes are in the blob store', async () => {
+    const stored = await store.put(generate(1000, 3), { contentType: 'text/plain' });
+    const [row] = await database.db.select().from(blobs).where(sql`${blobs.sha256} = ${stored.sha256}`);
+    expect(row).toMatchObject({ contentId: null, chunkSize: null });
+    expect(await backing.backend.exists(row!.objectKey!)).toBe(true);
+    if (kind === 'files') expect(row!.objectKey).toBe(`${stored.sha256.slice(0, 2)}/${stored.sha256.slice(2, 4)}/${stored.sha256}`);
+    const [chunks] = await database.db.select({ n: count() }).from(blobChunks);
+    expect(chunks?.n).toBe(0);
+  });
+
   it('answers undefined for an unknown address', async () => {
     expect(await store.head('0'.repeat(64))).toBeUndefined();
     expect(await store.read('0'.repeat(64))).toBeUndefined();
@@ -102,42 +175,39 @@ describe('BlobStore', () => {
 
   it('stores identical content once and says so the second time', async () => {
     const first = await store.put(generate(CHUNK * 2 + 5, 7), { contentType: 'image/jpeg' });
-    const before = await rowCounts();
+    const before = await held();
     const second = await store.put(generate(CHUNK * 2 + 5, 7, 4096), { contentType: 'application/octet-stream' });
     expect(second).toEqual({ ...first, deduplicated: true }); // content type of the first put is kept
-    expect(await rowCounts()).toEqual(before);
+    expect(await held()).toEqual(before);
   });
 
   it('keeps one blob when identical content is put concurrently', async () => {
-    const before = await rowCounts();
+    const before = await held();
     const results = await Promise.all([1, 2, 3, 4].map(() => store.put(generate(CHUNK + 10, 11), { contentType: 'text/plain' })));
     expect(new Set(results.map((r) => r.sha256)).size).toBe(1);
     expect(results.filter((r) => !r.deduplicated)).toHaveLength(1);
-    expect(await rowCounts()).toEqual({ blobs: before.blobs! + 1, contents: before.contents! + 1, chunks: before.chunks! + 2 });
+    expect(await held()).toEqual({ blobs: before.blobs! + 1, objects: before.objects + 1, temporary: 0 });
   });
 
   describe('byte ranges (inclusive ends, HTTP semantics)', () => {
-    // Small chunks so ranges cross several boundaries.
-    const small = () => new BlobStore(database.db, { chunkSize: 1000, chunksPerRead: 2 });
     const SIZE = 4321;
     let input: Buffer;
     let sha256: string;
 
     beforeAll(async () => {
       input = await bytes(SIZE, 5);
-      sha256 = (await small().put(generate(SIZE, 5, 333), { contentType: 'application/pdf' })).sha256;
+      sha256 = (await store.put(generate(SIZE, 5, 333), { contentType: 'application/pdf' })).sha256;
     });
 
     async function readRange(start: number, end?: number) {
-      return collect((await small().read(sha256, end === undefined ? { start } : { start, end }))!);
+      return collect((await store.read(sha256, end === undefined ? { start } : { start, end }))!);
     }
 
     it('serves the first byte', async () => {
       expect(await readRange(0, 0)).toEqual(input.subarray(0, 1));
     });
-    it('serves a span crossing several chunk boundaries', async () => {
+    it('serves a span in the middle', async () => {
       expect(await readRange(999, 3000)).toEqual(input.subarray(999, 3001));
-      expect(await readRange(1000, 1999)).toEqual(input.subarray(1000, 2000));
     });
     it('serves from an offset to the end when there is no end', async () => {
       expect(await readRange(4000)).toEqual(input.subarray(4000));
@@ -146,13 +216,10 @@ describe('BlobStore', () => {
     it('clamps an end past the last byte', async () => {
       expect(await readRange(4300, 1_000_000)).toEqual(input.subarray(4300));
     });
-    it('reads a blob stored with another chunk size', async () => {
-      expect(await collect((await store.read(sha256, { start: 10, end: 2010 }))!)).toEqual(input.subarray(10, 2011));
-    });
     it('refuses ranges that cannot be satisfied with BlobRangeError carrying the size', async () => {
-      await expect(small().read(sha256, { start: SIZE })).rejects.toEqual(new BlobRangeError(SIZE));
-      await expect(small().read(sha256, { start: 10, end: 9 })).rejects.toBeInstanceOf(BlobRangeError);
-      await expect(small().read(sha256, { start: -1 })).rejects.toBeInstanceOf(BlobRangeError);
+      await expect(store.read(sha256, { start: SIZE })).rejects.toEqual(new BlobRangeError(SIZE));
+      await expect(store.read(sha256, { start: 10, end: 9 })).rejects.toBeInstanceOf(BlobRangeError);
+      await expect(store.read(sha256, { start: -1 })).rejects.toBeInstanceOf(BlobRangeError);
       const empty = await store.put(generate(0, 1), { contentType: 'text/plain' });
       await expect(store.read(empty.sha256, { start: 0 })).rejects.toMatchObject({ name: 'BlobRangeError', size: 0 });
     });
@@ -160,11 +227,11 @@ describe('BlobStore', () => {
 
   describe('failures store nothing', () => {
     it('refuses content over maxBytes with BlobTooLargeError', async () => {
-      const before = await rowCounts();
+      const before = await held();
       const err = await store.put(generate(3 * CHUNK, 21), { contentType: 'application/pdf', maxBytes: 2 * CHUNK + 1 }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BlobTooLargeError);
       expect(err).toMatchObject({ maxBytes: 2 * CHUNK + 1 });
-      expect(await rowCounts()).toEqual(before);
+      expect(await held()).toEqual(before);
     });
 
     it('accepts content of exactly maxBytes', async () => {
@@ -173,23 +240,22 @@ describe('BlobStore', () => {
     });
 
     it('refuses a size that differs from the declared one with BlobIntegrityError', async () => {
-      const before = await rowCounts();
+      const before = await held();
       const err = await store.put(generate(CHUNK + 3, 23), { contentType: 'application/pdf', expected: { size: CHUNK } }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BlobIntegrityError);
       expect(err).toMatchObject({ kind: 'size', expected: CHUNK, actual: CHUNK + 3 });
-      expect(await rowCounts()).toEqual(before);
+      expect(await held()).toEqual(before);
     });
 
-    it('refuses bytes whose SHA-1 differs from the declared one with BlobIntegrityError', async () => {
-      const before = await rowCounts();
-      const actual = createHash('sha1').update(await bytes(CHUNK + 3, 24)).digest('base64');
+    it('refuses bytes whose SHA-1 differs from the declared one with BlobIntegrityError, also past one S3 part', async () => {
+      const before = await held();
+      const size = 6 * MiB + 3;
+      const actual = createHash('sha1').update(await bytes(size, 24)).digest('base64');
       const declared = createHash('sha1').update('something else').digest('base64');
-      const err = await store
-        .put(generate(CHUNK + 3, 24), { contentType: 'application/pdf', expected: { size: CHUNK + 3, sha1: declared } })
-        .catch((e: unknown) => e);
+      const err = await store.put(generate(size, 24), { contentType: 'application/pdf', expected: { size, sha1: declared } }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(BlobIntegrityError);
       expect(err).toMatchObject({ kind: 'hash', expected: declared, actual });
-      expect(await rowCounts()).toEqual(before);
+      expect(await held()).toEqual(before);
     });
 
     it('accepts bytes matching the declared size and SHA-1', async () => {
@@ -198,60 +264,121 @@ describe('BlobStore', () => {
     });
 
     it('rethrows the error of a source that fails midway', async () => {
-      const before = await rowCounts();
+      const before = await held();
       await expect(store.put(failingAfter(3 * CHUNK + 7), { contentType: 'application/pdf' })).rejects.toThrow('connection reset by EHR');
-      expect(await rowCounts()).toEqual(before);
+      expect(await held()).toEqual(before);
     });
 
     it('refuses a source of strings', async () => {
-      const before = await rowCounts();
+      const before = await held();
       await expect(store.put(Readable.from(['text']), { contentType: 'text/plain' })).rejects.toBeInstanceOf(TypeError);
-      expect(await rowCounts()).toEqual(before);
+      expect(await held()).toEqual(before);
     });
   });
 
-  it('purges uploads abandoned mid-way, and only those', async () => {
-    const before = await rowCounts();
-    const past = new Date(Date.now() - 3_600_000);
-    // An upload whose process died: its content row and chunks stay with no blob row.
-    const abandoned = new BlobStore(database.db, { chunkSize: CHUNK, now: () => past });
-    const hang = abandoned.put(
-      (async function* () {
-        yield* generate(CHUNK * 2, 31);
-        await new Promise<never>(() => undefined);
-      })(),
-      { contentType: 'text/plain' },
-    );
-    void hang;
-    await expect.poll(async () => (await rowCounts()).chunks).toBe(before.chunks! + 2);
-    expect(await store.purgeAbandonedUploads(new Date(Date.now() - 60_000))).toBe(1);
-    expect(await rowCounts()).toEqual(before);
+  describe('the sweep', () => {
+    it('removes bytes committed by a put that died before its row, once older than the cut-off, and nothing a row names', async () => {
+      const kept = await store.put(generate(5000, 51), { contentType: 'text/plain' });
+      // A put that died between making its bytes durable and inserting the row.
+      const upload = await backing.backend.begin();
+      const orphan = await bytes(3000, 52);
+      await upload.write(orphan);
+      const key = await upload.commit(createHash('sha256').update(orphan).digest('hex'));
+      expect(await backing.backend.exists(key)).toBe(true);
+      const before = await held();
+      expect(await store.sweep(new Date(Date.now() - 3_600_000))).toBe(0); // too young to be swept
+      expect(await store.sweep(new Date(Date.now() + 60_000))).toBe(1);
+      expect(await backing.backend.exists(key)).toBe(false);
+      expect(await held()).toEqual({ ...before, objects: before.objects - 1 });
+      expect((await collect((await store.read(kept.sha256))!)).equals(await bytes(5000, 51))).toBe(true);
+    });
+
+    it('removes database uploads that never became a blob', async () => {
+      const past = new Date(Date.now() - 3_600_000);
+      await database.db.insert(blobContents).values({ id: randomUUID(), createdAt: past });
+      expect(await store.sweep(new Date(Date.now() - 60_000))).toBe(1);
+    });
   });
 
-  /**
-   * In-memory PGlite keeps the database itself in the WASM heap, so stored bytes would count
-   * as process memory: on PGlite this test stores into a data directory instead.
-   */
-  async function withStreamingDatabase(fn: (store: BlobStore, kind: string) => Promise<void>) {
-    if (database.kind !== 'pglite') return fn(new BlobStore(database.db), database.kind);
-    const dir = await mkdtemp(path.join(tmpdir(), 'blob-store-'));
-    const onDisk = await openDatabase({ dataDir: dir });
+  describe('blobs stored in the database before the blob store', () => {
+    it('are read from their chunks, whole and by range, until migrated; the migration moves them once', async () => {
+      const a = await bytes(2 * CHUNK + 99, 61);
+      const b = await bytes(10, 62);
+      const shaA = await insertLegacyBlob(database.db, a, CHUNK);
+      const shaB = await insertLegacyBlob(database.db, b, CHUNK);
+      expect((await collect((await store.read(shaA))!)).equals(a)).toBe(true);
+      expect(await collect((await store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
+      // Identical content put now is deduplicated against the legacy blob.
+      expect(await store.put(Readable.from([b]), { contentType: 'text/plain' })).toMatchObject({ sha256: shaB, deduplicated: true });
+
+      const result = await migrateBlobsFromDatabase(database.db, backing.backend);
+      expect(result).toEqual({ moved: 2, bytes: a.length + b.length, failed: [] });
+      const [left] = await database.db.select({ n: count() }).from(blobs).where(isNotNull(blobs.contentId));
+      expect(left?.n).toBe(0);
+      const [chunks] = await database.db.select({ n: count() }).from(blobChunks);
+      expect(chunks?.n).toBe(0);
+      expect((await collect((await store.read(shaA))!)).equals(a)).toBe(true);
+      expect(await collect((await store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
+      expect(await migrateBlobsFromDatabase(database.db, backing.backend)).toEqual({ moved: 0, bytes: 0, failed: [] });
+    });
+
+    it('leaves a blob whose chunks do not hash to its address where it is', async () => {
+      const data = await bytes(500, 63);
+      const sha = await insertLegacyBlob(database.db, data, CHUNK);
+      await database.db.execute(sql`UPDATE ${blobChunks} SET data = decode(${randomBytes(500).toString('base64')}, 'base64') WHERE content_id = (SELECT content_id FROM ${blobs} WHERE sha256 = ${sha})`);
+      const before = await held();
+      const result = await migrateBlobsFromDatabase(database.db, backing.backend);
+      expect(result.moved).toBe(0);
+      expect(result.failed).toEqual([{ sha256: sha, reason: expect.stringContaining('hash to') }]);
+      expect(await held()).toEqual(before);
+    });
+  });
+
+  it('after a writer is killed mid-put, no blob row lacks its bytes, and the sweep removes what the put left', { timeout: 60_000 }, async () => {
+    // The writer is another process, on a database of its own that this test reopens after the kill.
+    const url = process.env.DATABASE_URL;
+    const schemaName = `k_${randomBytes(6).toString('hex')}`;
+    const dataDir = url ? undefined : await mkdtemp(path.join(tmpdir(), 'blob-kill-'));
+    const open = () => openDatabase(url ? { databaseUrl: url, schemaName, poolSize: 2 } : { dataDir: dataDir as string });
+    const setup = await open();
+    await setup.migrate();
+    await setup.close();
+    const writer = await openTestBlobBackend(kind, s3);
     try {
-      await onDisk.migrate();
-      await fn(new BlobStore(onDisk.db), 'pglite on disk');
+      const { stored } = await killMidWrite({ ...(url ? { databaseUrl: url, schemaName } : { dataDir }), settings: writer.settings }, 12 * MiB);
+      const after = await open();
+      try {
+        const killedStore = new BlobStore(after.db, writer.backend);
+        const rows = await after.db.select().from(blobs);
+        expect(rows.map((r) => r.sha256)).toEqual([stored]);
+        for (const row of rows) expect(await writer.backend.exists(row.objectKey!)).toBe(true);
+        expect((await collect((await killedStore.read(stored))!)).toString()).toBe('stored before the kill');
+        const left = await writer.contents();
+        if (kind === 'files') expect(left.temporary).toHaveLength(1); // the killed put's temporary file
+        // S3: the killed put is an incomplete multipart upload, not an object (s3rver cannot list those).
+        expect(left.objects).toHaveLength(1);
+        await killedStore.sweep(new Date(Date.now() + 60_000));
+        expect(await writer.contents()).toEqual({ objects: left.objects, temporary: [] });
+        expect((await collect((await killedStore.read(stored))!)).toString()).toBe('stored before the kill');
+      } finally {
+        await after.close();
+      }
     } finally {
-      await onDisk.close();
-      await rm(dir, { recursive: true, force: true });
+      await writer.close();
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
+      if (url) {
+        const admin = await openDatabase({ databaseUrl: url, poolSize: 1 });
+        await admin.db.execute(sql.raw(`DROP SCHEMA IF EXISTS ${schemaName} CASCADE`));
+        await admin.close();
+      }
     }
-  }
+  });
 
   it('puts and reads 64 MB while memory stays far below 64 MB', async () => {
-    await withStreamingDatabase(async (store, kind) => {
     const TOTAL = 64 * MiB;
-    // Buffers are what a put or read would retain. PGlite's WASM heap is an ArrayBuffer too,
-    // and grows as its buffer pool fills, so there only the JS heap counts as "live".
-    const live = (m: NodeJS.MemoryUsage) => m.heapUsed + (kind === 'postgres' ? m.arrayBuffers : 0);
-    // Warm up the driver, the JIT and (on PGlite) the WASM heap's buffer pool.
+    // Buffers are what a put or read would retain (on S3 the local server's in this process count too).
+    const live = (m: NodeJS.MemoryUsage) => m.heapUsed + m.arrayBuffers;
+    // Warm up the S3 client, the JIT and the file system cache.
     const warm = await store.put(generate(16 * MiB, 40, 64 * KiB), { contentType: 'application/octet-stream' });
     for await (const _ of (await store.read(warm.sha256))!);
     gc();
@@ -298,8 +425,10 @@ describe('BlobStore', () => {
       `blob store (${kind}): 64 MB put ${(64_000 / putMs).toFixed(0)} MB/s (incl. generating), read ${(64_000 / readMs).toFixed(0)} MB/s; ` +
         `RSS grew ${rssGrewMb.toFixed(1)} MB, live JS heap + buffers grew ${liveGrewMb.toFixed(1)} MB`,
     );
-    expect(liveGrewMb).toBeLessThan(32);
-    expect(rssGrewMb).toBeLessThan(32);
-    });
+    // S3: the SDK holds up to three 5 MiB parts (two uploading, one filling), and the local
+    // S3 server's buffers are in this process too.
+    const limitMb = kind === 's3' ? 48 : 32;
+    expect(liveGrewMb).toBeLessThan(limitMb);
+    expect(rssGrewMb).toBeLessThan(limitMb);
   });
 });

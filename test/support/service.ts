@@ -1,4 +1,4 @@
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -27,10 +27,22 @@ export interface TestService extends RunningService {
   config: Config;
 }
 
-/** Starts the real service (example network) on a fresh test database: PGlite, or PostgreSQL when DATABASE_URL is set. */
+/**
+ * Starts the real service (example network) on a fresh test database: PGlite, or PostgreSQL when
+ * DATABASE_URL is set. Its temporary DATA_DIR (signing key, the `files` blob store) is removed by
+ * `stop()` unless the caller gave DATA_DIR.
+ */
 export async function startTestService(env: Record<string, string> = {}, log?: Logger, options: Omit<StartOptions, 'database'> = {}): Promise<TestService> {
   const config = await testConfig(env);
   const database = await openTestDatabase();
   const service = await startService(config, log ?? createLogger({ level: 'silent' }), { ...options, database });
-  return { ...service, config };
+  const ownDir = env.DATA_DIR === undefined;
+  return {
+    ...service,
+    config,
+    async stop() {
+      await service.stop();
+      if (ownDir) await rm(config.dataDir, { recursive: true, force: true });
+    },
+  };
 }

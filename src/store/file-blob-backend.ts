@@ -1,0 +1,186 @@
+import { randomUUID } from 'node:crypto';
+import { type FileHandle, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { type BlobBackend, type BlobUpload, fanOutPath } from './blob-backend.ts';
+
+/** Bytes gathered before one write(2): fewer, larger writes, one in flight while the next fills. */
+const WRITE_BUFFER = 1024 * 1024;
+const SWEEP_BATCH = 500;
+
+/**
+ * Blobs as files under one directory, content-addressed: `<dir>/aa/bb/<sha256>`. An upload is
+ * written to `<dir>/tmp/<uuid>` while it is hashed, fsync'd, renamed into place and the
+ * directory fsync'd: a crash leaves either the whole file at its address or a temporary file
+ * (swept). Identical content renamed over an existing file replaces it with the same bytes.
+ */
+export class FileBlobBackend implements BlobBackend {
+  readonly kind = 'files';
+  readonly dir: string;
+  private readonly tmp: string;
+
+  private constructor(dir: string) {
+    this.dir = path.resolve(dir);
+    this.tmp = path.join(this.dir, 'tmp');
+  }
+
+  static async open(dir: string): Promise<FileBlobBackend> {
+    const backend = new FileBlobBackend(dir);
+    await mkdir(backend.tmp, { recursive: true });
+    return backend;
+  }
+
+  async begin(): Promise<BlobUpload> {
+    const file = path.join(this.tmp, randomUUID());
+    const handle = await open(file, 'wx', 0o600);
+    return new FileUpload(this.dir, file, handle);
+  }
+
+  async read(key: string, start: number, end: number): Promise<Readable> {
+    const handle = await open(this.fileOf(key), 'r');
+    return handle.createReadStream({ start, end, highWaterMark: 256 * 1024 });
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return stat(this.fileOf(key)).then(
+      (s) => s.isFile(),
+      () => false,
+    );
+  }
+
+  async remove(key: string): Promise<void> {
+    await unlink(this.fileOf(key)).catch(ignoreMissing);
+  }
+
+  async sweep(olderThan: Date, referenced: (keys: string[]) => Promise<Set<string>>): Promise<number> {
+    const cutoff = olderThan.getTime();
+    let removed = 0;
+    for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
+      const file = path.join(this.tmp, name);
+      const s = await stat(file).catch(() => undefined);
+      if (s && s.mtimeMs < cutoff) {
+        await unlink(file).catch(ignoreMissing);
+        removed++;
+      }
+    }
+    let batch: string[] = [];
+    const flush = async () => {
+      const known = await referenced(batch);
+      for (const key of batch) {
+        if (known.has(key)) continue;
+        // Checked again just before: identical content may have been renamed over it since.
+        const s = await stat(this.fileOf(key)).catch(() => undefined);
+        if (s && s.mtimeMs < cutoff) {
+          await unlink(this.fileOf(key)).catch(ignoreMissing);
+          removed++;
+        }
+      }
+      batch = [];
+    };
+    for (const a of await hexDirs(this.dir)) {
+      for (const b of await hexDirs(path.join(this.dir, a))) {
+        for (const name of await readdir(path.join(this.dir, a, b))) {
+          if (!/^[0-9a-f]{64}$/.test(name)) continue;
+          const s = await stat(path.join(this.dir, a, b, name)).catch(() => undefined);
+          if (!s || s.mtimeMs >= cutoff) continue;
+          batch.push(fanOutPath(name));
+          if (batch.length >= SWEEP_BATCH) await flush();
+        }
+      }
+    }
+    if (batch.length > 0) await flush();
+    return removed;
+  }
+
+  async close(): Promise<void> {}
+
+  private fileOf(key: string): string {
+    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(key)) throw new Error('not a blob file key');
+    return path.join(this.dir, key);
+  }
+}
+
+class FileUpload implements BlobUpload {
+  private buffer = Buffer.allocUnsafe(WRITE_BUFFER);
+  private filled = 0;
+  private pending: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private readonly dir: string;
+  private readonly file: string;
+  private readonly handle: FileHandle;
+
+  constructor(dir: string, file: string, handle: FileHandle) {
+    this.dir = dir;
+    this.file = file;
+    this.handle = handle;
+  }
+
+  async write(piece: Uint8Array): Promise<void> {
+    let offset = 0;
+    while (offset < piece.byteLength) {
+      const n = Math.min(WRITE_BUFFER - this.filled, piece.byteLength - offset);
+      this.buffer.set(piece.subarray(offset, offset + n), this.filled);
+      this.filled += n;
+      offset += n;
+      if (this.filled === WRITE_BUFFER) await this.flush();
+    }
+  }
+
+  /** Writes the buffer while the next one fills; at most one write in flight. */
+  private async flush(): Promise<void> {
+    await this.pending;
+    const full = this.buffer.subarray(0, this.filled);
+    this.pending = writeAll(this.handle, full);
+    this.buffer = Buffer.allocUnsafe(WRITE_BUFFER);
+    this.filled = 0;
+  }
+
+  async commit(sha256: string): Promise<string> {
+    if (this.filled > 0) await this.flush();
+    await this.pending;
+    await this.handle.sync();
+    await this.handle.close();
+    this.closed = true;
+    const key = fanOutPath(sha256);
+    const target = path.join(this.dir, key);
+    await mkdir(path.dirname(target), { recursive: true });
+    await rename(this.file, target);
+    await fsyncDir(path.dirname(target));
+    return key;
+  }
+
+  async abort(): Promise<void> {
+    await this.pending.catch(() => undefined);
+    if (!this.closed) await this.handle.close().catch(() => undefined);
+    this.closed = true;
+    await unlink(this.file).catch(() => undefined);
+  }
+}
+
+async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
+  let written = 0;
+  while (written < data.length) {
+    const { bytesWritten } = await handle.write(data, written, data.length - written);
+    written += bytesWritten;
+  }
+}
+
+/** The rename is durable once the directory holding the new name is. */
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function hexDirs(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  return entries.filter((e) => e.isDirectory() && /^[0-9a-f]{2}$/.test(e.name)).map((e) => e.name);
+}
+
+function ignoreMissing(err: NodeJS.ErrnoException): void {
+  if (err.code !== 'ENOENT') throw err;
+}
