@@ -121,11 +121,6 @@ export class BlobStore {
       const expected = options.expected ?? {};
       if (expected.size !== undefined && expected.size !== size) throw new BlobIntegrityError('size', expected.size, size);
       if (expected.sha1 !== undefined && expected.sha1 !== info.sha1) throw new BlobIntegrityError('hash', expected.sha1, info.sha1);
-      const known = await this.find(info.sha256);
-      if (known) {
-        await upload.abort();
-        return { ...toInfo(known), deduplicated: true };
-      }
       const key = await upload.commit(info.sha256);
       committed = true;
       // ON CONFLICT settles concurrent puts of identical bytes: the later insert waits for the
@@ -138,7 +133,8 @@ export class BlobStore {
       if (inserted.length === 1) return { ...info, deduplicated: false };
       const existing = await this.find(info.sha256);
       if (!existing) throw new Error('blob vanished while deduplicating'); // blobs are never deleted
-      // Another put won: drop this copy unless it is the very object the row names (same content address).
+      // Identical bytes were stored already (or by a concurrent put): drop this copy unless it is
+      // the very object the row names (the same content address).
       if (existing.objectKey !== key) await this.backend.remove(key).catch(() => undefined); // else left to the sweep
       return { ...toInfo(existing), deduplicated: true };
     } catch (err) {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type BlobBackend, type BlobUpload, fanOutPath } from './blob-backend.ts';
 
-/** Bytes gathered before one write(2): fewer, larger writes, one in flight while the next fills. */
+/** Bytes gathered before one writev(2): fewer, larger writes, one in flight while the next pieces arrive. */
 const WRITE_BUFFER = 1024 * 1024;
 const SWEEP_BATCH = 500;
 
@@ -18,6 +18,8 @@ export class FileBlobBackend implements BlobBackend {
   readonly kind = 'files';
   readonly dir: string;
   private readonly tmp: string;
+  /** Fan-out directories known to exist (there are at most 65,536). */
+  private readonly made = new Set<string>();
 
   private constructor(dir: string) {
     this.dir = path.resolve(dir);
@@ -33,7 +35,7 @@ export class FileBlobBackend implements BlobBackend {
   async begin(): Promise<BlobUpload> {
     const file = path.join(this.tmp, randomUUID());
     const handle = await open(file, 'wx', 0o600);
-    return new FileUpload(this.dir, file, handle);
+    return new FileUpload(this, file, handle);
   }
 
   async read(key: string, start: number, end: number): Promise<Readable> {
@@ -94,6 +96,16 @@ export class FileBlobBackend implements BlobBackend {
 
   async close(): Promise<void> {}
 
+  /** The directory `key` goes in, created when missing. */
+  async directoryOf(key: string): Promise<string> {
+    const dir = path.dirname(this.fileOf(key));
+    if (!this.made.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      this.made.add(dir);
+    }
+    return dir;
+  }
+
   private fileOf(key: string): string {
     if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(key)) throw new Error('not a blob file key');
     return path.join(this.dir, key);
@@ -101,52 +113,46 @@ export class FileBlobBackend implements BlobBackend {
 }
 
 class FileUpload implements BlobUpload {
-  private buffer = Buffer.allocUnsafe(WRITE_BUFFER);
-  private filled = 0;
+  /** Pieces not written yet (not copied: a source's pieces are never reused by it). */
+  private pieces: Uint8Array[] = [];
+  private gathered = 0;
   private pending: Promise<unknown> = Promise.resolve();
   private closed = false;
-
-  private readonly dir: string;
+  private readonly backend: FileBlobBackend;
   private readonly file: string;
   private readonly handle: FileHandle;
 
-  constructor(dir: string, file: string, handle: FileHandle) {
-    this.dir = dir;
+  constructor(backend: FileBlobBackend, file: string, handle: FileHandle) {
+    this.backend = backend;
     this.file = file;
     this.handle = handle;
   }
 
   async write(piece: Uint8Array): Promise<void> {
-    let offset = 0;
-    while (offset < piece.byteLength) {
-      const n = Math.min(WRITE_BUFFER - this.filled, piece.byteLength - offset);
-      this.buffer.set(piece.subarray(offset, offset + n), this.filled);
-      this.filled += n;
-      offset += n;
-      if (this.filled === WRITE_BUFFER) await this.flush();
-    }
+    this.pieces.push(piece);
+    this.gathered += piece.byteLength;
+    if (this.gathered >= WRITE_BUFFER) await this.flush();
   }
 
-  /** Writes the buffer while the next one fills; at most one write in flight. */
+  /** Writes what was gathered (one writev) while the next pieces arrive; at most one write in flight. */
   private async flush(): Promise<void> {
     await this.pending;
-    const full = this.buffer.subarray(0, this.filled);
-    this.pending = writeAll(this.handle, full);
-    this.buffer = Buffer.allocUnsafe(WRITE_BUFFER);
-    this.filled = 0;
+    const pieces = this.pieces;
+    this.pieces = [];
+    this.gathered = 0;
+    this.pending = writeAll(this.handle, pieces);
   }
 
   async commit(sha256: string): Promise<string> {
-    if (this.filled > 0) await this.flush();
+    if (this.gathered > 0) await this.flush();
     await this.pending;
     await this.handle.sync();
     await this.handle.close();
     this.closed = true;
     const key = fanOutPath(sha256);
-    const target = path.join(this.dir, key);
-    await mkdir(path.dirname(target), { recursive: true });
-    await rename(this.file, target);
-    await fsyncDir(path.dirname(target));
+    const dir = await this.backend.directoryOf(key);
+    await rename(this.file, path.join(this.backend.dir, key));
+    await fsyncDir(dir);
     return key;
   }
 
@@ -158,11 +164,13 @@ class FileUpload implements BlobUpload {
   }
 }
 
-async function writeAll(handle: FileHandle, data: Buffer): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written);
-    written += bytesWritten;
+async function writeAll(handle: FileHandle, pieces: Uint8Array[]): Promise<void> {
+  let left = pieces;
+  while (left.length > 0) {
+    let { bytesWritten } = await handle.writev(left);
+    // A short write: go on from the first byte not written.
+    while (left.length > 0 && bytesWritten >= (left[0] as Uint8Array).byteLength) bytesWritten -= (left.shift() as Uint8Array).byteLength;
+    if (bytesWritten > 0) left[0] = (left[0] as Uint8Array).subarray(bytesWritten);
   }
 }
 
