@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,6 +11,7 @@ import { count, isNotNull, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLOB_STORE_KINDS, openTestBlobBackend, startS3Server, type TestBlobBackend, type TestS3Server } from '../../test/support/blob-stores.ts';
 import { openTestDatabase } from '../../test/support/database.ts';
+import { fanOutPath } from './blob-backend.ts';
 import { BlobIntegrityError, BlobRangeError, BlobStore, BlobTooLargeError } from './blob-store.ts';
 import { type Database, type Db, openDatabase } from './database.ts';
 import { migrateBlobsFromDatabase } from './migrate-blobs.ts';
@@ -291,6 +292,18 @@ describe.each(BLOB_STORE_KINDS)('BlobStore on %s', (kind) => {
       expect(await backing.backend.exists(key)).toBe(false);
       expect(await held()).toEqual({ ...before, objects: before.objects - 1 });
       expect((await collect((await store.read(kept.sha256))!)).equals(await bytes(5000, 51))).toBe(true);
+    });
+
+    it.runIf(kind === 'files')('puts back a file a sweep had moved aside when it died, if a row names it', async () => {
+      const data = await bytes(700, 53);
+      const stored = await store.put(Readable.from([data]), { contentType: 'text/plain' });
+      const key = fanOutPath(stored.sha256);
+      const dir = (backing.settings as { dir: string }).dir;
+      await rename(path.join(dir, key), path.join(dir, 'tmp', `swept-${stored.sha256}-${randomUUID()}`));
+      expect(await backing.backend.exists(key)).toBe(false);
+      expect(await store.sweep(new Date(Date.now() + 60_000))).toBe(0);
+      expect((await collect((await store.read(stored.sha256))!)).equals(data)).toBe(true);
+      expect((await backing.contents()).temporary).toEqual([]);
     });
 
     it('removes database uploads that never became a blob', async () => {

@@ -54,11 +54,26 @@ export class FileBlobBackend implements BlobBackend {
     await unlink(this.fileOf(key)).catch(ignoreMissing);
   }
 
+  /**
+   * Content-addressed files can come back: a put of the same bytes may rename a fresh file onto
+   * an orphan's path just as the sweep deletes it, and then insert its row. So an orphan is
+   * first renamed away into `tmp/swept-<sha256>-<uuid>` (atomic), and put back when what was
+   * moved turns out to be fresh; a sweep that dies in between leaves that name, which the next
+   * sweep puts back if a row names the blob by then and its file is missing.
+   */
   async sweep(olderThan: Date, referenced: (keys: string[]) => Promise<Set<string>>): Promise<number> {
     const cutoff = olderThan.getTime();
     let removed = 0;
-    for (const name of await readdir(this.tmp).catch(() => [] as string[])) {
+    const leftovers = await readdir(this.tmp).catch(() => [] as string[]);
+    const swept = leftovers.map((name) => /^swept-([0-9a-f]{64})-/.exec(name)?.[1]).filter((sha): sha is string => sha !== undefined);
+    const wanted = swept.length > 0 ? await referenced(swept.map(fanOutPath)) : new Set<string>();
+    for (const name of leftovers) {
       const file = path.join(this.tmp, name);
+      const sha = /^swept-([0-9a-f]{64})-/.exec(name)?.[1];
+      if (sha && wanted.has(fanOutPath(sha)) && !(await this.exists(fanOutPath(sha)))) {
+        await rename(file, path.join(this.dir, fanOutPath(sha))).catch(ignoreMissing);
+        continue;
+      }
       const s = await stat(file).catch(() => undefined);
       if (s && s.mtimeMs < cutoff) {
         await unlink(file).catch(ignoreMissing);
@@ -69,13 +84,7 @@ export class FileBlobBackend implements BlobBackend {
     const flush = async () => {
       const known = await referenced(batch);
       for (const key of batch) {
-        if (known.has(key)) continue;
-        // Checked again just before: identical content may have been renamed over it since.
-        const s = await stat(this.fileOf(key)).catch(() => undefined);
-        if (s && s.mtimeMs < cutoff) {
-          await unlink(this.fileOf(key)).catch(ignoreMissing);
-          removed++;
-        }
+        if (!known.has(key) && (await this.removeIfOld(key, cutoff))) removed++;
       }
       batch = [];
     };
@@ -92,6 +101,26 @@ export class FileBlobBackend implements BlobBackend {
     }
     if (batch.length > 0) await flush();
     return removed;
+  }
+
+  /** Deletes the file at `key` if it is still older than `cutoff` once moved out of the way. */
+  private async removeIfOld(key: string, cutoff: number): Promise<boolean> {
+    const file = this.fileOf(key);
+    const aside = path.join(this.tmp, `swept-${path.basename(key)}-${randomUUID()}`);
+    try {
+      await rename(file, aside);
+    } catch (err) {
+      ignoreMissing(err as NodeJS.ErrnoException);
+      return false;
+    }
+    const s = await stat(aside);
+    if (s.mtimeMs >= cutoff) {
+      // A put renamed fresh bytes here just before: they stay (the same bytes if another came since).
+      await rename(aside, file);
+      return false;
+    }
+    await unlink(aside);
+    return true;
   }
 
   async close(): Promise<void> {}
