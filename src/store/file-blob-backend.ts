@@ -175,7 +175,7 @@ class FileUpload implements BlobUpload {
   async commit(sha256: string): Promise<string> {
     if (this.gathered > 0) await this.flush();
     await this.pending;
-    await this.handle.sync();
+    await this.handle.datasync(); // the bytes and the size; the name is made durable by the directory fsync below
     await this.handle.close();
     this.closed = true;
     const key = fanOutPath(sha256);
