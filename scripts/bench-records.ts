@@ -1,6 +1,7 @@
 /**
  * `npm run bench:records` (issue 3 §8): record-set assembly of 1,000 DocumentReferences carrying
- * 1 GiB of attachments, pulled from the sandbox EHR over HTTP into PostgreSQL, against the raw
+ * 1 GiB of attachments, pulled from the sandbox EHR over HTTP into the service's blob store (metadata
+ * in PostgreSQL; bytes in files, or with `--store s3` in a local S3 server), against the raw
  * baseline of fetching and hashing the same bytes to a file, in the same run.
  *
  * - The sandbox EHR (SMART token endpoint, FHIR API, Binary downloads) runs in this process,
@@ -27,34 +28,30 @@
  * Targets: assembly ≥ 60% of the baseline's MiB/s (issue 13 §2), service RSS growth ≤ 128 MiB. Exits non-zero
  * only with --check (target missed or run not clean).
  *
- *   npm run bench:records [-- --docs 1000 --mib 1024 --rounds 1 --concurrency N --page-size 50 --cpu-prof --prof-dir DIR --check]
+ *   npm run bench:records [-- --docs 1000 --mib 1024 --rounds 1 --concurrency N --page-size 50 --store files|s3 --cpu-prof --prof-dir DIR --check]
  *   npm run bench:records -- --docs 50 --mib 50      a quick run
  *
  * Env: DATABASE_URL (the PostgreSQL server to use; default postgres://postgres@127.0.0.1:5432/postgres;
  * its database name is ignored: bench_records_<pid> is created there and dropped), BENCH_DOCS, BENCH_MIB.
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { clientIdOf } from '../test/support/example-network.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from '../test/support/sandbox-ehr/clients.ts';
-import { type SandboxEhr, startSandboxEhr } from '../test/support/sandbox-ehr/server.ts';
+import type { SandboxEhr } from '../test/support/sandbox-ehr/server.ts';
 import { getAccessToken } from '../test/support/tokens.ts';
-import { type CpuProfile, profileWindow, summariseProfile } from './bench/cpu-profile.ts';
 import { type AssemblyRun, type BaselineRun, configure, type Run, runAssembly, runBaseline, SAMPLE_MS, waitForRow } from './bench/records-runs.ts';
 import { freePort, mean, numberOption, pct, say, sleep } from './bench/lib/common.ts';
 import { memoryOf } from './bench/lib/proc-stats.ts';
 import { freshDatabase, postgresVersion } from './bench/lib/postgres.ts';
 import { emitFigures } from './bench/lib/results.ts';
 import { onCleanup, runBench, tempDir } from './bench/lib/run.ts';
-import { childEnv, serviceEnv } from './bench/lib/service-env.ts';
-import { type ServiceProcess, startServiceProcess } from './bench/lib/service-process.ts';
+import { blobStoreOption, type Ports, profileReport, startSandbox, startService } from './bench/records-setup.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
 const TARGET_RATIO = 0.6; // issue 13 §2 (was 0.4, issue 3 §8)
 const TARGET_RSS_GROWTH = 128 * MiB;
@@ -67,6 +64,7 @@ const { values: flags } = parseArgs({
     rounds: { type: 'string' },
     concurrency: { type: 'string' },
     'page-size': { type: 'string' },
+    store: { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     'prof-dir': { type: 'string' },
     check: { type: 'boolean', default: false },
@@ -74,7 +72,7 @@ const { values: flags } = parseArgs({
   },
 });
 if (flags.help) {
-  process.stdout.write('npm run bench:records [-- --docs N --mib N --rounds N --concurrency N --page-size N --cpu-prof --prof-dir DIR --check]\nenv: DATABASE_URL, BENCH_DOCS, BENCH_MIB\n');
+  process.stdout.write('npm run bench:records [-- --docs N --mib N --rounds N --concurrency N --page-size N --store files|s3 --cpu-prof --prof-dir DIR --check]\nenv: DATABASE_URL, BENCH_DOCS, BENCH_MIB\n');
   process.exit(0);
 }
 /** The service's own limit on attachments fetched at once, when it has one; else 4. */
@@ -88,6 +86,7 @@ const opts = {
   rounds: Math.round(numberOption('--rounds', flags.rounds, 1, 1)),
   concurrency: Math.round(numberOption('--concurrency', flags.concurrency, typeof serviceConcurrency === 'number' ? serviceConcurrency : 4, 1)),
   pageSize: Math.round(numberOption('--page-size', flags['page-size'], 50, 1)),
+  store: blobStoreOption(flags.store),
   cpuProf: flags['cpu-prof'] ?? false,
   profDir: flags['prof-dir'],
   check: flags.check ?? false,
@@ -98,69 +97,10 @@ const dbName = `bench_records_${process.pid}`;
 const urlOf = (database: string) => Object.assign(new URL(serverUrl), { pathname: `/${database}` }).toString();
 const benchDbUrl = urlOf(dbName);
 
-// ---------------------------------------------------------------- helpers
 const mib = (bytes: number, digits = 0) => `${(bytes / MiB).toFixed(digits)} MiB`;
 const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-
-
-// ---------------------------------------------------------------- state
 let ehr: SandboxEhr | undefined;
 let db: pg.Client | undefined;
-
-// ---------------------------------------------------------------- the sandbox
-interface Ports {
-  ehr: number;
-  storage: number;
-}
-
-/** The sandbox on fixed ports (the service's network file names them); `round` picks the bytes. */
-async function startSandbox(ports: Ports, round: number): Promise<SandboxEhr> {
-  return startSandboxEhr({
-    port: ports.ehr,
-    storagePort: ports.storage,
-    defaultPageSize: opts.pageSize,
-    seed: { randomSeed: 20240501 + 1000 * round, bulk: { count: opts.docs, bytesEach } },
-  });
-}
-
-// ---------------------------------------------------------------- the service
-async function startService(ports: Ports, dir: string, profDir: string | undefined): Promise<ServiceProcess> {
-  const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-  const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-  if (!stOlaf) throw new Error('example network lacks st-olaf');
-  const ehrUrl = `http://127.0.0.1:${ports.ehr}`;
-  stOlaf.fhir = { baseUrl: `${ehrUrl}/fhir/R4`, tokenUrl: `${ehrUrl}/auth/token`, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 30_000 };
-  const networkFile = path.join(dir, 'network.json');
-  await writeFile(networkFile, JSON.stringify(network));
-  const env = childEnv({
-    ...serviceEnv({ port: await freePort(), dataDir: path.join(dir, 'data'), databaseUrl: benchDbUrl, networkFile, logLevel: 'warn' }),
-    MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * bytesEach)),
-  });
-  return startServiceProcess(env, { nodeArgs: profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [] });
-}
-
-// ---------------------------------------------------------------- runs
-// ---------------------------------------------------------------- CPU profile of the assembly window
-function profileReport(file: string, windows: [number, number][]): string {
-  const part = profileWindow(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, windows);
-  if (!part) return `(profile ${file}: no samples in the assembly window)`;
-  const summary = summariseProfile(part, 25);
-  const line = (s: { label: string; ms: number; share: number }) => `  ${pct(s.share).padStart(6)}  ${(s.ms / 1000).toFixed(2).padStart(6)} s  ${s.label}`;
-  return [
-    `service CPU profile of the assembly window(s): busy ${(summary.busyMs / 1000).toFixed(1)} s of ${(summary.wallMs / 1000).toFixed(1)} s sampled (${pct(summary.busyMs / summary.wallMs)} of the main thread)`,
-    '',
-    'by package / folder (self time):',
-    ...summary.byPackageSelf.map(line),
-    '',
-    'by package / folder (inclusive: on the stack):',
-    ...summary.byPackageInclusive.map(line),
-    '',
-    'top functions by self time:',
-    ...summary.topSelf.map(line),
-    '',
-    `(profile: ${file}; open in Chrome DevTools. Main thread only: hashing and socket I/O done in libuv/OpenSSL on the main thread count, PostgreSQL's work does not.)`,
-  ].join('\n');
-}
 
 // ---------------------------------------------------------------- main
 async function main(): Promise<number> {
@@ -178,11 +118,12 @@ async function main(): Promise<number> {
   const ports: Ports = { ehr: await freePort(), storage: await freePort() };
 
   onCleanup('stop the sandbox', () => ehr?.stop());
-  ehr = await startSandbox(ports, 1);
+  const seed = { docs: opts.docs, bytesEach, pageSize: opts.pageSize };
+  ehr = await startSandbox(ports, 1, seed);
   say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
   const started = performance.now();
-  const svc = await startService(ports, dir, profDir);
-  say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}`);
+  const svc = await startService({ ports, dir, profDir, databaseUrl: benchDbUrl, bytesEach, store: opts.store });
+  say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}; attachment bytes: ${svc.store}`);
   db = new pg.Client({ connectionString: benchDbUrl });
   configure({ db: () => db!, dbName, concurrency: opts.concurrency });
   onCleanup('close the probe connection', () => db?.end());
@@ -225,7 +166,7 @@ async function main(): Promise<number> {
     if (round > 1) {
       await ehr.stop();
       ehr = undefined;
-      ehr = await startSandbox(ports, round);
+      ehr = await startSandbox(ports, round, seed);
       say(`  (sandbox reseeded with other bytes for round ${round} in ${secs(ehr.startupMs)})`);
     }
     const b = await runBaseline(ehr, `baseline ${round}`, dir);

@@ -23,7 +23,9 @@ import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/end
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { pushRecordSet } from './record-push/push-record-set.ts';
+import { openBlobBackend } from './store/blob-backend.ts';
 import { BlobStore } from './store/blob-store.ts';
+import { startBlobSweep } from './store/blob-sweep.ts';
 import { createDatabaseJtiStore } from './store/assertion-jti-store.ts';
 import { type Database, openDatabase } from './store/database.ts';
 import { ResourceStore, type ResourceValidator } from './store/resource-store.ts';
@@ -103,7 +105,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const store = new ResourceStore(database.db, validator, now, { observers: [taskNotificationObserver({ jobs, network, now })] });
   const audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl });
   const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
-  const blobs = new BlobStore(database.db, { now });
+  const blobs = new BlobStore(database.db, await openBlobBackend(config.blobStore), { now });
   const assemblyDeps = {
     store,
     blobs,
@@ -155,6 +157,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const overdueSweep = startOverdueSweep({ store, now }, config.overdueSweepIntervalSeconds, log);
   // Subscription heartbeats: every replica sweeps; claiming a due heartbeat is one UPDATE (no doubles).
   const heartbeats = startHeartbeatSweep({ store, jobs, now }, config.subscriptions.heartbeatSweepSeconds, (err) => log.error({ err }, 'subscription heartbeat sweep failed'));
+  // Bytes without a blob row (a put that died midway): every replica sweeps, see blob-sweep.ts.
+  const blobSweep = startBlobSweep({ blobs, now }, config.blobSweep, log);
 
   const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
@@ -167,6 +171,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
     // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
     await overdueSweep.stop();
     await heartbeats.stop();
+    await blobSweep.stop();
+    await blobs.backend.close();
     await jobs.stop({ graceful: false }).catch(() => undefined);
     if (!options.database) await database.close();
     throw err;
@@ -190,8 +196,10 @@ export async function startService(config: Config, log: Logger, options: StartOp
         clearTimeout(timer);
         await overdueSweep.stop();
         await heartbeats.stop();
+        await blobSweep.stop();
         // The queue stops before the store closes (on PGlite it shares the one session).
         await jobs.stop({ graceful: true });
+        await blobs.backend.close();
         await database.close();
         log.info('stopped');
       })();

@@ -11,6 +11,7 @@ import { loadNetwork } from '../src/network/network.ts';
 import { createParticipantFhirClients } from '../src/outbound/endpoints.ts';
 import { assembleRecordSet } from '../src/records/assemble-record-set.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
+import { openBlobBackend } from '../src/store/blob-backend.ts';
 import { BlobStore } from '../src/store/blob-store.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { clientIdOf } from './support/example-network.ts';
@@ -54,7 +55,7 @@ describe('record-set assembly (flow)', () => {
       jobPollingIntervalSeconds: 0.5,
     });
     store = new ResourceStore(service.database.db, validator);
-    blobs = new BlobStore(service.database.db);
+    blobs = new BlobStore(service.database.db, await openBlobBackend(service.config.blobStore));
     referrerToken = await getAccessToken(service.url, clientIdOf('st-olaf'));
   });
   afterEach(() => ehr?.faults.clear());

@@ -52,6 +52,28 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '60000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS/);
   });
 
+  it('blob store: files under DATA_DIR/blobs by default; s3 needs a bucket, and both keys or none', () => {
+    expect(loadConfig({ DATA_DIR: '/var/so' }).blobStore).toEqual({ kind: 'files', dir: '/var/so/blobs' });
+    expect(loadConfig({ BLOB_DIR: '/mnt/blobs' }).blobStore).toEqual({ kind: 'files', dir: '/mnt/blobs' });
+    expect(loadConfig({}).blobSweep).toEqual({ intervalSeconds: 3600, olderThanSeconds: 86_400 });
+    expect(
+      loadConfig({
+        BLOB_STORE: 's3',
+        BLOB_S3_BUCKET: 'attachments',
+        BLOB_S3_PREFIX: 'so/',
+        BLOB_S3_ENDPOINT: 'http://minio:9000',
+        BLOB_S3_ACCESS_KEY_ID: 'id',
+        BLOB_S3_SECRET_ACCESS_KEY: 'secret',
+        BLOB_S3_FORCE_PATH_STYLE: 'true',
+      }).blobStore,
+    ).toEqual({ kind: 's3', bucket: 'attachments', prefix: 'so/', endpoint: 'http://minio:9000', region: 'us-east-1', credentials: { accessKeyId: 'id', secretAccessKey: 'secret' }, forcePathStyle: true });
+    expect(loadConfig({ BLOB_STORE: 's3', BLOB_S3_BUCKET: 'b' }).blobStore).toEqual({ kind: 's3', bucket: 'b', prefix: '', region: 'us-east-1', forcePathStyle: false });
+    expect(() => loadConfig({ BLOB_STORE: 's3' })).toThrow(/BLOB_S3_BUCKET: is required when BLOB_STORE=s3/);
+    expect(() => loadConfig({ BLOB_STORE: 's3', BLOB_S3_BUCKET: 'b', BLOB_S3_ACCESS_KEY_ID: 'id' })).toThrow(/BLOB_S3_SECRET_ACCESS_KEY: BLOB_S3_ACCESS_KEY_ID and BLOB_S3_SECRET_ACCESS_KEY go together/);
+    expect(() => loadConfig({ BLOB_STORE: 's3', BLOB_S3_BUCKET: 'b', BLOB_S3_PREFIX: 'no-slash' })).toThrow(/BLOB_S3_PREFIX: must be empty or end with \//);
+    expect(() => loadConfig({ BLOB_STORE: 'database' })).toThrow(/BLOB_STORE/);
+  });
+
   it('the README documents every setting', () => {
     const readme = readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
     for (const { name } of describeConfig()) expect(readme).toContain(`\`${name}\``);

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 import type { TokenLimitSettings } from '../auth/token-limits.ts';
+import type { BlobStoreSettings } from '../store/blob-backend.ts';
 import type { Rate } from '../limits/rate-limiter.ts';
 
 /** Connection limits of the HTTP server (HTTP_*_TIMEOUT_MS, HTTP_MAX_*). */
@@ -40,6 +41,17 @@ const EnvSchema = z
       .optional()
       .describe('PostgreSQL connection string; when set, PostgreSQL is used instead of embedded PGlite'),
     DATABASE_POOL_SIZE: positiveInt(10).describe('PostgreSQL connection pool size'),
+    BLOB_STORE: z.enum(['files', 's3']).default('files').describe('Where attachment bytes are kept (the database keeps their metadata): `files` under BLOB_DIR, or `s3`, an S3-compatible bucket (for several replicas; BLOB_S3_*)'),
+    BLOB_DIR: z.string().min(1).optional().describe('Directory of the `files` blob store. Default DATA_DIR/blobs'),
+    BLOB_S3_BUCKET: z.string().min(1).optional().describe('Bucket of the `s3` blob store (required with BLOB_STORE=s3)'),
+    BLOB_S3_PREFIX: z.string().regex(/^$|\/$/, 'must be empty or end with /').default('').describe('Key prefix in the bucket; objects go under PREFIX`blobs/`'),
+    BLOB_S3_ENDPOINT: z.url({ protocol: /^https?$/ }).optional().describe('Endpoint of an S3-compatible server (MinIO, Ceph...). Default: AWS S3'),
+    BLOB_S3_REGION: z.string().min(1).default('us-east-1').describe('Region of the bucket'),
+    BLOB_S3_ACCESS_KEY_ID: z.string().min(1).optional().describe('Access key id; with BLOB_S3_SECRET_ACCESS_KEY. Default: the AWS SDK\'s credential chain (AWS_* variables, profile, instance role)'),
+    BLOB_S3_SECRET_ACCESS_KEY: z.string().min(1).optional().describe('Secret access key; with BLOB_S3_ACCESS_KEY_ID'),
+    BLOB_S3_FORCE_PATH_STYLE: z.enum(['true', 'false']).default('false').describe('`true` addresses the bucket in the path (`endpoint/bucket/key`), as most S3-compatible servers want'),
+    BLOB_SWEEP_INTERVAL_SECONDS: positiveInt(3600).describe('How often bytes no blob row points at (a put that died midway) are looked for and deleted'),
+    BLOB_SWEEP_AGE_SECONDS: positiveInt(86_400).describe('The sweep deletes such bytes only once they are this old; keep it well above the longest attachment download'),
     NETWORK_FILE: z.string().min(1).optional().describe('JSON file listing the participants (organizations, roles, client keys, EHR endpoints). Default: the shipped example network'),
     SIGNING_KEY_FILE: z.string().min(1).optional().describe('Private JWK (ES384 or RS384) the service signs its access tokens with. Default: generated into DATA_DIR on first start'),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('pino log level'),
@@ -98,6 +110,10 @@ const EnvSchema = z
       if (!env.NETWORK_FILE) ctx.addIssue({ code: 'custom', path: ['NETWORK_FILE'], message: 'is required when NODE_ENV=production (the example network is for trying the service only)' });
       if (!env.SIGNING_KEY_FILE) ctx.addIssue({ code: 'custom', path: ['SIGNING_KEY_FILE'], message: 'is required when NODE_ENV=production' });
     }
+    if (env.BLOB_STORE === 's3' && !env.BLOB_S3_BUCKET) ctx.addIssue({ code: 'custom', path: ['BLOB_S3_BUCKET'], message: 'is required when BLOB_STORE=s3' });
+    if (!env.BLOB_S3_ACCESS_KEY_ID !== !env.BLOB_S3_SECRET_ACCESS_KEY) {
+      ctx.addIssue({ code: 'custom', path: [env.BLOB_S3_ACCESS_KEY_ID ? 'BLOB_S3_SECRET_ACCESS_KEY' : 'BLOB_S3_ACCESS_KEY_ID'], message: 'BLOB_S3_ACCESS_KEY_ID and BLOB_S3_SECRET_ACCESS_KEY go together' });
+    }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not be longer than HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
@@ -121,6 +137,10 @@ export interface Config {
   dueDays: { routine: number; urgent: number; asap: number };
   bodyLimitBytes: number;
   shutdownTimeoutMs: number;
+  /** Where attachment bytes are kept. */
+  blobStore: BlobStoreSettings;
+  /** The sweep of bytes no blob row points at: how often, and how old they must be. */
+  blobSweep: { intervalSeconds: number; olderThanSeconds: number };
   /** Per-attachment limit of record assembly. */
   maxAttachmentBytes: number;
   consentAttestationAllowed: boolean;
@@ -179,6 +199,19 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
+    blobStore:
+      e.BLOB_STORE === 'files'
+        ? { kind: 'files', dir: path.resolve(e.BLOB_DIR ?? path.join(dataDir, 'blobs')) }
+        : {
+            kind: 's3',
+            bucket: e.BLOB_S3_BUCKET as string,
+            prefix: e.BLOB_S3_PREFIX,
+            ...(e.BLOB_S3_ENDPOINT ? { endpoint: e.BLOB_S3_ENDPOINT } : {}),
+            region: e.BLOB_S3_REGION,
+            ...(e.BLOB_S3_ACCESS_KEY_ID && e.BLOB_S3_SECRET_ACCESS_KEY ? { credentials: { accessKeyId: e.BLOB_S3_ACCESS_KEY_ID, secretAccessKey: e.BLOB_S3_SECRET_ACCESS_KEY } } : {}),
+            forcePathStyle: e.BLOB_S3_FORCE_PATH_STYLE === 'true',
+          },
+    blobSweep: { intervalSeconds: e.BLOB_SWEEP_INTERVAL_SECONDS, olderThanSeconds: e.BLOB_SWEEP_AGE_SECONDS },
     consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
     deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,

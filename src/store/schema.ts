@@ -80,12 +80,11 @@ const bytea = customType<{ data: Buffer; driverData: Uint8Array }>({
 });
 
 /**
- * One upload's bytes, whether or not it has become a blob yet. Chunks are written under a
- * fresh content id while the stream is hashed (the content address is known only at the
- * end); completing the upload inserts the `blob` row that points at it, so no chunk is ever
- * copied or rewritten. An upload that lost the race to identical content, or failed, is
- * deleted with its chunks (cascade); one whose process died is left without a `blob` row
- * and is swept by `BlobStore.purgeAbandonedUploads`.
+ * Attachment bytes as the database kept them before they moved to a blob store made for bytes
+ * (`BLOB_STORE`, src/store/blob-backend.ts): one upload per row, its bytes in `blob_chunk`.
+ * Nothing writes here any more; a blob whose `content_id` is still set is served from its
+ * chunks until `npm run blobs:migrate` moves it out and deletes them (cascade). Uploads
+ * that never became a blob (their process died) are swept by `BlobStore.sweep`.
  */
 export const blobContents = pgTable('blob_content', {
   id: uuid('id').primaryKey(),
@@ -106,9 +105,12 @@ export const blobChunks = pgTable(
 );
 
 /**
- * Content-addressed attachment bytes, stored once however many documents carry them.
- * `sha1` is FHIR's `Attachment.hash` (base64 of the raw digest); `chunk_size` is kept per
- * blob so a later change of the configured size never misplaces a byte range.
+ * Content-addressed attachments, stored once however many documents carry them: the metadata
+ * here, the bytes in the blob store under `object_key` (src/store/blob-backend.ts). The row is
+ * inserted only once the bytes are durable there, so a row never lacks its bytes. `sha1` is
+ * FHIR's `Attachment.hash` (base64 of the raw digest). A blob written before the blob store
+ * existed has no `object_key` yet but a `content_id` (and its chunk size and count): its bytes
+ * are still in `blob_chunk` until `npm run blobs:migrate` moves them.
  */
 export const blobs = pgTable('blob', {
   /** Lower-case hex SHA-256 of the bytes: the content address. */
@@ -116,10 +118,12 @@ export const blobs = pgTable('blob', {
   sha1: text('sha1').notNull(),
   size: bigint('size', { mode: 'number' }).notNull(),
   contentType: text('content_type').notNull(),
-  chunkSize: integer('chunk_size').notNull(),
-  chunkCount: integer('chunk_count').notNull(),
+  /** Where the blob store keeps the bytes (a path under BLOB_DIR, or an S3 key under BLOB_S3_PREFIX). */
+  objectKey: text('object_key').unique('blob_object_key_unique'),
+  /** Legacy: the bytes' chunks in the database, until migrated. */
+  chunkSize: integer('chunk_size'),
+  chunkCount: integer('chunk_count'),
   contentId: uuid('content_id')
-    .notNull()
     .unique('blob_content_id_unique')
     .references(() => blobContents.id),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),

@@ -159,8 +159,11 @@ function tail(logs: LogLine[], n = 40): string {
 /** Where a service process keeps its data: env for the child, and how to remove it afterwards. */
 export interface ProcessDatabase {
   kind: 'pglite' | 'postgres';
-  /** DATA_DIR (always: the generated signing key lives there) and, on PostgreSQL, DATABASE_URL. */
-  env: { DATA_DIR: string; DATABASE_URL?: string };
+  /**
+   * DATA_DIR (always: the generated signing key lives there), BLOB_DIR (attachment files, shared by
+   * every replica given this env, as replicas must share their blob store) and, on PostgreSQL, DATABASE_URL.
+   */
+  env: { DATA_DIR: string; BLOB_DIR: string; DATABASE_URL?: string };
   /** A further DATA_DIR for a second replica on the same database (PostgreSQL only). */
   dataDir(): Promise<string>;
   /** Drops the database (PostgreSQL, forcing off leftover connections) and removes the directories. */
@@ -184,14 +187,15 @@ export async function createProcessDatabase(): Promise<ProcessDatabase> {
     for (const dir of dirs) await rm(dir, { recursive: true, force: true });
   };
   const serverUrl = process.env.DATABASE_URL;
-  if (!serverUrl) return { kind: 'pglite', env: { DATA_DIR: dataDir }, dataDir: newDir, drop: removeDirs };
+  const blobDir = path.join(dataDir, 'blobs');
+  if (!serverUrl) return { kind: 'pglite', env: { DATA_DIR: dataDir, BLOB_DIR: blobDir }, dataDir: newDir, drop: removeDirs };
   const name = `so_proc_${randomBytes(6).toString('hex')}`;
   await admin(serverUrl, `CREATE DATABASE ${name}`);
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
   return {
     kind: 'postgres',
-    env: { DATA_DIR: dataDir, DATABASE_URL: url.toString() },
+    env: { DATA_DIR: dataDir, BLOB_DIR: blobDir, DATABASE_URL: url.toString() },
     dataDir: newDir,
     async drop() {
       await admin(serverUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
