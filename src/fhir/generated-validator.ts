@@ -1,0 +1,32 @@
+/**
+ * The generated R4 validator (src/fhir/generated/r4-validators.ts, from
+ * scripts/generate-validators.ts): the same issues as Medplum's `validateResource` for the
+ * resource types the service emits or accepts, without walking a generic schema at run time.
+ * Other resource types go to Medplum.
+ */
+import { OperationOutcomeError, validateResource } from '@medplum/core';
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { CONSTRAINTS, RESOURCE_VALIDATORS, ROOT_CONSTRAINTS } from './generated/r4-validators.ts';
+import { inv, linked } from './generated-runtime.ts';
+
+linked.resources = RESOURCE_VALIDATORS;
+linked.constraints = CONSTRAINTS;
+
+/** Whether the generated validator covers this resource type. */
+export function isGenerated(resourceType: string): boolean {
+  return resourceType in RESOURCE_VALIDATORS;
+}
+
+/**
+ * Validates against R4 base, as `validateResource(resource)` would: returns the warnings,
+ * throws OperationOutcomeError when there is an error.
+ */
+export function validateGenerated(resource: Resource): OperationOutcomeIssue[] {
+  const fn = RESOURCE_VALIDATORS[resource.resourceType];
+  if (!fn) return validateResource(resource);
+  const issues: OperationOutcomeIssue[] = [];
+  for (const index of ROOT_CONSTRAINTS[resource.resourceType] ?? []) inv(index, resource.resourceType, resource, resource.resourceType, issues, resource);
+  fn(resource, resource.resourceType, issues, resource);
+  if (issues.some((i) => i.severity === 'error')) throw new OperationOutcomeError({ resourceType: 'OperationOutcome', issue: issues });
+  return issues;
+}
