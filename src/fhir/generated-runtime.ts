@@ -9,6 +9,14 @@ import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 
 type NodeFn = (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void;
 
+/**
+ * The generated function of a resource type, or undefined. Own properties only: a
+ * `resourceType` of "constructor" or "toString" must not find Object.prototype's.
+ */
+export function validatorOf(resourceType: unknown): NodeFn | undefined {
+  return typeof resourceType === 'string' && Object.hasOwn(linked.resources, resourceType) ? linked.resources[resourceType] : undefined;
+}
+
 /** Filled by generated-validator.ts (avoids an import cycle with the generated module). */
 export const linked: {
   resources: Readonly<Record<string, NodeFn>>;
@@ -132,7 +140,7 @@ export function anyResource(x: any, p: string, o: OperationOutcomeIssue[]): void
     o.push(S(p, 'Missing resource type'));
     return;
   }
-  const fn = linked.resources[x.resourceType];
+  const fn = validatorOf(x.resourceType);
   if (fn) {
     fn(x, p, o, x);
     return;

@@ -149,6 +149,15 @@ describe('src/fhir/generated/r4-validators.ts', () => {
 });
 
 describe('generated R4 validator vs Medplum validateResource', () => {
+  it('knows no resource type named after an Object.prototype member (Medplum refuses them as unknown)', () => {
+    for (const resourceType of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      expect(isGenerated(resourceType), resourceType).toBe(false);
+      const resource = { resourceType } as unknown as Resource;
+      expect(() => validateResource(resource), resourceType).toThrow(OperationOutcomeError);
+      expect(() => validateGenerated(resource), resourceType).toThrow('Invalid resource type');
+    }
+  });
+
   it('covers every resource type of the corpus', () => {
     expect(corpus.map((r) => isGenerated(r.resourceType))).toEqual(corpus.map(() => true));
   });

@@ -7,14 +7,14 @@
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { CONSTRAINTS, RESOURCE_VALIDATORS, ROOT_CONSTRAINTS } from './generated/r4-validators.ts';
-import { inv, linked } from './generated-runtime.ts';
+import { inv, linked, validatorOf } from './generated-runtime.ts';
 
 linked.resources = RESOURCE_VALIDATORS;
 linked.constraints = CONSTRAINTS;
 
 /** Whether the generated validator covers this resource type. */
 export function isGenerated(resourceType: string): boolean {
-  return resourceType in RESOURCE_VALIDATORS;
+  return validatorOf(resourceType) !== undefined;
 }
 
 /**
@@ -22,7 +22,7 @@ export function isGenerated(resourceType: string): boolean {
  * throws OperationOutcomeError when there is an error.
  */
 export function validateGenerated(resource: Resource): OperationOutcomeIssue[] {
-  const fn = RESOURCE_VALIDATORS[resource.resourceType];
+  const fn = validatorOf(resource.resourceType);
   if (!fn) return validateResource(resource);
   const issues: OperationOutcomeIssue[] = [];
   for (const index of ROOT_CONSTRAINTS[resource.resourceType] ?? []) inv(index, resource.resourceType, resource, resource.resourceType, issues, resource);
