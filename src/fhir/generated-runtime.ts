@@ -118,9 +118,54 @@ export function refType(x: any, targets: readonly string[], elementPath: string,
   });
 }
 
+/** The properties of Extension.value[x] in R4 (an unknown one is left to FHIRPath). */
+const EXTENSION_VALUE = new RegExp(
+  '^value(' +
+    'Base64Binary|Boolean|Canonical|Code|Date|DateTime|Decimal|Id|Instant|Integer|Markdown|Oid|PositiveInt|String|Time|' +
+    'UnsignedInt|Uri|Url|Uuid|Address|Age|Annotation|Attachment|CodeableConcept|Coding|ContactPoint|Count|Distance|' +
+    'Duration|HumanName|Identifier|Money|Period|Quantity|Range|Ratio|Reference|SampledData|Signature|Timing|' +
+    'ContactDetail|Contributor|DataRequirement|Expression|ParameterDefinition|RelatedArtifact|TriggerDefinition|' +
+    'UsageContext|Dosage|Meta)$',
+);
+const present = (v: unknown): boolean =>
+  typeof v === 'number' || typeof v === 'boolean' || (typeof v === 'string' && v !== '') || (typeof v === 'object' && v !== null && Object.keys(v).length > 0);
+const absent = (o: any, ...keys: string[]): boolean => keys.every((k) => o[k] === undefined && o['_' + k] === undefined);
+
+/**
+ * Invariants evaluated often (every extension, every resource, every Bundle entry), with a JS
+ * test that says when one is certainly met on the JSON as it is. Anything else (not met, or an
+ * unusual shape) goes to FHIRPath, so a refusal always comes from the FHIRPath expression.
+ * Keyed by key and expression: a profile reusing a key with another expression is not matched.
+ */
+const CERTAINLY_MET: Record<string, (x: any) => boolean> = {
+  'ext-1|extension.exists() != value.exists()': (x) => {
+    const keys = Object.keys(x);
+    if (keys.some((k) => k.startsWith('_value'))) return false;
+    const values = keys.filter((k) => k.startsWith('value'));
+    if (x.extension === undefined) return values.length === 1 && EXTENSION_VALUE.test(values[0]!) && present(x[values[0]!]);
+    return values.length === 0 && Array.isArray(x.extension) && x.extension.length > 0;
+  },
+  'dom-2|contained.contained.empty()': (x) => x.contained === undefined,
+  'dom-4|contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()': (x) => x.contained === undefined,
+  'dom-5|contained.meta.security.empty()': (x) => x.contained === undefined,
+  'prr-1|orderDetail.empty() or code.exists()': (x) => absent(x, 'orderDetail'),
+  'inv-1|lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn': (x) => absent(x, 'lastModified'),
+  "bdl-8|fullUrl.exists() implies fullUrl.contains('/_history/').not()": (x) =>
+    x._fullUrl === undefined && (x.fullUrl === undefined || (typeof x.fullUrl === 'string' && x.fullUrl !== '' && !x.fullUrl.includes('/_history/'))),
+  'bdl-5|resource.exists() or request.exists() or response.exists()': (x) => typeof x.resource === 'object' && x.resource !== null && Object.keys(x.resource).length > 0,
+  "so-task-1|status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()": (x) =>
+    typeof x.status === 'string' && x.status !== '' && !['rejected', 'cancelled', 'failed'].includes(x.status) && x._status === undefined,
+  "so-task-2|status = 'completed' implies output.exists()": (x) => typeof x.status === 'string' && x.status !== '' && x.status !== 'completed' && x._status === undefined,
+  'so-recordset-1|resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy': (x) =>
+    ['DocumentReference', 'DiagnosticReport', 'ImagingStudy'].includes(x.resource?.resourceType),
+};
+const certainlyMet: ((x: any) => boolean)[] = [];
+
 /** An invariant, FHIRPath parsed once per process, evaluated in the element's context. */
 export function inv(index: number, type: string, x: unknown, p: string, o: OperationOutcomeIssue[], r: any): void {
   const c = linked.constraints[index]!;
+  const met = (certainlyMet[index] ??= CERTAINLY_MET[`${c.key}|${c.expression}`] ?? (() => false));
+  if (typeof x === 'object' && x !== null && !Array.isArray(x) && met(x)) return;
   const atom = (linked.parsed[index] ??= parseFhirPath(c.expression));
   try {
     const result = atom.eval(
@@ -158,3 +203,47 @@ function rebase(i: OperationOutcomeIssue, type: string, p: string): OperationOut
   return { ...i, expression: i.expression?.map((e) => (e.startsWith(type) ? p + e.slice(type.length) : e)) };
 }
 
+
+/**
+ * A FHIR pattern match: every property of the pattern is in the value with a matching value;
+ * each item of an array in the pattern matches some item of the value's array.
+ */
+export function pat(x: unknown, pattern: unknown): boolean {
+  if (Array.isArray(pattern)) return Array.isArray(x) && pattern.every((p) => x.some((item) => pat(item, p)));
+  if (typeof pattern === 'object' && pattern !== null) {
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+    for (const k in pattern) if (!pat((x as Record<string, unknown>)[k], (pattern as Record<string, unknown>)[k])) return false;
+    return true;
+  }
+  return x === pattern;
+}
+
+/** A fixed value: exactly equal (deep). */
+export function same(x: unknown, fixed: unknown): boolean {
+  if (Array.isArray(fixed)) return Array.isArray(x) && x.length === fixed.length && fixed.every((f, i) => same(x[i], f));
+  if (typeof fixed === 'object' && fixed !== null) {
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) return false;
+    const keys = Object.keys(fixed);
+    return keys.length === Object.keys(x).length && keys.every((k) => same((x as Record<string, unknown>)[k], (fixed as Record<string, unknown>)[k]));
+  }
+  return x === fixed;
+}
+
+/**
+ * A required binding to one of our value sets (`allowed`: system -> codes): a code must be one
+ * of them, a Coding or CodeableConcept must carry one (system and code). Medplum does not
+ * check these; the texts are those of validator.ts's check for Medplum.
+ */
+export function bound(x: any, type: string, allowed: Readonly<Record<string, readonly string[]>>, valueSet: string, p: string, o: OperationOutcomeIssue[]): void {
+  let ok: boolean;
+  let shown: string;
+  if (type === 'code') {
+    ok = Object.values(allowed).some((codes) => codes.includes(String(x)));
+    shown = String(x);
+  } else {
+    const codings: any[] = type === 'Coding' ? [x] : type === 'CodeableConcept' && Array.isArray(x?.coding) ? x.coding : [];
+    ok = codings.some((c) => typeof c?.code === 'string' && typeof c.system === 'string' && Object.hasOwn(allowed, c.system) && allowed[c.system]!.includes(c.code));
+    shown = codings.map((c) => `${c?.system ?? ''}#${c?.code ?? ''}`).join(', ');
+  }
+  if (!ok) o.push({ severity: 'error', code: 'code-invalid', details: { text: `Code ${shown || '(none)'} is not in the required value set ${valueSet}` }, expression: [p] });
+}

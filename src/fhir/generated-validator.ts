@@ -6,11 +6,23 @@
  */
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
-import { CONSTRAINTS, RESOURCE_VALIDATORS, ROOT_CONSTRAINTS } from './generated/r4-validators.ts';
+import { CONSTRAINTS, EXTENSION_VALIDATORS, PROFILE_VALIDATORS, RESOURCE_VALIDATORS, ROOT_CONSTRAINTS } from './generated/r4-validators.ts';
 import { inv, linked, validatorOf } from './generated-runtime.ts';
 
 linked.resources = RESOURCE_VALIDATORS;
 linked.constraints = CONSTRAINTS;
+
+type Generated = (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The generated function of one of our resource profiles (R4 base included), by canonical URL. */
+export function profileValidatorOf(url: string): Generated | undefined {
+  return Object.hasOwn(PROFILE_VALIDATORS, url) ? PROFILE_VALIDATORS[url] : undefined;
+}
+
+/** The generated function of one of our extension definitions, by canonical URL. */
+export function extensionValidatorOf(url: unknown): Generated | undefined {
+  return typeof url === 'string' && Object.hasOwn(EXTENSION_VALIDATORS, url) ? EXTENSION_VALIDATORS[url] : undefined;
+}
 
 /** Whether the generated validator covers this resource type. */
 export function isGenerated(resourceType: string): boolean {

