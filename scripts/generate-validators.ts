@@ -213,7 +213,7 @@ export function emitNode(e: Emitter, src: NodeSource, nodeId: string, isResource
       body.push(`      for (let i = 0; i < xs.length; i++) {`);
       body.push(`        x = xs[i];`);
       body.push(`        const pi = ${pk} + '[' + i + ']';`);
-      body.push(`        if (!empty(x, pi, o)) {`);
+      body.push(`        if (!empty(x, pi, o${PRIMITIVE_JS[v.type] ? `, v._${v.key}?.[i]` : ''})) {`);
       slices.forEach((slice, i) => {
         body.push(`          ${i > 0 ? '} else ' : ''}if (${sliceMatch(e, src, el, slice)}) {`);
         body.push(`            c${i}++;`);

@@ -34,9 +34,16 @@ export function unknown(v: Record<string, unknown>, keys: ReadonlySet<string>, p
   }
 }
 
-/** Medplum's "Invalid empty value" for empty arrays/strings/objects in a property slot. */
-export function empty(x: unknown, p: string, o: OperationOutcomeIssue[]): boolean {
-  if (x === null) return true;
+/**
+ * Medplum's "Invalid null value" and "Invalid empty non-primitive value": true when there is
+ * nothing further to check. `companion`: the `_name` entry of a primitive, which lets a null
+ * stand in a primitive array (`given: [null], _given: [{ extension }]`).
+ */
+export function empty(x: unknown, p: string, o: OperationOutcomeIssue[], companion?: unknown): boolean {
+  if (x === null) {
+    if (companion === undefined || companion === null) o.push(S(p, 'Invalid null value'));
+    return true;
+  }
   if (typeof x === 'object' && !Array.isArray(x)) {
     for (const _ in x) return false;
     o.push(S(p, 'Invalid empty non-primitive value'));

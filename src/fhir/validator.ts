@@ -221,9 +221,11 @@ function validateOurExtensions(
   resource: Resource,
   tokens: Record<string, TypedValueWithPath[]>,
 ): OperationOutcomeIssue[] {
-  const extensions = (resource as { extension?: Extension[] }).extension ?? [];
+  const extensions: unknown = (resource as { extension?: unknown }).extension;
   const issues: OperationOutcomeIssue[] = [];
-  extensions.forEach((extension, index) => {
+  // Not an array, or not objects: Medplum's own walk reports it.
+  (Array.isArray(extensions) ? (extensions as (Extension | null)[]) : []).forEach((extension, index) => {
+    if (typeof extension !== 'object' || extension === null) return;
     const definition = registry.extensions.get(extension.url);
     if (!definition) return;
     const at = `${resource.resourceType}.extension[${index}]`;
@@ -237,7 +239,8 @@ function validateOurExtensions(
       tokens[valueSet] = [...(tokens[valueSet] ?? []), ...values.map((v) => ({ ...v, path: rebase(v.path) }))];
     }
     // Bound values inside a complex extension's sub-extensions, which Medplum does not collect.
-    (extension.extension ?? []).forEach((sub, j) => {
+    (Array.isArray(extension.extension) ? extension.extension : []).forEach((sub: Extension | null, j) => {
+      if (typeof sub !== 'object' || sub === null) return;
       const valueSet = definition.subExtensionBindings.get(sub.url);
       if (!valueSet) return;
       const path = `${at}.extension[${j}]`;

@@ -131,7 +131,7 @@ function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any)
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesCanonical" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesCanonical?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -147,7 +147,7 @@ function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any)
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesUri" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesUri?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -2401,7 +2401,7 @@ function n_ClinicalImpression(v: any, p: string, o: OperationOutcomeIssue[], r: 
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".protocol" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._protocol?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -2820,7 +2820,7 @@ function n_Provenance(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".policy" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._policy?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -4160,7 +4160,7 @@ function n_AuditEvent_agent(v: any, p: string, o: OperationOutcomeIssue[], r: an
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".policy" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._policy?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -4908,7 +4908,7 @@ function n_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any):
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesCanonical" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesCanonical?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -4924,7 +4924,7 @@ function n_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any):
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesUri" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesUri?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -5270,7 +5270,7 @@ function n_Subscription_channel(v: any, p: string, o: OperationOutcomeIssue[], r
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".header" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._header?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -6634,7 +6634,7 @@ function n_Address(v: any, p: string, o: OperationOutcomeIssue[], r: any): void 
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".line" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._line?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -7541,7 +7541,7 @@ function n_DataRequirement(v: any, p: string, o: OperationOutcomeIssue[], r: any
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".profile" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._profile?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -7577,7 +7577,7 @@ function n_DataRequirement(v: any, p: string, o: OperationOutcomeIssue[], r: any
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".mustSupport" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._mustSupport?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -8268,7 +8268,7 @@ function n_ElementDefinition_type(v: any, p: string, o: OperationOutcomeIssue[],
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".profile" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._profile?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -8284,7 +8284,7 @@ function n_ElementDefinition_type(v: any, p: string, o: OperationOutcomeIssue[],
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".targetProfile" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._targetProfile?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -8300,7 +8300,7 @@ function n_ElementDefinition_type(v: any, p: string, o: OperationOutcomeIssue[],
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".aggregation" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._aggregation?.[i])) {
           prim(x, "code", pi, o);
         }
       }
@@ -9031,7 +9031,7 @@ function n_ElementDefinition(v: any, p: string, o: OperationOutcomeIssue[], r: a
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".representation" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._representation?.[i])) {
           prim(x, "code", pi, o);
         }
       }
@@ -9128,7 +9128,7 @@ function n_ElementDefinition(v: any, p: string, o: OperationOutcomeIssue[], r: a
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".alias" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._alias?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -10594,7 +10594,7 @@ function n_ElementDefinition(v: any, p: string, o: OperationOutcomeIssue[], r: a
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".condition" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._condition?.[i])) {
           prim(x, "id", pi, o);
         }
       }
@@ -11250,7 +11250,7 @@ function n_HumanName(v: any, p: string, o: OperationOutcomeIssue[], r: any): voi
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".given" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._given?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -11266,7 +11266,7 @@ function n_HumanName(v: any, p: string, o: OperationOutcomeIssue[], r: any): voi
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".prefix" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._prefix?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -11282,7 +11282,7 @@ function n_HumanName(v: any, p: string, o: OperationOutcomeIssue[], r: any): voi
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".suffix" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._suffix?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -11529,7 +11529,7 @@ function n_Meta(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".profile" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._profile?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -12072,7 +12072,7 @@ function n_ProdCharacteristic(v: any, p: string, o: OperationOutcomeIssue[], r: 
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".color" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._color?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -12088,7 +12088,7 @@ function n_ProdCharacteristic(v: any, p: string, o: OperationOutcomeIssue[], r: 
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".imprint" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._imprint?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -12997,7 +12997,7 @@ function n_Timing_repeat(v: any, p: string, o: OperationOutcomeIssue[], r: any):
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".dayOfWeek" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._dayOfWeek?.[i])) {
           prim(x, "code", pi, o);
         }
       }
@@ -13013,7 +13013,7 @@ function n_Timing_repeat(v: any, p: string, o: OperationOutcomeIssue[], r: any):
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".timeOfDay" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._timeOfDay?.[i])) {
           prim(x, "time", pi, o);
         }
       }
@@ -13029,7 +13029,7 @@ function n_Timing_repeat(v: any, p: string, o: OperationOutcomeIssue[], r: any):
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".when" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._when?.[i])) {
           prim(x, "code", pi, o);
         }
       }
@@ -13100,7 +13100,7 @@ function n_Timing(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".event" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._event?.[i])) {
           prim(x, "dateTime", pi, o);
         }
       }
@@ -13405,7 +13405,7 @@ function n_OperationOutcome_issue(v: any, p: string, o: OperationOutcomeIssue[],
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".location" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._location?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -13421,7 +13421,7 @@ function n_OperationOutcome_issue(v: any, p: string, o: OperationOutcomeIssue[],
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".expression" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._expression?.[i])) {
           prim(x, "string", pi, o);
         }
       }
@@ -14640,7 +14640,7 @@ function p_FirstOpinion_ClinicalImpression(v: any, p: string, o: OperationOutcom
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".protocol" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._protocol?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
@@ -17120,7 +17120,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesCanonical" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesCanonical?.[i])) {
           prim(x, "canonical", pi, o);
         }
       }
@@ -17136,7 +17136,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".instantiatesUri" + '[' + i + ']';
-        if (!empty(x, pi, o)) {
+        if (!empty(x, pi, o, v._instantiatesUri?.[i])) {
           prim(x, "uri", pi, o);
         }
       }
