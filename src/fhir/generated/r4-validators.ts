@@ -9,7 +9,7 @@ export const CONSTRAINTS: readonly { key: string; description: string; expressio
 /** Root (resource-level) constraints of each generated resource type. */
 export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"Communication":[1,2,3],"Subscription":[1,2,3],"DiagnosticReport":[1,2,3],"ImagingStudy":[1,2,3],"OperationOutcome":[1,2,3]};
 /** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */
-const V: readonly any[] = ["https://second-opinion.org/fhir/StructureDefinition/blinded","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","collection","https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","diagnosis","summary","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
+const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","collection","https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","diagnosis","summary","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
 
 const K_n_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
 function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
@@ -202,6 +202,7 @@ function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any)
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[0], "http://hl7.org/fhir/ValueSet/request-status", p + ".status", o);
     }
   }
   x = v.intent;
@@ -211,6 +212,7 @@ function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any)
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
+      bound(x, "code", V[1], "http://hl7.org/fhir/ValueSet/request-intent", p + ".intent", o);
     }
   }
   x = v.category;
@@ -235,6 +237,7 @@ function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any)
     if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
     else if (!empty(x, p + ".priority", o)) {
       prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
     }
   }
   x = v.doNotPerform;
@@ -1753,6 +1756,7 @@ function n_Task(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[3], "http://hl7.org/fhir/ValueSet/task-status", p + ".status", o);
     }
   }
   x = v.statusReason;
@@ -1778,6 +1782,7 @@ function n_Task(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
+      bound(x, "code", V[4], "http://hl7.org/fhir/ValueSet/task-intent", p + ".intent", o);
     }
   }
   x = v.priority;
@@ -1786,6 +1791,7 @@ function n_Task(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
     else if (!empty(x, p + ".priority", o)) {
       prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
     }
   }
   x = v.code;
@@ -2268,6 +2274,7 @@ function n_ClinicalImpression(v: any, p: string, o: OperationOutcomeIssue[], r: 
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[5], "http://hl7.org/fhir/ValueSet/clinicalimpression-status", p + ".status", o);
     }
   }
   x = v.statusReason;
@@ -2641,6 +2648,7 @@ function n_Provenance_entity(v: any, p: string, o: OperationOutcomeIssue[], r: a
     if (Array.isArray(x)) o.push(S(p + ".role", 'Expected single value for property'));
     else if (!empty(x, p + ".role", o)) {
       prim(x, "code", p + ".role", o);
+      bound(x, "code", V[6], "http://hl7.org/fhir/ValueSet/provenance-entity-role", p + ".role", o);
     }
   }
   x = v.what;
@@ -2962,6 +2970,7 @@ function n_DocumentReference_relatesTo(v: any, p: string, o: OperationOutcomeIss
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       prim(x, "code", p + ".code", o);
+      bound(x, "code", V[9], "http://hl7.org/fhir/ValueSet/document-relationship-type", p + ".code", o);
     }
   }
   x = v.target;
@@ -3294,6 +3303,7 @@ function n_DocumentReference(v: any, p: string, o: OperationOutcomeIssue[], r: a
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[7], "http://hl7.org/fhir/ValueSet/document-reference-status", p + ".status", o);
     }
   }
   x = v.docStatus;
@@ -3302,6 +3312,7 @@ function n_DocumentReference(v: any, p: string, o: OperationOutcomeIssue[], r: a
     if (Array.isArray(x)) o.push(S(p + ".docStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".docStatus", o)) {
       prim(x, "code", p + ".docStatus", o);
+      bound(x, "code", V[8], "http://hl7.org/fhir/ValueSet/composition-status", p + ".docStatus", o);
     }
   }
   x = v.type;
@@ -3563,6 +3574,7 @@ function n_Bundle_entry_search(v: any, p: string, o: OperationOutcomeIssue[], r:
     if (Array.isArray(x)) o.push(S(p + ".mode", 'Expected single value for property'));
     else if (!empty(x, p + ".mode", o)) {
       prim(x, "code", p + ".mode", o);
+      bound(x, "code", V[11], "http://hl7.org/fhir/ValueSet/search-entry-mode", p + ".mode", o);
     }
   }
   x = v.score;
@@ -3627,6 +3639,7 @@ function n_Bundle_entry_request(v: any, p: string, o: OperationOutcomeIssue[], r
     if (Array.isArray(x)) o.push(S(p + ".method", 'Expected single value for property'));
     else if (!empty(x, p + ".method", o)) {
       prim(x, "code", p + ".method", o);
+      bound(x, "code", V[12], "http://hl7.org/fhir/ValueSet/http-verb", p + ".method", o);
     }
   }
   x = v.url;
@@ -3913,6 +3926,7 @@ function n_Bundle(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[10], "http://hl7.org/fhir/ValueSet/bundle-type", p + ".type", o);
     }
   }
   x = v.timestamp;
@@ -4034,6 +4048,7 @@ function n_AuditEvent_agent_network(v: any, p: string, o: OperationOutcomeIssue[
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[15], "http://hl7.org/fhir/ValueSet/network-type", p + ".type", o);
     }
   }
 }
@@ -4617,6 +4632,7 @@ function n_AuditEvent(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
     if (Array.isArray(x)) o.push(S(p + ".action", 'Expected single value for property'));
     else if (!empty(x, p + ".action", o)) {
       prim(x, "code", p + ".action", o);
+      bound(x, "code", V[13], "http://hl7.org/fhir/ValueSet/audit-event-action", p + ".action", o);
     }
   }
   x = v.period;
@@ -4642,6 +4658,7 @@ function n_AuditEvent(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
     if (Array.isArray(x)) o.push(S(p + ".outcome", 'Expected single value for property'));
     else if (!empty(x, p + ".outcome", o)) {
       prim(x, "code", p + ".outcome", o);
+      bound(x, "code", V[14], "http://hl7.org/fhir/ValueSet/audit-event-outcome", p + ".outcome", o);
     }
   }
   x = v.outcomeDesc;
@@ -4988,6 +5005,7 @@ function n_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any):
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[16], "http://hl7.org/fhir/ValueSet/event-status", p + ".status", o);
     }
   }
   x = v.statusReason;
@@ -5020,6 +5038,7 @@ function n_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any):
     if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
     else if (!empty(x, p + ".priority", o)) {
       prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
     }
   }
   x = v.medium;
@@ -5242,6 +5261,7 @@ function n_Subscription_channel(v: any, p: string, o: OperationOutcomeIssue[], r
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[18], "http://hl7.org/fhir/ValueSet/subscription-channel-type", p + ".type", o);
     }
   }
   x = v.endpoint;
@@ -5378,6 +5398,7 @@ function n_Subscription(v: any, p: string, o: OperationOutcomeIssue[], r: any): 
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[17], "http://hl7.org/fhir/ValueSet/subscription-status", p + ".status", o);
     }
   }
   x = v.contact;
@@ -5639,6 +5660,7 @@ function n_DiagnosticReport(v: any, p: string, o: OperationOutcomeIssue[], r: an
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[19], "http://hl7.org/fhir/ValueSet/diagnostic-report-status", p + ".status", o);
     }
   }
   x = v.category;
@@ -6295,6 +6317,7 @@ function n_ImagingStudy(v: any, p: string, o: OperationOutcomeIssue[], r: any): 
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[20], "http://hl7.org/fhir/ValueSet/imagingstudy-status", p + ".status", o);
     }
   }
   x = v.modality;
@@ -6606,6 +6629,7 @@ function n_Address(v: any, p: string, o: OperationOutcomeIssue[], r: any): void 
     if (Array.isArray(x)) o.push(S(p + ".use", 'Expected single value for property'));
     else if (!empty(x, p + ".use", o)) {
       prim(x, "code", p + ".use", o);
+      bound(x, "code", V[21], "http://hl7.org/fhir/ValueSet/address-use", p + ".use", o);
     }
   }
   x = v.type;
@@ -6614,6 +6638,7 @@ function n_Address(v: any, p: string, o: OperationOutcomeIssue[], r: any): void 
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[22], "http://hl7.org/fhir/ValueSet/address-type", p + ".type", o);
     }
   }
   x = v.text;
@@ -6732,6 +6757,7 @@ function n_Age(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".comparator", 'Expected single value for property'));
     else if (!empty(x, p + ".comparator", o)) {
       prim(x, "code", p + ".comparator", o);
+      bound(x, "code", V[23], "http://hl7.org/fhir/ValueSet/quantity-comparator", p + ".comparator", o);
     }
   }
   x = v.unit;
@@ -7133,6 +7159,7 @@ function n_ContactPoint(v: any, p: string, o: OperationOutcomeIssue[], r: any): 
     if (Array.isArray(x)) o.push(S(p + ".system", 'Expected single value for property'));
     else if (!empty(x, p + ".system", o)) {
       prim(x, "code", p + ".system", o);
+      bound(x, "code", V[24], "http://hl7.org/fhir/ValueSet/contact-point-system", p + ".system", o);
     }
   }
   x = v.value;
@@ -7149,6 +7176,7 @@ function n_ContactPoint(v: any, p: string, o: OperationOutcomeIssue[], r: any): 
     if (Array.isArray(x)) o.push(S(p + ".use", 'Expected single value for property'));
     else if (!empty(x, p + ".use", o)) {
       prim(x, "code", p + ".use", o);
+      bound(x, "code", V[25], "http://hl7.org/fhir/ValueSet/contact-point-use", p + ".use", o);
     }
   }
   x = v.rank;
@@ -7204,6 +7232,7 @@ function n_Contributor(v: any, p: string, o: OperationOutcomeIssue[], r: any): v
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[26], "http://hl7.org/fhir/ValueSet/contributor-type", p + ".type", o);
     }
   }
   x = v.name;
@@ -7275,6 +7304,7 @@ function n_Count(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
     if (Array.isArray(x)) o.push(S(p + ".comparator", 'Expected single value for property'));
     else if (!empty(x, p + ".comparator", o)) {
       prim(x, "code", p + ".comparator", o);
+      bound(x, "code", V[23], "http://hl7.org/fhir/ValueSet/quantity-comparator", p + ".comparator", o);
     }
   }
   x = v.unit;
@@ -7490,6 +7520,7 @@ function n_DataRequirement_sort(v: any, p: string, o: OperationOutcomeIssue[], r
     if (Array.isArray(x)) o.push(S(p + ".direction", 'Expected single value for property'));
     else if (!empty(x, p + ".direction", o)) {
       prim(x, "code", p + ".direction", o);
+      bound(x, "code", V[28], "http://hl7.org/fhir/ValueSet/sort-direction", p + ".direction", o);
     }
   }
 }
@@ -7529,6 +7560,7 @@ function n_DataRequirement(v: any, p: string, o: OperationOutcomeIssue[], r: any
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[27], "http://hl7.org/fhir/ValueSet/all-types", p + ".type", o);
     }
   }
   x = v.profile;
@@ -7685,6 +7717,7 @@ function n_Distance(v: any, p: string, o: OperationOutcomeIssue[], r: any): void
     if (Array.isArray(x)) o.push(S(p + ".comparator", 'Expected single value for property'));
     else if (!empty(x, p + ".comparator", o)) {
       prim(x, "code", p + ".comparator", o);
+      bound(x, "code", V[23], "http://hl7.org/fhir/ValueSet/quantity-comparator", p + ".comparator", o);
     }
   }
   x = v.unit;
@@ -8017,6 +8050,7 @@ function n_Duration(v: any, p: string, o: OperationOutcomeIssue[], r: any): void
     if (Array.isArray(x)) o.push(S(p + ".comparator", 'Expected single value for property'));
     else if (!empty(x, p + ".comparator", o)) {
       prim(x, "code", p + ".comparator", o);
+      bound(x, "code", V[23], "http://hl7.org/fhir/ValueSet/quantity-comparator", p + ".comparator", o);
     }
   }
   x = v.unit;
@@ -8080,6 +8114,7 @@ function n_ElementDefinition_slicing_discriminator(v: any, p: string, o: Operati
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[30], "http://hl7.org/fhir/ValueSet/discriminator-type", p + ".type", o);
     }
   }
   x = v.path;
@@ -8160,6 +8195,7 @@ function n_ElementDefinition_slicing(v: any, p: string, o: OperationOutcomeIssue
     if (Array.isArray(x)) o.push(S(p + ".rules", 'Expected single value for property'));
     else if (!empty(x, p + ".rules", o)) {
       prim(x, "code", p + ".rules", o);
+      bound(x, "code", V[31], "http://hl7.org/fhir/ValueSet/resource-slicing-rules", p + ".rules", o);
     }
   }
 }
@@ -8302,6 +8338,7 @@ function n_ElementDefinition_type(v: any, p: string, o: OperationOutcomeIssue[],
         const pi = p + ".aggregation" + '[' + i + ']';
         if (!empty(x, pi, o, v._aggregation?.[i])) {
           prim(x, "code", pi, o);
+          bound(x, "code", V[32], "http://hl7.org/fhir/ValueSet/resource-aggregation-mode", pi, o);
         }
       }
     }
@@ -8312,6 +8349,7 @@ function n_ElementDefinition_type(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".versioning", 'Expected single value for property'));
     else if (!empty(x, p + ".versioning", o)) {
       prim(x, "code", p + ".versioning", o);
+      bound(x, "code", V[33], "http://hl7.org/fhir/ValueSet/reference-version-rules", p + ".versioning", o);
     }
   }
 }
@@ -8811,6 +8849,7 @@ function n_ElementDefinition_constraint(v: any, p: string, o: OperationOutcomeIs
     if (Array.isArray(x)) o.push(S(p + ".severity", 'Expected single value for property'));
     else if (!empty(x, p + ".severity", o)) {
       prim(x, "code", p + ".severity", o);
+      bound(x, "code", V[34], "http://hl7.org/fhir/ValueSet/constraint-severity", p + ".severity", o);
     }
   }
   x = v.human;
@@ -8883,6 +8922,7 @@ function n_ElementDefinition_binding(v: any, p: string, o: OperationOutcomeIssue
     if (Array.isArray(x)) o.push(S(p + ".strength", 'Expected single value for property'));
     else if (!empty(x, p + ".strength", o)) {
       prim(x, "code", p + ".strength", o);
+      bound(x, "code", V[35], "http://hl7.org/fhir/ValueSet/binding-strength", p + ".strength", o);
     }
   }
   x = v.description;
@@ -9033,6 +9073,7 @@ function n_ElementDefinition(v: any, p: string, o: OperationOutcomeIssue[], r: a
         const pi = p + ".representation" + '[' + i + ']';
         if (!empty(x, pi, o, v._representation?.[i])) {
           prim(x, "code", pi, o);
+          bound(x, "code", V[29], "http://hl7.org/fhir/ValueSet/property-representation", pi, o);
         }
       }
     }
@@ -11222,6 +11263,7 @@ function n_HumanName(v: any, p: string, o: OperationOutcomeIssue[], r: any): voi
     if (Array.isArray(x)) o.push(S(p + ".use", 'Expected single value for property'));
     else if (!empty(x, p + ".use", o)) {
       prim(x, "code", p + ".use", o);
+      bound(x, "code", V[36], "http://hl7.org/fhir/ValueSet/name-use", p + ".use", o);
     }
   }
   x = v.text;
@@ -11332,6 +11374,7 @@ function n_Identifier(v: any, p: string, o: OperationOutcomeIssue[], r: any): vo
     if (Array.isArray(x)) o.push(S(p + ".use", 'Expected single value for property'));
     else if (!empty(x, p + ".use", o)) {
       prim(x, "code", p + ".use", o);
+      bound(x, "code", V[37], "http://hl7.org/fhir/ValueSet/identifier-use", p + ".use", o);
     }
   }
   x = v.type;
@@ -11722,6 +11765,7 @@ function n_Narrative(v: any, p: string, o: OperationOutcomeIssue[], r: any): voi
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[38], "http://hl7.org/fhir/ValueSet/narrative-status", p + ".status", o);
     }
   }
   x = v.div;
@@ -11780,6 +11824,7 @@ function n_ParameterDefinition(v: any, p: string, o: OperationOutcomeIssue[], r:
     if (Array.isArray(x)) o.push(S(p + ".use", 'Expected single value for property'));
     else if (!empty(x, p + ".use", o)) {
       prim(x, "code", p + ".use", o);
+      bound(x, "code", V[39], "http://hl7.org/fhir/ValueSet/operation-parameter-use", p + ".use", o);
     }
   }
   x = v.min;
@@ -11813,6 +11858,7 @@ function n_ParameterDefinition(v: any, p: string, o: OperationOutcomeIssue[], r:
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[27], "http://hl7.org/fhir/ValueSet/all-types", p + ".type", o);
     }
   }
   x = v.profile;
@@ -12251,6 +12297,7 @@ function n_Quantity(v: any, p: string, o: OperationOutcomeIssue[], r: any): void
     if (Array.isArray(x)) o.push(S(p + ".comparator", 'Expected single value for property'));
     else if (!empty(x, p + ".comparator", o)) {
       prim(x, "code", p + ".comparator", o);
+      bound(x, "code", V[23], "http://hl7.org/fhir/ValueSet/quantity-comparator", p + ".comparator", o);
     }
   }
   x = v.unit;
@@ -12468,6 +12515,7 @@ function n_RelatedArtifact(v: any, p: string, o: OperationOutcomeIssue[], r: any
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[40], "http://hl7.org/fhir/ValueSet/related-artifact-type", p + ".type", o);
     }
   }
   x = v.label;
@@ -12999,6 +13047,7 @@ function n_Timing_repeat(v: any, p: string, o: OperationOutcomeIssue[], r: any):
         const pi = p + ".dayOfWeek" + '[' + i + ']';
         if (!empty(x, pi, o, v._dayOfWeek?.[i])) {
           prim(x, "code", pi, o);
+          bound(x, "code", V[41], "http://hl7.org/fhir/ValueSet/days-of-week", pi, o);
         }
       }
     }
@@ -13031,6 +13080,7 @@ function n_Timing_repeat(v: any, p: string, o: OperationOutcomeIssue[], r: any):
         const pi = p + ".when" + '[' + i + ']';
         if (!empty(x, pi, o, v._when?.[i])) {
           prim(x, "code", pi, o);
+          bound(x, "code", V[42], "http://hl7.org/fhir/ValueSet/event-timing", pi, o);
         }
       }
     }
@@ -13168,6 +13218,7 @@ function n_TriggerDefinition(v: any, p: string, o: OperationOutcomeIssue[], r: a
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
+      bound(x, "code", V[43], "http://hl7.org/fhir/ValueSet/trigger-type", p + ".type", o);
     }
   }
   x = v.name;
@@ -13368,6 +13419,7 @@ function n_OperationOutcome_issue(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".severity", 'Expected single value for property'));
     else if (!empty(x, p + ".severity", o)) {
       prim(x, "code", p + ".severity", o);
+      bound(x, "code", V[44], "http://hl7.org/fhir/ValueSet/issue-severity", p + ".severity", o);
     }
   }
   x = v.code;
@@ -13377,6 +13429,7 @@ function n_OperationOutcome_issue(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       prim(x, "code", p + ".code", o);
+      bound(x, "code", V[45], "http://hl7.org/fhir/ValueSet/issue-type", p + ".code", o);
     }
   }
   x = v.details;
@@ -13577,7 +13630,7 @@ function p_BlindedExtension_Extension(v: any, p: string, o: OperationOutcomeIssu
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[0])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[46])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -13650,6 +13703,7 @@ function p_ConsultNote_DocumentReference_relatesTo(v: any, p: string, o: Operati
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       prim(x, "code", p + ".code", o);
+      bound(x, "code", V[9], "http://hl7.org/fhir/ValueSet/document-relationship-type", p + ".code", o);
     }
   }
   x = v.target;
@@ -14079,7 +14133,8 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[1])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[47])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      bound(x, "code", V[7], "http://hl7.org/fhir/ValueSet/document-reference-status", p + ".status", o);
     }
   }
   x = v.docStatus;
@@ -14088,6 +14143,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".docStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".docStatus", o)) {
       prim(x, "code", p + ".docStatus", o);
+      bound(x, "code", V[8], "http://hl7.org/fhir/ValueSet/composition-status", p + ".docStatus", o);
     }
   }
   x = v.type;
@@ -14097,7 +14153,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
-      if (!pat(x, V[2])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[48])) o.push(S(p + ".type", 'Value did not match expected pattern'));
     }
   }
   x = v.category;
@@ -14506,7 +14562,8 @@ function p_FirstOpinion_ClinicalImpression(v: any, p: string, o: OperationOutcom
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[3])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[49])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      bound(x, "code", V[5], "http://hl7.org/fhir/ValueSet/clinicalimpression-status", p + ".status", o);
     }
   }
   x = v.statusReason;
@@ -14860,6 +14917,7 @@ function p_RecordSetBundle_Bundle_entry_search(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".mode", 'Expected single value for property'));
     else if (!empty(x, p + ".mode", o)) {
       prim(x, "code", p + ".mode", o);
+      bound(x, "code", V[11], "http://hl7.org/fhir/ValueSet/search-entry-mode", p + ".mode", o);
     }
   }
   x = v.score;
@@ -14924,6 +14982,7 @@ function p_RecordSetBundle_Bundle_entry_request(v: any, p: string, o: OperationO
     if (Array.isArray(x)) o.push(S(p + ".method", 'Expected single value for property'));
     else if (!empty(x, p + ".method", o)) {
       prim(x, "code", p + ".method", o);
+      bound(x, "code", V[12], "http://hl7.org/fhir/ValueSet/http-verb", p + ".method", o);
     }
   }
   x = v.url;
@@ -15212,7 +15271,8 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
-      if (!pat(x, V[4])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[50])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      bound(x, "code", V[10], "http://hl7.org/fhir/ValueSet/bundle-type", p + ".type", o);
     }
   }
   x = v.timestamp;
@@ -15326,7 +15386,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[5])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[51])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15337,7 +15397,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[6], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[52], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -15384,7 +15444,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[7])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[53])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15395,7 +15455,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[13], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[59], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -15437,7 +15497,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[8])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[54])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15448,7 +15508,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[13], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[59], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -15490,7 +15550,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosis(v: any, p: strin
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[9])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[55])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15542,7 +15602,7 @@ function p_SecondOpinionExtension_Extension_extension_summary(v: any, p: string,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[10])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[56])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15594,7 +15654,7 @@ function p_SecondOpinionExtension_Extension_extension_missingInformation(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[11])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[57])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15646,7 +15706,7 @@ function p_SecondOpinionExtension_Extension_extension_followUp(v: any, p: string
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[12])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[58])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15687,27 +15747,27 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[7])) {
+          if (same(x?.url, V[53])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[8])) {
+          } else if (same(x?.url, V[54])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_planAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[9])) {
+          } else if (same(x?.url, V[55])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosis(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[10])) {
+          } else if (same(x?.url, V[56])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_summary(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[11])) {
+          } else if (same(x?.url, V[57])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_missingInformation(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[12])) {
+          } else if (same(x?.url, V[58])) {
             c5++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_followUp(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -15730,7 +15790,7 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[14])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16179,7 +16239,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_option(v: any, p: st
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[15])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16231,7 +16291,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_preferred(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[16])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16283,7 +16343,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_rationale(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[17])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16335,7 +16395,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_risk(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[18])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16387,7 +16447,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_recovery(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[19])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[65])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16427,23 +16487,23 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[15])) {
+          if (same(x?.url, V[61])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_option(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[16])) {
+          } else if (same(x?.url, V[62])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_preferred(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[17])) {
+          } else if (same(x?.url, V[63])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_rationale(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[18])) {
+          } else if (same(x?.url, V[64])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_risk(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[19])) {
+          } else if (same(x?.url, V[65])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_recovery(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -16466,7 +16526,7 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[20])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16915,7 +16975,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[5])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[51])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16926,7 +16986,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[6], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[52], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -16969,7 +17029,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_blinded(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[0])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[46])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17058,11 +17118,11 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[5])) {
+          if (same(x?.url, V[51])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_reviewType(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[0])) {
+          } else if (same(x?.url, V[46])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_blinded(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17191,6 +17251,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[0], "http://hl7.org/fhir/ValueSet/request-status", p + ".status", o);
     }
   }
   x = v.intent;
@@ -17200,7 +17261,8 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[21])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[67])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      bound(x, "code", V[1], "http://hl7.org/fhir/ValueSet/request-intent", p + ".intent", o);
     }
   }
   x = v.category;
@@ -17217,10 +17279,10 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".category" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (pat(x, V[22])) {
+          if (pat(x, V[68])) {
             c0++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
-          } else if (pat(x, V[23])) {
+          } else if (pat(x, V[69])) {
             c1++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
           } else {
@@ -17239,6 +17301,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
     else if (!empty(x, p + ".priority", o)) {
       prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
     }
   }
   x = v.doNotPerform;
@@ -17256,7 +17319,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      bound(x, "CodeableConcept", V[24], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
+      bound(x, "CodeableConcept", V[70], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
     }
   }
   x = v.orderDetail;
@@ -18818,6 +18881,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
+      bound(x, "code", V[3], "http://hl7.org/fhir/ValueSet/task-status", p + ".status", o);
     }
   }
   x = v.statusReason;
@@ -18835,7 +18899,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".businessStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".businessStatus", o)) {
       obj(x, p + ".businessStatus", o) && n_CodeableConcept(x, p + ".businessStatus", o, r);
-      bound(x, "CodeableConcept", V[25], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
+      bound(x, "CodeableConcept", V[71], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
     }
   }
   x = v.intent;
@@ -18845,7 +18909,8 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[21])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[67])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      bound(x, "code", V[4], "http://hl7.org/fhir/ValueSet/task-intent", p + ".intent", o);
     }
   }
   x = v.priority;
@@ -18855,6 +18920,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
     else if (!empty(x, p + ".priority", o)) {
       prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
     }
   }
   x = v.code;
@@ -18864,7 +18930,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      if (!pat(x, V[26])) o.push(S(p + ".code", 'Value did not match expected pattern'));
+      if (!pat(x, V[72])) o.push(S(p + ".code", 'Value did not match expected pattern'));
     }
   }
   x = v.description;
