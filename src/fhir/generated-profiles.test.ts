@@ -13,12 +13,15 @@ import { describe, expect, it } from 'vitest';
 import {
   makeConsultNote,
   makeFirstOpinion,
+  makeRecordDocument,
   makeRecordSetBundle,
   makeReferralServiceRequest,
   makeSecondOpinionTask,
 } from '../../test/fixtures/fhir/second-opinion-resources.ts';
 import { EXAMPLE_OPINION } from '../../test/support/opinions.ts';
+import { buildAuditEvent } from '../audit/audit-event.ts';
 import { buildConsultNote } from '../opinions/consult-note.ts';
+import { buildRecordSetBundle, buildRecordSetProvenance } from '../records/record-set-bundle.ts';
 import { OpinionSchema } from '../opinions/opinion.ts';
 import { GENERATED_PROFILES_PATH } from './profile-registry.ts';
 import { createValidator, ResourceValidationError } from './validator.ts';
@@ -75,7 +78,25 @@ const consultNote = buildConsultNote({
   requestId: 'REQ-1',
 });
 
+const record = makeRecordDocument({ id: 'd1', meta: { source: 'https://ehr.example/fhir/R4/DocumentReference/op-note' } });
+const now = new Date('2026-12-01T10:00:00Z');
+const builtAuditEvent = buildAuditEvent({
+  action: 'read',
+  outcome: 'success',
+  agent: { clientId: 'lakeside-worklist', participantId: 'lakeside-consults', organizationReference: 'Organization/lakeside' },
+  entities: [{ reference: 'Bundle/rs-1' }],
+  patientReference: 'https://ehr.example/fhir/R4/Patient/7c1e',
+  query: 'status=requested',
+  requestId: 'REQ-1',
+  recorded: now,
+  source: { observer: { display: 'second-opinion service', identifier: { system: 'urn:ietf:rfc:3986', value: 'https://second-opinion.example' } } },
+});
+
 const corpus: [string, Resource][] = [
+  ['record copy (DocumentReference, R4)', record],
+  ['Bundle (buildRecordSetBundle)', buildRecordSetBundle('rs-1', [{ resource: record, source: 'https://ehr.example/fhir/R4/DocumentReference/op-note' }], now, 'https://so.example/fhir')],
+  ['Provenance (buildRecordSetProvenance)', buildRecordSetProvenance({ id: 'pv-1', bundleId: 'rs-1', serviceRequestId: 'sr-1', records: [record], referrerOrganization: { reference: 'Organization/st-olaf' }, now })],
+  ['AuditEvent (buildAuditEvent)', builtAuditEvent],
   ['ServiceRequest (second-opinion-request)', makeReferralServiceRequest()],
   ['Task (second-opinion-task)', makeSecondOpinionTask()],
   ['completed Task (second-opinion-task)', makeSecondOpinionTask({ status: 'completed', output: [{ type: { text: 'Second opinion' }, valueReference: { reference: 'DocumentReference/d1' } }] })],
