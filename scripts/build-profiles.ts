@@ -36,4 +36,4 @@ console.log(
     `${result.warnings.length} warning(s), ${Math.round(performance.now() - started)} ms`,
 );
 writeFileSync(GENERATED_VALIDATORS_PATH, generate());
-console.log(`Wrote ${path.relative(REPO_ROOT, GENERATED_VALIDATORS_PATH)} (generated R4 validators)`);
+console.log(`Wrote ${path.relative(REPO_ROOT, GENERATED_VALIDATORS_PATH)} (generated validators: R4 types and our profiles)`);
