@@ -123,12 +123,11 @@ function validateGeneratedWith(registry: ProfileRegistry, resource: Resource): O
   const issues: OperationOutcomeIssue[] = [];
   const profiles = selectProfiles(registry, resource, issues);
   if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
+  const generatedProfiles = profiles.map((profile) => profileValidatorOf(profile.url));
+  // A profile without generated code (the generated file is stale): the Medplum engine, whole.
+  if (generatedProfiles.some((fn) => fn === undefined)) return validateWith(registry, resource, validateResource);
   if (profiles.length === 0) issues.push(...medplumIssues(() => validateGenerated(resource)));
-  for (const profile of profiles) {
-    const generated = profileValidatorOf(profile.url);
-    if (generated) generated(resource, resourceType, issues, resource);
-    else issues.push(...medplumIssues(() => validateTypedValue({ type: profile.schemaKey, value: resource })));
-  }
+  for (const generated of generatedProfiles) generated!(resource, resourceType, issues, resource);
   const extensions: unknown = (resource as { extension?: unknown }).extension;
   (Array.isArray(extensions) ? (extensions as (Extension | null)[]) : []).forEach((extension, index) => {
     const generated = extensionValidatorOf(extension?.url);
