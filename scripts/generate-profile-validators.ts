@@ -8,7 +8,8 @@
 import { readFileSync } from 'node:fs';
 import type { Bundle, CodeSystem, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
 import { buildValueSetTable } from '../src/fhir/profile-registry.ts';
-import { constraintIndex, emitNode, type Emitter, rootConstraintsOf } from './generate-validators.ts';
+import { constraintIndex } from './generate-validator-values.ts';
+import { emitNode, type Emitter, rootConstraintsOf } from './generate-validators.ts';
 
 export interface ProfileFunctions {
   /** Canonical URL -> name of the generated function validating a resource or extension against it. */

