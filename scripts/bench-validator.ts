@@ -1,18 +1,19 @@
 /**
  * Per-call cost of runtime validation (`npx tsx scripts/bench-validator.ts`, part of
- * `npm run bench`): our ServiceRequest and Task against their profiles through
- * createValidator() (profiles parsed once), compared with Medplum's
+ * `npm run bench`): our ServiceRequest, Task and a record-set Bundle against their profiles
+ * through createValidator() (generated code), compared with Medplum's
  * `validateResource(r, { profile })` (profile re-parsed on every call) and with R4 base only.
  * Prints microseconds per call, then the figure of issue 13 §1: the five resources of one
- * intake (ServiceRequest, 2 Tasks, ClinicalImpression, Provenance) validated by our validator,
- * against Medplum's validateResource of the same five (R4 base, the baseline). `--quick`
- * measures a tenth of the calls.
+ * intake (ServiceRequest, 2 Tasks, ClinicalImpression, Provenance; our profiles on the first
+ * four) validated by createValidator() (generated engine) against createValidator({ engine:
+ * 'medplum' }), the baseline. `--quick` measures a tenth of the calls.
  */
 import { parseArgs } from 'node:util';
 import { validateResource } from '@medplum/core';
 import type { Provenance, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { loadProfileRegistry } from '../src/fhir/profile-registry.ts';
 import { createValidator } from '../src/fhir/validator.ts';
+import { validateGenerated } from '../src/fhir/generated-validator.ts';
 import { readFileSync } from 'node:fs';
 import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
 import { makeFirstOpinion, makeRecordSetBundle, makeRecordDocument, makeReferralServiceRequest, makeSecondOpinionTask } from '../test/fixtures/fhir/second-opinion-resources.ts';
@@ -53,24 +54,44 @@ for (const [label, resource] of cases) {
   );
 }
 
-// The five resources one intake validates (issue 13 §1).
-const provenance: Provenance = {
+// One intake's five resources (ServiceRequest, two Tasks, ClinicalImpression, Provenance) as
+// the service validates them: our profiles on the first four. The generated engine (default)
+// beside the Medplum engine, and Medplum's validateResource of the same five against R4 base only.
+const provenance: Resource = {
   resourceType: 'Provenance',
-  target: [{ reference: 'ServiceRequest/sr-1' }, { reference: 'Task/task-1' }],
-  recorded: '2026-11-25T09:00:00.000Z',
-  agent: [{ who: { reference: 'Organization/st-olaf' } }],
+  target: [{ reference: 'Task/7b1c0e4e-0d7a-4f43-9a55-0c6f1d0e2b11' }],
+  recorded: '2026-11-02T10:00:00Z',
+  agent: [{ who: { reference: 'Organization/org-1' } }],
 };
-const intakeSet: Resource[] = [makeReferralServiceRequest(), makeSecondOpinionTask(), makeSecondOpinionTask({ id: 'task-2' }), makeFirstOpinion(), provenance];
-const oursSet = microsPerCall(() => intakeSet.forEach((r) => validator.validate(r)), 1000);
-const medplumSet = microsPerCall(() => intakeSet.forEach((r) => validateResource(r)), 1000);
-console.log(`one intake's five resources: createValidator().validate ${oursSet.toFixed(0)} µs | validateResource (R4 base) ${medplumSet.toFixed(0)} µs`);
+const intake: Resource[] = [makeReferralServiceRequest(), makeSecondOpinionTask(), makeSecondOpinionTask(), makeFirstOpinion(), provenance];
+const medplumEngine = createValidator({ engine: 'medplum' });
+const validateAll = (fn: (r: Resource) => unknown) => () => {
+  for (const r of intake) fn(r);
+};
+const serviceUs = microsPerCall(validateAll((r) => validator.validate(r)), Math.max(300, Math.round(3000 * scale)));
+const medplumEngineUs = microsPerCall(validateAll((r) => medplumEngine.validate(r)), Math.max(100, Math.round(1000 * scale)));
+const base = intake.map((r) => ({ ...r, meta: undefined }) as Resource);
+const r4Us = microsPerCall(() => base.forEach((r) => validateResource(r)), Math.max(100, Math.round(1000 * scale)));
+const generatedR4Us = microsPerCall(() => base.forEach((r) => validateGenerated(r)), Math.max(300, Math.round(3000 * scale)));
+console.log(
+  `one intake's five resources with our profiles: generated ${serviceUs.toFixed(0)} µs | Medplum engine ${medplumEngineUs.toFixed(0)} µs ` +
+    `(${(medplumEngineUs / serviceUs).toFixed(1)}x) | target 300 µs`,
+);
+console.log(`same five, R4 base only: generated ${generatedR4Us.toFixed(0)} µs | Medplum validateResource ${r4Us.toFixed(0)} µs`);
 emitFigures([
   {
     bench: 'validator',
     name: "validation of one intake's 5 resources, µs",
-    value: oursSet,
+    value: serviceUs,
     unit: 'µs',
-    baseline: { name: "Medplum validateResource, R4 base", value: medplumSet },
+    baseline: { name: "createValidator({ engine: 'medplum' })", value: medplumEngineUs },
     target: { on: 'value', op: '<=', limit: 300, source: 'issue 13 §1' },
+  },
+  {
+    bench: 'validator',
+    name: "generated validator, one intake's 5 resources (R4 base), µs",
+    value: generatedR4Us,
+    unit: 'µs',
+    baseline: { name: 'Medplum validateResource, R4 base', value: r4Us },
   },
 ]);

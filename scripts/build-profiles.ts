@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { GENERATED_PROFILES_PATH, REPO_ROOT, compileProfiles, renderGeneratedProfiles } from './compile-profiles.ts';
+import { GENERATED_VALIDATORS_PATH, generate } from './generate-validators.ts';
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 const logLevel = LOG_LEVELS.find((l) => l === process.env.SUSHI_LOG_LEVEL) ?? 'error';
@@ -34,3 +35,5 @@ console.log(
   `Wrote ${target}: ${[...counts].map(([type, n]) => `${n} ${type}`).join(', ')}; ` +
     `${result.warnings.length} warning(s), ${Math.round(performance.now() - started)} ms`,
 );
+writeFileSync(GENERATED_VALIDATORS_PATH, generate());
+console.log(`Wrote ${path.relative(REPO_ROOT, GENERATED_VALIDATORS_PATH)} (generated validators: R4 types and our profiles)`);

