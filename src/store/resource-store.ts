@@ -4,6 +4,7 @@ import type { Resource, ResourceType } from '@medplum/fhirtypes';
 import { and, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './database.ts';
 import { resourceHistory, resources } from './schema.ts';
+import { buildWriteStatement, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
 
 /** Checks a resource before it is written; throws when it does not conform. */
 export interface ResourceValidator {
@@ -66,6 +67,8 @@ export interface ResourceChange {
   previous?: { status?: string; businessStatus?: string };
   /** Who may read the new version. */
   access: readonly string[];
+  /** What the observer's `lookup` found, evaluated in the writing statement (updates only). */
+  lookup?: unknown;
 }
 
 /**
@@ -75,6 +78,30 @@ export interface ResourceChange {
 export interface WriteObserver {
   resourceType: string;
   onWrite(tx: ResourceStore, change: ResourceChange): Promise<void>;
+  /**
+   * A scalar jsonb expression evaluated inside the statement that writes a new version, given the
+   * new version's access list as an SQL expression: what `onWrite` would otherwise read in a
+   * statement of its own (it receives the value as `change.lookup`).
+   */
+  lookup?(access: SQL): SQL;
+}
+
+/** A new version, written only if the current one is still `expectedVersion` (412 otherwise; 404 when there is no such resource). */
+export interface VersionedWrite<T extends Resource = Resource> {
+  resource: T;
+  expectedVersion: string;
+  /** Replaces the access list; kept as is when absent. */
+  access?: readonly string[];
+}
+
+/** A new resource readable by `access`, or by whoever may read `updates[sameAs]` as written. */
+export type BatchCreate = NewResource | { resource: Resource; access: { sameAs: number } };
+
+export interface WriteBatch {
+  updates?: readonly VersionedWrite[];
+  creates?: readonly BatchCreate[];
+  /** Other writes of the same statement (a use case's own table, queued jobs). */
+  parts?: readonly StatementPart[];
 }
 
 /**
@@ -214,41 +241,64 @@ export class ResourceStore {
     return this.writeVersion(resource, Number(expected), options.access);
   }
 
-  /**
-   * The write itself, in one statement: the new version is known up front (expected + 1), so
-   * the UPDATE matches only the expected version (a concurrent writer makes it match nothing:
-   * 412, never a lost update) and inserts the history row; the previous status for observers
-   * comes from the statement's snapshot.
-   */
+  /** One new version in one statement (the update, its history row, what the observers look up). */
   private async writeVersion<T extends Resource>(resource: T, expected: number, newAccess: readonly string[] | undefined): Promise<T> {
-    const type = resource.resourceType;
-    const id = resource.id as string;
-    const versionId = expected + 1;
-    const lastUpdated = this.now();
-    const content = { ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } } as T;
-    this.validator.validate(content);
-    const json = JSON.stringify(content);
-    const access = newAccess ? sql`${`{${newAccess.map((a) => JSON.stringify(a)).join(',')}}`}::text[]` : sql`NULL::text[]`;
-    const result = (await this.db.execute(sql`
-      WITH old AS (
-        SELECT version_id, content->>'status' AS status, content#>>'{businessStatus,coding,0,code}' AS business_status
-          FROM ${resources} WHERE resource_type = ${type} AND id = ${id}
-      ), updated AS (
-        UPDATE ${resources} SET version_id = ${versionId}, last_updated = ${lastUpdated.toISOString()}::timestamptz, content = ${json}::jsonb, access = coalesce(${access}, access)
-         WHERE resource_type = ${type} AND id = ${id} AND version_id = ${expected}
-        RETURNING access
-      ), history AS (
-        INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
-        SELECT ${type}, ${id}, ${versionId}, ${lastUpdated.toISOString()}::timestamptz, ${json}::jsonb, access FROM updated
-      )
-      SELECT old.status, old.business_status, (SELECT access FROM updated) AS access FROM old`)) as unknown as { rows: { status: string | null; business_status: string | null; access: string[] | null }[] };
-    const row = result.rows[0];
-    if (!row) throw new OperationOutcomeError(notFound);
-    if (!row.access) throw new OperationOutcomeError(preconditionFailed);
-    for (const observer of this.observersOf(type)) {
-      await observer.onWrite(this, { resource: content, access: row.access, previous: { ...(row.status ? { status: row.status } : {}), ...(row.business_status ? { businessStatus: row.business_status } : {}) } });
+    const { updated } = await this.write({ updates: [{ resource, expectedVersion: String(expected), ...(newAccess ? { access: newAccess } : {}) }] });
+    return updated[0] as T;
+  }
+
+  /**
+   * Several writes in one SQL statement (write-batch.ts): new versions (each only if its expected
+   * version is still current: 412 otherwise, 404 for a missing resource), new resources (ids
+   * assigned when missing) and other modules' parts (their tables, queued jobs). Observers run
+   * after it, with what they look up already read by the statement. Everything is validated
+   * first. Outside a transaction it opens one when the batch is more than one new version or has
+   * observers, so a refused version leaves nothing behind.
+   */
+  async write(batch: WriteBatch): Promise<{ updated: Resource[]; created: Resource[] }> {
+    const updates = batch.updates ?? [];
+    const creates = batch.creates ?? [];
+    const parts = batch.parts ?? [];
+    if (updates.length + creates.length + parts.length === 0) return { updated: [], created: [] };
+    for (const u of updates) {
+      if (!u.resource.id) throw new Error('update needs a resource id');
+      if (!/^\d+$/.test(u.expectedVersion)) throw new OperationOutcomeError(preconditionFailed);
     }
-    return content;
+    const types = [...updates, ...creates].map((w) => w.resource.resourceType);
+    if (!this.inTransaction && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length > 1))) return this.withTransaction((tx) => tx.write(batch));
+    const lastUpdated = this.now();
+    const meta = (r: Resource, versionId: number) => ({ ...r, meta: { ...r.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } }) as Resource;
+    const versions: VersionRow[] = updates.map((u) => {
+      const expected = Number(u.expectedVersion);
+      const content = meta(u.resource, expected + 1);
+      this.validator.validate(content);
+      const lookups = this.observersOf(content.resourceType).flatMap((o) => (o.lookup ? [(access: SQL) => o.lookup?.(access) as SQL] : []));
+      return { resourceType: content.resourceType, id: content.id as string, versionId: expected + 1, expected, lastUpdated, content, ...(u.access ? { access: u.access } : {}), lookups };
+    });
+    const rows: CreateRow[] = creates.map(({ resource, access }) => {
+      const content = meta({ ...resource, id: resource.id ?? randomUUID() }, 1);
+      this.validator.validate(content);
+      return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access };
+    });
+    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts))) as unknown as { rows: Record<string, unknown>[] };
+    const outcomes = readOutcomes(versions, result.rows[0] ?? {});
+    for (const outcome of outcomes) {
+      if (!outcome.found) throw new OperationOutcomeError(notFound);
+      if (!outcome.access) throw new OperationOutcomeError(preconditionFailed);
+    }
+    for (const [i, v] of versions.entries()) {
+      const { access, status, businessStatus, lookups } = outcomes[i] as (typeof outcomes)[number];
+      const previous = { ...(status ? { status } : {}), ...(businessStatus ? { businessStatus } : {}) };
+      let l = 0;
+      for (const observer of this.observersOf(v.resourceType)) {
+        await observer.onWrite(this, { resource: v.content as Resource, access: access ?? [], previous, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
+      }
+    }
+    for (const r of rows) {
+      const access = Array.isArray(r.access) ? r.access : (outcomes[(r.access as { sameAs: number }).sameAs]?.access ?? []);
+      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content as Resource, access });
+    }
+    return { updated: versions.map((v) => v.content as Resource), created: rows.map((r) => r.content as Resource) };
   }
 
   async read<T extends Resource>(resourceType: T['resourceType'], id: string, reader: Reader): Promise<T | undefined> {
