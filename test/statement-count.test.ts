@@ -105,6 +105,22 @@ describe('SQL statements per use case', () => {
     expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ status: 'in-progress', meta: { versionId: '2' } });
   });
 
+  it('two opinions submitted at once on one Task: exactly one wins, the other is refused (409 or 412) and leaves nothing behind', async () => {
+    const { task } = await referral('in-progress');
+    const opinion = OpinionSchema.parse(EXAMPLE_OPINION);
+    const results = await Promise.allSettled([1, 2].map(() => submitOpinion(task.id as string, opinion, consultant, deps)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected')?.reason as { outcome?: { id?: string }; status?: number };
+    expect(refused.outcome?.id === 'precondition-failed' || refused.status === 409, JSON.stringify(refused)).toBe(true);
+    const winner = (results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Task>).value;
+    expect(winner).toMatchObject({ status: 'completed', meta: { versionId: '3' } });
+    const deliveries = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.taskId, task.id as string));
+    expect(deliveries.map((d) => d.id)).toEqual([(winner.output?.[0]?.valueReference?.reference ?? '').replace('DocumentReference/', '')]);
+    const notes = (await store.search<DocumentReference>({ resourceType: 'DocumentReference', contains: [[{ description: 'Second opinion', context: { related: [{ reference: task.focus?.reference }] } }]], count: 10 }, 'system')).resources;
+    expect(notes).toHaveLength(1);
+    expect(await deliveryJobs(deliveries[0]?.id as string)).toHaveLength(1);
+  });
+
   it('a consultant action (accept) costs at most 4 too', async () => {
     const { task } = await referral('requested');
     const { result, statements } = await counter.during(() => actOnConsult(task.id as string, { action: 'accept' }, consultant, deps, task.meta?.versionId));
