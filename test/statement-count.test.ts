@@ -130,6 +130,20 @@ describe('SQL statements per use case', () => {
     expect(provenances).toHaveLength(1);
   });
 
+  it('an intake (claim, every resource, the assembly job) costs 4; a replay reads what the first one wrote', async () => {
+    const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
+    const intakeDeps = { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs };
+    const { result, statements } = await counter.during(() => createSecondOpinion(request, referrer, intakeDeps));
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'INSERT', 'WITH', 'COMMIT']);
+    expect(result.created).toBe(true);
+    expect(result.tasks).toHaveLength(2);
+    for (const task of result.tasks) expect(await store.read<Task>('Task', task.id as string, { participantId: 'st-olaf' })).toMatchObject({ status: 'requested', meta: { versionId: '1' } });
+    const queued = (await database.db.execute(`SELECT data FROM ${jobs.schema}.job WHERE name = '${QUEUE.assembleRecordSet}' AND data->>'serviceRequestId' = '${result.serviceRequest.id}'` as never)) as unknown as { rows: { data: unknown }[] };
+    expect(queued.rows.map((r) => r.data)).toEqual([{ serviceRequestId: result.serviceRequest.id, taskIds: result.tasks.map((t) => t.id), serviceRequestVersion: '1', recordsRevision: '0' }]);
+    const replay = await createSecondOpinion(request, referrer, intakeDeps);
+    expect(replay).toMatchObject({ created: false, serviceRequest: { id: result.serviceRequest.id } });
+  });
+
   /** The statement's first word, upper-case (drizzle sends `begin` on PostgreSQL, PGlite `BEGIN`). */
   function verb(statement: string): string {
     return (statement.split(/\s/)[0] ?? '').toUpperCase();

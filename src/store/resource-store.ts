@@ -136,6 +136,11 @@ export class ResourceStore {
     return this.observers.filter((o) => o.resourceType === resourceType);
   }
 
+  /** What the observers of `resourceType` look up inside the writing statement, in observer order. */
+  private lookupsOf(resourceType: string): ((access: SQL) => SQL)[] {
+    return this.observersOf(resourceType).flatMap((o) => (o.lookup ? [(access: SQL) => o.lookup?.(access) as SQL] : []));
+  }
+
   /** A write its observers see must run in a transaction, so what they enqueue commits with it. */
   private needsTransaction(types: readonly string[]): boolean {
     return !this.inTransaction && types.some((t) => this.observersOf(t).length > 0);
@@ -151,39 +156,9 @@ export class ResourceStore {
     return created as T;
   }
 
-  /** Creates several resources with one INSERT per table (ids are assigned when missing). */
+  /** Creates several resources in one statement (ids are assigned when missing); see `write`. */
   async createMany(items: readonly NewResource[]): Promise<Resource[]> {
-    if (items.length === 0) return [];
-    if (this.needsTransaction(items.map((i) => i.resource.resourceType))) return this.withTransaction((tx) => tx.createMany(items));
-    const lastUpdated = this.now();
-    const rows = items.map(({ resource, access }) => {
-      const content = {
-        ...resource,
-        id: resource.id ?? randomUUID(),
-        meta: { ...resource.meta, versionId: '1', lastUpdated: lastUpdated.toISOString() },
-      } as Resource;
-      this.validator.validate(content);
-      return { resourceType: content.resourceType, id: content.id as string, versionId: 1, lastUpdated, content, access: [...access] };
-    });
-    // One statement for both tables, the rows passed as a single jsonb parameter: the query
-    // builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
-    const payload = JSON.stringify(
-      rows.map((r) => ({ resource_type: r.resourceType, id: r.id, version_id: r.versionId, last_updated: lastUpdated.toISOString(), content: r.content, access: r.access })),
-    );
-    await this.db.execute(sql`
-      WITH input AS (
-        SELECT * FROM jsonb_to_recordset(${payload}::jsonb)
-          AS x(resource_type text, id text, version_id integer, last_updated timestamptz, content jsonb, access text[])
-      ), current_rows AS (
-        INSERT INTO ${resources} (resource_type, id, version_id, last_updated, content, access)
-        SELECT resource_type, id, version_id, last_updated, content, access FROM input
-      )
-      INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
-      SELECT resource_type, id, version_id, last_updated, content, access FROM input`);
-    for (const r of rows) {
-      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content, access: r.access });
-    }
-    return rows.map((r) => r.content);
+    return (await this.write({ creates: items })).created;
   }
 
   /**
@@ -252,8 +227,9 @@ export class ResourceStore {
    * version is still current: 412 otherwise, 404 for a missing resource), new resources (ids
    * assigned when missing) and other modules' parts (their tables, queued jobs). Observers run
    * after it, with what they look up already read by the statement. Everything is validated
-   * first. Outside a transaction it opens one when the batch is more than one new version or has
-   * observers, so a refused version leaves nothing behind.
+   * first. Outside a transaction it opens one when the batch has observers or more than a new
+   * version, so a refused version leaves nothing behind. The rows go in as one jsonb parameter:
+   * the query builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
    */
   async write(batch: WriteBatch): Promise<{ updated: Resource[]; created: Resource[] }> {
     const updates = batch.updates ?? [];
@@ -272,16 +248,15 @@ export class ResourceStore {
       const expected = Number(u.expectedVersion);
       const content = meta(u.resource, expected + 1);
       this.validator.validate(content);
-      const lookups = this.observersOf(content.resourceType).flatMap((o) => (o.lookup ? [(access: SQL) => o.lookup?.(access) as SQL] : []));
-      return { resourceType: content.resourceType, id: content.id as string, versionId: expected + 1, expected, lastUpdated, content, ...(u.access ? { access: u.access } : {}), lookups };
+      return { resourceType: content.resourceType, id: content.id as string, versionId: expected + 1, expected, lastUpdated, content, ...(u.access ? { access: u.access } : {}), lookups: this.lookupsOf(content.resourceType) };
     });
     const rows: CreateRow[] = creates.map(({ resource, access }) => {
       const content = meta({ ...resource, id: resource.id ?? randomUUID() }, 1);
       this.validator.validate(content);
-      return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access };
+      return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access, lookups: this.lookupsOf(content.resourceType) };
     });
     const result = (await this.db.execute(buildWriteStatement(versions, rows, parts))) as unknown as { rows: Record<string, unknown>[] };
-    const outcomes = readOutcomes(versions, result.rows[0] ?? {});
+    const { versions: outcomes, creates: createLookups } = readOutcomes(versions, rows, result.rows[0] ?? {});
     for (const outcome of outcomes) {
       if (!outcome.found) throw new OperationOutcomeError(notFound);
       if (!outcome.access) throw new OperationOutcomeError(preconditionFailed);
@@ -294,9 +269,11 @@ export class ResourceStore {
         await observer.onWrite(this, { resource: v.content as Resource, access: access ?? [], previous, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
       }
     }
-    for (const r of rows) {
+    for (const [i, r] of rows.entries()) {
       const access = Array.isArray(r.access) ? r.access : (outcomes[(r.access as { sameAs: number }).sameAs]?.access ?? []);
-      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content as Resource, access });
+      const lookups = createLookups[i] ?? [];
+      let l = 0;
+      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content as Resource, access, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
     }
     return { updated: versions.map((v) => v.content as Resource), created: rows.map((r) => r.content as Resource) };
   }

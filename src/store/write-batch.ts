@@ -35,6 +35,8 @@ export interface CreateRow {
   content: unknown;
   /** Who may read it; or `{ sameAs: i }`: whoever may read `versions[i]`, as written. */
   access: readonly string[] | { sameAs: number };
+  /** As for VersionRow, with the access list the new resource is given. */
+  lookups: readonly ((access: SQL) => SQL)[];
 }
 
 /** What the final SELECT reports of each new version. */
@@ -72,6 +74,10 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
     columns.push(sql`(SELECT count(*) FROM ${sql.raw(`v${i}_old`)}) > 0`, written, sql.raw(`(SELECT status FROM v${i}_old)`), sql.raw(`(SELECT business_status FROM v${i}_old)`));
     for (const lookup of v.lookups) columns.push(lookup(written));
   });
+  for (const c of creates) {
+    const access = Array.isArray(c.access) ? textArray(c.access) : sql.raw(`(SELECT access FROM v${(c.access as { sameAs: number }).sameAs})`);
+    for (const lookup of c.lookups) columns.push(lookup(access));
+  }
   if (creates.length > 0) {
     const payload = JSON.stringify(
       creates.map((c) => ({
@@ -109,11 +115,11 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
   )}`;
 }
 
-/** Reads the statement's result row back into one outcome per new version. */
-export function readOutcomes(versions: readonly VersionRow[], row: Record<string, unknown>): VersionOutcome[] {
+/** Reads the statement's result row back: one outcome per new version, and each new resource's lookups. */
+export function readOutcomes(versions: readonly VersionRow[], creates: readonly CreateRow[], row: Record<string, unknown>): { versions: VersionOutcome[]; creates: unknown[][] } {
   let column = 0;
   const next = () => row[`c${column++}`];
-  return versions.map((v) => {
+  const outcomes = versions.map((v) => {
     const found = next() === true;
     const access = (next() as string[] | null) ?? null;
     const status = (next() as string | null) ?? null;
@@ -121,4 +127,5 @@ export function readOutcomes(versions: readonly VersionRow[], row: Record<string
     const lookups = v.lookups.map(() => next());
     return { found, access, status, businessStatus, lookups };
   });
+  return { versions: outcomes, creates: creates.map((c) => c.lookups.map(() => next())) };
 }
