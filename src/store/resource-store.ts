@@ -7,6 +7,8 @@ import { resourceHistory, resources } from './schema.ts';
 import { accessFilter, countResources, dateCondition, decodeCursor, encodeCursor } from './search-sql.ts';
 import { buildWriteStatement, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
 
+export { accessFilter, countResources, decodeCursor, encodeCursor, isStoreTime } from './search-sql.ts';
+
 /** Checks a resource before it is written; throws when it does not conform. */
 export interface ResourceValidator {
   validate(resource: Resource): void;
@@ -68,7 +70,7 @@ export interface ResourceChange {
   previous?: { status?: string; businessStatus?: string };
   /** Who may read the new version. */
   access: readonly string[];
-  /** What the observer's `lookup` found, evaluated in the writing statement (updates only). */
+  /** What the observer's `lookup` found, evaluated in the writing statement. */
   lookup?: unknown;
 }
 
@@ -80,8 +82,8 @@ export interface WriteObserver {
   resourceType: string;
   onWrite(tx: ResourceStore, change: ResourceChange): Promise<void>;
   /**
-   * A scalar jsonb expression evaluated inside the statement that writes a new version, given the
-   * new version's access list as an SQL expression: what `onWrite` would otherwise read in a
+   * A scalar jsonb expression evaluated inside the statement that writes a new version or a new
+   * resource, given its access list as an SQL expression: what `onWrite` would otherwise read in a
    * statement of its own (it receives the value as `change.lookup`).
    */
   lookup?(access: SQL): SQL;
@@ -110,8 +112,6 @@ export interface WriteBatch {
  * `resource_history` every version. Every write is validated first, so nothing that
  * fails our profiles is ever stored. Works unchanged on PostgreSQL and PGlite.
  */
-export { accessFilter, countResources, decodeCursor, encodeCursor, isStoreTime } from './search-sql.ts';
-
 export class ResourceStore {
   private readonly db: Db;
   private readonly validator: ResourceValidator;
