@@ -17,6 +17,7 @@ export interface ConsultRouterDeps extends Omit<ConsultDeps, 'network'>, Referre
   /** Role and scope checks of each route (access/route-rules.ts). */
   guard: Guard;
   audit: SubmitOpinionDeps['audit'];
+  jobs: SubmitOpinionDeps['jobs'] & ReferrerActionDeps['jobs'];
   publicUrl: string;
   bodyLimitBytes: number;
 }

@@ -1,12 +1,12 @@
 /**
  * `POST /consults/{taskId}/opinion` (issue 4 §2-§3): the consultant's opinion completes its
- * Task. One transaction writes the consult note (DocumentReference, readable by the referrer
+ * Task. One statement writes the consult note (DocumentReference, readable by the referrer
  * and this consultant), its Provenance, the completed Task pointing at it, the delivery row
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion
  * does. For a blinded referral, the first opinion's withheld documents are released to this
  * consultant now that its own opinion is in (audited as a disclosure).
  */
-import type { Bundle, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { eq } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -16,31 +16,33 @@ import type { JobQueue } from '../jobs/job-queue.ts';
 import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
 import type { Opinion } from '../opinions/opinion.ts';
-import { intakeRequests, opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
+import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 import { referrerAudience } from '../access/audience.ts';
-import { type ConsultDeps, organizationOf, readOwnTask } from './consult-actions.ts';
-import { settleReferral, transitionTask } from './transition-task.ts';
+import { type ConsultDeps, organizationOf } from './consult-actions.ts';
+import { readOpinionContext } from './opinion-context.ts';
+import { isTerminal } from './task-transitions.ts';
+import { planTaskTransition } from './transition-task.ts';
 
 export interface SubmitOpinionDeps extends ConsultDeps {
-  jobs: Pick<JobQueue, 'enqueue'>;
+  jobs: Pick<JobQueue, 'enqueueParts'>;
   audit: Pick<AuditLog, 'recordMany'>;
 }
 
+/**
+ * Four SQL statements in all (BEGIN, one read, one write, COMMIT; a blinded referral adds the
+ * release): the read gathers the Task, the referral and its other Tasks (opinion-context.ts),
+ * and one statement writes the completed Task (only if its version is still the one read: 412
+ * otherwise) with its Provenance, the consult note and its Provenance, the delivery row, the
+ * delivery job and, when this opinion ends the last open Task, the settled ServiceRequest.
+ */
 export async function submitOpinion(taskId: string, opinion: Opinion, caller: Caller, deps: SubmitOpinionDeps, ifMatch?: string): Promise<Task> {
   const agent = organizationOf(caller, deps);
   return deps.store.withTransaction(async (tx) => {
-    const task = await readOwnTask(tx, taskId, caller, deps);
-    const serviceRequestId = (task.focus?.reference ?? '').replace(/^ServiceRequest\//, '');
-    const [intake] = await tx.database
-      .select({ participantId: intakeRequests.participantId, requestId: intakeRequests.requestId, taskIds: intakeRequests.taskIds })
-      .from(intakeRequests)
-      .where(eq(intakeRequests.serviceRequestId, serviceRequestId));
-    const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system');
-    if (!intake || !serviceRequest || !task.for) throw new Error(`Task ${taskId} has no referral`); // an integrity bug, never input
+    const { task, serviceRequestId, intake, serviceRequest, otherTasks } = await readOpinionContext(tx, taskId, caller, deps);
     const now = deps.now();
     const noteId = randomUUID();
 
-    const completed = await transitionTask(tx, {
+    const completion = planTaskTransition({
       task,
       action: 'complete',
       actor: 'consultant',
@@ -52,7 +54,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
     const note = buildConsultNote({
       id: noteId,
       opinion,
-      patient: task.for,
+      patient: task.for as Reference,
       serviceRequestId,
       taskId,
       consultant: agent,
@@ -61,18 +63,31 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       ...(task.description ? { question: task.description } : {}),
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
-    await tx.createMany([
-      { resource: note, access },
-      { resource: buildOpinionProvenance({ id: randomUUID(), documentId: noteId, taskId, consultant: agent, now }), access },
-    ]);
-
-    await tx.database.insert(opinionDeliveries).values({ id: noteId, taskId, serviceRequestId, participantId: intake.participantId, status: 'pending', attempts: 0, createdAt: now, updatedAt: now });
+    // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
+    const settles = serviceRequest.status === 'active' && otherTasks.every((t) => isTerminal(t.status));
     const job: DeliverOpinionJob = { deliveryId: noteId };
-    await deps.jobs.enqueue(tx.database, QUEUE.deliverOpinion, job, { singletonKey: noteId });
+    const { updated } = await tx.write({
+      updates: [completion.update, ...(settles ? [{ resource: { ...serviceRequest, status: 'completed' as const }, expectedVersion: serviceRequest.meta?.versionId ?? '' }] : [])],
+      creates: [
+        completion.provenance,
+        { resource: note, access },
+        { resource: buildOpinionProvenance({ id: randomUUID(), documentId: noteId, taskId, consultant: agent, now }), access },
+      ],
+      parts: [
+        {
+          name: 'delivery_row',
+          sql: tx.database
+            .insert(opinionDeliveries)
+            .values({ id: noteId, taskId, serviceRequestId, participantId: intake.participantId, status: 'pending', attempts: 0, createdAt: now, updatedAt: now })
+            .returning({ id: opinionDeliveries.id })
+            .getSQL(),
+        },
+        ...deps.jobs.enqueueParts('delivery_job', QUEUE.deliverOpinion, [{ data: job, options: { singletonKey: noteId } }]),
+      ],
+    });
 
-    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller, deps, task.for.reference);
-    await settleReferral(tx, serviceRequestId, intake.taskIds);
-    return completed;
+    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller, deps, task.for?.reference);
+    return updated[0] as Task;
   });
 }
 

@@ -10,7 +10,7 @@ import type { Organization, Provenance, Reference, ServiceRequest, Task } from '
 import { randomUUID } from 'node:crypto';
 import { SYSTEM } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
-import type { ResourceStore } from '../store/resource-store.ts';
+import type { BatchCreate, ResourceStore, VersionedWrite } from '../store/resource-store.ts';
 import { type Actor, isTerminal, planTransition, type TaskAction } from './task-transitions.ts';
 
 /** A conflict with the Task's current status: 409 naming the status and what is allowed. */
@@ -46,8 +46,19 @@ export interface TransitionArgs {
   precondition?: (task: Task) => string | undefined;
 }
 
-/** Moves a Task by the table and records who did it. Runs in `tx`; returns the new version. */
-export async function transitionTask(tx: ResourceStore, args: TransitionArgs): Promise<Task> {
+/** A Task change ready to write: the new version and its Provenance (readable by whoever may read the Task). */
+export interface PlannedTransition {
+  update: VersionedWrite<Task>;
+  provenance: BatchCreate;
+}
+
+/**
+ * Checks a transition and builds what it writes, without writing: the table, the precondition
+ * and the caller's If-Match are checked here; the store checks the version again as it writes.
+ * `index` is the position the Task's update will have in the write batch (its Provenance is
+ * readable by whoever may read that new version).
+ */
+export function planTaskTransition(args: TransitionArgs, index = 0): PlannedTransition {
   const { task, action, actor, now } = args;
   const plan = planTransition(task.status, action, actor);
   if (!plan.ok) throw transitionRefused(task, action, plan.allowed);
@@ -59,12 +70,13 @@ export async function transitionTask(tx: ResourceStore, args: TransitionArgs): P
       id: 'precondition-failed',
     });
   }
+  const current = task.meta?.versionId ?? '';
+  if (!/^\d+$/.test(current)) throw new Error(`Task ${task.id} has no version`);
   const next = args.change({ ...task, ...(plan.transition.to ? { status: plan.transition.to } : {}), lastModified: now.toISOString() });
-  const updated = await tx.update(next, { expectedVersion: task.meta?.versionId });
   const provenance: Provenance = {
     resourceType: 'Provenance',
     id: randomUUID(),
-    target: [{ reference: `Task/${task.id}/_history/${updated.meta?.versionId}` }],
+    target: [{ reference: `Task/${task.id}/_history/${Number(current) + 1}` }],
     recorded: now.toISOString(),
     activity: { coding: [{ system: SYSTEM.dataOperation, code: 'UPDATE', display: 'revise' }] },
     reason: [{ text: `${action}: ${plan.transition.description}` }],
@@ -76,8 +88,14 @@ export async function transitionTask(tx: ResourceStore, args: TransitionArgs): P
     ],
   };
   // Whoever may read the Task may read who changed it.
-  await tx.create(provenance, (await tx.accessList('Task', task.id as string)) ?? []);
-  return updated;
+  return { update: { resource: next, expectedVersion: current }, provenance: { resource: provenance, access: { sameAs: index } } };
+}
+
+/** Moves a Task by the table and records who did it, in one statement in `tx`; returns the new version. */
+export async function transitionTask(tx: ResourceStore, args: TransitionArgs): Promise<Task> {
+  const { update, provenance } = planTaskTransition(args);
+  const { updated } = await tx.write({ updates: [update], creates: [provenance] });
+  return updated[0] as Task;
 }
 
 /**

@@ -29,7 +29,7 @@ export interface IntakeDeps {
   dueDays: Record<'routine' | 'urgent' | 'asap', number>;
   now: () => Date;
   /** Record assembly is a durable job, enqueued in intake's transaction (exists iff the referral does). */
-  jobs: Pick<JobQueue, 'enqueue'>;
+  jobs: Pick<JobQueue, 'enqueue' | 'enqueueParts'>;
 }
 
 export interface IntakeResult {
@@ -104,14 +104,18 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
     // Nothing of the case reaches a consultant before the patient's consent covers it: the record
     // assembly admits each consultant it may disclose to (access/consultant-admission.ts).
     const access = referrerAudience(referrer.id, referral.serviceRequest.requester?.reference);
-    const [serviceRequest, ...rest] = await tx.createMany([
-      { resource: referral.serviceRequest, access },
-      ...referral.tasks.map((task) => ({ resource: task, access })),
-      ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
-      { resource: referral.provenance, access },
-    ]);
     const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1', recordsRevision: '0' };
-    await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
+    // One statement: every resource of the referral and the assembly job (after the claim above, four statements in all with BEGIN and COMMIT).
+    const { created } = await tx.write({
+      creates: [
+        { resource: referral.serviceRequest, access },
+        ...referral.tasks.map((task) => ({ resource: task, access })),
+        ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
+        { resource: referral.provenance, access },
+      ],
+      parts: deps.jobs.enqueueParts('assembly_job', QUEUE.assembleRecordSet, [{ data: job }]),
+    });
+    const [serviceRequest, ...rest] = created;
     return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
   });
 }

@@ -1,5 +1,6 @@
 import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 import type { Db } from '../store/database.ts';
+import type { StatementPart } from '../store/write-batch.ts';
 
 /**
  * The durable job queue the use cases depend on (DESIGN.md "Architecture", STYLE.md §8).
@@ -102,6 +103,13 @@ export interface JobQueue {
    * Returns the job id, or undefined when `singletonKey` already has a job pending (exclusive queues).
    */
   enqueue(tx: Db, name: string, data: JsonObject, options?: EnqueueOptions): Promise<string | undefined>;
+  /**
+   * The same enqueue as parts of one of the caller's own SQL statements (data-modifying CTEs,
+   * named `<alias>` and `<alias>_*`), so the jobs cost no statement of their own: they exist if
+   * and only if that statement's transaction commits. A singleton key that already has a job
+   * pending adds no job, as with `enqueue`.
+   */
+  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[]): StatementPart[];
   /** Starts handling jobs of `name` on this replica; several replicas share the work. */
   work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options?: { concurrency?: number }): Promise<void>;
   /** Jobs that used up their retries, newest first. */

@@ -1,7 +1,10 @@
 import { sql } from 'drizzle-orm';
 import { fromDrizzle, fromPglite, PgBoss, type ConstructorOptions, type Job as BossJob } from 'pg-boss';
+// The very INSERT `send` runs (pg-boss 12's plans), embedded in a caller's statement by enqueueParts.
+import { insertJobs, notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { Db, RawConnection } from '../store/database.ts';
 import { RetryLaterError, type EnqueueOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
+import type { StatementPart } from '../store/write-batch.ts';
 
 export interface PgBossQueueOptions {
   /** Every queue this process enqueues to or works on, with its retry policy. */
@@ -53,6 +56,8 @@ export class PgBossQueue implements JobQueue {
   /** Schema holding pg-boss's tables (for operators and tests). */
   readonly schema: string;
   private boss: PgBoss | undefined;
+  /** Each declared queue's job table and whether a send wakes its workers (NOTIFY), read at start. */
+  private readonly queueTables = new Map<string, { table: string; notify: boolean }>();
 
   constructor(raw: RawConnection, options: PgBossQueueOptions) {
     this.raw = raw;
@@ -96,6 +101,9 @@ export class PgBossQueue implements JobQueue {
       await boss.updateQueue(policy.name, settings);
       // Warms pg-boss's queue cache, so a send inside a PGlite transaction needs no lookup.
       await boss.getJobById(policy.name, NO_JOB);
+      const queue = (await boss.getQueue(policy.name)) as { table?: string; notify?: boolean } | null;
+      if (!queue?.table) throw new Error(`queue '${policy.name}' has no job table`);
+      this.queueTables.set(policy.name, { table: queue.table, notify: queue.notify === true });
     }
     this.boss = boss;
   }
@@ -122,6 +130,39 @@ export class PgBossQueue implements JobQueue {
       ...(options.retryLimit !== undefined ? { retryLimit: options.retryLimit } : {}),
     });
     return id ?? undefined;
+  }
+
+  /**
+   * `enqueue` as CTEs of the caller's statement: pg-boss's own job INSERT (the statement `send`
+   * runs, the rows passed as one json parameter the same way), and, for a queue whose sends
+   * wake workers, the transactional NOTIFY `send` would add (only when a job is due now). The
+   * caller's statement must read every part (`SELECT count(*) FROM <part>`) for the NOTIFY to run.
+   */
+  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[]): StatementPart[] {
+    this.started();
+    if (!/^[a-z_][a-z0-9_]*$/.test(alias)) throw new Error('a statement part alias must be a plain lower-case SQL identifier');
+    const exclusive = this.policy(name).policy === 'exclusive';
+    const queue = this.queueTables.get(name);
+    if (!queue) throw new Error(`queue '${name}' was not created at start`);
+    const rows = jobs.map(({ data, options = {} }) => {
+      if (exclusive !== (options.singletonKey !== undefined)) {
+        throw new Error(exclusive ? `queue '${name}' is exclusive: every job needs a singletonKey` : `singletonKey needs a queue declared with policy 'exclusive' ('${name}' is not)`);
+      }
+      return {
+        data,
+        priority: 0,
+        ...(options.singletonKey !== undefined ? { singletonKey: options.singletonKey } : {}),
+        ...(options.startAfter !== undefined ? { startAfter: options.startAfter.toISOString() } : {}),
+        ...(options.retryLimit !== undefined ? { retryLimit: options.retryLimit } : {}),
+      };
+    });
+    const [before, after, ...rest] = insertJobs(this.schema, { table: queue.table, name, returnId: false, notify: false }).split('$1');
+    if (before === undefined || after === undefined || rest.length > 0) throw new Error('unexpected pg-boss job insert statement');
+    const parts: StatementPart[] = [{ name: alias, sql: sql.join([sql.raw(before), sql`${JSON.stringify(rows)}`, sql.raw(`${after} RETURNING start_after`)]) }];
+    if (queue.notify) {
+      parts.push({ name: `${alias}_wake`, sql: sql.raw(`SELECT pg_notify(${notifyChannelSql(this.schema)}, '${name}') FROM ${alias} WHERE start_after <= ${this.schema}.job_now() LIMIT 1`) });
+    }
+    return parts;
   }
 
   /**

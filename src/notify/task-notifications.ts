@@ -23,7 +23,7 @@ import type { Job, JobQueue } from '../jobs/job-queue.ts';
 import { type NotifyWebhookJob, QUEUE } from '../jobs/queues.ts';
 import type { Participant } from '../network/network.ts';
 import type { WriteObserver } from '../store/resource-store.ts';
-import { subscriptionEventsFor } from '../subscriptions/subscription-delivery.ts';
+import { subscriptionCandidates, type SubscriptionCandidate, subscriptionEventsFor } from '../subscriptions/subscription-delivery.ts';
 import { signWebhook } from './webhook-signature.ts';
 
 export const TASK_NOTIFICATION_TYPE = 'task.status-changed';
@@ -38,12 +38,14 @@ export interface NotificationDeps {
 export function taskNotificationObserver(deps: NotificationDeps): WriteObserver {
   return {
     resourceType: 'Task',
+    // The Subscriptions that may hear a new Task version are read by the statement writing it.
+    lookup: (access) => subscriptionCandidates(access, deps.now()),
     async onWrite(tx, change) {
       const task = change.resource as Task;
       const businessStatus = task.businessStatus?.coding?.[0]?.code ?? '';
       const { previous } = change;
       if (previous && previous.status === task.status && (previous.businessStatus ?? '') === businessStatus) return;
-      await subscriptionEventsFor(tx, change, deps);
+      await subscriptionEventsFor(tx, change, deps, change.lookup as SubscriptionCandidate[] | undefined);
       const recipients = [...new Set(change.access)].filter((id) => deps.network.get(id)?.notify);
       if (recipients.length === 0) return;
       const focus = task.focus?.reference ?? task.basedOn?.[0]?.reference;

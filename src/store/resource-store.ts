@@ -4,6 +4,10 @@ import type { Resource, ResourceType } from '@medplum/fhirtypes';
 import { and, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './database.ts';
 import { resourceHistory, resources } from './schema.ts';
+import { accessFilter, countResources, dateCondition, decodeCursor, encodeCursor } from './search-sql.ts';
+import { buildWriteStatement, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
+
+export { accessFilter, countResources, decodeCursor, encodeCursor, isStoreTime } from './search-sql.ts';
 
 /** Checks a resource before it is written; throws when it does not conform. */
 export interface ResourceValidator {
@@ -66,6 +70,8 @@ export interface ResourceChange {
   previous?: { status?: string; businessStatus?: string };
   /** Who may read the new version. */
   access: readonly string[];
+  /** What the observer's `lookup` found, evaluated in the writing statement. */
+  lookup?: unknown;
 }
 
 /**
@@ -75,6 +81,30 @@ export interface ResourceChange {
 export interface WriteObserver {
   resourceType: string;
   onWrite(tx: ResourceStore, change: ResourceChange): Promise<void>;
+  /**
+   * A scalar jsonb expression evaluated inside the statement that writes a new version or a new
+   * resource, given its access list as an SQL expression: what `onWrite` would otherwise read in a
+   * statement of its own (it receives the value as `change.lookup`).
+   */
+  lookup?(access: SQL): SQL;
+}
+
+/** A new version, written only if the current one is still `expectedVersion` (412 otherwise; 404 when there is no such resource). */
+export interface VersionedWrite<T extends Resource = Resource> {
+  resource: T;
+  expectedVersion: string;
+  /** Replaces the access list; kept as is when absent. */
+  access?: readonly string[];
+}
+
+/** A new resource readable by `access`, or by whoever may read `updates[sameAs]` as written. */
+export type BatchCreate = NewResource | { resource: Resource; access: { sameAs: number } };
+
+export interface WriteBatch {
+  updates?: readonly VersionedWrite[];
+  creates?: readonly BatchCreate[];
+  /** Other writes of the same statement (a use case's own table, queued jobs). */
+  parts?: readonly StatementPart[];
 }
 
 /**
@@ -109,6 +139,11 @@ export class ResourceStore {
     return this.observers.filter((o) => o.resourceType === resourceType);
   }
 
+  /** What the observers of `resourceType` look up inside the writing statement, in observer order. */
+  private lookupsOf(resourceType: string): ((access: SQL) => SQL)[] {
+    return this.observersOf(resourceType).flatMap((o) => (o.lookup ? [(access: SQL) => o.lookup?.(access) as SQL] : []));
+  }
+
   /** A write its observers see must run in a transaction, so what they enqueue commits with it. */
   private needsTransaction(types: readonly string[]): boolean {
     return !this.inTransaction && types.some((t) => this.observersOf(t).length > 0);
@@ -124,39 +159,9 @@ export class ResourceStore {
     return created as T;
   }
 
-  /** Creates several resources with one INSERT per table (ids are assigned when missing). */
+  /** Creates several resources in one statement (ids are assigned when missing); see `write`. */
   async createMany(items: readonly NewResource[]): Promise<Resource[]> {
-    if (items.length === 0) return [];
-    if (this.needsTransaction(items.map((i) => i.resource.resourceType))) return this.withTransaction((tx) => tx.createMany(items));
-    const lastUpdated = this.now();
-    const rows = items.map(({ resource, access }) => {
-      const content = {
-        ...resource,
-        id: resource.id ?? randomUUID(),
-        meta: { ...resource.meta, versionId: '1', lastUpdated: lastUpdated.toISOString() },
-      } as Resource;
-      this.validator.validate(content);
-      return { resourceType: content.resourceType, id: content.id as string, versionId: 1, lastUpdated, content, access: [...access] };
-    });
-    // One statement for both tables, the rows passed as a single jsonb parameter: the query
-    // builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
-    const payload = JSON.stringify(
-      rows.map((r) => ({ resource_type: r.resourceType, id: r.id, version_id: r.versionId, last_updated: lastUpdated.toISOString(), content: r.content, access: r.access })),
-    );
-    await this.db.execute(sql`
-      WITH input AS (
-        SELECT * FROM jsonb_to_recordset(${payload}::jsonb)
-          AS x(resource_type text, id text, version_id integer, last_updated timestamptz, content jsonb, access text[])
-      ), current_rows AS (
-        INSERT INTO ${resources} (resource_type, id, version_id, last_updated, content, access)
-        SELECT resource_type, id, version_id, last_updated, content, access FROM input
-      )
-      INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
-      SELECT resource_type, id, version_id, last_updated, content, access FROM input`);
-    for (const r of rows) {
-      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content, access: r.access });
-    }
-    return rows.map((r) => r.content);
+    return (await this.write({ creates: items })).created;
   }
 
   /**
@@ -214,41 +219,66 @@ export class ResourceStore {
     return this.writeVersion(resource, Number(expected), options.access);
   }
 
-  /**
-   * The write itself, in one statement: the new version is known up front (expected + 1), so
-   * the UPDATE matches only the expected version (a concurrent writer makes it match nothing:
-   * 412, never a lost update) and inserts the history row; the previous status for observers
-   * comes from the statement's snapshot.
-   */
+  /** One new version in one statement (the update, its history row, what the observers look up). */
   private async writeVersion<T extends Resource>(resource: T, expected: number, newAccess: readonly string[] | undefined): Promise<T> {
-    const type = resource.resourceType;
-    const id = resource.id as string;
-    const versionId = expected + 1;
-    const lastUpdated = this.now();
-    const content = { ...resource, meta: { ...resource.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } } as T;
-    this.validator.validate(content);
-    const json = JSON.stringify(content);
-    const access = newAccess ? sql`${`{${newAccess.map((a) => JSON.stringify(a)).join(',')}}`}::text[]` : sql`NULL::text[]`;
-    const result = (await this.db.execute(sql`
-      WITH old AS (
-        SELECT version_id, content->>'status' AS status, content#>>'{businessStatus,coding,0,code}' AS business_status
-          FROM ${resources} WHERE resource_type = ${type} AND id = ${id}
-      ), updated AS (
-        UPDATE ${resources} SET version_id = ${versionId}, last_updated = ${lastUpdated.toISOString()}::timestamptz, content = ${json}::jsonb, access = coalesce(${access}, access)
-         WHERE resource_type = ${type} AND id = ${id} AND version_id = ${expected}
-        RETURNING access
-      ), history AS (
-        INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
-        SELECT ${type}, ${id}, ${versionId}, ${lastUpdated.toISOString()}::timestamptz, ${json}::jsonb, access FROM updated
-      )
-      SELECT old.status, old.business_status, (SELECT access FROM updated) AS access FROM old`)) as unknown as { rows: { status: string | null; business_status: string | null; access: string[] | null }[] };
-    const row = result.rows[0];
-    if (!row) throw new OperationOutcomeError(notFound);
-    if (!row.access) throw new OperationOutcomeError(preconditionFailed);
-    for (const observer of this.observersOf(type)) {
-      await observer.onWrite(this, { resource: content, access: row.access, previous: { ...(row.status ? { status: row.status } : {}), ...(row.business_status ? { businessStatus: row.business_status } : {}) } });
+    const { updated } = await this.write({ updates: [{ resource, expectedVersion: String(expected), ...(newAccess ? { access: newAccess } : {}) }] });
+    return updated[0] as T;
+  }
+
+  /**
+   * Several writes in one SQL statement (write-batch.ts): new versions (each only if its expected
+   * version is still current: 412 otherwise, 404 for a missing resource), new resources (ids
+   * assigned when missing) and other modules' parts (their tables, queued jobs). Observers run
+   * after it, with what they look up already read by the statement. Everything is validated
+   * first. Outside a transaction it opens one when the batch has observers or more than a new
+   * version, so a refused version leaves nothing behind. The rows go in as one jsonb parameter:
+   * the query builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
+   */
+  async write(batch: WriteBatch): Promise<{ updated: Resource[]; created: Resource[] }> {
+    const updates = batch.updates ?? [];
+    const creates = batch.creates ?? [];
+    const parts = batch.parts ?? [];
+    if (updates.length + creates.length + parts.length === 0) return { updated: [], created: [] };
+    for (const u of updates) {
+      if (!u.resource.id) throw new Error('update needs a resource id');
+      if (!/^\d+$/.test(u.expectedVersion)) throw new OperationOutcomeError(preconditionFailed);
     }
-    return content;
+    const types = [...updates, ...creates].map((w) => w.resource.resourceType);
+    if (!this.inTransaction && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length > 1))) return this.withTransaction((tx) => tx.write(batch));
+    const lastUpdated = this.now();
+    const meta = (r: Resource, versionId: number) => ({ ...r, meta: { ...r.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } }) as Resource;
+    const versions: VersionRow[] = updates.map((u) => {
+      const expected = Number(u.expectedVersion);
+      const content = meta(u.resource, expected + 1);
+      this.validator.validate(content);
+      return { resourceType: content.resourceType, id: content.id as string, versionId: expected + 1, expected, lastUpdated, content, ...(u.access ? { access: u.access } : {}), lookups: this.lookupsOf(content.resourceType) };
+    });
+    const rows: CreateRow[] = creates.map(({ resource, access }) => {
+      const content = meta({ ...resource, id: resource.id ?? randomUUID() }, 1);
+      this.validator.validate(content);
+      return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access, lookups: this.lookupsOf(content.resourceType) };
+    });
+    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts))) as unknown as { rows: Record<string, unknown>[] };
+    const { versions: outcomes, creates: createLookups } = readOutcomes(versions, rows, result.rows[0] ?? {});
+    for (const outcome of outcomes) {
+      if (!outcome.found) throw new OperationOutcomeError(notFound);
+      if (!outcome.access) throw new OperationOutcomeError(preconditionFailed);
+    }
+    for (const [i, v] of versions.entries()) {
+      const { access, status, businessStatus, lookups } = outcomes[i] as (typeof outcomes)[number];
+      const previous = { ...(status ? { status } : {}), ...(businessStatus ? { businessStatus } : {}) };
+      let l = 0;
+      for (const observer of this.observersOf(v.resourceType)) {
+        await observer.onWrite(this, { resource: v.content as Resource, access: access ?? [], previous, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
+      }
+    }
+    for (const [i, r] of rows.entries()) {
+      const access = Array.isArray(r.access) ? r.access : (outcomes[(r.access as { sameAs: number }).sameAs]?.access ?? []);
+      const lookups = createLookups[i] ?? [];
+      let l = 0;
+      for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content as Resource, access, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
+    }
+    return { updated: versions.map((v) => v.content as Resource), created: rows.map((r) => r.content as Resource) };
   }
 
   async read<T extends Resource>(resourceType: T['resourceType'], id: string, reader: Reader): Promise<T | undefined> {
@@ -328,80 +358,5 @@ export class ResourceStore {
   }
 }
 
-/** The rows of `resourceType` matching `query` that `reader` may see: how many (`_summary=count`). */
-export async function countResources(db: Db, query: Omit<SearchQuery, 'count' | 'cursor'>, reader: Reader): Promise<number> {
-  const conditions: (SQL | undefined)[] = [eq(resources.resourceType, query.resourceType), accessFilter(resources.access, reader)];
-  for (const group of query.contains ?? []) {
-    conditions.push(or(...group.map((doc) => sql`${resources.content} @> ${JSON.stringify(doc)}::jsonb`)));
-  }
-  for (const f of query.lastUpdated ?? []) conditions.push(dateCondition(f));
-  const [row] = await db.select({ n: sql<number>`count(*)::int` }).from(resources).where(and(...conditions));
-  return Number(row?.n ?? 0);
-}
-
-/** The SQL condition that lets `reader` see a row (undefined: no condition). Exported for tables joined to resources (Binary). */
-export function accessFilter(column: typeof resources.access | typeof resourceHistory.access, reader: Reader): SQL | undefined {
-  if (reader === 'system') return undefined;
-  if ('participantId' in reader) return sql`${column} @> ARRAY[${reader.participantId}]::text[]`;
-  if (reader.anyOf.length === 0) return sql`false`;
-  return sql`${column} && ${`{${reader.anyOf.map((k) => JSON.stringify(k)).join(',')}}`}::text[]`;
-}
-
-function dateCondition(f: DateFilter): SQL {
-  const v = f.value.toISOString();
-  const col = resources.lastUpdated;
-  switch (f.op) {
-    case 'eq':
-      return sql`${col} = ${v}::timestamptz`;
-    case 'ne':
-      return sql`${col} <> ${v}::timestamptz`;
-    case 'gt':
-      return sql`${col} > ${v}::timestamptz`;
-    case 'lt':
-      return sql`${col} < ${v}::timestamptz`;
-    case 'ge':
-      return sql`${col} >= ${v}::timestamptz`;
-    case 'le':
-      return sql`${col} <= ${v}::timestamptz`;
-  }
-}
-
-/** The opaque cursor of the page after the row (`lastUpdated`, `id`); decodeCursor reads it back. */
-export function encodeCursor(lastUpdated: Date, id: string): string {
-  return Buffer.from(JSON.stringify([lastUpdated.toISOString(), id])).toString('base64url');
-}
-
-/**
- * Whether `date` is a time this store can compare against: the years 0001 to 9999, as its ISO
- * text has them. PostgreSQL has no year 0 and reads no six-digit year, so a time outside fails
- * the statement; search bounds and cursors outside are refused at the door instead.
- */
-export function isStoreTime(date: Date): boolean {
-  const year = date.getUTCFullYear();
-  return !Number.isNaN(date.getTime()) && year >= 1 && year <= 9999;
-}
-
 /** Versions are a PostgreSQL `integer`: a larger number in a query fails the statement. */
 const MAX_VERSION = 2_147_483_647;
-
-/** The ids this store gives resources (UUIDs) fit in; a cursor naming anything else was not made here. */
-const CURSOR_ID = /^[A-Za-z0-9\-.]{1,64}$/;
-
-/**
- * Returns undefined for a cursor that was not made by encodeCursor. Searches refuse such a
- * cursor (400) rather than start again at the first page, which a client paging through
- * results would take for the next page.
- */
-export function decodeCursor(cursor: string): { lastUpdated: Date; id: string } | undefined {
-  try {
-    const decoded: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (!Array.isArray(decoded) || decoded.length !== 2) return undefined;
-    const [ts, id] = decoded as unknown[];
-    if (typeof ts !== 'string' || typeof id !== 'string' || !CURSOR_ID.test(id)) return undefined;
-    const lastUpdated = new Date(ts);
-    if (!isStoreTime(lastUpdated)) return undefined;
-    return { lastUpdated, id };
-  } catch {
-    return undefined;
-  }
-}

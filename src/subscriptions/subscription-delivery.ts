@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Subscription, Task } from '@medplum/fhirtypes';
-import { and, eq, inArray, isNotNull, lte, or, isNull, gt, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNotNull, lte, or, isNull, gt, sql, type SQL } from 'drizzle-orm';
 import { sameResourceReference } from '../fhir/references.ts';
 import { FHIR_JSON } from '../fhir/constants.ts';
 import type { Job, JobQueue } from '../jobs/job-queue.ts';
@@ -38,16 +38,31 @@ function matches(task: Task, filters: readonly TaskFilter[]): boolean {
   });
 }
 
+/** A Subscription that may hear a Task change: its id and filters. */
+export type SubscriptionCandidate = { id: string; filters: TaskFilter[] };
+
+/**
+ * The listening Subscriptions whose read keys meet `access` (an SQL text[] expression, e.g. the
+ * access list a Task write returns), as one jsonb array: evaluated inside the statement that
+ * writes the Task (WriteObserver.lookup), so the change costs no statement of its own.
+ */
+export function subscriptionCandidates(access: SQL, now: Date): SQL {
+  return sql`(SELECT coalesce(jsonb_agg(jsonb_build_object('id', s.id, 'filters', s.filters)), '[]'::jsonb) FROM ${subscriptions} s
+     WHERE s.status IN (${sql.join(LISTENING.map((l) => sql`${l}`), sql`, `)}) AND s.reader_keys && ${access} AND (s.end_at IS NULL OR s.end_at > ${now.toISOString()}::timestamptz))`;
+}
+
 /**
  * For one Task change: every listening Subscription whose read keys meet the Task's access list
- * and whose filters match gets its next event and a notification job. Runs in the writing transaction.
+ * and whose filters match gets its next event and a notification job. Runs in the writing
+ * transaction; `candidates` are what `subscriptionCandidates` found in the writing statement
+ * (read here when not given).
  */
-export async function subscriptionEventsFor(tx: ResourceStore, change: ResourceChange, deps: { jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }): Promise<number> {
+export async function subscriptionEventsFor(tx: ResourceStore, change: ResourceChange, deps: { jobs: Pick<JobQueue, 'enqueue'>; now: () => Date }, candidates?: readonly SubscriptionCandidate[]): Promise<number> {
   const task = change.resource as Task;
   const keys = [...new Set(change.access)];
   if (keys.length === 0) return 0;
   const now = deps.now();
-  const candidates = await tx.database
+  candidates ??= await tx.database
     .select({ id: subscriptions.id, filters: subscriptions.filters })
     .from(subscriptions)
     .where(

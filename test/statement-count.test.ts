@@ -1,0 +1,157 @@
+import type { DocumentReference, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Caller } from '../src/access/caller.ts';
+import { AuditLog } from '../src/audit/audit-log.ts';
+import { actOnConsult } from '../src/consults/consult-actions.ts';
+import { submitOpinion } from '../src/consults/submit-opinion.ts';
+import { createValidator } from '../src/fhir/validator.ts';
+import { createSecondOpinion } from '../src/intake/create-second-opinion.ts';
+import { IntakeRequestSchema } from '../src/intake/intake-request.ts';
+import { PgBossQueue } from '../src/jobs/pg-boss-queue.ts';
+import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
+import { loadNetwork, type Network } from '../src/network/network.ts';
+import { taskNotificationObserver } from '../src/notify/task-notifications.ts';
+import { OpinionSchema } from '../src/opinions/opinion.ts';
+import type { Database } from '../src/store/database.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
+import { opinionDeliveries } from '../src/store/schema.ts';
+import { openTestDatabase } from './support/database.ts';
+import { EXAMPLE_OPINION } from './support/opinions.ts';
+import { makeSecondOpinionRequest } from './support/referrals.ts';
+import { countStatements, type StatementCounter } from './support/statement-counter.ts';
+
+/**
+ * How many SQL statements one use case sends (issue 13 §3), BEGIN and COMMIT included, on the
+ * store the test runs on (PGlite, or PostgreSQL with DATABASE_URL). A count, not a time: the
+ * number is the same on every run.
+ */
+describe('SQL statements per use case', () => {
+  let database: Database;
+  let jobs: PgBossQueue;
+  let store: ResourceStore;
+  let network: Network;
+  let counter: StatementCounter;
+  let deps: Parameters<typeof submitOpinion>[3];
+  const now = () => new Date();
+  const referrer: Caller = { clientId: 'st-olaf-ehr', participantId: 'st-olaf', roles: ['referrer'], scopes: ['system/*.cruds'] };
+  const consultant: Caller = { clientId: 'lakeside-app', participantId: 'lakeside-consults', roles: ['consultant'], scopes: ['system/*.cruds'] };
+
+  beforeAll(async () => {
+    database = await openTestDatabase();
+    counter = countStatements(database);
+    jobs = new PgBossQueue(database.raw, { queues: QUEUE_POLICIES });
+    await jobs.start();
+    network = await loadNetwork();
+    store = new ResourceStore(database.db, createValidator(), now, { observers: [taskNotificationObserver({ jobs, network, now })] });
+    deps = { store, network, now, jobs, audit: new AuditLog({ store, network, now, publicUrl: 'http://localhost' }) };
+  });
+  afterAll(async () => {
+    await jobs?.stop({ graceful: false });
+    await database?.close();
+  });
+
+  /** A referral whose Tasks the consultant may read, the lakeside Task at `status` with its record set in. */
+  async function referral(status: Task['status'], overrides: Record<string, unknown> = {}): Promise<{ task: Task; serviceRequestId: string; taskIds: string[] }> {
+    const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false, ...overrides }));
+    const { serviceRequest, tasks } = await createSecondOpinion(request, referrer, { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs });
+    const ids = tasks.map((t) => t.id as string);
+    await store.grantAccess('Task', ids, consultant.participantId);
+    await store.grantAccess('ServiceRequest', [serviceRequest.id as string], consultant.participantId);
+    const own = tasks.find((t) => t.owner?.reference === network.get(consultant.participantId)?.organization.reference) as Task;
+    const task = await store.update<Task>({ ...own, status, input: [{ type: { text: 'record set' }, valueReference: { reference: 'Bundle/records' } }] }, { expectedVersion: '1' });
+    return { task, serviceRequestId: serviceRequest.id as string, taskIds: ids };
+  }
+
+  it('submitting an opinion: at most 4 (read, one write, BEGIN, COMMIT), with the same rows and job as before', async () => {
+    const { task, serviceRequestId } = await referral('in-progress');
+    const opinion = OpinionSchema.parse(EXAMPLE_OPINION);
+    const { result, statements } = await counter.during(() => submitOpinion(task.id as string, opinion, consultant, deps, task.meta?.versionId));
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'SELECT', 'WITH', 'COMMIT']);
+
+    expect(result).toMatchObject({ status: 'completed', meta: { versionId: '3' } });
+    const noteId = (result.output?.[0]?.valueReference?.reference ?? '').replace('DocumentReference/', '');
+    const note = await store.read<DocumentReference>('DocumentReference', noteId, { participantId: 'st-olaf' });
+    expect(note).toMatchObject({ status: 'current', context: { related: [{ reference: `ServiceRequest/${serviceRequestId}` }] } });
+    expect(await store.read('DocumentReference', noteId, { participantId: consultant.participantId })).toBeDefined();
+    expect(await store.readVersion<Task>('Task', task.id as string, '3', 'system')).toMatchObject({ status: 'completed' });
+    const provenances = (await store.search<Provenance>({ resourceType: 'Provenance', contains: [[{ target: [{ reference: `Task/${task.id}/_history/3` }] }]], count: 10 }, 'system')).resources;
+    expect(provenances).toHaveLength(1);
+    expect(provenances[0]?.reason?.[0]?.text).toMatch(/^complete:/);
+    const opinionProvenance = (await store.search<Provenance>({ resourceType: 'Provenance', contains: [[{ target: [{ reference: `DocumentReference/${noteId}` }] }]], count: 10 }, { participantId: 'st-olaf' })).resources;
+    expect(opinionProvenance).toHaveLength(1);
+    const [delivery] = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, noteId));
+    expect(delivery).toMatchObject({ taskId: task.id, serviceRequestId, participantId: 'st-olaf', status: 'pending', attempts: 0 });
+    const queued = (await jobs.failed()).length; // nothing failed
+    expect(queued).toBe(0);
+    expect(await deliveryJobs(noteId)).toEqual([{ singletonKey: noteId, data: { deliveryId: noteId } }]);
+    // The other Task is still open: the referral stays active.
+    expect(await store.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system')).toMatchObject({ status: 'active', meta: { versionId: '1' } });
+  });
+
+  it('the opinion that ends the last open Task settles the referral in the same write', async () => {
+    const { task, serviceRequestId, taskIds } = await referral('in-progress', { consultants: ['lakeside-consults'] });
+    expect(taskIds).toHaveLength(1);
+    const { statements } = await counter.during(() => submitOpinion(task.id as string, OpinionSchema.parse(EXAMPLE_OPINION), consultant, deps));
+    expect(statements.length, statements.join('\n')).toBeLessThanOrEqual(4);
+    expect(await store.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system')).toMatchObject({ status: 'completed', meta: { versionId: '2' } });
+  });
+
+  it('a stale If-Match writes nothing (412), in at most 4 statements', async () => {
+    const { task } = await referral('in-progress');
+    const { result, statements } = await counter.during(() => submitOpinion(task.id as string, OpinionSchema.parse(EXAMPLE_OPINION), consultant, deps, '1').catch((err: unknown) => err));
+    expect(result).toMatchObject({ outcome: { id: 'precondition-failed' } });
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'SELECT', 'ROLLBACK']);
+    expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ status: 'in-progress', meta: { versionId: '2' } });
+  });
+
+  it('two opinions submitted at once on one Task: exactly one wins, the other is refused (409 or 412) and leaves nothing behind', async () => {
+    const { task } = await referral('in-progress');
+    const opinion = OpinionSchema.parse(EXAMPLE_OPINION);
+    const results = await Promise.allSettled([1, 2].map(() => submitOpinion(task.id as string, opinion, consultant, deps)));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = results.find((r) => r.status === 'rejected')?.reason as { outcome?: { id?: string }; status?: number };
+    expect(refused.outcome?.id === 'precondition-failed' || refused.status === 409, JSON.stringify(refused)).toBe(true);
+    const winner = (results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Task>).value;
+    expect(winner).toMatchObject({ status: 'completed', meta: { versionId: '3' } });
+    const deliveries = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.taskId, task.id as string));
+    expect(deliveries.map((d) => d.id)).toEqual([(winner.output?.[0]?.valueReference?.reference ?? '').replace('DocumentReference/', '')]);
+    const notes = (await store.search<DocumentReference>({ resourceType: 'DocumentReference', contains: [[{ description: 'Second opinion', context: { related: [{ reference: task.focus?.reference }] } }]], count: 10 }, 'system')).resources;
+    expect(notes).toHaveLength(1);
+    expect(await deliveryJobs(deliveries[0]?.id as string)).toHaveLength(1);
+  });
+
+  it('a consultant action (accept) costs at most 4 too', async () => {
+    const { task } = await referral('requested');
+    const { result, statements } = await counter.during(() => actOnConsult(task.id as string, { action: 'accept' }, consultant, deps, task.meta?.versionId));
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'SELECT', 'WITH', 'COMMIT']);
+    expect(result).toMatchObject({ status: 'accepted', meta: { versionId: '3' } });
+    const provenances = (await store.search<Provenance>({ resourceType: 'Provenance', contains: [[{ target: [{ reference: `Task/${task.id}/_history/3` }] }]], count: 10 }, { participantId: consultant.participantId })).resources;
+    expect(provenances).toHaveLength(1);
+  });
+
+  it('an intake (claim, every resource, the assembly job) costs 4; a replay reads what the first one wrote', async () => {
+    const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
+    const intakeDeps = { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs };
+    const { result, statements } = await counter.during(() => createSecondOpinion(request, referrer, intakeDeps));
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'INSERT', 'WITH', 'COMMIT']);
+    expect(result.created).toBe(true);
+    expect(result.tasks).toHaveLength(2);
+    for (const task of result.tasks) expect(await store.read<Task>('Task', task.id as string, { participantId: 'st-olaf' })).toMatchObject({ status: 'requested', meta: { versionId: '1' } });
+    const queued = (await database.db.execute(`SELECT data FROM ${jobs.schema}.job WHERE name = '${QUEUE.assembleRecordSet}' AND data->>'serviceRequestId' = '${result.serviceRequest.id}'` as never)) as unknown as { rows: { data: unknown }[] };
+    expect(queued.rows.map((r) => r.data)).toEqual([{ serviceRequestId: result.serviceRequest.id, taskIds: result.tasks.map((t) => t.id), serviceRequestVersion: '1', recordsRevision: '0' }]);
+    const replay = await createSecondOpinion(request, referrer, intakeDeps);
+    expect(replay).toMatchObject({ created: false, serviceRequest: { id: result.serviceRequest.id } });
+  });
+
+  /** The statement's first word, upper-case (drizzle sends `begin` on PostgreSQL, PGlite `BEGIN`). */
+  function verb(statement: string): string {
+    return (statement.split(/\s/)[0] ?? '').toUpperCase();
+  }
+
+  async function deliveryJobs(noteId: string): Promise<{ singletonKey: string; data: unknown }[]> {
+    const schema = jobs.schema;
+    const result = (await database.db.execute(`SELECT singleton_key, data FROM ${schema}.job WHERE name = '${QUEUE.deliverOpinion}' AND singleton_key = '${noteId}'` as never)) as unknown as { rows: { singleton_key: string; data: unknown }[] };
+    return result.rows.map((r) => ({ singletonKey: r.singleton_key, data: r.data }));
+  }
+});
