@@ -8,21 +8,12 @@
  *
  * Exit status: 0 when every blob moved (or none was left), 1 otherwise.
  */
-import { ConfigError, loadConfig } from '../src/config/config.ts';
+import { loadConfigOrExit } from '../src/config/config.ts';
 import { openBlobBackend } from '../src/store/blob-backend.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { migrateBlobsFromDatabase } from '../src/store/migrate-blobs.ts';
 
-let config;
-try {
-  config = loadConfig(process.env);
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(1);
-  }
-  throw err;
-}
+const config = loadConfigOrExit(process.env, 1);
 const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 2 });
 const backend = await openBlobBackend(config.blobStore);
 const where = config.blobStore.kind === 'files' ? `files in ${config.blobStore.dir}` : `s3 bucket ${config.blobStore.bucket}`;

@@ -1,4 +1,4 @@
-import { ConfigError, loadConfig } from './config/config.ts';
+import { loadConfigOrExit } from './config/config.ts';
 import { createLogger } from './log/logger.ts';
 import { startService } from './service.ts';
 
@@ -7,16 +7,7 @@ import { startService } from './service.ts';
  * (stop accepting, finish in-flight requests, close the store).
  */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env);
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit(process.env, 2);
   const log = createLogger({ level: config.logLevel });
   let service;
   try {

@@ -174,6 +174,20 @@ export class ConfigError extends Error {
   }
 }
 
+/**
+ * For the command-line entries (the service, `blobs:migrate`, `check-ehr`): the configuration,
+ * or, when it is invalid, its problems on stderr and the process ends with `exitCode`.
+ */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv, exitCode: number): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exit(exitCode);
+  }
+}
+
 /** Parses the environment; throws ConfigError listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
   const parsed = EnvSchema.safeParse(env);

@@ -18,6 +18,7 @@ import type { Task } from '@medplum/fhirtypes';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { businessStatus } from '../fhir/business-status.ts';
 import { BUSINESS_STATUS, type BusinessStatus } from '../fhir/constants.ts';
+import { startPeriodic } from '../jobs/periodic.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { resources } from '../store/schema.ts';
@@ -74,26 +75,14 @@ export async function sweepOverdue(deps: { store: ResourceStore; now: () => Date
 
 /** Runs the sweep now and every `intervalSeconds`, one run at a time; `stop()` waits for a run in progress. */
 export function startOverdueSweep(deps: { store: ResourceStore; now: () => Date }, intervalSeconds: number, log: Logger): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const run = () => {
-    running ??= sweepOverdue(deps)
-      .then((r) => {
-        if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
-      })
-      .catch((err: unknown) => log.warn({ err }, 'overdue sweep failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const timer = setInterval(run, intervalSeconds * 1000);
-  timer.unref();
-  run();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
+  return startPeriodic(
+    async () => {
+      const r = await sweepOverdue(deps);
+      if (r.marked.length > 0 || r.skipped > 0) log.info({ marked: r.marked.length, skipped: r.skipped }, 'overdue sweep');
     },
-  };
+    intervalSeconds,
+    (err) => log.warn({ err }, 'overdue sweep failed'),
+  );
 }
 
 export function isOverdueCandidate(task: Task, now: Date): boolean {

@@ -11,13 +11,12 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { count, isNotNull, sql } from 'drizzle-orm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { bytes, collect, generate, MiB } from '../../test/support/blob-bytes.ts';
-import { BLOB_STORE_KINDS, openTestBlobBackend, startS3Server, type TestBlobBackend, type TestS3Server } from '../../test/support/blob-stores.ts';
-import { openTestDatabase } from '../../test/support/database.ts';
+import { BLOB_STORE_KINDS, openTestBlobBackend, useBlobStoreFixture, useS3Server } from '../../test/support/blob-stores.ts';
 import { fanOutPath } from './blob-backend.ts';
 import { BlobStore } from './blob-store.ts';
-import { type Database, type Db, openDatabase } from './database.ts';
+import { type Db, openDatabase } from './database.ts';
 import { migrateBlobsFromDatabase } from './migrate-blobs.ts';
 import { blobChunks, blobContents, blobs } from './schema.ts';
 
@@ -69,67 +68,44 @@ async function killMidWrite(args: object, killAfter: number): Promise<{ stored: 
   return { stored };
 }
 
-let s3: TestS3Server;
-beforeAll(async () => {
-  s3 = await startS3Server();
-});
-afterAll(async () => s3?.stop());
+const s3 = useS3Server();
 
 describe.each(BLOB_STORE_KINDS)('BlobStore on %s, after failures', (kind) => {
-  let database: Database;
-  let backing: TestBlobBackend;
-  let store: BlobStore;
-
-  beforeAll(async () => {
-    database = await openTestDatabase();
-    backing = await openTestBlobBackend(kind, s3);
-    store = new BlobStore(database.db, backing.backend);
-  });
-  afterAll(async () => {
-    await backing?.close();
-    await database?.close();
-  });
-
-  /** Metadata rows, stored objects and leftovers: what "nothing was stored" compares. */
-  async function held() {
-    const [b] = await database.db.select({ n: count() }).from(blobs);
-    const { objects, temporary } = await backing.contents();
-    return { blobs: b?.n, objects: objects.length, temporary: temporary.length };
-  }
+  const f = useBlobStoreFixture(kind, s3);
 
   describe('the sweep', () => {
     it('removes bytes committed by a put that died before its row, once older than the cut-off, and nothing a row names', async () => {
-      const kept = await store.put(generate(5000, 51), { contentType: 'text/plain' });
+      const kept = await f.store.put(generate(5000, 51), { contentType: 'text/plain' });
       // A put that died between making its bytes durable and inserting the row.
-      const upload = await backing.backend.begin();
+      const upload = await f.backing.backend.begin();
       const orphan = await bytes(3000, 52);
       await upload.write(orphan);
       const key = await upload.commit(createHash('sha256').update(orphan).digest('hex'));
-      expect(await backing.backend.exists(key)).toBe(true);
-      const before = await held();
-      expect(await store.sweep(new Date(Date.now() - 3_600_000))).toBe(0); // too young to be swept
-      expect(await store.sweep(new Date(Date.now() + 60_000))).toBe(1);
-      expect(await backing.backend.exists(key)).toBe(false);
-      expect(await held()).toEqual({ ...before, objects: before.objects - 1 });
-      expect((await collect((await store.read(kept.sha256))!)).equals(await bytes(5000, 51))).toBe(true);
+      expect(await f.backing.backend.exists(key)).toBe(true);
+      const before = await f.held();
+      expect(await f.store.sweep(new Date(Date.now() - 3_600_000))).toBe(0); // too young to be swept
+      expect(await f.store.sweep(new Date(Date.now() + 60_000))).toBe(1);
+      expect(await f.backing.backend.exists(key)).toBe(false);
+      expect(await f.held()).toEqual({ ...before, objects: before.objects - 1 });
+      expect((await collect((await f.store.read(kept.sha256))!)).equals(await bytes(5000, 51))).toBe(true);
     });
 
     it.runIf(kind === 'files')('puts back a file a sweep had moved aside when it died, if a row names it', async () => {
       const data = await bytes(700, 53);
-      const stored = await store.put(Readable.from([data]), { contentType: 'text/plain' });
+      const stored = await f.store.put(Readable.from([data]), { contentType: 'text/plain' });
       const key = fanOutPath(stored.sha256);
-      const dir = (backing.settings as { dir: string }).dir;
+      const dir = (f.backing.settings as { dir: string }).dir;
       await rename(path.join(dir, key), path.join(dir, 'tmp', `swept-${stored.sha256}-${randomUUID()}`));
-      expect(await backing.backend.exists(key)).toBe(false);
-      expect(await store.sweep(new Date(Date.now() + 60_000))).toBe(0);
-      expect((await collect((await store.read(stored.sha256))!)).equals(data)).toBe(true);
-      expect((await backing.contents()).temporary).toEqual([]);
+      expect(await f.backing.backend.exists(key)).toBe(false);
+      expect(await f.store.sweep(new Date(Date.now() + 60_000))).toBe(0);
+      expect((await collect((await f.store.read(stored.sha256))!)).equals(data)).toBe(true);
+      expect((await f.backing.contents()).temporary).toEqual([]);
     });
 
     it('removes database uploads that never became a blob', async () => {
       const past = new Date(Date.now() - 3_600_000);
-      await database.db.insert(blobContents).values({ id: randomUUID(), createdAt: past });
-      expect(await store.sweep(new Date(Date.now() - 60_000))).toBe(1);
+      await f.database.db.insert(blobContents).values({ id: randomUUID(), createdAt: past });
+      expect(await f.store.sweep(new Date(Date.now() - 60_000))).toBe(1);
     });
   });
 
@@ -137,33 +113,33 @@ describe.each(BLOB_STORE_KINDS)('BlobStore on %s, after failures', (kind) => {
     it('are read from their chunks, whole and by range, until migrated; the migration moves them once', async () => {
       const a = await bytes(2 * CHUNK + 99, 61);
       const b = await bytes(10, 62);
-      const shaA = await insertLegacyBlob(database.db, a, CHUNK);
-      const shaB = await insertLegacyBlob(database.db, b, CHUNK);
-      expect((await collect((await store.read(shaA))!)).equals(a)).toBe(true);
-      expect(await collect((await store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
+      const shaA = await insertLegacyBlob(f.database.db, a, CHUNK);
+      const shaB = await insertLegacyBlob(f.database.db, b, CHUNK);
+      expect((await collect((await f.store.read(shaA))!)).equals(a)).toBe(true);
+      expect(await collect((await f.store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
       // Identical content put now is deduplicated against the legacy blob.
-      expect(await store.put(Readable.from([b]), { contentType: 'text/plain' })).toMatchObject({ sha256: shaB, deduplicated: true });
+      expect(await f.store.put(Readable.from([b]), { contentType: 'text/plain' })).toMatchObject({ sha256: shaB, deduplicated: true });
 
-      const result = await migrateBlobsFromDatabase(database.db, backing.backend);
+      const result = await migrateBlobsFromDatabase(f.database.db, f.backing.backend);
       expect(result).toEqual({ moved: 2, bytes: a.length + b.length, failed: [] });
-      const [left] = await database.db.select({ n: count() }).from(blobs).where(isNotNull(blobs.contentId));
+      const [left] = await f.database.db.select({ n: count() }).from(blobs).where(isNotNull(blobs.contentId));
       expect(left?.n).toBe(0);
-      const [chunks] = await database.db.select({ n: count() }).from(blobChunks);
+      const [chunks] = await f.database.db.select({ n: count() }).from(blobChunks);
       expect(chunks?.n).toBe(0);
-      expect((await collect((await store.read(shaA))!)).equals(a)).toBe(true);
-      expect(await collect((await store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
-      expect(await migrateBlobsFromDatabase(database.db, backing.backend)).toEqual({ moved: 0, bytes: 0, failed: [] });
+      expect((await collect((await f.store.read(shaA))!)).equals(a)).toBe(true);
+      expect(await collect((await f.store.read(shaA, { start: CHUNK - 5, end: CHUNK + 5 }))!)).toEqual(a.subarray(CHUNK - 5, CHUNK + 6));
+      expect(await migrateBlobsFromDatabase(f.database.db, f.backing.backend)).toEqual({ moved: 0, bytes: 0, failed: [] });
     });
 
     it('leaves a blob whose chunks do not hash to its address where it is', async () => {
       const data = await bytes(500, 63);
-      const sha = await insertLegacyBlob(database.db, data, CHUNK);
-      await database.db.execute(sql`UPDATE ${blobChunks} SET data = decode(${randomBytes(500).toString('base64')}, 'base64') WHERE content_id = (SELECT content_id FROM ${blobs} WHERE sha256 = ${sha})`);
-      const before = await held();
-      const result = await migrateBlobsFromDatabase(database.db, backing.backend);
+      const sha = await insertLegacyBlob(f.database.db, data, CHUNK);
+      await f.database.db.execute(sql`UPDATE ${blobChunks} SET data = decode(${randomBytes(500).toString('base64')}, 'base64') WHERE content_id = (SELECT content_id FROM ${blobs} WHERE sha256 = ${sha})`);
+      const before = await f.held();
+      const result = await migrateBlobsFromDatabase(f.database.db, f.backing.backend);
       expect(result.moved).toBe(0);
       expect(result.failed).toEqual([{ sha256: sha, reason: expect.stringContaining('hash to') }]);
-      expect(await held()).toEqual(before);
+      expect(await f.held()).toEqual(before);
     });
   });
 
@@ -176,7 +152,7 @@ describe.each(BLOB_STORE_KINDS)('BlobStore on %s, after failures', (kind) => {
     const setup = await open();
     await setup.migrate();
     await setup.close();
-    const writer = await openTestBlobBackend(kind, s3);
+    const writer = await openTestBlobBackend(kind, s3());
     try {
       const { stored } = await killMidWrite({ ...(url ? { databaseUrl: url, schemaName } : { dataDir }), settings: writer.settings }, 12 * MiB);
       const after = await open();

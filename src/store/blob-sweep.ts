@@ -1,3 +1,4 @@
+import { startPeriodic } from '../jobs/periodic.ts';
 import type { Logger } from '../log/logger.ts';
 import type { BlobStore } from './blob-store.ts';
 
@@ -13,25 +14,12 @@ export function startBlobSweep(
   settings: { intervalSeconds: number; olderThanSeconds: number },
   log: Logger,
 ): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const run = () => {
-    running ??= deps.blobs
-      .sweep(new Date(deps.now().getTime() - settings.olderThanSeconds * 1000))
-      .then((removed) => {
-        if (removed > 0) log.info({ removed, store: deps.blobs.backend.kind }, 'blob sweep removed bytes no blob points at');
-      })
-      .catch((err: unknown) => log.warn({ err }, 'blob sweep failed'))
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const timer = setInterval(run, settings.intervalSeconds * 1000);
-  timer.unref();
-  run();
-  return {
-    async stop() {
-      clearInterval(timer);
-      await running;
+  return startPeriodic(
+    async () => {
+      const removed = await deps.blobs.sweep(new Date(deps.now().getTime() - settings.olderThanSeconds * 1000));
+      if (removed > 0) log.info({ removed, store: deps.blobs.backend.kind }, 'blob sweep removed bytes no blob points at');
     },
-  };
+    settings.intervalSeconds,
+    (err) => log.warn({ err }, 'blob sweep failed'),
+  );
 }

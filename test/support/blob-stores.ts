@@ -2,8 +2,14 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { count } from 'drizzle-orm';
 import S3rver from 's3rver';
+import { afterAll, beforeAll } from 'vitest';
 import { type BlobBackend, type BlobStoreSettings, openBlobBackend, type S3BlobSettings } from '../../src/store/blob-backend.ts';
+import { BlobStore } from '../../src/store/blob-store.ts';
+import type { Database } from '../../src/store/database.ts';
+import { blobs } from '../../src/store/schema.ts';
+import { openTestDatabase } from './database.ts';
 
 export type BlobStoreKind = 'files' | 's3';
 export const BLOB_STORE_KINDS: readonly BlobStoreKind[] = ['files', 's3'];
@@ -97,5 +103,60 @@ export async function openTestBlobBackend(kind: BlobStoreKind, s3?: TestS3Server
       client.destroy();
       await backend.close();
     },
+  };
+}
+
+/** A BlobStore of one kind over a fresh test database, set up and closed around a `describe`. */
+export interface BlobStoreFixture {
+  readonly database: Database;
+  readonly backing: TestBlobBackend;
+  readonly store: BlobStore;
+  /** Metadata rows, stored objects and leftovers: what "nothing was stored" compares. */
+  held(): Promise<{ blobs: number | undefined; objects: number; temporary: number }>;
+}
+
+/**
+ * Registers the hooks of a `describe.each(BLOB_STORE_KINDS)` block: the fixture's fields are
+ * there from its `beforeAll` on. `s3` gives the file's S3 server (`useS3Server`).
+ */
+export function useBlobStoreFixture(kind: BlobStoreKind, s3: () => TestS3Server): BlobStoreFixture {
+  const f = {} as { database: Database; backing: TestBlobBackend; store: BlobStore };
+  beforeAll(async () => {
+    f.database = await openTestDatabase();
+    f.backing = await openTestBlobBackend(kind, s3());
+    f.store = new BlobStore(f.database.db, f.backing.backend);
+  });
+  afterAll(async () => {
+    await f.backing?.close();
+    await f.database?.close();
+  });
+  return {
+    get database() {
+      return f.database;
+    },
+    get backing() {
+      return f.backing;
+    },
+    get store() {
+      return f.store;
+    },
+    async held() {
+      const [b] = await f.database.db.select({ n: count() }).from(blobs);
+      const { objects, temporary } = await f.backing.contents();
+      return { blobs: b?.n, objects: objects.length, temporary: temporary.length };
+    },
+  };
+}
+
+/** One S3 server for the test file, started before its tests and stopped after. */
+export function useS3Server(): () => TestS3Server {
+  let s3: TestS3Server | undefined;
+  beforeAll(async () => {
+    s3 = await startS3Server();
+  });
+  afterAll(async () => s3?.stop());
+  return () => {
+    if (!s3) throw new Error('the S3 server is not started yet');
+    return s3;
   };
 }
