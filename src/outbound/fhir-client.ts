@@ -48,8 +48,9 @@ export const DEFAULT_MAX_PAGES = 100;
  *
  * Paging is done here rather than with MedplumClient's `searchResourcePages`, which rebuilds each
  * page URL from the resource type and forces `_count=1000`; servers (HAPI's `_getpages`) need
- * their `next` link followed verbatim. `deps.fetch` replaces global fetch (tests); by default
- * global fetch is looked up on each call so msw can intercept it.
+ * their `next` link followed verbatim. `deps.fetch` replaces global fetch for the FHIR calls
+ * (tests); by default global fetch is looked up on each call so msw can intercept it.
+ * Attachments are downloaded over `node:http` (attachment-http.ts), which msw intercepts too.
  */
 export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof globalThis.fetch } = {}): FhirClient {
   const baseUrl = endpoint.baseUrl.replace(/\/+$/, '');
@@ -112,7 +113,7 @@ export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof 
       return (await medplum.executeBatch(bundle)) as Bundle;
     },
     fetchAttachment(url, options) {
-      return fetchAttachment(url, { ...options, baseUrl, timeoutMs: options.timeoutMs ?? endpoint.timeoutMs, ...(endpoint.tokenSource ? { tokenSource: endpoint.tokenSource } : {}), ...(deps.fetch ? { fetch: deps.fetch } : {}) });
+      return fetchAttachment(url, { ...options, baseUrl, timeoutMs: options.timeoutMs ?? endpoint.timeoutMs, ...(endpoint.tokenSource ? { tokenSource: endpoint.tokenSource } : {}) });
     },
   };
   return client;
