@@ -100,7 +100,7 @@ class AttachmentBody extends Readable {
     this.maxBytes = maxBytes;
     this.signal = signal;
     const coding = String(res.headers['content-encoding'] ?? '').trim().toLowerCase();
-    const decoder = DECODERS[coding];
+    const decoder = DECODERS[coding]?.();
     this.source = decoder ? (pipeline(res, decoder, (err) => err && this.fail(err)) as unknown as Readable) : res;
     this.timer = setTimeout(() => this.waiting && this.fail(timeoutError()), timeoutMs);
     this.source.on('readable', () => {
