@@ -7,7 +7,7 @@ import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
@@ -31,8 +31,9 @@ import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
-import { blobSources, blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
+import { intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
+import { ReferrerBlobs } from './referrer-blobs.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
 import { referrerAudience } from '../access/audience.ts';
 import { admitConsultant } from '../access/consultant-admission.ts';
@@ -204,7 +205,14 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
 
   // 2. Attachments into the blob store, verified against what the source declared; a few
   //    records at a time, in source order. Each record becomes this service's copy.
-  const stored = await mapWithConcurrency(sources, ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, report));
+  //    Which of them this referrer's EHR already gave us is looked up once; what is fetched is
+  //    recorded as theirs once the fetching is over, or has failed (the retry skips it).
+  const referrerBlobs = await ReferrerBlobs.load(deps.store.database, ctx.referrer.id, sources.flatMap(({ resource }) => attachmentsOf(resource)));
+  const stored = await mapWithConcurrency(sources, ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report)).catch(async (err: unknown) => {
+    await referrerBlobs.save().catch(() => undefined);
+    throw err;
+  });
+  await referrerBlobs.save();
   const entries = stored.filter((e): e is StoredRecord => e !== undefined);
 
   // 3. Checklist, blinding, consent.
@@ -425,11 +433,11 @@ async function storeRecord(
   resource: RecordResource,
   source: string,
   ctx: AssemblyContext,
+  referrerBlobs: ReferrerBlobs,
   report: { missingDocuments: MissingDocument[]; integrityFailures: IntegrityFailure[]; tooLarge: TooLargeAttachment[] },
 ): Promise<StoredRecord | undefined> {
   const copy = copyRecord(resource, { id: randomUUID(), source, ehrBaseUrl: ctx.client.baseUrl });
-  const attachments: Attachment[] =
-    copy.resourceType === 'DocumentReference' ? copy.content.map((c) => c.attachment) : copy.resourceType === 'DiagnosticReport' ? (copy.presentedForm ?? []) : [];
+  const attachments = attachmentsOf(copy);
   const rewritten: Attachment[] = [];
   const blobs: string[] = [];
   for (const attachment of attachments) {
@@ -438,7 +446,7 @@ async function storeRecord(
       return undefined;
     }
     try {
-      const stored = await storeAttachment(attachment, ctx);
+      const stored = await storeAttachment(attachment, ctx, referrerBlobs);
       rewritten.push(rewriteAttachment(attachment, stored, ctx.deps.publicUrl));
       blobs.push(stored.sha256);
     } catch (err) {
@@ -470,24 +478,23 @@ async function storeRecord(
   return { resource: copy, source, sourceReference: source, blobs };
 }
 
+/** The attachments a record carries (a study's are not fetched: its instances stay on the EHR). */
+function attachmentsOf(record: RecordResource): Attachment[] {
+  if (record.resourceType === 'DocumentReference') return record.content.map((c) => c.attachment);
+  if (record.resourceType === 'DiagnosticReport') return record.presentedForm ?? [];
+  return [];
+}
+
 /**
  * One attachment into the blob store. When the source declared size and hash and this
  * referrer's EHR already gave us those bytes (an earlier attempt, an earlier referral), they
  * are not fetched again. Bytes another organization supplied are never reused on a declared
  * hash alone: they are fetched, and deduplicated by SHA-256 once measured.
  */
-async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Promise<StoredAttachment> {
+async function storeAttachment(attachment: Attachment, ctx: AssemblyContext, referrerBlobs: ReferrerBlobs): Promise<StoredAttachment> {
   const { deps, client } = ctx;
-  const referrer = ctx.referrer.id;
-  if (attachment.size !== undefined && attachment.hash) {
-    const [known] = await deps.store.database
-      .select({ sha256: blobTable.sha256, sha1: blobTable.sha1, size: blobTable.size, contentType: blobTable.contentType })
-      .from(blobTable)
-      .innerJoin(blobSources, and(eq(blobSources.sha256, blobTable.sha256), eq(blobSources.participantId, referrer)))
-      .where(and(eq(blobTable.sha1, attachment.hash), eq(blobTable.size, attachment.size)))
-      .limit(1);
-    if (known) return known;
-  }
+  const known = referrerBlobs.find(attachment);
+  if (known) return known;
   const expected = { ...(attachment.size !== undefined ? { size: attachment.size } : {}), ...(attachment.hash ? { sha1: attachment.hash } : {}) };
   let stored: StoredAttachment;
   if (attachment.data !== undefined) {
@@ -504,8 +511,8 @@ async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Pr
       expected,
     });
   }
-  await deps.store.database.insert(blobSources).values({ sha256: stored.sha256, participantId: referrer }).onConflictDoNothing();
-  return stored;
+  referrerBlobs.add(stored);
+  return { sha256: stored.sha256, sha1: stored.sha1, size: stored.size, contentType: stored.contentType };
 }
 
 /** The Consent named in the request, read from the referring EHR; undefined when none was named or it is gone. */
