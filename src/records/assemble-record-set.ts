@@ -61,6 +61,8 @@ export interface AssembleRecordSetDeps {
   /** This service's public base URL: attachments are served from `${publicUrl}/fhir/Binary/{sha256}`. */
   publicUrl: string;
   maxAttachmentBytes: number;
+  /** ATTACHMENT_CONCURRENCY: attachments downloaded at the same time (default {@link ATTACHMENT_CONCURRENCY}). */
+  attachmentConcurrency?: number;
   /** CONSENT_ATTESTATION_ALLOWED: a request without a consent reference may go on the referrer's attestation. */
   consentAttestationAllowed?: boolean;
   /** Checks each copy before it is stored (a non-conforming EHR record is reported, not stored). */
@@ -208,7 +210,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   //    Which of them this referrer's EHR already gave us is looked up once; what is fetched is
   //    recorded as theirs once the fetching is over, or has failed (the retry skips it).
   const referrerBlobs = await ReferrerBlobs.load(deps.store.database, ctx.referrer.id, sources.flatMap(({ resource }) => attachmentsOf(resource)));
-  const stored = await mapWithConcurrency(sources, ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report)).catch(async (err: unknown) => {
+  const stored = await mapWithConcurrency(sources, deps.attachmentConcurrency ?? ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report)).catch(async (err: unknown) => {
     await referrerBlobs.save().catch(() => undefined);
     throw err;
   });
@@ -342,7 +344,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
 }
 
-/** How many records have their attachments fetched at the same time. */
+/** How many records have their attachments fetched at the same time, by default (ATTACHMENT_CONCURRENCY). */
 export const ATTACHMENT_CONCURRENCY = 4;
 
 /** A record as stored: this service's copy, the reference it was read from, and the blobs it carries. */
