@@ -59,10 +59,15 @@ export function getAttachment(url: URL, headers: Record<string, string>, timeout
   });
 }
 
-/** Reads and drops a small body (a redirect's, a 401's) so that the connection is reused. */
+/** Bodies up to this size are read and dropped so that their connection is reused; larger or unsized ones close it. */
+const DRAINED_BYTES = 64 * 1024;
+
+/** Drops the body of a response nobody reads (a redirect, a 401): reads it out when it is small, else closes the connection. */
 export function discard(res: IncomingMessage): void {
   res.on('error', () => undefined);
-  res.resume();
+  const length = Number(res.headers['content-length'] ?? Number.NaN);
+  if (length >= 0 && length <= DRAINED_BYTES) res.resume();
+  else res.destroy();
 }
 
 /** Closes the connection instead of reading a body nobody wants (one too large). */
