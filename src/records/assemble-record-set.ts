@@ -33,6 +33,7 @@ import type { AuditLog } from '../audit/audit-log.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
 import { intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
+import { mapAsTheyCome } from './map-as-they-come.ts';
 import { ReferrerBlobs } from './referrer-blobs.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
 import { referrerAudience } from '../access/audience.ts';
@@ -202,15 +203,19 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   const { deps, request, client } = ctx;
   const report = { missingDocuments: [] as MissingDocument[], integrityFailures: [] as IntegrityFailure[], tooLarge: [] as TooLargeAttachment[] };
 
-  // 1. Sources: named documents (first opinion too: blinding needs them), then the searches.
-  const sources = await collectSources(request, client, report.missingDocuments);
-
-  // 2. Attachments into the blob store, verified against what the source declared; a few
-  //    records at a time, in source order. Each record becomes this service's copy.
-  //    Which of them this referrer's EHR already gave us is looked up once; what is fetched is
-  //    recorded as theirs once the fetching is over, or has failed (the retry skips it).
-  const referrerBlobs = await ReferrerBlobs.load(deps.store.database, ctx.referrer.id, sources.flatMap(({ resource }) => attachmentsOf(resource)));
-  const stored = await mapWithConcurrency(sources, deps.attachmentConcurrency ?? ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report)).catch(async (err: unknown) => {
+  // 1. Sources: named documents (first opinion too: blinding needs them), then the searches,
+  //    page by page; and 2. as they come, their attachments into the blob store, verified
+  //    against what the source declared, a few records at a time; results in source order.
+  //    Each record becomes this service's copy. Which attachments of a page this referrer's EHR
+  //    already gave us is looked up once per page; what is fetched is recorded as theirs once
+  //    the fetching is over, or has failed (the retry skips it).
+  const referrerBlobs = new ReferrerBlobs(deps.store.database, ctx.referrer.id);
+  const stored = await mapAsTheyCome(
+    collectSources(request, client, report.missingDocuments),
+    deps.attachmentConcurrency ?? ATTACHMENT_CONCURRENCY,
+    ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report),
+    (batch) => referrerBlobs.lookUp(batch.flatMap(({ resource }) => attachmentsOf(resource))),
+  ).catch(async (err: unknown) => {
     await referrerBlobs.save().catch(() => undefined);
     throw err;
   });
@@ -355,35 +360,25 @@ interface StoredRecord extends RecordSetEntry {
   blobs: string[];
 }
 
-/** `fn` over `items`, at most `limit` at a time, results in input order. The first rejection rejects the whole (after in-flight calls settle). */
-async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i] as T);
-      } catch (error) {
-        failed ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed) throw failed.error;
-  return results;
-}
+type Source = { resource: RecordResource; source: string };
 
-/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated. */
-async function collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): Promise<{ resource: RecordResource; source: string }[]> {
-  const found = new Map<string, { resource: RecordResource; source: string }>();
-  const add = (resource: RecordResource) => {
-    const key = `${resource.resourceType}/${resource.id}`;
-    if (!found.has(key)) found.set(key, { resource, source: absoluteReference(client.baseUrl, key) });
+/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated, a page at a time. */
+async function* collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): AsyncGenerator<Source[]> {
+  const found = new Set<string>();
+  const fresh = (resources: RecordResource[]): Source[] => {
+    const out: Source[] = [];
+    for (const resource of resources) {
+      const key = `${resource.resourceType}/${resource.id}`;
+      if (found.has(key)) continue;
+      found.add(key);
+      out.push({ resource, source: absoluteReference(client.baseUrl, key) });
+    }
+    return out;
   };
-  const named = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
-  for (const reference of new Set(named)) {
+  const named: RecordResource[] = [];
+  const add = (resource: RecordResource) => named.push(resource);
+  const references = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
+  for (const reference of new Set(references)) {
     try {
       // A record named by the referrer: a document, or a report or study (RECORD_TYPES of intake).
       const record = await client.readReference<RecordResource>(reference);
@@ -397,6 +392,8 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
     }
   }
 
+  yield fresh(named);
+
   const patient = patientParam(request.patient.reference, client.baseUrl);
   const search = request.records.search;
   const since: Record<string, string> = search?.since ? { date: `ge${search.since}` } : {};
@@ -404,17 +401,16 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
     const params: Record<string, string> = { patient, ...since };
     if (search.type?.length) params.type = search.type.join(',');
     if (search.category?.length) params.category = search.category.join(',');
-    for (const doc of await client.search<DocumentReference>('DocumentReference', params)) add(doc);
+    for await (const page of client.searchPages<DocumentReference>('DocumentReference', params)) yield fresh(page);
   }
   if (REPORT_KINDS.includes(request.kind)) {
     const params: Record<string, string> = { patient, ...since };
     if (search?.type?.length) params.code = search.type.join(',');
-    for (const report of await client.search<DiagnosticReport>('DiagnosticReport', params)) add(report);
+    for await (const page of client.searchPages<DiagnosticReport>('DiagnosticReport', params)) yield fresh(page);
   }
   if (STUDY_KINDS.includes(request.kind)) {
-    for (const study of await client.search<ImagingStudy>('ImagingStudy', { patient })) add(study);
+    for await (const page of client.searchPages<ImagingStudy>('ImagingStudy', { patient })) yield fresh(page);
   }
-  return [...found.values()];
 }
 
 /** `Patient/id` when the patient lives on this EHR (or was given relative), else the absolute reference. */

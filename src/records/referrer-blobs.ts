@@ -11,7 +11,7 @@ const keyOf = (sha1: string, size: number) => `${size}:${sha1}`;
 
 /**
  * The blobs one referrer's EHR gave us (`blob_source`), read and written in bulk: one query for
- * every declared attachment of an assembly before anything is fetched, and one insert of what
+ * the declared attachments of a page of records before they are fetched, and one insert of what
  * was fetched once the fetching is over (or has failed half-way, so that the retry skips what
  * was stored), instead of two round trips per attachment.
  *
@@ -21,28 +21,25 @@ const keyOf = (sha1: string, size: number) => `${size}:${sha1}`;
 export class ReferrerBlobs {
   private readonly db: Db;
   private readonly referrer: string;
-  private readonly known: Map<string, StoredAttachment>;
+  private readonly known = new Map<string, StoredAttachment>();
   private readonly fetched = new Set<string>();
 
-  private constructor(db: Db, referrer: string, known: Map<string, StoredAttachment>) {
+  constructor(db: Db, referrer: string) {
     this.db = db;
     this.referrer = referrer;
-    this.known = known;
   }
 
   /** Looks up, at once, the bytes this referrer already gave us among those `attachments` declare (size and SHA-1). */
-  static async load(db: Db, referrer: string, attachments: readonly Attachment[]): Promise<ReferrerBlobs> {
-    const declared = [...new Set(attachments.filter((a) => a.size !== undefined && a.hash).map((a) => a.hash as string))];
-    const known = new Map<string, StoredAttachment>();
+  async lookUp(attachments: readonly Attachment[]): Promise<void> {
+    const declared = [...new Set(attachments.filter((a) => a.size !== undefined && a.hash && this.find(a) === undefined).map((a) => a.hash as string))];
     for (let i = 0; i < declared.length; i += BATCH) {
-      const rows = await db
+      const rows = await this.db
         .select({ sha256: blobTable.sha256, sha1: blobTable.sha1, size: blobTable.size, contentType: blobTable.contentType })
         .from(blobTable)
-        .innerJoin(blobSources, and(eq(blobSources.sha256, blobTable.sha256), eq(blobSources.participantId, referrer)))
+        .innerJoin(blobSources, and(eq(blobSources.sha256, blobTable.sha256), eq(blobSources.participantId, this.referrer)))
         .where(inArray(blobTable.sha1, declared.slice(i, i + BATCH)));
-      for (const row of rows) known.set(keyOf(row.sha1, row.size), row);
+      for (const row of rows) this.known.set(keyOf(row.sha1, row.size), row);
     }
-    return new ReferrerBlobs(db, referrer, known);
   }
 
   /** The stored bytes matching the attachment's declared size and SHA-1, when this referrer supplied them. */
