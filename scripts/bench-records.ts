@@ -13,8 +13,8 @@
  *   during the assembly; VmHWM, reset just before through /proc/<pid>/clear_refs, cross-checks
  *   the peak.
  * - Baseline (scripts/bench/raw-fetch.ts, a child process too): the same attachments from the
- *   same sandbox, as many at a time as the service fetches (ATTACHMENT_CONCURRENCY of
- *   src/records/assemble-record-set.ts), SHA-1 + SHA-256, appended to a file.
+ *   same sandbox, as many at a time as the service fetches (its default ATTACHMENT_CONCURRENCY,
+ *   src/records/assemble-record-set.ts; `--concurrency N` sets both), SHA-1 + SHA-256, appended to a file.
  * - Assembly: one referral whose `records.search` (progress notes) brings in every bulk document.
  *   Timed from the job's first request to the EHR until its `record_set_assembly` row commits
  *   (polled in the database every 50 ms, so the referral summary's AuditEvents stay out of it).
@@ -105,7 +105,7 @@ let db: pg.Client | undefined;
 // ---------------------------------------------------------------- main
 async function main(): Promise<number> {
   const order = [...Array.from({ length: opts.rounds }, () => 'baseline, assembly'), 'baseline'].join(', ');
-  say(`bench:records  node ${process.version}  ${opts.docs} documents × ${mib(bytesEach, 2)} = ${mib(opts.docs * bytesEach, 1)}  concurrency ${opts.concurrency}${typeof serviceConcurrency === 'number' ? ' (the service\'s ATTACHMENT_CONCURRENCY)' : ' (the service declares none; default)'}  search page size ${opts.pageSize}`);
+  say(`bench:records  node ${process.version}  ${opts.docs} documents × ${mib(bytesEach, 2)} = ${mib(opts.docs * bytesEach, 1)}  concurrency ${opts.concurrency}${flags.concurrency !== undefined ? ' (ATTACHMENT_CONCURRENCY of the service and of the baseline)' : typeof serviceConcurrency === 'number' ? ' (the service\'s default ATTACHMENT_CONCURRENCY)' : ' (the service declares none; default)'}  search page size ${opts.pageSize}`);
   say(`order: ${order}  load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} on 2 shared cores`);
 
   const version = await postgresVersion(urlOf('postgres'));
@@ -122,7 +122,7 @@ async function main(): Promise<number> {
   ehr = await startSandbox(ports, 1, seed);
   say(`sandbox EHR ${ehr.baseUrl} (in this process, pid ${process.pid}): ${ehr.seeded.documents.length} documents seeded in ${secs(ehr.startupMs)}, RSS ${mib(process.memoryUsage().rss)}`);
   const started = performance.now();
-  const svc = await startService({ ports, dir, profDir, databaseUrl: benchDbUrl, bytesEach, store: opts.store });
+  const svc = await startService({ ports, dir, profDir, databaseUrl: benchDbUrl, bytesEach, store: opts.store, concurrency: opts.concurrency });
   say(`service pid ${svc.pid} (${process.execPath} --import tsx src/main.ts${profDir ? ' --cpu-prof' : ''}) ready in ${secs(performance.now() - started)} at ${svc.url}; attachment bytes: ${svc.store}`);
   db = new pg.Client({ connectionString: benchDbUrl });
   configure({ db: () => db!, dbName, concurrency: opts.concurrency });

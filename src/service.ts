@@ -113,6 +113,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     network,
     publicUrl: config.publicUrl,
     maxAttachmentBytes: config.maxAttachmentBytes,
+    attachmentConcurrency: config.attachmentConcurrency,
     consentAttestationAllowed: config.consentAttestationAllowed,
     validator,
     audit,

@@ -49,7 +49,7 @@ export interface BenchService extends ServiceProcess {
 
 /** The service, `st-olaf` pointing at the sandbox, attachment bytes in the chosen blob store. */
 export async function startService(
-  o: { ports: Ports; dir: string; profDir: string | undefined; databaseUrl: string; bytesEach: number; store: BlobStoreOption },
+  o: { ports: Ports; dir: string; profDir: string | undefined; databaseUrl: string; bytesEach: number; store: BlobStoreOption; concurrency: number },
 ): Promise<BenchService> {
   const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
   const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
@@ -70,6 +70,7 @@ export async function startService(
   const env = childEnv({
     ...serviceEnv({ port: await freePort(), dataDir, databaseUrl: o.databaseUrl, networkFile, logLevel: 'warn' }),
     MAX_ATTACHMENT_BYTES: String(Math.max(100 * MiB, 2 * o.bytesEach)),
+    ATTACHMENT_CONCURRENCY: String(o.concurrency),
     ...storeEnv,
   });
   const svc = await startServiceProcess(env, { nodeArgs: o.profDir ? ['--cpu-prof', `--cpu-prof-dir=${o.profDir}`] : [] });

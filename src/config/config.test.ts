@@ -6,7 +6,9 @@ import { ConfigError, describeConfig, loadConfig } from './config.ts';
 describe('loadConfig', () => {
   it('applies defaults: embedded PGlite in ./data, generated signing key, example network', () => {
     const c = loadConfig({});
-    expect(c).toMatchObject({ nodeEnv: 'development', port: 8080, publicUrl: 'http://localhost:8080', databaseUrl: undefined, networkFile: undefined, signingKeyGenerated: true, accessTokenTtlSeconds: 300, dueDays: { routine: 7, urgent: 3, asap: 1 } });
+    expect(c).toMatchObject({ nodeEnv: 'development', port: 8080, publicUrl: 'http://localhost:8080', databaseUrl: undefined, networkFile: undefined, signingKeyGenerated: true, accessTokenTtlSeconds: 300, dueDays: { routine: 7, urgent: 3, asap: 1 }, attachmentConcurrency: 4 });
+    expect(loadConfig({ ATTACHMENT_CONCURRENCY: '8' }).attachmentConcurrency).toBe(8);
+    expect(() => loadConfig({ ATTACHMENT_CONCURRENCY: '0' })).toThrow(/ATTACHMENT_CONCURRENCY/);
     expect(c.dataDir).toBe(path.resolve('./data'));
     expect(c.signingKeyFile).toBe(path.join(path.resolve('./data'), 'signing-key.json'));
   });

@@ -62,6 +62,7 @@ const EnvSchema = z
     BODY_LIMIT_BYTES: positiveInt(1_048_576).describe('Largest accepted JSON request body, in bytes'),
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000).describe('How long SIGTERM waits for in-flight requests before closing the store'),
     MAX_ATTACHMENT_BYTES: positiveInt(104_857_600).describe('Largest attachment record assembly stores, in bytes; a larger one is reported "too large" and left out of the record set'),
+    ATTACHMENT_CONCURRENCY: positiveInt(4).describe('Attachments one record assembly downloads from the referrer\'s EHR at the same time'),
     DELIVERY_RETRY_LIMIT: positiveInt(30).describe('Retries of an opinion\'s post-back to the referring EHR before its Task says delivery failed'),
     DELIVERY_RETRY_DELAY_SECONDS: positiveInt(10).describe('First delay between post-back attempts; doubles each time (with jitter)'),
     DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
@@ -143,6 +144,8 @@ export interface Config {
   blobSweep: { intervalSeconds: number; olderThanSeconds: number };
   /** Per-attachment limit of record assembly. */
   maxAttachmentBytes: number;
+  /** Attachments one record assembly downloads at the same time. */
+  attachmentConcurrency: number;
   consentAttestationAllowed: boolean;
   deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
   /** Lease of one delivery attempt, seconds. */
@@ -213,6 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
+    attachmentConcurrency: e.ATTACHMENT_CONCURRENCY,
     blobStore:
       e.BLOB_STORE === 'files'
         ? { kind: 'files', dir: path.resolve(e.BLOB_DIR ?? path.join(dataDir, 'blobs')) }

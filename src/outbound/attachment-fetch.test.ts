@@ -1,4 +1,5 @@
 import { text } from 'node:stream/consumers';
+import { gzipSync } from 'node:zlib';
 import { http, HttpResponse } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -134,5 +135,39 @@ describe('fetchAttachment', () => {
     const res = await createFhirClient({ baseUrl: BASE, tokenSource: rotating, timeoutMs: 2000 }).fetchAttachment('Binary/1', { maxBytes: 1000 });
     expect(await text(res.body)).toBe('%PDF-1.4 hello');
     expect(auth).toEqual(['Bearer tok-1', 'Bearer tok-2']);
+  });
+
+  it('times out a body the server stops sending, with a typed timeout', async () => {
+    server.use(
+      http.get(`${STORAGE}/stalls`, () => {
+        let sent = false;
+        const stream = new ReadableStream<Uint8Array>({
+          pull(controller) {
+            if (!sent) controller.enqueue(new TextEncoder().encode('%PDF-1.4 first bytes'));
+            sent = true; // then nothing more, and no end
+          },
+        });
+        return new HttpResponse(stream, { headers: { 'content-type': 'application/pdf' } });
+      }),
+    );
+    const res = await client().fetchAttachment(`${STORAGE}/stalls`, { maxBytes: 1000, timeoutMs: 200 });
+    const err = await text(res.body).catch((e: unknown) => e);
+    expect(err).toMatchObject({ status: 0, failure: 'timeout', retryable: true, url: `${STORAGE}/stalls` });
+  });
+
+  it('asks for the bytes as they are, and decodes a gzip body sent anyway (hash and size are of the attachment)', async () => {
+    let asked: string | null = null;
+    const body = '%PDF-1.4 '.padEnd(3000, 'z');
+    server.use(
+      http.get(`${STORAGE}/gz`, ({ request }) => {
+        asked = request.headers.get('accept-encoding');
+        return new HttpResponse(gzipSync(body), { headers: { 'content-type': 'application/pdf', 'content-encoding': 'gzip' } });
+      }),
+      http.get(`${STORAGE}/zstd`, () => new HttpResponse('x', { headers: { 'content-encoding': 'zstd-unknown' } })),
+    );
+    expect(await text((await client().fetchAttachment(`${STORAGE}/gz`, { maxBytes: 5000 })).body)).toBe(body);
+    expect(asked).toBe('identity');
+    await expect(client().fetchAttachment(`${STORAGE}/gz`, { maxBytes: 2000 }).then((r) => text(r.body))).rejects.toBeInstanceOf(AttachmentTooLargeError);
+    await expect(client().fetchAttachment(`${STORAGE}/zstd`, { maxBytes: 5000 })).rejects.toThrow(`Attachment ${STORAGE}/zstd: content coding zstd-unknown is not supported`);
   });
 });

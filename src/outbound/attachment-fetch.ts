@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { abandon, attachmentBody, discard, getAttachment, isDecodable } from './attachment-http.ts';
 import { errorFromResponse } from './fhir-http.ts';
-import { AttachmentTooLargeError, OutboundHttpError, OutboundUrlError, stripQuery, toTransportError } from './outbound-errors.ts';
+import { AttachmentTooLargeError, type OutboundError, OutboundHttpError, OutboundUrlError, stripQuery, toTransportError } from './outbound-errors.ts';
 import type { TokenSource } from './smart-token-source.ts';
 
 /** Per-call options of {@link fetchAttachment}. */
@@ -17,7 +19,6 @@ export interface AttachmentSource {
   baseUrl: string;
   tokenSource?: TokenSource;
   timeoutMs: number;
-  fetch?: typeof globalThis.fetch;
 }
 
 export interface AttachmentResponse {
@@ -35,78 +36,67 @@ export const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 /**
- * Streams an attachment (`Attachment.url`) without holding it in memory.
+ * Streams an attachment (`Attachment.url`) without holding it in memory, over `node:http`
+ * (attachment-http.ts: Buffers from the socket to the caller, connections kept alive).
  *
  * The bearer token is for the EHR's FHIR server only (RFC 6750 §5.3, SMART's "never send the
  * token elsewhere"): relative URLs and absolute URLs on the base's origin get it; URLs on any
  * other origin (pre-signed storage links that carry their own signature) are fetched without it.
  * Redirects are followed by hand (at most {@link MAX_REDIRECTS}, http/https only) so that the
- * bearer is dropped for good once a redirect leaves the origin; fetch's own redirect handling
- * would decide that for us. `data:` and other schemes are refused: inline data is the caller's
+ * bearer is dropped for good once a redirect leaves the origin. `data:` and other schemes are refused: inline data is the caller's
  * business, and `file:`/`ftp:` must never be reachable from an EHR's document.
  */
 export async function fetchAttachment(url: string, options: FetchAttachmentOptions & AttachmentSource): Promise<AttachmentResponse> {
   const base = new URL(`${options.baseUrl.replace(/\/+$/, '')}/`);
-  const fetchFn = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const timeoutMs = options.timeoutMs;
-  const controller = new AbortController();
-  const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
-  const armTimer = () => {
-    const t = setTimeout(() => controller.abort(new DOMException('The operation timed out', 'TimeoutError')), timeoutMs);
-    return () => clearTimeout(t);
-  };
 
   let current = checkScheme(resolve(url, base));
   const requested = current.toString();
   let bearerAllowed = options.tokenSource !== undefined && current.origin === base.origin;
   let retried401 = false;
   for (let hops = 0; ; ) {
-    const clear = armTimer();
-    let response: Response;
     let token: string | undefined;
     try {
       token = bearerAllowed ? await options.tokenSource?.getToken() : undefined;
-      const headers = new Headers({ accept: '*/*' });
-      if (token) headers.set('authorization', `Bearer ${token}`);
-      response = await fetchFn(current.toString(), { method: 'GET', headers, signal, redirect: 'manual' });
     } catch (err) {
-      clear();
       throw toTransportError(err, 'GET', current.toString());
     }
-    clear();
+    // identity: the bytes hashed and stored are the attachment's own, not a compressed form of them.
+    const headers: Record<string, string> = { accept: '*/*', 'accept-encoding': 'identity' };
+    if (token) headers.authorization = `Bearer ${token}`;
+    const res = await getAttachment(current, headers, timeoutMs, options.signal);
+    const status = res.statusCode ?? 0;
 
-    if (REDIRECT_STATUSES.has(response.status)) {
-      await response.body?.cancel().catch(() => undefined);
-      const location = response.headers.get('location');
-      if (!location) throw new OutboundHttpError({ status: response.status, failure: 'http', method: 'GET', url: current.toString() });
+    if (REDIRECT_STATUSES.has(status)) {
+      discard(res);
+      const location = res.headers.location;
+      if (!location) throw new OutboundHttpError({ status, failure: 'http', method: 'GET', url: current.toString() });
       if (++hops > MAX_REDIRECTS) throw new OutboundUrlError(`Attachment ${stripQuery(requested)}: more than ${MAX_REDIRECTS} redirects`);
       current = checkScheme(resolve(location, current));
       if (current.origin !== base.origin) bearerAllowed = false;
       continue;
     }
-    if (response.status === 401 && token && !retried401) {
-      await response.body?.cancel().catch(() => undefined);
+    if (status === 401 && token && !retried401) {
+      discard(res);
       options.tokenSource?.invalidate(token);
       retried401 = true;
       continue;
     }
-    if (!response.ok) {
-      const clearBody = armTimer();
-      try {
-        throw await errorFromResponse(response, 'GET', current.toString());
-      } finally {
-        clearBody();
-      }
-    }
+    if (status < 200 || status >= 300) throw await errorOf(res, current.toString(), timeoutMs);
 
-    const contentLength = parseLength(response.headers.get('content-length'));
+    const contentLength = parseLength(res.headers['content-length']);
     if (contentLength !== undefined && contentLength > options.maxBytes) {
-      await response.body?.cancel().catch(() => undefined);
+      abandon(res);
       throw new AttachmentTooLargeError(current.toString(), options.maxBytes);
     }
-    const contentType = response.headers.get('content-type') ?? undefined;
+    const coding = (res.headers['content-encoding'] ?? '').trim().toLowerCase();
+    if (!isDecodable(coding)) {
+      abandon(res);
+      throw new OutboundUrlError(`Attachment ${stripQuery(current.toString())}: content coding ${coding.slice(0, 40)} is not supported`);
+    }
+    const contentType = res.headers['content-type'];
     return {
-      body: limitedStream(response, current.toString(), options.maxBytes, armTimer, controller),
+      body: attachmentBody(res, current.toString(), options.maxBytes, timeoutMs, options.signal),
       ...(contentType ? { contentType } : {}),
       ...(contentLength !== undefined ? { contentLength } : {}),
       url: stripQuery(current.toString()),
@@ -114,50 +104,23 @@ export async function fetchAttachment(url: string, options: FetchAttachmentOptio
   }
 }
 
-/**
- * A Node Readable over the response body that pulls one chunk per read() (backpressure), counts
- * bytes against maxBytes, and times out only while waiting on the server (a slow consumer is not
- * a stalled server). Destroying it aborts the request.
- */
-function limitedStream(response: Response, url: string, maxBytes: number, armTimer: () => () => void, controller: AbortController): Readable {
-  const reader = response.body?.getReader();
-  let total = 0;
-  let ended = false;
-  return new Readable({
-    highWaterMark: 64 * 1024,
-    read() {
-      if (!reader) {
-        ended = true;
-        this.push(null);
-        return;
-      }
-      const clear = armTimer();
-      reader.read().then(
-        ({ done, value }) => {
-          clear();
-          if (done) {
-            ended = true;
-            this.push(null);
-            return;
-          }
-          total += value.byteLength;
-          if (total > maxBytes) this.destroy(new AttachmentTooLargeError(url, maxBytes));
-          else this.push(value);
-        },
-        (err: unknown) => {
-          clear();
-          this.destroy(toTransportError(err, 'GET', url));
-        },
-      );
-    },
-    destroy(err, callback) {
-      if (!ended) {
-        controller.abort();
-        reader?.cancel().catch(() => undefined);
-      }
-      callback(err);
-    },
-  });
+/** A non-2xx response as an OutboundHttpError (its OperationOutcome kept), its body read within the timeout. */
+async function errorOf(res: IncomingMessage, url: string, timeoutMs: number): Promise<OutboundError> {
+  const headers = new Headers();
+  for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) headers.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string);
+  const status = res.statusCode ?? 0;
+  if (status < 200 || status > 599) {
+    abandon(res);
+    return new OutboundHttpError({ status, failure: 'http', method: 'GET', url });
+  }
+  const body = attachmentBody(res, url, 1_000_000, timeoutMs);
+  try {
+    return await errorFromResponse(new Response(Readable.toWeb(body) as ReadableStream<Uint8Array>, { status, headers }), 'GET', url);
+  } catch (err) {
+    return toTransportError(err, 'GET', url);
+  } finally {
+    body.destroy();
+  }
 }
 
 function resolve(url: string, against: URL): URL {
@@ -175,7 +138,7 @@ function checkScheme(url: URL): URL {
   return url;
 }
 
-function parseLength(value: string | null): number | undefined {
-  if (value === null || !/^\d+$/.test(value.trim())) return undefined;
+function parseLength(value: string | undefined): number | undefined {
+  if (value === undefined || !/^\d+$/.test(value.trim())) return undefined;
   return Number(value);
 }

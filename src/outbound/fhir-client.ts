@@ -25,6 +25,8 @@ export interface FhirClient {
   readReference<T extends Resource = Resource>(reference: string): Promise<T>;
   /** Every match, following `next` links (at most `maxPages` pages, default 100). */
   search<T extends Resource = Resource>(type: ResourceType, params?: SearchParams, options?: { maxPages?: number }): Promise<T[]>;
+  /** The matches page by page, as each page arrives (the next page is read when the caller asks for it). */
+  searchPages<T extends Resource = Resource>(type: ResourceType, params?: SearchParams, options?: { maxPages?: number }): AsyncGenerator<T[]>;
   /** The first match, or undefined. */
   searchOne<T extends Resource = Resource>(type: ResourceType, params?: SearchParams): Promise<T | undefined>;
   /** Conditional create (`If-None-Exist: query`): the existing match, or the new resource. */
@@ -48,8 +50,9 @@ export const DEFAULT_MAX_PAGES = 100;
  *
  * Paging is done here rather than with MedplumClient's `searchResourcePages`, which rebuilds each
  * page URL from the resource type and forces `_count=1000`; servers (HAPI's `_getpages`) need
- * their `next` link followed verbatim. `deps.fetch` replaces global fetch (tests); by default
- * global fetch is looked up on each call so msw can intercept it.
+ * their `next` link followed verbatim. `deps.fetch` replaces global fetch for the FHIR calls
+ * (tests); by default global fetch is looked up on each call so msw can intercept it.
+ * Attachments are downloaded over `node:http` (attachment-http.ts), which msw intercepts too.
  */
 export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof globalThis.fetch } = {}): FhirClient {
   const baseUrl = endpoint.baseUrl.replace(/\/+$/, '');
@@ -84,16 +87,18 @@ export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof 
       return (await medplum.get(resolveOnBase(reference))) as T;
     },
     async search<T extends Resource>(type: ResourceType, params: SearchParams = {}, options: { maxPages?: number } = {}) {
-      const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
       const out: T[] = [];
+      for await (const page of client.searchPages<T>(type, params, options)) out.push(...page);
+      return out;
+    },
+    async *searchPages<T extends Resource>(type: ResourceType, params: SearchParams = {}, options: { maxPages?: number } = {}) {
+      const maxPages = options.maxPages ?? DEFAULT_MAX_PAGES;
       let bundle: Bundle = await medplum.search(type, toQuery(params));
       for (let page = 1; ; page++) {
-        for (const entry of bundle.entry ?? []) {
-          // Skip `_include`d resources and OperationOutcome warnings: only matches are results.
-          if (entry.resource && entry.search?.mode !== 'include' && entry.search?.mode !== 'outcome') out.push(entry.resource as T);
-        }
+        // Skip `_include`d resources and OperationOutcome warnings: only matches are results.
+        yield (bundle.entry ?? []).filter((e) => e.resource && e.search?.mode !== 'include' && e.search?.mode !== 'outcome').map((e) => e.resource as T);
         const next = bundle.link?.find((l) => l.relation === 'next')?.url;
-        if (!next) return out;
+        if (!next) return;
         if (page >= maxPages) throw new OutboundUrlError(`Search ${type} has more than ${maxPages} pages; narrow it or raise maxPages`);
         bundle = (await medplum.get(resolveOnBase(next))) as Bundle;
       }
@@ -112,7 +117,7 @@ export function createFhirClient(endpoint: FhirEndpoint, deps: { fetch?: typeof 
       return (await medplum.executeBatch(bundle)) as Bundle;
     },
     fetchAttachment(url, options) {
-      return fetchAttachment(url, { ...options, baseUrl, timeoutMs: options.timeoutMs ?? endpoint.timeoutMs, ...(endpoint.tokenSource ? { tokenSource: endpoint.tokenSource } : {}), ...(deps.fetch ? { fetch: deps.fetch } : {}) });
+      return fetchAttachment(url, { ...options, baseUrl, timeoutMs: options.timeoutMs ?? endpoint.timeoutMs, ...(endpoint.tokenSource ? { tokenSource: endpoint.tokenSource } : {}) });
     },
   };
   return client;

@@ -7,7 +7,7 @@ import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { BusinessStatus, Kind } from '../fhir/constants.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
@@ -31,8 +31,10 @@ import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
-import { blobSources, blobs as blobTable, intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
+import { intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
+import { mapAsTheyCome } from './map-as-they-come.ts';
+import { ReferrerBlobs } from './referrer-blobs.ts';
 import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
 import { referrerAudience } from '../access/audience.ts';
 import { admitConsultant } from '../access/consultant-admission.ts';
@@ -60,6 +62,8 @@ export interface AssembleRecordSetDeps {
   /** This service's public base URL: attachments are served from `${publicUrl}/fhir/Binary/{sha256}`. */
   publicUrl: string;
   maxAttachmentBytes: number;
+  /** ATTACHMENT_CONCURRENCY: attachments downloaded at the same time (default {@link ATTACHMENT_CONCURRENCY}). */
+  attachmentConcurrency?: number;
   /** CONSENT_ATTESTATION_ALLOWED: a request without a consent reference may go on the referrer's attestation. */
   consentAttestationAllowed?: boolean;
   /** Checks each copy before it is stored (a non-conforming EHR record is reported, not stored). */
@@ -199,12 +203,23 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   const { deps, request, client } = ctx;
   const report = { missingDocuments: [] as MissingDocument[], integrityFailures: [] as IntegrityFailure[], tooLarge: [] as TooLargeAttachment[] };
 
-  // 1. Sources: named documents (first opinion too: blinding needs them), then the searches.
-  const sources = await collectSources(request, client, report.missingDocuments);
-
-  // 2. Attachments into the blob store, verified against what the source declared; a few
-  //    records at a time, in source order. Each record becomes this service's copy.
-  const stored = await mapWithConcurrency(sources, ATTACHMENT_CONCURRENCY, ({ resource, source }) => storeRecord(resource, source, ctx, report));
+  // 1. Sources: named documents (first opinion too: blinding needs them), then the searches,
+  //    page by page; and 2. as they come, their attachments into the blob store, verified
+  //    against what the source declared, a few records at a time; results in source order.
+  //    Each record becomes this service's copy. Which attachments of a page this referrer's EHR
+  //    already gave us is looked up once per page; what is fetched is recorded as theirs once
+  //    the fetching is over, or has failed (the retry skips it).
+  const referrerBlobs = new ReferrerBlobs(deps.store.database, ctx.referrer.id);
+  const stored = await mapAsTheyCome(
+    collectSources(request, client, report.missingDocuments),
+    deps.attachmentConcurrency ?? ATTACHMENT_CONCURRENCY,
+    ({ resource, source }) => storeRecord(resource, source, ctx, referrerBlobs, report),
+    (batch) => referrerBlobs.lookUp(batch.flatMap(({ resource }) => attachmentsOf(resource))),
+  ).catch(async (err: unknown) => {
+    await referrerBlobs.save().catch(() => undefined);
+    throw err;
+  });
+  await referrerBlobs.save();
   const entries = stored.filter((e): e is StoredRecord => e !== undefined);
 
   // 3. Checklist, blinding, consent.
@@ -334,7 +349,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
 }
 
-/** How many records have their attachments fetched at the same time. */
+/** How many records have their attachments fetched at the same time, by default (ATTACHMENT_CONCURRENCY). */
 export const ATTACHMENT_CONCURRENCY = 4;
 
 /** A record as stored: this service's copy, the reference it was read from, and the blobs it carries. */
@@ -345,35 +360,25 @@ interface StoredRecord extends RecordSetEntry {
   blobs: string[];
 }
 
-/** `fn` over `items`, at most `limit` at a time, results in input order. The first rejection rejects the whole (after in-flight calls settle). */
-async function mapWithConcurrency<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  let failed: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failed && next < items.length) {
-      const i = next++;
-      try {
-        results[i] = await fn(items[i] as T);
-      } catch (error) {
-        failed ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failed) throw failed.error;
-  return results;
-}
+type Source = { resource: RecordResource; source: string };
 
-/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated. */
-async function collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): Promise<{ resource: RecordResource; source: string }[]> {
-  const found = new Map<string, { resource: RecordResource; source: string }>();
-  const add = (resource: RecordResource) => {
-    const key = `${resource.resourceType}/${resource.id}`;
-    if (!found.has(key)) found.set(key, { resource, source: absoluteReference(client.baseUrl, key) });
+/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated, a page at a time. */
+async function* collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): AsyncGenerator<Source[]> {
+  const found = new Set<string>();
+  const fresh = (resources: RecordResource[]): Source[] => {
+    const out: Source[] = [];
+    for (const resource of resources) {
+      const key = `${resource.resourceType}/${resource.id}`;
+      if (found.has(key)) continue;
+      found.add(key);
+      out.push({ resource, source: absoluteReference(client.baseUrl, key) });
+    }
+    return out;
   };
-  const named = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
-  for (const reference of new Set(named)) {
+  const named: RecordResource[] = [];
+  const add = (resource: RecordResource) => named.push(resource);
+  const references = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
+  for (const reference of new Set(references)) {
     try {
       // A record named by the referrer: a document, or a report or study (RECORD_TYPES of intake).
       const record = await client.readReference<RecordResource>(reference);
@@ -387,6 +392,8 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
     }
   }
 
+  yield fresh(named);
+
   const patient = patientParam(request.patient.reference, client.baseUrl);
   const search = request.records.search;
   const since: Record<string, string> = search?.since ? { date: `ge${search.since}` } : {};
@@ -394,17 +401,16 @@ async function collectSources(request: IntakeRequest, client: FhirClient, missin
     const params: Record<string, string> = { patient, ...since };
     if (search.type?.length) params.type = search.type.join(',');
     if (search.category?.length) params.category = search.category.join(',');
-    for (const doc of await client.search<DocumentReference>('DocumentReference', params)) add(doc);
+    for await (const page of client.searchPages<DocumentReference>('DocumentReference', params)) yield fresh(page);
   }
   if (REPORT_KINDS.includes(request.kind)) {
     const params: Record<string, string> = { patient, ...since };
     if (search?.type?.length) params.code = search.type.join(',');
-    for (const report of await client.search<DiagnosticReport>('DiagnosticReport', params)) add(report);
+    for await (const page of client.searchPages<DiagnosticReport>('DiagnosticReport', params)) yield fresh(page);
   }
   if (STUDY_KINDS.includes(request.kind)) {
-    for (const study of await client.search<ImagingStudy>('ImagingStudy', { patient })) add(study);
+    for await (const page of client.searchPages<ImagingStudy>('ImagingStudy', { patient })) yield fresh(page);
   }
-  return [...found.values()];
 }
 
 /** `Patient/id` when the patient lives on this EHR (or was given relative), else the absolute reference. */
@@ -425,11 +431,11 @@ async function storeRecord(
   resource: RecordResource,
   source: string,
   ctx: AssemblyContext,
+  referrerBlobs: ReferrerBlobs,
   report: { missingDocuments: MissingDocument[]; integrityFailures: IntegrityFailure[]; tooLarge: TooLargeAttachment[] },
 ): Promise<StoredRecord | undefined> {
   const copy = copyRecord(resource, { id: randomUUID(), source, ehrBaseUrl: ctx.client.baseUrl });
-  const attachments: Attachment[] =
-    copy.resourceType === 'DocumentReference' ? copy.content.map((c) => c.attachment) : copy.resourceType === 'DiagnosticReport' ? (copy.presentedForm ?? []) : [];
+  const attachments = attachmentsOf(copy);
   const rewritten: Attachment[] = [];
   const blobs: string[] = [];
   for (const attachment of attachments) {
@@ -438,7 +444,7 @@ async function storeRecord(
       return undefined;
     }
     try {
-      const stored = await storeAttachment(attachment, ctx);
+      const stored = await storeAttachment(attachment, ctx, referrerBlobs);
       rewritten.push(rewriteAttachment(attachment, stored, ctx.deps.publicUrl));
       blobs.push(stored.sha256);
     } catch (err) {
@@ -470,24 +476,23 @@ async function storeRecord(
   return { resource: copy, source, sourceReference: source, blobs };
 }
 
+/** The attachments a record carries (a study's are not fetched: its instances stay on the EHR). */
+function attachmentsOf(record: RecordResource): Attachment[] {
+  if (record.resourceType === 'DocumentReference') return record.content.map((c) => c.attachment);
+  if (record.resourceType === 'DiagnosticReport') return record.presentedForm ?? [];
+  return [];
+}
+
 /**
  * One attachment into the blob store. When the source declared size and hash and this
  * referrer's EHR already gave us those bytes (an earlier attempt, an earlier referral), they
  * are not fetched again. Bytes another organization supplied are never reused on a declared
  * hash alone: they are fetched, and deduplicated by SHA-256 once measured.
  */
-async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Promise<StoredAttachment> {
+async function storeAttachment(attachment: Attachment, ctx: AssemblyContext, referrerBlobs: ReferrerBlobs): Promise<StoredAttachment> {
   const { deps, client } = ctx;
-  const referrer = ctx.referrer.id;
-  if (attachment.size !== undefined && attachment.hash) {
-    const [known] = await deps.store.database
-      .select({ sha256: blobTable.sha256, sha1: blobTable.sha1, size: blobTable.size, contentType: blobTable.contentType })
-      .from(blobTable)
-      .innerJoin(blobSources, and(eq(blobSources.sha256, blobTable.sha256), eq(blobSources.participantId, referrer)))
-      .where(and(eq(blobTable.sha1, attachment.hash), eq(blobTable.size, attachment.size)))
-      .limit(1);
-    if (known) return known;
-  }
+  const known = referrerBlobs.find(attachment);
+  if (known) return known;
   const expected = { ...(attachment.size !== undefined ? { size: attachment.size } : {}), ...(attachment.hash ? { sha1: attachment.hash } : {}) };
   let stored: StoredAttachment;
   if (attachment.data !== undefined) {
@@ -504,8 +509,8 @@ async function storeAttachment(attachment: Attachment, ctx: AssemblyContext): Pr
       expected,
     });
   }
-  await deps.store.database.insert(blobSources).values({ sha256: stored.sha256, participantId: referrer }).onConflictDoNothing();
-  return stored;
+  referrerBlobs.add(stored);
+  return { sha256: stored.sha256, sha1: stored.sha1, size: stored.size, contentType: stored.contentType };
 }
 
 /** The Consent named in the request, read from the referring EHR; undefined when none was named or it is gone. */

@@ -33,7 +33,10 @@ export interface BlobBackend {
 export interface BlobUpload {
   /** Resolves when the piece may be reused by the caller (backpressure). */
   write(piece: Uint8Array): Promise<void>;
-  /** Makes the bytes durable under their final key (derived from `sha256` or not) and returns it. */
+  /**
+   * Makes the bytes durable under their final key (derived from `sha256` or not) and returns it.
+   * `sha256` is the hex SHA-256 of the bytes written (the S3 backend signs a one-part upload with it).
+   */
   commit(sha256: string): Promise<string>;
   /** Drops what was written; never throws. */
   abort(): Promise<void>;

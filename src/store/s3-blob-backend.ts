@@ -30,6 +30,8 @@ export class S3BlobBackend implements BlobBackend {
   private readonly bucket: string;
   private readonly root: string;
   private readonly partSize: number;
+  /** SHA-256 (hex) of the whole object, by key, while a one-part upload is being committed. */
+  private readonly payloadHashes = new Map<string, string>();
 
   constructor(settings: S3BlobSettings) {
     this.client = new S3Client({
@@ -45,6 +47,19 @@ export class S3BlobBackend implements BlobBackend {
     this.bucket = settings.bucket;
     this.root = `${settings.prefix}blobs/`;
     this.partSize = Math.max(5 * MiB, settings.partSize ?? 8 * MiB);
+    // An object smaller than a part goes up in one PutObject whose body is the whole object, whose
+    // SHA-256 the blob store has just computed: it is given as the signed payload hash
+    // (x-amz-content-sha256), which S3 checks, rather than computed a second time by the signer.
+    this.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const key = (args.input as { Key?: unknown }).Key;
+        const hash = context.commandName === 'PutObjectCommand' && typeof key === 'string' ? this.payloadHashes.get(key) : undefined;
+        const request = args.request as { headers?: Record<string, string> } | undefined;
+        if (hash && request?.headers) request.headers['x-amz-content-sha256'] = hash;
+        return next(args);
+      },
+      { step: 'build', name: 'blobPayloadSha256' },
+    );
   }
 
   async begin(): Promise<BlobUpload> {
@@ -63,9 +78,14 @@ export class S3BlobBackend implements BlobBackend {
         const outcome = await Promise.race([once(body, 'drain').then(() => undefined), failed]);
         if (outcome) throw outcome;
       },
-      async commit() {
-        body.end();
-        await done;
+      commit: async (sha256) => {
+        this.payloadHashes.set(key, sha256);
+        try {
+          body.end();
+          await done;
+        } finally {
+          this.payloadHashes.delete(key);
+        }
         return key;
       },
       abort: async () => {
