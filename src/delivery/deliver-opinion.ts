@@ -66,8 +66,9 @@ export type DeliveryResult =
 
 /**
  * Four SQL statements when the post-back succeeds (one read, then BEGIN, one write, COMMIT;
- * delivery-context.ts and delivery-record.ts), one or four when an attempt fails; the Task's
- * webhook and Subscription notifications add theirs, as for any Task change.
+ * delivery-context.ts and delivery-record.ts); two (the read, one write) when a failed attempt
+ * will be retried, four when the last one fails the Task. The Task's webhook and Subscription
+ * notifications add theirs, as for any Task change.
  */
 export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
   const { deliveryId } = job.data;
