@@ -124,7 +124,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
   const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
-  await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: 4 });
+  await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
   const pushPolicy = queuePolicies.find((q) => q.name === QUEUE.pushRecordSet);
   const pushDeps = { store, clients: fhirClients, network, validator, audit, retryLimit: pushPolicy?.retryLimit ?? 30, now };
   await jobs.work<PushRecordSetJob>(QUEUE.pushRecordSet, logged(log, 'record set push', (d) => ({ pushId: d.pushId }), (job) => pushRecordSet(job, pushDeps)), { concurrency: 2 });

@@ -1,14 +1,17 @@
-import type { DocumentReference, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, DocumentReference, Provenance, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../src/access/caller.ts';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { actOnConsult } from '../src/consults/consult-actions.ts';
 import { submitOpinion } from '../src/consults/submit-opinion.ts';
+import { deliverOpinion, type DeliveryDeps } from '../src/delivery/deliver-opinion.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { createSecondOpinion } from '../src/intake/create-second-opinion.ts';
 import { IntakeRequestSchema } from '../src/intake/intake-request.ts';
 import { PgBossQueue } from '../src/jobs/pg-boss-queue.ts';
+import type { FhirClient } from '../src/outbound/fhir-client.ts';
+import { OutboundHttpError } from '../src/outbound/outbound-errors.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { loadNetwork, type Network } from '../src/network/network.ts';
 import { taskNotificationObserver } from '../src/notify/task-notifications.ts';
@@ -142,6 +145,98 @@ describe('SQL statements per use case', () => {
     expect(queued.rows.map((r) => r.data)).toEqual([{ serviceRequestId: result.serviceRequest.id, taskIds: result.tasks.map((t) => t.id), serviceRequestVersion: '1', recordsRevision: '0' }]);
     const replay = await createSecondOpinion(request, referrer, intakeDeps);
     expect(replay).toMatchObject({ created: false, serviceRequest: { id: result.serviceRequest.id } });
+  });
+
+  describe('delivering an opinion to the referring EHR', () => {
+    /** An EHR that keeps what it is sent, honours If-None-Exist on identifiers and fails on demand. */
+    function fakeEhr(failWith?: number) {
+      const stored: Resource[] = [];
+      const client = {
+        baseUrl: 'https://ehr.example/fhir',
+        async createIfNoneExist<T extends Resource>(resource: T, query: string): Promise<T> {
+          if (failWith) throw new OutboundHttpError({ status: failWith, failure: 'http', method: 'POST', url: `https://ehr.example/fhir/${resource.resourceType}` });
+          const value = decodeURIComponent(query.split('|')[1] ?? '');
+          const found = stored.find((r) => r.resourceType === resource.resourceType && (r as { identifier?: { value?: string }[] }).identifier?.some((i) => i.value === value));
+          if (found) return found as T;
+          const created = { ...resource, id: `remote-${stored.length + 1}` };
+          stored.push(created);
+          return created;
+        },
+      } as unknown as FhirClient;
+      return { stored, client };
+    }
+
+    async function submitted(): Promise<{ task: Task; noteId: string }> {
+      const { task } = await referral('in-progress');
+      const completed = await submitOpinion(task.id as string, OpinionSchema.parse(EXAMPLE_OPINION), consultant, deps);
+      return { task: completed, noteId: (completed.output?.[0]?.valueReference?.reference ?? '').replace('DocumentReference/', '') };
+    }
+
+    function deliveryDeps(client: FhirClient, retryLimit = 3): DeliveryDeps {
+      return { store, clients: new Map([['st-olaf', client]]), audit: deps.audit as AuditLog, network, retryLimit, now };
+    }
+
+    async function audits(noteId: string): Promise<AuditEvent[]> {
+      return (await store.search<AuditEvent>({ resourceType: 'AuditEvent', contains: [[{ entity: [{ what: { reference: `DocumentReference/${noteId}` } }] }]], count: 10 }, 'system')).resources;
+    }
+
+    it('a delivered opinion: 4 statements (one read, BEGIN, one write, COMMIT) besides the EHR calls', async () => {
+      const { task, noteId } = await submitted();
+      const ehr = fakeEhr();
+      const { result, statements } = await counter.during(() => deliverOpinion({ id: 'job-1', name: QUEUE.deliverOpinion, data: { deliveryId: noteId }, attempt: 1 }, deliveryDeps(ehr.client)));
+      expect(statements.map(verb), statements.join('\n')).toEqual(['SELECT', 'BEGIN', 'WITH', 'COMMIT']);
+      expect(result).toEqual({ outcome: 'delivered', document: 'https://ehr.example/fhir/DocumentReference/remote-1', communication: 'https://ehr.example/fhir/Communication/remote-2' });
+      expect(ehr.stored.map((r) => r.resourceType)).toEqual(['DocumentReference', 'Communication']);
+      const [delivery] = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, noteId));
+      expect(delivery).toMatchObject({ status: 'delivered', attempts: 1, lastError: null, remoteDocument: 'https://ehr.example/fhir/DocumentReference/remote-1', remoteCommunication: 'https://ehr.example/fhir/Communication/remote-2' });
+      expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ status: 'completed', meta: { versionId: '4' }, businessStatus: { coding: [{ code: 'opinion-delivered' }] } });
+      expect((await audits(noteId)).map((a) => [a.outcome, a.outcomeDesc])).toEqual([['0', 'Opinion delivered to the referring EHR (attempt 1)']]);
+      // Delivered: a second run (a re-drive racing a retry) reads and stops.
+      const again = await counter.during(() => deliverOpinion({ id: 'job-2', name: QUEUE.deliverOpinion, data: { deliveryId: noteId }, attempt: 1 }, deliveryDeps(ehr.client)));
+      expect(again.result).toEqual({ outcome: 'skipped', reason: 'already delivered' });
+      expect(again.statements.map(verb)).toEqual(['SELECT']);
+    });
+
+    it('a Task changed between the read and the record is read again: the change is kept, the delivery recorded once', async () => {
+      const { task, noteId } = await submitted();
+      const ehr = fakeEhr();
+      const client = {
+        ...ehr.client,
+        async createIfNoneExist<T extends Resource>(resource: T, query: string): Promise<T> {
+          // Someone writes the Task while the EHR answers.
+          if (resource.resourceType === 'Communication') {
+            const current = (await store.read<Task>('Task', task.id as string, 'system')) as Task;
+            await store.update<Task>({ ...current, note: [{ text: 'changed meanwhile' }] }, { expectedVersion: current.meta?.versionId });
+          }
+          return ehr.client.createIfNoneExist(resource, query);
+        },
+      } as FhirClient;
+      const result = await deliverOpinion({ id: 'job-1', name: QUEUE.deliverOpinion, data: { deliveryId: noteId }, attempt: 1 }, deliveryDeps(client));
+      expect(result).toMatchObject({ outcome: 'delivered' });
+      expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ meta: { versionId: '5' }, note: [{ text: 'changed meanwhile' }], businessStatus: { coding: [{ code: 'opinion-delivered' }] } });
+      expect(await audits(noteId)).toHaveLength(1);
+    });
+
+    it('a transient failure: one statement (delivery row and audit); the last attempt also fails the Task in 4', async () => {
+      const { task, noteId } = await submitted();
+      const ehr = fakeEhr(503);
+      const job = (attempt: number) => ({ id: 'job-1', name: QUEUE.deliverOpinion, data: { deliveryId: noteId }, attempt });
+      const first = await counter.during(() => deliverOpinion(job(1), deliveryDeps(ehr.client, 1)).catch((err: unknown) => err));
+      expect(first.result).toBeInstanceOf(OutboundHttpError);
+      expect(first.statements.map(verb), first.statements.join('\n')).toEqual(['SELECT', 'WITH']);
+      const [pending] = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, noteId));
+      expect(pending).toMatchObject({ status: 'pending', attempts: 1, lastError: 'OutboundHttpError: POST https://ehr.example/fhir/DocumentReference HTTP 503 (transient)' });
+      expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ meta: { versionId: '3' } });
+
+      const last = await counter.during(() => deliverOpinion(job(2), deliveryDeps(ehr.client, 1)));
+      expect(last.result).toMatchObject({ outcome: 'failed' });
+      expect(last.statements.map(verb), last.statements.join('\n')).toEqual(['SELECT', 'BEGIN', 'WITH', 'COMMIT']);
+      const [failed] = await database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, noteId));
+      expect(failed).toMatchObject({ status: 'failed', attempts: 2 });
+      expect(await store.read<Task>('Task', task.id as string, 'system')).toMatchObject({ meta: { versionId: '4' }, businessStatus: { coding: [{ code: 'delivery-failed' }] } });
+      expect((await audits(noteId)).map((a) => a.outcome).sort()).toEqual(['8', '8']);
+      expect(ehr.stored).toEqual([]);
+    });
   });
 
   /** The statement's first word, upper-case (drizzle sends `begin` on PostgreSQL, PGlite `BEGIN`). */

@@ -66,6 +66,7 @@ const EnvSchema = z
     DELIVERY_RETRY_LIMIT: positiveInt(30).describe('Retries of an opinion\'s post-back to the referring EHR before its Task says delivery failed'),
     DELIVERY_RETRY_DELAY_SECONDS: positiveInt(10).describe('First delay between post-back attempts; doubles each time (with jitter)'),
     DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
+    DELIVERY_CONCURRENCY: positiveInt(16).describe('Post-backs one replica runs at once (each makes one EHR call at a time); more when a burst of opinions waits for a worker, fewer when the referring EHRs limit concurrent calls'),
     DELIVERY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(300).describe('Lease of one post-back attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica; keep it above 4 x the referrers\' fhir.timeoutMs (warned at start-up)'),
     JOB_SUPERVISE_INTERVAL_SECONDS: positiveInt(60).describe('How often the job queue looks for attempts whose lease ran out'),
     WEBHOOK_RETRY_LIMIT: positiveInt(20).describe('Retries of a webhook notification before it is given up (listed as a failed job)'),
@@ -150,6 +151,8 @@ export interface Config {
   deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
   /** Lease of one delivery attempt, seconds. */
   deliveryAttemptTimeoutSeconds: number;
+  /** Post-backs one replica runs at once (DELIVERY_CONCURRENCY). */
+  deliveryConcurrency: number;
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
   overdueSweepIntervalSeconds: number;
@@ -233,6 +236,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
     deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,
+    deliveryConcurrency: e.DELIVERY_CONCURRENCY,
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,
     webhook: { retryLimit: e.WEBHOOK_RETRY_LIMIT, retryDelaySeconds: e.WEBHOOK_RETRY_DELAY_SECONDS, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
     overdueSweepIntervalSeconds: e.OVERDUE_SWEEP_INTERVAL_SECONDS,

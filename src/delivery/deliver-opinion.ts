@@ -19,7 +19,7 @@
  * notify/task-notifications.ts); `POST /admin/deliveries/{id}/retry` re-drives.
  */
 import type { Communication, DocumentReference, Identifier, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
-import { eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { CANONICAL_BASE } from '../fhir/constants.ts';
@@ -31,7 +31,9 @@ import { referencesForEhr, type EhrReferenceContext } from '../outbound/ehr-refe
 import type { FhirClient } from '../outbound/fhir-client.ts';
 import { briefOutboundFailure, describeOutboundFailure, isPermanentError, keptOutcome, OutboundError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
-import { intakeRequests, opinionDeliveries } from '../store/schema.ts';
+import { opinionDeliveries } from '../store/schema.ts';
+import { readDeliveryContext } from './delivery-context.ts';
+import { recordAttempt } from './delivery-record.ts';
 
 /** Identifies the Communication that announces one opinion (value: the delivery id). */
 export const OPINION_NOTIFICATION_SYSTEM = `${CANONICAL_BASE}/NamingSystem/opinion-notification`;
@@ -40,7 +42,7 @@ export interface DeliveryDeps {
   store: ResourceStore;
   /** Outbound FHIR client per participant id (the referrer's EHR). */
   clients: ReadonlyMap<string, FhirClient>;
-  audit: Pick<AuditLog, 'record'>;
+  audit: Pick<AuditLog, 'build'>;
   network: {
     get(id: string): DeliveryParticipant | undefined;
     findByOrganization(reference: string): DeliveryParticipant | undefined;
@@ -62,23 +64,27 @@ export type DeliveryResult =
   /** `error`: what ended it, for the job's log line (logged through its allowlist). */
   | { outcome: 'failed'; reason: string; error?: unknown };
 
+/**
+ * Four SQL statements when the post-back succeeds (one read, then BEGIN, one write, COMMIT;
+ * delivery-context.ts and delivery-record.ts); two (the read, one write) when a failed attempt
+ * will be retried, four when the last one fails the Task. The Task's webhook and Subscription
+ * notifications add theirs, as for any Task change.
+ */
 export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
   const { deliveryId } = job.data;
-  const [delivery] = await deps.store.database.select().from(opinionDeliveries).where(eq(opinionDeliveries.id, deliveryId));
-  if (!delivery) return { outcome: 'skipped', reason: 'no such delivery' };
+  const context = await readDeliveryContext(deps.store, deliveryId);
+  if (!context) return { outcome: 'skipped', reason: 'no such delivery' };
+  const { delivery, note, task, serviceRequest } = context;
   if (delivery.status === 'delivered') return { outcome: 'skipped', reason: 'already delivered' };
-  const note = await deps.store.read<DocumentReference>('DocumentReference', deliveryId, 'system');
-  const task = await deps.store.read<Task>('Task', delivery.taskId, 'system');
-  const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', delivery.serviceRequestId, 'system');
   const client = deps.clients.get(delivery.participantId);
   if (!note || !task || !serviceRequest) return { outcome: 'skipped', reason: 'the opinion or its referral is gone' };
 
   const patientReference = note.subject?.reference;
+  const attempts = sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`;
   try {
     if (!client) throw new Error('The referring participant has no FHIR endpoint configured');
-    const [intake] = await deps.store.database.select({ requestId: intakeRequests.requestId }).from(intakeRequests).where(eq(intakeRequests.serviceRequestId, delivery.serviceRequestId));
     const target = ehrTarget(client.baseUrl, deps.network.get(delivery.participantId)?.fhir?.profiles, deps.network);
-    const outbound = toEhrDocument(note, target, serviceRequest, intake?.requestId);
+    const outbound = toEhrDocument(note, target, serviceRequest, context.requestId);
     const identifier = note.identifier?.[0];
     if (!identifier?.system || !identifier.value) throw new Error('The consult note has no identifier to deliver it idempotently');
     const remote = await client.createIfNoneExist(outbound, `identifier=${encodeURIComponent(identifier.system)}|${encodeURIComponent(identifier.value)}`);
@@ -89,14 +95,11 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     const document = `${client.baseUrl}/DocumentReference/${remote.id}`;
     const communicationUrl = `${client.baseUrl}/Communication/${communication.id}`;
     const now = deps.now();
-    await deps.store.withTransaction(async (tx) => {
-      await tx.database
-        .update(opinionDeliveries)
-        .set({ status: 'delivered', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: null, lastOutcome: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now })
-        .where(eq(opinionDeliveries.id, deliveryId));
-      const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
-      await tx.update<Task>({ ...current, businessStatus: businessStatus('opinion-delivered', `Delivered to the referring EHR as ${document}`) }, { expectedVersion: current.meta?.versionId });
-      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'success', `Opinion delivered to the referring EHR (attempt ${job.attempt})`), tx);
+    await recordAttempt(deps, {
+      deliveryId,
+      row: { status: 'delivered', attempts, lastError: null, lastOutcome: null, remoteDocument: document, remoteCommunication: communicationUrl, updatedAt: now, deliveredAt: now },
+      task: { current: task, businessStatus: businessStatus('opinion-delivered', `Delivered to the referring EHR as ${document}`) },
+      audit: disclosure(delivery.participantId, deliveryId, patientReference, 'success', `Opinion delivered to the referring EHR (attempt ${job.attempt})`),
     });
     return { outcome: 'delivered', document, communication: communicationUrl };
   } catch (err) {
@@ -104,18 +107,12 @@ export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: Delivery
     const permanent = isPermanentError(err);
     const last = permanent || job.attempt >= deps.retryLimit + 1;
     const ehrOutcome = err instanceof OutboundHttpError ? keptOutcome(err.outcome) : undefined;
-    const now = deps.now();
-    await deps.store.withTransaction(async (tx) => {
-      await tx.database
-        .update(opinionDeliveries)
-        .set({ status: last ? 'failed' : 'pending', attempts: sql`greatest(${opinionDeliveries.attempts} + 1, ${job.attempt})`, lastError: reason, lastOutcome: ehrOutcome ?? null, updatedAt: now })
-        .where(eq(opinionDeliveries.id, deliveryId));
-      if (last) {
-        const current = (await tx.read<Task>('Task', delivery.taskId, 'system')) as Task;
-        await tx.update<Task>({ ...current, businessStatus: businessStatus('delivery-failed', taskFailureText(err)) }, { expectedVersion: current.meta?.versionId });
-      }
-      const what = `Opinion delivery attempt ${job.attempt} failed${permanent ? ' permanently (not retried)' : ''}`;
-      await deps.audit.record(disclosure(delivery.participantId, deliveryId, patientReference, 'failure', what), tx);
+    const what = `Opinion delivery attempt ${job.attempt} failed${permanent ? ' permanently (not retried)' : ''}`;
+    await recordAttempt(deps, {
+      deliveryId,
+      row: { status: last ? 'failed' : 'pending', attempts, lastError: reason, lastOutcome: ehrOutcome ?? null, updatedAt: deps.now() },
+      ...(last ? { task: { current: task, businessStatus: businessStatus('delivery-failed', taskFailureText(err)) } } : {}),
+      audit: disclosure(delivery.participantId, deliveryId, patientReference, 'failure', what),
     });
     if (last) return { outcome: 'failed', reason, error: err };
     // The EHR said when to come back (429/503 Retry-After): the queue holds the retry until then.

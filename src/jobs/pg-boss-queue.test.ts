@@ -228,6 +228,33 @@ describe('PgBossQueue', () => {
     }
   });
 
+  it('a concurrency above one fetch runs that many jobs side by side (several workers)', async () => {
+    const name = `t-wide-${randomUUID().slice(0, 8)}`;
+    const queue = await startQueue([{ name }]);
+    let running = 0;
+    let most = 0;
+    const handled: string[] = [];
+    await queue.work(
+      name,
+      async (job) => {
+        running++;
+        most = Math.max(most, running);
+        // Held until 12 run at once (or 5 s pass): only 12 side by side lets every one through at once.
+        await waitFor(() => most >= 12, 5_000).catch(() => undefined);
+        running--;
+        handled.push(job.id);
+      },
+      { concurrency: 12 },
+    );
+    const ids: string[] = [];
+    await database.db.transaction(async (tx) => {
+      for (let i = 0; i < 12; i++) ids.push((await queue.enqueue(tx, name, { n: i })) as string);
+    });
+    await waitFor(() => handled.length >= 12, 30_000);
+    expect(new Set(handled)).toEqual(new Set(ids));
+    expect(most).toBe(12);
+  });
+
   it('exclusive queue: a second job for the same singletonKey is not queued while the first is pending', async () => {
     const name = `t-single-${randomUUID().slice(0, 8)}`;
     const plain = `t-plain-${randomUUID().slice(0, 8)}`;

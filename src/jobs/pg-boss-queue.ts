@@ -33,6 +33,8 @@ const DEFAULTS = { retryLimit: 10, retryDelaySeconds: 5, retryDelayMaxSeconds: 3
 /** Failed (dead-letter) jobs stay visible for re-drive this long. */
 const KEEP_FAILED_SECONDS = 30 * 24 * 3600;
 const NO_JOB = '00000000-0000-0000-0000-000000000000';
+/** Most jobs one pg-boss worker fetches at a time; a higher concurrency adds workers (see `work`). */
+export const JOBS_PER_FETCH = 4;
 
 /**
  * JobQueue on pg-boss 12.35 (DESIGN.md: "Jobs run from a Postgres queue (pg-boss)").
@@ -166,25 +168,30 @@ export class PgBossQueue implements JobQueue {
   }
 
   /**
-   * One pg-boss worker per queue fetches up to `concurrency` jobs at a time and runs them side
-   * by side, each settled on its own (a failure retries that job only). While fetches come back
-   * full there is a backlog, and the worker fetches again at once instead of waiting the polling
-   * interval (pg-boss burst mode): with one job per fetch and polling, a worker drained at most
-   * one job per interval, and 200 opinions took 100 s to post (scripts/bench-delivery.ts).
+   * Up to `concurrency` jobs of the queue run side by side, fetched by pg-boss workers that each
+   * take up to {@link JOBS_PER_FETCH} jobs at a time and settle each on its own (a failure retries
+   * that job only). While fetches come back full there is a backlog, and a worker fetches again
+   * at once instead of waiting the polling interval (pg-boss burst mode): with one job per fetch
+   * and polling, a worker drained at most one job per interval, and 200 opinions took 100 s to
+   * post (scripts/bench-delivery.ts). A worker's next fetch waits for the slowest job of its
+   * batch, so a high concurrency is several workers with small batches rather than one large
+   * batch: the workers fetch on their own, and one slow job holds back only its batch.
    */
   async work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options: { concurrency?: number } = {}): Promise<void> {
     const boss = this.started();
     this.policy(name);
-    const concurrency = Math.max(1, options.concurrency ?? 1);
+    const concurrency = Math.max(1, Math.floor(options.concurrency ?? 1));
+    const workers = Math.ceil(concurrency / JOBS_PER_FETCH);
+    const batchSize = Math.ceil(concurrency / workers);
     await boss.work<T, unknown, { batchSize: number; localConcurrency: number; pollingIntervalSeconds: number; notifyPollingIntervalSeconds: number; burstWhenBatchFull: boolean; perJobResults: true }>(
       name,
       {
-        batchSize: concurrency,
-        localConcurrency: 1,
+        batchSize,
+        localConcurrency: workers,
         pollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
         // Retries come due by time, not by a NOTIFY: keep polling as often with LISTEN on.
         notifyPollingIntervalSeconds: this.options.pollingIntervalSeconds ?? 2,
-        burstWhenBatchFull: concurrency > 1,
+        burstWhenBatchFull: batchSize > 1,
         perJobResults: true,
       },
       async (jobs: BossJob<T>[]) => {
