@@ -5,32 +5,19 @@
  */
 import { businessStatus } from '../fhir/business-status.ts';
 import { randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
-import type { Attachment, Consent, DiagnosticReport, DocumentReference, Identifier, ImagingStudy, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Identifier, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
-import type { BusinessStatus, Kind } from '../fhir/constants.ts';
-import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
+import type { BusinessStatus } from '../fhir/constants.ts';
+import { absoluteReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
 import { RetryLaterError, type Job, type JobQueue } from '../jobs/job-queue.ts';
 import { pushesRecordSets, schedulePush } from '../record-push/push-record-set.ts';
 import type { AssembleRecordSetJob } from '../jobs/queues.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
-import {
-  AttachmentTooLargeError,
-  briefOutboundFailure,
-  describeOutboundFailure,
-  isNotFound,
-  isPermanentError,
-  isRetryableError,
-  keptOutcome,
-  OutboundAuthError,
-  OutboundError,
-  OutboundHttpError,
-} from '../outbound/outbound-errors.ts';
-import { BlobIntegrityError, BlobTooLargeError, type BlobStore } from '../store/blob-store.ts';
+import { briefOutboundFailure, describeOutboundFailure, isPermanentError, isRetryableError, keptOutcome, OutboundError, OutboundHttpError } from '../outbound/outbound-errors.ts';
+import type { BlobStore } from '../store/blob-store.ts';
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { ResourceValidationError } from '../fhir/validator.ts';
 import { intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
 import { mapAsTheyCome } from './map-as-they-come.ts';
@@ -40,7 +27,9 @@ import { referrerAudience } from '../access/audience.ts';
 import { admitConsultant } from '../access/consultant-admission.ts';
 import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
 import { recognizeConsultants, unreadableHint } from './consent-recipients.ts';
-import { buildRecordSetBundle, buildRecordSetProvenance, copyRecord, rewriteAttachment, type RecordResource, type RecordSetEntry, type StoredAttachment } from './record-set-bundle.ts';
+import { collectSources, readConsent } from './record-sources.ts';
+import { attachmentsOf, storeRecord, type IntegrityFailure, type MissingDocument, type StoredRecord, type TooLargeAttachment } from './store-record.ts';
+import { buildRecordSetBundle, buildRecordSetProvenance } from './record-set-bundle.ts';
 
 export interface AssemblyParticipant {
   id: string;
@@ -77,25 +66,7 @@ export interface AssembleRecordSetDeps {
   now: () => Date;
 }
 
-/** A record that was asked for but could not be read. */
-export interface MissingDocument {
-  reference: string;
-  /** `invalid`: the EHR's resource does not conform to FHIR R4. */
-  reason: 'not-found' | 'unreadable' | 'no-content' | 'invalid';
-  status?: number;
-}
-
-export interface IntegrityFailure {
-  reference: string;
-  kind: 'size' | 'hash';
-  expected: number | string;
-  actual: number | string;
-}
-
-export interface TooLargeAttachment {
-  reference: string;
-  maxBytes: number;
-}
+export type { IntegrityFailure, MissingDocument, TooLargeAttachment } from './store-record.ts';
 
 export interface ConsentOutcome {
   participant: string;
@@ -117,8 +88,6 @@ export type AssemblyResult =
 /** Task statuses before the consultant has accepted: the assembly owns the business status. */
 const WAITING_FOR_RECORDS = new Set<Task['status']>(['draft', 'requested', 'received', 'ready']);
 const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);
-const REPORT_KINDS: readonly Kind[] = ['pathology-review', 'imaging-review'];
-const STUDY_KINDS: readonly Kind[] = ['imaging-review', 'pathology-review'];
 
 /**
  * Runs one attempt of the record assembly of a referral. Re-reads the current state first:
@@ -177,16 +146,6 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
       ...(err instanceof OutboundHttpError && err.outcome ? { outcome: keptOutcome(err.outcome) } : {}),
     });
   }
-}
-
-/** A read the EHR answers this way is a record that is not there (FHIR: 410 is a deleted resource's read). */
-function isMissing(err: unknown): boolean {
-  return isNotFound(err) || (err instanceof OutboundHttpError && err.status === 410);
-}
-
-/** A failure of the call itself (HTTP status, no answer, token): classified, retried or ending the job, never a missing record. */
-function isCallFailure(err: unknown): boolean {
-  return err instanceof OutboundHttpError || err instanceof OutboundAuthError;
 }
 
 interface AssemblyContext {
@@ -351,180 +310,6 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
 
 /** How many records have their attachments fetched at the same time, by default (ATTACHMENT_CONCURRENCY). */
 export const ATTACHMENT_CONCURRENCY = 4;
-
-/** A record as stored: this service's copy, the reference it was read from, and the blobs it carries. */
-interface StoredRecord extends RecordSetEntry {
-  /** Absolute reference on the referring EHR (what blinding compares against). */
-  sourceReference: string;
-  /** sha256 of every attachment of the copy. */
-  blobs: string[];
-}
-
-type Source = { resource: RecordResource; source: string };
-
-/** Named documents, the DocumentReference search, and reports and studies where the kind needs them; deduplicated, a page at a time. */
-async function* collectSources(request: IntakeRequest, client: FhirClient, missing: MissingDocument[]): AsyncGenerator<Source[]> {
-  const found = new Set<string>();
-  const fresh = (resources: RecordResource[]): Source[] => {
-    const out: Source[] = [];
-    for (const resource of resources) {
-      const key = `${resource.resourceType}/${resource.id}`;
-      if (found.has(key)) continue;
-      found.add(key);
-      out.push({ resource, source: absoluteReference(client.baseUrl, key) });
-    }
-    return out;
-  };
-  const named: RecordResource[] = [];
-  const add = (resource: RecordResource) => named.push(resource);
-  const references = [...(request.records.documents ?? []), ...(request.firstOpinion?.documents ?? [])].map((d) => d.reference);
-  for (const reference of new Set(references)) {
-    try {
-      // A record named by the referrer: a document, or a report or study (RECORD_TYPES of intake).
-      const record = await client.readReference<RecordResource>(reference);
-      if (record.resourceType === 'DocumentReference' || record.resourceType === 'DiagnosticReport' || record.resourceType === 'ImagingStudy') add(record);
-      else missing.push({ reference, reason: 'unreadable' });
-    } catch (err) {
-      if (isMissing(err)) missing.push({ reference, reason: 'not-found', status: (err as OutboundHttpError).status });
-      else if (isCallFailure(err)) throw err;
-      // A reference the client will not follow (contained, another server): this record is unreadable.
-      else missing.push({ reference, reason: 'unreadable' });
-    }
-  }
-
-  yield fresh(named);
-
-  const patient = patientParam(request.patient.reference, client.baseUrl);
-  const search = request.records.search;
-  const since: Record<string, string> = search?.since ? { date: `ge${search.since}` } : {};
-  if (search) {
-    const params: Record<string, string> = { patient, ...since };
-    if (search.type?.length) params.type = search.type.join(',');
-    if (search.category?.length) params.category = search.category.join(',');
-    for await (const page of client.searchPages<DocumentReference>('DocumentReference', params)) yield fresh(page);
-  }
-  if (REPORT_KINDS.includes(request.kind)) {
-    const params: Record<string, string> = { patient, ...since };
-    if (search?.type?.length) params.code = search.type.join(',');
-    for await (const page of client.searchPages<DiagnosticReport>('DiagnosticReport', params)) yield fresh(page);
-  }
-  if (STUDY_KINDS.includes(request.kind)) {
-    for await (const page of client.searchPages<ImagingStudy>('ImagingStudy', { patient })) yield fresh(page);
-  }
-}
-
-/** `Patient/id` when the patient lives on this EHR (or was given relative), else the absolute reference. */
-function patientParam(reference: string, baseUrl: string): string {
-  const parsed = parseResourceReference(reference);
-  if (!parsed) return reference;
-  if (parsed.base === '' || parsed.base.replace(/\/+$/, '') === baseUrl.replace(/\/+$/, '')) return parsed.typeAndId;
-  return `${parsed.base}/${parsed.typeAndId}`;
-}
-
-/**
- * Stores every attachment of a record and returns this service's copy (new id, attachments
- * rewritten to Binary URLs, validated), or undefined when the record is left out (integrity
- * failure, too large, no content, invalid); the reason goes into `report`. Retryable
- * outbound errors propagate.
- */
-async function storeRecord(
-  resource: RecordResource,
-  source: string,
-  ctx: AssemblyContext,
-  referrerBlobs: ReferrerBlobs,
-  report: { missingDocuments: MissingDocument[]; integrityFailures: IntegrityFailure[]; tooLarge: TooLargeAttachment[] },
-): Promise<StoredRecord | undefined> {
-  const copy = copyRecord(resource, { id: randomUUID(), source, ehrBaseUrl: ctx.client.baseUrl });
-  const attachments = attachmentsOf(copy);
-  const rewritten: Attachment[] = [];
-  const blobs: string[] = [];
-  for (const attachment of attachments) {
-    if (attachment.data === undefined && !attachment.url) {
-      report.missingDocuments.push({ reference: source, reason: 'no-content' });
-      return undefined;
-    }
-    try {
-      const stored = await storeAttachment(attachment, ctx, referrerBlobs);
-      rewritten.push(rewriteAttachment(attachment, stored, ctx.deps.publicUrl));
-      blobs.push(stored.sha256);
-    } catch (err) {
-      if (err instanceof BlobIntegrityError) {
-        report.integrityFailures.push({ reference: source, kind: err.kind, expected: err.expected, actual: err.actual });
-      } else if (err instanceof BlobTooLargeError || err instanceof AttachmentTooLargeError) {
-        report.tooLarge.push({ reference: source, maxBytes: ctx.deps.maxAttachmentBytes });
-      } else if (isMissing(err)) {
-        report.missingDocuments.push({ reference: source, reason: 'not-found', status: (err as OutboundHttpError).status });
-      } else if (err instanceof OutboundError && !isCallFailure(err)) {
-        // An attachment URL the client refuses (scheme, too many redirects): this record is unreadable.
-        report.missingDocuments.push({ reference: source, reason: 'unreadable' });
-      } else {
-        throw err;
-      }
-      return undefined;
-    }
-  }
-  if (copy.resourceType === 'DocumentReference') copy.content = copy.content.map((c, i) => ({ ...c, attachment: rewritten[i] as Attachment }));
-  else if (copy.resourceType === 'DiagnosticReport' && copy.presentedForm) copy.presentedForm = rewritten;
-  try {
-    ctx.deps.validator.validate(copy);
-  } catch (err) {
-    if (!(err instanceof ResourceValidationError)) throw err;
-    // The EHR's record does not conform to R4: it is reported, not stored (nothing invalid is ever served).
-    report.missingDocuments.push({ reference: source, reason: 'invalid' });
-    return undefined;
-  }
-  return { resource: copy, source, sourceReference: source, blobs };
-}
-
-/** The attachments a record carries (a study's are not fetched: its instances stay on the EHR). */
-function attachmentsOf(record: RecordResource): Attachment[] {
-  if (record.resourceType === 'DocumentReference') return record.content.map((c) => c.attachment);
-  if (record.resourceType === 'DiagnosticReport') return record.presentedForm ?? [];
-  return [];
-}
-
-/**
- * One attachment into the blob store. When the source declared size and hash and this
- * referrer's EHR already gave us those bytes (an earlier attempt, an earlier referral), they
- * are not fetched again. Bytes another organization supplied are never reused on a declared
- * hash alone: they are fetched, and deduplicated by SHA-256 once measured.
- */
-async function storeAttachment(attachment: Attachment, ctx: AssemblyContext, referrerBlobs: ReferrerBlobs): Promise<StoredAttachment> {
-  const { deps, client } = ctx;
-  const known = referrerBlobs.find(attachment);
-  if (known) return known;
-  const expected = { ...(attachment.size !== undefined ? { size: attachment.size } : {}), ...(attachment.hash ? { sha1: attachment.hash } : {}) };
-  let stored: StoredAttachment;
-  if (attachment.data !== undefined) {
-    stored = await deps.blobs.put(Readable.from([Buffer.from(attachment.data, 'base64')]), {
-      contentType: attachment.contentType ?? 'application/octet-stream',
-      maxBytes: deps.maxAttachmentBytes,
-      expected,
-    });
-  } else {
-    const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
-    stored = await deps.blobs.put(response.body, {
-      contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
-      maxBytes: deps.maxAttachmentBytes,
-      expected,
-    });
-  }
-  referrerBlobs.add(stored);
-  return { sha256: stored.sha256, sha1: stored.sha1, size: stored.size, contentType: stored.contentType };
-}
-
-/** The Consent named in the request, read from the referring EHR; undefined when none was named or it is gone. */
-async function readConsent(request: IntakeRequest, client: FhirClient): Promise<Consent | undefined> {
-  if (!request.consent) return undefined;
-  try {
-    const consent = await client.readReference<Consent>(request.consent.reference);
-    return consent.resourceType === 'Consent' ? consent : undefined;
-  } catch (err) {
-    // Gone or never there: no consent. A refused or failed read is a failure of the call (classified above).
-    if (isMissing(err) || !isCallFailure(err)) return undefined;
-    throw err;
-  }
-}
 
 function describeMissing(entry: ChecklistEntry): string {
   const alternatives = entry.alternatives?.length ? ` (or ${entry.alternatives.map((a) => a.display).join(', ')})` : '';
