@@ -183,7 +183,8 @@ export function ehrTarget(ehrBaseUrl: string, profiles: 'keep' | 'omit' | undefi
  * EHR (the patient there, the consulting clinic by identifier: outbound/ehr-references.ts).
  */
 export function toEhrDocument(note: DocumentReference, target: EhrTarget, serviceRequest: ServiceRequest, requestId: string | undefined): DocumentReference {
-  const { id: _id, meta, ...rest } = structuredClone(note);
+  // No copy of the note here: referencesForEhr returns a deep copy, and nothing below changes `rest`.
+  const { id: _id, meta, ...rest } = note;
   const placer = serviceRequest.identifier?.find((i) => i.type?.coding?.some((c) => c.code === 'PLAC')) ?? serviceRequest.identifier?.[0];
   const related: Reference[] = placer && requestId ? [{ identifier: { ...(placer.system ? { system: placer.system } : {}), value: requestId }, display: 'Second-opinion request' }] : [];
   const document = {
