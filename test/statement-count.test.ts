@@ -133,11 +133,11 @@ describe('SQL statements per use case', () => {
     expect(provenances).toHaveLength(1);
   });
 
-  it('an intake (claim, every resource, the assembly job) costs 4; a replay reads what the first one wrote', async () => {
+  it('an intake (claim, every resource, the assembly job) costs 3; a replay reads what the first one wrote, and a different request under its requestId writes nothing', async () => {
     const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
     const intakeDeps = { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs };
     const { result, statements } = await counter.during(() => createSecondOpinion(request, referrer, intakeDeps));
-    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'INSERT', 'WITH', 'COMMIT']);
+    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'WITH', 'COMMIT']);
     expect(result.created).toBe(true);
     expect(result.tasks).toHaveLength(2);
     for (const task of result.tasks) expect(await store.read<Task>('Task', task.id as string, { participantId: 'st-olaf' })).toMatchObject({ status: 'requested', meta: { versionId: '1' } });
@@ -145,6 +145,19 @@ describe('SQL statements per use case', () => {
     expect(queued.rows.map((r) => r.data)).toEqual([{ serviceRequestId: result.serviceRequest.id, taskIds: result.tasks.map((t) => t.id), serviceRequestVersion: '1', recordsRevision: '0' }]);
     const replay = await createSecondOpinion(request, referrer, intakeDeps);
     expect(replay).toMatchObject({ created: false, serviceRequest: { id: result.serviceRequest.id } });
+    expect(replay.tasks.map((t) => t.id)).toEqual(result.tasks.map((t) => t.id));
+
+    const rows = async () => {
+      const counted = (await database.db.execute(
+        `SELECT (SELECT count(*) FROM resource) AS resources, (SELECT count(*) FROM resource_history) AS history, (SELECT count(*) FROM ${jobs.schema}.job WHERE name = '${QUEUE.assembleRecordSet}') AS jobs` as never,
+      )) as unknown as { rows: Record<string, unknown>[] };
+      return counted.rows[0];
+    };
+    const before = await rows();
+    await expect(createSecondOpinion({ ...request, question: 'Another question under the same requestId' }, referrer, intakeDeps)).rejects.toMatchObject({
+      outcome: { issue: [{ code: 'conflict', expression: ['requestId'] }] },
+    });
+    expect(await rows()).toEqual(before);
   });
 
   describe('delivering an opinion to the referring EHR', () => {

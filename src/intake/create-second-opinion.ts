@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { referrerAudience } from '../access/audience.ts';
 import { sameResourceReference } from '../fhir/references.ts';
 import type { Caller } from '../access/caller.ts';
@@ -9,6 +9,7 @@ import { QUEUE, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import { conflictError, HttpOutcomeError, issue, outcome, unprocessable } from '../fhir/outcomes.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
+import { textArray } from '../store/write-batch.ts';
 import { buildReferral, dueDateFor, type ParticipantRef } from './build-referral.ts';
 import type { IntakeRequest } from './intake-request.ts';
 import { intakeReferences, refuseForeignReferences } from './own-server-references.ts';
@@ -85,36 +86,32 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
     due: dueDateFor(request.priority, now, deps.dueDays, request.dueDate),
   });
 
-  return deps.store.withTransaction(async (tx) => {
-    const claimed = await tx.database
-      .insert(intakeRequests)
-      .values({
-        participantId: referrer.id,
-        requestId: request.requestId,
-        contentHash,
-        serviceRequestId: ids.serviceRequest,
-        taskIds: ids.tasks,
-        request,
-        createdAt: now,
-      })
-      .onConflictDoNothing()
-      .returning({ serviceRequestId: intakeRequests.serviceRequestId });
-    if (claimed.length === 0) return replay(tx, referrer.id, request.requestId, contentHash);
+  // Nothing of the case reaches a consultant before the patient's consent covers it: the record
+  // assembly admits each consultant it may disclose to (access/consultant-admission.ts).
+  const access = referrerAudience(referrer.id, referral.serviceRequest.requester?.reference);
+  const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1', recordsRevision: '0' };
+  // The idempotency key: claimed by the statement that writes the referral, which writes nothing
+  // else when the key was taken (a replay, or a different request under the same requestId).
+  const claim = {
+    name: 'intake_claim',
+    sql: sql`INSERT INTO ${intakeRequests} (participant_id, request_id, content_hash, service_request_id, task_ids, request, created_at)
+      VALUES (${referrer.id}, ${request.requestId}, ${contentHash}, ${ids.serviceRequest}, ${textArray(ids.tasks)}, ${JSON.stringify(request)}::jsonb, ${now.toISOString()}::timestamptz)
+      ON CONFLICT DO NOTHING RETURNING service_request_id`,
+  };
 
-    // Nothing of the case reaches a consultant before the patient's consent covers it: the record
-    // assembly admits each consultant it may disclose to (access/consultant-admission.ts).
-    const access = referrerAudience(referrer.id, referral.serviceRequest.requester?.reference);
-    const job: AssembleRecordSetJob = { serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, serviceRequestVersion: '1', recordsRevision: '0' };
-    // One statement: every resource of the referral and the assembly job (after the claim above, four statements in all with BEGIN and COMMIT).
-    const { created } = await tx.write({
+  return deps.store.withTransaction(async (tx) => {
+    // One statement: the claim, every resource of the referral and the assembly job (three in all with BEGIN and COMMIT).
+    const { created, claimed } = await tx.write({
+      claim,
       creates: [
         { resource: referral.serviceRequest, access },
         ...referral.tasks.map((task) => ({ resource: task, access })),
         ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
         { resource: referral.provenance, access },
       ],
-      parts: deps.jobs.enqueueParts('assembly_job', QUEUE.assembleRecordSet, [{ data: job }]),
+      parts: deps.jobs.enqueueParts('assembly_job', QUEUE.assembleRecordSet, [{ data: job }], { onlyIf: claim.name }),
     });
+    if (!claimed) return replay(tx, referrer.id, request.requestId, contentHash);
     const [serviceRequest, ...rest] = created;
     return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
   });

@@ -60,6 +60,14 @@ export class RetryLaterError extends Error {
   }
 }
 
+export interface EnqueuePartsOptions {
+  /**
+   * The name of an earlier part of the same statement (a write batch's `claim`): the jobs are
+   * written only if that part returned a row.
+   */
+  onlyIf?: string;
+}
+
 /** A job that used up its retries: the dead-letter view a person reads before re-driving it. */
 export interface FailedJob {
   id: string;
@@ -109,7 +117,7 @@ export interface JobQueue {
    * and only if that statement's transaction commits. A singleton key that already has a job
    * pending adds no job, as with `enqueue`.
    */
-  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[]): StatementPart[];
+  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[], options?: EnqueuePartsOptions): StatementPart[];
   /** Starts handling jobs of `name` on this replica; several replicas share the work. */
   work<T extends JsonObject = JsonObject>(name: string, handler: JobHandler<T>, options?: { concurrency?: number }): Promise<void>;
   /** Jobs that used up their retries, newest first. */

@@ -3,7 +3,7 @@ import { fromDrizzle, fromPglite, PgBoss, type ConstructorOptions, type Job as B
 // The very INSERT `send` runs (pg-boss 12's plans), embedded in a caller's statement by enqueueParts.
 import { insertJobs, notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { Db, RawConnection } from '../store/database.ts';
-import { RetryLaterError, type EnqueueOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
+import { RetryLaterError, type EnqueueOptions, type EnqueuePartsOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
 import type { StatementPart } from '../store/write-batch.ts';
 
 export interface PgBossQueueOptions {
@@ -60,6 +60,8 @@ export class PgBossQueue implements JobQueue {
   private boss: PgBoss | undefined;
   /** Each declared queue's job table and whether a send wakes its workers (NOTIFY), read at start. */
   private readonly queueTables = new Map<string, { table: string; notify: boolean }>();
+  /** pg-boss's job INSERT of each queue, split around its one parameter (built once: it is a few KB of text). */
+  private readonly insertTexts = new Map<string, { before: string; after: string }>();
 
   constructor(raw: RawConnection, options: PgBossQueueOptions) {
     this.raw = raw;
@@ -140,9 +142,11 @@ export class PgBossQueue implements JobQueue {
    * wake workers, the transactional NOTIFY `send` would add (only when a job is due now). The
    * caller's statement must read every part (`SELECT count(*) FROM <part>`) for the NOTIFY to run.
    */
-  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[]): StatementPart[] {
+  enqueueParts(alias: string, name: string, jobs: readonly { data: JsonObject; options?: EnqueueOptions }[], options: EnqueuePartsOptions = {}): StatementPart[] {
     this.started();
     if (!/^[a-z_][a-z0-9_]*$/.test(alias)) throw new Error('a statement part alias must be a plain lower-case SQL identifier');
+    const { onlyIf } = options;
+    if (onlyIf !== undefined && !/^[a-z_][a-z0-9_]*$/.test(onlyIf)) throw new Error('onlyIf must name a statement part (a plain lower-case SQL identifier)');
     const exclusive = this.policy(name).policy === 'exclusive';
     const queue = this.queueTables.get(name);
     if (!queue) throw new Error(`queue '${name}' was not created at start`);
@@ -158,9 +162,11 @@ export class PgBossQueue implements JobQueue {
         ...(options.retryLimit !== undefined ? { retryLimit: options.retryLimit } : {}),
       };
     });
-    const [before, after, ...rest] = insertJobs(this.schema, { table: queue.table, name, returnId: false, notify: false }).split('$1');
-    if (before === undefined || after === undefined || rest.length > 0) throw new Error('unexpected pg-boss job insert statement');
-    const parts: StatementPart[] = [{ name: alias, sql: sql.join([sql.raw(before), sql`${JSON.stringify(rows)}`, sql.raw(`${after} RETURNING start_after`)]) }];
+    const { before, after } = this.insertText(queue.table, name);
+    const json = JSON.stringify(rows);
+    // Guarded: no rows at all (an empty recordset) unless the part named by onlyIf returned one.
+    const param = onlyIf === undefined ? sql`${json}` : sql`(CASE WHEN EXISTS (SELECT 1 FROM ${sql.raw(onlyIf)}) THEN ${json} ELSE '[]' END)`;
+    const parts: StatementPart[] = [{ name: alias, sql: sql.join([sql.raw(before), param, sql.raw(after)]) }];
     if (queue.notify) {
       parts.push({ name: `${alias}_wake`, sql: sql.raw(`SELECT pg_notify(${notifyChannelSql(this.schema)}, '${name}') FROM ${alias} WHERE start_after <= ${this.schema}.job_now() LIMIT 1`) });
     }
@@ -262,6 +268,17 @@ export class PgBossQueue implements JobQueue {
     const row = (rows as { name: string }[])[0];
     if (!row) throw new Error(`no failed job ${jobId}`);
     await boss.retry(row.name, jobId);
+  }
+
+  private insertText(table: string, name: string): { before: string; after: string } {
+    let text = this.insertTexts.get(name);
+    if (!text) {
+      const [before, after, ...rest] = insertJobs(this.schema, { table, name, returnId: false, notify: false }).split('$1');
+      if (before === undefined || after === undefined || rest.length > 0) throw new Error('unexpected pg-boss job insert statement');
+      text = { before, after: `${after} RETURNING start_after` };
+      this.insertTexts.set(name, text);
+    }
+    return text;
   }
 
   private started(): PgBoss {

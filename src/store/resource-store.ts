@@ -105,6 +105,20 @@ export interface WriteBatch {
   creates?: readonly BatchCreate[];
   /** Other writes of the same statement (a use case's own table, queued jobs). */
   parts?: readonly StatementPart[];
+  /**
+   * A part run first that returns at most one row (an idempotency key's
+   * `INSERT ... ON CONFLICT DO NOTHING RETURNING`): without its row nothing of `updates` and
+   * `creates` is written, no observer runs, and `write` answers `claimed: false`. Parts that must
+   * not run then guard themselves on it (JobQueue.enqueueParts' `onlyIf`).
+   */
+  claim?: StatementPart;
+}
+
+export interface WriteResult {
+  updated: Resource[];
+  created: Resource[];
+  /** False when the batch's `claim` returned no row, and nothing of the batch was written; true otherwise. */
+  claimed: boolean;
 }
 
 /**
@@ -234,17 +248,17 @@ export class ResourceStore {
    * version, so a refused version leaves nothing behind. The rows go in as one jsonb parameter:
    * the query builder's per-value work was a fifth of intake's CPU (scripts/bench-intake.ts --cpu-prof).
    */
-  async write(batch: WriteBatch): Promise<{ updated: Resource[]; created: Resource[] }> {
+  async write(batch: WriteBatch): Promise<WriteResult> {
     const updates = batch.updates ?? [];
     const creates = batch.creates ?? [];
     const parts = batch.parts ?? [];
-    if (updates.length + creates.length + parts.length === 0) return { updated: [], created: [] };
+    if (updates.length + creates.length + parts.length === 0 && !batch.claim) return { updated: [], created: [], claimed: true };
     for (const u of updates) {
       if (!u.resource.id) throw new Error('update needs a resource id');
       if (!/^\d+$/.test(u.expectedVersion)) throw new OperationOutcomeError(preconditionFailed);
     }
     const types = [...updates, ...creates].map((w) => w.resource.resourceType);
-    if (!this.inTransaction && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length > 1))) return this.withTransaction((tx) => tx.write(batch));
+    if (!this.inTransaction && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length + (batch.claim ? 1 : 0) > 1))) return this.withTransaction((tx) => tx.write(batch));
     const lastUpdated = this.now();
     const meta = (r: Resource, versionId: number) => ({ ...r, meta: { ...r.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } }) as Resource;
     const versions: VersionRow[] = updates.map((u) => {
@@ -258,8 +272,10 @@ export class ResourceStore {
       this.validator.validate(content);
       return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access, lookups: this.lookupsOf(content.resourceType) };
     });
-    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts))) as unknown as { rows: Record<string, unknown>[] };
-    const { versions: outcomes, creates: createLookups } = readOutcomes(versions, rows, result.rows[0] ?? {});
+    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts, batch.claim))) as unknown as { rows: Record<string, unknown>[] };
+    const row = result.rows[0] ?? {};
+    if (batch.claim && row.claimed !== true) return { updated: [], created: [], claimed: false };
+    const { versions: outcomes, creates: createLookups } = readOutcomes(versions, rows, row);
     for (const outcome of outcomes) {
       if (!outcome.found) throw new OperationOutcomeError(notFound);
       if (!outcome.access) throw new OperationOutcomeError(preconditionFailed);
@@ -278,7 +294,7 @@ export class ResourceStore {
       let l = 0;
       for (const observer of this.observersOf(r.resourceType)) await observer.onWrite(this, { resource: r.content as Resource, access, ...(observer.lookup ? { lookup: lookups[l++] } : {}) });
     }
-    return { updated: versions.map((v) => v.content as Resource), created: rows.map((r) => r.content as Resource) };
+    return { updated: versions.map((v) => v.content as Resource), created: rows.map((r) => r.content as Resource), claimed: true };
   }
 
   async read<T extends Resource>(resourceType: T['resourceType'], id: string, reader: Reader): Promise<T | undefined> {

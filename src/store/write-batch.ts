@@ -50,12 +50,31 @@ export interface VersionOutcome {
   lookups: unknown[];
 }
 
-const textArray = (values: readonly string[]): SQL => sql`${`{${values.map((a) => JSON.stringify(a)).join(',')}}`}::text[]`;
+/** A text[] parameter: one string, not one parameter per element. */
+export const textArray = (values: readonly string[]): SQL => sql`${`{${values.map((a) => JSON.stringify(a)).join(',')}}`}::text[]`;
 
-/** The statement; its single result row is read back by `readOutcomes`. */
-export function buildWriteStatement(versions: readonly VersionRow[], creates: readonly CreateRow[], parts: readonly StatementPart[]): SQL {
+/** Names the store's own CTEs use; a part may not take them. */
+const RESERVED = /^(v\d+(_old|_history)?|new_rows|new_current|new_history)$/;
+
+function checkPartName(name: string): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || RESERVED.test(name)) throw new Error(`statement part name '${name}' is not allowed`);
+}
+
+/**
+ * The statement; its single result row is read back by `readOutcomes`. With a `claim` (a part
+ * returning at most one row, e.g. an `INSERT ... ON CONFLICT DO NOTHING RETURNING` of an
+ * idempotency key), the new versions and new resources are written only if the claim returned
+ * its row; the result row's `claimed` column says whether it did. Other parts guard themselves
+ * on it (`EXISTS (SELECT 1 FROM <claim>)`: JobQueue.enqueueParts' `onlyIf`).
+ */
+export function buildWriteStatement(versions: readonly VersionRow[], creates: readonly CreateRow[], parts: readonly StatementPart[], claim?: StatementPart): SQL {
   const ctes: SQL[] = [];
   const columns: SQL[] = [];
+  if (claim) {
+    checkPartName(claim.name);
+    ctes.push(sql`${sql.raw(claim.name)} AS (${claim.sql})`);
+  }
+  const claimed = claim ? sql.raw(` AND EXISTS (SELECT 1 FROM ${claim.name})`) : sql``;
   versions.forEach((v, i) => {
     const when = v.lastUpdated.toISOString();
     const json = JSON.stringify(v.content);
@@ -65,7 +84,7 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
           FROM ${resources} WHERE resource_type = ${v.resourceType} AND id = ${v.id})`);
     ctes.push(sql`${sql.raw(`v${i}`)} AS (
         UPDATE ${resources} SET version_id = ${v.versionId}, last_updated = ${when}::timestamptz, content = ${json}::jsonb, access = coalesce(${access}, access)
-         WHERE resource_type = ${v.resourceType} AND id = ${v.id} AND version_id = ${v.expected}
+         WHERE resource_type = ${v.resourceType} AND id = ${v.id} AND version_id = ${v.expected}${claimed}
         RETURNING access)`);
     ctes.push(sql`${sql.raw(`v${i}_history`)} AS (
         INSERT INTO ${resourceHistory} (resource_type, id, version_id, last_updated, content, access)
@@ -94,7 +113,8 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
     // the write is refused then (412) and the transaction rolled back.
     ctes.push(sql`new_rows AS (
         SELECT resource_type, id, last_updated, content, coalesce(access, ${sameAs}) AS access
-          FROM jsonb_to_recordset(${payload}::jsonb) AS x(resource_type text, id text, last_updated timestamptz, content jsonb, access text[], same_as integer))`);
+          FROM jsonb_to_recordset(${payload}::jsonb) AS x(resource_type text, id text, last_updated timestamptz, content jsonb, access text[], same_as integer)
+         WHERE true${claimed})`);
     ctes.push(sql`new_current AS (
         INSERT INTO ${resources} (resource_type, id, version_id, last_updated, content, access)
         SELECT resource_type, id, 1, last_updated, content, access FROM new_rows WHERE access IS NOT NULL)`);
@@ -103,16 +123,15 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
         SELECT resource_type, id, 1, last_updated, content, access FROM new_rows WHERE access IS NOT NULL)`);
   }
   for (const part of parts) {
-    if (!/^[a-z_][a-z0-9_]*$/.test(part.name) || /^(v\d+(_old|_history)?|new_rows|new_current|new_history)$/.test(part.name)) throw new Error(`statement part name '${part.name}' is not allowed`);
+    checkPartName(part.name);
     ctes.push(sql`${sql.raw(part.name)} AS (${part.sql})`);
     // Read every part: a part that is a plain SELECT (a NOTIFY) runs only when something reads it.
     columns.push(sql.raw(`(SELECT count(*) FROM ${part.name})`));
   }
-  if (columns.length === 0) columns.push(sql`1`);
-  return sql`WITH ${sql.join(ctes, sql`, `)} SELECT ${sql.join(
-    columns.map((c, i) => sql`${c} AS ${sql.raw(`c${i}`)}`),
-    sql`, `,
-  )}`;
+  const named = columns.map((c, i) => sql`${c} AS ${sql.raw(`c${i}`)}`);
+  if (claim) named.push(sql.raw(`EXISTS (SELECT 1 FROM ${claim.name}) AS claimed`));
+  if (named.length === 0) named.push(sql`1`);
+  return sql`WITH ${sql.join(ctes, sql`, `)} SELECT ${sql.join(named, sql`, `)}`;
 }
 
 /** Reads the statement's result row back: one outcome per new version, and each new resource's lookups. */
