@@ -133,11 +133,11 @@ describe('SQL statements per use case', () => {
     expect(provenances).toHaveLength(1);
   });
 
-  it('an intake (claim, every resource, the assembly job) costs 3; a replay reads what the first one wrote, and a different request under its requestId writes nothing', async () => {
+  it('an intake (claim, every resource, the assembly job) is one statement when nobody is to be notified; a replay reads what the first one wrote, and a different request under its requestId writes nothing', async () => {
     const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
     const intakeDeps = { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs };
     const { result, statements } = await counter.during(() => createSecondOpinion(request, referrer, intakeDeps));
-    expect(statements.map(verb), statements.join('\n')).toEqual(['BEGIN', 'WITH', 'COMMIT']);
+    expect(statements.map(verb), statements.join('\n')).toEqual(['WITH']);
     expect(result.created).toBe(true);
     expect(result.tasks).toHaveLength(2);
     for (const task of result.tasks) expect(await store.read<Task>('Task', task.id as string, { participantId: 'st-olaf' })).toMatchObject({ status: 'requested', meta: { versionId: '1' } });
@@ -158,6 +158,21 @@ describe('SQL statements per use case', () => {
       outcome: { issue: [{ code: 'conflict', expression: ['requestId'] }] },
     });
     expect(await rows()).toEqual(before);
+  });
+
+  it('an intake whose Tasks a webhook recipient may read runs in a transaction that also queues the notifications', async () => {
+    const st = network.get('st-olaf');
+    if (!st) throw new Error('st-olaf missing from the network');
+    const notifying = { get: (id: string) => (id === 'st-olaf' ? { ...st, notify: { url: 'https://st-olaf.example/hooks', secret: 'st-olaf-shared-secret-0123456789' } } : network.get(id)) };
+    const noisy = new ResourceStore(database.db, createValidator(), now, { observers: [taskNotificationObserver({ jobs, network: notifying as Network, now })] });
+    const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
+    const { result, statements } = await counter.during(() => createSecondOpinion(request, referrer, { store: noisy, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs }));
+    expect(result.created).toBe(true);
+    expect(statements.map(verb).slice(0, 2), statements.join('\n')).toEqual(['BEGIN', 'WITH']);
+    expect(statements.map(verb).at(-1)).toBe('COMMIT');
+    const taskIds = result.tasks.map((t) => `'${t.id}'`).join(', ');
+    const hooks = (await database.db.execute(`SELECT data->>'taskId' AS task FROM ${jobs.schema}.job WHERE name = '${QUEUE.notifyWebhook}' AND data->>'taskId' IN (${taskIds})` as never)) as unknown as { rows: { task: string }[] };
+    expect(hooks.rows.map((r) => r.task).sort()).toEqual(result.tasks.map((t) => t.id as string).sort());
   });
 
   describe('delivering an opinion to the referring EHR', () => {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
 import { referrerAudience } from '../access/audience.ts';
 import { sameResourceReference } from '../fhir/references.ts';
 import type { Caller } from '../access/caller.ts';
@@ -94,27 +94,27 @@ export async function createSecondOpinion(request: IntakeRequest, caller: Caller
   // else when the key was taken (a replay, or a different request under the same requestId).
   const claim = {
     name: 'intake_claim',
-    sql: sql`INSERT INTO ${intakeRequests} (participant_id, request_id, content_hash, service_request_id, task_ids, request, created_at)
-      VALUES (${referrer.id}, ${request.requestId}, ${contentHash}, ${ids.serviceRequest}, ${textArray(ids.tasks)}, ${JSON.stringify(request)}::jsonb, ${now.toISOString()}::timestamptz)
+    sql: (when: SQL) => sql`INSERT INTO ${intakeRequests} (participant_id, request_id, content_hash, service_request_id, task_ids, request, created_at)
+      SELECT ${referrer.id}::text, ${request.requestId}::text, ${contentHash}::text, ${ids.serviceRequest}::text, ${textArray(ids.tasks)}, ${JSON.stringify(request)}::jsonb, ${now.toISOString()}::timestamptz
+       WHERE ${when}
       ON CONFLICT DO NOTHING RETURNING service_request_id`,
   };
-
-  return deps.store.withTransaction(async (tx) => {
-    // One statement: the claim, every resource of the referral and the assembly job (three in all with BEGIN and COMMIT).
-    const { created, claimed } = await tx.write({
-      claim,
-      creates: [
-        { resource: referral.serviceRequest, access },
-        ...referral.tasks.map((task) => ({ resource: task, access })),
-        ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
-        { resource: referral.provenance, access },
-      ],
-      parts: deps.jobs.enqueueParts('assembly_job', QUEUE.assembleRecordSet, [{ data: job }], { onlyIf: claim.name }),
-    });
-    if (!claimed) return replay(tx, referrer.id, request.requestId, contentHash);
-    const [serviceRequest, ...rest] = created;
-    return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
+  // One statement: the claim, every resource of the referral and the assembly job. Without a
+  // transaction when nobody is to be notified of the new Tasks (no webhook recipient, no listening
+  // Subscription); else BEGIN, the statement, the notifications, COMMIT (ResourceStore.write).
+  const { created, claimed } = await deps.store.write({
+    claim,
+    creates: [
+      { resource: referral.serviceRequest, access },
+      ...referral.tasks.map((task) => ({ resource: task, access })),
+      ...(referral.firstOpinion ? [{ resource: referral.firstOpinion, access }] : []),
+      { resource: referral.provenance, access },
+    ],
+    parts: deps.jobs.enqueueParts('assembly_job', QUEUE.assembleRecordSet, [{ data: job }], { onlyIf: claim.name }),
   });
+  if (!claimed) return replay(deps.store, referrer.id, request.requestId, contentHash);
+  const [serviceRequest, ...rest] = created;
+  return { created: true, serviceRequest: serviceRequest as ServiceRequest, tasks: rest.slice(0, referral.tasks.length) as Task[] };
 }
 
 /**

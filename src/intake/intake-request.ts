@@ -8,10 +8,12 @@ import { KINDS, PRIORITIES, REVIEW_TYPES } from '../fhir/constants.ts';
 export const text = (max: number) => z.string().trim().min(1, 'must not be empty').max(max);
 
 /** A reference to a resource of one of `types` on the referrer's EHR. */
-export const referenceTo = (...types: string[]) =>
-  text(2048).refine((ref) => types.some((t) => new RegExp(`(^|/)${t}/[A-Za-z0-9\\-.]{1,64}(/_history/[A-Za-z0-9\\-.]{1,64})?$`).test(ref)), {
+export const referenceTo = (...types: string[]) => {
+  const pattern = new RegExp(`(^|/)(${types.join('|')})/[A-Za-z0-9\\-.]{1,64}(/_history/[A-Za-z0-9\\-.]{1,64})?$`);
+  return text(2048).refine((ref) => pattern.test(ref), {
     message: `must be a reference to ${types.join(' or ')} (e.g. ${types[0]}/123, relative to the referrer's FHIR base, or an absolute URL)`,
   });
+};
 
 /**
  * A document on the referrer's EHR, `{reference, display?}`: intake's `records.documents` and

@@ -23,7 +23,8 @@ import type { Job, JobQueue } from '../jobs/job-queue.ts';
 import { type NotifyWebhookJob, QUEUE } from '../jobs/queues.ts';
 import type { Participant } from '../network/network.ts';
 import type { WriteObserver } from '../store/resource-store.ts';
-import { subscriptionCandidates, type SubscriptionCandidate, subscriptionEventsFor } from '../subscriptions/subscription-delivery.ts';
+import { noSubscriptionListening, subscriptionCandidates, type SubscriptionCandidate, subscriptionEventsFor } from '../subscriptions/subscription-delivery.ts';
+import { textArray } from '../store/write-batch.ts';
 import { signWebhook } from './webhook-signature.ts';
 
 export const TASK_NOTIFICATION_TYPE = 'task.status-changed';
@@ -40,6 +41,9 @@ export function taskNotificationObserver(deps: NotificationDeps): WriteObserver 
     resourceType: 'Task',
     // The Subscriptions that may hear a new Task version are read by the statement writing it.
     lookup: (access) => subscriptionCandidates(access, deps.now()),
+    // A new Task is heard by the network file's webhook recipients among its readers, and by the
+    // Subscriptions listening for them; with neither, `onWrite` writes nothing.
+    quietOnCreate: ({ access }) => (access.some((id) => deps.network.get(id)?.notify) ? false : noSubscriptionListening(textArray(access), deps.now())),
     async onWrite(tx, change) {
       const task = change.resource as Task;
       const businessStatus = task.businessStatus?.coding?.[0]?.code ?? '';

@@ -5,7 +5,7 @@ import { and, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './database.ts';
 import { resourceHistory, resources } from './schema.ts';
 import { accessFilter, countResources, dateCondition, decodeCursor, encodeCursor } from './search-sql.ts';
-import { buildWriteStatement, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
+import { buildWriteStatement, type ClaimPart, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
 
 export { accessFilter, countResources, decodeCursor, encodeCursor, isStoreTime } from './search-sql.ts';
 
@@ -87,6 +87,12 @@ export interface WriteObserver {
    * statement of its own (it receives the value as `change.lookup`).
    */
   lookup?(access: SQL): SQL;
+  /**
+   * For a new resource: an SQL boolean that holds when `onWrite` will write nothing for it
+   * (nothing it would act on exists), or false when it may write. With it, a claimed batch of
+   * new resources runs as one statement outside a transaction when it holds (see `write`).
+   */
+  quietOnCreate?(change: { resource: Resource; access: readonly string[] }): SQL | false;
 }
 
 /** A new version, written only if the current one is still `expectedVersion` (412 otherwise; 404 when there is no such resource). */
@@ -107,11 +113,11 @@ export interface WriteBatch {
   parts?: readonly StatementPart[];
   /**
    * A part run first that returns at most one row (an idempotency key's
-   * `INSERT ... ON CONFLICT DO NOTHING RETURNING`): without its row nothing of `updates` and
-   * `creates` is written, no observer runs, and `write` answers `claimed: false`. Parts that must
-   * not run then guard themselves on it (JobQueue.enqueueParts' `onlyIf`).
+   * `INSERT ... ON CONFLICT DO NOTHING RETURNING`, write-batch.ts): without its row nothing of
+   * `updates` and `creates` is written, no observer runs, and `write` answers `claimed: false`.
+   * Parts that must not run then guard themselves on it (JobQueue.enqueueParts' `onlyIf`).
    */
-  claim?: StatementPart;
+  claim?: ClaimPart;
 }
 
 export interface WriteResult {
@@ -156,6 +162,23 @@ export class ResourceStore {
   /** What the observers of `resourceType` look up inside the writing statement, in observer order. */
   private lookupsOf(resourceType: string): ((access: SQL) => SQL)[] {
     return this.observersOf(resourceType).flatMap((o) => (o.lookup ? [(access: SQL) => o.lookup?.(access) as SQL] : []));
+  }
+
+  /**
+   * When every observer of these new resources can say in SQL that it will write nothing for them
+   * (`quietOnCreate`), that condition, ANDed; undefined when there is no observer, or one may write.
+   */
+  private quietWhen(creates: readonly BatchCreate[]): SQL | undefined {
+    const conditions: SQL[] = [];
+    for (const { resource, access } of creates) {
+      for (const observer of this.observersOf(resource.resourceType)) {
+        if (!observer.quietOnCreate || !Array.isArray(access)) return undefined;
+        const quiet = observer.quietOnCreate({ resource, access: access as readonly string[] });
+        if (quiet === false) return undefined;
+        conditions.push(quiet);
+      }
+    }
+    return conditions.length > 0 ? sql.join(conditions, sql` AND `) : undefined;
   }
 
   /** A write its observers see must run in a transaction, so what they enqueue commits with it. */
@@ -258,7 +281,11 @@ export class ResourceStore {
       if (!/^\d+$/.test(u.expectedVersion)) throw new OperationOutcomeError(preconditionFailed);
     }
     const types = [...updates, ...creates].map((w) => w.resource.resourceType);
-    if (!this.inTransaction && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length + (batch.claim ? 1 : 0) > 1))) return this.withTransaction((tx) => tx.write(batch));
+    // A claimed batch of new resources whose observers will stay quiet is one statement, no
+    // transaction: it writes only if they will (`quietOnCreate`, evaluated by the statement), and
+    // is run again in a transaction otherwise.
+    const when = !this.inTransaction && batch.claim && updates.length === 0 ? this.quietWhen(creates) : undefined;
+    if (!this.inTransaction && !when && (this.needsTransaction(types) || (updates.length > 0 && updates.length + creates.length + parts.length + (batch.claim ? 1 : 0) > 1))) return this.withTransaction((tx) => tx.write(batch));
     const lastUpdated = this.now();
     const meta = (r: Resource, versionId: number) => ({ ...r, meta: { ...r.meta, versionId: String(versionId), lastUpdated: lastUpdated.toISOString() } }) as Resource;
     const versions: VersionRow[] = updates.map((u) => {
@@ -272,8 +299,9 @@ export class ResourceStore {
       this.validator.validate(content);
       return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access, lookups: this.lookupsOf(content.resourceType) };
     });
-    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts, batch.claim))) as unknown as { rows: Record<string, unknown>[] };
+    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts, batch.claim, when))) as unknown as { rows: Record<string, unknown>[] };
     const row = result.rows[0] ?? {};
+    if (when && row.proceeded !== true) return this.withTransaction((tx) => tx.write(batch));
     if (batch.claim && row.claimed !== true) return { updated: [], created: [], claimed: false };
     const { versions: outcomes, creates: createLookups } = readOutcomes(versions, rows, row);
     for (const outcome of outcomes) {

@@ -53,26 +53,39 @@ export interface VersionOutcome {
 /** A text[] parameter: one string, not one parameter per element. */
 export const textArray = (values: readonly string[]): SQL => sql`${`{${values.map((a) => JSON.stringify(a)).join(',')}}`}::text[]`;
 
+/**
+ * A part run first that returns at most one row (an idempotency key's
+ * `INSERT ... SELECT ... WHERE ${when} ON CONFLICT DO NOTHING RETURNING ...`): the statement's
+ * other writes happen only if it returned its row. `sql(when)` must write nothing where `when`
+ * (an SQL boolean) is false.
+ */
+export interface ClaimPart {
+  name: string;
+  sql: (when: SQL) => SQL;
+}
+
 /** Names the store's own CTEs use; a part may not take them. */
-const RESERVED = /^(v\d+(_old|_history)?|new_rows|new_current|new_history)$/;
+const RESERVED = /^(v\d+(_old|_history)?|new_rows|new_current|new_history|write_when)$/;
 
 function checkPartName(name: string): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name) || RESERVED.test(name)) throw new Error(`statement part name '${name}' is not allowed`);
 }
 
 /**
- * The statement; its single result row is read back by `readOutcomes`. With a `claim` (a part
- * returning at most one row, e.g. an `INSERT ... ON CONFLICT DO NOTHING RETURNING` of an
- * idempotency key), the new versions and new resources are written only if the claim returned
- * its row; the result row's `claimed` column says whether it did. Other parts guard themselves
- * on it (`EXISTS (SELECT 1 FROM <claim>)`: JobQueue.enqueueParts' `onlyIf`).
+ * The statement; its single result row is read back by `readOutcomes`. With a `claim`, the new
+ * versions and new resources are written only if the claim returned its row; the result row's
+ * `claimed` column says whether it did. Other parts guard themselves on it
+ * (`EXISTS (SELECT 1 FROM <claim>)`: JobQueue.enqueueParts' `onlyIf`). With `when` too, the
+ * claim, and so everything, is written only if `when` holds; the `proceeded` column says so.
  */
-export function buildWriteStatement(versions: readonly VersionRow[], creates: readonly CreateRow[], parts: readonly StatementPart[], claim?: StatementPart): SQL {
+export function buildWriteStatement(versions: readonly VersionRow[], creates: readonly CreateRow[], parts: readonly StatementPart[], claim?: ClaimPart, when?: SQL): SQL {
   const ctes: SQL[] = [];
   const columns: SQL[] = [];
+  if (when && !claim) throw new Error('a write condition needs a claim');
+  if (when) ctes.push(sql`write_when AS (SELECT (${when}) AS ok)`);
   if (claim) {
     checkPartName(claim.name);
-    ctes.push(sql`${sql.raw(claim.name)} AS (${claim.sql})`);
+    ctes.push(sql`${sql.raw(claim.name)} AS (${claim.sql(when ? sql.raw('(SELECT ok FROM write_when)') : sql`true`)})`);
   }
   const claimed = claim ? sql.raw(` AND EXISTS (SELECT 1 FROM ${claim.name})`) : sql``;
   versions.forEach((v, i) => {
@@ -130,6 +143,7 @@ export function buildWriteStatement(versions: readonly VersionRow[], creates: re
   }
   const named = columns.map((c, i) => sql`${c} AS ${sql.raw(`c${i}`)}`);
   if (claim) named.push(sql.raw(`EXISTS (SELECT 1 FROM ${claim.name}) AS claimed`));
+  if (when) named.push(sql.raw('(SELECT ok FROM write_when) AS proceeded'));
   if (named.length === 0) named.push(sql`1`);
   return sql`WITH ${sql.join(ctes, sql`, `)} SELECT ${sql.join(named, sql`, `)}`;
 }

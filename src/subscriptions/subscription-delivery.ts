@@ -51,6 +51,12 @@ export function subscriptionCandidates(access: SQL, now: Date): SQL {
      WHERE s.status IN (${sql.join(LISTENING.map((l) => sql`${l}`), sql`, `)}) AND s.reader_keys && ${access} AND (s.end_at IS NULL OR s.end_at > ${now.toISOString()}::timestamptz))`;
 }
 
+/** True when no listening Subscription's read keys meet `access` (nothing `subscriptionEventsFor` could act on). */
+export function noSubscriptionListening(access: SQL, now: Date): SQL {
+  return sql`NOT EXISTS (SELECT 1 FROM ${subscriptions} s
+     WHERE s.status IN (${sql.join(LISTENING.map((l) => sql`${l}`), sql`, `)}) AND s.reader_keys && ${access} AND (s.end_at IS NULL OR s.end_at > ${now.toISOString()}::timestamptz))`;
+}
+
 /**
  * For one Task change: every listening Subscription whose read keys meet the Task's access list
  * and whose filters match gets its next event and a notification job. Runs in the writing
