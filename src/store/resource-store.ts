@@ -5,6 +5,7 @@ import { and, desc, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { Db } from './database.ts';
 import { resourceHistory, resources } from './schema.ts';
 import { accessFilter, countResources, dateCondition, decodeCursor, encodeCursor } from './search-sql.ts';
+import { executeNamed } from './named-statement.ts';
 import { buildWriteStatement, type ClaimPart, type CreateRow, readOutcomes, type StatementPart, type VersionRow } from './write-batch.ts';
 
 export { accessFilter, countResources, decodeCursor, encodeCursor, isStoreTime } from './search-sql.ts';
@@ -299,7 +300,7 @@ export class ResourceStore {
       this.validator.validate(content);
       return { resourceType: content.resourceType, id: content.id as string, lastUpdated, content, access, lookups: this.lookupsOf(content.resourceType) };
     });
-    const result = (await this.db.execute(buildWriteStatement(versions, rows, parts, batch.claim, when))) as unknown as { rows: Record<string, unknown>[] };
+    const result = await executeNamed(this.db, buildWriteStatement(versions, rows, parts, batch.claim, when));
     const row = result.rows[0] ?? {};
     if (when && row.proceeded !== true) return this.withTransaction((tx) => tx.write(batch));
     if (batch.claim && row.claimed !== true) return { updated: [], created: [], claimed: false };
