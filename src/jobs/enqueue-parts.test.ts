@@ -24,12 +24,8 @@ describe('PgBossQueue.enqueueParts', () => {
   afterEach(async () => {
     for (const q of queues.splice(0)) await q.stop({ graceful: false });
   });
-  afterAll(async () => {
-    if (database.raw.kind === 'postgres' && database.raw.schemaName) {
-      await database.db.execute(sql.raw(`DROP SCHEMA IF EXISTS ${database.raw.schemaName}_pgboss CASCADE`));
-    }
-    await database.close();
-  });
+  // close() drops the test schema and pg-boss's schema beside it.
+  afterAll(() => database.close());
 
   async function jobsOf(queue: PgBossQueue, name: string): Promise<{ singleton_key: string | null; data: unknown; state: string }[]> {
     const result = await database.db.execute(sql`SELECT singleton_key, data, state FROM ${sql.identifier(queue.schema)}.job WHERE name = ${name} ORDER BY created_on`);

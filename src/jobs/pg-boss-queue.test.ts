@@ -19,13 +19,8 @@ describe('PgBossQueue', () => {
   afterEach(async () => {
     for (const q of queues.splice(0)) await q.stop({ graceful: false });
   });
-  afterAll(async () => {
-    // pg-boss keeps its tables in a schema of its own next to the test schema: drop it too.
-    if (database.raw.kind === 'postgres' && database.raw.schemaName) {
-      await database.db.execute(sql.raw(`DROP SCHEMA IF EXISTS ${database.raw.schemaName}_pgboss CASCADE`));
-    }
-    await database.close();
-  });
+  // close() drops the test schema and pg-boss's schema beside it.
+  afterAll(() => database.close());
 
   async function startQueue(policies: QueuePolicy[]): Promise<PgBossQueue> {
     const queue = new PgBossQueue(database.raw, { queues: policies, pollingIntervalSeconds: 0.5, superviseIntervalSeconds: 1, stopTimeoutMs: 20_000 });
