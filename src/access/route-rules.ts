@@ -84,6 +84,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referrer('Referrer: add records to the referral', '/second-opinions/:id/records'),
   referrer('Referrer: cancel the referral', '/second-opinions/:id/cancel'),
   referrer('Referrer: answer a request for information', '/second-opinions/:id/info'),
+  referrer('Referrer: ask a consultant a follow-up question after its opinion', '/second-opinions/:id/consultants/:participant/questions'),
   { method: 'GET', path: '/consults', what: 'Consultant: its worklist', access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 's' } } },
   ...(
     [
@@ -93,6 +94,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
       ['decline', 'decline it, with a reason'],
       ['request-info', 'ask the referrer for information'],
       ['opinion', 'submit the opinion (completes the Task)'],
+      ['answers', 'answer a follow-up question'],
     ] as [string, string][]
   ).map(consultAction),
   {

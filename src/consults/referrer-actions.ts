@@ -47,7 +47,7 @@ export interface TaskOutcome {
  * The referral's intake row, when the caller placed it and may read it (a token restricted to
  * one clinician acts only on that clinician's referrals), locked for this transaction; 404 otherwise.
  */
-async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[]; serviceRequest: ServiceRequest }> {
+export async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[]; serviceRequest: ServiceRequest }> {
   const [row] = await tx.database
     .select({ taskIds: intakeRequests.taskIds })
     .from(intakeRequests)

@@ -14,6 +14,7 @@ import { AGREEMENT_DISPLAY, type Agreement } from '../opinions/opinion.ts';
 import { escapeHtml } from '../opinions/render-note.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { findVisibleReferral } from '../intake/referral-access.ts';
+import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
 
 export interface ComparedOption {
   option: string;
@@ -39,6 +40,8 @@ export interface ComparedOpinion {
   missingInformation: string[];
   followUp?: string;
   documentReference?: string;
+  /** The follow-up questions the referrer asked this consultant after its opinion, with the answers (issue 14 §2). */
+  followUps?: FollowUpEntry[];
 }
 
 export interface PointComparison {
@@ -62,6 +65,7 @@ export interface ComparisonDeps {
   store: ResourceStore;
   participantByOrganization(reference: string): { id: string; name: string } | undefined;
   audit: AuditLog;
+  now: () => Date;
 }
 
 export async function getComparison(id: string, caller: Caller, deps: ComparisonDeps): Promise<Comparison> {
@@ -86,6 +90,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
   const firstRef = serviceRequest.supportingInfo?.find((s) => s.reference?.startsWith('ClinicalImpression/'))?.reference;
   const first = firstRef ? await deps.store.read<ClinicalImpression>('ClinicalImpression', firstRef.slice('ClinicalImpression/'.length), reader) : undefined;
 
+  const threads = await readFollowUpThreads(deps.store, placed.taskIds, reader, deps.now());
   const opinions: ComparedOpinion[] = [];
   const pending: Comparison['pending'] = [];
   for (const task of tasks) {
@@ -115,6 +120,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
       missingInformation: points.missingInformation,
       ...(points.followUp ? { followUp: points.followUp } : {}),
       documentReference: noteRef as string,
+      followUps: threads.get(task.id as string) ?? [],
     });
   }
 
@@ -208,9 +214,25 @@ ${row('Options', (o) => list(o.options.map((x) => `${x.option}${x.preferred ? ' 
 ${row('Key risks', (o) => list(o.keyRisks))}
 ${row('Recovery', (o) => e(o.recovery ?? ''))}
 ${row('Missing information', (o) => list(o.missingInformation))}
+${columns.some((o) => o.followUps?.length) ? row('Follow-up questions', (o) => followUpThread(o.followUps ?? [])) : ''}
 </tbody></table>
 ${c.pending.length ? `<p>Not in yet: ${c.pending.map((p) => `${e(p.name)} (${e(p.status)})`).join(', ')}</p>` : ''}
 ${c.agreement ? `<h2>Where they agree and differ</h2><ul>${c.agreement.map((a) => `<li class="${a.agree ? 'agree' : 'differ'}"><strong>${e(a.point)}</strong>: ${a.agree ? 'agree' : 'differ'}. ${e(a.detail)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
+}
+
+/** One consultant's follow-up thread in a cell: each question, its answer (or when it is due) and the answer's post-back. */
+function followUpThread(entries: readonly FollowUpEntry[]): string {
+  const e = escapeHtml;
+  if (entries.length === 0) return '';
+  return `<ol>${entries
+    .map((f) => {
+      const asked = `<strong>Q</strong> <small>${e(f.askedAt.slice(0, 10))}</small>: ${e(f.text ?? '')}`;
+      const answer = f.answer
+        ? `<br><strong>A</strong> <small>${e(f.answer.answeredAt.slice(0, 10))}</small>: ${e(f.answer.text ?? '')}${f.delivery ? ` <small>(to your EHR: ${e(f.delivery.status)})</small>` : ''}`
+        : `<br><small>Answer due ${e(f.due.slice(0, 10))}${f.overdue ? ' (overdue)' : ''}</small>`;
+      return `<li>${asked}${answer}</li>`;
+    })
+    .join('')}</ol>`;
 }
