@@ -26,6 +26,7 @@ import { currentStep, fact, out, say, silence, step } from './demo/print.ts';
 import { AUDITOR, CONSULTANT_A, CONSULTANT_B, REFERRER, SHORT_NAMES } from './demo/scenario.ts';
 import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo/fhir-steps.ts';
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
+import { runFollowUp } from './demo/follow-up-step.ts';
 
 function seconds(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -73,6 +74,7 @@ async function run(): Promise<void> {
   await runReferral(context, referral);
   const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
   await runFhirReferral(fhirContext, fhirReferral);
+  await runFollowUp(context, referral);
 }
 
 let failed = false;

@@ -156,6 +156,20 @@ function expectPush(stdout: string): void {
   expect(next).toContain(`PUT Task/${remoteTask} with If-Match on the version the server had: 2 versions in its history now (the earlier input kept)`);
 }
 
+/** Step 17: St Olaf asks Lakeside a follow-up question, Lakeside answers, the answer reaches the EHR once. */
+function expectFollowUp(stdout: string): void {
+  const followUp = stepText(stdout, 17);
+  expect(followUp).toMatch(new RegExp(`question {7}POST /second-opinions/\\S+/consultants/lakeside-consults/questions -> 201, Communication/(${UUID}) \\(question 1 of 3\\), answer due \\d{4}-\\d{2}-\\d{2}`));
+  expect(followUp).toMatch(/worklist {7}GET \/consults as Lakeside: Task\/\S+ completed, 1 open follow-up question\(s\), this one due \d{4}-\d{2}-\d{2}; actions \[answers\]/);
+  expect(followUp).toMatch(new RegExp(`answer {9}POST /consults/\\S+/answers -> 201, Communication/${UUID} inResponseTo Communication/${UUID}`));
+  expect(followUp).toContain('guard          answering the same question again -> 409 (nothing changes)');
+  expect(followUp).toMatch(new RegExp(`post-back {6}delivered after 1 attempt\\(s\\): on the EHR Communication/${UUID} \\(the question\\) and Communication/${UUID} \\(inResponseTo Communication/${UUID}, about DocumentReference/${UUID}\\)`));
+  expect(followUp).toContain('check          read back from the EHR over FHIR by identifier: exactly one question and one answer');
+  // On the EHR, in this step's report: the question and the answer, each once.
+  expect(followUp.match(/^ {5}\+ Communication\/\S+ {2}completed, follow-up question, from /gm)).toHaveLength(1);
+  expect(followUp.match(/^ {5}\+ Communication\/\S+ {2}completed, follow-up answer, inResponseTo Communication\//gm)).toHaveLength(1);
+}
+
 /** Lakeside's FHIR server as step 1 printed it. */
 function clinicUrl(stdout: string): string | undefined {
   return /^ {3}clinic server  (http:\/\/127\.0\.0\.1:\d+\/fhir\/R4):/m.exec(stdout)?.[1];
@@ -176,7 +190,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -222,6 +236,7 @@ describe('npm run demo', () => {
 
     expectPush(run.stdout);
     expectFhirWalk(run.stdout);
+    expectFollowUp(run.stdout);
     expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.

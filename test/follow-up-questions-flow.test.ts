@@ -215,6 +215,14 @@ describe('follow-up questions (flow)', () => {
     expect(refused?.status).toBe(422);
     expect(refused?.outcome?.issue?.[0]).toMatchObject({ code: 'business-rule', expression: ['participant'] });
     expect(refused?.outcome?.issue?.[0]?.details?.text).toMatch(/within 30 days of the opinion \(at most 3\)/);
+    // A clinic's own limit from the network file (`followUpLimit`) replaces FOLLOW_UP_LIMIT: one question, already asked.
+    const limitedNetwork = { get: (pid: string) => (pid === 'lakeside-consults' ? { ...deps.network.get(pid)!, followUpLimit: 1 } : deps.network.get(pid)) };
+    const overLimit = await askFollowUpQuestion(id, 'lakeside-consults', { text: 'Still there?' }, caller, { ...deps, network: limitedNetwork, now: () => new Date() }).then(
+      () => undefined,
+      (err: { status?: number; outcome?: OperationOutcome }) => err,
+    );
+    expect(overLimit?.status).toBe(409);
+    expect(overLimit?.outcome?.issue?.[0]?.details?.text).toMatch(/^At most 1 follow-up questions/);
     // Within the window the same use case takes it.
     expect((await askFollowUpQuestion(id, 'lakeside-consults', { text: 'Still there?' }, caller, { ...deps, now: () => new Date() })).asked).toBe(2);
   });
