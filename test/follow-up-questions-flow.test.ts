@@ -3,7 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSearchRequest } from '@medplum/core';
-import type { AuditEvent, Communication, OperationOutcome, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, Communication, OperationOutcome, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Caller } from '../src/access/caller.ts';
@@ -124,6 +124,11 @@ describe('follow-up questions (flow)', () => {
     expect((await call('GET', `/fhir/Communication/${q1}`, 'st-olaf')).status).toBe(200);
     expect((await call('GET', `/fhir/Communication/${q1}`, 'lakeside-consults')).status).toBe(200);
     expect((await call('GET', `/fhir/Communication/${q1}`, 'northfield-pathology')).status).toBe(404);
+
+    // Searchable by the Task they are based on, by the same two only.
+    const byTask = await call<Bundle>('GET', `/fhir/Communication?based-on=Task/${taskId}`, 'lakeside-consults');
+    expect(byTask.body.entry?.map((e) => e.resource?.id).sort()).toEqual(asked.map((a) => a.id).sort());
+    expect((await call<Bundle>('GET', `/fhir/Communication?based-on=Task/${taskId}`, 'northfield-pathology')).body.entry ?? []).toEqual([]);
 
     // The clinic's worklist: the three open questions with their due dates, and the action to answer.
     const worklist = await call<Worklist>('GET', '/consults', 'lakeside-consults');
