@@ -15,6 +15,7 @@ import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { loadNetwork } from '../src/network/network.ts';
 import type { Comparison } from '../src/retrieval/comparison.ts';
+import type { DeliveryListItem } from '../src/delivery/list-deliveries.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { followUps, opinionDeliveries } from '../src/store/schema.ts';
 import { clientIdOf } from './support/example-network.ts';
@@ -56,7 +57,7 @@ describe('follow-up questions (flow)', () => {
       jobPollingIntervalSeconds: 0.5,
     });
     store = new ResourceStore(service.database.db, validator);
-    for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
+    for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology', 'audit-office']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
   });
   afterEach(() => ehr?.faults.clear());
   afterAll(async () => {
@@ -230,5 +231,35 @@ describe('follow-up questions (flow)', () => {
     expect(overLimit?.outcome?.issue?.[0]?.details?.text).toMatch(/^At most 1 follow-up questions/);
     // Within the window the same use case takes it.
     expect((await askFollowUpQuestion(id, 'lakeside-consults', { text: 'Still there?' }, caller, { ...deps, now: () => new Date() })).asked).toBe(2);
+  });
+
+  it('an EHR that refuses the answer (403) fails its post-back at once; the admin list shows it, and the re-drive delivers it once', async () => {
+    const { id, taskId } = await inProgress();
+    await opinionDelivered(taskId);
+    const question = await ask(id, 'Should the CRP be repeated first?');
+    ehr.faults.add({ path: /^\/fhir\/R4\/Communication(\?|$)/, method: 'POST', status: 403 });
+    const answer = await call<{ id: string }>('POST', `/consults/${taskId}/answers`, 'lakeside-consults', { question: question.body.id, text: 'Yes, and the ESR.' });
+    expect(answer.status).toBe(201);
+    const failed = await until(async () => ((await rowOf(question.body.id))?.deliveryStatus === 'failed' ? rowOf(question.body.id) : undefined), 'the post-back given up');
+    expect(failed?.attempts).toBe(1);
+    expect(failed?.lastError).toContain('HTTP 403');
+    expect(failed?.lastOutcome).toMatchObject({ resourceType: 'OperationOutcome' });
+    const summary = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body;
+    expect(summary.consultants[0]?.followUps[0]?.delivery).toMatchObject({ status: 'failed', attempts: 1, lastError: expect.stringContaining('HTTP 403') });
+
+    const list = await call<{ items: DeliveryListItem[] }>('GET', '/admin/deliveries?status=failed', 'audit-office');
+    expect(list.body.items.find((i) => i.id === question.body.id)).toMatchObject({ kind: 'follow-up-answer', taskId, serviceRequestId: id, participant: 'st-olaf', status: 'failed', attempts: 1 });
+    ehr.faults.clear();
+    const redrive = await call<{ kind: string; status: string }>('POST', `/admin/deliveries/${question.body.id}/retry`, 'audit-office');
+    expect(redrive.status).toBe(202);
+    expect(redrive.body).toMatchObject({ kind: 'follow-up-answer', status: 'pending' });
+    await until(async () => ((await rowOf(question.body.id))?.deliveryStatus === 'delivered' ? true : undefined), 'the re-driven post-back');
+    expect(await onEhr(question.body.id)).toHaveLength(1);
+    expect(await onEhr(answer.body.id)).toHaveLength(1);
+    const again = await call<OperationOutcome>('POST', `/admin/deliveries/${question.body.id}/retry`, 'audit-office');
+    expect(again.status).toBe(409);
+    // A question not answered yet has no post-back to re-drive.
+    const open = await ask(id, 'And the ESR?');
+    expect((await call('POST', `/admin/deliveries/${open.body.id}/retry`, 'audit-office')).status).toBe(404);
   });
 });

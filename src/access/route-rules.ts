@@ -100,7 +100,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   {
     method: 'GET',
     path: '/admin/deliveries',
-    what: 'Post-backs of opinions, with the last error and the EHR\'s OperationOutcome',
+    what: 'Post-backs of opinions and of answers to follow-up questions, with the last error and the EHR\'s OperationOutcome',
     access: { kind: 'roles', roles: ['auditor', 'admin'] },
   },
   {
