@@ -113,7 +113,7 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     case 'question':
       return { text: 'Would an MRI change your view?' };
     case 'answer':
-      return { question: world.resources.find(([type]) => type === 'Communication')?.[1] ?? 'no-such-question', text: 'An MRI would not change it.' };
+      return { question: world.resources?.find(([type]) => type === 'Communication')?.[1] ?? 'no-such-question', text: 'An MRI would not change it.' };
   }
 }
 
