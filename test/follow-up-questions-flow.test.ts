@@ -233,9 +233,17 @@ describe('follow-up questions (flow)', () => {
     expect((await askFollowUpQuestion(id, 'lakeside-consults', { text: 'Still there?' }, caller, { ...deps, now: () => new Date() })).asked).toBe(2);
   });
 
-  it('an EHR that refuses the answer (403) fails its post-back at once; the admin list shows it, and the re-drive delivers it once', async () => {
+  it('before its opinion reaches the EHR no question is taken; an EHR that refuses the answer (403) fails its post-back at once; the admin list shows it, and the re-drive delivers it once', async () => {
     const { id, taskId } = await inProgress();
-    await opinionDelivered(taskId);
+    // The opinion is given but has not reached the EHR yet (it answers 503 for now): still 409.
+    ehr.faults.add({ path: /^\/fhir\/R4\/DocumentReference(\?|$)/, method: 'POST', status: 503 });
+    expect((await call('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', OPINION)).status).toBe(200);
+    await until(async () => (((await service.database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.taskId, taskId)))[0]?.attempts ?? 0) >= 1 ? true : undefined), 'a failed attempt');
+    const pending = await call<OperationOutcome>('POST', `/second-opinions/${id}/consultants/lakeside-consults/questions`, 'st-olaf', { text: 'Too early?' });
+    expect(pending.status).toBe(409);
+    expect(pending.body.issue?.[0]).toMatchObject({ code: 'conflict', expression: ['participant'], details: { text: expect.stringContaining('has not reached your EHR yet (delivery pending)') } });
+    ehr.faults.clear();
+    await until(async () => ((await service.database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.taskId, taskId)))[0]?.status === 'delivered' ? true : undefined), 'the opinion delivered');
     const question = await ask(id, 'Should the CRP be repeated first?');
     ehr.faults.add({ path: /^\/fhir\/R4\/Communication(\?|$)/, method: 'POST', status: 403 });
     const answer = await call<{ id: string }>('POST', `/consults/${taskId}/answers`, 'lakeside-consults', { question: question.body.id, text: 'Yes, and the ESR.' });
