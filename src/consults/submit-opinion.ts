@@ -16,6 +16,8 @@ import type { JobQueue } from '../jobs/job-queue.ts';
 import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
 import type { Opinion } from '../opinions/opinion.ts';
+import { requireAnswers } from '../opinions/answers.ts';
+import { readReferralQuestions } from '../intake/referral-questions.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 import { referrerAudience } from '../access/audience.ts';
 import { type ConsultDeps, organizationOf } from './consult-actions.ts';
@@ -39,6 +41,9 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
   const agent = organizationOf(caller, deps);
   return deps.store.withTransaction(async (tx) => {
     const { task, serviceRequestId, intake, serviceRequest, otherTasks } = await readOpinionContext(tx, taskId, caller, deps);
+    // The referral's own questions are on the ServiceRequest just read: no statement more.
+    const questions = readReferralQuestions(serviceRequest);
+    requireAnswers(questions, opinion.answers);
     const now = deps.now();
     const noteId = randomUUID();
 
@@ -61,6 +66,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       now,
       requestId: intake.requestId,
       ...(task.description ? { question: task.description } : {}),
+      questions,
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
     // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
