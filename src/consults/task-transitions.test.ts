@@ -20,8 +20,8 @@ describe('Task transition table', () => {
 
   it('lets only the owner of each action take it', () => {
     expect(planTransition('requested', 'accept', 'consultant')).toMatchObject({ ok: true, transition: { to: 'accepted' } });
-    expect(planTransition('requested', 'accept', 'referrer')).toEqual({ ok: false, reason: 'wrong-actor', allowed: ['cancel'] });
-    expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation'] });
+    expect(planTransition('requested', 'accept', 'referrer')).toEqual({ ok: false, reason: 'wrong-actor', allowed: ['cancel', 'withdraw-consent'] });
+    expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation', 'withdraw-consent'] });
     expect(planTransition('on-hold', 'resume', 'referrer')).toMatchObject({ ok: true, transition: { to: 'in-progress' } });
     expect(planTransition('in-progress', 'fail', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
   });
@@ -30,6 +30,14 @@ describe('Task transition table', () => {
     for (const status of ['completed', 'rejected', 'cancelled', 'failed'] as const) {
       for (const actor of ['consultant', 'referrer', 'service'] as const) expect(allowedActions(status, actor), `${status}/${actor}`).toEqual([]);
     }
+  });
+
+  it('lets the referrer record a withdrawal of consent from every open status, and from no ended one', () => {
+    for (const status of ['draft', 'requested', 'received', 'accepted', 'ready', 'in-progress', 'on-hold'] as const) {
+      expect(planTransition(status, 'withdraw-consent', 'referrer'), status).toMatchObject({ ok: true, transition: { to: 'cancelled' } });
+    }
+    for (const status of ['completed', 'rejected', 'cancelled', 'failed'] as const) expect(planTransition(status, 'withdraw-consent', 'referrer').ok, status).toBe(false);
+    expect(planTransition('in-progress', 'withdraw-consent', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
   });
 
   it('names what the consultant may do from each open status', () => {

@@ -28,6 +28,7 @@ export type TaskAction =
   | 'cancel'
   | 'request-cancellation'
   | 'confirm-cancellation'
+  | 'withdraw-consent'
   | 'fail';
 
 export interface Transition {
@@ -45,6 +46,13 @@ export const TERMINAL_STATUSES: readonly TaskStatus[] = ['rejected', 'cancelled'
 /** Statuses from which the referrer's cancellation takes effect at once (the consultant has not started). */
 export const CANCELLABLE_AT_ONCE: readonly TaskStatus[] = ['draft', 'requested', 'received', 'accepted', 'ready'];
 
+/**
+ * Every status a Task can still move from. The patient's withdrawal of consent ends the Task
+ * from any of them at once: once the patient said no, no more of the records may reach the clinic,
+ * whether or not it started work (the cancellation the clinic confirms does not apply).
+ */
+export const OPEN_STATUSES: readonly TaskStatus[] = ['draft', 'requested', 'received', 'accepted', 'ready', 'in-progress', 'on-hold'];
+
 export const TRANSITIONS: readonly Transition[] = [
   { action: 'receive', from: ['requested'], to: 'received', actor: 'service', description: 'the Task reached the consultant' },
   { action: 'accept', from: ['requested', 'received'], to: 'accepted', actor: 'consultant', description: 'the consultant takes the case' },
@@ -56,6 +64,7 @@ export const TRANSITIONS: readonly Transition[] = [
   { action: 'cancel', from: CANCELLABLE_AT_ONCE, to: 'cancelled', actor: 'referrer', description: 'the referrer withdraws the request before work started' },
   { action: 'request-cancellation', from: ['in-progress', 'on-hold'], actor: 'referrer', description: 'the referrer asks the consultant to stop (business status only)' },
   { action: 'confirm-cancellation', from: ['in-progress', 'on-hold'], to: 'cancelled', actor: 'consultant', description: 'the consultant confirms the cancellation the referrer asked for' },
+  { action: 'withdraw-consent', from: OPEN_STATUSES, to: 'cancelled', actor: 'referrer', description: 'the patient withdrew consent to disclose the records to this clinic (the referrer records it, or the EHR\'s Consent ended)' },
   { action: 'fail', from: ['in-progress', 'on-hold'], to: 'failed', actor: 'service', description: 'the Task cannot be completed' },
 ];
 
