@@ -21,7 +21,7 @@ export interface WorklistQuery {
 }
 
 export interface WorklistItem {
-  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
+  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; statusReason?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
   referral: { id: string; kind?: string; kindDisplay?: string; question?: string; priority?: string; reviewType?: string; blinded: boolean; authoredOn?: string };
   patient: { reference?: string; identifier?: { system?: string; value?: string }; display?: string };
   /** The record set to read: the newest Bundle on the Task's input. */
@@ -107,6 +107,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           status: task.status,
           ...(task.businessStatus?.coding?.[0]?.code ? { businessStatus: task.businessStatus.coding[0].code } : {}),
           ...(task.businessStatus?.text ? { businessStatusText: task.businessStatus.text } : {}),
+          ...(task.statusReason?.text ? { statusReason: task.statusReason.text } : {}),
           ...(task.restriction?.period?.end ? { due: task.restriction.period.end } : {}),
           overdue: isOverdue(task, now),
           ...(task.lastModified ? { lastModified: task.lastModified } : {}),
