@@ -461,7 +461,7 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
     },
   ],
   ...Object.fromEntries(
-    (['accept', 'start', 'confirm-cancellation', 'decline', 'request-info', 'opinion'] as const).map((action) => [
+    (['receive', 'accept', 'start', 'confirm-cancellation', 'decline', 'request-info', 'opinion'] as const).map((action) => [
       `/consults/:taskId/${action}`,
       ({ refs }: { refs: Refs }) =>
         Object.entries(refs.tasks).map(([key, id]) => {

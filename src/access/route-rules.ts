@@ -88,6 +88,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   { method: 'GET', path: '/consults', what: 'Consultant: its worklist', access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 's' } } },
   ...(
     [
+      ['receive', 'acknowledge its Task (received)'],
       ['accept', 'accept its Task'],
       ['start', 'start work on it'],
       ['confirm-cancellation', 'confirm the referrer\'s cancellation'],

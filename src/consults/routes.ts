@@ -53,6 +53,7 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
       sendTask(res, task);
     });
 
+  act('receive', (body) => (parseBody(NoBodySchema, body), { action: 'receive' }));
   act('accept', (body) => (parseBody(NoBodySchema, body), { action: 'accept' }));
   act('start', (body) => (parseBody(NoBodySchema, body), { action: 'start' }));
   act('confirm-cancellation', (body) => (parseBody(NoBodySchema, body), { action: 'confirm-cancellation' }));

@@ -40,8 +40,16 @@ describe('Task transition table', () => {
     expect(planTransition('in-progress', 'withdraw-consent', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
   });
 
+  it('lets the clinic acknowledge a Task, and the service mark it received when a pushed record set was accepted: one rule', () => {
+    expect(planTransition('requested', 'receive', 'consultant')).toMatchObject({ ok: true, transition: { to: 'received' } });
+    expect(planTransition('requested', 'receive', 'service')).toMatchObject({ ok: true, transition: { to: 'received' } });
+    expect(planTransition('requested', 'receive', 'referrer')).toMatchObject({ ok: false, reason: 'wrong-actor' });
+    expect(planTransition('accepted', 'receive', 'consultant')).toMatchObject({ ok: false, reason: 'not-allowed-from-status' });
+  });
+
   it('names what the consultant may do from each open status', () => {
-    expect(allowedActions('requested', 'consultant')).toEqual(['accept', 'decline']);
+    expect(allowedActions('requested', 'consultant')).toEqual(['receive', 'accept', 'decline']);
+    expect(allowedActions('received', 'consultant')).toEqual(['accept', 'decline']);
     expect(allowedActions('accepted', 'consultant')).toEqual(['start']);
     expect(allowedActions('in-progress', 'consultant')).toEqual(['request-info', 'complete', 'confirm-cancellation']);
     expect(allowedActions('on-hold', 'consultant')).toEqual(['confirm-cancellation']);

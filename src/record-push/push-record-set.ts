@@ -17,7 +17,8 @@
  * attempt that ends is audited as a disclosure (success or failure).
  */
 import { randomUUID } from 'node:crypto';
-import type { Bundle, Identifier, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, Identifier, Organization, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { transitionTask } from '../consults/transition-task.ts';
 import { and, desc, eq, sql } from 'drizzle-orm';
 import type { DisclosureGate } from '../access/disclosure-gate.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -154,6 +155,13 @@ export async function pushRecordSet(job: Job<PushRecordSetJob>, deps: PushDeps):
         .set({ status: 'pushed', attempts: sql`greatest(${recordSetPushes.attempts} + 1, ${job.attempt})`, lastError: null, lastOutcome: null, remote, updatedAt: now, pushedAt: now })
         .where(eq(recordSetPushes.id, pushId));
       await deps.audit.record(disclosure(push, records, patientReference, referrerBase, 'success', `${description} (attempt ${job.attempt})`), tx);
+      // The clinic's server accepted the record set: the Task has reached the clinic (received).
+      const current = await tx.read<Task>('Task', push.taskId, 'system');
+      if (current?.status === 'requested' && clinic) {
+        const agent = { reference: clinic.organization.reference, ...(clinic.organization.display ? { display: clinic.organization.display } : {}) } as Reference<Organization>;
+        // In a savepoint: a clinic acting on the Task at this very moment (accept) wins; the push stays made.
+        await tx.withTransaction((inner) => transitionTask(inner, { task: current, action: 'receive', actor: 'service', agent, now, change: (next) => next })).catch(() => undefined);
+      }
     });
     return { outcome: 'pushed', remote };
   } catch (err) {

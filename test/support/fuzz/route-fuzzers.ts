@@ -190,6 +190,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /second-opinions/:id/info': { params: referral, body: json(['info']) },
   'POST /second-opinions/:id/consent-withdrawal': { params: referral, body: json(['consent-withdrawal', 'empty']), last: true },
   'GET /consults': { query: (w) => ({ status: QUERY_VALUES.token, overdue: QUERY_VALUES.overdue, _count: QUERY_VALUES.count, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor) }) },
+  'POST /consults/:taskId/receive': consultAction('receive', 'empty'),
   'POST /consults/:taskId/accept': consultAction('accept', 'empty'),
   'POST /consults/:taskId/start': consultAction('start', 'empty'),
   'POST /consults/:taskId/confirm-cancellation': consultAction('confirm-cancellation', 'empty'),
