@@ -27,6 +27,7 @@ import type { FhirClient } from '../outbound/fhir-client.ts';
 import { readConsent } from '../records/record-sources.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests, recordSetAttachments, resources } from '../store/schema.ts';
+import { BoundedMap } from '../limits/bounded-map.ts';
 import type { Caller } from './caller.ts';
 import { bundleWithdrawnFrom, CONSENT_WITHDRAWN_REFUSAL, ConsentWithdrawnError, refusedForWithdrawal } from './consent-withdrawal.ts';
 
@@ -47,8 +48,8 @@ export interface DisclosureGateDeps {
 
 export class DisclosureGate {
   private readonly deps: DisclosureGateDeps;
-  /** Referral id -> until when its Consent counts as still active. */
-  private readonly activeUntil = new Map<string, number>();
+  /** Referral id -> until when its Consent counts as still active (bounded: a forgotten entry only costs one more read). */
+  private readonly activeUntil = new BoundedMap<string, number>(10_000);
 
   constructor(deps: DisclosureGateDeps) {
     this.deps = deps;
