@@ -129,7 +129,9 @@ export class DisclosureGate {
       return true;
     }
     this.activeUntil.delete(serviceRequestId);
-    await this.withdrawAll(serviceRequestId, intake.participantId, intake.taskIds, status);
+    // Refused either way; should the withdrawal lose a race with a concurrent Task change, the
+    // clinic kept its access, so its next read re-checks and records the withdrawal then.
+    await this.withdrawAll(serviceRequestId, intake.participantId, intake.taskIds, status).catch(() => undefined);
     return false;
   }
 
