@@ -12,7 +12,9 @@
  *   and a physician participant acting for that clinician (network `actsFor`);
  * - `consultant`: each consulting clinic admitted to the case: the patient's Consent (or the
  *   configured attestation) covers it and its record set is complete. Before that a clinic sees
- *   nothing of the case, not even that it exists;
+ *   nothing of the case, not even that it exists. Once the patient withdraws consent for it
+ *   (access/consent-withdrawal.ts) it loses the record sets and the first opinion again, and
+ *   keeps the referral and its own Task (to see that, and why, the Task was cancelled);
  * - `consultant-unless-blinded`: as `consultant`, when the referral is not blinded;
  * - `owner`: the admitted clinic that owns the Task;
  * - `consultant-after-opinion`: an admitted clinic once its own opinion is in (blinding ends);

@@ -208,7 +208,10 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
   const fhirBaseUrl = `${deps.publicUrl}/fhir`;
   const bundleId = randomUUID();
   const withheldBundleId = withheld.length > 0 ? randomUUID() : undefined;
-  const permitted = checklist.complete ? [...decisions].filter(([, d]) => d.permitted).map(([id]) => id) : [];
+  // Only a clinic with an open Task is given the records: one whose Task ended (declined,
+  // cancelled, consent withdrawn, opinion in) gets no newer version of them.
+  const open = new Set(ctx.tasks.map((t) => t.owner?.reference));
+  const permitted = checklist.complete ? [...decisions].filter(([id, d]) => d.permitted && open.has(deps.network.get(id)?.organization.reference)).map(([id]) => id) : [];
   const statuses: Record<string, AssemblyStatus> = {};
   const missingText = checklist.missingRequired.map(describeMissing).join('; ');
   const referrerSide = referrerAudience(ctx.referrer.id, ctx.serviceRequest.requester?.reference);

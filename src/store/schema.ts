@@ -310,7 +310,7 @@ export const recordSetPushes = pgTable(
     serviceRequestId: text('service_request_id').notNull(),
     /** The record-set Bundle (one version) pushed. */
     bundleId: text('bundle_id').notNull(),
-    /** pending | pushed | failed | superseded (a newer record set was assembled before this one went out) */
+    /** pending | pushed | failed | superseded (a newer record set was assembled before this one went out) | refused (consent withdrawn) */
     status: text('status').notNull(),
     attempts: integer('attempts').notNull().default(0),
     /** The last attempt's error, without PHI. */
