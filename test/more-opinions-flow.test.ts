@@ -19,6 +19,7 @@ import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
 
@@ -210,6 +211,31 @@ describe('third and fourth opinions (flow)', () => {
     expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('active');
     expect((await call('POST', `/second-opinions/${id}/cancel`, 'st-olaf', { reason: 'Two opinions suffice' })).status).toBe(200);
     expect((await store.read<ServiceRequest>('ServiceRequest', id, 'system'))?.status).toBe('completed');
+  });
+
+  it('records added since the last assembly: the record set is assembled again, for the new clinic too', async () => {
+    const { id, taskIds, bundleId } = await referral({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } });
+    const records = await call<{ recordsRevision: number }>('POST', `/second-opinions/${id}/records`, 'st-olaf', { documents: [{ reference: `DocumentReference/${seededDocument(ehr.seeded, 'hp-2024').id}` }] });
+    expect(records.status).toBe(202);
+    const consent = await ehr.addConsent(['northfield-pathology']);
+    const added = await call<{ tasks: Task[] }>('POST', `/second-opinions/${id}/consultants`, 'st-olaf', { consultants: ['northfield-pathology'], consent: { reference: `Consent/${consent}` } });
+    expect(added.status).toBe(201);
+    const northfield = added.body.tasks[0]?.id as string;
+    const ready = await until(async () => {
+      const s = await summary(id);
+      return s.recordSet.assembledRevision === 2 && s.recordSet.status === 'records-ready' ? s : undefined;
+    }, 'the assembly of revision 2');
+    expect(ready.recordSet).toMatchObject({ recordsRevision: 2, assembledRevision: 2 });
+    expect(ready.recordSet.bundleId).not.toBe(bundleId);
+    const task = await until(async () => {
+      const t = await readTask(northfield);
+      return businessCode(t) === 'records-ready' ? t : undefined;
+    }, 'northfield admitted');
+    expect(task.input?.[0]?.valueReference?.reference).toBe(`Bundle/${ready.recordSet.bundleId}`);
+    expect((await readTask(taskIds[0] as string))?.input?.[0]?.valueReference?.reference).toBe(`Bundle/${ready.recordSet.bundleId}`);
+    const recordSet = await call<Bundle>('GET', `/fhir/Bundle/${ready.recordSet.bundleId}`, 'northfield-pathology');
+    expect(recordSet.status).toBe(200);
+    expect(recordSet.body.entry?.some((e) => e.resource?.meta?.source?.includes(`DocumentReference/${seededDocument(ehr.seeded, 'hp-2024').id}`))).toBe(true);
   });
 
   it('refuses a revoked referral, a clinic already on it, an unknown or non-consultant participant, and other referrers', async () => {
