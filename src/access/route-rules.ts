@@ -82,6 +82,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referralRead('Referral summary', '/second-opinions/:id'),
   referralRead('First and returned opinions side by side', '/second-opinions/:id/comparison'),
   referrer('Referrer: add records to the referral', '/second-opinions/:id/records'),
+  referrer('Referrer: add consulting clinics to the referral', '/second-opinions/:id/consultants'),
   referrer('Referrer: cancel the referral', '/second-opinions/:id/cancel'),
   referrer('Referrer: answer a request for information', '/second-opinions/:id/info'),
   referrer('Referrer: record that the patient withdrew consent for some or all consultants', '/second-opinions/:id/consent-withdrawal'),

@@ -43,7 +43,7 @@ const EXAMPLE_FHIR_CHART: NonNullable<FuzzWorld['fhirChart']> = {
 };
 
 /** The valid bodies the JSON cases start from. */
-export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
+export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'consultants' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
 
 export type BodyPlan =
   | { kind: 'none' }
@@ -96,6 +96,8 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     }
     case 'records':
       return { documents };
+    case 'consultants':
+      return { consultants: ['riverside-imaging'], consentAttested: true };
     case 'cancel':
       return { reason: 'The patient chose another clinic' };
     case 'consent-withdrawal':
@@ -196,6 +198,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /second-opinions/:id': { params: referral },
   'GET /second-opinions/:id/comparison': { params: referral },
   'POST /second-opinions/:id/records': { params: referral, body: json(['records']) },
+  'POST /second-opinions/:id/consultants': { params: referral, body: json(['consultants']) },
   'POST /second-opinions/:id/cancel': { params: referral, body: json(['cancel']), last: true },
   'POST /second-opinions/:id/info': { params: referral, body: json(['info']) },
   'POST /second-opinions/:id/consent-withdrawal': { params: referral, body: json(['consent-withdrawal', 'empty']), last: true },
