@@ -114,6 +114,25 @@ function expectFhirWalk(stdout: string): void {
 }
 
 /**
+ * The third opinion (steps 17-18): Riverside added to the completed referral gets its Task and
+ * the very record set the others had, sees no other opinion before its own, then does; the
+ * referral completes again and the comparison has three opinions.
+ */
+function expectThirdOpinion(stdout: string): void {
+  const added = stepText(stdout, 17);
+  expect(added).toMatch(new RegExp(`response {7}201 Created: ServiceRequest/${UUID} completed -> active \\(v\\d+\\), performers Lakeside[^,]*, Northfield[^,]*, Riverside`));
+  expect(added).toMatch(new RegExp(`work item {6}Task/${UUID} for Riverside[^:]*: requested / records-pending \\(v1\\), due \\d{4}-\\d{2}-\\d{2}`));
+  expect(added).toContain('guard          the same post again -> 422: Riverside is already on the referral (nothing added)');
+  expect(added).toMatch(/record set     Task input Bundle\/\S+: the very record set Lakeside and Northfield had/);
+  expect(added).toMatch(/blinding       before its own opinion Riverside reads neither Lakeside's opinion nor the first opinion: GET DocumentReference\/\S+ -> 404, GET Bundle\/\S+ -> 404/);
+  const answered = stepText(stdout, 18);
+  expect(answered).toMatch(/released       GET DocumentReference\/\S+ -> 200, GET Bundle\/\S+ -> 200 \(one disclosure AuditEvent\)/);
+  expect(answered).toMatch(/referral       ServiceRequest\/\S+ completed again/);
+  expect(answered).toMatch(/post-back      delivered after \d+ attempt\(s\): on the EHR DocumentReference\/\S+/);
+  expect(answered).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield +Riverside/);
+}
+
+/**
  * The push of Lakeside's record sets to its own FHIR server (a second sandbox), steps 4 and 5:
  * the transaction Bundle as posted (conditional creates of 4 record copies, the referral and the
  * Task, by our identifiers), the first answer lost and the retry with the same Bundle, what the
@@ -156,9 +175,9 @@ function expectPush(stdout: string): void {
   expect(next).toContain(`PUT Task/${remoteTask} with If-Match on the version the server had: 2 versions in its history now (the earlier input kept)`);
 }
 
-/** Step 17: St Olaf asks Lakeside a follow-up question, Lakeside answers, the answer reaches the EHR once. */
+/** Step 19: St Olaf asks Lakeside a follow-up question, Lakeside answers, the answer reaches the EHR once. */
 function expectFollowUp(stdout: string): void {
-  const followUp = stepText(stdout, 17);
+  const followUp = stepText(stdout, 19);
   expect(followUp).toMatch(new RegExp(`question {7}POST /second-opinions/\\S+/consultants/lakeside-consults/questions -> 201, Communication/(${UUID}) \\(question 1 of 3\\), answer due \\d{4}-\\d{2}-\\d{2}`));
   expect(followUp).toMatch(/worklist {7}GET \/consults as Lakeside: Task\/\S+ completed, 1 open follow-up question\(s\), this one due \d{4}-\d{2}-\d{2}; actions \[answers\]/);
   expect(followUp).toMatch(new RegExp(`answer {9}POST /consults/\\S+/answers -> 201, Communication/${UUID} inResponseTo Communication/${UUID}`));
@@ -190,7 +209,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -212,8 +231,8 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/referrer sees {2}GET \/second-opinions\/\S+: Lakeside on-hold \/ information-requested, asking "Was the knee ever aspirated/);
     expect(run.stdout).toMatch(/resumed {8}Task\/\S+ in-progress/);
 
-    // Both opinions, blinding lifted for each after its own answer, the referral completed.
-    expect(run.stdout.match(/^ {3}opinion {8}POST \/consults\/\S+\/opinion -> 200, Task completed/gm)).toHaveLength(2);
+    // Both opinions (and the third one of step 18), blinding lifted for each after its own answer, the referral completed.
+    expect(run.stdout.match(/^ {3}opinion {8}POST \/consults\/\S+\/opinion -> 200, Task completed/gm)).toHaveLength(3);
     expect(run.stdout).toMatch(/is now released to Northfield: GET -> 200/);
     expect(run.stdout).toMatch(/is now released to Lakeside: GET -> 200/);
     expect(run.stdout).toMatch(/referral {7}ServiceRequest\/\S+ completed \(v\d+\): every Task has ended/);
@@ -223,9 +242,9 @@ describe('npm run demo', () => {
       expect(run.stdout).toMatch(new RegExp(`^ {3}${clinic} +opinion DocumentReference/\\S+ delivered after \\d+ attempt\\(s\\): on the EHR DocumentReference/\\S+ and Communication/\\S+ \\(to Practitioner/[0-9a-f-]{36}\\)$`, 'm'));
     }
     expect(run.stdout).toContain('exactly one DocumentReference and one Communication per opinion');
-    // Two opinions of the JSON walk and one of the FHIR walk: each posted back once.
-    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(3);
-    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(3);
+    // Two opinions of the JSON walk, one of the FHIR walk and the third opinion: each posted back once.
+    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(4);
+    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(4);
 
     // The comparison.
     expect(run.stdout).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield/);
@@ -236,8 +255,9 @@ describe('npm run demo', () => {
 
     expectPush(run.stdout);
     expectFhirWalk(run.stdout);
+    expectThirdOpinion(run.stdout);
     expectFollowUp(run.stdout);
-    expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
+    expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), four opinions \(one a third opinion added later\), each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.
     expect(run.stdout).toContain('service stopped');

@@ -1,5 +1,5 @@
 /**
- * Step 17 of the demo: after the JSON referral's opinions are in St Olaf's EHR, St Olaf asks
+ * Step 19 of the demo: after the JSON referral's opinions are in St Olaf's EHR, St Olaf asks
  * Lakeside a follow-up question, Lakeside sees it in its worklist and answers, and the answer
  * reaches St Olaf's EHR exactly once (the question with it).
  */
@@ -18,7 +18,7 @@ export const FOLLOW_UP_ANSWER = 'The bone scan is enough; an MRI adds little aro
 export async function runFollowUp(ctx: DemoContext, ref: Partial<Referral>): Promise<void> {
   const { id, taskA } = ref;
   if (!id || !taskA) throw new DemoError('the follow-up step needs the JSON referral of steps 2-9');
-  step(17, 'Follow-up: St Olaf asks Lakeside a question about its opinion; Lakeside answers; the answer reaches the EHR once');
+  step(19, 'Follow-up: St Olaf asks Lakeside a question about its opinion; Lakeside answers; the answer reaches the EHR once');
   const asked = await ctx.api.expect<{ id: string; due: string; asked: number; limit: number }>(201, REFERRER, 'POST', `/second-opinions/${id}/consultants/${CONSULTANT_A}/questions`, { text: FOLLOW_UP_QUESTION });
   const question = asked.body.id;
   fact('question', `POST /second-opinions/${id}/consultants/${CONSULTANT_A}/questions -> 201, Communication/${question} (question ${asked.body.asked} of ${asked.body.limit}), answer due ${asked.body.due.slice(0, 10)}`);

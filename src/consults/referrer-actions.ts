@@ -58,7 +58,7 @@ export async function lockOwnReferral(tx: ResourceStore, serviceRequestId: strin
   return { taskIds: row.taskIds, serviceRequest };
 }
 
-function referrerAgent(caller: Caller, deps: ReferrerActionDeps): Reference<Organization> {
+export function referrerAgent(caller: Caller, deps: { network: { get(id: string): { organization: { reference: string; display?: string } } | undefined } }): Reference<Organization> {
   const org = deps.network.get(caller.participantId)?.organization;
   if (!org) throw new OperationOutcomeError(notFound);
   return { reference: org.reference, ...(org.display ? { display: org.display } : {}) } as Reference<Organization>;

@@ -4,7 +4,7 @@
  * and this consultant), its Provenance, the completed Task pointing at it, the delivery row
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion
  * does. For a blinded referral, the first opinion's withheld documents are released to this
- * consultant now that its own opinion is in (audited as a disclosure).
+ * consultant now that its own opinion is in, with the other clinics' opinions (audited as a disclosure).
  */
 import type { Bundle, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
@@ -16,8 +16,11 @@ import type { JobQueue } from '../jobs/job-queue.ts';
 import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
 import type { Opinion } from '../opinions/opinion.ts';
+import { requireAnswers } from '../opinions/answers.ts';
+import { readReferralQuestions } from '../intake/referral-questions.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 import { referrerAudience } from '../access/audience.ts';
+import { grantOpinions, returnedOpinions } from '../access/consultant-admission.ts';
 import { type ConsultDeps, organizationOf } from './consult-actions.ts';
 import { readOpinionContext } from './opinion-context.ts';
 import { isTerminal } from './task-transitions.ts';
@@ -39,6 +42,9 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
   const agent = organizationOf(caller, deps);
   return deps.store.withTransaction(async (tx) => {
     const { task, serviceRequestId, intake, serviceRequest, otherTasks } = await readOpinionContext(tx, taskId, caller, deps);
+    // The referral's own questions are on the ServiceRequest just read: no statement more.
+    const questions = readReferralQuestions(serviceRequest);
+    requireAnswers(questions, opinion.answers);
     const now = deps.now();
     const noteId = randomUUID();
 
@@ -61,6 +67,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       now,
       requestId: intake.requestId,
       ...(task.description ? { question: task.description } : {}),
+      questions,
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
     // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
@@ -79,7 +86,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       ],
     });
 
-    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller, deps, task.for?.reference);
+    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, taskId, caller, deps, task.for?.reference);
     return updated[0] as Task;
   });
 }
@@ -97,10 +104,11 @@ function deliveryRowInsert(row: { id: string; taskId: string; serviceRequestId: 
 
 /**
  * Blinding ends for a consultant once its own opinion is in: the withheld record set (the
- * first opinion's documents and earlier consult notes) and the first opinion itself become
- * readable by it. Access is granted on the same resources (they do not change).
+ * first opinion's documents and earlier consult notes), the first opinion itself and the
+ * opinions other clinics have returned so far become readable by it. Access is granted on the
+ * same resources (they do not change).
  */
-async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, caller: Caller, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
+async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, taskId: string, caller: Caller, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
   const { participantId } = caller;
   const released: string[] = [];
   const [assembly] = await tx.database.select({ withheldBundleId: recordSetAssemblies.withheldBundleId }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequest.id as string));
@@ -122,6 +130,8 @@ async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceReques
     const id = firstOpinion.slice('ClinicalImpression/'.length);
     if ((await tx.grantAccess('ClinicalImpression', [id], participantId)) > 0) released.push(firstOpinion);
   }
+  // The other clinics' opinions returned so far (a third opinion's clinic sees the first two now).
+  released.push(...(await grantOpinions(tx, await returnedOpinions(tx, serviceRequest.id as string, taskId), participantId)));
   if (released.length === 0) return;
   await deps.audit.recordMany(
     [
@@ -132,7 +142,7 @@ async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceReques
         ...(caller.requestId ? { requestId: caller.requestId } : {}),
         entities: released.map((reference) => ({ reference })),
         ...(patientReference ? { patientReference } : {}),
-        description: `First opinion of ServiceRequest/${serviceRequest.id} released to the consultant after its own opinion`,
+        description: `First opinion and other opinions of ServiceRequest/${serviceRequest.id} released to the consultant after its own opinion`,
       },
     ],
     tx,

@@ -13,6 +13,8 @@ import { decodeCursor, type ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
 import { readerOf } from '../access/reader.ts';
 import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
+import type { ReferralQuestion } from '../intake/intake-request.ts';
+import { readReferralQuestions } from '../intake/referral-questions.ts';
 
 export interface WorklistQuery {
   status?: TaskStatus[];
@@ -22,8 +24,19 @@ export interface WorklistQuery {
 }
 
 export interface WorklistItem {
-  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
-  referral: { id: string; kind?: string; kindDisplay?: string; question?: string; priority?: string; reviewType?: string; blinded: boolean; authoredOn?: string };
+  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; statusReason?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
+  referral: {
+    id: string;
+    kind?: string;
+    kindDisplay?: string;
+    question?: string;
+    /** The patient's and the physician's own questions, by index: the opinion answers each (issue 14 §1). */
+    questions: ReferralQuestion[];
+    priority?: string;
+    reviewType?: string;
+    blinded: boolean;
+    authoredOn?: string;
+  };
   patient: { reference?: string; identifier?: { system?: string; value?: string }; display?: string };
   /** The record set to read: the newest Bundle on the Task's input. */
   recordSet?: string;
@@ -111,6 +124,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           status: task.status,
           ...(task.businessStatus?.coding?.[0]?.code ? { businessStatus: task.businessStatus.coding[0].code } : {}),
           ...(task.businessStatus?.text ? { businessStatusText: task.businessStatus.text } : {}),
+          ...(task.statusReason?.text ? { statusReason: task.statusReason.text } : {}),
           ...(task.restriction?.period?.end ? { due: task.restriction.period.end } : {}),
           overdue: isOverdue(task, now),
           ...(task.lastModified ? { lastModified: task.lastModified } : {}),
@@ -122,6 +136,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           ...(kind?.code ? { kind: kind.code } : {}),
           ...(kind?.display ? { kindDisplay: kind.display } : {}),
           ...(task.description ? { question: task.description } : {}),
+          questions: sr ? readReferralQuestions(sr) : [],
           ...(task.priority ? { priority: task.priority } : {}),
           ...(sr?.extension?.find((e) => e.url === EXTENSION.reviewType)?.valueCoding?.code ? { reviewType: sr.extension.find((e) => e.url === EXTENSION.reviewType)?.valueCoding?.code } : {}),
           blinded: sr?.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean ?? false,

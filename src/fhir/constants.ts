@@ -30,6 +30,10 @@ export const EXTENSION = {
   secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
   /** Communication (follow-up question): when the consultant's answer is due (valueDateTime). */
   followUpDue: `${CANONICAL_BASE}/StructureDefinition/follow-up-due`,
+  /** ServiceRequest.note: the note is one of the referral's questions; valueCoding says who asked it (SYSTEM.questionAsker). */
+  referralQuestion: `${CANONICAL_BASE}/StructureDefinition/referral-question`,
+  /** DocumentReference (consult note): the answer to one referral question, by its index (complex; see extensions.fsh). */
+  secondOpinionAnswer: `${CANONICAL_BASE}/StructureDefinition/second-opinion-answer`,
 } as const;
 
 /** Code systems defined by this service (see `profiles/input/fsh/terminology.fsh`). */
@@ -38,6 +42,8 @@ export const SYSTEM = {
   reviewType: `${CANONICAL_BASE}/CodeSystem/review-type`,
   taskBusinessStatus: `${CANONICAL_BASE}/CodeSystem/task-business-status`,
   opinionAgreement: `${CANONICAL_BASE}/CodeSystem/opinion-agreement`,
+  /** Who asked a referral question: patient | physician. */
+  questionAsker: `${CANONICAL_BASE}/CodeSystem/question-asker`,
   /** Identifiers of consult notes this service made (the post-back's conditional-create key). */
   consultNoteId: `${CANONICAL_BASE}/NamingSystem/consult-note-id`,
   /** A participant's roles in the network (Organization.type of the FHIR directory). */
@@ -130,6 +136,9 @@ export const PARTICIPANT_ROLE_DISPLAY = {
   auditor: 'Auditor',
   admin: 'Administrator',
 } as const;
+
+/** Who asked a referral question (CodeSystem question-asker, terminology.fsh; issue 14 §1). */
+export const QUESTION_ASKER_DISPLAY = { patient: 'Patient', physician: 'Physician' } as const;
 
 export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', display: 'Patient referral' } as const;
 export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;

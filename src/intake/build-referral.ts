@@ -13,6 +13,7 @@ import {
 import { businessStatus } from '../fhir/business-status.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest, RecordType } from './intake-request.ts';
+import { questionNotes } from './referral-questions.ts';
 
 /** A participant as the builders need it (see network/). */
 export interface ParticipantRef {
@@ -47,10 +48,6 @@ export interface Referral {
   tasks: Task[];
   firstOpinion?: ClinicalImpression;
   provenance: Provenance;
-}
-
-function organizationRef(p: ParticipantRef): Reference<Organization> {
-  return { reference: p.organization.reference, display: p.organization.display ?? p.name };
 }
 
 /**
@@ -124,27 +121,11 @@ export function buildReferral(input: ReferralInput): Referral {
     performer: consultants.map(organizationRef),
     ...(request.reason.length ? { reasonCode: request.reason.map((c) => ({ coding: [coding(c)] })) } : {}),
     ...(supportingInfo.length ? { supportingInfo } : {}),
-    note: [{ text: request.question }],
+    // The clinical question first, then the patient's and the physician's own questions (referral-questions.ts).
+    note: [{ text: request.question }, ...questionNotes(request.questions)],
   };
 
-  const tasks: Task[] = consultants.map((consultant, i) => ({
-    resourceType: 'Task',
-    id: ids.tasks[i],
-    meta: { profile: [PROFILE.task] },
-    status: 'requested',
-    businessStatus: businessStatus('records-pending'),
-    intent: 'order',
-    priority: request.priority,
-    code: { coding: [{ ...TASK_CODE_FULFILL }] },
-    description: request.question,
-    focus: { reference: srRef },
-    for: subject,
-    authoredOn,
-    lastModified: authoredOn,
-    requester,
-    owner: organizationRef(consultant),
-    restriction: { period: { end: due } },
-  }));
+  const tasks = buildConsultantTasks({ serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, consultants, priority: request.priority, question: request.question, subject, requester, now, due });
 
   const provenance: Provenance = {
     resourceType: 'Provenance',
@@ -166,6 +147,52 @@ export function buildReferral(input: ReferralInput): Referral {
   };
 
   return { serviceRequest, tasks, ...(firstOpinion ? { firstOpinion } : {}), provenance };
+}
+
+export interface ConsultantTasksInput {
+  serviceRequestId: string;
+  /** One per consultant, in the same order. */
+  taskIds: readonly string[];
+  consultants: readonly ParticipantRef[];
+  priority: 'routine' | 'urgent' | 'asap';
+  /** The referral's question: each Task's description. */
+  question: string;
+  subject: Reference<Patient>;
+  requester: Reference<Practitioner | PractitionerRole>;
+  now: Date;
+  /** Task due date (FHIR dateTime). */
+  due: string;
+}
+
+/**
+ * One Task per consulting clinic of a referral, waiting for its record set: at intake, and for
+ * each clinic added later (`POST /second-opinions/{id}/consultants`). Pure: ids and clock come in.
+ */
+export function buildConsultantTasks(input: ConsultantTasksInput): Task[] {
+  const authoredOn = input.now.toISOString();
+  return input.consultants.map((consultant, i) => ({
+    resourceType: 'Task',
+    id: input.taskIds[i],
+    meta: { profile: [PROFILE.task] },
+    status: 'requested',
+    businessStatus: businessStatus('records-pending'),
+    intent: 'order',
+    priority: input.priority,
+    code: { coding: [{ ...TASK_CODE_FULFILL }] },
+    description: input.question,
+    focus: { reference: `ServiceRequest/${input.serviceRequestId}` },
+    for: input.subject,
+    authoredOn,
+    lastModified: authoredOn,
+    requester: input.requester,
+    owner: organizationRef(consultant),
+    restriction: { period: { end: input.due } },
+  }));
+}
+
+/** The performer a consulting clinic is on the ServiceRequest (and the owner of its Task). */
+export function organizationRef(p: ParticipantRef): Reference<Organization> {
+  return { reference: p.organization.reference, display: p.organization.display ?? p.name };
 }
 
 function coding(c: { system: string; code: string; display?: string }): Coding {

@@ -9,6 +9,9 @@ import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { isOverdue } from '../consults/worklist.ts';
 import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
 import { findVisibleReferral } from './referral-access.ts';
+import type { ReferralQuestion } from './intake-request.ts';
+import { readReferralQuestions } from './referral-questions.ts';
+import type { Answer } from '../opinions/opinion.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 
 export interface ConsultantSummary {
@@ -22,6 +25,8 @@ export interface ConsultantSummary {
     businessStatusText?: string;
     /** Why, in words, where the business status has a reason (what is missing, why consent failed, the delivery error). */
     businessStatusReason?: string;
+    /** Why the Task ended (rejected, cancelled, failed): its `statusReason`, e.g. consent withdrawn. */
+    statusReason?: string;
     due?: string;
     overdue: boolean;
     lastModified?: string;
@@ -29,7 +34,7 @@ export interface ConsultantSummary {
     informationRequested?: string;
   };
   /** The opinion, once submitted: the consult note and its headline points. */
-  opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string };
+  opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string; answers?: Answer[] };
   /**
    * The post-back of the opinion to the referrer's EHR; after a failed attempt, `lastError` says
    * what failed and the EHR's OperationOutcome (as kept: issues' severity, code, details.text,
@@ -49,6 +54,8 @@ export interface ReferralSummary {
   reviewType?: string;
   blinded: boolean;
   authoredOn?: string;
+  /** The patient's and the physician's own questions, by index (issue 14 §1). */
+  questions: ReferralQuestion[];
   consultants: ConsultantSummary[];
   /** The latest record-set assembly (issue 3 §3): what is missing, what failed verification. */
   recordSet: RecordSetSummary;
@@ -137,6 +144,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
     reviewType: extension(serviceRequest.extension, EXTENSION.reviewType)?.valueCoding?.code,
     blinded: extension(serviceRequest.extension, EXTENSION.blinded)?.valueBoolean ?? false,
     authoredOn: serviceRequest.authoredOn,
+    questions: readReferralQuestions(serviceRequest),
     consultants: tasks.map((task) => {
       const delivery = deliveries.find((d) => d.taskId === task.id);
       const noteRef = task.output?.find((o) => o.valueReference?.reference?.startsWith('DocumentReference/'))?.valueReference?.reference;
@@ -156,12 +164,13 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           businessStatus: businessStatus?.code,
           businessStatusText: businessStatus?.display,
           ...(task.businessStatus?.text ? { businessStatusReason: task.businessStatus.text } : {}),
+          ...(task.statusReason?.text ? { statusReason: task.statusReason.text } : {}),
           due,
           overdue: isOverdue(task, now),
           lastModified: task.lastModified,
           ...(task.status === 'on-hold' && task.businessStatus?.coding?.[0]?.code === 'information-requested' && task.businessStatus.text ? { informationRequested: task.businessStatus.text } : {}),
         },
-        ...(noteRef ? { opinion: { documentReference: noteRef, ...(points ? { diagnosisAgreement: points.diagnosisAgreement, planAgreement: points.planAgreement, summary: points.summary } : {}) } } : {}),
+        ...(noteRef ? { opinion: { documentReference: noteRef, ...(points ? { diagnosisAgreement: points.diagnosisAgreement, planAgreement: points.planAgreement, summary: points.summary, ...(points.answers.length ? { answers: points.answers } : {}) } : {}) } } : {}),
         ...(delivery
           ? {
               delivery: {

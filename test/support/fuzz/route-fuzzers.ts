@@ -43,7 +43,7 @@ const EXAMPLE_FHIR_CHART: NonNullable<FuzzWorld['fhirChart']> = {
 };
 
 /** The valid bodies the JSON cases start from. */
-export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'cancel' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource' | 'question' | 'answer';
+export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'consultants' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource' | 'question' | 'answer';
 
 export type BodyPlan =
   | { kind: 'none' }
@@ -86,7 +86,7 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     case 'intake-placed':
       return world.placedIntake as Hostile;
     case 'intake-fresh':
-      return makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }) as Hostile;
+      return makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, questions: QUESTIONS }) as Hostile;
     case 'fhir-transaction':
     case 'fhir-service-request': {
       const { chart, baseUrl } = world.fhirChart ?? EXAMPLE_FHIR_CHART;
@@ -96,8 +96,12 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     }
     case 'records':
       return { documents };
+    case 'consultants':
+      return { consultants: ['riverside-imaging'], consentAttested: true };
     case 'cancel':
       return { reason: 'The patient chose another clinic' };
+    case 'consent-withdrawal':
+      return { consultants: ['lakeside-consults'], reason: 'The patient withdrew consent for this clinic' };
     case 'info':
       return { text: 'A 350 cc cohesive gel implant', documents };
     case 'empty':
@@ -107,7 +111,8 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     case 'request-info':
       return { question: 'Which implant was used?', recordTypes: [{ system: 'http://loinc.org', code: '11504-8', display: 'Surgical operation note' }] };
     case 'opinion':
-      return { ...EXAMPLE_OPINION, attachments: [ATTACHMENT] } as Hostile;
+      // The fuzzed referrals carry no questions: an answer would be refused; the empty list still gives mutations a place.
+      return { ...EXAMPLE_OPINION, attachments: [ATTACHMENT], answers: [] } as Hostile;
     case 'resource':
       return { resourceType: 'Task', status: 'requested', intent: 'order' };
     case 'question':
@@ -117,7 +122,16 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
   }
 }
 
-const names = (base: BaseName) => fieldNames(base === 'intake-placed' || base === 'intake-fresh' ? makeSecondOpinionRequest() : baseBody(base, { placedIntake: {} } as FuzzWorld));
+/** The patient's and the physician's questions a fresh intake carries (issue 14 §1). */
+const QUESTIONS = [
+  { text: 'Will I be able to swim again?', askedBy: 'patient' as const },
+  { text: 'Is a smaller implant reasonable?', askedBy: 'physician' as const },
+];
+/** Field names for look-alike keys; an opinion's answer fields too, though the base sends none. */
+const names = (base: BaseName) =>
+  base === 'opinion'
+    ? [...fieldNames(baseBody(base, { placedIntake: {} } as FuzzWorld)), 'question', 'text', 'notAnswerable']
+    : fieldNames(base === 'intake-placed' || base === 'intake-fresh' ? makeSecondOpinionRequest({ questions: QUESTIONS }) : baseBody(base, { placedIntake: {} } as FuzzWorld));
 
 /**
  * JSON bodies from `bases`: mutated mostly, sometimes valid as they are, sometimes not JSON at
@@ -188,13 +202,16 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /second-opinions/:id': { params: referral },
   'GET /second-opinions/:id/comparison': { params: referral },
   'POST /second-opinions/:id/records': { params: referral, body: json(['records']) },
+  'POST /second-opinions/:id/consultants': { params: referral, body: json(['consultants']) },
   'POST /second-opinions/:id/cancel': { params: referral, body: json(['cancel']), last: true },
   'POST /second-opinions/:id/info': { params: referral, body: json(['info']) },
+  'POST /second-opinions/:id/consent-withdrawal': { params: referral, body: json(['consent-withdrawal', 'empty']), last: true },
   'POST /second-opinions/:id/consultants/:participant/questions': {
     params: (w) => fc.record({ id: segment(w.referrals), participant: segment(['lakeside-consults', 'riverside-imaging', 'northfield-pathology', 'st-olaf', 'nobody']) }),
     body: json(['question']),
   },
   'GET /consults': { query: (w) => ({ status: QUERY_VALUES.token, overdue: QUERY_VALUES.overdue, _count: QUERY_VALUES.count, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor) }) },
+  'POST /consults/:taskId/receive': consultAction('receive', 'empty'),
   'POST /consults/:taskId/accept': consultAction('accept', 'empty'),
   'POST /consults/:taskId/start': consultAction('start', 'empty'),
   'POST /consults/:taskId/confirm-cancellation': consultAction('confirm-cancellation', 'empty'),
