@@ -231,6 +231,12 @@ describe('follow-up questions (flow)', () => {
     expect(overLimit?.outcome?.issue?.[0]?.details?.text).toMatch(/^At most 1 follow-up questions/);
     // Within the window the same use case takes it.
     expect((await askFollowUpQuestion(id, 'lakeside-consults', { text: 'Still there?' }, caller, { ...deps, now: () => new Date() })).asked).toBe(2);
+
+    // Once the patient withdraws consent to disclose to Lakeside, no more questions go to it.
+    expect((await call('POST', `/second-opinions/${id}/consent-withdrawal`, 'st-olaf', { consultants: ['lakeside-consults'], reason: 'The patient withdrew consent' })).status).toBe(200);
+    const withdrawn = await call<OperationOutcome>('POST', `/second-opinions/${id}/consultants/lakeside-consults/questions`, 'st-olaf', { text: 'One more?' });
+    expect(withdrawn.status).toBe(409);
+    expect(withdrawn.body.issue?.[0]).toMatchObject({ code: 'conflict', expression: ['participant'], details: { text: expect.stringContaining('withdrew consent') } });
   });
 
   it('before its opinion reaches the EHR no question is taken; an EHR that refuses the answer (403) fails its post-back at once; the admin list shows it, and the re-drive delivers it once', async () => {

@@ -3,7 +3,8 @@
  * consulting clinic's opinion has reached the referrer's EHR, the referrer asks it a follow-up
  * question. Allowed only once that opinion is delivered (409 before), at most `FOLLOW_UP_LIMIT`
  * questions per consultant (the network file's `followUpLimit` for that clinic; 409 beyond) and
- * within `FOLLOW_UP_WINDOW_DAYS` of the opinion (422 after). One statement writes the question
+ * within `FOLLOW_UP_WINDOW_DAYS` of the opinion (422 after), and not to a clinic the patient
+ * withdrew consent for (409). One statement writes the question
  * (a Communication readable by the referrer and that clinic only), its Provenance and the
  * thread's row. The opinion's delivery row is locked first, so two questions asked at once
  * never both take the last place.
@@ -15,6 +16,7 @@ import { sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { referrerAudience } from '../access/audience.ts';
 import type { Caller } from '../access/caller.ts';
+import { refusedForWithdrawal } from '../access/consent-withdrawal.ts';
 import { lockOwnReferral } from '../consults/referrer-actions.ts';
 import { conflictError, issue, unprocessable } from '../fhir/outcomes.ts';
 import { text } from '../intake/intake-request.ts';
@@ -61,6 +63,9 @@ export async function askFollowUpQuestion(serviceRequestId: string, consultantId
     // A participant that is no consultant of this referral is no part of it: 404, as an unknown referral.
     if (!consultant || !task) throw new OperationOutcomeError(notFound);
     const name = consultant.organization.display ?? consultantId;
+    // A question carries the patient's case to the clinic: not once the patient withdrew consent to disclose to it.
+    const recordSets = (task.input ?? []).flatMap((i) => (i.valueReference?.reference?.startsWith('Bundle/') ? [{ reference: i.valueReference.reference }] : []));
+    if (await refusedForWithdrawal(tx, consultantId, recordSets)) throw conflictError(`The patient withdrew consent to disclose the case to ${name}: no follow-up question can be sent to it`, 'participant');
 
     const locked = (await tx.database.execute(sql`
       SELECT status, created_at FROM ${opinionDeliveries} WHERE task_id = ${task.id as string} ORDER BY created_at DESC LIMIT 1 FOR UPDATE`)) as unknown as { rows: { status: string; created_at: string | Date }[] };
