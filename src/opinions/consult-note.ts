@@ -9,6 +9,8 @@ import type { CodeableConcept, DocumentReference, Extension, Organization, Prove
 import { EXTENSION, LOINC_DOC, PROFILE, SYSTEM } from '../fhir/constants.ts';
 import { AGREEMENT, AGREEMENT_DISPLAY, type Agreement, type Opinion, type OpinionPoints } from './opinion.ts';
 import { renderOpinionHtml } from './render-note.ts';
+import type { Concordance } from '../concordance/classify.ts';
+import { concordanceExtension } from '../concordance/concordance-extension.ts';
 
 export interface ConsultNoteArgs {
   id: string;
@@ -21,6 +23,8 @@ export interface ConsultNoteArgs {
   now: Date;
   requestId?: string;
   question?: string;
+  /** How the opinion compares with the first one (concordance/classify.ts); absent without a first opinion. */
+  concordance?: Concordance;
 }
 
 function inline(bytes: Buffer, contentType: string, title: string, creation: string) {
@@ -107,7 +111,7 @@ export function buildConsultNote(args: ConsultNoteArgs): DocumentReference {
     resourceType: 'DocumentReference',
     id: args.id,
     meta: { profile: [PROFILE.consultNote] },
-    extension: opinionExtensions(points),
+    extension: [...opinionExtensions(points), ...(args.concordance ? [concordanceExtension(args.concordance)] : [])],
     identifier: [{ system: SYSTEM.consultNoteId, value: args.id }],
     status: 'current',
     docStatus: 'final',
