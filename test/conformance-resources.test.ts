@@ -58,7 +58,7 @@ describe('conformance resources at /fhir', () => {
     );
     expect(bound.size).toBeGreaterThan(0);
     for (const url of bound) expect([url, (await byUrl<ValueSet>('ValueSet', url)).total]).toEqual([url, 1]);
-    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition']) {
+    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure']) {
       for (const entry of (await get<Bundle>(`/fhir/${type}`)).body.entry ?? []) expect([entry.fullUrl, validator.validate(entry.resource as Resource)]).toEqual([entry.fullUrl, []]);
     }
   });
@@ -97,7 +97,9 @@ describe('conformance resources at /fhir', () => {
     const either = (await get<Bundle<CodeSystem>>(`/fhir/CodeSystem?url=${encodeURIComponent(`${SYSTEM.kind},${SYSTEM.reviewType}`)}`)).body;
     expect(either.entry?.map((e) => e.resource?.id).sort()).toEqual(['review-type', 'second-opinion-kind']);
     const count = (await get<Bundle>('/fhir/ValueSet?_summary=count')).body;
-    expect(count).toEqual({ resourceType: 'Bundle', type: 'searchset', total: 5, link: [{ relation: 'self', url: `${fhir()}/ValueSet?_summary=count` }] });
+    // One value set per code system of ours (each includes its whole system).
+    const ours = Object.values(SYSTEM).filter((s) => s.startsWith(`${CANONICAL_BASE}/CodeSystem/`)).length;
+    expect(count).toEqual({ resourceType: 'Bundle', type: 'searchset', total: ours, link: [{ relation: 'self', url: `${fhir()}/ValueSet?_summary=count` }] });
 
     const lenient = (await get<Bundle>('/fhir/CodeSystem?_id=review-type&title=Review')).body;
     expect(lenient.entry?.map((e) => e.search?.mode)).toEqual(['match', 'outcome']);
@@ -114,9 +116,9 @@ describe('conformance resources at /fhir', () => {
     });
   });
 
-  it('the CapabilityStatement lists read and search on the three types with their search parameters', async () => {
+  it('the CapabilityStatement lists read and search on the four types with their search parameters', async () => {
     const cs = (await get<{ rest: { resource: { type: string; interaction?: { code: string }[]; searchParam?: { name: string }[] }[] }[] }>('/fhir/metadata')).body;
-    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition']) {
+    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure']) {
       const entry = cs.rest[0]?.resource.find((r) => r.type === type);
       expect([type, entry?.interaction?.map((i) => i.code), entry?.searchParam?.map((p) => p.name)]).toEqual([type, ['read', 'search-type'], ['_id', 'url', 'version', 'name', 'status']]);
     }
