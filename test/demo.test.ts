@@ -156,6 +156,22 @@ function expectPush(stdout: string): void {
   expect(next).toContain(`PUT Task/${remoteTask} with If-Match on the version the server had: 2 versions in its history now (the earlier input kept)`);
 }
 
+/**
+ * The concordance figures of the three opinions the demo ran (step 17), as the audit office reads
+ * them with $evaluate-measure: each classified against its referral's first opinion (Lakeside
+ * and Northfield agree with the first diagnosis with modifications, all three disagree with the
+ * plan), per kind; the referrer's own figures are the same.
+ */
+function expectConcordance(stdout: string): void {
+  const text = stepText(stdout, 17);
+  expect(text).toMatch(/request {8}GET \/fhir\/Measure\/second-opinion-concordance\/\$evaluate-measure\?periodStart=\d{4}-\d{2}-\d{2}&periodEnd=\d{4}-\d{2}-\d{2} as the audit office -> 200 MeasureReport complete, summary, all organizations/);
+  expect(text).toContain("opinions       3 returned, 3 classified against the referral's first opinion");
+  expect(text).toContain('diagnosis      major discrepancy 0 of 3 (0.0 %); minor discrepancy 2 of 3 (66.7 %)');
+  expect(text).toContain('plan           changed 3 of 3 (100.0 %); modified 0 of 3 (0.0 %)');
+  expect(text).toContain('by kind        Revision after a prior procedure: 2 opinion(s), plan changed 100.0 %; Pathology second read: 1 opinion(s), plan changed 100.0 %');
+  expect(text).toContain('referrer       St Olaf asks for its own organization (subject=Organization/st-olaf): 3 opinion(s) on its referrals, the same figures');
+}
+
 /** Lakeside's FHIR server as step 1 printed it. */
 function clinicUrl(stdout: string): string | undefined {
   return /^ {3}clinic server  (http:\/\/127\.0\.0\.1:\d+\/fhir\/R4):/m.exec(stdout)?.[1];
@@ -176,7 +192,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 16 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -222,6 +238,7 @@ describe('npm run demo', () => {
 
     expectPush(run.stdout);
     expectFhirWalk(run.stdout);
+    expectConcordance(run.stdout);
     expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.
