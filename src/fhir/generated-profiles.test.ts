@@ -23,6 +23,8 @@ import { buildAuditEvent } from '../audit/audit-event.ts';
 import { buildConsultNote } from '../opinions/consult-note.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from '../records/record-set-bundle.ts';
 import { OpinionSchema } from '../opinions/opinion.ts';
+import { parseMeasureParameters } from '../concordance/measure-parameters.ts';
+import { buildConcordanceReport } from '../concordance/measure-report.ts';
 import { GENERATED_PROFILES_PATH } from './profile-registry.ts';
 import { createValidator, ResourceValidationError } from './validator.ts';
 
@@ -78,6 +80,26 @@ const consultNote = buildConsultNote({
   requestId: 'REQ-1',
 });
 
+const classifiedNote = buildConsultNote({
+  id: 'note-2',
+  opinion: OpinionSchema.parse(EXAMPLE_OPINION),
+  patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
+  serviceRequestId: 'sr-1',
+  taskId: 'task-2',
+  consultant: { reference: 'Organization/lakeside', display: 'Lakeside Clinic' },
+  now: new Date('2026-12-01T10:00:00Z'),
+  concordance: { diagnosis: 'minor-discrepancy', plan: 'changed' },
+});
+const concordanceParameters = parseMeasureParameters({ periodStart: ['2026-01-01'], periodEnd: ['2026-12-31'], subject: ['Organization/st-olaf'] });
+const concordanceReport = buildConcordanceReport(
+  [
+    { kind: 'revision', returned: 3, classified: 2, diagnosisMajor: 1, diagnosisMinor: 0, planChanged: 1, planModified: 1 },
+    { kind: 'pathology-review', returned: 1, classified: 1, diagnosisMajor: 0, diagnosisMinor: 1, planChanged: 0, planModified: 0 },
+  ],
+  concordanceParameters,
+  new Date('2026-12-31T12:00:00Z'),
+);
+
 const record = makeRecordDocument({ id: 'd1', meta: { source: 'https://ehr.example/fhir/R4/DocumentReference/op-note' } });
 const now = new Date('2026-12-01T10:00:00Z');
 const builtAuditEvent = buildAuditEvent({
@@ -103,6 +125,8 @@ const corpus: [string, Resource][] = [
   ['ClinicalImpression (first-opinion)', makeFirstOpinion()],
   ['DocumentReference (consult-note, fixture)', makeConsultNote()],
   ['DocumentReference (consult-note, buildConsultNote)', consultNote],
+  ['DocumentReference (consult-note with concordance)', classifiedNote],
+  ['MeasureReport (concordance-measure-report)', concordanceReport],
   ['Bundle (record-set-bundle)', makeRecordSetBundle()],
   ['Provenance', provenance],
   ['AuditEvent', auditEvent],
