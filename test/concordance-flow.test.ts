@@ -18,7 +18,7 @@ import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { getAccessToken } from './support/tokens.ts';
+import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const SCT = 'http://snomed.info/sct';
@@ -169,6 +169,19 @@ describe('concordance (flow)', () => {
     expect(own.status).toBe(200);
     expect(own.body.subject).toEqual({ reference: 'Organization/st-olaf' });
     expect(figures(own.body)).toEqual(figures(report));
+  });
+
+  it('a referrer token issued for one clinician counts that clinician\'s referrals only', async () => {
+    const tokenFor = async (practitioner: string) => {
+      const res = await postTokenRequest(service.url, { ...(await clientCredentialsForm(service.url, clientIdOf('st-olaf'))), practitioner });
+      expect(res.status).toBe(200);
+      return res.body.access_token as string;
+    };
+    const hers = await call<Answer>('GET', `${EVALUATE}?${WIDE}`, await tokenFor(`Practitioner/${ehr.seeded.practitionerId}`));
+    expect(figures(hers.body)).toEqual(figures((await evaluate('st-olaf', WIDE)).body));
+    const other = await call<Answer>('GET', `${EVALUATE}?${WIDE}`, await tokenFor('Practitioner/someone-else'));
+    expect(other.status).toBe(200);
+    expect(figures(other.body).map((g) => g.slice(1))).toEqual(Array(4).fill([0, 0, 0, undefined]));
   });
 
   it('a consulting clinic counts only its own opinions', async () => {

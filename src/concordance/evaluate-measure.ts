@@ -7,12 +7,14 @@
  * the referral's kind; no opinion is read one by one.
  *
  * Counts are not PHI (no patient, no text): the read is not audited, and the route asks for a
- * role, not a SMART scope on a clinical type.
+ * role, not a SMART scope on a clinical type. A referrer token narrowed to one clinician counts
+ * that clinician's referrals only.
  */
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { MeasureReport } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import { type Caller, forbiddenOutcome } from '../access/caller.ts';
+import { readerOf } from '../access/reader.ts';
 import { EXTENSION, LOINC_DOC } from '../fhir/constants.ts';
 import type { Network } from '../network/network.ts';
 import type { ResourceStore, ResourceValidator } from '../store/resource-store.ts';
@@ -58,9 +60,20 @@ function scopeOf(caller: Caller, subject: string | undefined, network: Network):
     throw new OperationOutcomeError(forbiddenOutcome(`subject: participant ${caller.participantId} may evaluate the measure for its own organization only (${own ?? 'none'})`));
   }
   const conditions: SQL[] = [];
-  if (caller.roles.includes('referrer')) conditions.push(sql`d.participant_id = ${caller.participantId}`);
+  if (caller.roles.includes('referrer')) conditions.push(sql`(d.participant_id = ${caller.participantId} AND ${clinicianFilter(caller)})`);
   if (caller.roles.includes('consultant') && own) conditions.push(sql`n.content->'author' @> ${JSON.stringify([{ reference: own }])}::jsonb`);
   return conditions.length ? sql`(${sql.join(conditions, sql` OR `)})` : sql`false`;
+}
+
+/**
+ * A referrer token issued for one clinician counts that clinician's referrals only, as it reads
+ * only those (access/reader.ts): the referral's access list must name one of its requester keys.
+ */
+function clinicianFilter(caller: Caller): SQL {
+  const reader = readerOf(caller);
+  if (reader === 'system' || !('anyOf' in reader)) return sql`true`;
+  if (reader.anyOf.length === 0) return sql`false`;
+  return sql`sr.access && ${`{${reader.anyOf.map((k) => JSON.stringify(k)).join(',')}}`}::text[]`;
 }
 
 interface CountRow {
