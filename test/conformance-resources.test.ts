@@ -1,6 +1,8 @@
 import type { Bundle, CodeSystem, OperationOutcome, Organization, Resource, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CANONICAL_BASE, EXTENSION, PARTICIPANT_ROLE_DISPLAY, PROFILE, SYSTEM } from '../src/fhir/constants.ts';
+import { GENERATED_PROFILES_PATH } from '../src/fhir/profile-registry.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { clientIdOf } from './support/example-network.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -97,9 +99,10 @@ describe('conformance resources at /fhir', () => {
     const either = (await get<Bundle<CodeSystem>>(`/fhir/CodeSystem?url=${encodeURIComponent(`${SYSTEM.kind},${SYSTEM.reviewType}`)}`)).body;
     expect(either.entry?.map((e) => e.resource?.id).sort()).toEqual(['review-type', 'second-opinion-kind']);
     const count = (await get<Bundle>('/fhir/ValueSet?_summary=count')).body;
-    // One value set per code system of ours (each includes its whole system).
-    const ours = Object.values(SYSTEM).filter((s) => s.startsWith(`${CANONICAL_BASE}/CodeSystem/`)).length;
-    expect(count).toEqual({ resourceType: 'Bundle', type: 'searchset', total: ours, link: [{ relation: 'self', url: `${fhir()}/ValueSet?_summary=count` }] });
+    // Every value set compiled from profiles/ (FSH), however many there are.
+    const valueSets = ((JSON.parse(readFileSync(GENERATED_PROFILES_PATH, 'utf8')) as Bundle).entry ?? []).filter((e) => e.resource?.resourceType === 'ValueSet').length;
+    expect(valueSets).toBeGreaterThanOrEqual(6);
+    expect(count).toEqual({ resourceType: 'Bundle', type: 'searchset', total: valueSets, link: [{ relation: 'self', url: `${fhir()}/ValueSet?_summary=count` }] });
 
     const lenient = (await get<Bundle>('/fhir/CodeSystem?_id=review-type&title=Review')).body;
     expect(lenient.entry?.map((e) => e.search?.mode)).toEqual(['match', 'outcome']);

@@ -353,12 +353,15 @@ describe('no PHI in logs, whatever fails', () => {
   });
 
   it('EHR failure on post-back: the opinion (marked) is refused with PHI in the answer', async () => {
-    const { id, taskId } = await refer(markedRequest());
+    // The patient's own question (marked) too: the opinion that leaves it unanswered is refused first.
+    const { id, taskId } = await refer(markedRequest({ questions: [{ text: `${PHI.question}: can ${PHI.patientName} swim again?`, askedBy: 'patient' }] }));
     await until(async () => ((await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), 'records ready');
     expect((await call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
     expect((await call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
     ehr.faults.add({ path: '/fhir/R4/DocumentReference', method: 'POST', status: 500, body: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', diagnostics: `Duplicate note for ${PHI.patientName}: ${PHI.opinion}` }] } });
-    const opinion = { ...EXAMPLE_OPINION, summary: `${PHI.opinion} for ${PHI.patientName}`, followUp: PHI.question };
+    const unanswered = { ...EXAMPLE_OPINION, summary: `${PHI.opinion} for ${PHI.patientName}`, followUp: PHI.question };
+    expect((await call('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', unanswered)).status).toBe(422);
+    const opinion = { ...unanswered, answers: [{ question: 0, text: `${PHI.opinion}: yes` }] };
     expect((await call('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', opinion)).status).toBe(200);
     const line = await logged((l) => l.msg === 'opinion delivery attempt failed' && l.err?.type === 'OutboundHttpError', 'the post-back failure');
     expect(line).toMatchObject({ level: 'warn', deliveryId: expect.any(String), err: { type: 'OutboundHttpError', status: 500, method: 'POST', failure: 'http' } });

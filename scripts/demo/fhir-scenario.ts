@@ -127,6 +127,7 @@ export const OPINION_FHIR: OpinionPoints = {
   ],
   missingInformation: ['Synovial fluid culture'],
   followUp: 'Send the aspirate to us for a combined read with the biopsy.',
+  answers: [],
 };
 
 /**

@@ -70,7 +70,7 @@ export function secondOpinionRequest(chart: SeededIds, consentId: string): Recor
   };
 }
 
-type OpinionBody = Omit<Opinion, 'attachments'>;
+type OpinionBody = Omit<Opinion, 'attachments' | 'answers'>;
 
 /** Lakeside's opinion (consultant A, after its question was answered). */
 export const OPINION_A: OpinionBody = {

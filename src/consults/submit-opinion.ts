@@ -19,6 +19,8 @@ import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-no
 import { classifyOpinion, type Concordance } from '../concordance/classify.ts';
 import { firstOpinionPoints } from '../concordance/concordance-extension.ts';
 import type { Opinion } from '../opinions/opinion.ts';
+import { requireAnswers } from '../opinions/answers.ts';
+import { readReferralQuestions } from '../intake/referral-questions.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 import { referrerAudience } from '../access/audience.ts';
 import { type ConsultDeps, organizationOf } from './consult-actions.ts';
@@ -42,6 +44,9 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
   const agent = organizationOf(caller, deps);
   return deps.store.withTransaction(async (tx) => {
     const { task, serviceRequestId, intake, serviceRequest, otherTasks, firstOpinion } = await readOpinionContext(tx, taskId, caller, deps);
+    // The referral's own questions are on the ServiceRequest just read: no statement more.
+    const questions = readReferralQuestions(serviceRequest);
+    requireAnswers(questions, opinion.answers);
     const now = deps.now();
     const noteId = randomUUID();
 
@@ -64,6 +69,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       now,
       requestId: intake.requestId,
       ...(task.description ? { question: task.description } : {}),
+      questions,
       ...concordanceOf(firstOpinion, opinion),
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];

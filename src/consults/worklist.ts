@@ -12,6 +12,8 @@ import type { Caller } from '../access/caller.ts';
 import { decodeCursor, type ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
 import { readerOf } from '../access/reader.ts';
+import type { ReferralQuestion } from '../intake/intake-request.ts';
+import { readReferralQuestions } from '../intake/referral-questions.ts';
 
 export interface WorklistQuery {
   status?: TaskStatus[];
@@ -22,7 +24,18 @@ export interface WorklistQuery {
 
 export interface WorklistItem {
   task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
-  referral: { id: string; kind?: string; kindDisplay?: string; question?: string; priority?: string; reviewType?: string; blinded: boolean; authoredOn?: string };
+  referral: {
+    id: string;
+    kind?: string;
+    kindDisplay?: string;
+    question?: string;
+    /** The patient's and the physician's own questions, by index: the opinion answers each (issue 14 §1). */
+    questions: ReferralQuestion[];
+    priority?: string;
+    reviewType?: string;
+    blinded: boolean;
+    authoredOn?: string;
+  };
   patient: { reference?: string; identifier?: { system?: string; value?: string }; display?: string };
   /** The record set to read: the newest Bundle on the Task's input. */
   recordSet?: string;
@@ -118,6 +131,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           ...(kind?.code ? { kind: kind.code } : {}),
           ...(kind?.display ? { kindDisplay: kind.display } : {}),
           ...(task.description ? { question: task.description } : {}),
+          questions: sr ? readReferralQuestions(sr) : [],
           ...(task.priority ? { priority: task.priority } : {}),
           ...(sr?.extension?.find((e) => e.url === EXTENSION.reviewType)?.valueCoding?.code ? { reviewType: sr.extension.find((e) => e.url === EXTENSION.reviewType)?.valueCoding?.code } : {}),
           blinded: sr?.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean ?? false,

@@ -34,7 +34,7 @@ export type TaskSide = 'consultant' | 'referrer';
 export type TaskChange =
   | { kind: 'none' }
   | { kind: 'consult-action'; body: ConsultActionBody }
-  | { kind: 'opinion'; opinion: Opinion }
+  | { kind: 'opinion'; opinion: Opinion; answersAt: (expression: string) => string }
   | { kind: 'cancel'; reason: string }
   | { kind: 'answer'; text: string };
 
@@ -139,7 +139,7 @@ export function planTaskChange(stored: Task, proposed: Record<string, unknown> &
       return { kind: 'answer', text: parsed.data.text as string };
     }
     case 'complete':
-      return { kind: 'opinion', opinion: opinionFromOutput(proposed) };
+      return { kind: 'opinion', opinion: opinionFromOutput(proposed), answersAt: answersInConsultNote(proposed) };
     default:
       return { kind: 'consult-action', body: { action: action as 'accept' | 'start' | 'confirm-cancellation' } };
   }
@@ -208,7 +208,31 @@ export function opinionFromOutput(task: Task): Opinion {
   };
   const parsed = OpinionSchema.safeParse(candidate);
   if (!parsed.success) {
-    throw unprocessable(schemaIssues(parsed, (path) => (path[0] === 'attachments' ? elementPath(['content', path[1] ?? 0, 'attachment', ...path.slice(2)], at) : `${at}.extension('${EXTENSION.secondOpinion}')`)));
+    const answersAt = answersInConsultNote(task);
+    throw unprocessable(
+      schemaIssues(parsed, (path) =>
+        path[0] === 'attachments'
+          ? elementPath(['content', path[1] ?? 0, 'attachment', ...path.slice(2)], at)
+          : path[0] === 'answers'
+            ? answersAt(`answers${path[1] !== undefined ? `[${String(path[1])}]` : ''}${path[2] !== undefined ? `.${String(path[2])}` : ''}`)
+            : `${at}.extension('${EXTENSION.secondOpinion}')`,
+      ),
+    );
   }
   return parsed.data;
+}
+
+/**
+ * Where a consult note sent over FHIR keeps the answers to the referral's questions: turns the
+ * JSON door's expressions (`answers`, `answers[1].question`, from the opinion's schema and the
+ * rule in opinions/answers.ts) into the contained note's `second-opinion-answer` extensions.
+ */
+export function answersInConsultNote(task: Task): (expression: string) => string {
+  const id = task.output?.[0]?.valueReference?.reference?.slice(1);
+  const base = `Task.contained[${(task.contained ?? []).findIndex((r) => r.id === id)}].extension('${EXTENSION.secondOpinionAnswer}')`;
+  return (expression) => {
+    const m = /^answers(?:\[(\d+)\](?:\.(\w+))?)?$/.exec(expression);
+    if (!m) return expression;
+    return m[1] === undefined ? base : `${base}[${m[1]}]${m[2] ? `.extension('${m[2]}')` : ''}`;
+  };
 }

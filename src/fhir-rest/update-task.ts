@@ -15,7 +15,7 @@ import { readerOf } from '../access/reader.ts';
 import { actOnConsult } from '../consults/consult-actions.ts';
 import { answerTaskInformationRequest, cancelReferralTask, type ReferrerActionDeps } from '../consults/referrer-actions.ts';
 import { submitOpinion, type SubmitOpinionDeps } from '../consults/submit-opinion.ts';
-import { invalid, issue, outcome, unprocessable } from '../fhir/outcomes.ts';
+import { HttpOutcomeError, invalid, issue, outcome, unprocessable } from '../fhir/outcomes.ts';
 import { intakeRequests } from '../store/schema.ts';
 import { elementPath, planTaskChange, requireTaskBody, type TaskSide } from './task-change.ts';
 
@@ -63,11 +63,24 @@ async function apply(stored: Task, side: TaskSide, proposed: Task & Record<strin
     case 'consult-action':
       return actOnConsult(id, change.body, caller, deps, version);
     case 'opinion':
-      return submitOpinion(id, change.opinion, caller, deps, version);
+      return inConsultNoteTerms(change.answersAt, () => submitOpinion(id, change.opinion, caller, deps, version));
     case 'cancel':
       return cancelReferralTask(id, { reason: change.reason }, caller, deps, version);
     case 'answer':
       return answerTaskInformationRequest(id, { text: change.text }, caller, deps, version);
+  }
+}
+
+/**
+ * The answer rule (opinions/answers.ts) names `answers[...]` as the JSON door has them; over
+ * FHIR the answers are the contained consult note's extensions, so its 422 names those.
+ */
+async function inConsultNoteTerms(answersAt: (expression: string) => string, fn: () => Promise<Task>): Promise<Task> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof HttpOutcomeError) || err.status !== 422) throw err;
+    throw unprocessable((err.outcome.issue ?? []).map((i) => ({ ...i, ...(i.expression ? { expression: i.expression.map(answersAt) } : {}) })));
   }
 }
 

@@ -36,6 +36,10 @@ export const EXTENSION = {
   secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
   /** DocumentReference (consult note): how the opinion compares with the first one, set by the service (complex: diagnosis, plan). */
   concordance: `${CANONICAL_BASE}/StructureDefinition/concordance`,
+  /** ServiceRequest.note: the note is one of the referral's questions; valueCoding says who asked it (SYSTEM.questionAsker). */
+  referralQuestion: `${CANONICAL_BASE}/StructureDefinition/referral-question`,
+  /** DocumentReference (consult note): the answer to one referral question, by its index (complex; see extensions.fsh). */
+  secondOpinionAnswer: `${CANONICAL_BASE}/StructureDefinition/second-opinion-answer`,
 } as const;
 
 /** Code systems defined by this service (see `profiles/input/fsh/terminology.fsh`). */
@@ -48,6 +52,8 @@ export const SYSTEM = {
   diagnosisConcordance: `${CANONICAL_BASE}/CodeSystem/diagnosis-concordance`,
   /** Concordance of an opinion's plan with the first opinion's (concordance.fsh). */
   planConcordance: `${CANONICAL_BASE}/CodeSystem/plan-concordance`,
+  /** Who asked a referral question: patient | physician. */
+  questionAsker: `${CANONICAL_BASE}/CodeSystem/question-asker`,
   /** Identifiers of consult notes this service made (the post-back's conditional-create key). */
   consultNoteId: `${CANONICAL_BASE}/NamingSystem/consult-note-id`,
   /** A participant's roles in the network (Organization.type of the FHIR directory). */
@@ -154,6 +160,9 @@ export const PARTICIPANT_ROLE_DISPLAY = {
   auditor: 'Auditor',
   admin: 'Administrator',
 } as const;
+
+/** Who asked a referral question (CodeSystem question-asker, terminology.fsh; issue 14 §1). */
+export const QUESTION_ASKER_DISPLAY = { patient: 'Patient', physician: 'Physician' } as const;
 
 export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', display: 'Patient referral' } as const;
 export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;

@@ -25,6 +25,8 @@ import { buildRecordSetBundle, buildRecordSetProvenance } from '../records/recor
 import { OpinionSchema } from '../opinions/opinion.ts';
 import { parseMeasureParameters } from '../concordance/measure-parameters.ts';
 import { buildConcordanceReport } from '../concordance/measure-report.ts';
+import { questionNotes, readReferralQuestions } from '../intake/referral-questions.ts';
+import { EXTENSION } from './constants.ts';
 import { GENERATED_PROFILES_PATH } from './profile-registry.ts';
 import { createValidator, ResourceValidationError } from './validator.ts';
 
@@ -81,7 +83,7 @@ const consultNote = buildConsultNote({
 });
 
 const classifiedNote = buildConsultNote({
-  id: 'note-2',
+  id: 'note-3',
   opinion: OpinionSchema.parse(EXAMPLE_OPINION),
   patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
   serviceRequestId: 'sr-1',
@@ -99,6 +101,20 @@ const concordanceReport = buildConcordanceReport(
   concordanceParameters,
   new Date('2026-12-31T12:00:00Z'),
 );
+// A referral with the patient's and the physician's questions, and an opinion answering them (issue 14 §1).
+const referralWithQuestions = makeReferralServiceRequest({
+  note: [{ text: 'Is a revision needed?' }, ...questionNotes([{ text: 'Will I be able to kneel again?', askedBy: 'patient' }, { text: 'Cemented or not?', askedBy: 'physician' }])],
+});
+const consultNoteWithAnswers = buildConsultNote({
+  id: 'note-2',
+  opinion: OpinionSchema.parse({ ...EXAMPLE_OPINION, answers: [{ question: 0, text: 'Probably, after six months.' }, { question: 1, notAnswerable: 'The implant record is missing.' }] }),
+  patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e', display: 'A patient' },
+  serviceRequestId: 'sr-1',
+  taskId: 'task-1',
+  consultant: { reference: 'Organization/lakeside', display: 'Lakeside Clinic' },
+  now: new Date('2026-12-01T10:00:00Z'),
+  questions: readReferralQuestions(referralWithQuestions),
+});
 
 const record = makeRecordDocument({ id: 'd1', meta: { source: 'https://ehr.example/fhir/R4/DocumentReference/op-note' } });
 const now = new Date('2026-12-01T10:00:00Z');
@@ -127,6 +143,8 @@ const corpus: [string, Resource][] = [
   ['DocumentReference (consult-note, buildConsultNote)', consultNote],
   ['DocumentReference (consult-note with concordance)', classifiedNote],
   ['MeasureReport (concordance-measure-report)', concordanceReport],
+  ['ServiceRequest (second-opinion-request, with questions)', referralWithQuestions],
+  ['DocumentReference (consult-note, buildConsultNote, with answers)', consultNoteWithAnswers],
   ['Bundle (record-set-bundle)', makeRecordSetBundle()],
   ['Provenance', provenance],
   ['AuditEvent', auditEvent],
@@ -222,6 +240,13 @@ const BROKEN_INVARIANTS: [string, Resource][] = [
   ['so-consult-2: consult note without its second-opinion extension', { ...consultNote, extension: undefined } as Resource],
   ['so-consult-1: attachment with neither data nor url', { ...consultNote, content: [{ attachment: { contentType: 'text/plain' } }] } as Resource],
   ['so-recordset-1: a record-set entry that is not a record', makeRecordSetBundle({ entry: [{ resource: provenance }] })],
+  [
+    'so-answer-1: an answer with both a text and a reason it cannot be answered',
+    {
+      ...consultNoteWithAnswers,
+      extension: (consultNoteWithAnswers.extension ?? []).map((e) => (e.url === EXTENSION.secondOpinionAnswer ? { ...e, extension: [...(e.extension ?? []), { url: 'notAnswerable', valueString: 'both' }] } : e)),
+    } as Resource,
+  ],
 ];
 
 /**

@@ -8,7 +8,7 @@ import {
   scratchCacheDir,
 } from '../../scripts/compile-profiles.ts';
 import { ROLES } from '../network/network-schema.ts';
-import { BUSINESS_STATUS, DIAGNOSIS_CONCORDANCE, EXTENSION, KIND_DISPLAY, MEASURE, PLAN_CONCORDANCE, PARTICIPANT_ROLE_DISPLAY, PROFILE, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
+import { BUSINESS_STATUS, DIAGNOSIS_CONCORDANCE, EXTENSION, KIND_DISPLAY, MEASURE, PLAN_CONCORDANCE, PARTICIPANT_ROLE_DISPLAY, PROFILE, QUESTION_ASKER_DISPLAY, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
 
 const committed = readFileSync(GENERATED_PROFILES_PATH, 'utf8');
 const resources = ((JSON.parse(committed) as Bundle).entry ?? []).map((e) => e.resource);
@@ -48,7 +48,8 @@ describe('profiles/generated/profiles.json', () => {
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.diagnosisConcordance))).toEqual(DIAGNOSIS_CONCORDANCE);
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.planConcordance))).toEqual(PLAN_CONCORDANCE);
     expect(Object.keys(PARTICIPANT_ROLE_DISPLAY).sort()).toEqual([...ROLES].sort());
-    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus, SYSTEM.participantRole, SYSTEM.diagnosisConcordance, SYSTEM.planConcordance]) {
+    expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.questionAsker))).toEqual(QUESTION_ASKER_DISPLAY);
+    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus, SYSTEM.participantRole, SYSTEM.questionAsker, SYSTEM.diagnosisConcordance, SYSTEM.planConcordance]) {
       const cs = byUrl<CodeSystem>('CodeSystem', system);
       expect(cs?.concept?.every((c) => (c.definition ?? '').length > 0), system).toBe(true);
       const vs = byUrl<ValueSet>('ValueSet', system.replace('/CodeSystem/', '/ValueSet/'));

@@ -13,6 +13,7 @@ import {
 import { businessStatus } from '../fhir/business-status.ts';
 import { absoluteReference, parseResourceReference } from '../fhir/references.ts';
 import type { IntakeRequest, RecordType } from './intake-request.ts';
+import { questionNotes } from './referral-questions.ts';
 
 /** A participant as the builders need it (see network/). */
 export interface ParticipantRef {
@@ -124,7 +125,8 @@ export function buildReferral(input: ReferralInput): Referral {
     performer: consultants.map(organizationRef),
     ...(request.reason.length ? { reasonCode: request.reason.map((c) => ({ coding: [coding(c)] })) } : {}),
     ...(supportingInfo.length ? { supportingInfo } : {}),
-    note: [{ text: request.question }],
+    // The clinical question first, then the patient's and the physician's own questions (referral-questions.ts).
+    note: [{ text: request.question }, ...questionNotes(request.questions)],
   };
 
   const tasks: Task[] = consultants.map((consultant, i) => ({

@@ -8,6 +8,9 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { isOverdue } from '../consults/worklist.ts';
 import { findVisibleReferral } from './referral-access.ts';
+import type { ReferralQuestion } from './intake-request.ts';
+import { readReferralQuestions } from './referral-questions.ts';
+import type { Answer } from '../opinions/opinion.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 
 export interface ConsultantSummary {
@@ -28,7 +31,7 @@ export interface ConsultantSummary {
     informationRequested?: string;
   };
   /** The opinion, once submitted: the consult note and its headline points. */
-  opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string };
+  opinion?: { documentReference: string; diagnosisAgreement?: string; planAgreement?: string; summary?: string; answers?: Answer[] };
   /**
    * The post-back of the opinion to the referrer's EHR; after a failed attempt, `lastError` says
    * what failed and the EHR's OperationOutcome (as kept: issues' severity, code, details.text,
@@ -46,6 +49,8 @@ export interface ReferralSummary {
   reviewType?: string;
   blinded: boolean;
   authoredOn?: string;
+  /** The patient's and the physician's own questions, by index (issue 14 §1). */
+  questions: ReferralQuestion[];
   consultants: ConsultantSummary[];
   /** The latest record-set assembly (issue 3 §3): what is missing, what failed verification. */
   recordSet: RecordSetSummary;
@@ -133,6 +138,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
     reviewType: extension(serviceRequest.extension, EXTENSION.reviewType)?.valueCoding?.code,
     blinded: extension(serviceRequest.extension, EXTENSION.blinded)?.valueBoolean ?? false,
     authoredOn: serviceRequest.authoredOn,
+    questions: readReferralQuestions(serviceRequest),
     consultants: tasks.map((task) => {
       const delivery = deliveries.find((d) => d.taskId === task.id);
       const noteRef = task.output?.find((o) => o.valueReference?.reference?.startsWith('DocumentReference/'))?.valueReference?.reference;
@@ -157,7 +163,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           lastModified: task.lastModified,
           ...(task.status === 'on-hold' && task.businessStatus?.coding?.[0]?.code === 'information-requested' && task.businessStatus.text ? { informationRequested: task.businessStatus.text } : {}),
         },
-        ...(noteRef ? { opinion: { documentReference: noteRef, ...(points ? { diagnosisAgreement: points.diagnosisAgreement, planAgreement: points.planAgreement, summary: points.summary } : {}) } } : {}),
+        ...(noteRef ? { opinion: { documentReference: noteRef, ...(points ? { diagnosisAgreement: points.diagnosisAgreement, planAgreement: points.planAgreement, summary: points.summary, ...(points.answers.length ? { answers: points.answers } : {}) } : {}) } } : {}),
         ...(delivery
           ? {
               delivery: {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { KINDS, PRIORITIES, REVIEW_TYPES } from '../fhir/constants.ts';
+import { KINDS, PRIORITIES, QUESTION_ASKER_DISPLAY, REVIEW_TYPES } from '../fhir/constants.ts';
 
 /**
  * The body of `POST /second-opinions`: what a referring EHR sends. References point at
@@ -61,6 +61,16 @@ const DateOrDateTime = z.union([z.iso.date(), z.iso.datetime({ offset: true }).r
   error: 'must be a date (YYYY-MM-DD) or a date-time with seconds and a time zone (at most 9 decimals, zone -14:00 to +14:00)',
 });
 
+/** Who may ask a referral question (CodeSystem question-asker). */
+export const QUESTION_ASKERS = Object.keys(QUESTION_ASKER_DISPLAY) as (keyof typeof QUESTION_ASKER_DISPLAY)[];
+export type QuestionAsker = keyof typeof QUESTION_ASKER_DISPLAY;
+/** At most this many questions per referral: each one must be answered by every consultant. */
+export const MAX_QUESTIONS = 20;
+
+/** One of the patient's or the physician's own questions (issue 14 §1); its index is its position in `questions`. */
+export const ReferralQuestionSchema = z.strictObject({ text: text(2000), askedBy: z.enum(QUESTION_ASKERS) });
+export type ReferralQuestion = z.output<typeof ReferralQuestionSchema>;
+
 export const IntakeRequestSchema = z
   .strictObject({
     requestId: text(256),
@@ -75,6 +85,7 @@ export const IntakeRequestSchema = z
     }),
     kind: z.enum(KINDS),
     question: text(10_000),
+    questions: z.array(ReferralQuestionSchema).max(MAX_QUESTIONS, `at most ${MAX_QUESTIONS} questions`).default([]),
     reason: z.array(Coding).max(20).default([]),
     firstOpinion: z
       .strictObject({

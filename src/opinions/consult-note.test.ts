@@ -54,6 +54,23 @@ describe('consult note', () => {
     expect(() => validator.validate(noSummary)).toThrow(ResourceValidationError);
   });
 
+  it('keeps the answers to the referral questions (issue 14 §1), one second-opinion-answer each, and shows each question with its answer', () => {
+    const answered = { ...opinion, answers: [{ question: 1, text: 'After <3> months' }, { question: 0, notAnswerable: 'No imaging sent' }] };
+    const questions = [{ text: 'Can I <run>?', askedBy: 'patient' as const }, { text: 'When can she drive?', askedBy: 'physician' as const }];
+    const doc = buildConsultNote({ ...args, opinion: answered, questions });
+    expect(validator.validate(doc)).toEqual([]);
+    expect(doc.extension?.filter((e) => e.url === EXTENSION.secondOpinionAnswer)).toEqual([
+      { url: EXTENSION.secondOpinionAnswer, extension: [{ url: 'question', valueInteger: 1 }, { url: 'text', valueString: 'After <3> months' }] },
+      { url: EXTENSION.secondOpinionAnswer, extension: [{ url: 'question', valueInteger: 0 }, { url: 'notAnswerable', valueString: 'No imaging sent' }] },
+    ]);
+    expect(readOpinionExtension(doc)?.answers).toEqual(answered.answers);
+    const html = Buffer.from(doc.content[0]?.attachment.data as string, 'base64').toString('utf8');
+    expect(html).toContain('<li><p><strong>Can I &lt;run&gt;?</strong> <small>(asked by the patient)</small></p><p><em>Not answered:</em> No imaging sent</p></li>');
+    expect(html).toContain('<li><p><strong>When can she drive?</strong> <small>(asked by the physician)</small></p><p>After &lt;3&gt; months</p></li>');
+    // Without questions the note has no such section.
+    expect(renderOpinionHtml(opinion, { consultant: 'Lake', date: args.now })).not.toContain('Your questions');
+  });
+
   it('Provenance names the consultant and validates', () => {
     const provenance = buildOpinionProvenance({ id: 'p-1', documentId: 'note-1', taskId: 't-1', consultant, now: args.now });
     expect(validator.validate(provenance)).toEqual([]);
@@ -82,5 +99,10 @@ describe('consult note', () => {
     expect(issues({ diagnosisAgreement: 'agree', planAgreement: 'agree', summary: 'x', recommendations: [{ option: 'a', preferred: true }, { option: 'b', preferred: true }] })).toEqual(['recommendations']);
     expect(issues({ diagnosisAgreement: 'agree', planAgreement: 'agree', summary: 'x', attachments: [{ contentType: 'text/html', data: 'aGk=' }] })).toEqual(['attachments[0].contentType']);
     expect(issues({ diagnosisAgreement: 'agree', planAgreement: 'agree', summary: 'x', mood: 1 })).toEqual(['mood']);
+    const answer = (a: unknown) => issues({ diagnosisAgreement: 'agree', planAgreement: 'agree', summary: 'x', answers: [a] });
+    expect(answer({ question: 0 })).toEqual(['answers[0]']);
+    expect(answer({ question: 0, text: 'a', notAnswerable: 'b' })).toEqual(['answers[0]']);
+    expect(answer({ question: -1, text: 'a' })).toEqual(['answers[0].question']);
+    expect(answer({ question: 0, notAnswerable: '' })).toEqual(['answers[0].notAnswerable']);
   });
 });

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import type { CodeableConcept, DocumentReference, Extension, Organization, Provenance, Reference } from '@medplum/fhirtypes';
 import { EXTENSION, LOINC_DOC, PROFILE, SYSTEM } from '../fhir/constants.ts';
 import { AGREEMENT, AGREEMENT_DISPLAY, type Agreement, type Opinion, type OpinionPoints } from './opinion.ts';
+import type { ReferralQuestion } from '../intake/intake-request.ts';
 import { renderOpinionHtml } from './render-note.ts';
 import type { Concordance } from '../concordance/classify.ts';
 import { concordanceExtension } from '../concordance/concordance-extension.ts';
@@ -23,6 +24,8 @@ export interface ConsultNoteArgs {
   now: Date;
   requestId?: string;
   question?: string;
+  /** The referral's questions, shown in the readable note with the opinion's answers. */
+  questions?: readonly ReferralQuestion[];
   /** How the opinion compares with the first one (concordance/classify.ts); absent without a first opinion. */
   concordance?: Concordance;
 }
@@ -58,7 +61,18 @@ export function opinionExtensions(opinion: OpinionPoints): Extension[] {
       ],
     }),
   );
-  return [points, ...options];
+  // One second-opinion-answer per answer to a referral question, by its index (issue 14 §1).
+  const answers = opinion.answers.map(
+    (a): Extension => ({
+      url: EXTENSION.secondOpinionAnswer,
+      extension: [
+        { url: 'question', valueInteger: a.question },
+        ...(a.text !== undefined ? [{ url: 'text', valueString: a.text }] : []),
+        ...(a.notAnswerable !== undefined ? [{ url: 'notAnswerable', valueString: a.notAnswerable }] : []),
+      ],
+    }),
+  );
+  return [points, ...options, ...answers];
 }
 
 /** Reads the structured points back from a consult note (for the comparison); undefined when it has none. */
@@ -92,6 +106,16 @@ export function readOpinionExtension(doc: DocumentReference): OpinionPoints | un
       }),
     missingInformation: all('missingInformation').map((e) => e.valueString ?? ''),
     ...(followUp ? { followUp } : {}),
+    answers: (doc.extension ?? [])
+      .filter((e) => e.url === EXTENSION.secondOpinionAnswer)
+      .map((a) => {
+        const sub = (url: string) => (a.extension ?? []).find((x) => x.url === url);
+        const text = sub('text')?.valueString;
+        const notAnswerable = sub('notAnswerable')?.valueString;
+        // A missing or non-integer index reads as -1: the opinion's schema refuses it, naming the answer.
+        const question = sub('question')?.valueInteger;
+        return { question: Number.isInteger(question) ? (question as number) : -1, ...(text !== undefined ? { text } : {}), ...(notAnswerable !== undefined ? { notAnswerable } : {}) };
+      }),
   };
 }
 
@@ -104,6 +128,7 @@ export function buildConsultNote(args: ConsultNoteArgs): DocumentReference {
       date: args.now,
       ...(args.requestId ? { requestId: args.requestId } : {}),
       ...(args.question ? { question: args.question } : {}),
+      ...(args.questions?.length ? { questions: args.questions } : {}),
     }),
     'utf8',
   );

@@ -35,6 +35,19 @@ const Attachment = z
   })
   .refine((a) => Buffer.byteLength(a.data, 'base64') <= MAX_OPINION_ATTACHMENT_BYTES, { message: `must be at most ${MAX_OPINION_ATTACHMENT_BYTES} bytes`, path: ['data'] });
 
+/**
+ * The answer to one of the referral's questions, by its index (issue 14 §1): a `text`, or, when
+ * it cannot be answered, `notAnswerable` saying why. Exactly one of the two.
+ */
+export const AnswerSchema = z
+  .strictObject({
+    question: z.number().int().min(0).max(1000),
+    text: text(10_000).optional(),
+    notAnswerable: text(2000).optional(),
+  })
+  .refine((a) => (a.text === undefined) !== (a.notAnswerable === undefined), { message: 'give either text (the answer) or notAnswerable (why it cannot be answered), not both' });
+export type Answer = z.output<typeof AnswerSchema>;
+
 export const OpinionSchema = z
   .strictObject({
     diagnosisAgreement: z.enum(AGREEMENT),
@@ -44,6 +57,8 @@ export const OpinionSchema = z
     recommendations: z.array(Recommendation).max(10).default([]),
     missingInformation: z.array(text(1000)).max(20).default([]),
     followUp: text(4000).optional(),
+    /** One per question of the referral (its `questions`), by index; checked against them in answers.ts. */
+    answers: z.array(AnswerSchema).max(50).default([]),
     attachments: z.array(Attachment).max(5).default([]),
   })
   .refine((o) => o.recommendations.filter((r) => r.preferred).length <= 1, { message: 'at most one recommendation may be preferred', path: ['recommendations'] });

@@ -3,6 +3,7 @@
  * scripts, no external resources; every value escaped). It is the consult note's first
  * attachment, what a clinician opens in the EHR.
  */
+import type { ReferralQuestion } from '../intake/intake-request.ts';
 import { AGREEMENT_DISPLAY, type OpinionPoints } from './opinion.ts';
 
 export interface NoteContext {
@@ -11,6 +12,8 @@ export interface NoteContext {
   /** The referral, as the referrer knows it (its own request id), when known. */
   requestId?: string;
   question?: string;
+  /** The referral's questions, each shown with the opinion's answer to it. */
+  questions?: readonly ReferralQuestion[];
 }
 
 export function escapeHtml(value: string): string {
@@ -49,6 +52,19 @@ ${recommendations}
 <h2>Missing information</h2>
 ${list(opinion.missingInformation)}
 ${opinion.followUp ? `<h2>Follow-up</h2>${para(opinion.followUp)}` : ''}
+${answersSection(opinion, context.questions ?? [])}
 </body></html>
 `;
+}
+
+/** Each of the referral's questions with the opinion's answer (or why it could not be answered). */
+function answersSection(opinion: OpinionPoints, questions: readonly ReferralQuestion[]): string {
+  if (questions.length === 0) return '';
+  const e = escapeHtml;
+  const items = questions.map((q, index) => {
+    const answer = opinion.answers.find((a) => a.question === index);
+    const reply = answer?.text !== undefined ? `<p>${e(answer.text)}</p>` : answer?.notAnswerable !== undefined ? `<p><em>Not answered:</em> ${e(answer.notAnswerable)}</p>` : '<p><em>No answer.</em></p>';
+    return `<li><p><strong>${e(q.text)}</strong> <small>(asked by the ${e(q.askedBy)})</small></p>${reply}</li>`;
+  });
+  return `<h2>Your questions</h2><ol start="0">${items.join('')}</ol>`;
 }

@@ -15,7 +15,9 @@ import { readOpinionExtension } from '../opinions/consult-note.ts';
 import type { Concordance } from '../concordance/classify.ts';
 import { readConcordance } from '../concordance/concordance-extension.ts';
 import { DIAGNOSIS_CONCORDANCE, PLAN_CONCORDANCE } from '../fhir/constants.ts';
-import { AGREEMENT_DISPLAY, type Agreement } from '../opinions/opinion.ts';
+import { AGREEMENT_DISPLAY, type Agreement, type Answer } from '../opinions/opinion.ts';
+import type { QuestionAsker } from '../intake/intake-request.ts';
+import { clinicalQuestionOf, readReferralQuestions } from '../intake/referral-questions.ts';
 import { escapeHtml } from '../opinions/render-note.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { findVisibleReferral } from '../intake/referral-access.ts';
@@ -55,8 +57,19 @@ export interface PointComparison {
   detail: string;
 }
 
+/** One of the referral's questions with each consultant's answer, side by side (issue 14 §1). */
+export interface ComparedQuestion {
+  index: number;
+  text: string;
+  askedBy: QuestionAsker;
+  /** One per returned opinion, in the order of `opinions`: the answer, or why it was not answered. */
+  answers: { source: string; name: string; text?: string; notAnswerable?: string }[];
+}
+
 export interface Comparison {
   referral: { id: string; question?: string; kind?: string };
+  /** The referral's questions, each with every returned opinion's answer. */
+  questions: ComparedQuestion[];
   first?: ComparedOpinion;
   opinions: ComparedOpinion[];
   /** Consultants whose opinion is not in yet, with their Task status. */
@@ -94,6 +107,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
   const first = firstRef ? await deps.store.read<ClinicalImpression>('ClinicalImpression', firstRef.slice('ClinicalImpression/'.length), reader) : undefined;
 
   const opinions: ComparedOpinion[] = [];
+  const answers: Answer[][] = [];
   const pending: Comparison['pending'] = [];
   for (const task of tasks) {
     const participant = deps.participantByOrganization(task.owner?.reference ?? '');
@@ -107,6 +121,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
       continue;
     }
     const preferred = points.recommendations.find((r) => r.preferred);
+    answers.push(points.answers);
     const concordance = readConcordance(note);
     opinions.push({
       source,
@@ -127,8 +142,17 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
     });
   }
 
+  const question = clinicalQuestionOf(serviceRequest);
   return {
-    referral: { id, ...(serviceRequest.note?.[0]?.text ? { question: serviceRequest.note[0].text } : {}), ...(serviceRequest.code?.coding?.[0]?.code ? { kind: serviceRequest.code.coding[0].code } : {}) },
+    referral: { id, ...(question ? { question } : {}), ...(serviceRequest.code?.coding?.[0]?.code ? { kind: serviceRequest.code.coding[0].code } : {}) },
+    questions: readReferralQuestions(serviceRequest).map((q, index) => ({
+      index,
+      ...q,
+      answers: opinions.map((o, i) => {
+        const a = answers[i]?.find((x) => x.question === index);
+        return { source: o.source, name: o.name, ...(a?.text !== undefined ? { text: a.text } : {}), ...(a?.notAnswerable !== undefined ? { notAnswerable: a.notAnswerable } : {}) };
+      }),
+    })),
     ...(first ? { first: firstOpinionOf(first) } : {}),
     opinions,
     pending,
@@ -219,8 +243,22 @@ ${row('Recovery', (o) => e(o.recovery ?? ''))}
 ${row('Missing information', (o) => list(o.missingInformation))}
 ${columns.some((o) => o.concordance) ? row('Compared with the first opinion', (o) => (o.concordance ? `Diagnosis: ${e(DIAGNOSIS_CONCORDANCE[o.concordance.diagnosis])}<br>Plan: ${e(PLAN_CONCORDANCE[o.concordance.plan])}` : '')) : ''}
 </tbody></table>
+${questionsTable(c)}
 ${c.pending.length ? `<p>Not in yet: ${c.pending.map((p) => `${e(p.name)} (${e(p.status)})`).join(', ')}</p>` : ''}
 ${c.agreement ? `<h2>Where they agree and differ</h2><ul>${c.agreement.map((a) => `<li class="${a.agree ? 'agree' : 'differ'}"><strong>${e(a.point)}</strong>: ${a.agree ? 'agree' : 'differ'}. ${e(a.detail)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
+}
+
+/** The referral's questions, one row each, with every consultant's answer in its own column. */
+function questionsTable(c: Comparison): string {
+  if (c.questions.length === 0) return '';
+  const e = escapeHtml;
+  const cell = (a: ComparedQuestion['answers'][number]) => (a.text !== undefined ? e(a.text) : a.notAnswerable !== undefined ? `<em>Not answered:</em> ${e(a.notAnswerable)}` : '');
+  return `<h2>Questions answered</h2>
+<table>
+<thead><tr><th>Question</th>${c.opinions.map((o) => `<th>${e(o.name)}</th>`).join('')}</tr></thead>
+<tbody>
+${c.questions.map((q) => `<tr><th>${q.index}. ${e(q.text)}<br><small>asked by the ${e(q.askedBy)}</small></th>${q.answers.map((a) => `<td>${cell(a)}</td>`).join('')}</tr>`).join('\n')}
+</tbody></table>`;
 }

@@ -8,7 +8,8 @@ Title: "Second-opinion consult note"
 Description: "The consultant's second opinion as a readable consult note (LOINC 11488-4), referenced from Task.output and posted to the referring EHR."
 * status = #current
 // The opinion's structured points, machine-readable, for comparison with other opinions:
-// exactly one second-opinion extension and a second-opinion-option per option. Required by
+// exactly one second-opinion extension, a second-opinion-option per option and a
+// second-opinion-answer per referral question. Required by
 // an invariant rather than extension slices: Medplum's validator applies a complex
 // extension's inner slices at the outer level, so slicing would reject every note. The
 // extensions' contents are checked against their definitions by the service's validator.

@@ -66,3 +66,40 @@ Description: "One treatment or management option the consultant considered, in t
 * extension[rationale].value[x] only string
 * extension[risk].value[x] only string
 * extension[recovery].value[x] only string
+
+// The patient's and the physician's own questions (issue 14 §1) are notes of the referral,
+// so an EHR shows them as notes; this extension marks such a note as a question and says who
+// asked it. A question's index is its position among the notes so marked.
+Extension: ReferralQuestionExtension
+Id: referral-question
+Title: "Referral question"
+Description: "Marks a note of the referral as one of the patient's or the physician's own questions, which every consultant's opinion answers one by one. The value says who asked it. A question's index (0, 1, ...) is its position among the notes so marked."
+* ^context[0].type = #element
+* ^context[0].expression = "ServiceRequest.note"
+* value[x] 1..1
+* value[x] only Coding
+* valueCoding from QuestionAskerVS (required)
+
+// One answer of the opinion to one of the referral's questions, beside the second-opinion
+// extension (a sub-extension of it would be a nested complex extension, which Medplum's
+// validator mis-reads, as for the options).
+Extension: SecondOpinionAnswerExtension
+Id: second-opinion-answer
+Title: "Second opinion: an answer to a referral question"
+Description: "The consultant's answer to one of the referral's questions (by its index among the ServiceRequest's referral-question notes): the answer's text, or why the question cannot be answered."
+* ^context[0].type = #element
+* ^context[0].expression = "DocumentReference"
+* value[x] 0..0
+* obeys so-answer-1
+* extension contains
+    question 1..1 and
+    text 0..1 and
+    notAnswerable 0..1
+* extension[question].value[x] only integer
+* extension[text].value[x] only string
+* extension[notAnswerable].value[x] only string
+
+Invariant: so-answer-1
+Description: "An answer has either a text or the reason the question cannot be answered, not both"
+Severity: #error
+Expression: "extension.where(url = 'text').exists() xor extension.where(url = 'notAnswerable').exists()"

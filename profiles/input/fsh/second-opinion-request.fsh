@@ -64,9 +64,13 @@ Description: "A referral for a second opinion: what kind of opinion, on which pa
 // The condition(s) the opinion is about.
 * reasonCode 0..*
 * reasonCode ^short = "Condition codings the second opinion is about"
-// note[0].text holds the referrer's question to the consultant.
+// note[0].text holds the referrer's question to the consultant. The patient's and the
+// physician's own questions follow as further notes, each marked by the referral-question
+// extension (who asked it); the consultant's opinion answers each by its index among them.
 * note 0..*
-* note ^short = "note[0].text: the question for the consultant"
+* note ^short = "note[0].text: the question for the consultant; then the referral questions"
+* note.extension contains ReferralQuestionExtension named referralQuestion 0..1
+* note.extension[referralQuestion].value[x] ^short = "patient | physician: who asked this question"
 // The first-opinion ClinicalImpression, the Consent on the referring EHR, document
 // references on the referring EHR and, once assembled, the record-set Bundle.
 * supportingInfo 0..*

@@ -106,3 +106,20 @@ Title: "Network participant roles"
 Description: "All roles of a network participant (Organization.type of the service's FHIR directory)."
 * ^experimental = false
 * include codes from system ParticipantRole
+
+CodeSystem: QuestionAsker
+Id: question-asker
+Title: "Who asked a referral question"
+Description: "Who asked one of the questions a second-opinion referral carries for the consultant."
+* ^caseSensitive = true
+* ^content = #complete
+* ^experimental = false
+* #patient "Patient" "The patient's own question."
+* #physician "Physician" "The referring physician's question."
+
+ValueSet: QuestionAskerVS
+Id: question-asker
+Title: "Who asked a referral question"
+Description: "Who asked a referral question (referral-question extension on ServiceRequest.note)."
+* ^experimental = false
+* include codes from system QuestionAsker

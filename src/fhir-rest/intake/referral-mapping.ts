@@ -34,7 +34,7 @@ const ServiceRequestIn = z.looseObject({
   category: z.array(CodeableConcept).optional(),
   reasonCode: z.array(CodeableConcept).optional(),
   reasonReference: z.array(Reference).optional(),
-  note: z.array(z.looseObject({ text: z.string() })).optional(),
+  note: z.array(z.looseObject({ text: z.string(), extension: z.array(Extension).optional() })).optional(),
   supportingInfo: z.array(Reference).optional(),
   occurrenceDateTime: z.string().optional(),
   occurrencePeriod: z.looseObject({ end: z.string().optional() }).optional(),
@@ -269,9 +269,28 @@ function mapReferral(sr: ServiceRequestIn, root: string, tasks: readonly TaskAt[
     );
   }
 
-  const notes = (sr.note ?? []).map((n) => n.text);
+  // Notes marked as referral questions (referral-question extension: who asked) are the patient's and
+  // the physician's own questions, by their order; the other notes are the clinical question.
+  const notes: string[] = [];
+  const noteAt: number[] = [];
+  const questions: unknown[] = [];
+  for (const [k, n] of (sr.note ?? []).entries()) {
+    const marker = n.extension?.find((e) => e.url === EXTENSION.referralQuestion);
+    if (!marker) {
+      notes.push(n.text);
+      noteAt.push(k);
+      continue;
+    }
+    if (marker.valueCoding?.system !== SYSTEM.questionAsker) {
+      problems.push(issue('value', `Who asked the question must be a code of ${SYSTEM.questionAsker} (patient or physician)`, `${root}.note[${k}].extension('${EXTENSION.referralQuestion}').valueCoding`));
+    }
+    origins.set(`questions[${questions.length}].text`, `${root}.note[${k}].text`).set(`questions[${questions.length}].askedBy`, `${root}.note[${k}].extension('${EXTENSION.referralQuestion}').valueCoding.code`);
+    questions.push({ text: n.text, askedBy: marker.valueCoding?.code });
+  }
   if (notes.length) body.question = notes.join('\n\n');
-  origins.set('question', notes.length === 1 ? `${root}.note[0].text` : `${root}.note`);
+  origins.set('question', notes.length === 1 ? `${root}.note[${noteAt[0]}].text` : `${root}.note`);
+  if (questions.length) body.questions = questions;
+  origins.set('questions', `${root}.note`);
 
   // supportingInfo: records on the EHR (documents, reports, imaging studies), the Consent, the first opinion in the Bundle.
   const documents: unknown[] = [];

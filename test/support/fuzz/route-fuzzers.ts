@@ -86,7 +86,7 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     case 'intake-placed':
       return world.placedIntake as Hostile;
     case 'intake-fresh':
-      return makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }) as Hostile;
+      return makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] }, questions: QUESTIONS }) as Hostile;
     case 'fhir-transaction':
     case 'fhir-service-request': {
       const { chart, baseUrl } = world.fhirChart ?? EXAMPLE_FHIR_CHART;
@@ -107,13 +107,23 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     case 'request-info':
       return { question: 'Which implant was used?', recordTypes: [{ system: 'http://loinc.org', code: '11504-8', display: 'Surgical operation note' }] };
     case 'opinion':
-      return { ...EXAMPLE_OPINION, attachments: [ATTACHMENT] } as Hostile;
+      // The fuzzed referrals carry no questions: an answer would be refused; the empty list still gives mutations a place.
+      return { ...EXAMPLE_OPINION, attachments: [ATTACHMENT], answers: [] } as Hostile;
     case 'resource':
       return { resourceType: 'Task', status: 'requested', intent: 'order' };
   }
 }
 
-const names = (base: BaseName) => fieldNames(base === 'intake-placed' || base === 'intake-fresh' ? makeSecondOpinionRequest() : baseBody(base, { placedIntake: {} } as FuzzWorld));
+/** The patient's and the physician's questions a fresh intake carries (issue 14 §1). */
+const QUESTIONS = [
+  { text: 'Will I be able to swim again?', askedBy: 'patient' as const },
+  { text: 'Is a smaller implant reasonable?', askedBy: 'physician' as const },
+];
+/** Field names for look-alike keys; an opinion's answer fields too, though the base sends none. */
+const names = (base: BaseName) =>
+  base === 'opinion'
+    ? [...fieldNames(baseBody(base, { placedIntake: {} } as FuzzWorld)), 'question', 'text', 'notAnswerable']
+    : fieldNames(base === 'intake-placed' || base === 'intake-fresh' ? makeSecondOpinionRequest({ questions: QUESTIONS }) : baseBody(base, { placedIntake: {} } as FuzzWorld));
 
 /**
  * JSON bodies from `bases`: mutated mostly, sometimes valid as they are, sometimes not JSON at
