@@ -9,7 +9,7 @@
  * opinions, the post-back into the EHR, and the comparison. Steps 10-16, FHIR only: Northfield
  * subscribes to its Tasks, St Olaf's EHR posts a transaction Bundle, Northfield is notified,
  * works its Task with PUT/PATCH and completes it with a contained consult note, the opinion is
- * posted back, the referrer reads the comparison. Step 17: the concordance figures of the cases
+ * posted back, the referrer reads the comparison. Step 19: the concordance figures of the cases
  * run ($evaluate-measure). Each step prints what happened and which FHIR resources changed.
  *
  * Exits 0 when every step did what it should; otherwise 1 with what failed and the state the
@@ -23,9 +23,10 @@ import { ChangeTracker } from './demo/changes.ts';
 import { demoEnvironment, recordConsentForBothClinics } from './demo/environment.ts';
 import { DemoError, ServiceClient } from './demo/http.ts';
 import { currentStep, fact, out, say, silence, step } from './demo/print.ts';
-import { AUDITOR, CONSULTANT_A, CONSULTANT_B, REFERRER, SHORT_NAMES } from './demo/scenario.ts';
+import { AUDITOR, CONSULTANT_A, CONSULTANT_B, CONSULTANT_C, REFERRER, SHORT_NAMES } from './demo/scenario.ts';
 import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo/fhir-steps.ts';
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
+import { runThirdOpinion } from './demo/third-opinion.ts';
 import { printConcordance } from './demo/concordance.ts';
 
 function seconds(name: string, fallback: number): number {
@@ -58,11 +59,11 @@ async function run(): Promise<void> {
   fact('network', `${env.root}/network.json: the example network with st-olaf's EHR = the sandbox, Northfield's notify URL = the receiver`);
   fact('receiver', `${env.receiver.url}: Northfield's own system (receives its FHIR Subscription's notifications, step 10 on)`);
   fact('clinic server', `${env.clinic.sandbox.baseUrl}: Lakeside's own FHIR server (a second sandbox instance); Lakeside has recordSet push, so its record sets go there (step 4 on)`);
-  const clientIds = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B, AUDITOR].map((p) => [p, clientIdOf(p)]));
+  const clientIds = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B, CONSULTANT_C, AUDITOR].map((p) => [p, clientIdOf(p)]));
   const api = new ServiceClient(env.service.url, clientIds);
   await api.authenticate();
   fact('tokens', `${Object.values(clientIds).join(', ')}: each signed a SMART client assertion with its example key and POSTed it to /auth/token`);
-  fact('roles', `referrer ${REFERRER}; consultant A ${CONSULTANT_A}; consultant B ${CONSULTANT_B}; auditor ${AUDITOR} (reads the AuditEvents)`);
+  fact('roles', `referrer ${REFERRER}; consultant A ${CONSULTANT_A}; consultant B ${CONSULTANT_B}; consultant C ${CONSULTANT_C} (a third opinion, step 17); auditor ${AUDITOR} (reads the AuditEvents)`);
   const viewers = Object.fromEntries([REFERRER, CONSULTANT_A, CONSULTANT_B].map((p) => [p, SHORT_NAMES[p] as string]));
   const tracker = new ChangeTracker({ service: api, ehr: env.ehr, ehrClient: env.ehrClient, viewers, auditor: AUDITOR });
   await tracker.baseline();
@@ -74,7 +75,8 @@ async function run(): Promise<void> {
   await runReferral(context, referral);
   const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
   await runFhirReferral(fhirContext, fhirReferral);
-  await printConcordance(context, 17);
+  await runThirdOpinion(context, referral, await env.ehr.addConsent(['riverside-imaging']));
+  await printConcordance(context, 19);
 }
 
 let failed = false;
@@ -133,7 +135,7 @@ try {
   // The overall time-out (or a signal) may have fired while the last step finished: that run has failed.
   if (failed) await finish(1);
   out();
-  out(`DEMO OK: two referrals (JSON API, FHIR only), three opinions, each delivered to St Olaf's EHR exactly once, compared, in ${((performance.now() - startedAt) / 1000).toFixed(1)} s.`);
+  out(`DEMO OK: two referrals (JSON API, FHIR only), four opinions (one a third opinion added later), each delivered to St Olaf's EHR exactly once, compared, in ${((performance.now() - startedAt) / 1000).toFixed(1)} s.`);
   await finish(0);
 } catch (err) {
   clearTimeout(overall);

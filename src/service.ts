@@ -23,6 +23,7 @@ import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/end
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { pushRecordSet } from './record-push/push-record-set.ts';
+import { DisclosureGate } from './access/disclosure-gate.ts';
 import { openBlobBackend } from './store/blob-backend.ts';
 import { BlobStore } from './store/blob-store.ts';
 import { startBlobSweep } from './store/blob-sweep.ts';
@@ -103,7 +104,10 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const validator = options.validator ?? createValidator();
   // Every Task change a participant may read is announced on its webhook (outbox: same transaction).
   const store = new ResourceStore(database.db, validator, now, { observers: [taskNotificationObserver({ jobs, network, now })] });
-  const audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl });
+  // Audited reads and pushes pass the disclosure gate (consent withdrawn); the withdrawal it may record is audited in turn.
+  let audit: AuditLog | undefined;
+  const gate = new DisclosureGate({ store, clients: fhirClients, network, audit: () => audit as AuditLog, now, recheckTtlMs: config.consentRecheckSeconds * 1000 });
+  audit = new AuditLog({ store, network, now, publicUrl: config.publicUrl, gate });
   const assemblyPolicy = queuePolicies.find((q) => q.name === QUEUE.assembleRecordSet);
   const blobs = new BlobStore(database.db, await openBlobBackend(config.blobStore), { now });
   const assemblyDeps = {
@@ -126,7 +130,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
   await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
   const pushPolicy = queuePolicies.find((q) => q.name === QUEUE.pushRecordSet);
-  const pushDeps = { store, clients: fhirClients, network, validator, audit, retryLimit: pushPolicy?.retryLimit ?? 30, now };
+  const pushDeps = { store, clients: fhirClients, network, validator, audit, gate, retryLimit: pushPolicy?.retryLimit ?? 30, now };
   await jobs.work<PushRecordSetJob>(QUEUE.pushRecordSet, logged(log, 'record set push', (d) => ({ pushId: d.pushId }), (job) => pushRecordSet(job, pushDeps)), { concurrency: 2 });
   const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
   await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });

@@ -448,9 +448,15 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   // Records already named: the referrer's call is a no-op (200), anyone else's a 404.
   '/second-opinions/:id/records': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/records`, body: { documents: [{ reference: r === 'A' ? `DocumentReference/${seededDocument(chart, 'op-note-2024').id}` : `DocumentReference/${seededDocument(chart, 'pathology-2024').id}` }] }, expect: (p: Party) => (reads(p, r) ? 200 : 404) })),
+  // An unknown clinic: 422 naming it for the referrer (nothing added), 404 for anyone else.
+  '/second-opinions/:id/consultants': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/consultants`, body: { consultants: ['no-such-clinic'] }, expect: (p: Party) => (reads(p, r) ? 422 : 404) })),
   // No consultant waits for information: 409 for the referrer, 404 for anyone else.
   '/second-opinions/:id/info': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/info`, body: { text: 'an answer' }, expect: (p: Party) => (reads(p, r) ? 409 : 404) })),
+  // A clinic that is not one of the referral's: 422 for the referrer (nothing written), 404 for anyone else.
+  '/second-opinions/:id/consent-withdrawal': ({ refs }) =>
+    (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/consent-withdrawal`, body: { consultants: ['no-such-clinic'] }, expect: (p: Party) => (reads(p, r) ? 422 : 404) })),
   // Refusals here; the allowed cancel runs last (it changes the referral).
   '/second-opinions/:id/cancel': ({ refs }) => [{ path: `/second-opinions/${refs.sr.A}/cancel`, body: { reason: 'matrix' }, expect: (p: Party) => (reads(p, 'A') ? 200 : 404), deferred: (p) => reads(p, 'A') }],
   '/consults': () => [
@@ -466,7 +472,7 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
     },
   ],
   ...Object.fromEntries(
-    (['accept', 'start', 'confirm-cancellation', 'decline', 'request-info', 'opinion'] as const).map((action) => [
+    (['receive', 'accept', 'start', 'confirm-cancellation', 'decline', 'request-info', 'opinion'] as const).map((action) => [
       `/consults/:taskId/${action}`,
       ({ refs }: { refs: Refs }) =>
         Object.entries(refs.tasks).map(([key, id]) => {

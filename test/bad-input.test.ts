@@ -91,6 +91,7 @@ describe('bad input', () => {
       ['intake', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ question: bad }), 'question'],
       ['intake, nested', () => '/second-opinions', 'st-olaf', (bad) => makeSecondOpinionRequest({ records: { documents: [{ reference: 'DocumentReference/op-note-2024', display: bad }] } }), 'records.documents[0].display'],
       ['add records', (i) => `/second-opinions/${i.referral}/records`, 'st-olaf', (bad) => ({ documents: [{ reference: `DocumentReference/x${bad}` }] }), 'documents[0].reference'],
+      ['add consultants', (i) => `/second-opinions/${i.referral}/consultants`, 'st-olaf', (bad) => ({ consultants: ['riverside-imaging', `x${bad}`] }), 'consultants[1]'],
       ['cancel', (i) => `/second-opinions/${i.referral}/cancel`, 'st-olaf', (bad) => ({ reason: bad }), 'reason'],
       ['answer information', (i) => `/second-opinions/${i.referral}/info`, 'st-olaf', (bad) => ({ text: `The implant was ${bad}` }), 'text'],
       ['accept', (i) => `/consults/${i.task}/accept`, 'lakeside-consults', (bad) => ({ note: bad }), 'note'],
@@ -119,6 +120,7 @@ describe('bad input', () => {
       ['GET', (_i, bad) => `/second-opinions/${bad}`, 'st-olaf', 'id'],
       ['GET', (_i, bad) => `/second-opinions/${bad}/comparison`, 'st-olaf', 'id'],
       ['POST', (_i, bad) => `/second-opinions/${bad}/records`, 'st-olaf', 'id', { documents: [{ reference: 'DocumentReference/op-note-2024' }] }],
+      ['POST', (_i, bad) => `/second-opinions/${bad}/consultants`, 'st-olaf', 'id', { consultants: ['riverside-imaging'] }],
       ['POST', (_i, bad) => `/second-opinions/${bad}/cancel`, 'st-olaf', 'id', { reason: 'No longer needed' }],
       ['POST', (_i, bad) => `/second-opinions/${bad}/info`, 'st-olaf', 'id', { text: 'A 350 cc implant' }],
       ['POST', (_i, bad) => `/consults/${bad}/accept`, 'lakeside-consults', 'taskId'],
@@ -215,6 +217,7 @@ describe('bad input', () => {
     const bodyDoors = [
       ['/second-opinions', 'st-olaf'],
       ['/second-opinions/{referral}/records', 'st-olaf'],
+      ['/second-opinions/{referral}/consultants', 'st-olaf'],
       ['/consults/{task}/accept', 'lakeside-consults'],
       ['/consults/{task}/opinion', 'lakeside-consults'],
     ] as const;

@@ -96,7 +96,7 @@ describe('consult actions (flow)', () => {
       referral: { id, kind: 'revision', priority: 'routine', blinded: false, question: expect.any(String) },
       patient: { reference: `${ehr.baseUrl}/Patient/${ehr.seeded.patientId}` },
       recordSet: expect.stringMatching(new RegExp(`^${service.config.publicUrl}/fhir/Bundle/`)),
-      actions: ['accept', 'decline'],
+      actions: ['receive', 'accept', 'decline'],
     });
     const northfield = await call<Worklist>('GET', '/consults', 'northfield-pathology');
     expect(northfield.body.items.map((i) => i.task.id)).not.toContain(tasks[1]?.id);

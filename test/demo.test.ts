@@ -114,6 +114,25 @@ function expectFhirWalk(stdout: string): void {
 }
 
 /**
+ * The third opinion (steps 17-18): Riverside added to the completed referral gets its Task and
+ * the very record set the others had, sees no other opinion before its own, then does; the
+ * referral completes again and the comparison has three opinions.
+ */
+function expectThirdOpinion(stdout: string): void {
+  const added = stepText(stdout, 17);
+  expect(added).toMatch(new RegExp(`response {7}201 Created: ServiceRequest/${UUID} completed -> active \\(v\\d+\\), performers Lakeside[^,]*, Northfield[^,]*, Riverside`));
+  expect(added).toMatch(new RegExp(`work item {6}Task/${UUID} for Riverside[^:]*: requested / records-pending \\(v1\\), due \\d{4}-\\d{2}-\\d{2}`));
+  expect(added).toContain('guard          the same post again -> 422: Riverside is already on the referral (nothing added)');
+  expect(added).toMatch(/record set     Task input Bundle\/\S+: the very record set Lakeside and Northfield had/);
+  expect(added).toMatch(/blinding       before its own opinion Riverside reads neither Lakeside's opinion nor the first opinion: GET DocumentReference\/\S+ -> 404, GET Bundle\/\S+ -> 404/);
+  const answered = stepText(stdout, 18);
+  expect(answered).toMatch(/released       GET DocumentReference\/\S+ -> 200, GET Bundle\/\S+ -> 200 \(one disclosure AuditEvent\)/);
+  expect(answered).toMatch(/referral       ServiceRequest\/\S+ completed again/);
+  expect(answered).toMatch(/post-back      delivered after \d+ attempt\(s\): on the EHR DocumentReference\/\S+/);
+  expect(answered).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield +Riverside/);
+}
+
+/**
  * The push of Lakeside's record sets to its own FHIR server (a second sandbox), steps 4 and 5:
  * the transaction Bundle as posted (conditional creates of 4 record copies, the referral and the
  * Task, by our identifiers), the first answer lost and the retry with the same Bundle, what the
@@ -157,19 +176,19 @@ function expectPush(stdout: string): void {
 }
 
 /**
- * The concordance figures of the three opinions the demo ran (step 17), as the audit office reads
- * them with $evaluate-measure: each classified against its referral's first opinion (Lakeside
- * and Northfield agree with the first diagnosis with modifications, all three disagree with the
- * plan), per kind; the referrer's own figures are the same.
+ * The concordance figures of the four opinions the demo ran (step 19), as the audit office reads
+ * them with $evaluate-measure: each classified against its referral's first opinion (two agree
+ * with the first diagnosis with modifications; three disagree with the plan, the third opinion
+ * modifies it), per kind; the referrer's own figures are the same.
  */
 function expectConcordance(stdout: string): void {
-  const text = stepText(stdout, 17);
+  const text = stepText(stdout, 19);
   expect(text).toMatch(/request {8}GET \/fhir\/Measure\/second-opinion-concordance\/\$evaluate-measure\?periodStart=\d{4}-\d{2}-\d{2}&periodEnd=\d{4}-\d{2}-\d{2} as the audit office -> 200 MeasureReport complete, summary, all organizations/);
-  expect(text).toContain("opinions       3 returned, 3 classified against the referral's first opinion");
-  expect(text).toContain('diagnosis      major discrepancy 0 of 3 (0.0 %); minor discrepancy 2 of 3 (66.7 %)');
-  expect(text).toContain('plan           changed 3 of 3 (100.0 %); modified 0 of 3 (0.0 %)');
-  expect(text).toContain('by kind        Revision after a prior procedure: 2 opinion(s), plan changed 100.0 %; Pathology second read: 1 opinion(s), plan changed 100.0 %');
-  expect(text).toContain('referrer       St Olaf asks for its own organization (subject=Organization/st-olaf): 3 opinion(s) on its referrals, the same figures');
+  expect(text).toContain("opinions       4 returned, 4 classified against the referral's first opinion");
+  expect(text).toContain('diagnosis      major discrepancy 0 of 4 (0.0 %); minor discrepancy 2 of 4 (50.0 %)');
+  expect(text).toContain('plan           changed 3 of 4 (75.0 %); modified 1 of 4 (25.0 %)');
+  expect(text).toContain('by kind        Revision after a prior procedure: 3 opinion(s), plan changed 66.7 %; Pathology second read: 1 opinion(s), plan changed 100.0 %');
+  expect(text).toContain('referrer       St Olaf asks for its own organization (subject=Organization/st-olaf): 4 opinion(s) on its referrals, the same figures');
 }
 
 /** Lakeside's FHIR server as step 1 printed it. */
@@ -192,7 +211,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 17 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -214,8 +233,8 @@ describe('npm run demo', () => {
     expect(run.stdout).toMatch(/referrer sees {2}GET \/second-opinions\/\S+: Lakeside on-hold \/ information-requested, asking "Was the knee ever aspirated/);
     expect(run.stdout).toMatch(/resumed {8}Task\/\S+ in-progress/);
 
-    // Both opinions, blinding lifted for each after its own answer, the referral completed.
-    expect(run.stdout.match(/^ {3}opinion {8}POST \/consults\/\S+\/opinion -> 200, Task completed/gm)).toHaveLength(2);
+    // Both opinions (and the third one of step 18), blinding lifted for each after its own answer, the referral completed.
+    expect(run.stdout.match(/^ {3}opinion {8}POST \/consults\/\S+\/opinion -> 200, Task completed/gm)).toHaveLength(3);
     expect(run.stdout).toMatch(/is now released to Northfield: GET -> 200/);
     expect(run.stdout).toMatch(/is now released to Lakeside: GET -> 200/);
     expect(run.stdout).toMatch(/referral {7}ServiceRequest\/\S+ completed \(v\d+\): every Task has ended/);
@@ -225,9 +244,9 @@ describe('npm run demo', () => {
       expect(run.stdout).toMatch(new RegExp(`^ {3}${clinic} +opinion DocumentReference/\\S+ delivered after \\d+ attempt\\(s\\): on the EHR DocumentReference/\\S+ and Communication/\\S+ \\(to Practitioner/[0-9a-f-]{36}\\)$`, 'm'));
     }
     expect(run.stdout).toContain('exactly one DocumentReference and one Communication per opinion');
-    // Two opinions of the JSON walk and one of the FHIR walk: each posted back once.
-    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(3);
-    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(3);
+    // Two opinions of the JSON walk, one of the FHIR walk and the third opinion: each posted back once.
+    expect(run.stdout.match(/^ {5}\+ DocumentReference\/\S+ {2}current, Consult note for Patient\/[0-9a-f-]{36}/gm)).toHaveLength(4);
+    expect(run.stdout.match(/^ {5}\+ Communication\/\S+ {2}completed, to Practitioner\/[0-9a-f-]{36}/gm)).toHaveLength(4);
 
     // The comparison.
     expect(run.stdout).toMatch(/First opinion \(St Olaf\) +Lakeside +Northfield/);
@@ -238,8 +257,9 @@ describe('npm run demo', () => {
 
     expectPush(run.stdout);
     expectFhirWalk(run.stdout);
+    expectThirdOpinion(run.stdout);
     expectConcordance(run.stdout);
-    expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), three opinions, each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
+    expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), four opinions \(one a third opinion added later\), each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.
     expect(run.stdout).toContain('service stopped');

@@ -178,7 +178,7 @@ describe('record-set push to a clinic FHIR server (flow)', () => {
       expect(list.body.items.find((i) => i.id === push!.id)).toMatchObject({ status: 'failed', lastOutcome: push!.lastOutcome });
       expect((await admin('GET', '/admin/record-pushes', referrerToken)).status).toBe(403);
       const bad = await admin<{ issue: unknown[] }>('GET', '/admin/record-pushes?status=lost');
-      expect(bad).toEqual({ status: 400, body: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', details: { text: 'status must be one of pending, pushed, failed, superseded' }, expression: ['status'] }] } });
+      expect(bad).toEqual({ status: 400, body: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'value', details: { text: 'status must be one of pending, pushed, failed, superseded, refused' }, expression: ['status'] }] } });
 
       const redrive = await admin<{ status: string }>('POST', `/admin/record-pushes/${push!.id}/retry`);
       expect(redrive).toMatchObject({ status: 202, body: { id: push!.id, status: 'pending' } });

@@ -10,6 +10,8 @@ import { seededDocument, type SeededIds } from '../../test/support/sandbox-ehr/s
 export const REFERRER = 'st-olaf';
 export const CONSULTANT_A = 'lakeside-consults';
 export const CONSULTANT_B = 'northfield-pathology';
+/** The clinic added afterwards for a third opinion (step 17). */
+export const CONSULTANT_C = 'riverside-imaging';
 export const AUDITOR = 'audit-office';
 /** The clinic whose record sets are pushed to its own FHIR server (network file `recordSet: push`). */
 export const PUSH_CLINIC = CONSULTANT_A;
@@ -19,6 +21,7 @@ export const SHORT_NAMES: Record<string, string> = {
   [REFERRER]: 'St Olaf',
   [CONSULTANT_A]: 'Lakeside',
   [CONSULTANT_B]: 'Northfield',
+  [CONSULTANT_C]: 'Riverside',
 };
 
 const SNOMED = 'http://snomed.info/sct';
@@ -98,4 +101,18 @@ export const OPINION_B: OpinionBody = {
   ],
   missingInformation: ['CRP and ESR', 'Synovial fluid culture'],
   followUp: 'Send the aspirate for culture and cell count.',
+};
+
+/** Riverside's opinion (the third one, asked for after the first two). */
+export const OPINION_C: OpinionBody = {
+  diagnosisAgreement: 'agree',
+  planAgreement: 'agree-with-modifications',
+  diagnosis: [KNEE_OA],
+  summary: 'The radiographs show progressive osteolysis around the tibial component: revision is likely, once infection is excluded.',
+  recommendations: [
+    { option: 'Aspiration, then revision of the tibial component', preferred: true, rationale: 'Osteolysis is progressing; infection decides one or two stages', risks: ['Infection', 'Stiffness'], recovery: '3 to 6 months' },
+    { option: 'Watchful waiting with radiographs every 3 months', preferred: false, risks: ['Bone loss making revision harder'], recovery: 'None' },
+  ],
+  missingInformation: ['CRP and ESR'],
+  followUp: 'Aspirate first; plan the revision with the culture result.',
 };

@@ -14,6 +14,7 @@ const VIEWER_TEXT: Record<Viewer, string> = {
   owner: 'the admitted clinic that owns it',
   'consultant-after-opinion': 'an admitted clinic after its own opinion',
   author: 'the clinic that wrote it',
+  'later-consultant': 'a clinic of the referral that comes after it: when admitted (unless blinded), or once its own opinion is in (blinded)',
   auditor: 'auditors',
 };
 

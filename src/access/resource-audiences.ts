@@ -12,14 +12,19 @@
  *   and a physician participant acting for that clinician (network `actsFor`);
  * - `consultant`: each consulting clinic admitted to the case: the patient's Consent (or the
  *   configured attestation) covers it and its record set is complete. Before that a clinic sees
- *   nothing of the case, not even that it exists;
+ *   nothing of the case, not even that it exists. Once the patient withdraws consent for it
+ *   (access/consent-withdrawal.ts) it loses the record sets and the first opinion again, and
+ *   keeps the referral and its own Task (to see that, and why, the Task was cancelled);
  * - `consultant-unless-blinded`: as `consultant`, when the referral is not blinded;
  * - `owner`: the admitted clinic that owns the Task;
  * - `consultant-after-opinion`: an admitted clinic once its own opinion is in (blinding ends);
  * - `author`: the clinic that wrote the opinion;
+ * - `later-consultant`: another clinic of the referral that comes to it after the opinion was
+ *   returned (a third or fourth opinion): when admitted, unless the referral is blinded; on a
+ *   blinded one, once its own opinion is in. Each such disclosure is audited;
  * - `auditor`: participants with the auditor role (AuditEvents belong to no participant).
  */
-export type Viewer = 'referrer' | 'requester' | 'consultant' | 'consultant-unless-blinded' | 'owner' | 'consultant-after-opinion' | 'author' | 'auditor';
+export type Viewer = 'referrer' | 'requester' | 'consultant' | 'consultant-unless-blinded' | 'owner' | 'consultant-after-opinion' | 'author' | 'later-consultant' | 'auditor';
 
 export type ResourceKind = 'referral' | 'task' | 'intake-provenance' | 'first-opinion' | 'record-set' | 'withheld-record-set' | 'consult-note' | 'audit-event';
 
@@ -39,7 +44,7 @@ export const RESOURCE_AUDIENCES: Readonly<Record<ResourceKind, ResourceAudience>
     viewers: ['referrer', 'requester', 'consultant'],
   },
   'withheld-record-set': { resources: 'withheld record set of a blinded referral (the first opinion\'s documents), as above', viewers: ['referrer', 'requester', 'consultant-after-opinion'] },
-  'consult-note': { resources: 'consult note (DocumentReference) and its Provenance', viewers: ['referrer', 'requester', 'author'] },
+  'consult-note': { resources: 'consult note (DocumentReference) and its Provenance', viewers: ['referrer', 'requester', 'author', 'later-consultant'] },
   'audit-event': { resources: 'AuditEvent', viewers: ['auditor'] },
 };
 

@@ -82,11 +82,14 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referralRead('Referral summary', '/second-opinions/:id'),
   referralRead('First and returned opinions side by side', '/second-opinions/:id/comparison'),
   referrer('Referrer: add records to the referral', '/second-opinions/:id/records'),
+  referrer('Referrer: add consulting clinics to the referral', '/second-opinions/:id/consultants'),
   referrer('Referrer: cancel the referral', '/second-opinions/:id/cancel'),
   referrer('Referrer: answer a request for information', '/second-opinions/:id/info'),
+  referrer('Referrer: record that the patient withdrew consent for some or all consultants', '/second-opinions/:id/consent-withdrawal'),
   { method: 'GET', path: '/consults', what: 'Consultant: its worklist', access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 's' } } },
   ...(
     [
+      ['receive', 'acknowledge its Task (received)'],
       ['accept', 'accept its Task'],
       ['start', 'start work on it'],
       ['confirm-cancellation', 'confirm the referrer\'s cancellation'],

@@ -10,6 +10,7 @@ import type { AuditEvent } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { SERVICE_DEVICE_DISPLAY } from '../fhir/constants.ts';
 import type { Caller } from '../access/caller.ts';
+import type { DisclosureGate } from '../access/disclosure-gate.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { buildAuditEvent, type AuditAction, type AuditEntityInput, type AuditOutcome } from './audit-event.ts';
 
@@ -46,6 +47,8 @@ export interface AuditLogDeps {
   now: () => Date;
   /** This service's public base URL: identifies the observer. */
   publicUrl: string;
+  /** The disclosure gate audited reads pass (access/disclosure-gate.ts); none in unit tests. */
+  gate?: Pick<DisclosureGate, 'beforeRead' | 'refusalReason'>;
 }
 
 export class AuditLog {
@@ -53,6 +56,11 @@ export class AuditLog {
 
   constructor(deps: AuditLogDeps) {
     this.deps = deps;
+  }
+
+  /** The disclosure gate audited reads pass, when there is one. */
+  get gate(): AuditLogDeps['gate'] {
+    return this.deps.gate;
   }
 
   /** Builds the AuditEvent (with the caller's request id when the input carries one). */

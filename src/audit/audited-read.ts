@@ -6,12 +6,17 @@
  * `auditedRead` runs the read (authorization included, so a 403 is audited like a 404), then
  * stores the AuditEvent before returning, so it is durable before the response is sent. A
  * failing audit write fails the read: the error propagates and the request answers 500.
+ *
+ * Every read of PHI passes here, so this is where the disclosure gate (access/disclosure-gate.ts)
+ * looks at it: before records reach a consulting clinic (the EHR's Consent may have ended), and
+ * when a read was refused (to name a withdrawal of consent as the reason).
  */
 import { getStatus, OperationOutcomeError } from '@medplum/core';
 import type { Resource } from '@medplum/fhirtypes';
 import type { Caller } from '../access/caller.ts';
 import type { AuditAction, AuditEntityInput, AuditOutcome } from './audit-event.ts';
 import { actedBy, type AuditLog } from './audit-log.ts';
+import { CONSENT_WITHDRAWN_REFUSAL, ConsentWithdrawnError } from '../access/consent-withdrawal.ts';
 
 /** What a successful read touched: the resources and, when it is one, the patient. */
 export interface ReadTouched {
@@ -40,6 +45,12 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
     throw err;
   }
   const touched = plan.touched(result);
+  try {
+    await audit.gate?.beforeRead(caller, touched.entities);
+  } catch (err) {
+    await recordRefusal(audit, caller, { ...plan, requested: touched.entities }, err);
+    throw err;
+  }
   await audit.record({
     action: plan.action,
     outcome: 'success',
@@ -52,8 +63,12 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
 }
 
 /** Records the AuditEvent of a read that did not succeed (refused or failed) with `err`. */
-export async function recordRefusal(audit: Pick<AuditLog, 'record'>, caller: Caller, plan: Pick<AuditedReadPlan<unknown>, 'action' | 'requested' | 'query'>, err: unknown): Promise<void> {
-  const { outcome, description } = refusalOf(err);
+export async function recordRefusal(audit: Pick<AuditLog, 'record'> & Partial<Pick<AuditLog, 'gate'>>, caller: Caller, plan: Pick<AuditedReadPlan<unknown>, 'action' | 'requested' | 'query'>, err: unknown): Promise<void> {
+  const refusal = refusalOf(err);
+  const { outcome } = refusal;
+  // A 404 may be a withdrawal of consent: the gate knows (access/consent-withdrawal.ts), and the AuditEvent says so.
+  const withdrawn = err instanceof ConsentWithdrawnError || (statusOf(err) === 404 && (await audit.gate?.refusalReason(caller.participantId, plan.requested)) !== undefined);
+  const description = withdrawn ? CONSENT_WITHDRAWN_REFUSAL : refusal.description;
   await audit.record({
     action: plan.action,
     outcome,
@@ -69,12 +84,18 @@ export async function recordRefusal(audit: Pick<AuditLog, 'record'>, caller: Cal
  * error's own message may echo request input, and AuditEvents carry no PHI.
  */
 export function refusalOf(err: unknown): { outcome: AuditOutcome; description: string } {
-  if (!(err instanceof OperationOutcomeError)) return { outcome: 'failure', description: 'Failed: internal error' };
-  const status = 'status' in err && typeof err.status === 'number' ? err.status : getStatus(err.outcome);
+  const status = statusOf(err);
+  if (status === undefined) return { outcome: 'failure', description: 'Failed: internal error' };
   if (status === 403) return { outcome: 'refused', description: 'Refused (403): the caller lacks the scope or role this read needs' };
   if (status === 404) return { outcome: 'refused', description: 'Refused (404): not found, or not visible to the caller' };
   if (status >= 400 && status < 500) return { outcome: 'refused', description: `Refused (${status}): invalid request` };
   return { outcome: 'failure', description: `Failed (${status})` };
+}
+
+/** The HTTP status an OperationOutcomeError answers; undefined for any other error. */
+function statusOf(err: unknown): number | undefined {
+  if (!(err instanceof OperationOutcomeError)) return undefined;
+  return 'status' in err && typeof err.status === 'number' ? err.status : getStatus(err.outcome);
 }
 
 const FHIR_ID = /^[A-Za-z0-9\-.]{1,64}$/;

@@ -79,6 +79,12 @@ const EnvSchema = z
       .enum(['true', 'false'])
       .default('false')
       .describe('`true` lets a request without a `consent` reference proceed when the referrer attests consent (`consentAttested: true`); off by default: records are disclosed only on a Consent read from the EHR'),
+    CONSENT_RECHECK_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(30)
+      .describe("How long the referring EHR's Consent, found still active, is trusted before it is read again ahead of the next disclosure to a clinic (record-set and Binary reads, pushes); 0 reads it before every one"),
     TRUST_PROXY: z
       .string()
       .default('false')
@@ -148,6 +154,8 @@ export interface Config {
   /** Attachments one record assembly downloads at the same time. */
   attachmentConcurrency: number;
   consentAttestationAllowed: boolean;
+  /** CONSENT_RECHECK_SECONDS: an active Consent is read again after this long (0: before every disclosure). */
+  consentRecheckSeconds: number;
   deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
   /** Lease of one delivery attempt, seconds. */
   deliveryAttemptTimeoutSeconds: number;
@@ -234,6 +242,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
           },
     blobSweep: { intervalSeconds: e.BLOB_SWEEP_INTERVAL_SECONDS, olderThanSeconds: e.BLOB_SWEEP_AGE_SECONDS },
     consentAttestationAllowed: e.CONSENT_ATTESTATION_ALLOWED === 'true',
+    consentRecheckSeconds: e.CONSENT_RECHECK_SECONDS,
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
     deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,
     deliveryConcurrency: e.DELIVERY_CONCURRENCY,

@@ -1,6 +1,6 @@
 /**
- * What a consulting clinic does with its Task (issue 4 §1): accept, decline (with a reason),
- * start, ask the referrer for more information, and confirm a cancellation the referrer asked
+ * What a consulting clinic does with its Task (issue 4 §1): acknowledge it (received, issue 14),
+ * accept, decline (with a reason), start, ask the referrer for more information, and confirm a cancellation the referrer asked
  * for. Each is one transaction: the new Task version and its Provenance (and, when the last
  * Task ends, the referral's new status). Submitting the opinion is `submit-opinion.ts`.
  */
@@ -32,7 +32,7 @@ export const RequestInfoSchema = z.strictObject({
 });
 
 export type ConsultActionBody =
-  | { action: 'accept' | 'start' | 'confirm-cancellation' }
+  | { action: 'receive' | 'accept' | 'start' | 'confirm-cancellation' }
   | { action: 'decline'; reason: string }
   | { action: 'request-info'; question: string; recordTypes?: z.output<typeof Coding>[] };
 

@@ -47,7 +47,7 @@ export interface TaskOutcome {
  * The referral's intake row, when the caller placed it and may read it (a token restricted to
  * one clinician acts only on that clinician's referrals), locked for this transaction; 404 otherwise.
  */
-async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[]; serviceRequest: ServiceRequest }> {
+export async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, caller: Caller): Promise<{ taskIds: string[]; serviceRequest: ServiceRequest }> {
   const [row] = await tx.database
     .select({ taskIds: intakeRequests.taskIds })
     .from(intakeRequests)
@@ -58,7 +58,7 @@ async function lockOwnReferral(tx: ResourceStore, serviceRequestId: string, call
   return { taskIds: row.taskIds, serviceRequest };
 }
 
-function referrerAgent(caller: Caller, deps: ReferrerActionDeps): Reference<Organization> {
+export function referrerAgent(caller: Caller, deps: { network: { get(id: string): { organization: { reference: string; display?: string } } | undefined } }): Reference<Organization> {
   const org = deps.network.get(caller.participantId)?.organization;
   if (!org) throw new OperationOutcomeError(notFound);
   return { reference: org.reference, ...(org.display ? { display: org.display } : {}) } as Reference<Organization>;

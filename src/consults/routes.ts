@@ -11,12 +11,14 @@ import { parseIfMatch } from './transition-task.ts';
 import { submitOpinion, type SubmitOpinionDeps } from './submit-opinion.ts';
 import { MAX_OPINION_ATTACHMENT_BYTES, OpinionSchema } from '../opinions/opinion.ts';
 import { getWorklist, parseWorklistQuery } from './worklist.ts';
+import { ConsentWithdrawalSchema, withdrawConsent, type WithdrawConsentDeps } from './withdraw-consent.ts';
 import { answerInformationRequest, CancelRequestSchema, cancelReferral, InfoAnswerSchema, type ReferrerActionDeps } from './referrer-actions.ts';
 
 export interface ConsultRouterDeps extends Omit<ConsultDeps, 'network'>, ReferrerActionDeps {
   /** Role and scope checks of each route (access/route-rules.ts). */
   guard: Guard;
-  audit: SubmitOpinionDeps['audit'];
+  audit: SubmitOpinionDeps['audit'] & WithdrawConsentDeps['audit'];
+  network: ReferrerActionDeps['network'] & WithdrawConsentDeps['network'];
   jobs: SubmitOpinionDeps['jobs'] & ReferrerActionDeps['jobs'];
   publicUrl: string;
   bodyLimitBytes: number;
@@ -51,6 +53,7 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
       sendTask(res, task);
     });
 
+  act('receive', (body) => (parseBody(NoBodySchema, body), { action: 'receive' }));
   act('accept', (body) => (parseBody(NoBodySchema, body), { action: 'accept' }));
   act('start', (body) => (parseBody(NoBodySchema, body), { action: 'start' }));
   act('confirm-cancellation', (body) => (parseBody(NoBodySchema, body), { action: 'confirm-cancellation' }));
@@ -67,7 +70,10 @@ export function createConsultRouter(deps: ConsultRouterDeps): Router {
     sendTask(res, await submitOpinion(req.params.taskId as string, opinion, requireCaller(), deps, parseIfMatch(req.header('If-Match'))));
   });
 
-  // The referrer's side: cancel the referral, answer a request for information.
+  // The referrer's side: cancel the referral, record a withdrawal of consent, answer a request for information.
+  router.post('/second-opinions/:id/consent-withdrawal', deps.guard('POST', '/second-opinions/:id/consent-withdrawal'), jsonOrEmpty, json, async (req, res) => {
+    res.json(await withdrawConsent(req.params.id as string, parseBody(ConsentWithdrawalSchema, req.body ?? {}), requireCaller(), deps));
+  });
   router.post('/second-opinions/:id/cancel', deps.guard('POST', '/second-opinions/:id/cancel'), jsonOrEmpty, json, async (req, res) => {
     res.json(await cancelReferral(req.params.id as string, parseBody(CancelRequestSchema, req.body), requireCaller(), deps));
   });

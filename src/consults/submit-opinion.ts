@@ -5,7 +5,7 @@
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion
  * does. The note carries the opinion's concordance with the first opinion (concordance/classify.ts),
  * classified here from the same read. For a blinded referral, the first opinion's withheld documents are released to this
- * consultant now that its own opinion is in (audited as a disclosure).
+ * consultant now that its own opinion is in, with the other clinics' opinions (audited as a disclosure).
  */
 import type { Bundle, ClinicalImpression, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
@@ -23,6 +23,7 @@ import { requireAnswers } from '../opinions/answers.ts';
 import { readReferralQuestions } from '../intake/referral-questions.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../store/schema.ts';
 import { referrerAudience } from '../access/audience.ts';
+import { grantOpinions, returnedOpinions } from '../access/consultant-admission.ts';
 import { type ConsultDeps, organizationOf } from './consult-actions.ts';
 import { readOpinionContext } from './opinion-context.ts';
 import { isTerminal } from './task-transitions.ts';
@@ -89,7 +90,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       ],
     });
 
-    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, caller, deps, task.for?.reference);
+    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, taskId, caller, deps, task.for?.reference);
     return updated[0] as Task;
   });
 }
@@ -114,10 +115,11 @@ function deliveryRowInsert(row: { id: string; taskId: string; serviceRequestId: 
 
 /**
  * Blinding ends for a consultant once its own opinion is in: the withheld record set (the
- * first opinion's documents and earlier consult notes) and the first opinion itself become
- * readable by it. Access is granted on the same resources (they do not change).
+ * first opinion's documents and earlier consult notes), the first opinion itself and the
+ * opinions other clinics have returned so far become readable by it. Access is granted on the
+ * same resources (they do not change).
  */
-async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, caller: Caller, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
+async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceRequest: ServiceRequest, taskId: string, caller: Caller, deps: SubmitOpinionDeps, patientReference: string | undefined): Promise<void> {
   const { participantId } = caller;
   const released: string[] = [];
   const [assembly] = await tx.database.select({ withheldBundleId: recordSetAssemblies.withheldBundleId }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequest.id as string));
@@ -139,6 +141,8 @@ async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceReques
     const id = firstOpinion.slice('ClinicalImpression/'.length);
     if ((await tx.grantAccess('ClinicalImpression', [id], participantId)) > 0) released.push(firstOpinion);
   }
+  // The other clinics' opinions returned so far (a third opinion's clinic sees the first two now).
+  released.push(...(await grantOpinions(tx, await returnedOpinions(tx, serviceRequest.id as string, taskId), participantId)));
   if (released.length === 0) return;
   await deps.audit.recordMany(
     [
@@ -149,7 +153,7 @@ async function releaseFirstOpinion(tx: SubmitOpinionDeps['store'], serviceReques
         ...(caller.requestId ? { requestId: caller.requestId } : {}),
         entities: released.map((reference) => ({ reference })),
         ...(patientReference ? { patientReference } : {}),
-        description: `First opinion of ServiceRequest/${serviceRequest.id} released to the consultant after its own opinion`,
+        description: `First opinion and other opinions of ServiceRequest/${serviceRequest.id} released to the consultant after its own opinion`,
       },
     ],
     tx,

@@ -20,8 +20,8 @@ describe('Task transition table', () => {
 
   it('lets only the owner of each action take it', () => {
     expect(planTransition('requested', 'accept', 'consultant')).toMatchObject({ ok: true, transition: { to: 'accepted' } });
-    expect(planTransition('requested', 'accept', 'referrer')).toEqual({ ok: false, reason: 'wrong-actor', allowed: ['cancel'] });
-    expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation'] });
+    expect(planTransition('requested', 'accept', 'referrer')).toEqual({ ok: false, reason: 'wrong-actor', allowed: ['cancel', 'withdraw-consent'] });
+    expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation', 'withdraw-consent'] });
     expect(planTransition('on-hold', 'resume', 'referrer')).toMatchObject({ ok: true, transition: { to: 'in-progress' } });
     expect(planTransition('in-progress', 'fail', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
   });
@@ -32,8 +32,24 @@ describe('Task transition table', () => {
     }
   });
 
+  it('lets the referrer record a withdrawal of consent from every open status, and from no ended one', () => {
+    for (const status of ['draft', 'requested', 'received', 'accepted', 'ready', 'in-progress', 'on-hold'] as const) {
+      expect(planTransition(status, 'withdraw-consent', 'referrer'), status).toMatchObject({ ok: true, transition: { to: 'cancelled' } });
+    }
+    for (const status of ['completed', 'rejected', 'cancelled', 'failed'] as const) expect(planTransition(status, 'withdraw-consent', 'referrer').ok, status).toBe(false);
+    expect(planTransition('in-progress', 'withdraw-consent', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
+  });
+
+  it('lets the clinic acknowledge a Task, and the service mark it received when a pushed record set was accepted: one rule', () => {
+    expect(planTransition('requested', 'receive', 'consultant')).toMatchObject({ ok: true, transition: { to: 'received' } });
+    expect(planTransition('requested', 'receive', 'service')).toMatchObject({ ok: true, transition: { to: 'received' } });
+    expect(planTransition('requested', 'receive', 'referrer')).toMatchObject({ ok: false, reason: 'wrong-actor' });
+    expect(planTransition('accepted', 'receive', 'consultant')).toMatchObject({ ok: false, reason: 'not-allowed-from-status' });
+  });
+
   it('names what the consultant may do from each open status', () => {
-    expect(allowedActions('requested', 'consultant')).toEqual(['accept', 'decline']);
+    expect(allowedActions('requested', 'consultant')).toEqual(['receive', 'accept', 'decline']);
+    expect(allowedActions('received', 'consultant')).toEqual(['accept', 'decline']);
     expect(allowedActions('accepted', 'consultant')).toEqual(['start']);
     expect(allowedActions('in-progress', 'consultant')).toEqual(['request-info', 'complete', 'confirm-cancellation']);
     expect(allowedActions('on-hold', 'consultant')).toEqual(['confirm-cancellation']);

@@ -28,6 +28,7 @@ export type TaskAction =
   | 'cancel'
   | 'request-cancellation'
   | 'confirm-cancellation'
+  | 'withdraw-consent'
   | 'fail';
 
 export interface Transition {
@@ -35,7 +36,8 @@ export interface Transition {
   from: readonly TaskStatus[];
   /** The new status; `undefined` when the action changes only the business status. */
   to?: TaskStatus;
-  actor: Actor;
+  /** Who may take it: one actor, or several (each may, by the same rule). */
+  actor: Actor | readonly Actor[];
   /** What it means, for OperationOutcomes and the README. */
   description: string;
 }
@@ -45,8 +47,16 @@ export const TERMINAL_STATUSES: readonly TaskStatus[] = ['rejected', 'cancelled'
 /** Statuses from which the referrer's cancellation takes effect at once (the consultant has not started). */
 export const CANCELLABLE_AT_ONCE: readonly TaskStatus[] = ['draft', 'requested', 'received', 'accepted', 'ready'];
 
+/**
+ * Every status a Task can still move from. The patient's withdrawal of consent ends the Task
+ * from any of them at once: once the patient said no, no more of the records may reach the clinic,
+ * whether or not it started work (the cancellation the clinic confirms does not apply).
+ */
+export const OPEN_STATUSES: readonly TaskStatus[] = ['draft', 'requested', 'received', 'accepted', 'ready', 'in-progress', 'on-hold'];
+
 export const TRANSITIONS: readonly Transition[] = [
-  { action: 'receive', from: ['requested'], to: 'received', actor: 'service', description: 'the Task reached the consultant' },
+  // The clinic's system acknowledges the Task (`/receive`, or a FHIR update to received), or its FHIR server accepted the pushed record set.
+  { action: 'receive', from: ['requested'], to: 'received', actor: ['consultant', 'service'], description: 'the Task reached the consultant (its system acknowledged it, or accepted the pushed record set)' },
   { action: 'accept', from: ['requested', 'received'], to: 'accepted', actor: 'consultant', description: 'the consultant takes the case' },
   { action: 'decline', from: ['requested', 'received'], to: 'rejected', actor: 'consultant', description: 'the consultant declines, with a reason' },
   { action: 'start', from: ['accepted'], to: 'in-progress', actor: 'consultant', description: 'the consultant starts the review' },
@@ -56,6 +66,7 @@ export const TRANSITIONS: readonly Transition[] = [
   { action: 'cancel', from: CANCELLABLE_AT_ONCE, to: 'cancelled', actor: 'referrer', description: 'the referrer withdraws the request before work started' },
   { action: 'request-cancellation', from: ['in-progress', 'on-hold'], actor: 'referrer', description: 'the referrer asks the consultant to stop (business status only)' },
   { action: 'confirm-cancellation', from: ['in-progress', 'on-hold'], to: 'cancelled', actor: 'consultant', description: 'the consultant confirms the cancellation the referrer asked for' },
+  { action: 'withdraw-consent', from: OPEN_STATUSES, to: 'cancelled', actor: 'referrer', description: 'the patient withdrew consent to disclose the records to this clinic (the referrer records it, or the EHR\'s Consent ended)' },
   { action: 'fail', from: ['in-progress', 'on-hold'], to: 'failed', actor: 'service', description: 'the Task cannot be completed' },
 ];
 
@@ -65,14 +76,19 @@ export type TransitionPlan = { ok: true; transition: Transition } | { ok: false;
 export function planTransition(status: TaskStatus, action: TaskAction, actor: Actor): TransitionPlan {
   const transition = TRANSITIONS.find((t) => t.action === action);
   const allowed = allowedActions(status, actor);
-  if (!transition || transition.actor !== actor) return { ok: false, reason: 'wrong-actor', allowed };
+  if (!transition || !actorsOf(transition).includes(actor)) return { ok: false, reason: 'wrong-actor', allowed };
   if (!transition.from.includes(status)) return { ok: false, reason: 'not-allowed-from-status', allowed };
   return { ok: true, transition };
 }
 
 /** The actions `actor` may take on a Task in `status`, in table order. */
 export function allowedActions(status: TaskStatus, actor: Actor): TaskAction[] {
-  return TRANSITIONS.filter((t) => t.actor === actor && t.from.includes(status)).map((t) => t.action);
+  return TRANSITIONS.filter((t) => actorsOf(t).includes(actor) && t.from.includes(status)).map((t) => t.action);
+}
+
+/** The actors who may take `transition`, as a list. */
+export function actorsOf(transition: Transition): readonly Actor[] {
+  return typeof transition.actor === 'string' ? [transition.actor] : transition.actor;
 }
 
 export function isTerminal(status: TaskStatus): boolean {

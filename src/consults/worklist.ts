@@ -23,7 +23,7 @@ export interface WorklistQuery {
 }
 
 export interface WorklistItem {
-  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
+  task: { id: string; status: TaskStatus; businessStatus?: string; businessStatusText?: string; statusReason?: string; due?: string; overdue: boolean; lastModified?: string; version?: string; url: string };
   referral: {
     id: string;
     kind?: string;
@@ -120,6 +120,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           status: task.status,
           ...(task.businessStatus?.coding?.[0]?.code ? { businessStatus: task.businessStatus.coding[0].code } : {}),
           ...(task.businessStatus?.text ? { businessStatusText: task.businessStatus.text } : {}),
+          ...(task.statusReason?.text ? { statusReason: task.statusReason.text } : {}),
           ...(task.restriction?.period?.end ? { due: task.restriction.period.end } : {}),
           overdue: isOverdue(task, now),
           ...(task.lastModified ? { lastModified: task.lastModified } : {}),

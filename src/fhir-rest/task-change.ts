@@ -47,6 +47,7 @@ const SERVER_ELEMENTS = new Set(['resourceType', 'id', 'meta', 'lastModified']);
  */
 export const STATUS_ACTIONS: Record<TaskSide, Partial<Record<Task['status'], { action: TaskAction; carries: readonly string[] }>>> = {
   consultant: {
+    received: { action: 'receive', carries: [] },
     accepted: { action: 'accept', carries: [] },
     rejected: { action: 'decline', carries: ['statusReason'] },
     'in-progress': { action: 'start', carries: [] },
@@ -141,7 +142,7 @@ export function planTaskChange(stored: Task, proposed: Record<string, unknown> &
     case 'complete':
       return { kind: 'opinion', opinion: opinionFromOutput(proposed), answersAt: answersInConsultNote(proposed) };
     default:
-      return { kind: 'consult-action', body: { action: action as 'accept' | 'start' | 'confirm-cancellation' } };
+      return { kind: 'consult-action', body: { action: action as 'receive' | 'accept' | 'start' | 'confirm-cancellation' } };
   }
 }
 

@@ -50,10 +50,6 @@ export interface Referral {
   provenance: Provenance;
 }
 
-function organizationRef(p: ParticipantRef): Reference<Organization> {
-  return { reference: p.organization.reference, display: p.organization.display ?? p.name };
-}
-
 /**
  * Builds the resources of one referral (DESIGN.md "FHIR model"): the ServiceRequest, one
  * Task per consultant, the first opinion as a ClinicalImpression (kept apart so a blinded
@@ -129,24 +125,7 @@ export function buildReferral(input: ReferralInput): Referral {
     note: [{ text: request.question }, ...questionNotes(request.questions)],
   };
 
-  const tasks: Task[] = consultants.map((consultant, i) => ({
-    resourceType: 'Task',
-    id: ids.tasks[i],
-    meta: { profile: [PROFILE.task] },
-    status: 'requested',
-    businessStatus: businessStatus('records-pending'),
-    intent: 'order',
-    priority: request.priority,
-    code: { coding: [{ ...TASK_CODE_FULFILL }] },
-    description: request.question,
-    focus: { reference: srRef },
-    for: subject,
-    authoredOn,
-    lastModified: authoredOn,
-    requester,
-    owner: organizationRef(consultant),
-    restriction: { period: { end: due } },
-  }));
+  const tasks = buildConsultantTasks({ serviceRequestId: ids.serviceRequest, taskIds: ids.tasks, consultants, priority: request.priority, question: request.question, subject, requester, now, due });
 
   const provenance: Provenance = {
     resourceType: 'Provenance',
@@ -168,6 +147,52 @@ export function buildReferral(input: ReferralInput): Referral {
   };
 
   return { serviceRequest, tasks, ...(firstOpinion ? { firstOpinion } : {}), provenance };
+}
+
+export interface ConsultantTasksInput {
+  serviceRequestId: string;
+  /** One per consultant, in the same order. */
+  taskIds: readonly string[];
+  consultants: readonly ParticipantRef[];
+  priority: 'routine' | 'urgent' | 'asap';
+  /** The referral's question: each Task's description. */
+  question: string;
+  subject: Reference<Patient>;
+  requester: Reference<Practitioner | PractitionerRole>;
+  now: Date;
+  /** Task due date (FHIR dateTime). */
+  due: string;
+}
+
+/**
+ * One Task per consulting clinic of a referral, waiting for its record set: at intake, and for
+ * each clinic added later (`POST /second-opinions/{id}/consultants`). Pure: ids and clock come in.
+ */
+export function buildConsultantTasks(input: ConsultantTasksInput): Task[] {
+  const authoredOn = input.now.toISOString();
+  return input.consultants.map((consultant, i) => ({
+    resourceType: 'Task',
+    id: input.taskIds[i],
+    meta: { profile: [PROFILE.task] },
+    status: 'requested',
+    businessStatus: businessStatus('records-pending'),
+    intent: 'order',
+    priority: input.priority,
+    code: { coding: [{ ...TASK_CODE_FULFILL }] },
+    description: input.question,
+    focus: { reference: `ServiceRequest/${input.serviceRequestId}` },
+    for: input.subject,
+    authoredOn,
+    lastModified: authoredOn,
+    requester: input.requester,
+    owner: organizationRef(consultant),
+    restriction: { period: { end: input.due } },
+  }));
+}
+
+/** The performer a consulting clinic is on the ServiceRequest (and the owner of its Task). */
+export function organizationRef(p: ParticipantRef): Reference<Organization> {
+  return { reference: p.organization.reference, display: p.organization.display ?? p.name };
 }
 
 function coding(c: { system: string; code: string; display?: string }): Coding {

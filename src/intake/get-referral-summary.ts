@@ -24,6 +24,8 @@ export interface ConsultantSummary {
     businessStatusText?: string;
     /** Why, in words, where the business status has a reason (what is missing, why consent failed, the delivery error). */
     businessStatusReason?: string;
+    /** Why the Task ended (rejected, cancelled, failed): its `statusReason`, e.g. consent withdrawn. */
+    statusReason?: string;
     due?: string;
     overdue: boolean;
     lastModified?: string;
@@ -158,6 +160,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
           businessStatus: businessStatus?.code,
           businessStatusText: businessStatus?.display,
           ...(task.businessStatus?.text ? { businessStatusReason: task.businessStatus.text } : {}),
+          ...(task.statusReason?.text ? { statusReason: task.statusReason.text } : {}),
           due,
           overdue: isOverdue(task, now),
           lastModified: task.lastModified,

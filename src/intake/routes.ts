@@ -3,6 +3,7 @@ import type { Guard } from '../access/route-guard.ts';
 import { requireCaller } from '../auth/middleware.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { parseBody } from '../http/parse-body.ts';
+import { addConsultants, AddConsultantsRequestSchema } from './add-consultants.ts';
 import { addRecords, AddRecordsRequestSchema } from './add-records.ts';
 import { createSecondOpinion, type IntakeDeps } from './create-second-opinion.ts';
 import { getReferralSummary, type SummaryDeps } from './get-referral-summary.ts';
@@ -78,6 +79,23 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
         .status(result.accepted ? 202 : 200)
         .location(`${deps.publicUrl}/second-opinions/${encodeURIComponent(id)}`)
         .json({ id, recordsRevision: result.recordsRevision, added: result.added });
+    },
+  );
+
+  // The referrer adds consulting clinics (issue 14 §3): 201 with the new Tasks.
+  router.post(
+    '/second-opinions/:id/consultants',
+    deps.guard('POST', '/second-opinions/:id/consultants'),
+    requireJson,
+    json,
+    async (req, res) => {
+      const body = parseBody(AddConsultantsRequestSchema, req.body);
+      const id = req.params.id as string;
+      const result = await addConsultants(id, body, requireCaller(), deps.intake);
+      res
+        .status(201)
+        .location(`${deps.publicUrl}/second-opinions/${encodeURIComponent(id)}`)
+        .json({ id, serviceRequest: result.serviceRequest, tasks: result.tasks });
     },
   );
 

@@ -75,6 +75,20 @@ export interface AssembleRecordSetJob {
   recordsRevision: string;
 }
 
+/**
+ * An `assemble-record-set` job for consulting clinics added to a referral whose record set is
+ * current (issue 14 §3): `taskIds` are their new Tasks, and `reuseBundleId` (the assembled
+ * record set) is what they receive once consent covers them; nothing is fetched again.
+ */
+export interface ReuseRecordSetJob extends AssembleRecordSetJob {
+  reuseBundleId: string;
+}
+
+/** Whether an `assemble-record-set` job admits added clinics to an existing record set. */
+export function reusesRecordSet(data: AssembleRecordSetJob): data is ReuseRecordSetJob {
+  return typeof data.reuseBundleId === 'string';
+}
+
 /** Job data of `notify-webhook`: which participant to tell, about which Task version. No PHI. */
 export interface NotifyWebhookJob {
   [key: string]: string;

@@ -15,7 +15,7 @@ import { parseStatusListQuery, type StatusListQuery } from '../jobs/status-list-
 import type { ResourceStore } from '../store/resource-store.ts';
 import { recordSetPushes, type PushedResources } from '../store/schema.ts';
 
-export const PUSH_STATUSES = ['pending', 'pushed', 'failed', 'superseded'] as const;
+export const PUSH_STATUSES = ['pending', 'pushed', 'failed', 'superseded', 'refused'] as const;
 export type PushStatus = (typeof PUSH_STATUSES)[number];
 
 export type PushListQuery = StatusListQuery<PushStatus>;
@@ -82,6 +82,7 @@ export async function redrivePush(id: string, deps: { store: ResourceStore; jobs
     if (!row) throw new OperationOutcomeError(notFound);
     if (row.status === 'pushed') throw conflictError(`Push ${id} was already made (${row.remote?.task ?? 'on the clinic server'})`);
     if (row.status === 'superseded') throw conflictError(`Push ${id} was replaced by a newer record set's push`);
+    if (row.status === 'refused') throw conflictError(`Push ${id} was refused: the patient withdrew consent to disclose the records to this clinic`);
     if (row.status !== 'failed') throw conflictError(`Push ${id} is still being attempted (${row.attempts} attempts so far); re-drive it once it has failed`);
     const now = deps.now();
     await tx.database.update(recordSetPushes).set({ status: 'pending', updatedAt: now }).where(eq(recordSetPushes.id, id));

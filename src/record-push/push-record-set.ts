@@ -17,8 +17,10 @@
  * attempt that ends is audited as a disclosure (success or failure).
  */
 import { randomUUID } from 'node:crypto';
-import type { Bundle, Identifier, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, Identifier, Organization, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import { transitionTask } from '../consults/transition-task.ts';
 import { and, desc, eq, sql } from 'drizzle-orm';
+import type { DisclosureGate } from '../access/disclosure-gate.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import { absoluteReference } from '../fhir/references.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
@@ -50,6 +52,8 @@ export interface PushDeps {
   /** Every pushed resource is checked against R4 before it leaves. */
   validator: ResourceValidator;
   audit: Pick<AuditLog, 'record'>;
+  /** Consent withdrawn (access/disclosure-gate.ts): asked before every push; none in unit tests. */
+  gate?: Pick<DisclosureGate, 'beforePush'>;
   /** Retries after the first attempt: the attempt `retryLimit + 1` is the last. */
   retryLimit: number;
   now: () => Date;
@@ -89,11 +93,20 @@ export async function pushRecordSet(job: Job<PushRecordSetJob>, deps: PushDeps):
   const { pushId } = job.data;
   const [push] = await deps.store.database.select().from(recordSetPushes).where(eq(recordSetPushes.id, pushId));
   if (!push) return { outcome: 'skipped', reason: 'no such push' };
-  if (push.status === 'pushed' || push.status === 'superseded') return { outcome: 'skipped', reason: `already ${push.status}` };
+  if (push.status === 'pushed' || push.status === 'superseded' || push.status === 'refused') return { outcome: 'skipped', reason: `already ${push.status}` };
   const task = await deps.store.read<Task>('Task', push.taskId, 'system');
   const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', push.serviceRequestId, 'system');
   const bundle = await deps.store.read<Bundle>('Bundle', push.bundleId, 'system');
   if (!task || !serviceRequest || !bundle) return { outcome: 'skipped', reason: 'the record set or its referral is gone' };
+  // Consent withdrawn (by the referrer, or the EHR's Consent ended): nothing more reaches the clinic, and the refusal is audited.
+  const refusal = await deps.gate?.beforePush(push.serviceRequestId, push.bundleId, push.participantId);
+  if (refusal) {
+    await deps.store.withTransaction(async (tx) => {
+      await tx.database.update(recordSetPushes).set({ status: 'refused', lastError: refusal, updatedAt: deps.now() }).where(eq(recordSetPushes.id, pushId));
+      await deps.audit.record({ action: 'disclose', outcome: 'refused', agent: { participantId: push.participantId }, entities: [{ reference: `Bundle/${push.bundleId}` }], description: refusal }, tx);
+    });
+    return { outcome: 'skipped', reason: 'consent withdrawn' };
+  }
   const newest = task.input?.find((i) => i.valueReference?.reference?.startsWith('Bundle/'))?.valueReference?.reference;
   if (TERMINAL.has(task.status) || newest !== `Bundle/${push.bundleId}`) {
     await deps.store.database.update(recordSetPushes).set({ status: 'superseded', updatedAt: deps.now() }).where(eq(recordSetPushes.id, pushId));
@@ -142,6 +155,13 @@ export async function pushRecordSet(job: Job<PushRecordSetJob>, deps: PushDeps):
         .set({ status: 'pushed', attempts: sql`greatest(${recordSetPushes.attempts} + 1, ${job.attempt})`, lastError: null, lastOutcome: null, remote, updatedAt: now, pushedAt: now })
         .where(eq(recordSetPushes.id, pushId));
       await deps.audit.record(disclosure(push, records, patientReference, referrerBase, 'success', `${description} (attempt ${job.attempt})`), tx);
+      // The clinic's server accepted the record set: the Task has reached the clinic (received).
+      const current = await tx.read<Task>('Task', push.taskId, 'system');
+      if (current?.status === 'requested' && clinic) {
+        const agent = { reference: clinic.organization.reference, ...(clinic.organization.display ? { display: clinic.organization.display } : {}) } as Reference<Organization>;
+        // In a savepoint: a clinic acting on the Task at this very moment (accept) wins; the push stays made.
+        await tx.withTransaction((inner) => transitionTask(inner, { task: current, action: 'receive', actor: 'service', agent, now, change: (next) => next })).catch(() => undefined);
+      }
     });
     return { outcome: 'pushed', remote };
   } catch (err) {

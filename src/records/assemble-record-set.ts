@@ -12,22 +12,22 @@ import { absoluteReference } from '../fhir/references.ts';
 import type { IntakeRequest } from '../intake/intake-request.ts';
 import { RetryLaterError, type Job, type JobQueue } from '../jobs/job-queue.ts';
 import { pushesRecordSets, schedulePush } from '../record-push/push-record-set.ts';
-import type { AssembleRecordSetJob } from '../jobs/queues.ts';
+import { reusesRecordSet, type AssembleRecordSetJob } from '../jobs/queues.ts';
 import type { FhirClient } from '../outbound/fhir-client.ts';
 import { briefOutboundFailure, describeOutboundFailure, isPermanentError, isRetryableError, keptOutcome, OutboundError, OutboundHttpError } from '../outbound/outbound-errors.ts';
 import type { BlobStore } from '../store/blob-store.ts';
 import type { NewResource, ResourceStore, ResourceValidator } from '../store/resource-store.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { intakeRequests, recordSetAssemblies, recordSetAttachments } from '../store/schema.ts';
+import { intakeRequests, recordSetAssemblies, recordSetAttachments, type AddedConsultant } from '../store/schema.ts';
 import { partitionForBlinding } from './blinding.ts';
 import { mapAsTheyCome } from './map-as-they-come.ts';
 import { ReferrerBlobs } from './referrer-blobs.ts';
-import { describeRecord, evaluateChecklist, type ChecklistEntry } from './checklist.ts';
+import { describeMissing, describeRecord, evaluateChecklist } from './checklist.ts';
+import { admitToRecordSet } from './admit-to-record-set.ts';
 import { referrerAudience } from '../access/audience.ts';
 import { admitConsultant } from '../access/consultant-admission.ts';
-import { evaluateConsent, type ConsentDecision } from './consent-policy.ts';
-import { recognizeConsultants, unreadableHint } from './consent-recipients.ts';
-import { collectSources, readConsent } from './record-sources.ts';
+import { consentSubjects, decideConsents } from './consent-decisions.ts';
+import { collectSources } from './record-sources.ts';
 import { attachmentsOf, storeRecord, type IntegrityFailure, type MissingDocument, type StoredRecord, type TooLargeAttachment } from './store-record.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from './record-set-bundle.ts';
 
@@ -102,6 +102,7 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  */
 export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
   const { serviceRequestId } = job.data;
+  if (reusesRecordSet(job.data)) return admitToRecordSet({ ...job, data: job.data }, deps);
   const [intake] = await deps.store.database.select().from(intakeRequests).where(eq(intakeRequests.serviceRequestId, serviceRequestId));
   if (!intake) return { outcome: 'skipped', reason: 'no intake record' };
   const serviceRequest = await deps.store.read<ServiceRequest>('ServiceRequest', serviceRequestId, 'system');
@@ -124,7 +125,7 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
   if (!referrer || !client) return fail(deps, job, tasks, 'The referring participant has no FHIR endpoint configured');
 
   try {
-    return await assemble({ job, deps, request, referrer, client, serviceRequest, tasks });
+    return await assemble({ job, deps, request, added: intake.addedConsultants, referrer, client, serviceRequest, tasks });
   } catch (err) {
     if (isPermanentError(err)) {
       return fail(deps, job, tasks, `The referring EHR refused a read: ${describeOutboundFailure(err)}`, {
@@ -152,6 +153,8 @@ interface AssemblyContext {
   job: Job<AssembleRecordSetJob>;
   deps: AssembleRecordSetDeps;
   request: IntakeRequest;
+  /** Clinics added after intake, with the consent each goes by. */
+  added: readonly AddedConsultant[];
   referrer: AssemblyParticipant;
   client: FhirClient;
   serviceRequest: ServiceRequest;
@@ -187,28 +190,25 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
     blinded: request.blinded,
     firstOpinionReferences: (request.firstOpinion?.documents ?? []).map((d) => absoluteReference(client.baseUrl, d.reference)),
   });
-  const consent = await readConsent(request, client);
-  const consultants = request.consultants.map((id) => deps.network.get(id));
-  const known = consultants.filter((c): c is AssemblyParticipant => c !== undefined);
-  const recipients = await recognizeConsultants(consent, known, ctx.referrer.fhir?.aliases, client);
-  const decisions = new Map<string, ConsentDecision>();
-  for (const consultant of known) {
-    const decision = evaluateConsent(consent, {
-      consultant: recipients.byParticipant.get(consultant.id)!,
-      patientReference: request.patient.reference,
-      now: deps.now(),
-      attestationAllowed: deps.consentAttestationAllowed ?? false,
-      attested: request.consentAttested === true && request.consent === undefined,
-    });
-    decisions.set(consultant.id, !decision.permitted && decision.code === 'not-a-recipient' ? { ...decision, reason: decision.reason + unreadableHint(recipients.unreadable) } : decision);
-  }
+  const subjects = consentSubjects(request, ctx.added, (id) => deps.network.get(id));
+  const consultants = subjects.map((s) => s.participant);
+  const decisions = await decideConsents(subjects, {
+    patientReference: request.patient.reference,
+    client,
+    aliases: ctx.referrer.fhir?.aliases,
+    now: deps.now(),
+    attestationAllowed: deps.consentAttestationAllowed ?? false,
+  });
 
   // 4. One transaction: Bundles, copies, Provenance, Tasks, ServiceRequest, disclosures' AuditEvents, the report.
   const now = deps.now();
   const fhirBaseUrl = `${deps.publicUrl}/fhir`;
   const bundleId = randomUUID();
   const withheldBundleId = withheld.length > 0 ? randomUUID() : undefined;
-  const permitted = checklist.complete ? [...decisions].filter(([, d]) => d.permitted).map(([id]) => id) : [];
+  // Only a clinic with an open Task is given the records: one whose Task ended (declined,
+  // cancelled, consent withdrawn, opinion in) gets no newer version of them.
+  const open = new Set(ctx.tasks.map((t) => t.owner?.reference));
+  const permitted = checklist.complete ? [...decisions].filter(([id, d]) => d.permitted && open.has(deps.network.get(id)?.organization.reference)).map(([id]) => id) : [];
   const statuses: Record<string, AssemblyStatus> = {};
   const missingText = checklist.missingRequired.map(describeMissing).join('; ');
   const referrerSide = referrerAudience(ctx.referrer.id, ctx.serviceRequest.requester?.reference);
@@ -310,11 +310,6 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
 
 /** How many records have their attachments fetched at the same time, by default (ATTACHMENT_CONCURRENCY). */
 export const ATTACHMENT_CONCURRENCY = 4;
-
-function describeMissing(entry: ChecklistEntry): string {
-  const alternatives = entry.alternatives?.length ? ` (or ${entry.alternatives.map((a) => a.display).join(', ')})` : '';
-  return `${entry.display}${alternatives}`;
-}
 
 /**
  * Gives up: every open Task says the record set could not be assembled, and why. `reason` (with

@@ -197,3 +197,9 @@ function describeMatcher(m: RecordMatcher): string {
   if (!m.categories) return m.resourceType;
   return `${m.resourceType} category ${m.categories.join(' / ')}`;
 }
+
+/** A missing required record, in words (the Task's business-status text). */
+export function describeMissing(entry: ChecklistEntry): string {
+  const alternatives = entry.alternatives?.length ? ` (or ${entry.alternatives.map((a) => a.display).join(', ')})` : '';
+  return `${entry.display}${alternatives}`;
+}

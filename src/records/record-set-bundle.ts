@@ -5,6 +5,7 @@
 import type { Attachment, Bundle, DiagnosticReport, DocumentReference, ImagingStudy, Provenance } from '@medplum/fhirtypes';
 import { PROFILE, SERVICE_DEVICE_DISPLAY, SYSTEM } from '../fhir/constants.ts';
 import { absoluteReference } from '../fhir/references.ts';
+import { recordSetProvenanceReason } from '../access/consent-withdrawal.ts';
 
 export type RecordResource = DocumentReference | DiagnosticReport | ImagingStudy;
 
@@ -105,7 +106,7 @@ export function buildRecordSetProvenance(args: {
     target: [{ reference: `Bundle/${args.bundleId}` }, ...args.records.map((r) => ({ reference: `${r.resourceType}/${r.id}` }))],
     recorded: args.now.toISOString(),
     activity: { coding: [{ system: SYSTEM.dataOperation, code: 'CREATE', display: 'create' }] },
-    reason: [{ text: `Record set of ServiceRequest/${args.serviceRequestId}` }],
+    reason: [{ text: recordSetProvenanceReason(args.serviceRequestId) }],
     agent: [
       {
         type: { coding: [{ system: SYSTEM.provenanceParticipantType, code: 'assembler', display: 'Assembler' }] },

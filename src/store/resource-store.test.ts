@@ -38,6 +38,18 @@ describe('ResourceStore', () => {
     expect(await store.read('Task', created.id!, 'system')).toEqual(created);
   });
 
+  it('revokes a participant from every version without a new one, leaving the marker in its place; a replay changes nothing', async () => {
+    const created = await store.create(task('a'), ['ref', 'a']);
+    const v2 = await store.update({ ...created, status: 'accepted' as const }, { expectedVersion: '1' });
+    expect(await store.revokeAccess('Task', [created.id!], 'a', 'withdrawn:a')).toBe(1);
+    expect(await store.read('Task', created.id!, { participantId: 'a' })).toBeUndefined();
+    expect(await store.readVersion('Task', created.id!, '1', { participantId: 'a' })).toBeUndefined();
+    expect(await store.accessList('Task', created.id!)).toEqual(['ref', 'withdrawn:a']);
+    expect((await store.read('Task', created.id!, 'system'))?.meta?.versionId).toBe(v2.meta?.versionId);
+    expect(await store.revokeAccess('Task', [created.id!], 'a', 'withdrawn:a')).toBe(0);
+    expect(await store.read('Task', created.id!, { participantId: 'ref' })).toBeDefined();
+  });
+
   it('keeps every version: update writes version 2, vread and history return both', async () => {
     const v1 = await store.create(task('a'), ['a']);
     const v2 = await store.update({ ...v1, status: 'accepted' });

@@ -222,6 +222,25 @@ export class ResourceStore {
     return changed.length;
   }
 
+  /**
+   * Takes `participantId` off these resources' access lists, every version, without a new
+   * version (as `grantAccess` gives it), putting `marker` in its place so a later refusal can
+   * say why it was refused. Returns the number of current rows changed.
+   */
+  async revokeAccess(resourceType: string, ids: readonly string[], participantId: string, marker: string): Promise<number> {
+    if (ids.length === 0) return 0;
+    const changed = await this.db
+      .update(resources)
+      .set({ access: sql`array_replace(${resources.access}, ${participantId}::text, ${marker}::text)` })
+      .where(and(eq(resources.resourceType, resourceType), inArray(resources.id, [...ids]), sql`${resources.access} @> ARRAY[${participantId}]::text[]`))
+      .returning({ id: resources.id });
+    await this.db
+      .update(resourceHistory)
+      .set({ access: sql`array_replace(${resourceHistory.access}, ${participantId}::text, ${marker}::text)` })
+      .where(and(eq(resourceHistory.resourceType, resourceType), inArray(resourceHistory.id, [...ids]), sql`${resourceHistory.access} @> ARRAY[${participantId}]::text[]`));
+    return changed.length;
+  }
+
   /** The access list of the current version; undefined when there is no such resource. */
   async accessList(resourceType: string, id: string): Promise<string[] | undefined> {
     const [row] = await this.db

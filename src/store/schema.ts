@@ -45,6 +45,16 @@ export const resourceHistory = pgTable(
  * The referrer's own request id (placer identifier) per participant: the idempotency key
  * of intake. `request` keeps the validated intake input for later steps (record assembly).
  */
+/** A consulting clinic added to a referral after intake (intake_request.added_consultants). */
+export interface AddedConsultant {
+  participantId: string;
+  taskId: string;
+  /** The Consent named when it was added; without one, the referral's own Consent applies. */
+  consent?: { reference: string };
+  /** The referrer attested consent for this clinic (counts only where attestation is allowed and no Consent applies). */
+  consentAttested: boolean;
+}
+
 export const intakeRequests = pgTable('intake_request', {
   participantId: text('participant_id').notNull(),
   requestId: text('request_id').notNull(),
@@ -54,6 +64,11 @@ export const intakeRequests = pgTable('intake_request', {
   request: jsonb('request').notNull(),
   /** Documents the referrer added later (`POST /second-opinions/{id}/records`), as `{reference}` objects. */
   addedDocuments: jsonb('added_documents').notNull().default([]),
+  /**
+   * Consulting clinics added after intake (`POST /second-opinions/{id}/consultants`), each with
+   * its Task and the consent it was added under: `{participantId, taskId, consent?, consentAttested}`.
+   */
+  addedConsultants: jsonb('added_consultants').$type<AddedConsultant[]>().notNull().default([]),
   /** Bumped by every addition of records; each assembly job is for one revision. */
   recordsRevision: integer('records_revision').notNull().default(0),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull(),
@@ -310,7 +325,7 @@ export const recordSetPushes = pgTable(
     serviceRequestId: text('service_request_id').notNull(),
     /** The record-set Bundle (one version) pushed. */
     bundleId: text('bundle_id').notNull(),
-    /** pending | pushed | failed | superseded (a newer record set was assembled before this one went out) */
+    /** pending | pushed | failed | superseded (a newer record set was assembled before this one went out) | refused (consent withdrawn) */
     status: text('status').notNull(),
     attempts: integer('attempts').notNull().default(0),
     /** The last attempt's error, without PHI. */

@@ -46,9 +46,9 @@ Description: "A referral for a second opinion: what kind of opinion, on which pa
 * requester 1..1
 * authoredOn 1..1
 
-// One to five consulting organisations (a third or fourth opinion is a further performer);
-// each gets its own Task.
-* performer 1..5
+// One to eight consulting organisations: at most five at intake, more added later for a
+// third or fourth opinion (POST /second-opinions/{id}/consultants); each gets its own Task.
+* performer 1..8
 * performer only Reference(Organization)
 
 * extension contains

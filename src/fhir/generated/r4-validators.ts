@@ -19560,7 +19560,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     else if (x.length === 0) o.push(S(p + ".performer", 'Invalid empty value'));
     else {
       const xs = x;
-      if (xs.length > 5) o.push(S(p + ".performer", 'Invalid number of values: expected 1..5, but found ' + xs.length));
+      if (xs.length > 8) o.push(S(p + ".performer", 'Invalid number of values: expected 1..8, but found ' + xs.length));
       for (let i = 0; i < xs.length; i++) {
         x = xs[i];
         const pi = p + ".performer" + '[' + i + ']';

@@ -43,7 +43,7 @@ const EXAMPLE_FHIR_CHART: NonNullable<FuzzWorld['fhirChart']> = {
 };
 
 /** The valid bodies the JSON cases start from. */
-export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'cancel' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
+export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'consultants' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
 
 export type BodyPlan =
   | { kind: 'none' }
@@ -96,8 +96,12 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
     }
     case 'records':
       return { documents };
+    case 'consultants':
+      return { consultants: ['riverside-imaging'], consentAttested: true };
     case 'cancel':
       return { reason: 'The patient chose another clinic' };
+    case 'consent-withdrawal':
+      return { consultants: ['lakeside-consults'], reason: 'The patient withdrew consent for this clinic' };
     case 'info':
       return { text: 'A 350 cc cohesive gel implant', documents };
     case 'empty':
@@ -203,9 +207,12 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /second-opinions/:id': { params: referral },
   'GET /second-opinions/:id/comparison': { params: referral },
   'POST /second-opinions/:id/records': { params: referral, body: json(['records']) },
+  'POST /second-opinions/:id/consultants': { params: referral, body: json(['consultants']) },
   'POST /second-opinions/:id/cancel': { params: referral, body: json(['cancel']), last: true },
   'POST /second-opinions/:id/info': { params: referral, body: json(['info']) },
+  'POST /second-opinions/:id/consent-withdrawal': { params: referral, body: json(['consent-withdrawal', 'empty']), last: true },
   'GET /consults': { query: (w) => ({ status: QUERY_VALUES.token, overdue: QUERY_VALUES.overdue, _count: QUERY_VALUES.count, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor) }) },
+  'POST /consults/:taskId/receive': consultAction('receive', 'empty'),
   'POST /consults/:taskId/accept': consultAction('accept', 'empty'),
   'POST /consults/:taskId/start': consultAction('start', 'empty'),
   'POST /consults/:taskId/confirm-cancellation': consultAction('confirm-cancellation', 'empty'),

@@ -1,0 +1,1 @@
+ALTER TABLE "intake_request" ADD COLUMN "added_consultants" jsonb DEFAULT '[]'::jsonb NOT NULL;
