@@ -9,8 +9,8 @@
  * opinions, the post-back into the EHR, and the comparison. Steps 10-16, FHIR only: Northfield
  * subscribes to its Tasks, St Olaf's EHR posts a transaction Bundle, Northfield is notified,
  * works its Task with PUT/PATCH and completes it with a contained consult note, the opinion is
- * posted back, the referrer reads the comparison. Each step prints what happened and which FHIR
- * resources changed.
+ * posted back, the referrer reads the comparison. Step 19: the concordance figures of the cases
+ * run ($evaluate-measure). Each step prints what happened and which FHIR resources changed.
  *
  * Exits 0 when every step did what it should; otherwise 1 with what failed and the state the
  * referral was left in. The service, the sandbox and the temp directory are removed in every
@@ -27,6 +27,7 @@ import { AUDITOR, CONSULTANT_A, CONSULTANT_B, CONSULTANT_C, REFERRER, SHORT_NAME
 import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo/fhir-steps.ts';
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
 import { runThirdOpinion } from './demo/third-opinion.ts';
+import { printConcordance } from './demo/concordance.ts';
 
 function seconds(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -75,6 +76,7 @@ async function run(): Promise<void> {
   const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
   await runFhirReferral(fhirContext, fhirReferral);
   await runThirdOpinion(context, referral, await env.ehr.addConsent(['riverside-imaging']));
+  await printConcordance(context, 19);
 }
 
 let failed = false;
