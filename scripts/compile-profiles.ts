@@ -163,10 +163,10 @@ function diskPackageCache(cacheDir: string): NonNullable<DefinitionsOverride['pa
 
 /**
  * What goes into profiles.json, in this order; within a type, resources are sorted by url
- * (code-unit order, not locale order, so every machine sorts alike). FSH Instances
- * (examples) are not part of it.
+ * (code-unit order, not locale order, so every machine sorts alike). FSH Instances are part of
+ * it only as definitions (`Usage: #definition`, e.g. the concordance Measure), never examples.
  */
-const TYPE_ORDER = ['CodeSystem', 'ValueSet', 'StructureDefinition'];
+const TYPE_ORDER = ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'];
 
 function compareResources(a: FhirJson, b: FhirJson): number {
   const byType = TYPE_ORDER.indexOf(a.resourceType) - TYPE_ORDER.indexOf(b.resourceType);
@@ -237,6 +237,7 @@ export async function compileProfiles(options: CompileOptions = {}): Promise<Com
       ...outPackage.logicals,
       ...outPackage.valueSets,
       ...outPackage.codeSystems,
+      ...outPackage.instances.filter((instance) => instance._instanceMeta.usage === 'Definition'),
     ];
     // toJSON(true) is what `--snapshot` writes: differential plus snapshot.
     const resources = artefacts

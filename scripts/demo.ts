@@ -9,8 +9,8 @@
  * opinions, the post-back into the EHR, and the comparison. Steps 10-16, FHIR only: Northfield
  * subscribes to its Tasks, St Olaf's EHR posts a transaction Bundle, Northfield is notified,
  * works its Task with PUT/PATCH and completes it with a contained consult note, the opinion is
- * posted back, the referrer reads the comparison. Each step prints what happened and which FHIR
- * resources changed.
+ * posted back, the referrer reads the comparison. Step 19: the concordance figures of the cases
+ * run ($evaluate-measure). Each step prints what happened and which FHIR resources changed.
  *
  * Exits 0 when every step did what it should; otherwise 1 with what failed and the state the
  * referral was left in. The service, the sandbox and the temp directory are removed in every
@@ -28,6 +28,7 @@ import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
 import { runThirdOpinion } from './demo/third-opinion.ts';
 import { runFollowUp } from './demo/follow-up-step.ts';
+import { printConcordance } from './demo/concordance.ts';
 
 function seconds(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -77,6 +78,7 @@ async function run(): Promise<void> {
   await runFhirReferral(fhirContext, fhirReferral);
   await runThirdOpinion(context, referral, await env.ehr.addConsent(['riverside-imaging']));
   await runFollowUp(context, referral);
+  await printConcordance(context, 20);
 }
 
 let failed = false;

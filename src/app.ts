@@ -9,7 +9,7 @@ import type { Config } from './config/config.ts';
 import { capabilityStatement } from './fhir-rest/capability-statement.ts';
 import { FHIR_JSON } from './fhir/constants.ts';
 import { ConformanceCatalog } from './fhir-rest/conformance-resources.ts';
-import { createConformanceRouter, createFhirRouter, createFhirTaskRouter } from './fhir-rest/routes.ts';
+import { createConformanceRouter, createFhirRouter, createFhirTaskRouter, createMeasureRouter } from './fhir-rest/routes.ts';
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
@@ -89,7 +89,7 @@ export function createApp(deps: AppDeps): Express {
 
   // Bad input is refused before the API's routes parse it (the token endpoint answers OAuth errors itself).
   app.use(refuseMalformedUrl, requireUtf8Body);
-  // Public too: our CodeSystems, ValueSets and StructureDefinitions (not PHI), so every canonical we use resolves.
+  // Public too: our CodeSystems, ValueSets, StructureDefinitions and Measure (not PHI), so every canonical we use resolves.
   app.use(createConformanceRouter({ catalog: ConformanceCatalog.load(), fhirBaseUrl: `${config.publicUrl}/fhir` }));
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
@@ -145,6 +145,7 @@ export function createApp(deps: AppDeps): Express {
       bodyLimitBytes: config.bodyLimitBytes,
     }),
   );
+  app.use(createMeasureRouter({ guard, store: deps.store, network: deps.network, validator: deps.validator, now: deps.now }));
   app.use(createFhirRouter({ store: deps.store, fhirBaseUrl: `${config.publicUrl}/fhir`, audit: deps.audit, directory: new FhirDirectory(deps.network, deps.now()) }));
 
   app.use(notFoundHandler);

@@ -421,11 +421,19 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
   // Our conformance resources: public, the same for everyone, with or without a token.
   ...Object.fromEntries(
-    (['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type) => [
-      [`/fhir/${type}`, () => [{ path: `/fhir/${type}?_id=second-opinion-task,participant-role`, expect: () => 200 }]],
-      [`/fhir/${type}/:id`, () => [{ path: `/fhir/${type}/${type === 'StructureDefinition' ? 'second-opinion-task' : 'participant-role'}`, expect: () => 200 }, { path: `/fhir/${type}/unknown-id`, expect: () => 404 }]],
+    (['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type) => [
+      [`/fhir/${type}`, () => [{ path: `/fhir/${type}?_id=second-opinion-task,participant-role,second-opinion-concordance`, expect: () => 200 }]],
+      [`/fhir/${type}/:id`, () => [{ path: `/fhir/${type}/${type === 'StructureDefinition' ? 'second-opinion-task' : type === 'Measure' ? 'second-opinion-concordance' : 'participant-role'}`, expect: () => 200 }, { path: `/fhir/${type}/unknown-id`, expect: () => 404 }]],
     ]),
   ),
+  // Concordance figures: each caller its own organization's (any subject for the auditor); another organization as subject is 403.
+  '/fhir/Measure/:id/$evaluate-measure': () => [
+    { path: '/fhir/Measure/second-opinion-concordance/$evaluate-measure?periodStart=2000-01-01&periodEnd=2100-12-31', expect: () => 200 },
+    {
+      path: '/fhir/Measure/second-opinion-concordance/$evaluate-measure?periodStart=2000-01-01&periodEnd=2100-12-31&subject=Organization/st-olaf',
+      expect: (p) => (p.roles.includes('auditor') || ORGANIZATIONS[p.participant ?? p.id] === 'st-olaf' ? 200 : 403),
+    },
+  ],
   '/participants': () => [{ path: '/participants', expect: () => 200 }],
   // A referral the caller may not place in another clinician's name: 403 for a restricted token, else 422 (a past due date): never written.
   // dr-other's token may not refer in dr-nilsen's name (403); for everyone else a past due date (422). Never written.

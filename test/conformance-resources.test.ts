@@ -60,7 +60,7 @@ describe('conformance resources at /fhir', () => {
     );
     expect(bound.size).toBeGreaterThan(0);
     for (const url of bound) expect([url, (await byUrl<ValueSet>('ValueSet', url)).total]).toEqual([url, 1]);
-    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition']) {
+    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure']) {
       for (const entry of (await get<Bundle>(`/fhir/${type}`)).body.entry ?? []) expect([entry.fullUrl, validator.validate(entry.resource as Resource)]).toEqual([entry.fullUrl, []]);
     }
   });
@@ -119,9 +119,9 @@ describe('conformance resources at /fhir', () => {
     });
   });
 
-  it('the CapabilityStatement lists read and search on the three types with their search parameters', async () => {
+  it('the CapabilityStatement lists read and search on the four types with their search parameters', async () => {
     const cs = (await get<{ rest: { resource: { type: string; interaction?: { code: string }[]; searchParam?: { name: string }[] }[] }[] }>('/fhir/metadata')).body;
-    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition']) {
+    for (const type of ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure']) {
       const entry = cs.rest[0]?.resource.find((r) => r.type === type);
       expect([type, entry?.interaction?.map((i) => i.code), entry?.searchParam?.map((p) => p.name)]).toEqual([type, ['read', 'search-type'], ['_id', 'url', 'version', 'name', 'status']]);
     }

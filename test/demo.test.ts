@@ -189,6 +189,22 @@ function expectFollowUp(stdout: string): void {
   expect(followUp.match(/^ {5}\+ Communication\/\S+ {2}completed, follow-up answer, inResponseTo Communication\//gm)).toHaveLength(1);
 }
 
+/**
+ * The concordance figures of the four opinions the demo ran (step 20), as the audit office reads
+ * them with $evaluate-measure: each classified against its referral's first opinion (two agree
+ * with the first diagnosis with modifications; three disagree with the plan, the third opinion
+ * modifies it), per kind; the referrer's own figures are the same.
+ */
+function expectConcordance(stdout: string): void {
+  const text = stepText(stdout, 20);
+  expect(text).toMatch(/request {8}GET \/fhir\/Measure\/second-opinion-concordance\/\$evaluate-measure\?periodStart=\d{4}-\d{2}-\d{2}&periodEnd=\d{4}-\d{2}-\d{2} as the audit office -> 200 MeasureReport complete, summary, all organizations/);
+  expect(text).toContain("opinions       4 returned, 4 classified against the referral's first opinion");
+  expect(text).toContain('diagnosis      major discrepancy 0 of 4 (0.0 %); minor discrepancy 2 of 4 (50.0 %)');
+  expect(text).toContain('plan           changed 3 of 4 (75.0 %); modified 1 of 4 (25.0 %)');
+  expect(text).toContain('by kind        Revision after a prior procedure: 3 opinion(s), plan changed 66.7 %; Pathology second read: 1 opinion(s), plan changed 100.0 %');
+  expect(text).toContain('referrer       St Olaf asks for its own organization (subject=Organization/st-olaf): 4 opinion(s) on its referrals, the same figures');
+}
+
 /** Lakeside's FHIR server as step 1 printed it. */
 function clinicUrl(stdout: string): string | undefined {
   return /^ {3}clinic server  (http:\/\/127\.0\.0\.1:\d+\/fhir\/R4):/m.exec(stdout)?.[1];
@@ -209,7 +225,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -257,6 +273,7 @@ describe('npm run demo', () => {
     expectFhirWalk(run.stdout);
     expectThirdOpinion(run.stdout);
     expectFollowUp(run.stdout);
+    expectConcordance(run.stdout);
     expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), four opinions \(one a third opinion added later\), each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 
     // Clean-up: service and sandbox stopped, temp directory gone.

@@ -56,8 +56,9 @@ describe('logs and metadata', () => {
     expect(rest?.security?.extension?.[0]?.extension?.[0]).toEqual({ url: 'token', valueUri: `${service.config.publicUrl}/auth/token` });
     const byType = Object.fromEntries((rest?.resource ?? []).map((r) => [r.type, r]));
     // Generated from the search-parameter table, plus Binary (read only), ClinicalImpression (a profile, not served on its own),
-    // Subscription (R5 Backport) and our conformance resources (CodeSystem, ValueSet, StructureDefinition: read and search, no token).
-    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression', 'Subscription', 'CodeSystem', 'ValueSet', 'StructureDefinition'].sort());
+    // Subscription (R5 Backport), our conformance resources (CodeSystem, ValueSet, StructureDefinition, Measure: read and search, no token)
+    // and MeasureReport (a profile: the answer of $evaluate-measure, not stored).
+    expect(Object.keys(byType).sort()).toEqual([...Object.keys(SEARCH_PARAMETERS), 'Binary', 'ClinicalImpression', 'Subscription', 'CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure', 'MeasureReport'].sort());
     expect(Object.keys(byType)).toEqual(expect.arrayContaining(['AuditEvent', 'Binary', 'Bundle', 'DocumentReference', 'ServiceRequest', 'Task']));
     expect(byType.Task?.supportedProfile).toEqual([PROFILE.task]);
     expect(byType.ServiceRequest?.supportedProfile).toEqual([PROFILE.serviceRequest]);

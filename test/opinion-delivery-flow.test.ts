@@ -254,6 +254,12 @@ describe('opinion and post-back (flow)', () => {
       ['lakeside-consults', 'Aspiration and bone scan first', 'agree-with-modifications'],
       ['northfield-pathology', 'Two-stage revision', 'disagree'],
     ]);
+    // Each opinion's concordance with the first, classified when it was submitted (concordance/classify.ts).
+    expect(res.body.opinions.map((o) => [o.source, o.concordance])).toEqual([
+      ['lakeside-consults', { diagnosis: 'minor-discrepancy', plan: 'changed' }],
+      ['northfield-pathology', { diagnosis: 'major-discrepancy', plan: 'changed' }],
+    ]);
+    expect(res.body.first?.concordance).toBeUndefined();
     const point = (name: string) => res.body.agreement?.find((a) => a.point === name);
     expect(point('diagnosis')).toMatchObject({ agree: true });
     expect(point('planAgreement')).toMatchObject({ agree: true, detail: 'All: Disagree' });
@@ -267,6 +273,7 @@ describe('opinion and post-back (flow)', () => {
     const page = await html.text();
     expect(page).toContain('<th>Key risks</th>');
     expect(page).toContain('Two-stage revision (preferred)');
+    expect(page).toContain('<th>Compared with the first opinion</th><td></td><td>Diagnosis: Minor discrepancy<br>Plan: Changed</td><td>Diagnosis: Major discrepancy<br>Plan: Changed</td>');
     expect(page).not.toContain('<first>');
     // The comparison is the referrer's (and its physicians'): a consultant is refused by role.
     expect((await call('GET', `/second-opinions/${id}/comparison`, 'lakeside-consults')).status).toBe(403);

@@ -5,6 +5,7 @@ import type { Caller } from '../src/access/caller.ts';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { actOnConsult } from '../src/consults/consult-actions.ts';
 import { submitOpinion } from '../src/consults/submit-opinion.ts';
+import { readConcordance } from '../src/concordance/concordance-extension.ts';
 import { deliverOpinion, type DeliveryDeps } from '../src/delivery/deliver-opinion.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { createSecondOpinion } from '../src/intake/create-second-opinion.ts';
@@ -76,6 +77,8 @@ describe('SQL statements per use case', () => {
     const noteId = (result.output?.[0]?.valueReference?.reference ?? '').replace('DocumentReference/', '');
     const note = await store.read<DocumentReference>('DocumentReference', noteId, { participantId: 'st-olaf' });
     expect(note).toMatchObject({ status: 'current', context: { related: [{ reference: `ServiceRequest/${serviceRequestId}` }] } });
+    // The first opinion came with the same read: the note carries the opinion's concordance with it.
+    expect(readConcordance(note as DocumentReference)).toEqual({ diagnosis: 'minor-discrepancy', plan: 'changed' });
     expect(await store.read('DocumentReference', noteId, { participantId: consultant.participantId })).toBeDefined();
     expect(await store.readVersion<Task>('Task', task.id as string, '3', 'system')).toMatchObject({ status: 'completed' });
     const provenances = (await store.search<Provenance>({ resourceType: 'Provenance', contains: [[{ target: [{ reference: `Task/${task.id}/_history/3` }] }]], count: 10 }, 'system')).resources;

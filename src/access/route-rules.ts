@@ -73,7 +73,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   open('GET', '/.well-known/client-jwks.json', 'The public keys of the service\'s client assertions to EHRs (the JWK Set URL EHRs register)'),
   open('GET', '/fhir/metadata', 'CapabilityStatement'),
   // Our CodeSystems, ValueSets and StructureDefinitions (fhir-rest/conformance-resources.ts): not PHI, resolvable by anyone.
-  ...(['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type) => [
+  ...(['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type) => [
     open('GET', `/fhir/${type}`, `Our ${type}s, searched by url (conformance resources)`),
     open('GET', `/fhir/${type}/:id`, `One of our ${type}s`),
   ]),
@@ -154,6 +154,13 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   subscriptionRoute('GET', '/fhir/Subscription/:id/$events', 'r', 'missed events, by number ($events)', 'operation'),
   subscriptionRoute('GET', '/fhir/Subscription/:id', 'r', 'read one of its own', 'read'),
   subscriptionRoute('DELETE', '/fhir/Subscription/:id', 'd', 'delete one of its own'),
+  // Counts, not PHI: no scope on a clinical type, no audit; the use case keeps each caller to its own organization's opinions.
+  {
+    method: 'GET',
+    path: '/fhir/Measure/:id/$evaluate-measure',
+    what: 'Concordance figures (MeasureReport): how often opinions changed the diagnosis or the plan; a referrer\'s referrals, a clinic\'s own opinions, or all for an auditor',
+    access: { kind: 'roles', roles: ['referrer', 'consultant', 'auditor'] },
+  },
   { method: 'GET', path: '/fhir/:type/:id/_history/:vid', what: 'FHIR vread', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id/_history', what: 'FHIR history', access: { kind: 'fhir' } },
   { method: 'GET', path: '/fhir/:type/:id', what: 'FHIR read', access: { kind: 'fhir' } },

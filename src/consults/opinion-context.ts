@@ -5,7 +5,7 @@
  * the referral).
  */
 import { notFound, OperationOutcomeError } from '@medplum/core';
-import type { ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { ClinicalImpression, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { Caller } from '../access/caller.ts';
 import { readerOf } from '../access/reader.ts';
@@ -20,6 +20,8 @@ export interface OpinionContext {
   serviceRequest: ServiceRequest;
   /** The referral's other Tasks, with their current status. */
   otherTasks: { id: string; status: Task['status'] }[];
+  /** The referral's first opinion, when it has one. */
+  firstOpinion?: ClinicalImpression;
 }
 
 interface Row {
@@ -29,6 +31,7 @@ interface Row {
   task_ids: string[] | null;
   service_request: ServiceRequest | null;
   other_tasks: { id: string; status: Task['status'] }[] | null;
+  first_opinion: ClinicalImpression | null;
 }
 
 /** 404 unless the caller's organization owns a Task it may read (whether or not it exists), as readOwnTask. */
@@ -36,7 +39,11 @@ export async function readOpinionContext(tx: ResourceStore, taskId: string, call
   const result = (await tx.database.execute(sql`
     SELECT ${resources.content} AS task, i.participant_id, i.request_id, i.task_ids, sr.content AS service_request,
       (SELECT coalesce(jsonb_agg(jsonb_build_object('id', o.id, 'status', o.content->>'status')), '[]'::jsonb)
-         FROM ${resources} o WHERE o.resource_type = 'Task' AND o.id = ANY(i.task_ids) AND o.id <> ${resources.id}) AS other_tasks
+         FROM ${resources} o WHERE o.resource_type = 'Task' AND o.id = ANY(i.task_ids) AND o.id <> ${resources.id}) AS other_tasks,
+      (SELECT f.content FROM ${resources} f
+        WHERE f.resource_type = 'ClinicalImpression'
+          AND f.id IN (SELECT regexp_replace(s->>'reference', '^ClinicalImpression/', '') FROM jsonb_array_elements(coalesce(sr.content->'supportingInfo', '[]'::jsonb)) s WHERE s->>'reference' LIKE 'ClinicalImpression/%')
+        LIMIT 1) AS first_opinion
       FROM ${resources}
       LEFT JOIN ${intakeRequests} i ON i.service_request_id = regexp_replace(coalesce(${resources.content}#>>'{focus,reference}', ''), '^ServiceRequest/', '')
       LEFT JOIN ${resources} sr ON sr.resource_type = 'ServiceRequest' AND sr.id = i.service_request_id
@@ -53,5 +60,6 @@ export async function readOpinionContext(tx: ResourceStore, taskId: string, call
     intake: { participantId: row.participant_id, requestId: row.request_id, taskIds: row.task_ids },
     serviceRequest: row.service_request,
     otherTasks: row.other_tasks ?? [],
+    ...(row.first_opinion ? { firstOpinion: row.first_opinion } : {}),
   };
 }

@@ -3,10 +3,11 @@
  * Task. One statement writes the consult note (DocumentReference, readable by the referrer
  * and this consultant), its Provenance, the completed Task pointing at it, the delivery row
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion
- * does. For a blinded referral, the first opinion's withheld documents are released to this
+ * does. The note carries the opinion's concordance with the first opinion (concordance/classify.ts),
+ * classified here from the same read. For a blinded referral, the first opinion's withheld documents are released to this
  * consultant now that its own opinion is in, with the other clinics' opinions (audited as a disclosure).
  */
-import type { Bundle, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, ClinicalImpression, Reference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { randomUUID } from 'node:crypto';
 import { eq, type SQL, sql } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
@@ -15,6 +16,8 @@ import type { Caller } from '../access/caller.ts';
 import type { JobQueue } from '../jobs/job-queue.ts';
 import { type DeliverOpinionJob, QUEUE } from '../jobs/queues.ts';
 import { buildConsultNote, buildOpinionProvenance } from '../opinions/consult-note.ts';
+import { classifyOpinion, type Concordance } from '../concordance/classify.ts';
+import { firstOpinionPoints } from '../concordance/concordance-extension.ts';
 import type { Opinion } from '../opinions/opinion.ts';
 import { requireAnswers } from '../opinions/answers.ts';
 import { readReferralQuestions } from '../intake/referral-questions.ts';
@@ -41,7 +44,7 @@ export interface SubmitOpinionDeps extends ConsultDeps {
 export async function submitOpinion(taskId: string, opinion: Opinion, caller: Caller, deps: SubmitOpinionDeps, ifMatch?: string): Promise<Task> {
   const agent = organizationOf(caller, deps);
   return deps.store.withTransaction(async (tx) => {
-    const { task, serviceRequestId, intake, serviceRequest, otherTasks } = await readOpinionContext(tx, taskId, caller, deps);
+    const { task, serviceRequestId, intake, serviceRequest, otherTasks, firstOpinion } = await readOpinionContext(tx, taskId, caller, deps);
     // The referral's own questions are on the ServiceRequest just read: no statement more.
     const questions = readReferralQuestions(serviceRequest);
     requireAnswers(questions, opinion.answers);
@@ -68,6 +71,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       requestId: intake.requestId,
       ...(task.description ? { question: task.description } : {}),
       questions,
+      ...concordanceOf(firstOpinion, opinion),
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
     // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
@@ -89,6 +93,13 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
     if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, taskId, caller, deps, task.for?.reference);
     return updated[0] as Task;
   });
+}
+
+/** The opinion's concordance with the first opinion, as buildConsultNote takes it; nothing without a first opinion. */
+function concordanceOf(firstOpinion: ClinicalImpression | undefined, opinion: Opinion): { concordance?: Concordance } {
+  const preferred = opinion.recommendations.find((r) => r.preferred)?.option;
+  const concordance = classifyOpinion(firstOpinion ? firstOpinionPoints(firstOpinion) : undefined, { ...opinion, ...(preferred ? { preferredOption: preferred } : {}) });
+  return concordance ? { concordance } : {};
 }
 
 /**

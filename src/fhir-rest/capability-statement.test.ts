@@ -30,6 +30,8 @@ describe('the CapabilityStatement matches the routes, the search-parameter table
     expect(sorted(listed)).toEqual(sorted(expected));
     expect(listed.get('Organization')).toEqual(['read', 'vread', 'history-instance', 'search-type']);
     expect(listed.get('Binary')).toEqual(['read']);
+    expect(byType.get('Measure')?.operation).toEqual([{ name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure' }]);
+    expect(listed.get('Measure')).toEqual(['read', 'search-type']);
     // Operations and system interactions: exactly the routes that are ones (none yet).
     const ops = Object.values(FHIR_ROUTE_CAPABILITIES).filter((c) => c.kind === 'operation');
     expect([...(rest?.operation ?? []), ...[...byType.values()].flatMap((r) => r.operation ?? [])].map((o) => o.name).sort()).toEqual(ops.map((o) => (o.kind === 'operation' ? o.name : '')).sort());

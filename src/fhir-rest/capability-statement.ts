@@ -12,6 +12,7 @@ export const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
   DocumentReference: [PROFILE.consultNote],
   ClinicalImpression: [PROFILE.firstOpinion],
   Communication: [PROFILE.followUpCommunication],
+  MeasureReport: [PROFILE.concordanceReport],
   Subscription: [BACKPORT_PROFILE.subscription],
 };
 
@@ -75,6 +76,7 @@ export const FHIR_ROUTE_CAPABILITIES: Readonly<Record<string, FhirRouteCapabilit
     conditional: true,
     documentation: 'Refer: the ServiceRequest alone (performer = the clinics; the service makes one Task per clinic). If-None-Exist: identifier=[system|]value of the placer identifier',
   },
+  'GET /fhir/Measure/:id/$evaluate-measure': { kind: 'operation', name: 'evaluate-measure', definition: 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure', types: ['Measure'] },
   'ALL /fhir/{*rest}': { kind: 'not-an-interaction', why: 'refuses the methods no route answers (405)' },
   // Our conformance resources (conformance-resources.ts): public, read and search only.
   ...Object.fromEntries(
@@ -102,6 +104,7 @@ const DOCUMENTATION: Partial<Record<ResourceType, string>> = {
   Organization: 'The network directory: one per participant, built from the network file; any participant, no scope needed',
   Endpoint: "The network directory: each participant's FHIR server (hl7-fhir-rest); any participant, no scope needed",
   ClinicalImpression: 'The first opinion: not served on its own; carried in the referral (GET /second-opinions/{id}/comparison)',
+  MeasureReport: 'Not stored: the answer of Measure/second-opinion-concordance/$evaluate-measure (periodStart, periodEnd, subject, kind), for the caller\'s own organization',
   ...CONFORMANCE_DOCUMENTATION,
   Subscription: `Topic ${TASK_TOPIC} (a consult Task was created or changed status): rest-hook channel, payload id-only or empty; filters Task?owner= and Task?requester=, within the Tasks the caller may read`,
 };

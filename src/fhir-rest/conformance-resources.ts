@@ -1,6 +1,6 @@
 /**
- * Our conformance resources served read-only (issue 12): the CodeSystems, ValueSets and
- * StructureDefinitions compiled from profiles/ (profiles/generated/profiles.json, `npm run
+ * Our conformance resources served read-only (issue 12): the CodeSystems, ValueSets,
+ * StructureDefinitions and the concordance Measure (issue 14 §5) compiled from profiles/ (profiles/generated/profiles.json, `npm run
  * profiles`), so every canonical the service puts in a resource (a code system, a value set, a
  * profile in `meta.profile`, an extension url) resolves with a plain FHIR read or
  * `GET /fhir/{Type}?url=`. An EHR set to `profiles: keep` may look our profiles up this way.
@@ -12,14 +12,14 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { notFound, OperationOutcomeError } from '@medplum/core';
-import type { Bundle, CodeSystem, OperationOutcomeIssue, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
+import type { Bundle, CodeSystem, Measure, OperationOutcomeIssue, StructureDefinition, ValueSet } from '@medplum/fhirtypes';
 import { GENERATED_PROFILES_PATH } from '../fhir/profile-registry.ts';
 import { invalid, issue, outcome } from '../fhir/outcomes.ts';
 
 /** The conformance types served. */
-export const CONFORMANCE_TYPES = ['CodeSystem', 'ValueSet', 'StructureDefinition'] as const;
+export const CONFORMANCE_TYPES = ['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const;
 export type ConformanceType = (typeof CONFORMANCE_TYPES)[number];
-export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition;
+export type ConformanceResource = CodeSystem | ValueSet | StructureDefinition | Measure;
 
 export function isConformanceType(type: string): type is ConformanceType {
   return (CONFORMANCE_TYPES as readonly string[]).includes(type);
@@ -63,7 +63,7 @@ function withMeta<T extends ConformanceResource>(resource: T): T {
   return { ...resource, meta: { ...resource.meta, versionId } };
 }
 
-/** The catalogue: every CodeSystem, ValueSet and StructureDefinition of the compiled profiles. */
+/** The catalogue: every CodeSystem, ValueSet, StructureDefinition and Measure of the compiled profiles. */
 export class ConformanceCatalog {
   readonly #byType: ReadonlyMap<ConformanceType, readonly ConformanceResource[]>;
 
@@ -152,4 +152,5 @@ export const CONFORMANCE_DOCUMENTATION: Readonly<Record<ConformanceType, string>
   CodeSystem: 'The code systems this service defines (kinds, review types, Task business statuses, agreement, participant roles): public, no token',
   ValueSet: 'The value sets of our profiles\' required bindings: public, no token',
   StructureDefinition: 'Our profiles and extensions, with snapshots (resolve meta.profile with ?url=): public, no token',
+  Measure: 'The second-opinion concordance Measure (how often opinions change the diagnosis or the plan): public, no token; $evaluate-measure needs a token',
 };

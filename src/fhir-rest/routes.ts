@@ -8,6 +8,7 @@ import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { queryParams } from '../http/query-params.ts';
 import { CONFORMANCE_TYPES, type ConformanceCatalog } from './conformance-resources.ts';
+import { evaluateConcordanceMeasure, type EvaluateMeasureDeps } from '../concordance/evaluate-measure.ts';
 import { type FhirApiDeps, readHistory, readResource, readVersion, searchResources } from './read-resources.ts';
 import { updateServiceRequest } from './update-service-request.ts';
 import { patchTask, type TaskUpdateDeps, updateTask } from './update-task.ts';
@@ -108,7 +109,20 @@ export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
 }
 
 /**
- * `GET /fhir/{CodeSystem|ValueSet|StructureDefinition}[/{id}]`: our conformance resources, read
+ * `GET /fhir/Measure/{id}/$evaluate-measure` (issue 14 §5): the concordance figures of the
+ * caller's own organization as a MeasureReport. Behind the bearer token (the Measure itself is
+ * public, with the conformance resources); mounted before the read API.
+ */
+export function createMeasureRouter(deps: EvaluateMeasureDeps & { guard: Guard }): Router {
+  const router = Router();
+  router.get('/fhir/Measure/:id/$evaluate-measure', deps.guard('GET', '/fhir/Measure/:id/$evaluate-measure'), async (req, res) => {
+    res.type(FHIR_JSON).send(JSON.stringify(await evaluateConcordanceMeasure(req.params.id as string, queryParams(req), requireCaller(), deps)));
+  });
+  return router;
+}
+
+/**
+ * `GET /fhir/{CodeSystem|ValueSet|StructureDefinition|Measure}[/{id}]`: our conformance resources, read
  * and searched (by `url` and the rest of the conformance parameters) with no token: they are not
  * PHI, and an EHR resolving a profile it was sent has no token of ours. Mounted before the
  * bearer-token middleware, as `/fhir/metadata`.

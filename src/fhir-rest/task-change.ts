@@ -168,7 +168,9 @@ export function addedNoteText(stored: readonly Annotation[] | undefined, propose
  * The opinion of a completed Task: `output` names one contained DocumentReference (consult
  * note, LOINC 11488-4) whose `second-opinion` extensions hold the structured points (as our
  * consult-note profile carries them) and whose attachments are the opinion's files. The
- * readable note is rendered by the service, as for `POST /consults/{id}/opinion`.
+ * readable note is rendered by the service, as for `POST /consults/{id}/opinion`. So is the
+ * note's `concordance` extension: the service classifies the opinion against the first one
+ * when it is submitted (concordance/classify.ts); a value the client put there is not read.
  */
 export function opinionFromOutput(task: Task): Opinion {
   const output = task.output ?? [];

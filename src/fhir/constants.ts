@@ -16,6 +16,14 @@ export const PROFILE = {
   firstOpinion: `${CANONICAL_BASE}/StructureDefinition/first-opinion`,
   /** A follow-up question to a consultant after its opinion, or the consultant's answer (issue 14 §2). */
   followUpCommunication: `${CANONICAL_BASE}/StructureDefinition/follow-up-communication`,
+  /** The MeasureReport of `$evaluate-measure` on the concordance Measure (issue 14 §5). */
+  concordanceReport: `${CANONICAL_BASE}/StructureDefinition/concordance-measure-report`,
+} as const;
+
+/** The Measure this service publishes (an FSH Instance in profiles/, served with the conformance resources). */
+export const MEASURE = {
+  /** Second-opinion concordance: how often opinions change the diagnosis or the plan (issue 14 §5). */
+  concordance: `${CANONICAL_BASE}/Measure/second-opinion-concordance`,
 } as const;
 
 /** Extensions defined by this service. */
@@ -30,6 +38,8 @@ export const EXTENSION = {
   secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
   /** Communication (follow-up question): when the consultant's answer is due (valueDateTime). */
   followUpDue: `${CANONICAL_BASE}/StructureDefinition/follow-up-due`,
+  /** DocumentReference (consult note): how the opinion compares with the first one, set by the service (complex: diagnosis, plan). */
+  concordance: `${CANONICAL_BASE}/StructureDefinition/concordance`,
   /** ServiceRequest.note: the note is one of the referral's questions; valueCoding says who asked it (SYSTEM.questionAsker). */
   referralQuestion: `${CANONICAL_BASE}/StructureDefinition/referral-question`,
   /** DocumentReference (consult note): the answer to one referral question, by its index (complex; see extensions.fsh). */
@@ -42,6 +52,10 @@ export const SYSTEM = {
   reviewType: `${CANONICAL_BASE}/CodeSystem/review-type`,
   taskBusinessStatus: `${CANONICAL_BASE}/CodeSystem/task-business-status`,
   opinionAgreement: `${CANONICAL_BASE}/CodeSystem/opinion-agreement`,
+  /** Concordance of an opinion's diagnosis with the first opinion's (concordance.fsh). */
+  diagnosisConcordance: `${CANONICAL_BASE}/CodeSystem/diagnosis-concordance`,
+  /** Concordance of an opinion's plan with the first opinion's (concordance.fsh). */
+  planConcordance: `${CANONICAL_BASE}/CodeSystem/plan-concordance`,
   /** Who asked a referral question: patient | physician. */
   questionAsker: `${CANONICAL_BASE}/CodeSystem/question-asker`,
   /** Identifiers of consult notes this service made (the post-back's conditional-create key). */
@@ -112,6 +126,22 @@ export const REVIEW_TYPE_DISPLAY: Record<ReviewType, string> = {
 /** Request priorities accepted at intake; `stat` is refused (emergencies must not wait). */
 export const PRIORITIES = ['routine', 'urgent', 'asap', 'stat'] as const;
 export type Priority = (typeof PRIORITIES)[number];
+
+/** Diagnosis concordance classes (CodeSystem diagnosis-concordance; src/concordance/classify.ts says when each applies). */
+export const DIAGNOSIS_CONCORDANCE = {
+  concordant: 'Concordant',
+  'minor-discrepancy': 'Minor discrepancy',
+  'major-discrepancy': 'Major discrepancy',
+} as const;
+export type DiagnosisConcordance = keyof typeof DIAGNOSIS_CONCORDANCE;
+
+/** Plan concordance classes (CodeSystem plan-concordance). */
+export const PLAN_CONCORDANCE = {
+  unchanged: 'Unchanged',
+  modified: 'Modified',
+  changed: 'Changed',
+} as const;
+export type PlanConcordance = keyof typeof PLAN_CONCORDANCE;
 
 /** Task.businessStatus codes: the finer steps inside the R4 Task status. */
 export const BUSINESS_STATUS = {

@@ -24,6 +24,8 @@ import { buildConsultNote } from '../opinions/consult-note.ts';
 import { buildAnswer, buildQuestion } from '../followups/follow-up-resources.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from '../records/record-set-bundle.ts';
 import { OpinionSchema } from '../opinions/opinion.ts';
+import { parseMeasureParameters } from '../concordance/measure-parameters.ts';
+import { buildConcordanceReport } from '../concordance/measure-report.ts';
 import { questionNotes, readReferralQuestions } from '../intake/referral-questions.ts';
 import { EXTENSION } from './constants.ts';
 import { GENERATED_PROFILES_PATH } from './profile-registry.ts';
@@ -101,6 +103,25 @@ const followUpAnswer = buildAnswer({
   recipient: { reference: 'https://ehr.example/fhir/R4/Practitioner/dr-nilsen' },
   now: new Date('2026-12-02T10:00:00Z'),
 });
+const classifiedNote = buildConsultNote({
+  id: 'note-3',
+  opinion: OpinionSchema.parse(EXAMPLE_OPINION),
+  patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
+  serviceRequestId: 'sr-1',
+  taskId: 'task-2',
+  consultant: { reference: 'Organization/lakeside', display: 'Lakeside Clinic' },
+  now: new Date('2026-12-01T10:00:00Z'),
+  concordance: { diagnosis: 'minor-discrepancy', plan: 'changed' },
+});
+const concordanceParameters = parseMeasureParameters({ periodStart: ['2026-01-01'], periodEnd: ['2026-12-31'], subject: ['Organization/st-olaf'] });
+const concordanceReport = buildConcordanceReport(
+  [
+    { kind: 'revision', returned: 3, classified: 2, diagnosisMajor: 1, diagnosisMinor: 0, planChanged: 1, planModified: 1 },
+    { kind: 'pathology-review', returned: 1, classified: 1, diagnosisMajor: 0, diagnosisMinor: 1, planChanged: 0, planModified: 0 },
+  ],
+  concordanceParameters,
+  new Date('2026-12-31T12:00:00Z'),
+);
 // A referral with the patient's and the physician's questions, and an opinion answering them (issue 14 §1).
 const referralWithQuestions = makeReferralServiceRequest({
   note: [{ text: 'Is a revision needed?' }, ...questionNotes([{ text: 'Will I be able to kneel again?', askedBy: 'patient' }, { text: 'Cemented or not?', askedBy: 'physician' }])],
@@ -141,6 +162,8 @@ const corpus: [string, Resource][] = [
   ['ClinicalImpression (first-opinion)', makeFirstOpinion()],
   ['DocumentReference (consult-note, fixture)', makeConsultNote()],
   ['DocumentReference (consult-note, buildConsultNote)', consultNote],
+  ['DocumentReference (consult-note with concordance)', classifiedNote],
+  ['MeasureReport (concordance-measure-report)', concordanceReport],
   ['ServiceRequest (second-opinion-request, with questions)', referralWithQuestions],
   ['DocumentReference (consult-note, buildConsultNote, with answers)', consultNoteWithAnswers],
   ['Bundle (record-set-bundle)', makeRecordSetBundle()],

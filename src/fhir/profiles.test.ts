@@ -8,7 +8,7 @@ import {
   scratchCacheDir,
 } from '../../scripts/compile-profiles.ts';
 import { ROLES } from '../network/network-schema.ts';
-import { BUSINESS_STATUS, EXTENSION, KIND_DISPLAY, PARTICIPANT_ROLE_DISPLAY, PROFILE, QUESTION_ASKER_DISPLAY, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
+import { BUSINESS_STATUS, DIAGNOSIS_CONCORDANCE, EXTENSION, KIND_DISPLAY, MEASURE, PLAN_CONCORDANCE, PARTICIPANT_ROLE_DISPLAY, PROFILE, QUESTION_ASKER_DISPLAY, REVIEW_TYPE_DISPLAY, SYSTEM } from './constants.ts';
 
 const committed = readFileSync(GENERATED_PROFILES_PATH, 'utf8');
 const resources = ((JSON.parse(committed) as Bundle).entry ?? []).map((e) => e.resource);
@@ -45,14 +45,28 @@ describe('profiles/generated/profiles.json', () => {
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.reviewType))).toEqual(REVIEW_TYPE_DISPLAY);
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.taskBusinessStatus))).toEqual(BUSINESS_STATUS);
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.participantRole))).toEqual(PARTICIPANT_ROLE_DISPLAY);
+    expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.diagnosisConcordance))).toEqual(DIAGNOSIS_CONCORDANCE);
+    expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.planConcordance))).toEqual(PLAN_CONCORDANCE);
     expect(Object.keys(PARTICIPANT_ROLE_DISPLAY).sort()).toEqual([...ROLES].sort());
     expect(displays(byUrl<CodeSystem>('CodeSystem', SYSTEM.questionAsker))).toEqual(QUESTION_ASKER_DISPLAY);
-    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus, SYSTEM.participantRole, SYSTEM.questionAsker]) {
+    for (const system of [SYSTEM.kind, SYSTEM.reviewType, SYSTEM.taskBusinessStatus, SYSTEM.participantRole, SYSTEM.questionAsker, SYSTEM.diagnosisConcordance, SYSTEM.planConcordance]) {
       const cs = byUrl<CodeSystem>('CodeSystem', system);
       expect(cs?.concept?.every((c) => (c.definition ?? '').length > 0), system).toBe(true);
       const vs = byUrl<ValueSet>('ValueSet', system.replace('/CodeSystem/', '/ValueSet/'));
       expect(vs?.compose?.include, system).toEqual([{ system }]);
     }
+  });
+
+  it('publishes the concordance Measure: one proportion group per class it counts, each coded with that class', () => {
+    const measure = byUrl<{ id: string; scoring: unknown; group: { id: string; code: { coding: { system: string; code: string }[] }; population: unknown[] }[] }>('Measure', MEASURE.concordance);
+    expect(measure?.id).toBe('second-opinion-concordance');
+    expect(measure?.scoring).toEqual({ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/measure-scoring', code: 'proportion' }] });
+    expect(measure?.group.map((g) => [g.id, g.code.coding[0]?.system, g.code.coding[0]?.code, g.population.length])).toEqual([
+      ['diagnosis-major-discrepancy', SYSTEM.diagnosisConcordance, 'major-discrepancy', 3],
+      ['diagnosis-minor-discrepancy', SYSTEM.diagnosisConcordance, 'minor-discrepancy', 3],
+      ['plan-changed', SYSTEM.planConcordance, 'changed', 3],
+      ['plan-modified', SYSTEM.planConcordance, 'modified', 3],
+    ]);
   });
 
   it('carries no per-run timestamp', () => {

@@ -10,6 +10,8 @@ import { EXTENSION, LOINC_DOC, PROFILE, SYSTEM } from '../fhir/constants.ts';
 import { AGREEMENT, AGREEMENT_DISPLAY, type Agreement, type Opinion, type OpinionPoints } from './opinion.ts';
 import type { ReferralQuestion } from '../intake/intake-request.ts';
 import { renderOpinionHtml } from './render-note.ts';
+import type { Concordance } from '../concordance/classify.ts';
+import { concordanceExtension } from '../concordance/concordance-extension.ts';
 
 export interface ConsultNoteArgs {
   id: string;
@@ -24,6 +26,8 @@ export interface ConsultNoteArgs {
   question?: string;
   /** The referral's questions, shown in the readable note with the opinion's answers. */
   questions?: readonly ReferralQuestion[];
+  /** How the opinion compares with the first one (concordance/classify.ts); absent without a first opinion. */
+  concordance?: Concordance;
 }
 
 function inline(bytes: Buffer, contentType: string, title: string, creation: string) {
@@ -132,7 +136,7 @@ export function buildConsultNote(args: ConsultNoteArgs): DocumentReference {
     resourceType: 'DocumentReference',
     id: args.id,
     meta: { profile: [PROFILE.consultNote] },
-    extension: opinionExtensions(points),
+    extension: [...opinionExtensions(points), ...(args.concordance ? [concordanceExtension(args.concordance)] : [])],
     identifier: [{ system: SYSTEM.consultNoteId, value: args.id }],
     status: 'current',
     docStatus: 'final',

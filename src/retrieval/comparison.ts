@@ -2,7 +2,9 @@
  * `GET /second-opinions/{id}/comparison` (issue 4 §4): the first opinion and every returned
  * opinion side by side on the same points (diagnosis, plan, agreement, options with the
  * preferred one, key risks, recovery, missing information), and, with two or more opinions,
- * where they agree and where they differ. JSON for systems, HTML for a physician to read.
+ * where they agree and where they differ, and each opinion's concordance with the first one
+ * (diagnosis and plan classes, kept on its consult note; concordance/classify.ts). JSON for
+ * systems, HTML for a physician to read.
  */
 import { createHash } from 'node:crypto';
 import type { ClinicalImpression, DocumentReference, Task } from '@medplum/fhirtypes';
@@ -10,6 +12,9 @@ import { auditedRead, requestedEntity } from '../audit/audited-read.ts';
 import type { AuditLog } from '../audit/audit-log.ts';
 import type { Caller } from '../access/caller.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
+import type { Concordance } from '../concordance/classify.ts';
+import { readConcordance } from '../concordance/concordance-extension.ts';
+import { DIAGNOSIS_CONCORDANCE, PLAN_CONCORDANCE } from '../fhir/constants.ts';
 import { AGREEMENT_DISPLAY, type Agreement, type Answer } from '../opinions/opinion.ts';
 import type { QuestionAsker } from '../intake/intake-request.ts';
 import { clinicalQuestionOf, readReferralQuestions } from '../intake/referral-questions.ts';
@@ -44,6 +49,8 @@ export interface ComparedOpinion {
   documentReference?: string;
   /** The follow-up questions the referrer asked this consultant after its opinion, with the answers (issue 14 §2). */
   followUps?: FollowUpEntry[];
+  /** How this opinion compares with the first one; absent for the first opinion and when there is none. */
+  concordance?: Concordance;
 }
 
 export interface PointComparison {
@@ -120,6 +127,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
     }
     const preferred = points.recommendations.find((r) => r.preferred);
     answers.push(points.answers);
+    const concordance = readConcordance(note);
     opinions.push({
       source,
       name,
@@ -136,6 +144,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
       ...(points.followUp ? { followUp: points.followUp } : {}),
       documentReference: noteRef as string,
       followUps: threads.get(task.id as string) ?? [],
+      ...(concordance ? { concordance } : {}),
     });
   }
 
@@ -239,6 +248,7 @@ ${row('Key risks', (o) => list(o.keyRisks))}
 ${row('Recovery', (o) => e(o.recovery ?? ''))}
 ${row('Missing information', (o) => list(o.missingInformation))}
 ${columns.some((o) => o.followUps?.length) ? row('Follow-up questions', (o) => followUpThread(o.followUps ?? [])) : ''}
+${columns.some((o) => o.concordance) ? row('Compared with the first opinion', (o) => (o.concordance ? `Diagnosis: ${e(DIAGNOSIS_CONCORDANCE[o.concordance.diagnosis])}<br>Plan: ${e(PLAN_CONCORDANCE[o.concordance.plan])}` : '')) : ''}
 </tbody></table>
 ${questionsTable(c)}
 ${c.pending.length ? `<p>Not in yet: ${c.pending.map((p) => `${e(p.name)} (${e(p.status)})`).join(', ')}</p>` : ''}

@@ -5,11 +5,11 @@ import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { S, anyResource, bound, empty, inv, obj, pat, prim, refType, same, unknown } from '../generated-runtime.ts';
 
 /** The constraints evaluated, by index: key, human text, FHIRPath expression. */
-export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"},{"key":"so-consult-1","description":"The consult note's attachment carries its content inline (data) or by url","expression":"data.exists() or url.exists()"},{"key":"so-consult-2","description":"A consult note carries exactly one structured second-opinion extension","expression":"extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"},{"key":"so-followup-1","description":"A follow-up question carries the date its answer is due; an answer points at its question","expression":"inResponseTo.exists() or extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/follow-up-due').exists()"},{"key":"so-recordset-1","description":"A record-set entry is a DocumentReference, DiagnosticReport or ImagingStudy","expression":"resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy"},{"key":"so-recordset-2","description":"Every DocumentReference attachment in the record set has contentType, size, hash and url","expression":"entry.resource.ofType(DocumentReference).content.attachment.all(contentType.exists() and size.exists() and hash.exists() and url.exists())"},{"key":"so-answer-1","description":"An answer has either a text or the reason the question cannot be answered, not both","expression":"extension.where(url = 'text').exists() xor extension.where(url = 'notAnswerable').exists()"},{"key":"so-task-1","description":"statusReason is required when the Task is rejected, cancelled or failed","expression":"status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()"},{"key":"so-task-2","description":"output (the opinion) is required when the Task is completed","expression":"status = 'completed' implies output.exists()"}];
+export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"},{"key":"mrp-1","description":"Measure Reports used for data collection SHALL NOT communicate group and score information","expression":"(type != 'data-collection') or group.exists().not()"},{"key":"mrp-2","description":"Stratifiers SHALL be either a single criteria or a set of criteria components","expression":"group.stratifier.stratum.all(value.exists() xor component.exists())"},{"key":"so-consult-1","description":"The consult note's attachment carries its content inline (data) or by url","expression":"data.exists() or url.exists()"},{"key":"so-consult-2","description":"A consult note carries exactly one structured second-opinion extension","expression":"extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"},{"key":"so-followup-1","description":"A follow-up question carries the date its answer is due; an answer points at its question","expression":"inResponseTo.exists() or extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/follow-up-due').exists()"},{"key":"so-recordset-1","description":"A record-set entry is a DocumentReference, DiagnosticReport or ImagingStudy","expression":"resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy"},{"key":"so-recordset-2","description":"Every DocumentReference attachment in the record set has contentType, size, hash and url","expression":"entry.resource.ofType(DocumentReference).content.attachment.all(contentType.exists() and size.exists() and hash.exists() and url.exists())"},{"key":"so-answer-1","description":"An answer has either a text or the reason the question cannot be answered, not both","expression":"extension.where(url = 'text').exists() xor extension.where(url = 'notAnswerable').exists()"},{"key":"so-task-1","description":"statusReason is required when the Task is rejected, cancelled or failed","expression":"status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()"},{"key":"so-task-2","description":"output (the opinion) is required when the Task is completed","expression":"status = 'completed' implies output.exists()"}];
 /** Root (resource-level) constraints of each generated resource type. */
 export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"Communication":[1,2,3],"Subscription":[1,2,3],"DiagnosticReport":[1,2,3],"ImagingStudy":[1,2,3],"OperationOutcome":[1,2,3]};
 /** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */
-const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","https://second-opinion.org/fhir/StructureDefinition/follow-up-due","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","diagnosis","summary","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
+const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","diagnosis","plan",{"https://second-opinion.org/fhir/CodeSystem/diagnosis-concordance":["concordant","major-discrepancy","minor-discrepancy"]},{"https://second-opinion.org/fhir/CodeSystem/plan-concordance":["changed","modified","unchanged"]},"https://second-opinion.org/fhir/StructureDefinition/concordance","complete",{"http://hl7.org/fhir/measure-report-status":["complete","error","pending"]},"summary",{"http://hl7.org/fhir/measure-report-type":["data-collection","individual","subject-list","summary"]},"https://second-opinion.org/fhir/Measure/second-opinion-concordance","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","https://second-opinion.org/fhir/StructureDefinition/follow-up-due","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
 
 const K_n_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
 function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
@@ -13650,6 +13650,1290 @@ function p_BlindedExtension_validate(v: any, p: string, o: OperationOutcomeIssue
   inv(0, "Extension", v, p, o, r);
   p_BlindedExtension_Extension(v, p, o, r);
 }
+const K_p_ConcordanceExtension_Extension_extension_diagnosis = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_ConcordanceExtension_Extension_extension_diagnosis(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceExtension_Extension_extension_diagnosis, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[49], "https://second-opinion.org/fhir/ValueSet/diagnosis-concordance", p + ".value[x]", o);
+      }
+    }
+  }
+}
+const K_p_ConcordanceExtension_Extension_extension_plan = new Set(["id","_id","extension","url","_url","valueCoding"]);
+function p_ConcordanceExtension_Extension_extension_plan(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceExtension_Extension_extension_plan, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[48])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+        bound(x, "Coding", V[50], "https://second-opinion.org/fhir/ValueSet/plan-concordance", p + ".value[x]", o);
+      }
+    }
+  }
+}
+const K_p_ConcordanceExtension_Extension = new Set(["id","_id","extension","url","_url","valueBase64Binary","_valueBase64Binary","valueBoolean","_valueBoolean","valueCanonical","_valueCanonical","valueCode","_valueCode","valueDate","_valueDate","valueDateTime","_valueDateTime","valueDecimal","_valueDecimal","valueId","_valueId","valueInstant","_valueInstant","valueInteger","_valueInteger","valueMarkdown","_valueMarkdown","valueOid","_valueOid","valuePositiveInt","_valuePositiveInt","valueString","_valueString","valueTime","_valueTime","valueUnsignedInt","_valueUnsignedInt","valueUri","_valueUri","valueUrl","_valueUrl","valueUuid","_valueUuid","valueAddress","valueAge","valueAnnotation","valueAttachment","valueCodeableConcept","valueCoding","valueContactPoint","valueCount","valueDistance","valueDuration","valueHumanName","valueIdentifier","valueMoney","valuePeriod","valueQuantity","valueRange","valueRatio","valueReference","valueSampledData","valueSignature","valueTiming","valueContactDetail","valueContributor","valueDataRequirement","valueExpression","valueParameterDefinition","valueRelatedArtifact","valueTriggerDefinition","valueUsageContext","valueDosage","valueMeta"]);
+function p_ConcordanceExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+    o.push(S(p + ".extension", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length < 2) o.push(S(p + ".extension", 'Invalid number of values: expected 2..*, but found ' + xs.length));
+      let c0 = 0, c1 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (same(x?.url, V[47])) {
+            c0++;
+            obj(x, pi, o) && p_ConcordanceExtension_Extension_extension_diagnosis(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else if (same(x?.url, V[48])) {
+            c1++;
+            obj(x, pi, o) && p_ConcordanceExtension_Extension_extension_plan(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_Extension(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          }
+        }
+      }
+      if (c0 < 1 || c0 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'diagnosis': expected 1..1, but found " + c0));
+      if (c1 < 1 || c1 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'plan': expected 1..1, but found " + c1));
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[51])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueBase64Binary;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBase64Binary", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBase64Binary", o)) {
+        prim(x, "base64Binary", p + ".valueBase64Binary", o);
+      }
+    }
+    x = v.valueBoolean;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueBoolean", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueBoolean", o)) {
+        prim(x, "boolean", p + ".valueBoolean", o);
+      }
+    }
+    x = v.valueCanonical;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCanonical", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCanonical", o)) {
+        prim(x, "canonical", p + ".valueCanonical", o);
+      }
+    }
+    x = v.valueCode;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCode", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCode", o)) {
+        prim(x, "code", p + ".valueCode", o);
+      }
+    }
+    x = v.valueDate;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDate", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDate", o)) {
+        prim(x, "date", p + ".valueDate", o);
+      }
+    }
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    x = v.valueDecimal;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDecimal", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDecimal", o)) {
+        prim(x, "decimal", p + ".valueDecimal", o);
+      }
+    }
+    x = v.valueId;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueId", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueId", o)) {
+        prim(x, "id", p + ".valueId", o);
+      }
+    }
+    x = v.valueInstant;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInstant", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInstant", o)) {
+        prim(x, "instant", p + ".valueInstant", o);
+      }
+    }
+    x = v.valueInteger;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueInteger", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueInteger", o)) {
+        prim(x, "integer", p + ".valueInteger", o);
+      }
+    }
+    x = v.valueMarkdown;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMarkdown", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMarkdown", o)) {
+        prim(x, "markdown", p + ".valueMarkdown", o);
+      }
+    }
+    x = v.valueOid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueOid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueOid", o)) {
+        prim(x, "oid", p + ".valueOid", o);
+      }
+    }
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    x = v.valueString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueString", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueString", o)) {
+        prim(x, "string", p + ".valueString", o);
+      }
+    }
+    x = v.valueTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTime", o)) {
+        prim(x, "time", p + ".valueTime", o);
+      }
+    }
+    x = v.valueUnsignedInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUnsignedInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUnsignedInt", o)) {
+        prim(x, "unsignedInt", p + ".valueUnsignedInt", o);
+      }
+    }
+    x = v.valueUri;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUri", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUri", o)) {
+        prim(x, "uri", p + ".valueUri", o);
+      }
+    }
+    x = v.valueUrl;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUrl", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUrl", o)) {
+        prim(x, "url", p + ".valueUrl", o);
+      }
+    }
+    x = v.valueUuid;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUuid", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUuid", o)) {
+        prim(x, "uuid", p + ".valueUuid", o);
+      }
+    }
+    x = v.valueAddress;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAddress", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAddress", o)) {
+        obj(x, p + ".valueAddress", o) && n_Address(x, p + ".valueAddress", o, r);
+      }
+    }
+    x = v.valueAge;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAge", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAge", o)) {
+        obj(x, p + ".valueAge", o) && n_Age(x, p + ".valueAge", o, r);
+      }
+    }
+    x = v.valueAnnotation;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAnnotation", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAnnotation", o)) {
+        obj(x, p + ".valueAnnotation", o) && n_Annotation(x, p + ".valueAnnotation", o, r);
+      }
+    }
+    x = v.valueAttachment;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueAttachment", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueAttachment", o)) {
+        obj(x, p + ".valueAttachment", o) && n_Attachment(x, p + ".valueAttachment", o, r);
+      }
+    }
+    x = v.valueCodeableConcept;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCodeableConcept", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCodeableConcept", o)) {
+        obj(x, p + ".valueCodeableConcept", o) && n_CodeableConcept(x, p + ".valueCodeableConcept", o, r);
+      }
+    }
+    x = v.valueCoding;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCoding", o)) {
+        obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
+      }
+    }
+    x = v.valueContactPoint;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactPoint", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactPoint", o)) {
+        obj(x, p + ".valueContactPoint", o) && n_ContactPoint(x, p + ".valueContactPoint", o, r);
+      }
+    }
+    x = v.valueCount;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueCount", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueCount", o)) {
+        obj(x, p + ".valueCount", o) && n_Count(x, p + ".valueCount", o, r);
+      }
+    }
+    x = v.valueDistance;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDistance", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDistance", o)) {
+        obj(x, p + ".valueDistance", o) && n_Distance(x, p + ".valueDistance", o, r);
+      }
+    }
+    x = v.valueDuration;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDuration", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDuration", o)) {
+        obj(x, p + ".valueDuration", o) && n_Duration(x, p + ".valueDuration", o, r);
+      }
+    }
+    x = v.valueHumanName;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueHumanName", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueHumanName", o)) {
+        obj(x, p + ".valueHumanName", o) && n_HumanName(x, p + ".valueHumanName", o, r);
+      }
+    }
+    x = v.valueIdentifier;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueIdentifier", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueIdentifier", o)) {
+        obj(x, p + ".valueIdentifier", o) && n_Identifier(x, p + ".valueIdentifier", o, r);
+      }
+    }
+    x = v.valueMoney;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMoney", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMoney", o)) {
+        obj(x, p + ".valueMoney", o) && n_Money(x, p + ".valueMoney", o, r);
+      }
+    }
+    x = v.valuePeriod;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePeriod", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePeriod", o)) {
+        obj(x, p + ".valuePeriod", o) && n_Period(x, p + ".valuePeriod", o, r);
+      }
+    }
+    x = v.valueQuantity;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueQuantity", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueQuantity", o)) {
+        obj(x, p + ".valueQuantity", o) && n_Quantity(x, p + ".valueQuantity", o, r);
+      }
+    }
+    x = v.valueRange;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRange", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRange", o)) {
+        obj(x, p + ".valueRange", o) && n_Range(x, p + ".valueRange", o, r);
+      }
+    }
+    x = v.valueRatio;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRatio", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRatio", o)) {
+        obj(x, p + ".valueRatio", o) && n_Ratio(x, p + ".valueRatio", o, r);
+      }
+    }
+    x = v.valueReference;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueReference", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueReference", o)) {
+        obj(x, p + ".valueReference", o) && n_Reference(x, p + ".valueReference", o, r);
+      }
+    }
+    x = v.valueSampledData;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSampledData", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSampledData", o)) {
+        obj(x, p + ".valueSampledData", o) && n_SampledData(x, p + ".valueSampledData", o, r);
+      }
+    }
+    x = v.valueSignature;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueSignature", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueSignature", o)) {
+        obj(x, p + ".valueSignature", o) && n_Signature(x, p + ".valueSignature", o, r);
+      }
+    }
+    x = v.valueTiming;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTiming", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTiming", o)) {
+        obj(x, p + ".valueTiming", o) && n_Timing(x, p + ".valueTiming", o, r);
+      }
+    }
+    x = v.valueContactDetail;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContactDetail", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContactDetail", o)) {
+        obj(x, p + ".valueContactDetail", o) && n_ContactDetail(x, p + ".valueContactDetail", o, r);
+      }
+    }
+    x = v.valueContributor;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueContributor", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueContributor", o)) {
+        obj(x, p + ".valueContributor", o) && n_Contributor(x, p + ".valueContributor", o, r);
+      }
+    }
+    x = v.valueDataRequirement;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDataRequirement", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDataRequirement", o)) {
+        obj(x, p + ".valueDataRequirement", o) && n_DataRequirement(x, p + ".valueDataRequirement", o, r);
+      }
+    }
+    x = v.valueExpression;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueExpression", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueExpression", o)) {
+        obj(x, p + ".valueExpression", o) && n_Expression(x, p + ".valueExpression", o, r);
+      }
+    }
+    x = v.valueParameterDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueParameterDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueParameterDefinition", o)) {
+        obj(x, p + ".valueParameterDefinition", o) && n_ParameterDefinition(x, p + ".valueParameterDefinition", o, r);
+      }
+    }
+    x = v.valueRelatedArtifact;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueRelatedArtifact", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueRelatedArtifact", o)) {
+        obj(x, p + ".valueRelatedArtifact", o) && n_RelatedArtifact(x, p + ".valueRelatedArtifact", o, r);
+      }
+    }
+    x = v.valueTriggerDefinition;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueTriggerDefinition", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueTriggerDefinition", o)) {
+        obj(x, p + ".valueTriggerDefinition", o) && n_TriggerDefinition(x, p + ".valueTriggerDefinition", o, r);
+      }
+    }
+    x = v.valueUsageContext;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueUsageContext", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueUsageContext", o)) {
+        obj(x, p + ".valueUsageContext", o) && n_UsageContext(x, p + ".valueUsageContext", o, r);
+      }
+    }
+    x = v.valueDosage;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDosage", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDosage", o)) {
+        obj(x, p + ".valueDosage", o) && n_Dosage(x, p + ".valueDosage", o, r);
+      }
+    }
+    x = v.valueMeta;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueMeta", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueMeta", o)) {
+        obj(x, p + ".valueMeta", o) && n_Meta(x, p + ".valueMeta", o, r);
+      }
+    }
+    if (found) o.push(S(p + ".value[x]", 'Invalid number of values: expected 0..0, but found 1'));
+  }
+}
+function p_ConcordanceExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_ConcordanceExtension_Extension(v, p, o, r);
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group_population = new Set(["id","_id","extension","modifierExtension","code","count","_count","subjectResults"]);
+function p_ConcordanceMeasureReport_MeasureReport_group_population(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group_population, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.count;
+  if (x === undefined && v._count === undefined) {
+    o.push(S(p + ".count", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".count", 'Expected single value for property'));
+    else if (!empty(x, p + ".count", o)) {
+      prim(x, "integer", p + ".count", o);
+    }
+  }
+  x = v.subjectResults;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subjectResults", 'Expected single value for property'));
+    else if (!empty(x, p + ".subjectResults", o)) {
+      obj(x, p + ".subjectResults", o) && n_Reference(x, p + ".subjectResults", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/List"], "MeasureReport.group.population.subjectResults", p + ".subjectResults", o);
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_component = new Set(["id","_id","extension","modifierExtension","code","value"]);
+function p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_component(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_component, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.value;
+  if (x === undefined) {
+    o.push(S(p + ".value", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".value", 'Expected single value for property'));
+    else if (!empty(x, p + ".value", o)) {
+      obj(x, p + ".value", o) && n_CodeableConcept(x, p + ".value", o, r);
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_population = new Set(["id","_id","extension","modifierExtension","code","count","_count","subjectResults"]);
+function p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_population(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_population, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.count;
+  if (x === undefined && v._count === undefined) {
+    o.push(S(p + ".count", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".count", 'Expected single value for property'));
+    else if (!empty(x, p + ".count", o)) {
+      prim(x, "integer", p + ".count", o);
+    }
+  }
+  x = v.subjectResults;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subjectResults", 'Expected single value for property'));
+    else if (!empty(x, p + ".subjectResults", o)) {
+      obj(x, p + ".subjectResults", o) && n_Reference(x, p + ".subjectResults", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/List"], "MeasureReport.group.stratifier.stratum.population.subjectResults", p + ".subjectResults", o);
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum = new Set(["id","_id","extension","modifierExtension","value","component","population","measureScore"]);
+function p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.value;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".value", 'Expected single value for property'));
+    else if (!empty(x, p + ".value", o)) {
+      obj(x, p + ".value", o) && n_CodeableConcept(x, p + ".value", o, r);
+    }
+  }
+  x = v.component;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".component", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".component", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".component" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_component(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.population;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".population", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".population", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".population" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum_population(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.measureScore;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".measureScore", 'Expected single value for property'));
+    else if (!empty(x, p + ".measureScore", o)) {
+      obj(x, p + ".measureScore", o) && n_Quantity(x, p + ".measureScore", o, r);
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier = new Set(["id","_id","extension","modifierExtension","code","stratum"]);
+function p_ConcordanceMeasureReport_MeasureReport_group_stratifier(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group_stratifier, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".code", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".code", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".code" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.stratum;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".stratum", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".stratum", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".stratum" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group_stratifier_stratum(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport_group = new Set(["id","_id","extension","modifierExtension","code","population","measureScore","stratifier"]);
+function p_ConcordanceMeasureReport_MeasureReport_group(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport_group, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+    o.push(S(p + ".id", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.code;
+  if (x === undefined) {
+    o.push(S(p + ".code", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
+    else if (!empty(x, p + ".code", o)) {
+      obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
+    }
+  }
+  x = v.population;
+  if (x === undefined) {
+    o.push(S(p + ".population", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".population", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".population", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length < 3 || xs.length > 3) o.push(S(p + ".population", 'Invalid number of values: expected 3..3, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".population" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group_population(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.measureScore;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".measureScore", 'Expected single value for property'));
+    else if (!empty(x, p + ".measureScore", o)) {
+      obj(x, p + ".measureScore", o) && n_Quantity(x, p + ".measureScore", o, r);
+    }
+  }
+  x = v.stratifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".stratifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".stratifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".stratifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group_stratifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+const K_p_ConcordanceMeasureReport_MeasureReport = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","status","_status","type","_type","measure","_measure","subject","date","_date","reporter","period","improvementNotation","group","evaluatedResource"]);
+function p_ConcordanceMeasureReport_MeasureReport(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_ConcordanceMeasureReport_MeasureReport, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+      if (!pat(x, V[52])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      bound(x, "code", V[53], "http://hl7.org/fhir/ValueSet/measure-report-status", p + ".status", o);
+    }
+  }
+  x = v.type;
+  if (x === undefined && v._type === undefined) {
+    o.push(S(p + ".type", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
+    else if (!empty(x, p + ".type", o)) {
+      prim(x, "code", p + ".type", o);
+      if (!pat(x, V[54])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      bound(x, "code", V[55], "http://hl7.org/fhir/ValueSet/measure-report-type", p + ".type", o);
+    }
+  }
+  x = v.measure;
+  if (x === undefined && v._measure === undefined) {
+    o.push(S(p + ".measure", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".measure", 'Expected single value for property'));
+    else if (!empty(x, p + ".measure", o)) {
+      prim(x, "canonical", p + ".measure", o);
+      if (!pat(x, V[56])) o.push(S(p + ".measure", 'Value did not match expected pattern'));
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Organization"], "MeasureReport.subject", p + ".subject", o);
+    }
+  }
+  x = v.date;
+  if (x === undefined && v._date === undefined) {
+    o.push(S(p + ".date", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".date", 'Expected single value for property'));
+    else if (!empty(x, p + ".date", o)) {
+      prim(x, "dateTime", p + ".date", o);
+    }
+  }
+  x = v.reporter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".reporter", 'Expected single value for property'));
+    else if (!empty(x, p + ".reporter", o)) {
+      obj(x, p + ".reporter", o) && n_Reference(x, p + ".reporter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/Location","http://hl7.org/fhir/StructureDefinition/Organization"], "MeasureReport.reporter", p + ".reporter", o);
+    }
+  }
+  x = v.period;
+  if (x === undefined) {
+    o.push(S(p + ".period", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".period", 'Expected single value for property'));
+    else if (!empty(x, p + ".period", o)) {
+      obj(x, p + ".period", o) && n_Period(x, p + ".period", o, r);
+    }
+  }
+  x = v.improvementNotation;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".improvementNotation", 'Expected single value for property'));
+    else if (!empty(x, p + ".improvementNotation", o)) {
+      obj(x, p + ".improvementNotation", o) && n_CodeableConcept(x, p + ".improvementNotation", o, r);
+    }
+  }
+  x = v.group;
+  if (x === undefined) {
+    o.push(S(p + ".group", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".group", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".group", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".group" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_ConcordanceMeasureReport_MeasureReport_group(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.evaluatedResource;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".evaluatedResource", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".evaluatedResource", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".evaluatedResource" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "MeasureReport.evaluatedResource", pi, o);
+        }
+      }
+    }
+  }
+}
+function p_ConcordanceMeasureReport_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "MeasureReport", v, p, o, r);
+  inv(2, "MeasureReport", v, p, o, r);
+  inv(3, "MeasureReport", v, p, o, r);
+  inv(36, "MeasureReport", v, p, o, r);
+  inv(37, "MeasureReport", v, p, o, r);
+  p_ConcordanceMeasureReport_MeasureReport(v, p, o, r);
+}
 const K_p_ConsultNote_DocumentReference_relatesTo = new Set(["id","_id","extension","modifierExtension","code","_code","target"]);
 function p_ConsultNote_DocumentReference_relatesTo(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
   unknown(v, K_p_ConsultNote_DocumentReference_relatesTo, p, o);
@@ -13865,7 +15149,7 @@ function p_ConsultNote_DocumentReference_content(v: any, p: string, o: Operation
     if (Array.isArray(x)) o.push(S(p + ".attachment", 'Expected single value for property'));
     else if (!empty(x, p + ".attachment", o)) {
       obj(x, p + ".attachment", o) && p_ConsultNote_DocumentReference_content_attachment(x, p + ".attachment", o, r);
-      inv(36, "Attachment", x, p + ".attachment", o, r);
+      inv(38, "Attachment", x, p + ".attachment", o, r);
     }
   }
   x = v.format;
@@ -14133,7 +15417,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[47])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[57])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[7], "http://hl7.org/fhir/ValueSet/document-reference-status", p + ".status", o);
     }
   }
@@ -14153,7 +15437,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
-      if (!pat(x, V[48])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[58])) o.push(S(p + ".type", 'Value did not match expected pattern'));
     }
   }
   x = v.category;
@@ -14297,7 +15581,7 @@ function p_ConsultNote_validate(v: any, p: string, o: OperationOutcomeIssue[], r
   inv(1, "DocumentReference", v, p, o, r);
   inv(2, "DocumentReference", v, p, o, r);
   inv(3, "DocumentReference", v, p, o, r);
-  inv(37, "DocumentReference", v, p, o, r);
+  inv(39, "DocumentReference", v, p, o, r);
   p_ConsultNote_DocumentReference(v, p, o, r);
 }
 const K_p_FirstOpinion_ClinicalImpression_investigation = new Set(["id","_id","extension","modifierExtension","code","item"]);
@@ -14562,7 +15846,7 @@ function p_FirstOpinion_ClinicalImpression(v: any, p: string, o: OperationOutcom
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[49])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[59])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[5], "http://hl7.org/fhir/ValueSet/clinicalimpression-status", p + ".status", o);
     }
   }
@@ -14837,7 +16121,7 @@ function p_FollowUpCommunication_Communication_extension_due(v: any, p: string, 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[50])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -14984,7 +16268,7 @@ function p_FollowUpCommunication_Communication(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[50])) {
+          if (same(x?.url, V[60])) {
             c0++;
             obj(x, pi, o) && p_FollowUpCommunication_Communication_extension_due(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -15124,7 +16408,7 @@ function p_FollowUpCommunication_Communication(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[49])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[59])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[16], "http://hl7.org/fhir/ValueSet/event-status", p + ".status", o);
     }
   }
@@ -15338,7 +16622,7 @@ function p_FollowUpCommunication_validate(v: any, p: string, o: OperationOutcome
   inv(1, "Communication", v, p, o, r);
   inv(2, "Communication", v, p, o, r);
   inv(3, "Communication", v, p, o, r);
-  inv(38, "Communication", v, p, o, r);
+  inv(40, "Communication", v, p, o, r);
   p_FollowUpCommunication_Communication(v, p, o, r);
 }
 const K_p_FollowUpDueExtension_Extension = new Set(["id","_id","extension","url","_url","valueDateTime","_valueDateTime"]);
@@ -15378,7 +16662,7 @@ function p_FollowUpDueExtension_Extension(v: any, p: string, o: OperationOutcome
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[50])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15869,7 +17153,7 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
-      if (!pat(x, V[51])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[61])) o.push(S(p + ".type", 'Value did not match expected pattern'));
       bound(x, "code", V[10], "http://hl7.org/fhir/ValueSet/bundle-type", p + ".type", o);
     }
   }
@@ -15920,7 +17204,7 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
           obj(x, pi, o) && p_RecordSetBundle_Bundle_entry(x, pi, o, r);
           inv(6, "BackboneElement", x, pi, o, r);
           inv(7, "BackboneElement", x, pi, o, r);
-          inv(39, "BackboneElement", x, pi, o, r);
+          inv(41, "BackboneElement", x, pi, o, r);
         }
       }
     }
@@ -15944,7 +17228,7 @@ function p_RecordSetBundle_validate(v: any, p: string, o: OperationOutcomeIssue[
   inv(14, "Bundle", v, p, o, r);
   inv(15, "Bundle", v, p, o, r);
   inv(16, "Bundle", v, p, o, r);
-  inv(40, "Bundle", v, p, o, r);
+  inv(42, "Bundle", v, p, o, r);
   p_RecordSetBundle_Bundle(v, p, o, r);
 }
 const K_p_ReferralQuestionExtension_Extension = new Set(["id","_id","extension","url","_url","valueCoding"]);
@@ -15984,7 +17268,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[52])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -15995,7 +17279,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[53], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -16042,7 +17326,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[54])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16053,7 +17337,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[55], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -16100,7 +17384,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[56])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16111,7 +17395,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[62], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -16153,7 +17437,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[57])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16164,7 +17448,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[62], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -16206,7 +17490,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosis(v: any, p: strin
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[58])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16258,7 +17542,7 @@ function p_SecondOpinionExtension_Extension_extension_summary(v: any, p: string,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[59])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[54])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16310,7 +17594,7 @@ function p_SecondOpinionExtension_Extension_extension_missingInformation(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16362,7 +17646,7 @@ function p_SecondOpinionExtension_Extension_extension_followUp(v: any, p: string
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[69])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16403,27 +17687,27 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[56])) {
+          if (same(x?.url, V[66])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[57])) {
+          } else if (same(x?.url, V[67])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_planAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[58])) {
+          } else if (same(x?.url, V[47])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosis(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[59])) {
+          } else if (same(x?.url, V[54])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_summary(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[60])) {
+          } else if (same(x?.url, V[68])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_missingInformation(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[61])) {
+          } else if (same(x?.url, V[69])) {
             c5++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_followUp(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -16446,7 +17730,7 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[71])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16895,7 +18179,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_question(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16947,7 +18231,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_text(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[65])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16999,7 +18283,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(v: any
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[74])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17039,15 +18323,15 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[64])) {
+          if (same(x?.url, V[72])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_question(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[65])) {
+          } else if (same(x?.url, V[73])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_text(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[66])) {
+          } else if (same(x?.url, V[74])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17069,7 +18353,7 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[75])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17479,7 +18763,7 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
 }
 function p_SecondOpinionAnswerExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
   inv(0, "Extension", v, p, o, r);
-  inv(41, "Extension", v, p, o, r);
+  inv(43, "Extension", v, p, o, r);
   p_SecondOpinionAnswerExtension_Extension(v, p, o, r);
 }
 const K_p_SecondOpinionOptionExtension_Extension_extension_option = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
@@ -17519,7 +18803,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_option(v: any, p: st
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[76])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17571,7 +18855,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_preferred(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[69])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[77])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17623,7 +18907,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_rationale(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[70])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[78])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17675,7 +18959,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_risk(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[71])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[79])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17727,7 +19011,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_recovery(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[80])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17767,23 +19051,23 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[68])) {
+          if (same(x?.url, V[76])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_option(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[69])) {
+          } else if (same(x?.url, V[77])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_preferred(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[70])) {
+          } else if (same(x?.url, V[78])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_rationale(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[71])) {
+          } else if (same(x?.url, V[79])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_risk(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[72])) {
+          } else if (same(x?.url, V[80])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_recovery(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17806,7 +19090,7 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[81])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18255,7 +19539,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[54])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18266,7 +19550,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[55], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -18362,7 +19646,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[52])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18373,7 +19657,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[53], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -18403,7 +19687,7 @@ function p_SecondOpinionRequest_ServiceRequest_note(v: any, p: string, o: Operat
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[52])) {
+          if (same(x?.url, V[62])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -18527,7 +19811,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[54])) {
+          if (same(x?.url, V[64])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_reviewType(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -18670,7 +19954,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[74])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[1], "http://hl7.org/fhir/ValueSet/request-intent", p + ".intent", o);
     }
   }
@@ -18688,10 +19972,10 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".category" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (pat(x, V[75])) {
+          if (pat(x, V[83])) {
             c0++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
-          } else if (pat(x, V[76])) {
+          } else if (pat(x, V[84])) {
             c1++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
           } else {
@@ -18728,7 +20012,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      bound(x, "CodeableConcept", V[77], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
+      bound(x, "CodeableConcept", V[85], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
     }
   }
   x = v.orderDetail;
@@ -20308,7 +21592,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".businessStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".businessStatus", o)) {
       obj(x, p + ".businessStatus", o) && n_CodeableConcept(x, p + ".businessStatus", o, r);
-      bound(x, "CodeableConcept", V[78], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
+      bound(x, "CodeableConcept", V[86], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
     }
   }
   x = v.intent;
@@ -20318,7 +21602,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[74])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[4], "http://hl7.org/fhir/ValueSet/task-intent", p + ".intent", o);
     }
   }
@@ -20339,7 +21623,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      if (!pat(x, V[79])) o.push(S(p + ".code", 'Value did not match expected pattern'));
+      if (!pat(x, V[87])) o.push(S(p + ".code", 'Value did not match expected pattern'));
     }
   }
   x = v.description;
@@ -20563,8 +21847,8 @@ function p_SecondOpinionTask_validate(v: any, p: string, o: OperationOutcomeIssu
   inv(2, "Task", v, p, o, r);
   inv(3, "Task", v, p, o, r);
   inv(5, "Task", v, p, o, r);
-  inv(42, "Task", v, p, o, r);
-  inv(43, "Task", v, p, o, r);
+  inv(44, "Task", v, p, o, r);
+  inv(45, "Task", v, p, o, r);
   p_SecondOpinionTask_Task(v, p, o, r);
 }
 
@@ -20584,6 +21868,7 @@ export const RESOURCE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o:
 };
 /** The validation function of each of our resource profiles, by canonical URL (root invariants included). */
 export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
+  "https://second-opinion.org/fhir/StructureDefinition/concordance-measure-report": p_ConcordanceMeasureReport_validate,
   "https://second-opinion.org/fhir/StructureDefinition/consult-note": p_ConsultNote_validate,
   "https://second-opinion.org/fhir/StructureDefinition/first-opinion": p_FirstOpinion_validate,
   "https://second-opinion.org/fhir/StructureDefinition/follow-up-communication": p_FollowUpCommunication_validate,
@@ -20594,6 +21879,7 @@ export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: 
 /** The validation function of each of our extension definitions, by canonical URL. */
 export const EXTENSION_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
   "https://second-opinion.org/fhir/StructureDefinition/blinded": p_BlindedExtension_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/concordance": p_ConcordanceExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/follow-up-due": p_FollowUpDueExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/referral-question": p_ReferralQuestionExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/review-type": p_ReviewTypeExtension_validate,

@@ -190,11 +190,20 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /.well-known/client-jwks.json': {},
   'GET /fhir/metadata': { query: () => ({ _format: QUERY_VALUES.format }) },
   ...Object.fromEntries(
-    (['CodeSystem', 'ValueSet', 'StructureDefinition'] as const).flatMap((type): [string, RouteFuzzer][] => [
+    (['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type): [string, RouteFuzzer][] => [
       [`GET /fhir/${type}`, { query: () => ({ url: fc.constantFrom(`https://second-opinion.org/fhir/${type}/participant-role`, 'https://second-opinion.org/fhir/StructureDefinition/second-opinion-task|0.1.0', '', ',', '|', 'urn:x'), name: fc.constantFrom('second', 'SECOND', '', 'é'), _summary: fc.constantFrom('count', 'true', 'false') }) }],
-      [`GET /fhir/${type}/:id`, { params: ids(() => ['participant-role', 'second-opinion-kind', 'second-opinion-task', 'nope', '..']) }],
+      [`GET /fhir/${type}/:id`, { params: ids(() => ['participant-role', 'second-opinion-kind', 'second-opinion-task', 'second-opinion-concordance', 'nope', '..']) }],
     ]),
   ),
+  'GET /fhir/Measure/:id/$evaluate-measure': {
+    params: ids(() => ['second-opinion-concordance', 'nope', '..']),
+    query: () => ({
+      periodStart: fc.constantFrom('2026-01-01', '2026-02-30', '2026', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00', '', 'x'.repeat(300)),
+      periodEnd: fc.constantFrom('2026-12-31', '2025-01-01', '2100-12-31T23:59:59+14:00', '', '12/31/2026'),
+      subject: fc.constantFrom('Organization/st-olaf', 'Organization/lakeside', 'Organization/nobody', 'Patient/p1', 'Organization/', ''),
+      kind: fc.constantFrom('revision', 'https://second-opinion.org/fhir/CodeSystem/second-opinion-kind|revision', 'REVISION', '', '|'),
+    }),
+  },
   'GET /participants': { query: () => ({ role: QUERY_VALUES.role }) },
   'POST /second-opinions': { body: json(['intake-placed', 'intake-placed', 'intake-fresh']) },
   'POST /fhir': { body: json(['fhir-transaction']) },
