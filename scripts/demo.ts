@@ -27,6 +27,7 @@ import { AUDITOR, CONSULTANT_A, CONSULTANT_B, CONSULTANT_C, REFERRER, SHORT_NAME
 import { type FhirDemoContext, type FhirReferral, runFhirReferral } from './demo/fhir-steps.ts';
 import { type DemoContext, describeReferral, type Referral, runReferral } from './demo/steps.ts';
 import { runThirdOpinion } from './demo/third-opinion.ts';
+import { runFollowUp } from './demo/follow-up-step.ts';
 import { printConcordance } from './demo/concordance.ts';
 
 function seconds(name: string, fallback: number): number {
@@ -76,7 +77,8 @@ async function run(): Promise<void> {
   const fhirContext: FhirDemoContext = { ...context, receiver: env.receiver };
   await runFhirReferral(fhirContext, fhirReferral);
   await runThirdOpinion(context, referral, await env.ehr.addConsent(['riverside-imaging']));
-  await printConcordance(context, 19);
+  await runFollowUp(context, referral);
+  await printConcordance(context, 20);
 }
 
 let failed = false;

@@ -33,6 +33,7 @@ import type { BlobStore } from './store/blob-store.ts';
 import { createBinaryRouter } from './records/routes.ts';
 import { createConsultRouter } from './consults/routes.ts';
 import { createDeliveryAdminRouter } from './delivery/routes.ts';
+import { createFollowUpRouter } from './followups/routes.ts';
 import { createRecordPushAdminRouter } from './record-push/routes.ts';
 import type { OutboundKeys } from './outbound/outbound-keys.ts';
 import type { FhirClient } from './outbound/fhir-client.ts';
@@ -111,6 +112,7 @@ export function createApp(deps: AppDeps): Express {
     }),
   );
   app.use(createConsultRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, audit: deps.audit, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
+  app.use(createFollowUpRouter({ guard, store: deps.store, network: deps.network, jobs: deps.jobs, followUps: config.followUps, now: deps.now, publicUrl: config.publicUrl, bodyLimitBytes: config.bodyLimitBytes }));
   app.use(createDeliveryAdminRouter({ guard, store: deps.store, jobs: deps.jobs, now: deps.now }));
   app.use(createRecordPushAdminRouter({ guard, store: deps.store, jobs: deps.jobs, now: deps.now }));
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };

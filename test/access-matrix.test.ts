@@ -457,6 +457,9 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   // A clinic that is not one of the referral's: 422 for the referrer (nothing written), 404 for anyone else.
   '/second-opinions/:id/consent-withdrawal': ({ refs }) =>
     (['A', 'B'] as const).map((r) => ({ path: `/second-opinions/${refs.sr[r]}/consent-withdrawal`, body: { consultants: ['no-such-clinic'] }, expect: (p: Party) => (reads(p, r) ? 422 : 404) })),
+  // A follow-up question to a clinic whose opinion is not in: 409 for the referrer, 404 for anyone else; nothing written.
+  '/second-opinions/:id/consultants/:participant/questions': ({ refs }) =>
+    ([['A', 'lakeside-consults'], ['B', 'northfield-pathology']] as const).map(([r, clinic]) => ({ path: `/second-opinions/${refs.sr[r]}/consultants/${clinic}/questions`, body: { text: 'matrix?' }, expect: (p: Party) => (reads(p, r) ? 409 : 404) })),
   // Refusals here; the allowed cancel runs last (it changes the referral).
   '/second-opinions/:id/cancel': ({ refs }) => [{ path: `/second-opinions/${refs.sr.A}/cancel`, body: { reason: 'matrix' }, expect: (p: Party) => (reads(p, 'A') ? 200 : 404), deferred: (p) => reads(p, 'A') }],
   '/consults': () => [
@@ -483,6 +486,12 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
         }),
     ]),
   ),
+  // An answer to a question never asked: the Task's clinic reaches it (422 naming the question), anyone else gets 404; nothing written.
+  '/consults/:taskId/answers': ({ refs }) =>
+    Object.entries(refs.tasks).map(([key, id]) => {
+      const [r, clinic] = key.split(':') as [ReferralId, Clinic];
+      return { path: `/consults/${id}/answers`, body: { question: 'no-such-question', text: 'matrix' }, expect: (p: Party) => (p.clinic === clinic && ADMITTED[r].includes(clinic) ? 422 : 404) };
+    }),
   // The post-back list: the auditor reads it; every other caller is refused by role.
   '/admin/deliveries': () => [{ path: '/admin/deliveries?status=delivered', expect: () => 200 }],
   // Delivered already: 409 for the auditor; every other caller is refused by role.

@@ -175,14 +175,28 @@ function expectPush(stdout: string): void {
   expect(next).toContain(`PUT Task/${remoteTask} with If-Match on the version the server had: 2 versions in its history now (the earlier input kept)`);
 }
 
+/** Step 19: St Olaf asks Lakeside a follow-up question, Lakeside answers, the answer reaches the EHR once. */
+function expectFollowUp(stdout: string): void {
+  const followUp = stepText(stdout, 19);
+  expect(followUp).toMatch(new RegExp(`question {7}POST /second-opinions/\\S+/consultants/lakeside-consults/questions -> 201, Communication/(${UUID}) \\(question 1 of 3\\), answer due \\d{4}-\\d{2}-\\d{2}`));
+  expect(followUp).toMatch(/worklist {7}GET \/consults as Lakeside: Task\/\S+ completed, 1 open follow-up question\(s\), this one due \d{4}-\d{2}-\d{2}; actions \[answers\]/);
+  expect(followUp).toMatch(new RegExp(`answer {9}POST /consults/\\S+/answers -> 201, Communication/${UUID} inResponseTo Communication/${UUID}`));
+  expect(followUp).toContain('guard          answering the same question again -> 409 (nothing changes)');
+  expect(followUp).toMatch(new RegExp(`post-back {6}delivered after 1 attempt\\(s\\): on the EHR Communication/${UUID} \\(the question\\) and Communication/${UUID} \\(inResponseTo Communication/${UUID}, about DocumentReference/${UUID}\\)`));
+  expect(followUp).toContain('check          read back from the EHR over FHIR by identifier: exactly one question and one answer');
+  // On the EHR, in this step's report: the question and the answer, each once.
+  expect(followUp.match(/^ {5}\+ Communication\/\S+ {2}completed, follow-up question, from /gm)).toHaveLength(1);
+  expect(followUp.match(/^ {5}\+ Communication\/\S+ {2}completed, follow-up answer, inResponseTo Communication\//gm)).toHaveLength(1);
+}
+
 /**
- * The concordance figures of the four opinions the demo ran (step 19), as the audit office reads
+ * The concordance figures of the four opinions the demo ran (step 20), as the audit office reads
  * them with $evaluate-measure: each classified against its referral's first opinion (two agree
  * with the first diagnosis with modifications; three disagree with the plan, the third opinion
  * modifies it), per kind; the referrer's own figures are the same.
  */
 function expectConcordance(stdout: string): void {
-  const text = stepText(stdout, 19);
+  const text = stepText(stdout, 20);
   expect(text).toMatch(/request {8}GET \/fhir\/Measure\/second-opinion-concordance\/\$evaluate-measure\?periodStart=\d{4}-\d{2}-\d{2}&periodEnd=\d{4}-\d{2}-\d{2} as the audit office -> 200 MeasureReport complete, summary, all organizations/);
   expect(text).toContain("opinions       4 returned, 4 classified against the referral's first opinion");
   expect(text).toContain('diagnosis      major discrepancy 0 of 4 (0.0 %); minor discrepancy 2 of 4 (50.0 %)');
@@ -211,7 +225,7 @@ describe('npm run demo', () => {
 
     // Every step, in order.
     const steps = [...run.stdout.matchAll(/^(\d+)\. /gm)].map((m) => Number(m[1]));
-    expect(steps, output).toEqual(Array.from({ length: 19 }, (_, i) => i + 1));
+    expect(steps, output).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
     expect(run.stdout).toMatch(/store: pglite in /);
     expect(run.stdout).toMatch(/\+ Consent\/[0-9a-f-]{36}/);
 
@@ -258,6 +272,7 @@ describe('npm run demo', () => {
     expectPush(run.stdout);
     expectFhirWalk(run.stdout);
     expectThirdOpinion(run.stdout);
+    expectFollowUp(run.stdout);
     expectConcordance(run.stdout);
     expect(run.stdout).toMatch(/DEMO OK: two referrals \(JSON API, FHIR only\), four opinions \(one a third opinion added later\), each delivered to St Olaf's EHR exactly once, compared, in [\d.]+ s\./);
 

@@ -158,6 +158,11 @@ describe('fuzz campaign: every route, hostile values in valid shapes', () => {
     await settle(service);
     await until(async () => ((await service.database.db.select().from(opinionDeliveries))[0]?.status === 'delivered' ? true : undefined), 'the opinion posted back');
 
+    // A follow-up question on the delivered opinion: `answers` may succeed once.
+    const [delivered] = await service.database.db.select().from(opinionDeliveries);
+    const asked = await call('POST', `/second-opinions/${delivered?.serviceRequestId}/consultants/lakeside-consults/questions`, 'referrer', { text: 'Would an MRI change your view?' });
+    expect(asked.status, JSON.stringify(asked.body)).toBe(201);
+    (world.live.answers ??= []).push(delivered?.taskId as string);
     world.deliveries = (await service.database.db.select({ id: opinionDeliveries.id }).from(opinionDeliveries)).map((r) => r.id);
     world.binaries = (await service.database.db.select({ sha256: blobs.sha256 }).from(blobs)).map((r) => r.sha256);
     const rows = await service.database.db.select({ type: resources.resourceType, id: resources.id }).from(resources);

@@ -123,6 +123,7 @@ describe('permanent vs transient outbound failures (flow)', () => {
     expect(list.status).toBe(200);
     expect(list.body.items.find((d) => d.id === noteId)).toEqual({
       id: noteId,
+      kind: 'opinion',
       taskId,
       serviceRequestId: id,
       participant: 'st-olaf',

@@ -17,7 +17,7 @@ import { DEMO_USER_AGENT, DemoError, type EhrClient, outcomeText, type Reply, ty
 import { out } from './print.ts';
 
 /** Types the service serves on /fhir that a referral touches (AuditEvents are handled apart). */
-const SERVICE_TYPES = ['ServiceRequest', 'Task', 'Bundle', 'DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Provenance'] as const;
+const SERVICE_TYPES = ['ServiceRequest', 'Task', 'Bundle', 'DocumentReference', 'DiagnosticReport', 'ImagingStudy', 'Provenance', 'Communication'] as const;
 /** Types on the EHR the demo watches: the consent it records, and what the post-back writes. */
 const EHR_TYPES = ['Consent', 'DocumentReference', 'Communication'] as const;
 
@@ -253,6 +253,10 @@ function detailOf(r: Resource): string {
     case 'DiagnosticReport':
     case 'ImagingStudy':
       return `copy of ${shortSource(r)}`;
+    case 'Communication': {
+      const c = r as Communication;
+      return c.inResponseTo?.length ? `follow-up answer to ${c.inResponseTo[0]?.reference}` : 'follow-up question';
+    }
     case 'Provenance': {
       const p = r as Provenance;
       const targets = p.target.map((t) => t.reference ?? '');
@@ -282,6 +286,7 @@ function ehrDetailOf(r: Resource): string {
     }
     case 'Communication': {
       const c = r as Communication;
+      if (c.identifier?.some((i) => i.system === SYSTEM.followUpId)) return `${c.status}, follow-up ${c.inResponseTo?.length ? `answer, inResponseTo ${c.inResponseTo[0]?.reference}` : 'question'}, from ${c.sender?.display ?? c.sender?.reference}`;
       return `${c.status}, to ${c.recipient?.map((x) => x.reference).join(', ')} about ${c.about?.map((x) => x.reference).join(', ')} ("the opinion is in")`;
     }
     default:

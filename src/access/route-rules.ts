@@ -86,6 +86,7 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   referrer('Referrer: cancel the referral', '/second-opinions/:id/cancel'),
   referrer('Referrer: answer a request for information', '/second-opinions/:id/info'),
   referrer('Referrer: record that the patient withdrew consent for some or all consultants', '/second-opinions/:id/consent-withdrawal'),
+  referrer('Referrer: ask a consultant a follow-up question after its opinion', '/second-opinions/:id/consultants/:participant/questions'),
   { method: 'GET', path: '/consults', what: 'Consultant: its worklist', access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 's' } } },
   ...(
     [
@@ -96,12 +97,13 @@ export const ROUTE_RULES: readonly RouteRule[] = [
       ['decline', 'decline it, with a reason'],
       ['request-info', 'ask the referrer for information'],
       ['opinion', 'submit the opinion (completes the Task)'],
+      ['answers', 'answer a follow-up question'],
     ] as [string, string][]
   ).map(consultAction),
   {
     method: 'GET',
     path: '/admin/deliveries',
-    what: 'Post-backs of opinions, with the last error and the EHR\'s OperationOutcome',
+    what: 'Post-backs of opinions and of answers to follow-up questions, with the last error and the EHR\'s OperationOutcome',
     access: { kind: 'roles', roles: ['auditor', 'admin'] },
   },
   {

@@ -12,6 +12,7 @@ import type { Caller } from '../access/caller.ts';
 import { decodeCursor, type ResourceStore } from '../store/resource-store.ts';
 import { allowedActions, isTerminal, type TaskStatus } from './task-transitions.ts';
 import { readerOf } from '../access/reader.ts';
+import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
 import type { ReferralQuestion } from '../intake/intake-request.ts';
 import { readReferralQuestions } from '../intake/referral-questions.ts';
 
@@ -39,6 +40,8 @@ export interface WorklistItem {
   patient: { reference?: string; identifier?: { system?: string; value?: string }; display?: string };
   /** The record set to read: the newest Bundle on the Task's input. */
   recordSet?: string;
+  /** Follow-up questions the referrer asked after the opinion and the clinic has not answered yet, each with its due date (`POST /consults/{id}/answers`). */
+  followUps: FollowUpEntry[];
   /** What the clinic may do now (`POST /consults/{id}/{action}`). */
   actions: string[];
 }
@@ -109,6 +112,7 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
 
   const serviceRequests = await deps.store.readMany<ServiceRequest>('ServiceRequest', [...new Set(selected.map((t) => (t.focus?.reference ?? '').replace(/^ServiceRequest\//, '')))], reader);
   const byId = new Map(serviceRequests.map((sr) => [sr.id, sr]));
+  const openFollowUps = await readFollowUpThreads(deps.store, selected.map((t) => t.id as string), reader, deps.now(), { openOnly: true });
   return {
     items: selected.map((task) => {
       const sr = byId.get((task.focus?.reference ?? '').replace(/^ServiceRequest\//, ''));
@@ -144,7 +148,11 @@ export async function getWorklist(caller: Caller, query: WorklistQuery, deps: { 
           ...(task.for?.display ? { display: task.for.display } : {}),
         },
         ...(bundle ? { recordSet: `${deps.publicUrl}/fhir/${bundle}` } : {}),
-        actions: allowedActions(task.status, 'consultant').filter((a) => a !== 'confirm-cancellation' || task.businessStatus?.coding?.[0]?.code === 'cancellation-requested'),
+        followUps: openFollowUps.get(task.id as string) ?? [],
+        actions: [
+          ...allowedActions(task.status, 'consultant').filter((a) => a !== 'confirm-cancellation' || task.businessStatus?.coding?.[0]?.code === 'cancellation-requested'),
+          ...(openFollowUps.has(task.id as string) ? ['answers'] : []),
+        ],
       };
     }),
     ...(next ? { next } : {}),

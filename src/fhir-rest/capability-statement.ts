@@ -11,6 +11,7 @@ export const SUPPORTED_PROFILES: Partial<Record<ResourceType, string[]>> = {
   Bundle: [PROFILE.recordSet],
   DocumentReference: [PROFILE.consultNote],
   ClinicalImpression: [PROFILE.firstOpinion],
+  Communication: [PROFILE.followUpCommunication],
   MeasureReport: [PROFILE.concordanceReport],
   Subscription: [BACKPORT_PROFILE.subscription],
 };

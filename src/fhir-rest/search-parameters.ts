@@ -68,6 +68,13 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
     { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('clinical-patient') },
     { name: 'subject', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('DocumentReference-subject') },
   ],
+  // Follow-up questions and answers after an opinion (issue 14 §2): the referrer and that consultant read them.
+  Communication: [
+    { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
+    { name: 'based-on', kind: 'reference', path: ['basedOn[]'], target: 'Task', documentation: "The consultant's Task the question or answer belongs to (Task/{id} or bare id)", definition: base('Communication-based-on') },
+    { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('clinical-patient') },
+    { name: 'subject', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('Communication-subject') },
+  ],
   // Where record sets and referrals came from: readable by whoever may read what they target.
   Provenance: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },

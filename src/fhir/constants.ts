@@ -14,6 +14,8 @@ export const PROFILE = {
   recordSet: `${CANONICAL_BASE}/StructureDefinition/record-set-bundle`,
   consultNote: `${CANONICAL_BASE}/StructureDefinition/consult-note`,
   firstOpinion: `${CANONICAL_BASE}/StructureDefinition/first-opinion`,
+  /** A follow-up question to a consultant after its opinion, or the consultant's answer (issue 14 §2). */
+  followUpCommunication: `${CANONICAL_BASE}/StructureDefinition/follow-up-communication`,
   /** The MeasureReport of `$evaluate-measure` on the concordance Measure (issue 14 §5). */
   concordanceReport: `${CANONICAL_BASE}/StructureDefinition/concordance-measure-report`,
 } as const;
@@ -34,6 +36,8 @@ export const EXTENSION = {
   secondOpinion: `${CANONICAL_BASE}/StructureDefinition/second-opinion`,
   /** DocumentReference (consult note): one option of the opinion, in order (complex; see extensions.fsh). */
   secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
+  /** Communication (follow-up question): when the consultant's answer is due (valueDateTime). */
+  followUpDue: `${CANONICAL_BASE}/StructureDefinition/follow-up-due`,
   /** DocumentReference (consult note): how the opinion compares with the first one, set by the service (complex: diagnosis, plan). */
   concordance: `${CANONICAL_BASE}/StructureDefinition/concordance`,
   /** ServiceRequest.note: the note is one of the referral's questions; valueCoding says who asked it (SYSTEM.questionAsker). */
@@ -64,6 +68,8 @@ export const SYSTEM = {
   serviceRequestId: `${CANONICAL_BASE}/NamingSystem/service-request-id`,
   /** Identifiers of this service's Tasks, on a clinic's server (value: the Task's id here). */
   taskId: `${CANONICAL_BASE}/NamingSystem/task-id`,
+  /** Identifiers of follow-up questions and answers (value: the Communication's id here; the post-back's conditional-create key). */
+  followUpId: `${CANONICAL_BASE}/NamingSystem/follow-up-id`,
   /** External code systems. */
   snomed: 'http://snomed.info/sct',
   loinc: 'http://loinc.org',

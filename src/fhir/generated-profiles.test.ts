@@ -21,6 +21,7 @@ import {
 import { EXAMPLE_OPINION } from '../../test/support/opinions.ts';
 import { buildAuditEvent } from '../audit/audit-event.ts';
 import { buildConsultNote } from '../opinions/consult-note.ts';
+import { buildAnswer, buildQuestion } from '../followups/follow-up-resources.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from '../records/record-set-bundle.ts';
 import { OpinionSchema } from '../opinions/opinion.ts';
 import { parseMeasureParameters } from '../concordance/measure-parameters.ts';
@@ -82,6 +83,26 @@ const consultNote = buildConsultNote({
   requestId: 'REQ-1',
 });
 
+const followUpQuestion = buildQuestion({
+  id: 'q-1',
+  taskId: 'task-1',
+  patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
+  text: 'Would an MRI change your view?',
+  sender: { reference: 'https://ehr.example/fhir/R4/Practitioner/dr-nilsen' },
+  consultant: { reference: 'Organization/lakeside', display: 'Lakeside Clinic' },
+  now: new Date('2026-12-01T10:00:00Z'),
+  due: new Date('2026-12-06T10:00:00Z'),
+});
+const followUpAnswer = buildAnswer({
+  id: 'a-1',
+  questionId: 'q-1',
+  taskId: 'task-1',
+  patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
+  text: 'No: the bone scan would.',
+  consultant: { reference: 'Organization/lakeside', display: 'Lakeside Clinic' },
+  recipient: { reference: 'https://ehr.example/fhir/R4/Practitioner/dr-nilsen' },
+  now: new Date('2026-12-02T10:00:00Z'),
+});
 const classifiedNote = buildConsultNote({
   id: 'note-3',
   opinion: OpinionSchema.parse(EXAMPLE_OPINION),
@@ -149,6 +170,8 @@ const corpus: [string, Resource][] = [
   ['Provenance', provenance],
   ['AuditEvent', auditEvent],
   ['Communication', communication],
+  ['Communication (follow-up-communication, question)', followUpQuestion],
+  ['Communication (follow-up-communication, answer)', followUpAnswer],
   ['Subscription', subscription],
 ];
 
@@ -239,6 +262,7 @@ const BROKEN_INVARIANTS: [string, Resource][] = [
   ['so-task-2: completed without output', makeSecondOpinionTask({ status: 'completed' })],
   ['so-consult-2: consult note without its second-opinion extension', { ...consultNote, extension: undefined } as Resource],
   ['so-consult-1: attachment with neither data nor url', { ...consultNote, content: [{ attachment: { contentType: 'text/plain' } }] } as Resource],
+  ['so-followup-1: a follow-up question without its due date', { ...followUpQuestion, extension: undefined } as Resource],
   ['so-recordset-1: a record-set entry that is not a record', makeRecordSetBundle({ entry: [{ resource: provenance }] })],
   [
     'so-answer-1: an answer with both a text and a reason it cannot be answered',

@@ -9,6 +9,7 @@ import {
   makeSecondOpinionTask,
 } from '../../test/fixtures/fhir/second-opinion-resources.ts';
 import { EXTENSION, PROFILE, SYSTEM } from './constants.ts';
+import { buildAnswer, buildQuestion } from '../followups/follow-up-resources.ts';
 import { createValidator, ResourceValidationError } from './validator.ts';
 
 const validator = createValidator();
@@ -289,6 +290,33 @@ describe('consult-note (DocumentReference)', () => {
         "Constraint so-consult-1 not met: The consult note's attachment carries its content inline (data) or by url",
       ],
     ]);
+  });
+});
+
+describe('follow-up-communication (Communication)', () => {
+  const question = buildQuestion({
+    id: 'q-1',
+    taskId: 'task-1',
+    patient: { reference: 'https://ehr.example/fhir/R4/Patient/7c1e' },
+    text: 'Would an MRI change your view?',
+    sender: { reference: 'https://ehr.example/fhir/R4/Practitioner/dr-nilsen' },
+    consultant: { reference: 'Organization/lakeside' },
+    now: new Date('2026-12-01T10:00:00Z'),
+    due: new Date('2026-12-06T10:00:00Z'),
+  });
+  const answer = buildAnswer({ id: 'a-1', questionId: 'q-1', taskId: 'task-1', patient: question.subject as never, text: 'No.', consultant: { reference: 'Organization/lakeside' }, recipient: question.sender as never, now: new Date('2026-12-02T10:00:00Z') });
+
+  it('accepts a question with its due date and an answer in response to it', () => {
+    expect(errorsOf(question)).toEqual([]);
+    expect(errorsOf(answer)).toEqual([]);
+  });
+
+  it('requires the due date on a question, the Task it is based on and its text', () => {
+    expect(errorsOf({ ...question, extension: undefined })).toEqual([
+      ['Communication', 'Constraint so-followup-1 not met: A follow-up question carries the date its answer is due; an answer points at its question'],
+    ]);
+    expect(errorsOf({ ...answer, basedOn: undefined })).toEqual([['Communication.basedOn', 'Missing required property']]);
+    expect(errorsOf({ ...answer, payload: undefined })).toEqual([['Communication.payload', 'Missing required property']]);
   });
 });
 

@@ -7,6 +7,7 @@ import { EXTENSION } from '../fhir/constants.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { readOpinionExtension } from '../opinions/consult-note.ts';
 import { isOverdue } from '../consults/worklist.ts';
+import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
 import { findVisibleReferral } from './referral-access.ts';
 import type { ReferralQuestion } from './intake-request.ts';
 import { readReferralQuestions } from './referral-questions.ts';
@@ -40,6 +41,8 @@ export interface ConsultantSummary {
    * diagnostics, expression) is `lastOutcome`.
    */
   delivery?: { id: string; status: string; attempts: number; lastError?: string; lastOutcome?: OperationOutcome; remoteDocument?: string; deliveredAt?: string };
+  /** Follow-up questions asked after the opinion (issue 14 §2): question, asked at, due, answer, answered at, the answer's post-back. */
+  followUps: FollowUpEntry[];
 }
 
 export interface ReferralSummary {
@@ -129,6 +132,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
   const deliveries = placed.taskIds.length ? await deps.store.database.select().from(opinionDeliveries).where(inArray(opinionDeliveries.taskId, placed.taskIds)) : [];
   const noteIds = tasks.flatMap((t) => (t.output ?? []).flatMap((o) => (o.valueReference?.reference?.startsWith('DocumentReference/') ? [o.valueReference.reference.slice('DocumentReference/'.length)] : [])));
   const notes = noteIds.length ? await deps.store.readMany<DocumentReference>('DocumentReference', noteIds, reader) : [];
+  const threads = await readFollowUpThreads(deps.store, placed.taskIds, reader, deps.now());
   const versions = (serviceRequest.supportingInfo ?? []).flatMap((s) => (s.reference?.startsWith('Bundle/') ? [s.reference.slice('Bundle/'.length)] : [])).reverse();
 
   const summary: ReferralSummary = {
@@ -180,6 +184,7 @@ async function loadReferralSummary(id: string, caller: Caller, deps: SummaryDeps
               },
             }
           : {}),
+        followUps: threads.get(task.id as string) ?? [],
       };
     }),
     recordSet: assembly

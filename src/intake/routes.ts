@@ -52,7 +52,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
 
   // The first opinion and every returned opinion side by side (issue 4 §4): JSON, or HTML for people.
   router.get('/second-opinions/:id/comparison', deps.guard('GET', '/second-opinions/:id/comparison'), async (req, res) => {
-    const comparison = await getComparison(req.params.id as string, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit });
+    const comparison = await getComparison(req.params.id as string, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit, now: deps.summary.now });
     if (req.accepts(['application/json', 'text/html']) === 'text/html') {
       res.setHeader('Content-Security-Policy', COMPARISON_PAGE_CSP);
       res.type('html').send(renderComparisonHtml(comparison));

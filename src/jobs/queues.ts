@@ -9,6 +9,8 @@ export const QUEUE = {
   assembleRecordSet: 'assemble-record-set',
   /** Post one opinion (consult note + Communication) to the referring EHR (issue 4 §3). Data: ids only. */
   deliverOpinion: 'deliver-opinion',
+  /** Post one follow-up answer (and its question) to the referring EHR (issue 14 §2). Data: the follow-up (question) id only. */
+  deliverFollowUpAnswer: 'deliver-follow-up-answer',
   /** Push one record-set version to a consulting clinic's own FHIR server (issue 12 §4). Data: the push id only. */
   pushRecordSet: 'push-record-set',
   /** POST one signed, id-only notification of a Task change to a participant's webhook. Data: ids only. */
@@ -50,6 +52,8 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
     { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 },
     // One job per consult note at a time (singleton key = its id): a re-drive never runs beside a retry.
     { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
+    // One job per follow-up question's answer (singleton key = the question's id), retried like the opinion's post-back.
+    { name: QUEUE.deliverFollowUpAnswer, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per push (singleton key = its id), retried like the post-back: a re-drive never runs beside a retry.
     { name: QUEUE.pushRecordSet, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per Task change; a receiver that is down gets the notification later, in no particular order.
@@ -123,6 +127,12 @@ export interface NotifySubscriptionJob {
 export interface DeliverOpinionJob {
   [key: string]: string;
   deliveryId: string;
+}
+
+/** Job data of `deliver-follow-up-answer`: the follow-up (= question Communication) id only. */
+export interface DeliverFollowUpAnswerJob {
+  [key: string]: string;
+  followUpId: string;
 }
 
 /** Job data of `push-record-set`: the push (record_set_push row) id only. */

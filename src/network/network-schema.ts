@@ -160,6 +160,11 @@ export const ParticipantSchema = z.looseObject({
    */
   recordSet: z.enum(['pull', 'push']).optional(),
   /**
+   * For a consulting clinic: how many follow-up questions a referrer may ask it after its
+   * opinion (issue 14 §2); replaces the service's `FOLLOW_UP_LIMIT` for this clinic.
+   */
+  followUpLimit: z.number().int().min(0).max(50).optional(),
+  /**
    * For a participant with the `physician` role (a primary physician's app or portal): whose
    * referrals it may read, and for which clinicians. It sees a referral only when the referral
    * was placed by `referrer` and its requester is one of `practitioners`.

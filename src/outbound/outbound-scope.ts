@@ -24,7 +24,7 @@ export const OUTBOUND_NEEDS: readonly OutboundNeed[] = [
   { type: 'Patient', interactions: ['r'], why: 'the patient the referral is about' },
   { type: 'Organization', interactions: ['r'], why: "the consent's recipients are recognised by the identifiers of the Organizations it names" },
   { type: 'Binary', interactions: ['r'], why: 'attachment bytes are fetched and verified' },
-  { type: 'Communication', interactions: ['c', 's'], why: 'the referring clinician is told the opinion arrived (conditional create: a create and a search)' },
+  { type: 'Communication', interactions: ['c', 's'], why: 'the referring clinician is told the opinion arrived, and follow-up questions with their answers are posted back (conditional creates: a create and a search each)' },
 ];
 
 /** What `fhir.profiles: keep` adds: the EHR resolves each `meta.profile` of a write with the caller's rights. */

@@ -21,6 +21,7 @@ import { clinicalQuestionOf, readReferralQuestions } from '../intake/referral-qu
 import { escapeHtml } from '../opinions/render-note.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { findVisibleReferral } from '../intake/referral-access.ts';
+import { type FollowUpEntry, readFollowUpThreads } from '../followups/threads.ts';
 
 export interface ComparedOption {
   option: string;
@@ -46,6 +47,8 @@ export interface ComparedOpinion {
   missingInformation: string[];
   followUp?: string;
   documentReference?: string;
+  /** The follow-up questions the referrer asked this consultant after its opinion, with the answers (issue 14 §2). */
+  followUps?: FollowUpEntry[];
   /** How this opinion compares with the first one; absent for the first opinion and when there is none. */
   concordance?: Concordance;
 }
@@ -82,6 +85,7 @@ export interface ComparisonDeps {
   store: ResourceStore;
   participantByOrganization(reference: string): { id: string; name: string } | undefined;
   audit: AuditLog;
+  now: () => Date;
 }
 
 export async function getComparison(id: string, caller: Caller, deps: ComparisonDeps): Promise<Comparison> {
@@ -106,6 +110,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
   const firstRef = serviceRequest.supportingInfo?.find((s) => s.reference?.startsWith('ClinicalImpression/'))?.reference;
   const first = firstRef ? await deps.store.read<ClinicalImpression>('ClinicalImpression', firstRef.slice('ClinicalImpression/'.length), reader) : undefined;
 
+  const threads = await readFollowUpThreads(deps.store, placed.taskIds, reader, deps.now());
   const opinions: ComparedOpinion[] = [];
   const answers: Answer[][] = [];
   const pending: Comparison['pending'] = [];
@@ -138,6 +143,7 @@ async function loadComparison(id: string, caller: Caller, deps: ComparisonDeps):
       missingInformation: points.missingInformation,
       ...(points.followUp ? { followUp: points.followUp } : {}),
       documentReference: noteRef as string,
+      followUps: threads.get(task.id as string) ?? [],
       ...(concordance ? { concordance } : {}),
     });
   }
@@ -241,6 +247,7 @@ ${row('Options', (o) => list(o.options.map((x) => `${x.option}${x.preferred ? ' 
 ${row('Key risks', (o) => list(o.keyRisks))}
 ${row('Recovery', (o) => e(o.recovery ?? ''))}
 ${row('Missing information', (o) => list(o.missingInformation))}
+${columns.some((o) => o.followUps?.length) ? row('Follow-up questions', (o) => followUpThread(o.followUps ?? [])) : ''}
 ${columns.some((o) => o.concordance) ? row('Compared with the first opinion', (o) => (o.concordance ? `Diagnosis: ${e(DIAGNOSIS_CONCORDANCE[o.concordance.diagnosis])}<br>Plan: ${e(PLAN_CONCORDANCE[o.concordance.plan])}` : '')) : ''}
 </tbody></table>
 ${questionsTable(c)}
@@ -248,6 +255,21 @@ ${c.pending.length ? `<p>Not in yet: ${c.pending.map((p) => `${e(p.name)} (${e(p
 ${c.agreement ? `<h2>Where they agree and differ</h2><ul>${c.agreement.map((a) => `<li class="${a.agree ? 'agree' : 'differ'}"><strong>${e(a.point)}</strong>: ${a.agree ? 'agree' : 'differ'}. ${e(a.detail)}</li>`).join('')}</ul>` : ''}
 </body></html>
 `;
+}
+
+/** One consultant's follow-up thread in a cell: each question, its answer (or when it is due) and the answer's post-back. */
+function followUpThread(entries: readonly FollowUpEntry[]): string {
+  const e = escapeHtml;
+  if (entries.length === 0) return '';
+  return `<ol>${entries
+    .map((f) => {
+      const asked = `<strong>Q</strong> <small>${e(f.askedAt.slice(0, 10))}</small>: ${e(f.text ?? '')}`;
+      const answer = f.answer
+        ? `<br><strong>A</strong> <small>${e(f.answer.answeredAt.slice(0, 10))}</small>: ${e(f.answer.text ?? '')}${f.delivery ? ` <small>(to your EHR: ${e(f.delivery.status)})</small>` : ''}`
+        : `<br><small>Answer due ${e(f.due.slice(0, 10))}${f.overdue ? ' (overdue)' : ''}</small>`;
+      return `<li>${asked}${answer}</li>`;
+    })
+    .join('')}</ol>`;
 }
 
 /** The referral's questions, one row each, with every consultant's answer in its own column. */

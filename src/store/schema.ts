@@ -350,3 +350,40 @@ export interface PushedResources {
   /** The record copies as created there, by the record each copies (`meta.source`: its URL on the referring EHR). */
   records: Record<string, string>;
 }
+
+/**
+ * Follow-up questions after an opinion (issue 14 §2): one row per question a referrer asked a
+ * consultant, written with the question's Communication; the answer fills it in, and the
+ * answer's post-back to the referrer's EHR is tracked here as the opinion's is in
+ * `opinion_delivery` (the job's idempotency is the EHR's conditional create on the
+ * Communications' identifiers). Counting these rows is how the per-consultant limit is kept.
+ */
+export const followUps = pgTable(
+  'follow_up',
+  {
+    /** The question's Communication id on this service. */
+    id: text('id').primaryKey(),
+    taskId: text('task_id').notNull(),
+    serviceRequestId: text('service_request_id').notNull(),
+    /** The referrer participant who asked (whose EHR receives the answer). */
+    participantId: text('participant_id').notNull(),
+    /** The consulting clinic asked. */
+    consultantId: text('consultant_id').notNull(),
+    askedAt: timestamp('asked_at', { withTimezone: true, mode: 'date' }).notNull(),
+    dueAt: timestamp('due_at', { withTimezone: true, mode: 'date' }).notNull(),
+    /** The answer's Communication id; null while the question is open. */
+    answerId: text('answer_id'),
+    answeredAt: timestamp('answered_at', { withTimezone: true, mode: 'date' }),
+    /** The answer's post-back: null while unanswered, then pending | delivered | failed. */
+    deliveryStatus: text('delivery_status'),
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error'),
+    lastOutcome: jsonb('last_outcome').$type<OperationOutcome>(),
+    /** The question and the answer as created on the referrer's EHR (absolute URLs). */
+    remoteQuestion: text('remote_question'),
+    remoteAnswer: text('remote_answer'),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull(),
+    deliveredAt: timestamp('delivered_at', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [index('follow_up_task_idx').on(t.taskId), index('follow_up_service_request_idx').on(t.serviceRequestId)],
+);

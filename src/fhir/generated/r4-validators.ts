@@ -5,11 +5,11 @@ import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { S, anyResource, bound, empty, inv, obj, pat, prim, refType, same, unknown } from '../generated-runtime.ts';
 
 /** The constraints evaluated, by index: key, human text, FHIRPath expression. */
-export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"},{"key":"mrp-1","description":"Measure Reports used for data collection SHALL NOT communicate group and score information","expression":"(type != 'data-collection') or group.exists().not()"},{"key":"mrp-2","description":"Stratifiers SHALL be either a single criteria or a set of criteria components","expression":"group.stratifier.stratum.all(value.exists() xor component.exists())"},{"key":"so-consult-1","description":"The consult note's attachment carries its content inline (data) or by url","expression":"data.exists() or url.exists()"},{"key":"so-consult-2","description":"A consult note carries exactly one structured second-opinion extension","expression":"extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"},{"key":"so-recordset-1","description":"A record-set entry is a DocumentReference, DiagnosticReport or ImagingStudy","expression":"resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy"},{"key":"so-recordset-2","description":"Every DocumentReference attachment in the record set has contentType, size, hash and url","expression":"entry.resource.ofType(DocumentReference).content.attachment.all(contentType.exists() and size.exists() and hash.exists() and url.exists())"},{"key":"so-answer-1","description":"An answer has either a text or the reason the question cannot be answered, not both","expression":"extension.where(url = 'text').exists() xor extension.where(url = 'notAnswerable').exists()"},{"key":"so-task-1","description":"statusReason is required when the Task is rejected, cancelled or failed","expression":"status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()"},{"key":"so-task-2","description":"output (the opinion) is required when the Task is completed","expression":"status = 'completed' implies output.exists()"}];
+export const CONSTRAINTS: readonly { key: string; description: string; expression: string }[] = [{"key":"ext-1","description":"Must have either extensions or value[x], not both","expression":"extension.exists() != value.exists()"},{"key":"dom-2","description":"If the resource is contained in another resource, it SHALL NOT contain nested Resources","expression":"contained.contained.empty()"},{"key":"dom-4","description":"If a resource is contained in another resource, it SHALL NOT have a meta.versionId or a meta.lastUpdated","expression":"contained.meta.versionId.empty() and contained.meta.lastUpdated.empty()"},{"key":"dom-5","description":"If a resource is contained in another resource, it SHALL NOT have a security label","expression":"contained.meta.security.empty()"},{"key":"prr-1","description":"orderDetail SHALL only be present if code is present","expression":"orderDetail.empty() or code.exists()"},{"key":"inv-1","description":"Last modified date must be greater than or equal to authored-on date.","expression":"lastModified.exists().not() or authoredOn.exists().not() or lastModified >= authoredOn"},{"key":"bdl-5","description":"must be a resource unless there's a request or response","expression":"resource.exists() or request.exists() or response.exists()"},{"key":"bdl-8","description":"fullUrl cannot be a version specific reference","expression":"fullUrl.exists() implies fullUrl.contains('/_history/').not()"},{"key":"bdl-1","description":"total only when a search or history","expression":"total.empty() or (type = 'searchset') or (type = 'history')"},{"key":"bdl-2","description":"entry.search only when a search","expression":"entry.search.empty() or (type = 'searchset')"},{"key":"bdl-3","description":"entry.request mandatory for batch/transaction/history, otherwise prohibited","expression":"entry.all(request.exists() = (%resource.type = 'batch' or %resource.type = 'transaction' or %resource.type = 'history'))"},{"key":"bdl-4","description":"entry.response mandatory for batch-response/transaction-response/history, otherwise prohibited","expression":"entry.all(response.exists() = (%resource.type = 'batch-response' or %resource.type = 'transaction-response' or %resource.type = 'history'))"},{"key":"bdl-7","description":"FullUrl must be unique in a bundle, or else entries with the same fullUrl must have different meta.versionId (except in history bundles)","expression":"(type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()"},{"key":"bdl-9","description":"A document must have an identifier with a system and a value","expression":"type = 'document' implies (identifier.system.exists() and identifier.value.exists())"},{"key":"bdl-10","description":"A document must have a date","expression":"type = 'document' implies (timestamp.hasValue())"},{"key":"bdl-11","description":"A document must have a Composition as the first resource","expression":"type = 'document' implies entry.first().resource.is(Composition)"},{"key":"bdl-12","description":"A message must have a MessageHeader as the first resource","expression":"type = 'message' implies entry.first().resource.is(MessageHeader)"},{"key":"sev-1","description":"Either a name or a query (NOT both)","expression":"name.empty() or query.empty()"},{"key":"drq-1","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"drq-2","description":"Either a path or a searchParam must be provided, but not both","expression":"path.exists() xor searchParam.exists()"},{"key":"eld-1","description":"If there are no discriminators, there must be a definition","expression":"discriminator.exists() or description.exists()"},{"key":"eld-3","description":"Max SHALL be a number or \"*\"","expression":"empty() or ($this = '*') or (toInteger() >= 0)"},{"key":"eld-4","description":"Aggregation may only be specified if one of the allowed types for the element is a reference","expression":"aggregation.empty() or (code = 'Reference') or (code = 'canonical')"},{"key":"eld-17","description":"targetProfile is only allowed if the type is Reference or canonical","expression":"(code='Reference' or code = 'canonical') or targetProfile.empty()"},{"key":"eld-12","description":"ValueSet SHALL start with http:// or https:// or urn:","expression":"valueSet.exists() implies (valueSet.startsWith('http:') or valueSet.startsWith('https') or valueSet.startsWith('urn:'))"},{"key":"txt-1","description":"The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements (either name or href), images and internally contained style attributes","expression":"htmlChecks()"},{"key":"txt-2","description":"The narrative SHALL have some non-whitespace content","expression":"htmlChecks()"},{"key":"tim-1","description":"if there's a duration, there needs to be duration units","expression":"duration.empty() or durationUnit.exists()"},{"key":"tim-2","description":"if there's a period, there needs to be period units","expression":"period.empty() or periodUnit.exists()"},{"key":"tim-4","description":"duration SHALL be a non-negative value","expression":"duration.exists() implies duration >= 0"},{"key":"tim-5","description":"period SHALL be a non-negative value","expression":"period.exists() implies period >= 0"},{"key":"tim-6","description":"If there's a periodMax, there must be a period","expression":"periodMax.empty() or period.exists()"},{"key":"tim-7","description":"If there's a durationMax, there must be a duration","expression":"durationMax.empty() or duration.exists()"},{"key":"tim-8","description":"If there's a countMax, there must be a count","expression":"countMax.empty() or count.exists()"},{"key":"tim-9","description":"If there's an offset, there must be a when (and not C, CM, CD, CV)","expression":"offset.empty() or (when.exists() and when.select($this in ('C' | 'CM' | 'CD' | 'CV')).allFalse())"},{"key":"tim-10","description":"If there's a timeOfDay, there cannot be a when, or vice versa","expression":"timeOfDay.empty() or when.empty()"},{"key":"mrp-1","description":"Measure Reports used for data collection SHALL NOT communicate group and score information","expression":"(type != 'data-collection') or group.exists().not()"},{"key":"mrp-2","description":"Stratifiers SHALL be either a single criteria or a set of criteria components","expression":"group.stratifier.stratum.all(value.exists() xor component.exists())"},{"key":"so-consult-1","description":"The consult note's attachment carries its content inline (data) or by url","expression":"data.exists() or url.exists()"},{"key":"so-consult-2","description":"A consult note carries exactly one structured second-opinion extension","expression":"extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/second-opinion').count() = 1"},{"key":"so-followup-1","description":"A follow-up question carries the date its answer is due; an answer points at its question","expression":"inResponseTo.exists() or extension.where(url = 'https://second-opinion.org/fhir/StructureDefinition/follow-up-due').exists()"},{"key":"so-recordset-1","description":"A record-set entry is a DocumentReference, DiagnosticReport or ImagingStudy","expression":"resource is DocumentReference or resource is DiagnosticReport or resource is ImagingStudy"},{"key":"so-recordset-2","description":"Every DocumentReference attachment in the record set has contentType, size, hash and url","expression":"entry.resource.ofType(DocumentReference).content.attachment.all(contentType.exists() and size.exists() and hash.exists() and url.exists())"},{"key":"so-answer-1","description":"An answer has either a text or the reason the question cannot be answered, not both","expression":"extension.where(url = 'text').exists() xor extension.where(url = 'notAnswerable').exists()"},{"key":"so-task-1","description":"statusReason is required when the Task is rejected, cancelled or failed","expression":"status in ('rejected' | 'cancelled' | 'failed') implies statusReason.exists()"},{"key":"so-task-2","description":"output (the opinion) is required when the Task is completed","expression":"status = 'completed' implies output.exists()"}];
 /** Root (resource-level) constraints of each generated resource type. */
 export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"Communication":[1,2,3],"Subscription":[1,2,3],"DiagnosticReport":[1,2,3],"ImagingStudy":[1,2,3],"OperationOutcome":[1,2,3]};
 /** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */
-const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","diagnosis","plan",{"https://second-opinion.org/fhir/CodeSystem/diagnosis-concordance":["concordant","major-discrepancy","minor-discrepancy"]},{"https://second-opinion.org/fhir/CodeSystem/plan-concordance":["changed","modified","unchanged"]},"https://second-opinion.org/fhir/StructureDefinition/concordance","complete",{"http://hl7.org/fhir/measure-report-status":["complete","error","pending"]},"summary",{"http://hl7.org/fhir/measure-report-type":["data-collection","individual","subject-list","summary"]},"https://second-opinion.org/fhir/Measure/second-opinion-concordance","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
+const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","diagnosis","plan",{"https://second-opinion.org/fhir/CodeSystem/diagnosis-concordance":["concordant","major-discrepancy","minor-discrepancy"]},{"https://second-opinion.org/fhir/CodeSystem/plan-concordance":["changed","modified","unchanged"]},"https://second-opinion.org/fhir/StructureDefinition/concordance","complete",{"http://hl7.org/fhir/measure-report-status":["complete","error","pending"]},"summary",{"http://hl7.org/fhir/measure-report-type":["data-collection","individual","subject-list","summary"]},"https://second-opinion.org/fhir/Measure/second-opinion-concordance","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","https://second-opinion.org/fhir/StructureDefinition/follow-up-due","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
 
 const K_n_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
 function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
@@ -16084,6 +16084,604 @@ function p_FirstOpinion_validate(v: any, p: string, o: OperationOutcomeIssue[], 
   inv(3, "ClinicalImpression", v, p, o, r);
   p_FirstOpinion_ClinicalImpression(v, p, o, r);
 }
+const K_p_FollowUpCommunication_Communication_extension_due = new Set(["id","_id","extension","url","_url","valueDateTime","_valueDateTime"]);
+function p_FollowUpCommunication_Communication_extension_due(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FollowUpCommunication_Communication_extension_due, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+const K_p_FollowUpCommunication_Communication_payload = new Set(["id","_id","extension","modifierExtension","contentString","_contentString"]);
+function p_FollowUpCommunication_Communication_payload(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FollowUpCommunication_Communication_payload, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  {
+    let found = false;
+    x = v.contentString;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".contentString", 'Expected single value for property'));
+      else if (!empty(x, p + ".contentString", o)) {
+        prim(x, "string", p + ".contentString", o);
+      }
+    }
+    if (!found) o.push(S(p + ".content[x]", 'Missing required property'));
+  }
+}
+const K_p_FollowUpCommunication_Communication = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","partOf","inResponseTo","status","_status","statusReason","category","priority","_priority","medium","subject","topic","about","encounter","sent","_sent","received","_received","recipient","sender","reasonCode","reasonReference","payload","note"]);
+function p_FollowUpCommunication_Communication(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FollowUpCommunication_Communication, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.meta;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".meta", 'Expected single value for property'));
+    else if (!empty(x, p + ".meta", o)) {
+      obj(x, p + ".meta", o) && n_Meta(x, p + ".meta", o, r);
+    }
+  }
+  x = v.implicitRules;
+  if (x === undefined && v._implicitRules === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".implicitRules", 'Expected single value for property'));
+    else if (!empty(x, p + ".implicitRules", o)) {
+      prim(x, "uri", p + ".implicitRules", o);
+    }
+  }
+  x = v.language;
+  if (x === undefined && v._language === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".language", 'Expected single value for property'));
+    else if (!empty(x, p + ".language", o)) {
+      prim(x, "code", p + ".language", o);
+    }
+  }
+  x = v.text;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".text", 'Expected single value for property'));
+    else if (!empty(x, p + ".text", o)) {
+      obj(x, p + ".text", o) && n_Narrative(x, p + ".text", o, r);
+    }
+  }
+  x = v.contained;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".contained", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".contained", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".contained" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          anyResource(x, pi, o);
+        }
+      }
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      let c0 = 0;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          if (same(x?.url, V[60])) {
+            c0++;
+            obj(x, pi, o) && p_FollowUpCommunication_Communication_extension_due(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          } else {
+            obj(x, pi, o) && n_Extension(x, pi, o, r);
+            inv(0, "Extension", x, pi, o, r);
+          }
+        }
+      }
+      if (c0 > 1) o.push(S(p + ".extension", "Incorrect number of values provided for slice 'due': expected 0..1, but found " + c0));
+    }
+  }
+  x = v.modifierExtension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".modifierExtension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".modifierExtension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".modifierExtension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.identifier;
+  if (x === undefined) {
+    o.push(S(p + ".identifier", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".identifier", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".identifier", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".identifier" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Identifier(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.instantiatesCanonical;
+  if (x === undefined && v._instantiatesCanonical === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesCanonical", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesCanonical", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesCanonical" + '[' + i + ']';
+        if (!empty(x, pi, o, v._instantiatesCanonical?.[i])) {
+          prim(x, "canonical", pi, o);
+        }
+      }
+    }
+  }
+  x = v.instantiatesUri;
+  if (x === undefined && v._instantiatesUri === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".instantiatesUri", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".instantiatesUri", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".instantiatesUri" + '[' + i + ']';
+        if (!empty(x, pi, o, v._instantiatesUri?.[i])) {
+          prim(x, "uri", pi, o);
+        }
+      }
+    }
+  }
+  x = v.basedOn;
+  if (x === undefined) {
+    o.push(S(p + ".basedOn", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".basedOn", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".basedOn", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 1) o.push(S(p + ".basedOn", 'Invalid number of values: expected 1..1, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".basedOn" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Task"], "Communication.basedOn", pi, o);
+        }
+      }
+    }
+  }
+  x = v.partOf;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".partOf", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".partOf", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".partOf" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.partOf", pi, o);
+        }
+      }
+    }
+  }
+  x = v.inResponseTo;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".inResponseTo", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".inResponseTo", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 1) o.push(S(p + ".inResponseTo", 'Invalid number of values: expected 0..1, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".inResponseTo" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Communication"], "Communication.inResponseTo", pi, o);
+        }
+      }
+    }
+  }
+  x = v.status;
+  if (x === undefined && v._status === undefined) {
+    o.push(S(p + ".status", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
+    else if (!empty(x, p + ".status", o)) {
+      prim(x, "code", p + ".status", o);
+      if (!pat(x, V[59])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      bound(x, "code", V[16], "http://hl7.org/fhir/ValueSet/event-status", p + ".status", o);
+    }
+  }
+  x = v.statusReason;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".statusReason", 'Expected single value for property'));
+    else if (!empty(x, p + ".statusReason", o)) {
+      obj(x, p + ".statusReason", o) && n_CodeableConcept(x, p + ".statusReason", o, r);
+    }
+  }
+  x = v.category;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".category", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".category", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".category" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.priority;
+  if (x === undefined && v._priority === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".priority", 'Expected single value for property'));
+    else if (!empty(x, p + ".priority", o)) {
+      prim(x, "code", p + ".priority", o);
+      bound(x, "code", V[2], "http://hl7.org/fhir/ValueSet/request-priority", p + ".priority", o);
+    }
+  }
+  x = v.medium;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".medium", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".medium", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".medium" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.subject;
+  if (x === undefined) {
+    o.push(S(p + ".subject", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".subject", 'Expected single value for property'));
+    else if (!empty(x, p + ".subject", o)) {
+      obj(x, p + ".subject", o) && n_Reference(x, p + ".subject", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Patient"], "Communication.subject", p + ".subject", o);
+    }
+  }
+  x = v.topic;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".topic", 'Expected single value for property'));
+    else if (!empty(x, p + ".topic", o)) {
+      obj(x, p + ".topic", o) && n_CodeableConcept(x, p + ".topic", o, r);
+    }
+  }
+  x = v.about;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".about", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".about", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".about" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Resource"], "Communication.about", pi, o);
+        }
+      }
+    }
+  }
+  x = v.encounter;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".encounter", 'Expected single value for property'));
+    else if (!empty(x, p + ".encounter", o)) {
+      obj(x, p + ".encounter", o) && n_Reference(x, p + ".encounter", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Encounter"], "Communication.encounter", p + ".encounter", o);
+    }
+  }
+  x = v.sent;
+  if (x === undefined && v._sent === undefined) {
+    o.push(S(p + ".sent", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sent", 'Expected single value for property'));
+    else if (!empty(x, p + ".sent", o)) {
+      prim(x, "dateTime", p + ".sent", o);
+    }
+  }
+  x = v.received;
+  if (x === undefined && v._received === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".received", 'Expected single value for property'));
+    else if (!empty(x, p + ".received", o)) {
+      prim(x, "dateTime", p + ".received", o);
+    }
+  }
+  x = v.recipient;
+  if (x === undefined) {
+    o.push(S(p + ".recipient", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".recipient", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".recipient", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".recipient" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/Group","http://hl7.org/fhir/StructureDefinition/CareTeam","http://hl7.org/fhir/StructureDefinition/HealthcareService"], "Communication.recipient", pi, o);
+        }
+      }
+    }
+  }
+  x = v.sender;
+  if (x === undefined) {
+    o.push(S(p + ".sender", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".sender", 'Expected single value for property'));
+    else if (!empty(x, p + ".sender", o)) {
+      obj(x, p + ".sender", o) && n_Reference(x, p + ".sender", o, r);
+      refType(x, ["http://hl7.org/fhir/StructureDefinition/Device","http://hl7.org/fhir/StructureDefinition/Organization","http://hl7.org/fhir/StructureDefinition/Patient","http://hl7.org/fhir/StructureDefinition/Practitioner","http://hl7.org/fhir/StructureDefinition/PractitionerRole","http://hl7.org/fhir/StructureDefinition/RelatedPerson","http://hl7.org/fhir/StructureDefinition/HealthcareService"], "Communication.sender", p + ".sender", o);
+    }
+  }
+  x = v.reasonCode;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonCode", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonCode", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonCode" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.reasonReference;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".reasonReference", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".reasonReference", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".reasonReference" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Reference(x, pi, o, r);
+          refType(x, ["http://hl7.org/fhir/StructureDefinition/Condition","http://hl7.org/fhir/StructureDefinition/Observation","http://hl7.org/fhir/StructureDefinition/DiagnosticReport","http://hl7.org/fhir/StructureDefinition/DocumentReference"], "Communication.reasonReference", pi, o);
+        }
+      }
+    }
+  }
+  x = v.payload;
+  if (x === undefined) {
+    o.push(S(p + ".payload", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".payload", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".payload", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 1) o.push(S(p + ".payload", 'Invalid number of values: expected 1..1, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".payload" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && p_FollowUpCommunication_Communication_payload(x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.note;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".note", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".note", 'Invalid empty value'));
+    else {
+      const xs = x;
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".note" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Annotation(x, pi, o, r);
+        }
+      }
+    }
+  }
+}
+function p_FollowUpCommunication_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(1, "Communication", v, p, o, r);
+  inv(2, "Communication", v, p, o, r);
+  inv(3, "Communication", v, p, o, r);
+  inv(40, "Communication", v, p, o, r);
+  p_FollowUpCommunication_Communication(v, p, o, r);
+}
+const K_p_FollowUpDueExtension_Extension = new Set(["id","_id","extension","url","_url","valueDateTime","_valueDateTime"]);
+function p_FollowUpDueExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_FollowUpDueExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valueDateTime;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valueDateTime", 'Expected single value for property'));
+      else if (!empty(x, p + ".valueDateTime", o)) {
+        prim(x, "dateTime", p + ".valueDateTime", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+function p_FollowUpDueExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_FollowUpDueExtension_Extension(v, p, o, r);
+}
 const K_p_RecordSetBundle_Bundle_link = new Set(["id","_id","extension","modifierExtension","relation","_relation","url","_url"]);
 function p_RecordSetBundle_Bundle_link(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
   unknown(v, K_p_RecordSetBundle_Bundle_link, p, o);
@@ -16555,7 +17153,7 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
-      if (!pat(x, V[60])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[61])) o.push(S(p + ".type", 'Value did not match expected pattern'));
       bound(x, "code", V[10], "http://hl7.org/fhir/ValueSet/bundle-type", p + ".type", o);
     }
   }
@@ -16606,7 +17204,7 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
           obj(x, pi, o) && p_RecordSetBundle_Bundle_entry(x, pi, o, r);
           inv(6, "BackboneElement", x, pi, o, r);
           inv(7, "BackboneElement", x, pi, o, r);
-          inv(40, "BackboneElement", x, pi, o, r);
+          inv(41, "BackboneElement", x, pi, o, r);
         }
       }
     }
@@ -16630,7 +17228,7 @@ function p_RecordSetBundle_validate(v: any, p: string, o: OperationOutcomeIssue[
   inv(14, "Bundle", v, p, o, r);
   inv(15, "Bundle", v, p, o, r);
   inv(16, "Bundle", v, p, o, r);
-  inv(41, "Bundle", v, p, o, r);
+  inv(42, "Bundle", v, p, o, r);
   p_RecordSetBundle_Bundle(v, p, o, r);
 }
 const K_p_ReferralQuestionExtension_Extension = new Set(["id","_id","extension","url","_url","valueCoding"]);
@@ -16670,7 +17268,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16681,7 +17279,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[62], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -16728,7 +17326,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16739,7 +17337,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[64], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -16786,7 +17384,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[65])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16797,7 +17395,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[69], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -16839,7 +17437,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16850,7 +17448,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[69], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -16996,7 +17594,7 @@ function p_SecondOpinionExtension_Extension_extension_missingInformation(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17048,7 +17646,7 @@ function p_SecondOpinionExtension_Extension_extension_followUp(v: any, p: string
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[69])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17089,11 +17687,11 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[65])) {
+          if (same(x?.url, V[66])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[66])) {
+          } else if (same(x?.url, V[67])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_planAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17105,11 +17703,11 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
             c3++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_summary(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[67])) {
+          } else if (same(x?.url, V[68])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_missingInformation(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[68])) {
+          } else if (same(x?.url, V[69])) {
             c5++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_followUp(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17132,7 +17730,7 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[70])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[71])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17581,7 +18179,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_question(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[71])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17633,7 +18231,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_text(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17685,7 +18283,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(v: any
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[74])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17725,15 +18323,15 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[71])) {
+          if (same(x?.url, V[72])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_question(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[72])) {
+          } else if (same(x?.url, V[73])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_text(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[73])) {
+          } else if (same(x?.url, V[74])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17755,7 +18353,7 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[74])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[75])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18165,7 +18763,7 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
 }
 function p_SecondOpinionAnswerExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
   inv(0, "Extension", v, p, o, r);
-  inv(42, "Extension", v, p, o, r);
+  inv(43, "Extension", v, p, o, r);
   p_SecondOpinionAnswerExtension_Extension(v, p, o, r);
 }
 const K_p_SecondOpinionOptionExtension_Extension_extension_option = new Set(["id","_id","extension","url","_url","valueString","_valueString"]);
@@ -18205,7 +18803,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_option(v: any, p: st
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[75])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[76])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18257,7 +18855,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_preferred(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[76])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[77])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18309,7 +18907,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_rationale(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[77])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[78])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18361,7 +18959,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_risk(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[78])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[79])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18413,7 +19011,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_recovery(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[79])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[80])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18453,23 +19051,23 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[75])) {
+          if (same(x?.url, V[76])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_option(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[76])) {
+          } else if (same(x?.url, V[77])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_preferred(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[77])) {
+          } else if (same(x?.url, V[78])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_rationale(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[78])) {
+          } else if (same(x?.url, V[79])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_risk(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[79])) {
+          } else if (same(x?.url, V[80])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_recovery(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -18492,7 +19090,7 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[80])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[81])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18941,7 +19539,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18952,7 +19550,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[64], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -19048,7 +19646,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19059,7 +19657,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[62], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -19089,7 +19687,7 @@ function p_SecondOpinionRequest_ServiceRequest_note(v: any, p: string, o: Operat
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[61])) {
+          if (same(x?.url, V[62])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -19213,7 +19811,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[63])) {
+          if (same(x?.url, V[64])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_reviewType(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -19356,7 +19954,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[81])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[1], "http://hl7.org/fhir/ValueSet/request-intent", p + ".intent", o);
     }
   }
@@ -19374,10 +19972,10 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".category" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (pat(x, V[82])) {
+          if (pat(x, V[83])) {
             c0++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
-          } else if (pat(x, V[83])) {
+          } else if (pat(x, V[84])) {
             c1++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
           } else {
@@ -19414,7 +20012,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      bound(x, "CodeableConcept", V[84], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
+      bound(x, "CodeableConcept", V[85], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
     }
   }
   x = v.orderDetail;
@@ -20994,7 +21592,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".businessStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".businessStatus", o)) {
       obj(x, p + ".businessStatus", o) && n_CodeableConcept(x, p + ".businessStatus", o, r);
-      bound(x, "CodeableConcept", V[85], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
+      bound(x, "CodeableConcept", V[86], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
     }
   }
   x = v.intent;
@@ -21004,7 +21602,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[81])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[4], "http://hl7.org/fhir/ValueSet/task-intent", p + ".intent", o);
     }
   }
@@ -21025,7 +21623,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      if (!pat(x, V[86])) o.push(S(p + ".code", 'Value did not match expected pattern'));
+      if (!pat(x, V[87])) o.push(S(p + ".code", 'Value did not match expected pattern'));
     }
   }
   x = v.description;
@@ -21249,8 +21847,8 @@ function p_SecondOpinionTask_validate(v: any, p: string, o: OperationOutcomeIssu
   inv(2, "Task", v, p, o, r);
   inv(3, "Task", v, p, o, r);
   inv(5, "Task", v, p, o, r);
-  inv(43, "Task", v, p, o, r);
   inv(44, "Task", v, p, o, r);
+  inv(45, "Task", v, p, o, r);
   p_SecondOpinionTask_Task(v, p, o, r);
 }
 
@@ -21273,6 +21871,7 @@ export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: 
   "https://second-opinion.org/fhir/StructureDefinition/concordance-measure-report": p_ConcordanceMeasureReport_validate,
   "https://second-opinion.org/fhir/StructureDefinition/consult-note": p_ConsultNote_validate,
   "https://second-opinion.org/fhir/StructureDefinition/first-opinion": p_FirstOpinion_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/follow-up-communication": p_FollowUpCommunication_validate,
   "https://second-opinion.org/fhir/StructureDefinition/record-set-bundle": p_RecordSetBundle_validate,
   "https://second-opinion.org/fhir/StructureDefinition/second-opinion-request": p_SecondOpinionRequest_validate,
   "https://second-opinion.org/fhir/StructureDefinition/second-opinion-task": p_SecondOpinionTask_validate,
@@ -21281,6 +21880,7 @@ export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: 
 export const EXTENSION_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
   "https://second-opinion.org/fhir/StructureDefinition/blinded": p_BlindedExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/concordance": p_ConcordanceExtension_validate,
+  "https://second-opinion.org/fhir/StructureDefinition/follow-up-due": p_FollowUpDueExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/referral-question": p_ReferralQuestionExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/review-type": p_ReviewTypeExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/second-opinion": p_SecondOpinionExtension_validate,

@@ -43,7 +43,7 @@ const EXAMPLE_FHIR_CHART: NonNullable<FuzzWorld['fhirChart']> = {
 };
 
 /** The valid bodies the JSON cases start from. */
-export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'consultants' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource';
+export type BaseName = 'intake-placed' | 'intake-fresh' | 'fhir-transaction' | 'fhir-service-request' | 'records' | 'consultants' | 'cancel' | 'consent-withdrawal' | 'info' | 'empty' | 'decline' | 'request-info' | 'opinion' | 'resource' | 'question' | 'answer';
 
 export type BodyPlan =
   | { kind: 'none' }
@@ -115,6 +115,10 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
       return { ...EXAMPLE_OPINION, attachments: [ATTACHMENT], answers: [] } as Hostile;
     case 'resource':
       return { resourceType: 'Task', status: 'requested', intent: 'order' };
+    case 'question':
+      return { text: 'Would an MRI change your view?' };
+    case 'answer':
+      return { question: world.resources?.find(([type]) => type === 'Communication')?.[1] ?? 'no-such-question', text: 'An MRI would not change it.' };
   }
 }
 
@@ -211,6 +215,10 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /second-opinions/:id/cancel': { params: referral, body: json(['cancel']), last: true },
   'POST /second-opinions/:id/info': { params: referral, body: json(['info']) },
   'POST /second-opinions/:id/consent-withdrawal': { params: referral, body: json(['consent-withdrawal', 'empty']), last: true },
+  'POST /second-opinions/:id/consultants/:participant/questions': {
+    params: (w) => fc.record({ id: segment(w.referrals), participant: segment(['lakeside-consults', 'riverside-imaging', 'northfield-pathology', 'st-olaf', 'nobody']) }),
+    body: json(['question']),
+  },
   'GET /consults': { query: (w) => ({ status: QUERY_VALUES.token, overdue: QUERY_VALUES.overdue, _count: QUERY_VALUES.count, _cursor: fc.oneof(fc.constant(w.cursor), forgedCursor) }) },
   'POST /consults/:taskId/receive': consultAction('receive', 'empty'),
   'POST /consults/:taskId/accept': consultAction('accept', 'empty'),
@@ -219,6 +227,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'POST /consults/:taskId/decline': consultAction('decline', 'decline'),
   'POST /consults/:taskId/request-info': consultAction('request-info', 'request-info'),
   'POST /consults/:taskId/opinion': consultAction('opinion', 'opinion'),
+  'POST /consults/:taskId/answers': consultAction('answers', 'answer'),
   'GET /admin/deliveries': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'delivered', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
   'POST /admin/deliveries/:id/retry': { params: ids((w) => [...w.deliveries, ...w.tasks]), body: json(['empty'], true) },
   'GET /admin/record-pushes': { query: () => ({ status: fc.constantFrom('failed', 'pending', 'pushed', 'superseded', 'Failed', '', 'failed,pending'), _count: QUERY_VALUES.count }) },
