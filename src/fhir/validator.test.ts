@@ -157,7 +157,7 @@ describe('second-opinion-request (ServiceRequest)', () => {
     ]);
   });
 
-  it('requires intent order, a subject, a requester and at most five organisations as performers', () => {
+  it('requires intent order, a subject, a requester and at most eight organisations as performers (five at intake, more for a third or fourth opinion)', () => {
     expect(errorsOf(makeReferralServiceRequest({ intent: 'plan' }))).toEqual([
       ['ServiceRequest.intent', 'Value did not match expected pattern'],
     ]);
@@ -165,9 +165,9 @@ describe('second-opinion-request (ServiceRequest)', () => {
       ['ServiceRequest.subject', 'Missing required property'],
       ['ServiceRequest.requester', 'Missing required property'],
     ]);
-    const six = Array.from({ length: 6 }, (_, i) => ({ reference: `Organization/clinic-${i}` }));
-    expect(errorsOf(makeReferralServiceRequest({ performer: six }))).toEqual([
-      ['ServiceRequest.performer', 'Invalid number of values: expected 1..5, but found 6'],
+    const nine = Array.from({ length: 9 }, (_, i) => ({ reference: `Organization/clinic-${i}` }));
+    expect(errorsOf(makeReferralServiceRequest({ performer: nine }))).toEqual([
+      ['ServiceRequest.performer', 'Invalid number of values: expected 1..8, but found 9'],
     ]);
     expect(errorsOf(makeReferralServiceRequest({ performer: [{ reference: 'Practitioner/pr9' }] }))).toEqual([
       ['ServiceRequest.performer[0]', 'Reference to Practitioner where Organization is allowed'],
