@@ -72,6 +72,7 @@ describe('discovery', () => {
         'system/AuditEvent.rs',
         'system/Binary.r',
         'system/Bundle.rs',
+        'system/Communication.rs',
         'system/DiagnosticReport.rs',
         'system/DocumentReference.crs',
         'system/ImagingStudy.rs',
