@@ -126,6 +126,6 @@ async function grantRecordSet(tx: ResourceStore, bundle: Bundle | undefined, par
 /** Gives up for the new Tasks only (they become `failed`, assembly-failure.ts): the record set of the others stands. */
 async function giveUp(deps: AssembleRecordSetDeps, serviceRequestId: string, referralTaskIds: readonly string[], tasks: Task[], failure: AssemblyFailure): Promise<AssemblyResult> {
   const now = deps.now();
-  await deps.store.withTransaction((tx) => failTasksWithoutRecords(tx, { serviceRequestId, referralTaskIds, tasks, failure, now }));
+  await deps.store.withTransaction((tx) => failTasksWithoutRecords(tx, { serviceRequestId, referralTaskIds, taskIds: tasks.map((t) => t.id as string), failure, now }));
   return { outcome: 'failed', reason: failure.taskText };
 }

@@ -332,7 +332,7 @@ async function fail(
   const now = deps.now();
   await deps.store.withTransaction(async (tx) => {
     const failure = { taskText: details.taskText ?? reason, statusReason: details.statusReason };
-    await failTasksWithoutRecords(tx, { serviceRequestId: job.data.serviceRequestId, referralTaskIds, tasks, failure, now });
+    await failTasksWithoutRecords(tx, { serviceRequestId: job.data.serviceRequestId, referralTaskIds, taskIds: tasks.map((t) => t.id as string), failure, now });
     await saveReport(tx, job, now, {
       status: 'records-failed',
       bundleId: null,

@@ -11,6 +11,7 @@
  * accepts a clinic whose Task failed): each gets a new Task and a new assembly.
  */
 import type { Task } from '@medplum/fhirtypes';
+import { planTransition } from '../consults/task-transitions.ts';
 import { planTaskTransition, settleReferral } from '../consults/transition-task.ts';
 import { businessStatus } from '../fhir/business-status.ts';
 import { SERVICE_DEVICE_DISPLAY } from '../fhir/constants.ts';
@@ -30,16 +31,19 @@ export function holdsRecordSet(task: Task): boolean {
 }
 
 /**
- * Fails, in `tx`, the Tasks of `tasks` that hold no record set (the others are left as they are)
- * and settles the referral (`referralTaskIds`: all its Tasks). Returns the failed Tasks.
+ * Fails, in `tx`, those of the Tasks `taskIds` that are still open and hold no record set (the
+ * others are left as they are) and settles the referral (`referralTaskIds`: all its Tasks).
+ * The Tasks are read again here: an attempt can take long, and a Task the referrer cancelled
+ * meanwhile stays cancelled. Returns the failed Tasks.
  */
 export async function failTasksWithoutRecords(
   tx: ResourceStore,
-  args: { serviceRequestId: string; referralTaskIds: readonly string[]; tasks: readonly Task[]; failure: AssemblyFailure; now: Date },
+  args: { serviceRequestId: string; referralTaskIds: readonly string[]; taskIds: readonly string[]; failure: AssemblyFailure; now: Date },
 ): Promise<Task[]> {
   const updates: VersionedWrite<Task>[] = [];
   const creates: BatchCreate[] = [];
-  for (const task of args.tasks.filter((t) => !holdsRecordSet(t))) {
+  const current = await tx.readMany<Task>('Task', args.taskIds, 'system');
+  for (const task of current.filter((t) => !holdsRecordSet(t) && planTransition(t.status, 'fail', 'service').ok)) {
     const { update, provenance } = planTaskTransition(
       {
         task,
