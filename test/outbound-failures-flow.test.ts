@@ -192,5 +192,9 @@ describe('permanent vs transient outbound failures (flow)', () => {
     const task = (await summaryOf(id)).consultants[0]?.task;
     expect(task?.businessStatus).toBe('records-failed');
     expect(task?.businessStatusReason).toMatch(/^The referring EHR refused a read: GET .*\/fhir\/R4\/DocumentReference\S* HTTP 403 \(forbidden\): permanent, not retried$/);
+    // The Task could never get its record set: failed, the reason in plain words (no URL, no EHR text).
+    expect(task?.status).toBe('failed');
+    expect(task?.statusReason).toBe('The record set could not be assembled: the referring EHR refused to share the records (HTTP 403)');
+    expect((await summaryOf(id)).status).toBe('revoked');
   });
 });

@@ -310,7 +310,7 @@ describe('record-set assembly (flow)', () => {
     expect(fetches(binId('referral-2024'))).toBe(2);
   });
 
-  it('(g) the EHR stays down through the last attempt: Tasks records-failed with the reason, nothing disclosed', async () => {
+  it('(g) the EHR stays down through the last attempt: the Task fails with the reason, nothing disclosed; records re-posted are kept and the clinic asked again gets them', async () => {
     // The use case called directly as the queue's last attempt would run it (the worker's own
     // attempts of this job keep failing on the same fault until afterEach clears it).
     ehr.faults.add({ path: '/fhir/R4/DocumentReference?', status: 503 });
@@ -337,23 +337,50 @@ describe('record-set assembly (flow)', () => {
     // The referrer's summary quotes the EHR's OperationOutcome; the Task (read by admitted consultants too) only its codes.
     expect(summary.recordSet.failureReason).toBe(`The referring EHR could not be reached after 4 attempts: OutboundHttpError: GET ${ehr.baseUrl}/DocumentReference HTTP 503 (transient); the EHR said: exception: Injected fault: HTTP 503`);
     expect(summary.recordSet.failureOutcome).toEqual({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'exception', details: { text: 'Injected fault: HTTP 503' } }] });
+    const statusReason = 'The record set could not be assembled: the referring EHR could not be reached after 4 attempts';
     const [task] = await tasksOf(tasks.map((t) => t.id as string));
+    expect(task?.status).toBe('failed');
+    expect(task?.statusReason).toEqual({ text: statusReason });
     expect(task?.businessStatus?.coding?.[0]?.code).toBe('records-failed');
     expect(task?.businessStatus?.text).toBe(`The referring EHR could not be reached after 4 attempts: GET ${ehr.baseUrl}/DocumentReference HTTP 503 (exception)`);
     expect(task?.input).toBeUndefined();
+    // Its only Task ended with no opinion: the referral settles as revoked, and says why per clinic.
+    expect(summary.status).toBe('revoked');
+    expect(summary.consultants.map((c) => c.task)).toEqual([expect.objectContaining({ status: 'failed', statusReason, businessStatus: 'records-failed' })]);
 
-    // The EHR is back: posting the records again (nothing new) asks for another assembly.
+    // The EHR is back. Records posted now are kept (a new revision); no Task is open, so nothing is assembled yet.
     ehr.faults.clear();
-    const retry = await fetch(`${service.url}/second-opinions/${id}/records`, {
+    const posted = await fetch(`${service.url}/second-opinions/${id}/records`, {
       method: 'POST',
       headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ documents: [{ reference: `DocumentReference/${docId('op-note-2024')}` }] }),
+      body: JSON.stringify({ documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }] }),
     });
-    expect(retry.status).toBe(202);
-    expect(await retry.json()).toEqual({ id, recordsRevision: 1, added: [] });
+    expect(posted.status).toBe(202);
+    expect(await posted.json()).toEqual({ id, recordsRevision: 1, added: [{ reference: `DocumentReference/${docId('progress-2024')}` }] });
+    // The same records again add nothing (the failed Task needs its clinic asked again, not another try).
+    const again = await fetch(`${service.url}/second-opinions/${id}/records`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ documents: [{ reference: `DocumentReference/${docId('progress-2024')}` }] }),
+    });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ id, recordsRevision: 1, added: [] });
+
+    // The referrer asks the clinic again: a new Task, the referral active, the record set assembled with the added record.
+    const readded = await fetch(`${service.url}/second-opinions/${id}/consultants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${referrerToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ consultants: ['lakeside-consults'] }),
+    });
+    expect(readded.status).toBe(201);
+    const added = (await readded.json()) as { serviceRequest: { status: string }; tasks: Task[] };
+    expect(added.serviceRequest.status).toBe('active');
     const recovered = await assembled(id);
-    expect(recovered.recordSet).toMatchObject({ status: 'records-ready', recordsRevision: 1, assembledRevision: 1, versions: [recovered.recordSet.bundleId] });
-    const [ready] = await tasksOf(tasks.map((t) => t.id as string));
-    expect(ready?.businessStatus?.coding?.[0]?.code).toBe('records-ready');
+    expect(recovered.recordSet).toMatchObject({ status: 'records-ready', recordsRevision: 2, assembledRevision: 2, versions: [recovered.recordSet.bundleId] });
+    expect(docIds(await readBundle(recovered.recordSet.bundleId as string))).toContain(`DocumentReference/${docId('progress-2024')}`);
+    const [failed, ready] = await tasksOf([task?.id as string, added.tasks[0]?.id as string]);
+    expect(failed?.status).toBe('failed');
+    expect(ready).toMatchObject({ status: 'requested', businessStatus: { coding: [{ code: 'records-ready' }] }, input: [{ valueReference: { reference: `Bundle/${recovered.recordSet.bundleId}` } }] });
+    expect(recovered.consultants.map((c) => c.task.status)).toEqual(['failed', 'requested']);
   });
 });

@@ -52,6 +52,9 @@ describe('a token refusal keeps the EHR\'s error_description (flow)', () => {
     expect(recordSet.attempts).toBe(1);
     expect(recordSet.failureReason).toContain('invalid_client');
     expect(recordSet.failureReason).toContain('Invalid client assertion audience');
+    // The Task says why in plain words: the EHR would not let the service sign in.
+    const [task] = (await call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.consultants.map((c) => c.task);
+    expect(task).toMatchObject({ status: 'failed', statusReason: 'The record set could not be assembled: the referring EHR did not let this service sign in (token request refused)', businessStatus: 'records-failed' });
     // One token request, refused; no FHIR call was made without a token.
     const tokenCalls = ehr.requests.filter((r) => r.path === '/auth/token');
     expect(tokenCalls.map((r) => r.status)).toEqual([401]);

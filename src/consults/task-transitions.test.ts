@@ -3,10 +3,12 @@ import { allowedActions, planTransition, TRANSITIONS, type TaskStatus } from './
 
 describe('Task transition table', () => {
   it('follows the R4 state machine: every target is reachable from its sources only as R4 allows', () => {
+    // `failed` from requested, received and accepted is the one move beyond R4's diagram (the
+    // table's header says why; the next test pins it to the service's `fail`).
     const r4: Partial<Record<TaskStatus, TaskStatus[]>> = {
-      requested: ['received', 'accepted', 'rejected', 'cancelled'],
-      received: ['accepted', 'rejected', 'cancelled'],
-      accepted: ['in-progress', 'cancelled'],
+      requested: ['received', 'accepted', 'rejected', 'cancelled', 'failed'],
+      received: ['accepted', 'rejected', 'cancelled', 'failed'],
+      accepted: ['in-progress', 'cancelled', 'failed'],
       draft: ['cancelled'],
       ready: ['cancelled'],
       'in-progress': ['on-hold', 'completed', 'failed', 'cancelled'],
@@ -24,6 +26,21 @@ describe('Task transition table', () => {
     expect(planTransition('in-progress', 'cancel', 'referrer')).toEqual({ ok: false, reason: 'not-allowed-from-status', allowed: ['request-cancellation', 'withdraw-consent'] });
     expect(planTransition('on-hold', 'resume', 'referrer')).toMatchObject({ ok: true, transition: { to: 'in-progress' } });
     expect(planTransition('in-progress', 'fail', 'consultant')).toMatchObject({ ok: false, reason: 'wrong-actor' });
+  });
+
+  it('lets only the service fail a Task, from every status before completion (the record set may fail before the clinic starts)', () => {
+    for (const status of ['requested', 'received', 'accepted', 'in-progress', 'on-hold'] as const) {
+      expect(planTransition(status, 'fail', 'service'), status).toMatchObject({ ok: true, transition: { action: 'fail', to: 'failed' } });
+      expect(planTransition(status, 'fail', 'referrer'), status).toMatchObject({ ok: false, reason: 'wrong-actor' });
+      expect(planTransition(status, 'fail', 'consultant'), status).toMatchObject({ ok: false, reason: 'wrong-actor' });
+    }
+    for (const status of ['completed', 'rejected', 'cancelled', 'failed'] as const) {
+      expect(planTransition(status, 'fail', 'service'), status).toMatchObject({ ok: false, reason: 'not-allowed-from-status', allowed: [] });
+    }
+    // Only `failed` is reached beyond R4's diagram, and only by this action.
+    const beyond = TRANSITIONS.filter((t) => t.to === 'failed');
+    expect(beyond.map((t) => t.action)).toEqual(['fail']);
+    expect(allowedActions('requested', 'service')).toEqual(['receive', 'fail']);
   });
 
   it('refuses every action on a terminal Task', () => {

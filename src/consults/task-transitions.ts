@@ -8,6 +8,13 @@
  * received -> accepted | rejected; accepted -> in-progress; in-progress <-> on-hold;
  * in-progress -> completed | failed. Terminal: rejected, cancelled, completed, failed.
  *
+ * One departure, on purpose: `fail` also starts from requested, received and accepted. R4's
+ * diagram draws only in-progress -> failed, but its Task status value set defines `failed`
+ * ("the task was attempted but could not be completed due to some error") with no rule on the
+ * status it comes from. Here the service's own part of the work (assembling the record set
+ * from the referring EHR) comes before the clinic starts: when that cannot be done within its
+ * retry budget, the Task cannot be completed, whichever of those statuses it waits in.
+ *
  * @see https://hl7.org/fhir/R4/task.html#statemachine
  */
 import type { Task } from '@medplum/fhirtypes';
@@ -67,7 +74,8 @@ export const TRANSITIONS: readonly Transition[] = [
   { action: 'request-cancellation', from: ['in-progress', 'on-hold'], actor: 'referrer', description: 'the referrer asks the consultant to stop (business status only)' },
   { action: 'confirm-cancellation', from: ['in-progress', 'on-hold'], to: 'cancelled', actor: 'consultant', description: 'the consultant confirms the cancellation the referrer asked for' },
   { action: 'withdraw-consent', from: OPEN_STATUSES, to: 'cancelled', actor: 'referrer', description: 'the patient withdrew consent to disclose the records to this clinic (the referrer records it, or the EHR\'s Consent ended)' },
-  { action: 'fail', from: ['in-progress', 'on-hold'], to: 'failed', actor: 'service', description: 'the Task cannot be completed' },
+  // Wider than R4's diagram (see the header): the record set may fail before the clinic started.
+  { action: 'fail', from: ['requested', 'received', 'accepted', 'in-progress', 'on-hold'], to: 'failed', actor: 'service', description: 'the Task cannot be completed (its record set could not be assembled within the retry budget)' },
 ];
 
 export type TransitionPlan = { ok: true; transition: Transition } | { ok: false; reason: 'not-allowed-from-status' | 'wrong-actor'; allowed: TaskAction[] };

@@ -110,3 +110,20 @@ export async function settleReferral(tx: ResourceStore, serviceRequestId: string
   const status = tasks.some((t) => t.status === 'completed') ? 'completed' : 'revoked';
   return tx.update<ServiceRequest>({ ...serviceRequest, status }, { expectedVersion: serviceRequest.meta?.versionId });
 }
+
+/**
+ * Whether a `revoked` referral ended only because none of its clinics could be served: no
+ * opinion came back, no Task was cancelled (by the referrer, or by a withdrawal of consent), and
+ * at least one `failed` because its record set could not be assembled (the others, if any,
+ * declined). Nobody decided to end such a referral, so the referrer may take it up again: add
+ * records to it and ask clinics again (`POST /second-opinions/{id}/consultants`), which makes it
+ * `active` once more.
+ */
+export function endedForWantOfRecords(serviceRequest: ServiceRequest, tasks: readonly Task[]): boolean {
+  return (
+    serviceRequest.status === 'revoked' &&
+    tasks.length > 0 &&
+    tasks.every((t) => t.status === 'failed' || t.status === 'rejected') &&
+    tasks.some((t) => t.status === 'failed')
+  );
+}

@@ -19,6 +19,7 @@ import { conflictError, issue, unprocessable } from '../fhir/outcomes.ts';
 import { QUEUE, type AssembleRecordSetJob, type ReuseRecordSetJob } from '../jobs/queues.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests, recordSetAssemblies, type AddedConsultant } from '../store/schema.ts';
+import { endedForWantOfRecords } from '../consults/transition-task.ts';
 import { buildConsultantTasks, dueDateFor, organizationRef } from './build-referral.ts';
 import type { DirectoryParticipant, IntakeDeps } from './create-second-opinion.ts';
 import { IntakeRequestSchema } from './intake-request.ts';
@@ -57,7 +58,8 @@ const GONE = new Set<Task['status']>(['rejected', 'cancelled', 'failed', 'entere
  * record-set job. The intake row is locked first, so two posts for one referral run one after
  * the other and the second finds the first's clinics already there (422): a replay adds nothing.
  * Only the referrer that placed the referral may add to it (404 for anyone else); a revoked
- * referral answers 409.
+ * referral answers 409, unless it ended only because its record set could not be assembled
+ * (its Tasks `failed`): asking the clinics again is the way out of that.
  */
 export async function addConsultants(serviceRequestId: string, request: AddConsultantsRequest, caller: Caller, deps: AddConsultantsDeps): Promise<AddConsultantsResult> {
   const referrer = deps.network.get(caller.participantId);
@@ -73,11 +75,11 @@ export async function addConsultants(serviceRequestId: string, request: AddConsu
       .for('update');
     const serviceRequest = intake ? await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, readerOf(caller)) : undefined;
     if (!intake || !serviceRequest) throw new OperationOutcomeError(notFound);
-    if (serviceRequest.status !== 'active' && serviceRequest.status !== 'completed') {
-      throw conflictError(`The referral is ${serviceRequest.status}: consultants can only be added to an active or completed referral`);
+    const tasks = await tx.readMany<Task>('Task', intake.taskIds, 'system');
+    if (serviceRequest.status !== 'active' && serviceRequest.status !== 'completed' && !endedForWantOfRecords(serviceRequest, tasks)) {
+      throw conflictError(`The referral is ${serviceRequest.status}: consultants can only be added to an active or completed referral, or one that ended because its record set could not be assembled`);
     }
 
-    const tasks = await tx.readMany<Task>('Task', intake.taskIds, 'system');
     const onReferral = new Set(tasks.filter((t) => !GONE.has(t.status)).map((t) => t.owner?.reference));
     const consultants = checkNewConsultants(request.consultants, onReferral.size, onReferral, deps.network);
 

@@ -11,6 +11,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import type { IntakeDeps } from './create-second-opinion.ts';
 import { RecordRefSchema, type DocumentRef, type IntakeRequest } from './intake-request.ts';
 import { readerOf } from '../access/reader.ts';
+import { endedForWantOfRecords } from '../consults/transition-task.ts';
 import { documentReferences, refuseForeignReferences } from './own-server-references.ts';
 
 /** The body of `POST /second-opinions/{id}/records`: records (documents, reports, imaging studies) on the referrer's EHR to add to the record set. */
@@ -38,7 +39,9 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * checklist found missing. The documents join the ones named at intake and the record set
  * is assembled again by the durable job, as a new Bundle version: a record set already made
  * available to a consultant is never changed. Only the referrer that placed the referral may
- * add to it (404 for anyone else, so ids reveal nothing); a closed referral answers 409.
+ * add to it (404 for anyone else, so ids reveal nothing); a closed referral answers 409, except
+ * one that ended because its record set could not be assembled (its records wait for the
+ * clinics the referrer asks again).
  * Documents already named are not added twice; a call that adds nothing starts no assembly.
  */
 export async function addRecords(serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
@@ -63,11 +66,15 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
 
     const serviceRequest = await tx.read<ServiceRequest>('ServiceRequest', serviceRequestId, readerOf(caller));
     if (!serviceRequest) throw new OperationOutcomeError(notFound);
-    if (serviceRequest.status !== 'active') {
+    const tasks = await tx.readMany<Task>('Task', intake.taskIds, 'system');
+    // A referral that ended because its record set could not be assembled is taken up again by
+    // asking the clinics again (add-consultants.ts): records added before that wait for it.
+    const awaitingClinics = endedForWantOfRecords(serviceRequest, tasks);
+    if (serviceRequest.status !== 'active' && !awaitingClinics) {
       throw conflictError(`The referral is ${serviceRequest.status}: records can only be added to an active referral`);
     }
-    const tasks = await tx.readMany<Task>('Task', intake.taskIds, 'system');
-    if (!tasks.some((t) => !TERMINAL.has(t.status))) {
+    const open = tasks.some((t) => !TERMINAL.has(t.status));
+    if (!open && !awaitingClinics) {
       throw conflictError('Every consultant Task of this referral is closed: records can no longer be added');
     }
 
@@ -81,10 +88,11 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
       named.push(reference);
       added.push(doc);
     }
-    // Nothing new: nothing to do, unless the last assembly gave up (EHR unreachable through every
-    // retry); then posting the records again is how the referrer asks for another try.
+    // Nothing new: nothing to do, unless the last assembly gave up while some Task holding an
+    // earlier record set is still open; then posting the records again assembles them for it.
+    // (The Tasks that had no record set failed: asking their clinics again assembles for them.)
     const [last] = await tx.database.select({ status: recordSetAssemblies.status, recordsRevision: recordSetAssemblies.recordsRevision }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequestId));
-    const retryFailed = last?.status === 'records-failed' && last.recordsRevision >= intake.recordsRevision;
+    const retryFailed = open && last?.status === 'records-failed' && last.recordsRevision >= intake.recordsRevision;
     if (added.length === 0 && !retryFailed) return { accepted: false, recordsRevision: intake.recordsRevision, added };
 
     const recordsRevision = intake.recordsRevision + 1;
@@ -98,7 +106,8 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
       serviceRequestVersion: serviceRequest.meta?.versionId ?? '1',
       recordsRevision: String(recordsRevision),
     };
-    await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
+    // No open Task, no one to assemble for yet: the clinics asked again get these records too.
+    if (open) await deps.jobs.enqueue(tx.database, QUEUE.assembleRecordSet, job);
     return { accepted: true, recordsRevision, added };
   }
 }

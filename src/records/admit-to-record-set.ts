@@ -19,6 +19,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests, recordSetAssemblies } from '../store/schema.ts';
 import type { AssembleRecordSetDeps, AssemblyResult, AssemblyStatus, ConsentOutcome } from './assemble-record-set.ts';
 import { describeMissing, type ChecklistEntry } from './checklist.ts';
+import { CONSENT_UNREADABLE_REASON, failTasksWithoutRecords, NO_ENDPOINT_REASON, type AssemblyFailure } from './assembly-failure.ts';
 import { consentSubjects, decideConsents } from './consent-decisions.ts';
 
 /** Only Tasks still waiting for their first record set are this job's to move on. */
@@ -28,7 +29,7 @@ const fresh = (t: Task): boolean => t.status === 'requested' && t.businessStatus
  * Runs one attempt. Skipped when the referral is no longer active, when a newer assembly has
  * replaced the record set (it covered the new Tasks too), or when the Tasks have moved on.
  * A transient EHR failure throws (the queue retries); a permanent one, or the last attempt,
- * leaves the new Tasks `records-failed` with the reason.
+ * fails the new Tasks (`failed`, business status `records-failed`, the reason in `statusReason`).
  */
 export async function admitToRecordSet(job: Job<ReuseRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
   const { serviceRequestId, reuseBundleId: bundleId } = job.data;
@@ -46,7 +47,7 @@ export async function admitToRecordSet(job: Job<ReuseRecordSetJob>, deps: Assemb
   const checklistComplete = report.status === 'records-ready' || report.status === 'awaiting-consent';
   const referrer = deps.network.get(intake.participantId);
   const client = deps.clients.get(intake.participantId);
-  if (!referrer || !client) return markTasks(deps, tasks, 'records-failed', 'The referring participant has no FHIR endpoint configured');
+  if (!referrer || !client) return giveUp(deps, serviceRequestId, intake.taskIds, tasks, { taskText: 'The referring participant has no FHIR endpoint configured', statusReason: NO_ENDPOINT_REASON });
 
   let decisions;
   try {
@@ -56,7 +57,7 @@ export async function admitToRecordSet(job: Job<ReuseRecordSetJob>, deps: Assemb
   } catch (err) {
     if (isRetryableError(err) && !isPermanentError(err) && job.attempt < deps.retryLimit + 1) throw err;
     if (!isRetryableError(err) && !isPermanentError(err)) throw err;
-    return markTasks(deps, tasks, 'records-failed', `The referring EHR refused or failed the consent read: ${briefOutboundFailure(err as OutboundError)}`);
+    return giveUp(deps, serviceRequestId, intake.taskIds, tasks, { taskText: `The referring EHR refused or failed the consent read: ${briefOutboundFailure(err as OutboundError)}`, statusReason: CONSENT_UNREADABLE_REASON });
   }
 
   const now = deps.now();
@@ -122,11 +123,9 @@ async function grantRecordSet(tx: ResourceStore, bundle: Bundle | undefined, par
   return granted;
 }
 
-/** Gives up for the new Tasks only: the record set of the others stands. */
-async function markTasks(deps: AssembleRecordSetDeps, tasks: Task[], status: AssemblyStatus, text: string): Promise<AssemblyResult> {
-  const now = deps.now().toISOString();
-  await deps.store.withTransaction(async (tx) => {
-    for (const task of tasks) await tx.update<Task>({ ...task, businessStatus: businessStatus(status, text), lastModified: now }, { expectedVersion: task.meta?.versionId });
-  });
-  return { outcome: 'failed', reason: text };
+/** Gives up for the new Tasks only (they become `failed`, assembly-failure.ts): the record set of the others stands. */
+async function giveUp(deps: AssembleRecordSetDeps, serviceRequestId: string, referralTaskIds: readonly string[], tasks: Task[], failure: AssemblyFailure): Promise<AssemblyResult> {
+  const now = deps.now();
+  await deps.store.withTransaction((tx) => failTasksWithoutRecords(tx, { serviceRequestId, referralTaskIds, taskIds: tasks.map((t) => t.id as string), failure, now }));
+  return { outcome: 'failed', reason: failure.taskText };
 }

@@ -30,6 +30,7 @@ import { consentSubjects, decideConsents } from './consent-decisions.ts';
 import { collectSources } from './record-sources.ts';
 import { attachmentsOf, storeRecord, type IntegrityFailure, type MissingDocument, type StoredRecord, type TooLargeAttachment } from './store-record.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from './record-set-bundle.ts';
+import { failTasksWithoutRecords, NO_ENDPOINT_REASON, refusedReason, unreachableReason } from './assembly-failure.ts';
 
 export interface AssemblyParticipant {
   id: string;
@@ -95,9 +96,10 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * or that moved past the version the job was enqueued for (an earlier attempt finished).
  * Outbound failures are classified once (outbound-errors.ts `classifyFailure`, issue 11 §1.4):
  * a transient one (EHR down, busy, slow) throws so the queue retries with backoff, not before the
- * EHR's `Retry-After`, and on the last attempt the Tasks are marked `records-failed` instead; a
- * permanent one (a search, read, attachment fetch or token request refused: 403, 400, 401 after
- * a fresh token...) marks them `records-failed` at once. A named document answered 404 or 410
+ * EHR's `Retry-After`, and on the last attempt the assembly gives up instead; a permanent one
+ * (a search, read, attachment fetch or token request refused: 403, 400, 401 after a fresh
+ * token...) gives up at once. Giving up fails the Tasks that have no record set yet
+ * (assembly-failure.ts). A named document answered 404 or 410
  * is a missing record, not a failure.
  */
 export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
@@ -122,14 +124,15 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
   const request: IntakeRequest = added.length ? { ...original, records: { ...original.records, documents: [...(original.records.documents ?? []), ...added] } } : original;
   const referrer = deps.network.get(intake.participantId);
   const client = deps.clients.get(intake.participantId);
-  if (!referrer || !client) return fail(deps, job, tasks, 'The referring participant has no FHIR endpoint configured');
+  if (!referrer || !client) return fail(deps, job, intake.taskIds, tasks, 'The referring participant has no FHIR endpoint configured', { statusReason: NO_ENDPOINT_REASON });
 
   try {
     return await assemble({ job, deps, request, added: intake.addedConsultants, referrer, client, serviceRequest, tasks });
   } catch (err) {
     if (isPermanentError(err)) {
-      return fail(deps, job, tasks, `The referring EHR refused a read: ${describeOutboundFailure(err)}`, {
+      return fail(deps, job, intake.taskIds, tasks, `The referring EHR refused a read: ${describeOutboundFailure(err)}`, {
         taskText: `The referring EHR refused a read: ${briefOutboundFailure(err)}`,
+        statusReason: refusedReason(err),
         error: err,
         ...(err instanceof OutboundHttpError && err.outcome ? { outcome: keptOutcome(err.outcome) } : {}),
       });
@@ -141,8 +144,9 @@ export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: As
       throw err;
     }
     const error = err as OutboundError;
-    return fail(deps, job, tasks, `The referring EHR could not be reached after ${job.attempt} attempts: ${describeOutboundFailure(error)}`, {
+    return fail(deps, job, intake.taskIds, tasks, `The referring EHR could not be reached after ${job.attempt} attempts: ${describeOutboundFailure(error)}`, {
       taskText: `The referring EHR could not be reached after ${job.attempt} attempts: ${briefOutboundFailure(error)}`,
+      statusReason: unreachableReason(job.attempt),
       error,
       ...(err instanceof OutboundHttpError && err.outcome ? { outcome: keptOutcome(err.outcome) } : {}),
     });
@@ -312,22 +316,23 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
 export const ATTACHMENT_CONCURRENCY = 4;
 
 /**
- * Gives up: every open Task says the record set could not be assembled, and why. `reason` (with
- * the EHR's words) and `outcome` are for the referrer's summary; the Tasks, which an admitted
- * consulting clinic reads too, get `taskText`: the call, status and issue codes only.
+ * Gives up (assembly-failure.ts): every open Task whose clinic has no record set yet becomes
+ * `failed`, and the referral settles. `reason` (with the EHR's words) and `outcome` are for the
+ * referrer's summary; the Task, which an admitted consulting clinic reads too, gets `taskText`
+ * (the call, status and issue codes only) and `statusReason` (plain words).
  */
 async function fail(
   deps: AssembleRecordSetDeps,
   job: Job<AssembleRecordSetJob>,
+  referralTaskIds: readonly string[],
   tasks: Task[],
   reason: string,
-  details: { taskText?: string; outcome?: OperationOutcome | undefined; error?: OutboundError } = {},
+  details: { statusReason: string; taskText?: string; outcome?: OperationOutcome | undefined; error?: OutboundError },
 ): Promise<AssemblyResult> {
   const now = deps.now();
   await deps.store.withTransaction(async (tx) => {
-    for (const task of tasks) {
-      await tx.update<Task>({ ...task, businessStatus: businessStatus('records-failed', details.taskText ?? reason), lastModified: now.toISOString() }, { expectedVersion: task.meta?.versionId });
-    }
+    const failure = { taskText: details.taskText ?? reason, statusReason: details.statusReason };
+    await failTasksWithoutRecords(tx, { serviceRequestId: job.data.serviceRequestId, referralTaskIds, taskIds: tasks.map((t) => t.id as string), failure, now });
     await saveReport(tx, job, now, {
       status: 'records-failed',
       bundleId: null,
