@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { AuditEvent, Bundle, Consent, DocumentReference, OperationOutcome, Provenance, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,20 +6,16 @@ import type { WorklistItem } from '../src/consults/worklist.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
-import { outboundScope } from '../src/outbound/outbound-scope.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { opinionDeliveries, recordSetPushes } from '../src/store/schema.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, startPushClinic } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE, SERVICE_OUTBOUND_PUBLIC_JWK } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
-
-const ROOT = path.join(import.meta.dirname, '..');
 
 /**
  * Consent withdrawn (issue 14 §4) over real HTTP: the referrer records the withdrawal for one
@@ -44,20 +36,9 @@ describe('consent withdrawal (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0 });
-    clinic = await startSandboxEhr({
-      port: 0,
-      storagePort: 0,
-      clients: [{ clientId: SERVICE_OUTBOUND_CLIENT_ID, jwks: { keys: [{ ...SERVICE_OUTBOUND_PUBLIC_JWK }] }, scope: outboundScope({ referrer: false, push: true }) }],
-    });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: Record<string, unknown>[] };
-    const outbound = (server: SandboxEhr) => ({ baseUrl: server.baseUrl, tokenUrl: server.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 });
-    for (const p of network.participants) {
-      if (p.id === 'st-olaf') p.fhir = outbound(ehr);
-      // Lakeside has its record sets pushed to its own server: the push is a door too.
-      if (p.id === 'lakeside-consults') Object.assign(p, { recordSet: 'push', fhir: outbound(clinic) });
-    }
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    // Lakeside has its record sets pushed to its own server: the push is a door too.
+    let networkFile: string;
+    ({ clinic, networkFile } = await startPushClinic(ehr, 'lakeside-consults'));
     // The EHR's Consent is read again before every disclosure (no grace period), so the test sees its change at once.
     service = await startTestService({ NETWORK_FILE: networkFile, CONSENT_RECHECK_SECONDS: '0' }, undefined, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),

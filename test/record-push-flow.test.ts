@@ -1,26 +1,18 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { AuditEvent, DocumentReference, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYSTEM } from '../src/fhir/constants.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
-import { outboundScope } from '../src/outbound/outbound-scope.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { recordSetPushes } from '../src/store/schema.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, startPushClinic } from './support/example-network.ts';
 import { until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE, SERVICE_OUTBOUND_PUBLIC_JWK } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
-
-const ROOT = path.join(import.meta.dirname, '..');
 
 /**
  * Record sets pushed to a consulting clinic's own FHIR server (issue 12 §4), over real HTTP:
@@ -39,20 +31,8 @@ describe('record-set push to a clinic FHIR server (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0 });
-    clinic = await startSandboxEhr({
-      port: 0,
-      storagePort: 0,
-      clients: [{ clientId: SERVICE_OUTBOUND_CLIENT_ID, jwks: { keys: [{ ...SERVICE_OUTBOUND_PUBLIC_JWK }] }, scope: outboundScope({ referrer: false, push: true }) }],
-    });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: Record<string, unknown>[] };
-    const outbound = (server: SandboxEhr) => ({ baseUrl: server.baseUrl, tokenUrl: server.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 });
-    for (const p of network.participants) {
-      if (p.id === 'st-olaf') p.fhir = outbound(ehr);
-      if (p.id === 'lakeside-consults') Object.assign(p, { recordSet: 'push', fhir: outbound(clinic) });
-    }
-    const dir = await mkdtemp(path.join(tmpdir(), 'so-network-'));
-    const networkFile = path.join(dir, 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    let networkFile: string;
+    ({ clinic, networkFile } = await startPushClinic(ehr, 'lakeside-consults'));
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 2 })),
       jobPollingIntervalSeconds: 0.5,

@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './sandbox-ehr/clients.ts';
-import type { SandboxEhr } from './sandbox-ehr/server.ts';
+import { outboundScope } from '../../src/outbound/outbound-scope.ts';
+import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE, SERVICE_OUTBOUND_PUBLIC_JWK } from './sandbox-ehr/clients.ts';
+import { type SandboxEhr, startSandboxEhr } from './sandbox-ehr/server.ts';
 
 const ROOT = path.join(import.meta.dirname, '..', '..');
 const EXAMPLE_NETWORK = path.join(ROOT, 'examples', 'network.json');
@@ -59,4 +60,27 @@ export async function writeSandboxNetwork(
   const file = path.join(options.dir ?? (await mkdtemp(path.join(tmpdir(), 'so-network-'))), 'network.json');
   await writeFile(file, JSON.stringify(network));
   return file;
+}
+
+/** The service's outbound connection to a sandbox FHIR server, as a network file names it. */
+export function outboundTo(server: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'>, timeoutMs = 30_000) {
+  return { baseUrl: server.baseUrl, tokenUrl: server.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs };
+}
+
+/**
+ * A second sandbox FHIR server standing in for a clinic's own server, which accepts the record
+ * sets the service pushes to it (the service's client holds only the push scopes there), and
+ * the example network with `clinicId` set to `recordSet: push` to it and st-olaf pointed at `ehr`.
+ */
+export async function startPushClinic(ehr: Pick<SandboxEhr, 'baseUrl' | 'tokenUrl'>, clinicId: string, timeoutMs = 5_000): Promise<{ clinic: SandboxEhr; networkFile: string }> {
+  const clinic = await startSandboxEhr({
+    port: 0,
+    storagePort: 0,
+    clients: [{ clientId: SERVICE_OUTBOUND_CLIENT_ID, jwks: { keys: [{ ...SERVICE_OUTBOUND_PUBLIC_JWK }] }, scope: outboundScope({ referrer: false, push: true }) }],
+  });
+  const networkFile = await writeSandboxNetwork(
+    { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl },
+    { timeoutMs, edit: (byId) => Object.assign(byId(clinicId), { recordSet: 'push', fhir: outboundTo(clinic, timeoutMs) }) },
+  );
+  return { clinic, networkFile };
 }
