@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { AuditEvent, Bundle, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,17 +9,15 @@ import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import type { Comparison } from '../src/retrieval/comparison.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { opinionDeliveries, recordSetAssemblies } from '../src/store/schema.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, outboundTo, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const OTHER_REFERRER = { participant: 'harbor-hospital', clientId: 'harbor-ehr' };
 /** Consulting clinics with no system of their own: only to fill a referral up to its cap. */
 const EXTRA_CONSULTANTS = ['extra-1', 'extra-2', 'extra-3', 'extra-4', 'extra-5', 'extra-6'];
@@ -44,25 +38,30 @@ describe('third and fourth opinions (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: Record<string, unknown>[] };
-    const outbound = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('example network lacks st-olaf');
-    stOlaf.fhir = outbound;
     const otherKey = await generateClientKey();
-    network.participants.push({
-      id: OTHER_REFERRER.participant,
-      name: 'Harbor Hospital (test)',
-      roles: ['referrer'],
-      organization: { reference: 'Organization/harbor' },
-      clients: [{ clientId: OTHER_REFERRER.clientId, jwks: { keys: [otherKey.publicJwk] }, scope: 'system/*.rs system/ServiceRequest.c' }],
-      fhir: outbound,
-    });
-    for (const id of EXTRA_CONSULTANTS) {
-      network.participants.push({ id, name: `Clinic ${id} (test)`, roles: ['consultant'], organization: { reference: `Organization/${id}`, identifier: [{ system: 'https://example.org/test-clinics', value: id }] }, clients: [] });
-    }
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork(
+      { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl },
+      {
+        timeoutMs: 5_000,
+        add: () => [
+          {
+            id: OTHER_REFERRER.participant,
+            name: 'Harbor Hospital (test)',
+            roles: ['referrer'],
+            organization: { reference: 'Organization/harbor' },
+            clients: [{ clientId: OTHER_REFERRER.clientId, jwks: { keys: [otherKey.publicJwk] }, scope: 'system/*.rs system/ServiceRequest.c' }],
+            fhir: outboundTo(ehr, 5_000),
+          },
+          ...EXTRA_CONSULTANTS.map((id) => ({
+            id,
+            name: `Clinic ${id} (test)`,
+            roles: ['consultant'],
+            organization: { reference: `Organization/${id}`, identifier: [{ system: 'https://example.org/test-clinics', value: id }] },
+            clients: [],
+          })),
+        ],
+      },
+    );
     service = await startTestService({ NETWORK_FILE: networkFile }, process.env.DEBUG_LOGS ? createLogger({ level: 'error' }) : undefined, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 2 })),
       jobPollingIntervalSeconds: 0.5,

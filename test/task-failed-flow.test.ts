@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { OperationOutcome, Provenance, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Worklist } from '../src/consults/worklist.ts';
@@ -10,16 +6,14 @@ import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE, QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 /** The assembly's retry budget in this file: 2 retries, so the third attempt is the last. */
 const RETRIES = 2;
 
@@ -39,12 +33,7 @@ describe('Task failed: the record set could not be assembled (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 50_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: Record<string, unknown>[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('example network lacks st-olaf');
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork({ baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl }, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1, ...(q.name === QUEUE.assembleRecordSet ? { retryLimit: RETRIES } : {}) })),
       jobPollingIntervalSeconds: 0.5,
