@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { CapabilityStatement, DocumentReference, Measure, MeasureReport, MeasureReportGroup, OperationOutcome, Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { concordanceExtension, readConcordance } from '../src/concordance/concordance-extension.ts';
@@ -9,18 +5,16 @@ import { EXTENSION, MEASURE, PROFILE, SYSTEM } from '../src/fhir/constants.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { OpinionSchema } from '../src/opinions/opinion.ts';
-import { clientIdOf } from './support/example-network.ts';
+import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
 import { completedWithNote, containedConsultNote } from './support/fhir-referrals.ts';
 import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
-import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const SCT = 'http://snomed.info/sct';
 const IMPLANT = { system: SCT, code: '428341000124104', display: 'Complication of breast implant' };
 const INFECTION = { system: SCT, code: '40733004', display: 'Infectious disease' };
@@ -47,12 +41,7 @@ describe('concordance (flow)', () => {
 
   beforeAll(async () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 100_000 } });
-    const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { id: string; fhir?: unknown }[] };
-    const stOlaf = network.participants.find((p) => p.id === 'st-olaf');
-    if (!stOlaf) throw new Error('example network lacks st-olaf');
-    stOlaf.fhir = { baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl, clientId: SERVICE_OUTBOUND_CLIENT_ID, privateKeyFile: path.join(ROOT, SERVICE_OUTBOUND_KEY_FILE), timeoutMs: 5_000 };
-    const networkFile = path.join(await mkdtemp(path.join(tmpdir(), 'so-network-')), 'network.json');
-    await writeFile(networkFile, JSON.stringify(network));
+    const networkFile = await writeSandboxNetwork({ baseUrl: ehr.baseUrl, tokenUrl: ehr.tokenUrl }, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile }, undefined, { jobPollingIntervalSeconds: 0.5 });
     for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology', 'audit-office', 'st-olaf-physicians']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
     const consentId = await ehr.addConsent(['lakeside', 'northfield-pathology']);
