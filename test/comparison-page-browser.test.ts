@@ -1,10 +1,12 @@
-import type { Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import type { Comparison } from '../src/retrieval/comparison.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
 import { opinionDeliveries } from '../src/store/schema.ts';
+import { createValidator } from '../src/fhir/validator.ts';
 import { type CheckedPage, describeInBrowser, launchBrowser, pdfPageCount, type TestBrowser } from './support/browser.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
@@ -35,6 +37,7 @@ describeInBrowser('comparison page in Chromium', () => {
   let page: CheckedPage;
 
   beforeAll(async () => {
+    browser = await launchBrowser();
     ehr = await startSandboxEhr({ port: 0, storagePort: 0 });
     const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     // The three clinics take part on the referrer's attestation (the sandbox's Consent names Lakeside only).
@@ -43,7 +46,6 @@ describeInBrowser('comparison page in Chromium', () => {
       jobPollingIntervalSeconds: 0.5,
     });
     for (const p of ['st-olaf', 'lakeside-consults', 'northfield-pathology', 'riverside-imaging']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
-    browser = await launchBrowser();
 
     // Three consultants: Lakeside and Northfield give their opinions, Riverside has not yet.
     request = makeSecondOpinionRequest(
@@ -110,6 +112,24 @@ describeInBrowser('comparison page in Chromium', () => {
       ['northfield-pathology', ['Low-grade infection is likely'], 'Repeat CRP in four weeks.', 0],
     ]);
     expect(comparison.pending).toEqual([{ source: 'riverside-imaging', name: 'Riverside Imaging Centre (example)', status: 'requested' }]);
+  });
+
+  it('each read of the comparison (JSON and page) is audited against the patient it names', async () => {
+    const store = new ResourceStore(service.database.db, createValidator());
+    const northfieldNote = comparison.opinions[1]?.documentReference as string;
+    const events = (
+      await store.search<AuditEvent>({ resourceType: 'AuditEvent', count: 50, contains: [[{ entity: [{ what: { reference: `ServiceRequest/${referralId}` } }] }], [{ entity: [{ what: { reference: northfieldNote } }] }]] }, 'system')
+    ).resources;
+    // Read twice (JSON, then the page); repeated reads may be coalesced into one event, so: at least one, each alike.
+    expect(events.length).toBeGreaterThanOrEqual(1);
+    for (const e of events) {
+      expect([e.action, e.outcome, e.entity?.map((x) => x.what?.reference).filter((r) => r !== undefined)]).toEqual([
+        'R',
+        '0',
+        [comparison.referral.patient?.reference, `ServiceRequest/${referralId}`, comparison.opinions[0]?.documentReference, northfieldNote],
+      ]);
+    }
+    expect(events[0]?.entity?.[0]?.role?.code).toBe('1');
   });
 
   it('renders the patient, the referral, every consultant with its status, and each opinion in full, markup shown as text', async () => {

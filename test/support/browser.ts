@@ -52,6 +52,8 @@ const NO_CHROMIUM = `no Chromium found (tried CHROMIUM_PATH, then ${CHROMIUM_NAM
  */
 export function describeInBrowser(name: string, body: () => void): void {
   const skip = findChromium() === undefined && !inCi();
+  // The one line a skipped run prints: why these tests did not run.
+  if (skip) console.warn(`${name}: skipped, ${NO_CHROMIUM}`);
   describe.skipIf(skip)(skip ? `${name} [skipped: ${NO_CHROMIUM}]` : name, body);
 }
 
