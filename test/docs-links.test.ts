@@ -134,4 +134,11 @@ describe('documentation links', () => {
     const readme = readRepoFile('README.md') ?? '';
     expect(readme.split('\n').length).toBeLessThanOrEqual(210);
   });
+
+  it('docs/architecture.md lists every directory of src/', () => {
+    const page = readRepoFile('docs/architecture.md') ?? '';
+    const dirs = readdirSync(path.join(root, 'src'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name);
+    expect(dirs.length).toBeGreaterThan(10);
+    expect(dirs.filter((d) => !new RegExp(`^  ${d}/ `, 'm').test(page))).toEqual([]);
+  });
 });
