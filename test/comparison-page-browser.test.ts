@@ -10,7 +10,6 @@ import { createValidator } from '../src/fhir/validator.ts';
 import { type CheckedPage, describeInBrowser, launchBrowser, pdfPageCount, type TestBrowser } from './support/browser.ts';
 import { clientIdOf, writeSandboxNetwork } from './support/example-network.ts';
 import { callerFor, until } from './support/flow.ts';
-import { EXAMPLE_OPINION } from './support/opinions.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -18,6 +17,34 @@ import { getAccessToken } from './support/tokens.ts';
 
 /** Text a consultant wrote that looks like markup: the page must show it as text and run nothing. */
 const MARKUP = '<img src="https://example.org/x.png" onerror="alert(1)"> & <b>bold</b>';
+
+/** The patient and the first opinion, spelled out here (not taken from shared examples): the test reads them back. */
+const PATIENT = { identifier: [{ system: 'urn:oid:2.16.840.1.113883.4.1', value: '999-00-1234' }], display: 'Alex Example' };
+const FIRST_OPINION = { diagnosis: [{ system: 'http://snomed.info/sct', code: '428341000124104', display: 'Complication of breast implant' }], plan: 'Revision surgery with implant exchange', documents: [] };
+
+const LAKESIDE_OPINION = {
+  diagnosisAgreement: 'agree-with-modifications',
+  planAgreement: 'disagree',
+  diagnosis: [{ system: 'http://snomed.info/sct', code: '239873007', display: 'Osteoarthritis of knee' }],
+  summary: 'Aseptic loosening is not proven; revision is premature.',
+  recommendations: [
+    { option: 'Aspiration and bone scan first', preferred: true, rationale: 'Rule out infection and loosening', risks: ['Delay of 2 weeks'], recovery: 'None' },
+    { option: 'Revision arthroplasty', risks: ['Infection', 'Stiffness'], recovery: '3 to 6 months' },
+  ],
+  missingInformation: ['Implant type and size'],
+  followUp: 'Review with the scan results.',
+  answers: [{ question: 0, text: 'Yes, after three months.' }],
+};
+
+const NORTHFIELD_OPINION = {
+  ...LAKESIDE_OPINION,
+  diagnosisAgreement: 'disagree',
+  summary: `Infection must be excluded first. ${MARKUP}`,
+  recommendations: [{ option: 'Two-stage revision', preferred: true, rationale: 'Low-grade infection is likely', risks: ['Infection', 'Stiffness'], recovery: '6 months' }],
+  missingInformation: ['Implant type and size', 'CRP and ESR'],
+  followUp: 'Repeat CRP in four weeks.',
+  answers: [{ question: 0, notAnswerable: 'Depends on the infection work-up' }],
+};
 
 /**
  * The comparison page as a physician's browser shows it (headless Chromium): the patient and
@@ -54,7 +81,9 @@ describeInBrowser('comparison page in Chromium', () => {
         blinded: false,
         consent: undefined,
         consentAttested: true,
-        firstOpinion: { diagnosis: [{ system: 'http://snomed.info/sct', code: '428341000124104', display: 'Complication of breast implant' }], plan: 'Revision surgery with implant exchange', documents: [] },
+        patient: { reference: `Patient/${ehr.seeded.patientId}`, ...PATIENT },
+        kind: 'revision',
+        firstOpinion: FIRST_OPINION,
         questions: [{ text: 'Will I be able to swim again?', askedBy: 'patient' }],
       } as never,
       ehr.seeded,
@@ -69,20 +98,8 @@ describeInBrowser('comparison page in Chromium', () => {
       expect((await call('POST', `/consults/${taskId}/accept`, who)).status).toBe(200);
       expect((await call('POST', `/consults/${taskId}/start`, who)).status).toBe(200);
     }
-    expect((await call('POST', `/consults/${lakeside}/opinion`, 'lakeside-consults', { ...EXAMPLE_OPINION, answers: [{ question: 0, text: 'Yes, after three months.' }] })).status).toBe(200);
-    expect(
-      (
-        await call('POST', `/consults/${northfield}/opinion`, 'northfield-pathology', {
-          ...EXAMPLE_OPINION,
-          diagnosisAgreement: 'disagree',
-          summary: `Infection must be excluded first. ${MARKUP}`,
-          recommendations: [{ option: 'Two-stage revision', preferred: true, rationale: 'Low-grade infection is likely', risks: ['Infection', 'Stiffness'], recovery: '6 months' }],
-          missingInformation: ['Implant type and size', 'CRP and ESR'],
-          followUp: 'Repeat CRP in four weeks.',
-          answers: [{ question: 0, notAnswerable: 'Depends on the infection work-up' }],
-        })
-      ).status,
-    ).toBe(200);
+    expect((await call('POST', `/consults/${lakeside}/opinion`, 'lakeside-consults', LAKESIDE_OPINION)).status).toBe(200);
+    expect((await call('POST', `/consults/${northfield}/opinion`, 'northfield-pathology', NORTHFIELD_OPINION)).status).toBe(200);
     // A follow-up question to Lakeside once its opinion reached the EHR, and Lakeside's answer.
     await until(async () => ((await service.database.db.select().from(opinionDeliveries).where(eq(opinionDeliveries.taskId, lakeside)))[0]?.status === 'delivered' ? true : undefined), 'the opinion delivered');
     const asked = await call<{ id: string }>('POST', `/second-opinions/${referralId}/consultants/lakeside-consults/questions`, 'st-olaf', { text: 'Would an MRI change your view?' });
