@@ -11,6 +11,9 @@ import { ResourceStore } from '../store/resource-store.ts';
 import { auditReadWindows, resourceHistory, resources } from '../store/schema.ts';
 import { auditRetentionStatus, exportAuditEvents, pruneReadWindows, type ExportIo } from './audit-archive.ts';
 import { AuditLog, type AuditRecordInput } from './audit-log.ts';
+import { register } from 'prom-client';
+import { captureLogs } from '../../test/support/log-capture.ts';
+import { checkAuditRetention } from './retention-check.ts';
 
 /** The audit archive export (audit-archive.ts), on the store the run uses (PGlite, or PostgreSQL with DATABASE_URL). */
 describe('audit archive export', () => {
@@ -153,10 +156,11 @@ describe('audit archive export', () => {
     await recordAt('2019-01-01T00:00:00Z', 1);
     await recordAt('2020-06-01T00:00:00Z', 2);
     await recordAt('2026-12-01T00:00:00Z', 3);
-    const status = await auditRetentionStatus(database.db, new Date('2026-12-07T00:00:00Z'), 6 * 365 + 2);
+    const status = await auditRetentionStatus(database.db, new Date('2026-12-07T00:00:00Z'), { years: 6 });
     expect(status.pastRetention).toBe(2);
     expect(status.oldest?.toISOString()).toBe('2019-01-01T00:00:00.000Z');
-    expect(status.cutoff.toISOString()).toBe('2020-12-06T00:00:00.000Z');
+    expect(status.cutoff.toISOString()).toBe('2020-12-07T00:00:00.000Z');
+    expect((await auditRetentionStatus(database.db, new Date('2026-12-07T00:00:00Z'), { days: 2380 })).pastRetention).toBe(1);
 
     clock = new Date('2026-12-07T10:00:00Z');
     await audit.recordCoalesced(read(1, 'c'));
@@ -164,5 +168,28 @@ describe('audit archive export', () => {
     await audit.recordCoalesced(read(1, 'c'));
     expect(await pruneReadWindows(database.db, clock)).toBe(1);
     expect((await database.db.select().from(auditReadWindows)).map((w) => w.windowStart.toISOString())).toEqual(['2026-12-07T12:00:00.000Z']);
+  });
+
+  it('the retention check warns (count, oldest, the command to run) and sets the gauge while AuditEvents past the retention remain', async () => {
+    await recordAt('2019-01-01T00:00:00Z', 1);
+    await recordAt('2026-12-01T00:00:00Z', 2);
+    const { log, lines } = captureLogs('info');
+    const deps = { db: database.db, now: () => new Date('2026-12-07T00:00:00Z'), retention: { years: 6 } };
+    const gauge = async () => (await register.getSingleMetric('audit_events_past_retention')?.get())?.values[0]?.value;
+    await checkAuditRetention(deps, log);
+    expect(lines).toMatchObject([
+      {
+        level: 'warn',
+        pastRetention: 1,
+        oldest: '2019-01-01T00:00:00.000Z',
+        cutoff: '2020-12-07T00:00:00.000Z',
+        msg: 'AuditEvents older than the audit retention (6 years) are still in the store; archive them with: npm run audit:export -- --before 2020-12-07',
+      },
+    ]);
+    expect(await gauge()).toBe(1);
+    await exportAuditEvents(database.db, { before: new Date('2020-12-07T00:00:00Z'), out: path.join(dir, 'retention.ndjson') });
+    await checkAuditRetention(deps, log);
+    expect(lines).toHaveLength(1);
+    expect(await gauge()).toBe(0);
   });
 });

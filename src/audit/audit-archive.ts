@@ -30,12 +30,24 @@ import { and, asc, count, eq, gt, inArray, lt, min, or, sql } from 'drizzle-orm'
 import type { Db } from '../store/database.ts';
 import { auditReadWindows, resourceHistory, resources } from '../store/schema.ts';
 
-/** The default retention: six years (HIPAA, 45 CFR 164.316(b)(2)). */
-export const DEFAULT_AUDIT_RETENTION_DAYS = 6 * 365 + 2;
+/** How long AuditEvents are kept in the store: whole calendar years, or days (AUDIT_RETENTION_YEARS / _DAYS). */
+export type AuditRetention = { years: number } | { days: number };
 
-/** The oldest DATE an export may take without `--force`: now minus the retention. */
-export function retentionCutoff(now: Date, retentionDays: number): Date {
-  return new Date(now.getTime() - retentionDays * 86_400_000);
+/** The default retention: six years (HIPAA, 45 CFR 164.316(b)(2)). */
+export const DEFAULT_AUDIT_RETENTION: AuditRetention = { years: 6 };
+
+/** The newest DATE an export may take without `--force`: now minus the retention (calendar years in UTC, or days of 24 h). */
+export function retentionCutoff(now: Date, retention: AuditRetention): Date {
+  if ('days' in retention) return new Date(now.getTime() - retention.days * 86_400_000);
+  const cutoff = new Date(now);
+  cutoff.setUTCFullYear(cutoff.getUTCFullYear() - retention.years);
+  return cutoff;
+}
+
+/** The retention as people say it: `6 years`, `30 days`. */
+export function describeRetention(retention: AuditRetention): string {
+  const [n, unit] = 'days' in retention ? [retention.days, 'day'] : [retention.years, 'year'];
+  return `${n} ${unit}${n === 1 ? '' : 's'}`;
 }
 
 export interface ExportOptions {
@@ -220,8 +232,8 @@ export interface RetentionStatus {
 }
 
 /** How many AuditEvents are older than the retention: what `npm run audit:export` would take with DATE = the cutoff. */
-export async function auditRetentionStatus(db: Db, now: Date, retentionDays: number): Promise<RetentionStatus> {
-  const cutoff = retentionCutoff(now, retentionDays);
+export async function auditRetentionStatus(db: Db, now: Date, retention: AuditRetention): Promise<RetentionStatus> {
+  const cutoff = retentionCutoff(now, retention);
   const [row] = await db
     .select({ n: count(), oldest: min(resources.lastUpdated) })
     .from(resources)
