@@ -23,7 +23,7 @@ export interface HttpServerLimits {
 /**
  * Every setting the service reads, as one zod schema over environment variables.
  * Read once at start-up (`loadConfig(process.env)`); every problem is listed at once.
- * The README's configuration table mirrors the `describe()` texts below.
+ * The configuration table in docs/configuration.md mirrors the `describe()` texts below.
  */
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 /** A limit where 0 switches it off. */
@@ -314,7 +314,7 @@ export function parseTrustProxy(raw: string): false | number | string[] | string
   return entries;
 }
 
-/** The documented settings, for the README table and `--help`. */
+/** The documented settings, for the table in docs/configuration.md and `--help`. */
 export function describeConfig(): { name: string; default: string; description: string }[] {
   return Object.entries(EnvSchema.shape as Record<string, z.ZodType>).map(([name, schema]) => {
     let def = '';
