@@ -5,13 +5,14 @@
  * (DATABASE_URL or DATA_DIR, AUDIT_RETENTION_*) and applies the schema migrations first.
  *
  * On PostgreSQL it runs beside the service (any number of replicas). The embedded PGlite
- * database belongs to one process: stop the service first.
+ * database belongs to one process: stop the service first (it refuses while the database is open).
  *
  * Exit status: 0 when done, 1 when the export failed (run it again with the same --out: it
  * continues), 2 on bad arguments.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
+import path from 'node:path';
 import { exportAuditEvents } from '../src/audit/audit-archive.ts';
 import { AUDIT_EXPORT_USAGE, parseExportArgs } from '../src/audit/audit-export-args.ts';
 import { loadConfigOrExit } from '../src/config/config.ts';
@@ -25,6 +26,16 @@ if (!parsed.ok) {
   process.exit(parsed.help ? 0 : 2);
 }
 const { before, out, batchSize, force } = parsed.args;
+
+// The embedded database is open in a process while this file exists (PGlite writes it on open and removes it on close).
+const pgliteLock = path.join(config.dataDir, 'pglite', 'postmaster.pid');
+if (!config.databaseUrl && existsSync(pgliteLock)) {
+  process.stderr.write(
+    `audit:export: the embedded database in ${config.dataDir} is open in another process (the service?): stop it first.\n` +
+      `If no process has it open (one was killed and left ${pgliteLock} behind), start and stop the service once, then run this again.\n`,
+  );
+  process.exit(2);
+}
 
 async function sha256Of(file: string): Promise<{ sha256: string; lines: number }> {
   const hash = createHash('sha256');

@@ -69,6 +69,17 @@ describe('npm run audit:export (the CLI process)', () => {
     expect(run.stdout).toBe('');
   }, 60_000);
 
+  it.runIf(!process.env.DATABASE_URL)('on the embedded store, refuses to open a database another process has open (exit 2)', async () => {
+    const { database } = await open();
+    try {
+      const run = await runExport(['--before', '2020-01-01', '--out', out], db.env);
+      expect(run.code).toBe(2);
+      expect(run.stderr).toContain(`audit:export: the embedded database in ${db.env.DATA_DIR} is open in another process (the service?): stop it first.`);
+    } finally {
+      await database.close();
+    }
+  }, 60_000);
+
   it('exports the AuditEvents before DATE and deletes them; the re-run finds nothing more', async () => {
     const other = db.kind === 'postgres' ? await open() : undefined;
     // On PostgreSQL another process writes AuditEvents all the while.
