@@ -104,6 +104,8 @@ export async function getComparison(id: string, caller: Caller, deps: Comparison
     caller,
     {
       action: 'read',
+      // Clients poll the summary: a minute of polling by one client is one AuditEvent with a read count.
+      coalesce: true,
       requested: requestedEntity('ServiceRequest', id),
       touched: (c) => {
         // The comparison names the patient: the read is audited against them, as the referral summary is.
