@@ -14,6 +14,7 @@ import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
+import { createHomeRouter } from './http/home.ts';
 import { requestContext } from './http/request-context.ts';
 import { refuseMalformedUrl } from './http/refuse-malformed-url.ts';
 import { requireUtf8Body } from './http/require-utf8-body.ts';
@@ -79,6 +80,7 @@ export function createApp(deps: AppDeps): Express {
   // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement.
   // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
   app.use(createHealthRouter({ ready: deps.ready }));
+  app.use(createHomeRouter({ publicUrl: config.publicUrl, software: deps.software }));
   app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
   app.use(createAuthRouter({ ...deps.auth, tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
   app.use(createClientJwksRouter({ keys: deps.outboundKeys, now: deps.now }));

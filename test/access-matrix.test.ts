@@ -411,6 +411,7 @@ const STALE = { 'If-Match': 'W/"999"' };
 
 /** One entry per route of ROUTE_RULES: the requests that drive it (FHIR and Binary routes are driven by their own tests above). */
 const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
+  '/': () => [{ path: '/', expect: () => 200, check: (_party, _status, body) => expect(body).toMatchObject({ name: 'second-opinion-referrals', links: expect.arrayContaining([expect.objectContaining({ rel: 'fhir-metadata' })]) }) }],
   '/healthz': () => [{ path: '/healthz', expect: () => 200 }],
   '/readyz': () => [{ path: '/readyz', expect: () => 200 }],
   // No form: an OAuth error, whoever asks (the endpoint takes no bearer token).

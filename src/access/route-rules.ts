@@ -64,6 +64,7 @@ const subscriptionRoute = (method: RouteMethod, path: string, interaction: Inter
 const open = (method: RouteMethod, path: string, what: string): RouteRule => ({ method, path, what, access: { kind: 'public' } });
 
 export const ROUTE_RULES: readonly RouteRule[] = [
+  open('GET', '/', 'What the service is, with links to its documentation, metadata and health endpoints'),
   open('GET', '/healthz', 'Liveness'),
   open('GET', '/readyz', 'Readiness'),
   open('POST', '/auth/token', 'SMART Backend Services token request'),

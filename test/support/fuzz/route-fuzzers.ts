@@ -181,6 +181,7 @@ const consultAction = (action: string, base: BaseName): RouteFuzzer => ({ params
 
 /** One entry per row of ROUTE_RULES, keyed `METHOD path`. */
 export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
+  'GET /': {},
   'GET /healthz': {},
   'GET /readyz': {},
   'POST /auth/token': { body: tokenFormPlan.map((plan): BodyPlan => ({ kind: 'form', plan })) },
