@@ -148,9 +148,12 @@ describe('OpenAPI document and reference page', () => {
       expect(spec.body.schema.safeParse(extra).success, key).toBe(false);
       expect(schema.safeParse(extra).success, `${key} against the document`).toBe(false);
     }
-    // Every example of the module is shown, once.
-    expect(shown.length).toBe(Object.keys(examples).length);
-    for (const [name, value] of Object.entries(examples)) expect(shown, name).toContainEqual(value);
+    // Every request example of the module is shown, once (the OperationOutcome is the error component's, checked below).
+    const { EXAMPLE_OPERATION_OUTCOME, ...requests } = examples;
+    expect(shown.length).toBe(Object.keys(requests).length);
+    for (const [name, value] of Object.entries(requests)) expect(shown, name).toContainEqual(value);
+    expect((doc.components.schemas.OperationOutcome as { examples: unknown[] }).examples).toEqual([EXAMPLE_OPERATION_OUTCOME]);
+    expect(documented(doc.components.schemas.OperationOutcome).safeParse(EXAMPLE_OPERATION_OUTCOME).success).toBe(true);
     // A required field left out fails both.
     const { consultants: _, ...noConsultants } = examples.EXAMPLE_INTAKE_REQUEST;
     expect(documented(operation('POST', '/second-opinions').requestBody?.content['application/json']?.schema).safeParse(noConsultants).success).toBe(false);
@@ -181,11 +184,11 @@ describe('OpenAPI document and reference page', () => {
     expect(health).toMatchObject({ status: 200, body: { status: 'ready' } });
     expect(answerSchema('GET', '/readyz', 200).safeParse(health.body).success).toBe(true);
 
-    // A refusal: the shared OperationOutcome component, naming the field.
-    const refused = await call('POST', '/second-opinions', 'referrer', { ...examples.EXAMPLE_INTAKE_REQUEST, priority: 'soon' });
+    // A refusal: the document's OperationOutcome example is what the service answers.
+    const refused = await call('POST', '/second-opinions', 'referrer', { ...examples.EXAMPLE_INTAKE_REQUEST, priority: 'soon', consultants: [] });
     expect(refused.status).toBe(400);
     expect(refused.type).toBe('application/fhir+json; charset=utf-8');
-    expect((refused.body as { issue: { expression?: string[] }[] }).issue[0]?.expression).toEqual(['priority']);
+    expect(refused.body).toEqual(examples.EXAMPLE_OPERATION_OUTCOME);
     expect(answerSchema('POST', '/second-opinions', 400, 'application/fhir+json').safeParse(refused.body).success).toBe(true);
     const unauthenticated = await call('GET', '/participants');
     expect(unauthenticated.status).toBe(401);

@@ -66,3 +66,15 @@ export const EXAMPLE_DECLINE = { reason: 'Outside our specialty' };
 
 /** `POST /consults/{taskId}/request-info`. */
 export const EXAMPLE_REQUEST_INFO = { question: 'Which implant was used, and when was it placed?', recordTypes: [{ system: 'http://loinc.org', code: '11504-8', display: 'Surgical operation note' }] };
+
+/**
+ * The refusal of EXAMPLE_INTAKE_REQUEST with `priority: 'soon'` and no consultants, as the service
+ * answers it (400): one issue per field, each named in `expression` (test/openapi.test.ts sends it).
+ */
+export const EXAMPLE_OPERATION_OUTCOME = {
+  resourceType: 'OperationOutcome',
+  issue: [
+    { severity: 'error', code: 'value', details: { text: 'priority: Invalid option: expected one of "routine"|"urgent"|"asap"|"stat"' }, expression: ['priority'] },
+    { severity: 'error', code: 'value', details: { text: 'consultants: name at least one consultant' }, expression: ['consultants'] },
+  ],
+};

@@ -299,34 +299,43 @@ export function buildOpenApiDocument(publicUrl: string, software: { name: string
     if (scope) scopes[scope] = `${scope.split('/')[1]?.split('.')[0]}: ${{ c: 'create', r: 'read', u: 'update', d: 'delete', s: 'search' }[scope.slice(-1)]}`;
   }
   scopes['system/*.rs'] = 'Read and search every type the caller may see (the FHIR read API)';
-  return createDocument({
-    openapi: '3.1.0',
-    info: {
-      title: 'Second-opinion referrals API',
-      version: software.version,
-      description: [
-        `The JSON API of ${software.name}: referrers place second-opinion referrals, consulting clinics work on them, operators watch what goes back.`,
-        'Every call but the public ones needs a bearer token from POST /auth/token (SMART Backend Services: a client assertion signed with the client\'s key). Each operation names the roles (x-roles: from the participant\'s entry in the network file) and the SMART scope it needs.',
-        'Refusals are FHIR OperationOutcomes (application/fhir+json) naming the field at fault; the token endpoint answers OAuth errors.',
-        `The FHIR R4 API under /fhir is described by its CapabilityStatement: ${fhirMetadataUrl}. Anything else under /fhir answers 405.`,
-      ].join('\n\n'),
-    },
-    servers: [{ url: publicUrl }],
-    tags: TAGS.map((t) => ({ ...t })),
-    externalDocs: { description: 'FHIR CapabilityStatement', url: fhirMetadataUrl },
-    paths,
-    components: {
-      // The request bodies, named: the zod schemas the routes parse with.
-      schemas: { IntakeRequest: IntakeRequestSchema, Opinion: OpinionSchema, AddRecordsRequest: AddRecordsRequestSchema, AddConsultantsRequest: AddConsultantsRequestSchema },
-      securitySchemes: {
-        smart: {
-          type: 'oauth2',
-          description: 'SMART Backend Services (client_credentials with a private_key_jwt client assertion). Roles come from the participant in the network file; scopes from the token.',
-          flows: { clientCredentials: { tokenUrl: '/auth/token', scopes } },
+  return createDocument(
+    {
+      openapi: '3.1.0',
+      info: {
+        title: 'Second-opinion referrals API',
+        version: software.version,
+        description: [
+          `The JSON API of ${software.name}: referrers place second-opinion referrals, consulting clinics work on them, operators watch what goes back.`,
+          'Every call but the public ones needs a bearer token from POST /auth/token (SMART Backend Services: a client assertion signed with the client\'s key). Each operation names the roles (x-roles: from the participant\'s entry in the network file) and the SMART scope it needs.',
+          'Refusals are FHIR OperationOutcomes (application/fhir+json) naming the field at fault; the token endpoint answers OAuth errors.',
+          `The FHIR R4 API under /fhir is described by its CapabilityStatement: ${fhirMetadataUrl}. Anything else under /fhir answers 405.`,
+        ].join('\n\n'),
+      },
+      servers: [{ url: publicUrl }],
+      tags: TAGS.map((t) => ({ ...t })),
+      externalDocs: { description: 'FHIR CapabilityStatement', url: fhirMetadataUrl },
+      paths,
+      components: {
+        // The request bodies, named: the zod schemas the routes parse with.
+        schemas: { IntakeRequest: IntakeRequestSchema, Opinion: OpinionSchema, AddRecordsRequest: AddRecordsRequestSchema, AddConsultantsRequest: AddConsultantsRequestSchema },
+        securitySchemes: {
+          smart: {
+            type: 'oauth2',
+            description: 'SMART Backend Services (client_credentials with a private_key_jwt client assertion). Roles come from the participant in the network file; scopes from the token.',
+            flows: { clientCredentials: { tokenUrl: '/auth/token', scopes } },
+          },
         },
       },
     },
-  });
+    {
+      // Open objects (looseObject) render `additionalProperties: {}`, which JSON Schema means by default anyway; left out, renderers show no made-up properties.
+      override: ({ jsonSchema }) => {
+        const extra = (jsonSchema as { additionalProperties?: unknown }).additionalProperties;
+        if (extra && typeof extra === 'object' && Object.keys(extra).length === 0) delete (jsonSchema as { additionalProperties?: unknown }).additionalProperties;
+      },
+    },
+  );
 }
 
 let cached: { key: string; json: string } | undefined;

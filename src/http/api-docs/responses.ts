@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { DELIVERY_STATUSES } from '../../delivery/list-deliveries.ts';
 import { ROLES } from '../../network/network-schema.ts';
 import { PUSH_STATUSES } from '../../record-push/push-admin.ts';
+import { EXAMPLE_OPERATION_OUTCOME } from './examples.ts';
 
 /**
  * What the JSON API answers, written as zod schemas for the OpenAPI document only: the answers
@@ -27,7 +28,7 @@ export const OperationOutcomeSchema = z
       )
       .min(1),
   })
-  .meta({ id: 'OperationOutcome', description: 'A FHIR R4 OperationOutcome: one issue per problem, each naming its field in `expression` where there is one.' });
+  .meta({ id: 'OperationOutcome', description: 'A FHIR R4 OperationOutcome: one issue per problem, each naming its field in `expression` where there is one.', examples: [EXAMPLE_OPERATION_OUTCOME] });
 
 /** Any FHIR R4 resource (the FHIR doors; Tasks and ServiceRequests in JSON answers). */
 export const FhirResourceSchema = z
