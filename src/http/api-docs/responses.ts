@@ -134,7 +134,7 @@ export const WorklistSchema = z
         task: z.looseObject({ id: z.string(), status: z.string(), businessStatus: z.string().optional(), due: z.string().optional(), overdue: z.boolean(), version: z.string().optional(), url: z.string() }),
         referral: z.looseObject({ id: z.string(), kind: z.string().optional(), question: z.string().optional(), questions: z.array(Question), priority: z.string().optional(), reviewType: z.string().optional(), blinded: z.boolean() }),
         patient: z.looseObject({ reference: z.string().optional(), display: z.string().optional() }),
-        recordSet: z.string().optional().meta({ description: 'The record-set Bundle to read (GET /fhir/Bundle/{id})' }),
+        recordSet: z.string().optional().meta({ description: 'URL of the record-set Bundle to read (…/fhir/Bundle/{id})' }),
         followUps: z.array(FollowUp),
         actions: z.array(z.string()).meta({ description: 'What the clinic may do now: POST /consults/{taskId}/{action}' }),
       }),
