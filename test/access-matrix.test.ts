@@ -421,6 +421,10 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/.well-known/jwks.json': () => [{ path: '/.well-known/jwks.json', expect: () => 200 }],
   '/.well-known/client-jwks.json': () => [{ path: '/.well-known/client-jwks.json', expect: () => 200 }],
   '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
+  // The API's OpenAPI document and reference page: public, the same for everyone; only the page's own files are served.
+  '/openapi.json': () => [{ path: '/openapi.json', expect: () => 200 }],
+  '/docs': () => [{ path: '/docs', expect: () => 200 }],
+  '/docs/:asset': () => [{ path: '/docs/init.js', expect: () => 200 }, { path: '/docs/package.json', expect: () => 404 }],
   // Our conformance resources: public, the same for everyone, with or without a token.
   ...Object.fromEntries(
     (['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type) => [
