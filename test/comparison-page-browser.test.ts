@@ -1,6 +1,7 @@
 import type { AuditEvent, Task } from '@medplum/fhirtypes';
 import { eq } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { z } from 'zod';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import type { Comparison } from '../src/retrieval/comparison.ts';
@@ -115,7 +116,7 @@ describeInBrowser('comparison page in Chromium', () => {
     await ehr?.stop();
   });
 
-  it('the JSON names the patient and the referral, and carries each option\'s rationale', () => {
+  it('the JSON names the patient and the referral, carries each option\'s rationale, and fits the documented schema', async () => {
     expect(comparison.referral).toEqual({
       id: referralId,
       requestId: request.requestId,
@@ -129,6 +130,12 @@ describeInBrowser('comparison page in Chromium', () => {
       ['northfield-pathology', ['Low-grade infection is likely'], 'Repeat CRP in four weeks.', 0],
     ]);
     expect(comparison.pending).toEqual([{ source: 'riverside-imaging', name: 'Riverside Imaging Centre (example)', status: 'requested' }]);
+    // It fits what /openapi.json documents for this answer.
+    const doc = (await (await fetch(`${service.url}/openapi.json`)).json()) as { paths: Record<string, Record<string, { responses: Record<string, { content: Record<string, { schema: unknown }> }> }>>; components: { schemas: unknown } };
+    const local = (v: unknown) => JSON.parse(JSON.stringify(v).replaceAll('#/components/schemas/', '#/$defs/')) as Record<string, unknown>;
+    const schema = z.fromJSONSchema({ ...local(doc.paths['/second-opinions/{id}/comparison']?.get?.responses['200']?.content['application/json']?.schema), $defs: local(doc.components.schemas) } as never);
+    const check = schema.safeParse(comparison);
+    expect(check.success, JSON.stringify(check.error?.issues)).toBe(true);
   });
 
   it('each read of the comparison (JSON and page) is audited against the patient it names', async () => {
