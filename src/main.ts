@@ -19,15 +19,31 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const running = service;
+  let signalled = false;
   const shutdown = (signal: string) => {
-    log.info({ signal }, 'shutting down');
+    if (signalled) {
+      // A second signal: the operator does not want to wait for the drain.
+      log.warn({ signal }, 'second signal during shutdown: exiting now');
+      process.exit(1);
+    }
+    signalled = true;
+    log.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down');
+    // A backstop: the drain is bounded by SHUTDOWN_TIMEOUT_SECONDS; closing the queue and the store
+    // gets a further 15 s, then the process exits anyway (jobs still running are retried after their lease).
+    setTimeout(() => {
+      log.error({ timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutSeconds * 1000 + 15_000).unref();
     running.stop().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 await main();

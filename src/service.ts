@@ -8,7 +8,7 @@ import { loadSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
 import { answerClientError } from './http/client-error.ts';
-import { createHttpServer } from './http/http-server.ts';
+import { createHttpServer, drainHttpServer } from './http/http-server.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
@@ -198,16 +198,15 @@ export async function startService(config: Config, log: Logger, options: StartOp
     jobs,
     stop() {
       stopping ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
-        await closed;
-        clearTimeout(timer);
+        // One budget for the whole drain: requests first (they may enqueue jobs), then jobs.
+        const deadline = Date.now() + config.shutdownTimeoutSeconds * 1000;
+        await drainHttpServer(server, deadline);
         await overdueSweep.stop();
         await heartbeats.stop();
         await blobSweep.stop();
+        // Running jobs get what is left of the budget (at least 1 s), then go back to the queue.
         // The queue stops before the store closes (on PGlite it shares the one session).
-        await jobs.stop({ graceful: true });
+        await jobs.stop({ graceful: true, timeoutMs: Math.max(1_000, deadline - Date.now()) });
         await blobs.backend.close();
         await database.close();
         log.info('stopped');
