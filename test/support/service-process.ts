@@ -1,5 +1,5 @@
 /**
- * The service as a real child process, started exactly as `npm start` does (`tsx src/main.ts`
+ * The service as a real child process, started exactly as `npm start` does (`node --import tsx src/main.ts`
  * on the project's Node), for tests that kill it, restart it or run several replicas: its JSON
  * log lines are collected, it can be SIGKILLed at a chosen moment, and it gets a database of its
  * own (a PGlite directory, or a fresh PostgreSQL database when DATABASE_URL is set).
