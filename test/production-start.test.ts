@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../scripts/build.ts';
 import { main as keys } from '../scripts/keys.ts';
 import { EXAMPLE_KEY_THUMBPRINTS, findExampleKeys } from '../src/auth/example-keys.ts';
+import { createProcessDatabase } from './support/service-process.ts';
 import { freePort } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
@@ -208,9 +209,11 @@ describe('the production start (npm run build, then plain node)', () => {
 
   it('NODE_ENV=production npm start runs dist/main.js as the service process itself: serves with the keys of npm run keys; SIGTERM to npm ends the whole tree and closes the port', async () => {
     const port = await freePort();
-    const proc = run('npm', ['start'], { NODE_ENV: 'production', NETWORK_FILE: networkFile, SIGNING_KEY_FILE: signingKeyFile, DATA_DIR: path.join(dir, 'data'), HOST: '127.0.0.1', PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` });
+    // The store of the run: PGlite, or a fresh PostgreSQL database when DATABASE_URL is set.
+    const database = await createProcessDatabase();
+    const proc = run('npm', ['start'], { NODE_ENV: 'production', NETWORK_FILE: networkFile, SIGNING_KEY_FILE: signingKeyFile, ...database.env, HOST: '127.0.0.1', PORT: String(port), PUBLIC_URL: `http://127.0.0.1:${port}` });
     try {
-      expect(await proc.waitFor((l) => l.msg === 'listening')).toMatchObject({ port, store: 'pglite' });
+      expect(await proc.waitFor((l) => l.msg === 'listening')).toMatchObject({ port, store: database.kind });
       const tree = processTree(proc.pid);
       // npm, then the service: the shell exec'd into node, no TypeScript loader.
       expect(tree.map((p) => p.command).slice(0, 2)).toEqual([expect.stringMatching(/^npm/), 'node dist/main.js']);
@@ -230,6 +233,7 @@ describe('the production start (npm run build, then plain node)', () => {
       expect(messages.at(-1)).toBe('stopped');
     } finally {
       if (alive(proc.pid)) process.kill(proc.pid, 'SIGKILL');
+      await database.drop();
     }
   }, 150_000);
 
