@@ -10,16 +10,16 @@
  * Idle RSS: the process's resident set (/proc/PID/status VmRSS) 3 s after it became ready, no
  * requests in between. Both start on the example network with the embedded PGlite store in one
  * data directory, opened once beforehand (a first start also creates the database: seconds more);
- * set DATABASE_URL to measure on PostgreSQL instead. Prints medians (min-max) and the ratio
+ * with DATABASE_URL set, on a throwaway database created on that server (dropped afterwards). Prints medians (min-max) and the ratio
  * compiled / tsx of the medians. Linux only (reads /proc).
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { freshDatabase } from './bench/lib/postgres.ts';
+import { runBench, tempDir } from './bench/lib/run.ts';
 import { build } from './build.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
@@ -45,12 +45,12 @@ function rssMb(pid: number): number {
   return kb / 1024;
 }
 
-async function once(mode: Mode, dataDir: string): Promise<{ startMs: number; rssMb: number }> {
+async function once(mode: Mode, dataDir: string, databaseUrl: string | undefined): Promise<{ startMs: number; rssMb: number }> {
   const port = await freePort();
   const started = performance.now();
   const child = spawn(process.execPath, MODES[mode], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}) },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}) },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
@@ -81,17 +81,18 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a positive integer');
 
-process.stdout.write('building dist/ ...\n');
-build();
-const dataDir = await mkdtemp(path.join(tmpdir(), 'so-bench-startup-'));
-try {
+await runBench('bench:startup', async () => {
+  process.stdout.write('building dist/ ...\n');
+  build();
+  const dataDir = await tempDir('so-bench-startup-');
+  const databaseUrl = process.env.DATABASE_URL ? await freshDatabase(process.env.DATABASE_URL, `so_bench_startup_${process.pid}`) : undefined;
   process.stdout.write('creating the database (first start, not counted) ...\n');
-  await once('compiled', dataDir);
+  await once('compiled', dataDir, databaseUrl);
   const results: Record<Mode, { startMs: number; rssMb: number }[]> = { tsx: [], compiled: [] };
   for (let i = 0; i < runs; i++) {
     // Alternating, in a different order each round, so drift on the machine hits both alike.
     for (const mode of (i % 2 ? ['compiled', 'tsx'] : ['tsx', 'compiled']) as Mode[]) {
-      const r = await once(mode, dataDir);
+      const r = await once(mode, dataDir, databaseUrl);
       results[mode].push(r);
       process.stdout.write(`run ${i + 1} ${mode.padEnd(8)} ready in ${(r.startMs / 1000).toFixed(2)} s, idle RSS ${r.rssMb.toFixed(0)} MB\n`);
     }
@@ -100,7 +101,6 @@ try {
   const rss = (m: Mode) => results[m].map((r) => r.rssMb);
   process.stdout.write(`\n| start | ready (s), median (min-max) | idle RSS (MB), median (min-max) |\n|---|---|---|\n`);
   for (const m of ['tsx', 'compiled'] as Mode[]) process.stdout.write(`| ${m} | ${median(start(m)).toFixed(2)} (${range(start(m), 2)}) | ${median(rss(m)).toFixed(0)} (${range(rss(m), 0)}) |\n`);
-  process.stdout.write(`\nratio compiled / tsx (medians, ${runs} runs each, ${process.env.DATABASE_URL ? 'PostgreSQL' : 'PGlite'}): start-up ${(median(start('compiled')) / median(start('tsx'))).toFixed(2)}, idle RSS ${(median(rss('compiled')) / median(rss('tsx'))).toFixed(2)}\n`);
-} finally {
-  await rm(dataDir, { recursive: true, force: true });
-}
+  process.stdout.write(`\nratio compiled / tsx (medians, ${runs} runs each, ${databaseUrl ? 'PostgreSQL' : 'PGlite'}): start-up ${(median(start('compiled')) / median(start('tsx'))).toFixed(2)}, idle RSS ${(median(rss('compiled')) / median(rss('tsx'))).toFixed(2)}\n`);
+  return 0;
+});
