@@ -99,24 +99,27 @@ describe('graceful shutdown (service processes)', () => {
     }
   }, 180_000);
 
-  it('a delivery held by the EHR at SIGTERM is handed back to the queue; after a restart the opinion is on the EHR exactly once', async () => {
+  /**
+   * A referral in progress on a service process talking to a fresh sandbox EHR, and a hold on the
+   * EHR's answer to the opinion's DocumentReference POST (stored first): the service gets
+   * SIGTERM while the answer is held. Returns the process, the ids, and `release()`.
+   */
+  async function deliveryAtSigterm(shutdownSeconds: string) {
     const sandbox = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 10_000 } });
     ehr = sandbox;
     networkFile = await writeSandboxNetwork(sandbox);
-    // Retries after 1 s; the drain waits 2 s for the running attempt, then hands it back.
-    const env = { NETWORK_FILE: networkFile, SHUTDOWN_TIMEOUT_SECONDS: '2', DELIVERY_RETRY_DELAY_SECONDS: '1', DELIVERY_RETRY_MAX_DELAY_SECONDS: '2', DELIVERY_ATTEMPT_TIMEOUT_SECONDS: '120' };
-    const first = await start(env);
-
+    // Retries after 1 s; the lease is long, so only a hand-back (not an expired lease) retries at once.
+    const env = { NETWORK_FILE: networkFile, SHUTDOWN_TIMEOUT_SECONDS: shutdownSeconds, DELIVERY_RETRY_DELAY_SECONDS: '1', DELIVERY_RETRY_MAX_DELAY_SECONDS: '2', DELIVERY_ATTEMPT_TIMEOUT_SECONDS: '120' };
+    const svc = await start(env);
     const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, sandbox.seeded);
-    const created = await first.call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
+    const created = await svc.call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);
     expect(created.status).toBe(201);
     const { id } = created.body;
     const taskId = created.body.tasks[0]?.id as string;
-    await until(async () => ((await first.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), `records of ${id}`, 90_000);
-    expect((await first.call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
-    expect((await first.call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
+    await until(async () => ((await svc.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf')).body.recordSet.status === 'records-ready' ? true : undefined), `records of ${id}`, 90_000);
+    expect((await svc.call('POST', `/consults/${taskId}/accept`, 'lakeside-consults')).status).toBe(200);
+    expect((await svc.call('POST', `/consults/${taskId}/start`, 'lakeside-consults')).status).toBe(200);
 
-    // The EHR stores the consult note and holds its answer; meanwhile the service gets SIGTERM.
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     let signalled!: () => void;
@@ -126,34 +129,61 @@ describe('graceful shutdown (service processes)', () => {
       method: 'POST',
       times: 1,
       beforeResponse: async () => {
-        first.kill('SIGTERM');
+        svc.kill('SIGTERM');
         signalled();
         await held;
       },
     });
-    const opinion = await first.call<Task>('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', EXAMPLE_OPINION);
+    const opinion = await svc.call<Task>('POST', `/consults/${taskId}/opinion`, 'lakeside-consults', EXAMPLE_OPINION);
     expect(opinion.status).toBe(200);
     const noteId = (opinion.body.output?.[0]?.valueReference?.reference as string).split('/')[1] as string;
     await sigtermSent;
-    // The drain ends with the attempt still held: the process exits 0 without having delivered.
-    expect(await first.exit).toBe(0);
-    release();
-    expect(first.logs.map((l) => l.msg)).toContain('stopped');
-    expect(first.logs.some((l) => l.msg === 'opinion delivery')).toBe(false);
-    expect(await onEhr<DocumentReference>(sandbox, 'DocumentReference', SYSTEM.consultNoteId, noteId)).toHaveLength(1);
-    expect(await onEhr<Communication>(sandbox, 'Communication', OPINION_NOTIFICATION_SYSTEM, noteId)).toHaveLength(0);
+    return { sandbox, svc, env, id, noteId, release };
+  }
 
-    // Restarted on the same store, the handed-back job is retried (not after its 120 s lease: at once).
-    const second = await start(env);
-    const done = await second.waitFor((l) => l.msg === 'opinion delivery' && l.deliveryId === noteId, 90_000);
-    expect(done).toMatchObject({ outcome: 'delivered', attempt: 2 });
+  /** Exactly one note and one Communication about it on the EHR, and the referrer's summary says delivered. */
+  async function deliveredOnce(sandbox: SandboxEhr, svc: ServiceProcess, id: string, noteId: string): Promise<void> {
     const docs = await onEhr<DocumentReference>(sandbox, 'DocumentReference', SYSTEM.consultNoteId, noteId);
     expect(docs).toHaveLength(1);
     const comms = await onEhr<Communication>(sandbox, 'Communication', OPINION_NOTIFICATION_SYSTEM, noteId);
     expect(comms).toHaveLength(1);
     expect(comms[0]?.about).toEqual([{ reference: `DocumentReference/${docs[0]?.id as string}` }]);
-    const summary = await second.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf');
+    const summary = await svc.call<ReferralSummary>('GET', `/second-opinions/${id}`, 'st-olaf');
     expect(summary.body.consultants[0]?.delivery).toMatchObject({ id: noteId, status: 'delivered' });
+  }
+
+  it('a delivery running at SIGTERM finishes within the shutdown budget: delivered once, then exit 0', async () => {
+    const { sandbox, svc, env, id, noteId, release } = await deliveryAtSigterm('60');
+    await svc.waitFor((l) => l.msg === 'shutting down');
+    // The EHR answers while the service drains: the running attempt completes.
+    release();
+    expect(await svc.exit).toBe(0);
+    const messages = svc.logs.map((l) => l.msg);
+    const done = svc.logs.find((l) => l.msg === 'opinion delivery' && l.deliveryId === noteId);
+    expect(done).toMatchObject({ outcome: 'delivered', attempt: 1 });
+    expect(messages.indexOf('opinion delivery')).toBeGreaterThan(messages.indexOf('shutting down'));
+    expect(messages.at(-1)).toBe('stopped');
+    // Restarted, nothing is sent again.
+    const second = await start(env);
+    await deliveredOnce(sandbox, second, id, noteId);
+    expect(sandbox.requests.filter((r) => r.method === 'POST' && /^\/fhir\/R4\/DocumentReference(\?|$)/.test(r.path))).toHaveLength(1);
+  }, 300_000);
+
+  it('a delivery still held by the EHR when the budget runs out is handed back to the queue; after a restart the opinion is on the EHR exactly once', async () => {
+    const { sandbox, svc, env, id, noteId, release } = await deliveryAtSigterm('2');
+    // The drain ends with the attempt still held: the process exits 0 without having delivered.
+    expect(await svc.exit).toBe(0);
+    release();
+    expect(svc.logs.map((l) => l.msg)).toContain('stopped');
+    expect(svc.logs.some((l) => l.msg === 'opinion delivery')).toBe(false);
+    expect(await onEhr<DocumentReference>(sandbox, 'DocumentReference', SYSTEM.consultNoteId, noteId)).toHaveLength(1);
+    expect(await onEhr<Communication>(sandbox, 'Communication', OPINION_NOTIFICATION_SYSTEM, noteId)).toHaveLength(0);
+
+    // Restarted on the same store, the handed-back job is retried (at once, not after its 120 s lease).
+    const second = await start(env);
+    const done = await second.waitFor((l) => l.msg === 'opinion delivery' && l.deliveryId === noteId, 90_000);
+    expect(done).toMatchObject({ outcome: 'delivered', attempt: 2 });
+    await deliveredOnce(sandbox, second, id, noteId);
   }, 300_000);
 });
 
