@@ -81,6 +81,10 @@ describe('the container files mirror the build', () => {
     const { DATABASE_URL_TEMPLATE: template, ...settings } = env;
     const config = loadConfig({ ...settings, DATABASE_URL: (template as string).replace('%s', 'secret'), BLOB_S3_SECRET_ACCESS_KEY: 'secret' });
     expect(config).toMatchObject({ nodeEnv: 'production', blobStore: { kind: 's3', bucket: 'second-opinion' } });
+    // The proxy drops idle upstream connections before the service's keep-alive timeout would.
+    const keepalive = Number(/keepalive (\d+)s/.exec(compose)?.[1]);
+    expect(keepalive * 1000).toBeLessThan(config.http.keepAliveTimeoutMs);
+    expect(compose).toContain('health_uri /readyz');
     // Two replicas of that service.
     expect(compose.match(/^ {2}service-\d:\n {4}<<: \*service$/gm)).toHaveLength(2);
   });
