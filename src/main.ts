@@ -19,14 +19,16 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const running = service;
-  let signalled = false;
+  let signalledAt: number | undefined;
   const shutdown = (signal: string) => {
-    if (signalled) {
-      // A second signal: the operator does not want to wait for the drain.
+    if (signalledAt !== undefined) {
+      // Ctrl-C under `npm start` arrives twice at once (from the terminal, and forwarded by npm):
+      // only a signal a second or more after the first means "do not wait for the drain".
+      if (Date.now() - signalledAt < 1_000) return;
       log.warn({ signal }, 'second signal during shutdown: exiting now');
       process.exit(1);
     }
-    signalled = true;
+    signalledAt = Date.now();
     log.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down');
     // A backstop: the drain is bounded by SHUTDOWN_TIMEOUT_SECONDS; closing the queue and the store
     // gets a further 15 s, then the process exits anyway (jobs still running are retried after their lease).

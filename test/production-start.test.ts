@@ -41,9 +41,11 @@ interface Child {
 }
 
 /** Spawns `command args` in the repository with only `env` (plus PATH, HOME), collecting JSON log lines. */
-function run(command: string, args: string[], env: Record<string, string>): Child {
+function run(command: string, args: string[], env: Record<string, string>, options: { ownProcessGroup?: boolean } = {}): Child {
   const child = spawn(command, args, {
     cwd: ROOT,
+    // Its own process group: a signal to the group is what a terminal's Ctrl-C sends.
+    detached: options.ownProcessGroup ?? false,
     // node_modules/.bin first: `node` is the project's Node 24, as under `npm run`.
     env: { PATH: `${path.join(ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}`, HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -237,21 +239,25 @@ describe('the production start (npm run build, then plain node)', () => {
     }
   }, 150_000);
 
-  it('npm start (development: the sources through tsx) is the service process too: SIGTERM to npm ends the tree', async () => {
+  it('npm start (development: the sources through tsx) is the service process too: Ctrl-C (SIGINT to the process group, which npm forwards as well) drains once and ends the tree', async () => {
     const port = await freePort();
-    const proc = run('npm', ['start'], { DATA_DIR: path.join(dir, 'dev-data'), HOST: '127.0.0.1', PORT: String(port) });
+    const proc = run('npm', ['start'], { DATA_DIR: path.join(dir, 'dev-data'), HOST: '127.0.0.1', PORT: String(port) }, { ownProcessGroup: true });
     try {
       await proc.waitFor((l) => l.msg === 'listening');
       const tree = processTree(proc.pid);
       // (tsx's loader may have an esbuild service process below the service: it must go too.)
       expect(tree.map((p) => p.command).slice(0, 2)).toEqual([expect.stringMatching(/^npm/), 'node --import tsx src/main.ts']);
-      process.kill(proc.pid, 'SIGTERM');
+      process.kill(-proc.pid, 'SIGINT');
       await proc.exit;
       expect(tree.filter((p) => alive(p.pid))).toEqual([]);
       expect(await portOpen(port)).toBe(false);
-      expect((JSON.parse(proc.lines.at(-1) as string) as { msg: string }).msg).toBe('stopped');
+      // The doubled SIGINT is one request to shut down: a full drain, not the second signal's exit.
+      const messages = proc.lines.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { msg: string }).msg);
+      expect(messages.filter((m) => m === 'shutting down')).toHaveLength(1);
+      expect(messages).not.toContain('second signal during shutdown: exiting now');
+      expect(messages.at(-1)).toBe('stopped');
     } finally {
-      if (alive(proc.pid)) process.kill(proc.pid, 'SIGKILL');
+      if (alive(proc.pid)) process.kill(-proc.pid, 'SIGKILL');
     }
   }, 150_000);
 
