@@ -14,6 +14,8 @@ import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter } from './http/health.ts';
+import { createHomeRouter } from './http/home.ts';
+import { createApiDocsRouter } from './http/api-docs/routes.ts';
 import { requestContext } from './http/request-context.ts';
 import { refuseMalformedUrl } from './http/refuse-malformed-url.ts';
 import { requireUtf8Body } from './http/require-utf8-body.ts';
@@ -76,9 +78,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(securityHeaders({ publicUrl: config.publicUrl, hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }));
   app.use(requestContext(log));
 
-  // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement.
+  // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement, API reference.
   // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
   app.use(createHealthRouter({ ready: deps.ready }));
+  app.use(createHomeRouter({ publicUrl: config.publicUrl, software: deps.software }));
   app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
   app.use(createAuthRouter({ ...deps.auth, tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
   app.use(createClientJwksRouter({ keys: deps.outboundKeys, now: deps.now }));
@@ -91,6 +94,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(refuseMalformedUrl, requireUtf8Body);
   // Public too: our CodeSystems, ValueSets, StructureDefinitions and Measure (not PHI), so every canonical we use resolves.
   app.use(createConformanceRouter({ catalog: ConformanceCatalog.load(), fhirBaseUrl: `${config.publicUrl}/fhir` }));
+  // The OpenAPI document of the JSON API and its reference page (built on first request, then kept).
+  app.use(createApiDocsRouter({ publicUrl: config.publicUrl, software: deps.software }));
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));
