@@ -225,6 +225,13 @@ describe('the production start (npm run build, then plain node)', () => {
       const worklist = await fetch(`${url}/fhir/Task?owner=Organization/acme`, { headers: { authorization: `Bearer ${token}` } });
       expect(worklist.status).toBe(200);
       expect(((await worklist.json()) as { resourceType: string; total?: number }).resourceType).toBe('Bundle');
+      // What the compiled modules read from disk: the OpenAPI document, the reference page's assets (node_modules), the profiles.
+      expect(((await (await fetch(`${url}/openapi.json`)).json()) as { openapi: string }).openapi).toMatch(/^3\.1/);
+      const docs = await fetch(`${url}/docs`);
+      expect(docs.status).toBe(200);
+      const script = /src="([^"]+\.js)"/.exec(await docs.text())?.[1] as string;
+      expect((await fetch(new URL(script, `${url}/docs/`))).status).toBe(200);
+      expect((await fetch(`${url}/fhir/StructureDefinition`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
 
       process.kill(proc.pid, 'SIGTERM');
       await proc.exit;
