@@ -11,9 +11,10 @@ import { captureLogs } from './support/log-capture.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Issue 11 §1.7 (and §1.4 for the token endpoint): the EHR refuses our client assertion because
- * the network file writes its token URL differently from the server (`localhost` for
- * `127.0.0.1`, so the assertion's `aud` is not the server's token URL). The refusal is permanent:
+ * The EHR refuses our client assertion because the network file writes its token URL differently
+ * from the server (`0.0.0.0` for `127.0.0.1`: the request reaches the server, but the assertion's
+ * `aud` is not a name the server answers to; the sandbox, like a developer's machine, takes the
+ * loopback names `localhost`, `127.0.0.1` and `[::1]` as one). The refusal is permanent:
  * record assembly stops on the first attempt, and the EHR's `error_description` reaches the
  * referrer's summary and the log, not just the OAuth `error` code.
  */
@@ -28,7 +29,7 @@ describe('a token refusal keeps the EHR\'s error_description (flow)', () => {
     ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 20_000 } });
     const networkFile = await writeSandboxNetwork(ehr, {
       timeoutMs: 5_000,
-      edit: (byId) => void ((byId('st-olaf').fhir as Record<string, unknown>).tokenUrl = ehr.tokenUrl.replace('127.0.0.1', 'localhost')),
+      edit: (byId) => void ((byId('st-olaf').fhir as Record<string, unknown>).tokenUrl = ehr.tokenUrl.replace('127.0.0.1', '0.0.0.0')),
     });
     service = await startTestService({ NETWORK_FILE: networkFile }, log, {
       queuePolicies: QUEUE_POLICIES.map((q) => ({ ...q, retryDelaySeconds: 1, retryDelayMaxSeconds: 1 })),
