@@ -17,7 +17,10 @@ import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, 
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { deliverFollowUpAnswer } from './followups/deliver-answer.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
-import { startOverdueSweep } from './consults/overdue-sweep.ts';
+import { countOverdueTasks, startOverdueSweep } from './consults/overdue-sweep.ts';
+import { startMetricsServer } from './http/metrics-server.ts';
+import { NO_METRICS } from './metrics/metrics.ts';
+import { createPrometheusMetrics } from './metrics/prometheus.ts';
 import { sendSubscriptionNotification, startHeartbeatSweep } from './subscriptions/subscription-delivery.ts';
 import { loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
@@ -38,6 +41,8 @@ export interface RunningService {
   server: Server;
   database: Database;
   jobs: PgBossQueue;
+  /** Where an open metrics port serves `/metrics` (METRICS=port). */
+  metricsUrl?: string;
   /** Graceful stop: stop accepting, let in-flight requests finish (up to the timeout), close the store. */
   stop(): Promise<void>;
 }
@@ -87,7 +92,22 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds } });
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
+  // Metrics: one registry per service instance. Job and overdue counts are read when scraped.
+  let jobsForScrape: PgBossQueue | undefined;
+  let storeForScrape: ResourceStore | undefined;
+  const prometheus =
+    config.metrics.mode === 'off'
+      ? undefined
+      : createPrometheusMetrics(
+          {
+            jobCounts: async () => (jobsForScrape ? jobsForScrape.counts() : []),
+            overdueTasks: async () => (storeForScrape ? countOverdueTasks(storeForScrape) : 0),
+          },
+          { queues: queuePolicies.map((q) => q.name) },
+        );
+  const metrics = prometheus?.metrics ?? NO_METRICS;
   const jobs = new PgBossQueue(database.raw, {
+    metrics,
     queues: queuePolicies,
     superviseIntervalSeconds: config.jobSuperviseIntervalSeconds,
     ...(options.jobPollingIntervalSeconds !== undefined ? { pollingIntervalSeconds: options.jobPollingIntervalSeconds } : {}),
@@ -105,6 +125,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const validator = options.validator ?? createValidator();
   // Every Task change a participant may read is announced on its webhook (outbox: same transaction).
   const store = new ResourceStore(database.db, validator, now, { observers: [taskNotificationObserver({ jobs, network, now })] });
+  jobsForScrape = jobs;
+  storeForScrape = store;
   // Audited reads and pushes pass the disclosure gate (consent withdrawn); the withdrawal it may record is audited in turn.
   let audit: AuditLog | undefined;
   const gate = new DisclosureGate({ store, clients: fhirClients, network, audit: () => audit as AuditLog, now, recheckTtlMs: config.consentRecheckSeconds * 1000 });
@@ -125,10 +147,11 @@ export async function startService(config: Config, log: Logger, options: StartOp
     retryLimit: assemblyPolicy?.retryLimit ?? 10,
     jobs,
     now,
+    metrics,
   };
   await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
-  const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
+  const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now, metrics };
   await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
   const followUpPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverFollowUpAnswer);
   const followUpDeliveryDeps = { ...deliveryDeps, retryLimit: followUpPolicy?.retryLimit ?? 30 };
@@ -156,10 +179,14 @@ export async function startService(config: Config, log: Logger, options: StartOp
     outboundKeys,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },
-    ready: async () => {
-      if (!migrated) throw new Error('migrations pending');
-      await database.ping();
+    readiness: {
+      database: async () => {
+        if (!migrated) throw new Error('migrations pending');
+        await database.ping();
+      },
+      'job-queue': () => jobs.ping(),
     },
+    ...(prometheus ? { metrics: { port: metrics, ...(config.metrics.mode === 'bearer' ? { scrape: prometheus.scrape } : {}) } } : {}),
   });
 
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
@@ -186,6 +213,21 @@ export async function startService(config: Config, log: Logger, options: StartOp
     if (!options.database) await database.close();
     throw err;
   }
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (prometheus && config.metrics.mode === 'port') {
+    try {
+      metricsServer = await startMetricsServer(prometheus.scrape, { port: config.metrics.port, host: config.host });
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await overdueSweep.stop();
+      await heartbeats.stop();
+      await blobSweep.stop();
+      await blobs.backend.close();
+      await jobs.stop({ graceful: false }).catch(() => undefined);
+      if (!options.database) await database.close();
+      throw err;
+    }
+  }
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   log.info({ port, store: database.kind }, 'listening');
@@ -196,6 +238,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     server,
     database,
     jobs,
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     stop() {
       stopping ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -203,6 +246,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
         const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
         await closed;
         clearTimeout(timer);
+        await metricsServer?.close();
         await overdueSweep.stop();
         await heartbeats.stop();
         await blobSweep.stop();

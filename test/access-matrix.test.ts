@@ -412,6 +412,8 @@ const STALE = { 'If-Match': 'W/"999"' };
 const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/healthz': () => [{ path: '/healthz', expect: () => 200 }],
   '/readyz': () => [{ path: '/readyz', expect: () => 200 }],
+  // Operators only (no party here holds the role: each is refused by role; the scrape itself: test/metrics-flow.test.ts).
+  '/metrics': () => [{ path: '/metrics', expect: () => 200 }],
   // No form: an OAuth error, whoever asks (the endpoint takes no bearer token).
   '/auth/token': () => [{ path: '/auth/token', expect: () => [400, 415] }],
   '/.well-known/smart-configuration': () => [{ path: '/.well-known/smart-configuration', expect: () => 200 }],

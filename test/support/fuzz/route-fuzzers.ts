@@ -183,6 +183,7 @@ const consultAction = (action: string, base: BaseName): RouteFuzzer => ({ params
 export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /healthz': {},
   'GET /readyz': {},
+  'GET /metrics': {},
   'POST /auth/token': { body: tokenFormPlan.map((plan): BodyPlan => ({ kind: 'form', plan })) },
   'GET /.well-known/smart-configuration': {},
   'GET /fhir/.well-known/smart-configuration': {},
