@@ -71,7 +71,7 @@ export function createPrometheusMetrics(sources: ScrapeSources, options: { queue
     labelNames: ['queue', 'outcome'] as const,
     registers: [registry],
   });
-  const jobs = new Gauge({
+  new Gauge({
     name: `${METRIC_PREFIX}jobs`,
     help: 'Jobs in the queue (all replicas), by queue and state (queued, retrying, active, dead_lettered); read when scraped',
     labelNames: ['queue', 'state'] as const,
@@ -88,7 +88,7 @@ export function createPrometheusMetrics(sources: ScrapeSources, options: { queue
       }
     },
   });
-  const overdue = new Gauge({
+  new Gauge({
     name: `${METRIC_PREFIX}overdue_tasks`,
     help: 'Open consult Tasks marked overdue (business status) by the overdue sweep; read when scraped',
     registers: [registry],
@@ -98,8 +98,6 @@ export function createPrometheusMetrics(sources: ScrapeSources, options: { queue
       if (count !== undefined) this.set(count);
     },
   });
-  void jobs;
-  void overdue;
 
   const metrics: ServiceMetrics = {
     httpRequest(route, method, status, seconds) {
