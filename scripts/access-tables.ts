@@ -1,4 +1,4 @@
-/** Prints the README's access tables, rendered from the rules the service enforces (src/access/). */
+/** Prints the access tables of docs/security.md, rendered from the rules the service enforces (src/access/). */
 import { renderAccessTables } from '../src/access/access-tables.ts';
 
 process.stdout.write(`${renderAccessTables()}\n`);

@@ -5,7 +5,7 @@
  * also written as JSON to bench-results/latest.json (not committed) for comparison between runs.
  *
  *   npm run bench -- --quick          a smaller size of each bench (under 5 minutes on 2 cores)
- *   npm run bench                     the full sizes of the README (about 10 minutes)
+ *   npm run bench                     the full sizes of docs/performance.md (about 4 minutes)
  *   npm run bench -- --only intake,records [--quick] [--check]
  *
  * Exit code: 1 when a bench failed to run; with --check also when a target is missed.
@@ -26,7 +26,7 @@ interface BenchSpec {
   quick: string[];
 }
 
-/** Each bench at its full size (the README's figures) and at the --quick size. */
+/** Each bench at its full size (the figures in docs/performance.md) and at the --quick size. */
 const BENCHES: readonly BenchSpec[] = [
   { name: 'validator', script: 'scripts/bench-validator.ts', full: [], quick: ['--quick'] },
   { name: 'intake', script: 'scripts/bench-intake.ts', full: ['--duration', '8', '--rounds', '3'], quick: ['--duration', '3', '--warmup', '2', '--rounds', '2'] },

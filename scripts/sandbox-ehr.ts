@@ -29,7 +29,7 @@ const ehr = await startSandboxEhr({
   storagePort: port('SANDBOX_STORAGE_PORT', 8091),
   host: process.env.SANDBOX_HOST || '127.0.0.1',
   // SANDBOX_ACCEPTS_PUSH=1: this instance plays a consulting clinic's own server, and the service's
-  // registration also grants what a record-set push needs (README "Pushed to the clinic's own FHIR server").
+  // registration also grants what a record-set push needs (docs/workflow.md, "Pushed to the clinic's own FHIR server").
   clients: [
     ...(process.env.SANDBOX_ACCEPTS_PUSH === '1'
       ? [{ ...defaultSandboxClients()[0]!, scope: `${DEFAULT_REGISTERED_SCOPE} ${outboundScope({ referrer: false, push: true })}` }]

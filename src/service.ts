@@ -10,6 +10,7 @@ import { createValidator } from './fhir/validator.ts';
 import { answerClientError } from './http/client-error.ts';
 import { createHttpServer } from './http/http-server.ts';
 import { AuditLog } from './audit/audit-log.ts';
+import { startAuditRetentionCheck } from './audit/retention-check.ts';
 import type { Logger } from './log/logger.ts';
 import { PgBossQueue } from './jobs/pg-boss-queue.ts';
 import type { Job, JobHandler, JsonObject, QueuePolicy } from './jobs/job-queue.ts';
@@ -195,6 +196,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const heartbeats = startHeartbeatSweep({ store, jobs, now }, config.subscriptions.heartbeatSweepSeconds, (err) => log.error({ err }, 'subscription heartbeat sweep failed'));
   // Bytes without a blob row (a put that died midway): every replica sweeps, see blob-sweep.ts.
   const blobSweep = startBlobSweep({ blobs, now }, config.blobSweep, log);
+  // AuditEvents past the retention and not archived yet: a warning and a gauge, never a deletion (audit/retention-check.ts).
+  const retentionCheck = startAuditRetentionCheck({ db: database.db, now, retention: config.auditRetention, metrics }, config.auditRetentionCheckIntervalSeconds, log);
 
   const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
@@ -208,6 +211,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     await overdueSweep.stop();
     await heartbeats.stop();
     await blobSweep.stop();
+    await retentionCheck.stop();
     await blobs.backend.close();
     await jobs.stop({ graceful: false }).catch(() => undefined);
     if (!options.database) await database.close();
@@ -250,6 +254,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
         await overdueSweep.stop();
         await heartbeats.stop();
         await blobSweep.stop();
+        await retentionCheck.stop();
         // The queue stops before the store closes (on PGlite it shares the one session).
         await jobs.stop({ graceful: true });
         await blobs.backend.close();

@@ -134,6 +134,7 @@ describe('metrics (flow)', () => {
     expect(sample(samples, 'second_opinion_job_attempts_total', { queue: 'assemble-record-set', outcome: 'completed' })).toBe(1);
     expect(sample(samples, 'second_opinion_job_attempts_total', { queue: 'deliver-opinion', outcome: 'completed' })).toBe(1);
     expect(sample(samples, 'second_opinion_overdue_tasks')).toBe(0);
+    expect(sample(samples, 'second_opinion_audit_events_past_retention')).toBe(0);
     expect(sample(samples, 'process_cpu_user_seconds_total')).toBeGreaterThan(0);
     expect(sample(samples, 'nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
   });

@@ -36,7 +36,7 @@ const isoIn = (ms: number) => new Date(Date.now() + ms).toISOString();
 /**
  * Issue 11 §1.6: the referring EHR knows the service only by its client JWK Set URL (a sandbox
  * that accepts no other registration, as Medplum and EHR vendors do). The service pulls a record
- * set and posts an opinion back; then its outbound key is rotated the way the README tells an
+ * set and posts an opinion back; then its outbound key is rotated the way docs/onboarding-an-ehr.md tells an
  * administrator to, one network-file edit and restart at a time: the next key is published
  * before it signs, signing switches to it (the EHR still accepts), and after its retireAfter
  * the old key is no longer published.

@@ -136,6 +136,20 @@ describe('SQL statements per use case', () => {
     expect(provenances).toHaveLength(1);
   });
 
+  it('the AuditEvent of a polled summary read: 4 statements for the first read of a minute, 6 for each later one (instead of a new AuditEvent each)', async () => {
+    // The audit log's clock stands still: both reads fall in one minute window.
+    const audit = new AuditLog({ store, network, now: () => new Date('2026-12-07T10:00:30Z'), publicUrl: 'http://localhost' });
+    const input = { action: 'read' as const, outcome: 'success' as const, agent: { participantId: 'st-olaf', clientId: 'st-olaf-ehr' }, entities: [{ reference: 'ServiceRequest/polled' }] };
+    const first = await counter.during(() => audit.recordCoalesced(input));
+    const second = await counter.during(() => audit.recordCoalesced(input));
+    expect(second.result.id).toBe(first.result.id);
+    // The window upsert, then the AuditEvent (one write statement, as every AuditEvent).
+    expect(first.statements.map(verb), first.statements.join('\n')).toEqual(['BEGIN', 'INSERT', 'WITH', 'COMMIT']);
+    // The window upsert, the AuditEvent read, its new version, the superseded version's history row deleted.
+    expect(second.statements.map(verb), second.statements.join('\n')).toEqual(['BEGIN', 'INSERT', 'SELECT', 'WITH', 'DELETE', 'COMMIT']);
+    expect(second.result.extension?.[0]?.valuePositiveInt).toBe(2);
+  });
+
   it('an intake (claim, every resource, the assembly job) is one statement when nobody is to be notified; a replay reads what the first one wrote, and a different request under its requestId writes nothing', async () => {
     const request = IntakeRequestSchema.parse(makeSecondOpinionRequest({ blinded: false }));
     const intakeDeps = { store, network, dueDays: { routine: 14, urgent: 3, asap: 1 }, now, jobs };

@@ -6,9 +6,9 @@ import { mayView } from './resource-audiences.ts';
 import { ruleFor } from './route-rules.ts';
 
 describe('access rules as data', () => {
-  it('the README shows the access tables exactly as the rules enforce them (npx tsx scripts/access-tables.ts prints them)', () => {
-    const readme = readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
-    expect(readme).toContain(renderAccessTables());
+  it('docs/security.md shows the access tables exactly as the rules enforce them (npx tsx scripts/access-tables.ts prints them)', () => {
+    const page = readFileSync(path.join(import.meta.dirname, '..', '..', 'docs', 'security.md'), 'utf8');
+    expect(page).toContain(renderAccessTables());
   });
 
   it('a route is found by method and registered path; other methods fall to the catch-all rows only', () => {

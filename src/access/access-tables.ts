@@ -1,7 +1,7 @@
 /**
- * The access rules as the README shows them, rendered from the data that enforces them
+ * The access rules as docs/security.md shows them, rendered from the data that enforces them
  * (`ROUTE_RULES`, `FHIR_TYPE_ACCESS`, `RESOURCE_AUDIENCES`), so the documentation cannot drift:
- * a test fails when the README's copy differs (`npx tsx scripts/access-tables.ts` prints it).
+ * a test fails when the copy in docs/security.md differs (`npx tsx scripts/access-tables.ts` prints it).
  */
 import { RESOURCE_AUDIENCES, type Viewer } from './resource-audiences.ts';
 import { FHIR_TYPE_ACCESS, ROUTE_RULES, type RouteAccess } from './route-rules.ts';

@@ -4,7 +4,7 @@
  * match its row (intake, record assembly, consultant admission, the opinion, blinding's release:
  * each with access/audience.ts), the store filters every read by the list (`readerOf`), and the
  * access-matrix test (test/access-matrix.test.ts) drives every row over HTTP for every kind of
- * caller, computing what it expects from this table. The README's access table shows it.
+ * caller, computing what it expects from this table. The access table in docs/security.md shows it.
  *
  * Viewers:
  * - `referrer`: the participant that placed the referral (the whole organization);

@@ -33,7 +33,7 @@ export interface RouteRule {
   /** The path as registered with Express (`:id` parameters). */
   path: string;
   access: RouteAccess;
-  /** What the route is for, for the README's access table. */
+  /** What the route is for, for the access table in docs/security.md. */
   what: string;
 }
 

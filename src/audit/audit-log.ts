@@ -6,12 +6,14 @@
  * `record(input, tx)` writes inside the caller's transaction when one is given, so an
  * AuditEvent of a disclosure commits with the disclosure itself.
  */
-import type { AuditEvent } from '@medplum/fhirtypes';
-import { randomUUID } from 'node:crypto';
-import { SERVICE_DEVICE_DISPLAY } from '../fhir/constants.ts';
+import type { AuditEvent, Extension } from '@medplum/fhirtypes';
+import { createHash, randomUUID } from 'node:crypto';
+import { and, eq, lt, sql } from 'drizzle-orm';
+import { EXTENSION, SERVICE_DEVICE_DISPLAY } from '../fhir/constants.ts';
 import type { Caller } from '../access/caller.ts';
 import type { DisclosureGate } from '../access/disclosure-gate.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
+import { auditReadWindows, resourceHistory } from '../store/schema.ts';
 import { buildAuditEvent, type AuditAction, type AuditEntityInput, type AuditOutcome } from './audit-event.ts';
 
 export interface AuditRecordInput {
@@ -49,6 +51,35 @@ export interface AuditLogDeps {
   publicUrl: string;
   /** The disclosure gate audited reads pass (access/disclosure-gate.ts); none in unit tests. */
   gate?: Pick<DisclosureGate, 'beforeRead' | 'refusalReason'>;
+}
+
+/** Reads of the same summary by the same client within one window are one AuditEvent. */
+export const COALESCE_WINDOW_MS = 60_000;
+
+/** The start of the fixed window `at` falls in (windows start on the minute). */
+export function windowStart(at: Date): Date {
+  return new Date(Math.floor(at.getTime() / COALESCE_WINDOW_MS) * COALESCE_WINDOW_MS);
+}
+
+/** What makes two reads "the same": participant, action, outcome, what was read, the patient, the query. Not the request id. */
+function readKeyOf(input: AuditRecordInput): string {
+  const key = {
+    participant: input.agent.participantId,
+    action: input.action,
+    outcome: input.outcome,
+    entities: input.entities.map((e) => `${e.role ?? ''} ${e.reference}`).sort(),
+    patient: input.patientReference ?? '',
+    query: input.query ?? '',
+    description: input.description ?? '',
+  };
+  return createHash('sha256').update(JSON.stringify(key)).digest('hex');
+}
+
+/** The AuditEvent with `reads` as its read count and `period` from `start` to `end`. */
+function withReads(event: AuditEvent, reads: number, start: string, end: string): AuditEvent {
+  const others = (event.extension ?? []).filter((e) => e.url !== EXTENSION.auditReadCount);
+  const count: Extension = { url: EXTENSION.auditReadCount, valuePositiveInt: reads };
+  return { ...event, extension: [...others, count], period: { start, end } };
 }
 
 export class AuditLog {
@@ -89,6 +120,42 @@ export class AuditLog {
   /** Stores one AuditEvent, in `tx` when given. */
   async record(input: AuditRecordInput, tx?: ResourceStore): Promise<AuditEvent> {
     return (tx ?? this.deps.store).create(this.build(input), []);
+  }
+
+  /**
+   * Records a read that clients poll (a referral summary) so that repeated identical reads by
+   * the same client within one minute window are one AuditEvent: the first read of the window
+   * stores it with read count 1 (`audit-read-count` extension) and `period` start = end = now;
+   * each later one adds one to the count and moves `period.end`, as a new version of the same
+   * AuditEvent (earlier versions, which differ only in count and end, are not kept).
+   *
+   * The window's row (`audit_read_window`) is upserted first, in the transaction: the upsert
+   * locks it, so two replicas serving the same poll at once count both reads, one after the
+   * other, in the one AuditEvent. Without a client id the read is recorded as `record` does.
+   */
+  async recordCoalesced(input: AuditRecordInput): Promise<AuditEvent> {
+    const clientId = input.agent.clientId;
+    if (!clientId) return this.record(input);
+    return this.deps.store.withTransaction(async (tx) => {
+      const now = this.deps.now();
+      const fresh = this.build(input);
+      const [window] = await tx.database
+        .insert(auditReadWindows)
+        .values({ clientId, readKey: readKeyOf(input), windowStart: windowStart(now), eventId: fresh.id as string, reads: 1 })
+        .onConflictDoUpdate({ target: [auditReadWindows.clientId, auditReadWindows.readKey, auditReadWindows.windowStart], set: { reads: sql`${auditReadWindows.reads} + 1` } })
+        .returning({ eventId: auditReadWindows.eventId, reads: auditReadWindows.reads });
+      const { eventId, reads } = window as { eventId: string; reads: number };
+      const at = now.toISOString();
+      const existing = reads > 1 ? await tx.read<AuditEvent>('AuditEvent', eventId, 'system') : undefined;
+      // The first read of the window; or its AuditEvent was archived meanwhile (export with --force): a new one under the same id.
+      if (!existing) return tx.create(withReads({ ...fresh, id: eventId }, reads, at, at), []);
+      const version = existing.meta?.versionId as string;
+      const updated = await tx.update(withReads(existing, reads, existing.period?.start ?? existing.recorded, at), { expectedVersion: version });
+      await tx.database
+        .delete(resourceHistory)
+        .where(and(eq(resourceHistory.resourceType, 'AuditEvent'), eq(resourceHistory.id, eventId), lt(resourceHistory.versionId, Number(updated.meta?.versionId))));
+      return updated;
+    });
   }
 
   /** Stores several AuditEvents in one statement, in `tx` when given. */

@@ -32,6 +32,12 @@ export interface AuditedReadPlan<T> {
   query?: string;
   /** What the result touched, recorded on success. */
   touched(result: T): ReadTouched;
+  /**
+   * A read clients poll (a referral summary): successful reads by the same client within one
+   * minute are one AuditEvent with a read count (`AuditLog.recordCoalesced`). Refused and
+   * failed reads are still one AuditEvent each.
+   */
+  coalesce?: boolean;
 }
 
 /** Runs `read` and records its AuditEvent (success, refused or failure) before returning or rethrowing. */
@@ -51,14 +57,15 @@ export async function auditedRead<T>(audit: AuditLog, caller: Caller, plan: Audi
     await recordRefusal(audit, caller, { ...plan, requested: touched.entities }, err);
     throw err;
   }
-  await audit.record({
+  const success = {
     action: plan.action,
-    outcome: 'success',
+    outcome: 'success' as const,
     ...actedBy(caller),
     entities: touched.entities,
     ...(touched.patientReference ? { patientReference: touched.patientReference } : {}),
     ...query,
-  });
+  };
+  await (plan.coalesce ? audit.recordCoalesced(success) : audit.record(success));
   return result;
 }
 

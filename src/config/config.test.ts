@@ -84,8 +84,16 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ BLOB_STORE: 'database' })).toThrow(/BLOB_STORE/);
   });
 
-  it('the README documents every setting', () => {
-    const readme = readFileSync(path.join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
-    for (const { name } of describeConfig()) expect(readme).toContain(`\`${name}\``);
+  it('audit retention: 6 years by default, in years or days, not both', () => {
+    expect(loadConfig({}).auditRetention).toEqual({ years: 6 });
+    expect(loadConfig({ AUDIT_RETENTION_YEARS: '10' }).auditRetention).toEqual({ years: 10 });
+    expect(loadConfig({ AUDIT_RETENTION_DAYS: '400' }).auditRetention).toEqual({ days: 400 });
+    expect(() => loadConfig({ AUDIT_RETENTION_YEARS: '6', AUDIT_RETENTION_DAYS: '400' })).toThrow(/AUDIT_RETENTION_DAYS: set AUDIT_RETENTION_YEARS or AUDIT_RETENTION_DAYS, not both/);
+    expect(() => loadConfig({ AUDIT_RETENTION_YEARS: '0' })).toThrow(/AUDIT_RETENTION_YEARS/);
+  });
+
+  it('docs/configuration.md documents every setting', () => {
+    const page = readFileSync(path.join(import.meta.dirname, '..', '..', 'docs', 'configuration.md'), 'utf8');
+    for (const { name } of describeConfig()) expect(page).toContain(`| \`${name}\` |`);
   });
 });

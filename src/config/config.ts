@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
+import type { AuditRetention } from '../audit/audit-archive.ts';
 import type { TokenLimitSettings } from '../auth/token-limits.ts';
 import type { BlobStoreSettings } from '../store/blob-backend.ts';
 import type { Rate } from '../limits/rate-limiter.ts';
@@ -22,7 +23,7 @@ export interface HttpServerLimits {
 /**
  * Every setting the service reads, as one zod schema over environment variables.
  * Read once at start-up (`loadConfig(process.env)`); every problem is listed at once.
- * The README's configuration table mirrors the `describe()` texts below.
+ * The configuration table in docs/configuration.md mirrors the `describe()` texts below.
  */
 const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
 /** A limit where 0 switches it off. */
@@ -76,6 +77,9 @@ const EnvSchema = z
     WEBHOOK_TIMEOUT_MS: positiveInt(5000).describe('Timeout of one webhook POST'),
     SUBSCRIPTION_MIN_HEARTBEAT_SECONDS: positiveInt(60).describe('Shortest heartbeat period a FHIR Subscription may ask for (backport-heartbeat-period), in seconds'),
     SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS: positiveInt(10).describe('How often due Subscription heartbeats are queued'),
+    AUDIT_RETENTION_YEARS: z.coerce.number().int().positive().optional().describe('How long AuditEvents are kept in the store, in years (default 6, as HIPAA expects for audit records); older ones are for `npm run audit:export`, which refuses a newer DATE without `--force`. Or AUDIT_RETENTION_DAYS, not both'),
+    AUDIT_RETENTION_DAYS: z.coerce.number().int().positive().optional().describe('The audit retention in days instead of years (AUDIT_RETENTION_YEARS)'),
+    AUDIT_RETENTION_CHECK_INTERVAL_SECONDS: positiveInt(3600).describe('How often each replica looks for AuditEvents older than the retention that were not exported yet (a warning in the log while there are some) and deletes coalescing windows of past minutes'),
     OVERDUE_SWEEP_INTERVAL_SECONDS: positiveInt(300).describe('How often open consult Tasks past their due date are marked overdue (business status)'),
     CONSENT_ATTESTATION_ALLOWED: z
       .enum(['true', 'false'])
@@ -132,6 +136,9 @@ const EnvSchema = z
     if (env.METRICS === 'port' && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
       ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (the open metrics port is a server of its own)' });
     }
+    if (env.AUDIT_RETENTION_YEARS !== undefined && env.AUDIT_RETENTION_DAYS !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['AUDIT_RETENTION_DAYS'], message: 'set AUDIT_RETENTION_YEARS or AUDIT_RETENTION_DAYS, not both' });
+    }
     if (env.HTTP_HEADERS_TIMEOUT_MS > env.HTTP_REQUEST_TIMEOUT_MS) {
       ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not be longer than HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
@@ -176,6 +183,9 @@ export interface Config {
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
   overdueSweepIntervalSeconds: number;
+  /** How long AuditEvents are kept before `npm run audit:export` may take them (default 6 years). */
+  auditRetention: AuditRetention;
+  auditRetentionCheckIntervalSeconds: number;
   /** Topic-based Subscriptions (issue 12 §3): heartbeat floor and the heartbeat sweep's interval, seconds. */
   subscriptions: { minHeartbeatSeconds: number; heartbeatSweepSeconds: number };
   /** Express `trust proxy`: false, a hop count, or the trusted proxies' addresses and subnets. */
@@ -264,6 +274,8 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,
     webhook: { retryLimit: e.WEBHOOK_RETRY_LIMIT, retryDelaySeconds: e.WEBHOOK_RETRY_DELAY_SECONDS, timeoutMs: e.WEBHOOK_TIMEOUT_MS },
     overdueSweepIntervalSeconds: e.OVERDUE_SWEEP_INTERVAL_SECONDS,
+    auditRetention: e.AUDIT_RETENTION_DAYS !== undefined ? { days: e.AUDIT_RETENTION_DAYS } : { years: e.AUDIT_RETENTION_YEARS ?? 6 },
+    auditRetentionCheckIntervalSeconds: e.AUDIT_RETENTION_CHECK_INTERVAL_SECONDS,
     subscriptions: { minHeartbeatSeconds: e.SUBSCRIPTION_MIN_HEARTBEAT_SECONDS, heartbeatSweepSeconds: e.SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS },
     trustProxy: e.TRUST_PROXY,
     rateLimits: {
@@ -313,7 +325,7 @@ export function parseTrustProxy(raw: string): false | number | string[] | string
   return entries;
 }
 
-/** The documented settings, for the README table and `--help`. */
+/** The documented settings, for the table in docs/configuration.md and `--help`. */
 export function describeConfig(): { name: string; default: string; description: string }[] {
   return Object.entries(EnvSchema.shape as Record<string, z.ZodType>).map(([name, schema]) => {
     let def = '';

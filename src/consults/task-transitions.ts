@@ -45,7 +45,7 @@ export interface Transition {
   to?: TaskStatus;
   /** Who may take it: one actor, or several (each may, by the same rule). */
   actor: Actor | readonly Actor[];
-  /** What it means, for OperationOutcomes and the README. */
+  /** What it means, for OperationOutcomes and docs/consults.md. */
   description: string;
 }
 

@@ -43,7 +43,7 @@ const SERVER_ELEMENTS = new Set(['resourceType', 'id', 'meta', 'lastModified']);
 
 /**
  * Each status a side may set, the action it means, and the elements that action may change
- * besides `status` (the README's Task-over-FHIR table is this one).
+ * besides `status` (the Task-over-FHIR table in docs/consults.md is this one).
  */
 export const STATUS_ACTIONS: Record<TaskSide, Partial<Record<Task['status'], { action: TaskAction; carries: readonly string[] }>>> = {
   consultant: {

@@ -38,6 +38,8 @@ export const EXTENSION = {
   secondOpinionOption: `${CANONICAL_BASE}/StructureDefinition/second-opinion-option`,
   /** Communication (follow-up question): when the consultant's answer is due (valueDateTime). */
   followUpDue: `${CANONICAL_BASE}/StructureDefinition/follow-up-due`,
+  /** AuditEvent: how many identical reads one coalesced AuditEvent records (valuePositiveInt; AuditEvent.period spans them). */
+  auditReadCount: `${CANONICAL_BASE}/StructureDefinition/audit-read-count`,
   /** DocumentReference (consult note): how the opinion compares with the first one, set by the service (complex: diagnosis, plan). */
   concordance: `${CANONICAL_BASE}/StructureDefinition/concordance`,
   /** ServiceRequest.note: the note is one of the referral's questions; valueCoding says who asked it (SYSTEM.questionAsker). */

@@ -109,6 +109,8 @@ export async function getReferralSummary(id: string, caller: Caller, deps: Summa
     caller,
     {
       action: 'read',
+      // Clients poll the summary: a minute of polling by one client is one AuditEvent with a read count.
+      coalesce: true,
       requested: requestedEntity('ServiceRequest', id),
       touched: ({ serviceRequest, tasks }) => {
         const patientReference = patientOf(serviceRequest);

@@ -38,6 +38,8 @@ export interface ServiceMetrics {
   tokenRefused(reason: TokenRefusalReason): void;
   /** One job attempt settled by this replica's worker (`failed`: the handler threw; the queue retries or gives up). */
   jobAttempt(queue: string, outcome: 'completed' | 'failed'): void;
+  /** AuditEvents older than the audit retention still in the store, as of the last retention check. */
+  auditEventsPastRetention(count: number): void;
 }
 
 /** Reports nothing (unit tests, CLI tools). */
@@ -48,6 +50,7 @@ export const NO_METRICS: ServiceMetrics = {
   tokenIssued() {},
   tokenRefused() {},
   jobAttempt() {},
+  auditEventsPastRetention() {},
 };
 
 /** Job counts of one queue, read on scrape. */

@@ -88,6 +88,11 @@ export function createPrometheusMetrics(sources: ScrapeSources, options: { queue
       }
     },
   });
+  const pastRetention = new Gauge({
+    name: `${METRIC_PREFIX}audit_events_past_retention`,
+    help: 'AuditEvents older than the audit retention still in the store (not exported by npm run audit:export yet), as of the last retention check',
+    registers: [registry],
+  });
   new Gauge({
     name: `${METRIC_PREFIX}overdue_tasks`,
     help: 'Open consult Tasks marked overdue (business status) by the overdue sweep; read when scraped',
@@ -118,6 +123,9 @@ export function createPrometheusMetrics(sources: ScrapeSources, options: { queue
     },
     jobAttempt(queue, outcome) {
       jobAttempts.inc({ queue: queues.has(queue) ? queue : 'other', outcome });
+    },
+    auditEventsPastRetention(count) {
+      pastRetention.set(count);
     },
   };
 

@@ -20,7 +20,7 @@ export function signWebhook(secret: string, id: string, timestampSeconds: number
 }
 
 /**
- * A receiver's check (tests, and the README's example): one of the space-separated signatures
+ * A receiver's check (tests, and the example in docs/consults.md, Webhooks): one of the space-separated signatures
  * matches, and the timestamp is within `toleranceSeconds` of `now` (replay protection).
  */
 export function verifyWebhook(

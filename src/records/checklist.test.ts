@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { DiagnosticReport, DocumentReference } from '@medplum/fhirtypes';
 import { describe, expect, it } from 'vitest';
 import { makeImagingStudy, makeReport } from '../../test/support/sandbox-ehr/seed-resources.ts';
@@ -207,7 +209,9 @@ describe('checklistTable / checklistMarkdown', () => {
     });
   });
 
-  it('renders the README table', () => {
+  it('renders the table docs/workflow.md shows', () => {
+    const page = readFileSync(path.join(import.meta.dirname, '..', '..', 'docs', 'workflow.md'), 'utf8');
+    expect(page).toContain(checklistMarkdown());
     const lines = checklistMarkdown().split('\n');
     expect(lines.slice(0, 2)).toEqual(['| Kind | Required | Recommended |', '| --- | --- | --- |']);
     expect(lines).toHaveLength(2 + KINDS.length);

@@ -3,7 +3,7 @@
  * the records; issue 3 §3). For each kind of second opinion, the records that are required
  * (the case waits for them) and recommended (named, but the case goes ahead without them).
  *
- * Kept as data in one table; `checklistMarkdown()` renders it for the README.
+ * Kept as data in one table; `checklistMarkdown()` renders it for docs/workflow.md (Record sets).
  */
 import type { DiagnosticReport, DocumentReference, ImagingStudy } from '@medplum/fhirtypes';
 import { KIND_DISPLAY, KINDS, LOINC_DOC, REPORT_CATEGORY, SYSTEM, type Kind } from '../fhir/constants.ts';
@@ -164,7 +164,7 @@ export function describeRecord(resource: DocumentReference | DiagnosticReport | 
   }
 }
 
-/** One README row per kind. */
+/** One row of the docs' checklist table per kind. */
 export interface ChecklistRow {
   kind: Kind;
   kindDisplay: string;
@@ -172,7 +172,7 @@ export interface ChecklistRow {
   recommended: string;
 }
 
-/** The checklist as rows of text, in KINDS order (for the README and the API docs). */
+/** The checklist as rows of text, in KINDS order (for docs/workflow.md and the API docs). */
 export function checklistTable(): ChecklistRow[] {
   return KINDS.map((kind) => ({
     kind,

@@ -94,6 +94,8 @@ export async function getComparison(id: string, caller: Caller, deps: Comparison
     caller,
     {
       action: 'read',
+      // Clients poll the summary: a minute of polling by one client is one AuditEvent with a read count.
+      coalesce: true,
       requested: requestedEntity('ServiceRequest', id),
       touched: (c) => ({
         entities: [{ reference: `ServiceRequest/${id}` }, ...c.opinions.flatMap((o) => (o.documentReference ? [{ reference: o.documentReference }] : []))],

@@ -387,3 +387,23 @@ export const followUps = pgTable(
   },
   (t) => [index('follow_up_task_idx').on(t.taskId), index('follow_up_service_request_idx').on(t.serviceRequestId)],
 );
+
+/**
+ * Coalesced reads of a referral summary (src/audit/audit-log.ts `recordCoalesced`): one row per
+ * client, read (participant, action, outcome and what was read, hashed) and minute window,
+ * naming the AuditEvent that records those reads. Inserting the row, or adding one to `reads`
+ * when it is there, is one upsert: two replicas serving the same poll count it once each, and
+ * the second waits for the first to commit. Rows of past windows are of no further use and are
+ * pruned by the audit retention check; exporting an AuditEvent deletes its row.
+ */
+export const auditReadWindows = pgTable(
+  'audit_read_window',
+  {
+    clientId: text('client_id').notNull(),
+    readKey: text('read_key').notNull(),
+    windowStart: timestamp('window_start', { withTimezone: true, mode: 'date' }).notNull(),
+    eventId: text('event_id').notNull(),
+    reads: integer('reads').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.clientId, t.readKey, t.windowStart] }), index('audit_read_window_event_idx').on(t.eventId), index('audit_read_window_start_idx').on(t.windowStart)],
+);

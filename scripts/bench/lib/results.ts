@@ -61,7 +61,7 @@ export function formatTarget(t: Target | undefined, unit: string): string {
   return `${t.on === 'ratio' ? 'ratio ' : ''}${t.op === '>=' ? '≥' : '≤'} ${limit} (${t.source})`;
 }
 
-/** The table as Markdown: readable in a terminal and pasteable into the README. */
+/** The table as Markdown: readable in a terminal and pasteable into docs/performance.md. */
 export function formatTable(figures: readonly Figure[]): string {
   const rows = figures.map(evaluate);
   const lines = [

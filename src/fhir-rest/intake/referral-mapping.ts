@@ -230,7 +230,7 @@ function mapReferral(sr: ServiceRequestIn, root: string, tasks: readonly TaskAt[
   const kind = kindFromCodings([...(sr.code?.coding ?? []), ...(sr.category ?? []).flatMap((c) => c.coding ?? [])]);
   if (kind === 'conflict') problems.push(issue('value', `${root}.code names two second-opinion kinds`, `${root}.code`));
   else if (!kind) {
-    problems.push(issue(sr.code ? 'value' : 'required', `${root}.code must name the kind of second opinion: a code of ${SYSTEM.kind}, or one of the SNOMED CT / LOINC codes listed in the README`, `${root}.code`));
+    problems.push(issue(sr.code ? 'value' : 'required', `${root}.code must name the kind of second opinion: a code of ${SYSTEM.kind}, or one of the SNOMED CT / LOINC codes taken for imaging-review, pathology-review and diagnosis-confirmation (docs/workflow.md)`, `${root}.code`));
   } else body.kind = kind;
   origins.set('kind', `${root}.code`);
 

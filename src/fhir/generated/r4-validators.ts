@@ -9,7 +9,7 @@ export const CONSTRAINTS: readonly { key: string; description: string; expressio
 /** Root (resource-level) constraints of each generated resource type. */
 export const ROOT_CONSTRAINTS: Readonly<Record<string, readonly number[]>> = {"ServiceRequest":[1,2,3,4],"Task":[1,2,3,5],"ClinicalImpression":[1,2,3],"Provenance":[1,2,3],"DocumentReference":[1,2,3],"Bundle":[8,9,10,11,12,13,14,15,16],"AuditEvent":[1,2,3],"Communication":[1,2,3],"Subscription":[1,2,3],"DiagnosticReport":[1,2,3],"ImagingStudy":[1,2,3],"OperationOutcome":[1,2,3]};
 /** Pattern and fixed values of our profiles, and the codes of our value sets (system -> codes), by index. */
-const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/blinded","diagnosis","plan",{"https://second-opinion.org/fhir/CodeSystem/diagnosis-concordance":["concordant","major-discrepancy","minor-discrepancy"]},{"https://second-opinion.org/fhir/CodeSystem/plan-concordance":["changed","modified","unchanged"]},"https://second-opinion.org/fhir/StructureDefinition/concordance","complete",{"http://hl7.org/fhir/measure-report-status":["complete","error","pending"]},"summary",{"http://hl7.org/fhir/measure-report-type":["data-collection","individual","subject-list","summary"]},"https://second-opinion.org/fhir/Measure/second-opinion-concordance","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","https://second-opinion.org/fhir/StructureDefinition/follow-up-due","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
+const V: readonly any[] = [{"http://hl7.org/fhir/request-status":["active","completed","draft","entered-in-error","on-hold","revoked","unknown"]},{"http://hl7.org/fhir/request-intent":["directive","filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/request-priority":["asap","routine","stat","urgent"]},{"http://hl7.org/fhir/task-status":["accepted","cancelled","completed","draft","entered-in-error","failed","in-progress","on-hold","ready","received","rejected","requested"]},{"http://hl7.org/fhir/task-intent":["unknown"],"http://hl7.org/fhir/request-intent":["filler-order","instance-order","option","order","original-order","plan","proposal","reflex-order"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress"]},{"http://hl7.org/fhir/provenance-entity-role":["derivation","quotation","removal","revision","source"]},{"http://hl7.org/fhir/document-reference-status":["current","entered-in-error","superseded"]},{"http://hl7.org/fhir/composition-status":["amended","entered-in-error","final","preliminary"]},{"http://hl7.org/fhir/document-relationship-type":["appends","replaces","signs","transforms"]},{"http://hl7.org/fhir/bundle-type":["batch","batch-response","collection","document","history","message","searchset","transaction","transaction-response"]},{"http://hl7.org/fhir/search-entry-mode":["include","match","outcome"]},{"http://hl7.org/fhir/http-verb":["DELETE","GET","HEAD","PATCH","POST","PUT"]},{"http://hl7.org/fhir/audit-event-action":["C","D","E","R","U"]},{"http://hl7.org/fhir/audit-event-outcome":["0","12","4","8"]},{"http://hl7.org/fhir/network-type":["1","2","3","4","5"]},{"http://hl7.org/fhir/event-status":["completed","entered-in-error","in-progress","not-done","on-hold","preparation","stopped","unknown"]},{"http://hl7.org/fhir/subscription-status":["active","error","off","requested"]},{"http://hl7.org/fhir/subscription-channel-type":["email","message","rest-hook","sms","websocket"]},{"http://hl7.org/fhir/diagnostic-report-status":["amended","appended","cancelled","corrected","entered-in-error","final","partial","preliminary","registered","unknown"]},{"http://hl7.org/fhir/imagingstudy-status":["available","cancelled","entered-in-error","registered","unknown"]},{"http://hl7.org/fhir/address-use":["billing","home","old","temp","work"]},{"http://hl7.org/fhir/address-type":["both","physical","postal"]},{"http://hl7.org/fhir/quantity-comparator":["<","<=",">",">="]},{"http://hl7.org/fhir/contact-point-system":["email","fax","other","pager","phone","sms","url"]},{"http://hl7.org/fhir/contact-point-use":["home","mobile","old","temp","work"]},{"http://hl7.org/fhir/contributor-type":["author","editor","endorser","reviewer"]},{"http://hl7.org/fhir/data-types":["Address","Age","Annotation","Attachment","BackboneElement","CodeableConcept","Coding","ContactDetail","ContactPoint","Contributor","Count","DataRequirement","Distance","Dosage","Duration","Element","ElementDefinition","Expression","Extension","HumanName","Identifier","MarketingStatus","Meta","Money","MoneyQuantity","Narrative","ParameterDefinition","Period","Population","ProdCharacteristic","ProductShelfLife","Quantity","Range","Ratio","Reference","RelatedArtifact","SampledData","Signature","SimpleQuantity","SubstanceAmount","Timing","TriggerDefinition","UsageContext","base64Binary","boolean","canonical","code","date","dateTime","decimal","id","instant","integer","markdown","oid","positiveInt","string","time","unsignedInt","uri","url","uuid","xhtml"],"http://hl7.org/fhir/resource-types":["Account","ActivityDefinition","AdverseEvent","AllergyIntolerance","Appointment","AppointmentResponse","AuditEvent","Basic","Binary","BiologicallyDerivedProduct","BodyStructure","Bundle","CapabilityStatement","CarePlan","CareTeam","CatalogEntry","ChargeItem","ChargeItemDefinition","Claim","ClaimResponse","ClinicalImpression","CodeSystem","Communication","CommunicationRequest","CompartmentDefinition","Composition","ConceptMap","Condition","Consent","Contract","Coverage","CoverageEligibilityRequest","CoverageEligibilityResponse","DetectedIssue","Device","DeviceDefinition","DeviceMetric","DeviceRequest","DeviceUseStatement","DiagnosticReport","DocumentManifest","DocumentReference","DomainResource","EffectEvidenceSynthesis","Encounter","Endpoint","EnrollmentRequest","EnrollmentResponse","EpisodeOfCare","EventDefinition","Evidence","EvidenceVariable","ExampleScenario","ExplanationOfBenefit","FamilyMemberHistory","Flag","Goal","GraphDefinition","Group","GuidanceResponse","HealthcareService","ImagingStudy","Immunization","ImmunizationEvaluation","ImmunizationRecommendation","ImplementationGuide","InsurancePlan","Invoice","Library","Linkage","List","Location","Measure","MeasureReport","Media","Medication","MedicationAdministration","MedicationDispense","MedicationKnowledge","MedicationRequest","MedicationStatement","MedicinalProduct","MedicinalProductAuthorization","MedicinalProductContraindication","MedicinalProductIndication","MedicinalProductIngredient","MedicinalProductInteraction","MedicinalProductManufactured","MedicinalProductPackaged","MedicinalProductPharmaceutical","MedicinalProductUndesirableEffect","MessageDefinition","MessageHeader","MolecularSequence","NamingSystem","NutritionOrder","Observation","ObservationDefinition","OperationDefinition","OperationOutcome","Organization","OrganizationAffiliation","Parameters","Patient","PaymentNotice","PaymentReconciliation","Person","PlanDefinition","Practitioner","PractitionerRole","Procedure","Provenance","Questionnaire","QuestionnaireResponse","RelatedPerson","RequestGroup","ResearchDefinition","ResearchElementDefinition","ResearchStudy","ResearchSubject","Resource","RiskAssessment","RiskEvidenceSynthesis","Schedule","SearchParameter","ServiceRequest","Slot","Specimen","SpecimenDefinition","StructureDefinition","StructureMap","Subscription","Substance","SubstanceNucleicAcid","SubstancePolymer","SubstanceProtein","SubstanceReferenceInformation","SubstanceSourceMaterial","SubstanceSpecification","SupplyDelivery","SupplyRequest","Task","TerminologyCapabilities","TestReport","TestScript","ValueSet","VerificationResult","VisionPrescription"],"http://hl7.org/fhir/abstract-types":["Any","Type"]},{"http://hl7.org/fhir/sort-direction":["ascending","descending"]},{"http://hl7.org/fhir/property-representation":["cdaText","typeAttr","xhtml","xmlAttr","xmlText"]},{"http://hl7.org/fhir/discriminator-type":["exists","pattern","profile","type","value"]},{"http://hl7.org/fhir/resource-slicing-rules":["closed","open","openAtEnd"]},{"http://hl7.org/fhir/resource-aggregation-mode":["bundled","contained","referenced"]},{"http://hl7.org/fhir/reference-version-rules":["either","independent","specific"]},{"http://hl7.org/fhir/constraint-severity":["error","warning"]},{"http://hl7.org/fhir/binding-strength":["example","extensible","preferred","required"]},{"http://hl7.org/fhir/name-use":["anonymous","maiden","nickname","official","old","temp","usual"]},{"http://hl7.org/fhir/identifier-use":["official","old","secondary","temp","usual"]},{"http://hl7.org/fhir/narrative-status":["additional","empty","extensions","generated"]},{"http://hl7.org/fhir/operation-parameter-use":["in","out"]},{"http://hl7.org/fhir/related-artifact-type":["citation","composed-of","depends-on","derived-from","documentation","justification","predecessor","successor"]},{"http://hl7.org/fhir/days-of-week":["fri","mon","sat","sun","thu","tue","wed"]},{"http://hl7.org/fhir/event-timing":["AFT","AFT.early","AFT.late","EVE","EVE.early","EVE.late","MORN","MORN.early","MORN.late","NIGHT","NOON","PHS"],"http://terminology.hl7.org/CodeSystem/v3-TimingEvent":["AC","ACD","ACM","ACV","C","CD","CM","CV","HS","PC","PCD","PCM","PCV","WAKE"]},{"http://hl7.org/fhir/trigger-type":["data-access-ended","data-accessed","data-added","data-changed","data-modified","data-removed","named-event","periodic"]},{"http://hl7.org/fhir/issue-severity":["error","fatal","information","warning"]},{"http://hl7.org/fhir/issue-type":["business-rule","code-invalid","conflict","deleted","duplicate","exception","expired","extension","forbidden","incomplete","informational","invalid","invariant","lock-error","login","multiple-matches","no-store","not-found","not-supported","processing","required","security","structure","suppressed","throttled","timeout","too-costly","too-long","transient","unknown","value"]},"https://second-opinion.org/fhir/StructureDefinition/audit-read-count","https://second-opinion.org/fhir/StructureDefinition/blinded","diagnosis","plan",{"https://second-opinion.org/fhir/CodeSystem/diagnosis-concordance":["concordant","major-discrepancy","minor-discrepancy"]},{"https://second-opinion.org/fhir/CodeSystem/plan-concordance":["changed","modified","unchanged"]},"https://second-opinion.org/fhir/StructureDefinition/concordance","complete",{"http://hl7.org/fhir/measure-report-status":["complete","error","pending"]},"summary",{"http://hl7.org/fhir/measure-report-type":["data-collection","individual","subject-list","summary"]},"https://second-opinion.org/fhir/Measure/second-opinion-concordance","current",{"coding":[{"code":"11488-4","system":"http://loinc.org"}]},"completed","https://second-opinion.org/fhir/StructureDefinition/follow-up-due","collection","https://second-opinion.org/fhir/StructureDefinition/referral-question",{"https://second-opinion.org/fhir/CodeSystem/question-asker":["patient","physician"]},"https://second-opinion.org/fhir/StructureDefinition/review-type",{"https://second-opinion.org/fhir/CodeSystem/review-type":["in-person","records-only","virtual"]},"diagnosisAgreement","planAgreement","missingInformation","followUp",{"https://second-opinion.org/fhir/CodeSystem/opinion-agreement":["agree","agree-with-modifications","disagree"]},"https://second-opinion.org/fhir/StructureDefinition/second-opinion","question","text","notAnswerable","https://second-opinion.org/fhir/StructureDefinition/second-opinion-answer","option","preferred","rationale","risk","recovery","https://second-opinion.org/fhir/StructureDefinition/second-opinion-option","order",{"coding":[{"code":"3457005","system":"http://snomed.info/sct"}]},{"coding":[{"code":"S","system":"http://terminology.hl7.org/CodeSystem/v2-0336"}]},{"https://second-opinion.org/fhir/CodeSystem/second-opinion-kind":["complication","diagnosis-confirmation","imaging-review","pathology-review","pre-procedure","revision","treatment-choice"]},{"https://second-opinion.org/fhir/CodeSystem/task-business-status":["awaiting-consent","awaiting-records","cancellation-requested","delivery-failed","information-requested","opinion-delivered","overdue","records-failed","records-pending","records-ready"]},{"coding":[{"code":"fulfill","system":"http://hl7.org/fhir/CodeSystem/task-code"}]}];
 
 const K_n_ServiceRequest = new Set(["resourceType","id","_id","meta","implicitRules","_implicitRules","language","_language","text","contained","extension","modifierExtension","identifier","instantiatesCanonical","_instantiatesCanonical","instantiatesUri","_instantiatesUri","basedOn","replaces","requisition","status","_status","intent","_intent","category","priority","_priority","doNotPerform","_doNotPerform","code","orderDetail","quantityQuantity","quantityRatio","quantityRange","subject","encounter","occurrenceDateTime","_occurrenceDateTime","occurrencePeriod","occurrenceTiming","asNeededBoolean","_asNeededBoolean","asNeededCodeableConcept","authoredOn","_authoredOn","requester","performerType","performer","locationCode","locationReference","reasonCode","reasonReference","insurance","supportingInfo","specimen","bodySite","note","patientInstruction","_patientInstruction","relevantHistory"]);
 function n_ServiceRequest(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
@@ -13593,6 +13593,63 @@ function n_OperationOutcome(v: any, p: string, o: OperationOutcomeIssue[], r: an
     }
   }
 }
+const K_p_AuditReadCountExtension_Extension = new Set(["id","_id","extension","url","_url","valuePositiveInt","_valuePositiveInt"]);
+function p_AuditReadCountExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  unknown(v, K_p_AuditReadCountExtension_Extension, p, o);
+  let x: any;
+  x = v.id;
+  if (x === undefined && v._id === undefined) {
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".id", 'Expected single value for property'));
+    else if (!empty(x, p + ".id", o)) {
+      prim(x, "string", p + ".id", o);
+    }
+  }
+  x = v.extension;
+  if (x === undefined) {
+  } else if (x !== undefined) {
+    if (!Array.isArray(x)) o.push(S(p + ".extension", 'Expected array of values for property'));
+    else if (x.length === 0) o.push(S(p + ".extension", 'Invalid empty value'));
+    else {
+      const xs = x;
+      if (xs.length > 0) o.push(S(p + ".extension", 'Invalid number of values: expected 0..0, but found ' + xs.length));
+      for (let i = 0; i < xs.length; i++) {
+        x = xs[i];
+        const pi = p + ".extension" + '[' + i + ']';
+        if (!empty(x, pi, o)) {
+          obj(x, pi, o) && n_Extension(x, pi, o, r);
+          inv(0, "Extension", x, pi, o, r);
+        }
+      }
+    }
+  }
+  x = v.url;
+  if (x === undefined && v._url === undefined) {
+    o.push(S(p + ".url", 'Missing required property'));
+  } else if (x !== undefined) {
+    if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
+    else if (!empty(x, p + ".url", o)) {
+      prim(x, "string", p + ".url", o);
+      if (!same(x, V[46])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+    }
+  }
+  {
+    let found = false;
+    x = v.valuePositiveInt;
+    if (x !== undefined) {
+      found = true;
+      if (Array.isArray(x)) o.push(S(p + ".valuePositiveInt", 'Expected single value for property'));
+      else if (!empty(x, p + ".valuePositiveInt", o)) {
+        prim(x, "positiveInt", p + ".valuePositiveInt", o);
+      }
+    }
+    if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
+  }
+}
+function p_AuditReadCountExtension_validate(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
+  inv(0, "Extension", v, p, o, r);
+  p_AuditReadCountExtension_Extension(v, p, o, r);
+}
 const K_p_BlindedExtension_Extension = new Set(["id","_id","extension","url","_url","valueBoolean","_valueBoolean"]);
 function p_BlindedExtension_Extension(v: any, p: string, o: OperationOutcomeIssue[], r: any): void {
   unknown(v, K_p_BlindedExtension_Extension, p, o);
@@ -13630,7 +13687,7 @@ function p_BlindedExtension_Extension(v: any, p: string, o: OperationOutcomeIssu
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[46])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -13687,7 +13744,7 @@ function p_ConcordanceExtension_Extension_extension_diagnosis(v: any, p: string,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[48])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -13698,7 +13755,7 @@ function p_ConcordanceExtension_Extension_extension_diagnosis(v: any, p: string,
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[49], "https://second-opinion.org/fhir/ValueSet/diagnosis-concordance", p + ".value[x]", o);
+        bound(x, "Coding", V[50], "https://second-opinion.org/fhir/ValueSet/diagnosis-concordance", p + ".value[x]", o);
       }
     }
   }
@@ -13740,7 +13797,7 @@ function p_ConcordanceExtension_Extension_extension_plan(v: any, p: string, o: O
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[48])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[49])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -13751,7 +13808,7 @@ function p_ConcordanceExtension_Extension_extension_plan(v: any, p: string, o: O
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[50], "https://second-opinion.org/fhir/ValueSet/plan-concordance", p + ".value[x]", o);
+        bound(x, "Coding", V[51], "https://second-opinion.org/fhir/ValueSet/plan-concordance", p + ".value[x]", o);
       }
     }
   }
@@ -13782,11 +13839,11 @@ function p_ConcordanceExtension_Extension(v: any, p: string, o: OperationOutcome
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[47])) {
+          if (same(x?.url, V[48])) {
             c0++;
             obj(x, pi, o) && p_ConcordanceExtension_Extension_extension_diagnosis(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[48])) {
+          } else if (same(x?.url, V[49])) {
             c1++;
             obj(x, pi, o) && p_ConcordanceExtension_Extension_extension_plan(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -13807,7 +13864,7 @@ function p_ConcordanceExtension_Extension(v: any, p: string, o: OperationOutcome
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[51])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[52])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -14822,8 +14879,8 @@ function p_ConcordanceMeasureReport_MeasureReport(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[52])) o.push(S(p + ".status", 'Value did not match expected pattern'));
-      bound(x, "code", V[53], "http://hl7.org/fhir/ValueSet/measure-report-status", p + ".status", o);
+      if (!pat(x, V[53])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      bound(x, "code", V[54], "http://hl7.org/fhir/ValueSet/measure-report-status", p + ".status", o);
     }
   }
   x = v.type;
@@ -14833,8 +14890,8 @@ function p_ConcordanceMeasureReport_MeasureReport(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
-      if (!pat(x, V[54])) o.push(S(p + ".type", 'Value did not match expected pattern'));
-      bound(x, "code", V[55], "http://hl7.org/fhir/ValueSet/measure-report-type", p + ".type", o);
+      if (!pat(x, V[55])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      bound(x, "code", V[56], "http://hl7.org/fhir/ValueSet/measure-report-type", p + ".type", o);
     }
   }
   x = v.measure;
@@ -14844,7 +14901,7 @@ function p_ConcordanceMeasureReport_MeasureReport(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".measure", 'Expected single value for property'));
     else if (!empty(x, p + ".measure", o)) {
       prim(x, "canonical", p + ".measure", o);
-      if (!pat(x, V[56])) o.push(S(p + ".measure", 'Value did not match expected pattern'));
+      if (!pat(x, V[57])) o.push(S(p + ".measure", 'Value did not match expected pattern'));
     }
   }
   x = v.subject;
@@ -15417,7 +15474,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[57])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[58])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[7], "http://hl7.org/fhir/ValueSet/document-reference-status", p + ".status", o);
     }
   }
@@ -15437,7 +15494,7 @@ function p_ConsultNote_DocumentReference(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       obj(x, p + ".type", o) && n_CodeableConcept(x, p + ".type", o, r);
-      if (!pat(x, V[58])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[59])) o.push(S(p + ".type", 'Value did not match expected pattern'));
     }
   }
   x = v.category;
@@ -15846,7 +15903,7 @@ function p_FirstOpinion_ClinicalImpression(v: any, p: string, o: OperationOutcom
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[59])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[60])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[5], "http://hl7.org/fhir/ValueSet/clinicalimpression-status", p + ".status", o);
     }
   }
@@ -16121,7 +16178,7 @@ function p_FollowUpCommunication_Communication_extension_due(v: any, p: string, 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -16268,7 +16325,7 @@ function p_FollowUpCommunication_Communication(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[60])) {
+          if (same(x?.url, V[61])) {
             c0++;
             obj(x, pi, o) && p_FollowUpCommunication_Communication_extension_due(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -16408,7 +16465,7 @@ function p_FollowUpCommunication_Communication(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".status", 'Expected single value for property'));
     else if (!empty(x, p + ".status", o)) {
       prim(x, "code", p + ".status", o);
-      if (!pat(x, V[59])) o.push(S(p + ".status", 'Value did not match expected pattern'));
+      if (!pat(x, V[60])) o.push(S(p + ".status", 'Value did not match expected pattern'));
       bound(x, "code", V[16], "http://hl7.org/fhir/ValueSet/event-status", p + ".status", o);
     }
   }
@@ -16662,7 +16719,7 @@ function p_FollowUpDueExtension_Extension(v: any, p: string, o: OperationOutcome
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[60])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[61])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17153,7 +17210,7 @@ function p_RecordSetBundle_Bundle(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".type", 'Expected single value for property'));
     else if (!empty(x, p + ".type", o)) {
       prim(x, "code", p + ".type", o);
-      if (!pat(x, V[61])) o.push(S(p + ".type", 'Value did not match expected pattern'));
+      if (!pat(x, V[62])) o.push(S(p + ".type", 'Value did not match expected pattern'));
       bound(x, "code", V[10], "http://hl7.org/fhir/ValueSet/bundle-type", p + ".type", o);
     }
   }
@@ -17268,7 +17325,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17279,7 +17336,7 @@ function p_ReferralQuestionExtension_Extension(v: any, p: string, o: OperationOu
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[64], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -17326,7 +17383,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[65])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17337,7 +17394,7 @@ function p_ReviewTypeExtension_Extension(v: any, p: string, o: OperationOutcomeI
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[66], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -17384,7 +17441,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[66])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17395,7 +17452,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(v: any,
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[71], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -17437,7 +17494,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[67])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17448,7 +17505,7 @@ function p_SecondOpinionExtension_Extension_extension_planAgreement(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[70], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
+        bound(x, "Coding", V[71], "https://second-opinion.org/fhir/ValueSet/opinion-agreement", p + ".value[x]", o);
       }
     }
   }
@@ -17490,7 +17547,7 @@ function p_SecondOpinionExtension_Extension_extension_diagnosis(v: any, p: strin
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[48])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17542,7 +17599,7 @@ function p_SecondOpinionExtension_Extension_extension_summary(v: any, p: string,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[54])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[55])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17594,7 +17651,7 @@ function p_SecondOpinionExtension_Extension_extension_missingInformation(v: any,
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[68])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[69])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17646,7 +17703,7 @@ function p_SecondOpinionExtension_Extension_extension_followUp(v: any, p: string
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[69])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[70])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -17687,27 +17744,27 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[66])) {
+          if (same(x?.url, V[67])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosisAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[67])) {
+          } else if (same(x?.url, V[68])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_planAgreement(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[47])) {
+          } else if (same(x?.url, V[48])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_diagnosis(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[54])) {
+          } else if (same(x?.url, V[55])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_summary(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[68])) {
+          } else if (same(x?.url, V[69])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_missingInformation(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[69])) {
+          } else if (same(x?.url, V[70])) {
             c5++;
             obj(x, pi, o) && p_SecondOpinionExtension_Extension_extension_followUp(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -17730,7 +17787,7 @@ function p_SecondOpinionExtension_Extension(v: any, p: string, o: OperationOutco
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[71])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18179,7 +18236,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_question(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[72])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18231,7 +18288,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_text(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[73])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[74])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18283,7 +18340,7 @@ function p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(v: any
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[74])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[75])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18323,15 +18380,15 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[72])) {
+          if (same(x?.url, V[73])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_question(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[73])) {
+          } else if (same(x?.url, V[74])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_text(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[74])) {
+          } else if (same(x?.url, V[75])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionAnswerExtension_Extension_extension_notAnswerable(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -18353,7 +18410,7 @@ function p_SecondOpinionAnswerExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[75])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[76])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18803,7 +18860,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_option(v: any, p: st
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[76])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[77])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18855,7 +18912,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_preferred(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[77])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[78])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18907,7 +18964,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_rationale(v: any, p:
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[78])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[79])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -18959,7 +19016,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_risk(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[79])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[80])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19011,7 +19068,7 @@ function p_SecondOpinionOptionExtension_Extension_extension_recovery(v: any, p: 
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[80])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[81])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19051,23 +19108,23 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[76])) {
+          if (same(x?.url, V[77])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_option(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[77])) {
+          } else if (same(x?.url, V[78])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_preferred(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[78])) {
+          } else if (same(x?.url, V[79])) {
             c2++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_rationale(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[79])) {
+          } else if (same(x?.url, V[80])) {
             c3++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_risk(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[80])) {
+          } else if (same(x?.url, V[81])) {
             c4++;
             obj(x, pi, o) && p_SecondOpinionOptionExtension_Extension_extension_recovery(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -19090,7 +19147,7 @@ function p_SecondOpinionOptionExtension_Extension(v: any, p: string, o: Operatio
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[81])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[82])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19539,7 +19596,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[64])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[65])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19550,7 +19607,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_reviewType(v: any, p: s
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[65], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
+        bound(x, "Coding", V[66], "https://second-opinion.org/fhir/ValueSet/review-type", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -19593,7 +19650,7 @@ function p_SecondOpinionRequest_ServiceRequest_extension_blinded(v: any, p: stri
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[46])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[47])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19646,7 +19703,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
     if (Array.isArray(x)) o.push(S(p + ".url", 'Expected single value for property'));
     else if (!empty(x, p + ".url", o)) {
       prim(x, "string", p + ".url", o);
-      if (!same(x, V[62])) o.push(S(p + ".url", 'Value did not match expected pattern'));
+      if (!same(x, V[63])) o.push(S(p + ".url", 'Value did not match expected pattern'));
     }
   }
   {
@@ -19657,7 +19714,7 @@ function p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(v
       if (Array.isArray(x)) o.push(S(p + ".valueCoding", 'Expected single value for property'));
       else if (!empty(x, p + ".valueCoding", o)) {
         obj(x, p + ".valueCoding", o) && n_Coding(x, p + ".valueCoding", o, r);
-        bound(x, "Coding", V[63], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
+        bound(x, "Coding", V[64], "https://second-opinion.org/fhir/ValueSet/question-asker", p + ".value[x]", o);
       }
     }
     if (!found) o.push(S(p + ".value[x]", 'Missing required property'));
@@ -19687,7 +19744,7 @@ function p_SecondOpinionRequest_ServiceRequest_note(v: any, p: string, o: Operat
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[62])) {
+          if (same(x?.url, V[63])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_note_extension_referralQuestion(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -19811,11 +19868,11 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".extension" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (same(x?.url, V[64])) {
+          if (same(x?.url, V[65])) {
             c0++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_reviewType(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
-          } else if (same(x?.url, V[46])) {
+          } else if (same(x?.url, V[47])) {
             c1++;
             obj(x, pi, o) && p_SecondOpinionRequest_ServiceRequest_extension_blinded(x, pi, o, r);
             inv(0, "Extension", x, pi, o, r);
@@ -19954,7 +20011,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[83])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[1], "http://hl7.org/fhir/ValueSet/request-intent", p + ".intent", o);
     }
   }
@@ -19972,10 +20029,10 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
         x = xs[i];
         const pi = p + ".category" + '[' + i + ']';
         if (!empty(x, pi, o)) {
-          if (pat(x, V[83])) {
+          if (pat(x, V[84])) {
             c0++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
-          } else if (pat(x, V[84])) {
+          } else if (pat(x, V[85])) {
             c1++;
             obj(x, pi, o) && n_CodeableConcept(x, pi, o, r);
           } else {
@@ -20012,7 +20069,7 @@ function p_SecondOpinionRequest_ServiceRequest(v: any, p: string, o: OperationOu
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      bound(x, "CodeableConcept", V[85], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
+      bound(x, "CodeableConcept", V[86], "https://second-opinion.org/fhir/ValueSet/second-opinion-kind", p + ".code", o);
     }
   }
   x = v.orderDetail;
@@ -21592,7 +21649,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".businessStatus", 'Expected single value for property'));
     else if (!empty(x, p + ".businessStatus", o)) {
       obj(x, p + ".businessStatus", o) && n_CodeableConcept(x, p + ".businessStatus", o, r);
-      bound(x, "CodeableConcept", V[86], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
+      bound(x, "CodeableConcept", V[87], "https://second-opinion.org/fhir/ValueSet/task-business-status", p + ".businessStatus", o);
     }
   }
   x = v.intent;
@@ -21602,7 +21659,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".intent", 'Expected single value for property'));
     else if (!empty(x, p + ".intent", o)) {
       prim(x, "code", p + ".intent", o);
-      if (!pat(x, V[82])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
+      if (!pat(x, V[83])) o.push(S(p + ".intent", 'Value did not match expected pattern'));
       bound(x, "code", V[4], "http://hl7.org/fhir/ValueSet/task-intent", p + ".intent", o);
     }
   }
@@ -21623,7 +21680,7 @@ function p_SecondOpinionTask_Task(v: any, p: string, o: OperationOutcomeIssue[],
     if (Array.isArray(x)) o.push(S(p + ".code", 'Expected single value for property'));
     else if (!empty(x, p + ".code", o)) {
       obj(x, p + ".code", o) && n_CodeableConcept(x, p + ".code", o, r);
-      if (!pat(x, V[87])) o.push(S(p + ".code", 'Value did not match expected pattern'));
+      if (!pat(x, V[88])) o.push(S(p + ".code", 'Value did not match expected pattern'));
     }
   }
   x = v.description;
@@ -21878,6 +21935,7 @@ export const PROFILE_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: 
 };
 /** The validation function of each of our extension definitions, by canonical URL. */
 export const EXTENSION_VALIDATORS: Readonly<Record<string, (v: any, p: string, o: OperationOutcomeIssue[], r: any) => void>> = {
+  "https://second-opinion.org/fhir/StructureDefinition/audit-read-count": p_AuditReadCountExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/blinded": p_BlindedExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/concordance": p_ConcordanceExtension_validate,
   "https://second-opinion.org/fhir/StructureDefinition/follow-up-due": p_FollowUpDueExtension_validate,
