@@ -9,12 +9,32 @@
  *   npm run -s try -- --chart   only prints the sandbox chart's ids as shell variables
  *                               (PATIENT_ID, PRACTITIONER_ID, CONSENT_ID, OP_NOTE_ID), for `eval` and curl
  */
-import { getAccessToken } from '../test/support/tokens.ts';
+import { getAccessToken as tokenFor } from '../test/support/tokens.ts';
 import { makeSecondOpinionRequest } from '../test/support/referrals.ts';
 import { findSandboxChart } from '../test/support/sandbox-ehr/find-chart.ts';
+import { fail, isUnreachable, SANDBOX_UNREACHABLE, SANDBOX_URL, SERVICE_UNREACHABLE, SERVICE_URL } from './cli-help.ts';
 
-const base = (process.env.SERVICE_URL ?? 'http://localhost:8080').replace(/\/+$/, '');
-const chart = await findSandboxChart(process.env.SANDBOX_URL ?? 'http://127.0.0.1:8090');
+const USAGE = `Usage: npm run try [-- --chart]
+
+With the sandbox EHR (npm run sandbox) and the service (npm start) running, makes one referral
+as the EXAMPLE referrer st-olaf-ehr and reads it back, as the referrer and as a consultant.
+  --chart   only print the sandbox chart's ids as shell variables (PATIENT_ID, PRACTITIONER_ID,
+            CONSENT_ID, OP_NOTE_ID), for eval and curl: eval "$(npm run -s try -- --chart)"
+SERVICE_URL: the service (now ${SERVICE_URL}); SANDBOX_URL: the sandbox EHR (now ${SANDBOX_URL}).
+`;
+const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const unknown = args.filter((a) => a !== '--chart');
+if (unknown.length > 0) fail(`unexpected arguments: ${unknown.join(' ')}\n\n${USAGE}`, 2);
+
+const base = SERVICE_URL;
+// Any failure is one line: which server cannot be reached and what to start, or what went wrong.
+process.on('uncaughtException', (err) => fail(isUnreachable(err) ? SERVICE_UNREACHABLE : `npm run try failed: ${err.message}`));
+const chart = await findSandboxChart(SANDBOX_URL).catch((err: unknown) => fail(isUnreachable(err) ? SANDBOX_UNREACHABLE : `the sandbox EHR at ${SANDBOX_URL}: ${(err as Error).message}`));
+const getAccessToken = (url: string, clientId: string) => tokenFor(url, clientId).catch((err: unknown) => fail(isUnreachable(err) ? SERVICE_UNREACHABLE : (err as Error).message));
 if (process.argv.includes('--chart')) {
   process.stdout.write(`PATIENT_ID=${chart.patientId}\nPRACTITIONER_ID=${chart.practitionerId}\nCONSENT_ID=${chart.consentId}\nOP_NOTE_ID=${chart.documents.find((d) => d.key === 'op-note-2024')?.id ?? ''}\n`);
   process.exit(0);
@@ -25,7 +45,7 @@ async function call(token: string, method: string, path: string, body?: unknown)
     method,
     headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     body: body ? JSON.stringify(body) : undefined,
-  });
+  }).catch((err: unknown) => fail(isUnreachable(err) ? SERVICE_UNREACHABLE : `${method} ${path}: ${(err as Error).message}`));
   return { status: res.status, json: await res.json(), location: res.headers.get('location') };
 }
 

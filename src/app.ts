@@ -14,6 +14,8 @@ import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
 import { createHealthRouter, type ReadinessChecks } from './http/health.ts';
+import { createHomeRouter } from './http/home.ts';
+import { createApiDocsRouter } from './http/api-docs/routes.ts';
 import { requestMetrics } from './http/request-metrics.ts';
 import type { ServiceMetrics } from './metrics/metrics.ts';
 import { createMetricsRouter, type Scrape } from './metrics/routes.ts';
@@ -82,9 +84,10 @@ export function createApp(deps: AppDeps): Express {
   app.use(requestContext(log));
   if (deps.metrics) app.use(requestMetrics(deps.metrics.port));
 
-  // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement.
+  // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement, API reference.
   // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
   app.use(createHealthRouter({ checks: deps.readiness }));
+  app.use(createHomeRouter({ publicUrl: config.publicUrl, software: deps.software }));
   app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
   app.use(createAuthRouter({ ...deps.auth, ...(deps.metrics ? { metrics: deps.metrics.port } : {}), tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
   app.use(createClientJwksRouter({ keys: deps.outboundKeys, now: deps.now }));
@@ -97,6 +100,8 @@ export function createApp(deps: AppDeps): Express {
   app.use(refuseMalformedUrl, requireUtf8Body);
   // Public too: our CodeSystems, ValueSets, StructureDefinitions and Measure (not PHI), so every canonical we use resolves.
   app.use(createConformanceRouter({ catalog: ConformanceCatalog.load(), fhirBaseUrl: `${config.publicUrl}/fhir` }));
+  // The OpenAPI document of the JSON API and its reference page (built on first request, then kept).
+  app.use(createApiDocsRouter({ publicUrl: config.publicUrl, software: deps.software }));
 
   // Everything below needs a valid bearer token, and each route its row of the access rules.
   app.use(createAuthMiddleware(deps.auth));

@@ -1,5 +1,6 @@
 import { loadConfigOrExit } from './config/config.ts';
 import { createLogger } from './log/logger.ts';
+import { exampleBanner } from './network/example-banner.ts';
 import { startService } from './service.ts';
 
 /**
@@ -19,6 +20,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const running = service;
+  // The shipped example network (no NETWORK_FILE): the URLs and the token command a newcomer wants.
+  const banner = exampleBanner({ publicUrl: config.publicUrl, isExample: config.networkFile === undefined });
+  if (banner) process.stderr.write(banner);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
     running.stop().then(

@@ -25,6 +25,7 @@ import { createPrometheusMetrics } from './metrics/prometheus.ts';
 import { sendSubscriptionNotification, startHeartbeatSweep } from './subscriptions/subscription-delivery.ts';
 import { loadNetwork } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
+import { exampleNetworkHint, OutageNotices } from './outbound/outage-notices.ts';
 import { loadOutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { pushRecordSet } from './record-push/push-record-set.ts';
@@ -76,8 +77,11 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
   // Key file paths are relative to the network file; the example network's to the repository root.
   const outboundKeys = await loadOutboundKeys(network, { keyBaseDir: outboundKeyBaseDir(config.networkFile) });
+  // One warning per outage of a participant's server, naming it, instead of one per job attempt.
+  const outages = new OutageNotices({ log, hint: network.isExample ? exampleNetworkHint : undefined });
   const fhirClients = await createParticipantFhirClients(network, {
     keys: outboundKeys,
+    outages,
     // Which key signs follows the service's clock (rotation dates).
     now: () => now().getTime(),
     // A scope-enforcing EHR refuses what its token does not cover: say what is missing, once, before a job fails on it.
@@ -150,21 +154,21 @@ export async function startService(config: Config, log: Logger, options: StartOp
     now,
     metrics,
   };
-  await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
+  await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, outages, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
   const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now, metrics };
-  await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
+  await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, outages, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
   const followUpPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverFollowUpAnswer);
   const followUpDeliveryDeps = { ...deliveryDeps, retryLimit: followUpPolicy?.retryLimit ?? 30 };
-  await jobs.work<DeliverFollowUpAnswerJob>(QUEUE.deliverFollowUpAnswer, logged(log, 'follow-up answer delivery', (d) => ({ followUpId: d.followUpId }), (job) => deliverFollowUpAnswer(job, followUpDeliveryDeps)), { concurrency: 4 });
+  await jobs.work<DeliverFollowUpAnswerJob>(QUEUE.deliverFollowUpAnswer, logged(log, outages, 'follow-up answer delivery', (d) => ({ followUpId: d.followUpId }), (job) => deliverFollowUpAnswer(job, followUpDeliveryDeps)), { concurrency: 4 });
   const pushPolicy = queuePolicies.find((q) => q.name === QUEUE.pushRecordSet);
   const pushDeps = { store, clients: fhirClients, network, validator, audit, gate, retryLimit: pushPolicy?.retryLimit ?? 30, now };
-  await jobs.work<PushRecordSetJob>(QUEUE.pushRecordSet, logged(log, 'record set push', (d) => ({ pushId: d.pushId }), (job) => pushRecordSet(job, pushDeps)), { concurrency: 2 });
+  await jobs.work<PushRecordSetJob>(QUEUE.pushRecordSet, logged(log, outages, 'record set push', (d) => ({ pushId: d.pushId }), (job) => pushRecordSet(job, pushDeps)), { concurrency: 2 });
   const notifyDeps = { network, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, now };
-  await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });
+  await jobs.work<NotifyWebhookJob>(QUEUE.notifyWebhook, logged(log, outages, 'webhook notification', (d) => ({ participantId: d.participantId, taskId: d.taskId }), (job) => sendTaskNotification(job, notifyDeps)), { concurrency: 4 });
   const subscriptionPolicy = queuePolicies.find((q) => q.name === QUEUE.notifySubscription);
   const subscriptionSendDeps = { db: database.db, validator, fhirBaseUrl: `${config.publicUrl}/fhir`, timeoutMs: config.webhook.timeoutMs, retryLimit: subscriptionPolicy?.retryLimit ?? 20, now };
-  await jobs.work<NotifySubscriptionJob>(QUEUE.notifySubscription, logged(log, 'subscription notification', (d) => ({ subscriptionId: d.subscriptionId, type: d.type, eventNumber: d.eventNumber }), (job) => sendSubscriptionNotification(job, subscriptionSendDeps)), { concurrency: 4 });
+  await jobs.work<NotifySubscriptionJob>(QUEUE.notifySubscription, logged(log, outages, 'subscription notification', (d) => ({ subscriptionId: d.subscriptionId, type: d.type, eventNumber: d.eventNumber }), (job) => sendSubscriptionNotification(job, subscriptionSendDeps)), { concurrency: 4 });
   const auth: AuthDeps = { config, network, signingKey, jtiStore: createDatabaseJtiStore(database.db, { now }), now, log };
   const app = createApp({
     config,
@@ -271,16 +275,19 @@ export async function startService(config: Config, log: Logger, options: StartOp
  * serializes it (class, code, status, stack frames; never a message that could carry PHI).
  * A failure is rethrown, so the queue retries it with backoff; a job that ended failed without
  * throwing (a permanent outbound failure, the last attempt) logs the error that ended it.
+ * While a participant's server is known to be unreachable, its no-answer failures are logged
+ * at debug: the outage has its own warning (outage-notices.ts).
  */
-function logged<T extends JsonObject>(log: Logger, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string; error?: unknown }>): JobHandler<T> {
+function logged<T extends JsonObject>(log: Logger, outages: Pick<OutageNotices, 'covers'>, what: string, ids: (data: T) => Record<string, string>, run: (job: Job<T>) => Promise<{ outcome: string; error?: unknown }>): JobHandler<T> {
   return async (job) => {
     const fields = { jobId: job.id, ...ids(job.data), attempt: job.attempt };
     try {
       const result = await run(job);
-      if (result.outcome === 'failed' && result.error !== undefined) log.warn({ ...fields, outcome: result.outcome, err: result.error }, `${what} attempt failed`);
+      if (result.outcome === 'failed' && result.error !== undefined) log[outages.covers(result.error) ? 'debug' : 'warn']({ ...fields, outcome: result.outcome, err: result.error }, `${what} attempt failed`);
       else log.info({ ...fields, outcome: result.outcome }, what);
     } catch (err) {
-      log.warn({ ...fields, err }, `${what} attempt failed`);
+      // A server already announced as unreachable (outage-notices.ts): the attempt's line is detail.
+      log[outages.covers(err) ? 'debug' : 'warn']({ ...fields, err }, `${what} attempt failed`);
       throw err;
     }
   };

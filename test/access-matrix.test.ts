@@ -411,6 +411,7 @@ const STALE = { 'If-Match': 'W/"999"' };
 
 /** One entry per route of ROUTE_RULES: the requests that drive it (FHIR and Binary routes are driven by their own tests above). */
 const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
+  '/': () => [{ path: '/', expect: () => 200, check: (_party, _status, body) => expect(body).toMatchObject({ name: 'second-opinion-referrals', links: expect.arrayContaining([expect.objectContaining({ rel: 'fhir-metadata' })]) }) }],
   '/healthz': () => [{ path: '/healthz', expect: () => 200 }],
   '/readyz': () => [{ path: '/readyz', expect: () => 200 }],
   // Operators only (no party here holds the role: each is refused by role; the scrape itself: test/metrics-flow.test.ts).
@@ -422,6 +423,10 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/.well-known/jwks.json': () => [{ path: '/.well-known/jwks.json', expect: () => 200 }],
   '/.well-known/client-jwks.json': () => [{ path: '/.well-known/client-jwks.json', expect: () => 200 }],
   '/fhir/metadata': () => [{ path: '/fhir/metadata', expect: () => 200 }],
+  // The API's OpenAPI document and reference page: public, the same for everyone; only the page's own files are served.
+  '/openapi.json': () => [{ path: '/openapi.json', expect: () => 200 }],
+  '/docs': () => [{ path: '/docs', expect: () => 200 }],
+  '/docs/:asset': () => [{ path: '/docs/init.js', expect: () => 200 }, { path: '/docs/package.json', expect: () => 404 }],
   // Our conformance resources: public, the same for everyone, with or without a token.
   ...Object.fromEntries(
     (['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type) => [

@@ -3,6 +3,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { exampleBanner } from '../src/network/example-banner.ts';
 import { freePort } from './support/service.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
@@ -67,6 +68,14 @@ describe('the service process (npm start)', () => {
     expect(first.level).toBe('warn');
     expect(first.msg).toMatch(/EXAMPLE network/);
 
+    // Then, on stderr (stdout stays JSON), the URLs a newcomer wants and how to get a token.
+    const deadline = Date.now() + 30_000;
+    while (!run.stderr.includes('end to end:') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(run.stderr).toBe(exampleBanner({ publicUrl: `http://localhost:${port}`, isExample: true }));
+    expect(run.stderr).toContain(`  API reference:  http://localhost:${port}/docs\n`);
+    expect(run.stderr).toContain(`  FHIR metadata:  http://localhost:${port}/fhir/metadata\n`);
+    expect(run.stderr).toContain('  a token:        TOKEN=$(npm run -s token -- st-olaf-ehr)');
+
     const health = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(health.status).toBe(200);
     const meta = await fetch(`http://127.0.0.1:${port}/fhir/metadata`);
@@ -76,6 +85,11 @@ describe('the service process (npm start)', () => {
     run.kill('SIGTERM');
     expect(await run.exit).toBe(0);
     expect(run.lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('stopped');
+  });
+
+  it('prints the example banner only on the example network', () => {
+    expect(exampleBanner({ publicUrl: 'https://so.hospital.example', isExample: false })).toBeUndefined();
+    expect(exampleBanner({ publicUrl: 'http://localhost:8080/', isExample: true })).toContain('  service:        http://localhost:8080/\n');
   });
 
   it('NODE_ENV=production refuses to start without a network file and signing key, listing both', async () => {

@@ -222,6 +222,20 @@ describe('auth', () => {
     expect(await tokenRequest(await assertion({ expiresInSeconds: 3600 }))).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'client assertion exp is more than 5 minutes ahead' } });
     expect(await tokenRequest(await assertion({ clientId: 'intruder' }))).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'unknown client' } });
   });
+
+  it('takes its token URL under any loopback name as the audience (localhost and 127.0.0.1 alike), and no other port or path', async () => {
+    const port = new URL(ehr.tokenUrl).port;
+    for (const host of ['127.0.0.1', 'localhost', '[::1]']) {
+      const res = await tokenRequest(await assertion({ tokenUrl: `http://${host}:${port}/auth/token` }));
+      expect([host, res.status]).toEqual([host, 200]);
+    }
+    for (const tokenUrl of [`http://localhost:${Number(port) + 1}/auth/token`, `http://localhost:${port}/auth/other`, `https://localhost:${port}/auth/token`]) {
+      expect(await tokenRequest(await assertion({ tokenUrl }))).toEqual({ status: 401, body: { error: 'invalid_client', error_description: 'Invalid client assertion audience' } });
+    }
+    // What it advertises is the token URL itself.
+    const smart = (await (await fetch(`${ehr.baseUrl}/.well-known/smart-configuration`)).json()) as { token_endpoint: string };
+    expect(smart.token_endpoint).toBe(ehr.tokenUrl);
+  });
 });
 
 describe('fault switch', () => {

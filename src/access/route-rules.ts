@@ -15,7 +15,7 @@ export type RouteMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'ALL';
 
 /** Who may call a route. */
 export type RouteAccess =
-  /** No token needed (health, discovery, the token endpoint, the CapabilityStatement). */
+  /** No token needed (health, discovery, the token endpoint, the CapabilityStatement, the API description). */
   | { kind: 'public' }
   /** Any participant with a valid token. */
   | { kind: 'authenticated' }
@@ -64,6 +64,7 @@ const subscriptionRoute = (method: RouteMethod, path: string, interaction: Inter
 const open = (method: RouteMethod, path: string, what: string): RouteRule => ({ method, path, what, access: { kind: 'public' } });
 
 export const ROUTE_RULES: readonly RouteRule[] = [
+  open('GET', '/', 'What the service is, with links to its documentation, metadata and health endpoints'),
   open('GET', '/healthz', 'Liveness'),
   open('GET', '/readyz', 'Readiness'),
   open('POST', '/auth/token', 'SMART Backend Services token request'),
@@ -72,6 +73,9 @@ export const ROUTE_RULES: readonly RouteRule[] = [
   open('GET', '/.well-known/jwks.json', 'The public key access tokens are signed with'),
   open('GET', '/.well-known/client-jwks.json', 'The public keys of the service\'s client assertions to EHRs (the JWK Set URL EHRs register)'),
   open('GET', '/fhir/metadata', 'CapabilityStatement'),
+  open('GET', '/openapi.json', 'OpenAPI 3.1 description of the HTTP API'),
+  open('GET', '/docs', 'API reference page (renders /openapi.json)'),
+  open('GET', '/docs/:asset', 'Script, style sheet and icons of the API reference page'),
   // Our CodeSystems, ValueSets and StructureDefinitions (fhir-rest/conformance-resources.ts): not PHI, resolvable by anyone.
   ...(['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type) => [
     open('GET', `/fhir/${type}`, `Our ${type}s, searched by url (conformance resources)`),

@@ -3,6 +3,14 @@ import type { RequestHandler } from 'express';
 /** The API serves no pages of its own: nothing may load, frame or submit from its responses. */
 export const API_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/**
+ * The API reference page (GET /docs, Swagger UI served from the service's own node_modules): its
+ * scripts, style sheet and icons from this origin only, the OpenAPI document fetched from this
+ * origin, the style sheet's icons as data: URLs. No inline script (the start-up script is a file),
+ * nothing from any other origin; not framed, no forms, no base URL.
+ */
+export const DOCS_PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 export interface SecurityHeadersOptions {
   /** The service's public base URL: HSTS is sent only when clients reach it over https. */
   publicUrl: string;
@@ -13,7 +21,7 @@ export interface SecurityHeadersOptions {
 /**
  * Security headers on every response, set before the routes so a route can replace any of
  * them with its own (the Binary route's `sandbox` CSP and `private, no-cache`, the comparison
- * page's CSP, discovery's public caching). What helmet would set, limited to what matters
+ * page's and /docs' CSP, discovery's public caching). What helmet would set, limited to what matters
  * for an API carrying PHI (OWASP REST Security Cheat Sheet, "Security headers"):
  * - `Cache-Control: no-store`: no shared or browser cache keeps PHI unless a route says so;
  * - `X-Content-Type-Options: nosniff`, `Content-Security-Policy` with `frame-ancestors 'none'`

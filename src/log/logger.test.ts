@@ -69,4 +69,27 @@ describe('createLogger', () => {
     for (const marker of Object.values(PHI)) expect(raw.join('')).not.toContain(marker);
     expect(lines()[0]).toMatchObject({ body: '[redacted]', headers: '[redacted]', requester: { display: '[redacted]', identifier: '[redacted]' }, task: { description: 'kept', note: '[redacted]' } });
   });
+  it('a nested error logs type, message and stack while the PHI beside it is redacted', () => {
+    const { log, raw, lines } = capture();
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8090'), { code: 'ECONNREFUSED', syscall: 'connect' });
+    const failed = new TypeError('fetch failed', { cause: refused });
+    const outbound = new OutboundHttpError({ status: 0, failure: 'network', method: 'GET', url: `http://localhost:8090/fhir/R4/Patient/${PHI.id}`, cause: failed });
+    log.warn({ lookup: { patient: { name: PHI.name }, requester: { name: PHI.name }, error: outbound }, errors: [failed] }, 'nested');
+    // An error whose message quotes a value keeps its type and stack, never its message.
+    log.warn({ lookup: { error: new Error(`no chart for ${PHI.name}`) } }, 'message with PHI');
+
+    for (const marker of Object.values(PHI)) expect(raw.join('')).not.toContain(marker);
+    const [nested, withPhi] = lines() as [Record<string, any>, Record<string, any>];
+    expect(nested.lookup.patient).toBe('[redacted]');
+    expect(nested.lookup.requester).toEqual({ name: '[redacted]' });
+    expect(nested.lookup.error).toMatchObject({
+      type: 'OutboundHttpError',
+      message: 'GET http://localhost:8090 connection failed',
+      stack: expect.stringMatching(/^ {4}at /),
+      cause: { type: 'TypeError', message: 'fetch failed', stack: expect.stringMatching(/^ {4}at /), cause: { type: 'Error', code: 'ECONNREFUSED', message: 'connect ECONNREFUSED' } },
+    });
+    expect(nested.lookup.error).not.toHaveProperty('name');
+    expect(nested.errors).toEqual([expect.objectContaining({ type: 'TypeError', message: 'fetch failed', stack: expect.stringMatching(/^ {4}at /) })]);
+    expect(withPhi.lookup.error).toEqual({ type: 'Error', stack: expect.stringMatching(/^ {4}at /) });
+  });
 });

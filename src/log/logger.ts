@@ -48,6 +48,8 @@ export const REDACT_PATHS = [
   '*.resource',
   '*.access_token',
   '*.client_assertion',
+  // Two levels down too (`{ lookup: { requester: { name } } }`): a wildcard matches one level only.
+  ...['authorization', 'token', 'body', 'patient', 'name', 'birthDate', 'identifier', 'display', 'question', 'note', 'resource', 'access_token', 'client_assertion'].map((key) => `*.*.${key}`),
 ];
 
 /** The line's message when a call gives none: pino would otherwise use the error's message. */
@@ -91,14 +93,36 @@ function withOwnMessage(this: Logger, args: Parameters<pino.LogFn>, method: pino
   return method.apply(this, args);
 }
 
-/** An error logged under another key than `err` (`{ cause: err }`) gets the same treatment. */
+/**
+ * An error logged under another key than `err` (`{ cause: err }`), or nested in an object
+ * (`{ attempt: { error: err } }`), gets the same treatment. Without it pino would print a nested
+ * error as its own enumerable fields only: `{}`, or `{"name":"[redacted]"}` once the redaction
+ * paths have touched it, with neither type nor stack.
+ */
 function errorsMadeSafe(object: Record<string, unknown>): Record<string, unknown> {
-  let safe: Record<string, unknown> | undefined;
-  for (const [key, value] of Object.entries(object)) {
-    if (key !== 'err' && value instanceof Error) {
-      safe ??= { ...object };
-      safe[key] = safeError(value);
-    }
+  return madeSafe(object, 0) as Record<string, unknown>;
+}
+
+const MAX_NESTING = 4;
+
+function madeSafe(value: unknown, depth: number): unknown {
+  if (value instanceof Error) return depth === 0 ? value : safeError(value);
+  if (typeof value !== 'object' || value === null || depth > MAX_NESTING) return value;
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined;
+    value.forEach((item, i) => {
+      const safe = madeSafe(item, depth + 1);
+      if (safe !== item) (copy ??= [...value])[i] = safe;
+    });
+    return copy ?? value;
   }
-  return safe ?? object;
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, item] of Object.entries(value)) {
+    // `err` at the top is the serializer's (safeError); anywhere else it is made safe here.
+    if (depth === 0 && key === 'err') continue;
+    const safe = madeSafe(item, depth + 1);
+    if (safe !== item) (copy ??= { ...(value as Record<string, unknown>) })[key] = safe;
+  }
+  return copy ?? value;
 }

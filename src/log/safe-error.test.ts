@@ -108,7 +108,7 @@ describe('safeError: what other errors keep', () => {
     });
     const safe = safeError(err);
     expectNoPhi(safe);
-    expect(safe).toEqual({ type: 'OutboundHttpError', status: 500, retryable: true, failure: 'http', method: 'GET', origin: 'https://ehr.example', stack: expect.any(String) });
+    expect(safe).toEqual({ type: 'OutboundHttpError', status: 500, retryable: true, message: 'GET https://ehr.example HTTP 500', failure: 'http', method: 'GET', origin: 'https://ehr.example', stack: expect.any(String) });
   });
 
   it('a token endpoint failure keeps the OAuth error only when shaped like a code; the cause keeps its Node code', () => {

@@ -17,6 +17,9 @@
  *   and the names of the schema, table, column, data type, constraint and server routine;
  * - what the error's own class declares safe through {@link LOG_FIELDS} (our error classes:
  *   an upstream status, an OAuth error code, a message built from fixed text only);
+ * - `message`: only when it is known to be fixed text: what the error's class declares through
+ *   {@link LOG_FIELDS}, a Node system error's syscall and code (`connect ECONNREFUSED`), or one
+ *   of the fixed messages of fetch and AbortSignal ({@link FIXED_MESSAGES});
  * - `stack`: the frames only; the header, which repeats the message, is dropped;
  * - `cause` (and the `errors` of an AggregateError), serialized the same way.
  *
@@ -63,6 +66,19 @@ const MAX_FRAMES = 30;
 const MAX_DEPTH = 4;
 const MAX_AGGREGATED = 5;
 const MAX_FIELD_LENGTH = 2000;
+/** Messages that are fixed text whatever the input: fetch's (undici) and AbortSignal's. */
+export const FIXED_MESSAGES: ReadonlySet<string> = new Set([
+  'fetch failed',
+  'terminated',
+  'other side closed',
+  'This operation was aborted',
+  'The operation was aborted due to timeout',
+  'The operation was aborted.',
+  'Connect Timeout Error',
+  'Headers Timeout Error',
+  'Body Timeout Error',
+  'socket hang up',
+]);
 
 /**
  * The log form of any thrown value; see the module comment for what is kept. Used by the
@@ -106,6 +122,10 @@ function serialize(value: unknown, depth: number, seen: Set<unknown>): SafeError
       else if (typeof field === 'boolean' || (typeof field === 'number' && Number.isFinite(field))) out[key] = field;
     }
   }
+  if (out.message === undefined) {
+    const message = fixedMessage(value as Error & { syscall?: unknown });
+    if (message) out.message = message;
+  }
   const frames = stackFrames(value);
   if (frames) out.stack = frames;
   if (depth < MAX_DEPTH) {
@@ -115,6 +135,21 @@ function serialize(value: unknown, depth: number, seen: Set<unknown>): SafeError
     }
   }
   return out;
+}
+
+/** The error's message when it is known to be fixed text; see the module comment. */
+function fixedMessage(err: Error & { syscall?: unknown; code?: unknown }): string | undefined {
+  let message: unknown;
+  try {
+    message = err.message;
+  } catch {
+    return undefined;
+  }
+  if (typeof message !== 'string') return undefined;
+  if (FIXED_MESSAGES.has(message)) return message;
+  // A Node system error: "connect ECONNREFUSED 127.0.0.1:8090"; syscall and code only (no address).
+  if (typeof err.syscall === 'string' && IDENTIFIER.test(err.syscall) && typeof err.code === 'string' && CODE.test(err.code)) return `${err.syscall} ${err.code}`;
+  return undefined;
 }
 
 /** The class name; a constructor whose name is not an identifier counts as a plain Error. */

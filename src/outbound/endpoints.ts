@@ -4,6 +4,7 @@ import { splitScopes } from '../auth/scopes.ts';
 import { createFhirClient, type FhirClient } from './fhir-client.ts';
 import { missingOutboundScopes, outboundScope } from './outbound-scope.ts';
 import { loadOutboundKeys, OutboundKeyError, signingKeyAt, type OutboundKeys } from './outbound-keys.ts';
+import type { OutageNotices } from './outage-notices.ts';
 import { createSmartTokenSource, type TokenSource } from './smart-token-source.ts';
 
 export { loadClientAssertionKey, OutboundKeyError, type ClientAssertionKey } from './outbound-keys.ts';
@@ -25,6 +26,8 @@ export interface ParticipantFhirClientOptions {
   onScopeReport?: (report: ScopeReport) => void;
   fetch?: typeof globalThis.fetch;
   now?: () => number;
+  /** Told when a participant's server stops or starts answering (outage-notices.ts). */
+  outages?: Pick<OutageNotices, 'failed' | 'answered'>;
 }
 
 export interface ScopeReport {
@@ -97,7 +100,9 @@ export async function createParticipantFhirClients(network: Pick<Network, 'parti
         ...(options.now ? { now: options.now } : {}),
       });
     }
-    clients.set(participant.id, createFhirClient({ baseUrl: fhir.baseUrl, timeoutMs, ...(tokenSource ? { tokenSource } : {}) }, options.fetch ? { fetch: options.fetch } : {}));
+    const outages = options.outages;
+    const observer = outages ? { answered: () => outages.answered(participant.id, fhir.baseUrl), failed: (err: unknown) => outages.failed(participant.id, fhir.baseUrl, err) } : undefined;
+    clients.set(participant.id, createFhirClient({ baseUrl: fhir.baseUrl, timeoutMs, ...(tokenSource ? { tokenSource } : {}), ...(observer ? { observer } : {}) }, options.fetch ? { fetch: options.fetch } : {}));
   }
   return clients;
 }

@@ -1,7 +1,7 @@
 import { MedplumClient } from '@medplum/core';
 import type { Bundle, Resource, ResourceType } from '@medplum/fhirtypes';
 import { fetchAttachment, type AttachmentResponse, type FetchAttachmentOptions } from './attachment-fetch.ts';
-import { createFhirFetch } from './fhir-http.ts';
+import { type CallObserver, createFhirFetch } from './fhir-http.ts';
 import { OutboundUrlError, stripQuery } from './outbound-errors.ts';
 import type { TokenSource } from './smart-token-source.ts';
 
@@ -13,6 +13,8 @@ export interface FhirEndpoint {
   tokenSource?: TokenSource;
   /** Per call: the whole JSON call; for attachments, until headers and between body chunks. */
   timeoutMs: number;
+  /** Told whether each call got an answer (outage-notices.ts). */
+  observer?: CallObserver;
 }
 
 export type SearchParams = Record<string, string | number | string[]> | URLSearchParams;

@@ -19,6 +19,13 @@ export interface FhirHttpOptions {
   tokenSource?: TokenSource;
   timeoutMs: number;
   fetch?: typeof globalThis.fetch;
+  /** Told of every call's end: an answer (any status) or a failure (outage-notices.ts). */
+  observer?: CallObserver;
+}
+
+export interface CallObserver {
+  answered(): void;
+  failed(err: unknown): void;
 }
 
 export type FetchLike = (url: string, init?: RequestInit) => Promise<Response>;
@@ -40,14 +47,27 @@ export function createFhirFetch(options: FhirHttpOptions): FetchLike {
       throw new OutboundUrlError(`Refusing to call ${stripQuery(url)}: not on the FHIR server's origin ${origin}`);
     }
     for (let attempt = 0; ; attempt++) {
-      const token = await options.tokenSource?.getToken();
+      let token: string | undefined;
+      try {
+        token = await options.tokenSource?.getToken();
+      } catch (err) {
+        options.observer?.failed(err);
+        throw err;
+      }
       const headers = new Headers(init.headers);
       if (token) headers.set('authorization', `Bearer ${token}`);
       const signal = init.signal ? AbortSignal.any([init.signal, AbortSignal.timeout(options.timeoutMs)]) : AbortSignal.timeout(options.timeoutMs);
       let response: Response;
       let body: ArrayBuffer | null;
       try {
-        response = await fetchFn(url, { ...init, method, headers, signal, redirect: 'manual' });
+        try {
+          response = await fetchFn(url, { ...init, method, headers, signal, redirect: 'manual' });
+        } catch (err) {
+          // A call the caller gave up on (its own signal) says nothing about the server.
+          if (!init.signal?.aborted) options.observer?.failed(toTransportError(err, method, url));
+          throw err;
+        }
+        options.observer?.answered();
         if (response.status === 401 && token && attempt === 0) {
           await response.body?.cancel().catch(() => undefined);
           options.tokenSource?.invalidate(token);

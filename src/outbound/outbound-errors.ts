@@ -77,7 +77,9 @@ export class OutboundHttpError extends OutboundError {
   }
 
   override [LOG_FIELDS](): LogFields {
-    return { ...super[LOG_FIELDS](), failure: this.failure, method: this.method, origin: originOf(this.url) };
+    // The message without the URL's path (it names resources): method, origin and what failed.
+    const what = this.failure === 'http' ? `HTTP ${this.status}` : this.failure === 'timeout' ? 'timed out' : 'connection failed';
+    return { ...super[LOG_FIELDS](), message: `${this.method} ${originOf(this.url) ?? "(unparsable URL)"} ${what}`, failure: this.failure, method: this.method, origin: originOf(this.url) };
   }
 }
 
@@ -127,7 +129,8 @@ export class OutboundAuthError extends OutboundError {
   override [LOG_FIELDS](): LogFields {
     const oauthError = this.oauthError && /^[a-z_]{1,64}$/.test(this.oauthError) ? this.oauthError : undefined;
     const oauthErrorDescription = this.oauthErrorDescription ? sanitizeOAuthDescription(this.oauthErrorDescription) : undefined;
-    return { ...super[LOG_FIELDS](), failure: this.failure, oauthError, oauthErrorDescription, origin: originOf(this.tokenUrl) };
+    const what = this.failure === 'http' ? `HTTP ${this.status}${oauthError ? ` ${oauthError}` : ''}` : this.failure === 'timeout' ? 'timed out' : 'connection failed';
+    return { ...super[LOG_FIELDS](), message: `Token request to ${originOf(this.tokenUrl) ?? "(unparsable URL)"} failed: ${what}`, failure: this.failure, oauthError, oauthErrorDescription, origin: originOf(this.tokenUrl) };
   }
 }
 

@@ -8,7 +8,7 @@ export interface CallResult<T> {
 
 /**
  * `call(method, path, who, body?, headers?)` against the service at `baseUrl`, with `who`'s
- * bearer token (`tokens[who]`, or `who` itself when it is a token). JSON in, JSON out.
+ * bearer token (`tokens[who]`, or `who` itself when it is a token). JSON in, JSON out (other answers as text).
  */
 export function callerFor(baseUrl: () => string, tokens: Record<string, string>) {
   return async function call<T>(method: string, pathname: string, who: string, body?: unknown, headers: Record<string, string> = {}): Promise<CallResult<T>> {
@@ -18,7 +18,9 @@ export function callerFor(baseUrl: () => string, tokens: Record<string, string>)
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
     const text = await res.text();
-    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
+    // JSON answers parsed; a page or a script (the API reference at /docs) as its text.
+    const json = /json/.test(res.headers.get('content-type') ?? '');
+    return { status: res.status, body: (text ? (json ? JSON.parse(text) : text) : undefined) as T, headers: res.headers };
   };
 }
 

@@ -181,6 +181,7 @@ const consultAction = (action: string, base: BaseName): RouteFuzzer => ({ params
 
 /** One entry per row of ROUTE_RULES, keyed `METHOD path`. */
 export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
+  'GET /': {},
   'GET /healthz': {},
   'GET /readyz': {},
   'GET /metrics': {},
@@ -190,6 +191,9 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /.well-known/jwks.json': {},
   'GET /.well-known/client-jwks.json': {},
   'GET /fhir/metadata': { query: () => ({ _format: QUERY_VALUES.format }) },
+  'GET /openapi.json': {},
+  'GET /docs': {},
+  'GET /docs/:asset': { params: ids(() => ['init.js', 'swagger-ui.css', 'favicon-16x16.png', 'package.json', 'index.html', '..', '.env'], 'asset') },
   ...Object.fromEntries(
     (['CodeSystem', 'ValueSet', 'StructureDefinition', 'Measure'] as const).flatMap((type): [string, RouteFuzzer][] => [
       [`GET /fhir/${type}`, { query: () => ({ url: fc.constantFrom(`https://second-opinion.org/fhir/${type}/participant-role`, 'https://second-opinion.org/fhir/StructureDefinition/second-opinion-task|0.1.0', '', ',', '|', 'urn:x'), name: fc.constantFrom('second', 'SECOND', '', 'é'), _summary: fc.constantFrom('count', 'true', 'false') }) }],

@@ -64,7 +64,7 @@ function oauthError(status: number, error: string, description: string): TokenRe
 /**
  * Creates the token service: verifies the assertion's signature against the client's registered
  * JWKS or JWK Set URL (RS384/ES384 only; with `jwksUriOnly`, URL only), `iss` = `sub` = client
- * id, `aud` = the token URL exactly, `exp` at most five minutes ahead, and refuses a `jti`
+ * id, `aud` = the token URL exactly (on a loopback host, under any of its loopback names), `exp` at most five minutes ahead, and refuses a `jti`
  * already seen; then issues an opaque access token whose granted scope the response states
  * (clients compare it with what they need).
  */
@@ -96,7 +96,7 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
         algorithms: ['RS384', 'ES384'],
         issuer: client.clientId,
         subject: client.clientId,
-        audience: opts.tokenUrl(),
+        audience: loopbackAliases(opts.tokenUrl()),
         requiredClaims: ['exp', 'jti'],
         clockTolerance: CLOCK_SKEW_S,
         currentDate: new Date(now()),
@@ -129,6 +129,19 @@ export function createTokenService(opts: TokenServiceOptions): TokenService {
   }
 
   return { issue, check, issued };
+}
+
+const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '[::1]'];
+
+/**
+ * The audiences accepted for the token URL: the URL itself and, on a loopback host, the same URL
+ * under the other loopback names (`http://localhost:8090/auth/token` and
+ * `http://127.0.0.1:8090/auth/token` name the same endpoint to whoever runs the sandbox locally).
+ */
+export function loopbackAliases(tokenUrl: string): string[] {
+  const url = new URL(tokenUrl);
+  if (!LOOPBACK_HOSTS.includes(url.hostname)) return [tokenUrl];
+  return [tokenUrl, ...LOOPBACK_HOSTS.filter((h) => h !== url.hostname).map((host) => tokenUrl.replace(`//${url.host}`, `//${host}${url.port ? `:${url.port}` : ''}`))];
 }
 
 /**
