@@ -23,15 +23,33 @@ async function main(): Promise<void> {
   // The shipped example network (no NETWORK_FILE): the URLs and the token command a newcomer wants.
   const banner = exampleBanner({ publicUrl: config.publicUrl, isExample: config.networkFile === undefined });
   if (banner) process.stderr.write(banner);
+  let signalledAt: number | undefined;
   const shutdown = (signal: string) => {
-    log.info({ signal }, 'shutting down');
+    if (signalledAt !== undefined) {
+      // Ctrl-C under `npm start` arrives twice at once (from the terminal, and forwarded by npm):
+      // only a signal a second or more after the first means "do not wait for the drain".
+      if (Date.now() - signalledAt < 1_000) return;
+      log.warn({ signal }, 'second signal during shutdown: exiting now');
+      process.exit(1);
+    }
+    signalledAt = Date.now();
+    log.info({ signal, timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutting down');
+    // A backstop: the drain is bounded by SHUTDOWN_TIMEOUT_SECONDS; closing the queue and the store
+    // gets a further 15 s, then the process exits anyway (jobs still running are retried after their lease).
+    setTimeout(() => {
+      log.error({ timeoutSeconds: config.shutdownTimeoutSeconds }, 'shutdown did not finish in time: exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutSeconds * 1000 + 15_000).unref();
     running.stop().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
 await main();

@@ -4,11 +4,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createApp } from './app.ts';
 import type { AuthDeps } from './auth/auth-deps.ts';
-import { loadSigningKey } from './auth/signing-key.ts';
+import { ExampleKeyError, findExampleKeys, type KeyInUse } from './auth/example-keys.ts';
+import { loadSigningKey, type ServiceSigningKey } from './auth/signing-key.ts';
 import type { Config } from './config/config.ts';
 import { createValidator } from './fhir/validator.ts';
 import { answerClientError } from './http/client-error.ts';
-import { createHttpServer } from './http/http-server.ts';
+import { createHttpServer, drainHttpServer } from './http/http-server.ts';
 import { AuditLog } from './audit/audit-log.ts';
 import { startAuditRetentionCheck } from './audit/retention-check.ts';
 import type { Logger } from './log/logger.ts';
@@ -23,10 +24,10 @@ import { startMetricsServer } from './http/metrics-server.ts';
 import { NO_METRICS } from './metrics/metrics.ts';
 import { createPrometheusMetrics } from './metrics/prometheus.ts';
 import { sendSubscriptionNotification, startHeartbeatSweep } from './subscriptions/subscription-delivery.ts';
-import { loadNetwork } from './network/network.ts';
+import { loadNetwork, type Network } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
 import { exampleNetworkHint, OutageNotices } from './outbound/outage-notices.ts';
-import { loadOutboundKeys } from './outbound/outbound-keys.ts';
+import { loadOutboundKeys, type OutboundKeys } from './outbound/outbound-keys.ts';
 import { assembleRecordSet } from './records/assemble-record-set.ts';
 import { pushRecordSet } from './record-push/push-record-set.ts';
 import { DisclosureGate } from './access/disclosure-gate.ts';
@@ -77,6 +78,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // Outbound keys are read here, before anything is opened: a bad key fails the boot, not the first job.
   // Key file paths are relative to the network file; the example network's to the repository root.
   const outboundKeys = await loadOutboundKeys(network, { keyBaseDir: outboundKeyBaseDir(config.networkFile) });
+  if (config.nodeEnv === 'production') await refuseExampleKeys(signingKey, network, outboundKeys);
   // One warning per outage of a participant's server, naming it, instead of one per job attempt.
   const outages = new OutageNotices({ log, hint: network.isExample ? exampleNetworkHint : undefined });
   const fhirClients = await createParticipantFhirClients(network, {
@@ -203,6 +205,15 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // AuditEvents past the retention and not archived yet: a warning and a gauge, never a deletion (audit/retention-check.ts).
   const retentionCheck = startAuditRetentionCheck({ db: database.db, now, retention: config.auditRetention, metrics }, config.auditRetentionCheckIntervalSeconds, log);
 
+  const undoStart = async () => {
+    await overdueSweep.stop();
+    await heartbeats.stop();
+    await blobSweep.stop();
+    await retentionCheck.stop();
+    await blobs.backend.close();
+    await jobs.stop({ graceful: false }).catch(() => undefined);
+    if (!options.database) await database.close();
+  };
   const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
   try {
@@ -212,13 +223,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
     });
   } catch (err) {
     // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
-    await overdueSweep.stop();
-    await heartbeats.stop();
-    await blobSweep.stop();
-    await retentionCheck.stop();
-    await blobs.backend.close();
-    await jobs.stop({ graceful: false }).catch(() => undefined);
-    if (!options.database) await database.close();
+    await undoStart();
     throw err;
   }
   let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
@@ -226,13 +231,9 @@ export async function startService(config: Config, log: Logger, options: StartOp
     try {
       metricsServer = await startMetricsServer(prometheus.scrape, { port: config.metrics.port, host: config.host });
     } catch (err) {
+      // The metrics port is taken: the same.
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await overdueSweep.stop();
-      await heartbeats.stop();
-      await blobSweep.stop();
-      await blobs.backend.close();
-      await jobs.stop({ graceful: false }).catch(() => undefined);
-      if (!options.database) await database.close();
+      await undoStart();
       throw err;
     }
   }
@@ -249,18 +250,17 @@ export async function startService(config: Config, log: Logger, options: StartOp
     ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     stop() {
       stopping ??= (async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-        server.closeIdleConnections();
-        const timer = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
-        await closed;
-        clearTimeout(timer);
+        // One budget for the whole drain: requests first (they may enqueue jobs), then jobs.
+        const deadline = Date.now() + config.shutdownTimeoutSeconds * 1000;
+        await drainHttpServer(server, deadline);
         await metricsServer?.close();
         await overdueSweep.stop();
         await heartbeats.stop();
         await blobSweep.stop();
         await retentionCheck.stop();
+        // Running jobs get what is left of the budget (at least 1 s), then go back to the queue.
         // The queue stops before the store closes (on PGlite it shares the one session).
-        await jobs.stop({ graceful: true });
+        await jobs.stop({ graceful: true, timeoutMs: Math.max(1_000, deadline - Date.now()) });
         await blobs.backend.close();
         await database.close();
         log.info('stopped');
@@ -291,4 +291,19 @@ function logged<T extends JsonObject>(log: Logger, outages: Pick<OutageNotices, 
       throw err;
     }
   };
+}
+
+/**
+ * NODE_ENV=production: refuses to start when the signing key, a client registration of the network
+ * file or an outbound key is one of the example keys (whose private halves are published),
+ * whatever its file name or kid; one error naming every place.
+ */
+async function refuseExampleKeys(signingKey: ServiceSigningKey, network: Network, outboundKeys: OutboundKeys): Promise<void> {
+  const keys: KeyInUse[] = [{ where: 'SIGNING_KEY_FILE', jwk: signingKey.publicJwk }];
+  network.participants.forEach((p, pi) =>
+    p.clients.forEach((c, ci) => (c.jwks?.keys ?? []).forEach((jwk, ki) => keys.push({ where: `network file participants[${pi}] (${p.id}).clients[${ci}].jwks.keys[${ki}] (client ${c.clientId})`, jwk: jwk as KeyInUse['jwk'] }))),
+  );
+  for (const [participantId, list] of outboundKeys) for (const k of list) keys.push({ where: `network file ${participantId} ${k.entry} (outbound key)`, jwk: k.publicJwk });
+  const found = await findExampleKeys(keys);
+  if (found.length > 0) throw new ExampleKeyError(found);
 }

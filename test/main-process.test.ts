@@ -85,7 +85,8 @@ describe('the service process (npm start)', () => {
     run.kill('SIGTERM');
     expect(await run.exit).toBe(0);
     expect(run.lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toContain('stopped');
-  });
+    // A start on a busy machine takes most of a minute; the drain then waits for this test's idle keep-alive connection.
+  }, 120_000);
 
   it('prints the example banner only on the example network', () => {
     expect(exampleBanner({ publicUrl: 'https://so.hospital.example', isExample: false })).toBeUndefined();

@@ -171,6 +171,12 @@ describe('OpenAPI document and reference page', () => {
     const summaryCheck = answerSchema('GET', '/second-opinions/{id}', 200).safeParse(summary.body);
     expect(summaryCheck.success, JSON.stringify(summaryCheck.error?.issues)).toBe(true);
 
+    const comparison = await call('GET', `/second-opinions/${id}/comparison`, 'referrer');
+    expect(comparison.status).toBe(200);
+    const comparisonCheck = answerSchema('GET', '/second-opinions/{id}/comparison', 200).safeParse(comparison.body);
+    expect(comparisonCheck.success, JSON.stringify(comparisonCheck.error?.issues)).toBe(true);
+    expect(answerSchema('GET', '/second-opinions/{id}/comparison', 200).safeParse({ id, opinions: [] }).success).toBe(false);
+
     const worklist = await call('GET', '/consults?_count=5', 'consultant');
     expect(worklist.status).toBe(200);
     expect(answerSchema('GET', '/consults', 200).safeParse(worklist.body).success).toBe(true);
@@ -204,7 +210,7 @@ describe('OpenAPI document and reference page', () => {
     expect(res.headers.get('content-security-policy')).toBe(DOCS_PAGE_CSP);
     const html = await res.text();
     const refs = [...html.matchAll(/\b(?:src|href)="([^"]*)"/g)].map((m) => m[1] as string);
-    expect(refs.sort()).toEqual(['/docs/favicon-16x16.png', '/docs/favicon-32x32.png', '/docs/init.js', '/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/openapi.json']);
+    expect(refs.sort()).toEqual(['/docs/docs.css', '/docs/favicon-16x16.png', '/docs/favicon-32x32.png', '/docs/init.js', '/docs/swagger-ui-bundle.js', '/docs/swagger-ui.css', '/openapi.json']);
     const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)];
     expect(scripts.length).toBe(2);
     for (const [, attributes, body] of scripts) {
@@ -243,6 +249,12 @@ describe('OpenAPI document and reference page', () => {
     expect(script).toContain("url: '/openapi.json'");
     expect(script).toContain('validatorUrl: null');
     expect(script).not.toMatch(/https?:\/\//);
+
+    // The page's own style sheet: Swagger UI's colours darkened to WCAG AA contrast (checked in test/docs-page-browser.test.ts).
+    const style = await fetch(`${service.url}/docs/docs.css`);
+    expect(style.status).toBe(200);
+    expect(style.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect(await style.text()).toContain('.opblock-summary-method{color:#000');
 
     for (const p of ['/docs/package.json', '/docs/index.html', '/docs/swagger-ui-bundle.js.map', '/docs/absolute-path.js', '/docs/..%2Fpackage.json', '/docs/.env']) {
       const res = await fetch(`${service.url}${p}`);

@@ -63,6 +63,8 @@ describe('an EHR that knows the service only by its JWK Set URL (flow)', () => {
 
   /** (Re)starts the service on the same URL, reading the network file again (stop closes its store: a fresh one each time). */
   async function restart(): Promise<void> {
+    // Idle keep-alive connections (this test's, the EHR's key set fetches) would hold the drain until their timeout.
+    service?.server.closeIdleConnections();
     await service?.stop();
     service = await startService(config, createLogger({ level: 'silent' }), {
       database: await openTestDatabase(),
@@ -115,6 +117,7 @@ describe('an EHR that knows the service only by its JWK Set URL (flow)', () => {
     await restart();
   });
   afterAll(async () => {
+    service?.server.closeIdleConnections();
     await service?.stop();
     await ehr?.stop();
   });

@@ -156,7 +156,7 @@ export function demoEnvironment(): Startable {
       DELIVERY_RETRY_DELAY_SECONDS: '1',
       DELIVERY_RETRY_MAX_DELAY_SECONDS: '5',
       WEBHOOK_RETRY_DELAY_SECONDS: '1',
-      SHUTDOWN_TIMEOUT_MS: '3000',
+      SHUTDOWN_TIMEOUT_SECONDS: '3',
     });
     partial.config = config;
     // Service logs (warnings and worse by default) go to stderr, apart from the demo's story.

@@ -61,7 +61,7 @@ const EnvSchema = z
     DUE_DAYS_URGENT: positiveInt(3).describe('Days until an urgent second opinion is due'),
     DUE_DAYS_ASAP: positiveInt(1).describe('Days until an asap second opinion is due'),
     BODY_LIMIT_BYTES: positiveInt(1_048_576).describe('Largest accepted JSON request body, in bytes'),
-    SHUTDOWN_TIMEOUT_MS: positiveInt(10_000).describe('How long SIGTERM waits for in-flight requests before closing the store'),
+    SHUTDOWN_TIMEOUT_SECONDS: positiveInt(10).describe('How long SIGTERM/SIGINT waits for in-flight requests and running jobs before the store is closed: requests still running then are cut, jobs still running are handed back to the queue (retried later, by any replica)'),
     MAX_ATTACHMENT_BYTES: positiveInt(104_857_600).describe('Largest attachment record assembly stores, in bytes; a larger one is reported "too large" and left out of the record set'),
     ATTACHMENT_CONCURRENCY: positiveInt(4).describe('Attachments one record assembly downloads from the referrer\'s EHR at the same time'),
     DELIVERY_RETRY_LIMIT: positiveInt(30).describe('Retries of an opinion\'s post-back to the referring EHR before its Task says delivery failed'),
@@ -161,7 +161,8 @@ export interface Config {
   accessTokenTtlSeconds: number;
   dueDays: { routine: number; urgent: number; asap: number };
   bodyLimitBytes: number;
-  shutdownTimeoutMs: number;
+  /** Bound of the graceful drain on SIGTERM/SIGINT (requests, then jobs), seconds. */
+  shutdownTimeoutSeconds: number;
   /** Where attachment bytes are kept. */
   blobStore: BlobStoreSettings;
   /** The sweep of bytes no blob row points at: how often, and how old they must be. */
@@ -249,7 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
     dueDays: { routine: e.DUE_DAYS_ROUTINE, urgent: e.DUE_DAYS_URGENT, asap: e.DUE_DAYS_ASAP },
     bodyLimitBytes: e.BODY_LIMIT_BYTES,
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     maxAttachmentBytes: e.MAX_ATTACHMENT_BYTES,
     attachmentConcurrency: e.ATTACHMENT_CONCURRENCY,
     blobStore:

@@ -115,12 +115,17 @@ export class PgBossQueue implements JobQueue {
     this.boss = boss;
   }
 
-  async stop(options: { graceful?: boolean } = {}): Promise<void> {
+  /**
+   * Stops fetching jobs; graceful: waits up to `timeoutMs` (default `stopTimeoutMs`, at least 1 s)
+   * for running handlers, then hands those still running back to the queue (failed with
+   * "shut down while active": retried after their retry delay, by any replica) and aborts them.
+   */
+  async stop(options: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
     const boss = this.boss;
     if (!boss) return;
     this.boss = undefined;
     // On PGlite pg-boss does not close the caller's instance (fromPglite); on PostgreSQL it ends its own pool.
-    await boss.stop({ graceful: options.graceful ?? true, timeout: this.options.stopTimeoutMs ?? 30_000, close: true });
+    await boss.stop({ graceful: options.graceful ?? true, timeout: options.timeoutMs ?? this.options.stopTimeoutMs ?? 30_000, close: true });
   }
 
   async enqueue(tx: Db, name: string, data: JsonObject, options: EnqueueOptions = {}): Promise<string | undefined> {

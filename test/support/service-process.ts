@@ -1,5 +1,5 @@
 /**
- * The service as a real child process, started exactly as `npm start` does (`tsx src/main.ts`
+ * The service as a real child process, started exactly as `npm start` does (`node --import tsx src/main.ts`
  * on the project's Node), for tests that kill it, restart it or run several replicas: its JSON
  * log lines are collected, it can be SIGKILLed at a chosen moment, and it gets a database of its
  * own (a PGlite directory, or a fresh PostgreSQL database when DATABASE_URL is set).
@@ -45,12 +45,14 @@ export interface ServiceProcess {
 
 /**
  * Spawns the service with `env` (plus PATH and HOME; nothing else is inherited, so the parent's
- * DATABASE_URL does not leak in) on a free port, and waits for its `listening` line.
+ * DATABASE_URL does not leak in) on a free port, and waits for its `listening` line. `compiled`:
+ * runs dist/main.js with plain node instead of the sources (build it first, `build()` of scripts/build.ts).
  */
-export async function startServiceProcess(env: Record<string, string>, options: { startupMs?: number } = {}): Promise<ServiceProcess> {
+export async function startServiceProcess(env: Record<string, string>, options: { startupMs?: number; compiled?: boolean } = {}): Promise<ServiceProcess> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  // compiled: `node dist/main.js` as the production start runs it (the caller ran `npm run build`).
+  const child: ChildProcess = spawn(process.execPath, options.compiled ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: String(port), PUBLIC_URL: url, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

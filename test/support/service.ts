@@ -54,6 +54,8 @@ export async function startTestService(env: Record<string, string> = {}, log?: L
     ...service,
     config,
     async stop() {
+      // The test's own idle keep-alive connections would otherwise keep the drain waiting for their timeout.
+      service.server.closeIdleConnections();
       await service.stop();
       await cleanUp();
     },

@@ -116,9 +116,43 @@ export const ReferralSummarySchema = z
   })
   .meta({ id: 'ReferralSummary', description: 'Where the referral stands: each clinic\'s Task, opinion, post-back and follow-up questions, and the record set.' });
 
+/** One opinion in the comparison: the first opinion (`source` `first-opinion`) or a consultant's. */
+const ComparedOpinion = z.looseObject({
+  source: z.string().meta({ description: '`first-opinion`, or the consultant\'s participant id' }),
+  name: z.string(),
+  date: z.string().optional(),
+  diagnosis: z.array(z.looseObject({ system: z.string().optional(), code: z.string().optional(), display: z.string().optional() })),
+  plan: z.string().optional().meta({ description: 'The first opinion\'s plan, or the consultant\'s summary' }),
+  diagnosisAgreement: z.string().optional(),
+  planAgreement: z.string().optional(),
+  options: z.array(z.looseObject({ option: z.string(), preferred: z.boolean(), rationale: z.string().optional(), risks: z.array(z.string()), recovery: z.string().optional() })),
+  preferredOption: z.string().optional(),
+  keyRisks: z.array(z.string()),
+  recovery: z.string().optional(),
+  missingInformation: z.array(z.string()),
+  followUp: z.string().optional(),
+  documentReference: z.string().optional(),
+  followUps: z.array(FollowUp).optional(),
+  concordance: z.looseObject({ diagnosis: z.string(), plan: z.string() }).optional(),
+});
+
 export const ComparisonSchema = z
-  .looseObject({ id: z.string(), firstOpinion: z.looseObject({}).optional(), opinions: z.array(z.looseObject({})) })
-  .meta({ id: 'Comparison', description: 'The first opinion and every returned opinion side by side, point by point.' });
+  .looseObject({
+    referral: z.looseObject({
+      id: z.string(),
+      requestId: z.string().optional().meta({ description: 'The referrer\'s own request id' }),
+      patient: z.looseObject({ reference: z.string().optional(), identifier: z.looseObject({ system: z.string().optional(), value: z.string().optional() }).optional(), display: z.string().optional() }).optional(),
+      kind: z.string().optional(),
+      authoredOn: z.string().optional(),
+      question: z.string().optional(),
+    }),
+    questions: z.array(z.looseObject({ index: z.number().int(), text: z.string(), askedBy: z.string(), answers: z.array(z.looseObject({ source: z.string(), name: z.string(), text: z.string().optional(), notAnswerable: z.string().optional() })) })),
+    first: ComparedOpinion.optional(),
+    opinions: z.array(ComparedOpinion),
+    pending: z.array(z.looseObject({ source: z.string(), name: z.string(), status: z.string() })),
+    agreement: z.array(z.looseObject({ point: z.string(), agree: z.boolean(), detail: z.string() })).optional(),
+  })
+  .meta({ id: 'Comparison', description: 'The first opinion and every returned opinion side by side, point by point; the patient and the referral; consultants not in yet.' });
 
 export const AddedRecordsSchema = z.looseObject({ id: z.string(), recordsRevision: z.number().int(), added: z.array(Reference) });
 export const CancelledReferralSchema = z.looseObject({ id: z.string(), status: z.string(), tasks: z.array(TaskOutcome) });

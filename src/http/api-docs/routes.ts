@@ -20,12 +20,16 @@ const VENDOR_ASSETS: Readonly<Record<string, string>> = {
  * The page's start-up script, served as a file (the page's CSP allows no inline script).
  * `validatorUrl: null`: Swagger UI would otherwise send the document to an outside validator;
  * no "Try it out" (the token endpoint wants a signed client assertion, which a browser form cannot make).
+ * For accessibility (axe-core, test/docs-page-browser.test.ts): no deep links (Swagger UI puts
+ * their anchors inside each operation's button, interactive inside interactive) and no server
+ * selector (one entry, and Swagger UI gives the select no label).
  */
 export const DOCS_INIT_SCRIPT = `window.addEventListener('load', function () {
   window.ui = SwaggerUIBundle({
     url: '/openapi.json',
     dom_id: '#swagger-ui',
-    deepLinking: true,
+    deepLinking: false,
+    plugins: [function () { return { components: { ServersContainer: function () { return null; } } }; }],
     validatorUrl: null,
     supportedSubmitMethods: [],
     presets: [SwaggerUIBundle.presets.apis],
@@ -34,6 +38,19 @@ export const DOCS_INIT_SCRIPT = `window.addEventListener('load', function () {
 });
 `;
 
+/**
+ * Swagger UI's colours, darkened where they fall short of WCAG AA contrast (4.5:1): the method
+ * badges get dark text, the links, version badges and the Authorize button darker shades.
+ */
+export const DOCS_STYLE = `.swagger-ui .opblock .opblock-summary-method{color:#000;text-shadow:none}
+.swagger-ui .info .title small{background:#4b5260}
+.swagger-ui .info .title small.version-stamp{background:#3d6b00}
+.swagger-ui .info a,.swagger-ui .info .url,.swagger-ui .info__extdocs{color:#1f5fa8}
+.swagger-ui .btn.authorize{color:#176b43;border-color:#176b43}.swagger-ui .btn.authorize svg{fill:#176b43}
+.swagger-ui .json-schema-2020-12-expand-deep-button{color:#555}
+`;
+
+/** The page: Swagger UI renders into a plain `div` (it brings its own `main` landmark; a second would be one too many). */
 export const DOCS_PAGE = `<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -41,11 +58,12 @@ export const DOCS_PAGE = `<!DOCTYPE html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Second-opinion referrals API reference</title>
 <link rel="stylesheet" href="/docs/swagger-ui.css">
+<link rel="stylesheet" href="/docs/docs.css">
 <link rel="icon" type="image/png" href="/docs/favicon-32x32.png" sizes="32x32">
 <link rel="icon" type="image/png" href="/docs/favicon-16x16.png" sizes="16x16">
 </head>
 <body>
-<main id="swagger-ui"><noscript>This page needs JavaScript. The document it renders is at <a href="/openapi.json">/openapi.json</a>.</noscript></main>
+<div id="swagger-ui"><noscript>This page needs JavaScript. The document it renders is at <a href="/openapi.json">/openapi.json</a>.</noscript></div>
 <script src="/docs/swagger-ui-bundle.js"></script>
 <script src="/docs/init.js"></script>
 </body>
@@ -71,6 +89,10 @@ export function createApiDocsRouter(deps: { publicUrl: string; software: { name:
   router.get('/docs/:asset', (req, res, next) => {
     const asset = req.params.asset as string;
     res.setHeader('Cache-Control', ASSET_CACHE);
+    if (asset === 'docs.css') {
+      res.type('text/css; charset=utf-8').send(DOCS_STYLE);
+      return;
+    }
     if (asset === 'init.js') {
       res.type('text/javascript; charset=utf-8').send(DOCS_INIT_SCRIPT);
       return;
