@@ -125,7 +125,8 @@ describe('access matrix: every caller x every route, resource and action, over H
       ],
     });
     service = await startTestService({ NETWORK_FILE: networkFile });
-    app = service.server.listeners('request')[0] as Express;
+    // The Express app, not the drain listener http-server.ts puts before it.
+    app = service.server.listeners('request').find((l) => 'router' in l) as unknown as Express;
 
     const network = JSON.parse(await readFile(networkFile, 'utf8')) as { participants: (ExampleParticipant & { roles: string[]; clients: { clientId: string; scope: string }[] })[] };
     const scopeOf = (participant: string) => splitScopes(network.participants.find((p) => p.id === participant)?.clients[0]?.scope ?? '');
