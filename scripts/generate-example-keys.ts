@@ -27,6 +27,7 @@ const CLIENTS: Record<string, 'ES384' | 'RS384'> = {
   'riverside-pacs': 'ES384',
   'audit-office-siem': 'ES384',
   'st-olaf-physician-portal': 'ES384',
+  'operations-monitor': 'ES384',
 };
 
 /** The service's outbound keys: the current one and the next, for key rotation. */

@@ -13,9 +13,12 @@ import { createConformanceRouter, createFhirRouter, createFhirTaskRouter, create
 import { createFhirIntakeRouter } from './fhir-rest/intake/routes.ts';
 import { createSubscriptionRouter } from './subscriptions/routes.ts';
 import { createErrorHandler, notFoundHandler } from './http/errors.ts';
-import { createHealthRouter } from './http/health.ts';
+import { createHealthRouter, type ReadinessChecks } from './http/health.ts';
 import { createHomeRouter } from './http/home.ts';
 import { createApiDocsRouter } from './http/api-docs/routes.ts';
+import { requestMetrics } from './http/request-metrics.ts';
+import type { ServiceMetrics } from './metrics/metrics.ts';
+import { createMetricsRouter, type Scrape } from './metrics/routes.ts';
 import { requestContext } from './http/request-context.ts';
 import { refuseMalformedUrl } from './http/refuse-malformed-url.ts';
 import { requireUtf8Body } from './http/require-utf8-body.ts';
@@ -58,8 +61,10 @@ export interface AppDeps {
   ehrClients: ReadonlyMap<string, FhirClient>;
   /** The keys the service signs its client assertions to EHRs with, published at the client JWK Set URL. */
   outboundKeys: OutboundKeys;
-  /** Resolves when the service can take traffic (store reachable, migrations done); throws otherwise. */
-  ready: () => Promise<void>;
+  /** What readiness checks, by dependency name (`database`, `job-queue`): each throws while it is unreachable. */
+  readiness: ReadinessChecks;
+  /** The metrics port, and how to scrape (METRICS=bearer: served here to operators). */
+  metrics?: { port: ServiceMetrics; scrape?: Scrape };
   now: () => Date;
   software: { name: string; version: string };
 }
@@ -77,13 +82,14 @@ export function createApp(deps: AppDeps): Express {
   app.set('trust proxy', config.trustProxy);
   app.use(securityHeaders({ publicUrl: config.publicUrl, hstsMaxAgeSeconds: config.hstsMaxAgeSeconds }));
   app.use(requestContext(log));
+  if (deps.metrics) app.use(requestMetrics(deps.metrics.port));
 
   // Public: health, SMART discovery and token endpoint, the client JWK Set, CapabilityStatement, API reference.
   // Every route after health counts against the per-address limit, but the token endpoint, which has its own.
-  app.use(createHealthRouter({ ready: deps.ready }));
+  app.use(createHealthRouter({ checks: deps.readiness }));
   app.use(createHomeRouter({ publicUrl: config.publicUrl, software: deps.software }));
   app.use(rateLimitByAddress(new RateLimiter(config.rateLimits.api.perAddress), { except: isTokenRequest }));
-  app.use(createAuthRouter({ ...deps.auth, tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
+  app.use(createAuthRouter({ ...deps.auth, ...(deps.metrics ? { metrics: deps.metrics.port } : {}), tokenLimits: new TokenLimits(config.rateLimits.token, log) }));
   app.use(createClientJwksRouter({ keys: deps.outboundKeys, now: deps.now }));
   const metadata = JSON.stringify(capabilityStatement(config.publicUrl, deps.software, deps.now().toISOString()));
   app.get('/fhir/metadata', (_req, res) => {
@@ -102,6 +108,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(rateLimitByClient(new RateLimiter(config.rateLimits.api.perClient)));
   const guard = createGuard(deps.audit);
   app.use(createParticipantsRouter({ guard, network: deps.network }));
+  if (deps.metrics?.scrape) app.use(createMetricsRouter({ guard, scrape: deps.metrics.scrape }));
   app.use(
     createIntakeRouter({
       guard,

@@ -46,6 +46,11 @@ describe('layering', () => {
     expect(offenders).toEqual([]);
   });
 
+  it('only the metrics adapter imports prom-client: the rest reports through the metrics port (metrics/metrics.ts)', () => {
+    const importers = files.filter(({ file }) => importsOf(file).some((spec) => spec === 'prom-client' || spec.startsWith('prom-client/'))).map((f) => f.relative);
+    expect(importers).toEqual(['metrics/prometheus.ts']);
+  });
+
   it('src/fhir/ holds pure FHIR helpers: no store, no jobs, no network calls', () => {
     const offenders = files
       .filter((f) => f.relative.startsWith('fhir/'))

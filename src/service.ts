@@ -19,7 +19,10 @@ import { QUEUE, queuePolicies as buildQueuePolicies, type AssembleRecordSetJob, 
 import { deliverOpinion } from './delivery/deliver-opinion.ts';
 import { deliverFollowUpAnswer } from './followups/deliver-answer.ts';
 import { sendTaskNotification, taskNotificationObserver } from './notify/task-notifications.ts';
-import { startOverdueSweep } from './consults/overdue-sweep.ts';
+import { countOverdueTasks, startOverdueSweep } from './consults/overdue-sweep.ts';
+import { startMetricsServer } from './http/metrics-server.ts';
+import { NO_METRICS } from './metrics/metrics.ts';
+import { createPrometheusMetrics } from './metrics/prometheus.ts';
 import { sendSubscriptionNotification, startHeartbeatSweep } from './subscriptions/subscription-delivery.ts';
 import { loadNetwork, type Network } from './network/network.ts';
 import { createParticipantFhirClients, outboundKeyBaseDir } from './outbound/endpoints.ts';
@@ -41,6 +44,8 @@ export interface RunningService {
   server: Server;
   database: Database;
   jobs: PgBossQueue;
+  /** Where an open metrics port serves `/metrics` (METRICS=port). */
+  metricsUrl?: string;
   /** Graceful stop: stop accepting, let in-flight requests finish (up to the timeout), close the store. */
   stop(): Promise<void>;
 }
@@ -94,7 +99,22 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds } });
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
+  // Metrics: one registry per service instance. Job and overdue counts are read when scraped.
+  let jobsForScrape: PgBossQueue | undefined;
+  let storeForScrape: ResourceStore | undefined;
+  const prometheus =
+    config.metrics.mode === 'off'
+      ? undefined
+      : createPrometheusMetrics(
+          {
+            jobCounts: async () => (jobsForScrape ? jobsForScrape.counts() : []),
+            overdueTasks: async () => (storeForScrape ? countOverdueTasks(storeForScrape) : 0),
+          },
+          { queues: queuePolicies.map((q) => q.name) },
+        );
+  const metrics = prometheus?.metrics ?? NO_METRICS;
   const jobs = new PgBossQueue(database.raw, {
+    metrics,
     queues: queuePolicies,
     superviseIntervalSeconds: config.jobSuperviseIntervalSeconds,
     ...(options.jobPollingIntervalSeconds !== undefined ? { pollingIntervalSeconds: options.jobPollingIntervalSeconds } : {}),
@@ -112,6 +132,8 @@ export async function startService(config: Config, log: Logger, options: StartOp
   const validator = options.validator ?? createValidator();
   // Every Task change a participant may read is announced on its webhook (outbox: same transaction).
   const store = new ResourceStore(database.db, validator, now, { observers: [taskNotificationObserver({ jobs, network, now })] });
+  jobsForScrape = jobs;
+  storeForScrape = store;
   // Audited reads and pushes pass the disclosure gate (consent withdrawn); the withdrawal it may record is audited in turn.
   let audit: AuditLog | undefined;
   const gate = new DisclosureGate({ store, clients: fhirClients, network, audit: () => audit as AuditLog, now, recheckTtlMs: config.consentRecheckSeconds * 1000 });
@@ -132,10 +154,11 @@ export async function startService(config: Config, log: Logger, options: StartOp
     retryLimit: assemblyPolicy?.retryLimit ?? 10,
     jobs,
     now,
+    metrics,
   };
   await jobs.work<AssembleRecordSetJob>(QUEUE.assembleRecordSet, logged(log, outages, 'record set assembly', (d) => ({ serviceRequestId: d.serviceRequestId }), (job) => assembleRecordSet(job, assemblyDeps)), { concurrency: 2 });
   const deliveryPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverOpinion);
-  const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now };
+  const deliveryDeps = { store, clients: fhirClients, audit, network, retryLimit: deliveryPolicy?.retryLimit ?? 30, now, metrics };
   await jobs.work<DeliverOpinionJob>(QUEUE.deliverOpinion, logged(log, outages, 'opinion delivery', (d) => ({ deliveryId: d.deliveryId }), (job) => deliverOpinion(job, deliveryDeps)), { concurrency: config.deliveryConcurrency });
   const followUpPolicy = queuePolicies.find((q) => q.name === QUEUE.deliverFollowUpAnswer);
   const followUpDeliveryDeps = { ...deliveryDeps, retryLimit: followUpPolicy?.retryLimit ?? 30 };
@@ -163,10 +186,14 @@ export async function startService(config: Config, log: Logger, options: StartOp
     outboundKeys,
     now,
     software: { name: PACKAGE.name, version: PACKAGE.version },
-    ready: async () => {
-      if (!migrated) throw new Error('migrations pending');
-      await database.ping();
+    readiness: {
+      database: async () => {
+        if (!migrated) throw new Error('migrations pending');
+        await database.ping();
+      },
+      'job-queue': () => jobs.ping(),
     },
+    ...(prometheus ? { metrics: { port: metrics, ...(config.metrics.mode === 'bearer' ? { scrape: prometheus.scrape } : {}) } } : {}),
   });
 
   // The overdue sweep: every replica runs it; it is idempotent (see overdue-sweep.ts).
@@ -176,8 +203,17 @@ export async function startService(config: Config, log: Logger, options: StartOp
   // Bytes without a blob row (a put that died midway): every replica sweeps, see blob-sweep.ts.
   const blobSweep = startBlobSweep({ blobs, now }, config.blobSweep, log);
   // AuditEvents past the retention and not archived yet: a warning and a gauge, never a deletion (audit/retention-check.ts).
-  const retentionCheck = startAuditRetentionCheck({ db: database.db, now, retention: config.auditRetention }, config.auditRetentionCheckIntervalSeconds, log);
+  const retentionCheck = startAuditRetentionCheck({ db: database.db, now, retention: config.auditRetention, metrics }, config.auditRetentionCheckIntervalSeconds, log);
 
+  const undoStart = async () => {
+    await overdueSweep.stop();
+    await heartbeats.stop();
+    await blobSweep.stop();
+    await retentionCheck.stop();
+    await blobs.backend.close();
+    await jobs.stop({ graceful: false }).catch(() => undefined);
+    if (!options.database) await database.close();
+  };
   const server = createHttpServer(app, config.http).listen(config.port, config.host);
   server.on('clientError', answerClientError);
   try {
@@ -187,14 +223,19 @@ export async function startService(config: Config, log: Logger, options: StartOp
     });
   } catch (err) {
     // Not listening (e.g. the port is taken): undo what was started, then fail the boot.
-    await overdueSweep.stop();
-    await heartbeats.stop();
-    await blobSweep.stop();
-    await retentionCheck.stop();
-    await blobs.backend.close();
-    await jobs.stop({ graceful: false }).catch(() => undefined);
-    if (!options.database) await database.close();
+    await undoStart();
     throw err;
+  }
+  let metricsServer: Awaited<ReturnType<typeof startMetricsServer>> | undefined;
+  if (prometheus && config.metrics.mode === 'port') {
+    try {
+      metricsServer = await startMetricsServer(prometheus.scrape, { port: config.metrics.port, host: config.host });
+    } catch (err) {
+      // The metrics port is taken: the same.
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await undoStart();
+      throw err;
+    }
   }
   const { port } = server.address() as AddressInfo;
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -206,11 +247,13 @@ export async function startService(config: Config, log: Logger, options: StartOp
     server,
     database,
     jobs,
+    ...(metricsServer ? { metricsUrl: metricsServer.url } : {}),
     stop() {
       stopping ??= (async () => {
         // One budget for the whole drain: requests first (they may enqueue jobs), then jobs.
         const deadline = Date.now() + config.shutdownTimeoutSeconds * 1000;
         await drainHttpServer(server, deadline);
+        await metricsServer?.close();
         await overdueSweep.stop();
         await heartbeats.stop();
         await blobSweep.stop();

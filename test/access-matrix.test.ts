@@ -125,7 +125,8 @@ describe('access matrix: every caller x every route, resource and action, over H
       ],
     });
     service = await startTestService({ NETWORK_FILE: networkFile });
-    app = service.server.listeners('request')[0] as Express;
+    // The Express app, not the drain listener http-server.ts puts before it.
+    app = service.server.listeners('request').find((l) => 'router' in l) as unknown as Express;
 
     const network = JSON.parse(await readFile(networkFile, 'utf8')) as { participants: (ExampleParticipant & { roles: string[]; clients: { clientId: string; scope: string }[] })[] };
     const scopeOf = (participant: string) => splitScopes(network.participants.find((p) => p.id === participant)?.clients[0]?.scope ?? '');
@@ -414,6 +415,8 @@ const CELLS: Record<string, (ctx: { refs: Refs }) => Cell[]> = {
   '/': () => [{ path: '/', expect: () => 200, check: (_party, _status, body) => expect(body).toMatchObject({ name: 'second-opinion-referrals', links: expect.arrayContaining([expect.objectContaining({ rel: 'fhir-metadata' })]) }) }],
   '/healthz': () => [{ path: '/healthz', expect: () => 200 }],
   '/readyz': () => [{ path: '/readyz', expect: () => 200 }],
+  // Operators only (no party here holds the role: each is refused by role; the scrape itself: test/metrics-flow.test.ts).
+  '/metrics': () => [{ path: '/metrics', expect: () => 200 }],
   // No form: an OAuth error, whoever asks (the endpoint takes no bearer token).
   '/auth/token': () => [{ path: '/auth/token', expect: () => [400, 415] }],
   '/.well-known/smart-configuration': () => [{ path: '/.well-known/smart-configuration', expect: () => 200 }],

@@ -75,7 +75,9 @@ describe('discovery', () => {
         'system/Communication.rs',
         'system/DiagnosticReport.rs',
         'system/DocumentReference.crs',
+        'system/Endpoint.rs',
         'system/ImagingStudy.rs',
+        'system/Organization.rs',
         'system/Provenance.rs',
         'system/ServiceRequest.c',
         'system/ServiceRequest.rs',
@@ -272,7 +274,7 @@ describe('GET /participants', () => {
   it('lists everyone without a role filter, with no keys or endpoints', async () => {
     const token = await getAccessToken(baseUrl, 'audit-office-siem');
     const body = (await (await get('/participants', token)).json()) as { participants: { id: string }[] };
-    expect(body.participants.map((p) => p.id)).toEqual(['st-olaf', 'lakeside-consults', 'northfield-pathology', 'riverside-imaging', 'audit-office', 'st-olaf-physicians']);
+    expect(body.participants.map((p) => p.id)).toEqual(['st-olaf', 'lakeside-consults', 'northfield-pathology', 'riverside-imaging', 'audit-office', 'st-olaf-physicians', 'operations']);
     expect(body.participants[0]).toEqual({
       id: 'st-olaf',
       name: 'St Olaf Hospital (example)',
@@ -289,7 +291,7 @@ describe('GET /participants', () => {
       expect(res.status).toBe(400);
       expect(await res.json()).toEqual({
         resourceType: 'OperationOutcome',
-        issue: [{ severity: 'error', code: 'invalid', details: { text: 'role must be one of referrer, consultant, physician, auditor, admin' }, expression: ['role'] }],
+        issue: [{ severity: 'error', code: 'invalid', details: { text: 'role must be one of referrer, consultant, physician, auditor, admin, operator' }, expression: ['role'] }],
       });
     }
   });

@@ -13,7 +13,7 @@ const root = path.join(import.meta.dirname, '..');
  * while the page is missing, and checked like any other once it exists; remove an entry when its
  * page lands.
  */
-const PAGES_LANDING_FROM_OTHER_BRANCHES = ['docs/api.md', 'docs/deployment.md', 'docs/operations.md', 'docs/walkthrough.md'];
+const PAGES_LANDING_FROM_OTHER_BRANCHES = ['docs/api.md', 'docs/deployment.md', 'docs/walkthrough.md'];
 
 /** GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens. */
 export function headingAnchor(text: string): string {

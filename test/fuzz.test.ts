@@ -95,6 +95,7 @@ const PARTIES: Party[] = [
   { id: 'lakeside', clientId: clientIdOf('lakeside-consults'), roles: ['consultant'] },
   { id: 'northfield', clientId: clientIdOf('northfield-pathology'), roles: ['consultant'] },
   { id: 'auditor', clientId: clientIdOf('audit-office'), roles: ['auditor'] },
+  { id: 'operator', clientId: clientIdOf('operations'), roles: ['operator'] },
 ];
 
 /** The callers a row lets in (most cases use one of them), and everyone. */

@@ -70,7 +70,8 @@ describe('OpenAPI document and reference page', () => {
 
   beforeAll(async () => {
     service = await startTestService();
-    app = service.server.listeners('request')[0] as Express;
+    // The Express app, not the drain listener http-server.ts puts before it.
+    app = service.server.listeners('request').find((l) => 'router' in l) as unknown as Express;
     const res = await fetch(`${service.url}/openapi.json`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');

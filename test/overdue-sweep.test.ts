@@ -1,6 +1,6 @@
 import type { Task } from '@medplum/fhirtypes';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sweepOverdue } from '../src/consults/overdue-sweep.ts';
+import { countOverdueTasks, sweepOverdue } from '../src/consults/overdue-sweep.ts';
 import type { WorklistItem } from '../src/consults/worklist.ts';
 import { createValidator } from '../src/fhir/validator.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
@@ -29,7 +29,7 @@ describe('overdue sweep (flow)', () => {
     const networkFile = await writeSandboxNetwork(ehr, { timeoutMs: 5_000 });
     service = await startTestService({ NETWORK_FILE: networkFile, OVERDUE_SWEEP_INTERVAL_SECONDS: '1' }, undefined, { jobPollingIntervalSeconds: 0.5 });
     store = new ResourceStore(service.database.db, validator);
-    for (const p of ['st-olaf', 'lakeside-consults']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
+    for (const p of ['st-olaf', 'lakeside-consults', 'operations']) tokens[p] = await getAccessToken(service.url, clientIdOf(p));
   });
   afterAll(async () => {
     await service?.stop();
@@ -66,6 +66,7 @@ describe('overdue sweep (flow)', () => {
     await makeLate(waiting.taskId);
     const item = await until(async () => (await worklist('overdue=true')).find((i) => i.task.id === late.taskId && i.task.businessStatus === 'overdue'), 'the periodic sweep');
     expect(item.task).toMatchObject({ status: 'requested', businessStatus: 'overdue', overdue: true });
+    expect(await countOverdueTasks(store)).toBe(1);
 
     const task = (await store.read<Task>('Task', late.taskId, 'system')) as Task;
     expect(validator.validate(task)).toEqual([]);
@@ -91,5 +92,10 @@ describe('overdue sweep (flow)', () => {
     expect(markedVersions[0]?.status).toBe('in-progress');
     // Idempotent: nothing left to mark.
     expect((await sweepOverdue({ store, now: () => new Date() })).marked).toEqual([]);
+    // Both open Tasks carry the mark: the metrics gauge reads them when scraped.
+    expect(await countOverdueTasks(store)).toBe(2);
+    const scrape = await fetch(`${service.url}/metrics`, { headers: { authorization: `Bearer ${tokens.operations}` } });
+    expect(scrape.status).toBe(200);
+    expect((await scrape.text()).split('\n')).toContain('second_opinion_overdue_tasks 2');
   });
 });

@@ -82,6 +82,8 @@ export const ROUTE_RULES: readonly RouteRule[] = [
     open('GET', `/fhir/${type}/:id`, `One of our ${type}s`),
   ]),
   { method: 'GET', path: '/participants', what: 'The network directory', access: { kind: 'authenticated' } },
+  // Counts and timings only, no PHI and no ids; served here only with METRICS=bearer (docs/operations.md).
+  { method: 'GET', path: '/metrics', what: 'Prometheus metrics (METRICS=bearer; with METRICS=port they are on their own port instead)', access: { kind: 'roles', roles: ['operator'] } },
   referrer('Refer: a new second-opinion request', '/second-opinions'),
   referralRead('Referral summary', '/second-opinions/:id'),
   referralRead('First and returned opinions side by side', '/second-opinions/:id/comparison'),

@@ -11,7 +11,6 @@ import { ResourceStore } from '../store/resource-store.ts';
 import { auditReadWindows, resourceHistory, resources } from '../store/schema.ts';
 import { auditRetentionStatus, exportAuditEvents, pruneReadWindows, type ExportIo } from './audit-archive.ts';
 import { AuditLog, type AuditRecordInput } from './audit-log.ts';
-import { register } from 'prom-client';
 import { captureLogs } from '../../test/support/log-capture.ts';
 import { checkAuditRetention } from './retention-check.ts';
 
@@ -174,8 +173,9 @@ describe('audit archive export', () => {
     await recordAt('2019-01-01T00:00:00Z', 1);
     await recordAt('2026-12-01T00:00:00Z', 2);
     const { log, lines } = captureLogs('info');
-    const deps = { db: database.db, now: () => new Date('2026-12-07T00:00:00Z'), retention: { years: 6 } };
-    const gauge = async () => (await register.getSingleMetric('audit_events_past_retention')?.get())?.values[0]?.value;
+    let reported: number | undefined;
+    const deps = { db: database.db, now: () => new Date('2026-12-07T00:00:00Z'), retention: { years: 6 }, metrics: { auditEventsPastRetention: (n: number) => (reported = n) } };
+    const gauge = async () => reported;
     await checkAuditRetention(deps, log);
     expect(lines).toMatchObject([
       {

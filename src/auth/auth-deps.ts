@@ -1,4 +1,5 @@
 import type { Config } from '../config/config.ts';
+import type { ServiceMetrics } from '../metrics/metrics.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Network } from '../network/network.ts';
 import type { JtiStore } from './jti-store.ts';
@@ -16,6 +17,8 @@ export interface AuthDeps {
   log: Logger;
   /** Rate limits and lockout of the token endpoint; none when absent (unit tests). */
   tokenLimits?: TokenLimits;
+  /** Where issued tokens and refusals are counted. */
+  metrics?: Pick<ServiceMetrics, 'tokenIssued' | 'tokenRefused'>;
 }
 
 /** The token endpoint URL: the `aud` every client assertion must carry. */

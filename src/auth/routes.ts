@@ -3,7 +3,7 @@ import { parameterProblems } from '../http/percent-decoding.ts';
 import { tokenEndpointUrl, type AuthDeps } from './auth-deps.ts';
 import { OAuthError } from './oauth-error.ts';
 import { splitScopes } from './scopes.ts';
-import { ASSERTION_ALGORITHMS, issueAccessToken } from './token-endpoint.ts';
+import { ASSERTION_ALGORITHMS, issueAccessToken, refusalReason } from './token-endpoint.ts';
 
 /** Largest token request body; an assertion is well under 2 kB. */
 const TOKEN_BODY_LIMIT = '16kb';
@@ -36,14 +36,21 @@ export function createAuthRouter(deps: AuthDeps): Router {
 
   router.post('/auth/token', async (req, res) => {
     res.set({ 'Cache-Control': 'no-store', Pragma: 'no-cache' });
+    let issuing = false;
     try {
       // Per address before the body is read; per client id and lockout in issueAccessToken.
       deps.tokenLimits?.admitAddress(req.ip);
       const form = await readForm(req, res);
-      if (!form) return;
+      if (!form) {
+        deps.metrics?.tokenRefused('invalid_request');
+        return;
+      }
+      issuing = true;
       res.json(await issueAccessToken(form, deps));
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err;
+      // issueAccessToken counts its own refusals; the per-address limit refuses before it runs.
+      if (!issuing) deps.metrics?.tokenRefused(refusalReason(err));
       if (err.retryAfterSeconds !== undefined) res.set('Retry-After', String(err.retryAfterSeconds));
       res.status(err.status).json(err.toJSON());
     }

@@ -7,6 +7,7 @@ import { OAuthError } from './oauth-error.ts';
 import { PractitionerRefused, referralScopeOf } from './referral-scope.ts';
 import { grantScopes, invalidScopes, splitScopes } from './scopes.ts';
 import { claimedClientId } from './token-limits.ts';
+import type { TokenRefusalReason } from '../metrics/metrics.ts';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const ASSERTION_ALGORITHMS = ['RS384', 'ES384'] as const;
@@ -49,9 +50,15 @@ export async function issueAccessToken(form: Record<string, string>, deps: AuthD
       // For operators: why a client was refused (the OAuth error and its fixed-text reason, the
       // cause's type and code). Never the assertion, its claims or what the caller sent.
       deps.log.warn({ event: 'token.refused', clientId: attempt.clientId, error: err.error, err }, 'token request refused');
+      deps.metrics?.tokenRefused(refusalReason(err));
     }
     throw err;
   }
+}
+
+/** The refusal as the metrics count it: the abuse limits' refusals (they carry Retry-After) are `rate_limited`. */
+export function refusalReason(err: OAuthError): TokenRefusalReason {
+  return err.retryAfterSeconds !== undefined || err.error === 'slow_down' ? 'rate_limited' : err.error;
 }
 
 interface Attempt {
@@ -180,6 +187,7 @@ async function issue(form: Record<string, string>, deps: AuthDeps, attempt: Atte
     .sign(deps.signingKey.privateKey);
 
   deps.log.info({ event: 'token.issued', clientId, participant: participant.id, scope, expiresIn: ttl }, 'access token issued');
+  deps.metrics?.tokenIssued(participant.roles);
   return { access_token: accessToken, token_type: 'bearer', expires_in: ttl, scope };
 }
 

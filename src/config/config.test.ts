@@ -54,6 +54,14 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '60000' })).toThrow(/HTTP_HEADERS_TIMEOUT_MS: must not be longer than HTTP_REQUEST_TIMEOUT_MS/);
   });
 
+  it('metrics: bearer on the main port by default; an open port of its own must not be PORT; unknown modes refused', () => {
+    expect(loadConfig({}).metrics).toEqual({ mode: 'bearer', port: 9464 });
+    expect(loadConfig({ METRICS: 'port', METRICS_PORT: '9100' }).metrics).toEqual({ mode: 'port', port: 9100 });
+    expect(loadConfig({ METRICS: 'off' }).metrics.mode).toBe('off');
+    expect(() => loadConfig({ METRICS: 'port', PORT: '9100', METRICS_PORT: '9100' })).toThrow(/METRICS_PORT: must differ from PORT/);
+    expect(() => loadConfig({ METRICS: 'open' })).toThrow(/METRICS/);
+  });
+
   it('blob store: files under DATA_DIR/blobs by default; s3 needs a bucket, and both keys or none', () => {
     expect(loadConfig({ DATA_DIR: '/var/so' }).blobStore).toEqual({ kind: 'files', dir: '/var/so/blobs' });
     expect(loadConfig({ BLOB_DIR: '/mnt/blobs' }).blobStore).toEqual({ kind: 'files', dir: '/mnt/blobs' });

@@ -117,6 +117,11 @@ const EnvSchema = z
     HTTP_KEEP_ALIVE_TIMEOUT_MS: positiveInt(5_000).describe('How long an idle keep-alive connection is kept open after a response; behind a proxy that reuses connections, set it above the proxy\'s idle timeout'),
     HTTP_MAX_REQUESTS_PER_SOCKET: limit(1000).describe('Requests served on one keep-alive connection before it is closed (`Connection: close`); 0 = no limit'),
     HTTP_MAX_CONNECTIONS: limit(1000).describe('Open connections at most; further ones are closed at once; 0 = no limit'),
+    METRICS: z
+      .enum(['off', 'port', 'bearer'])
+      .default('bearer')
+      .describe('Prometheus metrics at `/metrics`: `bearer` on the main port for a token with the `operator` role (safe on any network: the default); `port` open, without a token, on METRICS_PORT only (keep that port private); `off`: none'),
+    METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464).describe('Port of the open metrics server (METRICS=port), on HOST; never the main PORT'),
     HSTS_MAX_AGE_SECONDS: limit(31_536_000).describe('`Strict-Transport-Security` max-age, sent only when PUBLIC_URL is https; 0 = not sent'),
   })
   .superRefine((env, ctx) => {
@@ -127,6 +132,9 @@ const EnvSchema = z
     if (env.BLOB_STORE === 's3' && !env.BLOB_S3_BUCKET) ctx.addIssue({ code: 'custom', path: ['BLOB_S3_BUCKET'], message: 'is required when BLOB_STORE=s3' });
     if (!env.BLOB_S3_ACCESS_KEY_ID !== !env.BLOB_S3_SECRET_ACCESS_KEY) {
       ctx.addIssue({ code: 'custom', path: [env.BLOB_S3_ACCESS_KEY_ID ? 'BLOB_S3_SECRET_ACCESS_KEY' : 'BLOB_S3_ACCESS_KEY_ID'], message: 'BLOB_S3_ACCESS_KEY_ID and BLOB_S3_SECRET_ACCESS_KEY go together' });
+    }
+    if (env.METRICS === 'port' && env.METRICS_PORT !== 0 && env.METRICS_PORT === env.PORT) {
+      ctx.addIssue({ code: 'custom', path: ['METRICS_PORT'], message: 'must differ from PORT (the open metrics port is a server of its own)' });
     }
     if (env.AUDIT_RETENTION_YEARS !== undefined && env.AUDIT_RETENTION_DAYS !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['AUDIT_RETENTION_DAYS'], message: 'set AUDIT_RETENTION_YEARS or AUDIT_RETENTION_DAYS, not both' });
@@ -192,6 +200,8 @@ export interface Config {
   http: HttpServerLimits;
   /** 0: no Strict-Transport-Security. */
   hstsMaxAgeSeconds: number;
+  /** Where /metrics is served: not at all, open on its own port, or on the main port for operators. */
+  metrics: { mode: 'off' | 'port' | 'bearer'; port: number };
 }
 
 export class ConfigError extends Error {
@@ -288,6 +298,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
       maxConnections: e.HTTP_MAX_CONNECTIONS,
     },
     hstsMaxAgeSeconds: e.HSTS_MAX_AGE_SECONDS,
+    metrics: { mode: e.METRICS, port: e.METRICS_PORT },
   };
 }
 

@@ -73,6 +73,21 @@ export async function sweepOverdue(deps: { store: ResourceStore; now: () => Date
   return result;
 }
 
+/** Open Tasks the sweep has marked overdue, counted in one statement (for metrics scrapes). */
+export async function countOverdueTasks(store: ResourceStore): Promise<number> {
+  const [row] = await store.database
+    .select({ n: sql<number>`count(*)::int` })
+    .from(resources)
+    .where(
+      and(
+        eq(resources.resourceType, 'Task'),
+        inArray(sql<string>`${resources.content}->>'status'`, [...WAITING_ON_CONSULTANT]),
+        sql`${resources.content}#>>'{businessStatus,coding,0,code}' = 'overdue'`,
+      ),
+    );
+  return Number(row?.n ?? 0);
+}
+
 /** Runs the sweep now and every `intervalSeconds`, one run at a time; `stop()` waits for a run in progress. */
 export function startOverdueSweep(deps: { store: ResourceStore; now: () => Date }, intervalSeconds: number, log: Logger): { stop(): Promise<void> } {
   return startPeriodic(

@@ -34,6 +34,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { opinionDeliveries } from '../store/schema.ts';
 import { readDeliveryContext } from './delivery-context.ts';
 import { recordAttempt } from './delivery-record.ts';
+import type { DeliveryKind, ServiceMetrics } from '../metrics/metrics.ts';
 
 /** Identifies the Communication that announces one opinion (value: the delivery id). */
 export const OPINION_NOTIFICATION_SYSTEM = `${CANONICAL_BASE}/NamingSystem/opinion-notification`;
@@ -50,6 +51,8 @@ export interface DeliveryDeps {
   /** Retries after the first attempt: the attempt `retryLimit + 1` is the last. */
   retryLimit: number;
   now: () => Date;
+  /** Where each attempt's outcome is counted. */
+  metrics?: Pick<ServiceMetrics, 'deliveryAttempt'>;
 }
 
 /** A participant as delivery needs it: how to name its organization on an EHR, and (for the referrer) its EHR's settings. */
@@ -71,6 +74,26 @@ export type DeliveryResult =
  * notifications add theirs, as for any Task change.
  */
 export async function deliverOpinion(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
+  return countedAttempt('opinion', deps, () => attemptOpinionDelivery(job, deps));
+}
+
+/**
+ * Runs one post-back attempt and counts how it ended: its result's outcome, or `retrying` when
+ * it throws (the queue retries it).
+ */
+export async function countedAttempt<R extends { outcome: 'delivered' | 'skipped' | 'failed' }>(kind: DeliveryKind, deps: Pick<DeliveryDeps, 'metrics'>, attempt: () => Promise<R>): Promise<R> {
+  let result: R;
+  try {
+    result = await attempt();
+  } catch (err) {
+    deps.metrics?.deliveryAttempt(kind, 'retrying');
+    throw err;
+  }
+  deps.metrics?.deliveryAttempt(kind, result.outcome);
+  return result;
+}
+
+async function attemptOpinionDelivery(job: Job<DeliverOpinionJob>, deps: DeliveryDeps): Promise<DeliveryResult> {
   const { deliveryId } = job.data;
   const context = await readDeliveryContext(deps.store, deliveryId);
   if (!context) return { outcome: 'skipped', reason: 'no such delivery' };

@@ -167,6 +167,7 @@ export const PARTICIPANT_ROLE_DISPLAY = {
   physician: 'Primary physician',
   auditor: 'Auditor',
   admin: 'Administrator',
+  operator: 'Operator',
 } as const;
 
 /** Who asked a referral question (CodeSystem question-asker, terminology.fsh; issue 14 §1). */

@@ -18,7 +18,7 @@
 import type { Communication, Reference } from '@medplum/fhirtypes';
 import { sql } from 'drizzle-orm';
 import type { AuditLog } from '../audit/audit-log.ts';
-import { describeDeliveryFailure, type DeliveryDeps, ehrTarget, type EhrTarget } from '../delivery/deliver-opinion.ts';
+import { countedAttempt, describeDeliveryFailure, type DeliveryDeps, ehrTarget, type EhrTarget } from '../delivery/deliver-opinion.ts';
 import { SYSTEM } from '../fhir/constants.ts';
 import { RetryLaterError, type Job } from '../jobs/job-queue.ts';
 import type { DeliverFollowUpAnswerJob } from '../jobs/queues.ts';
@@ -45,6 +45,10 @@ interface ContextRow {
 
 /** Two SQL statements per attempt: one read (the row, both Communications, the consult note's copy on the EHR), one write. */
 export async function deliverFollowUpAnswer(job: Job<DeliverFollowUpAnswerJob>, deps: FollowUpDeliveryDeps): Promise<FollowUpDeliveryResult> {
+  return countedAttempt('follow-up-answer', deps, () => attemptAnswerDelivery(job, deps));
+}
+
+async function attemptAnswerDelivery(job: Job<DeliverFollowUpAnswerJob>, deps: FollowUpDeliveryDeps): Promise<FollowUpDeliveryResult> {
   const { followUpId } = job.data;
   const context = (await deps.store.database.execute(sql`
     SELECT f.participant_id, f.task_id, f.delivery_status, q.content AS question, a.content AS answer,

@@ -5,6 +5,10 @@ import { FHIR_JSON } from '../fhir/constants.ts';
 import { HttpOutcomeError, issue, outcome } from '../fhir/outcomes.ts';
 import { ResourceValidationError } from '../fhir/validator.ts';
 import { getContext } from './context.ts';
+import { isStoreUnavailable } from '../store/unavailable.ts';
+
+/** `Retry-After` of a 503 while the database is unreachable. */
+export const STORE_RETRY_AFTER_SECONDS = 5;
 
 type BodyIssueCode = 'invalid' | 'too-long' | 'not-supported';
 
@@ -65,6 +69,13 @@ export function createErrorHandler(log: Logger): ErrorRequestHandler {
     } else if (clientErrorStatus(err) !== undefined) {
       status = clientErrorStatus(err) as number;
       body = outcome([issue('invalid', err instanceof URIError ? 'The request path is not valid percent-encoded UTF-8' : 'The request could not be read')]);
+    } else if (isStoreUnavailable(err)) {
+      // The database is unreachable (connection refused, reset, ended; the embedded store closed):
+      // the request may succeed once it is back. No driver text: it names hosts and addresses.
+      status = 503;
+      body = outcome([issue('transient', 'The service cannot reach its database at the moment; retry later')]);
+      res.setHeader('Retry-After', String(STORE_RETRY_AFTER_SECONDS));
+      logger.warn({ err }, 'database unreachable');
     } else {
       status = 500;
       body = outcome([issue('exception', 'Internal server error')]);

@@ -5,6 +5,7 @@ import { insertJobs, notifyChannelSql } from 'pg-boss/dist/plans.js';
 import type { Db, RawConnection } from '../store/database.ts';
 import { RetryLaterError, type EnqueueOptions, type EnqueuePartsOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
 import type { StatementPart } from '../store/write-batch.ts';
+import type { QueueCounts, ServiceMetrics } from '../metrics/metrics.ts';
 
 export interface PgBossQueueOptions {
   /** Every queue this process enqueues to or works on, with its retry policy. */
@@ -27,6 +28,8 @@ export interface PgBossQueueOptions {
   onError?: (err: Error) => void;
   /** Pool size of pg-boss's own PostgreSQL connections. Default 4. */
   poolSize?: number;
+  /** Where each settled attempt is counted (completed or failed). */
+  metrics?: Pick<ServiceMetrics, 'jobAttempt'>;
 }
 
 const DEFAULTS = { retryLimit: 10, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 } as const;
@@ -211,6 +214,7 @@ export class PgBossQueue implements JobQueue {
         return Promise.all(
           settled.map(async (result, i) => {
             const job = jobs[i] as BossJob<T>;
+            this.options.metrics?.jobAttempt(name, result.status === 'fulfilled' ? 'completed' : 'failed');
             if (result.status === 'fulfilled') return { id: job.id, status: 'completed' as const };
             const err = result.reason as { name?: string; message?: string } | undefined;
             const output = { name: err?.name ?? 'Error', message: err?.message ?? String(result.reason) };
@@ -264,6 +268,37 @@ export class PgBossQueue implements JobQueue {
       createdAt: new Date(r.created_on),
       failedAt: r.completed_on ? new Date(r.completed_on) : undefined,
     }));
+  }
+
+  /**
+   * Jobs per declared queue and state, in one statement over pg-boss's job table (the states a
+   * job is in until it completes, and the dead letters: `failed`, kept for re-drive). For metrics
+   * scrapes: completed jobs are not counted.
+   */
+  async counts(): Promise<QueueCounts[]> {
+    const boss = this.started();
+    const names = [...this.policies.keys()];
+    const { rows } = await boss.getDb().executeSql(
+      `SELECT name,
+              count(*) FILTER (WHERE state = 'created')::int AS queued,
+              count(*) FILTER (WHERE state = 'retry')::int AS retrying,
+              count(*) FILTER (WHERE state = 'active')::int AS active,
+              count(*) FILTER (WHERE state = 'failed')::int AS dead_lettered
+         FROM ${this.schema}.job
+        WHERE name = ANY($1::text[]) AND state IN ('created', 'retry', 'active', 'failed')
+        GROUP BY name`,
+      [names],
+    );
+    const byName = new Map((rows as { name: string; queued: number; retrying: number; active: number; dead_lettered: number }[]).map((r) => [r.name, r]));
+    return names.map((queue) => {
+      const r = byName.get(queue);
+      return { queue, queued: Number(r?.queued ?? 0), retrying: Number(r?.retrying ?? 0), active: Number(r?.active ?? 0), deadLettered: Number(r?.dead_lettered ?? 0) };
+    });
+  }
+
+  /** A round trip on the queue's own connection (its pool on PostgreSQL), for readiness probes. */
+  async ping(): Promise<void> {
+    await this.started().getDb().executeSql('SELECT 1', []);
   }
 
   /** Re-drives a failed job: it gets one more attempt now (and lands in `failed()` again if that fails too). */

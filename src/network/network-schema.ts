@@ -13,7 +13,7 @@ import { invalidScopes, splitScopes } from '../auth/scopes.ts';
  * even when its neighbours are malformed too.
  */
 
-export const ROLES = ['referrer', 'consultant', 'physician', 'auditor', 'admin'] as const;
+export const ROLES = ['referrer', 'consultant', 'physician', 'auditor', 'admin', 'operator'] as const;
 export const RoleSchema = z.enum(ROLES);
 export type Role = z.infer<typeof RoleSchema>;
 

@@ -128,7 +128,7 @@ describe('parseNetwork', () => {
       'participants[0] (st-olaf).fhir.baseUrl: is required for a participant with the referrer role (records are pulled from it and opinions posted back to it)',
       'participants[1] (lakeside-consults).clients[0]: give either jwks or jwksUri, not both',
       'participants[2].id: Invalid input: expected string, received undefined',
-      'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"',
+      'participants[2].roles[1]: Invalid option: expected one of "referrer"|"consultant"|"physician"|"auditor"|"admin"|"operator"',
       'participants[3] (st-olaf).id: duplicate participant id "st-olaf" (also participants[0])',
       'participants[3] (st-olaf).organization.reference: duplicate organization "Organization/lakeside" (also participants[1])',
       'participants[3] (st-olaf).organization.identifier[0]: identifier https://registry.example.org/organizations|ORG-2001 also names participants[1]',
@@ -278,6 +278,7 @@ describe('loadNetwork', () => {
       ['riverside-imaging', ['consultant']],
       ['audit-office', ['auditor']],
       ['st-olaf-physicians', ['physician']],
+      ['operations', ['operator']],
     ]);
     expect(network.get('st-olaf-physicians')?.actsFor).toEqual({ referrer: 'st-olaf', practitioners: ['Practitioner/dr-nilsen'] });
     expect(network.participants.every((p) => p.name.endsWith('(example)'))).toBe(true);

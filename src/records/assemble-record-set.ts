@@ -31,6 +31,7 @@ import { collectSources } from './record-sources.ts';
 import { attachmentsOf, storeRecord, type IntegrityFailure, type MissingDocument, type StoredRecord, type TooLargeAttachment } from './store-record.ts';
 import { buildRecordSetBundle, buildRecordSetProvenance } from './record-set-bundle.ts';
 import { failTasksWithoutRecords, NO_ENDPOINT_REASON, refusedReason, unreachableReason } from './assembly-failure.ts';
+import { stopwatch, type ServiceMetrics } from '../metrics/metrics.ts';
 
 export interface AssemblyParticipant {
   id: string;
@@ -65,6 +66,8 @@ export interface AssembleRecordSetDeps {
   /** Where pushes of record sets to consultants' own servers are enqueued (in the disclosure's transaction). */
   jobs?: Pick<JobQueue, 'enqueue'>;
   now: () => Date;
+  /** Where each attempt's outcome, time and bytes are counted. */
+  metrics?: Pick<ServiceMetrics, 'recordSetAssembly'>;
 }
 
 export type { IntegrityFailure, MissingDocument, TooLargeAttachment } from './store-record.ts';
@@ -82,7 +85,8 @@ export type AssemblyStatus = Extract<BusinessStatus, 'records-ready' | 'awaiting
 
 export type AssemblyResult =
   | { outcome: 'skipped'; reason: string }
-  | { outcome: 'assembled'; bundleId: string; withheldBundleId?: string; statuses: Record<string, AssemblyStatus> }
+  /** `bytes`: the attachment bytes of the records assembled (none when a Task was admitted to an existing record set). */
+  | { outcome: 'assembled'; bundleId: string; withheldBundleId?: string; statuses: Record<string, AssemblyStatus>; bytes?: number }
   /** `error`: the outbound failure that ended it, for the job's log line (logged through its allowlist). */
   | { outcome: 'failed'; reason: string; error?: OutboundError };
 
@@ -103,6 +107,25 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * is a missing record, not a failure.
  */
 export async function assembleRecordSet(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
+  const elapsed = stopwatch();
+  let result: AssemblyResult;
+  try {
+    result = await attemptAssembly(job, deps);
+  } catch (err) {
+    deps.metrics?.recordSetAssembly('retrying', elapsed());
+    throw err;
+  }
+  deps.metrics?.recordSetAssembly(result.outcome, elapsed(), result.outcome === 'assembled' ? result.bytes : undefined);
+  return result;
+}
+
+/** The attachment bytes a stored copy carries (their `size`, as verified when stored). */
+function attachmentBytes(resource: StoredRecord['resource']): number {
+  const attachments = resource.resourceType === 'DocumentReference' ? resource.content.map((c) => c.attachment) : resource.resourceType === 'DiagnosticReport' ? (resource.presentedForm ?? []) : [];
+  return attachments.reduce((sum, a) => sum + (typeof a.size === 'number' ? a.size : 0), 0);
+}
+
+async function attemptAssembly(job: Job<AssembleRecordSetJob>, deps: AssembleRecordSetDeps): Promise<AssemblyResult> {
   const { serviceRequestId } = job.data;
   if (reusesRecordSet(job.data)) return admitToRecordSet({ ...job, data: job.data }, deps);
   const [intake] = await deps.store.database.select().from(intakeRequests).where(eq(intakeRequests.serviceRequestId, serviceRequestId));
@@ -309,7 +332,7 @@ async function assemble(ctx: AssemblyContext): Promise<AssemblyResult> {
       failureOutcome: null,
     });
   });
-  return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses };
+  return { outcome: 'assembled', bundleId, ...(withheldBundleId ? { withheldBundleId } : {}), statuses, bytes: entries.reduce((sum, e) => sum + attachmentBytes(e.resource), 0) };
 }
 
 /** How many records have their attachments fetched at the same time, by default (ATTACHMENT_CONCURRENCY). */

@@ -99,6 +99,7 @@ Description: "What a participant of the referral network does in it (Organizatio
 * #physician "Primary physician" "Reads the opinions returned for its patients' referrals, side by side with the first opinion."
 * #auditor "Auditor" "Reads the audit trail of disclosures and reads, and the delivery and push logs."
 * #admin "Administrator" "Operates the service: connection checks of participants' EHRs, re-drives of failed deliveries."
+* #operator "Operator" "Monitors the service: scrapes its metrics (counts and timings, no patient data)."
 
 ValueSet: ParticipantRoleVS
 Id: participant-role

@@ -88,7 +88,8 @@ const consultAction = (description: string, body?: Body, errors: number[] = []):
 /** What the access rules do not say about each route of the JSON API: bodies, answers, refusals. */
 export const OPERATIONS: Readonly<Record<string, Spec>> = {
   'GET /healthz': { tag: 'Service', ok: { status: 200, description: 'The process is alive', schema: r.HealthSchema } },
-  'GET /readyz': { tag: 'Service', description: 'Ready when the store is reachable and migrations are done; 503 otherwise.', ok: { status: 200, description: 'Ready', schema: r.HealthSchema } },
+  'GET /readyz': { tag: 'Service', description: 'Ready when the database and the job queue answer and migrations are done; otherwise 503 with Retry-After, naming the dependencies that did not answer (`unavailable`). Checked on every call: it comes back by itself.', ok: { status: 200, description: 'Ready', schema: r.HealthSchema } },
+  'GET /metrics': { tag: 'Service', description: 'Prometheus text exposition: request durations by route template, jobs per queue and state, post-back and record-assembly outcomes, overdue Tasks, tokens issued and refused, process metrics. No ids and no patient data in any label. Served here with METRICS=bearer (the default); with METRICS=port on a port of its own instead, with METRICS=off nowhere.', ok: { status: 200, description: 'The metrics', type: 'text/plain; version=0.0.4' } },
   'GET /openapi.json': { tag: 'Service', ok: { status: 200, description: 'This document', schema: z.looseObject({ openapi: z.string() }) } },
   'GET /docs': { tag: 'Service', ok: { status: 200, description: 'The reference page rendering this document (HTML, no external requests)', type: 'text/html' } },
   'GET /docs/{asset}': { tag: 'Service', ok: { status: 200, description: 'A script, style sheet or icon of the reference page', type: '*/*' }, errors: [404] },
@@ -237,7 +238,7 @@ function responsesFor(rule: RouteRule, spec: Spec | undefined, fhirMetadataUrl: 
     responses['429'] = { description: ERROR_TEXT[429] as string, content: { [JSON_TYPE]: { schema: r.OAuthErrorSchema } } };
     return responses;
   }
-  if (rule.path === '/readyz') responses['503'] = { description: 'Not ready (store unreachable)', content: { [JSON_TYPE]: { schema: r.HealthSchema } } };
+  if (rule.path === '/readyz') responses['503'] = { description: 'Not ready: `unavailable` names the database, the job queue or both', content: { [JSON_TYPE]: { schema: r.HealthSchema } } };
   const refusals = new Set(spec.errors ?? []);
   if (rule.access.kind !== 'public') refusals.add(401);
   if (rule.access.kind === 'roles') refusals.add(403);

@@ -54,7 +54,11 @@ export const TokenRequestSchema = z.strictObject({
   practitioner: z.string().optional().meta({ description: 'Practitioner/<id>: a token restricted to the referrals that clinician requested.' }),
 });
 
-export const HealthSchema = z.strictObject({ status: z.enum(['ok', 'ready', 'unavailable']) });
+export const HealthSchema = z.strictObject({
+  status: z.enum(['ok', 'ready', 'unavailable']),
+  /** Not ready: the dependencies that did not answer. */
+  unavailable: z.array(z.enum(['database', 'job-queue'])).optional(),
+});
 
 const Reference = z.looseObject({ reference: z.string(), display: z.string().optional() });
 const Question = z.looseObject({ text: z.string(), askedBy: z.string() });

@@ -184,6 +184,7 @@ export const ROUTE_FUZZERS: Record<string, RouteFuzzer> = {
   'GET /': {},
   'GET /healthz': {},
   'GET /readyz': {},
+  'GET /metrics': {},
   'POST /auth/token': { body: tokenFormPlan.map((plan): BodyPlan => ({ kind: 'form', plan })) },
   'GET /.well-known/smart-configuration': {},
   'GET /fhir/.well-known/smart-configuration': {},
