@@ -122,7 +122,7 @@ describe('example keys are known by thumbprint', () => {
       const jwk = JSON.parse(readFileSync(path.join(EXAMPLE_KEYS, file), 'utf8')) as JWK;
       fromFiles.set(await calculateJwkThumbprint(jwk, 'sha256'), file.replace('.private.jwk.json', ''));
     }
-    expect(fromFiles.size).toBe(8);
+    expect(fromFiles.size).toBe(9);
     expect(new Map(EXAMPLE_KEY_THUMBPRINTS)).toEqual(fromFiles);
     const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { clients: { clientId: string; jwks?: { keys: JWK[] } }[] }[] };
     const clientKeys = network.participants.flatMap((p) => p.clients.flatMap((c) => (c.jwks?.keys ?? []).map((jwk) => ({ where: c.clientId, jwk }))));

@@ -4,10 +4,11 @@ import { LOG_FIELDS, type LogFields } from '../log/safe-error.ts';
 /**
  * The keys shipped in examples/ (their private halves are published there), by RFC 7638 SHA-256
  * thumbprint of the public key, so a copy under any file name or `kid` is still recognised.
- * test/example-keys.test.ts checks this list against the files in examples/keys/.
+ * test/production-start.test.ts checks this list against the files in examples/keys/.
  */
 export const EXAMPLE_KEY_THUMBPRINTS: ReadonlyMap<string, string> = new Map([
   ['RZPsHRtvnf7JP0q1Gdt14mBIbFq-vGXLHEM2ppOfL4I', 'audit-office-siem'],
+  ['ntU0F5iJoymROHpD09eCyISPtoaQPep5npPsNIlj808', 'operations-monitor'],
   ['sFqcah3dv0v6NJx2Kj2TyKMKRzi1EYit7KOBi3Wyrd8', 'lakeside-worklist'],
   ['1MG2Kor6QPgzC-Hrdh9u42uCQyA1GkDnc6p6SHcyBOo', 'northfield-lis'],
   ['jH_4VPvw93qT2Aumgyj2uUUNJFFJpMKdmMpFM0C-oDc', 'riverside-pacs'],
