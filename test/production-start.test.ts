@@ -126,7 +126,7 @@ describe('example keys are known by thumbprint', () => {
     expect(new Map(EXAMPLE_KEY_THUMBPRINTS)).toEqual(fromFiles);
     const network = JSON.parse(readFileSync(path.join(ROOT, 'examples', 'network.json'), 'utf8')) as { participants: { clients: { clientId: string; jwks?: { keys: JWK[] } }[] }[] };
     const clientKeys = network.participants.flatMap((p) => p.clients.flatMap((c) => (c.jwks?.keys ?? []).map((jwk) => ({ where: c.clientId, jwk }))));
-    expect(clientKeys).toHaveLength(6);
+    expect(clientKeys).toHaveLength(7);
     expect((await findExampleKeys(clientKeys)).map((f) => f.split(':')[0])).toEqual(clientKeys.map((k) => k.where));
   });
 
