@@ -1,5 +1,5 @@
 /**
- * Reads that leave an AuditEvent whatever their outcome (issue 3 §5: "every read of a record
+ * Reads that leave an AuditEvent whatever their outcome ("every read of a record
  * set, document or attachment, and every read of a referral writes a FHIR AuditEvent ...
  * Reads that are refused are audited too").
  *

@@ -179,7 +179,7 @@ export interface Config {
   deliveryAttemptTimeoutSeconds: number;
   /** Post-backs one replica runs at once (DELIVERY_CONCURRENCY). */
   deliveryConcurrency: number;
-  /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in (issue 14 §2). */
+  /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in. */
   followUps: { limit: number; windowDays: number };
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
@@ -187,11 +187,11 @@ export interface Config {
   /** How long AuditEvents are kept before `npm run audit:export` may take them (default 6 years). */
   auditRetention: AuditRetention;
   auditRetentionCheckIntervalSeconds: number;
-  /** Topic-based Subscriptions (issue 12 §3): heartbeat floor and the heartbeat sweep's interval, seconds. */
+  /** Topic-based Subscriptions: heartbeat floor and the heartbeat sweep's interval, seconds. */
   subscriptions: { minHeartbeatSeconds: number; heartbeatSweepSeconds: number };
   /** Express `trust proxy`: false, a hop count, or the trusted proxies' addresses and subnets. */
   trustProxy: false | number | string[];
-  /** Abuse limits per replica (issue 10 §1.5); a limit of 0 is off. */
+  /** Abuse limits per replica; a limit of 0 is off. */
   rateLimits: {
     token: TokenLimitSettings;
     api: { perAddress: Rate; perClient: Rate };

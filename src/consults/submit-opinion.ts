@@ -1,5 +1,5 @@
 /**
- * `POST /consults/{taskId}/opinion` (issue 4 §2-§3): the consultant's opinion completes its
+ * `POST /consults/{taskId}/opinion`: the consultant's opinion completes its
  * Task. One statement writes the consult note (DocumentReference, readable by the referrer
  * and this consultant), its Provenance, the completed Task pointing at it, the delivery row
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion

@@ -67,7 +67,7 @@ export type QuestionAsker = keyof typeof QUESTION_ASKER_DISPLAY;
 /** At most this many questions per referral: each one must be answered by every consultant. */
 export const MAX_QUESTIONS = 20;
 
-/** One of the patient's or the physician's own questions (issue 14 §1); its index is its position in `questions`. */
+/** One of the patient's or the physician's own questions; its index is its position in `questions`. */
 export const ReferralQuestionSchema = z.strictObject({ text: text(2000), askedBy: z.enum(QUESTION_ASKERS) });
 export type ReferralQuestion = z.output<typeof ReferralQuestionSchema>;
 
