@@ -18,7 +18,7 @@ import { monoMs } from './lib/http.ts';
 import { emitFigures } from './lib/results.ts';
 import type { SandboxChild } from './lib/sandbox-process.ts';
 
-export const TARGET_P95_MS = 1000; // was 2 s before the statement-count work
+export const TARGET_P95_MS = 1000; // lowered from 2 s
 
 /** Date.now() − monoMs(): turns PostgreSQL timestamps into the monotonic clock (±1 ms). */
 const wallMinusMono = Date.now() - monoMs();

@@ -1,5 +1,5 @@
 /**
- * AuditEvent for every read and disclosure of PHI (DESIGN.md "FHIR model"):
+ * AuditEvent for every read and disclosure of PHI (docs/fhir.md, "FHIR model"):
  * who (client and participant organization), what (references only), when, outcome.
  *
  * Coded after R4 AuditEvent and the IHE Basic Audit Log Patterns (BALP):

@@ -74,7 +74,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       ...concordanceOf(firstOpinion, opinion),
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
-    // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
+    // When every other Task has ended, this opinion ends the referral too: completed (ServiceRequest active -> completed | revoked).
     const settles = serviceRequest.status === 'active' && otherTasks.every((t) => isTerminal(t.status));
     const job: DeliverOpinionJob = { deliveryId: noteId };
     const { updated } = await tx.write({

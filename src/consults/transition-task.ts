@@ -100,7 +100,7 @@ export async function transitionTask(tx: ResourceStore, args: TransitionArgs): P
 
 /**
  * When every Task of a referral has ended, the referral ends too: `completed` when at least
- * one opinion came back, `revoked` otherwise (DESIGN.md: ServiceRequest active -> completed | revoked).
+ * one opinion came back, `revoked` otherwise (ServiceRequest active -> completed | revoked).
  */
 export async function settleReferral(tx: ResourceStore, serviceRequestId: string, taskIds: readonly string[]): Promise<ServiceRequest | undefined> {
   const tasks = await tx.readMany<Task>('Task', taskIds, 'system');

@@ -177,7 +177,7 @@ export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', displ
 export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;
 export const TASK_CODE_FULFILL = { system: SYSTEM.taskCode, code: 'fulfill', display: 'Fulfill the focal request' } as const;
 
-/** LOINC document types used across the service (DESIGN.md). */
+/** LOINC document types used across the service. */
 export const LOINC_DOC = {
   operativeNote: { code: '11504-8', display: 'Surgical operation note' },
   pathology: { code: '11526-1', display: 'Pathology study' },

@@ -100,8 +100,8 @@ export interface SummaryDeps {
 /**
  * The referrer's view of one referral: each consultant's Task status,
  * business status and due date. Only the participant that placed the referral may read
- * it; anyone else gets 404, so ids reveal nothing. The read is audited, refused or not
- *: entities the ServiceRequest and its Tasks, and the patient.
+ * it; anyone else gets 404, so ids reveal nothing. The read is audited, refused or not:
+ * entities the ServiceRequest and its Tasks, and the patient.
  */
 export async function getReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<ReferralSummary> {
   const { summary } = await auditedRead(

@@ -22,7 +22,7 @@ export const referenceTo = (...types: string[]) => {
 export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
 export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
-/** The resource types a record named on the referrer's EHR may be (DESIGN: documents, plus reports and studies where relevant). */
+/** The resource types a record named on the referrer's EHR may be: documents, plus reports and studies where relevant. */
 export const RECORD_TYPES = ['DocumentReference', 'DiagnosticReport', 'ImagingStudy'] as const;
 export type RecordType = (typeof RECORD_TYPES)[number];
 

@@ -1,5 +1,5 @@
 /**
- * The opinion as a FHIR consult note (DESIGN.md "Opinion"): a DocumentReference
+ * The opinion as a FHIR consult note (docs/fhir.md, "FHIR model"): a DocumentReference
  * (LOINC 11488-4, profile `consult-note`) whose first attachment is the readable note, with
  * the structured points in the `second-opinion` extension, and a Provenance naming the
  * consultant. Pure: ids, clock and context come in.

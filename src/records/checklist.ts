@@ -1,6 +1,6 @@
 /**
- * Completeness checklist of a record set (DESIGN.md "Domain rules": the question depends on
- * the records). For each kind of second opinion, the records that are required
+ * Completeness checklist of a record set (the question depends on the
+ * records). For each kind of second opinion, the records that are required
  * (the case waits for them) and recommended (named, but the case goes ahead without them).
  *
  * Kept as data in one table; `checklistMarkdown()` renders it for docs/workflow.md (Record sets).

@@ -1,5 +1,5 @@
 /**
- * Consent to disclose (DESIGN.md "Domain rules": records leave the originating organization
+ * Consent to disclose (records leave the originating organization
  * only with the patient's consent to disclose them to that consultant).
  *
  * Evaluates an R4 Consent read from the referring EHR for one disclosure: these records, of

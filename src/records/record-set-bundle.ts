@@ -1,5 +1,5 @@
 /**
- * Building the record-set Bundle and its Provenance (DESIGN.md "FHIR model: Record set").
+ * Building the record-set Bundle and its Provenance (docs/fhir.md, "FHIR model").
  * Pure: ids, clock and the stored blobs come in.
  */
 import type { Attachment, Bundle, DiagnosticReport, DocumentReference, ImagingStudy, Provenance } from '@medplum/fhirtypes';
