@@ -227,11 +227,46 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv, exitCode: number): Conf
   }
 }
 
-/** Parses the environment; throws ConfigError listing every problem. */
+/** A setting that was renamed, and how an old value becomes a value of the new one. */
+export interface RetiredSetting {
+  replacement: string;
+  /** How the meaning changed, for the message, e.g. "seconds, not milliseconds". */
+  change: string;
+  /** The old value as a value of the new setting; undefined when it cannot be converted. */
+  convert: (old: string) => string | undefined;
+}
+
+const msToSeconds = (old: string): string | undefined => {
+  const ms = Number(old);
+  return old.trim() !== '' && Number.isFinite(ms) && ms > 0 ? String(Math.ceil(ms / 1000)) : undefined;
+};
+
+/**
+ * Settings that were renamed. Nothing reads the old names any more, so an operator still setting
+ * one would silently lose the setting: the service refuses to start instead and names the new one.
+ */
+export const RETIRED_SETTINGS: Readonly<Record<string, RetiredSetting>> = {
+  SHUTDOWN_TIMEOUT_MS: { replacement: 'SHUTDOWN_TIMEOUT_SECONDS', change: 'seconds, not milliseconds', convert: msToSeconds },
+};
+
+/** One problem for each retired setting the environment still sets. */
+function retiredSettingProblems(env: NodeJS.ProcessEnv): string[] {
+  return Object.entries(RETIRED_SETTINGS).flatMap(([name, retired]) => {
+    const old = env[name];
+    if (old === undefined) return [];
+    const value = retired.convert(old);
+    const instead = value === undefined ? retired.replacement : `${retired.replacement}=${value}`;
+    return [`${name}: no longer read, renamed ${retired.replacement} (${retired.change}); set ${instead} instead and remove ${name}`];
+  });
+}
+
+/** Parses the environment; throws ConfigError listing every problem (retired settings first). */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const retired = retiredSettingProblems(env);
   const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`));
+  if (!parsed.success || retired.length > 0) {
+    const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
+    throw new ConfigError([...retired, ...problems]);
   }
   const e = parsed.data;
   const dataDir = path.resolve(e.DATA_DIR);
