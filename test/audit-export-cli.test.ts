@@ -11,9 +11,9 @@ import { createProcessDatabase, type ProcessDatabase } from './support/service-p
 
 const ROOT = path.join(import.meta.dirname, '..');
 
-/** Runs `scripts/audit-export.ts` exactly as `npm run audit:export --` does (tsx on the project's Node). */
+/** Runs `src/cli/audit-export.ts` exactly as `npm run audit:export --` does (tsx on the project's Node). */
 function runExport(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/audit-export.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/audit-export.ts', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
