@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AuditEvent } from '@medplum/fhirtypes';
@@ -8,22 +7,10 @@ import { AuditLog } from '../src/audit/audit-log.ts';
 import { openDatabase, type Database } from '../src/store/database.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
 import { createProcessDatabase, type ProcessDatabase } from './support/service-process.ts';
-
-const ROOT = path.join(import.meta.dirname, '..');
+import { runScript } from './support/run-process.ts';
 
 /** Runs `src/cli/audit-export.ts` exactly as `npm run audit:export --` does (tsx on the project's Node). */
-function runExport(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/audit-export.ts', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const runExport = (args: string[], env: Record<string, string>) => runScript('src/cli/audit-export.ts', args, env);
 
 /**
  * `npm run audit:export` as a process, against the store the run uses: a PGlite directory

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -7,22 +6,11 @@ import type { EhrChecklist } from '../src/outbound/check-ehr.ts';
 import { writeSandboxNetwork } from './support/example-network.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { createProcessDatabase, type ProcessDatabase } from './support/service-process.ts';
+import { runScript } from './support/run-process.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 
 /** Runs `scripts/check-ehr.ts` exactly as `npm run check-ehr --` does (tsx on the project's Node). */
-function runCheck(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/check-ehr.ts', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const runCheck = (args: string[], env: Record<string, string>) => runScript('scripts/check-ehr.ts', args, env);
 
 /** `npm run check-ehr`: the checklist printed, exit 0 when nothing failed and 1 otherwise. */
 describe('npm run check-ehr (the CLI process)', () => {

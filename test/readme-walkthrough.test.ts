@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,6 +8,7 @@ import { defaultSandboxClients } from './support/sandbox-ehr/clients.ts';
 import { SANDBOX_EXPLORER_CLIENT_ID } from './support/sandbox-ehr/find-chart.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { runProcess } from './support/run-process.ts';
 
 /**
  * The README's walkthrough, run as a newcomer runs it: its bash block, verbatim, against the
@@ -33,17 +33,7 @@ function serverCommand(block: string): string | undefined {
   return commands.length === 1 && ['npm run sandbox', 'npm start'].includes(commands[0]!) ? commands[0] : undefined;
 }
 
-function runBash(script: string, env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runBash = (script: string, env: Record<string, string>) => runProcess('bash', ['-e', '-o', 'pipefail', '-c', script], env);
 
 describe('README walkthrough (npm run sandbox + npm start + the curl steps)', () => {
   let ehr: SandboxEhr;

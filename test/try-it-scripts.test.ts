@@ -1,26 +1,13 @@
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './support/service.ts';
 import { defaultSandboxClients } from './support/sandbox-ehr/clients.ts';
 import { SANDBOX_EXPLORER_CLIENT_ID } from './support/sandbox-ehr/find-chart.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { runScript } from './support/run-process.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
 const CLIENT_IDS = ['st-olaf-ehr', 'lakeside-worklist', 'northfield-lis', 'riverside-pacs', 'audit-office-siem', 'st-olaf-physician-portal'];
 
-/** Runs a script as `npm run` does (tsx on the project's Node), with only `env` besides PATH and HOME. */
-function run(script: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const run = runScript;
 
 describe('npm run token / npm run try: usage and one-line errors', () => {
   let nothing: string;
