@@ -1,8 +1,8 @@
 /**
- * `npm run bench:delivery` (issue 4): on PostgreSQL, the time from an opinion's submission
+ * `npm run bench:delivery`: on PostgreSQL, the time from an opinion's submission
  * (`POST /consults/{taskId}/opinion`) to the consult note's arrival on the referring EHR (the
  * sandbox), for N opinions (default 200) submitted at once: p50, p95, max and throughput,
- * against a baseline measured in the same run. Target: p95 ≤ 1 s (issue 13 §3).
+ * against a baseline measured in the same run. Target: p95 ≤ 1 s.
  *
  * - The sandbox EHR runs in a child process (scripts/bench/delivery-sandbox.ts) that reports,
  *   over IPC, the instant each DocumentReference create finished (the response written), keyed

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:intake` (issue 2 §10, issue 13 §4): the real intake path `POST /second-opinions`
+ * `npm run bench:intake`: the real intake path `POST /second-opinions`
  * (bearer verification, zod, profile validation, one transaction) against, in the same run:
  *
  * - the raw-insert baseline, the true limit: the very rows one intake writes (read back from

@@ -1,5 +1,5 @@
 /**
- * `npm run bench` (issue 13 §5): runs every bench one after another, each in its own process
+ * `npm run bench`: runs every bench one after another, each in its own process
  * with its output in bench-results/<bench>.log, and prints ONE table of all their figures: the
  * figure, its baseline from the same run, the ratio, the target and pass/miss. The table is
  * also written as JSON to bench-results/latest.json (not committed) for comparison between runs.

@@ -53,7 +53,7 @@ export interface AppDeps {
   network: Network;
   auth: AuthDeps;
   jobs: JobQueue;
-  /** Where reads of referrals, record sets and documents are audited (issue 3 §5). */
+  /** Where reads of referrals, record sets and documents are audited. */
   audit: AuditLog;
   /** Attachment bytes, served at /fhir/Binary/{id}. */
   blobs: BlobStore;
@@ -130,7 +130,7 @@ export function createApp(deps: AppDeps): Express {
   const checkDeps = { network: deps.network, keyBaseDir: outboundKeyBaseDir(config.networkFile), audit: deps.audit, maxAttachmentBytes: config.maxAttachmentBytes, door: 'GET /admin/participants/{id}/check' };
   app.use(createParticipantCheckRouter({ guard, check: (caller, input) => checkEhrConnection(caller, input, checkDeps) }));
   app.use(createBinaryRouter({ guard, store: deps.store, blobs: deps.blobs, audit: deps.audit }));
-  // FHIR intake (issue 12 §1): before the read API, whose catch-all refuses other writes.
+  // FHIR intake: before the read API, whose catch-all refuses other writes.
   app.use(
     createFhirIntakeRouter({
       guard,

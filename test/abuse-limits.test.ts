@@ -1,5 +1,5 @@
 /**
- * Abuse limits over HTTP (issue 10 §1.5), against the real service with small limits and long
+ * Abuse limits over HTTP, against the real service with small limits and long
  * windows (so no bucket refills while a test runs): per-client and per-address limits of the
  * token endpoint (429 `slow_down`) and of the API (429 OperationOutcome `throttled`), both
  * with Retry-After; the lockout after repeated bad client assertions; X-Forwarded-For ignored

@@ -27,7 +27,7 @@ let chart: SeededIds;
 let ehrBase: string;
 
 /**
- * The access matrix (issue 10 §2), generated from the route table (src/access/route-rules.ts)
+ * The access matrix, generated from the route table (src/access/route-rules.ts)
  * and the resource audiences (src/access/resource-audiences.ts), driven over real HTTP.
  *
  * The world: two referrers (St Olaf and Harbor), two clinicians of St Olaf (dr-nilsen, who

@@ -11,7 +11,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
 
 /**
- * Regressions of the security review (issue 10 §1.1 and §1.4), over real HTTP against the sandbox EHR:
+ * Regressions of the security review, over real HTTP against the sandbox EHR:
  * - a referrer token issued for one practitioner reads and acts on that clinician's referrals
  *   only, at every door (JSON, /fhir read, vread, history, search, Binary), not only the summary;
  * - a consulting clinic the patient's Consent does not name sees nothing of the case.
@@ -87,7 +87,7 @@ describe('access regressions: practitioner restriction at every door, consent be
     ];
   }
 
-  it('§1.1 a token issued for another practitioner gets 404 (or an empty search) at every door; the requester\'s own token reads it all', async () => {
+  it('a token issued for another practitioner gets 404 (or an empty search) at every door; the requester\'s own token reads it all', async () => {
     for (const door of readDoors()) {
       const other = await call<OperationOutcome | Bundle>('GET', door.path, 'other');
       const own = await call<Bundle>('GET', door.path, 'nilsen');
@@ -101,7 +101,7 @@ describe('access regressions: practitioner restriction at every door, consent be
     }
   });
 
-  it('§1.1 a token issued for another practitioner can neither act on the referral nor refer in another clinician\'s name', async () => {
+  it('a token issued for another practitioner can neither act on the referral nor refer in another clinician\'s name', async () => {
     const before = await call<ServiceRequest>('GET', `/fhir/ServiceRequest/${referral.id}`, 'st-olaf');
     for (const [action, body] of [
       ['cancel', { reason: 'not mine' }],
@@ -123,7 +123,7 @@ describe('access regressions: practitioner restriction at every door, consent be
     ]);
   });
 
-  it('§1.4 a clinic the consent does not name sees nothing of the case: not in its worklist, 404 at every door, each refusal audited', async () => {
+  it('a clinic the consent does not name sees nothing of the case: not in its worklist, 404 at every door, each refusal audited', async () => {
     const northfieldTask = taskOf('northfield-pathology');
     const worklist = await call<Worklist>('GET', '/consults', 'northfield-pathology');
     expect(worklist.status).toBe(200);
@@ -149,7 +149,7 @@ describe('access regressions: practitioner restriction at every door, consent be
     expect((events.body.entry ?? []).map((e) => (e.resource as AuditEvent).outcomeDesc)).toEqual(['Refused (404): not found, or not visible to the caller']);
   });
 
-  it('§1.4 the clinic the consent names is admitted with the record set: its Task, the referral and the first opinion, in one disclosure', async () => {
+  it('the clinic the consent names is admitted with the record set: its Task, the referral and the first opinion, in one disclosure', async () => {
     const lakesideTask = taskOf('lakeside-consults');
     const worklist = await call<Worklist>('GET', '/consults', 'lakeside-consults');
     expect(worklist.body.items.find((i) => i.referral.id === referral.id)?.task.id).toBe(lakesideTask.id);

@@ -22,7 +22,7 @@ const ROOT = path.join(import.meta.dirname, '..');
 const OTHER_REFERRER = { participant: 'harbor-hospital', clientId: 'harbor-ehr' };
 
 /**
- * Adding records to a referral (issue 3 §3): `POST /second-opinions/{id}/records` over real
+ * Adding records to a referral: `POST /second-opinions/{id}/records` over real
  * HTTP, the assembly job re-run against the sandbox EHR, and a new record-set Bundle version
  * each time, the earlier ones left untouched and readable.
  */

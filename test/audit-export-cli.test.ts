@@ -9,9 +9,8 @@ import { ResourceStore } from '../src/store/resource-store.ts';
 import { createProcessDatabase, type ProcessDatabase } from './support/service-process.ts';
 import { runScript } from './support/run-process.ts';
 
-
-/** Runs `scripts/audit-export.ts` exactly as `npm run audit:export --` does (tsx on the project's Node). */
-const runExport = (args: string[], env: Record<string, string>) => runScript('scripts/audit-export.ts', args, env);
+/** Runs `src/cli/audit-export.ts` exactly as `npm run audit:export --` does (tsx on the project's Node). */
+const runExport = (args: string[], env: Record<string, string>) => runScript('src/cli/audit-export.ts', args, env);
 
 /**
  * `npm run audit:export` as a process, against the store the run uses: a PGlite directory

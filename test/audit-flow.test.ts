@@ -14,7 +14,7 @@ const PATIENT = 'http://localhost:8090/fhir/R4/Patient/pat-1';
 const REST = 'http://hl7.org/fhir/restful-interaction';
 
 /**
- * Issue 3 §5 over real HTTP: every read of a referral (FHIR read, vread, history, search and
+ * Auditing over real HTTP: every read of a referral (FHIR read, vread, history, search and
  * the summary) leaves an AuditEvent with who, what, when and outcome; refused reads too; the
  * audit trail is served at /fhir/AuditEvent to auditors only.
  */

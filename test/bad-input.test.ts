@@ -31,7 +31,7 @@ interface Ids {
 }
 
 /**
- * Bad input at every door (issue 10 §1.3): a NUL or a lone surrogate in a JSON body, a path id
+ * Bad input at every door: a NUL or a lone surrogate in a JSON body, a path id
  * or a query value, malformed percent-encoding, a body that is not what its Content-Encoding
  * says, a charset other than UTF-8, a forged paging cursor, and requests Node's HTTP parser
  * refuses. Each answers its 4xx with an OperationOutcome naming the field or parameter (the

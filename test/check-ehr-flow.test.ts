@@ -11,7 +11,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
 
 /**
- * The connection check (issue 11 §3) through `GET /admin/participants/{id}/check`, against the
+ * The connection check through `GET /admin/participants/{id}/check`, against the
  * sandbox EHR over real HTTP, on the store the suite runs on (PGlite, or PostgreSQL with
  * DATABASE_URL): every line passes, the write creates one Communication however often it runs,
  * the reads are audited, and only an admin may run it.

@@ -23,7 +23,7 @@ const EVALUATE = '/fhir/Measure/second-opinion-concordance/$evaluate-measure';
 const WIDE = 'periodStart=2000-01-01&periodEnd=2100-12-31';
 
 /**
- * Concordance (issue 14 §5) over real HTTP: opinions with different agreements classified on
+ * Concordance over real HTTP: opinions with different agreements classified on
  * submission (JSON and FHIR doors), and the concordance Measure evaluated as a referrer (its
  * referrals), a consulting clinic (its own opinions only), an auditor (all, or one
  * organization's), by kind, over a period that holds none, and with bad parameters.

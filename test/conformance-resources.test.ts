@@ -9,7 +9,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Our CodeSystems, ValueSets and StructureDefinitions over real HTTP (issue 12): served with no
+ * Our CodeSystems, ValueSets and StructureDefinitions over real HTTP: served with no
  * token, read by id and found by canonical URL, so every canonical the service writes into a
  * resource resolves here; valid R4; unknown parameters reported or (strict) refused.
  */

@@ -15,8 +15,8 @@ import { getAccessToken } from './support/tokens.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * CONSENT_ATTESTATION_ALLOWED (issue 3 §4: "config may relax this to an attestation flag, off
- * by default"): with it on, a request without a consent reference that attests consent gets
+ * CONSENT_ATTESTATION_ALLOWED (configuration may relax consent to an attestation flag, off
+ * by default): with it on, a request without a consent reference that attests consent gets
  * its record set disclosed; an unattested one is still held; a named Consent still decides.
  */
 describe('consent by attestation (CONSENT_ATTESTATION_ALLOWED=true)', () => {

@@ -12,7 +12,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Issue 11 §1.1: the referring EHR's Consent names the consulting clinic by the EHR's OWN
+ * The referring EHR's Consent names the consulting clinic by the EHR's OWN
  * Organization id (as a real EHR does), never by the service's `Organization/lakeside`. The
  * service recognises the consultant by the identifiers the network file gives it (read from
  * the Organization on the EHR), or by the alias the network file lists for that EHR.

@@ -18,7 +18,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Consent withdrawn (issue 14 §4) over real HTTP: the referrer records the withdrawal for one
+ * Consent withdrawn over real HTTP: the referrer records the withdrawal for one
  * clinic, or the EHR's Consent becomes inactive; from then on that clinic gets nothing more of the
  * records at any door (Bundle, DocumentReference, Binary, the push to its own server), each refusal
  * audited with its reason, while its Task ends cancelled with the reason and what the other clinic

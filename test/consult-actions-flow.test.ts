@@ -20,7 +20,7 @@ import { getAccessToken } from './support/tokens.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * The consulting clinic's side (issue 4 §1): the worklist, and accept / decline / start /
+ * The consulting clinic's side: the worklist, and accept / decline / start /
  * request-info over HTTP, with the transition table, roles, If-Match and concurrent actions.
  * Every refusal leaves the Task unchanged.
  */

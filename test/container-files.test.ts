@@ -77,7 +77,9 @@ describe('the container files mirror the build', () => {
     const known = new Set(describeConfig().map((c) => c.name));
     // DATABASE_URL_TEMPLATE is the entrypoint's, which builds DATABASE_URL from it and the password secret.
     expect(Object.keys(env).filter((k) => !known.has(k))).toEqual(['DATABASE_URL_TEMPLATE']);
-    expect(block).toContain('exec node dist/main.js');
+    // The entrypoint sets the secrets and runs the command: the service by default, or a one-off (the audit export).
+    expect(block).toContain('exec "$$@"');
+    expect(block).toContain('  command: [node, dist/main.js]\n');
     const { DATABASE_URL_TEMPLATE: template, ...settings } = env;
     const config = loadConfig({ ...settings, DATABASE_URL: (template as string).replace('%s', 'secret'), BLOB_S3_SECRET_ACCESS_KEY: 'secret' });
     expect(config).toMatchObject({ nodeEnv: 'production', blobStore: { kind: 's3', bucket: 'second-opinion' } });

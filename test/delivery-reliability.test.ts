@@ -85,7 +85,7 @@ async function submitOpinion(svc: ServiceProcess, taskId: string): Promise<strin
 }
 
 /**
- * Reliability of the opinion post-back (issue 4 §3) with real processes: the service runs as
+ * Reliability of the opinion post-back with real processes: the service runs as
  * `npm start` runs it, is SIGKILLed in the worst window of a delivery, and runs as two replicas
  * on one PostgreSQL database. Exactly once is checked where it matters: on the referrer's EHR.
  */

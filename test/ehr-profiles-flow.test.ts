@@ -19,7 +19,7 @@ import { captureLogs } from './support/log-capture.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Issue 11 §1.3: an EHR that resolves every `meta.profile` with the caller's rights (Medplum)
+ * An EHR that resolves every `meta.profile` with the caller's rights (Medplum)
  * refused the post-back with 403 until StructureDefinition read was granted. `meta.profile` is
  * a per-EHR choice (`fhir.profiles`); with `keep` the service asks for StructureDefinition read,
  * and when the EHR does not grant it, says so and fails the delivery at once with the EHR's answer.

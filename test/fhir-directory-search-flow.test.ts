@@ -14,7 +14,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * The directory and search as FHIR clients expect them (issue 12 §5), over real HTTP against the
+ * The directory and search as FHIR clients expect them, over real HTTP against the
  * sandbox EHR: Organization and Endpoint from the network file; relative and absolute references,
  * _include/_revinclude through the access filter (and audited), _summary=count, _elements;
  * unsupported parameters reported (lenient) or refused (Prefer: handling=strict).

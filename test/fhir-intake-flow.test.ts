@@ -14,7 +14,7 @@ import { stateChanges, storeState } from './support/store-state.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * The FHIR intake door (issue 12 §1) over real HTTP against the strict sandbox EHR: referral
+ * The FHIR intake door over real HTTP against the strict sandbox EHR: referral
  * Bundles written the way an EHR builds them give the same stored referral as the equivalent
  * JSON intake; every refusal names the FHIR element and writes nothing; a replay creates nothing.
  */

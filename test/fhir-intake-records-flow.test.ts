@@ -14,7 +14,7 @@ import { stateChanges, storeState } from './support/store-state.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * FHIR intake gaps (issue 12 §1) over real HTTP against the strict sandbox EHR: clinics named only
+ * FHIR intake gaps over real HTTP against the strict sandbox EHR: clinics named only
  * by the EHR's own Organization reference (read from the EHR, recognised by identifier);
  * supportingInfo naming DiagnosticReports and ImagingStudies (records of the one intake model,
  * taken by the JSON door too, copied into the record set); reasonReference refused with 422.

@@ -30,7 +30,7 @@ import { getAccessToken } from './support/tokens.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * Follow-up questions after the opinion (issue 14 §2) over real HTTP, with the sandbox EHR: the
+ * Follow-up questions after the opinion over real HTTP, with the sandbox EHR: the
  * referrer asks once the opinion is delivered, within the limit and the window; the clinic sees
  * the open questions in its worklist and answers; the answer reaches the referring EHR exactly
  * once, whatever fails or repeats, and the disclosure is audited.

@@ -1,5 +1,5 @@
 /**
- * Connection limits of the HTTP server (issue 10 §1.5), against the real service with short
+ * Connection limits of the HTTP server, against the real service with short
  * timeouts: idle and slow-loris connections (headers or body trickling in) are closed by the
  * server, keep-alive is bounded in requests and in idle time, connections are capped, and a
  * large Binary download to a slow reader is NOT cut by the request timeout (which covers

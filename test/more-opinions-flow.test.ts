@@ -23,7 +23,7 @@ const OTHER_REFERRER = { participant: 'harbor-hospital', clientId: 'harbor-ehr' 
 const EXTRA_CONSULTANTS = ['extra-1', 'extra-2', 'extra-3', 'extra-4', 'extra-5', 'extra-6'];
 
 /**
- * Third and fourth opinions (issue 14 §3) over real HTTP against the sandbox EHR: the referrer
+ * Third and fourth opinions over real HTTP against the sandbox EHR: the referrer
  * adds clinics to a referral, each gets its Task, its consent is checked, it receives the current
  * record set (the same Bundle, nothing fetched again), and on a blinded referral it sees no other
  * opinion until its own is in.

@@ -21,7 +21,7 @@ import { CLIENT_ASSERTION_TYPE, generateClientKey, getAccessToken, loadExamplePr
 let chart: SeededIds;
 
 /**
- * No PHI in logs, proven (issue 10 §1.2, §3): the real service, the sandbox EHR, a webhook
+ * No PHI in logs, proven: the real service, the sandbox EHR, a webhook
  * receiver and the real database are driven through every failure this test can provoke, with
  * PHI-marked values in everything the caller, the EHR and the database can put into an error:
  * bad input (bodies, paths, query strings, headers), refused tokens, a built resource that
@@ -286,7 +286,7 @@ describe('no PHI in logs, whatever fails', () => {
   });
 
   it('EHR token endpoint failure: the EHR refuses our client with PHI in its error code and a token in its description', async () => {
-    // The error_description is logged (issue 11 §1.7: it is what tells an integrator what to fix;
+    // The error_description is logged (it is what tells an integrator what to fix;
     // the token endpoint is sent no patient data), sanitised: printable ASCII, 200 characters,
     // nothing shaped like a token or assertion. A malformed `error` code is still left out.
     const quotedToken = 'eyJhbGciOiJFUzM4NCJ9.eyJzdWIiOiJzby1zZXJ2aWNlIn0.c2lnbmF0dXJlLXF1b3RlZC1iYWNr';

@@ -29,7 +29,7 @@ import { EXAMPLE_OPINION as OPINION } from './support/opinions.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * The opinion and its post-back (issue 4 §2-§3) over real HTTP: the consultant submits, the
+ * The opinion and its post-back over real HTTP: the consultant submits, the
  * Task completes with the consult note, the delivery job posts it to the sandbox EHR with a
  * conditional create and a Communication, and the EHR holds exactly one copy whatever fails.
  */

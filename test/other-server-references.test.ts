@@ -12,7 +12,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * References to other servers are refused at intake (issue 10 §1.6): every reference the
+ * References to other servers are refused at intake: every reference the
  * intake, add-records and information bodies carry must be relative or on the referrer's own
  * FHIR base (network file `fhir.baseUrl`, here the sandbox EHR), or the request answers 422
  * naming each field, and nothing is written. Before, `http://127.0.0.1:18099/...` or

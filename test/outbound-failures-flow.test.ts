@@ -24,7 +24,7 @@ const FORBIDDEN: OperationOutcome = {
 };
 
 /**
- * Permanent and transient failures of outbound calls (issue 11 §1.4) against the sandbox EHR
+ * Permanent and transient failures of outbound calls against the sandbox EHR
  * over real HTTP, on the store the run uses (PGlite, or PostgreSQL with DATABASE_URL): a refusal
  * stops at once with the EHR's OperationOutcome shown to the referrer and the operator; a busy
  * EHR is retried, not before its Retry-After.

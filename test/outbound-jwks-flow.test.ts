@@ -34,7 +34,7 @@ const DAY_MS = 24 * 3600_000;
 const isoIn = (ms: number) => new Date(Date.now() + ms).toISOString();
 
 /**
- * Issue 11 §1.6: the referring EHR knows the service only by its client JWK Set URL (a sandbox
+ * The referring EHR knows the service only by its client JWK Set URL (a sandbox
  * that accepts no other registration, as Medplum and EHR vendors do). The service pulls a record
  * set and posts an opinion back; then its outbound key is rotated the way docs/onboarding-an-ehr.md tells an
  * administrator to, one network-file edit and restart at a time: the next key is published

@@ -13,7 +13,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * The overdue sweep (issue 4 §4): the periodic job marks Tasks past their due date that wait on
+ * The overdue sweep: the periodic job marks Tasks past their due date that wait on
  * the consultant with business status `overdue`, visible in the worklist and the summary; Tasks
  * waiting on the referrer keep their business status.
  */

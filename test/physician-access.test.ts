@@ -10,7 +10,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { clientCredentialsForm, getAccessToken, postTokenRequest } from './support/tokens.ts';
 
 /**
- * The primary physician's view (issue 4 §4): a participant with the physician role, or a
+ * The primary physician's view: a participant with the physician role, or a
  * referrer token issued for one practitioner, sees only the referrals that clinician requested.
  */
 describe('physician access to referrals (flow)', () => {

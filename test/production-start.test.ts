@@ -8,7 +8,10 @@ import { calculateJwkThumbprint, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from '../scripts/build.ts';
 import { main as keys } from '../scripts/keys.ts';
+import { AuditLog } from '../src/audit/audit-log.ts';
 import { EXAMPLE_KEY_THUMBPRINTS, findExampleKeys } from '../src/auth/example-keys.ts';
+import { openDatabase } from '../src/store/database.ts';
+import { ResourceStore } from '../src/store/resource-store.ts';
 import { createProcessDatabase } from './support/service-process.ts';
 import { freePort } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
@@ -267,6 +270,44 @@ describe('the production start (npm run build, then plain node)', () => {
       if (alive(proc.pid)) process.kill(-proc.pid, 'SIGKILL');
     }
   }, 150_000);
+
+  it('the audit archive export runs from the compiled build: node dist/cli/audit-export.js --before DATE, no TypeScript loader', async () => {
+    const database = await createProcessDatabase();
+    try {
+      // Three AuditEvents from March 2019 and one from now, written by the sources in this process.
+      const opened = await openDatabase({ databaseUrl: database.env.DATABASE_URL, dataDir: database.env.DATA_DIR as string, poolSize: 2 });
+      let clock = new Date();
+      const ids: string[] = [];
+      try {
+        await opened.migrate();
+        const store = new ResourceStore(opened.db, { validate: () => undefined }, () => clock);
+        const audit = new AuditLog({ store, network: { get: (id: string) => ({ organization: { reference: `Organization/${id}` } }) }, now: () => clock, publicUrl: 'http://localhost' });
+        for (const n of [1, 2, 3, 4]) {
+          clock = n === 4 ? new Date() : new Date(Date.UTC(2019, 2, n));
+          const event = await audit.record({ action: 'read', outcome: 'success', agent: { participantId: 'acme', clientId: 'acme-worklist' }, entities: [{ reference: `ServiceRequest/sr-${n}` }] });
+          ids.push(event.id as string);
+        }
+      } finally {
+        await opened.close();
+      }
+      const out = path.join(dir, `archive-${database.kind}.ndjson`);
+      const proc = run(process.execPath, ['dist/cli/audit-export.js', '--before', '2020-01-01', '--out', out], { NODE_ENV: 'production', NETWORK_FILE: networkFile, SIGNING_KEY_FILE: signingKeyFile, ...database.env });
+      expect(await proc.exit).toBe(0);
+      expect(proc.stderr).toBe('');
+      expect(proc.lines[0]).toBe(`exporting AuditEvents last written before 2020-01-01T00:00:00.000Z from the ${database.kind} store to ${out}`);
+      expect(proc.lines).toContainEqual(expect.stringMatching(/^3 AuditEvents written and 3 deleted in \d+\.\d s$/));
+      const archived = (await readFile(out, 'utf8')).trimEnd().split('\n').map((l) => (JSON.parse(l) as { resourceType: string; id: string }));
+      expect(archived.map((e) => [e.resourceType, e.id])).toEqual(ids.slice(0, 3).map((id) => ['AuditEvent', id]));
+
+      // Bad arguments: exit 2 with the usage, which names both ways to run it.
+      const bad = run(process.execPath, ['dist/cli/audit-export.js'], { NODE_ENV: 'production', NETWORK_FILE: networkFile, SIGNING_KEY_FILE: signingKeyFile, ...database.env });
+      expect(await bad.exit).toBe(2);
+      expect(bad.stderr).toContain('audit:export: --before DATE is required');
+      expect(bad.stderr).toContain('or: node dist/cli/audit-export.js --before DATE');
+    } finally {
+      await database.drop();
+    }
+  }, 60_000);
 
   it('NODE_ENV=production refuses the example keys, named explicitly and renamed, with one start-up error naming each place', async () => {
     const signing = path.join(dir, 'copied-signing-key.json');

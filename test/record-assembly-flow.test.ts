@@ -25,7 +25,7 @@ import { getAccessToken } from './support/tokens.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * Record assembly (issue 3 §2-§4) end to end: intake over HTTP enqueues the job, the worker
+ * Record assembly end to end: intake over HTTP enqueues the job, the worker
  * pulls the records from the sandbox EHR over real HTTP (SMART token, Binary, storage origin,
  * inline data), and the Tasks, Bundles and summary say what came of it.
  */

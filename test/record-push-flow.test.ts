@@ -15,7 +15,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * Record sets pushed to a consulting clinic's own FHIR server (issue 12 §4), over real HTTP:
+ * Record sets pushed to a consulting clinic's own FHIR server, over real HTTP:
  * the referring EHR and the clinic's server are two strict sandbox EHRs (server ids, scopes
  * enforced, references checked on write). The clinic registered the service with exactly the
  * scope a push needs there.

@@ -20,7 +20,7 @@ import { getAccessToken } from './support/tokens.ts';
 const ROOT = path.join(import.meta.dirname, '..');
 
 /**
- * Serving a record set (issue 3 §5): GET /fhir/Bundle, /fhir/DocumentReference and
+ * Serving a record set: GET /fhir/Bundle, /fhir/DocumentReference and
  * /fhir/Binary for the consultant whose Task points at it and for the referrer, 404 for
  * everyone else, and an AuditEvent for every read, refused ones included.
  */

@@ -28,7 +28,7 @@ const QUESTIONS = [
 const ANSWER_AREA = `Task.contained[0].extension('${EXTENSION.secondOpinionAnswer}')`;
 
 /**
- * The patient's and the physician's own questions, answered point by point (issue 14 §1), over
+ * The patient's and the physician's own questions, answered point by point, over
  * real HTTP against the sandbox EHR: kept as marked notes on the ServiceRequest, shown to the
  * consultants, every one answered (or why not) by every opinion on the JSON and the FHIR door,
  * carried in the consult note to the referring EHR, and compared side by side.

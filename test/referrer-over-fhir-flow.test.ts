@@ -14,7 +14,7 @@ const FHIR_JSON = 'application/fhir+json';
 const JSON_PATCH = 'application/json-patch+json';
 
 /**
- * The referrer's side over FHIR (issue 12 §2): `PUT /fhir/ServiceRequest/{id}` with status
+ * The referrer's side over FHIR: `PUT /fhir/ServiceRequest/{id}` with status
  * revoked and the reason as a new note is the JSON cancel; a Task on hold for information put
  * back `in-progress` with the answer as a new note is the JSON answer. Each is driven on one
  * referral through the JSON door and on a twin through the FHIR door; what is stored must match.

@@ -26,7 +26,7 @@ import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { countStatements, type StatementCounter } from './support/statement-counter.ts';
 
 /**
- * How many SQL statements one use case sends (issue 13 §3), BEGIN and COMMIT included, on the
+ * How many SQL statements one use case sends, BEGIN and COMMIT included, on the
  * store the test runs on (PGlite, or PostgreSQL with DATABASE_URL). A count, not a time: the
  * number is the same on every run.
  */

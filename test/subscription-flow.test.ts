@@ -34,7 +34,7 @@ const eventsOf = (p: Parameters) =>
     }));
 
 /**
- * Topic-based Subscriptions (issue 12 §3, Subscriptions R5 Backport IG) over real HTTP, with a
+ * Topic-based Subscriptions (Subscriptions R5 Backport IG) over real HTTP, with a
  * receiving server: handshake, heartbeats, id-only event notifications numbered since the
  * subscription started, nothing of another clinic's Tasks, `$events` for what was missed, and a
  * failing endpoint that is retried and then shows `error` in `$status`.

@@ -18,7 +18,7 @@ import { getAccessToken } from './support/tokens.ts';
 const RETRIES = 2;
 
 /**
- * The Task status `failed` (issue 14 §4) over real HTTP against the sandbox EHR: the referring
+ * The Task status `failed` over real HTTP against the sandbox EHR: the referring
  * EHR stays down through the assembly's whole retry budget, so every Task whose clinic has no
  * record set yet fails, with the reason, and the referral settles; the referrer asks the clinic
  * again and its new Task goes on. A clinic that already holds a record set keeps working.

@@ -22,7 +22,7 @@ const FHIR_JSON = 'application/fhir+json';
 const JSON_PATCH = 'application/json-patch+json';
 
 /**
- * Tasks over FHIR (issue 12 §2): `PUT` and `PATCH /fhir/Task/{id}` by the owning clinic move
+ * Tasks over FHIR: `PUT` and `PATCH /fhir/Task/{id}` by the owning clinic move
  * the Task through the same use cases as `POST /consults/{id}/...`, and the referrer cancels
  * with `status: cancelled`. Each transition is driven on one referral through the JSON door
  * and on a twin referral through the FHIR door; the stored Tasks and Provenance must match.

@@ -14,7 +14,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
 
 /**
- * The Task status `received` (issue 14 §4), over real HTTP: a clinic's system acknowledges its
+ * The Task status `received`, over real HTTP: a clinic's system acknowledges its
  * Task (JSON and FHIR doors), or a clinic's FHIR server accepts the pushed record set; it shows
  * in the summary and the worklist, the Task valid against our profile.
  */

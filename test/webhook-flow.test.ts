@@ -26,7 +26,7 @@ interface Received {
 }
 
 /**
- * Webhooks (issue 4 §3): every Task change a participant may read reaches its registered URL
+ * Webhooks: every Task change a participant may read reaches its registered URL
  * as a signed, id-only notification, durably: a receiver that fails gets it again later.
  */
 describe('webhook notifications (flow)', () => {

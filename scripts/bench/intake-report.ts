@@ -7,8 +7,8 @@ import { median, say } from './lib/common.ts';
 import { emitFigures, type Figure } from './lib/results.ts';
 import { type Measured, pooledLatency, type Target } from './intake-targets.ts';
 
-export const TARGET_RATIO = 0.5; // of the raw-insert baseline, issue 13 §4
-export const TARGET_P99_MS = 50; // issue 13 §4
+export const TARGET_RATIO = 0.5; // of the raw-insert baseline
+export const TARGET_P99_MS = 50;
 
 export interface Phase extends Measured {
   target: Target;
@@ -99,7 +99,7 @@ export function emitIntakeFigures(phases: readonly Phase[], targets: readonly Ta
     const i = summarise(phases, intake);
     const r = summarise(phases, raw);
     const onPg = store === 'postgres';
-    const source = 'issue 13 §4';
+    const source = 'docs/performance.md';
     figures.push(
       {
         bench: 'intake',

@@ -1,5 +1,5 @@
 /**
- * The raw baseline of `npm run bench:records` (issue 3 §8), run as its own process so that it
+ * The raw baseline of `npm run bench:records`, run as its own process so that it
  * gets a core of its own as the service does (the sandbox EHR serving the bytes lives in the
  * parent): GET every attachment over keep-alive HTTP (node:http), `concurrency` at a time,
  * each streamed through SHA-1 and SHA-256 and appended to a file (one file per slot), with

@@ -1,5 +1,5 @@
 /**
- * The demo's last step (issue 14 §5): the concordance figures of the cases it ran, as the audit
+ * The demo's last step: the concordance figures of the cases it ran, as the audit
  * office reads them: `GET /fhir/Measure/second-opinion-concordance/$evaluate-measure` over the
  * days of the run, printed as counts and rates per group and the opinions per kind.
  */

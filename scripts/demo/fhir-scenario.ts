@@ -131,7 +131,7 @@ export const OPINION_FHIR: OpinionPoints = {
 };
 
 /**
- * The Task as Northfield completes it (issue 12 §2): status `completed`, `output` naming the
+ * The Task as Northfield completes it: status `completed`, `output` naming the
  * contained consult note (LOINC 11488-4, the opinion's points in our extensions, the
  * pathologist's worksheet as an inline attachment).
  */

@@ -1,5 +1,5 @@
 /**
- * Steps 10-16 of the demo: a second referral over the service's FHIR doors only (issue 12). St
+ * Steps 10-16 of the demo: a second referral over the service's FHIR doors only. St
  * Olaf's EHR posts a transaction Bundle; Northfield's system subscribes to its Tasks and hears
  * of the new one through an id-only notification, reads it, and works it with FHIR updates
  * (`PUT`/`PATCH /fhir/Task/{id}`), completing it with a contained consult note; the opinion is

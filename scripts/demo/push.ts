@@ -1,5 +1,5 @@
 /**
- * The record-set push in the demo (issue 12 §4): Lakeside's network entry says `recordSet: push`,
+ * The record-set push in the demo: Lakeside's network entry says `recordSet: push`,
  * so each version of its record set goes to its own FHIR server (a second sandbox instance) as one
  * transaction. The demo shows the Bundle the service posted (from that server's request log),
  * what the server holds afterwards (read over FHIR by the service's identifiers, as the clinic's

@@ -1,5 +1,5 @@
 /**
- * Steps 17-18 of the demo (issue 14 §3): the two opinions of the first referral both question
+ * Steps 17-18 of the demo: the two opinions of the first referral both question
  * the plan, so St Olaf asks a third clinic. Riverside Imaging is added to the completed referral
  * (POST /second-opinions/{id}/consultants), receives the very record set the others had, sees
  * neither the first opinion nor the other two until its own is in, and its opinion is posted

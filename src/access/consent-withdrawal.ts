@@ -1,5 +1,5 @@
 /**
- * Consent withdrawn (issue 14 §4): the one place that takes a clinic's access to a referral's
+ * Consent withdrawn: the one place that takes a clinic's access to a referral's
  * records away, and the one place that says a refused read was refused for that reason.
  *
  * Every door reads through the resources' access lists (access/reader.ts, the store's access

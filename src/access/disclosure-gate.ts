@@ -1,5 +1,5 @@
 /**
- * The gate every disclosure of records to a consulting clinic passes (issue 14 §4): the audited
+ * The gate every disclosure of records to a consulting clinic passes: the audited
  * reads (FHIR read, vread, history and search, Binary: audit/audited-read.ts) and the record-set
  * push (record-push/push-record-set.ts).
  *

@@ -51,7 +51,7 @@ const consultAction = ([action, what]: [string, string]): RouteRule => ({
   access: { kind: 'roles', roles: ['consultant'], scope: { type: 'Task', interaction: 'u' } },
 });
 /**
- * The FHIR Subscription door (issue 12 §3): any participant Tasks are about, with the Subscription
+ * The FHIR Subscription door: any participant Tasks are about, with the Subscription
  * scope of the interaction. Reads of one Subscription (read, `$status`, `$events`) reveal which
  * Tasks changed: a refusal is audited like a refused PHI read.
  */

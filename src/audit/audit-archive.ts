@@ -1,7 +1,7 @@
 /**
  * Audit retention: AuditEvents kept for AUDIT_RETENTION (default six years, the HIPAA period for
  * audit records), then exported to an NDJSON archive and removed from the store
- * (`npm run audit:export -- --before DATE`, scripts/audit-export.ts; docs/audit.md).
+ * (`npm run audit:export -- --before DATE`, src/cli/audit-export.ts; docs/audit.md).
  *
  * The export works in bounded batches, oldest first. Each batch is appended to the archive file
  * (one AuditEvent JSON per line), the file is fsync'd (and its directory, when the file is new),

@@ -1,5 +1,5 @@
 /**
- * AuditEvent for every read and disclosure of PHI (DESIGN.md "FHIR model"; issue 3 §5):
+ * AuditEvent for every read and disclosure of PHI (docs/fhir.md, "FHIR model"):
  * who (client and participant organization), what (references only), when, outcome.
  *
  * Coded after R4 AuditEvent and the IHE Basic Audit Log Patterns (BALP):
@@ -117,8 +117,8 @@ const REQUEST_ID: Coding = { system: AUDIT_SYSTEM.balpEntityType, code: 'Xreques
 const APPLICATION_SERVER: Coding = { system: AUDIT_SYSTEM.sourceType, code: '4', display: 'Application Server' };
 
 /**
- * Builds the AuditEvent of one read, search, disclosure or write, successful or not (issue 3
- * §5: refused reads are audited too). Pure: the caller stores it.
+ * Builds the AuditEvent of one read, search, disclosure or write, successful or not (refused
+ * reads are audited too). Pure: the caller stores it.
  */
 export function buildAuditEvent(input: AuditEventInput): AuditEvent {
   const coding = AUDIT_ACTION_CODING[input.action];

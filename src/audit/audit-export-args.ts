@@ -1,5 +1,5 @@
 /**
- * The arguments of `npm run audit:export` (scripts/audit-export.ts), checked before anything is
+ * The arguments of `npm run audit:export` (src/cli/audit-export.ts), checked before anything is
  * opened: DATE must be a date (YYYY-MM-DD, UTC midnight) or an ISO timestamp with its zone, not
  * in the future, and not newer than now minus the retention unless `--force`.
  */
@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { describeRetention, retentionCutoff, type AuditRetention } from './audit-archive.ts';
 
 export const AUDIT_EXPORT_USAGE = `usage: npm run audit:export -- --before DATE [--out FILE] [--force] [--batch N]
+   or: node dist/cli/audit-export.js --before DATE [...]   (the compiled build, e.g. in the container)
 
 Writes the AuditEvents last written before DATE to FILE as NDJSON (one FHIR AuditEvent per
 line, oldest first), then deletes them from the store, batch by batch, each batch only once

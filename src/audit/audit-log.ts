@@ -1,5 +1,5 @@
 /**
- * Where AuditEvents go (issue 3 §5): each one is built by `buildAuditEvent` and stored as a
+ * Where AuditEvents go: each one is built by `buildAuditEvent` and stored as a
  * FHIR resource in the store of record, readable only through the auditor role (the access
  * list is empty, so no participant sees it as its own).
  *

@@ -1,7 +1,7 @@
 /**
- * Reads that leave an AuditEvent whatever their outcome (issue 3 §5: "every read of a record
- * set, document or attachment, and every read of a referral writes a FHIR AuditEvent ...
- * Reads that are refused are audited too").
+ * Reads that leave an AuditEvent whatever their outcome: every read of a record
+ * set, document or attachment, and every read of a referral writes a FHIR AuditEvent, and
+ * reads that are refused are audited too.
  *
  * `auditedRead` runs the read (authorization included, so a 403 is audited like a 404), then
  * stores the AuditEvent before returning, so it is durable before the response is sent. A

@@ -20,7 +20,7 @@ interface Entry {
 /**
  * Locks a client id out of the token endpoint for a short while after repeated failed client
  * assertions (bad signature, unknown key, expired, replayed jti, unknown client...), so a
- * stolen client id cannot be tried against endlessly (issue 10 §1.5).
+ * stolen client id cannot be tried against endlessly.
  *
  * Keyed on the client id the request *claims*, known or not, and the answer is the same for
  * both: the lockout says nothing about which clients exist. A successful token request clears

@@ -1,5 +1,5 @@
 /**
- * Which referrals a caller may read (issue 4 §4): the referrer sees the referrals it placed; a
+ * Which referrals a caller may read: the referrer sees the referrals it placed; a
  * participant with the `physician` role sees only those its clinicians requested, through the
  * referrer it acts for (network `actsFor`); and a referrer token issued for one practitioner
  * (`practitioner` in the token request) narrows the referrer to that clinician's referrals.

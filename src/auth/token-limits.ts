@@ -15,7 +15,7 @@ export interface TokenLimitSettings {
 const CLIENT_ID = /^[A-Za-z0-9._~-]{1,128}$/;
 
 /**
- * The abuse limits of `POST /auth/token` (issue 10 §1.5): per address before the body is read,
+ * The abuse limits of `POST /auth/token`: per address before the body is read,
  * then per claimed client id a lockout after repeated failed assertions and a request rate,
  * both before the assertion is verified (refusing is cheaper than verifying).
  *

@@ -1,5 +1,5 @@
 /**
- * Concordance (issue 14 §5): how one returned opinion compares with the referral's first
+ * Concordance: how one returned opinion compares with the referral's first
  * opinion, on the points the comparison already has. Pure: the opinion's own agreement codes,
  * its coded diagnoses and preferred option in; two classes out.
  *

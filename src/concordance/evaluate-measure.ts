@@ -1,5 +1,5 @@
 /**
- * `GET /fhir/Measure/{id}/$evaluate-measure` (issue 14 §5): the second-opinion concordance
+ * `GET /fhir/Measure/{id}/$evaluate-measure`: the second-opinion concordance
  * Measure evaluated over the opinions returned in a period, for the caller's own organization
  * only: a referrer counts the opinions on its referrals, a consulting clinic its own opinions,
  * an auditor all of them (or one organization's, as `subject`). Counted in one SQL statement

@@ -1,5 +1,5 @@
 /**
- * The parameters of `GET /fhir/Measure/{id}/$evaluate-measure` (issue 14 §5), checked once: the
+ * The parameters of `GET /fhir/Measure/{id}/$evaluate-measure`, checked once: the
  * period (required, as R4's operation defines it), an optional `subject` (an Organization) and
  * an optional `kind` (a second-opinion kind code). Anything else, a repeated parameter or a bad
  * value is a 400 naming the parameter. Pure.

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, describeConfig, loadConfig } from './config.ts';
+import { ConfigError, describeConfig, loadConfig, RETIRED_SETTINGS } from './config.ts';
 
 describe('loadConfig', () => {
   it('applies defaults: embedded PGlite in ./data, generated signing key, example network', () => {
@@ -24,6 +24,36 @@ describe('loadConfig', () => {
     const problems = (error as ConfigError).problems.map((p) => p.split(':')[0]).sort();
     expect(problems).toEqual(['ACCESS_TOKEN_TTL_SECONDS', 'DATABASE_URL', 'LOG_LEVEL', 'PORT']);
     expect((error as ConfigError).message).toContain('DATABASE_URL: must be a postgres:// or postgresql:// URL');
+  });
+
+  it('refuses a retired setting at start-up, naming its replacement and the converted value', () => {
+    const problemsOf = (env: NodeJS.ProcessEnv): string[] => {
+      try {
+        loadConfig(env);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).problems;
+      }
+      return [];
+    };
+    expect(problemsOf({ SHUTDOWN_TIMEOUT_MS: '30000' })).toEqual([
+      'SHUTDOWN_TIMEOUT_MS: no longer read, renamed SHUTDOWN_TIMEOUT_SECONDS (seconds, not milliseconds); set SHUTDOWN_TIMEOUT_SECONDS=30 instead and remove SHUTDOWN_TIMEOUT_MS',
+    ]);
+    // Rounded up, so a short budget never becomes 0; a value that is no number gets no suggestion.
+    expect(problemsOf({ SHUTDOWN_TIMEOUT_MS: '2500' })[0]).toContain('set SHUTDOWN_TIMEOUT_SECONDS=3 instead');
+    expect(problemsOf({ SHUTDOWN_TIMEOUT_MS: 'soon' })[0]).toContain('set SHUTDOWN_TIMEOUT_SECONDS instead');
+    // Refused even beside the new name, and listed with the other problems.
+    expect(problemsOf({ SHUTDOWN_TIMEOUT_MS: '30000', SHUTDOWN_TIMEOUT_SECONDS: '30', PORT: 'eighty' }).map((p) => p.split(':')[0])).toEqual(['SHUTDOWN_TIMEOUT_MS', 'PORT']);
+    // Unset, or set to the new name only: no problem.
+    expect(loadConfig({ SHUTDOWN_TIMEOUT_SECONDS: '30' }).shutdownTimeoutSeconds).toBe(30);
+  });
+
+  it('no retired setting name is still a setting, and each replacement is one', () => {
+    const names = new Set(describeConfig().map((s) => s.name));
+    for (const [old, retired] of Object.entries(RETIRED_SETTINGS)) {
+      expect(names.has(old), old).toBe(false);
+      expect(names.has(retired.replacement), retired.replacement).toBe(true);
+    }
   });
 
   it('production needs a real network file and signing key: no defaults for secrets', () => {

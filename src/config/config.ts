@@ -179,7 +179,7 @@ export interface Config {
   deliveryAttemptTimeoutSeconds: number;
   /** Post-backs one replica runs at once (DELIVERY_CONCURRENCY). */
   deliveryConcurrency: number;
-  /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in (issue 14 §2). */
+  /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in. */
   followUps: { limit: number; windowDays: number };
   jobSuperviseIntervalSeconds: number;
   webhook: { retryLimit: number; retryDelaySeconds: number; timeoutMs: number };
@@ -187,11 +187,11 @@ export interface Config {
   /** How long AuditEvents are kept before `npm run audit:export` may take them (default 6 years). */
   auditRetention: AuditRetention;
   auditRetentionCheckIntervalSeconds: number;
-  /** Topic-based Subscriptions (issue 12 §3): heartbeat floor and the heartbeat sweep's interval, seconds. */
+  /** Topic-based Subscriptions: heartbeat floor and the heartbeat sweep's interval, seconds. */
   subscriptions: { minHeartbeatSeconds: number; heartbeatSweepSeconds: number };
   /** Express `trust proxy`: false, a hop count, or the trusted proxies' addresses and subnets. */
   trustProxy: false | number | string[];
-  /** Abuse limits per replica (issue 10 §1.5); a limit of 0 is off. */
+  /** Abuse limits per replica; a limit of 0 is off. */
   rateLimits: {
     token: TokenLimitSettings;
     api: { perAddress: Rate; perClient: Rate };
@@ -227,11 +227,46 @@ export function loadConfigOrExit(env: NodeJS.ProcessEnv, exitCode: number): Conf
   }
 }
 
-/** Parses the environment; throws ConfigError listing every problem. */
+/** A setting that was renamed, and how an old value becomes a value of the new one. */
+export interface RetiredSetting {
+  replacement: string;
+  /** How the meaning changed, for the message, e.g. "seconds, not milliseconds". */
+  change: string;
+  /** The old value as a value of the new setting; undefined when it cannot be converted. */
+  convert: (old: string) => string | undefined;
+}
+
+const msToSeconds = (old: string): string | undefined => {
+  const ms = Number(old);
+  return old.trim() !== '' && Number.isFinite(ms) && ms > 0 ? String(Math.ceil(ms / 1000)) : undefined;
+};
+
+/**
+ * Settings that were renamed. Nothing reads the old names any more, so an operator still setting
+ * one would silently lose the setting: the service refuses to start instead and names the new one.
+ */
+export const RETIRED_SETTINGS: Readonly<Record<string, RetiredSetting>> = {
+  SHUTDOWN_TIMEOUT_MS: { replacement: 'SHUTDOWN_TIMEOUT_SECONDS', change: 'seconds, not milliseconds', convert: msToSeconds },
+};
+
+/** One problem for each retired setting the environment still sets. */
+function retiredSettingProblems(env: NodeJS.ProcessEnv): string[] {
+  return Object.entries(RETIRED_SETTINGS).flatMap(([name, retired]) => {
+    const old = env[name];
+    if (old === undefined) return [];
+    const value = retired.convert(old);
+    const instead = value === undefined ? retired.replacement : `${retired.replacement}=${value}`;
+    return [`${name}: no longer read, renamed ${retired.replacement} (${retired.change}); set ${instead} instead and remove ${name}`];
+  });
+}
+
+/** Parses the environment; throws ConfigError listing every problem (retired settings first). */
 export function loadConfig(env: NodeJS.ProcessEnv): Config {
+  const retired = retiredSettingProblems(env);
   const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`));
+  if (!parsed.success || retired.length > 0) {
+    const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.') || 'environment'}: ${i.message}`);
+    throw new ConfigError([...retired, ...problems]);
   }
   const e = parsed.data;
   const dataDir = path.resolve(e.DATA_DIR);

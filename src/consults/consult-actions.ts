@@ -1,5 +1,5 @@
 /**
- * What a consulting clinic does with its Task (issue 4 §1): acknowledge it (received, issue 14),
+ * What a consulting clinic does with its Task: acknowledge it (received),
  * accept, decline (with a reason), start, ask the referrer for more information, and confirm a cancellation the referrer asked
  * for. Each is one transaction: the new Task version and its Provenance (and, when the last
  * Task ends, the referral's new status). Submitting the opinion is `submit-opinion.ts`.

@@ -1,5 +1,5 @@
 /**
- * The overdue sweep (issue 4 §4): a periodic job that marks consult Tasks past their due date
+ * The overdue sweep: a periodic job that marks consult Tasks past their due date
  * (`restriction.period.end`) with business status `overdue`, so worklists, summaries, FHIR
  * searches and webhooks all show it.
  *

@@ -1,5 +1,5 @@
 /**
- * The referrer's side of the consult lifecycle (issue 4 §1):
+ * The referrer's side of the consult lifecycle:
  * - `POST /second-opinions/{id}/cancel` ({reason}): Tasks not yet in progress are cancelled at
  *   once; a Task in progress gets business status cancellation-requested, and its consultant
  *   either confirms (cancelled) or completes. When every Task has ended the referral ends.

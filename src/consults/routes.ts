@@ -38,7 +38,7 @@ function sendTask(res: Response, task: Task): void {
   res.type(FHIR_JSON).send(JSON.stringify(task));
 }
 
-/** `GET /consults` and `POST /consults/{taskId}/{action}` (issue 4 §1). */
+/** `GET /consults` and `POST /consults/{taskId}/{action}`. */
 export function createConsultRouter(deps: ConsultRouterDeps): Router {
   const router = Router();
   const json = express.json({ type: JSON_TYPES, limit: deps.bodyLimitBytes, strict: true });

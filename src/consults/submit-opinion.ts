@@ -1,5 +1,5 @@
 /**
- * `POST /consults/{taskId}/opinion` (issue 4 §2-§3): the consultant's opinion completes its
+ * `POST /consults/{taskId}/opinion`: the consultant's opinion completes its
  * Task. One statement writes the consult note (DocumentReference, readable by the referrer
  * and this consultant), its Provenance, the completed Task pointing at it, the delivery row
  * and the durable `deliver-opinion` job; so the post-back exists exactly when the opinion
@@ -74,7 +74,7 @@ export async function submitOpinion(taskId: string, opinion: Opinion, caller: Ca
       ...concordanceOf(firstOpinion, opinion),
     });
     const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
-    // When every other Task has ended, this opinion ends the referral too: completed (DESIGN.md: ServiceRequest active -> completed | revoked).
+    // When every other Task has ended, this opinion ends the referral too: completed (ServiceRequest active -> completed | revoked).
     const settles = serviceRequest.status === 'active' && otherTasks.every((t) => isTerminal(t.status));
     const job: DeliverOpinionJob = { deliveryId: noteId };
     const { updated } = await tx.write({

@@ -1,5 +1,5 @@
 /**
- * The consultant Task's state machine (DESIGN.md "FHIR model: Task"; issue 4 §1), as one
+ * The consultant Task's state machine (docs/consults.md), as one
  * table: every action, the statuses it may start from, the status it leads to, and who may
  * take it. Everything that changes a Task's status goes through `planTransition`, so the
  * rules live here and nowhere else.

@@ -1,5 +1,5 @@
 /**
- * Changing a consultant Task (issue 4 §1): the one place a Task's status moves. Checks the
+ * Changing a consultant Task: the one place a Task's status moves. Checks the
  * transition table (who may take the action, from which status), the caller's `If-Match`
  * version, and writes the new Task version with a Provenance in the caller's transaction.
  * A concurrent change of the same Task makes the slower writer fail with 412 (the store's
@@ -100,7 +100,7 @@ export async function transitionTask(tx: ResourceStore, args: TransitionArgs): P
 
 /**
  * When every Task of a referral has ended, the referral ends too: `completed` when at least
- * one opinion came back, `revoked` otherwise (DESIGN.md: ServiceRequest active -> completed | revoked).
+ * one opinion came back, `revoked` otherwise (ServiceRequest active -> completed | revoked).
  */
 export async function settleReferral(tx: ResourceStore, serviceRequestId: string, taskIds: readonly string[]): Promise<ServiceRequest | undefined> {
   const tasks = await tx.readMany<Task>('Task', taskIds, 'system');

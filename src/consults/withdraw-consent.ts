@@ -1,5 +1,5 @@
 /**
- * Consent withdrawn (issue 14 §4): `POST /second-opinions/{id}/consent-withdrawal`
+ * Consent withdrawn: `POST /second-opinions/{id}/consent-withdrawal`
  * `{ consultants?, reason? }`, the referrer recording, on the patient's behalf, that the patient no
  * longer consents to the records reaching some (or, without `consultants`, all) of the referral's
  * consulting clinics; and the same step when the service finds the EHR's Consent has become

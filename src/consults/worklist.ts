@@ -1,5 +1,5 @@
 /**
- * `GET /consults` (issue 4 §1): the consulting clinic's worklist. Its Tasks that are ready for
+ * `GET /consults`: the consulting clinic's worklist. Its Tasks that are ready for
  * it (the record set was disclosed to it, or it is already working on them), with what a
  * clinician triages by: patient, kind, question, priority, due date, overdue, the record set,
  * and the actions allowed now. The same Tasks are searchable over FHIR (`Task?owner=`).
@@ -30,7 +30,7 @@ export interface WorklistItem {
     kind?: string;
     kindDisplay?: string;
     question?: string;
-    /** The patient's and the physician's own questions, by index: the opinion answers each (issue 14 §1). */
+    /** The patient's and the physician's own questions, by index: the opinion answers each. */
     questions: ReferralQuestion[];
     priority?: string;
     reviewType?: string;

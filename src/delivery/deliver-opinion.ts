@@ -1,5 +1,5 @@
 /**
- * The `deliver-opinion` job (issue 4 §3): posts a consult note into the referring clinician's
+ * The `deliver-opinion` job: posts a consult note into the referring clinician's
  * EHR exactly once, then a Communication telling the requesting practitioner the opinion is
  * in. Exactly once rests on the EHR, not on us: both are conditional creates on identifiers
  * this service owns (`If-None-Exist: identifier=system|value`), so a retry after a crash,
@@ -10,7 +10,7 @@
  * a crash is counted by the next (`attempts` is at least the queue's attempt number, and that
  * attempt's AuditEvent says which attempt it was).
  *
- * Failures are classified once (outbound-errors.ts `classifyFailure`, issue 11 §1.4): a transient
+ * Failures are classified once (outbound-errors.ts `classifyFailure`): a transient
  * one (EHR down, busy, slow) is retried with backoff, not before the EHR's `Retry-After`; a
  * permanent one (403, 400, 404, 422, 401 after a fresh token...) stops at once, since the same
  * request would get the same answer until someone fixes the configuration. Either way, once it

@@ -1,10 +1,10 @@
 /**
- * `GET /admin/deliveries` (issue 11 §1.4): the post-backs an operator looks at before fixing a
+ * `GET /admin/deliveries`: the post-backs an operator looks at before fixing a
  * referring EHR's configuration and re-driving (`POST /admin/deliveries/{id}/retry`): newest
  * change first, each with its status, attempts, the last error and the EHR's OperationOutcome
  * as kept. Ids and what the EHR answered only: no opinion text, no patient. Opinions
- * (`kind: opinion`, id the consult note's) and answers to follow-up questions (issue 14 §2,
- * `kind: follow-up-answer`, id the question's) alike.
+ * (`kind: opinion`, id the consult note's) and answers to follow-up questions
+ * (`kind: follow-up-answer`, id the question's) alike.
  */
 import type { OperationOutcome } from '@medplum/fhirtypes';
 import { desc, eq, isNotNull } from 'drizzle-orm';

@@ -1,9 +1,9 @@
 /**
- * `POST /admin/deliveries/{id}/retry` (issue 4 §3): after the post-back gave up (every retry
+ * `POST /admin/deliveries/{id}/retry`: after the post-back gave up (every retry
  * failed), an auditor or admin sends it again once the referring EHR is fixed. The delivery
  * row is locked, so two re-drives never schedule two jobs; the job's own conditional create
  * keeps the EHR at one copy whatever happens. The id is an opinion's (its consult note's) or a
- * follow-up question's, whose answer's post-back is re-driven the same way (issue 14 §2).
+ * follow-up question's, whose answer's post-back is re-driven the same way.
  */
 import { notFound, OperationOutcomeError } from '@medplum/core';
 import type { OperationOutcome } from '@medplum/fhirtypes';

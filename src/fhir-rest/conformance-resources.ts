@@ -1,6 +1,6 @@
 /**
- * Our conformance resources served read-only (issue 12): the CodeSystems, ValueSets,
- * StructureDefinitions and the concordance Measure (issue 14 §5) compiled from profiles/ (profiles/generated/profiles.json, `npm run
+ * Our conformance resources served read-only: the CodeSystems, ValueSets,
+ * StructureDefinitions and the concordance Measure compiled from profiles/ (profiles/generated/profiles.json, `npm run
  * profiles`), so every canonical the service puts in a resource (a code system, a value set, a
  * profile in `meta.profile`, an extension url) resolves with a plain FHIR read or
  * `GET /fhir/{Type}?url=`. An EHR set to `profiles: keep` may look our profiles up this way.

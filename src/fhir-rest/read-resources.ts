@@ -15,12 +15,12 @@ import { countInMemory, searchInMemory } from './directory-search.ts';
 import { resolveIncludes } from './search-includes.ts';
 
 /**
- * The FHIR read API (issue 2 §7) as plain functions: no Express in here. Every call sees
+ * The FHIR read API as plain functions: no Express in here. Every call sees
  * only what belongs to the caller's participant; anything else is "not found".
  *
  * Every read, vread, history and search of a served type is authorized here (scope, and the
  * auditor role for AuditEvent) and leaves an AuditEvent, success or refused, stored before the
- * result is returned (issue 3 §5). Reads of AuditEvents are audited too, as BALP does; the
+ * result is returned. Reads of AuditEvents are audited too, as BALP does; the
  * audit write itself goes straight to the store, so there is no recursion. A request for a
  * type this endpoint does not serve is not audited: no resource of it can be read here.
  */

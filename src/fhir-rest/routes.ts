@@ -82,7 +82,7 @@ function sendUpdated(res: Response, task: Task | ServiceRequest): void {
 }
 
 /**
- * `PUT` and `PATCH /fhir/Task/{id}` (issue 12 §2): the FHIR door of the consult actions and the
+ * `PUT` and `PATCH /fhir/Task/{id}`: the FHIR door of the consult actions and the
  * referrer's cancel and answers; `PUT /fhir/ServiceRequest/{id}`: the referrer revokes its
  * referral. Mounted before `createFhirRouter`, whose catch-all refuses other writes.
  */
@@ -109,7 +109,7 @@ export function createFhirTaskRouter(deps: FhirTaskRouterDeps): Router {
 }
 
 /**
- * `GET /fhir/Measure/{id}/$evaluate-measure` (issue 14 §5): the concordance figures of the
+ * `GET /fhir/Measure/{id}/$evaluate-measure`: the concordance figures of the
  * caller's own organization as a MeasureReport. Behind the bearer token (the Measure itself is
  * public, with the conformance resources); mounted before the read API.
  */

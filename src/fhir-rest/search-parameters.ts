@@ -51,7 +51,7 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
     { name: 'subject', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('ServiceRequest-subject') },
     { name: 'status', kind: 'token', path: ['status'], documentation: 'ServiceRequest status', definition: base('ServiceRequest-status') },
   ],
-  // AuditEvents are read by auditors only (issue 3 §5), through the 'system' reader.
+  // AuditEvents are read by auditors only, through the 'system' reader.
   AuditEvent: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
     { name: 'entity', kind: 'reference', path: ['entity[]', 'what'], documentation: 'A resource the event is about (Task/{id}, ServiceRequest/{id}, Bundle/{id}, DocumentReference/{id}, Binary/{id}, Subscription/{id})', definition: base('AuditEvent-entity') },
@@ -68,7 +68,7 @@ export const SEARCH_PARAMETERS: Partial<Record<ResourceType, SearchParamDef[]>> 
     { name: 'patient', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('clinical-patient') },
     { name: 'subject', kind: 'reference', path: ['subject'], target: 'Patient', documentation: PATIENT_DOC, definition: base('DocumentReference-subject') },
   ],
-  // Follow-up questions and answers after an opinion (issue 14 §2): the referrer and that consultant read them.
+  // Follow-up questions and answers after an opinion: the referrer and that consultant read them.
   Communication: [
     { name: '_id', kind: 'id', path: ['id'], documentation: 'Logical id', definition: base('Resource-id') },
     { name: 'based-on', kind: 'reference', path: ['basedOn[]'], target: 'Task', documentation: "The consultant's Task the question or answer belongs to (Task/{id} or bare id)", definition: base('Communication-based-on') },

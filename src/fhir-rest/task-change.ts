@@ -1,5 +1,5 @@
 /**
- * What a FHIR update of a Task means (issue 12 §2): the difference between the stored Task and
+ * What a FHIR update of a Task means: the difference between the stored Task and
  * the one a clinic (or the referrer) sends, turned into one action of the transition table
  * (src/consults/task-transitions.ts) with the same input the JSON door builds. Pure: no store,
  * no caller; the use case (update-task.ts) runs the action through the same use cases as

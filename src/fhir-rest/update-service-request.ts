@@ -1,5 +1,5 @@
 /**
- * `PUT /fhir/ServiceRequest/{id}` (issue 12 §2): the referrer revokes its referral with a FHIR
+ * `PUT /fhir/ServiceRequest/{id}`: the referrer revokes its referral with a FHIR
  * update, as `POST /second-opinions/{id}/cancel` does. One model, several doors: the update is
  * read as the one change it may be (`status` active -> revoked, the reason in a new `note`) and
  * handed to `cancelReferral`, whose checks, Task transitions, Provenance and audit are the

@@ -1,5 +1,5 @@
 /**
- * `PUT /fhir/Task/{id}` and `PATCH /fhir/Task/{id}` (issue 12 §2): clinics work their Tasks,
+ * `PUT /fhir/Task/{id}` and `PATCH /fhir/Task/{id}`: clinics work their Tasks,
  * and referrers cancel them or answer their requests for information, with FHIR updates. One
  * model, several doors: the update is read as one action of the transition table
  * (task-change.ts) and handed to the same use case the JSON door calls (`actOnConsult`,

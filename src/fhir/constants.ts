@@ -14,15 +14,15 @@ export const PROFILE = {
   recordSet: `${CANONICAL_BASE}/StructureDefinition/record-set-bundle`,
   consultNote: `${CANONICAL_BASE}/StructureDefinition/consult-note`,
   firstOpinion: `${CANONICAL_BASE}/StructureDefinition/first-opinion`,
-  /** A follow-up question to a consultant after its opinion, or the consultant's answer (issue 14 §2). */
+  /** A follow-up question to a consultant after its opinion, or the consultant's answer. */
   followUpCommunication: `${CANONICAL_BASE}/StructureDefinition/follow-up-communication`,
-  /** The MeasureReport of `$evaluate-measure` on the concordance Measure (issue 14 §5). */
+  /** The MeasureReport of `$evaluate-measure` on the concordance Measure. */
   concordanceReport: `${CANONICAL_BASE}/StructureDefinition/concordance-measure-report`,
 } as const;
 
 /** The Measure this service publishes (an FSH Instance in profiles/, served with the conformance resources). */
 export const MEASURE = {
-  /** Second-opinion concordance: how often opinions change the diagnosis or the plan (issue 14 §5). */
+  /** Second-opinion concordance: how often opinions change the diagnosis or the plan. */
   concordance: `${CANONICAL_BASE}/Measure/second-opinion-concordance`,
 } as const;
 
@@ -170,14 +170,14 @@ export const PARTICIPANT_ROLE_DISPLAY = {
   operator: 'Operator',
 } as const;
 
-/** Who asked a referral question (CodeSystem question-asker, terminology.fsh; issue 14 §1). */
+/** Who asked a referral question (CodeSystem question-asker, terminology.fsh). */
 export const QUESTION_ASKER_DISPLAY = { patient: 'Patient', physician: 'Physician' } as const;
 
 export const REFERRAL_CATEGORY = { system: SYSTEM.snomed, code: '3457005', display: 'Patient referral' } as const;
 export const SECOND_OPINION_REASON = { system: SYSTEM.v2ReferralReason, code: 'S', display: 'Second Opinion' } as const;
 export const TASK_CODE_FULFILL = { system: SYSTEM.taskCode, code: 'fulfill', display: 'Fulfill the focal request' } as const;
 
-/** LOINC document types used across the service (DESIGN.md). */
+/** LOINC document types used across the service. */
 export const LOINC_DOC = {
   operativeNote: { code: '11504-8', display: 'Surgical operation note' },
   pathology: { code: '11526-1', display: 'Pathology study' },
@@ -192,7 +192,7 @@ export const LOINC_DOC = {
 
 export const FHIR_JSON = 'application/fhir+json';
 
-/** Record-set checklist codes (issue 3 §3): report categories besides the LOINC document types. */
+/** Record-set checklist codes: report categories besides the LOINC document types. */
 export const REPORT_CATEGORY = {
   /** HL7 v2 table 0074 "Diagnostic Service Section ID" (the R4 DiagnosticReport.category example value set). */
   v2System: 'http://terminology.hl7.org/CodeSystem/v2-0074',
@@ -203,7 +203,7 @@ export const REPORT_CATEGORY = {
   radiologyLoinc: 'LP29684-5',
 } as const;
 
-/** Consent evaluation (issue 3 §4): R4 Consent code systems. */
+/** Consent evaluation: R4 Consent code systems. */
 export const CONSENT_SYSTEM = {
   participationType: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType',
   consentScope: 'http://terminology.hl7.org/CodeSystem/consentscope',

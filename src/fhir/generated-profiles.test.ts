@@ -122,7 +122,7 @@ const concordanceReport = buildConcordanceReport(
   concordanceParameters,
   new Date('2026-12-31T12:00:00Z'),
 );
-// A referral with the patient's and the physician's questions, and an opinion answering them (issue 14 §1).
+// A referral with the patient's and the physician's questions, and an opinion answering them.
 const referralWithQuestions = makeReferralServiceRequest({
   note: [{ text: 'Is a revision needed?' }, ...questionNotes([{ text: 'Will I be able to kneel again?', askedBy: 'patient' }, { text: 'Cemented or not?', askedBy: 'physician' }])],
 });

@@ -1,5 +1,5 @@
 /**
- * Which second-opinion kind a referral's codes name (issue 12 §1). Our own CodeSystem
+ * Which second-opinion kind a referral's codes name. Our own CodeSystem
  * (`SYSTEM.kind`, published as the `second-opinion-kind` CodeSystem and ValueSet in profiles/)
  * names every kind; an EHR that does not know it sends the SNOMED CT or LOINC codes it has,
  * and those that identify a kind are recognised here. Kinds without a standard code

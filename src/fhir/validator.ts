@@ -1,6 +1,6 @@
 /**
- * Runtime validation of every FHIR resource the service stores or sends (STYLE.md "Validate
- * twice"): FHIR R4 base rules plus our profiles in profiles/ (compiled to
+ * Runtime validation of every FHIR resource the service stores or sends, on
+ * the way in and on the way out: FHIR R4 base rules plus our profiles in profiles/ (compiled to
  * profiles/generated/profiles.json by `npm run profiles`).
  *
  * Two engines giving the same verdicts (src/fhir/generated-profiles.test.ts lists the few

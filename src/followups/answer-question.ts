@@ -1,5 +1,5 @@
 /**
- * `POST /consults/{taskId}/answers` (issue 14 §2): the consulting clinic answers a follow-up
+ * `POST /consults/{taskId}/answers`: the consulting clinic answers a follow-up
  * question on its Task. One statement writes the answer (a Communication `inResponseTo` the
  * question, readable by the referrer and this clinic only), its Provenance, the thread's row
  * (answered, post-back pending) and the durable `deliver-follow-up-answer` job, so the post-back

@@ -1,5 +1,5 @@
 /**
- * `POST /second-opinions/{id}/consultants/{participant}/questions` (issue 14 §2): after a
+ * `POST /second-opinions/{id}/consultants/{participant}/questions`: after a
  * consulting clinic's opinion has reached the referrer's EHR, the referrer asks it a follow-up
  * question. Allowed only once that opinion is delivered (409 before), at most `FOLLOW_UP_LIMIT`
  * questions per consultant (the network file's `followUpLimit` for that clinic; 409 beyond) and

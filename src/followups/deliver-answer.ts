@@ -1,5 +1,5 @@
 /**
- * The `deliver-follow-up-answer` job (issue 14 §2): posts a follow-up question and the
+ * The `deliver-follow-up-answer` job: posts a follow-up question and the
  * consultant's answer into the referring EHR, exactly once, the way the opinion is posted
  * (delivery/deliver-opinion.ts): each is a conditional create on an identifier this service owns
  * (`If-None-Exist: identifier=<follow-up-id system>|<our id>`), so a retry, a replayed job or a

@@ -1,5 +1,5 @@
 /**
- * The resources of a follow-up thread (issue 14 §2): the referrer's question and the
+ * The resources of a follow-up thread: the referrer's question and the
  * consultant's answer as `follow-up-communication` Communications about the consultant's Task,
  * each with its Provenance, and when the answer is due.
  *

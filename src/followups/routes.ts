@@ -21,7 +21,7 @@ const requireJson: RequestHandler = (req, _res, next) => {
 };
 
 /**
- * Follow-up questions (issue 14 §2): the referrer asks a consultant after its opinion
+ * Follow-up questions: the referrer asks a consultant after its opinion
  * (`POST /second-opinions/{id}/consultants/{participant}/questions`), the consultant answers on
  * its Task (`POST /consults/{taskId}/answers`). Both answer 201 with the new Communication's URL.
  */

@@ -1,5 +1,5 @@
 /**
- * Each consultant's follow-up thread (issue 14 §2) as the referral summary, the comparison and
+ * Each consultant's follow-up thread as the referral summary, the comparison and
  * the clinic's worklist show it: every question with when it was asked and when its answer is
  * due, the answer and when it came, and the answer's post-back to the referrer's EHR. One
  * statement for any number of Tasks; the texts come from the Communications as the caller may

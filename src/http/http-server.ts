@@ -3,7 +3,7 @@ import { Server as NetServer } from 'node:net';
 import type { HttpServerLimits } from '../config/config.ts';
 
 /**
- * The HTTP server of the service with its connection limits (issue 10 §1.5): idle and
+ * The HTTP server of the service with its connection limits: idle and
  * slow-loris connections (headers or body trickling in) are cut with a 408 and keep-alive is
  * bounded in time and in requests.
  *

@@ -3,7 +3,7 @@ import { rulesFitting } from '../access/route-rules.ts';
 import { SEARCH_PARAMETERS } from '../fhir-rest/search-parameters.ts';
 
 /**
- * The request path as the request log line carries it (issue 10 §1.2: no log line carries
+ * The request path as the request log line carries it (no log line carries
  * request content). A path is written by the caller, who can put anything in it: a medical
  * record number, a name, its own request id (`GET /second-opinions/REQ-1001`). So the line
  * carries the matched route with a parameter's value only where it is one this service makes

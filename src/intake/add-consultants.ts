@@ -1,5 +1,5 @@
 /**
- * `POST /second-opinions/{id}/consultants` (issue 14 §3): the referrer adds consulting clinics
+ * `POST /second-opinions/{id}/consultants`: the referrer adds consulting clinics
  * to an open or completed referral, for example after two opinions disagree. Each new clinic
  * gets its own Task (due by the referral's priority), the ServiceRequest names it as a
  * performer and is active again, and its record set follows as at intake: consent is checked

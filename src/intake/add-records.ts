@@ -35,7 +35,7 @@ export interface AddRecordsResult {
 const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);
 
 /**
- * The referrer adds records to a referral (issue 3 §3), e.g. the operative note the
+ * The referrer adds records to a referral, e.g. the operative note the
  * checklist found missing. The documents join the ones named at intake and the record set
  * is assembled again by the durable job, as a new Bundle version: a record set already made
  * available to a consultant is never changed. Only the referrer that placed the referral may

@@ -51,7 +51,7 @@ export interface Referral {
 }
 
 /**
- * Builds the resources of one referral (DESIGN.md "FHIR model"): the ServiceRequest, one
+ * Builds the resources of one referral (docs/fhir.md, "FHIR model"): the ServiceRequest, one
  * Task per consultant, the first opinion as a ClinicalImpression (kept apart so a blinded
  * referral can withhold it) and the Provenance of the intake. Pure: ids and clock come in.
  */
@@ -201,7 +201,7 @@ function coding(c: { system: string; code: string; display?: string }): Coding {
 
 /**
  * The due date of the consultants' Tasks: the requested one, or now plus the configured
- * turnaround for the priority (DESIGN.md: commercial services promise 3 to 7 days).
+ * turnaround for the priority (commercial services promise 3 to 7 days).
  */
 export function dueDateFor(priority: 'routine' | 'urgent' | 'asap', now: Date, dueDays: Record<'routine' | 'urgent' | 'asap', number>, requested?: string): string {
   if (requested) return requested;

@@ -41,7 +41,7 @@ export interface IntakeResult {
 }
 
 /**
- * Intake of a second-opinion request (issue 2 §6): checks the clinical and network rules,
+ * Intake of a second-opinion request: checks the clinical and network rules,
  * then writes the ServiceRequest, one Task per consultant, the first opinion and a
  * Provenance in one transaction, with the durable job that assembles the record set. The
  * referrer's request id is the idempotency key.

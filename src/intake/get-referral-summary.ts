@@ -41,7 +41,7 @@ export interface ConsultantSummary {
    * diagnostics, expression) is `lastOutcome`.
    */
   delivery?: { id: string; status: string; attempts: number; lastError?: string; lastOutcome?: OperationOutcome; remoteDocument?: string; deliveredAt?: string };
-  /** Follow-up questions asked after the opinion (issue 14 §2): question, asked at, due, answer, answered at, the answer's post-back. */
+  /** Follow-up questions asked after the opinion: question, asked at, due, answer, answered at, the answer's post-back. */
   followUps: FollowUpEntry[];
 }
 
@@ -54,10 +54,10 @@ export interface ReferralSummary {
   reviewType?: string;
   blinded: boolean;
   authoredOn?: string;
-  /** The patient's and the physician's own questions, by index (issue 14 §1). */
+  /** The patient's and the physician's own questions, by index. */
   questions: ReferralQuestion[];
   consultants: ConsultantSummary[];
-  /** The latest record-set assembly (issue 3 §3): what is missing, what failed verification. */
+  /** The latest record-set assembly: what is missing, what failed verification. */
   recordSet: RecordSetSummary;
 }
 
@@ -92,16 +92,16 @@ export interface SummaryDeps {
   /** Maps a Task owner reference back to its participant. */
   participantByOrganization(reference: string): { id: string; name: string } | undefined;
   now: () => Date;
-  /** Every read of a referral, success or refused, is audited (issue 3 §5). */
+  /** Every read of a referral, success or refused, is audited. */
   audit: AuditLog;
 }
 
 
 /**
- * The referrer's view of one referral (issue 2 §6): each consultant's Task status,
+ * The referrer's view of one referral: each consultant's Task status,
  * business status and due date. Only the participant that placed the referral may read
- * it; anyone else gets 404, so ids reveal nothing. The read is audited, refused or not
- * (issue 3 §5): entities the ServiceRequest and its Tasks, and the patient.
+ * it; anyone else gets 404, so ids reveal nothing. The read is audited, refused or not:
+ * entities the ServiceRequest and its Tasks, and the patient.
  */
 export async function getReferralSummary(id: string, caller: Caller, deps: SummaryDeps): Promise<ReferralSummary> {
   const { summary } = await auditedRead(

@@ -22,7 +22,7 @@ export const referenceTo = (...types: string[]) => {
 export const DocumentRefSchema = z.strictObject({ reference: referenceTo('DocumentReference'), display: text(256).optional() });
 export type DocumentRef = z.output<typeof DocumentRefSchema>;
 
-/** The resource types a record named on the referrer's EHR may be (DESIGN: documents, plus reports and studies where relevant). */
+/** The resource types a record named on the referrer's EHR may be: documents, plus reports and studies where relevant. */
 export const RECORD_TYPES = ['DocumentReference', 'DiagnosticReport', 'ImagingStudy'] as const;
 export type RecordType = (typeof RECORD_TYPES)[number];
 
@@ -67,7 +67,7 @@ export type QuestionAsker = keyof typeof QUESTION_ASKER_DISPLAY;
 /** At most this many questions per referral: each one must be answered by every consultant. */
 export const MAX_QUESTIONS = 20;
 
-/** One of the patient's or the physician's own questions (issue 14 §1); its index is its position in `questions`. */
+/** One of the patient's or the physician's own questions; its index is its position in `questions`. */
 export const ReferralQuestionSchema = z.strictObject({ text: text(2000), askedBy: z.enum(QUESTION_ASKERS) });
 export type ReferralQuestion = z.output<typeof ReferralQuestionSchema>;
 

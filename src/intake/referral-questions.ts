@@ -1,5 +1,5 @@
 /**
- * The patient's and the physician's own questions on the referral (issue 14 §1): kept as
+ * The patient's and the physician's own questions on the referral: kept as
  * ServiceRequest notes after the clinical question, each marked by the `referral-question`
  * extension saying who asked it, so an EHR shows them as notes. A question's index is its
  * position among the notes so marked; the opinion answers each by that index.

@@ -29,7 +29,7 @@ const requireJson: RequestHandler = (req, _res, next) => {
   next();
 };
 
-/** `POST /second-opinions` and `GET /second-opinions/{id}` (issue 2 §6). */
+/** `POST /second-opinions` and `GET /second-opinions/{id}`. */
 export function createIntakeRouter(deps: IntakeRouterDeps): Router {
   const router = Router();
   const json = express.json({ type: JSON_TYPES, limit: deps.bodyLimitBytes, strict: true });
@@ -50,7 +50,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
     },
   );
 
-  // The first opinion and every returned opinion side by side (issue 4 §4): JSON, or HTML for people.
+  // The first opinion and every returned opinion side by side: JSON, or HTML for people.
   router.get('/second-opinions/:id/comparison', deps.guard('GET', '/second-opinions/:id/comparison'), async (req, res) => {
     const comparison = await getComparison(req.params.id as string, requireCaller(), { store: deps.summary.store, participantByOrganization: deps.summary.participantByOrganization, audit: deps.summary.audit, now: deps.summary.now });
     if (req.accepts(['application/json', 'text/html']) === 'text/html') {
@@ -65,7 +65,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
     res.json(await getReferralSummary(req.params.id as string, requireCaller(), deps.summary));
   });
 
-  // The referrer adds records (issue 3 §3): 202 and a new assembly, or 200 when nothing was new.
+  // The referrer adds records: 202 and a new assembly, or 200 when nothing was new.
   router.post(
     '/second-opinions/:id/records',
     deps.guard('POST', '/second-opinions/:id/records'),
@@ -82,7 +82,7 @@ export function createIntakeRouter(deps: IntakeRouterDeps): Router {
     },
   );
 
-  // The referrer adds consulting clinics (issue 14 §3): 201 with the new Tasks.
+  // The referrer adds consulting clinics: 201 with the new Tasks.
   router.post(
     '/second-opinions/:id/consultants',
     deps.guard('POST', '/second-opinions/:id/consultants'),

@@ -3,7 +3,7 @@ import type { Db } from '../store/database.ts';
 import type { StatementPart } from '../store/write-batch.ts';
 
 /**
- * The durable job queue the use cases depend on (DESIGN.md "Architecture", STYLE.md §8).
+ * The durable job queue the use cases depend on (docs/architecture.md).
  * Job data carries ids and versions, never whole resources or PHI: a handler re-reads the
  * current state before it acts, so a late or repeated run does no harm.
  */

@@ -40,7 +40,7 @@ const NO_JOB = '00000000-0000-0000-0000-000000000000';
 export const JOBS_PER_FETCH = 4;
 
 /**
- * JobQueue on pg-boss 12.35 (DESIGN.md: "Jobs run from a Postgres queue (pg-boss)").
+ * JobQueue on pg-boss 12.35: jobs run from a PostgreSQL queue.
  *
  * - PostgreSQL: pg-boss opens its own small pool (LISTEN/NOTIFY, SKIP LOCKED), so several
  *   replicas share the work and each job is fetched by one of them.

@@ -5,17 +5,17 @@ import type { QueuePolicy } from './job-queue.ts';
  * queue is created at start-up (PgBossQueue needs every name up front).
  */
 export const QUEUE = {
-  /** Pull the referral's record set from the referring EHR (issue 3). Data: ids and version only. */
+  /** Pull the referral's record set from the referring EHR. Data: ids and version only. */
   assembleRecordSet: 'assemble-record-set',
-  /** Post one opinion (consult note + Communication) to the referring EHR (issue 4 §3). Data: ids only. */
+  /** Post one opinion (consult note + Communication) to the referring EHR. Data: ids only. */
   deliverOpinion: 'deliver-opinion',
-  /** Post one follow-up answer (and its question) to the referring EHR (issue 14 §2). Data: the follow-up (question) id only. */
+  /** Post one follow-up answer (and its question) to the referring EHR. Data: the follow-up (question) id only. */
   deliverFollowUpAnswer: 'deliver-follow-up-answer',
-  /** Push one record-set version to a consulting clinic's own FHIR server (issue 12 §4). Data: the push id only. */
+  /** Push one record-set version to a consulting clinic's own FHIR server. Data: the push id only. */
   pushRecordSet: 'push-record-set',
   /** POST one signed, id-only notification of a Task change to a participant's webhook. Data: ids only. */
   notifyWebhook: 'notify-webhook',
-  /** POST one FHIR Subscription notification (handshake, heartbeat, event) to its endpoint (issue 12 §3). Data: ids only. */
+  /** POST one FHIR Subscription notification (handshake, heartbeat, event) to its endpoint. Data: ids only. */
   notifySubscription: 'notify-subscription',
 } as const;
 
@@ -81,7 +81,7 @@ export interface AssembleRecordSetJob {
 
 /**
  * An `assemble-record-set` job for consulting clinics added to a referral whose record set is
- * current (issue 14 §3): `taskIds` are their new Tasks, and `reuseBundleId` (the assembled
+ * current: `taskIds` are their new Tasks, and `reuseBundleId` (the assembled
  * record set) is what they receive once consent covers them; nothing is fetched again.
  */
 export interface ReuseRecordSetJob extends AssembleRecordSetJob {

@@ -2,7 +2,7 @@
  * A Map that never holds more than `maxEntries` keys: writing a key moves it to the end, and
  * past the cap the least recently written key is dropped. The abuse limits keep their
  * counters in these, keyed by addresses and client ids an attacker chooses, so their memory
- * must stay bounded whatever arrives (issue 10 §1.5).
+ * must stay bounded whatever arrives.
  */
 export class BoundedMap<K, V> {
   readonly maxEntries: number;

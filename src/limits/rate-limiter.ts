@@ -22,7 +22,7 @@ const TOLERANCE_MS = 0.001;
  * The clock is monotonic (`performance.now()`), not the service's business clock: tests fix
  * that one, and a limiter whose time stands still would never refill.
  *
- * Memory is bounded by `maxKeys` (issue 10 §1.5): a flood of distinct keys (addresses, made-up
+ * Memory is bounded by `maxKeys`: a flood of distinct keys (addresses, made-up
  * client ids) evicts the least recently seen ones, which only lets those start over.
  */
 export class RateLimiter {

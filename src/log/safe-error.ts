@@ -1,5 +1,5 @@
 /**
- * What of an error may reach a log line (issue 10 §1.2, §3): an allowlist, never redaction.
+ * What of an error may reach a log line: an allowlist, never redaction.
  *
  * Error messages are the usual way PHI reaches logs. drizzle's `DrizzleQueryError` message is
  * the failed SQL followed by every parameter (a whole intake request, a whole Task); a

@@ -1,5 +1,5 @@
 /**
- * The network as FHIR (issue 12 §5): an `Organization` for every participant and an `Endpoint`
+ * The network as FHIR: an `Organization` for every participant and an `Endpoint`
  * for every FHIR server the network file names, so a client discovers clinics and where to reach
  * them with plain FHIR reads and searches instead of our `/participants` JSON.
  *

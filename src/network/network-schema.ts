@@ -161,7 +161,7 @@ export const ParticipantSchema = z.looseObject({
   recordSet: z.enum(['pull', 'push']).optional(),
   /**
    * For a consulting clinic: how many follow-up questions a referrer may ask it after its
-   * opinion (issue 14 §2); replaces the service's `FOLLOW_UP_LIMIT` for this clinic.
+   * opinion; replaces the service's `FOLLOW_UP_LIMIT` for this clinic.
    */
   followUpLimit: z.number().int().min(0).max(50).optional(),
   /**

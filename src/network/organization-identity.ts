@@ -1,5 +1,5 @@
 /**
- * Recognising a participant's organization in resources that come from an EHR (issue 11 §1.1).
+ * Recognising a participant's organization in resources that come from an EHR.
  *
  * Every FHIR server assigns its own ids: the referring EHR names the consulting clinic as
  * `Organization/44e70d60-…`, never as the service's `Organization/lakeside`. So an EHR's

@@ -1,9 +1,9 @@
 /**
- * Webhook notifications (issue 4 §3): whenever a Task's status or business status changes
+ * Webhook notifications: whenever a Task's status or business status changes
  * (and when it is created), every participant that may read the Task and registered
  * `notify` in the network file gets an id-only JSON POST, signed (webhook-signature.ts).
  *
- * The same change stream feeds the FHIR Subscriptions (issue 12 §3): one observer, two kinds of
+ * The same change stream feeds the FHIR Subscriptions: one observer, two kinds of
  * recipients, webhooks from the network file and Subscriptions a participant created
  * (subscriptions/subscription-delivery.ts), each with its own durable job.
  *

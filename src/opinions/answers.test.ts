@@ -9,7 +9,7 @@ const questions: ReferralQuestion[] = [
   { text: 'How long off work?', askedBy: 'patient' },
 ];
 
-describe('answerProblems (issue 14 §1: every question answered, or why not)', () => {
+describe('answerProblems (every question answered, or why not)', () => {
   it('accepts one answer per question, in any order, a reason counting as an answer', () => {
     expect(answerProblems(questions, [{ question: 2 }, { question: 0 }, { question: 1 }])).toEqual([]);
   });

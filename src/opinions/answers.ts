@@ -1,5 +1,5 @@
 /**
- * The rule that an opinion answers the referral's questions point by point (issue 14 §1):
+ * The rule that an opinion answers the referral's questions point by point:
  * every question has exactly one answer (a text, or why it cannot be answered), and no answer
  * names a question that does not exist. Pure, so the JSON door and the FHIR Task door share it
  * through submitOpinion. The issues name questions by index and who asked them, never by their

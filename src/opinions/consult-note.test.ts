@@ -54,7 +54,7 @@ describe('consult note', () => {
     expect(() => validator.validate(noSummary)).toThrow(ResourceValidationError);
   });
 
-  it('keeps the answers to the referral questions (issue 14 §1), one second-opinion-answer each, and shows each question with its answer', () => {
+  it('keeps the answers to the referral questions, one second-opinion-answer each, and shows each question with its answer', () => {
     const answered = { ...opinion, answers: [{ question: 1, text: 'After <3> months' }, { question: 0, notAnswerable: 'No imaging sent' }] };
     const questions = [{ text: 'Can I <run>?', askedBy: 'patient' as const }, { text: 'When can she drive?', askedBy: 'physician' as const }];
     const doc = buildConsultNote({ ...args, opinion: answered, questions });

@@ -1,5 +1,5 @@
 /**
- * The opinion as a FHIR consult note (DESIGN.md "Opinion"; issue 4 §2): a DocumentReference
+ * The opinion as a FHIR consult note (docs/fhir.md, "FHIR model"): a DocumentReference
  * (LOINC 11488-4, profile `consult-note`) whose first attachment is the readable note, with
  * the structured points in the `second-opinion` extension, and a Provenance naming the
  * consultant. Pure: ids, clock and context come in.
@@ -61,7 +61,7 @@ export function opinionExtensions(opinion: OpinionPoints): Extension[] {
       ],
     }),
   );
-  // One second-opinion-answer per answer to a referral question, by its index (issue 14 §1).
+  // One second-opinion-answer per answer to a referral question, by its index.
   const answers = opinion.answers.map(
     (a): Extension => ({
       url: EXTENSION.secondOpinionAnswer,

@@ -1,5 +1,5 @@
 /**
- * The consultant's opinion as submitted (`POST /consults/{taskId}/opinion`, issue 4 §2): the
+ * The consultant's opinion as submitted (`POST /consults/{taskId}/opinion`): the
  * same points as the first opinion, so opinions can be compared side by side.
  */
 import { z } from 'zod';
@@ -36,7 +36,7 @@ const Attachment = z
   .refine((a) => Buffer.byteLength(a.data, 'base64') <= MAX_OPINION_ATTACHMENT_BYTES, { message: `must be at most ${MAX_OPINION_ATTACHMENT_BYTES} bytes`, path: ['data'] });
 
 /**
- * The answer to one of the referral's questions, by its index (issue 14 §1): a `text`, or, when
+ * The answer to one of the referral's questions, by its index: a `text`, or, when
  * it cannot be answered, `notAnswerable` saying why. Exactly one of the two.
  */
 export const AnswerSchema = z

@@ -1,5 +1,5 @@
 /**
- * The connection check for integrators (issue 11 §3): tries, against one participant's EHR as
+ * The connection check for integrators: tries, against one participant's EHR as
  * the network file describes it (its `fhir` block), everything the service will need there,
  * and returns a checklist. `npm run check-ehr` and `GET /admin/participants/{id}/check` are
  * thin adapters over {@link checkEhrConnection}.

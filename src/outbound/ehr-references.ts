@@ -1,5 +1,5 @@
 /**
- * References in what the service posts to an EHR (issue 11 §1.5).
+ * References in what the service posts to an EHR.
  *
  * An EHR that checks references on write refuses a resource pointing at anything it does not
  * hold ("Invalid reference (Not found)"), and one that does not check would store a dangling

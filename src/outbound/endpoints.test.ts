@@ -91,7 +91,7 @@ describe('createParticipantFhirClients', () => {
     expect(reports.slice(1)).toEqual([{ participantId: 'full', stage: 'granted', missing: ['system/DocumentReference.c', 'system/Communication.c'] }]);
   });
 
-  it("the client assertion's aud is the network file's fhir.tokenUrl exactly as written, trailing slash or not (issue 11 §1.7)", async () => {
+  it("the client assertion's aud is the network file's fhir.tokenUrl exactly as written, trailing slash or not", async () => {
     const ec = await generateKeyPair('ES384', { extractable: true });
     await writeFile(path.join(dir, 'aud.jwk.json'), JSON.stringify({ ...(await exportJWK(ec.privateKey)), kid: 'aud-key' }));
     const tokenUrls = { slash: 'https://slash.test/oauth2/token/', bare: 'https://bare.test/oauth2/token', origin: 'https://origin.test' };

@@ -84,7 +84,7 @@ describe('createFhirClient', () => {
     const tokens = countingTokens();
     const err = await createFhirClient({ baseUrl: BASE, tokenSource: tokens, timeoutMs: 2000 }).read('Patient', 'p1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutboundHttpError);
-    // Permanent: the one refresh already happened; retrying later will not change the answer (issue 11 §1.4).
+    // Permanent: the one refresh already happened; retrying later will not change the answer.
     expect(err).toMatchObject({ status: 401, failure: 'http', url: `${BASE}/Patient/p1`, outcome: outcome('login', 'Unauthorized'), retryable: false, failureClass: 'permanent' });
     expect((err as Error).message).toBe(`GET ${BASE}/Patient/p1 HTTP 401`);
     expect(tokens.issued).toBe(2);

@@ -12,7 +12,7 @@ import {
   sanitizeOAuthDescription,
 } from './outbound-errors.ts';
 
-describe('classifyFailure: transient or permanent (issue 11 §1.4)', () => {
+describe('classifyFailure: transient or permanent', () => {
   const fhir: [number, 'transient' | 'permanent'][] = [
     [400, 'permanent'],
     [401, 'permanent'],
@@ -127,7 +127,7 @@ describe("what is kept and shown of the EHR's answer", () => {
   });
 });
 
-describe('the token endpoint error_description (issue 11 §1.7)', () => {
+describe('the token endpoint error_description', () => {
   const assertion = 'eyJhbGciOiJFUzM4NCIsImtpZCI6InNlcnZpY2Utb3V0Ym91bmQifQ.eyJpc3MiOiJzby1zZXJ2aWNlIiwic3ViIjoic28tc2VydmljZSJ9.c2lnbmF0dXJlLWJ5dGVzLXRoYXQtYXJlLWxvbmctZW5vdWdo';
 
   it('is kept on the error and in its message', () => {

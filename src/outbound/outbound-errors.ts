@@ -122,8 +122,8 @@ export class OutboundAuthError extends OutboundError {
 
   /**
    * `oauthError` comes from the EHR and may be any printable text: logged only when shaped like an
-   * RFC 6749 code. The description is logged as sanitised when the error was built (issue 11
-   * §1.7): the token endpoint is sent no patient data, only our client id, scope and assertion,
+   * RFC 6749 code. The description is logged as sanitised when the error was built: the
+   * token endpoint is sent no patient data, only our client id, scope and assertion,
    * and the assertion (or anything shaped like a token) never survives the sanitising.
    */
   override [LOG_FIELDS](): LogFields {
@@ -134,7 +134,7 @@ export class OutboundAuthError extends OutboundError {
   }
 }
 
-/** Longest `error_description` kept (issue 11 §1.7). */
+/** Longest `error_description` kept. */
 export const MAX_OAUTH_DESCRIPTION = 200;
 const REDACTED = '[redacted]';
 /** A JWT or JWS (three base64url parts), or any long run of base64/base64url: tokens, assertions, keys. */
@@ -210,7 +210,7 @@ const TRANSIENT_STATUSES: Readonly<Record<'fhir' | 'token', ReadonlySet<number>>
 };
 
 /**
- * The one classification of outbound failures (issue 11 §1.4), for FHIR calls, attachment
+ * The one classification of outbound failures, for FHIR calls, attachment
  * fetches and the token endpoint:
  *
  * - transient: no response (connection refused or reset, DNS, timeout), 408, 425, 429, every 5xx,

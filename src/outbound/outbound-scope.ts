@@ -1,6 +1,6 @@
 /**
- * The SMART scopes the service needs on a referrer's EHR, derived from what it does there
- * (issue 11 §1.2): EHRs that enforce scopes (Medplum, most vendors) refuse anything else, and
+ * The SMART scopes the service needs on a referrer's EHR, derived from what it does there:
+ * EHRs that enforce scopes (Medplum, most vendors) refuse anything else, and
  * the post-back failed with 403 while the old default scope named no write at all.
  *
  * A participant's `fhir.scope` in the network file replaces the requested scope (to narrow or

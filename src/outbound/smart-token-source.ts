@@ -61,7 +61,7 @@ const TokenResponseSchema = z.looseObject({
  * https://hl7.org/fhir/smart-app-launch/backend-services.html#obtaining-an-access-token).
  *
  * Why our own rather than MedplumClient's login: MedplumClient cannot sign the assertion, sends
- * no `scope` and cannot re-sign on 401 (STACK.md). Like SMART client-js, tokens are cached until
+ * no `scope` and cannot re-sign on 401. Like SMART client-js, tokens are cached until
  * `expires_in − refreshSkewSeconds` and refreshed single-flight: any number of concurrent
  * getToken() calls share one token request. A failed request is not cached; the next call
  * tries again. Neither the assertion nor the token ever appears in an error message.

@@ -1,5 +1,5 @@
 /**
- * The operator's view of record-set pushes (issue 12 §4), as for the post-back
+ * The operator's view of record-set pushes, as for the post-back
  * (delivery/list-deliveries.ts, delivery/redrive.ts): `GET /admin/record-pushes` lists them with
  * the last error and the clinic server's OperationOutcome; `POST /admin/record-pushes/{id}/retry`
  * re-drives one that gave up, once the clinic's server or registration is fixed. Ids and what

@@ -1,6 +1,6 @@
 /**
  * The transaction Bundle that pushes one record-set version to a consulting clinic's own FHIR
- * server (issue 12 §4), and what its `transaction-response` says was created. Pure: the
+ * server, and what its `transaction-response` says was created. Pure: the
  * resources, the clinic's server and what an earlier push created there come in.
  *
  * What is pushed: a copy of every record of the set (DocumentReference, DiagnosticReport,

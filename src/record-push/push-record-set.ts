@@ -1,5 +1,5 @@
 /**
- * The `push-record-set` job (issue 12 §4): a consulting clinic whose network entry says
+ * The `push-record-set` job: a consulting clinic whose network entry says
  * `recordSet: push` receives each version of its record set on its own FHIR server, as one
  * transaction (push-bundle.ts says what is in it and why it is idempotent).
  *

@@ -1,5 +1,5 @@
 /**
- * Consulting clinics added to a referral whose record set is current (issue 14 §3) receive
+ * Consulting clinics added to a referral whose record set is current receive
  * that very record set: this `assemble-record-set` job checks the patient's consent for each
  * new clinic and grants it the assembled Bundle (its copies, attachments and Provenance), with
  * the referral and its own Task, in one transaction; nothing is fetched from the EHR but the

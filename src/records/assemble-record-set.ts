@@ -1,5 +1,5 @@
 /**
- * The `assemble-record-set` job (issue 3 §2-§4): pull the referral's records from the
+ * The `assemble-record-set` job: pull the referral's records from the
  * referring EHR, verify and store every attachment, build the record-set Bundle(s), check
  * completeness and consent, and move each consultant's Task on, all in one transaction.
  */
@@ -98,7 +98,7 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * Runs one attempt of the record assembly of a referral. Re-reads the current state first:
  * nothing is done for a ServiceRequest that is no longer active, whose Tasks are all terminal,
  * or that moved past the version the job was enqueued for (an earlier attempt finished).
- * Outbound failures are classified once (outbound-errors.ts `classifyFailure`, issue 11 §1.4):
+ * Outbound failures are classified once (outbound-errors.ts `classifyFailure`):
  * a transient one (EHR down, busy, slow) throws so the queue retries with backoff, not before the
  * EHR's `Retry-After`, and on the last attempt the assembly gives up instead; a permanent one
  * (a search, read, attachment fetch or token request refused: 403, 400, 401 after a fresh

@@ -1,5 +1,5 @@
 /**
- * The record assembly gives up (issue 14 §4): when the record set could not be assembled within
+ * The record assembly gives up: when the record set could not be assembled within
  * its retry budget (the referring EHR stayed unreachable through the last attempt, or refused a
  * read at once), every open Task of that assembly whose clinic has no record set yet can never be
  * worked on: it becomes `failed` through the transition table's `fail`, with `statusReason` in

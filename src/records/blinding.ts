@@ -1,5 +1,5 @@
 /**
- * Blinding of a record set (DESIGN.md "Domain rules"; issue 3 §4): knowing the first opinion
+ * Blinding of a record set: knowing the first opinion
  * can bias the second, so a blinded referral withholds the first clinician's assessment from
  * the consultant until the consultant has committed their own. Withheld records are kept
  * (stored apart) and released later; this module only decides which ones they are.

@@ -1,6 +1,6 @@
 /**
- * Completeness checklist of a record set (DESIGN.md "Domain rules": the question depends on
- * the records; issue 3 §3). For each kind of second opinion, the records that are required
+ * Completeness checklist of a record set (the question depends on the
+ * records). For each kind of second opinion, the records that are required
  * (the case waits for them) and recommended (named, but the case goes ahead without them).
  *
  * Kept as data in one table; `checklistMarkdown()` renders it for docs/workflow.md (Record sets).
@@ -110,7 +110,7 @@ export interface ChecklistResult {
   present: PresentEntry[];
 }
 
-/** Checks the fetched records against the checklist of the kind (issue 3 §3). */
+/** Checks the fetched records against the checklist of the kind. */
 export function evaluateChecklist(kind: Kind, available: readonly AvailableRecord[]): ChecklistResult {
   const checklist = CHECKLIST[kind];
   const result: ChecklistResult = { complete: true, missingRequired: [], missingRecommended: [], present: [] };

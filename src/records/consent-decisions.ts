@@ -1,6 +1,6 @@
 /**
- * Whether the patient's consent covers each consulting clinic of a referral (issue 3 §4,
- * issue 14 §3): the clinics named at intake go by the referral's Consent (or the referrer's
+ * Whether the patient's consent covers each consulting clinic of a referral: the
+ * clinics named at intake go by the referral's Consent (or the referrer's
  * attestation); a clinic added later goes by the Consent named when it was added, else by the
  * referral's. Each distinct Consent is read from the referring EHR once.
  */

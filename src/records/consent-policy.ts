@@ -1,6 +1,6 @@
 /**
- * Consent to disclose (DESIGN.md "Domain rules": records leave the originating organization
- * only with the patient's consent to disclose them to that consultant; issue 3 §4).
+ * Consent to disclose (records leave the originating organization
+ * only with the patient's consent to disclose them to that consultant).
  *
  * Evaluates an R4 Consent read from the referring EHR for one disclosure: these records, of
  * this patient, to this consultant organization, now, for treatment. Pure: the caller reads

@@ -1,5 +1,5 @@
 /**
- * Who the consent's recipients are, in the network's terms (issue 11 §1.1).
+ * Who the consent's recipients are, in the network's terms.
  *
  * The referring EHR's Consent names the consulting clinic by the EHR's own Organization id.
  * Before the consent policy compares recipients with consultants, the Organizations the consent

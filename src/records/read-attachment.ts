@@ -1,5 +1,5 @@
 /**
- * `GET /fhir/Binary/{id}` as a use case (issue 3 §5): the bytes of a record-set attachment,
+ * `GET /fhir/Binary/{id}` as a use case: the bytes of a record-set attachment,
  * whole or one byte range, for a participant who may read a record-set Bundle carrying it.
  * The id is the attachment's SHA-256 (the blob store's content address).
  *

@@ -1,6 +1,6 @@
 /**
- * Building the record-set Bundle and its Provenance (DESIGN.md "FHIR model: Record set";
- * issue 3 §2). Pure: ids, clock and the stored blobs come in.
+ * Building the record-set Bundle and its Provenance (docs/fhir.md, "FHIR model").
+ * Pure: ids, clock and the stored blobs come in.
  */
 import type { Attachment, Bundle, DiagnosticReport, DocumentReference, ImagingStudy, Provenance } from '@medplum/fhirtypes';
 import { PROFILE, SERVICE_DEVICE_DISPLAY, SYSTEM } from '../fhir/constants.ts';

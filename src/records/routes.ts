@@ -15,7 +15,7 @@ export interface BinaryRouterDeps extends ReadAttachmentDeps {
 }
 
 /**
- * `GET /fhir/Binary/{id}` (issue 3 §5): the attachment bytes with Content-Type,
+ * `GET /fhir/Binary/{id}`: the attachment bytes with Content-Type,
  * Content-Length, a strong ETag from the SHA-256, and single byte ranges. A client that asks
  * for `application/fhir+json` (and not for the raw type) gets a Binary resource instead.
  * Mounted before the generic FHIR router; every read, refused ones too, is audited.

@@ -1,5 +1,5 @@
 /**
- * `GET /second-opinions/{id}/comparison` (issue 4 §4): the first opinion and every returned
+ * `GET /second-opinions/{id}/comparison`: the first opinion and every returned
  * opinion side by side on the same points (diagnosis, plan, agreement, options with the
  * preferred one, key risks, recovery, missing information), and, with two or more opinions,
  * where they agree and where they differ, and each opinion's concordance with the first one
@@ -49,7 +49,7 @@ export interface ComparedOpinion {
   missingInformation: string[];
   followUp?: string;
   documentReference?: string;
-  /** The follow-up questions the referrer asked this consultant after its opinion, with the answers (issue 14 §2). */
+  /** The follow-up questions the referrer asked this consultant after its opinion, with the answers. */
   followUps?: FollowUpEntry[];
   /** How this opinion compares with the first one; absent for the first opinion and when there is none. */
   concordance?: Concordance;
@@ -62,7 +62,7 @@ export interface PointComparison {
   detail: string;
 }
 
-/** One of the referral's questions with each consultant's answer, side by side (issue 14 §1). */
+/** One of the referral's questions with each consultant's answer, side by side. */
 export interface ComparedQuestion {
   index: number;
   text: string;
@@ -261,7 +261,7 @@ const COMPARISON_STYLE = [
 ].join('');
 
 /**
- * The Content-Security-Policy of the comparison page (issue 10 §1.5): nothing may load but its
+ * The Content-Security-Policy of the comparison page: nothing may load but its
  * own inline style, named by its SHA-256 (CSP Level 3 hash source); no script, no frame, no
  * form, no base URL. The page shows PHI that other organizations wrote: even if a text slipped
  * past escaping, it could run nothing.

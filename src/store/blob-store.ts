@@ -77,7 +77,7 @@ export class BlobRangeError extends Error {
 }
 
 /**
- * Content-addressed attachment bytes (DESIGN "Store"; issue 3 §2 and §5, issue 13 §2): the
+ * Content-addressed attachment bytes (docs/store.md): the
  * bytes in a BlobBackend (files or S3, blob-backend.ts), their metadata in the `blob` table.
  * A put streams: the bytes are hashed (SHA-1 for FHIR `Attachment.hash`, SHA-256 as the
  * address) while they are written to a temporary upload, so memory holds a buffer or two

@@ -145,7 +145,7 @@ export const blobs = pgTable('blob', {
 }, (t) => [index('blob_sha1_size_idx').on(t.sha1, t.size)]);
 
 /**
- * The latest record-set assembly of each referral (issue 3 §2-§4), machine-readable for the
+ * The latest record-set assembly of each referral, machine-readable for the
  * referral summary: which Bundles were made, what is missing, which attachments failed their
  * integrity check or were too large, and the consent decision per consultant. One row per
  * ServiceRequest, replaced by each assembly run in the same transaction as its Bundles.
@@ -167,8 +167,8 @@ export const recordSetAssemblies = pgTable('record_set_assembly', {
   /** Why assembly gave up (records-failed), without PHI. */
   failureReason: text('failure_reason'),
   /**
-   * The referring EHR's OperationOutcome when a read it refused ended the assembly (issue 11
-   * §1.4): severity, code, details.text, diagnostics, expression only, capped
+   * The referring EHR's OperationOutcome when a read it refused ended the assembly: severity,
+   * code, details.text, diagnostics, expression only, capped
    * (outbound-errors.ts `keptOutcome`). Shown to the referrer in its summary.
    */
   failureOutcome: jsonb('failure_outcome').$type<OperationOutcome>(),
@@ -211,7 +211,7 @@ export const blobSources = pgTable(
 );
 
 /**
- * The post-back of each opinion to the referring EHR (issue 4 §3): one row per consult note,
+ * The post-back of each opinion to the referring EHR: one row per consult note,
  * written with the Task's completion, updated by the delivery job. The job's idempotency is
  * the EHR's conditional create on the note's identifier; this row is what people read
  * (summary, re-drive).
@@ -231,7 +231,7 @@ export const opinionDeliveries = pgTable(
     /** The last attempt's error, without PHI. */
     lastError: text('last_error'),
     /**
-     * The EHR's OperationOutcome of the last failed attempt (issue 11 §1.4), as kept by
+     * The EHR's OperationOutcome of the last failed attempt, as kept by
      * outbound-errors.ts `keptOutcome` (issues' severity, code, details.text, diagnostics,
      * expression; capped). Shown in the referrer's summary and the admin delivery list.
      */
@@ -247,7 +247,7 @@ export const opinionDeliveries = pgTable(
 );
 
 /**
- * Topic-based Subscriptions (issue 12 §3, Subscriptions R5 Backport IG): one row per
+ * Topic-based Subscriptions (Subscriptions R5 Backport IG): one row per
  * Subscription a participant created at `POST /fhir/Subscription`. The Subscription resource
  * clients read is rendered from this row (`content` as created, with the live `status` and
  * `error`), so the status the delivery job sets is the one `$status` and reads show.
@@ -308,7 +308,7 @@ export const subscriptionEvents = pgTable(
 );
 
 /**
- * Record sets pushed to a consulting clinic's own FHIR server (issue 12 §4; network file
+ * Record sets pushed to a consulting clinic's own FHIR server (network file
  * `recordSet: push`): one row per record-set version and clinic, written in the assembly's
  * transaction together with its job, updated by the push job. The clinic's server keeps the
  * push idempotent (conditional creates on identifiers of ours); this row is what people read
@@ -352,7 +352,7 @@ export interface PushedResources {
 }
 
 /**
- * Follow-up questions after an opinion (issue 14 §2): one row per question a referrer asked a
+ * Follow-up questions after an opinion: one row per question a referrer asked a
  * consultant, written with the question's Communication; the answer fills it in, and the
  * answer's post-back to the referrer's EHR is tracked here as the opinion's is in
  * `opinion_delivery` (the job's idempotency is the EHR's conditional create on the

@@ -28,7 +28,7 @@ const requireJson: RequestHandler = (req, _res, next) => {
 };
 
 /**
- * The FHIR Subscription door (issue 12 §3, Subscriptions R5 Backport IG): create, read, search
+ * The FHIR Subscription door (Subscriptions R5 Backport IG): create, read, search
  * and delete of the caller's own Subscriptions, `$status` (of one, or at the type level of
  * several) and `$events`; reads, `$status` and `$events` are audited by the use cases. Parses, calls one use
  * case (subscriptions/subscriptions.ts), sends. Mounted before the generic FHIR read routes.

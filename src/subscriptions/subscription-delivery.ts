@@ -1,5 +1,5 @@
 /**
- * Delivery of Subscription notifications (issue 12 §3), durable exactly as the webhooks are
+ * Delivery of Subscription notifications, durable exactly as the webhooks are
  * (notify/task-notifications.ts):
  * - `subscriptionEventsFor` runs inside the Task write observer (the same change stream as the
  *   webhooks): each matching Subscription gets the next event number, an event row (what

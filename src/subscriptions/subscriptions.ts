@@ -1,5 +1,5 @@
 /**
- * Topic-based Subscriptions (issue 12 §3): create, read, search, delete, `$status` and
+ * Topic-based Subscriptions: create, read, search, delete, `$status` and
  * `$events`, as use cases that know no door. A Subscription belongs to the participant that
  * created it: anyone else is told it does not exist (404).
  *

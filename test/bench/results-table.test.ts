@@ -10,7 +10,7 @@ const intake: Figure = {
   value: 200,
   unit: 'req/s',
   baseline: { name: 'echo', value: 10_000 },
-  target: { on: 'ratio', op: '>=', limit: 0.35, source: 'issue 2' },
+  target: { on: 'ratio', op: '>=', limit: 0.35, source: 'intake target' },
 };
 
 describe('bench result table', () => {
@@ -19,7 +19,7 @@ describe('bench result table', () => {
   });
 
   it('passes a value target at its limit and keeps a ratio the bench computed itself', () => {
-    const p99: Figure = { bench: 'intake', name: 'p99', value: 50, unit: 'ms', ratio: 7, baseline: { name: 'echo p99', value: 2 }, target: { on: 'value', op: '<=', limit: 50, source: 'issue 13' } };
+    const p99: Figure = { bench: 'intake', name: 'p99', value: 50, unit: 'ms', ratio: 7, baseline: { name: 'echo p99', value: 2 }, target: { on: 'value', op: '<=', limit: 50, source: 'intake target' } };
     expect(evaluate(p99)).toEqual({ ...p99, ratio: 7, verdict: 'pass' });
     expect(evaluate({ ...p99, value: 51 }).verdict).toBe('miss');
   });
@@ -33,14 +33,14 @@ describe('bench result table', () => {
     expect(formatTable([intake]).split('\n')).toEqual([
       '| bench | figure | value | baseline (same run) | ratio | target | result |',
       '|---|---|---|---|---|---|---|',
-      '| intake | intake req/s | 200 req/s | 10,000 req/s (echo) | 2.0 % | ratio ≥ 35.0 % (issue 2) | **miss** |',
+      '| intake | intake req/s | 200 req/s | 10,000 req/s (echo) | 2.0 % | ratio ≥ 35.0 % (intake target) | **miss** |',
     ]);
   });
 
   it('prints counts as integers and small measurements with two decimals', () => {
-    const counted: Figure = { bench: 'delivery', name: 'exactly once', value: 50, unit: 'of 50', target: { on: 'value', op: '>=', limit: 50, source: 'issue 13' } };
+    const counted: Figure = { bench: 'delivery', name: 'exactly once', value: 50, unit: 'of 50', target: { on: 'value', op: '>=', limit: 50, source: 'delivery target' } };
     expect(formatTable([counted, { bench: 'x', name: 'p99', value: 2.5, unit: 'ms', baseline: { name: 'echo', value: 12.25 } }]).split('\n').slice(2)).toEqual([
-      '| delivery | exactly once | 50 of 50 | — | — | ≥ 50 of 50 (issue 13) | pass |',
+      '| delivery | exactly once | 50 of 50 | — | — | ≥ 50 of 50 (delivery target) | pass |',
       '| x | p99 | 2.50 ms | 12.3 ms (echo) | 20.4 % |  | — |',
     ]);
   });

@@ -1,5 +1,5 @@
 /**
- * Referral Bundles written the way a referring EHR builds them (issue 12 §1): urn:uuid fullUrls
+ * Referral Bundles written the way a referring EHR builds them: urn:uuid fullUrls
  * referencing each other, absolute references into the EHR, the EHR's own identifier system for
  * its request id, narrative and elements the service does not use, and an extension of the
  * EHR's own. `makeReferralBundle(chart, ehrBaseUrl)` is the FHIR twin of
@@ -108,7 +108,7 @@ export function toTransaction(parts: BundleParts, order: ('sr' | 't0' | 't1' | '
 }
 
 /**
- * The consult note a clinic contains in the Task it completes over FHIR (issue 12 §2): LOINC
+ * The consult note a clinic contains in the Task it completes over FHIR: LOINC
  * 11488-4, the opinion's points in our extensions, one inline text attachment.
  */
 export function containedConsultNote(points: OpinionPoints, attachment: { title: string; text: string }): DocumentReference {

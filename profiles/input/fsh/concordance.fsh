@@ -1,4 +1,4 @@
-// Concordance (issue 14 §5): how each returned opinion compares with the first opinion, kept
+// Concordance: how each returned opinion compares with the first opinion, kept
 // on the consult note, and the Measure that counts how often second opinions change things.
 // Codes and displays must match src/fhir/constants.ts (DIAGNOSIS_CONCORDANCE, PLAN_CONCORDANCE)
 // and the classification table of src/concordance/classify.ts.

@@ -22,7 +22,7 @@ Description: "When true, the first clinician's assessment is withheld from the c
 * value[x] only boolean
 
 // The structured points of a second opinion, kept machine-readable on the consult note so
-// opinions can be compared point by point (issue 4 §2). The readable note is the attachment.
+// opinions can be compared point by point. The readable note is the attachment.
 // The options are a separate extension (one per option): nested complex extensions trip
 // Medplum's validator, which applies inner slices to the outer level.
 Extension: SecondOpinionExtension
@@ -67,7 +67,7 @@ Description: "One treatment or management option the consultant considered, in t
 * extension[risk].value[x] only string
 * extension[recovery].value[x] only string
 
-// The patient's and the physician's own questions (issue 14 §1) are notes of the referral,
+// The patient's and the physician's own questions are notes of the referral,
 // so an EHR shows them as notes; this extension marks such a note as a question and says who
 // asked it. A question's index is its position among the notes so marked.
 Extension: ReferralQuestionExtension

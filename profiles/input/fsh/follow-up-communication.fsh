@@ -1,5 +1,5 @@
 // A follow-up question the referrer asks a consultant after its opinion, and the consultant's
-// answer (issue 14 §2). Both are Communications about the consultant's Task; the answer points
+// answer. Both are Communications about the consultant's Task; the answer points
 // at its question with inResponseTo, and the question carries the date its answer is due.
 
 Profile: FollowUpCommunication

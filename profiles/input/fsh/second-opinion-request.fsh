@@ -1,5 +1,5 @@
 // The referral: one ServiceRequest per second-opinion request from a referring EHR.
-// See DESIGN.md "FHIR model".
+// See docs/fhir.md, "FHIR model".
 
 Profile: SecondOpinionRequest
 Parent: ServiceRequest
@@ -17,7 +17,7 @@ Description: "A referral for a second opinion: what kind of opinion, on which pa
 // Two categories say "this is a referral" and "its reason is a second opinion".
 // Sliced with a pattern discriminator on $this rather than a patternCodeableConcept on
 // `category` itself: a pattern on a repeating element cannot be matched by every
-// category at once, and Medplum's validator then rejects every instance (STACK.md).
+// category at once, and Medplum's validator then rejects every instance.
 // Displays are left out of the patterns: the codes identify the concepts, and a differing
 // display text must not make a valid referral fail.
 * category 2..*

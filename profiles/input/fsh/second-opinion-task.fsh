@@ -1,5 +1,5 @@
 // The work item: one Task per consulting organisation, owned by that organisation.
-// See DESIGN.md "FHIR model" for the status machine.
+// See docs/consults.md for the status machine.
 
 Profile: SecondOpinionTask
 Parent: Task

@@ -11,7 +11,7 @@ export interface Target {
   on: 'value' | 'ratio';
   op: '>=' | '<=';
   limit: number;
-  /** Where the target comes from, e.g. 'issue 13 §2'. */
+  /** Where the target comes from, e.g. 'docs/performance.md'. */
   source: string;
 }
 

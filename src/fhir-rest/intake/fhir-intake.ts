@@ -1,5 +1,5 @@
 /**
- * The FHIR intake door (issue 12 §1) around the one intake use case: the referral parsed from
+ * The FHIR intake door around the one intake use case: the referral parsed from
  * FHIR (referral-mapping.ts) goes through `createSecondOpinion` exactly as the JSON door's body
  * does (same validation, idempotency, access and audit); this module only recognises the
  * clinics, speaks FHIR in refusals (each issue names the FHIR element its field came from) and

@@ -1,5 +1,5 @@
 /**
- * The FHIR intake door's parser (issue 12 §1): a referral written as FHIR (a transaction
+ * The FHIR intake door's parser: a referral written as FHIR (a transaction
  * Bundle of ServiceRequest + Tasks + optional ClinicalImpression, or the ServiceRequest alone)
  * becomes the body the JSON door receives (`IntakeRequest`, src/intake/intake-request.ts), plus
  * where each of its fields came from, so a refusal by the shared schema or use case can name

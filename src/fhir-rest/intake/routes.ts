@@ -21,7 +21,7 @@ const requireJson: RequestHandler = (req, _res, next) => {
 };
 
 /**
- * The FHIR intake door (issue 12 §1): `POST /fhir` (a transaction Bundle) and
+ * The FHIR intake door: `POST /fhir` (a transaction Bundle) and
  * `POST /fhir/ServiceRequest` (the referral alone). Both parse FHIR into the JSON door's
  * request, check it with the same schema and call the same intake use case.
  */

@@ -1,5 +1,5 @@
 /**
- * Hostile values for the fuzz campaign (issue 10 §4): the text, numbers, field names and
+ * Hostile values for the fuzz campaign: the text, numbers, field names and
  * nestings a careless or malicious client sends in a request of a valid shape. Each arbitrary
  * mixes a fixed list of known troublemakers (always among the first values fast-check tries)
  * with generated ones.

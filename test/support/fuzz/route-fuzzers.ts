@@ -122,7 +122,7 @@ export function baseBody(name: BaseName, world: FuzzWorld): Hostile {
   }
 }
 
-/** The patient's and the physician's questions a fresh intake carries (issue 14 §1). */
+/** The patient's and the physician's questions a fresh intake carries. */
 const QUESTIONS = [
   { text: 'Will I be able to swim again?', askedBy: 'patient' as const },
   { text: 'Is a smaller implant reasonable?', askedBy: 'physician' as const },

@@ -2,7 +2,7 @@
  * The sandbox EHR: a real FHIR R4 server (fhir-router MemoryRepository behind node:http) with a
  * SMART Backend Services token endpoint, a second "object storage" origin, a seeded synthetic
  * chart, request recording and a fault switch. Used by `npm run sandbox`, the flow tests and the
- * records benchmark (issue 3 §6).
+ * records benchmark.
  *
  *   const ehr = await startSandboxEhr({ port: 0 });
  *   // ehr.baseUrl = http://127.0.0.1:PORT/fhir/R4, ehr.tokenUrl = http://127.0.0.1:PORT/auth/token

@@ -2,7 +2,7 @@
  * The sandbox's "object storage" origin: attachments served from another host by absolute URL
  * with a signature in the query (like S3 pre-signed or Azure SAS links). It needs no
  * Authorization header: the signature is the credential, so a client must never send its EHR
- * bearer token here (issue 3 §1).
+ * bearer token here.
  *
  * DocumentReferences store the object's plain URL (`${storageUrl}/objects/{id}`); every read
  * and search answer carries a freshly signed one, as Medplum pre-signs its Binary links on each

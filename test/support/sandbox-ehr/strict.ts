@@ -1,7 +1,7 @@
 /**
  * The sandbox EHR's strictness switches: each makes it refuse what a real hospital FHIR server
  * (Medplum, Epic, HAPI) refuses, so a flow test passes only when the service would also work
- * against one (issue 11 §2). Each can be switched off for a test that needs leniency:
+ * against one. Each can be switched off for a test that needs leniency:
  *
  *   await startSandboxEhr({ strict: { checkReferences: false } }); // one switch off
  *   await startSandboxEhr({ strict: false });                       // every switch off
