@@ -329,8 +329,8 @@ describe('the production start (npm run build, then plain node)', () => {
     expect(message).toContain('clients[0].jwks.keys[0] (client st-olaf-ehr): the example key of st-olaf-ehr');
     expect(message).toContain('st-olaf fhir.privateKeyFile (outbound key): the example key of service-outbound');
     expect(message).toContain('npm run keys');
-    // Six client registrations, the signing key and the outbound key.
-    expect(message.split('\n').filter((l) => l.startsWith('  - '))).toHaveLength(8);
+    // Seven client registrations (the example network's clients), the signing key and the outbound key.
+    expect(message.split('\n').filter((l) => l.startsWith('  - '))).toHaveLength(9);
     // Refused before the store was opened: nothing listened.
     expect(proc.lines.some((l) => l.includes('"listening"'))).toBe(false);
   }, 60_000);
