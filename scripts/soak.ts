@@ -65,8 +65,9 @@ try {
   const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents }, (done) => {
     if (done % Math.max(1, Math.round(referrals / 10)) === 0) log(`${done}/${referrals} referrals driven (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   });
-  await faults.stop();
-  log('driver done; waiting for the queues to drain');
+  log('driver done; waiting for the rest of the fault schedule');
+  await faults.finish();
+  log('waiting for the queues to drain');
   const drained = await drain(topology, 180_000);
   if (!drained) log('the queues did not drain within 180 s');
   const findings = await gatherFindings(topology, driven, client.calls, faults.windows, { seed, peakRss, durationMs: Date.now() - t0 });

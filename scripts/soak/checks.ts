@@ -76,8 +76,9 @@ export async function gatherFindings(
 
   for (const r of driven) {
     if (r.stuck) open.push({ referral: label(r), why: r.stuck });
+    // A record set is judged once the clinic has read it (a referral stuck before that is reported as open).
     if (r.recordStatus === 'records-ready' && r.attachmentsBad === 0 && r.attachmentsVerified > 0) recordSetsComplete++;
-    else if (r.recordStatus) recordSetsBad.push(`${label(r)} (${r.recordStatus}, ${r.attachmentsBad} bad)`);
+    else if (r.attachmentsBad > 0 || (r.recordStatus && r.recordStatus !== 'records-ready')) recordSetsBad.push(`${label(r)} (${r.recordStatus}, ${r.attachmentsBad} bad)`);
     if (r.bundleId && r.bundleReads > 0) {
       disclosures += r.bundleReads;
       const rows = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent' AND content @> $1::jsonb", [
@@ -149,6 +150,7 @@ export async function gatherFindings(
     peakRss: extra.peakRss,
     largestTables,
     faultsInjected,
+    crashes: topology.replicas.flatMap((r) => r.crashes.map((c) => ({ replica: `replica ${r.index}`, at: new Date(c.at).toISOString(), code: c.code, tail: c.tail }))),
     durationMs: extra.durationMs,
   };
 }

@@ -44,8 +44,11 @@ function ehrRule(fault: ScheduledFault): FaultRule {
   }
 }
 
-/** Runs the schedule from now on; `stop()` ends it (faults not yet due are skipped) and clears the EHR's rules. */
-export function runSchedule(topology: SoakTopology, schedule: readonly ScheduledFault[], log: (line: string) => void): { windows: FaultWindow[]; stop(): Promise<void> } {
+/**
+ * Runs the schedule from now on. `finish()` waits for every fault still due (so a fast run gets
+ * the whole schedule too), then clears the EHR's rules; `stop()` skips the faults not yet due.
+ */
+export function runSchedule(topology: SoakTopology, schedule: readonly ScheduledFault[], log: (line: string) => void): { windows: FaultWindow[]; finish(): Promise<void>; stop(): Promise<void> } {
   const windows: FaultWindow[] = [];
   const t0 = Date.now();
   let stopped = false;
@@ -63,11 +66,16 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
     if (fault.kind === 'kill-replica') {
       const replica = topology.replicas[fault.replica === 1 ? 1 : 0];
       const proc = replica.current;
-      proc?.kill('SIGKILL');
-      await proc?.exit;
-      await new Promise((r) => setTimeout(r, 2_000));
-      replica.restarts++;
-      await topology.startReplica(replica);
+      replica.killing = true;
+      try {
+        proc?.kill('SIGKILL');
+        await proc?.exit;
+        await new Promise((r) => setTimeout(r, 2_000));
+        replica.restarts++;
+        await topology.startReplica(replica);
+      } finally {
+        replica.killing = false;
+      }
       window.end = Date.now() + 5_000;
     } else if (fault.kind === 'postgres-restart') {
       await topology.postgres.restart();
@@ -101,8 +109,15 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
       }),
     );
   }
+  const end = async () => {
+    await Promise.all(pending);
+    clearInterval(watcher);
+    topology.ehr.faults.clear();
+    for (const w of windows) w.end ??= Date.now() + 6_000;
+  };
   return {
     windows,
+    finish: end,
     async stop() {
       stopped = true;
       for (const cancel of stopPending) cancel();

@@ -32,6 +32,8 @@ export interface SoakFindings {
   peakRss: Record<string, number>;
   largestTables: { table: string; bytes: number; rows?: number }[];
   faultsInjected: Record<string, number>;
+  /** Service processes that exited without being killed by the schedule (restarted by the soak). */
+  crashes: { replica: string; at: string; code: number | null; tail: string }[];
   durationMs: number;
 }
 
@@ -51,6 +53,7 @@ export function verdict(f: SoakFindings): Verdict {
   if (unexplained.length) failures.push(`5xx or refused calls without an injected cause (${unexplained.length}): ${unexplained.map((e) => `${e.call} ${e.status} at ${e.at}`).join('; ')}`);
   const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
   if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
+  if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
   if (f.open.length) failures.push(`referrals still open (${f.open.length}): ${f.open.map((o) => `${o.referral} (${o.why})`).join(', ')}`);
   return { ok: failures.length === 0, failures };
 }
@@ -83,6 +86,7 @@ export function formatTable(f: SoakFindings): string {
     ['end-to-end p50 / p95 (intake to delivered or declined)', `${secs(percentile(f.endToEndMs, 50))} / ${secs(percentile(f.endToEndMs, 95))}`],
     ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
     ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],
+    ['service processes that exited on their own', String(f.crashes.length)],
     ['faults injected', Object.entries(f.faultsInjected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['duration', secs(f.durationMs)],
   ];

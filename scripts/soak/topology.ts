@@ -108,6 +108,10 @@ export interface Replica {
   /** Peak resident set size seen, bytes (sampled from /proc). */
   peakRss: number;
   restarts: number;
+  /** Set while the fault schedule kills this replica on purpose. */
+  killing: boolean;
+  /** Exits nobody asked for (the process died on its own), with the end of its log; it is restarted as an orchestrator would. */
+  crashes: { at: number; code: number | null; tail: string }[];
   env: Record<string, string>;
 }
 
@@ -137,12 +141,23 @@ export async function startTopology(): Promise<SoakTopology> {
     pastLogs: [],
     peakRss: 0,
     restarts: 0,
+    killing: false,
+    crashes: [],
     env: { ...SOAK_SERVICE_ENV, NETWORK_FILE: networkFile, DATABASE_URL: postgres.url, DATA_DIR: path.join(base, `replica-${index}`), BLOB_DIR: blobDir },
   })) as unknown as [Replica, Replica];
+  let stopping = false;
   const startReplica = async (replica: Replica) => {
     const proc = await startServiceProcess(replica.env, { startupMs: 120_000 });
     replica.current = proc;
     replica.pastLogs.push(proc.logs);
+    void proc.exit.then(async (code) => {
+      if (stopping || replica.killing || replica.current !== proc) return;
+      const tail = [...proc.logs.slice(-8).map((l) => JSON.stringify(l)), proc.stderr.slice(-1500)].join('\n');
+      replica.crashes.push({ at: Date.now(), code, tail });
+      replica.restarts++;
+      await new Promise((r) => setTimeout(r, 1_000));
+      if (!stopping) await startReplica(replica).catch(() => undefined);
+    });
   };
   // One after the other: both would run the migrations at once otherwise.
   await startReplica(replicas[0]);
@@ -155,6 +170,7 @@ export async function startTopology(): Promise<SoakTopology> {
     networkFile,
     startReplica,
     async stop() {
+      stopping = true;
       await Promise.all(replicas.map((r) => r.current?.stop(5_000)));
       await ehr.stop();
       await postgres.stop();

@@ -26,6 +26,7 @@ function clean(overrides: Partial<SoakFindings> = {}): SoakFindings {
     peakRss: { 'replica 0': 200 * 1_048_576 },
     largestTables: [{ table: 'public.resource', bytes: 3 * 1_048_576, rows: 400 }],
     faultsInjected: { 'kill-replica': 1 },
+    crashes: [],
     durationMs: 60_000,
     ...overrides,
   };
@@ -87,6 +88,12 @@ describe('soak verdict', () => {
     expect(unexplained.failures).toEqual([
       '5xx or refused calls without an injected cause (1): GET /x (replica 0) 500 at 2026-01-01T00:00:00.000Z',
       'dead-lettered jobs without an injected permanent fault (1): deliver-opinion j2',
+    ]);
+  });
+
+  it('a service process that exited on its own fails the run, with the end of its log', () => {
+    expect(verdict(clean({ crashes: [{ replica: 'replica 1', at: '2026-01-01T00:00:00.000Z', code: 1, tail: 'database gone' }] })).failures).toEqual([
+      'service processes exited on their own (1): replica 1 at 2026-01-01T00:00:00.000Z (exit code 1)\ndatabase gone',
     ]);
   });
 
