@@ -75,7 +75,7 @@ export async function gatherFindings(
   );
 
   for (const r of driven) {
-    if (r.stuck) open.push({ referral: label(r), why: r.stuck });
+    if (r.stuck) open.push({ referral: label(r), why: `${r.stuck}${r.id ? jobTrail(topology, r.id) : ''}` });
     // A record set is judged once the clinic has read it (a referral stuck before that is reported as open).
     if (r.recordStatus === 'records-ready' && r.attachmentsBad === 0 && r.attachmentsVerified > 0) recordSetsComplete++;
     else if (r.attachmentsBad > 0 || (r.recordStatus && r.recordStatus !== 'records-ready')) recordSetsBad.push(`${label(r)} (${r.recordStatus}, ${r.attachmentsBad} bad)`);
@@ -153,4 +153,12 @@ export async function gatherFindings(
     crashes: topology.replicas.flatMap((r) => r.crashes.map((c) => ({ replica: `replica ${r.index}`, at: new Date(c.at).toISOString(), code: c.code, tail: c.tail }))),
     durationMs: extra.durationMs,
   };
+}
+
+/** What the replicas logged about a referral's jobs (ids and outcomes only: the service logs no PHI), for a referral left open. */
+function jobTrail(topology: SoakTopology, serviceRequestId: string): string {
+  const lines = topology.replicas.flatMap((r) =>
+    r.pastLogs.flatMap((logs, run) => logs.filter((l) => l.serviceRequestId === serviceRequestId).map((l) => `replica ${r.index} run ${run + 1} ${l.time ?? ''} ${l.msg ?? ''} ${l.outcome ?? ''} ${(l.err as { message?: string } | undefined)?.message ?? ''}`.trim())),
+  );
+  return lines.length ? `; its job log: ${lines.slice(-6).join(' | ')}` : '; no job log line names it';
 }
