@@ -88,6 +88,7 @@ export async function startPostgres(): Promise<SoakPostgres> {
 /** Short leases and retries, so faults are recovered from within the run. */
 export const SOAK_SERVICE_ENV: Record<string, string> = {
   DELIVERY_ATTEMPT_TIMEOUT_SECONDS: '25',
+  ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS: '30',
   JOB_SUPERVISE_INTERVAL_SECONDS: '2',
   DELIVERY_RETRY_DELAY_SECONDS: '1',
   DELIVERY_RETRY_MAX_DELAY_SECONDS: '4',
