@@ -69,6 +69,7 @@ const EnvSchema = z
     DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
     DELIVERY_CONCURRENCY: positiveInt(16).describe('Post-backs one replica runs at once (each makes one EHR call at a time); more when a burst of opinions waits for a worker, fewer when the referring EHRs limit concurrent calls'),
     DELIVERY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(300).describe('Lease of one post-back attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica; keep it above 4 x the referrers\' fhir.timeoutMs (warned at start-up)'),
+    ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(900).describe('Lease of one record-assembly attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica; the referral waits that long after a crash, so keep it just above the longest assembly (downloads included)'),
     FOLLOW_UP_LIMIT: positiveInt(3).describe('Follow-up questions a referrer may ask one consultant after its opinion (a participant\'s `followUpLimit` in the network file overrides it for that consultant)'),
     FOLLOW_UP_WINDOW_DAYS: positiveInt(30).describe('Days after a consultant\'s opinion during which the referrer may ask it follow-up questions'),
     JOB_SUPERVISE_INTERVAL_SECONDS: positiveInt(60).describe('How often the job queue looks for attempts whose lease ran out'),
@@ -177,6 +178,8 @@ export interface Config {
   deliveryRetry: { retryLimit: number; retryDelaySeconds: number; retryDelayMaxSeconds: number };
   /** Lease of one delivery attempt, seconds. */
   deliveryAttemptTimeoutSeconds: number;
+  /** Lease of one record-assembly attempt, seconds (ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS). */
+  assemblyAttemptTimeoutSeconds: number;
   /** Post-backs one replica runs at once (DELIVERY_CONCURRENCY). */
   deliveryConcurrency: number;
   /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in. */
@@ -305,6 +308,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     consentRecheckSeconds: e.CONSENT_RECHECK_SECONDS,
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
     deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,
+    assemblyAttemptTimeoutSeconds: e.ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS,
     deliveryConcurrency: e.DELIVERY_CONCURRENCY,
     followUps: { limit: e.FOLLOW_UP_LIMIT, windowDays: e.FOLLOW_UP_WINDOW_DAYS },
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,

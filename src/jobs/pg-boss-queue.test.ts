@@ -319,6 +319,38 @@ describe('PgBossQueue', () => {
     expect((await queue.failed(name))[0]).toMatchObject({ id, attempts: 2, lastError: 'HTTP 503 for an hour' });
   });
 
+  // Found by the soak (PostgreSQL connections terminated while jobs ran): the statement that
+  // settled a finished attempt failed with its (dead) pooled connection, so did pg-boss's fallback
+  // fail on the next one, and the job stayed active until its lease ran out (15 minutes for a
+  // record assembly). The settle is now retried while the database is unreachable.
+  it.each(['completed', 'retry'] as const)('an attempt whose settle fails on lost connections ends %s soon, not active until its lease runs out', async (expected) => {
+    const name = `t-settle-${expected}-${randomUUID().slice(0, 8)}`;
+    const queue = await startQueue([{ name, retryLimit: 3, retryDelaySeconds: 600, expireInSeconds: 600 }]);
+    const db = (queue as unknown as { boss: PgBoss }).boss.getDb() as { executeSql(text: string, values?: unknown[]): Promise<unknown> };
+    const original = db.executeSql.bind(db);
+    // Once the handler is done, the next two statements fail as on terminated connections (SQLSTATE 57P01).
+    let refuse = 0;
+    let refused = 0;
+    db.executeSql = async (text: string, values?: unknown[]) => {
+      if (refuse > 0) {
+        refuse--;
+        refused++;
+        throw Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+      }
+      return original(text, values);
+    };
+    let attempts = 0;
+    await queue.work(name, async () => {
+      attempts++;
+      refuse = 2;
+      if (expected === 'retry') throw new Error('EHR answered 503');
+    });
+    const id = await queue.enqueue(database.db, name, { n: 1 });
+    await waitFor(async () => (await jobState(queue, id as string)) === expected, 15_000);
+    expect(refused).toBe(2);
+    expect(attempts).toBe(1);
+  });
+
   it('refuses undeclared queues and use before start', async () => {
     const queue = new PgBossQueue(database.raw, { queues: [{ name: 'declared' }] });
     await expect(queue.enqueue(database.db, 'declared', {})).rejects.toThrow('job queue not started');

@@ -6,6 +6,7 @@ import type { Db, RawConnection } from '../store/database.ts';
 import { RetryLaterError, type EnqueueOptions, type EnqueuePartsOptions, type FailedJob, type JobHandler, type JobQueue, type JsonObject, type QueuePolicy } from './job-queue.ts';
 import type { StatementPart } from '../store/write-batch.ts';
 import type { QueueCounts, ServiceMetrics } from '../metrics/metrics.ts';
+import { isStoreUnavailable } from '../store/unavailable.ts';
 
 export interface PgBossQueueOptions {
   /** Every queue this process enqueues to or works on, with its retry policy. */
@@ -215,10 +216,18 @@ export class PgBossQueue implements JobQueue {
           settled.map(async (result, i) => {
             const job = jobs[i] as BossJob<T>;
             this.options.metrics?.jobAttempt(name, result.status === 'fulfilled' ? 'completed' : 'failed');
-            if (result.status === 'fulfilled') return { id: job.id, status: 'completed' as const };
+            const attempt = { id: job.id, retryCount: job.retryCount };
+            if (result.status === 'fulfilled') {
+              // Settled here, retried while the database is unreachable: a completion lost with the
+              // connection would leave the job active until its lease runs out (15 min for an assembly).
+              await settleWhileUnavailable(() => boss.complete(name, attempt));
+              return { id: job.id, status: 'completed' as const };
+            }
             const err = result.reason as { name?: string; message?: string } | undefined;
             const output = { name: err?.name ?? 'Error', message: err?.message ?? String(result.reason) };
             if (result.reason instanceof RetryLaterError) await this.failNotBefore(boss, name, job, output, result.reason.retryAt);
+            else await settleWhileUnavailable(() => boss.fail(name, attempt, output));
+            // pg-boss's own settle of the disposition then finds the attempt no longer active and changes nothing.
             return { id: job.id, status: 'failed' as const, output };
           }),
         );
@@ -348,4 +357,25 @@ function errorMessage(output: unknown): string | undefined {
   if (output && typeof output === 'object' && 'message' in output && typeof output.message === 'string') return output.message;
   if (typeof output === 'string') return output;
   return undefined;
+}
+
+/** Delays between settle attempts while the database is unreachable (about 15 s in all: a restart or a failover). */
+export const SETTLE_RETRY_DELAYS_MS = [250, 500, 1_000, 2_000, 4_000, 8_000];
+
+/**
+ * Runs `settle` (completing or failing one attempt, fenced to it), again after a pause when the
+ * database could not be reached (a terminated connection, a restart). Other errors, and the last
+ * unreachable one, are swallowed: pg-boss's own settle follows, and the lease is the floor.
+ */
+async function settleWhileUnavailable(settle: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await settle();
+      return;
+    } catch (err) {
+      const delay = SETTLE_RETRY_DELAYS_MS[i];
+      if (!isStoreUnavailable(err) || delay === undefined) return;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
 }

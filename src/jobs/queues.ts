@@ -41,6 +41,8 @@ export interface QueueSettings {
   delivery?: DeliveryRetry;
   /** Lease of one delivery attempt (config DELIVERY_ATTEMPT_TIMEOUT_SECONDS). Default 300. */
   deliveryAttemptTimeoutSeconds?: number;
+  /** Lease of one record-assembly attempt (config ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS). Default 900. */
+  assemblyAttemptTimeoutSeconds?: number;
   webhook?: WebhookRetry;
 }
 
@@ -49,7 +51,7 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
   const webhook = settings.webhook ?? DEFAULT_WEBHOOK_RETRY;
   return [
     // EHR outages: back off from 5 s up to an hour between attempts, give up after 12 (about half a day).
-    { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: 900 },
+    { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600, expireInSeconds: settings.assemblyAttemptTimeoutSeconds ?? 900 },
     // One job per consult note at a time (singleton key = its id): a re-drive never runs beside a retry.
     { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per follow-up question's answer (singleton key = the question's id), retried like the opinion's post-back.

@@ -77,6 +77,11 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
   });
   // An idle client that loses its connection must not crash the process; the pool replaces it.
   pool.on('error', () => undefined);
+  // Nor a client checked out (a transaction between two statements): pg-pool drops its own
+  // listener on checkout, and an 'error' event nobody listens to ends the process. The loss
+  // still reaches the transaction (its next statement fails as unreachable: 503), and the
+  // broken client is discarded on release.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const db = drizzleNodePg({ client: pool, schema }) as unknown as Db;
   return {
     kind: 'postgres',

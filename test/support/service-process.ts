@@ -27,6 +27,8 @@ export type LogLine = Record<string, unknown> & { msg?: string };
 export interface ServiceProcess {
   /** `http://127.0.0.1:PORT`, also its PUBLIC_URL (the audience of its tokens). */
   url: string;
+  /** The child's process id (for sampling its memory). */
+  pid: number | undefined;
   /** Its stdout, one parsed JSON log line each (non-JSON lines are kept as `{ msg: '<raw>', raw: true }`). */
   logs: LogLine[];
   readonly stderr: string;
@@ -91,6 +93,7 @@ export async function startServiceProcess(env: Record<string, string>, options: 
 
   const proc: ServiceProcess = {
     url,
+    pid: child.pid,
     logs,
     get stderr() {
       return stderr;

@@ -1,0 +1,164 @@
+/**
+ * The end of a soak: waits (bounded) for the queues to drain, then checks every referral
+ * against the service's store and the sandbox EHR and gathers the findings for the report.
+ */
+import { readFileSync } from 'node:fs';
+import { parseSearchRequest } from '@medplum/core';
+import { OPINION_NOTIFICATION_SYSTEM } from '../../src/delivery/deliver-opinion.ts';
+import { SYSTEM } from '../../src/fhir/constants.ts';
+import { QUEUE } from '../../src/jobs/queues.ts';
+import type { ClientCall, DrivenReferral } from './driver.ts';
+import type { FaultWindow } from './faults.ts';
+import { isOutage } from './schedule.ts';
+import type { SoakFindings } from './report.ts';
+import type { SoakTopology } from './topology.ts';
+
+const WORK_QUEUES = [QUEUE.assembleRecordSet, QUEUE.deliverOpinion];
+
+/** Jobs still to run in the work queues. */
+async function outstanding(topology: SoakTopology): Promise<number> {
+  const rows = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM pgboss.job WHERE name = ANY($1) AND state IN ('created', 'retry', 'active')", [WORK_QUEUES]);
+  return Number(rows[0]?.n ?? 0);
+}
+
+/** Waits until no work job is outstanding and no opinion delivery is pending, or `ms` passed. */
+export async function drain(topology: SoakTopology, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const pending = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM opinion_delivery WHERE status = 'pending'");
+      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0) return true;
+    } catch {
+      // the database is coming back from a fault
+    }
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+/** Samples the resident set size of a process from /proc (Linux), bytes; 0 when gone. */
+export function rssOf(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The fault that explains something that happened at `at`, if any was in force then (a second's slack at the start). */
+export function explain(windows: readonly FaultWindow[], at: number, only?: (w: FaultWindow) => boolean): string | undefined {
+  return windows.find((w) => (!only || only(w)) && at >= w.start - 1_000 && at <= (w.end ?? Infinity))?.kind;
+}
+
+export async function gatherFindings(
+  topology: SoakTopology,
+  driven: readonly DrivenReferral[],
+  calls: readonly ClientCall[],
+  windows: readonly FaultWindow[],
+  extra: { seed: number; peakRss: Record<string, number>; durationMs: number },
+): Promise<SoakFindings> {
+  const { ehr, postgres } = topology;
+  const label = (r: DrivenReferral) => r.id ?? r.requestId;
+  const open: SoakFindings['open'] = [];
+  const deliveredTwice: string[] = [];
+  const lost: string[] = [];
+  const missingAudit: string[] = [];
+  const recordSetsBad: string[] = [];
+  let deliveredOnce = 0;
+  let disclosures = 0;
+  let recordSetsComplete = 0;
+  const endToEndMs: number[] = [];
+  const deliveries = new Map(
+    (await postgres.query<{ id: string; status: string; delivered_at: Date | null }>('SELECT id, status, delivered_at FROM opinion_delivery')).map((d) => [d.id, d]),
+  );
+
+  for (const r of driven) {
+    if (r.stuck) open.push({ referral: label(r), why: `${r.stuck}${r.id ? jobTrail(topology, r.id) : ''}` });
+    // A record set is judged once the clinic has read it (a referral stuck before that is reported as open).
+    if (r.recordStatus === 'records-ready' && r.attachmentsBad === 0 && r.attachmentsVerified > 0) recordSetsComplete++;
+    else if (r.attachmentsBad > 0 || (r.recordStatus && r.recordStatus !== 'records-ready')) recordSetsBad.push(`${label(r)} (${r.recordStatus}, ${r.attachmentsBad} bad)`);
+    if (r.bundleId && r.bundleReads > 0) {
+      disclosures += r.bundleReads;
+      const rows = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent' AND content @> $1::jsonb", [
+        JSON.stringify({ outcome: '0', entity: [{ what: { reference: `Bundle/${r.bundleId}` } }] }),
+      ]);
+      if (Number(rows[0]?.n ?? 0) < r.bundleReads) missingAudit.push(label(r));
+    }
+    if (r.noteId) {
+      const notes = await ehr.repo.searchResources(parseSearchRequest(`DocumentReference?identifier=${encodeURIComponent(`${SYSTEM.consultNoteId}|${r.noteId}`)}`));
+      const comms = await ehr.repo.searchResources(parseSearchRequest(`Communication?identifier=${encodeURIComponent(`${OPINION_NOTIFICATION_SYSTEM}|${r.noteId}`)}`));
+      if (notes.length > 1 || comms.length > 1) deliveredTwice.push(`${label(r)} (note ${r.noteId}: ${notes.length} notes, ${comms.length} Communications)`);
+      else if (notes.length === 0 || comms.length === 0) lost.push(`${label(r)} (note ${r.noteId}: ${notes.length} notes, ${comms.length} Communications, delivery ${deliveries.get(r.noteId)?.status ?? 'missing'})`);
+      else deliveredOnce++;
+      const deliveredAt = deliveries.get(r.noteId)?.delivered_at;
+      if (deliveredAt) endToEndMs.push(new Date(deliveredAt).getTime() - r.startedAt);
+    } else if (r.finishedAt) {
+      endToEndMs.push(r.finishedAt - r.startedAt);
+    }
+  }
+
+  // Dead-lettered jobs: each must fall in the window of an injected fault (its lifetime overlaps one).
+  const dead = await postgres.query<{ name: string; id: string; created_on: Date; completed_on: Date | null; output: unknown }>(
+    "SELECT name, id, created_on, completed_on, output FROM pgboss.job WHERE state = 'failed'",
+  );
+  const deadLettered = dead.map((j) => {
+    const from = new Date(j.created_on).getTime();
+    const to = j.completed_on ? new Date(j.completed_on).getTime() : Date.now();
+    const cause = windows.find((w) => !isOutage(w.kind) && w.start <= to && (w.end ?? Infinity) >= from);
+    return { job: `${j.name} ${j.id}`, ...(cause ? { explainedBy: cause.kind } : {}) };
+  });
+
+  // 5xx and refused connections a client saw: explained by a fault in force at the time.
+  const serverErrors = calls
+    .filter((c) => (c.status !== undefined && c.status >= 500) || (c.error !== undefined && c.error !== 'replica down'))
+    .map((c) => {
+      // An outage explains any call; a fault on the EHR's reads explains calls that read the EHR
+      // synchronously (intake, the info answer, the Consent re-check ahead of a disclosure), not a summary or a consult action.
+      const readsEhr = !(c.method === 'GET' && c.path.startsWith('/second-opinions/')) && !c.path.startsWith('/consults/');
+      const cause = explain(windows, c.at, (w) => isOutage(w.kind) || (readsEhr && (w.kind.startsWith('ehr-read') || w.kind === 'ehr-binary-truncated')));
+      return { at: new Date(c.at).toISOString(), call: `${c.method} ${c.path} (replica ${c.replica})`, status: c.status ? String(c.status) : (c.error as string), ...(cause ? { explainedBy: cause } : {}) };
+    });
+
+  const largestTables = (
+    await postgres.query<{ table: string; bytes: string; rows: string }>(
+      "SELECT schemaname || '.' || relname AS table, pg_total_relation_size(relid) AS bytes, n_live_tup AS rows FROM pg_stat_user_tables ORDER BY pg_total_relation_size(relid) DESC LIMIT 5",
+    )
+  ).map((t) => ({ table: t.table, bytes: Number(t.bytes), rows: Math.max(0, Number(t.rows)) }));
+
+  const faultsInjected: Record<string, number> = {};
+  for (const w of windows) faultsInjected[w.kind] = (faultsInjected[w.kind] ?? 0) + 1;
+  return {
+    seed: extra.seed,
+    referrals: driven.length,
+    started: driven.filter((r) => r.id).length,
+    completed: driven.filter((r) => r.finishedAt && !r.stuck).length,
+    open,
+    duplicatedReferrals: driven.filter((r) => r.ids.size > 1).map((r) => `${r.requestId} (${[...r.ids].join(', ')})`),
+    opinionsSubmitted: driven.filter((r) => r.noteId).length,
+    deliveredOnce,
+    deliveredTwice,
+    lost,
+    recordSetsComplete,
+    recordSetsBad,
+    deadLettered,
+    disclosures,
+    missingAudit,
+    serverErrors,
+    endToEndMs,
+    peakRss: extra.peakRss,
+    largestTables,
+    faultsInjected,
+    crashes: topology.replicas.flatMap((r) => r.crashes.map((c) => ({ replica: `replica ${r.index}`, at: new Date(c.at).toISOString(), code: c.code, tail: c.tail }))),
+    durationMs: extra.durationMs,
+  };
+}
+
+/** What the replicas logged about a referral's jobs (ids and outcomes only: the service logs no PHI), for a referral left open. */
+function jobTrail(topology: SoakTopology, serviceRequestId: string): string {
+  const lines = topology.replicas.flatMap((r) =>
+    r.pastLogs.flatMap((logs, run) => logs.filter((l) => l.serviceRequestId === serviceRequestId).map((l) => `replica ${r.index} run ${run + 1} ${l.time ?? ''} ${l.msg ?? ''} ${l.outcome ?? ''} ${(l.err as { message?: string } | undefined)?.message ?? ''}`.trim())),
+  );
+  return lines.length ? `; its job log: ${lines.slice(-6).join(' | ')}` : '; no job log line names it';
+}

@@ -1,0 +1,94 @@
+/**
+ * The soak's verdict and table. Pure: given what the checks found, decides pass/fail and
+ * formats the one table a run prints. A run fails on any lost or duplicated clinical document
+ * (or duplicated referral), any successful disclosure without its AuditEvent, any 5xx (or
+ * refused connection) that no injected fault explains, and any dead-lettered job no fault explains.
+ */
+
+/** What the checks found, per referral where it matters. */
+export interface SoakFindings {
+  seed: number;
+  referrals: number;
+  started: number;
+  completed: number;
+  /** Referrals that did not reach their end, with why. */
+  open: { referral: string; why: string }[];
+  /** Referrals for which intake handed out more than one referral id under one requestId. */
+  duplicatedReferrals: string[];
+  opinionsSubmitted: number;
+  deliveredOnce: number;
+  /** Opinions with two or more consult notes (or Communications) on the EHR. */
+  deliveredTwice: string[];
+  /** Opinions submitted and never delivered (no consult note on the EHR after the drain). */
+  lost: string[];
+  recordSetsComplete: number;
+  recordSetsBad: string[];
+  deadLettered: { job: string; explainedBy?: string }[];
+  disclosures: number;
+  /** Referrals with a successful record-set read and fewer AuditEvents than reads. */
+  missingAudit: string[];
+  serverErrors: { at: string; call: string; status: string; explainedBy?: string }[];
+  endToEndMs: number[];
+  peakRss: Record<string, number>;
+  largestTables: { table: string; bytes: number; rows?: number }[];
+  faultsInjected: Record<string, number>;
+  /** Service processes that exited without being killed by the schedule (restarted by the soak). */
+  crashes: { replica: string; at: string; code: number | null; tail: string }[];
+  durationMs: number;
+}
+
+export interface Verdict {
+  ok: boolean;
+  failures: string[];
+}
+
+export function verdict(f: SoakFindings): Verdict {
+  const failures: string[] = [];
+  if (f.lost.length) failures.push(`lost opinions (${f.lost.length}): ${f.lost.join(', ')}`);
+  if (f.deliveredTwice.length) failures.push(`opinions delivered more than once (${f.deliveredTwice.length}): ${f.deliveredTwice.join(', ')}`);
+  if (f.duplicatedReferrals.length) failures.push(`duplicated referrals (${f.duplicatedReferrals.length}): ${f.duplicatedReferrals.join(', ')}`);
+  if (f.recordSetsBad.length) failures.push(`record sets incomplete or failing their hashes (${f.recordSetsBad.length}): ${f.recordSetsBad.join(', ')}`);
+  if (f.missingAudit.length) failures.push(`disclosures without an AuditEvent (${f.missingAudit.length}): ${f.missingAudit.join(', ')}`);
+  const unexplained = f.serverErrors.filter((e) => !e.explainedBy);
+  if (unexplained.length) failures.push(`5xx or refused calls without an injected cause (${unexplained.length}): ${unexplained.map((e) => `${e.call} ${e.status} at ${e.at}`).join('; ')}`);
+  const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
+  if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
+  if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
+  if (f.open.length) failures.push(`referrals still open (${f.open.length}): ${f.open.map((o) => `${o.referral} (${o.why})`).join(', ')}`);
+  return { ok: failures.length === 0, failures };
+}
+
+/** The p-th percentile (nearest rank) of `values`, or undefined when there are none. */
+export function percentile(values: readonly number[], p: number): number | undefined {
+  if (!values.length) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+const mb = (bytes: number) => `${(bytes / 1_048_576).toFixed(0)} MB`;
+const secs = (ms: number | undefined) => (ms === undefined ? 'n/a' : `${(ms / 1000).toFixed(1)} s`);
+
+/** The table of a run, as Markdown (readable in a terminal, pasteable into the docs). */
+export function formatTable(f: SoakFindings): string {
+  const explained = f.serverErrors.filter((e) => e.explainedBy);
+  const byCause = new Map<string, number>();
+  for (const e of explained) byCause.set(e.explainedBy as string, (byCause.get(e.explainedBy as string) ?? 0) + 1);
+  const rows: [string, string][] = [
+    ['seed', String(f.seed)],
+    ['referrals started / completed / still open', `${f.started} / ${f.completed} / ${f.open.length}`],
+    ['duplicated referrals (one requestId, two ids)', String(f.duplicatedReferrals.length)],
+    ['opinions submitted', String(f.opinionsSubmitted)],
+    ['opinions delivered exactly once / twice / lost', `${f.deliveredOnce} / ${f.deliveredTwice.length} / ${f.lost.length}`],
+    ['record sets complete and hash-verified', `${f.recordSetsComplete} of ${f.recordSetsComplete + f.recordSetsBad.length}`],
+    ['jobs dead-lettered (explained)', `${f.deadLettered.length} (${f.deadLettered.filter((d) => d.explainedBy).length})`],
+    ['record-set disclosures / without AuditEvent', `${f.disclosures} / ${f.missingAudit.length}`],
+    ['5xx or refused calls seen by clients (explained)', `${f.serverErrors.length} (${explained.length}${byCause.size ? `: ${[...byCause].map(([k, v]) => `${k} ${v}`).join(', ')}` : ''})`],
+    ['end-to-end p50 / p95 (intake to delivered or declined)', `${secs(percentile(f.endToEndMs, 50))} / ${secs(percentile(f.endToEndMs, 95))}`],
+    ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
+    ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],
+    ['service processes that exited on their own', String(f.crashes.length)],
+    ['faults injected', Object.entries(f.faultsInjected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
+    ['duration', secs(f.durationMs)],
+  ];
+  return ['| measure | value |', '|---|---|', ...rows.map(([k, v]) => `| ${k} | ${v} |`)].join('\n');
+}
