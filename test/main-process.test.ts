@@ -1,61 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exampleBanner } from '../src/network/example-banner.ts';
+import { spawnLogged } from './support/run-process.ts';
 import { freePort } from './support/service.ts';
 
-const ROOT = path.join(import.meta.dirname, '..');
-
-interface Run {
-  lines: string[];
-  stderr: string;
-  exit: Promise<number | null>;
-  kill(signal: NodeJS.Signals): void;
-  waitFor(match: (line: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
-}
 
 /** Runs `src/main.ts` exactly as `npm start` does (tsx on the project's Node), collecting its JSON log lines. */
-function runMain(env: Record<string, string>): Run {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  const waiters: (() => void)[] = [];
-  let buffer = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString();
-    let nl;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-      for (const w of waiters.splice(0)) w();
-    }
-  });
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return {
-    lines,
-    get stderr() {
-      return stderr;
-    },
-    exit,
-    kill: (signal) => child.kill(signal),
-    async waitFor(match, ms = 60_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const found = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find(match);
-        if (found) return found;
-        if (Date.now() > deadline) throw new Error(`timed out; log so far:\n${lines.join('\n')}\n${stderr}`);
-        await Promise.race([new Promise<void>((r) => waiters.push(r)), new Promise((r) => setTimeout(r, 200)), exit]);
-      }
-    },
-  } as Run;
-}
+const runMain = (env: Record<string, string>) => spawnLogged(process.execPath, ['--import', 'tsx', 'src/main.ts'], env);
 
 describe('the service process (npm start)', () => {
   it('starts on the example network with embedded PGlite, says so first, serves, and drains on SIGTERM', async () => {

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -12,6 +12,7 @@ import { AuditLog } from '../src/audit/audit-log.ts';
 import { EXAMPLE_KEY_THUMBPRINTS, findExampleKeys } from '../src/auth/example-keys.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { ResourceStore } from '../src/store/resource-store.ts';
+import { spawnLogged } from './support/run-process.ts';
 import { createProcessDatabase } from './support/service-process.ts';
 import { freePort } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
@@ -35,57 +36,7 @@ async function captured<T>(fn: () => Promise<T>): Promise<{ result: T; stdout: s
   }
 }
 
-interface Child {
-  pid: number;
-  lines: string[];
-  readonly stderr: string;
-  exit: Promise<number | null>;
-  waitFor(match: (line: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
-}
-
-/** Spawns `command args` in the repository with only `env` (plus PATH, HOME), collecting JSON log lines. */
-function run(command: string, args: string[], env: Record<string, string>, options: { ownProcessGroup?: boolean } = {}): Child {
-  const child = spawn(command, args, {
-    cwd: ROOT,
-    // Its own process group: a signal to the group is what a terminal's Ctrl-C sends.
-    detached: options.ownProcessGroup ?? false,
-    // node_modules/.bin first: `node` is the project's Node 24, as under `npm run`.
-    env: { PATH: `${path.join(ROOT, 'node_modules', '.bin')}:${process.env.PATH ?? ''}`, HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  let buffer = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    buffer += chunk.toString();
-    let nl;
-    while ((nl = buffer.indexOf('\n')) >= 0) {
-      lines.push(buffer.slice(0, nl));
-      buffer = buffer.slice(nl + 1);
-    }
-  });
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let exited = false;
-  void exit.then(() => (exited = true));
-  return {
-    pid: child.pid as number,
-    lines,
-    get stderr() {
-      return stderr;
-    },
-    exit,
-    async waitFor(match, ms = 90_000) {
-      const deadline = Date.now() + ms;
-      for (;;) {
-        const found = lines.flatMap((l) => (l.startsWith('{') ? [JSON.parse(l) as Record<string, unknown>] : [])).find(match);
-        if (found) return found;
-        if (exited || Date.now() > deadline) throw new Error(`${exited ? 'exited' : 'timed out'}; output so far:\n${lines.join('\n')}\n${stderr}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    },
-  };
-}
+const run = spawnLogged;
 
 /** The process and all its descendants (ps), parents first. */
 function processTree(pid: number): { pid: number; command: string }[] {
