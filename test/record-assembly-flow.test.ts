@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { AuditEvent, Bundle, DocumentReference, Provenance, Task } from '@medplum/fhirtypes';
+import type { AuditEvent, Binary, Bundle, DocumentReference, Provenance, Task } from '@medplum/fhirtypes';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../src/audit/audit-log.ts';
 import { createValidator } from '../src/fhir/validator.ts';
@@ -10,6 +10,7 @@ import { QUEUE_POLICIES } from '../src/jobs/queues.ts';
 import { loadNetwork } from '../src/network/network.ts';
 import { createParticipantFhirClients } from '../src/outbound/endpoints.ts';
 import { assembleRecordSet } from '../src/records/assemble-record-set.ts';
+import { INTEGRITY_FETCHES } from '../src/records/store-record.ts';
 import type { ReferralSummary } from '../src/intake/get-referral-summary.ts';
 import { openBlobBackend } from '../src/store/blob-backend.ts';
 import { BlobStore } from '../src/store/blob-store.ts';
@@ -18,6 +19,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { makePdf, sha1Base64 } from './support/sandbox-ehr/documents.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { getAccessToken } from './support/tokens.ts';
@@ -244,8 +246,8 @@ describe('record-set assembly (flow)', () => {
     expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual([`DocumentReference/${docId('progress-2024')}`]);
   });
 
-  it('(e) truncated bytes (size differs from the declared size): integrity failure reported, the document left out', async () => {
-    ehr.faults.add({ path: `/Binary/${binId('referral-2024')}`, wrongLength: true });
+  it('(e) truncated bytes (size differs from the declared size) on every download: fetched three times, then an integrity failure reported, the document left out', async () => {
+    const rule = ehr.faults.add({ path: `/Binary/${binId('referral-2024')}`, wrongLength: true });
     const { id } = await refer({
       consultants: ['lakeside-consults'],
       blinded: false,
@@ -258,6 +260,40 @@ describe('record-set assembly (flow)', () => {
     expect(summary.recordSet.integrityFailures).toEqual([{ reference: `${ehr.baseUrl}/DocumentReference/${docId('referral-2024')}`, kind: 'size', expected: referral?.size, actual: expect.any(Number) }]);
     expect((summary.recordSet.integrityFailures[0] as { actual?: number } | undefined)?.actual).not.toBe(referral?.size);
     expect(docIds(await readBundle(summary.recordSet.bundleId as string))).toEqual([`DocumentReference/${docId('progress-2024')}`]);
+    expect(rule.hits).toBe(INTEGRITY_FETCHES);
+    expect(summary.recordSet.attempts).toBe(1);
+  });
+
+  it('(e) a download cut short once: fetched again in the same attempt, the record set is complete and nothing is reported', async () => {
+    // A document of its own (no earlier test stored its bytes), so the download really happens.
+    const bytes = makePdf({ title: 'Operative note (truncated once)', lines: ['Synthetic record - Alex Example (not a real person)'] });
+    const binary = await ehr.repo.createResource<Binary>({ resourceType: 'Binary', contentType: 'application/pdf' });
+    ehr.blobs.set(binary.id as string, { bytes, contentType: 'application/pdf' });
+    const op = seededDocument(ehr.seeded, 'op-note-2024');
+    const original = await ehr.repo.readResource<DocumentReference>('DocumentReference', op.id);
+    const doc = await ehr.repo.createResource<DocumentReference>({
+      ...original,
+      id: undefined,
+      meta: undefined,
+      identifier: undefined,
+      content: [{ attachment: { contentType: 'application/pdf', size: bytes.length, hash: sha1Base64(bytes), title: 'Operative note.pdf', url: `Binary/${binary.id}` } }],
+    });
+    const rule = ehr.faults.add({ path: `/Binary/${binary.id}`, wrongLength: true, times: 1 });
+    const { id } = await refer({
+      consultants: ['lakeside-consults'],
+      blinded: false,
+      firstOpinion: { documents: [] },
+      records: { documents: [{ reference: `DocumentReference/${doc.id}` }, { reference: `DocumentReference/${docId('progress-2024')}` }] },
+      kind: 'complication',
+    });
+    const summary = await assembled(id);
+    expect(rule.hits).toBe(1);
+    expect(ehr.requests.filter((r) => r.path.endsWith(`/Binary/${binary.id}`))).toHaveLength(2);
+    expect(summary.recordSet).toMatchObject({ status: 'records-ready', attempts: 1, integrityFailures: [], missing: { documents: [] } });
+    const bundle = await readBundle(summary.recordSet.bundleId as string);
+    expect(docIds(bundle)).toEqual([`DocumentReference/${doc.id}`, `DocumentReference/${docId('progress-2024')}`].sort());
+    const copy = bundle.entry?.map((e) => e.resource as DocumentReference).find((d) => d.meta?.source?.endsWith(`DocumentReference/${doc.id}`)) as DocumentReference;
+    expect(copy.content[0]?.attachment).toMatchObject({ size: bytes.length, hash: sha1Base64(bytes) });
   });
 
   it('(f) an attachment times out on the first attempt: the job retries and the record set is complete', async () => {

@@ -132,13 +132,32 @@ async function storeAttachment(attachment: Attachment, ctx: RecordStoreContext, 
       expected,
     });
   } else {
-    const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
-    stored = await deps.blobs.put(response.body, {
-      contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
-      maxBytes: deps.maxAttachmentBytes,
-      expected,
-    });
+    stored = await fetchVerified(attachment, ctx, expected);
   }
   referrerBlobs.add(stored);
   return { sha256: stored.sha256, sha1: stored.sha1, size: stored.size, contentType: stored.contentType };
+}
+
+/**
+ * Downloads made of one attachment whose bytes fail their declared size or hash before it is
+ * reported as an integrity failure: a connection cut short or a proxy that mangles a body is a
+ * fault of the transfer, and fetching again usually gets the whole document. Bytes that fail
+ * every time are the EHR's own (a wrong declared size or hash) and are left out.
+ */
+export const INTEGRITY_FETCHES = 3;
+
+async function fetchVerified(attachment: Attachment, ctx: RecordStoreContext, expected: { size?: number; sha1?: string }): Promise<StoredAttachment> {
+  const { deps, client } = ctx;
+  for (let fetch = 1; ; fetch++) {
+    const response = await client.fetchAttachment(attachment.url as string, { maxBytes: deps.maxAttachmentBytes });
+    try {
+      return await deps.blobs.put(response.body, {
+        contentType: attachment.contentType ?? response.contentType ?? 'application/octet-stream',
+        maxBytes: deps.maxAttachmentBytes,
+        expected,
+      });
+    } catch (err) {
+      if (!(err instanceof BlobIntegrityError) || fetch >= INTEGRITY_FETCHES) throw err;
+    }
+  }
 }
