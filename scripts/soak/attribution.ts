@@ -46,12 +46,21 @@ export function readsEhrSynchronously(method: string, path: string): boolean {
 
 const inForce = (w: FaultWindow, at: number) => at >= w.start - SLACK_MS && at <= (w.end ?? Infinity);
 
-/** The fault that explains a 5xx or a reset connection a client saw at `at` from replica `replica`, if any. */
-export function explainServerError(call: { at: number; replica: number; method: string; path: string }, windows: readonly FaultWindow[]): FaultWindow | undefined {
+/** The text of the service's 503 when its database is unreachable (src/http/errors.ts). */
+const DATABASE_UNREACHABLE = /cannot reach its database/;
+
+/**
+ * The fault that explains a 5xx or a reset connection a client saw at `at` from replica
+ * `replica`, if any. An answer saying the database is unreachable is put down to a database
+ * fault only; otherwise a kill of that replica comes first, then a database fault, then (for a
+ * call that reads the EHR) an EHR read fault.
+ */
+export function explainServerError(call: { at: number; replica: number; method: string; path: string; outcome?: string }, windows: readonly FaultWindow[]): FaultWindow | undefined {
+  const current = windows.filter((w) => inForce(w, call.at));
+  const database = current.find((w) => isDatabase(w.kind));
+  if (call.outcome && DATABASE_UNREACHABLE.test(call.outcome)) return database;
   const readsEhr = readsEhrSynchronously(call.method, call.path);
-  return windows.find(
-    (w) => inForce(w, call.at) && ((w.kind === 'kill-replica' && w.replica === call.replica) || isDatabase(w.kind) || (readsEhr && isEhrRead(w.kind))),
-  );
+  return current.find((w) => w.kind === 'kill-replica' && w.replica === call.replica) ?? database ?? (readsEhr ? current.find((w) => isEhrRead(w.kind)) : undefined);
 }
 
 /** The fault that explains a dead-lettered job of `queue` that lived from `from` to `to`, if any. */

@@ -153,6 +153,9 @@ export class SoakClient {
   }
 }
 
+/** How many times the referrer posts a record supplied later while the assembly leaves it out. */
+const REPOSTS = 8;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Runs every referral, `concurrency` at a time; `onProgress` after each. */
@@ -234,13 +237,14 @@ async function runOne(client: SoakClient, r: DrivenReferral, duplicate: 'concurr
     const supplied = await supplyRecord(r.requestId);
     r.later.supplied = supplied;
     // The referrer posts the record, and posts it again while the assembly reports it left out
-    // (an attachment download cut short by the EHR fails its size check), as the docs say to.
+    // (an attachment download cut short by the EHR fails its size check), as the docs say to:
+    // up to REPOSTS times, more than the 6 requests an EHR fault of the schedule fails.
     for (let attempt = 1; ; attempt++) {
       const added = await client.call<{ recordsRevision: number }>(referrer, 'POST', `/second-opinions/${r.id}/records`, 'st-olaf', { documents: [{ reference: supplied.reference, display: 'Operative note' }] });
       if (added.status !== 202 && added.status !== 200) throw new Error(`adding records answered ${added.status}`);
       summary = await assembled(added.body.recordsRevision);
       const leftOut = [...summary.recordSet.integrityFailures, ...summary.recordSet.missing.documents].some((d) => namesRecord((d as { reference?: string }).reference, supplied.reference));
-      if (!leftOut || attempt === 3) break;
+      if (!leftOut || attempt === REPOSTS) break;
       r.later.postedAgain = attempt;
     }
   }

@@ -88,6 +88,19 @@ describe('soak attribution of 5xx', () => {
     expect(readsEhrSynchronously('GET', '/fhir/Bundle/b1?_format=json')).toBe(true);
   });
 
+  it('an answer saying the database is unreachable is put down to a database fault only; a killed replica or a database fault comes before an EHR fault', () => {
+    const ehr: FaultWindow = { kind: 'ehr-read-500', start: 0, end: 50_000 };
+    const restart: FaultWindow = { kind: 'postgres-restart', start: 10_000, end: 20_000 };
+    const kill: FaultWindow = { kind: 'kill-replica', replica: 0, start: 10_000, end: 20_000 };
+    const unreachable = { ...call(12_000, 0, 'POST', '/second-opinions'), outcome: 'The service cannot reach its database at the moment; retry later' };
+    expect(explainServerError(unreachable, [ehr, kill, restart])?.kind).toBe('postgres-restart');
+    expect(explainServerError(unreachable, [ehr, kill])).toBeUndefined();
+    expect(explainServerError({ ...unreachable, at: 30_000 }, [ehr, restart])).toBeUndefined();
+    expect(explainServerError(call(12_000, 0, 'POST', '/second-opinions'), [ehr, restart, kill])?.kind).toBe('kill-replica');
+    expect(explainServerError(call(12_000, 1, 'POST', '/second-opinions'), [ehr, kill, restart])?.kind).toBe('postgres-restart');
+    expect(explainServerError(call(30_000, 1, 'POST', '/second-opinions'), [ehr, kill, restart])?.kind).toBe('ehr-read-500');
+  });
+
   it('the 5xx-by-cause line groups by cause, status, Retry-After and what the answer said, most frequent first', () => {
     const errors = [
       { status: '503', explainedBy: 'postgres-restart', retryAfter: '5', outcome: 'The database is unavailable' },
