@@ -119,7 +119,7 @@ export async function gatherFindings(
         at: new Date(c.at).toISOString(),
         call: `${c.method} ${c.path} (replica ${c.replica})`,
         status: c.status ? String(c.status) : (c.error as string),
-        ...(cause ? { explainedBy: cause.kind === 'kill-replica' ? `kill-replica ${cause.replica}` : cause.kind } : {}),
+        ...(cause ? { explainedBy: cause.kind === 'kill-replica' ? `kill-replica (replica ${cause.replica})` : cause.kind } : {}),
         ...(c.retryAfter ? { retryAfter: c.retryAfter } : {}),
         ...(c.outcome ? { outcome: c.outcome } : {}),
       };

@@ -105,10 +105,10 @@ describe('soak attribution of 5xx', () => {
     const errors = [
       { status: '503', explainedBy: 'postgres-restart', retryAfter: '5', outcome: 'The database is unavailable' },
       { status: '503', explainedBy: 'postgres-restart', retryAfter: '5', outcome: 'The database is unavailable' },
-      { status: 'ECONNREFUSED', explainedBy: 'kill-replica 1' },
+      { status: 'ECONNREFUSED', explainedBy: 'kill-replica (replica 1)' },
       { status: '500' },
     ];
-    expect(summarizeByCause(errors)).toEqual(['postgres-restart: 2 × 503 Retry-After 5 "The database is unavailable"', 'kill-replica 1: 1 × ECONNREFUSED', 'unexplained: 1 × 500']);
+    expect(summarizeByCause(errors)).toEqual(['postgres-restart: 2 × 503 Retry-After 5 "The database is unavailable"', 'kill-replica (replica 1): 1 × ECONNREFUSED', 'unexplained: 1 × 500']);
     expect(outcomeText({ resourceType: 'OperationOutcome', issue: [{ code: 'transient', details: { text: 'Try again' } }] })).toBe('Try again');
     expect(outcomeText({ resourceType: 'OperationOutcome', issue: [{ code: 'exception' }] })).toBe('exception');
     expect(outcomeText(undefined)).toBeUndefined();
