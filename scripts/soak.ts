@@ -3,7 +3,8 @@
  * one PostgreSQL cluster of the soak's own, while a seeded schedule makes the sandbox EHR fail,
  * kills a replica, restarts PostgreSQL and terminates its connections. At the end it checks every
  * referral against the service's store and the EHR and prints one table; it exits 1 on any lost
- * or duplicated clinical document, unaudited disclosure, or unexplained 5xx.
+ * or duplicated clinical document, unaudited disclosure, record supplied later that never reached
+ * the clinic, unexplained 5xx or dead letter.
  *
  *   npm run soak                      # 1000 referrals
  *   npm run soak -- --quick           # 100 referrals
@@ -13,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { drain, gatherFindings, rssOf } from './soak/checks.ts';
 import { drive, SoakClient } from './soak/driver.ts';
 import { runSchedule } from './soak/faults.ts';
+import { writeLaterRecord } from './soak/later-records.ts';
 import { formatTable, verdict } from './soak/report.ts';
 import { buildSchedule, describeSchedule } from './soak/schedule.ts';
 import { startTopology } from './soak/topology.ts';
@@ -62,7 +64,8 @@ try {
   const client = new SoakClient(topology.replicas);
   const faults = runSchedule(topology, schedule, log);
   const chart = topology.ehr.seeded;
-  const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents }, (done) => {
+  const supplyRecord = (label: string) => writeLaterRecord(topology.ehr, label);
+  const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents, supplyRecord }, (done) => {
     if (done % Math.max(1, Math.round(referrals / 10)) === 0) log(`${done}/${referrals} referrals driven (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
   });
   log('driver done; waiting for the rest of the fault schedule');

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Bundle, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Binary, Bundle, DocumentReference, OperationOutcome, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createValidator } from '../src/fhir/validator.ts';
@@ -14,6 +14,7 @@ import { clientIdOf } from './support/example-network.ts';
 import { makeSecondOpinionRequest } from './support/referrals.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_KEY_FILE } from './support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.ts';
+import { makePdf, sha1Base64 } from './support/sandbox-ehr/documents.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
@@ -250,6 +251,43 @@ describe('adding records (flow)', () => {
     expect(await intakeRow(id)).toMatchObject({ recordsRevision: 1, addedDocuments: [{ reference: `DocumentReference/${docId('progress-2024')}` }] });
     expect(await assemblyJobs(id)).toHaveLength(2);
     expect((await summaryOf(id)).recordSet.bundleId).toBe(second.recordSet.bundleId);
+  });
+
+  it('(c1) a record the last assembly left out (its bytes failed their check, or it was not found) is fetched again when posted again: 202, a new revision', async () => {
+    // An operative note of its own (bytes no earlier test stored), whose first download is cut to half its declared size.
+    const bytes = makePdf({ title: 'Operative note', lines: ['Synthetic record (not a real person)', 'Posted again after a bad download.'] });
+    const binary = await ehr.repo.createResource<Binary>({ resourceType: 'Binary', contentType: 'application/pdf' });
+    ehr.blobs.set(binary.id as string, { bytes, contentType: 'application/pdf' });
+    const note = await ehr.repo.createResource<DocumentReference>({
+      resourceType: 'DocumentReference',
+      status: 'current',
+      type: { coding: [{ system: 'http://loinc.org', code: '11504-8', display: 'Surgical operation note' }] },
+      subject: { reference: `Patient/${ehr.seeded.patientId}` },
+      date: '2022-11-03T10:00:00Z',
+      content: [{ attachment: { contentType: 'application/pdf', size: bytes.length, hash: sha1Base64(bytes), url: `Binary/${binary.id}` } }],
+    });
+    const reference = `DocumentReference/${note.id}`;
+    const fault = ehr.faults.add({ path: `/Binary/${binary.id}`, wrongLength: true, times: 1 });
+    const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('discharge-2024')}` }] } });
+    const first = await assembled(id);
+    expect(first.recordSet.status).toBe('awaiting-records');
+    expect((await addRecords(id, { documents: [{ reference }] })).status).toBe(202);
+    const failed = await assembled(id, first.recordSet.bundleId);
+    expect(fault.hits).toBe(1);
+    expect(failed.recordSet).toMatchObject({ status: 'awaiting-records', recordsRevision: 1, integrityFailures: [{ reference: `${ehr.baseUrl}/${reference}`, kind: 'size', expected: bytes.length }] });
+
+    // Posted again (relative or absolute): fetched again, as a new revision.
+    const again = await addRecords(id, { documents: [{ reference: `${ehr.baseUrl}/${reference}` }] });
+    expect(again.status).toBe(202);
+    expect(await again.json()).toEqual({ id, recordsRevision: 2, added: [] });
+    const after = await assembled(id, failed.recordSet.bundleId);
+    expect(after.recordSet).toMatchObject({ status: 'records-ready', recordsRevision: 2, assembledRevision: 2, integrityFailures: [], missing: { required: [], documents: [] } });
+    const bundle = await readBundleOverHttp(after.recordSet.bundleId as string);
+    expect(docIds(bundle.body as Bundle)).toEqual([`DocumentReference/${docId('discharge-2024')}`, reference].sort());
+    // Nothing left out now: posting it once more changes nothing.
+    const once = await addRecords(id, { documents: [{ reference }] });
+    expect(once.status).toBe(200);
+    expect(await once.json()).toEqual({ id, recordsRevision: 2, added: [] });
   });
 
   it('(c2) concurrent additions, even before the first assembly ran, each get their own revision and none is lost', async () => {

@@ -7,9 +7,10 @@ import { parseSearchRequest } from '@medplum/core';
 import { OPINION_NOTIFICATION_SYSTEM } from '../../src/delivery/deliver-opinion.ts';
 import { SYSTEM } from '../../src/fhir/constants.ts';
 import { QUEUE } from '../../src/jobs/queues.ts';
+import { explainDeadLetter, explainServerError } from './attribution.ts';
+import { auditCoverage, type Disclosure, loadAuditEvents } from './audits.ts';
 import type { ClientCall, DrivenReferral } from './driver.ts';
 import type { FaultWindow } from './faults.ts';
-import { isOutage } from './schedule.ts';
 import type { SoakFindings } from './report.ts';
 import type { SoakTopology } from './topology.ts';
 
@@ -47,11 +48,6 @@ export function rssOf(pid: number | undefined): number {
   }
 }
 
-/** The fault that explains something that happened at `at`, if any was in force then (a second's slack at the start). */
-export function explain(windows: readonly FaultWindow[], at: number, only?: (w: FaultWindow) => boolean): string | undefined {
-  return windows.find((w) => (!only || only(w)) && at >= w.start - 1_000 && at <= (w.end ?? Infinity))?.kind;
-}
-
 export async function gatherFindings(
   topology: SoakTopology,
   driven: readonly DrivenReferral[],
@@ -64,10 +60,10 @@ export async function gatherFindings(
   const open: SoakFindings['open'] = [];
   const deliveredTwice: string[] = [];
   const lost: string[] = [];
-  const missingAudit: string[] = [];
   const recordSetsBad: string[] = [];
+  const disclosed: Disclosure[] = [];
+  const laterRecords: SoakFindings['laterRecords'] = { supplied: 0, reached: 0, postedAgain: 0, failures: [] };
   let deliveredOnce = 0;
-  let disclosures = 0;
   let recordSetsComplete = 0;
   const endToEndMs: number[] = [];
   const deliveries = new Map(
@@ -79,13 +75,15 @@ export async function gatherFindings(
     // A record set is judged once the clinic has read it (a referral stuck before that is reported as open).
     if (r.recordStatus === 'records-ready' && r.attachmentsBad === 0 && r.attachmentsVerified > 0) recordSetsComplete++;
     else if (r.attachmentsBad > 0 || (r.recordStatus && r.recordStatus !== 'records-ready')) recordSetsBad.push(`${label(r)} (${r.recordStatus}, ${r.attachmentsBad} bad)`);
-    if (r.bundleId && r.bundleReads > 0) {
-      disclosures += r.bundleReads;
-      const rows = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM resource WHERE resource_type = 'AuditEvent' AND content @> $1::jsonb", [
-        JSON.stringify({ outcome: '0', entity: [{ what: { reference: `Bundle/${r.bundleId}` } }] }),
-      ]);
-      if (Number(rows[0]?.n ?? 0) < r.bundleReads) missingAudit.push(label(r));
+    for (const read of r.reads) disclosed.push({ ...read, referral: label(r) });
+    if (r.later) {
+      if (r.later.supplied) laterRecords.supplied++;
+      if (r.later.postedAgain) laterRecords.postedAgain++;
+      if (r.later.reached) laterRecords.reached++;
+      else laterRecords.failures.push(`${label(r)} (${r.later.supplied?.reference ?? 'not supplied'}: ${r.later.why ?? r.stuck ?? 'the clinic did not read it'})`);
     }
+    // Each opinion the service delivered to the EHR is a disclosure of its own.
+    if (r.noteId && deliveries.get(r.noteId)?.status === 'delivered') disclosed.push({ kind: 'post-backs', reference: `DocumentReference/${r.noteId}`, referral: label(r) });
     if (r.noteId) {
       const notes = await ehr.repo.searchResources(parseSearchRequest(`DocumentReference?identifier=${encodeURIComponent(`${SYSTEM.consultNoteId}|${r.noteId}`)}`));
       const comms = await ehr.repo.searchResources(parseSearchRequest(`Communication?identifier=${encodeURIComponent(`${OPINION_NOTIFICATION_SYSTEM}|${r.noteId}`)}`));
@@ -99,26 +97,32 @@ export async function gatherFindings(
     }
   }
 
-  // Dead-lettered jobs: each must fall in the window of an injected fault (its lifetime overlaps one).
+  const audits = auditCoverage(await loadAuditEvents(topology), disclosed);
+
+  // Dead-lettered jobs: each needs a permanent fault that can fail its queue's work, in force during its life (attribution.ts).
   const dead = await postgres.query<{ name: string; id: string; created_on: Date; completed_on: Date | null; output: unknown }>(
     "SELECT name, id, created_on, completed_on, output FROM pgboss.job WHERE state = 'failed'",
   );
   const deadLettered = dead.map((j) => {
     const from = new Date(j.created_on).getTime();
     const to = j.completed_on ? new Date(j.completed_on).getTime() : Date.now();
-    const cause = windows.find((w) => !isOutage(w.kind) && w.start <= to && (w.end ?? Infinity) >= from);
+    const cause = explainDeadLetter({ queue: j.name, from, to }, windows);
     return { job: `${j.name} ${j.id}`, ...(cause ? { explainedBy: cause.kind } : {}) };
   });
 
-  // 5xx and refused connections a client saw: explained by a fault in force at the time.
+  // 5xx and refused connections a client saw: explained by a fault on the replica that answered, on the database, or on the EHR for a call that reads it (attribution.ts).
   const serverErrors = calls
     .filter((c) => (c.status !== undefined && c.status >= 500) || (c.error !== undefined && c.error !== 'replica down'))
     .map((c) => {
-      // An outage explains any call; a fault on the EHR's reads explains calls that read the EHR
-      // synchronously (intake, the info answer, the Consent re-check ahead of a disclosure), not a summary or a consult action.
-      const readsEhr = !(c.method === 'GET' && c.path.startsWith('/second-opinions/')) && !c.path.startsWith('/consults/');
-      const cause = explain(windows, c.at, (w) => isOutage(w.kind) || (readsEhr && (w.kind.startsWith('ehr-read') || w.kind === 'ehr-binary-truncated')));
-      return { at: new Date(c.at).toISOString(), call: `${c.method} ${c.path} (replica ${c.replica})`, status: c.status ? String(c.status) : (c.error as string), ...(cause ? { explainedBy: cause } : {}) };
+      const cause = explainServerError(c, windows);
+      return {
+        at: new Date(c.at).toISOString(),
+        call: `${c.method} ${c.path} (replica ${c.replica})`,
+        status: c.status ? String(c.status) : (c.error as string),
+        ...(cause ? { explainedBy: cause.kind === 'kill-replica' ? `kill-replica (replica ${cause.replica})` : cause.kind } : {}),
+        ...(c.retryAfter ? { retryAfter: c.retryAfter } : {}),
+        ...(c.outcome ? { outcome: c.outcome } : {}),
+      };
     });
 
   const largestTables = (
@@ -143,8 +147,8 @@ export async function gatherFindings(
     recordSetsComplete,
     recordSetsBad,
     deadLettered,
-    disclosures,
-    missingAudit,
+    audits,
+    laterRecords,
     serverErrors,
     endToEndMs,
     peakRss: extra.peakRss,

@@ -12,6 +12,10 @@ export interface FaultWindow {
   start: number;
   end?: number;
   detail?: string;
+  /** kill-replica: the replica killed. */
+  replica?: number;
+  /** A fault that answers every matching request until it is cleared (none of the schedule's EHR faults: they fail 1-6 requests). */
+  permanent?: boolean;
 }
 
 const READ = /^\/fhir\/R4\/(DocumentReference|Patient|Consent|Binary)/;
@@ -64,6 +68,7 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
     windows.push(window);
     log(`fault +${((Date.now() - t0) / 1000).toFixed(1)}s ${fault.kind}${fault.times ? ` x${fault.times}` : ''}${fault.replica !== undefined ? ` replica ${fault.replica}` : ''}`);
     if (fault.kind === 'kill-replica') {
+      window.replica = fault.replica === 1 ? 1 : 0;
       const replica = topology.replicas[fault.replica === 1 ? 1 : 0];
       const proc = replica.current;
       replica.killing = true;

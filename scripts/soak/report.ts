@@ -1,9 +1,14 @@
 /**
  * The soak's verdict and table. Pure: given what the checks found, decides pass/fail and
  * formats the one table a run prints. A run fails on any lost or duplicated clinical document
- * (or duplicated referral), any successful disclosure without its AuditEvent, any 5xx (or
- * refused connection) that no injected fault explains, and any dead-lettered job no fault explains.
+ * (or duplicated referral), any successful disclosure (record-set read, attachment download,
+ * post-back) without its AuditEvent, any record supplied later that did not reach the clinic's
+ * record set, any 5xx (or refused connection) that no injected fault explains, and any
+ * dead-lettered job no permanent fault explains.
  */
+import { type AuditCoverage, AUDIT_KINDS } from './audits.ts';
+import { summarizeByCause } from './attribution.ts';
+
 
 /** What the checks found, per referral where it matters. */
 export interface SoakFindings {
@@ -24,10 +29,12 @@ export interface SoakFindings {
   recordSetsComplete: number;
   recordSetsBad: string[];
   deadLettered: { job: string; explainedBy?: string }[];
-  disclosures: number;
-  /** Referrals with a successful record-set read and fewer AuditEvents than reads. */
-  missingAudit: string[];
-  serverErrors: { at: string; call: string; status: string; explainedBy?: string }[];
+  /** Per kind of disclosure: how many had their AuditEvent, and the ones that did not. */
+  audits: AuditCoverage;
+  /** Records left out at intake and supplied later: how many the driver wrote and posted, how many the clinic found verified in its newest record set, and the others. */
+  laterRecords: { supplied: number; reached: number; postedAgain: number; failures: string[] };
+  /** Each 5xx or reset connection: the replica in `call`, the fault that explains it, and what the answer said (Retry-After, the OperationOutcome's text). */
+  serverErrors: { at: string; call: string; status: string; explainedBy?: string; retryAfter?: string; outcome?: string }[];
   endToEndMs: number[];
   peakRss: Record<string, number>;
   largestTables: { table: string; bytes: number; rows?: number }[];
@@ -48,7 +55,11 @@ export function verdict(f: SoakFindings): Verdict {
   if (f.deliveredTwice.length) failures.push(`opinions delivered more than once (${f.deliveredTwice.length}): ${f.deliveredTwice.join(', ')}`);
   if (f.duplicatedReferrals.length) failures.push(`duplicated referrals (${f.duplicatedReferrals.length}): ${f.duplicatedReferrals.join(', ')}`);
   if (f.recordSetsBad.length) failures.push(`record sets incomplete or failing their hashes (${f.recordSetsBad.length}): ${f.recordSetsBad.join(', ')}`);
-  if (f.missingAudit.length) failures.push(`disclosures without an AuditEvent (${f.missingAudit.length}): ${f.missingAudit.join(', ')}`);
+  for (const kind of AUDIT_KINDS) {
+    const { missing } = f.audits[kind];
+    if (missing.length) failures.push(`${kind} without an AuditEvent (${missing.length}): ${missing.join(', ')}`);
+  }
+  if (f.laterRecords.failures.length) failures.push(`records supplied later that did not reach the clinic's record set (${f.laterRecords.failures.length}): ${f.laterRecords.failures.join(', ')}`);
   const unexplained = f.serverErrors.filter((e) => !e.explainedBy);
   if (unexplained.length) failures.push(`5xx or refused calls without an injected cause (${unexplained.length}): ${unexplained.map((e) => `${e.call} ${e.status} at ${e.at}`).join('; ')}`);
   const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
@@ -81,8 +92,10 @@ export function formatTable(f: SoakFindings): string {
     ['opinions delivered exactly once / twice / lost', `${f.deliveredOnce} / ${f.deliveredTwice.length} / ${f.lost.length}`],
     ['record sets complete and hash-verified', `${f.recordSetsComplete} of ${f.recordSetsComplete + f.recordSetsBad.length}`],
     ['jobs dead-lettered (explained)', `${f.deadLettered.length} (${f.deadLettered.filter((d) => d.explainedBy).length})`],
-    ['record-set disclosures / without AuditEvent', `${f.disclosures} / ${f.missingAudit.length}`],
+    ['records supplied later / reached the clinic\'s record set', `${f.laterRecords.supplied} / ${f.laterRecords.reached}${f.laterRecords.postedAgain ? ` (${f.laterRecords.postedAgain} posted again after the assembly left them out)` : ''}`],
+    ['record-set reads / attachment downloads / post-backs: audited / missing', AUDIT_KINDS.map((k) => `${f.audits[k].audited} / ${f.audits[k].missing.length}`).join(', ')],
     ['5xx or refused calls seen by clients (explained)', `${f.serverErrors.length} (${explained.length}${byCause.size ? `: ${[...byCause].map(([k, v]) => `${k} ${v}`).join(', ')}` : ''})`],
+    ['5xx by cause', summarizeByCause(f.serverErrors).join('; ') || 'none'],
     ['end-to-end p50 / p95 (intake to delivered or declined)', `${secs(percentile(f.endToEndMs, 50))} / ${secs(percentile(f.endToEndMs, 95))}`],
     ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
     ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],

@@ -42,7 +42,9 @@ const TERMINAL = new Set<Task['status']>(['completed', 'cancelled', 'rejected', 
  * add to it (404 for anyone else, so ids reveal nothing); a closed referral answers 409, except
  * one that ended because its record set could not be assembled (its records wait for the
  * clinics the referrer asks again).
- * Documents already named are not added twice; a call that adds nothing starts no assembly.
+ * Documents already named are not added twice; a call that adds nothing starts no assembly,
+ * except one that names again a record the last assembly left out (not found, or its bytes
+ * failed their check): that record is fetched again, in a new revision.
  */
 export async function addRecords(serviceRequestId: string, request: AddRecordsRequest, caller: Caller, deps: AddRecordsDeps): Promise<AddRecordsResult> {
   return deps.store.withTransaction((tx) => addRecordsInTransaction(tx, serviceRequestId, request, caller, deps));
@@ -82,18 +84,30 @@ export async function addRecordsInTransaction(tx: ResourceStore, serviceRequestI
     const previouslyAdded = intake.addedDocuments as DocumentRef[];
     const named = [...(original.records.documents ?? []), ...(original.firstOpinion?.documents ?? []), ...previouslyAdded].map((d) => absoluteReference(baseUrl, d.reference));
     const added: DocumentRef[] = [];
+    const again: string[] = [];
     for (const doc of request.documents) {
       const reference = absoluteReference(baseUrl, doc.reference);
-      if (named.some((n) => sameResourceReference(n, reference))) continue;
+      if (named.some((n) => sameResourceReference(n, reference))) {
+        again.push(reference);
+        continue;
+      }
       named.push(reference);
       added.push(doc);
     }
-    // Nothing new: nothing to do, unless the last assembly gave up while some Task holding an
-    // earlier record set is still open; then posting the records again assembles them for it.
-    // (The Tasks that had no record set failed: asking their clinics again assembles for them.)
-    const [last] = await tx.database.select({ status: recordSetAssemblies.status, recordsRevision: recordSetAssemblies.recordsRevision }).from(recordSetAssemblies).where(eq(recordSetAssemblies.serviceRequestId, serviceRequestId));
-    const retryFailed = open && last?.status === 'records-failed' && last.recordsRevision >= intake.recordsRevision;
-    if (added.length === 0 && !retryFailed) return { accepted: false, recordsRevision: intake.recordsRevision, added };
+    // Nothing new: nothing to do, unless the last assembly (of the current revision) gave up
+    // while some Task holding an earlier record set is still open, or left out a record posted
+    // again here (not found then, or its bytes failed their size or hash check): then posting the
+    // records again assembles them anew. (The Tasks that had no record set after a give-up failed:
+    // asking their clinics again assembles for them.)
+    const [last] = await tx.database
+      .select({ status: recordSetAssemblies.status, recordsRevision: recordSetAssemblies.recordsRevision, missingDocuments: recordSetAssemblies.missingDocuments, integrityFailures: recordSetAssemblies.integrityFailures })
+      .from(recordSetAssemblies)
+      .where(eq(recordSetAssemblies.serviceRequestId, serviceRequestId));
+    const current = last !== undefined && last.recordsRevision >= intake.recordsRevision;
+    const retryFailed = open && current && last.status === 'records-failed';
+    const leftOut = [...((last?.missingDocuments ?? []) as { reference?: string }[]), ...((last?.integrityFailures ?? []) as { reference?: string }[])].flatMap((d) => (d.reference ? [d.reference] : []));
+    const fetchAgain = open && current && again.some((reference) => leftOut.some((l) => sameResourceReference(l, reference)));
+    if (added.length === 0 && !retryFailed && !fetchAgain) return { accepted: false, recordsRevision: intake.recordsRevision, added };
 
     const recordsRevision = intake.recordsRevision + 1;
     await tx.database

@@ -120,7 +120,7 @@ export const OPERATIONS: Readonly<Record<string, Spec>> = {
   'POST /second-opinions/{id}/records': {
     tag: 'Referrer',
     body: { schema: AddRecordsRequestSchema, example: examples.EXAMPLE_ADD_RECORDS },
-    ok: { status: 202, description: 'Accepted: a new record-set assembly runs (200 when every record was already named)', schema: r.AddedRecordsSchema },
+    ok: { status: 202, description: 'Accepted: a new record-set assembly runs (200 when every record was already named and none was left out by the last assembly)', schema: r.AddedRecordsSchema },
     errors: [400, 404, 409, 415, 422],
   },
   'POST /second-opinions/{id}/consultants': {
