@@ -13,8 +13,9 @@ import { parseArgs } from 'node:util';
 import { drain, gatherFindings, rssOf } from './soak/checks.ts';
 import { drive, SoakClient } from './soak/driver.ts';
 import { runSchedule } from './soak/faults.ts';
+import { createSubscription, gatherNotifications, startNotificationReceiver } from './soak/notifications.ts';
 import { formatTable, verdict } from './soak/report.ts';
-import { buildSchedule, describeSchedule } from './soak/schedule.ts';
+import { buildSchedule, describeSchedule, FAULT_KINDS } from './soak/schedule.ts';
 import { startTopology } from './soak/topology.ts';
 
 const { values } = parseArgs({
@@ -37,7 +38,7 @@ const referrals = Number(values.referrals ?? (values.quick ? 100 : 1000));
 const concurrency = Number(values.concurrency ?? (values.quick ? 6 : 10));
 // The driver's expected duration, over which the faults are spread (about 1.8 s per referral per worker on a 2-core machine), so they land under load.
 const durationMs = Math.max(20_000, Math.round((referrals * 1_800) / concurrency));
-const faultCount = Number(values.faults ?? Math.max(12, Math.round(referrals / 25)));
+const faultCount = Number(values.faults ?? Math.max(FAULT_KINDS.length, Math.round(referrals / 25)));
 if (!Number.isInteger(seed) || !(referrals > 0) || !(concurrency > 0)) {
   console.error('--seed, --referrals and --concurrency take whole numbers');
   process.exit(2);
@@ -49,8 +50,9 @@ log(`seed ${seed}: ${referrals} referrals, concurrency ${concurrency}, ${schedul
 log(`schedule:\n${describeSchedule(schedule)}`);
 
 const t0 = Date.now();
-const topology = await startTopology();
-log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}`);
+const receiver = await startNotificationReceiver();
+const topology = await startTopology({ editNetwork: receiver.editNetwork });
+log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}, notification receiver at ${receiver.origin}`);
 const peakRss: Record<string, number> = {};
 const sampler = setInterval(() => {
   for (const r of topology.replicas) peakRss[`replica ${r.index}`] = Math.max(peakRss[`replica ${r.index}`] ?? 0, rssOf(r.current?.pid));
@@ -60,7 +62,9 @@ const sampler = setInterval(() => {
 let exitCode = 1;
 try {
   const client = new SoakClient(topology.replicas);
-  const faults = runSchedule(topology, schedule, log);
+  const subscription = await createSubscription(client, receiver, log);
+  if (subscription.error) log(`Subscription: ${subscription.error}`);
+  const faults = runSchedule(topology, schedule, log, { receiver });
   const chart = topology.ehr.seeded;
   const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents }, (done) => {
     if (done % Math.max(1, Math.round(referrals / 10)) === 0) log(`${done}/${referrals} referrals driven (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
@@ -71,6 +75,7 @@ try {
   const drained = await drain(topology, 180_000);
   if (!drained) log('the queues did not drain within 180 s');
   const findings = await gatherFindings(topology, driven, client.calls, faults.windows, { seed, peakRss, durationMs: Date.now() - t0 });
+  findings.notifications = await gatherNotifications(topology.postgres, client, receiver, subscription);
   console.log(`\n${formatTable(findings)}\n`);
   const result = verdict(findings);
   if (result.ok) log(`PASS (seed ${seed})`);
@@ -84,5 +89,6 @@ try {
 } finally {
   clearInterval(sampler);
   await topology.stop();
+  await receiver.stop();
 }
 process.exit(exitCode);

@@ -9,6 +9,7 @@ import { SYSTEM } from '../../src/fhir/constants.ts';
 import { QUEUE } from '../../src/jobs/queues.ts';
 import type { ClientCall, DrivenReferral } from './driver.ts';
 import type { FaultWindow } from './faults.ts';
+import { faultExplainsDeadJob, notificationJobsOutstanding } from './notifications.ts';
 import { isOutage } from './schedule.ts';
 import type { SoakFindings } from './report.ts';
 import type { SoakTopology } from './topology.ts';
@@ -21,13 +22,13 @@ async function outstanding(topology: SoakTopology): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-/** Waits until no work job is outstanding and no opinion delivery is pending, or `ms` passed. */
+/** Waits until no work job or notification job is outstanding and no opinion delivery is pending, or `ms` passed. */
 export async function drain(topology: SoakTopology, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
       const pending = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM opinion_delivery WHERE status = 'pending'");
-      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0) return true;
+      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0 && (await notificationJobsOutstanding(topology.postgres)) === 0) return true;
     } catch {
       // the database is coming back from a fault
     }
@@ -106,7 +107,7 @@ export async function gatherFindings(
   const deadLettered = dead.map((j) => {
     const from = new Date(j.created_on).getTime();
     const to = j.completed_on ? new Date(j.completed_on).getTime() : Date.now();
-    const cause = windows.find((w) => !isOutage(w.kind) && w.start <= to && (w.end ?? Infinity) >= from);
+    const cause = windows.find((w) => faultExplainsDeadJob(w.kind, j.name) && w.start <= to && (w.end ?? Infinity) >= from);
     return { job: `${j.name} ${j.id}`, ...(cause ? { explainedBy: cause.kind } : {}) };
   });
 

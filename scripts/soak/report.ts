@@ -2,8 +2,10 @@
  * The soak's verdict and table. Pure: given what the checks found, decides pass/fail and
  * formats the one table a run prints. A run fails on any lost or duplicated clinical document
  * (or duplicated referral), any successful disclosure without its AuditEvent, any 5xx (or
- * refused connection) that no injected fault explains, and any dead-lettered job no fault explains.
+ * refused connection) that no injected fault explains, and any dead-lettered job no fault explains;
+ * and on a Task change without its webhook or Subscription event (notification-checks.ts).
  */
+import { type NotificationFindings, notificationFailures, notificationRows } from './notification-checks.ts';
 
 /** What the checks found, per referral where it matters. */
 export interface SoakFindings {
@@ -35,6 +37,8 @@ export interface SoakFindings {
   /** Service processes that exited without being killed by the schedule (restarted by the soak). */
   crashes: { replica: string; at: string; code: number | null; tail: string }[];
   durationMs: number;
+  /** Webhooks and the Subscription (notification-checks.ts); absent when the run had no receiver. */
+  notifications?: NotificationFindings;
 }
 
 export interface Verdict {
@@ -54,6 +58,7 @@ export function verdict(f: SoakFindings): Verdict {
   const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
   if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
   if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
+  failures.push(...notificationFailures(f.notifications));
   if (f.open.length) failures.push(`referrals still open (${f.open.length}): ${f.open.map((o) => `${o.referral} (${o.why})`).join(', ')}`);
   return { ok: failures.length === 0, failures };
 }
@@ -86,6 +91,7 @@ export function formatTable(f: SoakFindings): string {
     ['end-to-end p50 / p95 (intake to delivered or declined)', `${secs(percentile(f.endToEndMs, 50))} / ${secs(percentile(f.endToEndMs, 95))}`],
     ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
     ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],
+    ...notificationRows(f.notifications),
     ['service processes that exited on their own', String(f.crashes.length)],
     ['faults injected', Object.entries(f.faultsInjected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['duration', secs(f.durationMs)],
