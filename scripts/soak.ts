@@ -14,6 +14,7 @@ import { drain, gatherFindings, rssOf } from './soak/checks.ts';
 import { drive, SoakClient } from './soak/driver.ts';
 import { runSchedule } from './soak/faults.ts';
 import { createSubscription, gatherNotifications, startNotificationReceiver } from './soak/notifications.ts';
+import { gatherPushes, startPushClinic } from './soak/push-clinic.ts';
 import { formatTable, verdict } from './soak/report.ts';
 import { buildSchedule, describeSchedule, FAULT_KINDS } from './soak/schedule.ts';
 import { startTopology } from './soak/topology.ts';
@@ -51,8 +52,14 @@ log(`schedule:\n${describeSchedule(schedule)}`);
 
 const t0 = Date.now();
 const receiver = await startNotificationReceiver();
-const topology = await startTopology({ editNetwork: receiver.editNetwork });
-log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}, notification receiver at ${receiver.origin}`);
+const pushClinic = await startPushClinic();
+const topology = await startTopology({
+  editNetwork: (byId) => {
+    receiver.editNetwork(byId);
+    pushClinic.editNetwork(byId);
+  },
+});
+log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}, notification receiver at ${receiver.origin}, push clinic's server at ${pushClinic.server.baseUrl}`);
 const peakRss: Record<string, number> = {};
 const sampler = setInterval(() => {
   for (const r of topology.replicas) peakRss[`replica ${r.index}`] = Math.max(peakRss[`replica ${r.index}`] ?? 0, rssOf(r.current?.pid));
@@ -76,6 +83,7 @@ try {
   if (!drained) log('the queues did not drain within 180 s');
   const findings = await gatherFindings(topology, driven, client.calls, faults.windows, { seed, peakRss, durationMs: Date.now() - t0 });
   findings.notifications = await gatherNotifications(topology.postgres, client, receiver, subscription);
+  findings.pushes = await gatherPushes(topology.postgres, pushClinic);
   console.log(`\n${formatTable(findings)}\n`);
   const result = verdict(findings);
   if (result.ok) log(`PASS (seed ${seed})`);
@@ -90,5 +98,6 @@ try {
   clearInterval(sampler);
   await topology.stop();
   await receiver.stop();
+  await pushClinic.stop();
 }
 process.exit(exitCode);

@@ -3,9 +3,11 @@
  * formats the one table a run prints. A run fails on any lost or duplicated clinical document
  * (or duplicated referral), any successful disclosure without its AuditEvent, any 5xx (or
  * refused connection) that no injected fault explains, and any dead-lettered job no fault explains;
- * and on a Task change without its webhook or Subscription event (notification-checks.ts).
+ * on a Task change without its webhook or Subscription event (notification-checks.ts); and on a
+ * record set disclosed to the push clinic and not pushed, or pushed twice (push-checks.ts).
  */
 import { type NotificationFindings, notificationFailures, notificationRows } from './notification-checks.ts';
+import { type PushFindings, pushFailures, pushRows } from './push-checks.ts';
 
 /** What the checks found, per referral where it matters. */
 export interface SoakFindings {
@@ -39,6 +41,8 @@ export interface SoakFindings {
   durationMs: number;
   /** Webhooks and the Subscription (notification-checks.ts); absent when the run had no receiver. */
   notifications?: NotificationFindings;
+  /** The push clinic's record sets on its own server (push-checks.ts); absent when the run had none. */
+  pushes?: PushFindings;
 }
 
 export interface Verdict {
@@ -59,6 +63,7 @@ export function verdict(f: SoakFindings): Verdict {
   if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
   if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
   failures.push(...notificationFailures(f.notifications));
+  failures.push(...pushFailures(f.pushes));
   if (f.open.length) failures.push(`referrals still open (${f.open.length}): ${f.open.map((o) => `${o.referral} (${o.why})`).join(', ')}`);
   return { ok: failures.length === 0, failures };
 }
@@ -92,6 +97,7 @@ export function formatTable(f: SoakFindings): string {
     ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
     ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],
     ...notificationRows(f.notifications),
+    ...pushRows(f.pushes),
     ['service processes that exited on their own', String(f.crashes.length)],
     ['faults injected', Object.entries(f.faultsInjected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['duration', secs(f.durationMs)],

@@ -132,7 +132,7 @@ export interface SoakTopology {
   stop(): Promise<void>;
 }
 
-/** `editNetwork` changes participants of the network file further (the notification receiver's `notify` URLs). */
+/** `editNetwork` changes participants of the network file further (the notification receiver's `notify` URLs, the push clinic's server). */
 export async function startTopology(options: { editNetwork?: (byId: (id: string) => ExampleParticipant) => void } = {}): Promise<SoakTopology> {
   const postgres = await startPostgres();
   const ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 20_000 } });
@@ -195,7 +195,10 @@ export async function startTopology(options: { editNetwork?: (byId: (id: string)
 async function clinicConsents(ehr: SandboxEhr): Promise<Record<string, string>> {
   const seeded = await ehr.repo.readResource<Consent>('Consent', ehr.seeded.consentId);
   const consents: Record<string, string> = { 'lakeside-consults': ehr.seeded.consentId };
-  for (const [clinic, key] of [['northfield-pathology', 'northfield-pathology']] as const) {
+  for (const [clinic, key] of [
+    ['northfield-pathology', 'northfield-pathology'],
+    ['riverside-imaging', 'riverside-imaging'],
+  ] as const) {
     const { name, identifier } = SANDBOX_ORGANIZATIONS[key];
     const organization = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name, identifier: [identifier] });
     const copy: Consent = { ...structuredClone(seeded), id: undefined, meta: undefined };
