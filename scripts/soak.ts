@@ -71,7 +71,7 @@ try {
   const client = new SoakClient(topology.replicas);
   const subscription = await createSubscription(client, receiver, log);
   if (subscription.error) log(`Subscription: ${subscription.error}`);
-  const faults = runSchedule(topology, schedule, log, { receiver });
+  const faults = runSchedule(topology, schedule, log, { receiver, pushClinic });
   const chart = topology.ehr.seeded;
   const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents }, (done) => {
     if (done % Math.max(1, Math.round(referrals / 10)) === 0) log(`${done}/${referrals} referrals driven (${((Date.now() - t0) / 1000).toFixed(0)} s)`);

@@ -4,6 +4,7 @@
  */
 import type { ActiveFault, FaultRule } from '../../test/support/sandbox-ehr/faults.ts';
 import { type NotificationReceiver, receiverDown } from './notifications.ts';
+import { type PushClinic, pushServerRule } from './push-clinic.ts';
 import type { ScheduledFault } from './schedule.ts';
 import type { SoakTopology } from './topology.ts';
 
@@ -53,7 +54,7 @@ export function runSchedule(
   topology: SoakTopology,
   schedule: readonly ScheduledFault[],
   log: (line: string) => void,
-  options: { receiver?: NotificationReceiver } = {},
+  options: { receiver?: NotificationReceiver; pushClinic?: PushClinic } = {},
 ): { windows: FaultWindow[]; finish(): Promise<void>; stop(): Promise<void> } {
   const windows: FaultWindow[] = [];
   const t0 = Date.now();
@@ -91,6 +92,9 @@ export function runSchedule(
       window.end = Date.now() + 10_000;
     } else if (fault.kind === 'webhook-receiver-down') {
       await receiverDown(options.receiver, fault, window);
+    } else if (fault.kind === 'clinic-push-503' || fault.kind === 'clinic-push-lost-answer') {
+      if (options.pushClinic) ehrRules.push({ rule: options.pushClinic.server.faults.add(pushServerRule(fault)), window });
+      else window.end = Date.now();
     } else {
       ehrRules.push({ rule: topology.ehr.faults.add(ehrRule(fault)), window });
     }
@@ -121,6 +125,7 @@ export function runSchedule(
     await Promise.all(pending);
     clearInterval(watcher);
     topology.ehr.faults.clear();
+    options.pushClinic?.server.faults.clear();
     for (const w of windows) w.end ??= Date.now() + 6_000;
   };
   return {
@@ -132,6 +137,7 @@ export function runSchedule(
       await Promise.all(pending);
       clearInterval(watcher);
       topology.ehr.faults.clear();
+      options.pushClinic?.server.faults.clear();
       for (const w of windows) w.end ??= Date.now() + 6_000;
     },
   };

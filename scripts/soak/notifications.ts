@@ -188,9 +188,14 @@ export async function notificationJobsOutstanding(postgres: SoakPostgres): Promi
   return Number(rows[0]?.n ?? 0);
 }
 
-/** Whether a fault of `kind` explains a dead-lettered job of `queue`: the receiver being down explains notification jobs only, and nothing else. */
+/**
+ * Whether a fault of `kind` explains a dead-lettered job of `queue`: the receiver being down
+ * explains notification jobs only, a fault of the push clinic's server push jobs only; an EHR
+ * fault any job (as before); an outage none.
+ */
 export function faultExplainsDeadJob(kind: FaultKind, queue: string): boolean {
   if (kind === 'webhook-receiver-down') return NOTIFICATION_QUEUES.includes(queue as (typeof NOTIFICATION_QUEUES)[number]);
+  if (kind === 'clinic-push-503' || kind === 'clinic-push-lost-answer') return queue === QUEUE.pushRecordSet;
   return !isOutage(kind);
 }
 

@@ -4,10 +4,12 @@
  * disclosed to the clinic, and how many copies of each pushed resource the clinic's server holds
  * (found by the service's identifiers), says what is missing and what arrived twice.
  *
- * Every disclosure is pushed: each disclosed Task has a push that reached `pushed` (an earlier
- * version's push may be `superseded`); none is left `pending` or `failed`. Every resource of a
- * pushed record set, every Task and every referral exists exactly once on the clinic's server
- * (conditional creates on the service's identifiers: a retry or a re-drive finds the first copy).
+ * Every disclosure is pushed: each disclosed Task has a push that reached `pushed`, unless its
+ * pushes were `superseded` because the Task ended (or a newer record set replaced it) before
+ * one went out, as the service documents; none is left `pending` or `failed`. Every resource of
+ * a pushed record set, every Task and every referral pushed exists exactly once on the clinic's
+ * server (conditional creates on the service's identifiers: a retry or a re-drive finds the
+ * first copy); a superseded one at most once (an attempt whose answer was lost may have stored it).
  */
 
 export interface PushRow {
@@ -23,6 +25,17 @@ export interface RemoteCount {
   /** e.g. `DocumentReference record-copy-id 1f…`, `Task task-id 3a…`. */
   what: string;
   count: number;
+  /** It must be there (pushed); otherwise at most one copy may be. */
+  required: boolean;
+}
+
+/** A Task of the clinic whose record set was disclosed, as it is at the end. */
+export interface DisclosedTask {
+  taskId: string;
+  /** Its status is terminal (completed, rejected, cancelled, failed). */
+  ended: boolean;
+  /** The record-set Bundle its `input` names now. */
+  newestBundleId?: string;
 }
 
 export interface PushFindings {
@@ -30,8 +43,10 @@ export interface PushFindings {
   /** Tasks of the clinic whose record set was disclosed (records-ready). */
   disclosed: number;
   byStatus: Record<string, number>;
-  /** Disclosed Tasks without a push that reached `pushed`. */
+  /** Disclosed Tasks without a push that reached `pushed`, and not excused by their Task ending first. */
   notPushed: string[];
+  /** Disclosed Tasks whose pushes were all superseded because the Task ended or a newer record set replaced them before one went out (allowed). */
+  endedFirst: number;
   /** Pushes left pending or failed. */
   unfinished: string[];
   /** Resources of pushed record sets, Tasks and referrals checked on the clinic's server. */
@@ -40,19 +55,25 @@ export interface PushFindings {
   missing: string[];
 }
 
-export function checkPushes(clinic: string, disclosedTaskIds: readonly string[], pushes: readonly PushRow[], remote: readonly RemoteCount[]): PushFindings {
+export function checkPushes(clinic: string, disclosed: readonly DisclosedTask[], pushes: readonly PushRow[], remote: readonly RemoteCount[]): PushFindings {
   const byStatus: Record<string, number> = {};
   for (const p of pushes) byStatus[p.status] = (byStatus[p.status] ?? 0) + 1;
   const pushedTasks = new Set(pushes.filter((p) => p.status === 'pushed').map((p) => p.taskId));
+  const excused = (t: DisclosedTask) => {
+    const own = pushes.filter((p) => p.taskId === t.taskId);
+    return own.length > 0 && own.every((p) => p.status === 'superseded') && (t.ended || own.every((p) => p.bundleId !== t.newestBundleId));
+  };
+  const unpushed = disclosed.filter((t) => !pushedTasks.has(t.taskId));
   return {
     clinic,
-    disclosed: disclosedTaskIds.length,
+    disclosed: disclosed.length,
     byStatus,
-    notPushed: disclosedTaskIds.filter((t) => !pushedTasks.has(t)).map((t) => `Task/${t}`),
+    notPushed: unpushed.filter((t) => !excused(t)).map((t) => `Task/${t.taskId}`),
+    endedFirst: unpushed.filter(excused).length,
     unfinished: pushes.filter((p) => p.status === 'pending' || p.status === 'failed').map((p) => `push ${p.id} of Task/${p.taskId} (${p.status})`),
     copies: remote.length,
     duplicated: remote.filter((r) => r.count > 1).map((r) => `${r.what} (${r.count} copies)`),
-    missing: remote.filter((r) => r.count === 0).map((r) => r.what),
+    missing: remote.filter((r) => r.required && r.count === 0).map((r) => r.what),
   };
 }
 
@@ -75,7 +96,10 @@ export function pushRows(p: PushFindings | undefined): [string, string][] {
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
   return [
-    [`push clinic (${p.clinic}): record sets disclosed / not pushed / pushes by status`, `${p.disclosed} / ${p.notPushed.length} / ${statuses || 'none'}`],
+    [
+      `push clinic (${p.clinic}): record sets disclosed / not pushed / Task ended first (allowed) / pushes by status`,
+      `${p.disclosed} / ${p.notPushed.length} / ${p.endedFirst} / ${statuses || 'none'}`,
+    ],
     [`push clinic: copies on its server checked / duplicated / missing`, `${p.copies} / ${p.duplicated.length} / ${p.missing.length}`],
   ];
 }

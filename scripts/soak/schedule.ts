@@ -35,7 +35,9 @@ export type FaultKind =
   | 'kill-replica'
   | 'postgres-restart'
   | 'postgres-terminate'
-  | 'webhook-receiver-down';
+  | 'webhook-receiver-down'
+  | 'clinic-push-503'
+  | 'clinic-push-lost-answer';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'ehr-read-500',
@@ -51,13 +53,15 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'postgres-restart',
   'postgres-terminate',
   'webhook-receiver-down',
+  'clinic-push-503',
+  'clinic-push-lost-answer',
 ];
 
 /** One scheduled fault: when (ms after the driver starts), what, and for how many requests (EHR faults) or which replica. */
 export interface ScheduledFault {
   atMs: number;
   kind: FaultKind;
-  /** EHR faults: how many matching requests fail. */
+  /** EHR faults (and the push clinic's server): how many matching requests fail. */
   times?: number;
   /** kill-replica: which replica (0 or 1). */
   replica?: number;

@@ -149,10 +149,12 @@ describe('soak notification checks', () => {
     ]);
   });
 
-  it('the receiver being down explains dead-lettered notification jobs only', () => {
+  it('the receiver being down explains dead-lettered notification jobs only; the push clinic\'s server push jobs only', () => {
     expect(faultExplainsDeadJob('webhook-receiver-down', 'notify-webhook')).toBe(true);
     expect(faultExplainsDeadJob('webhook-receiver-down', 'notify-subscription')).toBe(true);
     expect(faultExplainsDeadJob('webhook-receiver-down', 'deliver-opinion')).toBe(false);
+    expect(faultExplainsDeadJob('clinic-push-lost-answer', 'push-record-set')).toBe(true);
+    expect(faultExplainsDeadJob('clinic-push-503', 'notify-webhook')).toBe(false);
     expect(faultExplainsDeadJob('ehr-postback-500', 'deliver-opinion')).toBe(true);
     expect(faultExplainsDeadJob('kill-replica', 'deliver-opinion')).toBe(false);
   });
