@@ -148,12 +148,12 @@ export async function createSubscription(client: SoakClient, receiver: Notificat
     },
   } as Subscription;
   const createdAt = Date.now();
-  const created = await client.call<Subscription>(0, 'POST', '/fhir/Subscription', SUBSCRIBER, body, { retries: 3 });
+  const created = await client.call<Subscription>(0, 'POST', '/fhir/Subscription', SUBSCRIBER, body, { retries: 3 }).catch((err: Error) => ({ status: 0, body: { error: err.message } as Subscription }));
   if (created.status !== 201 || !created.body?.id) return { error: `POST /fhir/Subscription answered ${created.status}: ${JSON.stringify(created.body).slice(0, 300)}` };
   const id = created.body.id;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if ((await subscriptionStatus(client, id)) === 'active') break;
+    if ((await subscriptionStatus(client, id).catch(() => undefined)) === 'active') break;
     if (Date.now() > deadline) return { id, createdAt, error: 'the Subscription did not become active within 60 s (no handshake)' };
     await new Promise((r) => setTimeout(r, 500));
   }
@@ -226,32 +226,36 @@ export async function gatherNotifications(
   const versions = await taskVersions(postgres);
   const webhooks = checkWebhooks(versions, WEBHOOK_RECIPIENTS, receiver.webhooks, [REFERRER]);
   if (!subscription.id || subscription.error) return { webhooks, subscriptionError: subscription.error ?? 'not created' };
-  const id = subscription.id;
+  try {
+    return { webhooks, subscription: await subscriptionFindings(postgres, client, receiver, versions, subscription.id, subscription.createdAt) };
+  } catch (err) {
+    return { webhooks, subscriptionError: (err as Error).message };
+  }
+}
+
+async function subscriptionFindings(postgres: SoakPostgres, client: SoakClient, receiver: NotificationReceiver, versions: TaskVersion[], id: string, createdAt: number | undefined) {
   const statusRes = await client.call<Bundle>(0, 'GET', `/fhir/Subscription/${id}/$status`, SUBSCRIBER);
   const statusParams = statusRes.body?.entry?.[0]?.resource as Parameters | undefined;
   const status = statusParams?.parameter?.find((p) => p.name === 'status')?.valueCode ?? `unknown ($status answered ${statusRes.status})`;
   const eventsSinceStart = Number(statusParams?.parameter?.find((p) => p.name === 'events-since-subscription-start')?.valueString ?? Number.NaN);
-  if (!Number.isInteger(eventsSinceStart)) return { webhooks, subscriptionError: `$status answered ${statusRes.status} without events-since-subscription-start` };
+  if (!Number.isInteger(eventsSinceStart)) throw new Error(`$status answered ${statusRes.status} without events-since-subscription-start`);
   // $events, 100 at a time (the service's page), from 1 to the count.
   const replay: SubscriptionEventSeen[] = [];
   for (let since = 1; since <= eventsSinceStart; since += 100) {
     const until = Math.min(eventsSinceStart, since + 99);
     const res = await client.call<Bundle>(0, 'GET', `/fhir/Subscription/${id}/$events?eventsSinceNumber=${since}&eventsUntilNumber=${until}`, SUBSCRIBER);
-    if (res.status !== 200) return { webhooks, subscriptionError: `$events ${since}-${until} answered ${res.status}` };
+    if (res.status !== 200) throw new Error(`$events ${since}-${until} answered ${res.status}`);
     replay.push(...eventsOf(res.body));
   }
   const since = (await postgres.query<{ created_at: Date }>('SELECT created_at FROM subscription WHERE id = $1', [id]))[0]?.created_at;
-  return {
-    webhooks,
-    subscription: checkSubscription({
-      versions,
-      owner: SUBSCRIBER_OWNER,
-      reader: SUBSCRIBER,
-      since: since ? new Date(since).getTime() : (subscription.createdAt ?? 0),
-      eventsSinceStart,
-      replay,
-      arrivals: receiver.subscription,
-      status,
-    }),
-  };
+  return checkSubscription({
+    versions,
+    owner: SUBSCRIBER_OWNER,
+    reader: SUBSCRIBER,
+    since: since ? new Date(since).getTime() : (createdAt ?? 0),
+    eventsSinceStart,
+    replay,
+    arrivals: receiver.subscription,
+    status,
+  });
 }
