@@ -15,8 +15,10 @@ import { drain, gatherFindings, rssOf } from './soak/checks.ts';
 import { drive, SoakClient } from './soak/driver.ts';
 import { runSchedule } from './soak/faults.ts';
 import { writeLaterRecord } from './soak/later-records.ts';
+import { createSubscription, gatherNotifications, startNotificationReceiver } from './soak/notifications.ts';
+import { gatherPushes, startPushClinic } from './soak/push-clinic.ts';
 import { formatTable, verdict } from './soak/report.ts';
-import { buildSchedule, describeSchedule } from './soak/schedule.ts';
+import { buildSchedule, describeSchedule, FAULT_KINDS } from './soak/schedule.ts';
 import { startTopology } from './soak/topology.ts';
 
 const { values } = parseArgs({
@@ -39,7 +41,7 @@ const referrals = Number(values.referrals ?? (values.quick ? 100 : 1000));
 const concurrency = Number(values.concurrency ?? (values.quick ? 6 : 10));
 // The driver's expected duration, over which the faults are spread (about 1.8 s per referral per worker on a 2-core machine), so they land under load.
 const durationMs = Math.max(20_000, Math.round((referrals * 1_800) / concurrency));
-const faultCount = Number(values.faults ?? Math.max(12, Math.round(referrals / 25)));
+const faultCount = Number(values.faults ?? Math.max(FAULT_KINDS.length, Math.round(referrals / 25)));
 if (!Number.isInteger(seed) || !(referrals > 0) || !(concurrency > 0)) {
   console.error('--seed, --referrals and --concurrency take whole numbers');
   process.exit(2);
@@ -51,8 +53,15 @@ log(`seed ${seed}: ${referrals} referrals, concurrency ${concurrency}, ${schedul
 log(`schedule:\n${describeSchedule(schedule)}`);
 
 const t0 = Date.now();
-const topology = await startTopology();
-log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}`);
+const receiver = await startNotificationReceiver();
+const pushClinic = await startPushClinic();
+const topology = await startTopology({
+  editNetwork: (byId) => {
+    receiver.editNetwork(byId);
+    pushClinic.editNetwork(byId);
+  },
+});
+log(`PostgreSQL on port ${topology.postgres.port}, sandbox EHR at ${topology.ehr.baseUrl}, replicas at ${topology.replicas.map((r) => r.current?.url).join(' and ')}, notification receiver at ${receiver.origin}, push clinic's server at ${pushClinic.server.baseUrl}`);
 const peakRss: Record<string, number> = {};
 const sampler = setInterval(() => {
   for (const r of topology.replicas) peakRss[`replica ${r.index}`] = Math.max(peakRss[`replica ${r.index}`] ?? 0, rssOf(r.current?.pid));
@@ -62,7 +71,9 @@ const sampler = setInterval(() => {
 let exitCode = 1;
 try {
   const client = new SoakClient(topology.replicas);
-  const faults = runSchedule(topology, schedule, log);
+  const subscription = await createSubscription(client, receiver, log);
+  if (subscription.error) log(`Subscription: ${subscription.error}`);
+  const faults = runSchedule(topology, schedule, log, { receiver, pushClinic });
   const chart = topology.ehr.seeded;
   const supplyRecord = (label: string) => writeLaterRecord(topology.ehr, label);
   const driven = await drive(client, { referrals, concurrency, seed, chart, consents: topology.consents, supplyRecord }, (done) => {
@@ -74,6 +85,8 @@ try {
   const drained = await drain(topology, 180_000);
   if (!drained) log('the queues did not drain within 180 s');
   const findings = await gatherFindings(topology, driven, client.calls, faults.windows, { seed, peakRss, durationMs: Date.now() - t0 });
+  findings.notifications = await gatherNotifications(topology.postgres, client, receiver, subscription);
+  findings.pushes = await gatherPushes(topology.postgres, pushClinic);
   console.log(`\n${formatTable(findings)}\n`);
   const result = verdict(findings);
   if (result.ok) log(`PASS (seed ${seed})`);
@@ -87,5 +100,7 @@ try {
 } finally {
   clearInterval(sampler);
   await topology.stop();
+  await receiver.stop();
+  await pushClinic.stop();
 }
 process.exit(exitCode);

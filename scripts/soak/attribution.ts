@@ -29,6 +29,7 @@ export const FAULTS_BY_QUEUE: Readonly<Record<string, (kind: string) => boolean>
   [QUEUE.deliverFollowUpAnswer]: isPostback,
   [QUEUE.notifyWebhook]: (kind) => kind === 'webhook-receiver-down',
   [QUEUE.notifySubscription]: (kind) => kind === 'webhook-receiver-down',
+  [QUEUE.pushRecordSet]: (kind) => kind.startsWith('clinic-push-'),
 };
 
 /**

@@ -11,6 +11,8 @@ import { explainDeadLetter, explainServerError } from './attribution.ts';
 import { auditCoverage, type Disclosure, loadAuditEvents } from './audits.ts';
 import type { ClientCall, DrivenReferral } from './driver.ts';
 import type { FaultWindow } from './faults.ts';
+import { notificationJobsOutstanding } from './notifications.ts';
+import { pushJobsOutstanding } from './push-clinic.ts';
 import type { SoakFindings } from './report.ts';
 import type { SoakTopology } from './topology.ts';
 
@@ -22,13 +24,13 @@ async function outstanding(topology: SoakTopology): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-/** Waits until no work job is outstanding and no opinion delivery is pending, or `ms` passed. */
+/** Waits until no work, notification or push job is outstanding and no opinion delivery or push is pending, or `ms` passed. */
 export async function drain(topology: SoakTopology, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   for (;;) {
     try {
       const pending = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM opinion_delivery WHERE status = 'pending'");
-      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0) return true;
+      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0 && (await notificationJobsOutstanding(topology.postgres)) === 0 && (await pushJobsOutstanding(topology.postgres)) === 0) return true;
     } catch {
       // the database is coming back from a fault
     }

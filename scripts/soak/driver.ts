@@ -21,7 +21,8 @@ import { type LaterRecord, namesRecord } from './later-records.ts';
 import type { Replica } from './topology.ts';
 import { seededRandom } from './schedule.ts';
 
-export const CLINICS = ['lakeside-consults', 'northfield-pathology'] as const;
+/** Two clinics that pull their record sets, and one whose record sets are pushed to its own server (push-clinic.ts). */
+export const CLINICS = ['lakeside-consults', 'northfield-pathology', 'riverside-imaging'] as const;
 
 const OPINION = {
   diagnosisAgreement: 'agree',

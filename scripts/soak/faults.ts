@@ -3,6 +3,8 @@
  * so a 5xx seen by a client or a dead-lettered job can be put down to one of them.
  */
 import type { ActiveFault, FaultRule } from '../../test/support/sandbox-ehr/faults.ts';
+import { type NotificationReceiver, receiverDown } from './notifications.ts';
+import { type PushClinic, pushServerRule } from './push-clinic.ts';
 import type { ScheduledFault } from './schedule.ts';
 import type { SoakTopology } from './topology.ts';
 
@@ -52,7 +54,12 @@ function ehrRule(fault: ScheduledFault): FaultRule {
  * Runs the schedule from now on. `finish()` waits for every fault still due (so a fast run gets
  * the whole schedule too), then clears the EHR's rules; `stop()` skips the faults not yet due.
  */
-export function runSchedule(topology: SoakTopology, schedule: readonly ScheduledFault[], log: (line: string) => void): { windows: FaultWindow[]; finish(): Promise<void>; stop(): Promise<void> } {
+export function runSchedule(
+  topology: SoakTopology,
+  schedule: readonly ScheduledFault[],
+  log: (line: string) => void,
+  options: { receiver?: NotificationReceiver; pushClinic?: PushClinic } = {},
+): { windows: FaultWindow[]; finish(): Promise<void>; stop(): Promise<void> } {
   const windows: FaultWindow[] = [];
   const t0 = Date.now();
   let stopped = false;
@@ -66,7 +73,7 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
   const inject = async (fault: ScheduledFault) => {
     const window: FaultWindow = { kind: fault.kind, start: Date.now() };
     windows.push(window);
-    log(`fault +${((Date.now() - t0) / 1000).toFixed(1)}s ${fault.kind}${fault.times ? ` x${fault.times}` : ''}${fault.replica !== undefined ? ` replica ${fault.replica}` : ''}`);
+    log(`fault +${((Date.now() - t0) / 1000).toFixed(1)}s ${fault.kind}${fault.times ? ` x${fault.times}` : ''}${fault.seconds ? ` for ${fault.seconds} s` : ''}${fault.replica !== undefined ? ` replica ${fault.replica}` : ''}`);
     if (fault.kind === 'kill-replica') {
       window.replica = fault.replica === 1 ? 1 : 0;
       const replica = topology.replicas[fault.replica === 1 ? 1 : 0];
@@ -88,6 +95,11 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
     } else if (fault.kind === 'postgres-terminate') {
       window.detail = `${await topology.postgres.terminateConnections()} connections`;
       window.end = Date.now() + 10_000;
+    } else if (fault.kind === 'webhook-receiver-down') {
+      await receiverDown(options.receiver, fault, window);
+    } else if (fault.kind === 'clinic-push-503' || fault.kind === 'clinic-push-lost-answer') {
+      if (options.pushClinic) ehrRules.push({ rule: options.pushClinic.server.faults.add(pushServerRule(fault)), window });
+      else window.end = Date.now();
     } else {
       ehrRules.push({ rule: topology.ehr.faults.add(ehrRule(fault)), window });
     }
@@ -118,6 +130,7 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
     await Promise.all(pending);
     clearInterval(watcher);
     topology.ehr.faults.clear();
+    options.pushClinic?.server.faults.clear();
     for (const w of windows) w.end ??= Date.now() + 6_000;
   };
   return {
@@ -129,6 +142,7 @@ export function runSchedule(topology: SoakTopology, schedule: readonly Scheduled
       await Promise.all(pending);
       clearInterval(watcher);
       topology.ehr.faults.clear();
+      options.pushClinic?.server.faults.clear();
       for (const w of windows) w.end ??= Date.now() + 6_000;
     },
   };

@@ -4,11 +4,14 @@
  * (or duplicated referral), any successful disclosure (record-set read, attachment download,
  * post-back) without its AuditEvent, any record supplied later that did not reach the clinic's
  * record set, any 5xx (or refused connection) that no injected fault explains, and any
- * dead-lettered job no permanent fault explains.
+ * dead-lettered job no permanent fault explains; on a Task change without its webhook or
+ * Subscription event (notification-checks.ts); and on a record set disclosed to the push clinic
+ * and not pushed, or pushed twice (push-checks.ts).
  */
 import { type AuditCoverage, AUDIT_KINDS } from './audits.ts';
 import { summarizeByCause } from './attribution.ts';
-
+import { type NotificationFindings, notificationFailures, notificationRows } from './notification-checks.ts';
+import { type PushFindings, pushFailures, pushRows } from './push-checks.ts';
 
 /** What the checks found, per referral where it matters. */
 export interface SoakFindings {
@@ -42,6 +45,10 @@ export interface SoakFindings {
   /** Service processes that exited without being killed by the schedule (restarted by the soak). */
   crashes: { replica: string; at: string; code: number | null; tail: string }[];
   durationMs: number;
+  /** Webhooks and the Subscription (notification-checks.ts); absent when the run had no receiver. */
+  notifications?: NotificationFindings;
+  /** The push clinic's record sets on its own server (push-checks.ts); absent when the run had none. */
+  pushes?: PushFindings;
 }
 
 export interface Verdict {
@@ -65,6 +72,8 @@ export function verdict(f: SoakFindings): Verdict {
   const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
   if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
   if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
+  failures.push(...notificationFailures(f.notifications));
+  failures.push(...pushFailures(f.pushes));
   if (f.open.length) failures.push(`referrals still open (${f.open.length}): ${f.open.map((o) => `${o.referral} (${o.why})`).join(', ')}`);
   return { ok: failures.length === 0, failures };
 }
@@ -99,6 +108,8 @@ export function formatTable(f: SoakFindings): string {
     ['end-to-end p50 / p95 (intake to delivered or declined)', `${secs(percentile(f.endToEndMs, 50))} / ${secs(percentile(f.endToEndMs, 95))}`],
     ['peak RSS', Object.entries(f.peakRss).map(([k, v]) => `${k} ${mb(v)}`).join(', ')],
     ['largest tables', f.largestTables.map((t) => `${t.table} ${mb(t.bytes)}${t.rows !== undefined ? ` (${t.rows} rows)` : ''}`).join(', ')],
+    ...notificationRows(f.notifications),
+    ...pushRows(f.pushes),
     ['service processes that exited on their own', String(f.crashes.length)],
     ['faults injected', Object.entries(f.faultsInjected).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
     ['duration', secs(f.durationMs)],

@@ -34,7 +34,10 @@ export type FaultKind =
   | 'ehr-postback-lost-answer'
   | 'kill-replica'
   | 'postgres-restart'
-  | 'postgres-terminate';
+  | 'postgres-terminate'
+  | 'webhook-receiver-down'
+  | 'clinic-push-503'
+  | 'clinic-push-lost-answer';
 
 export const FAULT_KINDS: readonly FaultKind[] = [
   'ehr-read-500',
@@ -49,16 +52,21 @@ export const FAULT_KINDS: readonly FaultKind[] = [
   'kill-replica',
   'postgres-restart',
   'postgres-terminate',
+  'webhook-receiver-down',
+  'clinic-push-503',
+  'clinic-push-lost-answer',
 ];
 
 /** One scheduled fault: when (ms after the driver starts), what, and for how many requests (EHR faults) or which replica. */
 export interface ScheduledFault {
   atMs: number;
   kind: FaultKind;
-  /** EHR faults: how many matching requests fail. */
+  /** EHR faults (and the push clinic's server): how many matching requests fail. */
   times?: number;
   /** kill-replica: which replica (0 or 1). */
   replica?: number;
+  /** webhook-receiver-down: for how long the receiver refuses notifications (even: 503, odd: reset connections). */
+  seconds?: number;
 }
 
 /** Faults that make a service process or the database go away: their window is when a 5xx or a refused connection is expected. */
@@ -84,7 +92,7 @@ export function buildSchedule(seed: number, options: { durationMs: number; count
   const faults: ScheduledFault[] = kinds.map((kind) => ({
     atMs: random.int(0, options.durationMs),
     kind,
-    ...(kind === 'kill-replica' ? { replica: random.int(0, 1) } : isOutage(kind) ? {} : { times: random.int(1, 6) }),
+    ...(kind === 'kill-replica' ? { replica: random.int(0, 1) } : kind === 'webhook-receiver-down' ? { seconds: random.int(4, 15) } : isOutage(kind) ? {} : { times: random.int(1, 6) }),
   }));
   faults.sort((a, b) => a.atMs - b.atMs);
   // Push outages apart so two never overlap.
@@ -100,5 +108,5 @@ export function buildSchedule(seed: number, options: { durationMs: number; count
 
 /** One line per fault, for the log of a run. */
 export function describeSchedule(faults: readonly ScheduledFault[]): string {
-  return faults.map((f) => `  +${(f.atMs / 1000).toFixed(1)}s ${f.kind}${f.times ? ` x${f.times}` : ''}${f.replica !== undefined ? ` (replica ${f.replica})` : ''}`).join('\n');
+  return faults.map((f) => `  +${(f.atMs / 1000).toFixed(1)}s ${f.kind}${f.times ? ` x${f.times}` : ''}${f.seconds ? ` for ${f.seconds} s` : ''}${f.replica !== undefined ? ` (replica ${f.replica})` : ''}`).join('\n');
 }

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { SANDBOX_ORGANIZATIONS } from '../../test/support/sandbox-ehr/seed-resources.ts';
 import { type SandboxEhr, startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
 import { freePort } from '../../test/support/service.ts';
+import type { ExampleParticipant } from '../../test/support/example-network.ts';
 import { type ServiceProcess, startServiceProcess, writeSandboxNetwork } from '../../test/support/service-process.ts';
 
 const run = promisify(execFile);
@@ -97,6 +98,10 @@ export const SOAK_SERVICE_ENV: Record<string, string> = {
   API_RATE_LIMIT_PER_CLIENT: '0',
   API_RATE_LIMIT_PER_IP: '0',
   CONSENT_RECHECK_SECONDS: '300',
+  // Notifications: a receiver that was down is retried from 1 s, doubling; heartbeats every 10 s are allowed.
+  WEBHOOK_RETRY_DELAY_SECONDS: '1',
+  SUBSCRIPTION_MIN_HEARTBEAT_SECONDS: '5',
+  SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS: '5',
   LOG_LEVEL: 'info',
 };
 
@@ -127,12 +132,13 @@ export interface SoakTopology {
   stop(): Promise<void>;
 }
 
-export async function startTopology(): Promise<SoakTopology> {
+/** `editNetwork` changes participants of the network file further (the notification receiver's `notify` URLs, the push clinic's server). */
+export async function startTopology(options: { editNetwork?: (byId: (id: string) => ExampleParticipant) => void } = {}): Promise<SoakTopology> {
   const postgres = await startPostgres();
   const ehr = await startSandboxEhr({ port: 0, storagePort: 0, seed: { largeBytes: 20_000 } });
   const consents = await clinicConsents(ehr);
   const timeoutMs = 4_000;
-  const networkFile = await writeSandboxNetwork(ehr, { timeoutMs });
+  const networkFile = await writeSandboxNetwork(ehr, { timeoutMs, ...(options.editNetwork ? { edit: options.editNetwork } : {}) });
   const base = await mkdtemp(path.join(tmpdir(), 'soak-data-'));
   for (const index of [0, 1]) await mkdir(path.join(base, `replica-${index}`));
   const blobDir = path.join(base, 'blobs');
@@ -189,7 +195,10 @@ export async function startTopology(): Promise<SoakTopology> {
 async function clinicConsents(ehr: SandboxEhr): Promise<Record<string, string>> {
   const seeded = await ehr.repo.readResource<Consent>('Consent', ehr.seeded.consentId);
   const consents: Record<string, string> = { 'lakeside-consults': ehr.seeded.consentId };
-  for (const [clinic, key] of [['northfield-pathology', 'northfield-pathology']] as const) {
+  for (const [clinic, key] of [
+    ['northfield-pathology', 'northfield-pathology'],
+    ['riverside-imaging', 'riverside-imaging'],
+  ] as const) {
     const { name, identifier } = SANDBOX_ORGANIZATIONS[key];
     const organization = await ehr.repo.createResource<Organization>({ resourceType: 'Organization', name, identifier: [identifier] });
     const copy: Consent = { ...structuredClone(seeded), id: undefined, meta: undefined };

@@ -75,7 +75,7 @@ const EnvSchema = z
     JOB_SUPERVISE_INTERVAL_SECONDS: positiveInt(60).describe('How often the job queue looks for attempts whose lease ran out'),
     WEBHOOK_RETRY_LIMIT: positiveInt(20).describe('Retries of a webhook notification before it is given up (listed as a failed job)'),
     WEBHOOK_RETRY_DELAY_SECONDS: positiveInt(5).describe('First delay between webhook attempts; doubles each time (with jitter), up to an hour'),
-    WEBHOOK_TIMEOUT_MS: positiveInt(5000).describe('Timeout of one webhook POST'),
+    WEBHOOK_TIMEOUT_MS: positiveInt(5000).describe('Timeout of one webhook POST (and Subscription notification); an attempt\'s lease is this plus 25 s'),
     SUBSCRIPTION_MIN_HEARTBEAT_SECONDS: positiveInt(60).describe('Shortest heartbeat period a FHIR Subscription may ask for (backport-heartbeat-period), in seconds'),
     SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS: positiveInt(10).describe('How often due Subscription heartbeats are queued'),
     AUDIT_RETENTION_YEARS: z.coerce.number().int().positive().optional().describe('How long AuditEvents are kept in the store, in years (default 6, as HIPAA expects for audit records); older ones are for `npm run audit:export`, which refuses a newer DATE without `--force`. Or AUDIT_RETENTION_DAYS, not both'),

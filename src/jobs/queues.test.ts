@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { QUEUE, queuePolicies } from './queues.ts';
+import { notificationLeaseSeconds, QUEUE, queuePolicies } from './queues.ts';
 
 describe('queue policies', () => {
   // Found by the soak: a replica SIGKILLed while it assembled a record set left the job active
@@ -11,6 +11,19 @@ describe('queue policies', () => {
     const short = queuePolicies({ assemblyAttemptTimeoutSeconds: 30, deliveryAttemptTimeoutSeconds: 25 });
     expect(lease(short, QUEUE.assembleRecordSet)).toBe(30);
     expect(lease(short, QUEUE.deliverOpinion)).toBe(25);
-    expect(lease(short, QUEUE.notifyWebhook)).toBe(120);
+    expect(lease(short, QUEUE.notifyWebhook)).toBe(30);
+  });
+
+  // Found by the soak: a replica SIGKILLed while it sent notifications left those jobs active
+  // for a fixed 2-minute lease, though one attempt is a POST of at most WEBHOOK_TIMEOUT_MS; the
+  // receivers heard of those Task changes two minutes late. The lease now follows the timeout.
+  it('the notification leases are the webhook timeout plus 25 s (30 s by default)', () => {
+    const lease = (policies: ReturnType<typeof queuePolicies>, name: string) => policies.find((p) => p.name === name)?.expireInSeconds;
+    for (const name of [QUEUE.notifyWebhook, QUEUE.notifySubscription]) {
+      expect(lease(queuePolicies(), name)).toBe(30);
+      expect(lease(queuePolicies({ webhook: { retryLimit: 3, retryDelaySeconds: 1, timeoutMs: 20_000 } }), name)).toBe(45);
+      expect(lease(queuePolicies({ webhook: { retryLimit: 3, retryDelaySeconds: 1, timeoutMs: 2_500 } }), name)).toBe(28);
+    }
+    expect(notificationLeaseSeconds()).toBe(30);
   });
 });

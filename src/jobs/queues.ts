@@ -33,6 +33,17 @@ export const DEFAULT_DELIVERY_RETRY: DeliveryRetry = { retryLimit: 30, retryDela
 export interface WebhookRetry {
   retryLimit: number;
   retryDelaySeconds: number;
+  /** Timeout of one notification POST (config WEBHOOK_TIMEOUT_MS); the lease of an attempt follows from it. Default 5000. */
+  timeoutMs?: number;
+}
+
+/**
+ * Lease of one notification attempt (webhook or Subscription): the POST's timeout plus 25 s for
+ * the reads and writes around it. An attempt whose process died is retried once its lease
+ * runs out, so the lease is kept short: 30 s with the default 5 s timeout.
+ */
+export function notificationLeaseSeconds(timeoutMs = 5_000): number {
+  return Math.ceil(timeoutMs / 1000) + 25;
 }
 
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetry = { retryLimit: 20, retryDelaySeconds: 5 };
@@ -59,9 +70,9 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
     // One job per push (singleton key = its id), retried like the post-back: a re-drive never runs beside a retry.
     { name: QUEUE.pushRecordSet, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per Task change; a receiver that is down gets the notification later, in no particular order.
-    { name: QUEUE.notifyWebhook, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
+    { name: QUEUE.notifyWebhook, policy: 'standard', retryLimit: webhook.retryLimit, retryDelaySeconds: webhook.retryDelaySeconds, retryDelayMaxSeconds: 3600, expireInSeconds: notificationLeaseSeconds(webhook.timeoutMs) },
     // Subscription notifications retry exactly as the webhooks do; the last failure puts the Subscription in `error`.
-    { name: QUEUE.notifySubscription, policy: 'standard', ...webhook, retryDelayMaxSeconds: 3600, expireInSeconds: 120 },
+    { name: QUEUE.notifySubscription, policy: 'standard', retryLimit: webhook.retryLimit, retryDelaySeconds: webhook.retryDelaySeconds, retryDelayMaxSeconds: 3600, expireInSeconds: notificationLeaseSeconds(webhook.timeoutMs) },
   ];
 }
 

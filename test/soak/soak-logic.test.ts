@@ -52,6 +52,7 @@ describe('soak fault schedule', () => {
     for (let i = 1; i < outages.length; i++) expect((outages[i] as number) - (outages[i - 1] as number)).toBeGreaterThanOrEqual(8_000);
     for (const f of schedule) {
       if (f.kind === 'kill-replica') expect([0, 1]).toContain(f.replica);
+      else if (f.kind === 'webhook-receiver-down') expect(f.seconds).toBeGreaterThanOrEqual(4);
       else if (!isOutage(f.kind)) expect(f.times).toBeGreaterThanOrEqual(1);
     }
   });
