@@ -3,7 +3,6 @@
  * against the service's store and the sandbox EHR and gathers the findings for the report.
  */
 import { readFileSync } from 'node:fs';
-import { parseSearchRequest } from '@medplum/core';
 import { OPINION_NOTIFICATION_SYSTEM } from '../../src/delivery/deliver-opinion.ts';
 import { SYSTEM } from '../../src/fhir/constants.ts';
 import { QUEUE } from '../../src/jobs/queues.ts';
@@ -11,6 +10,7 @@ import { explainDeadLetter, explainServerError } from './attribution.ts';
 import { auditCoverage, type Disclosure, loadAuditEvents } from './audits.ts';
 import type { ClientCall, DrivenReferral } from './driver.ts';
 import type { FaultWindow } from './faults.ts';
+import { identifierCounts } from './identifier-index.ts';
 import { notificationJobsOutstanding } from './notifications.ts';
 import { pushJobsOutstanding } from './push-clinic.ts';
 import type { SoakFindings } from './report.ts';
@@ -72,6 +72,9 @@ export async function gatherFindings(
     (await postgres.query<{ id: string; status: string; delivered_at: Date | null }>('SELECT id, status, delivered_at FROM opinion_delivery')).map((d) => [d.id, d]),
   );
 
+  const notesOnEhr = await identifierCounts(ehr.repo, 'DocumentReference', SYSTEM.consultNoteId);
+  const communicationsOnEhr = await identifierCounts(ehr.repo, 'Communication', OPINION_NOTIFICATION_SYSTEM);
+
   for (const r of driven) {
     if (r.stuck) open.push({ referral: label(r), why: `${r.stuck}${r.id ? jobTrail(topology, r.id) : ''}` });
     // A record set is judged once the clinic has read it (a referral stuck before that is reported as open).
@@ -87,10 +90,10 @@ export async function gatherFindings(
     // Each opinion the service delivered to the EHR is a disclosure of its own.
     if (r.noteId && deliveries.get(r.noteId)?.status === 'delivered') disclosed.push({ kind: 'post-backs', reference: `DocumentReference/${r.noteId}`, referral: label(r) });
     if (r.noteId) {
-      const notes = await ehr.repo.searchResources(parseSearchRequest(`DocumentReference?identifier=${encodeURIComponent(`${SYSTEM.consultNoteId}|${r.noteId}`)}`));
-      const comms = await ehr.repo.searchResources(parseSearchRequest(`Communication?identifier=${encodeURIComponent(`${OPINION_NOTIFICATION_SYSTEM}|${r.noteId}`)}`));
-      if (notes.length > 1 || comms.length > 1) deliveredTwice.push(`${label(r)} (note ${r.noteId}: ${notes.length} notes, ${comms.length} Communications)`);
-      else if (notes.length === 0 || comms.length === 0) lost.push(`${label(r)} (note ${r.noteId}: ${notes.length} notes, ${comms.length} Communications, delivery ${deliveries.get(r.noteId)?.status ?? 'missing'})`);
+      const notes = notesOnEhr(r.noteId);
+      const comms = communicationsOnEhr(r.noteId);
+      if (notes > 1 || comms > 1) deliveredTwice.push(`${label(r)} (note ${r.noteId}: ${notes} notes, ${comms} Communications)`);
+      else if (notes === 0 || comms === 0) lost.push(`${label(r)} (note ${r.noteId}: ${notes} notes, ${comms} Communications, delivery ${deliveries.get(r.noteId)?.status ?? 'missing'})`);
       else deliveredOnce++;
       const deliveredAt = deliveries.get(r.noteId)?.delivered_at;
       if (deliveredAt) endToEndMs.push(new Date(deliveredAt).getTime() - r.startedAt);

@@ -5,8 +5,7 @@
  * the pulling clinics do. At the end, the service's pushes and what the clinic's server holds
  * (by the service's identifiers) go to push-checks.ts.
  */
-import { parseSearchRequest } from '@medplum/core';
-import type { Bundle, Resource } from '@medplum/fhirtypes';
+import type { Bundle, Resource, ResourceType } from '@medplum/fhirtypes';
 import { SYSTEM } from '../../src/fhir/constants.ts';
 import { QUEUE } from '../../src/jobs/queues.ts';
 import { outboundScope } from '../../src/outbound/outbound-scope.ts';
@@ -14,6 +13,7 @@ import { type ExampleParticipant, outboundTo } from '../../test/support/example-
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_PUBLIC_JWK } from '../../test/support/sandbox-ehr/clients.ts';
 import { type SandboxEhr, startSandboxEhr } from '../../test/support/sandbox-ehr/server.ts';
 import type { FaultRule } from '../../test/support/sandbox-ehr/faults.ts';
+import { type IdentifierCounts, identifierCounts } from './identifier-index.ts';
 import { checkPushes, type PushFindings, type PushRow, type RemoteCount } from './push-checks.ts';
 import type { ScheduledFault } from './schedule.ts';
 import type { SoakPostgres } from './topology.ts';
@@ -74,8 +74,12 @@ export async function gatherPushes(postgres: SoakPostgres, clinic: PushClinic): 
         AND EXISTS (SELECT 1 FROM resource_history h WHERE h.resource_type = 'Task' AND h.id = r.id AND h.content#>>'{businessStatus,coding,0,code}' = 'records-ready')`,
     [`Organization/${PUSH_CLINIC}`],
   );
-  const count = async (type: string, system: string, value: string) =>
-    (await clinic.server.repo.searchResources(parseSearchRequest(`${type}?identifier=${encodeURIComponent(`${system}|${value}`)}`))).length;
+  const indexes = new Map<string, IdentifierCounts>();
+  const count = async (type: ResourceType, system: string, value: string) => {
+    let counts = indexes.get(`${type} ${system}`);
+    if (!counts) indexes.set(`${type} ${system}`, (counts = await identifierCounts(clinic.server.repo, type, system)));
+    return counts(value);
+  };
   const pushedTasks = new Set(rows.filter((r) => r.status === 'pushed').map((r) => r.taskId));
   const remote: RemoteCount[] = [];
   for (const t of disclosed) {
@@ -90,7 +94,7 @@ export async function gatherPushes(postgres: SoakPostgres, clinic: PushClinic): 
     for (const entry of bundle?.entry ?? []) {
       const copy = entry.resource as Resource | undefined;
       if (!copy?.id || !['DocumentReference', 'DiagnosticReport', 'ImagingStudy'].includes(copy.resourceType)) continue;
-      remote.push({ what: `${copy.resourceType} record-copy-id ${copy.id}`, count: await count(copy.resourceType, SYSTEM.recordCopyId, copy.id), required: p.status === 'pushed' });
+      remote.push({ what: `${copy.resourceType} record-copy-id ${copy.id}`, count: await count(copy.resourceType as ResourceType, SYSTEM.recordCopyId, copy.id), required: p.status === 'pushed' });
     }
   }
   const ended = new Set(['completed', 'cancelled', 'rejected', 'failed', 'entered-in-error']);

@@ -103,6 +103,12 @@ export const SOAK_SERVICE_ENV: Record<string, string> = {
   SUBSCRIPTION_MIN_HEARTBEAT_SECONDS: '5',
   SUBSCRIPTION_HEARTBEAT_SWEEP_SECONDS: '5',
   LOG_LEVEL: 'info',
+  // The driver and the sandbox EHR share one busy process, so the driver's idle connections can
+  // outlive the service's 5 s keep-alive while its event loop is held up: it then sends on a
+  // connection the service has just closed ("other side closed"), the race a proxy in front of
+  // the service avoids by closing idle upstream connections first (compose.yaml's Caddy: 4 s).
+  // As the configuration advises behind such a client, the service keeps them longer.
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000',
 };
 
 /** A replica slot: the process running now (replaced on restart) and everything it ever logged. */
