@@ -39,8 +39,8 @@ if (values.help) {
 const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
 const referrals = Number(values.referrals ?? (values.quick ? 100 : 1000));
 const concurrency = Number(values.concurrency ?? (values.quick ? 6 : 10));
-// The driver's expected duration, over which the faults are spread (about 1.8 s per referral per worker on a 2-core machine), so they land under load.
-const durationMs = Math.max(20_000, Math.round((referrals * 1_800) / concurrency));
+// The driver's expected duration, over which the faults are spread (about 3 s per referral per worker on a 2-core machine, with the notifications and the push clinic), so they land under load.
+const durationMs = Math.max(20_000, Math.round((referrals * 3_000) / concurrency));
 const faultCount = Number(values.faults ?? Math.max(FAULT_KINDS.length, Math.round(referrals / 25)));
 if (!Number.isInteger(seed) || !(referrals > 0) || !(concurrency > 0)) {
   console.error('--seed, --referrals and --concurrency take whole numbers');
