@@ -44,7 +44,7 @@ let dump: Promise<Blob> | undefined;
  * and the PGlite version, so a changed migration or PGlite makes a new one. Test files running
  * at the same time may both make it: each writes its own file and renames it into place.
  */
-function migratedPgliteDump(): Promise<Blob> {
+export function migratedPgliteDump(): Promise<Blob> {
   dump ??= (async () => {
     const migrations = path.join(ROOT, 'src', 'store', 'migrations');
     const hash = createHash('sha256').update(await readFile(path.join(ROOT, 'node_modules', '@electric-sql', 'pglite', 'package.json')));
