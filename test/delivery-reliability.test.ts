@@ -111,7 +111,9 @@ describe('opinion post-back reliability (service processes)', () => {
   });
 
   async function start(env: Record<string, string>): Promise<ServiceProcess> {
-    const svc = await startServiceProcess({ NETWORK_FILE: networkFile as string, ...env });
+    // Keep-alive 1 s (`Keep-Alive: timeout=1`): fetch keeps none of this test's connections idle,
+    // so stopping a process does not wait out the default 5 s for them.
+    const svc = await startServiceProcess({ NETWORK_FILE: networkFile as string, HTTP_KEEP_ALIVE_TIMEOUT_MS: '1000', ...env });
     processes.push(svc);
     return svc;
   }

@@ -116,7 +116,9 @@ describe('graceful shutdown (service processes)', () => {
     ehr = sandbox;
     networkFile = await writeSandboxNetwork(sandbox);
     // Retries after 1 s; the lease is long, so only a hand-back (not an expired lease) retries at once.
-    const env = { NETWORK_FILE: networkFile, SHUTDOWN_TIMEOUT_SECONDS: shutdownSeconds, DELIVERY_RETRY_DELAY_SECONDS: '1', DELIVERY_RETRY_MAX_DELAY_SECONDS: '2', DELIVERY_ATTEMPT_TIMEOUT_SECONDS: '120' };
+    // Keep-alive 1 s (`Keep-Alive: timeout=1`): fetch keeps none of this test's connections idle,
+    // so the stops do not wait out the default 5 s for them.
+    const env = { NETWORK_FILE: networkFile, SHUTDOWN_TIMEOUT_SECONDS: shutdownSeconds, DELIVERY_RETRY_DELAY_SECONDS: '1', DELIVERY_RETRY_MAX_DELAY_SECONDS: '2', DELIVERY_ATTEMPT_TIMEOUT_SECONDS: '120', HTTP_KEEP_ALIVE_TIMEOUT_MS: '1000' };
     const svc = await start(env);
     const request = makeSecondOpinionRequest({ consultants: ['lakeside-consults'], blinded: false, firstOpinion: { documents: [] } }, sandbox.seeded);
     const created = await svc.call<{ id: string; tasks: Task[] }>('POST', '/second-opinions', 'st-olaf', request);

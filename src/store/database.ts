@@ -45,6 +45,11 @@ export interface DatabaseOptions {
    * per test file so they can share a database.
    */
   schemaName?: string;
+  /**
+   * PGlite only: a data directory to start from (a dump made with PGlite's `dumpDataDir`) instead
+   * of initialising a new one. The tests start each in-memory database from one migrated dump.
+   */
+  loadDataDir?: Blob;
 }
 
 const MIGRATIONS_FOLDER = path.join(import.meta.dirname, 'migrations');
@@ -112,7 +117,8 @@ async function openPostgres(url: string, options: DatabaseOptions): Promise<Data
 async function openPglite(options: DatabaseOptions): Promise<Database> {
   const dataDir = options.dataDir ?? 'memory://';
   if (!dataDir.startsWith('memory://')) await mkdir(dataDir, { recursive: true });
-  const client = await PGlite.create(dataDir.startsWith('memory://') ? undefined : path.join(dataDir, 'pglite'));
+  const dir = dataDir.startsWith('memory://') ? undefined : path.join(dataDir, 'pglite');
+  const client = options.loadDataDir ? await PGlite.create({ ...(dir ? { dataDir: dir } : {}), loadDataDir: options.loadDataDir }) : await PGlite.create(dir);
   const db = drizzlePglite({ client, schema }) as unknown as Db;
   return {
     kind: 'pglite',

@@ -15,6 +15,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { openDatabase } from '../../src/store/database.ts';
+import { migratedPgliteDump } from './database.ts';
 import { clientIdOf } from './example-network.ts';
 import { freePort } from './service.ts';
 import { getAccessToken } from './tokens.ts';
@@ -178,7 +180,7 @@ export interface ProcessDatabase {
 /**
  * A fresh database for service processes. With DATABASE_URL set: a new database created with
  * `CREATE DATABASE` on that server (main.ts cannot be pointed at a schema, so a schema per test
- * as in database.ts is not an option). Otherwise: a PGlite directory under DATA_DIR.
+ * as in database.ts is not an option). Otherwise: a PGlite directory under DATA_DIR, migrated.
  */
 export async function createProcessDatabase(): Promise<ProcessDatabase> {
   const dirs: string[] = [];
@@ -193,7 +195,13 @@ export async function createProcessDatabase(): Promise<ProcessDatabase> {
   };
   const serverUrl = process.env.DATABASE_URL;
   const blobDir = path.join(dataDir, 'blobs');
-  if (!serverUrl) return { kind: 'pglite', env: { DATA_DIR: dataDir, BLOB_DIR: blobDir }, dataDir: newDir, drop: removeDirs };
+  if (!serverUrl) {
+    // Already migrated, from the dump the in-memory test databases start from: the child skips
+    // PGlite's seconds of initialising a data directory (its migrate() finds nothing to do).
+    const seeded = await openDatabase({ dataDir, loadDataDir: await migratedPgliteDump() });
+    await seeded.close();
+    return { kind: 'pglite', env: { DATA_DIR: dataDir, BLOB_DIR: blobDir }, dataDir: newDir, drop: removeDirs };
+  }
   const name = `so_proc_${randomBytes(6).toString('hex')}`;
   await admin(serverUrl, `CREATE DATABASE ${name}`);
   const url = new URL(serverUrl);
