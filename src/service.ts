@@ -96,7 +96,7 @@ export async function startService(config: Config, log: Logger, options: StartOp
   if (config.deliveryAttemptTimeoutSeconds * 1000 < slowestAttemptMs) {
     log.warn({ deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, slowestAttemptSeconds: slowestAttemptMs / 1000 }, 'DELIVERY_ATTEMPT_TIMEOUT_SECONDS is shorter than a post-back attempt can take (4 x the referrers\' fhir.timeoutMs): a retry may overlap a slow attempt');
   }
-  const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, assemblyAttemptTimeoutSeconds: config.assemblyAttemptTimeoutSeconds, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds, timeoutMs: config.webhook.timeoutMs } });
+  const queuePolicies = options.queuePolicies ?? buildQueuePolicies({ delivery: config.deliveryRetry, deliveryAttemptTimeoutSeconds: config.deliveryAttemptTimeoutSeconds, assemblyAttemptTimeoutSeconds: config.assemblyAttemptTimeoutSeconds, assemblyRetry: config.assemblyRetry, webhook: { retryLimit: config.webhook.retryLimit, retryDelaySeconds: config.webhook.retryDelaySeconds, timeoutMs: config.webhook.timeoutMs } });
   const database = options.database ?? (await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: config.databasePoolSize }));
   let migrated = false;
   // Metrics: one registry per service instance. Job and overdue counts are read when scraped.

@@ -69,6 +69,8 @@ const EnvSchema = z
     DELIVERY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between post-back attempts (with the defaults: about a day in all)'),
     DELIVERY_CONCURRENCY: positiveInt(16).describe('Post-backs one replica runs at once (each makes one EHR call at a time); more when a burst of opinions waits for a worker, fewer when the referring EHRs limit concurrent calls'),
     DELIVERY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(300).describe('Lease of one post-back attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica; keep it above 4 x the referrers\' fhir.timeoutMs (warned at start-up)'),
+    ASSEMBLY_RETRY_DELAY_SECONDS: positiveInt(5).describe('First delay between record-assembly attempts after a failure (the EHR unreachable or answering 5xx); doubles each time (with jitter), up to ASSEMBLY_RETRY_MAX_DELAY_SECONDS, for 12 retries'),
+    ASSEMBLY_RETRY_MAX_DELAY_SECONDS: positiveInt(3600).describe('Longest delay between record-assembly attempts (with the defaults: about three and a half hours in all before the Task fails)'),
     ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS: positiveInt(900).describe('Lease of one record-assembly attempt: an attempt still running after this (its process died or hung) counts as failed and is retried, possibly by another replica; the referral waits that long after a crash, so keep it just above the longest assembly (downloads included)'),
     FOLLOW_UP_LIMIT: positiveInt(3).describe('Follow-up questions a referrer may ask one consultant after its opinion (a participant\'s `followUpLimit` in the network file overrides it for that consultant)'),
     FOLLOW_UP_WINDOW_DAYS: positiveInt(30).describe('Days after a consultant\'s opinion during which the referrer may ask it follow-up questions'),
@@ -180,6 +182,8 @@ export interface Config {
   deliveryAttemptTimeoutSeconds: number;
   /** Lease of one record-assembly attempt, seconds (ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS). */
   assemblyAttemptTimeoutSeconds: number;
+  /** Delays between record-assembly attempts, seconds (ASSEMBLY_RETRY_*). */
+  assemblyRetry: { retryDelaySeconds: number; retryDelayMaxSeconds: number };
   /** Post-backs one replica runs at once (DELIVERY_CONCURRENCY). */
   deliveryConcurrency: number;
   /** Follow-up questions per consultant after its opinion, and the days after the opinion they may be asked in. */
@@ -309,6 +313,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): Config {
     deliveryRetry: { retryLimit: e.DELIVERY_RETRY_LIMIT, retryDelaySeconds: e.DELIVERY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.DELIVERY_RETRY_MAX_DELAY_SECONDS },
     deliveryAttemptTimeoutSeconds: e.DELIVERY_ATTEMPT_TIMEOUT_SECONDS,
     assemblyAttemptTimeoutSeconds: e.ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS,
+    assemblyRetry: { retryDelaySeconds: e.ASSEMBLY_RETRY_DELAY_SECONDS, retryDelayMaxSeconds: e.ASSEMBLY_RETRY_MAX_DELAY_SECONDS },
     deliveryConcurrency: e.DELIVERY_CONCURRENCY,
     followUps: { limit: e.FOLLOW_UP_LIMIT, windowDays: e.FOLLOW_UP_WINDOW_DAYS },
     jobSuperviseIntervalSeconds: e.JOB_SUPERVISE_INTERVAL_SECONDS,

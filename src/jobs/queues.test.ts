@@ -26,4 +26,13 @@ describe('queue policies', () => {
     }
     expect(notificationLeaseSeconds()).toBe(30);
   });
+
+  // Found by the soak: an EHR fault of five requests failed four attempts of one referral's
+  // assembly in a row, and the fixed backoff (5 s doubling) then held its records for four and a
+  // half minutes. The delays are settings now (ASSEMBLY_RETRY_*), like the post-back's.
+  it('the record assembly retries after ASSEMBLY_RETRY_DELAY_SECONDS doubling up to ASSEMBLY_RETRY_MAX_DELAY_SECONDS (default 5 s and 3600 s, 12 retries)', () => {
+    const assembly = (policies: ReturnType<typeof queuePolicies>) => policies.find((p) => p.name === QUEUE.assembleRecordSet);
+    expect(assembly(queuePolicies())).toMatchObject({ retryLimit: 12, retryDelaySeconds: 5, retryDelayMaxSeconds: 3600 });
+    expect(assembly(queuePolicies({ assemblyRetry: { retryDelaySeconds: 1, retryDelayMaxSeconds: 4 } }))).toMatchObject({ retryLimit: 12, retryDelaySeconds: 1, retryDelayMaxSeconds: 4 });
+  });
 });
