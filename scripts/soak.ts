@@ -19,6 +19,7 @@ import { createSubscription, gatherNotifications, startNotificationReceiver } fr
 import { gatherPushes, startPushClinic } from './soak/push-clinic.ts';
 import { formatTable, verdict } from './soak/report.ts';
 import { buildSchedule, describeSchedule, FAULT_KINDS } from './soak/schedule.ts';
+import { keepEvidence } from './soak/evidence.ts';
 import { startTopology } from './soak/topology.ts';
 
 const { values } = parseArgs({
@@ -69,8 +70,9 @@ const sampler = setInterval(() => {
 }, 1_000);
 
 let exitCode = 1;
+let client: SoakClient | undefined;
 try {
-  const client = new SoakClient(topology.replicas);
+  client = new SoakClient(topology.replicas);
   const subscription = await createSubscription(client, receiver, log);
   if (subscription.error) log(`Subscription: ${subscription.error}`);
   const faults = runSchedule(topology, schedule, log, { receiver, pushClinic });
@@ -93,12 +95,14 @@ try {
   else {
     log(`FAIL (seed ${seed}; reproduce with: npm run soak -- --seed ${seed} --referrals ${referrals} --concurrency ${concurrency})`);
     for (const f of result.failures) console.log(`  - ${f}`);
+    log(`the evidence is in ${await keepEvidence(topology, client.calls, faults.windows)}`);
   }
   exitCode = result.ok ? 0 : 1;
 } catch (err) {
   console.error(`[soak] aborted: ${(err as Error).stack ?? err}`);
 } finally {
   clearInterval(sampler);
+  client?.close();
   await topology.stop();
   await receiver.stop();
   await pushClinic.stop();

@@ -122,11 +122,12 @@ export async function gatherFindings(
       const cause = explainServerError(c, windows);
       return {
         at: new Date(c.at).toISOString(),
-        call: `${c.method} ${c.path} (replica ${c.replica})`,
+        call: `${c.method} ${c.path} (replica ${c.replica}${c.reused ? ', on a reused connection' : ''})`,
         status: c.status ? String(c.status) : (c.error as string),
         ...(cause ? { explainedBy: cause.kind === 'kill-replica' ? `kill-replica (replica ${cause.replica})` : cause.kind } : {}),
         ...(c.retryAfter ? { retryAfter: c.retryAfter } : {}),
         ...(c.outcome ? { outcome: c.outcome } : {}),
+        ...(cause ? {} : { nearby: replicaLogNear(topology, c.replica, c.at) }),
       };
     });
 
@@ -164,10 +165,32 @@ export async function gatherFindings(
   };
 }
 
+/** A logged error as the service's log keeps it (type, code, status: never a message, which could carry PHI). */
+function errorOf(err: unknown): string {
+  const e = err as { type?: string; code?: string | number; status?: number; cause?: unknown } | undefined;
+  if (!e) return '';
+  return [e.type, e.code, e.status, e.cause ? `caused by ${errorOf(e.cause)}` : undefined].filter((x) => x !== undefined).join(' ');
+}
+
 /** What the replicas logged about a referral's jobs (ids and outcomes only: the service logs no PHI), for a referral left open. */
 function jobTrail(topology: SoakTopology, serviceRequestId: string): string {
   const lines = topology.replicas.flatMap((r) =>
-    r.pastLogs.flatMap((logs, run) => logs.filter((l) => l.serviceRequestId === serviceRequestId).map((l) => `replica ${r.index} run ${run + 1} ${l.time ?? ''} ${l.msg ?? ''} ${l.outcome ?? ''} ${(l.err as { message?: string } | undefined)?.message ?? ''}`.trim())),
+    r.pastLogs.flatMap((logs, run) => logs.filter((l) => l.serviceRequestId === serviceRequestId).map((l) => `replica ${r.index} run ${run + 1} ${l.time ?? ''} ${l.msg ?? ''} ${l.outcome ?? ''} ${errorOf(l.err)}`.trim())),
   );
   return lines.length ? `; its job log: ${lines.slice(-6).join(' | ')}` : '; no job log line names it';
+}
+
+/**
+ * What replica `index` logged at warning level or above within 3 s of `at` (ids, outcomes and
+ * error types only: the service logs no PHI), to explain a 5xx no injected fault explains.
+ */
+function replicaLogNear(topology: SoakTopology, index: number, at: number): string {
+  const replica = topology.replicas[index];
+  if (!replica) return '';
+  const lines = replica.pastLogs.flatMap((logs, run) =>
+    logs
+      .filter((l) => (l.level === 'warn' || l.level === 'error' || l.level === 'fatal') && typeof l.time === 'string' && Math.abs(Date.parse(l.time) - at) <= 3_000)
+      .map((l) => `run ${run + 1} ${l.time} ${l.msg ?? ''} ${errorOf(l.err)}`.trim()),
+  );
+  return lines.length ? lines.slice(0, 6).join(' | ') : 'nothing logged at warning level or above';
 }

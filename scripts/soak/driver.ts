@@ -16,6 +16,7 @@ import { clientIdOf } from '../../test/support/example-network.ts';
 import { makeSecondOpinionRequest, type ReferralChart } from '../../test/support/referrals.ts';
 import { getAccessToken } from '../../test/support/tokens.ts';
 import { outcomeText } from './attribution.ts';
+import { AgentPerProcess, HttpCallError, request } from './http-client.ts';
 import type { AuditKind } from './audits.ts';
 import { type LaterRecord, namesRecord } from './later-records.ts';
 import type { Replica } from './topology.ts';
@@ -45,6 +46,8 @@ export interface ClientCall {
   /** A 5xx's Retry-After header and its OperationOutcome's text (no PHI: the service's own words). */
   retryAfter?: string;
   outcome?: string;
+  /** The request went out on a kept-alive connection (an earlier answer came on it). */
+  reused?: boolean;
 }
 
 export type Fate = 'opinion' | 'opinion-after-info' | 'decline';
@@ -94,8 +97,14 @@ export class SoakClient {
   readonly calls: ClientCall[] = [];
   private tokens = new Map<string, Promise<string>>();
   private readonly replicas: readonly Replica[];
+  private readonly agents = new AgentPerProcess<object>();
   constructor(replicas: readonly Replica[]) {
     this.replicas = replicas;
+  }
+
+  /** Closes the connections still open. */
+  close(): void {
+    this.agents.destroy();
   }
 
   async call<T>(replica: number, method: string, path: string, participant: string, body?: unknown, options: { retries?: number; accept?: (status: number) => boolean } = {}): Promise<{ status: number; body: T; raw?: Buffer; headers?: Headers }> {
@@ -120,14 +129,16 @@ export class SoakClient {
           this.tokens.set(key, token);
           token.catch(() => this.tokens.delete(key));
         }
-        const res = await fetch(`${proc.url}${path}`, {
+        const res = await request(`${proc.url}${path}`, {
+          agent: this.agents.agentFor(slot.index, proc),
           method,
           headers: { authorization: `Bearer ${await token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
           ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-          signal: AbortSignal.timeout(30_000),
+          timeoutMs: 30_000,
         });
-        const raw = Buffer.from(await res.arrayBuffer());
+        const raw = res.raw;
         entry.status = res.status;
+        if (res.reused) entry.reused = true;
         const type = res.headers.get('content-type') ?? '';
         const parsed = (type.includes('json') && raw.length ? JSON.parse(raw.toString('utf8')) : undefined) as T;
         last = { status: res.status, body: parsed };
@@ -145,6 +156,7 @@ export class SoakClient {
         return { status: res.status, body: parsed, raw, headers: res.headers };
       } catch (err) {
         entry.error = (err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message;
+        if (err instanceof HttpCallError && err.reused) entry.reused = true;
         this.tokens.delete(`${proc.url} ${participant}`);
         await sleep(300 * Math.min(attempt + 1, 6));
       }

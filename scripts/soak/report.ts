@@ -37,7 +37,7 @@ export interface SoakFindings {
   /** Records left out at intake and supplied later: how many the driver wrote and posted, how many the clinic found verified in its newest record set, and the others. */
   laterRecords: { supplied: number; reached: number; postedAgain: number; failures: string[] };
   /** Each 5xx or reset connection: the replica in `call`, the fault that explains it, and what the answer said (Retry-After, the OperationOutcome's text). */
-  serverErrors: { at: string; call: string; status: string; explainedBy?: string; retryAfter?: string; outcome?: string }[];
+  serverErrors: { at: string; call: string; status: string; explainedBy?: string; retryAfter?: string; outcome?: string; nearby?: string }[];
   endToEndMs: number[];
   peakRss: Record<string, number>;
   largestTables: { table: string; bytes: number; rows?: number }[];
@@ -68,7 +68,7 @@ export function verdict(f: SoakFindings): Verdict {
   }
   if (f.laterRecords.failures.length) failures.push(`records supplied later that did not reach the clinic's record set (${f.laterRecords.failures.length}): ${f.laterRecords.failures.join(', ')}`);
   const unexplained = f.serverErrors.filter((e) => !e.explainedBy);
-  if (unexplained.length) failures.push(`5xx or refused calls without an injected cause (${unexplained.length}): ${unexplained.map((e) => `${e.call} ${e.status} at ${e.at}`).join('; ')}`);
+  if (unexplained.length) failures.push(`5xx or refused calls without an injected cause (${unexplained.length}): ${unexplained.map((e) => `${e.call} ${e.status} at ${e.at}${e.nearby ? ` (the replica logged: ${e.nearby})` : ''}`).join('; ')}`);
   const deadUnexplained = f.deadLettered.filter((d) => !d.explainedBy);
   if (deadUnexplained.length) failures.push(`dead-lettered jobs without an injected permanent fault (${deadUnexplained.length}): ${deadUnexplained.map((d) => d.job).join(', ')}`);
   if (f.crashes.length) failures.push(`service processes exited on their own (${f.crashes.length}): ${f.crashes.map((c) => `${c.replica} at ${c.at} (exit code ${c.code})\n${c.tail}`).join('\n')}`);
