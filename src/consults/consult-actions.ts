@@ -16,6 +16,7 @@ import { intakeRequests } from '../store/schema.ts';
 import type { TaskAction } from './task-transitions.ts';
 import { settleReferral, transitionTask } from './transition-task.ts';
 import { readerOf } from '../access/reader.ts';
+import { retryOnConflict } from '../store/conflict-retry.ts';
 
 export const NoBodySchema = z.strictObject({}).optional();
 
@@ -70,50 +71,52 @@ export function serviceRequestIdOf(task: Task): string {
 /** Runs one consultant action on the caller's Task; returns the new version. */
 export async function actOnConsult(taskId: string, body: ConsultActionBody, caller: Caller, deps: ConsultDeps, ifMatch?: string): Promise<Task> {
   const agent = organizationOf(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const task = await readOwnTask(tx, taskId, caller, deps);
-    const now = deps.now();
-    const note = (textValue: string): Annotation => ({ authorReference: agent, time: now.toISOString(), text: textValue });
-    const action: TaskAction = body.action;
-    const updated = await transitionTask(tx, {
-      task,
-      action,
-      actor: 'consultant',
-      agent,
-      now,
-      ...(ifMatch !== undefined ? { expectedVersion: ifMatch } : {}),
-      precondition: (current) => {
-        if (action === 'accept' && !current.input?.length) {
-          return `The record set is not ready for this Task (${current.businessStatus?.coding?.[0]?.code ?? 'records-pending'}): it can be accepted once it is`;
-        }
-        if (action === 'confirm-cancellation' && current.businessStatus?.coding?.[0]?.code !== 'cancellation-requested') {
-          return 'The referrer has not asked to cancel this Task';
-        }
-        return undefined;
-      },
-      change: (next) => {
-        switch (body.action) {
-          case 'decline':
-            return { ...next, statusReason: { text: body.reason }, note: [...(next.note ?? []), note(`Declined: ${body.reason}`)] };
-          case 'request-info': {
-            const wanted = body.recordTypes?.length ? ` Records wanted: ${body.recordTypes.map((c) => c.display ?? `${c.system}|${c.code}`).join('; ')}.` : '';
-            return {
-              ...next,
-              businessStatus: businessStatus('information-requested', body.question),
-              note: [...(next.note ?? []), note(`Information requested: ${body.question}${wanted}`)],
-            };
+  return retryOnConflict(ifMatch, () =>
+    deps.store.withTransaction(async (tx) => {
+      const task = await readOwnTask(tx, taskId, caller, deps);
+      const now = deps.now();
+      const note = (textValue: string): Annotation => ({ authorReference: agent, time: now.toISOString(), text: textValue });
+      const action: TaskAction = body.action;
+      const updated = await transitionTask(tx, {
+        task,
+        action,
+        actor: 'consultant',
+        agent,
+        now,
+        ...(ifMatch !== undefined ? { expectedVersion: ifMatch } : {}),
+        precondition: (current) => {
+          if (action === 'accept' && !current.input?.length) {
+            return `The record set is not ready for this Task (${current.businessStatus?.coding?.[0]?.code ?? 'records-pending'}): it can be accepted once it is`;
           }
-          case 'confirm-cancellation':
-            return { ...next, statusReason: { text: 'Cancelled at the referrer\'s request' } };
-          default:
-            return next;
-        }
-      },
-    });
-    if (updated.status === 'rejected' || updated.status === 'cancelled') {
-      const serviceRequestId = serviceRequestIdOf(updated);
-      await settleReferral(tx, serviceRequestId, await referralTaskIds(tx, serviceRequestId));
-    }
-    return updated;
-  });
+          if (action === 'confirm-cancellation' && current.businessStatus?.coding?.[0]?.code !== 'cancellation-requested') {
+            return 'The referrer has not asked to cancel this Task';
+          }
+          return undefined;
+        },
+        change: (next) => {
+          switch (body.action) {
+            case 'decline':
+              return { ...next, statusReason: { text: body.reason }, note: [...(next.note ?? []), note(`Declined: ${body.reason}`)] };
+            case 'request-info': {
+              const wanted = body.recordTypes?.length ? ` Records wanted: ${body.recordTypes.map((c) => c.display ?? `${c.system}|${c.code}`).join('; ')}.` : '';
+              return {
+                ...next,
+                businessStatus: businessStatus('information-requested', body.question),
+                note: [...(next.note ?? []), note(`Information requested: ${body.question}${wanted}`)],
+              };
+            }
+            case 'confirm-cancellation':
+              return { ...next, statusReason: { text: 'Cancelled at the referrer\'s request' } };
+            default:
+              return next;
+          }
+        },
+      });
+      if (updated.status === 'rejected' || updated.status === 'cancelled') {
+        const serviceRequestId = serviceRequestIdOf(updated);
+        await settleReferral(tx, serviceRequestId, await referralTaskIds(tx, serviceRequestId));
+      }
+      return updated;
+    }),
+  );
 }

@@ -23,6 +23,7 @@ import type { ResourceStore } from '../store/resource-store.ts';
 import { intakeRequests } from '../store/schema.ts';
 import { CANCELLABLE_AT_ONCE, isTerminal } from './task-transitions.ts';
 import { settleReferral, transitionTask } from './transition-task.ts';
+import { retryOnConflict } from '../store/conflict-retry.ts';
 
 export const CancelRequestSchema = z.strictObject({ reason: text(1000) });
 
@@ -79,18 +80,20 @@ export async function cancelReferral(
   expectedVersion?: string,
 ): Promise<{ id: string; status: string; tasks: TaskOutcome[] }> {
   const agent = referrerAgent(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const { taskIds, serviceRequest: current } = await lockOwnReferral(tx, serviceRequestId, caller);
-    if (expectedVersion !== undefined && expectedVersion !== current.meta?.versionId) throw staleVersion('ServiceRequest', current, expectedVersion);
-    const now = deps.now();
-    const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
-    if (tasks.every((t) => isTerminal(t.status))) throw conflictError('Every Task of this referral has already ended: there is nothing to cancel');
-    const results: Task[] = [];
-    for (const task of tasks) results.push(isTerminal(task.status) ? task : await cancelOne(tx, task, body.reason, agent, now));
-    const settled = await settleReferral(tx, serviceRequestId, taskIds);
-    const serviceRequest = settled ?? (await tx.read('ServiceRequest', serviceRequestId, 'system'));
-    return { id: serviceRequestId, status: (serviceRequest as { status: string }).status, tasks: results.map(outcomeOf) };
-  });
+  return retryOnConflict(expectedVersion, () =>
+    deps.store.withTransaction(async (tx) => {
+      const { taskIds, serviceRequest: current } = await lockOwnReferral(tx, serviceRequestId, caller);
+      if (expectedVersion !== undefined && expectedVersion !== current.meta?.versionId) throw staleVersion('ServiceRequest', current, expectedVersion);
+      const now = deps.now();
+      const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
+      if (tasks.every((t) => isTerminal(t.status))) throw conflictError('Every Task of this referral has already ended: there is nothing to cancel');
+      const results: Task[] = [];
+      for (const task of tasks) results.push(isTerminal(task.status) ? task : await cancelOne(tx, task, body.reason, agent, now));
+      const settled = await settleReferral(tx, serviceRequestId, taskIds);
+      const serviceRequest = settled ?? (await tx.read('ServiceRequest', serviceRequestId, 'system'));
+      return { id: serviceRequestId, status: (serviceRequest as { status: string }).status, tasks: results.map(outcomeOf) };
+    }),
+  );
 }
 
 /**
@@ -100,15 +103,17 @@ export async function cancelReferral(
  */
 export async function cancelReferralTask(taskId: string, body: z.output<typeof CancelRequestSchema>, caller: Caller, deps: ReferrerActionDeps, expectedVersion?: string): Promise<Task> {
   const agent = referrerAgent(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const task = await tx.read<Task>('Task', taskId, readerOf(caller));
-    if (!task) throw new OperationOutcomeError(notFound);
-    const serviceRequestId = (task.focus?.reference ?? '').replace(/^ServiceRequest\//, '');
-    const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
-    const updated = await cancelOne(tx, task, body.reason, agent, deps.now(), expectedVersion);
-    await settleReferral(tx, serviceRequestId, taskIds);
-    return updated;
-  });
+  return retryOnConflict(expectedVersion, () =>
+    deps.store.withTransaction(async (tx) => {
+      const task = await tx.read<Task>('Task', taskId, readerOf(caller));
+      if (!task) throw new OperationOutcomeError(notFound);
+      const serviceRequestId = (task.focus?.reference ?? '').replace(/^ServiceRequest\//, '');
+      const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
+      const updated = await cancelOne(tx, task, body.reason, agent, deps.now(), expectedVersion);
+      await settleReferral(tx, serviceRequestId, taskIds);
+      return updated;
+    }),
+  );
 }
 
 /** One Task of a cancelled referral: cancelled at once when work has not started, else the consultant is asked (business status). */
@@ -136,18 +141,20 @@ export async function answerInformationRequest(
   deps: ReferrerActionDeps,
 ): Promise<{ id: string; recordsRevision?: number; added: unknown[]; tasks: TaskOutcome[] }> {
   const agent = referrerAgent(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
-    const now = deps.now();
-    const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
-    const waiting = tasks.filter(waitsForInformation);
-    if (waiting.length === 0) throw conflictError('No consultant of this referral is waiting for information');
-    const added = body.documents?.length ? await addRecordsInTransaction(tx, serviceRequestId, { documents: body.documents }, caller, deps) : undefined;
-    const answer = [body.text, added?.added.length ? `Documents added: ${added.added.map((d) => d.display ?? d.reference).join('; ')}` : undefined].filter(Boolean).join(' — ');
-    const resumed: Task[] = [];
-    for (const task of waiting) resumed.push(await resumeOne(tx, task, answer, agent, now));
-    return { id: serviceRequestId, ...(added ? { recordsRevision: added.recordsRevision } : {}), added: added?.added ?? [], tasks: resumed.map(outcomeOf) };
-  });
+  return retryOnConflict(undefined, () =>
+    deps.store.withTransaction(async (tx) => {
+      const { taskIds } = await lockOwnReferral(tx, serviceRequestId, caller);
+      const now = deps.now();
+      const tasks = await tx.readMany<Task>('Task', taskIds, 'system');
+      const waiting = tasks.filter(waitsForInformation);
+      if (waiting.length === 0) throw conflictError('No consultant of this referral is waiting for information');
+      const added = body.documents?.length ? await addRecordsInTransaction(tx, serviceRequestId, { documents: body.documents }, caller, deps) : undefined;
+      const answer = [body.text, added?.added.length ? `Documents added: ${added.added.map((d) => d.display ?? d.reference).join('; ')}` : undefined].filter(Boolean).join(' — ');
+      const resumed: Task[] = [];
+      for (const task of waiting) resumed.push(await resumeOne(tx, task, answer, agent, now));
+      return { id: serviceRequestId, ...(added ? { recordsRevision: added.recordsRevision } : {}), added: added?.added ?? [], tasks: resumed.map(outcomeOf) };
+    }),
+  );
 }
 
 const waitsForInformation = (t: Task): boolean => t.status === 'on-hold' && t.businessStatus?.coding?.[0]?.code === 'information-requested';
@@ -176,13 +183,15 @@ function resumeOne(tx: ResourceStore, task: Task, answer: string, agent: Referen
  */
 export async function answerTaskInformationRequest(taskId: string, body: { text: string }, caller: Caller, deps: ReferrerActionDeps, expectedVersion?: string): Promise<Task> {
   const agent = referrerAgent(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const task = await tx.read<Task>('Task', taskId, readerOf(caller));
-    if (!task) throw new OperationOutcomeError(notFound);
-    await lockOwnReferral(tx, (task.focus?.reference ?? '').replace(/^ServiceRequest\//, ''), caller);
-    if (task.status === 'on-hold' && !waitsForInformation(task)) throw conflictError('This Task is on hold, but not for information from the referrer', 'Task.businessStatus');
-    return resumeOne(tx, task, body.text, agent, deps.now(), expectedVersion);
-  });
+  return retryOnConflict(expectedVersion, () =>
+    deps.store.withTransaction(async (tx) => {
+      const task = await tx.read<Task>('Task', taskId, readerOf(caller));
+      if (!task) throw new OperationOutcomeError(notFound);
+      await lockOwnReferral(tx, (task.focus?.reference ?? '').replace(/^ServiceRequest\//, ''), caller);
+      if (task.status === 'on-hold' && !waitsForInformation(task)) throw conflictError('This Task is on hold, but not for information from the referrer', 'Task.businessStatus');
+      return resumeOne(tx, task, body.text, agent, deps.now(), expectedVersion);
+    }),
+  );
 }
 
 /** 412 naming If-Match: the resource moved on since the version the caller last saw. */

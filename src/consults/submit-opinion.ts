@@ -28,6 +28,7 @@ import { type ConsultDeps, organizationOf } from './consult-actions.ts';
 import { readOpinionContext } from './opinion-context.ts';
 import { isTerminal } from './task-transitions.ts';
 import { planTaskTransition } from './transition-task.ts';
+import { retryOnConflict } from '../store/conflict-retry.ts';
 
 export interface SubmitOpinionDeps extends ConsultDeps {
   jobs: Pick<JobQueue, 'enqueueParts'>;
@@ -43,56 +44,58 @@ export interface SubmitOpinionDeps extends ConsultDeps {
  */
 export async function submitOpinion(taskId: string, opinion: Opinion, caller: Caller, deps: SubmitOpinionDeps, ifMatch?: string): Promise<Task> {
   const agent = organizationOf(caller, deps);
-  return deps.store.withTransaction(async (tx) => {
-    const { task, serviceRequestId, intake, serviceRequest, otherTasks, firstOpinion } = await readOpinionContext(tx, taskId, caller, deps);
-    // The referral's own questions are on the ServiceRequest just read: no statement more.
-    const questions = readReferralQuestions(serviceRequest);
-    requireAnswers(questions, opinion.answers);
-    const now = deps.now();
-    const noteId = randomUUID();
+  return retryOnConflict(ifMatch, () =>
+    deps.store.withTransaction(async (tx) => {
+      const { task, serviceRequestId, intake, serviceRequest, otherTasks, firstOpinion } = await readOpinionContext(tx, taskId, caller, deps);
+      // The referral's own questions are on the ServiceRequest just read: no statement more.
+      const questions = readReferralQuestions(serviceRequest);
+      requireAnswers(questions, opinion.answers);
+      const now = deps.now();
+      const noteId = randomUUID();
 
-    const completion = planTaskTransition({
-      task,
-      action: 'complete',
-      actor: 'consultant',
-      agent,
-      now,
-      ...(ifMatch !== undefined ? { expectedVersion: ifMatch } : {}),
-      change: (next) => ({ ...next, output: [{ type: { text: 'opinion' }, valueReference: { reference: `DocumentReference/${noteId}`, display: 'Second opinion' } }] }),
-    });
-    const note = buildConsultNote({
-      id: noteId,
-      opinion,
-      patient: task.for as Reference,
-      serviceRequestId,
-      taskId,
-      consultant: agent,
-      now,
-      requestId: intake.requestId,
-      ...(task.description ? { question: task.description } : {}),
-      questions,
-      ...concordanceOf(firstOpinion, opinion),
-    });
-    const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
-    // When every other Task has ended, this opinion ends the referral too: completed (ServiceRequest active -> completed | revoked).
-    const settles = serviceRequest.status === 'active' && otherTasks.every((t) => isTerminal(t.status));
-    const job: DeliverOpinionJob = { deliveryId: noteId };
-    const { updated } = await tx.write({
-      updates: [completion.update, ...(settles ? [{ resource: { ...serviceRequest, status: 'completed' as const }, expectedVersion: serviceRequest.meta?.versionId ?? '' }] : [])],
-      creates: [
-        completion.provenance,
-        { resource: note, access },
-        { resource: buildOpinionProvenance({ id: randomUUID(), documentId: noteId, taskId, consultant: agent, now }), access },
-      ],
-      parts: [
-        { name: 'delivery_row', sql: deliveryRowInsert({ id: noteId, taskId, serviceRequestId, participantId: intake.participantId, now }) },
-        ...deps.jobs.enqueueParts('delivery_job', QUEUE.deliverOpinion, [{ data: job, options: { singletonKey: noteId } }]),
-      ],
-    });
+      const completion = planTaskTransition({
+        task,
+        action: 'complete',
+        actor: 'consultant',
+        agent,
+        now,
+        ...(ifMatch !== undefined ? { expectedVersion: ifMatch } : {}),
+        change: (next) => ({ ...next, output: [{ type: { text: 'opinion' }, valueReference: { reference: `DocumentReference/${noteId}`, display: 'Second opinion' } }] }),
+      });
+      const note = buildConsultNote({
+        id: noteId,
+        opinion,
+        patient: task.for as Reference,
+        serviceRequestId,
+        taskId,
+        consultant: agent,
+        now,
+        requestId: intake.requestId,
+        ...(task.description ? { question: task.description } : {}),
+        questions,
+        ...concordanceOf(firstOpinion, opinion),
+      });
+      const access = [...referrerAudience(intake.participantId, serviceRequest.requester?.reference), caller.participantId];
+      // When every other Task has ended, this opinion ends the referral too: completed (ServiceRequest active -> completed | revoked).
+      const settles = serviceRequest.status === 'active' && otherTasks.every((t) => isTerminal(t.status));
+      const job: DeliverOpinionJob = { deliveryId: noteId };
+      const { updated } = await tx.write({
+        updates: [completion.update, ...(settles ? [{ resource: { ...serviceRequest, status: 'completed' as const }, expectedVersion: serviceRequest.meta?.versionId ?? '' }] : [])],
+        creates: [
+          completion.provenance,
+          { resource: note, access },
+          { resource: buildOpinionProvenance({ id: randomUUID(), documentId: noteId, taskId, consultant: agent, now }), access },
+        ],
+        parts: [
+          { name: 'delivery_row', sql: deliveryRowInsert({ id: noteId, taskId, serviceRequestId, participantId: intake.participantId, now }) },
+          ...deps.jobs.enqueueParts('delivery_job', QUEUE.deliverOpinion, [{ data: job, options: { singletonKey: noteId } }]),
+        ],
+      });
 
-    if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, taskId, caller, deps, task.for?.reference);
-    return updated[0] as Task;
-  });
+      if (serviceRequest.extension?.find((e) => e.url === EXTENSION.blinded)?.valueBoolean) await releaseFirstOpinion(tx, serviceRequest, taskId, caller, deps, task.for?.reference);
+      return updated[0] as Task;
+    }),
+  );
 }
 
 /** The opinion's concordance with the first opinion, as buildConsultNote takes it; nothing without a first opinion. */
