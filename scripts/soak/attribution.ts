@@ -45,19 +45,22 @@ export function readsEhrSynchronously(method: string, path: string): boolean {
   return false;
 }
 
-const inForce = (w: FaultWindow, at: number) => at >= w.start - SLACK_MS && at <= (w.end ?? Infinity);
+/** The fault was in force at some moment of [from, to] (a second's slack before its start). */
+const inForce = (w: FaultWindow, from: number, to = from) => to >= w.start - SLACK_MS && from <= (w.end ?? Infinity);
 
 /** The text of the service's 503 when its database is unreachable (src/http/errors.ts). */
 const DATABASE_UNREACHABLE = /cannot reach its database/;
 
 /**
- * The fault that explains a 5xx or a reset connection a client saw at `at` from replica
+ * The fault that explains a 5xx or a reset connection a client saw between `at` and `endedAt` from replica
  * `replica`, if any. An answer saying the database is unreachable is put down to a database
  * fault only; otherwise a kill of that replica comes first, then a database fault, then (for a
  * call that reads the EHR) an EHR read fault.
  */
-export function explainServerError(call: { at: number; replica: number; method: string; path: string; outcome?: string }, windows: readonly FaultWindow[]): FaultWindow | undefined {
-  const current = windows.filter((w) => inForce(w, call.at));
+export function explainServerError(call: { at: number; endedAt?: number; replica: number; method: string; path: string; outcome?: string }, windows: readonly FaultWindow[]): FaultWindow | undefined {
+  // From the moment the call was made to the moment it failed: a request in flight when a
+  // replica is killed fails when the process dies, seconds after it was sent.
+  const current = windows.filter((w) => inForce(w, call.at, call.endedAt ?? call.at));
   const database = current.find((w) => isDatabase(w.kind));
   if (call.outcome && DATABASE_UNREACHABLE.test(call.outcome)) return database;
   const readsEhr = readsEhrSynchronously(call.method, call.path);

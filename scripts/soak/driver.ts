@@ -48,6 +48,8 @@ export interface ClientCall {
   outcome?: string;
   /** The request went out on a kept-alive connection (an earlier answer came on it). */
   reused?: boolean;
+  /** When its answer or its error came. */
+  endedAt?: number;
 }
 
 export type Fate = 'opinion' | 'opinion-after-info' | 'decline';
@@ -137,6 +139,7 @@ export class SoakClient {
           timeoutMs: 30_000,
         });
         const raw = res.raw;
+        entry.endedAt = Date.now();
         entry.status = res.status;
         if (res.reused) entry.reused = true;
         const type = res.headers.get('content-type') ?? '';
@@ -156,6 +159,7 @@ export class SoakClient {
         return { status: res.status, body: parsed, raw, headers: res.headers };
       } catch (err) {
         entry.error = (err as Error).cause ? String(((err as Error).cause as Error).message ?? (err as Error).cause) : (err as Error).message;
+        entry.endedAt = Date.now();
         if (err instanceof HttpCallError && err.reused) entry.reused = true;
         this.tokens.delete(`${proc.url} ${participant}`);
         await sleep(300 * Math.min(attempt + 1, 6));

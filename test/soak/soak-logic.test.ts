@@ -74,6 +74,13 @@ describe('soak attribution of 5xx', () => {
     expect(explainServerError(call(12_000, 0), windows)).toBeUndefined();
   });
 
+  it('a call is judged over its whole flight: one sent before a kill and cut off by it is explained by the kill', () => {
+    const windows: FaultWindow[] = [{ kind: 'kill-replica', start: 10_000, end: 20_000, replica: 1 }];
+    expect(explainServerError({ ...call(6_000, 1), endedAt: 10_200 }, windows)?.kind).toBe('kill-replica');
+    expect(explainServerError({ ...call(6_000, 1), endedAt: 8_500 }, windows)).toBeUndefined();
+    expect(explainServerError({ ...call(6_000, 0), endedAt: 10_200 }, windows)).toBeUndefined();
+  });
+
   it('an EHR read fault explains only calls that read the EHR while the client waits; a post-back fault explains none', () => {
     const windows: FaultWindow[] = [
       { kind: 'ehr-read-503', start: 10_000, end: 20_000 },
