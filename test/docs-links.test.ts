@@ -130,9 +130,9 @@ describe('documentation links', () => {
     expect(problems).toEqual([]);
   });
 
-  it('README.md stays short: under about 200 lines', () => {
+  it('README.md stays short: under about 250 lines (the reliability table included)', () => {
     const readme = readRepoFile('README.md') ?? '';
-    expect(readme.split('\n').length).toBeLessThanOrEqual(210);
+    expect(readme.split('\n').length).toBeLessThanOrEqual(250);
   });
 
   it('docs/architecture.md lists every directory of src/', () => {
