@@ -18,6 +18,7 @@ import { makePdf, sha1Base64 } from './support/sandbox-ehr/documents.ts';
 import { seededDocument } from './support/sandbox-ehr/seed.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { generateClientKey, getAccessToken } from './support/tokens.ts';
+import { INTEGRITY_FETCHES } from '../src/records/store-record.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 const OTHER_REFERRER = { participant: 'harbor-hospital', clientId: 'harbor-ehr' };
@@ -254,7 +255,8 @@ describe('adding records (flow)', () => {
   });
 
   it('(c1) a record the last assembly left out (its bytes failed their check, or it was not found) is fetched again when posted again: 202, a new revision', async () => {
-    // An operative note of its own (bytes no earlier test stored), whose first download is cut to half its declared size.
+    // An operative note of its own (bytes no earlier test stored), whose downloads in the first
+    // assembly (INTEGRITY_FETCHES of them) are all cut to half its declared size.
     const bytes = makePdf({ title: 'Operative note', lines: ['Synthetic record (not a real person)', 'Posted again after a bad download.'] });
     const binary = await ehr.repo.createResource<Binary>({ resourceType: 'Binary', contentType: 'application/pdf' });
     ehr.blobs.set(binary.id as string, { bytes, contentType: 'application/pdf' });
@@ -267,13 +269,13 @@ describe('adding records (flow)', () => {
       content: [{ attachment: { contentType: 'application/pdf', size: bytes.length, hash: sha1Base64(bytes), url: `Binary/${binary.id}` } }],
     });
     const reference = `DocumentReference/${note.id}`;
-    const fault = ehr.faults.add({ path: `/Binary/${binary.id}`, wrongLength: true, times: 1 });
+    const fault = ehr.faults.add({ path: `/Binary/${binary.id}`, wrongLength: true, times: INTEGRITY_FETCHES });
     const { id } = await refer({ kind: 'revision', records: { documents: [{ reference: `DocumentReference/${docId('discharge-2024')}` }] } });
     const first = await assembled(id);
     expect(first.recordSet.status).toBe('awaiting-records');
     expect((await addRecords(id, { documents: [{ reference }] })).status).toBe(202);
     const failed = await assembled(id, first.recordSet.bundleId);
-    expect(fault.hits).toBe(1);
+    expect(fault.hits).toBe(INTEGRITY_FETCHES);
     expect(failed.recordSet).toMatchObject({ status: 'awaiting-records', recordsRevision: 1, integrityFailures: [{ reference: `${ehr.baseUrl}/${reference}`, kind: 'size', expected: bytes.length }] });
 
     // Posted again (relative or absolute): fetched again, as a new revision.
