@@ -20,6 +20,7 @@ import { businessStatus } from '../fhir/business-status.ts';
 import { BUSINESS_STATUS, type BusinessStatus } from '../fhir/constants.ts';
 import { startPeriodic } from '../jobs/periodic.ts';
 import type { Logger } from '../log/logger.ts';
+import { isVersionConflict } from '../store/conflict-retry.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { resources } from '../store/schema.ts';
 
@@ -64,7 +65,7 @@ export async function sweepOverdue(deps: { store: ResourceStore; now: () => Date
       })
       .catch((err: unknown) => {
         // Someone acted on the Task meanwhile: their change stands; the next run looks again.
-        if ((err as { outcome?: { id?: string } }).outcome?.id === 'precondition-failed') return undefined;
+        if (isVersionConflict(err)) return undefined;
         throw err;
       });
     if (marked) result.marked.push(id);

@@ -4,10 +4,10 @@
  * version the attempt read), and the attempt's AuditEvent. A Task written by someone else since
  * the attempt read it (412) is read again and the record retried, so no Task change is lost.
  */
-import { OperationOutcomeError } from '@medplum/core';
 import type { CodeableConcept, OperationOutcome, Task } from '@medplum/fhirtypes';
 import { type SQL, sql } from 'drizzle-orm';
 import type { AuditLog, AuditRecordInput } from '../audit/audit-log.ts';
+import { isVersionConflict } from '../store/conflict-retry.ts';
 import type { ResourceStore } from '../store/resource-store.ts';
 import { opinionDeliveries } from '../store/schema.ts';
 
@@ -47,7 +47,7 @@ export async function recordAttempt(deps: { store: ResourceStore; audit: Pick<Au
       });
       return;
     } catch (err) {
-      if (!task || attempt >= MAX_RECORD_ATTEMPTS || !isPreconditionFailed(err)) throw err;
+      if (!task || attempt >= MAX_RECORD_ATTEMPTS || !isVersionConflict(err)) throw err;
       task = await deps.store.read<Task>('Task', task.id as string, 'system');
       if (!task) throw err;
     }
@@ -71,8 +71,4 @@ function deliveryRowUpdate(id: string, row: DeliveryRowChange): SQL {
     ...(row.deliveredAt !== undefined ? [sql`delivered_at = ${row.deliveredAt.toISOString()}`] : []),
   ];
   return sql`UPDATE ${opinionDeliveries} SET ${sql.join(set, sql`, `)} WHERE id = ${id} RETURNING id`;
-}
-
-function isPreconditionFailed(err: unknown): boolean {
-  return err instanceof OperationOutcomeError && err.outcome.id === 'precondition-failed';
 }

@@ -1,11 +1,11 @@
-import { getStatus, OperationOutcomeError } from '@medplum/core';
+import { OperationOutcomeError } from '@medplum/core';
 
 /** Transactions a use case runs in all when each finds its resource moved on under it. */
 export const CONFLICT_ATTEMPTS = 3;
 
-/** The store refused a write because the resource is no longer at the version that was read (412). */
+/** The store refused a write because the resource is no longer at the version that was read (412, `precondition-failed`). */
 export function isVersionConflict(err: unknown): boolean {
-  return err instanceof OperationOutcomeError && getStatus(err.outcome) === 412;
+  return err instanceof OperationOutcomeError && err.outcome.id === 'precondition-failed';
 }
 
 /**
