@@ -46,6 +46,14 @@ export function notificationLeaseSeconds(timeoutMs = 5_000): number {
   return Math.ceil(timeoutMs / 1000) + 25;
 }
 
+/** Delays between record-assembly attempts (config ASSEMBLY_RETRY_*); 12 retries, fixed. */
+export interface AssemblyRetry {
+  retryDelaySeconds: number;
+  retryDelayMaxSeconds: number;
+}
+
+export const DEFAULT_ASSEMBLY_RETRY: AssemblyRetry = { retryDelaySeconds: 5, retryDelayMaxSeconds: 3600 };
+
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetry = { retryLimit: 20, retryDelaySeconds: 5 };
 
 export interface QueueSettings {
@@ -54,8 +62,8 @@ export interface QueueSettings {
   deliveryAttemptTimeoutSeconds?: number;
   /** Lease of one record-assembly attempt (config ASSEMBLY_ATTEMPT_TIMEOUT_SECONDS). Default 900. */
   assemblyAttemptTimeoutSeconds?: number;
-  /** Delays between record-assembly attempts (config ASSEMBLY_RETRY_*). Default 5 s doubling up to 3600 s. */
-  assemblyRetry?: { retryDelaySeconds: number; retryDelayMaxSeconds: number };
+  /** Delays between record-assembly attempts (config ASSEMBLY_RETRY_*). */
+  assemblyRetry?: AssemblyRetry;
   webhook?: WebhookRetry;
 }
 
@@ -64,7 +72,7 @@ export function queuePolicies(settings: QueueSettings = {}): QueuePolicy[] {
   const webhook = settings.webhook ?? DEFAULT_WEBHOOK_RETRY;
   return [
     // EHR outages: back off from 5 s up to an hour between attempts, give up after 12 (about half a day).
-    { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, retryDelaySeconds: settings.assemblyRetry?.retryDelaySeconds ?? 5, retryDelayMaxSeconds: settings.assemblyRetry?.retryDelayMaxSeconds ?? 3600, expireInSeconds: settings.assemblyAttemptTimeoutSeconds ?? 900 },
+    { name: QUEUE.assembleRecordSet, policy: 'standard', retryLimit: 12, ...(settings.assemblyRetry ?? DEFAULT_ASSEMBLY_RETRY), expireInSeconds: settings.assemblyAttemptTimeoutSeconds ?? 900 },
     // One job per consult note at a time (singleton key = its id): a re-drive never runs beside a retry.
     { name: QUEUE.deliverOpinion, policy: 'exclusive', ...delivery, expireInSeconds: settings.deliveryAttemptTimeoutSeconds ?? 300 },
     // One job per follow-up question's answer (singleton key = the question's id), retried like the opinion's post-back.
