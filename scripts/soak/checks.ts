@@ -11,17 +11,21 @@ import { auditCoverage, type Disclosure, loadAuditEvents } from './audits.ts';
 import type { ClientCall, DrivenReferral } from './driver.ts';
 import type { FaultWindow } from './faults.ts';
 import { identifierCounts } from './identifier-index.ts';
-import { notificationJobsOutstanding } from './notifications.ts';
-import { pushJobsOutstanding } from './push-clinic.ts';
 import type { SoakFindings } from './report.ts';
 import type { SoakTopology } from './topology.ts';
 
-const WORK_QUEUES = [QUEUE.assembleRecordSet, QUEUE.deliverOpinion];
+/** The queues whose work the checks wait for: record assembly, post-back, notifications, pushes. */
+const DRAINED_QUEUES = [QUEUE.assembleRecordSet, QUEUE.deliverOpinion, QUEUE.notifyWebhook, QUEUE.notifySubscription, QUEUE.pushRecordSet];
 
-/** Jobs still to run in the work queues. */
-async function outstanding(topology: SoakTopology): Promise<number> {
-  const rows = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM pgboss.job WHERE name = ANY($1) AND state IN ('created', 'retry', 'active')", [WORK_QUEUES]);
-  return Number(rows[0]?.n ?? 0);
+/** Jobs still to run in those queues, plus opinion deliveries and pushes still pending. */
+async function outstandingWork(topology: SoakTopology): Promise<number> {
+  const [row] = await topology.postgres.query<{ n: string }>(
+    `SELECT (SELECT count(*) FROM pgboss.job WHERE name = ANY($1) AND state IN ('created', 'retry', 'active'))
+          + (SELECT count(*) FROM opinion_delivery WHERE status = 'pending')
+          + (SELECT count(*) FROM record_set_push WHERE status = 'pending') AS n`,
+    [DRAINED_QUEUES],
+  );
+  return Number(row?.n ?? 0);
 }
 
 /** Waits until no work, notification or push job is outstanding and no opinion delivery or push is pending, or `ms` passed. */
@@ -29,8 +33,7 @@ export async function drain(topology: SoakTopology, ms: number): Promise<boolean
   const deadline = Date.now() + ms;
   for (;;) {
     try {
-      const pending = await topology.postgres.query<{ n: string }>("SELECT count(*) AS n FROM opinion_delivery WHERE status = 'pending'");
-      if ((await outstanding(topology)) === 0 && Number(pending[0]?.n ?? 0) === 0 && (await notificationJobsOutstanding(topology.postgres)) === 0 && (await pushJobsOutstanding(topology.postgres)) === 0) return true;
+      if ((await outstandingWork(topology)) === 0) return true;
     } catch {
       // the database is coming back from a fault
     }

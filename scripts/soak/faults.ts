@@ -24,30 +24,23 @@ const READ = /^\/fhir\/R4\/(DocumentReference|Patient|Consent|Binary)/;
 const BINARY = /\/Binary\//;
 const POSTBACK = /^\/fhir\/R4\/(DocumentReference|Communication)(\?|$)/;
 
+/** What each EHR fault does to the requests it matches (the schedule says how many: `times`). */
+const EHR_RULES: Partial<Record<ScheduledFault['kind'], Omit<FaultRule, 'times'>>> = {
+  'ehr-read-500': { path: READ, method: 'GET', status: 500 },
+  'ehr-read-503': { path: READ, method: 'GET', status: 503, headers: { 'retry-after': '1' } },
+  'ehr-read-timeout': { path: READ, method: 'GET', delayMs: 6_000 },
+  'ehr-read-reset': { path: READ, method: 'GET', resetConnection: true },
+  'ehr-binary-truncated': { path: BINARY, method: 'GET', wrongLength: true },
+  'ehr-postback-500': { path: POSTBACK, method: 'POST', status: 500 },
+  'ehr-postback-503': { path: POSTBACK, method: 'POST', status: 503 },
+  'ehr-postback-reset': { path: POSTBACK, method: 'POST', resetConnection: true },
+  'ehr-postback-lost-answer': { path: POSTBACK, method: 'POST', dropResponse: true },
+};
+
 function ehrRule(fault: ScheduledFault): FaultRule {
-  const times = fault.times ?? 1;
-  switch (fault.kind) {
-    case 'ehr-read-500':
-      return { path: READ, method: 'GET', status: 500, times };
-    case 'ehr-read-503':
-      return { path: READ, method: 'GET', status: 503, headers: { 'retry-after': '1' }, times };
-    case 'ehr-read-timeout':
-      return { path: READ, method: 'GET', delayMs: 6_000, times };
-    case 'ehr-read-reset':
-      return { path: READ, method: 'GET', resetConnection: true, times };
-    case 'ehr-binary-truncated':
-      return { path: BINARY, method: 'GET', wrongLength: true, times };
-    case 'ehr-postback-500':
-      return { path: POSTBACK, method: 'POST', status: 500, times };
-    case 'ehr-postback-503':
-      return { path: POSTBACK, method: 'POST', status: 503, times };
-    case 'ehr-postback-reset':
-      return { path: POSTBACK, method: 'POST', resetConnection: true, times };
-    case 'ehr-postback-lost-answer':
-      return { path: POSTBACK, method: 'POST', dropResponse: true, times };
-    default:
-      throw new Error(`not an EHR fault: ${fault.kind}`);
-  }
+  const rule = EHR_RULES[fault.kind];
+  if (!rule) throw new Error(`not an EHR fault: ${fault.kind}`);
+  return { ...rule, times: fault.times ?? 1 };
 }
 
 /**
@@ -139,11 +132,7 @@ export function runSchedule(
     async stop() {
       stopped = true;
       for (const cancel of stopPending) cancel();
-      await Promise.all(pending);
-      clearInterval(watcher);
-      topology.ehr.faults.clear();
-      options.pushClinic?.server.faults.clear();
-      for (const w of windows) w.end ??= Date.now() + 6_000;
+      await end();
     },
   };
 }

@@ -10,7 +10,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Bundle, Parameters, Subscription } from '@medplum/fhirtypes';
-import { QUEUE } from '../../src/jobs/queues.ts';
 import type { TaskNotification } from '../../src/notify/task-notifications.ts';
 import { verifyWebhook } from '../../src/notify/webhook-signature.ts';
 import { BACKPORT_EXTENSION, TASK_TOPIC } from '../../src/subscriptions/backport.ts';
@@ -32,7 +31,6 @@ const SUBSCRIBER_OWNER = `Organization/${SUBSCRIBER}`;
 const SUBSCRIPTION_HEADER = 'Bearer soak-subscription-receiver';
 /** How long after the receiver is back its window stays open: the retry backoff (from WEBHOOK_RETRY_DELAY_SECONDS, doubling) needs that to come round. */
 const RECOVERY_SLACK_MS = 45_000;
-export const NOTIFICATION_QUEUES = [QUEUE.notifyWebhook, QUEUE.notifySubscription];
 
 export interface NotificationReceiver {
   origin: string;
@@ -180,12 +178,6 @@ export async function receiverDown(receiver: NotificationReceiver | undefined, f
   await new Promise((r) => setTimeout(r, (fault.seconds ?? 5) * 1_000));
   receiver.down = undefined;
   window.end = Date.now() + RECOVERY_SLACK_MS;
-}
-
-/** Notification jobs still to run (the drain waits for them too). */
-export async function notificationJobsOutstanding(postgres: SoakPostgres): Promise<number> {
-  const rows = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM pgboss.job WHERE name = ANY($1) AND state IN ('created', 'retry', 'active')", [NOTIFICATION_QUEUES]);
-  return Number(rows[0]?.n ?? 0);
 }
 
 /** Every stored Task version (from the store's history table). */

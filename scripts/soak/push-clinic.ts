@@ -7,7 +7,6 @@
  */
 import type { Bundle, Resource, ResourceType } from '@medplum/fhirtypes';
 import { SYSTEM } from '../../src/fhir/constants.ts';
-import { QUEUE } from '../../src/jobs/queues.ts';
 import { outboundScope } from '../../src/outbound/outbound-scope.ts';
 import { type ExampleParticipant, outboundTo } from '../../test/support/example-network.ts';
 import { SERVICE_OUTBOUND_CLIENT_ID, SERVICE_OUTBOUND_PUBLIC_JWK } from '../../test/support/sandbox-ehr/clients.ts';
@@ -50,13 +49,6 @@ export function pushServerRule(fault: ScheduledFault): FaultRule {
   const path = /^\/fhir\/R4\/?$/;
   const times = fault.times ?? 1;
   return fault.kind === 'clinic-push-503' ? { path, method: 'POST', status: 503, times } : { path, method: 'POST', dropResponse: true, times };
-}
-
-/** Push jobs still to run (the drain waits for them too). */
-export async function pushJobsOutstanding(postgres: SoakPostgres): Promise<number> {
-  const rows = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM pgboss.job WHERE name = $1 AND state IN ('created', 'retry', 'active')", [QUEUE.pushRecordSet]);
-  const pending = await postgres.query<{ n: string }>("SELECT count(*) AS n FROM record_set_push WHERE status = 'pending'");
-  return Number(rows[0]?.n ?? 0) + Number(pending[0]?.n ?? 0);
 }
 
 export async function gatherPushes(postgres: SoakPostgres, clinic: PushClinic): Promise<PushFindings> {
