@@ -13,19 +13,10 @@ import { type SandboxEhr, startSandboxEhr } from './support/sandbox-ehr/server.t
 import type { SeededIds } from './support/sandbox-ehr/seed.ts';
 import { createProcessDatabase, type ProcessDatabase, type ServiceProcess, startServiceProcess, writeSandboxNetwork } from './support/service-process.ts';
 import { getAccessToken, loadExamplePrivateJwk } from './support/tokens.ts';
+import { IMPLANT_OPINION as OPINION } from './support/opinions.ts';
 
 /** The sandbox's seeded ids, for module-level builders (set once the sandbox runs). */
 let chart: SeededIds;
-
-const OPINION = {
-  diagnosisAgreement: 'agree',
-  planAgreement: 'agree-with-modifications',
-  diagnosis: [{ system: 'http://snomed.info/sct', code: '428341000124104', display: 'Complication of breast implant' }],
-  summary: 'Revision is reasonable once capsular contracture is graded.',
-  recommendations: [{ option: 'Implant exchange with capsulectomy', preferred: true, rationale: 'Grade IV contracture', risks: ['Infection'], recovery: '6 weeks' }],
-  missingInformation: [],
-  followUp: 'Review after imaging.',
-};
 
 /**
  * Short leases so a killed attempt is retried within seconds: lease 3 s, looked for every

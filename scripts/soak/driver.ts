@@ -21,19 +21,10 @@ import type { AuditKind } from './audits.ts';
 import { type LaterRecord, namesRecord } from './later-records.ts';
 import type { Replica } from './topology.ts';
 import { seededRandom } from './schedule.ts';
+import { IMPLANT_OPINION as OPINION } from '../../test/support/opinions.ts';
 
 /** Two clinics that pull their record sets, and one whose record sets are pushed to its own server (push-clinic.ts). */
 export const CLINICS = ['lakeside-consults', 'northfield-pathology', 'riverside-imaging'] as const;
-
-const OPINION = {
-  diagnosisAgreement: 'agree',
-  planAgreement: 'agree-with-modifications',
-  diagnosis: [{ system: 'http://snomed.info/sct', code: '428341000124104', display: 'Complication of breast implant' }],
-  summary: 'Revision is reasonable once capsular contracture is graded.',
-  recommendations: [{ option: 'Implant exchange with capsulectomy', preferred: true, rationale: 'Grade IV contracture', risks: ['Infection'], recovery: '6 weeks' }],
-  missingInformation: [],
-  followUp: 'Review after imaging.',
-};
 
 /** One HTTP call a client made (or tried to). */
 export interface ClientCall {
